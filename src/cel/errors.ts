@@ -1,7 +1,7 @@
 /** Errors of the CEL layer: compile errors carry a position, runtime errors a message. */
 
 export interface SourcePosition {
-  /** Offset in code points from the start of the expression. */
+  /** Offset in UTF-16 code units from the start of the expression. */
   readonly offset: number;
   /** 1-based line within the expression. */
   readonly line: number;
@@ -21,6 +21,8 @@ export interface CelCompileError {
 /** A CEL evaluation error: a missing key, a division by zero, no matching overload, … */
 export class CelEvalError extends Error {
   override readonly name = "CelEvalError";
+  /** Where in the expression it happened (UTF-16 offset), when known. */
+  offset: number | undefined;
 }
 
 /** The evaluation used more than its cost limit and was stopped. */
@@ -29,16 +31,14 @@ export class CelCostLimitError extends CelEvalError {}
 export function positionAt(source: string, offset: number): SourcePosition {
   let line = 1;
   let column = 1;
-  let index = 0;
-  for (const ch of source) {
-    if (index >= offset) break;
-    if (ch === "\n") {
+  for (let i = 0; i < offset && i < source.length; i++) {
+    const unit = source.charCodeAt(i);
+    if (unit === 10) {
       line++;
       column = 1;
-    } else {
+    } else if (unit < 0xdc00 || unit > 0xdfff) {
       column++;
     }
-    index++;
   }
   return { offset, line, column };
 }

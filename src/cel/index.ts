@@ -1,31 +1,52 @@
 /**
  * CEL for Polity: compile once, evaluate many times.
  *
- * `compileCel` parses and checks an expression and returns a program. Programs run on the
- * compiled evaluator (fast, JSON-shaped values) when the expression stays inside what it
- * implements exactly, and on the reference evaluator (@bufbuild/cel) otherwise.
+ * `compileCel` parses (Polity's parser: precise errors, cel.bind), checks names, functions
+ * and the types it can know, and returns a program. A program runs on the compiled
+ * evaluator (closures over JSON-shaped values, microseconds) when the expression stays
+ * within what that evaluator decides exactly; otherwise, and for any single evaluation
+ * the compiled evaluator cannot decide exactly, on the reference evaluator
+ * (@bufbuild/cel). Both meter cost, so a hostile expression is stopped, not waited for.
  */
-import { compileReference } from "./reference.js";
+import { checkExpression, CheckError } from "./checker.js";
+import { compileExpression } from "./compiler.js";
 import { CelEvalError, positionAt, type CelCompileError } from "./errors.js";
+import type { StaticType } from "./functions.js";
+import { parseCel, ParseError } from "./parser.js";
+import { compileReference, type ReferenceProgram } from "./reference.js";
+import { REFER, type Frame } from "./runtime.js";
 import type { Activation, CelValue } from "./values.js";
 
 export type { CelValue, Activation, CelMapValue } from "./values.js";
 export { ReferenceValue } from "./values.js";
-export { CelEvalError, CelCostLimitError, formatCompileError } from "./errors.js";
+export { CelEvalError, CelCostLimitError, formatCompileError, positionAt } from "./errors.js";
 export type { CelCompileError, SourcePosition } from "./errors.js";
+export type { StaticType } from "./functions.js";
+
+/** Kubernetes' per-expression runtime cost limit (cel.PerCallLimit). */
+export const DEFAULT_COST_LIMIT = 1_000_000;
 
 export interface CompileOptions {
   /** Variables the expression may reference; any other identifier is a compile error. */
   readonly variables: readonly string[];
+  /** Report overload mismatches between statically known types (default true). */
+  readonly typeCheck?: boolean;
+  /** Cost units one evaluation may spend before it is stopped (default 1,000,000). */
+  readonly costLimit?: number;
 }
 
 export interface CelProgram {
   readonly source: string;
   /** Which evaluator runs this program. */
   readonly engine: "compiled" | "reference";
-  /** Evaluates the program; throws CelEvalError when CEL defines the result as an error. */
+  /** The result type as far as it is known statically (`dyn` when it depends on the data). */
+  readonly resultType: StaticType;
+  /**
+   * Evaluates the program on JSON-shaped variables. Throws CelEvalError when CEL defines the
+   * result as an error, CelCostLimitError when the cost limit is reached.
+   */
   evaluate(activation: Activation): CelValue;
-  /** Evaluates with the reference evaluator regardless of engine (activation may hold ReferenceValues). */
+  /** Evaluates on the reference evaluator; the activation may hold ReferenceValues. */
   evaluateReference(activation: Activation): CelValue;
 }
 
@@ -33,15 +54,52 @@ export type CompileResult =
   | { readonly ok: true; readonly program: CelProgram }
   | { readonly ok: false; readonly error: CelCompileError };
 
-export function compileCel(source: string, _options: CompileOptions): CompileResult {
+export function compileCel(source: string, options: CompileOptions): CompileResult {
+  const fail = (kind: CelCompileError["kind"], message: string, offset: number): CompileResult => ({
+    ok: false,
+    error: { kind, message, position: positionAt(source, offset) },
+  });
   try {
-    const reference = compileReference(source);
-    return {
-      ok: true,
-      program: { source, engine: "reference", evaluate: reference, evaluateReference: reference },
+    const ast = parseCel(source);
+    const variables = [...options.variables];
+    const check = checkExpression(ast, { variables: new Set(variables), typeCheck: options.typeCheck ?? true });
+    const limit = options.costLimit ?? DEFAULT_COST_LIMIT;
+    let reference: ReferenceProgram;
+    try {
+      reference = compileReference(ast);
+    } catch (error) {
+      return fail("unsupported", (error as Error).message, 0);
+    }
+    const evaluateReference = (activation: Activation) => reference(activation, limit);
+    if (!check.compiled) {
+      return {
+        ok: true,
+        program: { source, engine: "reference", resultType: check.type, evaluate: evaluateReference, evaluateReference },
+      };
+    }
+    const compiled = compileExpression(ast, check, variables);
+    // One frame per program, reused: evaluation is synchronous and a program never re-enters itself.
+    const frame: Frame = { vars: new Array<unknown>(compiled.slots).fill(null), cost: 0, limit };
+    const run = compiled.evaluate;
+    const count = variables.length;
+    const evaluate = (activation: Activation): CelValue => {
+      frame.cost = 0;
+      for (let i = 0; i < count; i++) {
+        const value = activation[variables[i]!];
+        if (value === undefined) throw new CelEvalError(`no value for variable '${variables[i]}'`);
+        frame.vars[i] = value;
+      }
+      try {
+        return run(frame) as CelValue;
+      } catch (error) {
+        if (error === REFER) return reference(activation, limit);
+        throw error;
+      }
     };
+    return { ok: true, program: { source, engine: "compiled", resultType: check.type, evaluate, evaluateReference } };
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    return { ok: false, error: { kind: "syntax", message, position: positionAt(source, 0) } };
+    if (error instanceof ParseError) return fail("syntax", error.message, error.pos);
+    if (error instanceof CheckError) return fail("type", error.message, error.pos);
+    throw error;
   }
 }

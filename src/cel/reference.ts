@@ -3,63 +3,318 @@
  * ECMAScript (RE2 regular expressions, exact int/uint/double semantics, timestamps,
  * durations, the strings extension). Polity runs an expression here when it uses
  * something the compiled evaluator does not implement, or when a compiled evaluation
- * leaves the range where JSON numbers are exact (see compiler.ts).
+ * meets a case only the reference can decide exactly (see runtime.ts).
  *
- * Values cross the boundary in both directions here and nowhere else.
+ * Polity's own parser (better errors, cel.bind) produces the syntax tree; it is handed to
+ * @bufbuild/cel's planner as the standard `cel.expr.Expr`, with cost meters woven into
+ * comprehension loops and around operands, so a hostile expression is stopped here too.
+ *
+ * Values cross between Polity and @bufbuild/cel here and nowhere else.
  */
 import {
   celEnv,
+  celFunc,
   celList,
   celMap,
+  CelScalar,
   isCelError,
   isCelList,
   isCelMap,
   isCelUint,
-  parse as bufParse,
   plan as bufPlan,
   type CelEnv,
   type CelInput,
   type CelValue as BufValue,
 } from "@bufbuild/cel";
 import { strings } from "@bufbuild/cel/ext";
-import { CelEvalError } from "./errors.js";
+import { create } from "@bufbuild/protobuf";
+import { NullValue } from "@bufbuild/protobuf/wkt";
+import {
+  ConstantSchema,
+  ExprSchema,
+  Expr_CallSchema,
+  Expr_ComprehensionSchema,
+  Expr_CreateListSchema,
+  Expr_CreateStructSchema,
+  Expr_CreateStruct_EntrySchema,
+  Expr_IdentSchema,
+  Expr_SelectSchema,
+  type Constant,
+  type Expr as ProtoExpr,
+} from "@bufbuild/cel-spec/cel/expr/syntax_pb.js";
+import { countNodes, type Expr, type Literal } from "./ast.js";
+import { qualifiedFunction } from "./checker.js";
+import { FUNCTIONS } from "./functions.js";
+import { CelCostLimitError, CelEvalError } from "./errors.js";
+import type { Frame } from "./runtime.js";
 import { ReferenceValue, type Activation, type CelValue, type CelMapValue } from "./values.js";
 
-const environments = new Map<string, CelEnv>();
+const METER = "@polity_meter";
+const SIZE = "@polity_size";
 
-function environment(): CelEnv {
-  let env = environments.get("");
-  if (env === undefined) {
-    env = celEnv({ funcs: strings });
-    environments.set("", env);
+/** The frame of the evaluation in progress; evaluation is synchronous, so one at a time. */
+let active: (Frame & { exceeded: boolean }) | undefined;
+
+function spend(units: number): void {
+  if (active === undefined) return;
+  active.cost += units;
+  if (active.cost > active.limit) {
+    active.exceeded = true;
+    throw new CelCostLimitError(`evaluation exceeded its cost limit of ${active.limit}`);
   }
-  return env;
 }
 
-export type ReferenceProgram = (activation: Activation) => CelValue;
+function referenceSize(v: BufValue): number {
+  if (typeof v === "string") return Math.ceil(v.length * 0.1);
+  if (v instanceof Uint8Array) return Math.ceil(v.length * 0.1);
+  if (isCelList(v) || isCelMap(v)) return v.size;
+  return 1;
+}
 
-/** Parses and plans `source` with the reference evaluator; throws when it cannot parse it. */
-export function compileReference(source: string): ReferenceProgram {
-  const planned = bufPlan(environment(), bufParse(source));
-  return (activation) => {
+let environment: CelEnv | undefined;
+
+function env(): CelEnv {
+  environment ??= celEnv({
+    funcs: [
+      ...strings,
+      celFunc(METER, [CelScalar.DYN, CelScalar.INT], CelScalar.DYN, (value, units) => {
+        spend(Number(units));
+        return value as CelInput;
+      }),
+      celFunc(SIZE, [CelScalar.DYN], CelScalar.DYN, (value) => {
+        spend(referenceSize(value));
+        return value as CelInput;
+      }),
+    ],
+  });
+  return environment;
+}
+
+export type ReferenceProgram = (activation: Activation, limit: number) => CelValue;
+
+/** Plans `expr` on the reference evaluator. */
+export function compileReference(expr: Expr): ReferenceProgram {
+  const planned = bufPlan(env(), toProto(expr, new Ids()));
+  return (activation, limit) => {
     const bindings: Record<string, CelInput> = {};
     for (const name of Object.keys(activation)) {
       bindings[name] = toReference(activation[name]);
     }
-    const result = planned(bindings);
+    const previous = active;
+    const frame = { vars: [], cost: 0, limit, exceeded: false };
+    active = frame;
+    let result: BufValue | ReturnType<typeof planned>;
+    try {
+      result = planned(bindings);
+    } finally {
+      active = previous;
+    }
+    if (frame.exceeded) throw new CelCostLimitError(`evaluation exceeded its cost limit of ${limit}`);
     if (isCelError(result)) throw new CelEvalError(result.message);
     return fromReference(result);
   };
 }
 
-/** Whether the reference evaluator can parse `source`. */
-export function referenceParses(source: string): boolean {
-  try {
-    bufParse(source);
-    return true;
-  } catch {
-    return false;
+class Ids {
+  private next = 1n;
+  id(): bigint {
+    return this.next++;
   }
+}
+
+function node(ids: Ids, exprKind: ProtoExpr["exprKind"]): ProtoExpr {
+  return create(ExprSchema, { id: ids.id(), exprKind });
+}
+
+function constant(literal: Literal): Constant {
+  switch (literal.type) {
+    case "int":
+      return create(ConstantSchema, { constantKind: { case: "int64Value", value: literal.value } });
+    case "uint":
+      return create(ConstantSchema, { constantKind: { case: "uint64Value", value: literal.value } });
+    case "double":
+      return create(ConstantSchema, { constantKind: { case: "doubleValue", value: literal.value } });
+    case "string":
+      return create(ConstantSchema, { constantKind: { case: "stringValue", value: literal.value } });
+    case "bytes":
+      return create(ConstantSchema, { constantKind: { case: "bytesValue", value: literal.value } });
+    case "bool":
+      return create(ConstantSchema, { constantKind: { case: "boolValue", value: literal.value } });
+    case "null":
+      return create(ConstantSchema, { constantKind: { case: "nullValue", value: NullValue.NULL_VALUE } });
+  }
+}
+
+function call(ids: Ids, fn: string, args: ProtoExpr[], target?: ProtoExpr): ProtoExpr {
+  return node(ids, { case: "callExpr", value: create(Expr_CallSchema, { function: fn, args, target }) });
+}
+
+function ident(ids: Ids, name: string): ProtoExpr {
+  return node(ids, { case: "identExpr", value: create(Expr_IdentSchema, { name }) });
+}
+
+function literalExpr(ids: Ids, literal: Literal): ProtoExpr {
+  return node(ids, { case: "constExpr", value: constant(literal) });
+}
+
+const RESULT = "@result";
+
+/** Operands whose size makes an operation costly are passed through the size meter. */
+const SIZED_CALLS = new Set(["@in", "_==_", "_!=_", "_+_", "_<_", "_<=_", "_>_", "_>=_"]);
+
+function toProto(expr: Expr, ids: Ids): ProtoExpr {
+  const sub = (e: Expr) => toProto(e, ids);
+  switch (expr.kind) {
+    case "literal":
+      return literalExpr(ids, expr.literal);
+    case "ident":
+      return ident(ids, expr.name);
+    case "select":
+      if (expr.optional) {
+        return call(ids, "_?._", [sub(expr.operand), literalExpr(ids, { type: "string", value: expr.field })]);
+      }
+      return node(ids, {
+        case: "selectExpr",
+        value: create(Expr_SelectSchema, { operand: sub(expr.operand), field: expr.field, testOnly: false }),
+      });
+    case "has":
+      return node(ids, {
+        case: "selectExpr",
+        value: create(Expr_SelectSchema, { operand: sub(expr.operand), field: expr.field, testOnly: true }),
+      });
+    case "index":
+      return call(ids, expr.optional ? "_[?_]" : "_[_]", [sub(expr.operand), sub(expr.index)]);
+    case "list": {
+      const optionalIndices = expr.elements.flatMap((e, i) => (e.optional ? [i] : []));
+      return node(ids, {
+        case: "listExpr",
+        value: create(Expr_CreateListSchema, { elements: expr.elements.map((e) => sub(e.value)), optionalIndices }),
+      });
+    }
+    case "map":
+      return node(ids, {
+        case: "structExpr",
+        value: create(Expr_CreateStructSchema, {
+          messageName: "",
+          entries: expr.entries.map((e) =>
+            create(Expr_CreateStruct_EntrySchema, {
+              id: ids.id(),
+              keyKind: { case: "mapKey", value: sub(e.key) },
+              value: sub(e.value),
+              optionalEntry: e.optional,
+            }),
+          ),
+        }),
+      });
+    case "struct":
+      return node(ids, {
+        case: "structExpr",
+        value: create(Expr_CreateStructSchema, {
+          messageName: expr.typeName,
+          entries: expr.fields.map((f) =>
+            create(Expr_CreateStruct_EntrySchema, {
+              id: ids.id(),
+              keyKind: { case: "fieldKey", value: f.name },
+              value: sub(f.value),
+              optionalEntry: f.optional,
+            }),
+          ),
+        }),
+      });
+    case "bind":
+      // As cel-go expands cel.bind: a comprehension over nothing whose accumulator is the name.
+      return comprehension(ids, {
+        iterVar: "#unused",
+        iterRange: node(ids, { case: "listExpr", value: create(Expr_CreateListSchema, {}) }),
+        accuVar: expr.name,
+        accuInit: sub(expr.init),
+        loopCondition: literalExpr(ids, { type: "bool", value: false }),
+        loopStep: ident(ids, expr.name),
+        result: sub(expr.body),
+      });
+    case "comprehension":
+      return expandMacro(expr, ids);
+    case "call": {
+      const qualified = qualifiedFunction(expr);
+      const name = qualified ?? (expr.name.startsWith(".") ? expr.name.slice(1) : expr.name);
+      const target = expr.target === undefined || qualified !== undefined ? undefined : sub(expr.target);
+      const sized = SIZED_CALLS.has(name) || (FUNCTIONS.has(name) && name !== "dyn");
+      const meter = (e: ProtoExpr) => (sized ? call(ids, SIZE, [e]) : e);
+      return call(ids, name, expr.args.map((a) => meter(sub(a))), target === undefined ? undefined : meter(target));
+    }
+  }
+}
+
+function comprehension(ids: Ids, parts: {
+  iterVar: string;
+  iterRange: ProtoExpr;
+  accuVar: string;
+  accuInit: ProtoExpr;
+  loopCondition: ProtoExpr;
+  loopStep: ProtoExpr;
+  result: ProtoExpr;
+}): ProtoExpr {
+  return node(ids, { case: "comprehensionExpr", value: create(Expr_ComprehensionSchema, parts) });
+}
+
+/** The standard macro expansions of the CEL specification, with a cost meter on each iteration. */
+function expandMacro(expr: Expr & { kind: "comprehension" }, ids: Ids): ProtoExpr {
+  const sub = (e: Expr) => toProto(e, ids);
+  const result = () => ident(ids, RESULT);
+  const perIteration = 1 + countNodes(expr.predicate) + countNodes(expr.transform);
+  const metered = (condition: ProtoExpr) =>
+    call(ids, METER, [condition, literalExpr(ids, { type: "int", value: BigInt(perIteration) })]);
+  const bool = (value: boolean) => literalExpr(ids, { type: "bool", value });
+  const list = (elements: ProtoExpr[]) =>
+    node(ids, { case: "listExpr", value: create(Expr_CreateListSchema, { elements }) });
+  const variable = () => ident(ids, expr.variable);
+  let accuInit: ProtoExpr;
+  let loopCondition: ProtoExpr;
+  let loopStep: ProtoExpr;
+  let finalResult: ProtoExpr = result();
+  switch (expr.macro) {
+    case "all":
+      accuInit = bool(true);
+      loopCondition = call(ids, "@not_strictly_false", [result()]);
+      loopStep = call(ids, "_&&_", [result(), sub(expr.predicate!)]);
+      break;
+    case "exists":
+      accuInit = bool(false);
+      loopCondition = call(ids, "@not_strictly_false", [call(ids, "!_", [result()])]);
+      loopStep = call(ids, "_||_", [result(), sub(expr.predicate!)]);
+      break;
+    case "exists_one":
+      accuInit = literalExpr(ids, { type: "int", value: 0n });
+      loopCondition = bool(true);
+      loopStep = call(ids, "_?_:_", [
+        sub(expr.predicate!),
+        call(ids, "_+_", [result(), literalExpr(ids, { type: "int", value: 1n })]),
+        result(),
+      ]);
+      finalResult = call(ids, "_==_", [result(), literalExpr(ids, { type: "int", value: 1n })]);
+      break;
+    case "map": {
+      accuInit = list([]);
+      loopCondition = bool(true);
+      const append = call(ids, "_+_", [result(), list([sub(expr.transform!)])]);
+      loopStep = expr.predicate === undefined ? append : call(ids, "_?_:_", [sub(expr.predicate), append, result()]);
+      break;
+    }
+    case "filter":
+      accuInit = list([]);
+      loopCondition = bool(true);
+      loopStep = call(ids, "_?_:_", [sub(expr.predicate!), call(ids, "_+_", [result(), list([variable()])]), result()]);
+      break;
+  }
+  return comprehension(ids, {
+    iterVar: expr.variable,
+    iterRange: sub(expr.range),
+    accuVar: RESULT,
+    accuInit,
+    loopCondition: metered(loopCondition),
+    loopStep,
+    result: finalResult,
+  });
 }
 
 /** JSON-shaped value → reference input: integral numbers become int (bigint). */
@@ -119,3 +374,4 @@ export function fromReference(value: BufValue): CelValue {
   }
   return new ReferenceValue(value);
 }
+

@@ -1,0 +1,349 @@
+/**
+ * Static checks of a parsed expression, before anything runs:
+ * - every identifier is a declared variable, a comprehension or cel.bind variable, or a type name;
+ * - every function exists with that many arguments, and where argument types are known
+ *   statically (literals, operators over them) an overload matches them;
+ * - which evaluator will run it: the compiled one, unless the expression uses something only
+ *   the reference evaluator implements (uint, bytes, timestamps, optionals, messages, …).
+ *
+ * Admission data is dynamic (`object` is whatever was sent), so most types are `dyn` here;
+ * what can be known is checked, as cel-go's checker would with an untyped object.
+ */
+import type { Expr } from "./ast.js";
+import { assignable, FUNCTIONS, TYPE_NAMES, type StaticType } from "./functions.js";
+
+export class CheckError extends Error {
+  constructor(
+    message: string,
+    readonly pos: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface CheckResult {
+  readonly type: StaticType;
+  /** Whether the compiled evaluator implements everything the expression uses. */
+  readonly compiled: boolean;
+  /** Select nodes that name a variable with a dotted name (`a.b.c` declared as such). */
+  readonly qualifiedVariables: WeakMap<Expr, string>;
+}
+
+export interface CheckOptions {
+  readonly variables: ReadonlySet<string>;
+  /** Report overload mismatches between statically known types (on by default). */
+  readonly typeCheck: boolean;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+const ARITHMETIC: Record<string, readonly (readonly [StaticType, StaticType, StaticType])[]> = {
+  "_+_": [
+    ["int", "int", "int"],
+    ["uint", "uint", "uint"],
+    ["double", "double", "double"],
+    ["string", "string", "string"],
+    ["bytes", "bytes", "bytes"],
+    ["list", "list", "list"],
+    ["timestamp", "duration", "timestamp"],
+    ["duration", "timestamp", "timestamp"],
+    ["duration", "duration", "duration"],
+  ],
+  "_-_": [
+    ["int", "int", "int"],
+    ["uint", "uint", "uint"],
+    ["double", "double", "double"],
+    ["timestamp", "timestamp", "duration"],
+    ["timestamp", "duration", "timestamp"],
+    ["duration", "duration", "duration"],
+  ],
+  "_*_": [
+    ["int", "int", "int"],
+    ["uint", "uint", "uint"],
+    ["double", "double", "double"],
+  ],
+  "_/_": [
+    ["int", "int", "int"],
+    ["uint", "uint", "uint"],
+    ["double", "double", "double"],
+  ],
+  "_%_": [
+    ["int", "int", "int"],
+    ["uint", "uint", "uint"],
+  ],
+};
+
+const ORDERED = new Set<StaticType>(["int", "uint", "double", "string", "bytes", "bool", "timestamp", "duration"]);
+const NUMERIC = new Set<StaticType>(["int", "uint", "double"]);
+
+export function checkExpression(expr: Expr, options: CheckOptions): CheckResult {
+  const checker = new Checker(options);
+  const type = checker.check(expr, []);
+  return { type, compiled: checker.compiled, qualifiedVariables: checker.qualifiedVariables };
+}
+
+class Checker {
+  compiled = true;
+  readonly qualifiedVariables = new WeakMap<Expr, string>();
+
+  constructor(private readonly options: CheckOptions) {}
+
+  private reference(): void {
+    this.compiled = false;
+  }
+
+  private mismatch(name: string, pos: number, types: readonly StaticType[], target?: StaticType): never {
+    const display = name.replace(/^_(.*)_$/, "$1").replace(/^@in$/, "in");
+    const args = `(${types.join(", ")})`;
+    throw new CheckError(
+      `found no matching overload for '${display}' applied to '${target === undefined ? args : `${target}.${args}`}'`,
+      pos,
+    );
+  }
+
+  check(expr: Expr, locals: readonly string[]): StaticType {
+    switch (expr.kind) {
+      case "literal":
+        return this.literal(expr);
+      case "ident":
+        return this.ident(expr.name, expr.pos, locals);
+      case "select": {
+        if (expr.optional) {
+          this.reference();
+          this.check(expr.operand, locals);
+          return "optional";
+        }
+        const qualified = this.resolveQualified(expr, locals);
+        if (qualified !== undefined) return "dyn";
+        const operand = this.check(expr.operand, locals);
+        if (this.options.typeCheck && operand !== "dyn" && operand !== "map" && operand !== "optional") {
+          throw new CheckError(`type '${operand}' does not support field selection`, expr.pos);
+        }
+        if (operand === "optional") this.reference();
+        return "dyn";
+      }
+      case "has": {
+        const operand = this.check(expr.operand, locals);
+        if (this.options.typeCheck && operand !== "dyn" && operand !== "map") {
+          throw new CheckError(`type '${operand}' does not support field selection`, expr.pos);
+        }
+        return "bool";
+      }
+      case "index": {
+        if (expr.optional) this.reference();
+        const operand = this.check(expr.operand, locals);
+        const index = this.check(expr.index, locals);
+        if (this.options.typeCheck) {
+          if (operand === "list" && !assignable("int", index) && index !== "uint" && index !== "double") {
+            this.mismatch("_[_]", expr.pos, [operand, index]);
+          }
+          if (operand !== "list" && operand !== "map" && operand !== "dyn" && operand !== "optional") {
+            this.mismatch("_[_]", expr.pos, [operand, index]);
+          }
+        }
+        return expr.optional ? "optional" : "dyn";
+      }
+      case "list":
+        for (const element of expr.elements) {
+          if (element.optional) this.reference();
+          this.check(element.value, locals);
+        }
+        return "list";
+      case "map":
+        for (const entry of expr.entries) {
+          if (entry.optional) this.reference();
+          const key = this.check(entry.key, locals);
+          if (this.options.typeCheck && !["dyn", "string", "int", "uint", "bool"].includes(key)) {
+            throw new CheckError(`unsupported map key type '${key}'`, entry.key.pos);
+          }
+          this.check(entry.value, locals);
+        }
+        return "map";
+      case "struct":
+        this.reference();
+        for (const field of expr.fields) this.check(field.value, locals);
+        return "dyn";
+      case "comprehension": {
+        const range = this.check(expr.range, locals);
+        if (this.options.typeCheck && range !== "dyn" && range !== "list" && range !== "map") {
+          throw new CheckError(`${expr.macro}() needs a list or a map, not '${range}'`, expr.pos);
+        }
+        const inner = [...locals, expr.variable];
+        let predicate: StaticType = "bool";
+        if (expr.predicate !== undefined) predicate = this.check(expr.predicate, inner);
+        if (expr.transform !== undefined) this.check(expr.transform, inner);
+        if (this.options.typeCheck && !assignable("bool", predicate)) {
+          throw new CheckError(`the predicate of ${expr.macro}() must be a bool, not '${predicate}'`, expr.predicate!.pos);
+        }
+        return expr.macro === "map" || expr.macro === "filter" ? "list" : "bool";
+      }
+      case "bind":
+        this.check(expr.init, locals);
+        return this.check(expr.body, [...locals, expr.name]);
+      case "call":
+        return this.call(expr, locals);
+    }
+  }
+
+  private literal(expr: Expr & { kind: "literal" }): StaticType {
+    const literal = expr.literal;
+    switch (literal.type) {
+      case "int":
+        if (literal.value > MAX_SAFE || literal.value < -MAX_SAFE) this.reference();
+        return "int";
+      case "double":
+        // JSON cannot tell 2.0 from 2: an integral double is only exact on the reference.
+        if (Number.isInteger(literal.value)) this.reference();
+        return "double";
+      case "uint":
+      case "bytes":
+        this.reference();
+        return literal.type;
+      case "string":
+      case "bool":
+        return literal.type;
+      case "null":
+        return "null";
+    }
+  }
+
+  private ident(name: string, pos: number, locals: readonly string[]): StaticType {
+    if (!name.startsWith(".") && locals.includes(name)) return "dyn";
+    const bare = name.startsWith(".") ? name.slice(1) : name;
+    if (this.options.variables.has(bare)) return "dyn";
+    if (TYPE_NAMES.has(bare)) {
+      this.reference();
+      return "type";
+    }
+    if (!this.options.typeCheck) {
+      this.reference();
+      return "dyn";
+    }
+    throw new CheckError(`undeclared reference to '${bare}'`, pos);
+  }
+
+  /**
+   * `a.b.c` may name a variable declared with a dotted name; CEL resolves the longest
+   * declared prefix. Comprehension variables shadow such names.
+   */
+  private resolveQualified(expr: Expr & { kind: "select" }, locals: readonly string[]): string | undefined {
+    const parts: string[] = [];
+    let node: Expr = expr;
+    while (node.kind === "select" && !node.optional) {
+      parts.unshift(node.field);
+      node = node.operand;
+    }
+    if (node.kind !== "ident") return undefined;
+    const root = node.name.startsWith(".") ? node.name.slice(1) : node.name;
+    if (!node.name.startsWith(".") && locals.includes(root)) return undefined;
+    const full = [root, ...parts].join(".");
+    if (this.options.variables.has(full)) {
+      this.qualifiedVariables.set(expr, full);
+      return full;
+    }
+    return undefined;
+  }
+
+  private call(expr: Expr & { kind: "call" }, locals: readonly string[]): StaticType {
+    // A qualified global function such as strings.quote(s) parses as a method on an identifier.
+    const qualified = qualifiedFunction(expr);
+    const target = expr.target === undefined || qualified ? undefined : this.check(expr.target, locals);
+    const args = expr.args.map((arg) => this.check(arg, locals));
+    const typeCheck = this.options.typeCheck;
+    const [a, b] = args as [StaticType, StaticType];
+    switch (expr.name) {
+      case "_&&_":
+      case "_||_":
+        if (typeCheck && (!assignable("bool", a) || !assignable("bool", b))) this.mismatch(expr.name, expr.pos, args);
+        return "bool";
+      case "!_":
+        if (typeCheck && !assignable("bool", a)) this.mismatch(expr.name, expr.pos, args);
+        return "bool";
+      case "-_":
+        if (typeCheck && a !== "dyn" && a !== "int" && a !== "double" && a !== "duration") this.mismatch(expr.name, expr.pos, args);
+        return a === "dyn" ? "dyn" : a;
+      case "_?_:_": {
+        if (typeCheck && !assignable("bool", a)) this.mismatch(expr.name, expr.pos, args);
+        const [, t, f] = args as [StaticType, StaticType, StaticType];
+        return t === f ? t : "dyn";
+      }
+      case "_==_":
+      case "_!=_":
+        return "bool";
+      case "_<_":
+      case "_<=_":
+      case "_>_":
+      case "_>=_":
+        if (typeCheck && a !== "dyn" && b !== "dyn") {
+          const comparable = a === b || (NUMERIC.has(a) && NUMERIC.has(b));
+          if (!comparable || !ORDERED.has(a)) this.mismatch(expr.name, expr.pos, args);
+        }
+        return "bool";
+      case "@in":
+        if (typeCheck && b !== "dyn" && b !== "list" && b !== "map") this.mismatch(expr.name, expr.pos, args);
+        return "bool";
+      default:
+        break;
+    }
+    const arithmetic = ARITHMETIC[expr.name];
+    if (arithmetic !== undefined) {
+      if (a === "dyn" || b === "dyn") {
+        if (a === "uint" || b === "uint" || a === "timestamp" || b === "timestamp" || a === "duration" || b === "duration") {
+          this.reference();
+        }
+        return a === "dyn" ? b === "list" || b === "string" ? b : "dyn" : a === "list" || a === "string" ? a : "dyn";
+      }
+      const overload = arithmetic.find(([x, y]) => x === a && y === b);
+      if (overload === undefined) {
+        if (typeCheck) this.mismatch(expr.name, expr.pos, args);
+        return "dyn";
+      }
+      if (!["int", "double", "string", "list"].includes(overload[2])) this.reference();
+      return overload[2];
+    }
+    return this.function(expr, target, args);
+  }
+
+  private function(expr: Expr & { kind: "call" }, target: StaticType | undefined, args: readonly StaticType[]): StaticType {
+    const name = qualifiedFunction(expr) ?? (expr.name.startsWith(".") ? expr.name.slice(1) : expr.name);
+    const decl = FUNCTIONS.get(name);
+    if (decl === undefined) {
+      if (!this.options.typeCheck) {
+        // Unchecked, as cel-go without its checker: an unknown function is a runtime error.
+        this.reference();
+        return "dyn";
+      }
+      throw new CheckError(`undeclared reference to function '${name}'`, expr.pos);
+    }
+    const shaped = decl.overloads.filter(
+      (overload) => (overload.target === undefined) === (target === undefined) && overload.args.length === args.length,
+    );
+    if (shaped.length === 0) {
+      const style = target === undefined ? "a function" : "a method";
+      throw new CheckError(
+        `'${name}' cannot be called as ${style} with ${args.length} argument${args.length === 1 ? "" : "s"}`,
+        expr.pos,
+      );
+    }
+    const matching = shaped.filter(
+      (overload) =>
+        (overload.target === undefined || assignable(overload.target, target!)) &&
+        overload.args.every((t, i) => assignable(t, args[i]!)),
+    );
+    if (matching.length === 0) {
+      if (this.options.typeCheck) this.mismatch(name, expr.pos, args, target);
+      this.reference();
+      return "dyn";
+    }
+    if (!decl.compiled) this.reference();
+    const results = new Set(matching.map((overload) => overload.result));
+    return results.size === 1 ? [...results][0]! : "dyn";
+  }
+}
+
+/** `strings.quote(s)`: the name of a namespaced global function called through its namespace. */
+export function qualifiedFunction(expr: Expr & { kind: "call" }): string | undefined {
+  if (expr.target?.kind !== "ident") return undefined;
+  const name = `${expr.target.name}.${expr.name}`;
+  return FUNCTIONS.has(name) ? name : undefined;
+}
