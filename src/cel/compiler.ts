@@ -17,7 +17,9 @@ import {
   charge,
   compare,
   compileRegex,
+  distinctList,
   divideNumbers,
+  flattenList,
   hasOwn,
   isInt,
   isMap,
@@ -27,6 +29,7 @@ import {
   noSuchKey,
   REFER,
   sizeCost,
+  sortList,
   stringCost,
   subtractNumbers,
   upperAscii,
@@ -464,6 +467,17 @@ class Compiler {
           charge(f, stringCost(s));
           return s.split(separator);
         };
+      case "flatten":
+      case "distinct":
+      case "sort": {
+        const op = expr.name === "flatten" ? flattenList : expr.name === "distinct" ? distinctList : sortList;
+        return (f) => {
+          const list = receiver(f);
+          if (!Array.isArray(list)) throw REFER;
+          charge(f, expr.name === "distinct" ? list.length * list.length : list.length);
+          return op(list);
+        };
+      }
       case "join":
         return (f) => {
           const list = receiver(f);

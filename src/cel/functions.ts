@@ -115,6 +115,10 @@ export const FUNCTIONS: ReadonlyMap<string, FunctionDecl> = new Map<string, Func
   ["reverse", { compiled: false, overloads: [o("string", [], "string")] }],
   ["format", { compiled: false, overloads: [o("string", ["list"], "string")] }],
   ["strings.quote", { compiled: false, overloads: [o(undefined, ["string"], "string")] }],
+  // From cel-go's lists extension (ext.Lists): one-level flatten, first-occurrence distinct, ascending sort.
+  ["flatten", { compiled: true, overloads: [o("list", [], "list")] }],
+  ["distinct", { compiled: true, overloads: [o("list", [], "list")] }],
+  ["sort", { compiled: true, overloads: [o("list", [], "list")] }],
 ]);
 
 /** Identifiers that name types: valid values in CEL (`type(x) == int`), run on the reference. */

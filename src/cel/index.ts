@@ -13,6 +13,7 @@ import { compileExpression } from "./compiler.js";
 import { CelEvalError, positionAt, type CelCompileError } from "./errors.js";
 import type { StaticType } from "./functions.js";
 import { parseCel, ParseError } from "./parser.js";
+import { DefinitionError, withDefinitions } from "./definitions.js";
 import { compileReference, type ReferenceProgram } from "./reference.js";
 import { REFER, type Frame } from "./runtime.js";
 import type { Activation, CelValue } from "./values.js";
@@ -33,6 +34,16 @@ export interface CompileOptions {
   readonly typeCheck?: boolean;
   /** Cost units one evaluation may spend before it is stopped (default 1,000,000). */
   readonly costLimit?: number;
+  /**
+   * Named expressions the expression may use as `variables.<name>`, as a Kubernetes
+   * ValidatingAdmissionPolicy declares them; each may use the ones before it.
+   */
+  readonly definitions?: readonly Definition[];
+}
+
+export interface Definition {
+  readonly name: string;
+  readonly source: string;
 }
 
 export interface CelProgram {
@@ -60,7 +71,7 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
     error: { kind, message, position: positionAt(source, offset) },
   });
   try {
-    const ast = parseCel(source);
+    const ast = withDefinitions(parseCel(source), options.definitions ?? []);
     const variables = [...options.variables];
     const check = checkExpression(ast, { variables: new Set(variables), typeCheck: options.typeCheck ?? true });
     const limit = options.costLimit ?? DEFAULT_COST_LIMIT;
@@ -98,6 +109,10 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
     };
     return { ok: true, program: { source, engine: "compiled", resultType: check.type, evaluate, evaluateReference } };
   } catch (error) {
+    if (error instanceof DefinitionError) {
+      const where = error.definition === undefined ? "" : `in variables.${error.definition}: `;
+      return fail(error.kind, where + error.message, 0);
+    }
     if (error instanceof ParseError) return fail("syntax", error.message, error.pos);
     if (error instanceof CheckError) return fail("type", error.message, error.pos);
     throw error;

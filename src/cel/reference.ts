@@ -15,6 +15,8 @@ import {
   celEnv,
   celFunc,
   celList,
+  celMethod,
+  listType,
   celMap,
   CelScalar,
   isCelError,
@@ -24,8 +26,10 @@ import {
   plan as bufPlan,
   type CelEnv,
   type CelInput,
+  type CelList,
   type CelValue as BufValue,
 } from "@bufbuild/cel";
+import { canonicalJson } from "../canonical/index.js";
 import { strings } from "@bufbuild/cel/ext";
 import { create } from "@bufbuild/protobuf";
 import { NullValue } from "@bufbuild/protobuf/wkt";
@@ -85,9 +89,50 @@ function env(): CelEnv {
         spend(referenceSize(value));
         return value as CelInput;
       }),
+      ...listExtension(),
     ],
   });
   return environment;
+}
+
+/** cel-go's lists extension functions that Polity's compiled evaluator also implements. */
+function listExtension() {
+  const list = listType(CelScalar.DYN);
+  const key = (v: BufValue): string => {
+    const polity = fromReference(v);
+    return polity instanceof ReferenceValue ? `ref:${String(polity.value)}` : canonicalJson(polity);
+  };
+  return [
+    celMethod("flatten", list, [], list, function (this: CelList) {
+      const out: CelInput[] = [];
+      for (const item of this) {
+        if (isCelList(item)) for (const inner of item) out.push(inner as CelInput);
+        else out.push(item as CelInput);
+      }
+      return celList(out);
+    }),
+    celMethod("distinct", list, [], list, function (this: CelList) {
+      const seen = new Set<string>();
+      const out: CelInput[] = [];
+      for (const item of this) {
+        const k = key(item);
+        if (!seen.has(k)) {
+          seen.add(k);
+          out.push(item as CelInput);
+        }
+      }
+      return celList(out);
+    }),
+    celMethod("sort", list, [], list, function (this: CelList) {
+      const items = [...this];
+      const kind = items.length === 0 ? "" : typeof items[0];
+      if (items.some((item) => typeof item !== kind) || (items.length > 0 && !["bigint", "number", "string", "boolean"].includes(kind))) {
+        throw new Error("sort() needs a list of one orderable type");
+      }
+      items.sort((a, b) => ((a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0));
+      return celList(items as CelInput[]);
+    }),
+  ];
 }
 
 export type ReferenceProgram = (activation: Activation, limit: number) => CelValue;

@@ -200,3 +200,32 @@ export function moduloNumbers(a: number, b: number): number {
   const r = a % b;
   return r === 0 ? 0 : r;
 }
+
+/** `[1, [2, 3]].flatten()` is `[1, 2, 3]`: one level, as cel-go's lists extension. */
+export function flattenList(list: readonly unknown[]): unknown[] {
+  const out: unknown[] = [];
+  for (const item of list) {
+    if (Array.isArray(item)) out.push(...(item as unknown[]));
+    else out.push(item);
+  }
+  return out;
+}
+
+/** The list without repeated elements (CEL equality), first occurrences kept in order. */
+export function distinctList(list: readonly unknown[]): unknown[] {
+  const out: unknown[] = [];
+  for (const item of list) {
+    if (!out.some((seen) => celEquals(seen, item))) out.push(item);
+  }
+  return out;
+}
+
+/** Ascending order; every element must be of one orderable type (numbers, strings or bools). */
+export function sortList(list: readonly unknown[]): unknown[] {
+  if (list.length === 0) return [];
+  const kind = typeof list[0];
+  if ((kind !== "number" && kind !== "string" && kind !== "boolean") || list.some((item) => typeof item !== kind)) {
+    throw REFER;
+  }
+  return [...list].sort((a, b) => compare(a, b) ?? 0);
+}

@@ -1,0 +1,223 @@
+/**
+ * evaluate: the decision on one admission request, from an effective policy set alone.
+ *
+ * For each policy that matches the request's kind, operation and subresource (and, for
+ * Pod policies, each workload's pod template), whose namespace selector and match
+ * conditions hold: every rule is evaluated; a false rule is a violation at the policy's
+ * enforcement (deny refuses, warn warns, audit annotates) unless an active exception
+ * covers it. A rule that cannot be evaluated follows the policy's failure policy (Fail:
+ * a violation; Ignore: skipped, and noted for audit).
+ *
+ * Time is an input: exceptions apply strictly before their expiry, compared with `now`.
+ */
+import { CelCostLimitError, CelEvalError, positionAt } from "../cel/index.js";
+import type { EffectivePolicySet } from "../layering/effective.js";
+import { matchesSelector, type Labels } from "../layering/selector.js";
+import type { Enforcement } from "../policy/schema.js";
+import { candidatesFor, podCandidatesFor, prepare, type PreparedPolicy, type PreparedRule } from "./prepare.js";
+import type { AdmissionRequest } from "./request.js";
+import { isWorkload, podFromWorkload } from "./workloads.js";
+
+export interface Violation {
+  readonly policy: string;
+  readonly rule: string;
+  readonly message: string;
+  readonly enforcement: Enforcement;
+  /** Set when the violation is in a workload's pod template rather than the object itself. */
+  readonly target?: "pod template";
+}
+
+export interface Exemption {
+  readonly policy: string;
+  readonly rule: string;
+  readonly exception: string;
+  readonly expiresAt: string;
+}
+
+export interface Decision {
+  readonly allowed: boolean;
+  /** Every rule that failed and was not exempted: deny, warn and audit alike. */
+  readonly violations: readonly Violation[];
+  /** Warnings for the API server to show the user (warn violations). */
+  readonly warnings: readonly string[];
+  readonly auditAnnotations: Readonly<Record<string, string>>;
+  /** Violations that an active exception turned off. */
+  readonly exemptions: readonly Exemption[];
+}
+
+export interface DecisionContext {
+  /** Milliseconds since the epoch; exceptions apply strictly before their expiry. */
+  readonly now: number;
+  /** The request's Namespace object, when known: its labels select policies. */
+  readonly namespaceObject?: unknown;
+}
+
+const EMPTY: Labels = Object.freeze({});
+
+function labelsOf(object: unknown): Labels {
+  if (typeof object !== "object" || object === null) return EMPTY;
+  const metadata = (object as { metadata?: unknown }).metadata;
+  if (typeof metadata !== "object" || metadata === null) return EMPTY;
+  const labels = (metadata as { labels?: unknown }).labels;
+  return typeof labels === "object" && labels !== null && !Array.isArray(labels) ? (labels as Labels) : EMPTY;
+}
+
+/**
+ * The labels a namespace selector is matched against, as the API server does: a Namespace
+ * is matched on its own labels, other cluster-scoped objects always match (undefined), and
+ * namespaced objects on their namespace's labels. When the Namespace object is not known,
+ * only the label every namespace carries, `kubernetes.io/metadata.name`, is.
+ */
+function namespaceLabels(request: AdmissionRequest, namespaceObject: unknown): Labels | undefined {
+  if (request.kind.kind === "Namespace" && request.kind.group === "") {
+    return labelsOf(request.object ?? request.oldObject);
+  }
+  const namespace = request.namespace;
+  if (namespace === undefined || namespace === "") return undefined;
+  const labels = labelsOf(namespaceObject);
+  if (labels[NAME_LABEL] === namespace) return labels;
+  return { ...labels, [NAME_LABEL]: namespace };
+}
+
+const NAME_LABEL = "kubernetes.io/metadata.name";
+
+/** The decision under construction; one per request. */
+class Verdict {
+  allowed = true;
+  readonly violations: Violation[] = [];
+  readonly warnings: string[] = [];
+  readonly audit: string[] = [];
+  readonly errors: string[] = [];
+  readonly exemptions: Exemption[] = [];
+
+  add(policy: PreparedPolicy, rule: string, message: string, target: "pod template" | undefined): void {
+    const enforcement = policy.policy.enforcement;
+    this.violations.push(target === undefined ? { policy: policy.policy.name, rule, message, enforcement } : { policy: policy.policy.name, rule, message, enforcement, target });
+    const where = target === undefined ? "" : " (pod template)";
+    if (enforcement === "deny") this.allowed = false;
+    else if (enforcement === "warn") this.warnings.push(`${policy.policy.name}${where}: ${message}`);
+    else this.audit.push(`${policy.policy.name}/${rule}${where}: ${message}`);
+  }
+
+  finish(): Decision {
+    const auditAnnotations: Record<string, string> = {};
+    if (this.audit.length > 0) auditAnnotations["audit-violations"] = this.audit.join("; ");
+    if (this.errors.length > 0) auditAnnotations["evaluation-errors"] = this.errors.join("; ");
+    if (this.exemptions.length > 0) {
+      auditAnnotations["exemptions"] = this.exemptions.map((e) => `${e.policy}/${e.rule} by exception ${e.exception} (expires ${e.expiresAt})`).join("; ");
+    }
+    return { allowed: this.allowed, violations: this.violations, warnings: this.warnings, auditAnnotations, exemptions: this.exemptions };
+  }
+}
+
+function describeError(error: unknown, source: string): string {
+  if (error instanceof CelCostLimitError) return error.message;
+  if (error instanceof CelEvalError) {
+    const at = error.offset === undefined ? "" : ` (at ${positionAt(source, error.offset).line}:${positionAt(source, error.offset).column})`;
+    return `${error.message}${at}`;
+  }
+  throw error;
+}
+
+function ruleMessage(rule: PreparedRule, activation: Record<string, unknown>): string {
+  if (rule.messageProgram !== undefined) {
+    try {
+      const message = rule.messageProgram.evaluate(activation);
+      if (typeof message === "string" && message.trim() !== "") return message;
+    } catch (error) {
+      describeError(error, rule.expression);
+    }
+  }
+  return rule.message ?? `failed expression: ${rule.expression}`;
+}
+
+function exceptionFor(policy: PreparedPolicy, rule: string, request: AdmissionRequest, object: unknown, now: number) {
+  for (const e of policy.exceptions) {
+    if (now >= e.expiresAtMs) continue;
+    if (e.rules !== undefined && !e.rules.has(rule)) continue;
+    if (e.namespaces !== undefined && (request.namespace === undefined || !e.namespaces.has(request.namespace))) continue;
+    if (e.names !== undefined && !e.names.has(request.name ?? "")) continue;
+    if (e.objectSelector !== undefined && !matchesSelector(e.objectSelector, labelsOf(object))) continue;
+    return e;
+  }
+  return undefined;
+}
+
+function evaluatePolicy(
+  policy: PreparedPolicy,
+  activation: Record<string, unknown>,
+  request: AdmissionRequest,
+  context: DecisionContext,
+  target: "pod template" | undefined,
+  verdict: Verdict,
+): void {
+  activation.params = policy.params;
+  const failClosed = policy.policy.failurePolicy === "Fail";
+  for (const condition of policy.conditions) {
+    let holds: unknown;
+    try {
+      holds = condition.program.evaluate(activation);
+    } catch (error) {
+      const why = describeError(error, condition.program.source);
+      if (failClosed) verdict.add(policy, condition.name, `match condition could not be evaluated: ${why}`, target);
+      else verdict.errors.push(`${policy.policy.name}/${condition.name}: ${why}`);
+      return;
+    }
+    if (holds !== true) return;
+  }
+  for (const rule of policy.rules) {
+    let passed: unknown;
+    let message: string | undefined;
+    try {
+      passed = rule.program.evaluate(activation);
+      if (passed !== true && passed !== false) message = `rule must evaluate to a bool, but evaluated to ${JSON.stringify(passed)}`;
+    } catch (error) {
+      message = `rule could not be evaluated: ${describeError(error, rule.expression)}`;
+    }
+    if (passed === true) continue;
+    if (message !== undefined && !failClosed) {
+      verdict.errors.push(`${policy.policy.name}/${rule.name}: ${message}`);
+      continue;
+    }
+    const exception = policy.exceptions.length === 0 ? undefined : exceptionFor(policy, rule.name, request, activation.object ?? activation.oldObject, context.now);
+    if (exception !== undefined) {
+      verdict.exemptions.push({ policy: policy.policy.name, rule: rule.name, exception: exception.exception.name, expiresAt: exception.exception.expiresAt });
+      continue;
+    }
+    verdict.add(policy, rule.name, message ?? ruleMessage(rule, activation), target);
+  }
+}
+
+export function evaluate(set: EffectivePolicySet, request: AdmissionRequest, context: DecisionContext): Decision {
+  const prepared = prepare(set);
+  const verdict = new Verdict();
+  const subresource = request.subResource ?? "";
+  const nsLabels = namespaceLabels(request, context.namespaceObject);
+  const activation: Record<string, unknown> = {
+    object: request.object ?? null,
+    oldObject: request.oldObject ?? null,
+    request,
+    params: null,
+    namespaceObject: context.namespaceObject ?? null,
+  };
+  const selected = (policy: PreparedPolicy) =>
+    policy.namespaceSelector === undefined || nsLabels === undefined || matchesSelector(policy.namespaceSelector, nsLabels);
+  for (const policy of candidatesFor(prepared, request.kind.group, request.kind.kind, request.operation, subresource)) {
+    if (selected(policy)) evaluatePolicy(policy, activation, request, context, undefined, verdict);
+  }
+  if (subresource === "" && isWorkload(request.kind)) {
+    const pods = podCandidatesFor(prepared, request.operation);
+    if (pods.length > 0) {
+      const pod = podFromWorkload(request.kind, request.object);
+      const oldPod = podFromWorkload(request.kind, request.oldObject);
+      if (pod !== null || oldPod !== null) {
+        activation.object = pod;
+        activation.oldObject = oldPod;
+        for (const policy of pods) {
+          if (selected(policy)) evaluatePolicy(policy, activation, request, context, "pod template", verdict);
+        }
+      }
+    }
+  }
+  return verdict.finish();
+}

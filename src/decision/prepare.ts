@@ -1,0 +1,142 @@
+/**
+ * An effective policy set made ready for decisions: every expression compiled (from the
+ * process-wide cache, so a set costs almost nothing to prepare once its layers are
+ * loaded), policies indexed by kind and operation, exceptions with their expiry parsed.
+ * Preparation happens once per set; decisions then only look up and evaluate.
+ */
+import type { CelProgram, Definition } from "../cel/index.js";
+import { PolityError } from "../errors.js";
+import type { EffectiveException, EffectivePolicy, EffectivePolicySet } from "../layering/effective.js";
+import type { LabelSelector } from "../policy/schema.js";
+import { compilePolicyExpression } from "../policy/programs.js";
+
+export interface PreparedRule {
+  readonly name: string;
+  readonly expression: string;
+  readonly program: CelProgram;
+  readonly message: string | undefined;
+  readonly messageProgram: CelProgram | undefined;
+}
+
+export interface PreparedException {
+  readonly exception: EffectiveException;
+  readonly expiresAtMs: number;
+  readonly rules: ReadonlySet<string> | undefined;
+  readonly namespaces: ReadonlySet<string> | undefined;
+  readonly names: ReadonlySet<string> | undefined;
+  readonly objectSelector: LabelSelector | undefined;
+}
+
+export interface PreparedPolicy {
+  readonly policy: EffectivePolicy;
+  /** `undefined` group: any group. */
+  readonly kinds: readonly { readonly group: string | undefined; readonly kind: string }[];
+  readonly anyKind: boolean;
+  /** Whether the policy also judges pod templates of workloads. */
+  readonly matchesPods: boolean;
+  readonly operations: ReadonlySet<string>;
+  readonly subresources: ReadonlySet<string>;
+  readonly namespaceSelector: LabelSelector | undefined;
+  readonly conditions: readonly { readonly name: string; readonly program: CelProgram }[];
+  readonly rules: readonly PreparedRule[];
+  readonly params: Readonly<Record<string, unknown>>;
+  readonly exceptions: readonly PreparedException[];
+}
+
+export interface PreparedSet {
+  readonly set: EffectivePolicySet;
+  readonly policies: readonly PreparedPolicy[];
+  /** Candidates by `group/Kind|OPERATION|subresource`, filled on first use. */
+  readonly candidates: Map<string, readonly PreparedPolicy[]>;
+  /** Pod policies by `OPERATION`, for workloads' pod templates. */
+  readonly podCandidates: Map<string, readonly PreparedPolicy[]>;
+}
+
+function program(source: string, definitions: readonly Definition[], what: string): CelProgram {
+  const result = compilePolicyExpression(source, definitions);
+  if (!result.ok) throw PolityError.of("invalid", `${what}: ${result.error.message}`);
+  return result.program;
+}
+
+function preparePolicy(policy: EffectivePolicy, exceptions: readonly EffectiveException[]): PreparedPolicy {
+  const definitions = policy.variables.map((v) => ({ name: v.name, source: v.expression }));
+  const where = (rule: string) => `policy ${JSON.stringify(policy.name)}, ${rule}`;
+  const kinds = policy.match.kinds
+    .filter((k) => k !== "*")
+    .map((k) => {
+      const slash = k.lastIndexOf("/");
+      return slash < 0 ? { group: undefined, kind: k } : { group: k.slice(0, slash) === "core" ? "" : k.slice(0, slash), kind: k.slice(slash + 1) };
+    });
+  return {
+    policy,
+    kinds,
+    anyKind: policy.match.kinds.includes("*"),
+    matchesPods: kinds.some((k) => k.kind === "Pod" && (k.group === undefined || k.group === "")),
+    operations: new Set(policy.match.operations),
+    subresources: new Set(policy.match.subresources),
+    namespaceSelector: policy.namespaceSelector,
+    conditions: policy.matchConditions.map((c) => ({ name: c.name, program: program(c.expression, definitions, where(`match condition ${c.name}`)) })),
+    rules: policy.validations.map((v) => ({
+      name: v.name,
+      expression: v.expression,
+      program: program(v.expression, definitions, where(`rule ${v.name}`)),
+      message: v.message,
+      messageProgram: v.messageExpression === undefined ? undefined : program(v.messageExpression, definitions, where(`rule ${v.name} message`)),
+    })),
+    params: Object.freeze({ ...policy.params }),
+    exceptions: exceptions
+      .filter((e) => e.policy === policy.name)
+      .map((exception) => ({
+        exception,
+        expiresAtMs: Date.parse(exception.expiresAt),
+        rules: exception.rules === undefined ? undefined : new Set(exception.rules),
+        namespaces: exception.namespaces === undefined ? undefined : new Set(exception.namespaces),
+        names: exception.names === undefined ? undefined : new Set(exception.names),
+        objectSelector: exception.objectSelector,
+      })),
+  };
+}
+
+const prepared = new WeakMap<EffectivePolicySet, PreparedSet>();
+
+/** The prepared form of a set, built on first use and kept as long as the set lives. */
+export function prepare(set: EffectivePolicySet): PreparedSet {
+  let p = prepared.get(set);
+  if (p === undefined) {
+    p = {
+      set,
+      policies: set.document.policies.map((policy) => preparePolicy(policy, set.document.exceptions)),
+      candidates: new Map(),
+      podCandidates: new Map(),
+    };
+    prepared.set(set, p);
+  }
+  return p;
+}
+
+/** The policies that match a kind, operation and subresource, in the set's (name) order. */
+export function candidatesFor(p: PreparedSet, group: string, kind: string, operation: string, subresource: string): readonly PreparedPolicy[] {
+  const key = `${group}/${kind}|${operation}|${subresource}`;
+  let list = p.candidates.get(key);
+  if (list === undefined) {
+    list = p.policies.filter(
+      (policy) =>
+        policy.operations.has(operation) &&
+        (subresource === "" || policy.subresources.has(subresource)) &&
+        (policy.anyKind || policy.kinds.some((k) => k.kind === kind && (k.group === undefined || k.group === group))),
+    );
+    // Kinds come from requests: bound the index so that unusual traffic cannot grow it without end.
+    if (p.candidates.size >= 4096) p.candidates.clear();
+    p.candidates.set(key, list);
+  }
+  return list;
+}
+
+export function podCandidatesFor(p: PreparedSet, operation: string): readonly PreparedPolicy[] {
+  let list = p.podCandidates.get(operation);
+  if (list === undefined) {
+    list = p.policies.filter((policy) => policy.matchesPods && policy.operations.has(operation));
+    p.podCandidates.set(operation, list);
+  }
+  return list;
+}

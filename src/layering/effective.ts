@@ -1,0 +1,559 @@
+/**
+ * effectivePolicySet: the policies that apply to one cluster, from the global layer, the
+ * cluster's region layer and the cluster's own layer (DESIGN.md section 3).
+ *
+ * One pure, deterministic function: the same layers and cluster give the same canonical
+ * bytes and hash. Layers combine like constraints: a policy is defined once, by the
+ * highest tier that writes it, and each lower tier's document of the same name refines it:
+ * - it may add validations and variables, and tighten;
+ * - it may set params only where an upper tier declared them overridable, inside the bounds;
+ * - a locked policy is never weakened (enforcement, failure policy, scope, match, lock);
+ * - local-protected domains (quota, scheduling, node-pools, network-overlays, caching)
+ *   belong to regions and clusters: the lowest tier that defines such a policy owns it,
+ *   and a tier above may set it only where the owner delegates to it.
+ * Whatever may not be combined is a MergeError naming both policies, both owners and the
+ * rule that forbids it. Nothing is dropped silently.
+ */
+import { canonicalJson, contentHash } from "../canonical/index.js";
+import { PolityError, type Problem } from "../errors.js";
+import type { Layer, LayerException, LayerPolicy, Origin } from "../policy/layer.js";
+import {
+  LOCAL_PROTECTED_DOMAINS,
+  type Enforcement,
+  type LabelSelector,
+  type Match,
+  type Operation,
+  type Param,
+  type Scope,
+  type Tier,
+} from "../policy/schema.js";
+import { matchesSelector, type Labels } from "./selector.js";
+
+export interface ClusterIdentity {
+  readonly name: string;
+  readonly region: string;
+  readonly labels: Labels;
+}
+
+export interface Provenance {
+  readonly tier: Tier;
+  readonly layer: string;
+  readonly owner: string;
+}
+
+export interface EffectiveValidation {
+  readonly name: string;
+  readonly expression: string;
+  readonly message?: string;
+  readonly messageExpression?: string;
+  /** The tier whose document added this rule. */
+  readonly tier: Tier;
+}
+
+export interface EffectivePolicy {
+  readonly name: string;
+  readonly owner: string;
+  readonly domain: string;
+  /** The tier that defines the policy (its owner's tier). */
+  readonly tier: Tier;
+  readonly match: { readonly kinds: readonly string[]; readonly operations: readonly Operation[]; readonly subresources: readonly string[] };
+  readonly namespaceSelector?: LabelSelector;
+  /** CEL conditions that must all hold for the policy to apply. */
+  readonly matchConditions: readonly { readonly name: string; readonly expression: string }[];
+  readonly params: Readonly<Record<string, unknown>>;
+  readonly variables: readonly { readonly name: string; readonly expression: string }[];
+  readonly validations: readonly EffectiveValidation[];
+  readonly enforcement: Enforcement;
+  readonly failurePolicy: "Fail" | "Ignore";
+  readonly locked: boolean;
+  /** The tier that locked it, when locked. */
+  readonly lockedAt?: Tier;
+  /** Every document that shaped it, defining one first. */
+  readonly provenance: readonly Provenance[];
+}
+
+export interface EffectiveException {
+  readonly name: string;
+  readonly policy: string;
+  /** Rules it relaxes; absent = every rule of the policy. */
+  readonly rules?: readonly string[];
+  readonly namespaces?: readonly string[];
+  readonly names?: readonly string[];
+  readonly objectSelector?: LabelSelector;
+  readonly justification: string;
+  readonly approvedBy: string;
+  /** RFC 3339; the exception applies strictly before this time. */
+  readonly expiresAt: string;
+  readonly tier: Tier;
+  readonly layer: string;
+}
+
+export interface EffectivePolicySetDocument {
+  readonly apiVersion: "polity.dev/v1";
+  readonly kind: "EffectivePolicySet";
+  readonly cluster: ClusterIdentity;
+  /** Sorted by name. */
+  readonly policies: readonly EffectivePolicy[];
+  /** Sorted by policy, then name. */
+  readonly exceptions: readonly EffectiveException[];
+}
+
+export interface EffectivePolicySet {
+  readonly document: EffectivePolicySetDocument;
+  /** `sha256:<hex>` of the canonical bytes. */
+  readonly hash: string;
+  /** The canonical JSON (RFC 8785) of the document. */
+  readonly canonical: string;
+}
+
+const TIER_ORDER: Record<Tier, number> = { global: 0, region: 1, cluster: 2 };
+const STRENGTH: Record<Enforcement, number> = { audit: 0, warn: 1, deny: 2 };
+const DEFAULT_OPERATIONS: readonly Operation[] = ["CREATE", "UPDATE"];
+const PROTECTED = new Set<string>(LOCAL_PROTECTED_DOMAINS);
+
+interface Definition {
+  readonly tier: Tier;
+  readonly layer: Layer;
+  readonly policy: LayerPolicy;
+}
+
+class MergeProblems {
+  readonly list: Problem[] = [];
+
+  add(origin: Origin | undefined, field: (string | number)[], message: string, rule: string): void {
+    const path = field.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
+    this.list.push({
+      message: `${message} [rule: ${rule}]`,
+      path: path === "" ? undefined : path,
+      location: origin?.locate(field),
+    });
+  }
+}
+
+function describe(d: Definition): string {
+  return `policy ${JSON.stringify(d.policy.document.metadata.name)} of layer ${JSON.stringify(d.layer.name)} (tier ${d.tier}, owner ${JSON.stringify(d.policy.document.metadata.owner)})`;
+}
+
+/** The layers that concern a cluster, one per tier, in order; more than one per tier is an error. */
+function stackFor(layers: readonly Layer[], cluster: ClusterIdentity): Layer[] {
+  const pick = (tier: Tier, applies: (layer: Layer) => boolean): Layer | undefined => {
+    const found = layers.filter((l) => l.tier === tier && applies(l));
+    if (found.length > 1) {
+      throw PolityError.of(
+        "merge-refused",
+        `cluster ${JSON.stringify(cluster.name)} has ${found.length} ${tier} layers (${found.map((l) => JSON.stringify(l.name)).join(", ")}); a tier has one layer per cluster [rule: one-layer-per-tier]`,
+      );
+    }
+    return found[0];
+  };
+  return [
+    pick("global", () => true),
+    pick("region", (l) => l.region === cluster.region),
+    pick("cluster", (l) => l.cluster === cluster.name),
+  ].filter((l): l is Layer => l !== undefined);
+}
+
+function appliesToCluster(scope: Scope | undefined, cluster: ClusterIdentity): boolean {
+  if (scope === undefined) return true;
+  if (scope.regions !== undefined && !scope.regions.includes(cluster.region)) return false;
+  return matchesSelector(scope.clusterSelector, cluster.labels);
+}
+
+function isComplete(policy: LayerPolicy): boolean {
+  const spec = policy.document.spec;
+  return spec.domain !== undefined && spec.match !== undefined && (spec.validations?.length ?? 0) > 0;
+}
+
+/** Mutable state of one policy while its definitions are applied. */
+interface Merged {
+  name: string;
+  owner: string;
+  domain: string;
+  tier: Tier;
+  match: { kinds: string[]; operations: Operation[]; subresources: string[] };
+  scope: Scope | undefined;
+  matchConditions: { name: string; expression: string }[];
+  params: Map<string, { value: unknown; override: Param["override"] }>;
+  variables: { name: string; expression: string }[];
+  validations: EffectiveValidation[];
+  enforcement: Enforcement;
+  failurePolicy: "Fail" | "Ignore";
+  locked: boolean;
+  lockedAt: Tier | undefined;
+  provenance: Provenance[];
+  delegate: readonly Tier[];
+  base: Definition;
+}
+
+function normalizeMatch(match: Match): Merged["match"] {
+  return {
+    kinds: [...new Set(match.kinds)].sort(),
+    operations: [...new Set(match.operations ?? DEFAULT_OPERATIONS)].sort() as Operation[],
+    subresources: [...new Set(match.subresources ?? [])].sort(),
+  };
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return canonicalJson(a ?? null) === canonicalJson(b ?? null);
+}
+
+function typeOf(v: unknown): string {
+  return v === null ? "null" : Array.isArray(v) ? "list" : typeof v;
+}
+
+function withinBounds(value: unknown, override: NonNullable<Param["override"]>): string | undefined {
+  if (override.allowedValues !== undefined && !override.allowedValues.some((allowed) => sameJson(allowed, value))) {
+    return `${JSON.stringify(value)} is not one of the allowed values ${JSON.stringify(override.allowedValues)}`;
+  }
+  if (override.min !== undefined || override.max !== undefined) {
+    if (typeof value !== "number") return `${JSON.stringify(value)} is not a number, but the param has numeric bounds`;
+    if (override.min !== undefined && value < override.min) return `${value} is below the minimum ${override.min}`;
+    if (override.max !== undefined && value > override.max) return `${value} is above the maximum ${override.max}`;
+  }
+  return undefined;
+}
+
+function startPolicy(base: Definition, problems: MergeProblems): Merged {
+  const doc = base.policy.document;
+  const spec = doc.spec;
+  const params = new Map<string, { value: unknown; override: Param["override"] }>();
+  for (const [key, param] of Object.entries(spec.params ?? {})) {
+    if (param.value !== undefined) {
+      problems.add(base.policy.origin, ["spec", "params", key, "value"], `${describe(base)} defines param ${JSON.stringify(key)}: a defining policy gives it a default, not a value`, "param-default");
+    }
+    if (param.override !== undefined && param.default !== undefined) {
+      const outside = withinBounds(param.default, param.override);
+      if (outside !== undefined) {
+        problems.add(base.policy.origin, ["spec", "params", key, "default"], `${describe(base)}: the default of param ${JSON.stringify(key)} is outside its own bounds: ${outside}`, "param-out-of-bounds");
+      }
+    }
+    params.set(key, { value: param.default ?? null, override: param.override });
+  }
+  const enforcement = spec.enforcement ?? "deny";
+  const locked = spec.locked ?? false;
+  return {
+    name: doc.metadata.name,
+    owner: doc.metadata.owner ?? "unowned",
+    domain: spec.domain!,
+    tier: base.tier,
+    match: normalizeMatch(spec.match!),
+    scope: spec.scope,
+    matchConditions: [...(spec.matchConditions ?? [])],
+    params,
+    variables: [...(spec.variables ?? [])],
+    validations: (spec.validations ?? []).map((v, i) => ({
+      name: v.name ?? `rule-${i + 1}`,
+      expression: v.expression,
+      ...(v.message === undefined ? {} : { message: v.message }),
+      ...(v.messageExpression === undefined ? {} : { messageExpression: v.messageExpression }),
+      tier: base.tier,
+    })),
+    enforcement,
+    failurePolicy: spec.failurePolicy ?? "Fail",
+    locked,
+    lockedAt: locked ? base.tier : undefined,
+    provenance: [{ tier: base.tier, layer: base.layer.name, owner: doc.metadata.owner ?? "unowned" }],
+    delegate: spec.delegate ?? [],
+    base,
+  };
+}
+
+/** Applies a lower (or, for protected domains, delegated) tier's document to the policy. */
+function refine(merged: Merged, def: Definition, problems: MergeProblems): void {
+  const spec = def.policy.document.spec;
+  const who = `${describe(def)} may not`;
+  const base = describe(merged.base);
+  const lockedRule = (what: string) => `${who} ${what} ${base}, which is locked`;
+  if (spec.builtin !== undefined) {
+    problems.add(def.policy.origin, ["spec", "builtin"], `${who} include a built-in into ${base}: only the defining document includes one`, "refinement-builtin");
+  }
+  if (spec.domain !== undefined && spec.domain !== merged.domain) {
+    problems.add(def.policy.origin, ["spec", "domain"], `${who} move ${base} from domain ${JSON.stringify(merged.domain)} to ${JSON.stringify(spec.domain)}`, "domain-mismatch");
+  }
+  if (spec.delegate !== undefined) {
+    problems.add(def.policy.origin, ["spec", "delegate"], `${who} delegate ${base}: only the owner of a local-protected policy delegates it`, "delegate-owner-only");
+  }
+  if (spec.match !== undefined) {
+    const next = normalizeMatch(spec.match);
+    if (merged.locked) {
+      const missing = [
+        ...merged.match.kinds.filter((k) => !next.kinds.includes(k)).map((k) => `kind ${k}`),
+        ...merged.match.operations.filter((o) => !next.operations.includes(o)).map((o) => `operation ${o}`),
+        ...merged.match.subresources.filter((s) => !next.subresources.includes(s)).map((s) => `subresource ${s}`),
+      ];
+      if (missing.length > 0) {
+        problems.add(def.policy.origin, ["spec", "match"], `${lockedRule("match less than")}: it drops ${missing.join(", ")}`, "locked-match");
+      } else {
+        merged.match = next;
+      }
+    } else {
+      merged.match = next;
+    }
+  }
+  if (spec.matchConditions !== undefined && spec.matchConditions.length > 0) {
+    if (merged.locked) {
+      problems.add(def.policy.origin, ["spec", "matchConditions"], `${lockedRule("add match conditions to")}: they would narrow where it applies`, "locked-match");
+    } else {
+      merged.matchConditions.push(...spec.matchConditions);
+    }
+  }
+  if (spec.scope !== undefined) {
+    if (merged.locked && !sameJson(spec.scope, merged.scope)) {
+      problems.add(def.policy.origin, ["spec", "scope"], lockedRule("change the scope of"), "locked-scope");
+    } else {
+      merged.scope = spec.scope;
+    }
+  }
+  if (spec.enforcement !== undefined) {
+    if (merged.locked && STRENGTH[spec.enforcement] < STRENGTH[merged.enforcement]) {
+      problems.add(def.policy.origin, ["spec", "enforcement"], `${lockedRule("weaken")}: enforcement ${merged.enforcement} → ${spec.enforcement}`, "locked-enforcement");
+    } else {
+      merged.enforcement = spec.enforcement;
+    }
+  }
+  if (spec.failurePolicy !== undefined) {
+    if (merged.locked && merged.failurePolicy === "Fail" && spec.failurePolicy === "Ignore") {
+      problems.add(def.policy.origin, ["spec", "failurePolicy"], `${lockedRule("weaken")}: failurePolicy Fail → Ignore`, "locked-failure-policy");
+    } else {
+      merged.failurePolicy = spec.failurePolicy;
+    }
+  }
+  if (spec.locked === false && merged.locked) {
+    problems.add(def.policy.origin, ["spec", "locked"], lockedRule("unlock"), "locked-unlock");
+  } else if (spec.locked === true && !merged.locked) {
+    merged.locked = true;
+    merged.lockedAt = def.tier;
+  }
+  for (const [key, param] of Object.entries(spec.params ?? {})) {
+    const declared = merged.params.get(key);
+    if (declared === undefined) {
+      problems.add(def.policy.origin, ["spec", "params", key], `${who} set param ${JSON.stringify(key)}: ${base} declares no such param`, "param-undeclared");
+      continue;
+    }
+    if (param.default !== undefined) {
+      problems.add(def.policy.origin, ["spec", "params", key, "default"], `${who} change the default of param ${JSON.stringify(key)} of ${base}; set value instead, where the bounds allow`, "param-default");
+    }
+    if (param.value !== undefined) {
+      const override = declared.override;
+      if (override === undefined || !(override.allowedTiers as readonly string[]).includes(def.tier)) {
+        const allowed = override === undefined ? "no tier" : override.allowedTiers.join(" and ");
+        problems.add(def.policy.origin, ["spec", "params", key, "value"], `${who} set param ${JSON.stringify(key)} of ${base}: it is overridable by ${allowed}, not by ${def.tier}`, "param-not-overridable");
+      } else if (declared.value !== null && param.value !== null && typeOf(param.value) !== typeOf(declared.value)) {
+        problems.add(def.policy.origin, ["spec", "params", key, "value"], `${who} set param ${JSON.stringify(key)} of ${base} to a ${typeOf(param.value)}: it is a ${typeOf(declared.value)}`, "param-type");
+      } else {
+        const outside = withinBounds(param.value, override);
+        if (outside !== undefined) {
+          problems.add(def.policy.origin, ["spec", "params", key, "value"], `${who} set param ${JSON.stringify(key)} of ${base} out of bounds: ${outside}`, "param-out-of-bounds");
+        } else {
+          declared.value = param.value;
+        }
+      }
+    }
+    if (param.override !== undefined) {
+      const previous = declared.override;
+      const narrowed = param.override;
+      const wider =
+        previous === undefined ||
+        narrowed.allowedTiers.some((t) => !previous.allowedTiers.includes(t)) ||
+        (previous.min !== undefined && (narrowed.min === undefined || narrowed.min < previous.min)) ||
+        (previous.max !== undefined && (narrowed.max === undefined || narrowed.max > previous.max)) ||
+        (previous.allowedValues !== undefined &&
+          (narrowed.allowedValues === undefined || narrowed.allowedValues.some((v) => !previous.allowedValues!.some((p) => sameJson(p, v)))));
+      if (wider) {
+        problems.add(def.policy.origin, ["spec", "params", key, "override"], `${who} widen the bounds of param ${JSON.stringify(key)} of ${base}; a lower tier may only narrow them`, "param-bounds-widened");
+      } else {
+        const outside = withinBounds(declared.value, narrowed);
+        if (outside !== undefined) {
+          problems.add(def.policy.origin, ["spec", "params", key, "override"], `${who} narrow param ${JSON.stringify(key)} of ${base} so that its current value is excluded: ${outside}`, "param-out-of-bounds");
+        } else {
+          declared.override = narrowed;
+        }
+      }
+    }
+  }
+  for (const [i, variable] of (spec.variables ?? []).entries()) {
+    if (merged.variables.some((v) => v.name === variable.name)) {
+      problems.add(def.policy.origin, ["spec", "variables", i, "name"], `${who} redefine variable ${JSON.stringify(variable.name)} of ${base}`, "variable-redefined");
+    } else {
+      merged.variables.push(variable);
+    }
+  }
+  for (const [i, validation] of (spec.validations ?? []).entries()) {
+    const name = validation.name ?? `rule-${merged.validations.length + 1}`;
+    if (merged.validations.some((v) => v.name === name)) {
+      problems.add(def.policy.origin, ["spec", "validations", i, "name"], `${who} redefine rule ${JSON.stringify(name)} of ${base}; a lower tier adds rules under new names`, "rule-redefined");
+      continue;
+    }
+    merged.validations.push({
+      name,
+      expression: validation.expression,
+      ...(validation.message === undefined ? {} : { message: validation.message }),
+      ...(validation.messageExpression === undefined ? {} : { messageExpression: validation.messageExpression }),
+      tier: def.tier,
+    });
+  }
+  merged.provenance.push({ tier: def.tier, layer: def.layer.name, owner: def.policy.document.metadata.owner ?? "unowned" });
+}
+
+function freeze(merged: Merged): EffectivePolicy {
+  const params: Record<string, unknown> = {};
+  for (const key of [...merged.params.keys()].sort()) params[key] = merged.params.get(key)!.value;
+  return {
+    name: merged.name,
+    owner: merged.owner,
+    domain: merged.domain,
+    tier: merged.tier,
+    match: merged.match,
+    ...(merged.scope?.namespaceSelector === undefined ? {} : { namespaceSelector: merged.scope.namespaceSelector }),
+    matchConditions: merged.matchConditions,
+    params,
+    variables: merged.variables,
+    validations: merged.validations,
+    enforcement: merged.enforcement,
+    failurePolicy: merged.failurePolicy,
+    locked: merged.locked,
+    ...(merged.lockedAt === undefined ? {} : { lockedAt: merged.lockedAt }),
+    provenance: merged.provenance,
+  };
+}
+
+/** Merges the definitions of one policy name for a cluster; undefined when it does not apply there. */
+function mergePolicy(name: string, definitions: readonly Definition[], cluster: ClusterIdentity, problems: MergeProblems): Merged | undefined {
+  const domains = [...new Set(definitions.map((d) => d.policy.document.spec.domain).filter((d): d is string => d !== undefined))];
+  const domain = domains[0];
+  if (domain !== undefined && PROTECTED.has(domain)) return mergeProtected(name, definitions, domain, cluster, problems);
+  let merged: Merged | undefined;
+  let scopedAway = false;
+  for (const def of definitions) {
+    if (merged === undefined) {
+      if (!isComplete(def.policy)) {
+        if (!scopedAway) {
+          problems.add(def.policy.origin, ["spec"], `${describe(def)} refines policy ${JSON.stringify(name)}, which no upper tier defines for cluster ${JSON.stringify(cluster.name)}; a defining policy needs spec.domain, spec.match and spec.validations`, "refinement-without-base");
+        }
+        continue;
+      }
+      if (!appliesToCluster(def.policy.document.spec.scope, cluster)) {
+        scopedAway = true;
+        continue;
+      }
+      merged = startPolicy(def, problems);
+      if (def.policy.document.spec.delegate !== undefined) {
+        problems.add(def.policy.origin, ["spec", "delegate"], `${describe(def)} delegates, but domain ${JSON.stringify(merged.domain)} is not local-protected; delegate applies to ${LOCAL_PROTECTED_DOMAINS.join(", ")}`, "delegate-owner-only");
+      }
+    } else {
+      refine(merged, def, problems);
+    }
+  }
+  if (merged === undefined || !appliesToCluster(merged.scope, cluster)) return undefined;
+  return merged;
+}
+
+/**
+ * Local-protected domains: the lowest tier that defines the policy owns it; tiers above may
+ * define it only where the owner's `delegate` names them, and their documents refine the
+ * owner's, nearest tier first.
+ */
+function mergeProtected(
+  name: string,
+  definitions: readonly Definition[],
+  domain: string,
+  cluster: ClusterIdentity,
+  problems: MergeProblems,
+): Merged | undefined {
+  const applicable = definitions.filter((d) => appliesToCluster(d.policy.document.spec.scope, cluster) || !isComplete(d.policy));
+  if (applicable.length === 0) return undefined;
+  const owner = applicable[applicable.length - 1]!;
+  if (owner.tier === "global") {
+    problems.add(owner.policy.origin, ["spec", "domain"], `${describe(owner)} sets domain ${JSON.stringify(domain)}, which belongs to regions and clusters: the global tier may set it only where a region or cluster layer defines ${JSON.stringify(name)} with delegate: [global]`, "protected-domain");
+    return undefined;
+  }
+  if (!isComplete(owner.policy)) {
+    problems.add(owner.policy.origin, ["spec"], `${describe(owner)} owns the local-protected policy ${JSON.stringify(name)} and must define it completely (spec.domain, spec.match, spec.validations)`, "refinement-without-base");
+    return undefined;
+  }
+  const merged = startPolicy(owner, problems);
+  for (const def of [...applicable.slice(0, -1)].reverse()) {
+    if (!merged.delegate.includes(def.tier)) {
+      problems.add(def.policy.origin, ["spec"], `${describe(def)} may not set ${describe(owner)}: domain ${JSON.stringify(domain)} is local-protected and its owner delegates to ${merged.delegate.length === 0 ? "no tier" : merged.delegate.join(" and ")}`, "protected-domain");
+      continue;
+    }
+    refine(merged, def, problems);
+  }
+  return appliesToCluster(merged.scope, cluster) ? merged : undefined;
+}
+
+function effectiveException(e: LayerException, layer: Layer): EffectiveException {
+  const spec = e.document.spec;
+  return {
+    name: e.document.metadata.name,
+    policy: spec.policy,
+    ...(spec.rules === undefined ? {} : { rules: [...spec.rules].sort() }),
+    ...(spec.scope.namespaces === undefined ? {} : { namespaces: [...spec.scope.namespaces].sort() }),
+    ...(spec.scope.names === undefined ? {} : { names: [...spec.scope.names].sort() }),
+    ...(spec.scope.objectSelector === undefined ? {} : { objectSelector: spec.scope.objectSelector }),
+    justification: spec.justification,
+    approvedBy: spec.approvedBy,
+    expiresAt: spec.expiresAt,
+    tier: layer.tier,
+    layer: layer.name,
+  };
+}
+
+export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIdentity): EffectivePolicySet {
+  const stack = stackFor(layers, cluster);
+  const problems = new MergeProblems();
+  const byName = new Map<string, Definition[]>();
+  for (const layer of stack) {
+    for (const policy of layer.policies) {
+      const name = policy.document.metadata.name;
+      let list = byName.get(name);
+      if (list === undefined) byName.set(name, (list = []));
+      list.push({ tier: layer.tier, layer, policy });
+    }
+  }
+  const policies: EffectivePolicy[] = [];
+  const merged = new Map<string, Merged>();
+  for (const name of [...byName.keys()].sort()) {
+    const result = mergePolicy(name, byName.get(name)!, cluster, problems);
+    if (result !== undefined) {
+      merged.set(name, result);
+      policies.push(freeze(result));
+    }
+  }
+  const exceptions: EffectiveException[] = [];
+  for (const layer of stack) {
+    for (const exception of layer.exceptions) {
+      const spec = exception.document.spec;
+      const who = `exception ${JSON.stringify(exception.document.metadata.name)} of layer ${JSON.stringify(layer.name)} (tier ${layer.tier}, approved by ${JSON.stringify(spec.approvedBy)})`;
+      if (!byName.has(spec.policy)) {
+        problems.add(exception.origin, ["spec", "policy"], `${who} names policy ${JSON.stringify(spec.policy)}, which no layer of cluster ${JSON.stringify(cluster.name)} defines`, "exception-unknown-policy");
+        continue;
+      }
+      if (spec.scope.clusters !== undefined && !spec.scope.clusters.includes(cluster.name)) continue;
+      if (spec.scope.regions !== undefined && !spec.scope.regions.includes(cluster.region)) continue;
+      const policy = merged.get(spec.policy);
+      if (policy === undefined) continue; // the policy does not apply to this cluster, so neither does its exception
+      if (policy.locked && TIER_ORDER[layer.tier] > TIER_ORDER[policy.lockedAt!]) {
+        problems.add(exception.origin, ["spec", "policy"], `${who} may not relax ${describe(policy.base)}, locked at tier ${policy.lockedAt}: exceptions to a locked policy are written in the layer that locked it or above`, "exception-locked");
+        continue;
+      }
+      const unknown = (spec.rules ?? []).filter((rule) => !policy.validations.some((v) => v.name === rule));
+      if (unknown.length > 0) {
+        problems.add(exception.origin, ["spec", "rules"], `${who} names rule(s) ${unknown.map((r) => JSON.stringify(r)).join(", ")} that ${describe(policy.base)} does not have (it has ${policy.validations.map((v) => v.name).join(", ")})`, "exception-unknown-rule");
+        continue;
+      }
+      exceptions.push(effectiveException(exception, layer));
+    }
+  }
+  if (problems.list.length > 0) throw new PolityError("merge-refused", problems.list);
+  exceptions.sort((a, b) => (a.policy === b.policy ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.policy < b.policy ? -1 : 1));
+  const document: EffectivePolicySetDocument = {
+    apiVersion: "polity.dev/v1",
+    kind: "EffectivePolicySet",
+    cluster: { name: cluster.name, region: cluster.region, labels: cluster.labels },
+    policies,
+    exceptions,
+  };
+  const canonical = canonicalJson(document);
+  return { document, canonical, hash: contentHash(canonical) };
+}

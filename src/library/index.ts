@@ -1,0 +1,48 @@
+/**
+ * The built-in policy library. A policy names an entry with `spec.builtin`
+ * (`pod-security/restricted@v1.25`), and the CLI takes `builtin:pod-security/restricted`.
+ * Entries supply the domain, match, variables and validations; the policy document that
+ * uses one keeps its own name, owner, scope, enforcement and lock.
+ */
+import { API_VERSION, type Match, type PolicyDocument, type Validation } from "../policy/schema.js";
+import { podSecurityPolicy, POD_SECURITY_LEVELS } from "./pod-security/index.js";
+
+export interface BuiltinPolicy {
+  /** The name a policy made from this entry gets by default. */
+  readonly name: string;
+  readonly description: string;
+  readonly domain: string;
+  readonly match: Match;
+  readonly matchConditions: readonly { name: string; expression: string }[];
+  readonly variables: readonly { name: string; expression: string }[];
+  readonly validations: readonly Validation[];
+}
+
+export const BUILTIN_PREFIX = "builtin:";
+
+/** Every entry, for `--help` and errors. */
+export const BUILTIN_ENTRIES = POD_SECURITY_LEVELS.map((level) => `pod-security/${level}`);
+
+/** The entry for a reference such as `pod-security/restricted@v1.25`, or why there is none. */
+export function resolveBuiltin(reference: string): BuiltinPolicy | string {
+  const ref = reference.startsWith(BUILTIN_PREFIX) ? reference.slice(BUILTIN_PREFIX.length) : reference;
+  const at = ref.indexOf("@");
+  const name = at < 0 ? ref : ref.slice(0, at);
+  const version = at < 0 ? "latest" : ref.slice(at + 1);
+  const [family, level] = name.split("/");
+  if (family === "pod-security" && level !== undefined) return podSecurityPolicy(level, version);
+  return `unknown built-in policy ${JSON.stringify(reference)}; the library has ${BUILTIN_ENTRIES.join(", ")}`;
+}
+
+/** A complete Policy document for a `builtin:` reference given on the command line. */
+export function builtinPolicyDocument(reference: string): PolicyDocument | string {
+  const builtin = resolveBuiltin(reference);
+  if (typeof builtin === "string") return builtin;
+  const ref = reference.startsWith(BUILTIN_PREFIX) ? reference.slice(BUILTIN_PREFIX.length) : reference;
+  return {
+    apiVersion: API_VERSION,
+    kind: "Policy",
+    metadata: { name: builtin.name, owner: "polity-library", description: builtin.description },
+    spec: { builtin: ref, enforcement: "deny" },
+  };
+}

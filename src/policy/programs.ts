@@ -1,0 +1,46 @@
+/**
+ * The CEL programs of policies: every expression is compiled once per process, when the
+ * layer that holds it is loaded, and shared by every cluster's effective policy set that
+ * uses it. The cache is keyed by the expression and the variables it may see.
+ */
+import { compileCel, formatCompileError, type CompileResult, type Definition } from "../cel/index.js";
+
+/** The variables Kubernetes gives a ValidatingAdmissionPolicy expression. */
+export const POLICY_VARIABLES = ["object", "oldObject", "request", "params", "namespaceObject"] as const;
+
+export type ExpressionPurpose = "validation" | "message" | "variable";
+
+const cache = new Map<string, CompileResult>();
+const CACHE_LIMIT = 100_000;
+
+export function compilePolicyExpression(source: string, definitions: readonly Definition[]): CompileResult {
+  const key = definitions.length === 0 ? source : JSON.stringify([source, definitions]);
+  let result = cache.get(key);
+  if (result === undefined) {
+    result = compileCel(source, { variables: POLICY_VARIABLES, definitions });
+    if (cache.size >= CACHE_LIMIT) cache.clear();
+    cache.set(key, result);
+  }
+  return result;
+}
+
+/** Compiles an expression and checks what it yields; returns the problem in words, or undefined. */
+export function checkPolicyExpression(
+  source: string,
+  definitions: readonly Definition[],
+  purpose: ExpressionPurpose,
+): string | undefined {
+  const result = compilePolicyExpression(source, definitions);
+  if (!result.ok) {
+    const kind = result.error.kind === "syntax" ? "syntax error" : result.error.kind === "type" ? "type error" : "cannot compile";
+    return `${kind} at ${formatCompileError(source, result.error)}`;
+  }
+  const type = result.program.resultType;
+  if (purpose === "validation" && type !== "bool" && type !== "dyn") {
+    return `must evaluate to a bool, but evaluates to ${type}`;
+  }
+  if (purpose === "message" && type !== "string" && type !== "dyn") {
+    return `must evaluate to a string, but evaluates to ${type}`;
+  }
+  return undefined;
+}

@@ -1,0 +1,275 @@
+/**
+ * The documents of policy as code (DESIGN.md section 2), validated at the boundary:
+ * `Layer`, `Policy`, `Exception`, and `PolicyTest` for policy unit tests.
+ * Unknown fields are errors. The types below are the schema's, so they cannot drift.
+ */
+import { z } from "zod";
+
+export const API_VERSION = "polity.dev/v1";
+
+export const TIERS = ["global", "region", "cluster"] as const;
+export type Tier = (typeof TIERS)[number];
+
+export const ENFORCEMENTS = ["deny", "warn", "audit"] as const;
+export type Enforcement = (typeof ENFORCEMENTS)[number];
+
+/** Domains that belong to regions and clusters: upper tiers set them only where delegated. */
+export const LOCAL_PROTECTED_DOMAINS = ["quota", "scheduling", "node-pools", "network-overlays", "caching"] as const;
+
+export const OPERATIONS = ["CREATE", "UPDATE", "DELETE", "CONNECT"] as const;
+export type Operation = (typeof OPERATIONS)[number];
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+
+export const resourceName = z
+  .string()
+  .min(1, "must not be empty")
+  .max(253, "must be at most 253 characters")
+  .regex(DNS_SUBDOMAIN, "must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.')");
+
+export const dnsLabel = z
+  .string()
+  .min(1, "must not be empty")
+  .max(63, "must be at most 63 characters")
+  .regex(DNS_LABEL, "must be a lowercase RFC 1123 label (a-z, 0-9 and '-')");
+
+/** A Kubernetes label key: an optional DNS-subdomain prefix and a name of at most 63 characters. */
+export const labelKey = z.string().refine((key) => {
+  const slash = key.lastIndexOf("/");
+  const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
+  const name = slash >= 0 ? key.slice(slash + 1) : key;
+  if (prefix !== undefined && (prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) return false;
+  return name.length > 0 && name.length <= 63 && LABEL_NAME.test(name);
+}, "must be a Kubernetes label key ([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')");
+
+export const labelValue = z
+  .string()
+  .max(63, "must be at most 63 characters")
+  .regex(LABEL_VALUE, "must be a Kubernetes label value (alphanumerics, '-', '_', '.'; starting and ending alphanumeric)");
+
+export const labels = z.record(labelKey, labelValue);
+
+export const labelSelectorRequirement = z
+  .strictObject({
+    key: labelKey,
+    operator: z.enum(["In", "NotIn", "Exists", "DoesNotExist"]),
+    values: z.array(labelValue).optional(),
+  })
+  .superRefine((req, ctx) => {
+    const needsValues = req.operator === "In" || req.operator === "NotIn";
+    if (needsValues && (req.values === undefined || req.values.length === 0)) {
+      ctx.addIssue({ code: "custom", path: ["values"], message: `must be non-empty when operator is ${req.operator}` });
+    }
+    if (!needsValues && req.values !== undefined && req.values.length > 0) {
+      ctx.addIssue({ code: "custom", path: ["values"], message: `must be empty when operator is ${req.operator}` });
+    }
+  });
+
+/** Kubernetes' metav1.LabelSelector: matchLabels and matchExpressions, ANDed. */
+export const labelSelector = z.strictObject({
+  matchLabels: labels.optional(),
+  matchExpressions: z.array(labelSelectorRequirement).optional(),
+});
+export type LabelSelector = z.infer<typeof labelSelector>;
+
+const owner = z.string().min(1, "must name the owning team").max(253);
+
+const metadata = z.strictObject({
+  name: resourceName,
+  owner: owner.optional(),
+  labels: labels.optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  description: z.string().optional(),
+});
+
+const jsonValue: z.ZodType<unknown> = z.lazy(() =>
+  z.union([z.null(), z.boolean(), z.number(), z.string(), z.array(jsonValue), z.record(z.string(), jsonValue)]),
+);
+
+export const paramOverride = z.strictObject({
+  /** The tiers below the declaring one that may set this param. */
+  allowedTiers: z.array(z.enum(["region", "cluster"])).min(1, "must name at least one tier"),
+  min: z.number().optional(),
+  max: z.number().optional(),
+  allowedValues: z.array(jsonValue).min(1).optional(),
+});
+
+export const param = z.strictObject({
+  /** The value, declared by the policy's base definition. */
+  default: jsonValue.optional(),
+  /** A lower tier's setting of an overridable param. */
+  value: jsonValue.optional(),
+  /** Which lower tiers may set it and within which bounds; absent = nobody may. */
+  override: paramOverride.optional(),
+});
+export type Param = z.infer<typeof param>;
+
+export const validation = z.strictObject({
+  /** The rule's name, used by exceptions and in violations; defaults to `rule-<n>`. */
+  name: dnsLabel.or(z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, "must be a name")).optional(),
+  expression: z.string().min(1, "must not be empty"),
+  message: z.string().optional(),
+  messageExpression: z.string().optional(),
+});
+export type Validation = z.infer<typeof validation>;
+
+export const variable = z.strictObject({
+  name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a CEL identifier"),
+  expression: z.string().min(1, "must not be empty"),
+});
+
+export const match = z.strictObject({
+  /** Kinds such as `Pod` or `apps/Deployment`; `*` matches every kind. */
+  kinds: z.array(z.string().min(1)).min(1, "must name at least one kind"),
+  operations: z.array(z.enum(OPERATIONS)).min(1).optional(),
+  /** Subresources to match (`status`, `ephemeralcontainers`); default: the main resource only. */
+  subresources: z.array(z.string()).optional(),
+});
+export type Match = z.infer<typeof match>;
+
+export const scope = z.strictObject({
+  regions: z.array(dnsLabel).optional(),
+  clusterSelector: labelSelector.optional(),
+  namespaceSelector: labelSelector.optional(),
+});
+export type Scope = z.infer<typeof scope>;
+
+export const policySpec = z.strictObject({
+  /** access-control | network | data-residency | secrets | workload-security | quota | … */
+  domain: dnsLabel.optional(),
+  /** A policy of the built-in library, e.g. `pod-security/restricted@v1.25`, supplying match and validations. */
+  builtin: z.string().optional(),
+  scope: scope.optional(),
+  match: match.optional(),
+  params: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a CEL identifier"), param).optional(),
+  /** CEL conditions that must all hold for the policy to apply (as in Kubernetes' matchConditions). */
+  matchConditions: z.array(variable).optional(),
+  variables: z.array(variable).optional(),
+  validations: z.array(validation).optional(),
+  enforcement: z.enum(ENFORCEMENTS).optional(),
+  /** What a runtime error in an expression does: Fail (the default for deny) refuses, Ignore skips. */
+  failurePolicy: z.enum(["Fail", "Ignore"]).optional(),
+  locked: z.boolean().optional(),
+  /** Upper tiers this owner lets set the policy (local-protected domains). */
+  delegate: z.array(z.enum(TIERS)).optional(),
+});
+export type PolicySpec = z.infer<typeof policySpec>;
+
+export const policyDocument = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal("Policy"),
+  metadata: metadata,
+  spec: policySpec,
+});
+export type PolicyDocument = z.infer<typeof policyDocument>;
+
+export const layerDocument = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal("Layer"),
+  metadata: metadata,
+  spec: z
+    .strictObject({
+      tier: z.enum(TIERS),
+      /** The region a region layer is for, or a cluster layer's cluster is in. */
+      region: dnsLabel.optional(),
+      /** The cluster a cluster layer is for. */
+      cluster: resourceName.optional(),
+      owners: z.array(owner).min(1, "must name at least one owning team"),
+    })
+    .superRefine((spec, ctx) => {
+      if (spec.tier === "region" && spec.region === undefined) {
+        ctx.addIssue({ code: "custom", path: ["region"], message: "is required for a region layer" });
+      }
+      if (spec.tier === "cluster" && spec.cluster === undefined) {
+        ctx.addIssue({ code: "custom", path: ["cluster"], message: "is required for a cluster layer" });
+      }
+      if (spec.tier === "global" && (spec.region !== undefined || spec.cluster !== undefined)) {
+        ctx.addIssue({ code: "custom", path: ["tier"], message: "a global layer names no region or cluster" });
+      }
+    }),
+});
+export type LayerDocument = z.infer<typeof layerDocument>;
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+export const exceptionDocument = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal("Exception"),
+  metadata: metadata,
+  spec: z
+    .strictObject({
+      policy: resourceName,
+      /** Rules of the policy it relaxes; absent = every rule. */
+      rules: z.array(z.string().min(1)).min(1).optional(),
+      scope: z
+        .strictObject({
+          clusters: z.array(resourceName).min(1).optional(),
+          regions: z.array(dnsLabel).min(1).optional(),
+          namespaces: z.array(dnsLabel).min(1).optional(),
+          names: z.array(z.string().min(1)).min(1).optional(),
+          objectSelector: labelSelector.optional(),
+        })
+        .refine(
+          (s) => s.namespaces !== undefined || s.names !== undefined || s.objectSelector !== undefined,
+          "an exception must be narrow: name namespaces, resource names or an objectSelector",
+        ),
+      justification: z.string().min(10, "must explain why, in at least 10 characters"),
+      approvedBy: z.string().min(1, "must name who approved it"),
+      expiresAt: z.string().regex(RFC3339, "must be an RFC 3339 time such as 2026-12-31T00:00:00Z"),
+    })
+    .refine((spec) => !Number.isNaN(Date.parse(spec.expiresAt)), { path: ["expiresAt"], message: "is not a valid time" }),
+});
+export type ExceptionDocument = z.infer<typeof exceptionDocument>;
+
+const expectation = z.strictObject({
+  allowed: z.boolean(),
+  /** Violations that must be reported, as `policy` or `policy/rule`. */
+  violations: z.array(z.string()).optional(),
+  /** Warnings that must be reported, as `policy` or `policy/rule`. */
+  warnings: z.array(z.string()).optional(),
+});
+
+export const policyTestDocument = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal("PolicyTest"),
+  metadata: metadata,
+  spec: z.strictObject({
+    /** Policy files, folders or `builtin:` references, relative to the test file. */
+    policies: z.array(z.string()).min(1).optional(),
+    layers: z
+      .strictObject({ global: z.string().optional(), region: z.string().optional(), cluster: z.string().optional() })
+      .optional(),
+    cluster: z.strictObject({ name: resourceName, region: dnsLabel.optional(), labels: labels.optional() }).optional(),
+    /** The time the test runs at (exceptions expire relative to it); default: the real time. */
+    now: z.string().regex(RFC3339).optional(),
+    cases: z
+      .array(
+        z.strictObject({
+          name: z.string().min(1),
+          /** A resource or AdmissionReview, inline. */
+          object: z.record(z.string(), jsonValue).optional(),
+          /** A file holding the resource or AdmissionReview, relative to the test file. */
+          file: z.string().optional(),
+          operation: z.enum(OPERATIONS).optional(),
+          namespaceLabels: labels.optional(),
+          expect: expectation,
+        }),
+      )
+      .min(1, "must have at least one case"),
+  }),
+});
+export type PolicyTestDocument = z.infer<typeof policyTestDocument>;
+
+export const DOCUMENT_SCHEMAS = {
+  Layer: layerDocument,
+  Policy: policyDocument,
+  Exception: exceptionDocument,
+  PolicyTest: policyTestDocument,
+} as const;
+
+export type DocumentKind = keyof typeof DOCUMENT_SCHEMAS;
+
+export type PolityDocument = LayerDocument | PolicyDocument | ExceptionDocument | PolicyTestDocument;
