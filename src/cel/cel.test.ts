@@ -228,7 +228,7 @@ describe("numbers", () => {
     expect(evaluationError("object.n / -1", { n: -(2 ** 63) }).message).toMatch(/overflow/);
   });
 
-  it.fails("make negating the smallest int64 an overflow error on the compiled evaluator too", () => {
+  it("make negating the smallest int64 an overflow error on the compiled evaluator too", () => {
     // Bug: `-_` negates any JS number, so -(-2^63) becomes 2^63, outside int64; the
     // reference reports "int overflow".
     const [compiled, reference] = [
@@ -239,7 +239,7 @@ describe("numbers", () => {
     expect(caught(compiled)).toBeInstanceOf(CelEvalError);
   });
 
-  it.fails("convert an int beyond 2^53 to its exact decimal digits with string()", () => {
+  it("convert an int beyond 2^53 to its exact decimal digits with string()", () => {
     // Bug: the compiled string() uses String(number): 2^60 prints as 1152921504606847000.
     expect(onBothEvaluators("string(object.n)", { n: 2 ** 60 })).toEqual(["1152921504606846976", "1152921504606846976"]);
   });
@@ -309,7 +309,7 @@ describe("fields, keys and indexes", () => {
     expect(evaluate("{'__proto__': 1}['__proto__'] == 1")).toBe(true);
   });
 
-  it.fails("keep a __proto__ key in a map the reference evaluator returns, without setting the prototype", () => {
+  it("keep a __proto__ key in a map the reference evaluator returns, without setting the prototype", () => {
     // Bug: fromReference (reference.ts) copies entries with `out[key] = value`; for the key
     // __proto__ that sets the result's prototype instead of adding an entry.
     const result = compile("{'__proto__': {'polluted': true}}").evaluateReference({ object: {} });
@@ -341,7 +341,7 @@ describe("conversions and string functions", () => {
     expect(evaluationError("int(object.a)", { a: "9223372036854775808" })).toBeInstanceOf(CelEvalError);
   });
 
-  it.fails("refuse to convert an empty, padded or hexadecimal string to an int", () => {
+  it("refuse to convert an empty, padded or hexadecimal string to an int", () => {
     // Bug: the compiled int() hands these to @bufbuild/cel, which parses with BigInt():
     // int('') is 0, int(' 7') is 7, int('0x10') is 16. cel-go (strconv.ParseInt) rejects all
     // three; a policy such as `int(annotation) <= 10` then admits an empty annotation.
@@ -365,7 +365,7 @@ describe("conversions and string functions", () => {
     expect(evaluate("object.s.matches('^a') && matches(object.s, 'b$')", { s: "ab" })).toBe(true);
   });
 
-  it.fails("call the global matches() on the reference evaluator too", () => {
+  it("call the global matches() on the reference evaluator too", () => {
     // Bug: the checker declares matches(string, string) and the compiled evaluator
     // implements it, but @bufbuild/cel has only the method form: "found no matching overload".
     expect(evaluate("matches(object.s, 'b$') && 1u == 1u", { s: "ab" })).toBe(true);
@@ -482,7 +482,7 @@ describe("size and nesting limits", () => {
     else expect(result.error).toMatchObject({ kind: "syntax", message: expect.stringMatching(/nests/) as unknown });
   });
 
-  it.fails("rejects thousands of nested parentheses with a syntax error, not a stack overflow", () => {
+  it("rejects thousands of nested parentheses with a syntax error, not a stack overflow", () => {
     // Bug: parentheses are not counted toward MAX_NESTING, so the recursive-descent parser
     // overflows the stack (a RangeError escapes compileCel) well within the size limit.
     const source = "(".repeat(5000) + "1" + ")".repeat(5000);

@@ -323,8 +323,8 @@ class Compiler {
       case "-_":
         return (f) => {
           const v = a(f);
-          if (typeof v === "number") return v === 0 ? 0 : -v;
-          throw REFER;
+          if (typeof v !== "number" || !Number.isSafeInteger(-v) && Number.isInteger(v)) throw REFER;
+          return v === 0 ? 0 : -v;
         };
       case "_?_:_":
         return (f) => {
@@ -438,6 +438,7 @@ class Compiler {
         return (f) => {
           const v = a(f);
           if (isInt(v)) return v;
+          // strconv.ParseInt(s, 10, 64), as cel-go: optional sign, decimal digits, nothing else.
           if (typeof v === "string" && /^[+-]?[0-9]{1,15}$/.test(v)) return Number(v) || 0;
           throw REFER;
         };
@@ -445,7 +446,7 @@ class Compiler {
         return (f) => {
           const v = a(f);
           if (typeof v === "string") return v;
-          if (typeof v === "boolean" || isInt(v)) return String(v);
+          if (typeof v === "boolean" || Number.isSafeInteger(v)) return String(v);
           throw REFER;
         };
       case "lowerAscii":

@@ -68,6 +68,8 @@ function describe(token: Token): string {
 
 class Parser {
   private index = 0;
+  /** How deep the parser itself has recursed (parentheses nest without building nodes). */
+  private recursion = 0;
   /** Nesting depth of each node, to bound recursion in every later pass. */
   private readonly depth = new WeakMap<Expr, number>();
 
@@ -126,6 +128,17 @@ class Parser {
 
   // expr : conditionalOr ('?' conditionalOr ':' expr)?
   private expr(): Expr {
+    if (++this.recursion > MAX_NESTING) {
+      throw new ParseError(`expression nests more than ${MAX_NESTING} levels deep`, this.peek().pos);
+    }
+    try {
+      return this.conditional();
+    } finally {
+      this.recursion--;
+    }
+  }
+
+  private conditional(): Expr {
     const condition = this.conditionalOr();
     const question = this.accept("?");
     if (question === undefined) return condition;

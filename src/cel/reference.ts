@@ -50,7 +50,7 @@ import { countNodes, type Expr, type Literal } from "./ast.js";
 import { qualifiedFunction } from "./checker.js";
 import { FUNCTIONS } from "./functions.js";
 import { CelCostLimitError, CelEvalError } from "./errors.js";
-import type { Frame } from "./runtime.js";
+import { compileRegex, type Frame } from "./runtime.js";
 import { ReferenceValue, type Activation, type CelValue, type CelMapValue } from "./values.js";
 
 const METER = "@polity_meter";
@@ -90,6 +90,15 @@ function env(): CelEnv {
         return value as CelInput;
       }),
       ...listExtension(),
+      // Where @bufbuild/cel departs from cel-go: the global form of matches(), and int(string)
+      // accepting what strconv.ParseInt rejects ("", " 7", "0x10").
+      celFunc("matches", [CelScalar.STRING, CelScalar.STRING], CelScalar.BOOL, (text, pattern) => compileRegex(pattern).test(text)),
+      celFunc("int", [CelScalar.STRING], CelScalar.INT, (text) => {
+        if (!/^[+-]?[0-9]+$/.test(text)) throw new Error(`cannot convert ${JSON.stringify(text)} to int`);
+        const value = BigInt(text);
+        if (value > 9223372036854775807n || value < -9223372036854775808n) throw new Error("int conversion out of range");
+        return value;
+      }),
     ],
   });
   return environment;
@@ -413,7 +422,11 @@ export function fromReference(value: BufValue): CelValue {
       if (typeof key !== "string") return new ReferenceValue(value);
       const converted = fromReference(element);
       if (converted instanceof ReferenceValue) return new ReferenceValue(value);
-      out[key] = converted;
+      if (key === "__proto__") {
+        Object.defineProperty(out, key, { value: converted, enumerable: true, writable: true, configurable: true });
+      } else {
+        out[key] = converted;
+      }
     }
     return out as CelMapValue;
   }

@@ -142,3 +142,23 @@ export function requestForResource(resource: unknown, operation: Operation = "CR
     oldObject: operation === "DELETE" ? resource : operation === "UPDATE" ? (old ?? null) : null,
   };
 }
+
+/**
+ * A resource as the API server decodes it before admission: a field set to null is the
+ * same as an absent one (`securityContext:` with nothing after it, in hand-written YAML).
+ */
+export function decidedResource(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(decidedResource);
+  if (!isRecord(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const v = value[key];
+    if (v === null) continue;
+    if (key === "__proto__") {
+      Object.defineProperty(out, key, { value: decidedResource(v), enumerable: true, writable: true, configurable: true });
+    } else {
+      out[key] = decidedResource(v);
+    }
+  }
+  return out;
+}

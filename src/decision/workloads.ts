@@ -42,11 +42,11 @@ export function podFromWorkload(kind: GroupVersionKind, workload: unknown): Reco
   if (typeof template !== "object" || template === null || Array.isArray(template)) return null;
   const t = template as Record<string, unknown>;
   const metadata = typeof t.metadata === "object" && t.metadata !== null ? (t.metadata as Record<string, unknown>) : {};
+  // The controller names its pods after the workload and puts them in its namespace.
   const namespace = at(workload, ["metadata", "namespace"]);
-  return {
-    apiVersion: "v1",
-    kind: "Pod",
-    metadata: namespace === undefined || "namespace" in metadata ? metadata : { ...metadata, namespace },
-    spec: t.spec ?? {},
-  };
+  const name = at(workload, ["metadata", "name"]);
+  const podMetadata: Record<string, unknown> = { ...metadata };
+  if (typeof name === "string" && !("name" in podMetadata) && !("generateName" in podMetadata)) podMetadata.name = name;
+  if (typeof namespace === "string" && !("namespace" in podMetadata)) podMetadata.namespace = namespace;
+  return { apiVersion: "v1", kind: "Pod", metadata: podMetadata, spec: t.spec ?? {} };
 }

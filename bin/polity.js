@@ -1,0 +1,15 @@
+#!/usr/bin/env node
+// The polity command: runs the compiled CLI (built by `npm ci` through the prepare script).
+import { main } from "../dist/cli/main.js";
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error) => {
+    // Only a bug reaches here: every expected failure is reported by the command itself.
+    console.error(`polity: internal error: ${error instanceof Error ? error.message : String(error)}`);
+    if (process.env.POLITY_DEBUG) console.error(error);
+    process.exitCode = 70;
+  },
+);

@@ -1,0 +1,150 @@
+/**
+ * `polity policy effective|lint|test`: what a cluster's effective policy set is, whether
+ * policy files are sound, and whether policies decide what their tests say.
+ */
+import { PolityError, formatProblem, type Problem } from "../../errors.js";
+import { effectivePolicySet, type EffectivePolicySet } from "../../layering/effective.js";
+import { buildLayer } from "../../policy/layer.js";
+import { listDocumentFiles, readDocuments } from "../../source/read.js";
+import { outputFormat, type Command } from "../command.js";
+import { colors, EXIT, UsageError, type Io } from "../io.js";
+import { LAYER_HELP, LAYER_OPTIONS, loadLayers } from "../layers.js";
+import { runPolicyTests } from "../policy-test.js";
+
+export const policyEffectiveCommand: Command = {
+  name: "policy effective",
+  summary: "print a cluster's effective policy set and its content hash",
+  usage: "polity policy effective [--layer tier=path …] [--cluster name --region r --labels k=v,…] [-o text|json|canonical]",
+  options: { ...LAYER_OPTIONS, output: { type: "string", short: "o" } },
+  help: `Computes the policies that apply to one cluster from the global, region and cluster
+layers: lower tiers refine what upper tiers define, never weakening a locked policy, tuning
+params only within their bounds, and never setting a local-protected domain from above
+unless its owner delegates. A refused combination is an error naming both policies, both
+owners and the rule that forbids it.
+
+The result is deterministic: the same layers and cluster always give the same canonical
+bytes (RFC 8785 JSON) and the same hash.
+
+${LAYER_HELP}
+
+Output:
+  -o text        a summary: each policy, who defined and refined it, its params (default)
+  -o json        {"hash", "effectivePolicySet"}, indented
+  -o canonical   exactly the canonical bytes; \`| sha256sum\` gives the hash
+
+Examples:
+  polity policy effective --layer global=examples/layers/global.yaml \\
+      --layer region=examples/layers/region-eu-west.yaml --layer cluster=examples/layers/cluster-eu-west-1.yaml \\
+      --labels env=prod,residency=eu
+  polity policy effective -p builtin:pod-security/restricted -o canonical | sha256sum
+
+Exit status: 0 on success, 2 when the layers cannot be read or combined.`,
+  run(parsed, io) {
+    const format = outputFormat(parsed, ["text", "json", "canonical"] as const, "text");
+    const { layers, cluster } = loadLayers(parsed);
+    const set = effectivePolicySet(layers, cluster);
+    if (format === "canonical") io.out(set.canonical);
+    else if (format === "json") io.out(JSON.stringify({ hash: set.hash, effectivePolicySet: set.document }, null, 2) + "\n");
+    else printEffective(set, io);
+    return EXIT.ok;
+  },
+};
+
+function printEffective(set: EffectivePolicySet, io: Io): void {
+  const c = colors(io);
+  const doc = set.document;
+  const labels = Object.entries(doc.cluster.labels).map(([k, v]) => `${k}=${v}`).join(",");
+  io.out(`cluster ${c.bold(doc.cluster.name)} (region ${doc.cluster.region}${labels === "" ? "" : `, labels ${labels}`})\n`);
+  io.out(`hash    ${set.hash}\n\n`);
+  for (const p of doc.policies) {
+    const lock = p.locked ? c.yellow(` locked at ${p.lockedAt}`) : "";
+    io.out(`${c.bold(p.name)}  ${p.enforcement}${lock}  domain ${p.domain}, owner ${p.owner} (${p.tier})\n`);
+    io.out(`  matches ${p.match.kinds.join(", ")} on ${p.match.operations.join(", ")}; ${p.validations.length} rule${p.validations.length === 1 ? "" : "s"}\n`);
+    if (p.provenance.length > 1) {
+      io.out(`  refined by ${p.provenance.slice(1).map((r) => `${r.layer} (${r.tier}, ${r.owner})`).join(", ")}\n`);
+    }
+    const params = Object.entries(p.params);
+    if (params.length > 0) io.out(`  params ${params.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ")}\n`);
+  }
+  for (const e of doc.exceptions) {
+    io.out(`exception ${c.bold(e.name)} relaxes ${e.policy}${e.rules === undefined ? "" : ` (${e.rules.join(", ")})`} until ${e.expiresAt}, approved by ${e.approvedBy}\n`);
+  }
+  io.out(`${doc.policies.length} polic${doc.policies.length === 1 ? "y" : "ies"}, ${doc.exceptions.length} exception${doc.exceptions.length === 1 ? "" : "s"}\n`);
+}
+
+export const policyLintCommand: Command = {
+  name: "policy lint",
+  summary: "check policy files: schema, CEL, ownership, layering",
+  usage: "polity policy lint <file|folder>…",
+  options: {},
+  help: `Reads each path as one layer (a Layer document in it says which tier; otherwise it is
+read as a global layer) and reports every problem at once: YAML or JSON syntax, schema
+(unknown fields, wrong types, missing fields, with file:line:column and the field path),
+CEL syntax and type errors (naming the policy, the rule and the position), owners, and
+duplicate names. Then it combines the layer on its own for a cluster with no labels, as
+a hub would, to catch refusals within the layer.
+
+Examples:
+  polity policy lint examples/layers/
+  polity policy lint my-policy.yaml
+
+Exit status: 0 when there is nothing to report, 1 when there are problems, 2 for bad usage.`,
+  run(parsed, io) {
+    if (parsed.positionals.length === 0) throw new UsageError("give one or more files or folders to lint");
+    const c = colors(io);
+    let problems: Problem[] = [];
+    let documents = 0;
+    for (const path of parsed.positionals) {
+      listDocumentFiles(path);
+      try {
+        const docs = readDocuments(path);
+        documents += docs.length;
+        const layer = buildLayer(docs, { tier: "global" });
+        const cluster = { name: layer.cluster ?? "lint", region: layer.region ?? "lint", labels: {} };
+        effectivePolicySet([layer], cluster);
+      } catch (error) {
+        if (!(error instanceof PolityError)) throw error;
+        problems = [...problems, ...error.problems];
+      }
+    }
+    for (const problem of problems) io.out(`${c.red("✗")} ${formatProblem(problem)}\n`);
+    io.out(problems.length === 0 ? `${documents} document${documents === 1 ? "" : "s"}: no problems\n` : `${problems.length} problem${problems.length === 1 ? "" : "s"}\n`);
+    return problems.length === 0 ? EXIT.ok : EXIT.failed;
+  },
+};
+
+export const policyTestCommand: Command = {
+  name: "policy test",
+  summary: "run policy unit tests (PolicyTest documents)",
+  usage: "polity policy test <folder|file>… [--run <pattern>]",
+  options: { run: { type: "string" }, verbose: { type: "boolean", short: "v" } },
+  help: `Runs every PolicyTest document found under the given paths. A PolicyTest names the
+policies or layers to load (paths relative to the test file, or builtin:…), optionally a
+cluster and a time, and cases: a resource or AdmissionReview (inline, or a file) with the
+expected decision: allowed, and the violations and warnings (as "policy" or
+"policy/rule") that must be reported. Each case passes only if the decision matches.
+
+  apiVersion: polity.dev/v1
+  kind: PolicyTest
+  metadata: { name: restricted-pods }
+  spec:
+    policies: [builtin:pod-security/restricted]
+    cases:
+      - name: a root container is refused
+        file: pods/root.yaml
+        expect: { allowed: false, violations: [pod-security-restricted/runAsNonRoot] }
+
+Flags:
+      --run <pattern>   only cases whose "test/case" name contains the pattern
+  -v, --verbose         print passing cases too
+
+Examples:
+  polity policy test examples/tests/
+
+Exit status: 0 when every case passes, 1 when any fails, 2 for bad usage or unreadable tests.`,
+  run(parsed, io) {
+    if (parsed.positionals.length === 0) throw new UsageError("give one or more folders or files of PolicyTest documents");
+    const pattern = typeof parsed.values.run === "string" ? parsed.values.run : undefined;
+    return runPolicyTests(parsed.positionals, { pattern, verbose: parsed.values.verbose === true }, io);
+  },
+};

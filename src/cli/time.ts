@@ -1,0 +1,9 @@
+/** Times on the command line: RFC 3339, or now. */
+import { UsageError } from "./io.js";
+
+export function parseTime(value: string | undefined, flag: string): number {
+  if (value === undefined) return Date.now();
+  const ms = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(ms)) throw new UsageError(`${flag} must be an RFC 3339 time such as 2026-12-31T00:00:00Z, got ${JSON.stringify(value)}`);
+  return ms;
+}
