@@ -27,12 +27,16 @@ export interface CheckResult {
   readonly compiled: boolean;
   /** Select nodes that name a variable with a dotted name (`a.b.c` declared as such). */
   readonly qualifiedVariables: WeakMap<Expr, string>;
+  /** `variables.<name>` select nodes, with the name's declaration index. */
+  readonly variableIndex: WeakMap<Expr, number>;
 }
 
 export interface CheckOptions {
   readonly variables: ReadonlySet<string>;
   /** Report overload mismatches between statically known types (on by default). */
   readonly typeCheck: boolean;
+  /** When `variables` holds a policy's variables: the names defined. */
+  readonly variableNames?: ReadonlySet<string>;
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -79,12 +83,13 @@ const NUMERIC = new Set<StaticType>(["int", "uint", "double"]);
 export function checkExpression(expr: Expr, options: CheckOptions): CheckResult {
   const checker = new Checker(options);
   const type = checker.check(expr, []);
-  return { type, compiled: checker.compiled, qualifiedVariables: checker.qualifiedVariables };
+  return { type, compiled: checker.compiled, qualifiedVariables: checker.qualifiedVariables, variableIndex: checker.variableIndex };
 }
 
 class Checker {
   compiled = true;
   readonly qualifiedVariables = new WeakMap<Expr, string>();
+  readonly variableIndex = new WeakMap<Expr, number>();
 
   constructor(private readonly options: CheckOptions) {}
 
@@ -108,6 +113,7 @@ class Checker {
       case "ident":
         return this.ident(expr.name, expr.pos, locals);
       case "select": {
+        this.checkVariableName(expr, locals);
         if (expr.optional) {
           this.reference();
           this.check(expr.operand, locals);
@@ -123,6 +129,7 @@ class Checker {
         return "dyn";
       }
       case "has": {
+        this.checkVariableName(expr, locals);
         const operand = this.check(expr.operand, locals);
         if (this.options.typeCheck && operand !== "dyn" && operand !== "map") {
           throw new CheckError(`type '${operand}' does not support field selection`, expr.pos);
@@ -183,6 +190,17 @@ class Checker {
       case "call":
         return this.call(expr, locals);
     }
+  }
+
+  /** `variables.<name>` must name a defined variable. */
+  private checkVariableName(expr: Expr & { kind: "select" | "has" }, locals: readonly string[]): void {
+    const names = this.options.variableNames;
+    if (names === undefined || expr.operand.kind !== "ident" || expr.operand.name !== "variables" || locals.includes("variables")) return;
+    if (!names.has(expr.field)) {
+      const known = names.size === 0 ? "none are defined" : `defined: ${[...names].join(", ")}`;
+      throw new CheckError(`variables.${expr.field} is not defined (${known})`, expr.pos);
+    }
+    if (expr.kind === "select") this.variableIndex.set(expr, [...names].indexOf(expr.field));
   }
 
   private literal(expr: Expr & { kind: "literal" }): StaticType {

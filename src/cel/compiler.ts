@@ -10,6 +10,7 @@
 import { countNodes, type Comprehension, type Expr } from "./ast.js";
 import { CheckError, type CheckResult } from "./checker.js";
 import { CelCostLimitError, CelEvalError } from "./errors.js";
+import { Variables } from "./variables.js";
 import {
   addNumbers,
   celEquals,
@@ -162,6 +163,19 @@ class Compiler {
     const operand = this.compile(expr.operand, locals);
     const field = expr.field;
     const pos = expr.pos;
+    const index = this.check.variableIndex.get(expr);
+    if (index !== undefined) {
+      // `variables.<name>`: straight to the variable's slot.
+      return (f) => {
+        const v = operand(f);
+        if (v instanceof Variables) return v.at(index, field);
+        if (isMap(v)) {
+          if (hasOwn.call(v, field)) return v[field];
+          throw errorAt(noSuchKey(field), pos);
+        }
+        throw REFER;
+      };
+    }
     return (f) => {
       const v = operand(f);
       if (isMap(v)) {
@@ -177,6 +191,7 @@ class Compiler {
     const field = expr.field;
     return (f) => {
       const v = operand(f);
+      if (v instanceof Variables) return v.has(field);
       if (isMap(v)) return hasOwn.call(v, field);
       throw REFER;
     };
@@ -214,7 +229,7 @@ class Compiler {
   private map(expr: Expr & { kind: "map" }, locals: readonly string[]): Evaluator {
     const entries = expr.entries.map((e) => [this.compile(e.key, locals), this.compile(e.value, locals)] as const);
     const pos = expr.pos;
-    return (f) => {
+    const build = (f: Frame) => {
       const out: CelMap = {};
       for (const [key, value] of entries) {
         const k = key(f);
@@ -224,6 +239,17 @@ class Compiler {
       }
       return out;
     };
+    if (expr.entries.every((e) => e.key.kind === "literal" && e.value.kind === "literal")) {
+      // A constant map, such as the `{}` of `has(x.f) ? x.f : {}`, is built once.
+      let constant: unknown;
+      try {
+        constant = Object.freeze(build(undefined as unknown as Frame));
+      } catch {
+        return build;
+      }
+      return () => constant;
+    }
+    return build;
   }
 
   private comprehension(expr: Comprehension, locals: readonly string[]): Evaluator {

@@ -13,13 +13,13 @@ import { compileExpression } from "./compiler.js";
 import { CelEvalError, positionAt, type CelCompileError } from "./errors.js";
 import type { StaticType } from "./functions.js";
 import { parseCel, ParseError } from "./parser.js";
-import { DefinitionError, withDefinitions } from "./definitions.js";
 import { compileReference, type ReferenceProgram } from "./reference.js";
 import { REFER, type Frame } from "./runtime.js";
 import type { Activation, CelValue } from "./values.js";
 
 export type { CelValue, Activation, CelMapValue } from "./values.js";
 export { ReferenceValue } from "./values.js";
+export { Variables, type VariableTable } from "./variables.js";
 export { CelEvalError, CelCostLimitError, formatCompileError, positionAt } from "./errors.js";
 export type { CelCompileError, SourcePosition } from "./errors.js";
 export type { StaticType } from "./functions.js";
@@ -35,15 +35,11 @@ export interface CompileOptions {
   /** Cost units one evaluation may spend before it is stopped (default 1,000,000). */
   readonly costLimit?: number;
   /**
-   * Named expressions the expression may use as `variables.<name>`, as a Kubernetes
-   * ValidatingAdmissionPolicy declares them; each may use the ones before it.
+   * Names the expression may use as `variables.<name>` (a policy's spec.variables). The
+   * activation then binds `variables` to a Variables object, which evaluates each on
+   * first use; any other `variables.<name>` is a compile error.
    */
-  readonly definitions?: readonly Definition[];
-}
-
-export interface Definition {
-  readonly name: string;
-  readonly source: string;
+  readonly variableNames?: readonly string[];
 }
 
 export interface CelProgram {
@@ -71,9 +67,14 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
     error: { kind, message, position: positionAt(source, offset) },
   });
   try {
-    const ast = withDefinitions(parseCel(source), options.definitions ?? []);
-    const variables = [...options.variables];
-    const check = checkExpression(ast, { variables: new Set(variables), typeCheck: options.typeCheck ?? true });
+    const ast = parseCel(source);
+    const names = options.variableNames;
+    const variables = names === undefined ? [...options.variables] : [...options.variables, "variables"];
+    const check = checkExpression(ast, {
+      variables: new Set(variables),
+      typeCheck: options.typeCheck ?? true,
+      variableNames: names === undefined ? undefined : new Set(names),
+    });
     const limit = options.costLimit ?? DEFAULT_COST_LIMIT;
     let reference: ReferenceProgram;
     try {
@@ -109,10 +110,6 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
     };
     return { ok: true, program: { source, engine: "compiled", resultType: check.type, evaluate, evaluateReference } };
   } catch (error) {
-    if (error instanceof DefinitionError) {
-      const where = error.definition === undefined ? "" : `in variables.${error.definition}: `;
-      return fail(error.kind, where + error.message, 0);
-    }
     if (error instanceof ParseError) return fail("syntax", error.message, error.pos);
     if (error instanceof CheckError) return fail("type", error.message, error.pos);
     throw error;

@@ -51,6 +51,7 @@ import { qualifiedFunction } from "./checker.js";
 import { FUNCTIONS } from "./functions.js";
 import { CelCostLimitError, CelEvalError } from "./errors.js";
 import { compileRegex, type Frame } from "./runtime.js";
+import { Variables } from "./variables.js";
 import { ReferenceValue, type Activation, type CelValue, type CelMapValue } from "./values.js";
 
 const METER = "@polity_meter";
@@ -384,6 +385,7 @@ export function toReference(value: unknown): CelInput {
       return value;
     case "object": {
       if (value instanceof ReferenceValue) return value.value as CelInput;
+      if (value instanceof Variables) return toReference(value.evaluated());
       if (Array.isArray(value)) return celList(value.map(toReference));
       const entries = new Map<string, CelInput>();
       for (const key of Object.keys(value)) {

@@ -10,7 +10,7 @@
  *
  * Time is an input: exceptions apply strictly before their expiry, compared with `now`.
  */
-import { CelCostLimitError, CelEvalError, positionAt } from "../cel/index.js";
+import { CelCostLimitError, CelEvalError, positionAt, Variables } from "../cel/index.js";
 import type { EffectivePolicySet } from "../layering/effective.js";
 import { matchesSelector, type Labels } from "../layering/selector.js";
 import type { Enforcement } from "../policy/schema.js";
@@ -152,6 +152,7 @@ function evaluatePolicy(
   verdict: Verdict,
 ): void {
   activation.params = policy.params;
+  activation.variables = policy.variables === undefined ? null : new Variables(policy.variables, activation);
   const failClosed = policy.policy.failurePolicy === "Fail";
   for (const condition of policy.conditions) {
     let holds: unknown;
@@ -199,6 +200,7 @@ export function evaluate(set: EffectivePolicySet, request: AdmissionRequest, con
     request,
     params: null,
     namespaceObject: context.namespaceObject ?? null,
+    variables: null,
   };
   const selected = (policy: PreparedPolicy) =>
     policy.namespaceSelector === undefined || nsLabels === undefined || matchesSelector(policy.namespaceSelector, nsLabels);

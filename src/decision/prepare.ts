@@ -4,7 +4,7 @@
  * loaded), policies indexed by kind and operation, exceptions with their expiry parsed.
  * Preparation happens once per set; decisions then only look up and evaluate.
  */
-import type { CelProgram, Definition } from "../cel/index.js";
+import type { CelProgram, VariableTable } from "../cel/index.js";
 import { PolityError } from "../errors.js";
 import type { EffectiveException, EffectivePolicy, EffectivePolicySet } from "../layering/effective.js";
 import type { LabelSelector } from "../policy/schema.js";
@@ -37,6 +37,8 @@ export interface PreparedPolicy {
   readonly operations: ReadonlySet<string>;
   readonly subresources: ReadonlySet<string>;
   readonly namespaceSelector: LabelSelector | undefined;
+  /** The policy's variables in declaration order; undefined when it has none. */
+  readonly variables: VariableTable | undefined;
   readonly conditions: readonly { readonly name: string; readonly program: CelProgram }[];
   readonly rules: readonly PreparedRule[];
   readonly params: Readonly<Record<string, unknown>>;
@@ -52,14 +54,18 @@ export interface PreparedSet {
   readonly podCandidates: Map<string, readonly PreparedPolicy[]>;
 }
 
-function program(source: string, definitions: readonly Definition[], what: string): CelProgram {
-  const result = compilePolicyExpression(source, definitions);
+function program(source: string, variableNames: readonly string[], what: string): CelProgram {
+  const result = compilePolicyExpression(source, variableNames);
   if (!result.ok) throw PolityError.of("invalid", `${what}: ${result.error.message}`);
   return result.program;
 }
 
 function preparePolicy(policy: EffectivePolicy, exceptions: readonly EffectiveException[]): PreparedPolicy {
-  const definitions = policy.variables.map((v) => ({ name: v.name, source: v.expression }));
+  const names = policy.variables.map((v) => v.name);
+  const variables: VariableTable | undefined =
+    names.length === 0
+      ? undefined
+      : { names, programs: policy.variables.map((v, i) => program(v.expression, names.slice(0, i), `policy ${JSON.stringify(policy.name)}, variable ${v.name}`)) };
   const where = (rule: string) => `policy ${JSON.stringify(policy.name)}, ${rule}`;
   const kinds = policy.match.kinds
     .filter((k) => k !== "*")
@@ -75,13 +81,14 @@ function preparePolicy(policy: EffectivePolicy, exceptions: readonly EffectiveEx
     operations: new Set(policy.match.operations),
     subresources: new Set(policy.match.subresources),
     namespaceSelector: policy.namespaceSelector,
-    conditions: policy.matchConditions.map((c) => ({ name: c.name, program: program(c.expression, definitions, where(`match condition ${c.name}`)) })),
+    variables,
+    conditions: policy.matchConditions.map((c) => ({ name: c.name, program: program(c.expression, names, where(`match condition ${c.name}`)) })),
     rules: policy.validations.map((v) => ({
       name: v.name,
       expression: v.expression,
-      program: program(v.expression, definitions, where(`rule ${v.name}`)),
+      program: program(v.expression, names, where(`rule ${v.name}`)),
       message: v.message,
-      messageProgram: v.messageExpression === undefined ? undefined : program(v.messageExpression, definitions, where(`rule ${v.name} message`)),
+      messageProgram: v.messageExpression === undefined ? undefined : program(v.messageExpression, names, where(`rule ${v.name} message`)),
     })),
     params: Object.freeze({ ...policy.params }),
     exceptions: exceptions

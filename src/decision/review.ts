@@ -73,6 +73,12 @@ export function decideReviewBytes(set: EffectivePolicySet, body: Uint8Array, con
   } catch {
     throw PolityError.of("invalid", "the body is not UTF-8 text");
   }
-  const review = parseAdmissionReview(parseJson(text, "request body"));
-  return Buffer.from(JSON.stringify(decideReview(set, review, context).review), "utf8");
+  try {
+    const review = parseAdmissionReview(parseJson(text, "request body", false));
+    return Buffer.from(JSON.stringify(decideReview(set, review, context).review), "utf8");
+  } catch (error) {
+    // Nesting deep enough to exhaust the stack anywhere on the way is refused, not crashed on.
+    if (error instanceof RangeError) throw PolityError.of("too-large", "the AdmissionReview is nested too deeply");
+    throw error;
+  }
 }

@@ -197,9 +197,9 @@ function compileExpressions(policy: LayerPolicy): Problem[] {
         : field === "matchConditions"
           ? fromLibrary.matchConditions.length
           : fromLibrary.validations.length;
-  const definitions: { name: string; source: string }[] = [];
+  const variableNames: string[] = [];
   const check = (path: (string | number)[], source: string, purpose: ExpressionPurpose, what: string) => {
-    const problem = checkPolicyExpression(source, definitions, purpose);
+    const problem = checkPolicyExpression(source, variableNames, purpose);
     if (problem !== undefined) {
       // An error in an expression that came from the library points at spec.builtin.
       const fromBuiltin = typeof path[2] === "number" && path[2] < libraryCount(String(path[1]));
@@ -208,11 +208,11 @@ function compileExpressions(policy: LayerPolicy): Problem[] {
     }
   };
   (spec.variables ?? []).forEach((variable, i) => {
-    if (definitions.some((d) => d.name === variable.name)) {
+    if (variableNames.includes(variable.name)) {
       problems.push(problemAt(policy.origin, ["spec", "variables", i, "name"], `variable ${JSON.stringify(variable.name)} is defined twice`, `spec.variables[${i}].name`));
     }
     check(["spec", "variables", i, "expression"], variable.expression, "variable", `variable ${JSON.stringify(variable.name)}`);
-    definitions.push({ name: variable.name, source: variable.expression });
+    variableNames.push(variable.name);
   });
   (spec.matchConditions ?? []).forEach((condition, i) => {
     check(["spec", "matchConditions", i, "expression"], condition.expression, "validation", `match condition ${JSON.stringify(condition.name)}`);

@@ -3,7 +3,7 @@
  * layer that holds it is loaded, and shared by every cluster's effective policy set that
  * uses it. The cache is keyed by the expression and the variables it may see.
  */
-import { compileCel, formatCompileError, type CompileResult, type Definition } from "../cel/index.js";
+import { compileCel, formatCompileError, type CompileResult } from "../cel/index.js";
 
 /** The variables Kubernetes gives a ValidatingAdmissionPolicy expression. */
 export const POLICY_VARIABLES = ["object", "oldObject", "request", "params", "namespaceObject"] as const;
@@ -13,11 +13,15 @@ export type ExpressionPurpose = "validation" | "message" | "variable";
 const cache = new Map<string, CompileResult>();
 const CACHE_LIMIT = 100_000;
 
-export function compilePolicyExpression(source: string, definitions: readonly Definition[]): CompileResult {
-  const key = definitions.length === 0 ? source : JSON.stringify([source, definitions]);
+/**
+ * @param variableNames the policy's variables this expression may use as `variables.<name>`
+ *   (for a variable's own expression: the ones declared before it)
+ */
+export function compilePolicyExpression(source: string, variableNames: readonly string[]): CompileResult {
+  const key = variableNames.length === 0 ? source : `${variableNames.join(",")}\n${source}`;
   let result = cache.get(key);
   if (result === undefined) {
-    result = compileCel(source, { variables: POLICY_VARIABLES, definitions });
+    result = compileCel(source, { variables: POLICY_VARIABLES, variableNames });
     if (cache.size >= CACHE_LIMIT) cache.clear();
     cache.set(key, result);
   }
@@ -25,12 +29,8 @@ export function compilePolicyExpression(source: string, definitions: readonly De
 }
 
 /** Compiles an expression and checks what it yields; returns the problem in words, or undefined. */
-export function checkPolicyExpression(
-  source: string,
-  definitions: readonly Definition[],
-  purpose: ExpressionPurpose,
-): string | undefined {
-  const result = compilePolicyExpression(source, definitions);
+export function checkPolicyExpression(source: string, variableNames: readonly string[], purpose: ExpressionPurpose): string | undefined {
+  const result = compilePolicyExpression(source, variableNames);
   if (!result.ok) {
     const kind = result.error.kind === "syntax" ? "syntax error" : result.error.kind === "type" ? "type error" : "cannot compile";
     return `${kind} at ${formatCompileError(source, result.error)}`;

@@ -134,8 +134,11 @@ function expandLists(value: unknown): { value: unknown; prefix: (string | number
   return [{ value, prefix: [] }];
 }
 
-/** Parses JSON from a request body, with the same depth limit; for hot paths that need no locations. */
-export function parseJson(text: string, file: string): unknown {
+/**
+ * Parses JSON without locations, for request bodies. With `checkNesting`, the same depth
+ * limit as documents; without it (the admission hot path), callers catch RangeError.
+ */
+export function parseJson(text: string, file: string, checkNesting = true): unknown {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -146,7 +149,7 @@ export function parseJson(text: string, file: string): unknown {
     const location: SourceLocation = position !== null ? offsetLocation(text, file, Number(position[1])) : { file, line: 0, column: 0 };
     throw PolityError.of("invalid", `not valid JSON: ${message.replace(/ in JSON at position \d+.*$/, "")}`, { location });
   }
-  checkDepth(value, file, { file, line: 0, column: 0 });
+  if (checkNesting) checkDepth(value, file, { file, line: 0, column: 0 });
   return value;
 }
 

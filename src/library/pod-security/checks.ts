@@ -41,11 +41,35 @@ const sorted = (list: string) => `${list}.distinct().sort()`;
 /** Setters joined by " and ": `pod`, then `container(s) "…"` when the list is not empty. */
 const setters = (podBad: string, list: string) =>
   `((${podBad}) ? ['pod'] : []) + (size(${list}) > 0 ? [${containersPhrase(list)}] : [])`;
-const sc = (c: string) => `(has(${c}.securityContext) ? ${c}.securityContext : {})`;
+/** A container's security context, or an empty map. */
+const scValue = (c: string) => `(has(${c}.securityContext) ? ${c}.securityContext : {})`;
+/**
+ * Inside a filtered predicate over containers `c`, the container's security context is
+ * bound once per container to the name `sc` (see filtered()).
+ */
+const sc = (_c: "c") => "@sc";
 const isTrue = (map: string, field: string) => `(has(${map}.${field}) && ${map}.${field} == true)`;
 const isFalse = (map: string, field: string) => `(has(${map}.${field}) && ${map}.${field} == false)`;
 const str = (map: string, field: string) => `(has(${map}.${field}) ? ${map}.${field} : '')`;
 const v = (name: string, expression: string) => ({ name, expression });
+
+/** The `<range>.exists(x, p)` form of each `<range>.filter(x, p)` list variable, by name. */
+const EXISTS_FORM = new Map<string, string>();
+
+/** A list variable `<range>.filter(x, <predicate>)`, for messages that name what failed. */
+function filtered(name: string, range: string, x: string, predicate: string) {
+  const bound = predicate.includes("@sc") ? `cel.bind(sc, ${scValue(x)}, ${predicate.replaceAll("@sc", "sc")})` : predicate;
+  EXISTS_FORM.set(name, `${range}.exists(${x}, ${bound})`);
+  return v(name, `${range}.filter(${x}, ${bound})`);
+}
+
+/** `size(variables.<name>) == 0` for a filtered list, without building the list: rules allocate nothing. */
+function none(name: string): string {
+  const exists = EXISTS_FORM.get(name);
+  if (exists === undefined) throw new Error(`pod-security: ${name} is not a filtered list variable`);
+  return `!${exists}`;
+}
+
 
 const POD_SC = "variables.podSecurityContext";
 const CONTAINERS = "variables.containers";
@@ -73,16 +97,19 @@ const privileged: Check = {
   versions: [
     {
       minor: 0,
-      variables: [v("privilegedContainers", `${CONTAINERS}.filter(c, ${isTrue(sc("c"), "privileged")})`)],
-      expression: "size(variables.privilegedContainers) == 0",
+      variables: [filtered("privilegedContainers", CONTAINERS, "c", `${isTrue(sc("c"), "privileged")}`)],
+      expression: none("privilegedContainers"),
       messageExpression: `'privileged (' + ${containersPhrase("variables.privilegedContainers")} + ' must not set securityContext.privileged=true)'`,
     },
   ],
 };
 
 const BASELINE_CAPABILITIES = "['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT']";
-const capabilitiesOf = (c: string) => `(has(${sc(c)}.capabilities) ? ${sc(c)}.capabilities : {})`;
-const added = (c: string) => `(has(${capabilitiesOf(c)}.add) ? ${capabilitiesOf(c)}.add : [])`;
+/** The capabilities a security context adds, or an empty list. */
+const addedBy = (context: string) =>
+  `(has(${context}.capabilities) && has(${context}.capabilities.add) ? ${context}.capabilities.add : [])`;
+const added = (_c: "c") => addedBy(sc("c"));
+const addedValue = (c: string) => addedBy(scValue(c));
 
 const capabilitiesBaseline: Check = {
   id: "capabilities_baseline",
@@ -90,9 +117,9 @@ const capabilitiesBaseline: Check = {
   versions: [
     {
       minor: 0,
-      variables: [v("nonDefaultCapabilityContainers", `${CONTAINERS}.filter(c, ${added("c")}.exists(a, !(a in ${BASELINE_CAPABILITIES})))`)],
-      expression: "size(variables.nonDefaultCapabilityContainers) == 0",
-      messageExpression: `'non-default capabilities (' + ${containersPhrase("variables.nonDefaultCapabilityContainers")} + ' must not include ' + ${joinQuote(sorted(`variables.nonDefaultCapabilityContainers.map(c, ${added("c")}.filter(a, !(a in ${BASELINE_CAPABILITIES}))).flatten()`))} + ' in securityContext.capabilities.add)'`,
+      variables: [filtered("nonDefaultCapabilityContainers", CONTAINERS, "c", `${added("c")}.exists(a, !(a in ${BASELINE_CAPABILITIES}))`)],
+      expression: none("nonDefaultCapabilityContainers"),
+      messageExpression: `'non-default capabilities (' + ${containersPhrase("variables.nonDefaultCapabilityContainers")} + ' must not include ' + ${joinQuote(sorted(`variables.nonDefaultCapabilityContainers.map(c, ${addedValue("c")}.filter(a, !(a in ${BASELINE_CAPABILITIES}))).flatten()`))} + ' in securityContext.capabilities.add)'`,
     },
   ],
 };
@@ -103,8 +130,8 @@ const hostPathVolumes: Check = {
   versions: [
     {
       minor: 0,
-      variables: [v("hostPathVolumes", "variables.volumes.filter(v, has(v.hostPath))")],
-      expression: "size(variables.hostPathVolumes) == 0",
+      variables: [filtered("hostPathVolumes", "variables.volumes", "v", "has(v.hostPath)")],
+      expression: none("hostPathVolumes"),
       messageExpression: `'hostPath volumes (' + ${plural("variables.hostPathVolumes", "volume ", "volumes ")} + ${joinQuote("variables.hostPathVolumes.map(v, v.name)")} + ')'`,
     },
   ],
@@ -120,10 +147,10 @@ const hostPorts: Check = {
     {
       minor: 0,
       variables: [
-        v("hostPortContainers", `${CONTAINERS}.filter(c, ${portsOf("c")}.exists(p, ${hostPortSet("p")}))`),
+        filtered("hostPortContainers", CONTAINERS, "c", `${portsOf("c")}.exists(p, ${hostPortSet("p")})`),
         v("hostPortNumbers", sorted(`variables.hostPortContainers.map(c, ${portsOf("c")}.filter(p, ${hostPortSet("p")}).map(p, string(p.hostPort))).flatten()`)),
       ],
-      expression: "size(variables.hostPortContainers) == 0",
+      expression: none("hostPortContainers"),
       messageExpression: `'hostPort (' + ${containersPhrase("variables.hostPortContainers")} + ' ' + ${plural("variables.hostPortContainers", "uses", "use")} + ' ' + ${plural("variables.hostPortNumbers", "hostPort", "hostPorts")} + ' ' + variables.hostPortNumbers.join(', ') + ')'`,
     },
   ],
@@ -141,17 +168,17 @@ const appArmorProfile: Check = {
       minor: 0,
       variables: [
         v("appArmorPodBad", badAppArmor(POD_SC)),
-        v("appArmorContainers", `${CONTAINERS}.filter(c, ${badAppArmor(sc("c"))})`),
+        filtered("appArmorContainers", CONTAINERS, "c", `${badAppArmor(sc("c"))}`),
         v(
           "appArmorAnnotations",
           `variables.annotations.filter(k, k.startsWith('${APPARMOR_PREFIX}') && !(variables.annotations[k] == '' || variables.annotations[k] == 'runtime/default' || variables.annotations[k].startsWith('localhost/')))`,
         ),
         v(
           "appArmorValues",
-          `${sorted(`((variables.appArmorPodBad ? [${appArmorType(`${POD_SC}.appArmorProfile`)}] : []) + variables.appArmorContainers.map(c, ${appArmorType(`${sc("c")}.appArmorProfile`)}))`)} + variables.appArmorAnnotations.map(k, k + '=' + strings.quote(variables.annotations[k])).sort()`,
+          `${sorted(`((variables.appArmorPodBad ? [${appArmorType(`${POD_SC}.appArmorProfile`)}] : []) + variables.appArmorContainers.map(c, ${appArmorType(`${scValue("c")}.appArmorProfile`)}))`)} + variables.appArmorAnnotations.map(k, k + '=' + strings.quote(variables.annotations[k])).sort()`,
         ),
       ],
-      expression: "!variables.appArmorPodBad && size(variables.appArmorContainers) == 0 && size(variables.appArmorAnnotations) == 0",
+      expression: `!variables.appArmorPodBad && ${none("appArmorContainers")} && size(variables.appArmorAnnotations) == 0`,
       messageExpression: `(size(variables.appArmorValues) == 1 ? 'forbidden AppArmor profile' : 'forbidden AppArmor profiles') + ' (' + (${setters("variables.appArmorPodBad", "variables.appArmorContainers")} + (size(variables.appArmorAnnotations) > 0 ? [${plural("variables.appArmorAnnotations", "annotation", "annotations")}] : [])).join(' and ') + ' must not set AppArmor profile type to ' + ${joinQuote("variables.appArmorValues")} + ')'`,
     },
   ],
@@ -160,15 +187,15 @@ const appArmorProfile: Check = {
 const seLinuxVersion = (minor: number, types: string): CheckVersion => {
   const options = (holder: string) => `(has(${holder}.seLinuxOptions) ? ${holder}.seLinuxOptions : {})`;
   const badOptions = (o: string) => `(!(${str(o, "type")} in ${types}) || ${str(o, "user")} != '' || ${str(o, "role")} != '')`;
-  const allOptions = `([${options(POD_SC)}] + ${CONTAINERS}.map(c, ${options(sc("c"))}))`;
+  const allOptions = `([${options(POD_SC)}] + ${CONTAINERS}.map(c, ${options(scValue("c"))}))`;
   return {
     minor,
     variables: [
       v("seLinuxPodBad", badOptions(options(POD_SC))),
-      v("seLinuxContainers", `${CONTAINERS}.filter(c, ${badOptions(options(sc("c")))})`),
+      filtered("seLinuxContainers", CONTAINERS, "c", `${badOptions(options(sc("c")))}`),
       v("seLinuxTypes", sorted(`${allOptions}.map(o, ${str("o", "type")}).filter(t, !(t in ${types}))`)),
     ],
-    expression: "!variables.seLinuxPodBad && size(variables.seLinuxContainers) == 0",
+    expression: `!variables.seLinuxPodBad && ${none("seLinuxContainers")}`,
     messageExpression: `'seLinuxOptions (' + (${setters("variables.seLinuxPodBad", "variables.seLinuxContainers")}).join(' and ') + ' set forbidden securityContext.seLinuxOptions: ' + ((size(variables.seLinuxTypes) > 0 ? [${plural("variables.seLinuxTypes", "type ", "types ")} + ${joinQuote("variables.seLinuxTypes")}] : []) + (${allOptions}.exists(o, ${str("o", "user")} != '') ? ['user may not be set'] : []) + (${allOptions}.exists(o, ${str("o", "role")} != '') ? ['role may not be set'] : [])).join('; ') + ')'`,
   };
 };
@@ -182,16 +209,16 @@ const seLinuxOptions: Check = {
   ],
 };
 
-const procMountVariables = [v("procMountContainers", `${CONTAINERS}.filter(c, has(${sc("c")}.procMount) && ${sc("c")}.procMount != 'Default')`)];
-const procMountMessage = `'procMount (' + ${containersPhrase("variables.procMountContainers")} + ' must not set securityContext.procMount to ' + ${joinQuote(sorted(`variables.procMountContainers.map(c, ${sc("c")}.procMount)`))} + ')'`;
+const procMountVariables = [filtered("procMountContainers", CONTAINERS, "c", `has(${sc("c")}.procMount) && ${sc("c")}.procMount != 'Default'`)];
+const procMountMessage = `'procMount (' + ${containersPhrase("variables.procMountContainers")} + ' must not set securityContext.procMount to ' + ${joinQuote(sorted(`variables.procMountContainers.map(c, ${scValue("c")}.procMount)`))} + ')'`;
 
 const procMount: Check = {
   id: "procMount",
   level: "baseline",
   versions: [
-    { minor: 0, variables: procMountVariables, expression: "size(variables.procMountContainers) == 0", messageExpression: procMountMessage },
+    { minor: 0, variables: procMountVariables, expression: none("procMountContainers"), messageExpression: procMountMessage },
     // A pod in a user namespace may unmask /proc at baseline.
-    { minor: 35, variables: procMountVariables, expression: `${userNamespace} || size(variables.procMountContainers) == 0`, messageExpression: procMountMessage },
+    { minor: 35, variables: procMountVariables, expression: `${userNamespace} || ${none("procMountContainers")}`, messageExpression: procMountMessage },
   ],
 };
 
@@ -220,10 +247,10 @@ const seccompProfileBaseline: Check = {
       minor: 19,
       variables: [
         v("seccompPodBad", badSeccompField(POD_SC)),
-        v("seccompContainers", `${CONTAINERS}.filter(c, ${badSeccompField(sc("c"))})`),
+        filtered("seccompContainers", CONTAINERS, "c", `${badSeccompField(sc("c"))}`),
       ],
-      expression: "!variables.seccompPodBad && size(variables.seccompContainers) == 0",
-      messageExpression: `'seccompProfile (' + (${setters("variables.seccompPodBad", "variables.seccompContainers")}).join(' and ') + ' must not set securityContext.seccompProfile.type to ' + ${joinQuote(sorted(`((variables.seccompPodBad ? [${seccompType(POD_SC)}] : []) + variables.seccompContainers.map(c, ${seccompType(sc("c"))}))`))} + ')'`,
+      expression: `!variables.seccompPodBad && ${none("seccompContainers")}`,
+      messageExpression: `'seccompProfile (' + (${setters("variables.seccompPodBad", "variables.seccompContainers")}).join(' and ') + ' must not set securityContext.seccompProfile.type to ' + ${joinQuote(sorted(`((variables.seccompPodBad ? [${seccompType(POD_SC)}] : []) + variables.seccompContainers.map(c, ${seccompType(scValue("c"))}))`))} + ')'`,
     },
   ],
 };
@@ -261,9 +288,9 @@ const windowsHostProcess: Check = {
       minor: 0,
       variables: [
         v("hostProcessPod", isTrue(windowsOptions(POD_SC), "hostProcess")),
-        v("hostProcessContainers", `${CONTAINERS}.filter(c, ${isTrue(windowsOptions(sc("c")), "hostProcess")})`),
+        filtered("hostProcessContainers", CONTAINERS, "c", `${isTrue(windowsOptions(sc("c")), "hostProcess")}`),
       ],
-      expression: "!variables.hostProcessPod && size(variables.hostProcessContainers) == 0",
+      expression: `!variables.hostProcessPod && ${none("hostProcessContainers")}`,
       messageExpression: `'hostProcess (' + (${setters("variables.hostProcessPod", "variables.hostProcessContainers")}).join(' and ') + ' must not set securityContext.windowsOptions.hostProcess=true)'`,
     },
   ],
@@ -281,8 +308,8 @@ const hostProbesAndHostLifecycle: Check = {
   versions: [
     {
       minor: 34,
-      variables: [v("hostProbeContainers", `${CONTAINERS}.filter(c, size(${handlerHosts("c")}) > 0)`)],
-      expression: "size(variables.hostProbeContainers) == 0",
+      variables: [filtered("hostProbeContainers", CONTAINERS, "c", `size(${handlerHosts("c")}) > 0`)],
+      expression: none("hostProbeContainers"),
       messageExpression: `cel.bind(names, ${sorted("variables.hostProbeContainers.map(c, c.name)")}, cel.bind(hosts, ${sorted(`variables.hostProbeContainers.map(c, ${handlerHosts("c")}).flatten()`)}, 'probe or lifecycle host (' + ${plural("names", "container ", "containers ")} + ${joinQuote("names")} + ' ' + ${plural("names", "uses", "use")} + ' ' + ${plural("hosts", "probe or lifecycle host ", "probe or lifecycle hosts ")} + ${joinQuote("hosts")} + ')'))`,
     },
   ],
@@ -326,31 +353,31 @@ const restrictedVolumes: Check = {
   versions: [
     {
       minor: 0,
-      variables: [v("restrictedVolumes", `variables.volumes.filter(vol, ${volumeSources("vol")}.exists(k, !(k in ${ALLOWED_VOLUME_SOURCES})))`)],
-      expression: "size(variables.restrictedVolumes) == 0",
+      variables: [filtered("restrictedVolumes", "variables.volumes", "vol", `${volumeSources("vol")}.exists(k, !(k in ${ALLOWED_VOLUME_SOURCES}))`)],
+      expression: none("restrictedVolumes"),
       messageExpression: `cel.bind(types, ${sorted(`variables.restrictedVolumes.map(vol, ${volumeType("vol")})`)}, 'restricted volume types (' + ${plural("variables.restrictedVolumes", "volume ", "volumes ")} + ${joinQuote("variables.restrictedVolumes.map(vol, vol.name)")} + ' ' + ${plural("variables.restrictedVolumes", "uses", "use")} + ' ' + ${plural("types", "restricted volume type ", "restricted volume types ")} + ${joinQuote("types")} + ')')`,
     },
   ],
 };
 
-const escalationVariables = [v("escalatingContainers", `${CONTAINERS}.filter(c, !${isFalse(sc("c"), "allowPrivilegeEscalation")})`)];
+const escalationVariables = [filtered("escalatingContainers", CONTAINERS, "c", `!${isFalse(sc("c"), "allowPrivilegeEscalation")}`)];
 const escalationMessage = `'allowPrivilegeEscalation != false (' + ${containersPhrase("variables.escalatingContainers")} + ' must set securityContext.allowPrivilegeEscalation=false)'`;
 
 const allowPrivilegeEscalation: Check = {
   id: "allowPrivilegeEscalation",
   level: "restricted",
   versions: [
-    { minor: 8, variables: escalationVariables, expression: "size(variables.escalatingContainers) == 0", messageExpression: escalationMessage },
-    { minor: 25, variables: escalationVariables, expression: `${windows} || size(variables.escalatingContainers) == 0`, messageExpression: escalationMessage },
+    { minor: 8, variables: escalationVariables, expression: none("escalatingContainers"), messageExpression: escalationMessage },
+    { minor: 25, variables: escalationVariables, expression: `${windows} || ${none("escalatingContainers")}`, messageExpression: escalationMessage },
   ],
 };
 
 const capabilitiesVariables = [
-  v("capabilitiesNotDropped", `${CONTAINERS}.filter(c, !(has(${sc("c")}.capabilities) && has(${sc("c")}.capabilities.drop) && 'ALL' in ${sc("c")}.capabilities.drop))`),
-  v("capabilitiesAdded", `${CONTAINERS}.filter(c, ${added("c")}.exists(a, a != 'NET_BIND_SERVICE'))`),
+  filtered("capabilitiesNotDropped", CONTAINERS, "c", `!(has(${sc("c")}.capabilities) && has(${sc("c")}.capabilities.drop) && 'ALL' in ${sc("c")}.capabilities.drop)`),
+  filtered("capabilitiesAdded", CONTAINERS, "c", `${added("c")}.exists(a, a != 'NET_BIND_SERVICE')`),
 ];
-const capabilitiesMessage = `'unrestricted capabilities (' + ((size(variables.capabilitiesNotDropped) > 0 ? [${containersPhrase("variables.capabilitiesNotDropped")} + ' must set securityContext.capabilities.drop=["ALL"]'] : []) + (size(variables.capabilitiesAdded) > 0 ? [${containersPhrase("variables.capabilitiesAdded")} + ' must not include ' + ${joinQuote(sorted(`variables.capabilitiesAdded.map(c, ${added("c")}.filter(a, a != 'NET_BIND_SERVICE')).flatten()`))} + ' in securityContext.capabilities.add'] : [])).join('; ') + ')'`;
-const capabilitiesRule = "size(variables.capabilitiesNotDropped) == 0 && size(variables.capabilitiesAdded) == 0";
+const capabilitiesMessage = `'unrestricted capabilities (' + ((size(variables.capabilitiesNotDropped) > 0 ? [${containersPhrase("variables.capabilitiesNotDropped")} + ' must set securityContext.capabilities.drop=["ALL"]'] : []) + (size(variables.capabilitiesAdded) > 0 ? [${containersPhrase("variables.capabilitiesAdded")} + ' must not include ' + ${joinQuote(sorted(`variables.capabilitiesAdded.map(c, ${addedValue("c")}.filter(a, a != 'NET_BIND_SERVICE')).flatten()`))} + ' in securityContext.capabilities.add'] : [])).join('; ') + ')'`;
+const capabilitiesRule = `${none("capabilitiesNotDropped")} && ${none("capabilitiesAdded")}`;
 
 const capabilitiesRestricted: Check = {
   id: "capabilities_restricted",
@@ -364,10 +391,10 @@ const capabilitiesRestricted: Check = {
 
 const nonRootVariables = [
   v("runAsNonRootPodFalse", isFalse(POD_SC, "runAsNonRoot")),
-  v("runAsNonRootExplicit", `${CONTAINERS}.filter(c, ${isFalse(sc("c"), "runAsNonRoot")})`),
-  v("runAsNonRootImplicit", `${CONTAINERS}.filter(c, !has(${sc("c")}.runAsNonRoot) && !${isTrue(POD_SC, "runAsNonRoot")})`),
+  filtered("runAsNonRootExplicit", CONTAINERS, "c", `${isFalse(sc("c"), "runAsNonRoot")}`),
+  filtered("runAsNonRootImplicit", CONTAINERS, "c", `!has(${sc("c")}.runAsNonRoot) && !${isTrue(POD_SC, "runAsNonRoot")}`),
 ];
-const nonRootRule = "!variables.runAsNonRootPodFalse && size(variables.runAsNonRootExplicit) == 0 && size(variables.runAsNonRootImplicit) == 0";
+const nonRootRule = `!variables.runAsNonRootPodFalse && ${none("runAsNonRootExplicit")} && ${none("runAsNonRootImplicit")}`;
 const nonRootMessage = `'runAsNonRoot != true (' + (variables.runAsNonRootPodFalse || size(variables.runAsNonRootExplicit) > 0 ? (${setters("variables.runAsNonRootPodFalse", "variables.runAsNonRootExplicit")}).join(' and ') + ' must not set securityContext.runAsNonRoot=false' : 'pod or ' + ${containersPhrase("variables.runAsNonRootImplicit")} + ' must set securityContext.runAsNonRoot=true') + ')'`;
 
 const runAsNonRoot: Check = {
@@ -382,9 +409,9 @@ const runAsNonRoot: Check = {
 const rootUser = (holder: string) => `(has(${holder}.runAsUser) && ${holder}.runAsUser == 0)`;
 const runAsUserVariables = [
   v("runAsUserPodRoot", rootUser(POD_SC)),
-  v("runAsUserContainers", `${CONTAINERS}.filter(c, ${rootUser(sc("c"))})`),
+  filtered("runAsUserContainers", CONTAINERS, "c", `${rootUser(sc("c"))}`),
 ];
-const runAsUserRule = "!variables.runAsUserPodRoot && size(variables.runAsUserContainers) == 0";
+const runAsUserRule = `!variables.runAsUserPodRoot && ${none("runAsUserContainers")}`;
 const runAsUserMessage = `'runAsUser=0 (' + (${setters("variables.runAsUserPodRoot", "variables.runAsUserContainers")}).join(' and ') + ' must not set runAsUser=0)'`;
 
 const runAsUser: Check = {
@@ -399,11 +426,11 @@ const runAsUser: Check = {
 const seccompRestrictedVariables = [
   v("seccompPodBad", badSeccompField(POD_SC)),
   v("seccompPodValid", `has(${POD_SC}.seccompProfile) && !variables.seccompPodBad`),
-  v("seccompContainers", `${CONTAINERS}.filter(c, ${badSeccompField(sc("c"))})`),
-  v("seccompUnset", `${CONTAINERS}.filter(c, !has(${sc("c")}.seccompProfile) && !variables.seccompPodValid)`),
+  filtered("seccompContainers", CONTAINERS, "c", `${badSeccompField(sc("c"))}`),
+  filtered("seccompUnset", CONTAINERS, "c", `!has(${sc("c")}.seccompProfile) && !variables.seccompPodValid`),
 ];
-const seccompRestrictedRule = "!variables.seccompPodBad && size(variables.seccompContainers) == 0 && size(variables.seccompUnset) == 0";
-const seccompRestrictedMessage = `'seccompProfile (' + (variables.seccompPodBad || size(variables.seccompContainers) > 0 ? (${setters("variables.seccompPodBad", "variables.seccompContainers")}).join(' and ') + ' must not set securityContext.seccompProfile.type to ' + ${joinQuote(sorted(`((variables.seccompPodBad ? [${seccompType(POD_SC)}] : []) + variables.seccompContainers.map(c, ${seccompType(sc("c"))}))`))} : 'pod or ' + ${containersPhrase("variables.seccompUnset")} + ' must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"') + ')'`;
+const seccompRestrictedRule = `!variables.seccompPodBad && ${none("seccompContainers")} && ${none("seccompUnset")}`;
+const seccompRestrictedMessage = `'seccompProfile (' + (variables.seccompPodBad || size(variables.seccompContainers) > 0 ? (${setters("variables.seccompPodBad", "variables.seccompContainers")}).join(' and ') + ' must not set securityContext.seccompProfile.type to ' + ${joinQuote(sorted(`((variables.seccompPodBad ? [${seccompType(POD_SC)}] : []) + variables.seccompContainers.map(c, ${seccompType(scValue("c"))}))`))} : 'pod or ' + ${containersPhrase("variables.seccompUnset")} + ' must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"') + ')'`;
 
 const seccompProfileRestricted: Check = {
   id: "seccompProfile_restricted",
@@ -419,7 +446,7 @@ const procMountRestricted: Check = {
   id: "procMount_restricted",
   level: "restricted",
   overrides: { id: "procMount", fromMinor: 35 },
-  versions: [{ minor: 35, variables: procMountVariables, expression: "size(variables.procMountContainers) == 0", messageExpression: procMountMessage }],
+  versions: [{ minor: 35, variables: procMountVariables, expression: none("procMountContainers"), messageExpression: procMountMessage }],
 };
 
 export const CHECKS: readonly Check[] = [

@@ -1,0 +1,13 @@
+/**
+ * `npm run bench`: every benchmark, figures and ratios measured in one run. Benchmarks are
+ * not tests: they print, they never fail on timing. The machine is shared and noisy, so
+ * each figure is a median or a percentile over many samples.
+ */
+import { cpus } from "node:os";
+import { benchDecision } from "./decision.js";
+
+const only = process.argv.slice(2);
+const want = (name: string) => only.length === 0 || only.includes(name);
+
+console.log(`Polity benchmarks: node ${process.version}, ${cpus().length} CPU(s) (${cpus()[0]?.model ?? "unknown"})`);
+if (want("decision")) benchDecision();
