@@ -5,9 +5,11 @@
  */
 import { cpus } from "node:os";
 import { benchDecision } from "./decision.js";
+import { benchLayering } from "./layering.js";
 
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 
 console.log(`Polity benchmarks: node ${process.version}, ${cpus().length} CPU(s) (${cpus()[0]?.model ?? "unknown"})`);
 if (want("decision")) benchDecision();
+if (want("layering")) benchLayering();

@@ -14,7 +14,8 @@
  * Whatever may not be combined is a MergeError naming both policies, both owners and the
  * rule that forbids it. Nothing is dropped silently.
  */
-import { canonicalJson, contentHash } from "../canonical/index.js";
+import { createHash } from "node:crypto";
+import { canonicalJson } from "../canonical/index.js";
 import { PolityError, type Problem } from "../errors.js";
 import type { Layer, LayerException, LayerPolicy, Origin } from "../policy/layer.js";
 import {
@@ -417,35 +418,88 @@ function freeze(merged: Merged): EffectivePolicy {
   };
 }
 
+/**
+ * Merging depends only on the chain of documents (the defining one, then its
+ * refinements), not on the cluster: the result is computed once per chain and shared by
+ * every cluster whose layers give the same chain (10,000 clusters of a region share it).
+ */
+interface ChainResult {
+  readonly merged: Merged | undefined;
+  readonly problems: readonly Problem[];
+  /** The policy as it appears in effective sets, and its canonical JSON (UTF-8). */
+  readonly policy: EffectivePolicy | undefined;
+  readonly canonical: Buffer | undefined;
+}
+
+type Trie = WeakMap<object, { next: Trie; result?: ChainResult }>;
+const chains: Trie = new WeakMap();
+
+function memoizedChain(chain: readonly Definition[], protectedDomain: boolean, compute: () => ChainResult): ChainResult {
+  let level = chains;
+  let node: { next: Trie; result?: ChainResult } | undefined;
+  for (const def of chain) {
+    node = level.get(def.policy);
+    if (node === undefined) level.set(def.policy, (node = { next: new WeakMap() }));
+    level = node.next;
+  }
+  // Protected and ordinary merges of the same documents differ; key the kind too.
+  const kind = protectedDomain ? PROTECTED_KEY : ORDINARY_KEY;
+  let leaf = level.get(kind);
+  if (leaf === undefined) level.set(kind, (leaf = { next: new WeakMap() }));
+  leaf.result ??= compute();
+  return leaf.result;
+}
+const PROTECTED_KEY = {};
+const COMMA = Buffer.from(",");
+const CLOSE = Buffer.from("]}");
+const ORDINARY_KEY = {};
+
+function mergeChain(chain: readonly Definition[], protectedDomain: boolean): ChainResult {
+  return memoizedChain(chain, protectedDomain, () => {
+    const problems = new MergeProblems();
+    const [base, ...rest] = chain;
+    const merged = startPolicy(base!, problems);
+    if (!protectedDomain && base!.policy.document.spec.delegate !== undefined) {
+      problems.add(base!.policy.origin, ["spec", "delegate"], `${describe(base!)} delegates, but domain ${JSON.stringify(merged.domain)} is not local-protected; delegate applies to ${LOCAL_PROTECTED_DOMAINS.join(", ")}`, "delegate-owner-only");
+    }
+    for (const def of rest) {
+      if (protectedDomain && !merged.delegate.includes(def.tier)) {
+        problems.add(def.policy.origin, ["spec"], `${describe(def)} may not set ${describe(base!)}: domain ${JSON.stringify(merged.domain)} is local-protected and its owner delegates to ${merged.delegate.length === 0 ? "no tier" : merged.delegate.join(" and ")}`, "protected-domain");
+        continue;
+      }
+      refine(merged, def, problems);
+    }
+    const policy = problems.list.length === 0 ? freeze(merged) : undefined;
+    return { merged, problems: problems.list, policy, canonical: policy === undefined ? undefined : Buffer.from(canonicalJson(policy), "utf8") };
+  });
+}
+
 /** Merges the definitions of one policy name for a cluster; undefined when it does not apply there. */
-function mergePolicy(name: string, definitions: readonly Definition[], cluster: ClusterIdentity, problems: MergeProblems): Merged | undefined {
+function mergePolicy(name: string, definitions: readonly Definition[], cluster: ClusterIdentity, problems: MergeProblems): ChainResult | undefined {
   const domains = [...new Set(definitions.map((d) => d.policy.document.spec.domain).filter((d): d is string => d !== undefined))];
   const domain = domains[0];
   if (domain !== undefined && PROTECTED.has(domain)) return mergeProtected(name, definitions, domain, cluster, problems);
-  let merged: Merged | undefined;
+  let base = -1;
   let scopedAway = false;
-  for (const def of definitions) {
-    if (merged === undefined) {
-      if (!isComplete(def.policy)) {
-        if (!scopedAway) {
-          problems.add(def.policy.origin, ["spec"], `${describe(def)} refines policy ${JSON.stringify(name)}, which no upper tier defines for cluster ${JSON.stringify(cluster.name)}; a defining policy needs spec.domain, spec.match and spec.validations`, "refinement-without-base");
-        }
-        continue;
+  for (let i = 0; i < definitions.length && base < 0; i++) {
+    const def = definitions[i]!;
+    if (!isComplete(def.policy)) {
+      if (!scopedAway) {
+        problems.add(def.policy.origin, ["spec"], `${describe(def)} refines policy ${JSON.stringify(name)}, which no upper tier defines for cluster ${JSON.stringify(cluster.name)}; a defining policy needs spec.domain, spec.match and spec.validations`, "refinement-without-base");
       }
-      if (!appliesToCluster(def.policy.document.spec.scope, cluster)) {
-        scopedAway = true;
-        continue;
-      }
-      merged = startPolicy(def, problems);
-      if (def.policy.document.spec.delegate !== undefined) {
-        problems.add(def.policy.origin, ["spec", "delegate"], `${describe(def)} delegates, but domain ${JSON.stringify(merged.domain)} is not local-protected; delegate applies to ${LOCAL_PROTECTED_DOMAINS.join(", ")}`, "delegate-owner-only");
-      }
-    } else {
-      refine(merged, def, problems);
+      continue;
     }
+    if (!appliesToCluster(def.policy.document.spec.scope, cluster)) {
+      scopedAway = true;
+      continue;
+    }
+    base = i;
   }
-  if (merged === undefined || !appliesToCluster(merged.scope, cluster)) return undefined;
-  return merged;
+  if (base < 0) return undefined;
+  const result = mergeChain(definitions.slice(base), false);
+  problems.list.push(...result.problems);
+  if (result.merged === undefined || !appliesToCluster(result.merged.scope, cluster)) return undefined;
+  return result;
 }
 
 /**
@@ -459,7 +513,7 @@ function mergeProtected(
   domain: string,
   cluster: ClusterIdentity,
   problems: MergeProblems,
-): Merged | undefined {
+): ChainResult | undefined {
   const applicable = definitions.filter((d) => appliesToCluster(d.policy.document.spec.scope, cluster) || !isComplete(d.policy));
   if (applicable.length === 0) return undefined;
   const owner = applicable[applicable.length - 1]!;
@@ -471,15 +525,10 @@ function mergeProtected(
     problems.add(owner.policy.origin, ["spec"], `${describe(owner)} owns the local-protected policy ${JSON.stringify(name)} and must define it completely (spec.domain, spec.match, spec.validations)`, "refinement-without-base");
     return undefined;
   }
-  const merged = startPolicy(owner, problems);
-  for (const def of [...applicable.slice(0, -1)].reverse()) {
-    if (!merged.delegate.includes(def.tier)) {
-      problems.add(def.policy.origin, ["spec"], `${describe(def)} may not set ${describe(owner)}: domain ${JSON.stringify(domain)} is local-protected and its owner delegates to ${merged.delegate.length === 0 ? "no tier" : merged.delegate.join(" and ")}`, "protected-domain");
-      continue;
-    }
-    refine(merged, def, problems);
-  }
-  return appliesToCluster(merged.scope, cluster) ? merged : undefined;
+  const result = mergeChain([owner, ...applicable.slice(0, -1).reverse()], true);
+  problems.list.push(...result.problems);
+  if (result.merged === undefined || !appliesToCluster(result.merged.scope, cluster)) return undefined;
+  return result;
 }
 
 function effectiveException(e: LayerException, layer: Layer): EffectiveException {
@@ -511,13 +560,13 @@ export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIde
       list.push({ tier: layer.tier, layer, policy });
     }
   }
-  const policies: EffectivePolicy[] = [];
+  const results: ChainResult[] = [];
   const merged = new Map<string, Merged>();
   for (const name of [...byName.keys()].sort()) {
     const result = mergePolicy(name, byName.get(name)!, cluster, problems);
-    if (result !== undefined) {
-      merged.set(name, result);
-      policies.push(freeze(result));
+    if (result?.merged !== undefined) {
+      merged.set(name, result.merged);
+      results.push(result);
     }
   }
   const exceptions: EffectiveException[] = [];
@@ -551,9 +600,28 @@ export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIde
     apiVersion: "polity.dev/v1",
     kind: "EffectivePolicySet",
     cluster: { name: cluster.name, region: cluster.region, labels: cluster.labels },
-    policies,
+    policies: results.map((r) => r.policy!),
     exceptions,
   };
-  const canonical = canonicalJson(document);
-  return { document, canonical, hash: contentHash(canonical) };
+  // The canonical bytes of the whole document, assembled from each policy's cached
+  // canonical JSON: exactly canonicalJson(document) (keys in sorted order), without
+  // encoding shared policies again for every cluster.
+  const parts: Buffer[] = [
+    Buffer.from(`{"apiVersion":"polity.dev/v1","cluster":${canonicalJson(document.cluster)},"exceptions":${canonicalJson(exceptions)},"kind":"EffectivePolicySet","policies":[`, "utf8"),
+  ];
+  results.forEach((r, i) => {
+    if (i > 0) parts.push(COMMA);
+    parts.push(r.canonical!);
+  });
+  parts.push(CLOSE);
+  const hash = createHash("sha256");
+  for (const part of parts) hash.update(part);
+  let canonical: string | undefined;
+  return {
+    document,
+    hash: `sha256:${hash.digest("hex")}`,
+    get canonical() {
+      return (canonical ??= Buffer.concat(parts).toString("utf8"));
+    },
+  };
 }
