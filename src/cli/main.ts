@@ -4,11 +4,12 @@
  */
 import { readFileSync } from "node:fs";
 import { parse, type Command } from "./command.js";
+import { devCommand } from "./commands/dev.js";
 import { evalCommand } from "./commands/eval.js";
 import { policyEffectiveCommand, policyLintCommand, policyTestCommand } from "./commands/policy.js";
 import { EXIT, processIo, reportError, type Io } from "./io.js";
 
-export const COMMANDS: readonly Command[] = [evalCommand, policyEffectiveCommand, policyLintCommand, policyTestCommand];
+export const COMMANDS: readonly Command[] = [devCommand, evalCommand, policyEffectiveCommand, policyLintCommand, policyTestCommand];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
