@@ -8,7 +8,7 @@ import { BUILTIN_PREFIX, builtinPolicyDocument } from "../library/index.js";
 import { buildLayer, type Layer } from "../policy/layer.js";
 import type { Tier } from "../policy/schema.js";
 import type { SourceDocument } from "../source/parse.js";
-import { readDocuments } from "../source/read.js";
+import { readSomeDocuments } from "../source/read.js";
 import { parseLabels, stringOption, stringsOption, type Options, type Parsed } from "./command.js";
 import { UsageError } from "./io.js";
 
@@ -35,7 +35,7 @@ export function policySources(reference: string): SourceDocument[] {
     if (typeof doc === "string") throw new UsageError(`--policy ${reference}: ${doc}`);
     return [{ file: reference, index: 0, value: doc, locate: () => ({ file: reference, line: 0, column: 0 }) }];
   }
-  return readDocuments(reference);
+  return readSomeDocuments(reference);
 }
 
 export interface LayerInput {

@@ -25,12 +25,28 @@ Usage: polity <command> [flags]
 
 Commands:
 ${COMMANDS.map((c) => `  ${c.name.padEnd(width)}   ${c.summary}`).join("\n")}
-  ${"version".padEnd(width)}   print the version
+  ${"version".padEnd(width)}   ${versionCommand.summary}
 
 Run 'polity <command> --help' for a command's flags and examples.
 Exit status: 0 success, 1 a decision denied or a check failed, 2 bad usage or bad input.
 `;
 }
+
+function helpText(command: Command): string {
+  return `Usage: ${command.usage}\n\n${command.help}\n`;
+}
+
+const versionCommand: Command = {
+  name: "version",
+  summary: "print the version",
+  usage: "polity version",
+  options: {},
+  help: "Prints the version of polity.\n\nExample:\n  polity version",
+  run(_parsed, io) {
+    io.out(`polity ${version()}\n`);
+    return EXIT.ok;
+  },
+};
 
 function find(args: readonly string[]): { command: Command; rest: string[] } | undefined {
   for (const command of COMMANDS) {
@@ -42,21 +58,34 @@ function find(args: readonly string[]): { command: Command; rest: string[] } | u
 
 export async function main(args: readonly string[], io: Io = processIo): Promise<number> {
   const first = args[0];
-  if (first === undefined || first === "help" || first === "--help" || first === "-h") {
-    const topic = first === "help" && args.length > 1 ? find(args.slice(1)) : undefined;
-    io.out(topic === undefined ? usage() : `${topic.command.usage}\n\n${topic.command.help}\n`);
-    return first === undefined ? EXIT.usage : EXIT.ok;
+  if (first === undefined) {
+    io.err(`error: no command given\n\n${usage()}`);
+    return EXIT.usage;
   }
-  if (first === "version" || first === "--version") {
+  if (first === "help" || first === "--help" || first === "-h") {
+    const topic = first === "help" && args.length > 1 ? find(args.slice(1)) : undefined;
+    if (first === "help" && args.length > 1 && topic === undefined) {
+      io.err(`error: no help for ${JSON.stringify(args.slice(1).join(" "))}: not a command\n\n${usage()}`);
+      return EXIT.usage;
+    }
+    io.out(topic === undefined ? usage() : helpText(topic.command));
+    return EXIT.ok;
+  }
+  if (first === "--version") {
     io.out(`polity ${version()}\n`);
     return EXIT.ok;
   }
-  const found = find(args);
+  const found = first === "version" ? { command: versionCommand, rest: args.slice(1) } : find(args);
   if (found === undefined) {
     const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
     if (group.length > 0 && (args.length === 1 || args[1]?.startsWith("-"))) {
-      io.out(`Usage: polity ${first} <${group.map((c) => c.name.split(" ")[1]).join("|")}> [flags]\n\n${group.map((c) => `  ${c.name}   ${c.summary}`).join("\n")}\n`);
-      return args.includes("--help") || args.includes("-h") ? EXIT.ok : EXIT.usage;
+      const text = `Usage: polity ${first} <${group.map((c) => c.name.split(" ")[1]).join("|")}> [flags]\n\n${group.map((c) => `  ${c.name}   ${c.summary}`).join("\n")}\n`;
+      if (args.includes("--help") || args.includes("-h")) {
+        io.out(text);
+        return EXIT.ok;
+      }
+      io.err(`error: ${JSON.stringify(first)} needs a subcommand\n\n${text}`);
+      return EXIT.usage;
     }
     io.err(`error: unknown command ${JSON.stringify(args.slice(0, group.length > 0 ? 2 : 1).join(" "))}\n\n${usage()}`);
     return EXIT.usage;
@@ -64,7 +93,7 @@ export async function main(args: readonly string[], io: Io = processIo): Promise
   try {
     const parsed = parse(found.command, found.rest);
     if (parsed.values.help === true) {
-      io.out(`Usage: ${found.command.usage}\n\n${found.command.help}\n`);
+      io.out(helpText(found.command));
       return EXIT.ok;
     }
     return await found.command.run(parsed, io);

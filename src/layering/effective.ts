@@ -147,11 +147,22 @@ function stackFor(layers: readonly Layer[], cluster: ClusterIdentity): Layer[] {
     }
     return found[0];
   };
-  return [
-    pick("global", () => true),
-    pick("region", (l) => l.region === cluster.region),
-    pick("cluster", (l) => l.cluster === cluster.name),
-  ].filter((l): l is Layer => l !== undefined);
+  for (const layer of layers) {
+    if ((layer.tier === "region" && layer.region === undefined) || (layer.tier === "cluster" && layer.cluster === undefined)) {
+      throw PolityError.of(
+        "merge-refused",
+        `layer ${JSON.stringify(layer.name)} is a ${layer.tier} layer but names no ${layer.tier}: say which in its Layer document (spec.${layer.tier}) [rule: layer-target]`,
+      );
+    }
+  }
+  const own = pick("cluster", (l) => l.cluster === cluster.name);
+  if (own?.region !== undefined && own.region !== cluster.region) {
+    throw PolityError.of(
+      "merge-refused",
+      `layer ${JSON.stringify(own.name)} is for cluster ${JSON.stringify(cluster.name)} in region ${JSON.stringify(own.region)}, but the cluster is in region ${JSON.stringify(cluster.region)} [rule: layer-target]`,
+    );
+  }
+  return [pick("global", () => true), pick("region", (l) => l.region === cluster.region), own].filter((l): l is Layer => l !== undefined);
 }
 
 function appliesToCluster(scope: Scope | undefined, cluster: ClusterIdentity): boolean {
@@ -191,6 +202,25 @@ function normalizeMatch(match: Match): Merged["match"] {
     kinds: [...new Set(match.kinds)].sort(),
     operations: [...new Set(match.operations ?? DEFAULT_OPERATIONS)].sort() as Operation[],
     subresources: [...new Set(match.subresources ?? [])].sort(),
+  };
+}
+
+/** A scope with its lists in a canonical order, so that restating it in another order is not a change. */
+function normalizeScope(scope: Scope | undefined): unknown {
+  if (scope === undefined) return null;
+  const selector = (s: LabelSelector | undefined) =>
+    s === undefined
+      ? null
+      : {
+          matchLabels: s.matchLabels ?? {},
+          matchExpressions: (s.matchExpressions ?? [])
+            .map((r) => ({ key: r.key, operator: r.operator, values: [...new Set(r.values ?? [])].sort() }))
+            .sort((a, b) => (canonicalJson(a) < canonicalJson(b) ? -1 : 1)),
+        };
+  return {
+    regions: scope.regions === undefined ? null : [...new Set(scope.regions)].sort(),
+    clusterSelector: selector(scope.clusterSelector),
+    namespaceSelector: selector(scope.namespaceSelector),
   };
 }
 
@@ -299,7 +329,7 @@ function refine(merged: Merged, def: Definition, problems: MergeProblems): void 
     }
   }
   if (spec.scope !== undefined) {
-    if (merged.locked && !sameJson(spec.scope, merged.scope)) {
+    if (merged.locked && !sameJson(normalizeScope(spec.scope), normalizeScope(merged.scope))) {
       problems.add(def.policy.origin, ["spec", "scope"], lockedRule("change the scope of"), "locked-scope");
     } else {
       merged.scope = spec.scope;
@@ -463,7 +493,8 @@ function mergeChain(chain: readonly Definition[], protectedDomain: boolean): Cha
       problems.add(base!.policy.origin, ["spec", "delegate"], `${describe(base!)} delegates, but domain ${JSON.stringify(merged.domain)} is not local-protected; delegate applies to ${LOCAL_PROTECTED_DOMAINS.join(", ")}`, "delegate-owner-only");
     }
     for (const def of rest) {
-      if (protectedDomain && !merged.delegate.includes(def.tier)) {
+      // Above the owner, only the tiers it delegates to; below it, refinements as for any policy.
+      if (protectedDomain && TIER_ORDER[def.tier] < TIER_ORDER[base!.tier] && !merged.delegate.includes(def.tier)) {
         problems.add(def.policy.origin, ["spec"], `${describe(def)} may not set ${describe(base!)}: domain ${JSON.stringify(merged.domain)} is local-protected and its owner delegates to ${merged.delegate.length === 0 ? "no tier" : merged.delegate.join(" and ")}`, "protected-domain");
         continue;
       }
@@ -516,7 +547,9 @@ function mergeProtected(
 ): ChainResult | undefined {
   const applicable = definitions.filter((d) => appliesToCluster(d.policy.document.spec.scope, cluster) || !isComplete(d.policy));
   if (applicable.length === 0) return undefined;
-  const owner = applicable[applicable.length - 1]!;
+  // The owner is the lowest tier that defines the policy; a lower tier's incomplete document tunes it.
+  const complete = applicable.filter((d) => isComplete(d.policy));
+  const owner = complete[complete.length - 1] ?? applicable[applicable.length - 1]!;
   if (owner.tier === "global") {
     problems.add(owner.policy.origin, ["spec", "domain"], `${describe(owner)} sets domain ${JSON.stringify(domain)}, which belongs to regions and clusters: the global tier may set it only where a region or cluster layer defines ${JSON.stringify(name)} with delegate: [global]`, "protected-domain");
     return undefined;
@@ -525,7 +558,10 @@ function mergeProtected(
     problems.add(owner.policy.origin, ["spec"], `${describe(owner)} owns the local-protected policy ${JSON.stringify(name)} and must define it completely (spec.domain, spec.match, spec.validations)`, "refinement-without-base");
     return undefined;
   }
-  const result = mergeChain([owner, ...applicable.slice(0, -1).reverse()], true);
+  const ownerAt = applicable.indexOf(owner);
+  const above = applicable.slice(0, ownerAt).reverse();
+  const below = applicable.slice(ownerAt + 1);
+  const result = mergeChain([owner, ...above, ...below], true);
   problems.list.push(...result.problems);
   if (result.merged === undefined || !appliesToCluster(result.merged.scope, cluster)) return undefined;
   return result;
@@ -574,12 +610,12 @@ export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIde
     for (const exception of layer.exceptions) {
       const spec = exception.document.spec;
       const who = `exception ${JSON.stringify(exception.document.metadata.name)} of layer ${JSON.stringify(layer.name)} (tier ${layer.tier}, approved by ${JSON.stringify(spec.approvedBy)})`;
+      if (spec.scope.clusters !== undefined && !spec.scope.clusters.includes(cluster.name)) continue;
+      if (spec.scope.regions !== undefined && !spec.scope.regions.includes(cluster.region)) continue;
       if (!byName.has(spec.policy)) {
         problems.add(exception.origin, ["spec", "policy"], `${who} names policy ${JSON.stringify(spec.policy)}, which no layer of cluster ${JSON.stringify(cluster.name)} defines`, "exception-unknown-policy");
         continue;
       }
-      if (spec.scope.clusters !== undefined && !spec.scope.clusters.includes(cluster.name)) continue;
-      if (spec.scope.regions !== undefined && !spec.scope.regions.includes(cluster.region)) continue;
       const policy = merged.get(spec.policy);
       if (policy === undefined) continue; // the policy does not apply to this cluster, so neither does its exception
       if (policy.locked && TIER_ORDER[layer.tier] > TIER_ORDER[policy.lockedAt!]) {

@@ -40,6 +40,8 @@ export interface Layer {
 /** What a layer is when its files carry no Layer document (a `--layer region=…` flag, a plain policy file). */
 export interface LayerDefaults {
   readonly tier: Tier;
+  /** The tier (and region, cluster) are a fallback: a Layer document in the files decides. */
+  readonly assumed?: boolean;
   readonly name?: string;
   readonly region?: string;
   readonly cluster?: string;
@@ -93,7 +95,7 @@ export function buildLayer(sources: readonly SourceDocument[], defaults: LayerDe
   }
   const spec = layerDoc?.document.spec;
   const tier = spec?.tier ?? defaults.tier;
-  if (layerDoc !== undefined && spec !== undefined) {
+  if (layerDoc !== undefined && spec !== undefined && defaults.assumed !== true) {
     const mismatch = (field: "tier" | "region" | "cluster", expected: string | undefined) => {
       const actual = spec[field];
       if (expected !== undefined && actual !== undefined && actual !== expected) {

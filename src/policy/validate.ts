@@ -35,7 +35,7 @@ const EXPECTED: Record<string, string> = {
   record: "a map",
 };
 
-function describeIssue(issue: z.core.$ZodIssue, root: unknown): { path: (string | number)[]; message: string }[] {
+function describeIssue(issue: z.core.$ZodIssue, root: unknown): { path: (string | number)[]; message: string; atKey?: boolean }[] {
   const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
   const actual = valueAt(root, path);
   switch (issue.code) {
@@ -45,7 +45,7 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown): { path: (string 
       return [{ path, message: `expected ${expected}, got ${typeName(actual)}` }];
     }
     case "unrecognized_keys":
-      return issue.keys.map((key) => ({ path: [...path, key], message: "unknown field" }));
+      return issue.keys.map((key) => ({ path: [...path, key], message: "unknown field", atKey: true }));
     case "invalid_value":
       return [
         {
@@ -66,10 +66,10 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown): { path: (string 
 
 export function validateDocument(source: SourceDocument): Validated {
   const value = source.value;
-  const at = (path: (string | number)[], message: string): Problem => ({
+  const at = (path: (string | number)[], message: string, atKey = false): Problem => ({
     message,
     path: fieldPath(path),
-    location: source.locate(path),
+    location: atKey && source.locateKey !== undefined ? source.locateKey(path) : source.locate(path),
   });
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return { ok: false, problems: [at([], `expected a document (a map with apiVersion and kind), got ${typeName(value)}`)] };
@@ -91,6 +91,6 @@ export function validateDocument(source: SourceDocument): Validated {
   const schema = DOCUMENT_SCHEMAS[kind as DocumentKind];
   const result = schema.safeParse(value);
   if (result.success) return { ok: true, document: result.data };
-  const problems = result.error.issues.flatMap((issue) => describeIssue(issue, value)).map((p) => at(p.path, p.message));
+  const problems = result.error.issues.flatMap((issue) => describeIssue(issue, value)).map((p) => at(p.path, p.message, p.atKey));
   return { ok: false, problems };
 }

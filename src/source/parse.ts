@@ -4,7 +4,7 @@
  * with limits on size and nesting, and locations for every field so that a schema error
  * can say `file:line:column`.
  */
-import { LineCounter, parseAllDocuments, isNode, type Document } from "yaml";
+import { LineCounter, parseAllDocuments, isMap, isNode, isScalar, type Document } from "yaml";
 import { PolityError, type SourceLocation } from "../errors.js";
 
 /** Largest input file or stream Polity reads. */
@@ -17,8 +17,10 @@ export interface SourceDocument {
   /** 0-based position among the documents of the file. */
   readonly index: number;
   readonly value: unknown;
-  /** Where a field is, or the nearest enclosing field that exists. */
+  /** Where a field's value is, or the nearest enclosing field that exists. */
   locate(path: readonly (string | number)[]): SourceLocation;
+  /** Where a map entry's key is (`foo:`), for problems with the entry itself such as an unknown field. */
+  locateKey?(path: readonly (string | number)[]): SourceLocation;
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
@@ -44,6 +46,59 @@ export function decodeText(bytes: Uint8Array, file: string): string {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
+/**
+ * Refuses text nested deeper than the limit before any parser sees it: a YAML parser
+ * recurses per level, and thousands of levels exhaust its stack or its memory. Counts
+ * flow brackets outside quotes, block sequence dashes at the start of a line, and
+ * indentation.
+ */
+function checkTextNesting(text: string, file: string): void {
+  let depth = 0;
+  let quote = "";
+  let line = 1;
+  let lineStart = true;
+  let dashes = 0;
+  let indent = 0;
+  const fail = () => {
+    throw PolityError.of("too-large", `input is nested more than ${MAX_DEPTH} levels deep`, { location: { file, line, column: 1 } });
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === "\n") {
+      line++;
+      lineStart = true;
+      dashes = 0;
+      indent = 0;
+      continue;
+    }
+    if (lineStart) {
+      if (c === " ") {
+        if (++indent > MAX_DEPTH * 8) fail();
+        continue;
+      }
+      if (c === "-" && (text[i + 1] === " " || text[i + 1] === "\t")) {
+        if (++dashes > MAX_DEPTH) fail();
+        i++;
+        continue;
+      }
+      lineStart = false;
+    }
+    if (quote !== "") {
+      if (c === "\\" && quote === '"') i++;
+      else if (c === quote) quote = "";
+      continue;
+    }
+    if (c === '"' || c === "'") quote = c;
+    else if (c === "#") {
+      while (i + 1 < text.length && text[i + 1] !== "\n") i++;
+    } else if (c === "[" || c === "{") {
+      if (++depth > MAX_DEPTH) fail();
+    } else if (c === "]" || c === "}") {
+      depth = Math.max(0, depth - 1);
+    }
+  }
+}
+
 /** Parses every document of a YAML or JSON text; empty documents are skipped. */
 export function parseDocuments(text: string, file: string): SourceDocument[] {
   if (text.length > MAX_INPUT_BYTES) {
@@ -51,6 +106,7 @@ export function parseDocuments(text: string, file: string): SourceDocument[] {
       location: { file, line: 0, column: 0 },
     });
   }
+  checkTextNesting(text, file);
   const lines = new LineCounter();
   let docs: Document.Parsed[];
   try {
@@ -66,6 +122,9 @@ export function parseDocuments(text: string, file: string): SourceDocument[] {
   const out: SourceDocument[] = [];
   for (const doc of docs) {
     const problem = doc.errors[0];
+    if (problem !== undefined && /call stack/i.test(problem.message)) {
+      throw PolityError.of("too-large", `input is nested too deeply (the limit is ${MAX_DEPTH} levels)`, { location: at(problem.pos[0]) });
+    }
     if (problem !== undefined) {
       const message = problem.message.split("\n")[0] ?? problem.message;
       throw PolityError.of("invalid", `not valid YAML or JSON: ${message}`, { location: at(problem.pos[0]) });
@@ -85,8 +144,25 @@ export function parseDocuments(text: string, file: string): SourceDocument[] {
       }
       return at(doc.range[0]);
     };
+    const locateKey = (path: readonly (string | number)[]): SourceLocation => {
+      const last = path[path.length - 1];
+      if (typeof last === "string") {
+        const parent = doc.getIn(path.slice(0, -1), true);
+        if (isMap(parent)) {
+          const pair = parent.items.find((item) => isScalar(item.key) && item.key.value === last);
+          if (pair !== undefined && isNode(pair.key) && pair.key.range) return at(pair.key.range[0]);
+        }
+      }
+      return locate(path);
+    };
     for (const item of expandLists(value)) {
-      out.push({ file, index: out.length, value: item.value, locate: (path) => locate([...item.prefix, ...path]) });
+      out.push({
+        file,
+        index: out.length,
+        value: item.value,
+        locate: (path) => locate([...item.prefix, ...path]),
+        locateKey: (path) => locateKey([...item.prefix, ...path]),
+      });
     }
   }
   return out;

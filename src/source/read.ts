@@ -2,7 +2,7 @@
  * Files, folders and standard input → documents. The effectful half of source/: it reads
  * with a size limit, walks folders in a stable order, and hands the text to parse.ts.
  */
-import { readdirSync, readFileSync, statSync, openSync, readSync, closeSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { PolityError } from "../errors.js";
 import { decodeText, MAX_INPUT_BYTES, parseDocuments, type SourceDocument } from "./parse.js";
@@ -31,9 +31,8 @@ export function listDocumentFiles(path: string): string[] {
   return out;
 }
 
-/** Reads a file (or `-` for standard input) with the input size limit. */
+/** Reads a file with the input size limit. */
 export function readInput(path: string): string {
-  if (path === "-") return decodeText(readStdin(), "<stdin>");
   let size: number;
   try {
     size = statSync(path).size;
@@ -41,43 +40,49 @@ export function readInput(path: string): string {
     throw PolityError.of("not-found", `no such file: ${path}`);
   }
   if (size > MAX_INPUT_BYTES) {
-    throw PolityError.of("too-large", `${path} is ${size} bytes; the limit is ${MAX_INPUT_BYTES} bytes (16 MiB)`);
+    throw PolityError.of("too-large", `${size} bytes is over the limit of ${MAX_INPUT_BYTES} bytes (16 MiB)`, {
+      location: { file: path, line: 0, column: 0 },
+    });
   }
   return decodeText(readFileSync(path), path);
 }
 
-function readStdin(): Buffer {
+/**
+ * Standard input, whole, with the input size limit: a pipe, a file, a terminal or a socket
+ * (what Node's child_process gives a child) alike.
+ */
+export async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   let total = 0;
-  const fd = openSync("/dev/stdin", "r");
-  try {
-    const buffer = Buffer.alloc(1 << 16);
-    for (;;) {
-      let n: number;
-      try {
-        n = readSync(fd, buffer, 0, buffer.length, null);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === "EAGAIN") continue;
-        if ((error as NodeJS.ErrnoException).code === "EOF") break;
-        throw error;
-      }
-      if (n === 0) break;
-      total += n;
-      if (total > MAX_INPUT_BYTES) {
-        throw PolityError.of("too-large", `standard input is larger than ${MAX_INPUT_BYTES} bytes (16 MiB)`);
-      }
-      chunks.push(Buffer.from(buffer.subarray(0, n)));
+  for await (const chunk of process.stdin) {
+    const buffer = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Buffer);
+    total += buffer.length;
+    if (total > MAX_INPUT_BYTES) {
+      process.stdin.destroy();
+      throw PolityError.of("too-large", `standard input is larger than ${MAX_INPUT_BYTES} bytes (16 MiB)`, {
+        location: { file: STDIN, line: 0, column: 0 },
+      });
     }
-  } finally {
-    closeSync(fd);
+    chunks.push(buffer);
   }
-  return Buffer.concat(chunks);
+  return decodeText(Buffer.concat(chunks), STDIN);
 }
+
+/** How standard input is named in messages. */
+export const STDIN = "<stdin>";
 
 /** Every document of every file under `path`, in a stable order. */
 export function readDocuments(path: string): SourceDocument[] {
-  if (path === "-") return parseDocuments(readInput("-"), "<stdin>");
   return listDocumentFiles(path).flatMap((file) => parseDocuments(readInput(file), displayPath(file)));
+}
+
+/** Like readDocuments, but an input without a single document is an error: it is almost certainly a mistake. */
+export function readSomeDocuments(path: string): SourceDocument[] {
+  const docs = readDocuments(path);
+  if (docs.length === 0) {
+    throw PolityError.of("invalid", "holds no YAML or JSON documents", { location: { file: displayPath(path), line: 0, column: 0 } });
+  }
+  return docs;
 }
 
 /** Paths in messages are relative to the working directory when they are below it. */

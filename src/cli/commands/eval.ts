@@ -8,8 +8,8 @@ import { reviewResponse, type AdmissionReviewResponse } from "../../decision/rev
 import { PolityError, formatProblem } from "../../errors.js";
 import { effectivePolicySet } from "../../layering/effective.js";
 import type { Operation } from "../../policy/schema.js";
-import type { SourceDocument } from "../../source/parse.js";
-import { readDocuments } from "../../source/read.js";
+import { parseDocuments, type SourceDocument } from "../../source/parse.js";
+import { readSomeDocuments, readStdin, STDIN } from "../../source/read.js";
 import { flag, outputFormat, stringOption, type Command } from "../command.js";
 import { colors, EXIT, UsageError } from "../io.js";
 import { LAYER_HELP, LAYER_OPTIONS, loadLayers } from "../layers.js";
@@ -59,8 +59,10 @@ Output:
   -o, --output text|json    text (default) for people; json prints one object per input
                             document and line: {"source", "index", "kind", "namespace",
                             "name", "allowed", "violations": [{"policy", "rule", "message",
-                            "enforcement"}], "warnings": [...]} and, for an AdmissionReview,
-                            "review" (the response)
+                            "enforcement"}], "warnings": [...]}; a violation in a workload's pod
+                            template adds "target": "pod template", a decision that an
+                            exception relaxed adds "exemptions", and an AdmissionReview input
+                            adds "review" (the response)
   -q, --quiet               text output only for documents that are not plainly allowed
       --operation <op>      CREATE (default), UPDATE or DELETE, for plain resources
       --now <RFC 3339 time> the time exceptions are judged at (default: now)
@@ -73,7 +75,7 @@ Examples:
   kubectl get pods -A -o yaml | polity eval -p builtin:pod-security/restricted -q -
 
 Exit status: 0 when every input is allowed, 1 when any is denied, 2 for bad usage or bad input.`,
-  run(parsed, io) {
+  async run(parsed, io) {
     const format = outputFormat(parsed, ["text", "json"] as const, "text");
     const operation = (stringOption(parsed, "operation") ?? "CREATE").toUpperCase();
     if (!["CREATE", "UPDATE", "DELETE"].includes(operation)) {
@@ -88,10 +90,18 @@ Exit status: 0 when every input is allowed, 1 when any is denied, 2 for bad usag
     const documents: SourceDocument[] = [];
     for (const input of parsed.positionals) {
       try {
-        documents.push(...readDocuments(input));
+        if (input === "-") {
+          const docs = parseDocuments(await readStdin(), STDIN);
+          if (docs.length === 0) throw PolityError.of("invalid", "standard input holds no YAML or JSON documents", { location: { file: STDIN, line: 0, column: 0 } });
+          documents.push(...docs);
+        } else {
+          documents.push(...readSomeDocuments(input));
+        }
       } catch (error) {
         if (!(error instanceof PolityError)) throw error;
-        for (const problem of error.problems) io.err(`error: ${formatProblem({ ...problem, location: problem.location ?? { file: input, line: 0, column: 0 } })}\n`);
+        for (const problem of error.problems) {
+          io.err(`error: ${formatProblem({ ...problem, location: problem.location ?? { file: input === "-" ? STDIN : input, line: 0, column: 0 } })}\n`);
+        }
         badInput = true;
       }
     }

@@ -4,7 +4,8 @@
  */
 import { PolityError, formatProblem, type Problem } from "../../errors.js";
 import { effectivePolicySet, type EffectivePolicySet } from "../../layering/effective.js";
-import { buildLayer } from "../../policy/layer.js";
+import { buildLayer, type Layer } from "../../policy/layer.js";
+import type { SourceDocument } from "../../source/parse.js";
 import { listDocumentFiles, readDocuments } from "../../source/read.js";
 import { outputFormat, type Command } from "../command.js";
 import { colors, EXIT, UsageError, type Io } from "../io.js";
@@ -77,12 +78,14 @@ export const policyLintCommand: Command = {
   summary: "check policy files: schema, CEL, ownership, layering",
   usage: "polity policy lint <file|folder>…",
   options: {},
-  help: `Reads each path as one layer (a Layer document in it says which tier; otherwise it is
-read as a global layer) and reports every problem at once: YAML or JSON syntax, schema
-(unknown fields, wrong types, missing fields, with file:line:column and the field path),
-CEL syntax and type errors (naming the policy, the rule and the position), owners, and
-duplicate names. Then it combines the layer on its own for a cluster with no labels, as
-a hub would, to catch refusals within the layer.
+  help: `Reads each path as a layer (a Layer document says which tier; without one, a global
+layer), or, when a folder holds several Layer documents, each file as its own layer, and
+reports every problem at once: YAML or JSON syntax, schema (unknown fields, wrong types,
+missing fields, with file:line:column and the field path), CEL syntax and type errors
+(naming the policy, the rule and the position), owners, and duplicate names. Then it
+combines the layers as a hub would (global, each region, each cluster in its region) and
+reports every refusal: a weakened lock, a param out of bounds, a protected domain set from
+above.
 
 Examples:
   polity policy lint examples/layers/
@@ -92,26 +95,95 @@ Exit status: 0 when there is nothing to report, 1 when there are problems, 2 for
   run(parsed, io) {
     if (parsed.positionals.length === 0) throw new UsageError("give one or more files or folders to lint");
     const c = colors(io);
-    let problems: Problem[] = [];
+    const problems: Problem[] = [];
     let documents = 0;
+    const layers: Layer[] = [];
     for (const path of parsed.positionals) {
       listDocumentFiles(path);
       try {
         const docs = readDocuments(path);
         documents += docs.length;
-        const layer = buildLayer(docs, { tier: "global" });
-        const cluster = { name: layer.cluster ?? "lint", region: layer.region ?? "lint", labels: {} };
-        effectivePolicySet([layer], cluster);
+        layers.push(...layersIn(docs, problems));
       } catch (error) {
         if (!(error instanceof PolityError)) throw error;
-        problems = [...problems, ...error.problems];
+        problems.push(...error.problems);
       }
     }
+    if (problems.length === 0) problems.push(...combinationProblems(layers));
     for (const problem of problems) io.out(`${c.red("✗")} ${formatProblem(problem)}\n`);
-    io.out(problems.length === 0 ? `${documents} document${documents === 1 ? "" : "s"}: no problems\n` : `${problems.length} problem${problems.length === 1 ? "" : "s"}\n`);
+    io.out(
+      problems.length === 0
+        ? `${documents} document${documents === 1 ? "" : "s"} in ${layers.length} layer${layers.length === 1 ? "" : "s"}: no problems\n`
+        : `${problems.length} problem${problems.length === 1 ? "" : "s"}\n`,
+    );
     return problems.length === 0 ? EXIT.ok : EXIT.failed;
   },
 };
+
+/**
+ * The layers among some documents: all of them, when at most one Layer document is among
+ * them (a plain policy file is a global layer); otherwise one per file, each file naming
+ * its layer.
+ */
+function layersIn(docs: readonly SourceDocument[], problems: Problem[]): Layer[] {
+  const isLayerDoc = (d: SourceDocument) => (d.value as { kind?: unknown } | null)?.kind === "Layer";
+  const build = (group: readonly SourceDocument[]): Layer[] => {
+    try {
+      return [buildLayer(group, { tier: "global", assumed: true })];
+    } catch (error) {
+      if (!(error instanceof PolityError)) throw error;
+      problems.push(...error.problems);
+      return [];
+    }
+  };
+  if (docs.filter(isLayerDoc).length <= 1) return build(docs);
+  const byFile = new Map<string, SourceDocument[]>();
+  for (const doc of docs) byFile.set(doc.file, [...(byFile.get(doc.file) ?? []), doc]);
+  const out: Layer[] = [];
+  for (const [file, group] of byFile) {
+    if (!group.some(isLayerDoc)) {
+      problems.push({ message: "the folder holds several layers, and this file has no Layer document to say which one it belongs to", location: { file, line: 1, column: 1 } });
+      continue;
+    }
+    out.push(...build(group));
+  }
+  return out;
+}
+
+/** Combines the layers as a hub would, for a cluster under each region and cluster layer. */
+function combinationProblems(layers: readonly Layer[]): Problem[] {
+  const globals = layers.filter((l) => l.tier === "global");
+  const regions = layers.filter((l) => l.tier === "region");
+  const clusters = layers.filter((l) => l.tier === "cluster");
+  const targets: { layers: Layer[]; cluster: { name: string; region: string; labels: Record<string, string> } }[] = [];
+  for (const cluster of clusters) {
+    const region = regions.find((r) => r.region === cluster.region);
+    targets.push({ layers: [...globals, ...(region === undefined ? [] : [region]), cluster], cluster: { name: cluster.cluster!, region: cluster.region ?? "lint", labels: {} } });
+  }
+  for (const region of regions) {
+    if (!clusters.some((c) => c.region === region.region)) {
+      targets.push({ layers: [...globals, region], cluster: { name: `${region.region}-lint`, region: region.region!, labels: {} } });
+    }
+  }
+  if (targets.length === 0) targets.push({ layers: globals, cluster: { name: "lint", region: "lint", labels: {} } });
+  const seen = new Set<string>();
+  const problems: Problem[] = [];
+  for (const target of targets) {
+    try {
+      effectivePolicySet(target.layers, target.cluster);
+    } catch (error) {
+      if (!(error instanceof PolityError)) throw error;
+      for (const problem of error.problems) {
+        // Without the layers above, what a refinement refines is not known here.
+        if (globals.length === 0 && problem.message.endsWith("[rule: refinement-without-base]")) continue;
+        const key = formatProblem(problem);
+        if (!seen.has(key)) problems.push(problem);
+        seen.add(key);
+      }
+    }
+  }
+  return problems;
+}
 
 export const policyTestCommand: Command = {
   name: "policy test",
