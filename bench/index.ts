@@ -11,5 +11,9 @@ const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
 
 console.log(`Polity benchmarks: node ${process.version}, ${cpus().length} CPU(s) (${cpus()[0]?.model ?? "unknown"})`);
+/** Between benchmarks, a full collection, so that one's garbage is not the next one's pause. */
+const settle = () => (globalThis as { gc?: () => void }).gc?.();
+
 if (want("decision")) benchDecision();
+settle();
 if (want("layering")) benchLayering();

@@ -711,3 +711,22 @@ describe("help and usage", () => {
     }
   });
 });
+
+describe("polity eval on the Pod Security fixtures", () => {
+  const root = at("test/fixtures/pod-security");
+  const cases = ["baseline", "restricted"].flatMap((level) =>
+    readdirSync(join(root, level)).map((version) => ({ level, version, dir: join(root, level, version) })),
+  );
+
+  it.each(cases)("$level $version: allows every pass fixture and denies every fail fixture", async ({ level, version, dir }) => {
+    const policy = `builtin:pod-security/${level}${version === "latest" ? "" : `@${version}`}`;
+    const pass = await polity("eval", "-p", policy, "-o", "json", join(dir, "pass"));
+    expect(pass.err).toBe("");
+    expect(pass.code).toBe(0);
+    const fail = await polity("eval", "-p", policy, "-o", "json", join(dir, "fail"));
+    expect(fail.err).toBe("");
+    expect(fail.code).toBe(1);
+    const lines = fail.out.trim().split("\n").map((line) => JSON.parse(line) as { allowed: boolean; source: string });
+    expect(lines.filter((line) => line.allowed).map((line) => line.source)).toEqual([]);
+  });
+});

@@ -169,16 +169,18 @@ const appArmorProfile: Check = {
       variables: [
         v("appArmorPodBad", badAppArmor(POD_SC)),
         filtered("appArmorContainers", CONTAINERS, "c", `${badAppArmor(sc("c"))}`),
-        v(
+        filtered(
           "appArmorAnnotations",
-          `variables.annotations.filter(k, k.startsWith('${APPARMOR_PREFIX}') && !(variables.annotations[k] == '' || variables.annotations[k] == 'runtime/default' || variables.annotations[k].startsWith('localhost/')))`,
+          "variables.annotations",
+          "k",
+          `k.startsWith('${APPARMOR_PREFIX}') && !(variables.annotations[k] == '' || variables.annotations[k] == 'runtime/default' || variables.annotations[k].startsWith('localhost/'))`,
         ),
         v(
           "appArmorValues",
           `${sorted(`((variables.appArmorPodBad ? [${appArmorType(`${POD_SC}.appArmorProfile`)}] : []) + variables.appArmorContainers.map(c, ${appArmorType(`${scValue("c")}.appArmorProfile`)}))`)} + variables.appArmorAnnotations.map(k, k + '=' + strings.quote(variables.annotations[k])).sort()`,
         ),
       ],
-      expression: `!variables.appArmorPodBad && ${none("appArmorContainers")} && size(variables.appArmorAnnotations) == 0`,
+      expression: `!variables.appArmorPodBad && ${none("appArmorContainers")} && ${none("appArmorAnnotations")}`,
       messageExpression: `(size(variables.appArmorValues) == 1 ? 'forbidden AppArmor profile' : 'forbidden AppArmor profiles') + ' (' + (${setters("variables.appArmorPodBad", "variables.appArmorContainers")} + (size(variables.appArmorAnnotations) > 0 ? [${plural("variables.appArmorAnnotations", "annotation", "annotations")}] : [])).join(' and ') + ' must not set AppArmor profile type to ' + ${joinQuote("variables.appArmorValues")} + ')'`,
     },
   ],
@@ -302,13 +304,26 @@ const handlerHosts = (c: string) => {
   return `${handlers}.map(h, [(has(h.httpGet) ? ${str("h.httpGet", "host")} : ''), (has(h.tcpSocket) ? ${str("h.tcpSocket", "host")} : '')]).flatten().filter(x, x != '')`;
 };
 
+/** Whether a container names a host in any probe or lifecycle handler, allocating nothing. */
+const namesHandlerHost = (c: string) => {
+  const handlers = [
+    ...["livenessProbe", "readinessProbe", "startupProbe"].map((p) => ({ guard: `has(${c}.${p})`, path: `${c}.${p}` })),
+    ...["postStart", "preStop"].map((h) => ({ guard: `has(${c}.lifecycle) && has(${c}.lifecycle.${h})`, path: `${c}.lifecycle.${h}` })),
+  ];
+  return handlers
+    .flatMap(({ guard, path }) =>
+      ["httpGet", "tcpSocket"].map((kind) => `(${guard} && has(${path}.${kind}) && ${str(`${path}.${kind}`, "host")} != '')`),
+    )
+    .join(" || ");
+};
+
 const hostProbesAndHostLifecycle: Check = {
   id: "hostProbesAndHostLifecycle",
   level: "baseline",
   versions: [
     {
       minor: 34,
-      variables: [filtered("hostProbeContainers", CONTAINERS, "c", `size(${handlerHosts("c")}) > 0`)],
+      variables: [filtered("hostProbeContainers", CONTAINERS, "c", `(${namesHandlerHost("c")})`)],
       expression: none("hostProbeContainers"),
       messageExpression: `cel.bind(names, ${sorted("variables.hostProbeContainers.map(c, c.name)")}, cel.bind(hosts, ${sorted(`variables.hostProbeContainers.map(c, ${handlerHosts("c")}).flatten()`)}, 'probe or lifecycle host (' + ${plural("names", "container ", "containers ")} + ${joinQuote("names")} + ' ' + ${plural("names", "uses", "use")} + ' ' + ${plural("hosts", "probe or lifecycle host ", "probe or lifecycle hosts ")} + ${joinQuote("hosts")} + ')'))`,
     },
