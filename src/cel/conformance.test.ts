@@ -26,12 +26,12 @@ import {
 } from "./conformance-data.js";
 
 /**
- * The share of run cases that must pass; raise it as the evaluators improve. The
- * reference evaluator alone passes 92.7% (1286 of 1387): the two-variable macros and
- * optionals it lacks, and backquoted field names its parser rejects. The bake-off's
- * "93%" was 1256/1357 = 92.6% rounded, on the same cases minus type values.
+ * The share of run cases that must pass; raise it as the evaluators improve. Polity
+ * passes 93.2% (1292 of 1387). @bufbuild/cel alone passes 92.7% here (1286): Polity's
+ * parser adds backquoted field names; both lack optionals and two-variable macros. The
+ * bake-off's "93%" was 1256/1357 = 92.6% rounded, on the same cases minus type values.
  */
-const REQUIRED_PASS_RATE = 0.92;
+const REQUIRED_PASS_RATE = 0.93;
 
 const FAILURES_PATH = join(tmpdir(), "polity-cel-conformance-failures.txt");
 
