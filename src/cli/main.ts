@@ -6,10 +6,49 @@ import { readFileSync } from "node:fs";
 import { parse, type Command } from "./command.js";
 import { devCommand } from "./commands/dev.js";
 import { evalCommand } from "./commands/eval.js";
+import { hubCommand, loginCommand } from "./commands/hub.js";
+import { applyCommand, diffCommand, getLayerCommand, getLayersCommand, historyCommand } from "./commands/layers.js";
+import {
+  clusterJoinTokenCommand,
+  clusterRegisterCommand,
+  clusterRelabelCommand,
+  clusterRemoveCommand,
+  clusterRevokeCommand,
+  getClusterCommand,
+  getClustersCommand,
+  getEffectiveCommand,
+} from "./commands/clusters.js";
+import { tokenCreateCommand, tokenListCommand, tokenRevokeCommand } from "./commands/tokens.js";
+import { enrollCommand } from "./commands/enroll.js";
 import { policyEffectiveCommand, policyLintCommand, policyTestCommand } from "./commands/policy.js";
 import { EXIT, processIo, reportError, type Io } from "./io.js";
 
-export const COMMANDS: readonly Command[] = [devCommand, evalCommand, policyEffectiveCommand, policyLintCommand, policyTestCommand];
+export const COMMANDS: readonly Command[] = [
+  devCommand,
+  evalCommand,
+  policyEffectiveCommand,
+  policyLintCommand,
+  policyTestCommand,
+  hubCommand,
+  loginCommand,
+  applyCommand,
+  diffCommand,
+  historyCommand,
+  getLayersCommand,
+  getLayerCommand,
+  getClustersCommand,
+  getClusterCommand,
+  getEffectiveCommand,
+  clusterRegisterCommand,
+  clusterRelabelCommand,
+  clusterRemoveCommand,
+  clusterJoinTokenCommand,
+  clusterRevokeCommand,
+  tokenCreateCommand,
+  tokenListCommand,
+  tokenRevokeCommand,
+  enrollCommand,
+];
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };

@@ -1,0 +1,177 @@
+/** `polity hub` (run a hub) and `polity login` (connect the command line to one). */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { configPath, readConfig, writeConfig } from "../../client/config.js";
+import { redactUrl } from "../../store/database.js";
+import { DEFAULT_CERTIFICATE_TTL_MS, DEFAULT_GRACE_MS, startHub, writePrivateFile } from "../../hub/index.js";
+import { stringOption, stringsOption, type Command } from "../command.js";
+import { colors, EXIT, UsageError, type Io } from "../io.js";
+import { parseDuration } from "../time.js";
+import { hubCall } from "../hub-access.js";
+
+/**
+ * The operator's key, which seals the CA's private key: --key-file, or POLITY_HUB_KEY. On
+ * the embedded store with neither, one is made in the data folder (fine for trying Polity;
+ * in production keep it apart from the data, in a secret store).
+ */
+function operatorKey(keyFile: string | undefined, dataDir: string, io: Io, embedded: boolean): string {
+  if (keyFile !== undefined) {
+    if (!existsSync(keyFile)) throw new UsageError(`--key-file ${keyFile}: no such file`);
+    const mode = statSync(keyFile).mode & 0o077;
+    if (mode !== 0) io.err(`warning: ${keyFile} can be read by others (mode ${(statSync(keyFile).mode & 0o777).toString(8)}); chmod 600 it\n`);
+    const key = readFileSync(keyFile, "utf8").trim();
+    if (key.length < 16) throw new UsageError(`--key-file ${keyFile}: the key must be at least 16 characters`);
+    return key;
+  }
+  const fromEnv = io.env.POLITY_HUB_KEY;
+  if (fromEnv !== undefined && fromEnv !== "") {
+    if (fromEnv.length < 16) throw new UsageError("POLITY_HUB_KEY must be at least 16 characters");
+    return fromEnv;
+  }
+  if (!embedded) throw new UsageError("a hub on PostgreSQL needs the operator key that seals its CA: --key-file <file> or POLITY_HUB_KEY");
+  const path = join(dataDir, "operator.key");
+  if (!existsSync(path)) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    writePrivateFile(path, `${randomBytes(32).toString("base64url")}\n`);
+    io.err(`warning: no operator key given (--key-file or POLITY_HUB_KEY); made one in ${path}. Keep production keys apart from the data.\n`);
+  }
+  return readFileSync(path, "utf8").trim();
+}
+
+function parseListen(value: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value);
+  if (m === null) throw new UsageError(`--listen must be host:port, got ${JSON.stringify(value)}`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new UsageError(`--listen: port ${port} is out of range`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+export const hubCommand: Command = {
+  name: "hub",
+  summary: "run a hub: the federation's layers, clusters and identity, over HTTPS",
+  usage: "polity hub [--data <dir>] [--database <postgres://…>] [--listen host:port] [--key-file <file>]",
+  options: {
+    data: { type: "string" },
+    database: { type: "string" },
+    listen: { type: "string" },
+    federation: { type: "string" },
+    "key-file": { type: "string" },
+    hostname: { type: "string", multiple: true },
+    "certificate-ttl": { type: "string" },
+    grace: { type: "string" },
+    quiet: { type: "boolean", short: "q" },
+  },
+  help: `Runs a hub. State lives in PostgreSQL: by default embedded (PGlite) in the data folder,
+nothing to install; with --database (or DATABASE_URL) a PostgreSQL server, which any number
+of hub processes may share. At the first start the hub creates the federation: its CA
+(ECDSA P-256, private key sealed under the operator key) and a bootstrap admin token,
+written to <data>/admin.token, readable by its owner only.
+
+Flags:
+      --data <dir>            data folder (default .polity/hub): embedded database, ca.pem, admin.token
+      --database <url>        postgres://user@host:port/db (default: $DATABASE_URL, else embedded)
+      --listen <host:port>    where to serve HTTPS (default 127.0.0.1:8443; port 0 picks one)
+      --federation <name>     the federation's name, at the first start (default polity)
+      --key-file <file>       the operator key that seals the CA key (default: $POLITY_HUB_KEY;
+                              on the embedded store, one is made in the data folder)
+      --hostname <name>       another DNS name for the hub's certificate (repeatable)
+      --certificate-ttl <d>   lifetime of cluster certificates (default 24h)
+      --grace <d>             how long after expiry a certificate can still be renewed (default 7d)
+  -q, --quiet                 no request log
+
+Examples:
+  polity hub
+  polity hub --database postgres://polity@db.internal/polity --key-file /run/secrets/polity-key --listen 0.0.0.0:8443
+
+Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 2 if it cannot start.`,
+  async run(parsed, io) {
+    const dataDir = resolve(stringOption(parsed, "data") ?? ".polity/hub");
+    const databaseUrl = stringOption(parsed, "database") ?? (io.env.DATABASE_URL === "" ? undefined : io.env.DATABASE_URL);
+    const { host, port } = parseListen(stringOption(parsed, "listen") ?? "127.0.0.1:8443");
+    const ttl = parseDuration(stringOption(parsed, "certificate-ttl") ?? `${DEFAULT_CERTIFICATE_TTL_MS / 3_600_000}h`, "--certificate-ttl");
+    const grace = parseDuration(stringOption(parsed, "grace") ?? `${DEFAULT_GRACE_MS / 86_400_000}d`, "--grace");
+    const key = operatorKey(stringOption(parsed, "key-file"), dataDir, io, databaseUrl === undefined);
+    const c = colors(io);
+    io.err(`starting the hub (${databaseUrl === undefined ? `embedded PostgreSQL in ${dataDir}/db` : redactUrl(databaseUrl)})…\n`);
+    const hub = await startHub({
+      dataDir,
+      ...(databaseUrl === undefined ? {} : { databaseUrl }),
+      host,
+      port,
+      federation: stringOption(parsed, "federation") ?? "polity",
+      operatorKey: key,
+      hostnames: stringsOption(parsed, "hostname"),
+      certificateTtlMs: ttl,
+      graceMs: grace,
+      log: parsed.values.quiet !== true,
+    });
+    io.out(`${c.bold("hub")} of federation ${hub.federation} listening on ${hub.url}\n`);
+    io.out(`  CA certificate   ${hub.caFile}\n`);
+    if (hub.adminTokenFile !== undefined) io.out(`  admin token      ${hub.adminTokenFile} (bootstrap; mint others with polity token create)\n`);
+    io.out(`  log in with      polity login --hub ${hub.url} --ca ${hub.caFile} --token-file ${hub.adminTokenFile ?? "<token file>"}\n`);
+    await new Promise<void>((done) => {
+      const stop = () => {
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+        done();
+      };
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+    });
+    io.err("stopping the hub…\n");
+    await hub.close();
+    return EXIT.ok;
+  },
+};
+
+export const loginCommand: Command = {
+  name: "login",
+  summary: "connect the command line to a hub (writes the configuration file)",
+  usage: "polity login --hub <url> --ca <ca.pem> (--token-file <file> | --token-env <VAR>) [--name <name>]",
+  options: {
+    hub: { type: "string" },
+    ca: { type: "string" },
+    "token-file": { type: "string" },
+    "token-env": { type: "string" },
+    name: { type: "string" },
+    config: { type: "string" },
+  },
+  help: `Checks the token against the hub (trusting only the given CA for the hub's certificate),
+then records the hub in the configuration file, readable by its owner only, and makes it
+the current one. Later commands (apply, get, cluster, token, …) use it.
+
+Flags:
+      --hub <url>           the hub, e.g. https://127.0.0.1:8443
+      --ca <file>           the federation CA certificate (the hub writes it to <data>/ca.pem)
+      --token-file <file>   a file holding the bearer token (e.g. <data>/admin.token)
+      --token-env <VAR>     or an environment variable holding it
+      --name <name>         the name to record the hub under (default: default)
+      --config <file>       the configuration file (default: $POLITY_CONFIG, or ~/.config/polity/config.json)
+
+Example:
+  polity login --hub https://127.0.0.1:8443 --ca .polity/hub/ca.pem --token-file .polity/hub/admin.token
+
+Exit status: 0 when logged in, 2 when the hub refuses the token or cannot be reached.`,
+  async run(parsed, io) {
+    const url = stringOption(parsed, "hub");
+    const caFile = stringOption(parsed, "ca");
+    if (url === undefined || caFile === undefined) throw new UsageError("give --hub <url> and --ca <ca.pem>");
+    if (!/^https:\/\//.test(url)) throw new UsageError("--hub must be an https:// URL");
+    if (!existsSync(caFile)) throw new UsageError(`--ca ${caFile}: no such file`);
+    const tokenFile = stringOption(parsed, "token-file");
+    const tokenEnv = stringOption(parsed, "token-env");
+    if ((tokenFile === undefined) === (tokenEnv === undefined)) throw new UsageError("give one of --token-file <file> or --token-env <VAR>");
+    const token = tokenFile !== undefined ? readFileSync(tokenFile, "utf8").trim() : (io.env[tokenEnv!] ?? "").trim();
+    if (token === "") throw new UsageError(tokenFile !== undefined ? `${tokenFile} is empty` : `$${tokenEnv} is empty`);
+    const ca = readFileSync(caFile, "utf8");
+    const who = await hubCall<{ description: string }>({ url: url.replace(/\/$/, ""), caPem: ca, token }, "GET", "/v1/whoami");
+    const path = configPath(io.env, stringOption(parsed, "config"));
+    const config = readConfig(path);
+    const name = stringOption(parsed, "name") ?? "default";
+    writeConfig(path, { current: name, hubs: { ...config.hubs, [name]: { url: url.replace(/\/$/, ""), ca, token } } });
+    io.out(`logged in to ${url} as ${who.description}; saved as ${JSON.stringify(name)} in ${path}\n`);
+    return EXIT.ok;
+  },
+};
+

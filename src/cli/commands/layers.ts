@@ -1,0 +1,203 @@
+/** `polity apply`, `polity diff`, `polity history`, `polity get layers|layer`: layers on a hub. */
+import { readFileSync } from "node:fs";
+import { listDocumentFiles, displayPath } from "../../source/read.js";
+import { flag, outputFormat, stringsOption, type Command, type Parsed } from "../command.js";
+import { colors, EXIT, UsageError } from "../io.js";
+import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
+
+function files(parsed: Parsed): { name: string; content: string }[] {
+  const paths = [...stringsOption(parsed, "filename"), ...parsed.positionals];
+  if (paths.length === 0) throw new UsageError("give the layer files or folders with -f <file|folder>");
+  const out: { name: string; content: string }[] = [];
+  for (const path of paths) {
+    for (const file of listDocumentFiles(path)) out.push({ name: displayPath(file), content: readFileSync(file, "utf8") });
+  }
+  if (out.length === 0) throw new UsageError(`no YAML or JSON files under ${paths.join(", ")}`);
+  return out;
+}
+
+interface ApplyResult {
+  readonly dryRun: boolean;
+  readonly layers: readonly { id: string; unchanged: boolean; version: number; contentHash: string }[];
+  readonly clusters: readonly { cluster: string; before: string | null; after: string; changed: boolean }[];
+}
+
+export const applyCommand: Command = {
+  name: "apply",
+  summary: "apply layer files to the hub: a new version of each changed layer",
+  usage: "polity apply -f <file|folder>… [--dry-run]",
+  options: { ...HUB_OPTIONS, filename: { type: "string", short: "f", multiple: true }, "dry-run": { type: "boolean" } },
+  help: `Sends layer files (YAML or JSON) to the hub. Each Layer document says which layer its
+files describe (global, a region, a cluster); a folder may hold several layers, one per
+file. The hub validates every document and expression, then combines each changed layer
+with the others for every registered cluster it reaches; if any cluster's layers would not
+combine (a weakened lock, a param out of bounds, a protected domain set from above), the
+whole apply is refused with the engine's errors, file:line:column and all. Otherwise each
+changed layer gets a new version, by you; unchanged layers are left as they are.
+
+Flags:
+  -f, --filename <file|folder>   layer files (repeatable)
+      --dry-run                  validate and show the effect, write nothing
+
+${HUB_HELP}
+
+Examples:
+  polity apply -f examples/layers/
+  polity apply -f region-eu-west.yaml --dry-run
+
+Exit status: 0 when applied (or valid, with --dry-run), 2 when refused or unreachable.`,
+  async run(parsed, io) {
+    const format = outputFormat(parsed, ["text", "json"] as const, "text");
+    const result = await hubCall<ApplyResult>(endpoint(parsed, io), "POST", "/v1/apply", { files: files(parsed), dryRun: flag(parsed, "dry-run") });
+    if (format === "json") {
+      io.out(`${JSON.stringify(result, null, 2)}\n`);
+      return EXIT.ok;
+    }
+    const c = colors(io);
+    for (const layer of result.layers) {
+      const what = layer.unchanged ? c.dim("unchanged") : result.dryRun ? `would become version ${layer.version}` : c.green(`version ${layer.version}`);
+      io.out(`layer ${layer.id}: ${what}\n`);
+    }
+    const changed = result.clusters.filter((x) => x.changed);
+    io.out(`${result.clusters.length} cluster${result.clusters.length === 1 ? "" : "s"} reached, ${changed.length} with a new effective policy set${result.dryRun ? " (dry run: nothing written)" : ""}\n`);
+    return EXIT.ok;
+  },
+};
+
+interface DiffResult {
+  readonly layers: readonly { id: string; unchanged: boolean; baseVersion: number }[];
+  readonly clusters: readonly {
+    cluster: string;
+    before: string | null;
+    after: string;
+    added: string[];
+    removed: string[];
+    changed: { policy: string; fields: string[] }[];
+    exceptions: { before: number; after: number };
+  }[];
+}
+
+export const diffCommand: Command = {
+  name: "diff",
+  summary: "what applying layer files would do to each cluster's effective policy set",
+  usage: "polity diff -f <file|folder>…",
+  options: { ...HUB_OPTIONS, filename: { type: "string", short: "f", multiple: true } },
+  help: `Computes, without writing anything, each registered cluster's effective policy set
+with the given layer files applied, and prints per cluster the policies that would be
+added, removed or changed (and which of their fields). A change that would be refused
+prints the refusal instead.
+
+Flags:
+  -f, --filename <file|folder>   layer files (repeatable)
+
+${HUB_HELP}
+
+Example:
+  polity diff -f examples/layers/region-eu-west.yaml
+
+Exit status: 0 when nothing would change, 1 when something would, 2 when the change would be refused.`,
+  async run(parsed, io) {
+    const format = outputFormat(parsed, ["text", "json"] as const, "text");
+    const result = await hubCall<DiffResult>(endpoint(parsed, io), "POST", "/v1/diff", { files: files(parsed) });
+    const changes = result.clusters.filter((x) => x.before !== x.after);
+    if (format === "json") {
+      io.out(`${JSON.stringify(result, null, 2)}\n`);
+      return changes.length === 0 ? EXIT.ok : EXIT.failed;
+    }
+    const c = colors(io);
+    for (const layer of result.layers) io.out(`layer ${layer.id}: ${layer.unchanged ? "unchanged" : layer.baseVersion === 0 ? "new" : `changes version ${layer.baseVersion}`}\n`);
+    for (const x of result.clusters) {
+      if (x.before === x.after) continue;
+      io.out(`cluster ${c.bold(x.cluster)}: ${x.before?.slice(0, 19) ?? "(none)"}… → ${x.after.slice(0, 19)}…\n`);
+      for (const p of x.added) io.out(`  ${c.green("+")} ${p}\n`);
+      for (const p of x.removed) io.out(`  ${c.red("-")} ${p}\n`);
+      for (const p of x.changed) io.out(`  ${c.yellow("~")} ${p.policy} (${p.fields.join(", ")})\n`);
+      if (x.exceptions.before !== x.exceptions.after) io.out(`  ${c.yellow("~")} exceptions ${x.exceptions.before} → ${x.exceptions.after}\n`);
+    }
+    io.out(`${changes.length} of ${result.clusters.length} cluster${result.clusters.length === 1 ? "" : "s"} would change\n`);
+    return changes.length === 0 ? EXIT.ok : EXIT.failed;
+  },
+};
+
+function layerPath(id: string): string {
+  if (id === "global") return "/v1/layers/global";
+  const m = /^(region|cluster)\/([a-z0-9][-a-z0-9.]*)$/.exec(id);
+  if (m === null) throw new UsageError(`a layer is global, region/<name> or cluster/<name>, got ${JSON.stringify(id)}`);
+  return `/v1/layers/${m[1]}/${m[2]}`;
+}
+
+export const historyCommand: Command = {
+  name: "history",
+  summary: "every version of a layer: who changed it, when, its content hash",
+  usage: "polity history <global|region/<name>|cluster/<name>> [--version <n>]",
+  options: { ...HUB_OPTIONS, version: { type: "string" } },
+  help: `Lists the versions of a layer, oldest first. With --version, prints that version's files.
+
+${HUB_HELP}
+
+Examples:
+  polity history global
+  polity history region/eu-west --version 2
+
+Exit status: 0, or 2 when the layer does not exist or the hub cannot be reached.`,
+  async run(parsed, io) {
+    const id = parsed.positionals[0];
+    if (id === undefined || parsed.positionals.length > 1) throw new UsageError("give one layer: global, region/<name> or cluster/<name>");
+    const format = outputFormat(parsed, ["text", "json"] as const, "text");
+    const ep = endpoint(parsed, io);
+    const version = parsed.values.version;
+    if (typeof version === "string") {
+      const v = await hubCall<{ version: number; author: string; createdAt: string; files: { name: string; content: string }[] }>(ep, "GET", `${layerPath(id)}/versions/${encodeURIComponent(version)}`);
+      if (format === "json") io.out(`${JSON.stringify(v, null, 2)}\n`);
+      else for (const f of v.files) io.out(`# ${f.name} (version ${v.version}, by ${v.author}, ${v.createdAt})\n${f.content}${f.content.endsWith("\n") ? "" : "\n"}`);
+      return EXIT.ok;
+    }
+    const h = await hubCall<{ items: { version: number; author: string; createdAt: string; contentHash: string; files: string[]; deleted: boolean }[] }>(ep, "GET", `${layerPath(id)}/history`);
+    if (format === "json") io.out(`${JSON.stringify(h, null, 2)}\n`);
+    else table(io, ["VERSION", "AGE", "AUTHOR", "CONTENT", "FILES"], h.items.map((i) => [String(i.version), age(i.createdAt), i.author, `${i.contentHash.slice(0, 19)}…`, i.deleted ? "(deleted)" : i.files.join(", ")]));
+    return EXIT.ok;
+  },
+};
+
+export const getLayersCommand: Command = {
+  name: "get layers",
+  summary: "the layers on the hub and their current versions",
+  usage: "polity get layers [-o text|json]",
+  options: { ...HUB_OPTIONS },
+  help: `Lists the layers you may read, with their current version, author and size.
+
+${HUB_HELP}
+
+Example:
+  polity get layers`,
+  async run(parsed, io) {
+    const format = outputFormat(parsed, ["text", "json"] as const, "text");
+    const r = await hubCall<{ items: { id: string; version: number; author: string; createdAt: string; deleted: boolean; policies: number; exceptions: number }[] }>(endpoint(parsed, io), "GET", "/v1/layers");
+    if (format === "json") io.out(`${JSON.stringify(r, null, 2)}\n`);
+    else table(io, ["LAYER", "VERSION", "POLICIES", "EXCEPTIONS", "AGE", "AUTHOR"], r.items.map((l) => [l.id, String(l.version), l.deleted ? "-" : String(l.policies), l.deleted ? "-" : String(l.exceptions), age(l.createdAt), l.author]));
+    return EXIT.ok;
+  },
+};
+
+export const getLayerCommand: Command = {
+  name: "get layer",
+  summary: "a layer's current files",
+  usage: "polity get layer <global|region/<name>|cluster/<name>> [-o text|json]",
+  options: { ...HUB_OPTIONS },
+  help: `Prints the files of a layer's current version, as applied.
+
+${HUB_HELP}
+
+Example:
+  polity get layer region/eu-west`,
+  async run(parsed, io) {
+    const id = parsed.positionals[0];
+    if (id === undefined) throw new UsageError("give a layer: global, region/<name> or cluster/<name>");
+    const format = outputFormat(parsed, ["text", "json"] as const, "text");
+    const r = await hubCall<{ version: number; author: string; createdAt: string; files: { name: string; content: string }[] }>(endpoint(parsed, io), "GET", layerPath(id));
+    if (format === "json") io.out(`${JSON.stringify(r, null, 2)}\n`);
+    else for (const f of r.files) io.out(`# ${f.name} (version ${r.version}, by ${r.author})\n${f.content}${f.content.endsWith("\n") ? "" : "\n"}`);
+    return EXIT.ok;
+  },
+};
+

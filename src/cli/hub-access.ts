@@ -1,0 +1,70 @@
+/**
+ * How hub commands reach a hub: the configuration `polity login` wrote, `--hub <name>` to
+ * pick one, and errors from the hub shown like every other error (with its causes, each
+ * with a file:line:column when the hub names one).
+ */
+import { endpointFrom, configPath, readConfig } from "../client/config.js";
+import { call, HubError, UnreachableError, type HubEndpoint } from "../client/http.js";
+import { PolityError } from "../errors.js";
+import { stringOption, type Options, type Parsed } from "./command.js";
+import type { Io } from "./io.js";
+
+export const HUB_OPTIONS: Options = {
+  hub: { type: "string" },
+  config: { type: "string" },
+  output: { type: "string", short: "o" },
+};
+
+export const HUB_HELP = `Hub connection:
+      --hub <name>       a hub of the configuration other than the current one
+      --config <file>    the configuration file (default: $POLITY_CONFIG, or ~/.config/polity/config.json)
+  -o, --output text|json`;
+
+export function endpoint(parsed: Parsed, io: Io): HubEndpoint {
+  const path = configPath(io.env, stringOption(parsed, "config"));
+  return endpointFrom(readConfig(path), path, stringOption(parsed, "hub"));
+}
+
+/** A call whose failure becomes a PolityError for the CLI to print. */
+export async function hubCall<T>(ep: HubEndpoint, method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown): Promise<T> {
+  try {
+    return (await call<T>(ep, method, path, body)).body;
+  } catch (error) {
+    throw asCliError(error);
+  }
+}
+
+/** A hub's refusal or an unreachable hub, as the error family the CLI prints; anything else as it is. */
+export function asCliError(error: unknown): unknown {
+  if (error instanceof HubError) {
+    const problems = [
+      { message: `${error.message} (${error.status} ${error.reason})` },
+      ...error.causes.map((c) => ({ message: c.message, ...(c.field === undefined ? {} : { path: c.field }), ...(c.location === undefined ? {} : { location: parseLocation(c.location) }) })),
+    ];
+    return new PolityError(error.status === 409 ? "merge-refused" : "invalid", problems);
+  }
+  if (error instanceof UnreachableError) return PolityError.of("not-found", error.message);
+  return error;
+}
+
+function parseLocation(text: string) {
+  const m = /^(.*):(\d+):(\d+)$/.exec(text);
+  return m === null ? { file: text, line: 0, column: 0 } : { file: m[1]!, line: Number(m[2]), column: Number(m[3]) };
+}
+
+/** Prints rows as an aligned table, kubectl style. */
+export function table(io: Io, header: readonly string[], rows: readonly (readonly string[])[]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("   ");
+  io.out(`${line(header)}\n`);
+  for (const row of rows) io.out(`${line(row)}\n`);
+}
+
+export function age(iso: string | null | undefined, now = Date.now()): string {
+  if (iso === null || iso === undefined) return "-";
+  const s = Math.round((now - Date.parse(iso)) / 1000);
+  const future = s < 0;
+  const a = Math.abs(s);
+  const text = a < 120 ? `${a}s` : a < 7200 ? `${Math.round(a / 60)}m` : a < 172_800 ? `${Math.round(a / 3600)}h` : `${Math.round(a / 86_400)}d`;
+  return future ? `in ${text}` : text;
+}

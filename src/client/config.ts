@@ -1,0 +1,61 @@
+/**
+ * The command line's connection to hubs, like a kubeconfig: a file of named hubs (URL,
+ * federation CA, token) and which one is current. `polity login` writes it, readable by
+ * its owner only; `--hub-config` or POLITY_CONFIG points elsewhere.
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
+import { PolityError } from "../errors.js";
+import type { HubEndpoint } from "./http.js";
+
+export interface HubEntry {
+  readonly url: string;
+  readonly ca: string;
+  readonly token: string;
+}
+
+export interface CliConfig {
+  readonly current?: string;
+  readonly hubs: Readonly<Record<string, HubEntry>>;
+}
+
+export function configPath(env: Readonly<Record<string, string | undefined>>, flag?: string): string {
+  if (flag !== undefined) return flag;
+  if (env.POLITY_CONFIG !== undefined && env.POLITY_CONFIG !== "") return env.POLITY_CONFIG;
+  const base = env.XDG_CONFIG_HOME !== undefined && env.XDG_CONFIG_HOME !== "" ? env.XDG_CONFIG_HOME : join(env.HOME ?? homedir(), ".config");
+  return join(base, "polity", "config.json");
+}
+
+export function readConfig(path: string): CliConfig {
+  if (!existsSync(path)) return { hubs: {} };
+  try {
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as CliConfig;
+    if (typeof parsed !== "object" || parsed === null || typeof parsed.hubs !== "object") throw new Error("no hubs");
+    return parsed;
+  } catch {
+    throw PolityError.of("invalid", `${path} is not a polity configuration; run polity login again, or remove it`);
+  }
+}
+
+export function writeConfig(path: string, config: CliConfig): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
+}
+
+/** The hub to talk to: `name`, or the current one. */
+export function endpointFrom(config: CliConfig, path: string, name?: string): HubEndpoint & { name: string } {
+  const key = name ?? config.current;
+  if (key === undefined || config.hubs[key] === undefined) {
+    const known = Object.keys(config.hubs);
+    throw PolityError.of(
+      "invalid",
+      key === undefined
+        ? `not logged in to a hub (${path}): run polity login --hub <url> --ca <ca.pem> --token-file <file>`
+        : `no hub named ${JSON.stringify(key)} in ${path}${known.length === 0 ? "" : ` (known: ${known.join(", ")})`}`,
+    );
+  }
+  const entry = config.hubs[key]!;
+  return { name: key, url: entry.url, caPem: entry.ca, token: entry.token };
+}

@@ -1,0 +1,160 @@
+/**
+ * The one HTTP client of Polity: JSON over HTTPS to a hub, trusting only the federation's
+ * CA, authenticating with a bearer token (people, automation) or a client certificate
+ * (agents). Connections are kept alive. A hub's error (a Kubernetes-style Status) becomes
+ * a HubError with the status code, reason, message and field causes.
+ */
+import { Agent, request as httpsRequest } from "node:https";
+import { PolityError } from "../errors.js";
+
+export interface HubEndpoint {
+  /** `https://host:port` */
+  readonly url: string;
+  /** The federation CA, PEM: the only CA trusted for the hub's certificate. */
+  readonly caPem: string;
+  readonly token?: string;
+  readonly clientCertificatePem?: string;
+  readonly clientKeyPem?: string;
+}
+
+/** A Kubernetes-style Status, as the hub returns errors. */
+export interface Status {
+  readonly kind: "Status";
+  readonly apiVersion: "v1";
+  readonly status: "Failure";
+  readonly code: number;
+  readonly reason: string;
+  readonly message: string;
+  readonly details?: { readonly causes?: readonly { readonly field?: string; readonly message: string; readonly location?: string }[] };
+}
+
+export class HubError extends Error {
+  override readonly name = "HubError";
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    message: string,
+    readonly causes: readonly { readonly field?: string; readonly message: string; readonly location?: string }[] = [],
+  ) {
+    super(message);
+  }
+}
+
+/** The hub could not be reached (refused, reset, timed out, TLS failure). */
+export class UnreachableError extends Error {
+  override readonly name = "UnreachableError";
+}
+
+const agents = new Map<string, Agent>();
+
+function agentFor(endpoint: HubEndpoint): Agent {
+  const key = `${endpoint.url}\n${endpoint.caPem}\n${endpoint.clientCertificatePem ?? ""}`;
+  let agent = agents.get(key);
+  if (agent === undefined) {
+    agent = new Agent({
+      keepAlive: true,
+      maxSockets: 16,
+      ca: endpoint.caPem,
+      ...(endpoint.clientCertificatePem === undefined ? {} : { cert: endpoint.clientCertificatePem, key: endpoint.clientKeyPem }),
+    });
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
+/** Closes kept-alive connections (for processes that are about to exit, and tests). */
+export function closeConnections(): void {
+  for (const agent of agents.values()) agent.destroy();
+  agents.clear();
+}
+
+export interface RequestOptions {
+  readonly timeoutMs?: number;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Abort the request (long polls). */
+  readonly signal?: AbortSignal;
+  /** Return the raw body instead of parsing JSON. */
+  readonly raw?: boolean;
+}
+
+export interface Response<T> {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: T;
+}
+
+export async function call<T>(
+  endpoint: HubEndpoint,
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE",
+  path: string,
+  body?: unknown,
+  options: RequestOptions = {},
+): Promise<Response<T>> {
+  const url = new URL(path, endpoint.url);
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), "utf8");
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method,
+        agent: agentFor(endpoint),
+        headers: {
+          accept: "application/json",
+          ...(payload === undefined ? {} : { "content-type": "application/json", "content-length": String(payload.length) }),
+          ...(endpoint.token === undefined ? {} : { authorization: `Bearer ${endpoint.token}` }),
+          ...options.headers,
+        },
+        timeout: options.timeoutMs ?? 30_000,
+        signal: options.signal,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("error", (error) => reject(new UnreachableError(`${url.origin}: ${error.message}`)));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          const status = res.statusCode ?? 0;
+          if (status >= 400) {
+            let parsed: Partial<Status> | undefined;
+            try {
+              parsed = JSON.parse(text) as Partial<Status>;
+            } catch {
+              parsed = undefined;
+            }
+            reject(
+              new HubError(
+                status,
+                parsed?.reason ?? "Unknown",
+                parsed?.message ?? `${method} ${url.pathname}: HTTP ${status}${text === "" ? "" : `: ${text.slice(0, 200)}`}`,
+                parsed?.details?.causes ?? [],
+              ),
+            );
+            return;
+          }
+          if (options.raw === true) {
+            resolve({ status, headers: res.headers, body: text as T });
+            return;
+          }
+          try {
+            resolve({ status, headers: res.headers, body: (text === "" ? undefined : JSON.parse(text)) as T });
+          } catch {
+            reject(new HubError(status, "BadResponse", `${method} ${url.pathname}: the hub's answer is not JSON`));
+          }
+        });
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${(options.timeoutMs ?? 30_000) / 1000} s`)));
+    req.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.name === "AbortError") reject(error);
+      else reject(new UnreachableError(`cannot reach the hub at ${url.origin}: ${error.code ?? ""} ${error.message}`.replace(/\s+/g, " ").trim()));
+    });
+    if (payload !== undefined) req.write(payload);
+    req.end();
+  });
+}
+
+/** A HubError as the Polity error family, for the CLI to print. */
+export function asPolityError(error: HubError): PolityError {
+  const problems = error.causes.length > 0 ? error.causes.map((c) => ({ message: c.location === undefined ? c.message : `${c.location}: ${c.message}`, path: c.field })) : [];
+  return new PolityError(error.status === 413 ? "too-large" : "invalid", [{ message: `${error.message} (HTTP ${error.status} ${error.reason})` }, ...problems]);
+}

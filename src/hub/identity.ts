@@ -1,0 +1,252 @@
+/**
+ * The hub's side of cluster identity: the federation CA (created at the first start, its
+ * key sealed under the operator's key), one-time join tokens, enrolment from a CSR,
+ * renewal (also of a certificate that expired during a partition, inside a grace window,
+ * by proving possession of its key), and revocation that every hub process honours on the
+ * next request.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import {
+  createCertificateAuthority,
+  createRevocationList,
+  CsrError,
+  issueClusterCertificate,
+  issueServerCertificate,
+  readCsr,
+  type CertificateAuthority,
+  type IssuedCertificate,
+} from "../identity/ca.js";
+import { seal, unseal, type Sealed } from "../identity/secrets.js";
+import { importPrivateKeyPem, x509 } from "../identity/x509.js";
+import type { Database, Queryable } from "../store/database.js";
+import { ApiError, badRequest, forbidden, notFound, unauthorized } from "./status.js";
+
+export interface IdentityOptions {
+  /** Lifetime of cluster certificates (default 24 h). */
+  readonly certificateTtlMs: number;
+  /** How long after expiry a certificate may still be renewed with its key (default 7 days). */
+  readonly graceMs: number;
+  readonly now: () => Date;
+}
+
+export function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+export function newSecret(prefix: string): string {
+  return `${prefix}_${randomBytes(24).toString("base64url")}`;
+}
+
+export interface Initialized {
+  readonly federation: string;
+  readonly authority: CertificateAuthority;
+  /** Set on the first start only: the bootstrap admin token, to be written to a private file. */
+  readonly bootstrapToken?: string;
+}
+
+/**
+ * Loads the federation's name and CA, or, on the very first start (of any hub process
+ * sharing the database), creates them and a bootstrap admin token.
+ */
+export async function initialize(db: Database, federationName: string, operatorKey: string, now: Date): Promise<Initialized> {
+  const created = await db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock(7346202)");
+    const [existing] = await tx.query<{ name: string }>("SELECT name FROM federation");
+    if (existing !== undefined) return undefined;
+    const { authority, privateKeyPem } = await createCertificateAuthority(federationName, now);
+    await tx.query("INSERT INTO federation (name) VALUES ($1)", [federationName]);
+    await tx.query("INSERT INTO certificate_authority (certificate_pem, key_encrypted) VALUES ($1, $2)", [authority.certificatePem, JSON.stringify(seal(privateKeyPem, operatorKey))]);
+    const token = newSecret("polity");
+    await tx.query("INSERT INTO tokens (id, name, role, hash, created_by) VALUES ($1, $2, 'global-admin', $3, 'bootstrap')", [
+      randomBytes(6).toString("hex"),
+      "bootstrap admin",
+      sha256(token),
+    ]);
+    return { federation: federationName, authority, bootstrapToken: token };
+  });
+  if (created !== undefined) return created;
+  const [federation] = await db.query<{ name: string }>("SELECT name FROM federation");
+  const [ca] = await db.query<{ certificate_pem: string; key_encrypted: Sealed }>("SELECT certificate_pem, key_encrypted FROM certificate_authority");
+  if (federation === undefined || ca === undefined) throw new Error("the database holds a federation without its certificate authority");
+  const privateKey = await importPrivateKeyPem(unseal(ca.key_encrypted, operatorKey).toString("utf8"));
+  const certificate = new x509.X509Certificate(ca.certificate_pem);
+  return { federation: federation.name, authority: { federation: federation.name, certificate, certificatePem: ca.certificate_pem, privateKey } };
+}
+
+export interface ClusterCertificate {
+  readonly certificate: string;
+  readonly ca: string;
+  readonly spiffeId: string;
+  readonly serial: string;
+  readonly notAfter: string;
+  /** When to renew: two thirds of the way through the certificate's life. */
+  readonly renewAfter: string;
+}
+
+export class IdentityService {
+  constructor(
+    private readonly db: Database,
+    readonly authority: CertificateAuthority,
+    private readonly options: IdentityOptions,
+  ) {}
+
+  get federation(): string {
+    return this.authority.federation;
+  }
+
+  private answer(issued: IssuedCertificate, region: string, cluster: string): ClusterCertificate {
+    const life = issued.notAfter.getTime() - issued.notBefore.getTime();
+    return {
+      certificate: issued.pem,
+      ca: this.authority.certificatePem,
+      spiffeId: `spiffe://${this.federation}/region/${region}/cluster/${cluster}`,
+      serial: issued.serial,
+      notAfter: issued.notAfter.toISOString(),
+      renewAfter: new Date(issued.notBefore.getTime() + (2 * life) / 3).toISOString(),
+    };
+  }
+
+  private async record(tx: Queryable, issued: IssuedCertificate, cluster: string, region: string): Promise<void> {
+    await tx.query(
+      "INSERT INTO certificates (serial, cluster, region, not_before, not_after, public_key_sha256, issued_at, certificate_pem) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+      [issued.serial, cluster, region, issued.notBefore, issued.notAfter, issued.publicKeySha256, this.options.now(), issued.pem],
+    );
+  }
+
+  async mintJoinToken(cluster: string, ttlMs: number, by: string): Promise<{ token: string; expiresAt: string }> {
+    const [row] = await this.db.query<{ revoked_at: Date | null }>("SELECT revoked_at FROM clusters WHERE name = $1", [cluster]);
+    if (row === undefined) throw notFound(`no cluster named ${JSON.stringify(cluster)}: register it first`);
+    if (row.revoked_at !== null) throw forbidden(`cluster ${cluster} is revoked; remove it and register it again to readmit it`);
+    const token = newSecret("join");
+    const expiresAt = new Date(this.options.now().getTime() + ttlMs);
+    await this.db.query("INSERT INTO join_tokens (id, cluster, hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)", [
+      randomBytes(6).toString("hex"),
+      cluster,
+      sha256(token),
+      by,
+      this.options.now(),
+      expiresAt,
+    ]);
+    return { token, expiresAt: expiresAt.toISOString() };
+  }
+
+  /** Enrolment: a one-time join token and a CSR whose key the cluster generated and keeps. */
+  async enroll(joinToken: string, csrPem: string): Promise<ClusterCertificate> {
+    const now = this.options.now();
+    const [token] = await this.db.query<{ id: string; cluster: string; expires_at: Date; used_at: Date | null; region: string; revoked_at: Date | null }>(
+      "SELECT t.id, t.cluster, t.expires_at, t.used_at, c.region, c.revoked_at FROM join_tokens t JOIN clusters c ON c.name = t.cluster WHERE t.hash = $1",
+      [sha256(joinToken)],
+    );
+    if (token === undefined) throw unauthorized("the join token is not valid: mint one with 'polity cluster join-token <cluster>'");
+    if (token.used_at !== null) throw unauthorized(`the join token was already used (at ${new Date(token.used_at).toISOString()}); a join token admits one enrolment`);
+    if (new Date(token.expires_at).getTime() <= now.getTime()) throw unauthorized(`the join token expired at ${new Date(token.expires_at).toISOString()}; mint a new one`);
+    if (token.revoked_at !== null) throw forbidden(`cluster ${token.cluster} is revoked`);
+    let csr;
+    try {
+      csr = await readCsr(csrPem);
+    } catch (error) {
+      if (error instanceof CsrError) throw badRequest(error.message);
+      throw error;
+    }
+    let issued: IssuedCertificate;
+    try {
+      issued = await issueClusterCertificate(this.authority, csr, { region: token.region, cluster: token.cluster }, now, this.options.certificateTtlMs);
+    } catch (error) {
+      if (error instanceof CsrError) throw forbidden(error.message);
+      throw error;
+    }
+    await this.db.transaction(async (tx) => {
+      // Single use, whichever hub process sees the token first.
+      const consumed = await tx.query("UPDATE join_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL RETURNING id", [now, token.id]);
+      if (consumed.length === 0) throw unauthorized("the join token was already used; a join token admits one enrolment");
+      await this.record(tx, issued, token.cluster, token.region);
+    });
+    return this.answer(issued, token.region, token.cluster);
+  }
+
+  /**
+   * Renewal with the current certificate (mutual TLS). A certificate that expired less than
+   * the grace window ago is accepted too, when the CSR carries the same key: the TLS
+   * handshake and the CSR's signature both prove the cluster still holds it.
+   */
+  async renew(peer: PeerCertificate, csrPem: string): Promise<ClusterCertificate> {
+    const now = this.options.now();
+    await this.checkStanding(peer);
+    if (peer.notAfter.getTime() + this.options.graceMs < now.getTime()) {
+      throw unauthorized(
+        `the certificate expired at ${peer.notAfter.toISOString()}, more than ${Math.round(this.options.graceMs / 3600_000)} h ago (the grace window): enrol again with a new join token`,
+      );
+    }
+    let csr;
+    try {
+      csr = await readCsr(csrPem);
+    } catch (error) {
+      if (error instanceof CsrError) throw badRequest(error.message);
+      throw error;
+    }
+    const expired = peer.notAfter.getTime() <= now.getTime();
+    if (expired && csr.publicKeySha256 !== peer.publicKeySha256) {
+      throw forbidden("an expired certificate is renewed only for the same key: the CSR must carry the key of the certificate presented");
+    }
+    let issued: IssuedCertificate;
+    try {
+      issued = await issueClusterCertificate(this.authority, csr, { region: peer.region, cluster: peer.cluster }, now, this.options.certificateTtlMs);
+    } catch (error) {
+      if (error instanceof CsrError) throw forbidden(error.message);
+      throw error;
+    }
+    await this.db.transaction((tx) => this.record(tx, issued, peer.cluster, peer.region));
+    return this.answer(issued, peer.region, peer.cluster);
+  }
+
+  /**
+   * Whether a presented certificate may act now: issued by this hub, not revoked, its
+   * cluster registered and not revoked. Read from the database on every request, so a
+   * revocation through any hub process takes effect at once everywhere.
+   */
+  async checkStanding(peer: PeerCertificate): Promise<void> {
+    const [row] = await this.db.query<{ cert_revoked: Date | null; cluster_revoked: Date | null; registered: string | null }>(
+      "SELECT cert.revoked_at AS cert_revoked, c.revoked_at AS cluster_revoked, c.name AS registered FROM certificates cert LEFT JOIN clusters c ON c.name = cert.cluster WHERE cert.serial = $1",
+      [peer.serial],
+    );
+    if (row === undefined) throw unauthorized("this certificate was not issued by this federation's hubs");
+    if (row.registered === null) throw unauthorized(`cluster ${peer.cluster} is no longer registered`);
+    if (row.cert_revoked !== null || row.cluster_revoked !== null) throw unauthorized(`cluster ${peer.cluster}'s identity is revoked`);
+  }
+
+  async revokeCluster(tx: Queryable, cluster: string): Promise<number> {
+    const now = this.options.now();
+    await tx.query("UPDATE clusters SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL", [now, cluster]);
+    const revoked = await tx.query("UPDATE certificates SET revoked_at = $1 WHERE cluster = $2 AND revoked_at IS NULL RETURNING serial", [now, cluster]);
+    return revoked.length;
+  }
+
+  async revocations(): Promise<{ serial: string; cluster: string; revokedAt: Date; notAfter: Date }[]> {
+    const rows = await this.db.query<{ serial: string; cluster: string; revoked_at: Date; not_after: Date }>(
+      "SELECT serial, cluster, revoked_at, not_after FROM certificates WHERE revoked_at IS NOT NULL ORDER BY revoked_at",
+    );
+    return rows.map((r) => ({ serial: r.serial, cluster: r.cluster, revokedAt: new Date(r.revoked_at), notAfter: new Date(r.not_after) }));
+  }
+
+  async revocationList(): Promise<string> {
+    // Entries of certificates long expired add nothing; keep the list short.
+    const now = this.options.now().getTime();
+    const live = (await this.revocations()).filter((r) => r.notAfter.getTime() + this.options.graceMs > now);
+    return createRevocationList(this.authority, live, this.options.now(), 24 * 3600 * 1000);
+  }
+
+  async serverCertificate(dns: readonly string[], ips: readonly string[]) {
+    return issueServerCertificate(this.authority, { dns, ips, uri: `spiffe://${this.federation}/hub` }, this.options.now(), 365 * 24 * 3600 * 1000);
+  }
+}
+
+/** What the hub reads from a client certificate presented on a TLS connection. */
+export interface PeerCertificate {
+  readonly cluster: string;
+  readonly region: string;
+  readonly serial: string;
+  readonly notAfter: Date;
+  readonly publicKeySha256: string;
+}
+
+export { ApiError };

@@ -1,0 +1,117 @@
+/**
+ * startHub: a hub process. Opens the database (PGlite in the data folder, or PostgreSQL),
+ * brings its schema up to date, loads (or at the very first start creates) the
+ * federation and its CA, issues itself a serving certificate, and serves the API.
+ */
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { openDatabase, type Database } from "../store/database.js";
+import { migrate } from "../store/migrations.js";
+import { Federation } from "./federation.js";
+import { IdentityService, initialize } from "./identity.js";
+import type { HubContext } from "./routes.js";
+import { createServer } from "./server.js";
+
+export interface HubOptions {
+  /** Folder for the embedded database, the CA certificate and the bootstrap token. */
+  readonly dataDir: string;
+  /** `postgres://…`: a PostgreSQL server shared by any number of hub processes. */
+  readonly databaseUrl?: string;
+  /** PostgreSQL schema (tests use one each). */
+  readonly schema?: string;
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port?: number;
+  /** The federation's name, used at the very first start (default "polity"). */
+  readonly federation?: string;
+  /** The key that seals the CA's private key. */
+  readonly operatorKey: string;
+  /** Extra DNS names for the hub's serving certificate (localhost and loopback are always in it). */
+  readonly hostnames?: readonly string[];
+  readonly certificateTtlMs?: number;
+  readonly graceMs?: number;
+  readonly now?: () => Date;
+  readonly log?: boolean;
+}
+
+export interface RunningHub {
+  readonly url: string;
+  readonly port: number;
+  readonly federation: string;
+  readonly caPem: string;
+  readonly caFile: string;
+  /** Set when this start created the federation: where the bootstrap admin token was written. */
+  readonly adminTokenFile?: string;
+  readonly context: HubContext;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_CERTIFICATE_TTL_MS = 24 * 3600 * 1000;
+export const DEFAULT_GRACE_MS = 7 * 24 * 3600 * 1000;
+
+/** Writes a file only its owner can read (the bootstrap token). */
+export function writePrivateFile(path: string, content: string): void {
+  writeFileSync(path, content, { mode: 0o600 });
+  chmodSync(path, 0o600);
+}
+
+export async function startHub(options: HubOptions): Promise<RunningHub> {
+  const now = options.now ?? (() => new Date());
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const db: Database = await openDatabase({
+    ...(options.databaseUrl === undefined ? { dataDir: join(options.dataDir, "db") } : { url: options.databaseUrl }),
+    ...(options.schema === undefined ? {} : { schema: options.schema }),
+  });
+  try {
+    await migrate(db);
+    const init = await initialize(db, options.federation ?? "polity", options.operatorKey, now());
+    const caFile = join(options.dataDir, "ca.pem");
+    writeFileSync(caFile, init.authority.certificatePem);
+    let adminTokenFile: string | undefined;
+    if (init.bootstrapToken !== undefined) {
+      adminTokenFile = join(options.dataDir, "admin.token");
+      writePrivateFile(adminTokenFile, `${init.bootstrapToken}\n`);
+    }
+    const identity = new IdentityService(db, init.authority, {
+      certificateTtlMs: options.certificateTtlMs ?? DEFAULT_CERTIFICATE_TTL_MS,
+      graceMs: options.graceMs ?? DEFAULT_GRACE_MS,
+      now,
+    });
+    const federation = new Federation(db);
+    await federation.sync();
+    const context: HubContext = { db, federation, identity, now };
+    const serving = await identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]);
+    const app = await createServer(context, {
+      certificatePem: serving.certificatePem,
+      privateKeyPem: serving.privateKeyPem,
+      caPem: init.authority.certificatePem,
+      log: options.log ?? false,
+    });
+    const host = options.host ?? "127.0.0.1";
+    await app.listen({ host, port: options.port ?? 8443 });
+    const address = app.server.address();
+    const port = typeof address === "object" && address !== null ? address.port : (options.port ?? 8443);
+    const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+    return {
+      url: `https://${urlHost}:${port}`,
+      port,
+      federation: init.federation,
+      caPem: init.authority.certificatePem,
+      caFile,
+      ...(adminTokenFile === undefined ? {} : { adminTokenFile }),
+      context,
+      async close() {
+        await app.close();
+        await db.close();
+      },
+    };
+  } catch (error) {
+    await db.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+export function adminTokenPath(dataDir: string): string | undefined {
+  const path = join(dataDir, "admin.token");
+  return existsSync(path) ? path : undefined;
+}

@@ -1,0 +1,198 @@
+/**
+ * The hub's HTTPS server. One port serves people (bearer tokens) and agents (mutual TLS
+ * with their cluster certificate): TLS asks every client for a certificate but does not
+ * require one, so that a refused certificate gets a 401 with the reason instead of a
+ * broken handshake, and curl, openssl s_client and any TLS client work against it.
+ *
+ * Every request is authenticated here, and authorized by its route. Errors are
+ * Kubernetes-style Status objects; nothing a client sends can stop the server.
+ */
+import type { TLSSocket } from "node:tls";
+import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import { normalizeSerial } from "../identity/ca.js";
+import { parseClusterSpiffeId } from "../identity/spiffe.js";
+import { publicKeyFingerprint, x509 } from "../identity/x509.js";
+import { sha256, type PeerCertificate } from "./identity.js";
+import { openApiDocument } from "./openapi.js";
+import type { Principal, Role } from "./principal.js";
+import { ROUTES, type Auth, type HubContext } from "./routes.js";
+import { ApiError, unauthorized } from "./status.js";
+
+export interface ServerOptions {
+  readonly certificatePem: string;
+  readonly privateKeyPem: string;
+  readonly caPem: string;
+  /** Structured JSON request logs to standard error. */
+  readonly log: boolean;
+}
+
+interface CertificateView {
+  readonly peer?: PeerCertificate;
+  readonly problem?: string;
+}
+
+/** A certificate read once per TLS connection (keep-alive connections make many requests). */
+const peers = new WeakMap<TLSSocket, Promise<CertificateView>>();
+
+async function readPeer(socket: TLSSocket, federation: string): Promise<CertificateView> {
+  const presented = socket.getPeerCertificate(false);
+  if (presented === null || presented === undefined || Object.keys(presented).length === 0 || presented.raw === undefined) return {};
+  let certificate: x509.X509Certificate;
+  try {
+    certificate = new x509.X509Certificate(presented.raw);
+  } catch {
+    return { problem: "the client certificate cannot be read" };
+  }
+  const san = certificate.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
+  const uri = san?.names.items.find((n) => n.type === "url")?.value;
+  const id = uri === undefined ? undefined : parseClusterSpiffeId(uri);
+  if (id === undefined || id.federation !== federation) {
+    return { problem: `the client certificate names no cluster of federation ${federation}${uri === undefined ? "" : ` (it names ${uri})`}` };
+  }
+  return {
+    peer: {
+      cluster: id.cluster,
+      region: id.region,
+      serial: normalizeSerial(certificate.serialNumber),
+      notAfter: certificate.notAfter,
+      publicKeySha256: await publicKeyFingerprint(certificate.publicKey),
+    },
+  };
+}
+
+const TLS_REASONS: Record<string, string> = {
+  CERT_HAS_EXPIRED: "it has expired",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "it was not issued by this federation's CA",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "it is self-signed, not issued by this federation's CA",
+  SELF_SIGNED_CERT_IN_CHAIN: "it was not issued by this federation's CA",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "it was not issued by this federation's CA",
+  CERT_NOT_YET_VALID: "it is not valid yet",
+  CERT_SIGNATURE_FAILURE: "its signature does not verify",
+};
+
+async function authenticate(hub: HubContext, request: FastifyRequest, auth: Auth): Promise<{ principal: Principal; peer?: PeerCertificate }> {
+  const header = request.headers.authorization;
+  if (header !== undefined) {
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    if (m === null) throw unauthorized("the Authorization header must be 'Bearer <token>'");
+    const [token] = await hub.db.query<{ id: string; name: string; role: Role; region: string | null; expires_at: Date | null; revoked_at: Date | null }>(
+      "SELECT id, name, role, region, expires_at, revoked_at FROM tokens WHERE hash = $1",
+      [sha256(m[1]!)],
+    );
+    if (token === undefined) throw unauthorized("the bearer token is not valid");
+    if (token.revoked_at !== null) throw unauthorized(`the bearer token ${token.id} was revoked at ${new Date(token.revoked_at).toISOString()}`);
+    if (token.expires_at !== null && new Date(token.expires_at).getTime() <= hub.now().getTime()) {
+      throw unauthorized(`the bearer token ${token.id} expired at ${new Date(token.expires_at).toISOString()}`);
+    }
+    return {
+      principal: { kind: "token", id: token.id, name: token.name, role: token.role, ...(token.region === null ? {} : { region: token.region }) },
+    };
+  }
+  const socket = request.raw.socket as TLSSocket;
+  if (typeof socket.getPeerCertificate !== "function") return { principal: { kind: "anonymous" } };
+  let view = peers.get(socket);
+  if (view === undefined) {
+    view = readPeer(socket, hub.identity.federation);
+    peers.set(socket, view);
+  }
+  const { peer, problem } = await view;
+  if (peer === undefined && problem === undefined) return { principal: { kind: "anonymous" } };
+  if (auth === "public") return { principal: { kind: "anonymous" } };
+  if (problem !== undefined) throw unauthorized(`client certificate refused: ${problem}`);
+  const error = socket.authorized ? undefined : String(socket.authorizationError ?? "UNKNOWN");
+  const expiredOnly = error === "CERT_HAS_EXPIRED" || (error === undefined && peer!.notAfter.getTime() <= hub.now().getTime());
+  if (error !== undefined && !expiredOnly) throw unauthorized(`client certificate refused: ${TLS_REASONS[error] ?? error}`);
+  if (expiredOnly && auth !== "renewal") {
+    throw unauthorized(`client certificate refused: it expired at ${peer!.notAfter.toISOString()}; renew it (POST /v1/renew) within the grace window`);
+  }
+  await hub.identity.checkStanding(peer!);
+  return { principal: { kind: "cluster", cluster: peer!.cluster, region: peer!.region, serial: peer!.serial, expired: expiredOnly }, peer: peer! };
+}
+
+export async function createServer(hub: HubContext, options: ServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    https: {
+      key: options.privateKeyPem,
+      cert: options.certificatePem,
+      ca: options.caPem,
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: "TLSv1.2",
+    },
+    logger: options.log
+      ? {
+          level: "info",
+          // Requests are logged by method, path and status; never headers (tokens) or bodies (join tokens).
+          serializers: {
+            req: (req: { method?: string; url?: string }) => ({ method: req.method, url: req.url }),
+            res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
+          },
+        }
+      : false,
+    bodyLimit: 64 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string; validation?: { instancePath?: string; message?: string; params?: Record<string, unknown> }[] }, request, reply) => {
+    let apiError: ApiError;
+    if (error instanceof ApiError) {
+      apiError = error;
+    } else if (error.validation !== undefined) {
+      const causes = error.validation.map((v) => {
+        const extra = v.params?.additionalProperty;
+        const field = `${(v.instancePath ?? "").replace(/^\//, "").replace(/\//g, ".")}${extra === undefined ? "" : `${v.instancePath ? "." : ""}${String(extra)}`}`;
+        return { field: field === "" ? "(body)" : field, message: extra === undefined ? (v.message ?? "is not valid") : "unknown field" };
+      });
+      apiError = new ApiError(400, "BadRequest", `the request body is not valid: ${causes.map((c) => `${c.field}: ${c.message}`).join("; ")}`, causes);
+    } else if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
+      apiError = new ApiError(413, "RequestEntityTooLarge", "the request body is larger than this endpoint accepts");
+    } else if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
+      apiError = new ApiError(415, "UnsupportedMediaType", "send JSON (Content-Type: application/json)");
+    } else if (error.code === "FST_ERR_CTP_EMPTY_JSON_BODY" || error.code === "FST_ERR_CTP_INVALID_JSON_BODY" || (error.statusCode === 400 && /JSON/i.test(error.message))) {
+      apiError = new ApiError(400, "BadRequest", `the request body is not valid JSON: ${error.message}`);
+    } else if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+      apiError = new ApiError(error.statusCode, "BadRequest", error.message);
+    } else {
+      request.log.error({ err: { message: error.message, stack: error.stack } }, "internal error");
+      apiError = new ApiError(500, "InternalError", "internal error; the hub's log has the details");
+    }
+    void reply.code(apiError.code).type("application/json").send(apiError.toStatus());
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).type("application/json").send(new ApiError(404, "NotFound", `no such endpoint: ${request.method} ${request.url.split("?")[0]}; the API is described at /openapi.json`).toStatus());
+  });
+
+  const document = openApiDocument(ROUTES);
+  for (const path of ["/openapi.json", "/.well-known/openapi.json"]) {
+    app.get(path, async () => document);
+  }
+
+  for (const route of ROUTES) {
+    app.route({
+      method: route.method,
+      url: route.path,
+      bodyLimit: route.bodyLimit ?? 64 * 1024,
+      ...(route.body === undefined ? {} : { schema: { body: route.body } }),
+      handler: async (request, reply) => {
+        const { principal, peer } = await authenticate(hub, request, route.auth);
+        if (route.auth === "authenticated" && principal.kind === "anonymous") {
+          throw unauthorized("authentication required: 'Authorization: Bearer <token>' (polity login) or a cluster certificate");
+        }
+        await hub.federation.sync();
+        const answer = await route.handle(hub, {
+          principal,
+          peer,
+          params: request.params as Record<string, string>,
+          query: request.query as Record<string, string | undefined>,
+          body: request.body,
+        });
+        void reply.code(answer.status ?? 200);
+        if (answer.type !== undefined) return reply.type(answer.type).send(answer.body);
+        return reply.type("application/json").send(answer.body);
+      },
+    });
+  }
+  return app;
+}

@@ -1,0 +1,126 @@
+/**
+ * The hub's schema, as versioned migrations. Every hub process runs them at start, under
+ * an advisory lock, so several processes sharing one PostgreSQL agree on one schema and
+ * never apply a migration twice. Migrations are append-only: a released one never changes.
+ */
+import type { Database } from "./database.js";
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "federation, identity, layers, clusters, tokens",
+    sql: `
+CREATE TABLE federation (
+  id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+  name text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  -- Bumped by every change; hub processes compare it to know when to reload.
+  generation bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE certificate_authority (
+  id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+  certificate_pem text NOT NULL,
+  -- The private key, encrypted under the operator's key (AES-256-GCM): never in clear.
+  key_encrypted jsonb NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE tokens (
+  id text PRIMARY KEY,
+  name text NOT NULL,
+  role text NOT NULL CHECK (role IN ('global-admin', 'region-operator', 'auditor')),
+  region text,
+  -- SHA-256 of the token: the token itself is shown once and never stored.
+  hash text NOT NULL UNIQUE,
+  created_by text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz,
+  revoked_at timestamptz
+);
+CREATE TABLE clusters (
+  name text PRIMARY KEY,
+  region text NOT NULL,
+  labels jsonb NOT NULL DEFAULT '{}',
+  created_by text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  revoked_at timestamptz
+);
+CREATE INDEX clusters_region ON clusters (region);
+CREATE TABLE join_tokens (
+  id text PRIMARY KEY,
+  cluster text NOT NULL REFERENCES clusters (name) ON DELETE CASCADE,
+  hash text NOT NULL UNIQUE,
+  created_by text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  expires_at timestamptz NOT NULL,
+  used_at timestamptz
+);
+CREATE TABLE certificates (
+  serial text PRIMARY KEY,
+  cluster text NOT NULL,
+  region text NOT NULL,
+  not_before timestamptz NOT NULL,
+  not_after timestamptz NOT NULL,
+  public_key_sha256 text NOT NULL,
+  issued_at timestamptz NOT NULL DEFAULT now(),
+  revoked_at timestamptz,
+  certificate_pem text NOT NULL
+);
+CREATE INDEX certificates_cluster ON certificates (cluster);
+CREATE TABLE layers (
+  id text PRIMARY KEY,
+  tier text NOT NULL CHECK (tier IN ('global', 'region', 'cluster')),
+  region text,
+  cluster text,
+  current_version integer NOT NULL
+);
+CREATE TABLE layer_versions (
+  layer_id text NOT NULL REFERENCES layers (id),
+  version integer NOT NULL,
+  author text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  content_hash text NOT NULL,
+  -- The files as applied ({name, content}), so that errors and history show the source.
+  files jsonb NOT NULL,
+  PRIMARY KEY (layer_id, version)
+);
+`,
+  },
+];
+
+const LOCK_KEY = 7_346_201; // "polity" migrations
+
+export async function migrate(db: Database): Promise<number[]> {
+  return db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock($1)", [LOCK_KEY]);
+    await tx.query(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+    );
+    const done = new Set((await tx.query<{ version: number }>("SELECT version FROM schema_migrations")).map((r) => r.version));
+    const applied: number[] = [];
+    for (const migration of MIGRATIONS) {
+      if (done.has(migration.version)) continue;
+      for (const statement of migration.sql.split(/;\s*\n/).map((s) => s.trim()).filter((s) => s !== "")) {
+        await tx.query(statement);
+      }
+      await tx.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [migration.version, migration.name]);
+      applied.push(migration.version);
+    }
+    const newest = Math.max(...done, 0);
+    const known = Math.max(...MIGRATIONS.map((m) => m.version));
+    if (newest > known) {
+      throw new Error(`the database is at schema version ${newest}, newer than this polity (${known}): upgrade polity`);
+    }
+    return applied;
+  });
+}
+
+export function checkSchemaName(schema: string): void {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`invalid schema name ${JSON.stringify(schema)}`);
+}
