@@ -5,6 +5,7 @@
  */
 import { cpus } from "node:os";
 import { benchDecision } from "./decision.js";
+import { benchHub } from "./hub.js";
 import { benchLayering } from "./layering.js";
 
 const only = process.argv.slice(2);
@@ -17,3 +18,5 @@ const settle = () => (globalThis as { gc?: () => void }).gc?.();
 if (want("decision")) benchDecision();
 settle();
 if (want("layering")) benchLayering();
+settle();
+if (want("hub")) await benchHub();

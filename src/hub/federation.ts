@@ -44,6 +44,15 @@ export interface LayerRecord {
   readonly layer: Layer | undefined;
 }
 
+/**
+ * A writer bumps the generation first in its transaction: the row lock orders writers,
+ * and the rows it writes carry the new generation as their revision (a trigger sets it).
+ */
+async function bump(tx: Queryable): Promise<string> {
+  const [row] = await tx.query<{ generation: string }>("UPDATE federation SET generation = generation + 1 RETURNING generation::text AS generation");
+  return row!.generation;
+}
+
 export function layerId(layer: Pick<Layer, "tier" | "region" | "cluster">): string {
   if (layer.tier === "global") return "global";
   return layer.tier === "region" ? `region/${layer.region}` : `cluster/${layer.cluster}`;
@@ -133,6 +142,7 @@ export interface Plan {
 }
 
 export class Federation {
+  /** The generation this process has loaded; "-1" before the first load. */
   generation = "-1";
   readonly layers = new Map<string, LayerRecord>();
   readonly clusters = new Map<string, ClusterRecord>();
@@ -161,12 +171,17 @@ export class Federation {
       this.layers.set(id, { id, version: v.version, author: v.author, createdAt: new Date(v.created_at).toISOString(), contentHash: v.content_hash, files: v.files, layer: built });
       stale.add(id);
     }
+    // Only the clusters written since the generation this process last loaded.
+    const since = this.generation;
+    for (const { name } of await this.db.query<{ name: string }>("SELECT name FROM cluster_tombstones WHERE revision > $1", [since])) {
+      this.clusters.delete(name);
+      this.effective.delete(name);
+    }
     const rows = await this.db.query<{ name: string; region: string; labels: Record<string, string>; created_at: Date; updated_at: Date; revoked_at: Date | null }>(
-      "SELECT name, region, labels, created_at, updated_at, revoked_at FROM clusters",
+      "SELECT name, region, labels, created_at, updated_at, revoked_at FROM clusters WHERE revision > $1",
+      [since],
     );
-    const present = new Set<string>();
     for (const r of rows) {
-      present.add(r.name);
       const record: ClusterRecord = {
         name: r.name,
         region: r.region,
@@ -180,12 +195,6 @@ export class Federation {
         this.effective.delete(r.name);
       }
       this.clusters.set(r.name, record);
-    }
-    for (const name of [...this.clusters.keys()]) {
-      if (!present.has(name)) {
-        this.clusters.delete(name);
-        this.effective.delete(name);
-      }
     }
     for (const id of stale) for (const name of this.affectedBy(id)) this.effective.delete(name);
     this.generation = generation;
@@ -283,6 +292,7 @@ export class Federation {
   async commit(plan: Plan, author: string, extra?: (tx: Queryable) => Promise<void>): Promise<{ id: string; version: number }[]> {
     const written: { id: string; version: number }[] = [];
     const generation = await this.db.transaction(async (tx) => {
+      const generation = await bump(tx);
       for (const change of plan.changes) {
         if (change.unchanged) continue;
         const version = change.baseVersion + 1;
@@ -309,8 +319,7 @@ export class Federation {
         written.push({ id: change.id, version });
       }
       if (extra !== undefined) await extra(tx);
-      const [row] = await tx.query<{ generation: string }>("UPDATE federation SET generation = generation + 1 RETURNING generation::text AS generation");
-      return row!.generation;
+      return generation;
     });
     await this.reload(generation);
     for (const result of plan.affected) this.effective.set(result.cluster, result.after);
@@ -325,9 +334,9 @@ export class Federation {
   /** Runs a change to clusters in one transaction with the generation bump, then reloads. */
   async write(work: (tx: Queryable) => Promise<unknown>): Promise<void> {
     const generation = await this.db.transaction(async (tx) => {
+      const generation = await bump(tx);
       await work(tx);
-      const [row] = await tx.query<{ generation: string }>("UPDATE federation SET generation = generation + 1 RETURNING generation::text AS generation");
-      return row!.generation;
+      return generation;
     });
     await this.reload(generation);
   }

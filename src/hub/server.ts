@@ -33,13 +33,26 @@ interface CertificateView {
 
 /** A certificate read once per TLS connection (keep-alive connections make many requests). */
 const peers = new WeakMap<TLSSocket, Promise<CertificateView>>();
+/** And once per certificate: agents that reconnect present the same one (bounded). */
+const byFingerprint = new Map<string, Promise<CertificateView>>();
 
-async function readPeer(socket: TLSSocket, federation: string): Promise<CertificateView> {
+function readPeer(socket: TLSSocket, federation: string): Promise<CertificateView> {
   const presented = socket.getPeerCertificate(false);
-  if (presented === null || presented === undefined || Object.keys(presented).length === 0 || presented.raw === undefined) return {};
+  if (presented === null || presented === undefined || Object.keys(presented).length === 0 || presented.raw === undefined) return Promise.resolve({});
+  const key = `${federation}\n${presented.fingerprint256}`;
+  let view = byFingerprint.get(key);
+  if (view === undefined) {
+    view = parsePeer(presented.raw, federation);
+    if (byFingerprint.size >= 10_000) byFingerprint.clear();
+    byFingerprint.set(key, view);
+  }
+  return view;
+}
+
+async function parsePeer(raw: Buffer, federation: string): Promise<CertificateView> {
   let certificate: x509.X509Certificate;
   try {
-    certificate = new x509.X509Certificate(presented.raw);
+    certificate = new x509.X509Certificate(raw);
   } catch {
     return { problem: "the client certificate cannot be read" };
   }

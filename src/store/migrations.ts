@@ -8,14 +8,23 @@ import type { Database } from "./database.js";
 export interface Migration {
   readonly version: number;
   readonly name: string;
-  readonly sql: string;
+  /** Statements, run in order in one transaction. */
+  readonly statements: readonly string[];
+}
+
+/** Splits plain DDL on statement ends (only for migrations without function bodies). */
+function ddl(sql: string): string[] {
+  return sql
+    .split(/;\s*\n/)
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
 }
 
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: "federation, identity, layers, clusters, tokens",
-    sql: `
+    statements: ddl(`
 CREATE TABLE federation (
   id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
   name text NOT NULL,
@@ -90,7 +99,29 @@ CREATE TABLE layer_versions (
   files jsonb NOT NULL,
   PRIMARY KEY (layer_id, version)
 );
-`,
+`),
+  },
+  {
+    version: 2,
+    name: "cluster revisions, so that hub processes reload only the clusters that changed",
+    statements: [
+      "ALTER TABLE clusters ADD COLUMN revision bigint NOT NULL DEFAULT 0",
+      "CREATE INDEX clusters_revision ON clusters (revision)",
+      "CREATE TABLE cluster_tombstones (name text NOT NULL, revision bigint NOT NULL)",
+      "CREATE INDEX cluster_tombstones_revision ON cluster_tombstones (revision)",
+      `CREATE FUNCTION polity_cluster_revision() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  -- Writers bump federation.generation first in their transaction; rows carry it.
+  IF TG_OP = 'DELETE' THEN
+    INSERT INTO cluster_tombstones (name, revision) SELECT OLD.name, generation FROM federation;
+    RETURN OLD;
+  END IF;
+  NEW.revision := (SELECT generation FROM federation);
+  RETURN NEW;
+END
+$$`,
+      "CREATE TRIGGER clusters_revision BEFORE INSERT OR UPDATE OR DELETE ON clusters FOR EACH ROW EXECUTE FUNCTION polity_cluster_revision()",
+    ],
   },
 ];
 
@@ -106,9 +137,7 @@ export async function migrate(db: Database): Promise<number[]> {
     const applied: number[] = [];
     for (const migration of MIGRATIONS) {
       if (done.has(migration.version)) continue;
-      for (const statement of migration.sql.split(/;\s*\n/).map((s) => s.trim()).filter((s) => s !== "")) {
-        await tx.query(statement);
-      }
+      for (const statement of migration.statements) await tx.query(statement);
       await tx.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [migration.version, migration.name]);
       applied.push(migration.version);
     }
