@@ -147,17 +147,38 @@ export class Federation {
   readonly layers = new Map<string, LayerRecord>();
   readonly clusters = new Map<string, ClusterRecord>();
   private readonly effective = new Map<string, EffectivePolicySet>();
+  private readonly listeners: ((since: string) => Promise<void>)[] = [];
+  private reloading: Promise<void> = Promise.resolve();
 
   constructor(private readonly db: Database) {}
 
-  /** Brings this process up to date with the database, reloading only what changed. */
-  async sync(): Promise<void> {
-    const [row] = await this.db.query<{ generation: string }>("SELECT generation::text AS generation FROM federation");
-    if (row === undefined || row.generation === this.generation) return;
-    await this.reload(row.generation);
+  /** Called after each reload with the generation loaded before it, to reload what depends on the federation. */
+  onReload(listener: (since: string) => Promise<void>): void {
+    this.listeners.push(listener);
   }
 
-  private async reload(generation: string): Promise<void> {
+  /**
+   * Brings this process up to date with the database, reloading only what changed.
+   * `known`: a generation the caller has just read or written, to save the query.
+   */
+  async sync(known?: string): Promise<void> {
+    let generation = known;
+    if (generation === undefined) {
+      const [row] = await this.db.query<{ generation: string }>("SELECT generation::text AS generation FROM federation");
+      generation = row?.generation;
+    }
+    if (generation === undefined || generation === this.generation) return;
+    await this.reload(generation);
+  }
+
+  /** Reloads are serialized: concurrent requests wait for the one under way. */
+  private reload(generation: string): Promise<void> {
+    const next = this.reloading.then(() => (BigInt(generation) > BigInt(this.generation) ? this.load(generation) : undefined));
+    this.reloading = next.catch(() => undefined);
+    return next;
+  }
+
+  private async load(generation: string): Promise<void> {
     const versions = await this.db.query<{ id: string; current_version: number }>("SELECT id, current_version FROM layers");
     const stale = new Set<string>();
     for (const { id, current_version } of versions) {
@@ -198,6 +219,7 @@ export class Federation {
     }
     for (const id of stale) for (const name of this.affectedBy(id)) this.effective.delete(name);
     this.generation = generation;
+    for (const listener of this.listeners) await listener(since);
   }
 
   /** The clusters a change of layer `id` reaches. */

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { openDatabase, type Database } from "../store/database.js";
 import { migrate } from "../store/migrations.js";
 import { Federation } from "./federation.js";
+import { BundleService, loadSigningKey } from "./bundles.js";
 import { IdentityService, initialize } from "./identity.js";
 import type { HubContext } from "./routes.js";
 import { createServer } from "./server.js";
@@ -30,6 +31,8 @@ export interface HubOptions {
   readonly hostnames?: readonly string[];
   readonly certificateTtlMs?: number;
   readonly graceMs?: number;
+  /** How long a bundle is valid when issued (default 24 h). */
+  readonly bundleValidityMs?: number;
   readonly now?: () => Date;
   readonly log?: boolean;
 }
@@ -48,6 +51,7 @@ export interface RunningHub {
 
 export const DEFAULT_CERTIFICATE_TTL_MS = 24 * 3600 * 1000;
 export const DEFAULT_GRACE_MS = 7 * 24 * 3600 * 1000;
+export const DEFAULT_BUNDLE_VALIDITY_MS = 24 * 3600 * 1000;
 
 /** Writes a file only its owner can read (the bootstrap token). */
 export function writePrivateFile(path: string, content: string): void {
@@ -78,8 +82,14 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       now,
     });
     const federation = new Federation(db);
+    const bundles = new BundleService(db, federation, identity, await loadSigningKey(db, options.operatorKey), {
+      validityMs: options.bundleValidityMs ?? DEFAULT_BUNDLE_VALIDITY_MS,
+      now,
+    });
     await federation.sync();
-    const context: HubContext = { db, federation, identity, now };
+    // Bundles for clusters that have none or whose bundle is due (a restart after a long stop).
+    await bundles.refresh(federation.clusters.keys());
+    const context: HubContext = { db, federation, identity, bundles, now };
     const serving = await identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]);
     const app = await createServer(context, {
       certificatePem: serving.certificatePem,
@@ -87,6 +97,18 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       caPem: init.authority.certificatePem,
       log: options.log ?? false,
     });
+    // Other hub processes' changes (PostgreSQL) wake this one's long polls; a periodic sync is the fallback.
+    const stopListening = await db.listen("polity_generation", (generation) => void federation.sync(generation).catch(() => undefined));
+    federation.onReload(async () => {
+      await db.notify("polity_generation", federation.generation).catch(() => undefined);
+    });
+    const ticker = setInterval(() => {
+      void federation
+        .sync()
+        .then(() => bundles.refresh(bundles.expiring()))
+        .catch(() => undefined);
+    }, 2_000);
+    ticker.unref();
     const host = options.host ?? "127.0.0.1";
     await app.listen({ host, port: options.port ?? 8443 });
     const address = app.server.address();
@@ -101,7 +123,10 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       ...(adminTokenFile === undefined ? {} : { adminTokenFile }),
       context,
       async close() {
+        clearInterval(ticker);
+        bundles.wakeAll();
         await app.close();
+        await stopListening();
         await db.close();
       },
     };

@@ -7,6 +7,8 @@ import { randomBytes } from "node:crypto";
 import { PolityError } from "../errors.js";
 import type { ClusterIdentity, EffectivePolicySet } from "../layering/effective.js";
 import type { Database } from "../store/database.js";
+import { BUNDLE_MEDIA_TYPE } from "../bundle/index.js";
+import type { BundleService } from "./bundles.js";
 import { layersFromFiles, layerId, type Federation, type SourceFile } from "./federation.js";
 import { newSecret, sha256, type IdentityService, type PeerCertificate } from "./identity.js";
 import { denial, describePrincipal, ROLES, type Access, type Principal, type Target } from "./principal.js";
@@ -16,6 +18,7 @@ export interface HubContext {
   readonly db: Database;
   readonly federation: Federation;
   readonly identity: IdentityService;
+  readonly bundles: BundleService;
   readonly now: () => Date;
 }
 
@@ -32,14 +35,18 @@ export interface Call {
   readonly peer: PeerCertificate | undefined;
   readonly params: Readonly<Record<string, string>>;
   readonly query: Readonly<Record<string, string | undefined>>;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
   readonly body: unknown;
+  /** Aborted when the client goes away (long polls stop waiting). */
+  readonly signal: AbortSignal;
 }
 
 export interface Answer {
   readonly status?: number;
   readonly body: unknown;
-  /** Content type when the body is text (PEM). */
+  /** Content type when the body is text (PEM) or bytes (a bundle). */
   readonly type?: string;
+  readonly headers?: Readonly<Record<string, string | undefined>>;
 }
 
 export interface Route {
@@ -148,15 +155,38 @@ function planFiles(hub: HubContext, principal: Principal, files: readonly Source
   return plan;
 }
 
-function clusterView(hub: HubContext, name: string) {
+function clusterView(hub: HubContext, name: string, status?: AgentStatusRow) {
   const record = hub.federation.clusters.get(name)!;
-  let effective: unknown;
+  let effective: { hash?: string; policies?: number; exceptions?: number; error?: string };
   try {
     effective = summarize(hub.federation.effectiveFor(name));
   } catch (error) {
     effective = { error: error instanceof Error ? error.message : String(error) };
   }
-  return { ...record, effective };
+  const bundle = hub.bundles.version(name);
+  const agent =
+    status === undefined
+      ? null
+      : {
+          reportedAt: status.reported_at.toISOString(),
+          bundleVersion: status.status.bundleVersion ?? null,
+          bundleHash: status.status.bundleHash ?? null,
+          stale: status.status.stale ?? null,
+          // In sync: the agent enforces the bundle the hub expects it to, and reported recently.
+          inSync: status.status.bundleHash === effective.hash && status.status.bundleVersion === bundle && hub.now().getTime() - status.reported_at.getTime() < 60_000,
+        };
+  return { ...record, effective, bundle: bundle ?? null, agent };
+}
+
+interface AgentStatusRow extends Record<string, unknown> {
+  readonly cluster: string;
+  readonly reported_at: Date;
+  readonly status: { bundleVersion?: number | null; bundleHash?: string | null; stale?: boolean };
+}
+
+async function agentStatuses(hub: HubContext, names: readonly string[]): Promise<Map<string, AgentStatusRow>> {
+  const rows = await hub.db.query<AgentStatusRow>("SELECT cluster, reported_at, status FROM agent_status WHERE cluster = ANY($1)", [names]);
+  return new Map(rows.map((r) => [r.cluster, { ...r, reported_at: new Date(r.reported_at) }]));
 }
 
 // ---- the routes --------------------------------------------------------------------------
@@ -213,7 +243,8 @@ export const ROUTES: readonly Route[] = [
     },
     async handle(hub, call) {
       const { joinToken, csr } = call.body as { joinToken: string; csr: string };
-      return { status: 201, body: await hub.identity.enroll(joinToken, csr) };
+      const issued = await hub.identity.enroll(joinToken, csr);
+      return { status: 201, body: { ...issued, bundleKey: { keyId: hub.bundles.key.keyId, publicKeyPem: hub.bundles.key.publicKeyPem } } };
     },
   },
   {
@@ -224,7 +255,8 @@ export const ROUTES: readonly Route[] = [
     body: { type: "object", required: ["csr"], additionalProperties: false, properties: { csr: { type: "string", minLength: 1, maxLength: 16384 } } },
     async handle(hub, call) {
       if (call.peer === undefined) throw new ApiError(401, "Unauthorized", "renewal needs the cluster's current certificate (mutual TLS)");
-      return { body: await hub.identity.renew(call.peer, (call.body as { csr: string }).csr) };
+      const issued = await hub.identity.renew(call.peer, (call.body as { csr: string }).csr);
+      return { body: { ...issued, bundleKey: { keyId: hub.bundles.key.keyId, publicKeyPem: hub.bundles.key.publicKeyPem } } };
     },
   },
   {
@@ -374,6 +406,7 @@ export const ROUTES: readonly Route[] = [
       allow(call.principal, "write", layerTarget(hub, id, record.layer.region));
       const plan = engine("deleting the layer is refused", () => hub.federation.plan([{ id, layer: undefined, files: [] }]));
       const written = await hub.federation.commit(plan, author(call.principal));
+      await hub.bundles.refresh(plan.affected.map((a) => a.cluster));
       return { body: { deleted: id, versions: written, affected: plan.affected.length } };
     },
   },
@@ -389,6 +422,7 @@ export const ROUTES: readonly Route[] = [
       const { files, dryRun } = call.body as { files: SourceFile[]; dryRun?: boolean };
       const plan = planFiles(hub, call.principal, files);
       const written = dryRun === true ? [] : await hub.federation.commit(plan, author(call.principal));
+      if (written.length > 0) await hub.bundles.refresh(plan.affected.map((a) => a.cluster));
       return {
         status: dryRun === true || written.length === 0 ? 200 : 201,
         body: {
@@ -432,11 +466,11 @@ export const ROUTES: readonly Route[] = [
     summary: "Registered clusters the caller may read, with labels, identity status and effective-set hash.",
     auth: "authenticated",
     async handle(hub, call) {
-      const items = [...hub.federation.clusters.values()]
+      const visible = [...hub.federation.clusters.values()]
         .filter((c) => denial(call.principal, "read", { kind: "cluster", cluster: c.name, region: c.region }) === undefined)
-        .sort((a, b) => (a.name < b.name ? -1 : 1))
-        .map((c) => clusterView(hub, c.name));
-      return { body: { items } };
+        .sort((a, b) => (a.name < b.name ? -1 : 1));
+      const statuses = await agentStatuses(hub, visible.map((c) => c.name));
+      return { body: { items: visible.map((c) => clusterView(hub, c.name, statuses.get(c.name))) } };
     },
   },
   {
@@ -458,6 +492,7 @@ export const ROUTES: readonly Route[] = [
         );
         if (inserted.length === 0) throw conflict(`cluster ${body.name} is already registered`);
       });
+      await hub.bundles.refresh([body.name]);
       return { status: 201, body: { ...clusterView(hub, body.name), effective: summarize(set) } };
     },
   },
@@ -472,7 +507,8 @@ export const ROUTES: readonly Route[] = [
         "SELECT serial, not_before AS \"notBefore\", not_after AS \"notAfter\", revoked_at AS \"revokedAt\" FROM certificates WHERE cluster = $1 ORDER BY issued_at DESC LIMIT 5",
         [call.params.name],
       );
-      return { body: { ...clusterView(hub, call.params.name!), certificates } };
+      const statuses = await agentStatuses(hub, [call.params.name!]);
+      return { body: { ...clusterView(hub, call.params.name!, statuses.get(call.params.name!)), certificates } };
     },
   },
   {
@@ -488,6 +524,7 @@ export const ROUTES: readonly Route[] = [
       const identity: ClusterIdentity = { name: target.cluster, region: target.region, labels };
       engine(`cluster ${target.cluster} cannot be relabelled`, () => hub.federation.effectiveForNew(identity));
       await hub.federation.write((tx) => tx.query("UPDATE clusters SET labels = $1, updated_at = $2 WHERE name = $3", [JSON.stringify(labels), hub.now(), target.cluster]));
+      await hub.bundles.refresh([target.cluster]);
       return { body: clusterView(hub, target.cluster) };
     },
   },
@@ -503,6 +540,7 @@ export const ROUTES: readonly Route[] = [
         await hub.identity.revokeCluster(tx, target.cluster);
         await tx.query("DELETE FROM clusters WHERE name = $1", [target.cluster]);
       });
+      await hub.bundles.refresh(hub.federation.clusters.keys());
       return { body: { removed: target.cluster } };
     },
   },
@@ -531,6 +569,8 @@ export const ROUTES: readonly Route[] = [
       await hub.federation.write(async (tx) => {
         certificates = await hub.identity.revokeCluster(tx, target.cluster);
       });
+      // The revocation reaches every agent in its next bundle.
+      await hub.bundles.refresh(hub.federation.clusters.keys());
       return { body: { cluster: target.cluster, revoked: true, certificates } };
     },
   },
@@ -543,6 +583,120 @@ export const ROUTES: readonly Route[] = [
       allow(call.principal, "read", clusterTarget(hub, call.params.name!));
       const set = engine(`cluster ${call.params.name}'s layers do not combine`, () => hub.federation.effectiveFor(call.params.name!));
       return { body: { hash: set.hash, effectivePolicySet: set.document } };
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/clusters/:name/bundle",
+    summary: "A cluster's current signed bundle (a cluster may read its own; anyone may verify it with the hub's bundle key).",
+    auth: "authenticated",
+    async handle(hub, call) {
+      allow(call.principal, "read", clusterTarget(hub, call.params.name!));
+      const bundle = hub.bundles.bundleBytes(call.params.name!);
+      if (bundle === undefined) throw notFound(`cluster ${call.params.name} has no bundle yet`);
+      return { body: bundle.bytes, type: BUNDLE_MEDIA_TYPE, headers: { etag: `"${bundle.version}"` } };
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/agent/bundle",
+    summary:
+      "The calling cluster's signed bundle. With If-None-Match: \"<version>\" and ?wait=<seconds> (at most 60), a long poll: answered as soon as a newer bundle exists, or 304 when the wait ends.",
+    auth: "authenticated",
+    async handle(hub, call): Promise<Answer> {
+      if (call.principal.kind !== "cluster") throw forbidden("this endpoint is for a cluster's agent (mutual TLS with its certificate)");
+      const cluster = call.principal.cluster;
+      const wanted = /^"(\d+)"$/.exec(String(call.headers["if-none-match"] ?? ""))?.[1];
+      const wait = Math.min(60, Math.max(0, Number(call.query.wait ?? 0) || 0));
+      if (wanted !== undefined) {
+        const held = Number(wanted);
+        if (hub.bundles.version(cluster) === held && wait > 0) {
+          const aborted = new Promise<undefined>((resolve) => call.signal.addEventListener("abort", () => resolve(undefined), { once: true }));
+          await Promise.race([hub.bundles.waitForNewer(cluster, held, wait * 1000), aborted]);
+        }
+        if (hub.bundles.version(cluster) === held) return { status: 304, body: "", headers: { etag: `"${held}"` } };
+      }
+      let bundle = hub.bundles.bundleBytes(cluster);
+      if (bundle === undefined) {
+        await hub.bundles.refresh([cluster]);
+        bundle = hub.bundles.bundleBytes(cluster);
+      }
+      if (bundle === undefined) throw new ApiError(503, "Unavailable", `no bundle for cluster ${cluster}: its layers do not combine; ask its operators`);
+      return { body: bundle.bytes, type: BUNDLE_MEDIA_TYPE, headers: { etag: `"${bundle.version}"`, "cache-control": "no-cache" } };
+    },
+  },
+  {
+    method: "POST",
+    path: "/v1/agent/status",
+    summary: "An agent's status report: bundle version and hash, last sync, staleness, decision counts and latency, certificate expiry.",
+    auth: "authenticated",
+    bodyLimit: 256 * 1024,
+    body: { type: "object", required: ["bundleVersion"], properties: { bundleVersion: { type: ["integer", "null"] } } },
+    async handle(hub, call) {
+      if (call.principal.kind !== "cluster") throw forbidden("status is reported by a cluster's agent");
+      await hub.db.query(
+        "INSERT INTO agent_status (cluster, reported_at, status) VALUES ($1, $2, $3) ON CONFLICT (cluster) DO UPDATE SET reported_at = EXCLUDED.reported_at, status = EXCLUDED.status",
+        [call.principal.cluster, hub.now(), JSON.stringify(call.body)],
+      );
+      return { status: 204, body: "" };
+    },
+  },
+  {
+    method: "POST",
+    path: "/v1/agent/decisions",
+    summary:
+      "A batch of an agent's decision logs (denials in full, allowed decisions as counted samples), with how many it dropped. Idempotent by batch id: a batch sent twice is stored once.",
+    auth: "authenticated",
+    bodyLimit: 8 * 1024 * 1024,
+    body: {
+      type: "object",
+      required: ["batch", "entries", "dropped"],
+      additionalProperties: false,
+      properties: {
+        batch: { type: "string", minLength: 8, maxLength: 64 },
+        entries: { type: "array", maxItems: 10000, items: { type: "object" } },
+        dropped: { type: "integer", minimum: 0 },
+      },
+    },
+    async handle(hub, call) {
+      if (call.principal.kind !== "cluster") throw forbidden("decision logs are sent by a cluster's agent");
+      const cluster = call.principal.cluster;
+      const { batch, entries, dropped } = call.body as { batch: string; entries: unknown[]; dropped: number };
+      const stored = await hub.db.transaction(async (tx) => {
+        const fresh = await tx.query("INSERT INTO decision_batches (cluster, batch, received_at, entries, dropped) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING batch", [
+          cluster,
+          batch,
+          hub.now(),
+          entries.length,
+          dropped,
+        ]);
+        if (fresh.length === 0) return false;
+        for (let i = 0; i < entries.length; i += 500) {
+          const slice = entries.slice(i, i + 500);
+          const params: unknown[] = [];
+          const values = slice.map((entry) => {
+            params.push(cluster, batch, hub.now(), JSON.stringify(entry));
+            const n = params.length;
+            return `($${n - 3}, $${n - 2}, $${n - 1}, $${n})`;
+          });
+          await tx.query(`INSERT INTO decision_logs (cluster, batch, received_at, entry) VALUES ${values.join(", ")}`, params);
+        }
+        return true;
+      });
+      return { status: 202, body: { batch, stored: entries.length, duplicate: !stored } };
+    },
+  },
+  {
+    method: "GET",
+    path: "/v1/clusters/:name/decisions",
+    summary: "A cluster's decision logs, newest first (?limit=, at most 1000).",
+    auth: "authenticated",
+    async handle(hub, call) {
+      allow(call.principal, "read", clusterTarget(hub, call.params.name!));
+      const limit = Math.min(1000, Math.max(1, Number(call.query.limit ?? 100) || 100));
+      const rows = await hub.db.query<{ entry: unknown; received_at: Date }>("SELECT entry, received_at FROM decision_logs WHERE cluster = $1 ORDER BY id DESC LIMIT $2", [call.params.name, limit]);
+      const [dropped] = await hub.db.query<{ dropped: string | null }>("SELECT sum(dropped)::text AS dropped FROM decision_batches WHERE cluster = $1", [call.params.name]);
+      return { body: { items: rows.map((r) => r.entry), dropped: Number(dropped?.dropped ?? 0) } };
     },
   },
 ];

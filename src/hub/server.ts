@@ -194,14 +194,20 @@ export async function createServer(hub: HubContext, options: ServerOptions): Pro
           throw unauthorized("authentication required: 'Authorization: Bearer <token>' (polity login) or a cluster certificate");
         }
         await hub.federation.sync();
+        const controller = new AbortController();
+        request.raw.once("close", () => controller.abort());
         const answer = await route.handle(hub, {
           principal,
           peer,
           params: request.params as Record<string, string>,
           query: request.query as Record<string, string | undefined>,
+          headers: request.headers,
           body: request.body,
+          signal: controller.signal,
         });
         void reply.code(answer.status ?? 200);
+        for (const [name, value] of Object.entries(answer.headers ?? {})) if (value !== undefined) void reply.header(name, value);
+        if (answer.status === 204 || answer.status === 304) return reply.send();
         if (answer.type !== undefined) return reply.type(answer.type).send(answer.body);
         return reply.type("application/json").send(answer.body);
       },

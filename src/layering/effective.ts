@@ -105,6 +105,8 @@ export interface EffectivePolicySet {
   readonly hash: string;
   /** The canonical JSON (RFC 8785) of the document. */
   readonly canonical: string;
+  /** The same, as UTF-8 bytes. */
+  readonly bytes: Buffer;
 }
 
 const TIER_ORDER: Record<Tier, number> = { global: 0, region: 1, cluster: 2 };
@@ -652,12 +654,16 @@ export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIde
   parts.push(CLOSE);
   const hash = createHash("sha256");
   for (const part of parts) hash.update(part);
+  let bytes: Buffer | undefined;
   let canonical: string | undefined;
   return {
     document,
     hash: `sha256:${hash.digest("hex")}`,
+    get bytes() {
+      return (bytes ??= Buffer.concat(parts));
+    },
     get canonical() {
-      return (canonical ??= Buffer.concat(parts).toString("utf8"));
+      return (canonical ??= this.bytes.toString("utf8"));
     },
   };
 }

@@ -123,6 +123,60 @@ $$`,
       "CREATE TRIGGER clusters_revision BEFORE INSERT OR UPDATE OR DELETE ON clusters FOR EACH ROW EXECUTE FUNCTION polity_cluster_revision()",
     ],
   },
+  {
+    version: 3,
+    name: "bundles, their signing key, agent status and decision logs",
+    statements: [
+      `CREATE TABLE signing_keys (
+  id text PRIMARY KEY,
+  purpose text NOT NULL,
+  public_key_pem text NOT NULL,
+  -- Sealed under the operator's key, as the CA key is.
+  private_key_sealed jsonb NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+)`,
+      `CREATE TABLE bundles (
+  cluster text PRIMARY KEY,
+  version bigint NOT NULL,
+  target_hash text NOT NULL,
+  revocations_hash text NOT NULL,
+  expires_at timestamptz NOT NULL,
+  -- The signed metadata line; the target is the cluster's effective set, recomputed.
+  envelope text NOT NULL,
+  revision bigint NOT NULL DEFAULT 0,
+  updated_at timestamptz NOT NULL DEFAULT now()
+)`,
+      "CREATE INDEX bundles_revision ON bundles (revision)",
+      `CREATE FUNCTION polity_row_revision() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.revision := (SELECT generation FROM federation);
+  RETURN NEW;
+END
+$$`,
+      "CREATE TRIGGER bundles_revision BEFORE INSERT OR UPDATE ON bundles FOR EACH ROW EXECUTE FUNCTION polity_row_revision()",
+      `CREATE TABLE agent_status (
+  cluster text PRIMARY KEY,
+  reported_at timestamptz NOT NULL,
+  status jsonb NOT NULL
+)`,
+      `CREATE TABLE decision_batches (
+  cluster text NOT NULL,
+  batch text NOT NULL,
+  received_at timestamptz NOT NULL,
+  entries integer NOT NULL,
+  dropped bigint NOT NULL,
+  PRIMARY KEY (cluster, batch)
+)`,
+      `CREATE TABLE decision_logs (
+  id bigserial PRIMARY KEY,
+  cluster text NOT NULL,
+  batch text NOT NULL,
+  received_at timestamptz NOT NULL,
+  entry jsonb NOT NULL
+)`,
+      "CREATE INDEX decision_logs_cluster ON decision_logs (cluster, id)",
+    ],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

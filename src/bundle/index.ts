@@ -1,0 +1,180 @@
+/**
+ * Bundles: what an agent enforces, signed so that any cache or mirror may serve them.
+ *
+ * In the spirit of The Update Framework, a bundle is small signed metadata and a target:
+ * the metadata names the cluster, a monotonic version, an expiry, the revocation list
+ * and the SHA-256 of the target, the cluster's effective policy set in canonical bytes.
+ * On the wire and on disk a bundle is one file:
+ *
+ *     {"signatures":[{"keyId":…,"sig":…}],"signed":{…}}\n<canonical effective set>
+ *
+ * The first line is canonical JSON (RFC 8785); the signature (Ed25519) is over the
+ * canonical bytes of `signed`. An agent accepts a bundle only if the signature verifies
+ * with the key it pinned at enrolment, the metadata is for its own cluster and
+ * federation, the version is not older than the one it holds (no rollback), the bundle
+ * has not expired when it arrives (no freeze), and the target's hash matches.
+ *
+ * Pure: keys, time and the version held are passed in.
+ */
+import { createHash, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
+import { canonicalJson } from "../canonical/index.js";
+
+export const BUNDLE_TYPE = "polity.dev/bundle";
+export const BUNDLE_MEDIA_TYPE = "application/vnd.polity.bundle";
+
+export interface Revocation {
+  readonly serial: string;
+  readonly cluster: string;
+}
+
+export interface BundleMetadata {
+  readonly type: typeof BUNDLE_TYPE;
+  readonly specVersion: 1;
+  readonly federation: string;
+  readonly region: string;
+  readonly cluster: string;
+  /** Monotonic per cluster: every new bundle has a higher version. */
+  readonly version: number;
+  readonly issuedAt: string;
+  /** An agent refuses a bundle offered after this time (it keeps enforcing the one it holds). */
+  readonly expires: string;
+  /** `sha256:<hex>` of the target: the canonical effective policy set. */
+  readonly targetHash: string;
+  readonly targetLength: number;
+  /** Certificates revoked (and not long expired), for the agent to refuse. */
+  readonly revocations: readonly Revocation[];
+}
+
+export interface Envelope {
+  readonly signatures: readonly { readonly keyId: string; readonly sig: string }[];
+  readonly signed: BundleMetadata;
+}
+
+export interface Bundle {
+  readonly envelope: Envelope;
+  /** The canonical effective policy set. */
+  readonly target: Buffer;
+}
+
+export type BundleProblem =
+  | "malformed"
+  | "bad-signature"
+  | "untrusted-key"
+  | "wrong-cluster"
+  | "rollback"
+  | "equivocation"
+  | "expired"
+  | "target-mismatch";
+
+export class BundleError extends Error {
+  override readonly name = "BundleError";
+  constructor(
+    readonly problem: BundleProblem,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The id of a signing key: SHA-256 (hex) of its SubjectPublicKeyInfo. */
+export function keyIdOf(publicKey: KeyObject): string {
+  return createHash("sha256").update(publicKey.export({ type: "spki", format: "der" })).digest("hex");
+}
+
+export function sha256Hash(bytes: Uint8Array): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}
+
+export function signBundle(metadata: Omit<BundleMetadata, "type" | "specVersion">, target: Buffer, privateKey: KeyObject): Bundle {
+  const signed: BundleMetadata = { type: BUNDLE_TYPE, specVersion: 1, ...metadata };
+  const keyId = keyIdOf(createPublicKey(privateKey));
+  const sig = sign(null, Buffer.from(canonicalJson(signed), "utf8"), privateKey).toString("base64");
+  return { envelope: { signatures: [{ keyId, sig }], signed }, target };
+}
+
+export function encodeBundle(bundle: Bundle): Buffer {
+  return Buffer.concat([Buffer.from(`${canonicalJson(bundle.envelope)}\n`, "utf8"), bundle.target]);
+}
+
+/** Splits and parses a bundle file; throws BundleError("malformed") on anything else. */
+export function decodeBundle(bytes: Uint8Array): Bundle {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const newline = buffer.indexOf(10);
+  if (newline < 0) throw new BundleError("malformed", "not a bundle: no metadata line");
+  let envelope: unknown;
+  try {
+    envelope = JSON.parse(buffer.subarray(0, newline).toString("utf8"));
+  } catch {
+    throw new BundleError("malformed", "not a bundle: its metadata is not JSON");
+  }
+  const e = envelope as Partial<Envelope> | null;
+  const s = e?.signed as Partial<BundleMetadata> | undefined;
+  if (
+    typeof e !== "object" ||
+    e === null ||
+    !Array.isArray(e.signatures) ||
+    typeof s !== "object" ||
+    s === null ||
+    s.type !== BUNDLE_TYPE ||
+    s.specVersion !== 1 ||
+    typeof s.cluster !== "string" ||
+    typeof s.federation !== "string" ||
+    typeof s.region !== "string" ||
+    !Number.isSafeInteger(s.version) ||
+    typeof s.expires !== "string" ||
+    typeof s.issuedAt !== "string" ||
+    typeof s.targetHash !== "string" ||
+    !Number.isSafeInteger(s.targetLength) ||
+    !Array.isArray(s.revocations)
+  ) {
+    throw new BundleError("malformed", "not a bundle: its metadata lacks required fields");
+  }
+  return { envelope: e as Envelope, target: buffer.subarray(newline + 1) };
+}
+
+export interface Trust {
+  /** The hub's bundle-signing public key, pinned at enrolment. */
+  readonly publicKey: KeyObject;
+  readonly federation: string;
+  readonly cluster: string;
+}
+
+export interface Held {
+  readonly version: number;
+  readonly targetHash: string;
+}
+
+/**
+ * Verifies a bundle for a cluster. `held` is the bundle the agent already enforces (for
+ * rollback); `now` is the time it is offered (for freeze): pass undefined to verify a
+ * bundle loaded from the agent's own disk, which is checked for everything but expiry.
+ */
+export function verifyBundle(bundle: Bundle, trust: Trust, held: Held | undefined, now: Date | undefined): BundleMetadata {
+  const signed = bundle.envelope.signed;
+  const keyId = keyIdOf(trust.publicKey);
+  const signature = bundle.envelope.signatures.find((s) => s.keyId === keyId);
+  if (signature === undefined) throw new BundleError("untrusted-key", "the bundle is not signed by the key this agent pinned at enrolment");
+  let valid = false;
+  try {
+    valid = verify(null, Buffer.from(canonicalJson(signed), "utf8"), trust.publicKey, Buffer.from(signature.sig, "base64"));
+  } catch {
+    valid = false;
+  }
+  if (!valid) throw new BundleError("bad-signature", "the bundle's signature does not verify: it was altered or not signed by the hub");
+  if (signed.federation !== trust.federation || signed.cluster !== trust.cluster) {
+    throw new BundleError("wrong-cluster", `the bundle is for cluster ${signed.cluster} of federation ${signed.federation}, not ${trust.cluster} of ${trust.federation}`);
+  }
+  if (bundle.target.length !== signed.targetLength || sha256Hash(bundle.target) !== signed.targetHash) {
+    throw new BundleError("target-mismatch", "the bundle's policy set does not match the hash its signed metadata names");
+  }
+  if (held !== undefined) {
+    if (signed.version < held.version) throw new BundleError("rollback", `the bundle is version ${signed.version}, older than version ${held.version} already held`);
+    if (signed.version === held.version && signed.targetHash !== held.targetHash) {
+      throw new BundleError("equivocation", `the bundle claims version ${signed.version} with different contents than the version ${held.version} held`);
+    }
+  }
+  if (now !== undefined && Date.parse(signed.expires) <= now.getTime()) {
+    throw new BundleError("expired", `the bundle expired at ${signed.expires}, before it was offered`);
+  }
+  return signed;
+}
