@@ -48,9 +48,13 @@ export interface LayerRecord {
  * A writer bumps the generation first in its transaction: the row lock orders writers,
  * and the rows it writes carry the new generation as their revision (a trigger sets it).
  */
-async function bump(tx: Queryable): Promise<string> {
-  const [row] = await tx.query<{ generation: string }>("UPDATE federation SET generation = generation + 1 RETURNING generation::text AS generation");
-  return row!.generation;
+async function bump(tx: Queryable, expected?: string): Promise<string> {
+  const [row] = await tx.query<{ generation: string }>("UPDATE federation SET generation = generation + 1 RETURNING (generation - 1)::text AS previous, generation::text AS generation");
+  const r = row as unknown as { previous: string; generation: string };
+  if (expected !== undefined && r.previous !== expected) {
+    throw conflict("the federation changed while this change was being validated (another change, here or through another hub); send it again");
+  }
+  return r.generation;
 }
 
 export function layerId(layer: Pick<Layer, "tier" | "region" | "cluster">): string {
@@ -136,6 +140,8 @@ export interface LayerChange {
 }
 
 export interface Plan {
+  /** The generation the plan was computed at: committing it after any other change is a conflict. */
+  readonly generation: string;
   readonly changes: readonly LayerChange[];
   /** The registered clusters whose effective sets the change recomputes, with before and after. */
   readonly affected: readonly { cluster: string; before: string | undefined; after: EffectivePolicySet }[];
@@ -304,7 +310,7 @@ export class Federation {
       }
     }
     if (problems.length > 0) throw new PolityError("merge-refused", problems);
-    return { changes, affected: results };
+    return { generation: this.generation, changes, affected: results };
   }
 
   /**
@@ -314,7 +320,7 @@ export class Federation {
   async commit(plan: Plan, author: string, extra?: (tx: Queryable) => Promise<void>): Promise<{ id: string; version: number }[]> {
     const written: { id: string; version: number }[] = [];
     const generation = await this.db.transaction(async (tx) => {
-      const generation = await bump(tx);
+      const generation = await bump(tx, plan.generation);
       for (const change of plan.changes) {
         if (change.unchanged) continue;
         const version = change.baseVersion + 1;
@@ -353,10 +359,13 @@ export class Federation {
     return effectivePolicySet(this.layersFor(identity), identity);
   }
 
-  /** Runs a change to clusters in one transaction with the generation bump, then reloads. */
-  async write(work: (tx: Queryable) => Promise<unknown>): Promise<void> {
+  /**
+   * Runs a change to clusters in one transaction with the generation bump, then reloads.
+   * `validatedAt`: the generation the change was validated at; a change since is a conflict.
+   */
+  async write(work: (tx: Queryable) => Promise<unknown>, validatedAt?: string): Promise<void> {
     const generation = await this.db.transaction(async (tx) => {
-      const generation = await bump(tx);
+      const generation = await bump(tx, validatedAt);
       await work(tx);
       return generation;
     });

@@ -205,11 +205,13 @@ export class IdentityService {
    * revocation through any hub process takes effect at once everywhere.
    */
   async checkStanding(peer: PeerCertificate): Promise<void> {
-    const [row] = await this.db.query<{ cert_revoked: Date | null; cluster_revoked: Date | null; registered: string | null }>(
-      "SELECT cert.revoked_at AS cert_revoked, c.revoked_at AS cluster_revoked, c.name AS registered FROM certificates cert LEFT JOIN clusters c ON c.name = cert.cluster WHERE cert.serial = $1",
+    const [row] = await this.db.query<{ cert_revoked: Date | null; cluster_revoked: Date | null; registered: string | null; public_key_sha256: string; cluster: string }>(
+      "SELECT cert.revoked_at AS cert_revoked, c.revoked_at AS cluster_revoked, c.name AS registered, cert.public_key_sha256, cert.cluster FROM certificates cert LEFT JOIN clusters c ON c.name = cert.cluster WHERE cert.serial = $1",
       [peer.serial],
     );
-    if (row === undefined) throw unauthorized("this certificate was not issued by this federation's hubs");
+    if (row === undefined || row.public_key_sha256 !== peer.publicKeySha256 || row.cluster !== peer.cluster) {
+      throw unauthorized("this certificate was not issued by this federation's hubs");
+    }
     if (row.registered === null) throw unauthorized(`cluster ${peer.cluster} is no longer registered`);
     if (row.cert_revoked !== null || row.cluster_revoked !== null) throw unauthorized(`cluster ${peer.cluster}'s identity is revoked`);
   }

@@ -113,6 +113,13 @@ function layerIdFrom(params: Readonly<Record<string, string>>): string {
   throw notFound(`no layer ${[tier, params.name].filter(Boolean).join("/")}: layers are global, region/<name> and cluster/<name>`);
 }
 
+async function currentLayer(hub: HubContext, call: Call, id: string): Promise<Answer> {
+  const record = hub.federation.layers.get(id);
+  if (record === undefined) throw notFound(`layer ${id} has never been applied`);
+  allow(call.principal, "read", layerTarget(hub, id, record.layer?.region));
+  return { body: { id, version: record.version, author: record.author, createdAt: record.createdAt, contentHash: record.contentHash, files: record.files } };
+}
+
 function summarize(set: EffectivePolicySet) {
   return { hash: set.hash, policies: set.document.policies.length, exceptions: set.document.exceptions.length };
 }
@@ -148,9 +155,9 @@ function engine<T>(summary: string, work: () => T): T {
 }
 
 /** Validates, authorizes and plans an apply (or a diff) of layer files. */
-function planFiles(hub: HubContext, principal: Principal, files: readonly SourceFile[]) {
+function planFiles(hub: HubContext, principal: Principal, files: readonly SourceFile[], access: Access) {
   const layers = engine("the layers are not valid", () => layersFromFiles(files));
-  for (const { layer } of layers) allow(principal, "write", layerTarget(hub, layerId(layer), layer.region));
+  for (const { layer } of layers) allow(principal, access, layerTarget(hub, layerId(layer), layer.region));
   const plan = engine("the change is refused", () => hub.federation.plan(layers.map(({ layer, files }) => ({ id: layerId(layer), layer, files }))));
   return plan;
 }
@@ -347,11 +354,7 @@ export const ROUTES: readonly Route[] = [
       summary: "A layer's current version: its files as applied.",
       auth: "authenticated",
       async handle(hub, call) {
-        const id = layerIdFrom(call.params);
-        const record = hub.federation.layers.get(id);
-        if (record === undefined) throw notFound(`layer ${id} has never been applied`);
-        allow(call.principal, "read", layerTarget(hub, id, record.layer?.region));
-        return { body: { id, version: record.version, author: record.author, createdAt: record.createdAt, contentHash: record.contentHash, files: record.files } };
+        return currentLayer(hub, call, layerIdFrom(call.params));
       },
     },
     {
@@ -360,6 +363,10 @@ export const ROUTES: readonly Route[] = [
       summary: "Every version of a layer: who, when, content hash.",
       auth: "authenticated",
       async handle(hub, call) {
+        if (call.params.name === undefined && call.params.tier !== "global") {
+          // /v1/layers/cluster/history is the layer of a cluster named "history".
+          return currentLayer(hub, call, `${call.params.tier}/history`);
+        }
         const id = layerIdFrom(call.params);
         allow(call.principal, "read", layerTarget(hub, id, hub.federation.layers.get(id)?.layer?.region));
         const rows = await hub.db.query<{ version: number; author: string; created_at: Date; content_hash: string; files: SourceFile[] }>(
@@ -420,7 +427,7 @@ export const ROUTES: readonly Route[] = [
     body: { type: "object", required: ["files"], additionalProperties: false, properties: { files: FILES, dryRun: { type: "boolean" } } },
     async handle(hub, call) {
       const { files, dryRun } = call.body as { files: SourceFile[]; dryRun?: boolean };
-      const plan = planFiles(hub, call.principal, files);
+      const plan = planFiles(hub, call.principal, files, dryRun === true ? "read" : "write");
       const written = dryRun === true ? [] : await hub.federation.commit(plan, author(call.principal));
       if (written.length > 0) await hub.bundles.refresh(plan.affected.map((a) => a.cluster));
       return {
@@ -442,7 +449,8 @@ export const ROUTES: readonly Route[] = [
     body: { type: "object", required: ["files"], additionalProperties: false, properties: { files: FILES } },
     async handle(hub, call) {
       const { files } = call.body as { files: SourceFile[] };
-      const plan = planFiles(hub, call.principal, files);
+      // A diff changes nothing: whoever may read the layers may ask what a change would do.
+      const plan = planFiles(hub, call.principal, files, "read");
       return {
         body: {
           layers: plan.changes.map((c) => ({ id: c.id, unchanged: c.unchanged, baseVersion: c.baseVersion })),
@@ -484,6 +492,7 @@ export const ROUTES: readonly Route[] = [
       allow(call.principal, "write", { kind: "cluster", cluster: body.name, region: body.region });
       if (hub.federation.clusters.has(body.name)) throw conflict(`cluster ${body.name} is already registered`);
       const identity: ClusterIdentity = { name: body.name, region: body.region, labels: body.labels ?? {} };
+      const validatedAt = hub.federation.generation;
       const set = engine(`cluster ${body.name} cannot be registered`, () => hub.federation.effectiveForNew(identity));
       await hub.federation.write(async (tx) => {
         const inserted = await tx.query(
@@ -491,7 +500,7 @@ export const ROUTES: readonly Route[] = [
           [body.name, body.region, JSON.stringify(identity.labels), author(call.principal), hub.now()],
         );
         if (inserted.length === 0) throw conflict(`cluster ${body.name} is already registered`);
-      });
+      }, validatedAt);
       await hub.bundles.refresh([body.name]);
       return { status: 201, body: { ...clusterView(hub, body.name), effective: summarize(set) } };
     },
@@ -522,8 +531,9 @@ export const ROUTES: readonly Route[] = [
       allow(call.principal, "write", target);
       const labels = (call.body as { labels: Record<string, string> }).labels;
       const identity: ClusterIdentity = { name: target.cluster, region: target.region, labels };
+      const validatedAt = hub.federation.generation;
       engine(`cluster ${target.cluster} cannot be relabelled`, () => hub.federation.effectiveForNew(identity));
-      await hub.federation.write((tx) => tx.query("UPDATE clusters SET labels = $1, updated_at = $2 WHERE name = $3", [JSON.stringify(labels), hub.now(), target.cluster]));
+      await hub.federation.write((tx) => tx.query("UPDATE clusters SET labels = $1, updated_at = $2 WHERE name = $3", [JSON.stringify(labels), hub.now(), target.cluster]), validatedAt);
       await hub.bundles.refresh([target.cluster]);
       return { body: clusterView(hub, target.cluster) };
     },

@@ -9,7 +9,7 @@
  */
 import type { TLSSocket } from "node:tls";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
-import { normalizeSerial } from "../identity/ca.js";
+import { normalizeSerial, type CertificateAuthority } from "../identity/ca.js";
 import { parseClusterSpiffeId } from "../identity/spiffe.js";
 import { publicKeyFingerprint, x509 } from "../identity/x509.js";
 import { sha256, type PeerCertificate } from "./identity.js";
@@ -36,26 +36,37 @@ const peers = new WeakMap<TLSSocket, Promise<CertificateView>>();
 /** And once per certificate: agents that reconnect present the same one (bounded). */
 const byFingerprint = new Map<string, Promise<CertificateView>>();
 
-function readPeer(socket: TLSSocket, federation: string): Promise<CertificateView> {
+function readPeer(socket: TLSSocket, authority: CertificateAuthority): Promise<CertificateView> {
+  const federation = authority.federation;
   const presented = socket.getPeerCertificate(false);
   if (presented === null || presented === undefined || Object.keys(presented).length === 0 || presented.raw === undefined) return Promise.resolve({});
   const key = `${federation}\n${presented.fingerprint256}`;
   let view = byFingerprint.get(key);
   if (view === undefined) {
-    view = parsePeer(presented.raw, federation);
+    view = parsePeer(presented.raw, authority);
     if (byFingerprint.size >= 10_000) byFingerprint.clear();
     byFingerprint.set(key, view);
   }
   return view;
 }
 
-async function parsePeer(raw: Buffer, federation: string): Promise<CertificateView> {
+async function parsePeer(raw: Buffer, authority: CertificateAuthority): Promise<CertificateView> {
+  const federation = authority.federation;
   let certificate: x509.X509Certificate;
   try {
     certificate = new x509.X509Certificate(raw);
   } catch {
     return { problem: "the client certificate cannot be read" };
   }
+  // TLS reports only one verification error (an expired forgery reports "expired"): the
+  // signature is checked here, against this federation's CA, whatever TLS said.
+  let signed = false;
+  try {
+    signed = await certificate.verify({ publicKey: authority.certificate.publicKey, signatureOnly: true });
+  } catch {
+    signed = false;
+  }
+  if (!signed) return { problem: "it was not issued by this federation's CA" };
   const san = certificate.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
   const uri = san?.names.items.find((n) => n.type === "url")?.value;
   const id = uri === undefined ? undefined : parseClusterSpiffeId(uri);
@@ -105,20 +116,20 @@ async function authenticate(hub: HubContext, request: FastifyRequest, auth: Auth
   if (typeof socket.getPeerCertificate !== "function") return { principal: { kind: "anonymous" } };
   let view = peers.get(socket);
   if (view === undefined) {
-    view = readPeer(socket, hub.identity.federation);
+    view = readPeer(socket, hub.identity.authority);
     peers.set(socket, view);
   }
   const { peer, problem } = await view;
   if (peer === undefined && problem === undefined) return { principal: { kind: "anonymous" } };
   if (auth === "public") return { principal: { kind: "anonymous" } };
   if (problem !== undefined) throw unauthorized(`client certificate refused: ${problem}`);
+  await hub.identity.checkStanding(peer!);
   const error = socket.authorized ? undefined : String(socket.authorizationError ?? "UNKNOWN");
   const expiredOnly = error === "CERT_HAS_EXPIRED" || (error === undefined && peer!.notAfter.getTime() <= hub.now().getTime());
   if (error !== undefined && !expiredOnly) throw unauthorized(`client certificate refused: ${TLS_REASONS[error] ?? error}`);
   if (expiredOnly && auth !== "renewal") {
     throw unauthorized(`client certificate refused: it expired at ${peer!.notAfter.toISOString()}; renew it (POST /v1/renew) within the grace window`);
   }
-  await hub.identity.checkStanding(peer!);
   return { principal: { kind: "cluster", cluster: peer!.cluster, region: peer!.region, serial: peer!.serial, expired: expiredOnly }, peer: peer! };
 }
 
@@ -175,6 +186,11 @@ export async function createServer(hub: HubContext, options: ServerOptions): Pro
   });
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).type("application/json").send(new ApiError(404, "NotFound", `no such endpoint: ${request.method} ${request.url.split("?")[0]}; the API is described at /openapi.json`).toStatus());
+  });
+
+  // A POST without a body (curl -X POST) is an empty object, so that optional fields take their defaults.
+  app.addHook("preValidation", async (request) => {
+    if (request.body === undefined && (request.method === "POST" || request.method === "PATCH")) request.body = {};
   });
 
   const document = openApiDocument(ROUTES);

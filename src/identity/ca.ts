@@ -25,6 +25,11 @@ export interface IssuedCertificate {
   readonly publicKeySha256: string;
 }
 
+/** X.509 times have whole seconds: times are cut to them before issuing, so that what is reported is what is in the certificate. */
+function seconds(ms: number): Date {
+  return new Date(Math.floor(ms / 1000) * 1000);
+}
+
 /** Certificates start a few minutes in the past, so that a peer whose clock is behind accepts them. */
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
 
@@ -113,8 +118,8 @@ export async function issueClusterCertificate(
     if (uri !== spiffe) throw new CsrError(`the CSR asks for ${JSON.stringify(uri)}, but this cluster is ${spiffe}`);
   }
   const serial = newSerial();
-  const notBefore = new Date(now.getTime() - CLOCK_SKEW_MS);
-  const notAfter = new Date(now.getTime() + ttlMs);
+  const notBefore = seconds(now.getTime() - CLOCK_SKEW_MS);
+  const notAfter = seconds(now.getTime() + ttlMs);
   const certificate = await x509.X509CertificateGenerator.create({
     serialNumber: serial,
     subject: `CN=${identity.cluster}, OU=${identity.region}, O=polity`,
@@ -186,5 +191,6 @@ export async function createRevocationList(
     entries: revoked.map((r) => ({ serialNumber: r.serial, revocationDate: r.revokedAt, reason: x509.X509CrlReason.cessationOfOperation })),
     extensions: [await x509.AuthorityKeyIdentifierExtension.create(ca.certificate)],
   });
-  return crl.toString("pem");
+  // "X509 CRL" is the label openssl, Node's TLS and proxies read (RFC 7468).
+  return x509.PemConverter.encode(crl.rawData, "X509 CRL");
 }

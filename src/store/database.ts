@@ -33,6 +33,11 @@ export interface DatabaseOptions {
   readonly schema?: string;
 }
 
+/** Notification channels are plain lowercase identifiers: the same on both engines, never SQL. */
+export function checkChannel(channel: string): void {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`invalid notification channel ${JSON.stringify(channel)}: use lowercase letters, digits and _`);
+}
+
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url !== undefined && options.url !== "") {
     const { openPostgres } = await import("./postgres.js");

@@ -2,13 +2,13 @@
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
 import { checkSchemaName } from "./migrations.js";
-import type { Database, Queryable, Row } from "./database.js";
+import { checkChannel, type Database, type Queryable, type Row } from "./database.js";
 
 export async function openPglite(dataDir: string | undefined, schema: string | undefined): Promise<Database> {
+  if (schema !== undefined) checkSchemaName(schema);
   if (dataDir !== undefined) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const db = await PGlite.create(dataDir);
   if (schema !== undefined) {
-    checkSchemaName(schema);
     await db.exec(`CREATE SCHEMA IF NOT EXISTS "${schema}"; SET search_path TO "${schema}"`);
   }
   const query = async <T extends Row>(q: Pick<PGlite, "query">, sql: string, params?: readonly unknown[]): Promise<T[]> =>
@@ -18,10 +18,12 @@ export async function openPglite(dataDir: string | undefined, schema: string | u
     query: (sql, params) => query(db, sql, params),
     transaction: (work) => db.transaction((tx) => work({ query: (sql, params) => query(tx, sql, params) } satisfies Queryable)),
     async listen(channel, handler) {
+      checkChannel(channel);
       const stop = await db.listen(channel, handler);
       return async () => stop();
     },
     async notify(channel, payload) {
+      checkChannel(channel);
       await db.query("SELECT pg_notify($1, $2)", [channel, payload]);
     },
     close: () => db.close(),

@@ -1,7 +1,7 @@
 /** A PostgreSQL server, through node-postgres (`pg`) and a connection pool. */
 import pg from "pg";
 import { checkSchemaName } from "./migrations.js";
-import type { Database, Row } from "./database.js";
+import { checkChannel, type Database, type Row } from "./database.js";
 
 export async function openPostgres(url: string, schema: string | undefined): Promise<Database> {
   if (schema !== undefined) checkSchemaName(schema);
@@ -13,8 +13,19 @@ export async function openPostgres(url: string, schema: string | undefined): Pro
   });
   // An idle client's error (the server restarting) must not crash the hub: the pool replaces it.
   pool.on("error", () => undefined);
-  if (setup !== undefined) await pool.query(setup);
-  const listeners = new Map<string, pg.PoolClient>();
+  if (setup !== undefined) {
+    try {
+      await pool.query(setup);
+    } catch (error) {
+      // Another process created the schema at the same moment: it exists, which is all we asked.
+      const code = (error as { code?: string }).code;
+      if (code !== "23505" && code !== "42P06") {
+        await pool.end().catch(() => undefined);
+        throw error;
+      }
+    }
+  }
+  const listeners = new Set<pg.PoolClient>();
   return {
     kind: "postgres",
     async query<T extends Row>(sql: string, params?: readonly unknown[]) {
@@ -35,23 +46,26 @@ export async function openPostgres(url: string, schema: string | undefined): Pro
       }
     },
     async listen(channel, handler) {
+      checkChannel(channel);
       const client = await pool.connect();
       client.on("notification", (message) => {
         if (message.channel === channel) handler(message.payload ?? "");
       });
-      await client.query(`LISTEN "${channel}"`);
-      listeners.set(channel, client);
+      await client.query(`LISTEN ${channel}`);
+      listeners.add(client);
       return async () => {
-        await client.query(`UNLISTEN "${channel}"`).catch(() => undefined);
+        if (!listeners.delete(client)) return;
+        await client.query(`UNLISTEN ${channel}`).catch(() => undefined);
         client.release();
-        listeners.delete(channel);
       };
     },
     async notify(channel, payload) {
+      checkChannel(channel);
       await pool.query("SELECT pg_notify($1, $2)", [channel, payload]);
     },
     async close() {
-      for (const client of listeners.values()) client.release();
+      for (const client of listeners) client.release();
+      listeners.clear();
       await pool.end();
     },
   };
