@@ -58,6 +58,13 @@ async function parsePeer(raw: Buffer, authority: CertificateAuthority): Promise<
   } catch {
     return { problem: "the client certificate cannot be read" };
   }
+
+  const san = certificate.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
+  const uri = san?.names.items.find((n) => n.type === "url")?.value;
+  const id = uri === undefined ? undefined : parseClusterSpiffeId(uri);
+  if (id === undefined || id.federation !== federation) {
+    return { problem: `the client certificate names no cluster of federation ${federation}${uri === undefined ? "" : ` (it names ${uri})`}` };
+  }
   // TLS reports only one verification error (an expired forgery reports "expired"): the
   // signature is checked here, against this federation's CA, whatever TLS said.
   let signed = false;
@@ -67,12 +74,6 @@ async function parsePeer(raw: Buffer, authority: CertificateAuthority): Promise<
     signed = false;
   }
   if (!signed) return { problem: "it was not issued by this federation's CA" };
-  const san = certificate.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
-  const uri = san?.names.items.find((n) => n.type === "url")?.value;
-  const id = uri === undefined ? undefined : parseClusterSpiffeId(uri);
-  if (id === undefined || id.federation !== federation) {
-    return { problem: `the client certificate names no cluster of federation ${federation}${uri === undefined ? "" : ` (it names ${uri})`}` };
-  }
   return {
     peer: {
       cluster: id.cluster,
