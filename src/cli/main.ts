@@ -20,6 +20,7 @@ import {
 } from "./commands/clusters.js";
 import { tokenCreateCommand, tokenListCommand, tokenRevokeCommand } from "./commands/tokens.js";
 import { enrollCommand } from "./commands/enroll.js";
+import { agentCommand, webhookConfigCommand } from "./commands/agent.js";
 import { policyEffectiveCommand, policyLintCommand, policyTestCommand } from "./commands/policy.js";
 import { EXIT, processIo, reportError, type Io } from "./io.js";
 
@@ -48,6 +49,8 @@ export const COMMANDS: readonly Command[] = [
   tokenListCommand,
   tokenRevokeCommand,
   enrollCommand,
+  agentCommand,
+  webhookConfigCommand,
 ];
 
 function version(): string {
@@ -88,7 +91,9 @@ const versionCommand: Command = {
 };
 
 function find(args: readonly string[]): { command: Command; rest: string[] } | undefined {
-  for (const command of COMMANDS) {
+  // The longest name first: "agent webhook-config" before "agent".
+  const byLength = [...COMMANDS].sort((a, b) => b.name.split(" ").length - a.name.split(" ").length);
+  for (const command of byLength) {
     const words = command.name.split(" ");
     if (words.every((w, i) => args[i] === w)) return { command, rest: args.slice(words.length) };
   }

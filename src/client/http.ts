@@ -73,8 +73,10 @@ export interface RequestOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Abort the request (long polls). */
   readonly signal?: AbortSignal;
-  /** Return the raw body instead of parsing JSON. */
+  /** Return the raw body (text) instead of parsing JSON. */
   readonly raw?: boolean;
+  /** With raw: return the body as bytes (a Buffer). */
+  readonly binary?: boolean;
 }
 
 export interface Response<T> {
@@ -132,7 +134,7 @@ export async function call<T>(
             return;
           }
           if (options.raw === true) {
-            resolve({ status, headers: res.headers, body: text as T });
+            resolve({ status, headers: res.headers, body: (options.binary === true ? Buffer.concat(chunks) : text) as T });
             return;
           }
           try {

@@ -20,6 +20,8 @@ export interface Credentials {
   readonly serial: string;
   readonly notAfter: string;
   readonly renewAfter: string;
+  /** The hub's bundle-signing public key (PEM), pinned at enrolment. */
+  readonly bundleKeyPem: string;
 }
 
 interface Issued {
@@ -29,6 +31,7 @@ interface Issued {
   readonly serial: string;
   readonly notAfter: string;
   readonly renewAfter: string;
+  readonly bundleKey: { readonly keyId: string; readonly publicKeyPem: string };
 }
 
 /** A CSR for `cluster`, signed with `privateKeyPem` (its public key is derived from it). */
@@ -58,6 +61,7 @@ function credentials(cluster: string, keyPem: string, issued: Issued): Credentia
     serial: issued.serial,
     notAfter: issued.notAfter,
     renewAfter: issued.renewAfter,
+    bundleKeyPem: issued.bundleKey.publicKeyPem,
   };
 }
 
@@ -74,11 +78,14 @@ export function clusterEndpoint(url: string, creds: Credentials): HubEndpoint {
   return { url, caPem: creds.caPem, clientCertificatePem: creds.certificatePem, clientKeyPem: creds.privateKeyPem };
 }
 
-/** Renews with the current (possibly expired, within the grace window) certificate and the same key. */
+/**
+ * Renews with the current (possibly expired, within the grace window) certificate and the
+ * same key. The bundle key stays the one pinned at enrolment.
+ */
 export async function renew(url: string, creds: Credentials): Promise<Credentials> {
   const csr = await createCsr(creds.cluster, creds.privateKeyPem);
   const issued = (await call<Issued>(clusterEndpoint(url, creds), "POST", "/v1/renew", { csr })).body;
-  return credentials(creds.cluster, creds.privateKeyPem, issued);
+  return { ...credentials(creds.cluster, creds.privateKeyPem, issued), bundleKeyPem: creds.bundleKeyPem };
 }
 
 export function renewalDue(creds: Credentials, now: Date): boolean {
@@ -89,7 +96,7 @@ export function expired(creds: Credentials, now: Date): boolean {
   return now.getTime() >= Date.parse(creds.notAfter);
 }
 
-const FILES = { key: "key.pem", certificate: "cert.pem", ca: "ca.pem", meta: "identity.json" } as const;
+const FILES = { key: "key.pem", certificate: "cert.pem", ca: "ca.pem", bundleKey: "bundle-key.pem", meta: "identity.json" } as const;
 
 /** Saves credentials in a folder: the key readable by the owner only; each file replaced atomically. */
 export function saveCredentials(dir: string, creds: Credentials): void {
@@ -102,15 +109,17 @@ export function saveCredentials(dir: string, creds: Credentials): void {
   write(FILES.key, creds.privateKeyPem, 0o600);
   write(FILES.certificate, creds.certificatePem, 0o644);
   write(FILES.ca, creds.caPem, 0o644);
-  const { privateKeyPem: _key, certificatePem: _cert, caPem: _ca, ...meta } = creds;
+  write(FILES.bundleKey, creds.bundleKeyPem, 0o644);
+  const { privateKeyPem: _key, certificatePem: _cert, caPem: _ca, bundleKeyPem: _bundleKey, ...meta } = creds;
   write(FILES.meta, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
 }
 
 export function loadCredentials(dir: string): Credentials | undefined {
   if (!existsSync(join(dir, FILES.meta))) return undefined;
-  const meta = JSON.parse(readFileSync(join(dir, FILES.meta), "utf8")) as Omit<Credentials, "privateKeyPem" | "certificatePem" | "caPem">;
+  const meta = JSON.parse(readFileSync(join(dir, FILES.meta), "utf8")) as Omit<Credentials, "privateKeyPem" | "certificatePem" | "caPem" | "bundleKeyPem">;
   return {
     ...meta,
+    bundleKeyPem: readFileSync(join(dir, FILES.bundleKey), "utf8"),
     privateKeyPem: readFileSync(join(dir, FILES.key), "utf8"),
     certificatePem: readFileSync(join(dir, FILES.certificate), "utf8"),
     caPem: readFileSync(join(dir, FILES.ca), "utf8"),

@@ -667,3 +667,28 @@ export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIde
     },
   };
 }
+
+/**
+ * An effective policy set from its canonical bytes, as a bundle carries it (the bundle's
+ * signature and target hash vouch for them; the shape is checked here).
+ */
+export function effectivePolicySetFromBytes(bytes: Buffer): EffectivePolicySet {
+  let document: EffectivePolicySetDocument;
+  try {
+    document = JSON.parse(bytes.toString("utf8")) as EffectivePolicySetDocument;
+  } catch {
+    throw PolityError.of("invalid", "the effective policy set is not JSON");
+  }
+  if (document?.kind !== "EffectivePolicySet" || document.apiVersion !== "polity.dev/v1" || !Array.isArray(document.policies) || !Array.isArray(document.exceptions)) {
+    throw PolityError.of("invalid", "not an effective policy set");
+  }
+  const hash = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+  return {
+    document,
+    hash,
+    bytes,
+    get canonical() {
+      return bytes.toString("utf8");
+    },
+  };
+}

@@ -1,0 +1,193 @@
+/**
+ * The agent's validating admission webhook: AdmissionReview `admission.k8s.io/v1` over
+ * HTTPS, decided from the local bundle. No call leaves the agent on the decision path.
+ *
+ * Bodies are bounded (the API server sends at most a few MiB); a malformed or oversized
+ * review gets a 4xx with a message, and the server keeps serving. Without a verified bundle
+ * the webhook fails closed: it denies, saying why (the webhook registration exempts the
+ * system namespaces, so the cluster can still heal itself).
+ */
+import { createServer, type Server } from "node:https";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { decideReview } from "../decision/review.js";
+import { parseAdmissionReview } from "../decision/request.js";
+import type { Decision } from "../decision/evaluate.js";
+import { PolityError } from "../errors.js";
+import { parseJson } from "../source/parse.js";
+import type { Enforcement } from "./enforcement.js";
+import type { DecisionLog } from "./logs.js";
+
+/** The API server's request limit is 3 MiB of object; a review carries object and oldObject. */
+export const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
+
+/** Decision latencies, the last 4096, for percentiles in status reports. */
+export class Latencies {
+  private readonly samples = new Float64Array(4096);
+  private next = 0;
+  private filled = 0;
+
+  add(micros: number): void {
+    this.samples[this.next] = micros;
+    this.next = (this.next + 1) % this.samples.length;
+    if (this.filled < this.samples.length) this.filled++;
+  }
+
+  percentiles(): { p50: number; p90: number; p99: number; samples: number } {
+    const sorted = Array.from(this.samples.subarray(0, this.filled)).sort((a, b) => a - b);
+    const at = (p: number) => (sorted.length === 0 ? 0 : Math.round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! * 10) / 10);
+    return { p50: at(50), p90: at(90), p99: at(99), samples: sorted.length };
+  }
+}
+
+export interface Counters {
+  allowed: number;
+  denied: number;
+  /** Requests refused as malformed or too large. */
+  rejected: number;
+  /** Requests denied because no bundle was held yet. */
+  failedClosed: number;
+}
+
+export interface WebhookOptions {
+  readonly certificatePem: string;
+  readonly privateKeyPem: string;
+  readonly host: string;
+  readonly port: number;
+  readonly now: () => Date;
+}
+
+function status(res: ServerResponse, code: number, reason: string, message: string): void {
+  const body = JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", code, reason, message });
+  res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+export function startWebhook(
+  options: WebhookOptions,
+  enforcement: Enforcement,
+  log: DecisionLog,
+  counters: Counters,
+  latencies: Latencies,
+  health: () => Record<string, unknown>,
+): Promise<Server> {
+  const record = (review: ReturnType<typeof parseAdmissionReview>, decision: Decision, version: number | null) => {
+    const request = review.request;
+    const username = typeof request.userInfo?.username === "string" ? request.userInfo.username : undefined;
+    const base = {
+      time: options.now().toISOString(),
+      uid: request.uid,
+      kind: request.kind.kind,
+      ...(request.namespace === undefined ? {} : { namespace: request.namespace }),
+      ...(request.name === undefined ? {} : { name: request.name }),
+      operation: request.operation,
+      ...(username === undefined ? {} : { user: username }),
+      bundleVersion: version,
+    };
+    if (decision.allowed) {
+      counters.allowed++;
+      log.allowed((represents) => ({ ...base, allowed: true, represents }));
+    } else {
+      counters.denied++;
+      log.denied({ ...base, allowed: false, violations: decision.violations.map((v) => ({ policy: v.policy, rule: v.rule, message: v.message, enforcement: v.enforcement })) });
+    }
+  };
+
+  const decide = (body: Buffer, res: ServerResponse) => {
+    const started = process.hrtime.bigint();
+    let review;
+    try {
+      review = parseAdmissionReview(parseJson(body.toString("utf8"), "request body", false));
+    } catch (error) {
+      counters.rejected++;
+      if (error instanceof RangeError) return status(res, 413, "RequestEntityTooLarge", "the AdmissionReview is nested too deeply");
+      if (error instanceof PolityError) return status(res, 400, "BadRequest", `not an AdmissionReview admission.k8s.io/v1: ${error.problems[0]?.message ?? error.message}`);
+      throw error;
+    }
+    const enforced = enforcement.current;
+    let answer: unknown;
+    if (enforced === undefined) {
+      counters.failedClosed++;
+      answer = {
+        apiVersion: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        response: {
+          uid: review.request.uid,
+          allowed: false,
+          status: { code: 503, reason: "ServiceUnavailable", message: "denied by Polity: this cluster's agent holds no verified policy bundle yet (fail-closed until it reaches its hub)" },
+        },
+      };
+    } else {
+      let result;
+      try {
+        result = decideReview(enforced.set, review, { now: options.now().getTime() });
+      } catch (error) {
+        counters.rejected++;
+        if (error instanceof RangeError) return status(res, 413, "RequestEntityTooLarge", "the AdmissionReview is nested too deeply");
+        throw error;
+      }
+      answer = result.review;
+      record(review, result.decision, enforced.metadata.version);
+    }
+    const out = Buffer.from(JSON.stringify(answer), "utf8");
+    res.writeHead(200, { "content-type": "application/json", "content-length": out.length });
+    res.end(out);
+    latencies.add(Number(process.hrtime.bigint() - started) / 1000);
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
+      const ready = path === "/healthz" || enforcement.current !== undefined;
+      const body = JSON.stringify(health());
+      res.writeHead(ready ? 200 : 503, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    if (path !== "/validate") return status(res, 404, "NotFound", `no such endpoint ${path}: the webhook is POST /validate`);
+    if (req.method !== "POST") return status(res, 405, "MethodNotAllowed", "send the AdmissionReview with POST");
+    const declared = Number(req.headers["content-length"] ?? "0");
+    if (declared > MAX_REVIEW_BYTES) {
+      counters.rejected++;
+      res.setHeader("connection", "close");
+      status(res, 413, "RequestEntityTooLarge", `the AdmissionReview is ${declared} bytes; the limit is ${MAX_REVIEW_BYTES}`);
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on("data", (chunk: Buffer) => {
+      if (over) return;
+      size += chunk.length;
+      if (size > MAX_REVIEW_BYTES) {
+        over = true;
+        counters.rejected++;
+        res.setHeader("connection", "close");
+        status(res, 413, "RequestEntityTooLarge", `the AdmissionReview is over the limit of ${MAX_REVIEW_BYTES} bytes`);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => {
+      if (over) return;
+      try {
+        decide(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), res);
+      } catch (error) {
+        status(res, 500, "InternalError", `internal error: ${(error as Error).message}`);
+      }
+    });
+    req.on("error", () => undefined);
+  };
+
+  const server = createServer({ cert: options.certificatePem, key: options.privateKeyPem, minVersion: "TLSv1.2" }, handle);
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.on("clientError", (_error, socket) => socket.destroy());
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve(server);
+    });
+  });
+}

@@ -1,0 +1,173 @@
+/** `polity agent` (a cluster's agent) and `polity agent webhook-config` (its registration). */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { startAgent, jsonLog } from "../../agent/index.js";
+import { stringOption, stringsOption, type Command } from "../command.js";
+import { EXIT, UsageError } from "../io.js";
+
+function parseListen(value: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value);
+  if (m === null || Number(m[2]) > 65535) throw new UsageError(`--listen must be host:port, got ${JSON.stringify(value)}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) };
+}
+
+export const agentCommand: Command = {
+  name: "agent",
+  summary: "run a cluster's agent: pull its signed bundle, serve the admission webhook",
+  usage: "polity agent --hub <url> --cluster <name> [--ca <ca.pem> --join-token <token>] [--data <dir>] [--listen host:port]",
+  options: {
+    hub: { type: "string" },
+    cluster: { type: "string" },
+    ca: { type: "string" },
+    "join-token": { type: "string" },
+    "join-token-file": { type: "string" },
+    data: { type: "string" },
+    listen: { type: "string" },
+    "webhook-name": { type: "string", multiple: true },
+    "poll-wait": { type: "string" },
+  },
+  help: `Runs the agent of one cluster. At its first start it enrols with a join token (its key is
+made here and never leaves); afterwards its identity, its last good bundle and its decision
+logs live in the data folder, and it needs no token.
+
+It enforces the bundle on its disk at once (verifying its signature again), then long-polls
+the hub for newer ones over mutual TLS: a bundle with a bad signature, an older version
+than the one held, or already expired is refused. With the hub unreachable it keeps
+enforcing its last good bundle, even past its expiry, and reports itself stale; it never
+loosens policy because the hub is gone. With no bundle at all it fails closed.
+
+The webhook (AdmissionReview admission.k8s.io/v1, HTTPS, POST /validate) decides from the
+bundle alone. GET /healthz and /readyz tell its state.
+
+Flags:
+      --hub <url>                 the hub
+      --cluster <name>            this cluster
+      --ca <file>                 the federation CA (first enrolment only)
+      --join-token <token>        from polity cluster join-token (first enrolment only)
+      --join-token-file <file>    or a file holding it
+      --data <dir>                state: identity, bundles, decision logs (default .polity/agent-<cluster>)
+      --listen <host:port>        the webhook (default 127.0.0.1:9443; port 0 picks one)
+      --webhook-name <dns>        another DNS name for the webhook's certificate (repeatable)
+      --poll-wait <seconds>       how long each long poll waits at the hub (default 30)
+
+Example:
+  polity agent --hub https://127.0.0.1:8443 --cluster eu-west-1 --ca .polity/hub/ca.pem --join-token "$TOKEN"
+
+Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
+  async run(parsed, io) {
+    const hub = stringOption(parsed, "hub");
+    const cluster = stringOption(parsed, "cluster");
+    if (hub === undefined || cluster === undefined) throw new UsageError("give --hub <url> and --cluster <name>");
+    const dataDir = resolve(stringOption(parsed, "data") ?? `.polity/agent-${cluster}`);
+    const caFile = stringOption(parsed, "ca");
+    if (caFile !== undefined && !existsSync(caFile)) throw new UsageError(`--ca ${caFile}: no such file`);
+    const tokenFile = stringOption(parsed, "join-token-file");
+    const joinToken = stringOption(parsed, "join-token") ?? (tokenFile === undefined ? undefined : readFileSync(tokenFile, "utf8").trim());
+    const enrolled = existsSync(join(dataDir, "identity", "identity.json"));
+    if (!enrolled && (joinToken === undefined || caFile === undefined)) {
+      throw new UsageError(`cluster ${cluster} has no identity in ${dataDir} yet: give --ca and --join-token for its first enrolment`);
+    }
+    const { host, port } = parseListen(stringOption(parsed, "listen") ?? "127.0.0.1:9443");
+    const wait = Number(stringOption(parsed, "poll-wait") ?? "30");
+    if (!Number.isInteger(wait) || wait < 1 || wait > 60) throw new UsageError("--poll-wait must be a whole number of seconds from 1 to 60");
+    const agent = await startAgent({
+      dataDir,
+      hubUrl: hub.replace(/\/$/, ""),
+      cluster,
+      ...(caFile === undefined ? {} : { caPem: readFileSync(caFile, "utf8") }),
+      ...(joinToken === undefined ? {} : { joinToken }),
+      webhookHost: host,
+      webhookPort: port,
+      webhookNames: stringsOption(parsed, "webhook-name"),
+      pollWaitSeconds: wait,
+      log: jsonLog(`agent/${cluster}`),
+    });
+    io.out(`agent of cluster ${cluster}: webhook ${agent.webhookUrl} (CA ${join(dataDir, "webhook", "ca.pem")})\n`);
+    await new Promise<void>((done) => {
+      const stop = () => {
+        process.off("SIGINT", stop);
+        process.off("SIGTERM", stop);
+        done();
+      };
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+    });
+    await agent.close();
+    return EXIT.ok;
+  },
+};
+
+export const webhookConfigCommand: Command = {
+  name: "agent webhook-config",
+  summary: "print the ValidatingWebhookConfiguration that registers an agent's webhook",
+  usage: "polity agent webhook-config --cluster <name> [--data <dir>] [--service <ns>/<name> | --url <https://…>]",
+  options: {
+    cluster: { type: "string" },
+    data: { type: "string" },
+    service: { type: "string" },
+    url: { type: "string" },
+    "failure-policy": { type: "string" },
+  },
+  help: `Prints a ValidatingWebhookConfiguration (admissionregistration.k8s.io/v1) for kubectl apply:
+every resource and subresource, admission.k8s.io/v1 reviews, the caBundle of the agent's
+webhook certificate, and a namespace selector that exempts kube-system, kube-public,
+kube-node-lease and polity-system, so that a stopped agent can never lock the cluster out
+of repairing itself. The failure policy is Fail (a stopped agent refuses, outside those
+namespaces); --failure-policy Ignore chooses to fail open instead.
+
+Flags:
+      --cluster <name>          the cluster (to find the agent's data folder)
+      --data <dir>              the agent's data folder (default .polity/agent-<cluster>)
+      --service <ns>/<name>     reach the agent as an in-cluster Service (default polity-system/polity-agent)
+      --url <https://…>         or at a URL
+      --failure-policy <p>      Fail (default) or Ignore
+
+Example:
+  polity agent webhook-config --cluster eu-west-1 | kubectl apply -f -`,
+  run(parsed, io) {
+    const cluster = stringOption(parsed, "cluster");
+    if (cluster === undefined) throw new UsageError("give --cluster <name>");
+    const dataDir = resolve(stringOption(parsed, "data") ?? `.polity/agent-${cluster}`);
+    const caFile = join(dataDir, "webhook", "ca.pem");
+    if (!existsSync(caFile)) throw new UsageError(`no webhook certificate in ${dataDir}: start the agent once (polity agent …) to make it`);
+    const failurePolicy = stringOption(parsed, "failure-policy") ?? "Fail";
+    if (failurePolicy !== "Fail" && failurePolicy !== "Ignore") throw new UsageError("--failure-policy must be Fail or Ignore");
+    const url = stringOption(parsed, "url");
+    const service = stringOption(parsed, "service") ?? "polity-system/polity-agent";
+    const [namespace, name] = service.split("/");
+    if (url === undefined && (namespace === undefined || name === undefined || name === "")) throw new UsageError("--service must be <namespace>/<name>");
+    const caBundle = Buffer.from(readFileSync(caFile, "utf8")).toString("base64");
+    const clientConfig =
+      url !== undefined
+        ? `    clientConfig:\n      url: ${JSON.stringify(url.replace(/\/$/, "").endsWith("/validate") ? url : `${url.replace(/\/$/, "")}/validate`)}\n      caBundle: ${caBundle}`
+        : `    clientConfig:\n      service: { namespace: ${namespace}, name: ${name}, path: /validate, port: 443 }\n      caBundle: ${caBundle}`;
+    io.out(`# Registers the Polity agent of cluster ${cluster} as a validating admission webhook.
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: polity
+  labels: { app.kubernetes.io/name: polity, polity.dev/cluster: ${cluster} }
+webhooks:
+  - name: validate.polity.dev
+    admissionReviewVersions: [v1]
+    sideEffects: None
+    failurePolicy: ${failurePolicy}
+    matchPolicy: Equivalent
+    timeoutSeconds: 5
+${clientConfig}
+    rules:
+      - apiGroups: ["*"]
+        apiVersions: ["*"]
+        operations: [CREATE, UPDATE, DELETE, CONNECT]
+        resources: ["*", "*/*"]
+        scope: "*"
+    # The system namespaces and Polity's own are never judged: the cluster can always heal itself.
+    namespaceSelector:
+      matchExpressions:
+        - key: kubernetes.io/metadata.name
+          operator: NotIn
+          values: [kube-system, kube-public, kube-node-lease, polity-system]
+`);
+    return EXIT.ok;
+  },
+};
