@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { parse, type Command } from "./command.js";
 import { devCommand } from "./commands/dev.js";
+import { tourCommand } from "./commands/tour.js";
 import { evalCommand } from "./commands/eval.js";
 import { hubCommand, loginCommand } from "./commands/hub.js";
 import { applyCommand, diffCommand, getLayerCommand, getLayersCommand, historyCommand } from "./commands/layers.js";
@@ -26,6 +27,7 @@ import { EXIT, processIo, reportError, type Io } from "./io.js";
 
 export const COMMANDS: readonly Command[] = [
   devCommand,
+  tourCommand,
   evalCommand,
   policyEffectiveCommand,
   policyLintCommand,

@@ -12,6 +12,14 @@ interface ClusterView {
   readonly createdAt: string;
   readonly revokedAt: string | null;
   readonly effective: { hash?: string; policies?: number; error?: string };
+  readonly bundle?: number | null;
+  readonly agent?: { reportedAt: string; bundleVersion: number | null; stale: boolean | null; inSync: boolean } | null;
+}
+
+function agentText(x: ClusterView): string {
+  if (x.agent === undefined || x.agent === null) return "no report";
+  if (x.agent.inSync) return `in sync (${x.agent.stale === true ? "stale, " : ""}reported ${age(x.agent.reportedAt)} ago)`;
+  return `behind: v${x.agent.bundleVersion ?? "-"}${x.agent.stale === true ? ", stale" : ""} (reported ${age(x.agent.reportedAt)} ago)`;
 }
 
 function one(positionals: readonly string[], what: string): string {
@@ -151,13 +159,15 @@ Example:
       const c = colors(io);
       table(
         io,
-        ["NAME", "REGION", "LABELS", "POLICIES", "EFFECTIVE", "AGE"],
+        ["NAME", "REGION", "LABELS", "POLICIES", "EFFECTIVE", "BUNDLE", "AGENT", "AGE"],
         r.items.map((x) => [
           x.revokedAt === null ? x.name : `${x.name} ${c.red("(revoked)")}`,
           x.region,
           labelsText(x.labels),
           String(x.effective.policies ?? "-"),
           x.effective.hash === undefined ? `error: ${x.effective.error}` : `${x.effective.hash.slice(0, 19)}…`,
+          x.bundle === undefined || x.bundle === null ? "-" : `v${x.bundle}`,
+          agentText(x),
           age(x.createdAt),
         ]),
       );
@@ -185,6 +195,7 @@ Example:
     else {
       io.out(`name       ${r.name}\nregion     ${r.region}\nlabels     ${labelsText(r.labels)}\nregistered ${r.createdAt}${r.revokedAt === null ? "" : `\nrevoked    ${r.revokedAt}`}\n`);
       io.out(`effective  ${r.effective.hash ?? `error: ${r.effective.error}`} (${r.effective.policies ?? 0} policies)\n`);
+      io.out(`bundle     ${r.bundle === undefined || r.bundle === null ? "-" : `v${r.bundle}`}; agent: ${agentText(r)}\n`);
       for (const cert of r.certificates) io.out(`certificate ${cert.serial} until ${cert.notAfter}${cert.revokedAt === null ? "" : " (revoked)"}\n`);
     }
     return EXIT.ok;

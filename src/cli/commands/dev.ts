@@ -1,133 +1,226 @@
 /**
- * `polity dev`: Polity on one machine, for learning and trying. Today it walks through the
- * shipped examples (examples/): the layers of a small federation, what each cluster's
- * effective policy set is, the decisions on a few workloads, a refused merge and an
- * exception that expires.
+ * `polity dev`: a whole federation on this machine. A global hub on the embedded store,
+ * two regions and four clusters, each cluster a real `polity agent` process with its
+ * webhook, all over mutual TLS on loopback, loaded with the example layers. State stays in
+ * a data folder: a second start resumes it (no new enrolment, layers as you left them).
  */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { get as httpsGet } from "node:https";
+import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { join } from "node:path";
-import { evaluate } from "../../decision/evaluate.js";
-import { decidedResource, requestForResource } from "../../decision/request.js";
-import { PolityError, formatProblem } from "../../errors.js";
-import { effectivePolicySet, type ClusterIdentity } from "../../layering/effective.js";
-import { buildLayer, type Layer } from "../../policy/layer.js";
-import { parseDocuments } from "../../source/parse.js";
-import { displayPath, readDocuments } from "../../source/read.js";
-import type { Command } from "../command.js";
-import { colors, EXIT } from "../io.js";
+import { writeConfig } from "../../client/config.js";
+import { call, closeConnections, type HubEndpoint } from "../../client/http.js";
+import { stringOption, type Command } from "../command.js";
+import { colors, EXIT, UsageError } from "../io.js";
 
-const EXAMPLES = fileURLToPath(new URL("../../../examples/", import.meta.url));
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const BIN = join(ROOT, "bin", "polity.js");
+const EXAMPLES = join(ROOT, "examples");
 
-function layer(file: string, tier: "global" | "region" | "cluster"): Layer {
-  return buildLayer(readDocuments(join(EXAMPLES, "layers", file)), { tier });
+interface DevCluster {
+  readonly name: string;
+  readonly region: string;
+  readonly labels: Record<string, string>;
 }
+
+const CLUSTERS: readonly DevCluster[] = [
+  { name: "eu-west-1", region: "eu-west", labels: { env: "prod", residency: "eu" } },
+  { name: "eu-west-2", region: "eu-west", labels: { env: "staging", residency: "eu" } },
+  { name: "us-east-1", region: "us-east", labels: { env: "prod" } },
+  { name: "us-east-2", region: "us-east", labels: { env: "dev" } },
+];
+
+function spawnPolity(args: readonly string[], logFile: string): ChildProcess {
+  const out = createWriteStream(logFile, { flags: "a" });
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  return child;
+}
+
+/** The first line a child prints on standard output matching `pattern`, or its log when it dies first. */
+function waitForLine(child: ChildProcess, pattern: RegExp, logFile: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolveLine, reject) => {
+    let buffer = "";
+    const timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs / 1000} s; see ${logFile}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const m = pattern.exec(buffer);
+      if (m !== null) {
+        clearTimeout(timer);
+        child.stdout!.off("data", onData);
+        resolveLine(m[0]);
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      const tail = existsSync(logFile) ? readFileSync(logFile, "utf8").split("\n").slice(-8).join("\n") : "";
+      reject(new Error(`exited with code ${code}:\n${tail}`));
+    });
+  });
+}
+
+function ready(url: string, caPem: string): Promise<boolean> {
+  return new Promise((done) => {
+    const req = httpsGet(url.replace(/\/validate$/, "/readyz"), { ca: caPem, timeout: 2000 }, (res) => {
+      res.resume();
+      done(res.statusCode === 200);
+    });
+    req.on("error", () => done(false));
+    req.on("timeout", () => req.destroy());
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export const devCommand: Command = {
   name: "dev",
-  summary: "try Polity on this machine: a guided run over the shipped examples",
-  usage: "polity dev",
-  options: {},
-  help: `Loads the example federation in examples/ (a global layer, the eu-west region layer
-and the eu-west-1 cluster layer), and shows, step by step:
-  1. what each cluster's effective policy set is, and why (which tier defined and tuned what);
-  2. the decisions on the example workloads in two clusters with different layers;
-  3. a region trying to weaken a locked policy, and the error that refuses it;
-  4. an exception that relaxes a rule until it expires.
-Every step prints the polity command that reproduces it.
+  summary: "run a whole federation on this machine: a hub, two regions, four clusters with agents",
+  usage: "polity dev [--data <dir>] [--port <hub port>]",
+  options: { data: { type: "string" }, port: { type: "string" } },
+  help: `Starts, on loopback and over real mutual TLS:
+  - a global hub on the embedded store (port 8443), and
+  - four clusters in two regions (eu-west-1, eu-west-2, us-east-1, us-east-2), each a real
+    polity agent process with its admission webhook (ports 9441 to 9444),
+loaded with the example layers (examples/layers/): a locked Pod Security baseline, regional
+overrides within their bounds, a cluster-local quota the centre cannot touch. It prints
+where everything listens and commands to try: a decision, a policy change reaching every
+cluster, an agent enforcing with the hub stopped.
+
+State stays in the data folder; a second start resumes it (same identities, layers as you
+left them). Processes log to <data>/logs/. Ctrl-C stops everything.
+
+Flags:
+      --data <dir>     the data folder (default .polity/dev)
+      --port <port>    the hub's port; the agents use the next ones after 9440 (default 8443)
 
 Example:
-  npm start          (runs polity dev)`,
-  run(_parsed, io) {
+  npm start            (runs polity dev)`,
+  async run(parsed, io) {
     const c = colors(io);
-    const say = (text = "") => io.out(`${text}\n`);
-    const step = (n: number, title: string) => say(`\n${c.bold(`${n}. ${title}`)}`);
-    const cmd = (text: string) => say(c.dim(`   $ ${text}`));
-    const ex = displayPath(EXAMPLES).replace(/\/$/, "");
-
-    say(c.bold("Polity: one policy for many clusters, layered global → region → cluster, decided locally."));
-    say(`The examples in ${ex}/ describe a small federation. Until the hub and agents run here,`);
-    say("this walk-through decides with the same engine they use.");
-
-    const global = layer("global.yaml", "global");
-    const euWest = layer("region-eu-west.yaml", "region");
-    const euWest1 = layer("cluster-eu-west-1.yaml", "cluster");
-    const clusters: { identity: ClusterIdentity; layers: Layer[]; flags: string }[] = [
-      {
-        identity: { name: "eu-west-1", region: "eu-west", labels: { env: "prod", residency: "eu" } },
-        layers: [global, euWest, euWest1],
-        flags: `--layer global=${ex}/layers/global.yaml --layer region=${ex}/layers/region-eu-west.yaml --layer cluster=${ex}/layers/cluster-eu-west-1.yaml --labels env=prod,residency=eu`,
-      },
-      {
-        identity: { name: "us-east-1", region: "us-east", labels: { env: "staging" } },
-        layers: [global],
-        flags: `--layer global=${ex}/layers/global.yaml --cluster us-east-1 --region us-east --labels env=staging`,
-      },
-    ];
-
-    step(1, "Each cluster's effective policy set");
-    for (const cluster of clusters) {
-      const set = effectivePolicySet(cluster.layers, cluster.identity);
-      say(`   ${c.bold(cluster.identity.name)} (${cluster.identity.region}): ${set.document.policies.length} policies, ${set.document.exceptions.length} exception(s), ${set.hash.slice(0, 19)}…`);
-      for (const p of set.document.policies) {
-        const tuned = p.provenance.length > 1 ? `, tuned by ${p.provenance.slice(1).map((x) => x.layer).join(" and ")}` : "";
-        const params = Object.keys(p.params).length > 0 ? ` ${c.dim(JSON.stringify(p.params))}` : "";
-        say(`     ${p.locked ? "🔒" : "  "} ${p.name} (${p.enforcement}, from ${p.tier}${tuned})${params}`);
-      }
-      cmd(`polity policy effective ${cluster.flags}`);
-    }
-
-    step(2, "Decisions on the example workloads");
-    const resources = readDocuments(join(EXAMPLES, "resources"));
-    const now = Date.parse("2026-12-01T00:00:00Z");
-    for (const cluster of clusters) {
-      const set = effectivePolicySet(cluster.layers, cluster.identity);
-      say(`   in ${c.bold(cluster.identity.name)}:`);
-      for (const doc of resources) {
-        const request = requestForResource(decidedResource(doc.value));
-        const decision = evaluate(set, request, { now });
-        const verdict = decision.allowed ? c.green("allowed") : c.red("denied ");
-        const first = decision.violations.find((v) => v.enforcement === "deny") ?? decision.violations[0];
-        const more = decision.violations.length > 1 ? c.dim(` (+${decision.violations.length - 1} more)`) : "";
-        const why = first === undefined ? (decision.exemptions.length > 0 ? c.dim(` exempted by ${decision.exemptions[0]!.exception}`) : "") : ` ${first.policy}/${first.rule}: ${first.message}${more}`;
-        say(`     ${verdict} ${request.kind.kind} ${request.namespace}/${request.name}${why}`);
-      }
-      cmd(`polity eval ${cluster.flags} ${ex}/resources/`);
-    }
-
-    step(3, "A region tries to weaken a locked baseline");
-    const weakening = `apiVersion: polity.dev/v1
-kind: Layer
-metadata: { name: us-east }
-spec: { tier: region, region: us-east, owners: [us-platform] }
----
-apiVersion: polity.dev/v1
-kind: Policy
-metadata: { name: pod-security, owner: us-platform }
-spec: { enforcement: warn }
-`;
-    say(c.dim(weakening.replace(/^/gm, "     ")));
+    const data = resolve(stringOption(parsed, "data") ?? ".polity/dev");
+    const hubPort = Number(stringOption(parsed, "port") ?? "8443");
+    if (!Number.isInteger(hubPort) || hubPort < 1 || hubPort > 65535) throw new UsageError("--port must be a port number");
+    if (!existsSync(BIN) || !existsSync(join(ROOT, "dist", "cli", "main.js"))) throw new UsageError("polity is not built: run npm ci (or npm run build) first");
+    const logs = join(data, "logs");
+    mkdirSync(logs, { recursive: true });
+    const show = (path: string) => {
+      const rel = relative(process.cwd(), path);
+      return rel.startsWith("..") ? path : rel;
+    };
+    const children: ChildProcess[] = [];
+    const stopAll = async () => {
+      closeConnections();
+      await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<void>((done) => {
+              if (child.exitCode !== null || child.signalCode !== null) return done();
+              child.once("exit", () => done());
+              child.kill("SIGTERM");
+              setTimeout(() => child.kill("SIGKILL"), 5000).unref();
+            }),
+        ),
+      );
+    };
+    let interrupted = false;
+    const onSignal = () => {
+      interrupted = true;
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
     try {
-      effectivePolicySet([global, buildLayer(parseDocuments(weakening, "us-east.yaml"), { tier: "region" })], clusters[1]!.identity);
-      say("   (unexpectedly accepted)");
-    } catch (error) {
-      if (!(error instanceof PolityError)) throw error;
-      for (const problem of error.problems) say(`   ${c.red("refused:")} ${formatProblem(problem)}`);
-    }
+      const resumed = existsSync(join(data, "hub", "ca.pem"));
+      io.out(`${c.bold("polity dev")}: ${resumed ? "resuming" : "creating"} a local federation in ${show(data)}\n`);
 
-    step(4, "An exception expires by itself");
-    const set = effectivePolicySet(clusters[0]!.layers, clusters[0]!.identity);
-    const legacy = resources.find((d) => (d.value as { metadata?: { name?: string } }).metadata?.name === "legacy-billing");
-    if (legacy !== undefined) {
-      for (const at of ["2026-12-01T00:00:00Z", "2027-04-01T00:00:00Z"]) {
-        const decision = evaluate(set, requestForResource(decidedResource(legacy.value)), { now: Date.parse(at) });
-        say(`   at ${at}: legacy-billing is ${decision.allowed ? c.green("allowed") : c.red("denied")}${decision.exemptions.length > 0 ? " (exception legacy-billing-root applies)" : " (the exception has expired)"}`);
+      // The hub.
+      io.out("  starting the hub (embedded PostgreSQL; the first start takes a few seconds)…\n");
+      const hubLog = join(logs, "hub.log");
+      const hub = spawnPolity(["hub", "--data", join(data, "hub"), "--listen", `127.0.0.1:${hubPort}`, "--quiet"], hubLog);
+      children.push(hub);
+      const line = await waitForLine(hub, /listening on (https:\/\/\S+)/, hubLog, 120_000);
+      const hubUrl = /https:\/\/\S+/.exec(line)![0];
+      const caFile = join(data, "hub", "ca.pem");
+      const caPem = readFileSync(caFile, "utf8");
+      const tokenFile = join(data, "hub", "admin.token");
+      if (!existsSync(tokenFile)) throw new Error(`${tokenFile} is missing: remove ${data} to start afresh`);
+      const admin: HubEndpoint = { url: hubUrl, caPem, token: readFileSync(tokenFile, "utf8").trim() };
+      const configFile = join(data, "config.json");
+      writeConfig(configFile, { current: "dev", hubs: { dev: { url: hubUrl, ca: caPem, token: admin.token! } } });
+
+      // Layers and clusters, the first time.
+      const layers = (await call<{ items: unknown[] }>(admin, "GET", "/v1/layers")).body.items;
+      if (layers.length === 0) {
+        const dir = join(EXAMPLES, "layers");
+        const files = readdirSync(dir)
+          .filter((f) => f.endsWith(".yaml"))
+          .sort()
+          .map((f) => ({ name: `examples/layers/${f}`, content: readFileSync(join(dir, f), "utf8") }));
+        await call(admin, "POST", "/v1/apply", { files });
+        io.out(`  applied the example layers (${files.map((f) => f.name.split("/").pop()).join(", ")})\n`);
       }
-      cmd(`polity policy test ${ex}/tests/`);
-    }
+      const registered = new Set((await call<{ items: { name: string }[] }>(admin, "GET", "/v1/clusters")).body.items.map((x) => x.name));
+      for (const cluster of CLUSTERS) {
+        if (!registered.has(cluster.name)) await call(admin, "POST", "/v1/clusters", cluster);
+      }
 
-    say(`\nNext: read ${ex}/layers/*.yaml, change a policy, and run the commands above again.`);
-    say("Every command explains itself: polity <command> --help.");
-    return EXIT.ok;
+      // The agents.
+      const agents: { cluster: DevCluster; url: string; caFile: string; log: string }[] = [];
+      for (const [i, cluster] of CLUSTERS.entries()) {
+        const dir = join(data, "agents", cluster.name);
+        const args = ["agent", "--hub", hubUrl, "--cluster", cluster.name, "--data", dir, "--listen", `127.0.0.1:${9441 + i}`, "--poll-wait", "20"];
+        if (!existsSync(join(dir, "identity", "identity.json"))) {
+          const { token } = (await call<{ token: string }>(admin, "POST", `/v1/clusters/${cluster.name}/join-tokens`, { ttlSeconds: 600 })).body;
+          mkdirSync(dir, { recursive: true, mode: 0o700 });
+          writeFileSync(join(dir, "join.token"), token, { mode: 0o600 });
+          args.push("--ca", caFile, "--join-token-file", join(dir, "join.token"));
+        }
+        const log = join(logs, `agent-${cluster.name}.log`);
+        const child = spawnPolity(args, log);
+        children.push(child);
+        const started = await waitForLine(child, /webhook (https:\/\/\S+)/, log, 60_000);
+        agents.push({ cluster, url: /https:\/\/\S+/.exec(started)![0], caFile: join(dir, "webhook", "ca.pem"), log });
+      }
+      for (const agent of agents) {
+        const webhookCa = readFileSync(agent.caFile, "utf8");
+        for (let i = 0; i < 100 && !(await ready(agent.url, webhookCa)); i++) await sleep(200);
+      }
+      if (interrupted) return EXIT.ok;
+
+      const ex = show(EXAMPLES);
+      const cfg = show(configFile);
+      const first = agents[0]!;
+      io.out(`\n${c.bold("The federation is up.")}\n`);
+      io.out(`  hub        ${hubUrl}   (CA ${show(caFile)}, log ${show(hubLog)}, pid ${hub.pid})\n`);
+      for (const agent of agents) {
+        io.out(`  ${agent.cluster.name.padEnd(10)} ${agent.url}   (${agent.cluster.region}, ${Object.entries(agent.cluster.labels).map(([k, v]) => `${k}=${v}`).join(",")}; log ${show(agent.log)})\n`);
+      }
+      io.out(`\n${c.bold("Try it")} (in another terminal, from ${show(process.cwd()) || "."}):\n`);
+      io.out(`  export POLITY_CONFIG=${cfg}\n`);
+      io.out(`  npx polity get clusters                 # every cluster, its bundle, whether its agent is in sync\n\n`);
+      io.out(`  # A decision, by ${first.cluster.name}'s webhook, from its local bundle:\n`);
+      io.out(`  curl -s --cacert ${show(first.caFile)} -H 'content-type: application/json' \\\n      --data @${ex}/reviews/privileged-pod.json ${first.url}\n\n`);
+      io.out(`  # A policy change reaching every cluster (then npx polity get clusters again):\n`);
+      io.out(`  npx polity diff -f ${ex}/changes/global.yaml\n  npx polity apply -f ${ex}/changes/global.yaml\n\n`);
+      io.out(`  # The hub stopped: the agents keep deciding, from memory, and from disk after a restart:\n`);
+      io.out(`  kill ${hub.pid}     # then the curl above again; ${first.url.replace(/\/validate$/, "/healthz")} reports stale\n\n`);
+      io.out(`Ctrl-C stops everything; npm start again resumes.\n`);
+
+      // Until Ctrl-C; a child that dies is reported (the hub may be stopped on purpose).
+      for (const child of children) {
+        child.once("exit", (code, signal) => {
+          if (!interrupted) io.err(`note: ${child === hub ? "the hub" : `an agent (pid ${child.pid})`} stopped (${signal ?? `exit ${code}`})\n`);
+        });
+      }
+      while (!interrupted) await sleep(200);
+      io.out("\nstopping…\n");
+      return EXIT.ok;
+    } finally {
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      await stopAll();
+    }
   },
 };
-
