@@ -5,6 +5,7 @@
  */
 import { cpus } from "node:os";
 import { benchDecision } from "./decision.js";
+import { benchAgents } from "./agent.js";
 import { benchHub } from "./hub.js";
 import { benchLayering } from "./layering.js";
 
@@ -20,3 +21,5 @@ settle();
 if (want("layering")) benchLayering();
 settle();
 if (want("hub")) await benchHub();
+settle();
+if (want("agents")) await benchAgents();

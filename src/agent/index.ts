@@ -15,8 +15,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { Server } from "node:https";
 import { join } from "node:path";
 import { call, HubError } from "../client/http.js";
-import { createCertificateAuthority, issueServerCertificate } from "../identity/ca.js";
-import { clusterEndpoint, enroll, expired, loadCredentials, renew, renewalDue, saveCredentials, type Credentials } from "../identity/enrollment.js";
+import { clusterEndpoint, expired, loadCredentials, renewalDue, saveCredentials, type Credentials } from "../identity/credentials.js";
 import { parseClusterSpiffeId } from "../identity/spiffe.js";
 import { Enforcement, trustFrom, type Log } from "./enforcement.js";
 import { DecisionLog, DEFAULT_LOG_OPTIONS, type LogOptions } from "./logs.js";
@@ -83,6 +82,8 @@ async function webhookCertificate(dir: string, cluster: string, names: readonly 
   if (existsSync(paths.ca) && existsSync(paths.cert) && existsSync(paths.key)) {
     return { caPem: readFileSync(paths.ca, "utf8"), certificatePem: readFileSync(paths.cert, "utf8"), privateKeyPem: readFileSync(paths.key, "utf8") };
   }
+  // X.509 is loaded only the first time, when the certificate is made.
+  const { createCertificateAuthority, issueServerCertificate } = await import("../identity/ca.js");
   const now = new Date();
   const { authority } = await createCertificateAuthority(`${cluster}-webhook`, now);
   const serving = await issueServerCertificate(
@@ -177,6 +178,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   // ---- identity: enrol, then keep the certificate fresh
   const identityLoop = async () => {
+    // Enrolment and renewal need X.509; a restarted agent loads it after it is serving.
+    const { enroll, renew } = await import("../identity/enrollment.js");
     let backoff = 1000;
     while (!stop.signal.aborted) {
       try {

@@ -78,7 +78,8 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
     const limit = options.costLimit ?? DEFAULT_COST_LIMIT;
     let reference: ReferenceProgram;
     try {
-      reference = compileReference(ast);
+      // A compiled expression rarely needs the reference: plan it on first use.
+      reference = compileReference(ast, !check.compiled);
     } catch (error) {
       return fail("unsupported", (error as Error).message, 0);
     }

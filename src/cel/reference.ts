@@ -11,41 +11,15 @@
  *
  * Values cross between Polity and @bufbuild/cel here and nowhere else.
  */
-import {
-  celEnv,
-  celFunc,
-  celList,
-  celMethod,
-  listType,
-  celMap,
-  CelScalar,
-  isCelError,
-  isCelList,
-  isCelMap,
-  isCelUint,
-  plan as bufPlan,
-  type CelEnv,
-  type CelInput,
-  type CelList,
-  type CelValue as BufValue,
-} from "@bufbuild/cel";
+import { createRequire } from "node:module";
+import type * as CelLibrary from "@bufbuild/cel";
+import type { CelEnv, CelInput, CelList, CelValue as BufValue } from "@bufbuild/cel";
+import type * as CelExtensions from "@bufbuild/cel/ext";
+import type * as Protobuf from "@bufbuild/protobuf";
+import type * as ProtobufWkt from "@bufbuild/protobuf/wkt";
+import type * as Syntax from "@bufbuild/cel-spec/cel/expr/syntax_pb.js";
+import type { Constant, Expr as ProtoExpr } from "@bufbuild/cel-spec/cel/expr/syntax_pb.js";
 import { canonicalJson } from "../canonical/index.js";
-import { strings } from "@bufbuild/cel/ext";
-import { create } from "@bufbuild/protobuf";
-import { NullValue } from "@bufbuild/protobuf/wkt";
-import {
-  ConstantSchema,
-  ExprSchema,
-  Expr_CallSchema,
-  Expr_ComprehensionSchema,
-  Expr_CreateListSchema,
-  Expr_CreateStructSchema,
-  Expr_CreateStruct_EntrySchema,
-  Expr_IdentSchema,
-  Expr_SelectSchema,
-  type Constant,
-  type Expr as ProtoExpr,
-} from "@bufbuild/cel-spec/cel/expr/syntax_pb.js";
 import { countNodes, type Expr, type Literal } from "./ast.js";
 import { qualifiedFunction } from "./checker.js";
 import { FUNCTIONS } from "./functions.js";
@@ -53,6 +27,26 @@ import { CelCostLimitError, CelEvalError } from "./errors.js";
 import { compileRegex, type Frame } from "./runtime.js";
 import { Variables } from "./variables.js";
 import { ReferenceValue, type Activation, type CelValue, type CelMapValue } from "./values.js";
+
+/**
+ * The reference evaluator's libraries are loaded on first use (their CommonJS builds, so
+ * that loading stays synchronous): most processes never need them, and an agent starts
+ * faster without. Their values carry Symbol.for brands, so they mix with the ES builds.
+ */
+const requireCjs = createRequire(import.meta.url);
+let loaded:
+  | { cel: typeof CelLibrary; ext: typeof CelExtensions; protobuf: typeof Protobuf; wkt: typeof ProtobufWkt; syntax: typeof Syntax }
+  | undefined;
+function lib() {
+  loaded ??= {
+    cel: requireCjs("@bufbuild/cel") as typeof CelLibrary,
+    ext: requireCjs("@bufbuild/cel/ext") as typeof CelExtensions,
+    protobuf: requireCjs("@bufbuild/protobuf") as typeof Protobuf,
+    wkt: requireCjs("@bufbuild/protobuf/wkt") as typeof ProtobufWkt,
+    syntax: requireCjs("@bufbuild/cel-spec/cel/expr/syntax_pb.js") as typeof Syntax,
+  };
+  return loaded;
+}
 
 const METER = "@polity_meter";
 const SIZE = "@polity_size";
@@ -72,29 +66,29 @@ function spend(units: number): void {
 function referenceSize(v: BufValue): number {
   if (typeof v === "string") return Math.ceil(v.length * 0.1);
   if (v instanceof Uint8Array) return Math.ceil(v.length * 0.1);
-  if (isCelList(v) || isCelMap(v)) return v.size;
+  if (lib().cel.isCelList(v) || lib().cel.isCelMap(v)) return v.size;
   return 1;
 }
 
 let environment: CelEnv | undefined;
 
 function env(): CelEnv {
-  environment ??= celEnv({
+  environment ??= lib().cel.celEnv({
     funcs: [
-      ...strings,
-      celFunc(METER, [CelScalar.DYN, CelScalar.INT], CelScalar.DYN, (value, units) => {
+      ...lib().ext.strings,
+      lib().cel.celFunc(METER, [lib().cel.CelScalar.DYN, lib().cel.CelScalar.INT], lib().cel.CelScalar.DYN, (value, units) => {
         spend(Number(units));
         return value as CelInput;
       }),
-      celFunc(SIZE, [CelScalar.DYN], CelScalar.DYN, (value) => {
+      lib().cel.celFunc(SIZE, [lib().cel.CelScalar.DYN], lib().cel.CelScalar.DYN, (value) => {
         spend(referenceSize(value));
         return value as CelInput;
       }),
       ...listExtension(),
       // Where @bufbuild/cel departs from cel-go: the global form of matches(), and int(string)
       // accepting what strconv.ParseInt rejects ("", " 7", "0x10").
-      celFunc("matches", [CelScalar.STRING, CelScalar.STRING], CelScalar.BOOL, (text, pattern) => compileRegex(pattern).test(text)),
-      celFunc("int", [CelScalar.STRING], CelScalar.INT, (text) => {
+      lib().cel.celFunc("matches", [lib().cel.CelScalar.STRING, lib().cel.CelScalar.STRING], lib().cel.CelScalar.BOOL, (text, pattern) => compileRegex(pattern).test(text)),
+      lib().cel.celFunc("int", [lib().cel.CelScalar.STRING], lib().cel.CelScalar.INT, (text) => {
         if (!/^[+-]?[0-9]+$/.test(text)) throw new Error(`cannot convert ${JSON.stringify(text)} to int`);
         const value = BigInt(text);
         if (value > 9223372036854775807n || value < -9223372036854775808n) throw new Error("int conversion out of range");
@@ -107,21 +101,21 @@ function env(): CelEnv {
 
 /** cel-go's lists extension functions that Polity's compiled evaluator also implements. */
 function listExtension() {
-  const list = listType(CelScalar.DYN);
+  const list = lib().cel.listType(lib().cel.CelScalar.DYN);
   const key = (v: BufValue): string => {
     const polity = fromReference(v);
     return polity instanceof ReferenceValue ? `ref:${String(polity.value)}` : canonicalJson(polity);
   };
   return [
-    celMethod("flatten", list, [], list, function (this: CelList) {
+    lib().cel.celMethod("flatten", list, [], list, function (this: CelList) {
       const out: CelInput[] = [];
       for (const item of this) {
-        if (isCelList(item)) for (const inner of item) out.push(inner as CelInput);
+        if (lib().cel.isCelList(item)) for (const inner of item) out.push(inner as CelInput);
         else out.push(item as CelInput);
       }
-      return celList(out);
+      return lib().cel.celList(out);
     }),
-    celMethod("distinct", list, [], list, function (this: CelList) {
+    lib().cel.celMethod("distinct", list, [], list, function (this: CelList) {
       const seen = new Set<string>();
       const out: CelInput[] = [];
       for (const item of this) {
@@ -131,25 +125,31 @@ function listExtension() {
           out.push(item as CelInput);
         }
       }
-      return celList(out);
+      return lib().cel.celList(out);
     }),
-    celMethod("sort", list, [], list, function (this: CelList) {
+    lib().cel.celMethod("sort", list, [], list, function (this: CelList) {
       const items = [...this];
       const kind = items.length === 0 ? "" : typeof items[0];
       if (items.some((item) => typeof item !== kind) || (items.length > 0 && !["bigint", "number", "string", "boolean"].includes(kind))) {
         throw new Error("sort() needs a list of one orderable type");
       }
       items.sort((a, b) => ((a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0));
-      return celList(items as CelInput[]);
+      return lib().cel.celList(items as CelInput[]);
     }),
   ];
 }
 
 export type ReferenceProgram = (activation: Activation, limit: number) => CelValue;
 
-/** Plans `expr` on the reference evaluator. */
-export function compileReference(expr: Expr): ReferenceProgram {
-  const planned = bufPlan(env(), toProto(expr, new Ids()));
+/**
+ * Plans `expr` on the reference evaluator: at once when `eager` (expressions that run there
+ * always), else on the first evaluation that needs it (a compiled expression handing over).
+ */
+export function compileReference(expr: Expr, eager = true): ReferenceProgram {
+  type Planned = (bindings: Record<string, CelInput>) => BufValue | CelLibrary.CelError;
+  const make = (): Planned => lib().cel.plan(env(), toProto(expr, new Ids())) as Planned;
+  let plannedOnce: Planned | undefined = eager ? make() : undefined;
+  const planned = (bindings: Record<string, CelInput>) => (plannedOnce ??= make())(bindings);
   return (activation, limit) => {
     const bindings: Record<string, CelInput> = {};
     for (const name of Object.keys(activation)) {
@@ -158,14 +158,14 @@ export function compileReference(expr: Expr): ReferenceProgram {
     const previous = active;
     const frame = { vars: [], cost: 0, limit, exceeded: false };
     active = frame;
-    let result: BufValue | ReturnType<typeof planned>;
+    let result: BufValue | CelLibrary.CelError;
     try {
       result = planned(bindings);
     } finally {
       active = previous;
     }
     if (frame.exceeded) throw new CelCostLimitError(`evaluation exceeded its cost limit of ${limit}`);
-    if (isCelError(result)) throw new CelEvalError(result.message);
+    if (lib().cel.isCelError(result)) throw new CelEvalError(result.message);
     return fromReference(result);
   };
 }
@@ -178,34 +178,34 @@ class Ids {
 }
 
 function node(ids: Ids, exprKind: ProtoExpr["exprKind"]): ProtoExpr {
-  return create(ExprSchema, { id: ids.id(), exprKind });
+  return lib().protobuf.create(lib().syntax.ExprSchema, { id: ids.id(), exprKind });
 }
 
 function constant(literal: Literal): Constant {
   switch (literal.type) {
     case "int":
-      return create(ConstantSchema, { constantKind: { case: "int64Value", value: literal.value } });
+      return lib().protobuf.create(lib().syntax.ConstantSchema, { constantKind: { case: "int64Value", value: literal.value } });
     case "uint":
-      return create(ConstantSchema, { constantKind: { case: "uint64Value", value: literal.value } });
+      return lib().protobuf.create(lib().syntax.ConstantSchema, { constantKind: { case: "uint64Value", value: literal.value } });
     case "double":
-      return create(ConstantSchema, { constantKind: { case: "doubleValue", value: literal.value } });
+      return lib().protobuf.create(lib().syntax.ConstantSchema, { constantKind: { case: "doubleValue", value: literal.value } });
     case "string":
-      return create(ConstantSchema, { constantKind: { case: "stringValue", value: literal.value } });
+      return lib().protobuf.create(lib().syntax.ConstantSchema, { constantKind: { case: "stringValue", value: literal.value } });
     case "bytes":
-      return create(ConstantSchema, { constantKind: { case: "bytesValue", value: literal.value } });
+      return lib().protobuf.create(lib().syntax.ConstantSchema, { constantKind: { case: "bytesValue", value: literal.value } });
     case "bool":
-      return create(ConstantSchema, { constantKind: { case: "boolValue", value: literal.value } });
+      return lib().protobuf.create(lib().syntax.ConstantSchema, { constantKind: { case: "boolValue", value: literal.value } });
     case "null":
-      return create(ConstantSchema, { constantKind: { case: "nullValue", value: NullValue.NULL_VALUE } });
+      return lib().protobuf.create(lib().syntax.ConstantSchema, { constantKind: { case: "nullValue", value: lib().wkt.NullValue.NULL_VALUE } });
   }
 }
 
 function call(ids: Ids, fn: string, args: ProtoExpr[], target?: ProtoExpr): ProtoExpr {
-  return node(ids, { case: "callExpr", value: create(Expr_CallSchema, { function: fn, args, target }) });
+  return node(ids, { case: "callExpr", value: lib().protobuf.create(lib().syntax.Expr_CallSchema, { function: fn, args, target }) });
 }
 
 function ident(ids: Ids, name: string): ProtoExpr {
-  return node(ids, { case: "identExpr", value: create(Expr_IdentSchema, { name }) });
+  return node(ids, { case: "identExpr", value: lib().protobuf.create(lib().syntax.Expr_IdentSchema, { name }) });
 }
 
 function literalExpr(ids: Ids, literal: Literal): ProtoExpr {
@@ -230,12 +230,12 @@ function toProto(expr: Expr, ids: Ids): ProtoExpr {
       }
       return node(ids, {
         case: "selectExpr",
-        value: create(Expr_SelectSchema, { operand: sub(expr.operand), field: expr.field, testOnly: false }),
+        value: lib().protobuf.create(lib().syntax.Expr_SelectSchema, { operand: sub(expr.operand), field: expr.field, testOnly: false }),
       });
     case "has":
       return node(ids, {
         case: "selectExpr",
-        value: create(Expr_SelectSchema, { operand: sub(expr.operand), field: expr.field, testOnly: true }),
+        value: lib().protobuf.create(lib().syntax.Expr_SelectSchema, { operand: sub(expr.operand), field: expr.field, testOnly: true }),
       });
     case "index":
       return call(ids, expr.optional ? "_[?_]" : "_[_]", [sub(expr.operand), sub(expr.index)]);
@@ -243,16 +243,16 @@ function toProto(expr: Expr, ids: Ids): ProtoExpr {
       const optionalIndices = expr.elements.flatMap((e, i) => (e.optional ? [i] : []));
       return node(ids, {
         case: "listExpr",
-        value: create(Expr_CreateListSchema, { elements: expr.elements.map((e) => sub(e.value)), optionalIndices }),
+        value: lib().protobuf.create(lib().syntax.Expr_CreateListSchema, { elements: expr.elements.map((e) => sub(e.value)), optionalIndices }),
       });
     }
     case "map":
       return node(ids, {
         case: "structExpr",
-        value: create(Expr_CreateStructSchema, {
+        value: lib().protobuf.create(lib().syntax.Expr_CreateStructSchema, {
           messageName: "",
           entries: expr.entries.map((e) =>
-            create(Expr_CreateStruct_EntrySchema, {
+            lib().protobuf.create(lib().syntax.Expr_CreateStruct_EntrySchema, {
               id: ids.id(),
               keyKind: { case: "mapKey", value: sub(e.key) },
               value: sub(e.value),
@@ -264,10 +264,10 @@ function toProto(expr: Expr, ids: Ids): ProtoExpr {
     case "struct":
       return node(ids, {
         case: "structExpr",
-        value: create(Expr_CreateStructSchema, {
+        value: lib().protobuf.create(lib().syntax.Expr_CreateStructSchema, {
           messageName: expr.typeName,
           entries: expr.fields.map((f) =>
-            create(Expr_CreateStruct_EntrySchema, {
+            lib().protobuf.create(lib().syntax.Expr_CreateStruct_EntrySchema, {
               id: ids.id(),
               keyKind: { case: "fieldKey", value: f.name },
               value: sub(f.value),
@@ -280,7 +280,7 @@ function toProto(expr: Expr, ids: Ids): ProtoExpr {
       // As cel-go expands cel.bind: a comprehension over nothing whose accumulator is the name.
       return comprehension(ids, {
         iterVar: "#unused",
-        iterRange: node(ids, { case: "listExpr", value: create(Expr_CreateListSchema, {}) }),
+        iterRange: node(ids, { case: "listExpr", value: lib().protobuf.create(lib().syntax.Expr_CreateListSchema, {}) }),
         accuVar: expr.name,
         accuInit: sub(expr.init),
         loopCondition: literalExpr(ids, { type: "bool", value: false }),
@@ -309,7 +309,7 @@ function comprehension(ids: Ids, parts: {
   loopStep: ProtoExpr;
   result: ProtoExpr;
 }): ProtoExpr {
-  return node(ids, { case: "comprehensionExpr", value: create(Expr_ComprehensionSchema, parts) });
+  return node(ids, { case: "comprehensionExpr", value: lib().protobuf.create(lib().syntax.Expr_ComprehensionSchema, parts) });
 }
 
 /** The standard macro expansions of the CEL specification, with a cost meter on each iteration. */
@@ -321,7 +321,7 @@ function expandMacro(expr: Expr & { kind: "comprehension" }, ids: Ids): ProtoExp
     call(ids, METER, [condition, literalExpr(ids, { type: "int", value: BigInt(perIteration) })]);
   const bool = (value: boolean) => literalExpr(ids, { type: "bool", value });
   const list = (elements: ProtoExpr[]) =>
-    node(ids, { case: "listExpr", value: create(Expr_CreateListSchema, { elements }) });
+    node(ids, { case: "listExpr", value: lib().protobuf.create(lib().syntax.Expr_CreateListSchema, { elements }) });
   const variable = () => ident(ids, expr.variable);
   let accuInit: ProtoExpr;
   let loopCondition: ProtoExpr;
@@ -386,12 +386,12 @@ export function toReference(value: unknown): CelInput {
     case "object": {
       if (value instanceof ReferenceValue) return value.value as CelInput;
       if (value instanceof Variables) return toReference(value.evaluated());
-      if (Array.isArray(value)) return celList(value.map(toReference));
+      if (Array.isArray(value)) return lib().cel.celList(value.map(toReference));
       const entries = new Map<string, CelInput>();
       for (const key of Object.keys(value)) {
         entries.set(key, toReference((value as Record<string, unknown>)[key]));
       }
-      return celMap(entries);
+      return lib().cel.celMap(entries);
     }
     default:
       throw new CelEvalError(`a ${typeof value} cannot be a CEL value`);
@@ -408,8 +408,8 @@ export function fromReference(value: BufValue): CelValue {
   if (typeof value === "number") {
     return Number.isInteger(value) ? new ReferenceValue(value) : value;
   }
-  if (isCelUint(value)) return new ReferenceValue(value);
-  if (isCelList(value)) {
+  if (lib().cel.isCelUint(value)) return new ReferenceValue(value);
+  if (lib().cel.isCelList(value)) {
     const out: CelValue[] = [];
     for (const element of value) {
       const converted = fromReference(element);
@@ -418,7 +418,7 @@ export function fromReference(value: BufValue): CelValue {
     }
     return out;
   }
-  if (isCelMap(value)) {
+  if (lib().cel.isCelMap(value)) {
     const out: Record<string, CelValue> = {};
     for (const [key, element] of value) {
       if (typeof key !== "string") return new ReferenceValue(value);

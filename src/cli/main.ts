@@ -4,71 +4,91 @@
  */
 import { readFileSync } from "node:fs";
 import { parse, type Command } from "./command.js";
-import { devCommand } from "./commands/dev.js";
-import { tourCommand } from "./commands/tour.js";
-import { evalCommand } from "./commands/eval.js";
-import { hubCommand, loginCommand } from "./commands/hub.js";
-import { applyCommand, diffCommand, getLayerCommand, getLayersCommand, historyCommand } from "./commands/layers.js";
-import {
-  clusterJoinTokenCommand,
-  clusterRegisterCommand,
-  clusterRelabelCommand,
-  clusterRemoveCommand,
-  clusterRevokeCommand,
-  getClusterCommand,
-  getClustersCommand,
-  getEffectiveCommand,
-} from "./commands/clusters.js";
-import { tokenCreateCommand, tokenListCommand, tokenRevokeCommand } from "./commands/tokens.js";
-import { enrollCommand } from "./commands/enroll.js";
-import { agentCommand, webhookConfigCommand } from "./commands/agent.js";
-import { policyEffectiveCommand, policyLintCommand, policyTestCommand } from "./commands/policy.js";
 import { EXIT, processIo, reportError, type Io } from "./io.js";
 
-export const COMMANDS: readonly Command[] = [
-  devCommand,
-  tourCommand,
-  evalCommand,
-  policyEffectiveCommand,
-  policyLintCommand,
-  policyTestCommand,
-  hubCommand,
-  loginCommand,
-  applyCommand,
-  diffCommand,
-  historyCommand,
-  getLayersCommand,
-  getLayerCommand,
-  getClustersCommand,
-  getClusterCommand,
-  getEffectiveCommand,
-  clusterRegisterCommand,
-  clusterRelabelCommand,
-  clusterRemoveCommand,
-  clusterJoinTokenCommand,
-  clusterRevokeCommand,
-  tokenCreateCommand,
-  tokenListCommand,
-  tokenRevokeCommand,
-  enrollCommand,
-  agentCommand,
-  webhookConfigCommand,
+/**
+ * The commands, by module, loaded only when used: the agent starts without loading the
+ * hub's server, and `polity eval` without either.
+ */
+const MODULES: readonly { readonly names: readonly string[]; load(): Promise<readonly Command[]> }[] = [
+  { names: ["dev"], load: async () => [(await import("./commands/dev.js")).devCommand] },
+  { names: ["tour"], load: async () => [(await import("./commands/tour.js")).tourCommand] },
+  { names: ["eval"], load: async () => [(await import("./commands/eval.js")).evalCommand] },
+  {
+    names: ["policy effective", "policy lint", "policy test"],
+    load: async () => {
+      const m = await import("./commands/policy.js");
+      return [m.policyEffectiveCommand, m.policyLintCommand, m.policyTestCommand];
+    },
+  },
+  {
+    names: ["hub", "login"],
+    load: async () => {
+      const m = await import("./commands/hub.js");
+      return [m.hubCommand, m.loginCommand];
+    },
+  },
+  {
+    names: ["apply", "diff", "history", "get layers", "get layer"],
+    load: async () => {
+      const m = await import("./commands/layers.js");
+      return [m.applyCommand, m.diffCommand, m.historyCommand, m.getLayersCommand, m.getLayerCommand];
+    },
+  },
+  {
+    names: ["get clusters", "get cluster", "get effective", "cluster register", "cluster relabel", "cluster remove", "cluster join-token", "cluster revoke"],
+    load: async () => {
+      const m = await import("./commands/clusters.js");
+      return [
+        m.getClustersCommand,
+        m.getClusterCommand,
+        m.getEffectiveCommand,
+        m.clusterRegisterCommand,
+        m.clusterRelabelCommand,
+        m.clusterRemoveCommand,
+        m.clusterJoinTokenCommand,
+        m.clusterRevokeCommand,
+      ];
+    },
+  },
+  {
+    names: ["token create", "token list", "token revoke"],
+    load: async () => {
+      const m = await import("./commands/tokens.js");
+      return [m.tokenCreateCommand, m.tokenListCommand, m.tokenRevokeCommand];
+    },
+  },
+  { names: ["enroll"], load: async () => [(await import("./commands/enroll.js")).enrollCommand] },
+  {
+    names: ["agent", "agent webhook-config"],
+    load: async () => {
+      const m = await import("./commands/agent.js");
+      return [m.agentCommand, m.webhookConfigCommand];
+    },
+  },
 ];
+
+const NAMES = MODULES.flatMap((m) => m.names);
+
+async function allCommands(): Promise<Command[]> {
+  return (await Promise.all(MODULES.map((m) => m.load()))).flat();
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
   return pkg.version;
 }
 
-function usage(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+async function usage(): Promise<string> {
+  const commands = await allCommands();
+  const width = Math.max(...commands.map((c) => c.name.length));
   return `Polity: policy for many Kubernetes clusters, written once, layered global → region → cluster,
 enforced locally in each cluster.
 
 Usage: polity <command> [flags]
 
 Commands:
-${COMMANDS.map((c) => `  ${c.name.padEnd(width)}   ${c.summary}`).join("\n")}
+${commands.map((c) => `  ${c.name.padEnd(width)}   ${c.summary}`).join("\n")}
   ${"version".padEnd(width)}   ${versionCommand.summary}
 
 Run 'polity <command> --help' for a command's flags and examples.
@@ -92,12 +112,15 @@ const versionCommand: Command = {
   },
 };
 
-function find(args: readonly string[]): { command: Command; rest: string[] } | undefined {
+async function find(args: readonly string[]): Promise<{ command: Command; rest: string[] } | undefined> {
   // The longest name first: "agent webhook-config" before "agent".
-  const byLength = [...COMMANDS].sort((a, b) => b.name.split(" ").length - a.name.split(" ").length);
-  for (const command of byLength) {
-    const words = command.name.split(" ");
-    if (words.every((w, i) => args[i] === w)) return { command, rest: args.slice(words.length) };
+  const byLength = [...NAMES].sort((a, b) => b.split(" ").length - a.split(" ").length);
+  for (const name of byLength) {
+    const words = name.split(" ");
+    if (!words.every((w, i) => args[i] === w)) continue;
+    const module = MODULES.find((m) => m.names.includes(name))!;
+    const command = (await module.load()).find((c) => c.name === name)!;
+    return { command, rest: args.slice(words.length) };
   }
   return undefined;
 }
@@ -105,25 +128,25 @@ function find(args: readonly string[]): { command: Command; rest: string[] } | u
 export async function main(args: readonly string[], io: Io = processIo): Promise<number> {
   const first = args[0];
   if (first === undefined) {
-    io.err(`error: no command given\n\n${usage()}`);
+    io.err(`error: no command given\n\n${await usage()}`);
     return EXIT.usage;
   }
   if (first === "help" || first === "--help" || first === "-h") {
-    const topic = first === "help" && args.length > 1 ? find(args.slice(1)) : undefined;
+    const topic = first === "help" && args.length > 1 ? await find(args.slice(1)) : undefined;
     if (first === "help" && args.length > 1 && topic === undefined) {
-      io.err(`error: no help for ${JSON.stringify(args.slice(1).join(" "))}: not a command\n\n${usage()}`);
+      io.err(`error: no help for ${JSON.stringify(args.slice(1).join(" "))}: not a command\n\n${await usage()}`);
       return EXIT.usage;
     }
-    io.out(topic === undefined ? usage() : helpText(topic.command));
+    io.out(topic === undefined ? await usage() : helpText(topic.command));
     return EXIT.ok;
   }
   if (first === "--version") {
     io.out(`polity ${version()}\n`);
     return EXIT.ok;
   }
-  const found = first === "version" ? { command: versionCommand, rest: args.slice(1) } : find(args);
+  const found = first === "version" ? { command: versionCommand, rest: args.slice(1) } : await find(args);
   if (found === undefined) {
-    const group = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
+    const group = (await allCommands()).filter((c) => c.name.startsWith(`${first} `));
     if (group.length > 0 && (args.length === 1 || args[1]?.startsWith("-"))) {
       const text = `Usage: polity ${first} <${group.map((c) => c.name.split(" ")[1]).join("|")}> [flags]\n\n${group.map((c) => `  ${c.name}   ${c.summary}`).join("\n")}\n`;
       if (args.includes("--help") || args.includes("-h")) {
@@ -133,7 +156,7 @@ export async function main(args: readonly string[], io: Io = processIo): Promise
       io.err(`error: ${JSON.stringify(first)} needs a subcommand\n\n${text}`);
       return EXIT.usage;
     }
-    io.err(`error: unknown command ${JSON.stringify(args.slice(0, group.length > 0 ? 2 : 1).join(" "))}\n\n${usage()}`);
+    io.err(`error: unknown command ${JSON.stringify(args.slice(0, group.length > 0 ? 2 : 1).join(" "))}\n\n${await usage()}`);
     return EXIT.usage;
   }
   try {

@@ -6,23 +6,10 @@
  * the hub's grace window after expiry.
  */
 import { createPublicKey } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { call, type HubEndpoint } from "../client/http.js";
+import { call } from "../client/http.js";
+import { clusterEndpoint, type Credentials } from "./credentials.js";
 import { EC_KEY, EC_SIGNING, generateKeyPair, importPrivateKeyPem, privateKeyPem, webcrypto, x509 } from "./x509.js";
 
-export interface Credentials {
-  readonly cluster: string;
-  readonly privateKeyPem: string;
-  readonly certificatePem: string;
-  readonly caPem: string;
-  readonly spiffeId: string;
-  readonly serial: string;
-  readonly notAfter: string;
-  readonly renewAfter: string;
-  /** The hub's bundle-signing public key (PEM), pinned at enrolment. */
-  readonly bundleKeyPem: string;
-}
 
 interface Issued {
   readonly certificate: string;
@@ -73,10 +60,6 @@ export async function enroll(hub: { url: string; caPem: string }, cluster: strin
   return credentials(cluster, key, issued);
 }
 
-/** The endpoint a cluster reaches the hub with: its certificate and key (mutual TLS). */
-export function clusterEndpoint(url: string, creds: Credentials): HubEndpoint {
-  return { url, caPem: creds.caPem, clientCertificatePem: creds.certificatePem, clientKeyPem: creds.privateKeyPem };
-}
 
 /**
  * Renews with the current (possibly expired, within the grace window) certificate and the
@@ -88,40 +71,5 @@ export async function renew(url: string, creds: Credentials): Promise<Credential
   return { ...credentials(creds.cluster, creds.privateKeyPem, issued), bundleKeyPem: creds.bundleKeyPem };
 }
 
-export function renewalDue(creds: Credentials, now: Date): boolean {
-  return now.getTime() >= Date.parse(creds.renewAfter);
-}
 
-export function expired(creds: Credentials, now: Date): boolean {
-  return now.getTime() >= Date.parse(creds.notAfter);
-}
-
-const FILES = { key: "key.pem", certificate: "cert.pem", ca: "ca.pem", bundleKey: "bundle-key.pem", meta: "identity.json" } as const;
-
-/** Saves credentials in a folder: the key readable by the owner only; each file replaced atomically. */
-export function saveCredentials(dir: string, creds: Credentials): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const write = (name: string, content: string, mode: number) => {
-    const tmp = join(dir, `.${name}.tmp`);
-    writeFileSync(tmp, content, { mode });
-    renameSync(tmp, join(dir, name));
-  };
-  write(FILES.key, creds.privateKeyPem, 0o600);
-  write(FILES.certificate, creds.certificatePem, 0o644);
-  write(FILES.ca, creds.caPem, 0o644);
-  write(FILES.bundleKey, creds.bundleKeyPem, 0o644);
-  const { privateKeyPem: _key, certificatePem: _cert, caPem: _ca, bundleKeyPem: _bundleKey, ...meta } = creds;
-  write(FILES.meta, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
-}
-
-export function loadCredentials(dir: string): Credentials | undefined {
-  if (!existsSync(join(dir, FILES.meta))) return undefined;
-  const meta = JSON.parse(readFileSync(join(dir, FILES.meta), "utf8")) as Omit<Credentials, "privateKeyPem" | "certificatePem" | "caPem" | "bundleKeyPem">;
-  return {
-    ...meta,
-    bundleKeyPem: readFileSync(join(dir, FILES.bundleKey), "utf8"),
-    privateKeyPem: readFileSync(join(dir, FILES.key), "utf8"),
-    certificatePem: readFileSync(join(dir, FILES.certificate), "utf8"),
-    caPem: readFileSync(join(dir, FILES.ca), "utf8"),
-  };
-}
+export { clusterEndpoint, expired, loadCredentials, renewalDue, saveCredentials, type Credentials } from "./credentials.js";

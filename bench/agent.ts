@@ -1,0 +1,327 @@
+/**
+ * Agents at scale, measured against real processes:
+ * - propagation: N lightweight agents in this process (each with its own certificate, its
+ *   own mutual-TLS connection and long poll, and a real signature check of every bundle),
+ *   a hub in another; the time from a layer change to each agent holding the verified new
+ *   bundle, and the hub's resident memory;
+ * - the webhook: AdmissionReviews per second and latency at 64 concurrent requests over
+ *   HTTPS keep-alive, from this process to a `polity agent` process;
+ * - an agent's boot with the hub down: from start to the first decision served from disk.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createPublicKey } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { Agent, request } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { decodeBundle, verifyBundle, type Trust } from "../src/bundle/index.js";
+import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
+import { enroll, type Credentials } from "../src/identity/enrollment.js";
+import { fmt, median, percentile } from "./fixtures.js";
+
+const BIN = fileURLToPath(new URL("../../bin/polity.js", import.meta.url));
+const EXAMPLES = fileURLToPath(new URL("../../examples/", import.meta.url));
+
+interface Hub {
+  readonly process: ChildProcess;
+  readonly url: string;
+  readonly caPem: string;
+  readonly admin: HubEndpoint;
+}
+
+async function startHub(dataDir: string, token?: string): Promise<Hub> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL("./hub-process.js", import.meta.url)), dataDir], { stdio: ["ignore", "pipe", "inherit"] });
+  const line = await new Promise<string>((resolve, reject) => {
+    let buffer = "";
+    child.stdout!.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const nl = buffer.indexOf("\n");
+      if (nl >= 0) resolve(buffer.slice(0, nl));
+    });
+    child.on("exit", (code) => reject(new Error(`the hub exited with ${code}`)));
+  });
+  const info = JSON.parse(line) as { url: string; caPem: string; adminToken: string };
+  return { process: child, url: info.url, caPem: info.caPem, admin: { url: info.url, caPem: info.caPem, token: token ?? info.adminToken } };
+}
+
+function stopProcess(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.kill(signal);
+  });
+}
+
+function rssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? "0");
+  return kb / 1024;
+}
+
+const files = (names: string[]) => names.map((n) => ({ name: n, content: readFileSync(join(EXAMPLES, "layers", n), "utf8") }));
+
+/** A lightweight agent: its credentials, a keep-alive connection, a long-poll loop that verifies every bundle. */
+class LightAgent {
+  version = 0;
+  private readonly agent: Agent;
+  private stopped = false;
+  onBundle: ((version: number) => void) | undefined;
+
+  constructor(
+    private readonly url: string,
+    private readonly creds: Credentials,
+    private readonly trust: Trust,
+  ) {
+    this.agent = new Agent({ keepAlive: true, maxSockets: 1, ca: creds.caPem, cert: creds.certificatePem, key: creds.privateKeyPem });
+  }
+
+  private poll(): Promise<{ status: number; body: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const req = request(
+        new URL("/v1/agent/bundle?wait=60", this.url),
+        { agent: this.agent, headers: this.version === 0 ? {} : { "if-none-match": `"${this.version}"` } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+          res.on("error", reject);
+        },
+      );
+      req.on("error", reject);
+      req.end();
+    });
+  }
+
+  async run(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const { status, body } = await this.poll();
+        if (status === 200) {
+          const bundle = decodeBundle(body);
+          const metadata = verifyBundle(bundle, this.trust, this.version === 0 ? undefined : { version: this.version, targetHash: "" }, new Date());
+          this.version = metadata.version;
+          this.onBundle?.(metadata.version);
+        }
+      } catch {
+        if (!this.stopped) await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.agent.destroy();
+  }
+}
+
+interface Propagation {
+  readonly agents: number;
+  readonly received: number;
+  readonly enrolSeconds: number;
+  readonly applyMs: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+  readonly hubRssMiB: number;
+}
+
+async function propagation(dataDir: string, agents: number): Promise<Propagation> {
+  const hub = await startHub(dataDir);
+  try {
+    await call(hub.admin, "POST", "/v1/apply", { files: files(["global.yaml", "region-eu-west.yaml", "region-us-east.yaml"]) });
+    const regions = ["eu-west", "us-east"];
+    const light: LightAgent[] = [];
+    let bundleKeyPem = "";
+    const enrolStart = performance.now();
+    // Enrol in parallel, a few at a time, as agents coming up would.
+    let next = 0;
+    const creds: Credentials[] = [];
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < agents) {
+          const i = next++;
+          const name = `p-${i}`;
+          await call(hub.admin, "POST", "/v1/clusters", { name, region: regions[i % 2], labels: { env: ["prod", "staging"][i % 2]! } });
+          const { token } = (await call<{ token: string }>(hub.admin, "POST", `/v1/clusters/${name}/join-tokens`, {})).body;
+          creds[i] = await enroll({ url: hub.url, caPem: hub.caPem }, name, token);
+        }
+      }),
+    );
+    const enrolSeconds = (performance.now() - enrolStart) / 1000;
+    bundleKeyPem = creds[0]!.bundleKeyPem;
+    const publicKey = createPublicKey(bundleKeyPem);
+    for (const c of creds) light.push(new LightAgent(hub.url, c, { publicKey, federation: "polity", cluster: c.cluster }));
+    const initial = light.map((a) => new Promise<void>((resolve) => (a.onBundle = () => resolve())));
+    const loops = light.map((a) => a.run());
+    await Promise.all(initial);
+    await new Promise((r) => setTimeout(r, 1000)); // every long poll parked at the hub
+    const held = light.map((a) => a.version);
+    const arrived = new Array<number>(light.length).fill(Number.NaN);
+    const done = light.map(
+      (a, i) =>
+        new Promise<void>((resolve) => {
+          a.onBundle = (version) => {
+            if (version > held[i]!) {
+              arrived[i] = performance.now();
+              resolve();
+            }
+          };
+        }),
+    );
+    const change = readFileSync(join(EXAMPLES, "changes", "global.yaml"), "utf8");
+    const t0 = performance.now();
+    const applied = performance.now();
+    await call(hub.admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] });
+    const applyMs = performance.now() - applied;
+    await Promise.race([Promise.all(done), new Promise((r) => setTimeout(r, 120_000))]);
+    const times = arrived.map((t) => t - t0).filter((t) => !Number.isNaN(t)).sort((a, b) => a - b);
+    const rss = rssMiB(hub.process.pid!);
+    for (const a of light) a.stop();
+    await Promise.allSettled(loops);
+    return {
+      agents,
+      received: times.length,
+      enrolSeconds,
+      applyMs,
+      p50: percentile(times, 50),
+      p99: percentile(times, 99),
+      max: times[times.length - 1] ?? Number.NaN,
+      hubRssMiB: rss,
+    };
+  } finally {
+    closeConnections();
+    await stopProcess(hub.process);
+  }
+}
+
+interface AgentProcess {
+  readonly process: ChildProcess;
+  readonly url: string;
+  readonly caPem: string;
+}
+
+async function spawnAgent(args: string[], dataDir: string): Promise<AgentProcess> {
+  const child = spawn(process.execPath, [BIN, "agent", ...args, "--data", dataDir, "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "ignore"] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let buffer = "";
+    child.stdout!.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const m = /webhook (https:\/\/\S+)/.exec(buffer);
+      if (m !== null) resolve(m[1]!);
+    });
+    child.on("exit", (code) => reject(new Error(`the agent exited with ${code}`)));
+  });
+  return { process: child, url, caPem: readFileSync(join(dataDir, "webhook", "ca.pem"), "utf8") };
+}
+
+function post(agent: Agent, url: string, body: Buffer): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": body.length } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** The load generator: `concurrency` keep-alive connections, each sending review after review. */
+async function load(url: string, caPem: string, body: Buffer, concurrency: number, seconds: number): Promise<{ perSecond: number; p50: number; p99: number; errors: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency, ca: caPem });
+  const latencies: number[] = [];
+  let errors = 0;
+  const until = (ms: number) => performance.now() + ms;
+  const run = async (end: number, record: boolean) =>
+    Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (performance.now() < end) {
+          const start = performance.now();
+          try {
+            const r = await post(agent, url, body);
+            if (r.status !== 200) errors++;
+          } catch {
+            errors++;
+          }
+          if (record) latencies.push((performance.now() - start) * 1000);
+        }
+      }),
+    );
+  await run(until(2000), false);
+  const start = performance.now();
+  await run(until(seconds * 1000), true);
+  const elapsed = (performance.now() - start) / 1000;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return { perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
+}
+
+export async function benchAgents(): Promise<Record<string, number>> {
+  const root = mkdtempSync(join(tmpdir(), "polity-bench-agents-"));
+  const results: Record<string, number> = {};
+  try {
+    const counts = (process.env.POLITY_BENCH_AGENTS ?? "1000").split(",").map(Number);
+    console.log(`\nPropagation (hub in its own process, embedded PGlite; agents in this process, one mutual-TLS connection and long poll each)`);
+    for (const n of counts) {
+      const r = await propagation(join(root, `hub-${n}`), n);
+      results[`propagationP99_${n}`] = r.p99;
+      console.log(
+        `  ${n} agents (enrolled in ${r.enrolSeconds.toFixed(0)} s): a global layer change reached ${r.received} of them: p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, max ${fmt(r.max)} ms (the apply itself took ${fmt(r.applyMs)} ms); hub RSS ${r.hubRssMiB.toFixed(0)} MiB   (target: p99 < 2 s)`,
+      );
+    }
+
+    // A real agent process and its webhook.
+    const hub = await startHub(join(root, "hub-webhook"));
+    const agentDir = join(root, "agent");
+    let agent: AgentProcess | undefined;
+    try {
+      await call(hub.admin, "POST", "/v1/apply", { files: files(["global.yaml", "region-eu-west.yaml", "cluster-eu-west-1.yaml"]) });
+      await call(hub.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod", residency: "eu" } });
+      const { token } = (await call<{ token: string }>(hub.admin, "POST", "/v1/clusters/eu-west-1/join-tokens", {})).body;
+      const caFile = join(root, "ca.pem");
+      (await import("node:fs")).writeFileSync(caFile, hub.caPem);
+      agent = await spawnAgent(["--hub", hub.url, "--cluster", "eu-west-1", "--ca", caFile, "--join-token", token], agentDir);
+      const review = readFileSync(join(EXAMPLES, "reviews", "compliant-pod.json"));
+      const probe = new Agent({ keepAlive: false, ca: agent.caPem });
+      for (let i = 0; i < 200; i++) {
+        const r = await post(probe, agent.url, review).catch(() => ({ status: 0, text: "" }));
+        if (r.status === 200 && r.text.includes('"allowed":true')) break;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      const w = await load(agent.url, agent.caPem, review, 64, 10);
+      results.webhookPerSecond = w.perSecond;
+      results.webhookP50Ms = w.p50 / 1000;
+      results.webhookP99Ms = w.p99 / 1000;
+      console.log(`\nWebhook (a polity agent process; 64 concurrent requests over HTTPS keep-alive from this process; a 1.9 KB AdmissionReview, builtin restricted and 6 more policies)`);
+      console.log(`  ${w.perSecond.toFixed(0)} AdmissionReviews per second, p50 ${fmt(w.p50 / 1000)} ms, p99 ${fmt(w.p99 / 1000)} ms, ${w.errors} errors   (target: ≥ 5,000/s, p99 < 10 ms)`);
+      await stopProcess(agent.process);
+      agent = undefined;
+
+      // Boot with the hub down: from spawn to the first decision served from the bundle on disk.
+      await stopProcess(hub.process, "SIGKILL");
+      const boots: number[] = [];
+      for (let run = 0; run < 5; run++) {
+        const start = performance.now();
+        const child = spawn(process.execPath, [BIN, "agent", "--hub", hub.url, "--cluster", "eu-west-1", "--data", agentDir, "--listen", "127.0.0.1:9399"], { stdio: "ignore" });
+        const quick = new Agent({ keepAlive: false, ca: readFileSync(join(agentDir, "webhook", "ca.pem"), "utf8") });
+        for (;;) {
+          const r = await post(quick, "https://127.0.0.1:9399/validate", review).catch(() => undefined);
+          if (r !== undefined && r.status === 200 && r.text.includes('"allowed":true')) break;
+          await new Promise((res) => setTimeout(res, 5));
+        }
+        boots.push(performance.now() - start);
+        await stopProcess(child);
+      }
+      results.bootMs = median(boots);
+      console.log(`\nAgent boot with the hub down, from process start to the first decision from the bundle on disk: median ${fmt(results.bootMs)} ms over 5 starts (each: ${boots.map((b) => fmt(b)).join(", ")} ms)   (target: < 1 s)`);
+    } finally {
+      if (agent !== undefined) await stopProcess(agent.process);
+      await stopProcess(hub.process);
+      closeConnections();
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  return results;
+}

@@ -1,0 +1,65 @@
+/**
+ * A cluster's credentials on disk: its key (readable by the owner only), certificate, the
+ * federation CA, the pinned bundle-signing key and what the hub said about them. Reading
+ * them needs no X.509 library, so an agent restarting during a partition starts fast.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { HubEndpoint } from "../client/http.js";
+
+export interface Credentials {
+  readonly cluster: string;
+  readonly privateKeyPem: string;
+  readonly certificatePem: string;
+  readonly caPem: string;
+  readonly spiffeId: string;
+  readonly serial: string;
+  readonly notAfter: string;
+  readonly renewAfter: string;
+  /** The hub's bundle-signing public key (PEM), pinned at enrolment. */
+  readonly bundleKeyPem: string;
+}
+
+/** The endpoint a cluster reaches the hub with: its certificate and key (mutual TLS). */
+export function clusterEndpoint(url: string, creds: Credentials): HubEndpoint {
+  return { url, caPem: creds.caPem, clientCertificatePem: creds.certificatePem, clientKeyPem: creds.privateKeyPem };
+}
+
+/** When the certificate should be renewed: two thirds of its life. */
+export function renewalDue(creds: Credentials, now: Date): boolean {
+  return now.getTime() >= Date.parse(creds.renewAfter);
+}
+
+export function expired(creds: Credentials, now: Date): boolean {
+  return now.getTime() >= Date.parse(creds.notAfter);
+}
+
+const FILES = { key: "key.pem", certificate: "cert.pem", ca: "ca.pem", bundleKey: "bundle-key.pem", meta: "identity.json" } as const;
+
+/** Saves credentials in a folder: the key readable by the owner only; each file replaced atomically. */
+export function saveCredentials(dir: string, creds: Credentials): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const write = (name: string, content: string, mode: number) => {
+    const tmp = join(dir, `.${name}.tmp`);
+    writeFileSync(tmp, content, { mode });
+    renameSync(tmp, join(dir, name));
+  };
+  write(FILES.key, creds.privateKeyPem, 0o600);
+  write(FILES.certificate, creds.certificatePem, 0o644);
+  write(FILES.ca, creds.caPem, 0o644);
+  write(FILES.bundleKey, creds.bundleKeyPem, 0o644);
+  const { privateKeyPem: _key, certificatePem: _cert, caPem: _ca, bundleKeyPem: _bundleKey, ...meta } = creds;
+  write(FILES.meta, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
+}
+
+export function loadCredentials(dir: string): Credentials | undefined {
+  if (!existsSync(join(dir, FILES.meta))) return undefined;
+  const meta = JSON.parse(readFileSync(join(dir, FILES.meta), "utf8")) as Omit<Credentials, "privateKeyPem" | "certificatePem" | "caPem" | "bundleKeyPem">;
+  return {
+    ...meta,
+    bundleKeyPem: readFileSync(join(dir, FILES.bundleKey), "utf8"),
+    privateKeyPem: readFileSync(join(dir, FILES.key), "utf8"),
+    certificatePem: readFileSync(join(dir, FILES.certificate), "utf8"),
+    caPem: readFileSync(join(dir, FILES.ca), "utf8"),
+  };
+}

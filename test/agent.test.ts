@@ -1,0 +1,664 @@
+/**
+ * The cluster agent, over real TLS and real sockets: it enrols, pulls its signed bundle and
+ * decides AdmissionReviews from it; a layer change reaches it by long poll; it outlives its
+ * hub (killed with SIGKILL) and its own restart, deciding from its disk; it refuses a
+ * tampered cache, a replayed, expired, foreign or forged bundle; it answers malformed
+ * reviews with a Status and keeps serving; its decision logs reach the hub exactly once;
+ * and it prints the webhook registration that points the API server at it.
+ *
+ * Creating a federation runs initdb (~5 s), so one is made once, with the example layers
+ * and two clusters, and its data folder copied for every hub (~1 s each). Agents are the
+ * real `polity agent` processes, except where a test offers bundles to an agent's
+ * enforcement directly or moves its clock (then startAgent runs in this process). The hub
+ * runs in this process, except where it must die (then it is the real `polity hub`).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createNetServer } from "node:net";
+import { tmpdir } from "node:os";
+import { connect as tlsConnect } from "node:tls";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { startAgent, type AgentHealth, type RunningAgent } from "../src/agent/index.js";
+import { decodeBundle, encodeBundle, signBundle, type Bundle, type BundleMetadata } from "../src/bundle/index.js";
+import { call, closeConnections, HubError, type HubEndpoint } from "../src/client/http.js";
+import type { AdmissionReviewResponse } from "../src/decision/review.js";
+import { startHub, type RunningHub } from "../src/hub/index.js";
+import { clusterEndpoint, loadCredentials } from "../src/identity/enrollment.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const BIN = join(ROOT, "bin/polity.js");
+const OPERATOR_KEY = "agent-test-operator-key-0123456789abcdef";
+const FEDERATION = "polity";
+const CLUSTER = "eu-west-1";
+/** Another cluster of the same region: its bundle is not eu-west-1's to read or enforce. */
+const OTHER = "eu-west-2";
+const VECTORS = "/work/shared/vectors/admission";
+
+// ---- layers and reviews ------------------------------------------------------------------
+
+interface SourceFile {
+  readonly name: string;
+  readonly content: string;
+}
+
+const layer = (name: string): SourceFile => ({ name, content: readFileSync(join(ROOT, "examples/layers", name), "utf8") });
+const GLOBAL = layer("global.yaml");
+const LAYERS = [GLOBAL, layer("region-eu-west.yaml"), layer("cluster-eu-west-1.yaml")];
+
+/** The global layer with one more deny policy: every pod names its owner (compliant-pod.json does not). */
+const GLOBAL_WITH_OWNER: SourceFile = {
+  name: GLOBAL.name,
+  content: `${GLOBAL.content.trimEnd()}
+---
+apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: require-owner-label, owner: platform-team }
+spec:
+  domain: workload-security
+  match: { kinds: [Pod] }
+  validations:
+    - name: owner-label
+      expression: "has(object.metadata.labels) && 'owner' in object.metadata.labels"
+      message: "pods must carry an owner label"
+  enforcement: deny
+`,
+};
+
+/** The global layer with one more warn policy (a change that denies nothing new). */
+const GLOBAL_WITH_WARNING: SourceFile = {
+  name: GLOBAL.name,
+  content: `${GLOBAL.content.trimEnd()}
+---
+apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: suggest-owner-label, owner: platform-team }
+spec:
+  domain: workload-security
+  match: { kinds: [Pod] }
+  validations:
+    - name: owner-label
+      expression: "has(object.metadata.labels) && 'owner' in object.metadata.labels"
+      message: "pods should carry an owner label"
+  enforcement: warn
+`,
+};
+
+const PRIVILEGED = readFileSync(join(ROOT, "examples/reviews/privileged-pod.json"), "utf8");
+const COMPLIANT = readFileSync(join(ROOT, "examples/reviews/compliant-pod.json"), "utf8");
+
+/** A review file with its request uid replaced (so that each decision can be found in the logs). */
+function withUid(review: string, uid: string): string {
+  const parsed = JSON.parse(review) as { request: { uid: string } };
+  parsed.request.uid = uid;
+  return JSON.stringify(parsed);
+}
+
+const uidOf = (review: string): string => (JSON.parse(review) as { request: { uid: string } }).request.uid;
+
+/** What the privileged pod violates under the restricted Pod Security Standard. */
+const PRIVILEGED_DENIAL = /^denied by Polity: pod-security: .*privileged/;
+
+// ---- waiting ------------------------------------------------------------------------------
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Polls `probe` until it returns a value, or fails naming `what`. */
+async function eventually<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}${last === undefined ? "" : ` (last error: ${String(last)})`}`);
+    await sleep(100);
+  }
+}
+
+// ---- hubs ---------------------------------------------------------------------------------
+
+let root: string;
+let template: string;
+const hubs: RunningHub[] = [];
+const agents: RunningAgent[] = [];
+const processes: ChildProcess[] = [];
+
+interface Federation {
+  readonly dir: string;
+  readonly admin: HubEndpoint;
+  readonly caFile: string;
+}
+
+/** A copy of the template federation's data folder, for one hub (in this process or spawned). */
+function copyFederation(name: string, url = ""): Federation & { token: string } {
+  const dir = join(root, name);
+  cpSync(template, dir, { recursive: true });
+  const token = readFileSync(join(dir, "admin.token"), "utf8").trim();
+  return { dir, token, caFile: join(dir, "ca.pem"), admin: { url, caPem: readFileSync(join(dir, "ca.pem"), "utf8"), token } };
+}
+
+async function startCopy(name: string): Promise<Federation & { hub: RunningHub }> {
+  const copy = copyFederation(name);
+  const hub = await startHub({ dataDir: copy.dir, port: 0, operatorKey: OPERATOR_KEY });
+  hubs.push(hub);
+  return { ...copy, hub, admin: { url: hub.url, caPem: hub.caPem, token: copy.token } };
+}
+
+async function joinToken(admin: HubEndpoint, cluster: string): Promise<string> {
+  return (await call<{ token: string }>(admin, "POST", `/v1/clusters/${cluster}/join-tokens`, {})).body.token;
+}
+
+// ---- the real binary ----------------------------------------------------------------------
+
+interface Spawned {
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  /** SIGTERM, then the exit code (SIGKILL after 10 s). */
+  stop(): Promise<number | null>;
+  /** SIGKILL, and wait for the process to be gone. */
+  kill(): Promise<void>;
+}
+
+/** Spawns `polity <args>` and resolves once its stdout matches `ready`. */
+function spawnPolity(args: readonly string[], ready: RegExp, env: Record<string, string> = {}): Promise<Spawned & { match: RegExpExecArray }> {
+  const buildError = inject("distBuildError");
+  if (buildError !== null) throw new Error(buildError);
+  const { DATABASE_URL: _ignored, ...base } = process.env;
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: root, env: { ...base, NO_COLOR: "1", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  processes.push(child);
+  let out = "";
+  let err = "";
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`polity ${args.join(" ")} was not ready within 30 s:\n${out}${err}`));
+    }, 30_000);
+    child.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString("utf8")));
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString("utf8");
+      const match = ready.exec(out);
+      if (match === null) return;
+      clearTimeout(timer);
+      resolve({
+        child,
+        match,
+        output: () => out + err,
+        async stop() {
+          if (!gone()) child.kill("SIGTERM");
+          const kill = setTimeout(() => child.kill("SIGKILL"), 10_000);
+          const code = await exited;
+          clearTimeout(kill);
+          return code;
+        },
+        async kill() {
+          if (!gone()) child.kill("SIGKILL");
+          await exited;
+        },
+      });
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`polity ${args.join(" ")} exited (${code}) before it was ready:\n${out}${err}`));
+    });
+  });
+}
+
+/** Runs a one-shot `polity <args>` to its end. */
+function runPolity(args: readonly string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const buildError = inject("distBuildError");
+  if (buildError !== null) throw new Error(buildError);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: root, env: { ...process.env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
+    processes.push(child);
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
+    child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString("utf8")));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
+  });
+}
+
+interface HubProcess extends Spawned {
+  readonly url: string;
+  readonly port: number;
+}
+
+async function spawnHub(dataDir: string, port = 0): Promise<HubProcess> {
+  const hub = await spawnPolity(["hub", "--data", dataDir, "--listen", `127.0.0.1:${port}`, "--quiet"], /listening on (https:\/\/\S+)/, { POLITY_HUB_KEY: OPERATOR_KEY });
+  const url = hub.match[1]!;
+  return { ...hub, url, port: Number(new URL(url).port) };
+}
+
+interface AgentProcess extends Spawned {
+  readonly webhookUrl: string;
+  readonly webhookCaPem: string;
+  readonly dataDir: string;
+}
+
+/** The real `polity agent`; with a join token and the CA it enrols, without them it starts from its data folder. */
+async function spawnAgent(options: { hubUrl: string; dataDir: string; cluster?: string; caFile?: string; joinToken?: string; pollWait?: number }): Promise<AgentProcess> {
+  const cluster = options.cluster ?? CLUSTER;
+  const args = ["agent", "--hub", options.hubUrl, "--cluster", cluster, "--data", options.dataDir, "--listen", "127.0.0.1:0", "--poll-wait", String(options.pollWait ?? 2)];
+  if (options.caFile !== undefined) args.push("--ca", options.caFile);
+  if (options.joinToken !== undefined) args.push("--join-token", options.joinToken);
+  const agent = await spawnPolity(args, new RegExp(`agent of cluster ${cluster}: webhook (https://\\S+/validate)`));
+  return { ...agent, webhookUrl: agent.match[1]!, webhookCaPem: readFileSync(join(options.dataDir, "webhook", "ca.pem"), "utf8"), dataDir: options.dataDir };
+}
+
+/** A loopback port nobody listens on: a hub that is down. */
+async function deadPort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (typeof address !== "object" || address === null) throw new Error("no port");
+  return address.port;
+}
+
+// ---- the webhook, over raw HTTPS ------------------------------------------------------------
+
+interface Webhook {
+  readonly webhookUrl: string;
+  readonly webhookCaPem: string;
+}
+
+interface RawAnswer {
+  readonly status: number;
+  readonly text: string;
+  readonly json: unknown;
+}
+
+/**
+ * One request to an agent's webhook server, on a fresh TLS connection, spoken by hand: a
+ * server that answers before it has read a huge body closes the connection under the
+ * upload, and Node's client would then report the broken pipe instead of the answer. So
+ * the body is written in pieces until the answer arrives, and the answer is read whatever
+ * happens to the upload.
+ */
+function send(
+  agent: Webhook,
+  options: { method?: string; path?: string; body?: string | Buffer; contentType?: string; chunked?: boolean } = {},
+): Promise<RawAnswer> {
+  const url = new URL(options.path ?? "/validate", agent.webhookUrl);
+  const body = options.body === undefined ? undefined : Buffer.isBuffer(options.body) ? options.body : Buffer.from(options.body, "utf8");
+  const method = options.method ?? (body === undefined ? "GET" : "POST");
+  const head = [
+    `${method} ${url.pathname} HTTP/1.1`,
+    `host: ${url.host}`,
+    "connection: close",
+    ...(body === undefined ? [] : [`content-type: ${options.contentType ?? "application/json"}`]),
+    ...(body === undefined ? [] : options.chunked === true ? ["transfer-encoding: chunked"] : [`content-length: ${body.length}`]),
+  ].join("\r\n");
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: url.hostname, port: Number(url.port), ca: agent.webhookCaPem });
+    let received = Buffer.alloc(0);
+    let answer: RawAnswer | undefined;
+    const parse = (): RawAnswer | undefined => {
+      const end = received.indexOf("\r\n\r\n");
+      if (end < 0) return undefined;
+      const lines = received.subarray(0, end).toString("latin1").split("\r\n");
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? "")?.[1] ?? 0);
+      const length = Number(lines.find((l) => /^content-length:/i.test(l))?.split(":")[1]?.trim() ?? "NaN");
+      if (!Number.isFinite(length) || received.length < end + 4 + length) return undefined;
+      const text = received.subarray(end + 4, end + 4 + length).toString("utf8");
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      return { status, text, json };
+    };
+    socket.on("data", (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      answer ??= parse();
+      if (answer !== undefined) {
+        resolve(answer);
+        socket.destroy();
+      }
+    });
+    // A broken pipe under the upload is not the end: the answer may already be in, or still arrive.
+    let failure: Error | undefined;
+    socket.on("error", (error) => (failure = error));
+    socket.on("close", () => {
+      answer ??= parse();
+      if (answer !== undefined) resolve(answer);
+      else reject(new Error(`no complete answer from the webhook (${failure?.message ?? "closed"}): ${JSON.stringify(received.toString("utf8").slice(0, 200))}`));
+    });
+    socket.once("secureConnect", () => {
+      void (async () => {
+        const write = (data: Buffer | string) =>
+          new Promise<void>((done) => {
+            if (answer !== undefined || socket.destroyed) return done();
+            if (socket.write(data)) done();
+            else socket.once("drain", () => done());
+          });
+        await write(`${head}\r\n\r\n`);
+        if (body === undefined) return;
+        const piece = 256 * 1024;
+        for (let i = 0; i < body.length && answer === undefined && !socket.destroyed; i += piece) {
+          const part = body.subarray(i, i + piece);
+          await write(options.chunked === true ? Buffer.concat([Buffer.from(`${part.length.toString(16)}\r\n`), part, Buffer.from("\r\n")]) : part);
+        }
+        if (options.chunked === true) await write("0\r\n\r\n");
+      })();
+    });
+  });
+}
+
+/** Sends an AdmissionReview and returns the AdmissionReview answered (fails on anything but 200). */
+async function review(agent: Webhook, body: string): Promise<AdmissionReviewResponse> {
+  const answer = await send(agent, { body });
+  expect(answer.status, answer.text).toBe(200);
+  return answer.json as AdmissionReviewResponse;
+}
+
+async function health(agent: Webhook, path = "/healthz"): Promise<AgentHealth & { httpStatus: number }> {
+  const answer = await send(agent, { path });
+  return { ...(answer.json as AgentHealth), httpStatus: answer.status };
+}
+
+interface StatusBody {
+  readonly kind: string;
+  readonly apiVersion: string;
+  readonly status: string;
+  readonly code: number;
+  readonly reason: string;
+  readonly message: string;
+}
+
+function expectStatus(answer: RawAnswer, code: number, message: RegExp): StatusBody {
+  expect(answer.status, answer.text).toBe(code);
+  const status = answer.json as StatusBody;
+  expect(status).toMatchObject({ kind: "Status", apiVersion: "v1", status: "Failure", code });
+  expect(status.message).toMatch(message);
+  return status;
+}
+
+/** The exact answer to the privileged pod: its uid, 403 Forbidden, and why. */
+function expectDenied(answer: AdmissionReviewResponse, uid: string, message = PRIVILEGED_DENIAL): void {
+  expect(answer).toMatchObject({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response: { uid, allowed: false, status: { code: 403, reason: "Forbidden" } } });
+  expect(Object.keys(answer).sort()).toEqual(["apiVersion", "kind", "response"]);
+  expect(answer.response.status?.message).toMatch(message);
+}
+
+function expectAllowed(answer: AdmissionReviewResponse, uid: string): void {
+  expect(answer).toEqual({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response: { uid, allowed: true } });
+}
+
+// ---- the hub's view -------------------------------------------------------------------------
+
+interface ClusterView {
+  readonly name: string;
+  readonly bundle: number | null;
+  readonly effective: { readonly hash?: string };
+  readonly agent: { readonly bundleVersion: number | null; readonly bundleHash: string | null; readonly stale: boolean | null; readonly inSync: boolean } | null;
+}
+
+interface DecisionEntry {
+  readonly uid: string;
+  readonly allowed: boolean;
+  readonly represents?: number;
+  readonly bundleVersion: number | null;
+  readonly violations?: readonly { readonly policy: string; readonly message: string }[];
+}
+
+async function decisionsAtHub(admin: HubEndpoint, cluster = CLUSTER): Promise<{ items: DecisionEntry[]; dropped: number }> {
+  return (await call<{ items: DecisionEntry[]; dropped: number }>(admin, "GET", `/v1/clusters/${cluster}/decisions?limit=1000`)).body;
+}
+
+// ---- the template federation ----------------------------------------------------------------
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), "polity-agent-test-"));
+  template = join(root, "template");
+  const first = await startHub({ dataDir: template, port: 0, operatorKey: OPERATOR_KEY, federation: FEDERATION });
+  try {
+    const admin: HubEndpoint = { url: first.url, caPem: first.caPem, token: readFileSync(first.adminTokenFile!, "utf8").trim() };
+    await call(admin, "POST", "/v1/apply", { files: LAYERS });
+    await call(admin, "POST", "/v1/clusters", { name: CLUSTER, region: "eu-west", labels: { env: "prod" } });
+    await call(admin, "POST", "/v1/clusters", { name: OTHER, region: "eu-west", labels: { env: "prod" } });
+  } finally {
+    await first.close();
+  }
+});
+
+afterAll(async () => {
+  closeConnections();
+  for (const child of processes) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  await Promise.allSettled(agents.map((agent) => agent.close()));
+  await Promise.allSettled(hubs.map((hub) => hub.close()));
+  rmSync(root, { recursive: true, force: true });
+});
+
+// ---- 1. an agent in step with its hub ----------------------------------------------------------
+
+describe("an agent in step with its hub", () => {
+  let fed: Federation & { hub: RunningHub };
+  let agent: AgentProcess;
+
+  beforeAll(async () => {
+    fed = await startCopy("sync");
+    agent = await spawnAgent({ hubUrl: fed.hub.url, dataDir: join(root, "sync-agent"), caFile: fed.caFile, joinToken: await joinToken(fed.admin, CLUSTER), pollWait: 20 });
+    await eventually("the agent holds a bundle", async () => ((await health(agent)).bundleVersion === null ? undefined : true));
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+  });
+
+  it("enrols with its join token and pulls its cluster's bundle from the hub", async () => {
+    const held = await health(agent);
+    const view = (await call<ClusterView>(fed.admin, "GET", `/v1/clusters/${CLUSTER}`)).body;
+    expect(held).toMatchObject({ cluster: CLUSTER, enrolled: true, bundleSource: "hub", bundleVersion: view.bundle, bundleHash: view.effective.hash, stale: false, lastRefusal: null });
+    expect(held.httpStatus).toBe(200);
+    expect((await health(agent, "/readyz")).httpStatus).toBe(200);
+  });
+
+  it("denies privileged-pod.json with its uid, 403 Forbidden and a message naming the policy", async () => {
+    const answer = await review(agent, PRIVILEGED);
+    expectDenied(answer, uidOf(PRIVILEGED));
+    expect(answer.response.status?.message).toContain("privileged");
+  });
+
+  it("allows compliant-pod.json with its uid and nothing else", async () => {
+    expectAllowed(await review(agent, COMPLIANT), uidOf(COMPLIANT));
+  });
+
+  it("answers AdmissionReviews captured from real API servers with their own uid", async (context) => {
+    let files: string[];
+    try {
+      files = ["pod-create-kind.kyverno.json", "pod-create-gke.kube-rs.json", "pod-delete-kind.kyverno.json"].map((f) => readFileSync(join(VECTORS, f), "utf8"));
+    } catch {
+      context.skip(`the captured AdmissionReviews are not in ${VECTORS}`);
+      return;
+    }
+    for (const file of files) {
+      const answer = await review(agent, file);
+      expect(answer).toMatchObject({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response: { uid: uidOf(file) } });
+      expect(typeof answer.response.allowed).toBe("boolean");
+    }
+  });
+
+  it("receives a layer change within two seconds by long poll, shows its version in /healthz and decides by it", async () => {
+    const before = (await health(agent)).bundleVersion!;
+    const applied = Date.now();
+    await call(fed.admin, "POST", "/v1/apply", { files: [GLOBAL_WITH_OWNER] });
+    const after = await eventually("the new bundle reaches the agent", async () => {
+      const h = await health(agent);
+      return h.bundleVersion !== null && h.bundleVersion > before ? h : undefined;
+    }, 5000);
+    expect(Date.now() - applied).toBeLessThan(2000);
+    const view = (await call<ClusterView>(fed.admin, "GET", `/v1/clusters/${CLUSTER}`)).body;
+    expect(after).toMatchObject({ bundleVersion: view.bundle, bundleHash: view.effective.hash, bundleSource: "hub", stale: false });
+    expectDenied(await review(agent, COMPLIANT), uidOf(COMPLIANT), /^denied by Polity: require-owner-label: pods must carry an owner label$/);
+  });
+
+  it("is listed by the hub as in sync once it has reported its status", async () => {
+    const listed = await eventually("GET /v1/clusters shows the agent in sync", async () => {
+      const items = (await call<{ items: ClusterView[] }>(fed.admin, "GET", "/v1/clusters")).body.items;
+      const mine = items.find((c) => c.name === CLUSTER);
+      return mine?.agent?.inSync === true ? mine : undefined;
+    }, 12_000);
+    expect(listed.agent).toMatchObject({ bundleVersion: listed.bundle, bundleHash: listed.effective.hash, stale: false });
+    // The other cluster has no agent: nothing reported, never in sync.
+    const items = (await call<{ items: ClusterView[] }>(fed.admin, "GET", "/v1/clusters")).body.items;
+    expect(items.find((c) => c.name === OTHER)?.agent).toBeNull();
+  });
+
+  describe("its identity", () => {
+    it("reads its own cluster's bundle, and is refused another cluster's with 403", async () => {
+      const creds = loadCredentials(join(agent.dataDir, "identity"))!;
+      expect(creds.spiffeId).toBe(`spiffe://${FEDERATION}/region/eu-west/cluster/${CLUSTER}`);
+      const me = clusterEndpoint(fed.hub.url, creds);
+      const own = await call<Buffer>(me, "GET", `/v1/clusters/${CLUSTER}/bundle`, undefined, { raw: true, binary: true });
+      expect(own.status).toBe(200);
+      expect(decodeBundle(own.body).envelope.signed.cluster).toBe(CLUSTER);
+      for (const path of [`/v1/clusters/${OTHER}/bundle`, `/v1/clusters/${OTHER}/effective`, `/v1/clusters/${OTHER}/decisions`]) {
+        const error = await call(me, "GET", path).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error, path).toBeInstanceOf(HubError);
+        expect((error as HubError).status, path).toBe(403);
+      }
+    });
+  });
+
+  describe("its webhook, given what is not an AdmissionReview v1", () => {
+    const good = () => withUid(PRIVILEGED, `after-${Date.now()}`);
+    let rejectedBefore: number;
+
+    beforeAll(async () => {
+      rejectedBefore = (await health(agent)).decisions.rejected;
+    });
+
+    async function stillServing(): Promise<void> {
+      const body = good();
+      expectDenied(await review(agent, body), uidOf(body), /^denied by Polity: /);
+    }
+
+    it("refuses a body that is not JSON with 400 and a Status", async () => {
+      expectStatus(await send(agent, { body: '{"apiVersion": "admission.k8s.io/v1", ' }), 400, /^not an AdmissionReview admission\.k8s\.io\/v1: not valid JSON/);
+      expectStatus(await send(agent, { body: "" }), 400, /^not an AdmissionReview admission\.k8s\.io\/v1: /);
+      await stillServing();
+    });
+
+    it("refuses JSON that is not a review with 400 naming what is wrong", async () => {
+      expectStatus(await send(agent, { body: "[]" }), 400, /must be a JSON object/);
+      expectStatus(await send(agent, { body: JSON.stringify({ apiVersion: "v1", kind: "Pod", metadata: { name: "x" } }) }), 400, /kind must be "AdmissionReview", got "Pod"/);
+      await stillServing();
+    });
+
+    it("refuses a v1beta1 review with 400 saying to register the webhook for v1", async () => {
+      const beta = JSON.parse(PRIVILEGED) as { apiVersion: string };
+      beta.apiVersion = "admission.k8s.io/v1beta1";
+      expectStatus(await send(agent, { body: JSON.stringify(beta) }), 400, /apiVersion must be "admission\.k8s\.io\/v1", got "admission\.k8s\.io\/v1beta1".*admissionReviewVersions/);
+      await stillServing();
+    });
+
+    it("refuses a review without a uid with 400 naming request.uid", async () => {
+      const parsed = JSON.parse(PRIVILEGED) as { request: Record<string, unknown> };
+      delete parsed.request.uid;
+      expectStatus(await send(agent, { body: JSON.stringify(parsed) }), 400, /request\.uid: must be a non-empty string/);
+      parsed.request.uid = "";
+      expectStatus(await send(agent, { body: JSON.stringify(parsed) }), 400, /request\.uid/);
+      await stillServing();
+    });
+
+    it("refuses a 9 MiB body with 413, whether its length is declared or streamed", async () => {
+      const huge = withUid(PRIVILEGED, "huge").replace('"debug"', `"${"x".repeat(9 * 1024 * 1024)}"`);
+      const declared = await send(agent, { body: huge }).catch((e: unknown) => e);
+      const streamed = await send(agent, { body: huge, chunked: true }).catch((e: unknown) => e);
+      console.log("DECLARED", declared, "STREAMED", streamed);
+      expectStatus(declared as RawAnswer, 413, /limit is 8388608/);
+      expectStatus(streamed as RawAnswer, 413, /over the limit of 8388608 bytes/);
+      await stillServing();
+    });
+
+    it("refuses JSON nested 10,000 levels deep with 400, as not a review", async () => {
+      expectStatus(await send(agent, { body: `${"[".repeat(10_000)}${"]".repeat(10_000)}` }), 400, /an AdmissionReview must be a JSON object/);
+      expectStatus(await send(agent, { body: `${'{"a":'.repeat(10_000)}1${"}".repeat(10_000)}` }), 400, /kind must be "AdmissionReview"/);
+      await stillServing();
+    });
+
+    it("decides a review whose object carries 10,000 levels of nesting, and refuses 200,000 levels with 413", async () => {
+      const nest = (levels: number) => withUid(PRIVILEGED, `deep-${levels}`).replace('"privileged":true', `"privileged":true,"seLinuxOptions":${'{"a":'.repeat(levels)}1${"}".repeat(levels)}`);
+      expectDenied(await review(agent, nest(10_000)), "deep-10000");
+      expectStatus(await send(agent, { body: nest(200_000) }), 413, /nested too deeply/);
+      await stillServing();
+    });
+
+    it("answers a wrong method with 405 and a wrong path with 404, each with a Status", async () => {
+      expectStatus(await send(agent, { method: "GET" }), 405, /POST/);
+      expectStatus(await send(agent, { method: "PUT", body: PRIVILEGED }), 405, /POST/);
+      expectStatus(await send(agent, { path: "/mutate", body: PRIVILEGED }), 404, /no such endpoint \/mutate/);
+      expectStatus(await send(agent, { path: "/" }), 404, /POST \/validate/);
+      await stillServing();
+    });
+
+    it("counts what it refused, and still answers /healthz", async () => {
+      const h = await health(agent);
+      expect(h.httpStatus).toBe(200);
+      // 2 not JSON, 2 not reviews, 1 v1beta1, 2 without uid, 2 too large, 2 too deep, 1 far too deep (404 and 405 are not reviews at all).
+      expect(h.decisions.rejected - rejectedBefore).toBe(12);
+      expect(agent.child.exitCode).toBeNull();
+    });
+  });
+
+  describe("polity agent webhook-config", () => {
+    interface WebhookConfiguration {
+      readonly apiVersion: string;
+      readonly kind: string;
+      readonly webhooks: readonly {
+        readonly name: string;
+        readonly admissionReviewVersions: readonly string[];
+        readonly sideEffects: string;
+        readonly failurePolicy: string;
+        readonly clientConfig: { readonly caBundle: string; readonly url?: string; readonly service?: { namespace: string; name: string; path: string } };
+        readonly namespaceSelector: { readonly matchExpressions: readonly { key: string; operator: string; values: readonly string[] }[] };
+      }[];
+    }
+
+    async function webhookConfig(...extra: string[]): Promise<WebhookConfiguration> {
+      const run = await runPolity(["agent", "webhook-config", "--cluster", CLUSTER, "--data", agent.dataDir, ...extra]);
+      expect(run.code, run.err).toBe(0);
+      return parseYaml(run.out) as WebhookConfiguration;
+    }
+
+    it("prints a ValidatingWebhookConfiguration for v1 reviews, trusting the agent's webhook CA, exempting the system namespaces", async () => {
+      const config = await webhookConfig();
+      expect(config).toMatchObject({ apiVersion: "admissionregistration.k8s.io/v1", kind: "ValidatingWebhookConfiguration" });
+      expect(config.webhooks).toHaveLength(1);
+      const hook = config.webhooks[0]!;
+      expect(hook.admissionReviewVersions).toEqual(["v1"]);
+      expect(hook.sideEffects).toBe("None");
+      expect(hook.failurePolicy).toBe("Fail");
+      expect(hook.clientConfig.caBundle).toBe(readFileSync(join(agent.dataDir, "webhook", "ca.pem")).toString("base64"));
+      expect(Buffer.from(hook.clientConfig.caBundle, "base64").toString("utf8")).toBe(agent.webhookCaPem);
+      expect(hook.clientConfig.service).toEqual({ namespace: "polity-system", name: "polity-agent", path: "/validate", port: 443 });
+      const exempt = hook.namespaceSelector.matchExpressions.find((e) => e.key === "kubernetes.io/metadata.name");
+      expect(exempt?.operator).toBe("NotIn");
+      expect(exempt?.values).toEqual(expect.arrayContaining(["kube-system", "polity-system"]));
+    });
+
+    it("points at a URL when given one", async () => {
+      const config = await webhookConfig("--url", agent.webhookUrl.replace(/\/validate$/, ""));
+      expect(config.webhooks[0]!.clientConfig.url).toBe(agent.webhookUrl);
+    });
+  });
+});
