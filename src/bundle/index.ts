@@ -85,9 +85,9 @@ export function sha256Hash(bytes: Uint8Array): string {
   return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
 
-export function signBundle(metadata: Omit<BundleMetadata, "type" | "specVersion">, target: Buffer, privateKey: KeyObject): Bundle {
+/** Signs bundle metadata; `keyId` saves deriving it again for every bundle of a batch. */
+export function signBundle(metadata: Omit<BundleMetadata, "type" | "specVersion">, target: Buffer, privateKey: KeyObject, keyId = keyIdOf(createPublicKey(privateKey))): Bundle {
   const signed: BundleMetadata = { type: BUNDLE_TYPE, specVersion: 1, ...metadata };
-  const keyId = keyIdOf(createPublicKey(privateKey));
   const sig = sign(null, Buffer.from(canonicalJson(signed), "utf8"), privateKey).toString("base64");
   return { envelope: { signatures: [{ keyId, sig }], signed }, target };
 }

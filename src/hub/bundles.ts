@@ -175,6 +175,7 @@ export class BundleService {
         },
         item.target,
         this.key.privateKey,
+        this.key.keyId,
       );
       params.push(item.cluster, version, item.targetHash, revocations.hash, expires, canonicalJson(bundle.envelope), now);
       const n = params.length;
