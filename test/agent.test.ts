@@ -11,10 +11,13 @@
  * real `polity agent` processes, except where a test offers bundles to an agent's
  * enforcement directly or moves its clock (then startAgent runs in this process). The hub
  * runs in this process, except where it must die (then it is the real `polity hub`).
+ *
+ * Bugs found are kept as `it.fails` reproductions, each with a BUG comment saying what is
+ * expected and what happens; flip one to `it` when its bug is fixed.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { connect as tlsConnect } from "node:tls";
@@ -23,11 +26,12 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { startAgent, type AgentHealth, type RunningAgent } from "../src/agent/index.js";
+import { DecisionLog, DEFAULT_LOG_OPTIONS } from "../src/agent/logs.js";
 import { decodeBundle, encodeBundle, signBundle, type Bundle, type BundleMetadata } from "../src/bundle/index.js";
 import { call, closeConnections, HubError, type HubEndpoint } from "../src/client/http.js";
 import type { AdmissionReviewResponse } from "../src/decision/review.js";
 import { startHub, type RunningHub } from "../src/hub/index.js";
-import { clusterEndpoint, loadCredentials } from "../src/identity/enrollment.js";
+import { clusterEndpoint, loadCredentials } from "../src/identity/credentials.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const BIN = join(ROOT, "bin/polity.js");
@@ -36,7 +40,7 @@ const FEDERATION = "polity";
 const CLUSTER = "eu-west-1";
 /** Another cluster of the same region: its bundle is not eu-west-1's to read or enforce. */
 const OTHER = "eu-west-2";
-const VECTORS = "/work/shared/vectors/admission";
+const VECTORS = join(ROOT, "../shared/vectors/admission");
 
 // ---- layers and reviews ------------------------------------------------------------------
 
@@ -472,14 +476,31 @@ describe("an agent in step with its hub", () => {
     expect((await health(agent, "/readyz")).httpStatus).toBe(200);
   });
 
-  it("denies privileged-pod.json with its uid, 403 Forbidden and a message naming the policy", async () => {
-    const answer = await review(agent, PRIVILEGED);
-    expectDenied(answer, uidOf(PRIVILEGED));
-    expect(answer.response.status?.message).toContain("privileged");
+  it("denies privileged-pod.json with its uid, 403 Forbidden and a message naming the policy and each violation", async () => {
+    expect(await review(agent, PRIVILEGED)).toEqual({
+      apiVersion: "admission.k8s.io/v1",
+      kind: "AdmissionReview",
+      response: {
+        uid: "5b1c6f9e-0d1a-4a57-9f0e-6a1f1a2b3c4d",
+        allowed: false,
+        status: {
+          code: 403,
+          reason: "Forbidden",
+          message:
+            'denied by Polity: pod-security: privileged (container "shell" must not set securityContext.privileged=true), ' +
+            'allowPrivilegeEscalation != false (container "shell" must set securityContext.allowPrivilegeEscalation=false), ' +
+            'unrestricted capabilities (container "shell" must set securityContext.capabilities.drop=["ALL"]), ' +
+            'runAsNonRoot != true (pod or container "shell" must set securityContext.runAsNonRoot=true), ' +
+            'seccompProfile (pod or container "shell" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")',
+        },
+        // The eu-west region's residency policy warns (its enforcement is warn): the API server shows it to the user.
+        warnings: ["data-residency: production pods in eu-west must be labelled residency=eu"],
+      },
+    });
   });
 
   it("allows compliant-pod.json with its uid and nothing else", async () => {
-    expectAllowed(await review(agent, COMPLIANT), uidOf(COMPLIANT));
+    expect(await review(agent, COMPLIANT)).toEqual({ apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response: { uid: "0f3e2d1c-7b6a-4c5d-8e9f-1a2b3c4d5e6f", allowed: true } });
   });
 
   it("answers AdmissionReviews captured from real API servers with their own uid", async (context) => {
@@ -523,6 +544,32 @@ describe("an agent in step with its hub", () => {
     expect(items.find((c) => c.name === OTHER)?.agent).toBeNull();
   });
 
+  // BUG: a decision-log segment is whatever gathered in memory in one second (up to 4 MiB),
+  // but the hub takes at most 10,000 entries a batch. A burst of more than 10,000 short
+  // denials within a second makes a segment the hub refuses (400) every time; the agent
+  // retries that oldest segment forever, and every later decision log stays on its disk
+  // until the disk bound drops them. Here the burst is written by the agent's own
+  // DecisionLog into the data folder of eu-west-2's agent before it starts.
+  it.fails("uploads the decision logs of a burst of more than 10,000 denials in one second, and the ones after it", async () => {
+    const dir = join(root, "burst-agent");
+    const burst = new DecisionLog(join(dir, "decisions"), DEFAULT_LOG_OPTIONS);
+    for (let i = 0; i < 10_001; i++) {
+      burst.denied({ time: new Date().toISOString(), uid: `burst-${i}`, kind: "Pod", namespace: "shop", operation: "CREATE", allowed: false, bundleVersion: 1, violations: [{ policy: "require-team-label", rule: "team-label", message: "pods must carry a non-empty \"team\" label", enforcement: "deny" }] });
+    }
+    burst.flush();
+    const other = await spawnAgent({ hubUrl: fed.hub.url, cluster: OTHER, dataDir: dir, caFile: fed.caFile, joinToken: await joinToken(fed.admin, OTHER) });
+    try {
+      await eventually("the agent holds a bundle", async () => ((await health(other)).bundleVersion === null ? undefined : true));
+      expectDenied(await review(other, withUid(PRIVILEGED, "after-the-burst")), "after-the-burst", /^denied by Polity: /);
+      await eventually("the denial after the burst reaches the hub", async () => {
+        const uids = new Set((await decisionsAtHub(fed.admin, OTHER)).items.map((e) => e.uid));
+        return uids.has("after-the-burst") && uids.has("burst-0") ? true : undefined;
+      }, 6000);
+    } finally {
+      await other.stop();
+    }
+  });
+
   describe("its identity", () => {
     it("reads its own cluster's bundle, and is refused another cluster's with 403", async () => {
       const creds = loadCredentials(join(agent.dataDir, "identity"))!;
@@ -538,6 +585,26 @@ describe("an agent in step with its hub", () => {
         );
         expect(error, path).toBeInstanceOf(HubError);
         expect((error as HubError).status, path).toBe(403);
+      }
+    });
+    it("will not start as another cluster on its data folder", async () => {
+      const run = await runPolity(["agent", "--hub", fed.hub.url, "--cluster", OTHER, "--data", agent.dataDir, "--listen", "127.0.0.1:0"]);
+      expect(run.code).not.toBe(0);
+      expect(run.out).toBe("");
+      expect(run.err).toContain(`the data folder ${agent.dataDir} holds the identity of cluster ${CLUSTER}, not ${OTHER}`);
+    });
+
+    // BUG: mistakes an operator makes and can fix are reported as "polity: internal error: …"
+    // with the undocumented exit status 70, not as an error with exit status 2 (bad usage or
+    // input) like every other command: starting on another cluster's data folder, and a
+    // webhook address already in use.
+    it.fails("exits with status 2 and a plain error, not an internal error, for a data folder of another cluster or a busy webhook port", async () => {
+      const wrongFolder = await runPolity(["agent", "--hub", fed.hub.url, "--cluster", OTHER, "--data", agent.dataDir, "--listen", "127.0.0.1:0"]);
+      const busyPort = await runPolity(["agent", "--hub", fed.hub.url, "--cluster", OTHER, "--data", join(root, "busy-port-agent"), "--ca", fed.caFile, "--join-token", "unused", "--listen", new URL(agent.webhookUrl).host]);
+      expect(busyPort.err).toMatch(/EADDRINUSE/);
+      for (const run of [wrongFolder, busyPort]) {
+        expect(run.err).not.toMatch(/internal error/);
+        expect(run.code).toBe(2);
       }
     });
   });
@@ -670,6 +737,378 @@ describe("an agent in step with its hub", () => {
     it("points at a URL when given one", async () => {
       const config = await webhookConfig("--url", agent.webhookUrl.replace(/\/validate$/, ""));
       expect(config.webhooks[0]!.clientConfig.url).toBe(agent.webhookUrl);
+    });
+  });
+});
+
+// ---- 2 and 7. a partition: the hub killed, the agent restarted, the hub back ------------------
+
+describe("an agent cut off from its hub", () => {
+  let copy: Federation;
+  let hub: HubProcess;
+  let admin: HubEndpoint;
+  let agent: AgentProcess;
+  let dataDir: string;
+  let held: number;
+  /** Every uid the agent denied, in order. */
+  const denied: string[] = [];
+
+  async function deny(uid: string): Promise<void> {
+    expectDenied(await review(agent, withUid(PRIVILEGED, uid)), uid);
+    denied.push(uid);
+  }
+
+  beforeAll(async () => {
+    copy = copyFederation("partition");
+    dataDir = join(root, "partition-agent");
+    hub = await spawnHub(copy.dir);
+    admin = { ...copy.admin, url: hub.url };
+    agent = await spawnAgent({ hubUrl: hub.url, dataDir, caFile: copy.caFile, joinToken: await joinToken(admin, CLUSTER), pollWait: 2 });
+    held = await eventually("the agent holds a bundle from its hub", async () => (await health(agent)).bundleVersion ?? undefined);
+    await deny("before-the-partition");
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await hub?.stop();
+  });
+
+  it("keeps deciding from the bundle in its memory when its hub is killed with SIGKILL", async () => {
+    await hub.kill();
+    expect(hub.child.signalCode).toBe("SIGKILL");
+    await expect(call(admin, "GET", "/healthz", undefined, { timeoutMs: 2000 })).rejects.toThrow(/cannot reach the hub/);
+    for (const uid of ["hub-down-1", "hub-down-2", "hub-down-3"]) await deny(uid);
+    expectAllowed(await review(agent, COMPLIANT), uidOf(COMPLIANT));
+    const h = await eventually("the agent notices its hub is gone", async () => {
+      const now = await health(agent);
+      return now.lastError === null ? undefined : now;
+    });
+    expect(h).toMatchObject({ bundleVersion: held, bundleSource: "hub", httpStatus: 200 });
+    expect(h.lastError).toMatch(/unreachable|refused|ECONNREFUSED/);
+  });
+
+  it("restarted while its hub is down, decides at once from its disk, and reports itself stale", async () => {
+    expect(await agent.stop()).toBe(0);
+    // No join token, no CA: everything it needs is in its data folder.
+    agent = await spawnAgent({ hubUrl: hub.url, dataDir });
+    // The very first review after it prints its address is decided by the bundle on disk, not failed closed.
+    await deny("restarted-1");
+    const h = await health(agent);
+    expect(h).toMatchObject({ bundleVersion: held, bundleSource: "disk", stale: true, lastSync: null, lastRefusal: null, enrolled: true, httpStatus: 200 });
+    expect(h.decisions.failedClosed).toBe(0);
+    expect((await health(agent, "/readyz")).httpStatus).toBe(200);
+    await deny("restarted-2");
+    // A hundred allowed decisions: logged as one sample that represents them all.
+    for (let i = 1; i <= 100; i++) expectAllowed(await review(agent, withUid(COMPLIANT, `allowed-${i}`)), `allowed-${i}`);
+  });
+
+  it("resyncs when its hub comes back on the same data folder and address", async () => {
+    hub = await spawnHub(copy.dir, hub.port);
+    expect(hub.url).toBe(admin.url);
+    const synced = await eventually("the agent reaches its hub again", async () => {
+      const h = await health(agent);
+      return h.stale === false && h.lastSync !== null ? h : undefined;
+    }, 25_000);
+    expect(synced).toMatchObject({ bundleVersion: held, lastError: null });
+    // And it follows the hub again: a change reaches it by long poll.
+    await call(admin, "POST", "/v1/apply", { files: [GLOBAL_WITH_WARNING] });
+    const newer = await eventually("the change reaches the agent", async () => {
+      const h = await health(agent);
+      return h.bundleVersion !== null && h.bundleVersion > held ? h : undefined;
+    }, 5000);
+    expect(newer).toMatchObject({ bundleSource: "hub", stale: false });
+    await eventually("the hub lists the agent in sync", async () => {
+      const view = (await call<ClusterView>(admin, "GET", `/v1/clusters/${CLUSTER}`)).body;
+      return view.agent?.inSync === true ? view : undefined;
+    }, 12_000);
+  }, 60_000);
+
+  it("delivers every denial made while the hub was down, and across its own restart, to the hub exactly once", async () => {
+    const logs = await eventually("every denial reaches the hub", async () => {
+      const got = await decisionsAtHub(admin);
+      const uids = new Set(got.items.map((e) => e.uid));
+      return denied.every((uid) => uids.has(uid)) ? got : undefined;
+    }, 30_000);
+    const denials = logs.items.filter((e) => !e.allowed);
+    expect(denials.map((e) => e.uid).sort()).toEqual([...denied].sort());
+    for (const entry of denials) {
+      expect(entry.bundleVersion).toBe(held);
+      expect(entry.violations?.map((v) => v.policy)).toContain("pod-security");
+    }
+    expect(logs.dropped).toBe(0);
+  }, 40_000);
+
+  it("sends allowed decisions as samples, each saying how many decisions it represents", async () => {
+    const samples = (await decisionsAtHub(admin)).items.filter((e) => e.allowed);
+    expect(samples).toHaveLength(1);
+    expect(samples[0]).toMatchObject({ uid: "allowed-100", allowed: true, represents: 100, bundleVersion: held });
+    expect(samples[0]!.violations).toBeUndefined();
+  });
+
+  // BUG (minor): allowed decisions are counted in memory until the hundredth makes a sample;
+  // the count of those not yet sampled is lost when the agent stops. The one compliant pod
+  // allowed before the restart is represented by no entry: the samples add up to 100, not
+  // 101. DESIGN section 6: decision logs lose none within their buffer bounds.
+  it.fails("accounts for every allowed decision across its restart: the samples' represents add up to all 101", async () => {
+    const samples = (await decisionsAtHub(admin)).items.filter((e) => e.allowed);
+    expect(samples.reduce((sum, e) => sum + (e.represents ?? 1), 0)).toBe(101);
+  });
+});
+
+// ---- 3 and 4. bundles offered to an agent, and bundles on its disk ------------------------------
+
+describe("bundles", () => {
+  let fed: Federation & { hub: RunningHub };
+  let agent: RunningAgent;
+  const clock = { offsetMs: 0 };
+  let dataDir: string;
+  /** The agent's data folder (identity, webhook, bundles) holding version 2 as current and version 1 as previous. */
+  let snapshot: string;
+  let v1: Buffer;
+  let v2: Buffer;
+  /** Bundles the agent refused, as its log tells. */
+  let refusals = 0;
+
+  const bundleFile = (dir: string, name: "current" | "previous") => join(dir, "bundles", `${name}.bundle`);
+  const metadataOf = (bytes: Buffer): BundleMetadata => decodeBundle(bytes).envelope.signed;
+  const hubKey = () => fed.hub.context.bundles.key.privateKey;
+
+  /** A bundle signed like the hub signs, with some metadata changed. */
+  function forge(from: Buffer, change: Partial<Omit<BundleMetadata, "type" | "specVersion">>, key = hubKey(), target?: Buffer): Buffer {
+    const { type: _type, specVersion: _specVersion, ...metadata } = metadataOf(from);
+    const body = target ?? decodeBundle(from).target;
+    const signed: Bundle = signBundle({ ...metadata, targetLength: body.length, ...change }, body, key);
+    return encodeBundle(signed);
+  }
+
+  beforeAll(async () => {
+    fed = await startCopy("bundles");
+    dataDir = join(root, "bundles-agent");
+    agent = await startAgent({
+      dataDir,
+      hubUrl: fed.hub.url,
+      caPem: fed.hub.caPem,
+      cluster: CLUSTER,
+      joinToken: await joinToken(fed.admin, CLUSTER),
+      webhookPort: 0,
+      pollWaitSeconds: 2,
+      now: () => new Date(Date.now() + clock.offsetMs),
+      log: { info: () => undefined, warn: (message) => void (message === "refused a bundle" && refusals++) },
+    });
+    agents.push(agent);
+    const first = await eventually("the agent holds a bundle", () => agent.health().bundleVersion ?? undefined);
+    v1 = readFileSync(bundleFile(dataDir, "current"));
+    await call(fed.admin, "POST", "/v1/apply", { files: [GLOBAL_WITH_WARNING] });
+    await eventually("the agent holds the next bundle", () => ((agent.health().bundleVersion ?? 0) > first ? true : undefined));
+    v2 = readFileSync(bundleFile(dataDir, "current"));
+    expect(readFileSync(bundleFile(dataDir, "previous"))).toEqual(v1);
+    snapshot = join(root, "bundles-snapshot");
+    for (const part of ["identity", "webhook", "bundles"]) cpSync(join(dataDir, part), join(snapshot, part), { recursive: true });
+  });
+
+  describe("offered to a running agent", () => {
+    afterAll(async () => {
+      await agent.close();
+    });
+
+    it("refuses an older version (rollback) and keeps enforcing the one it holds", () => {
+      expect(metadataOf(v1).version).toBeLessThan(metadataOf(v2).version);
+      expect(agent.enforcement.offer(v1, new Date())).toBeUndefined();
+      expect(agent.health()).toMatchObject({ bundleVersion: metadataOf(v2).version, lastRefusal: { problem: "rollback" } });
+      expect(agent.health().lastRefusal?.message).toMatch(/older than version/);
+      expect(readFileSync(bundleFile(dataDir, "current"))).toEqual(v2);
+    });
+
+    it("refuses a newer bundle that had already expired when offered (freeze)", () => {
+      const held = metadataOf(v2);
+      const frozen = forge(v2, { version: held.version + 1, issuedAt: "2020-01-01T00:00:00.000Z", expires: "2020-01-02T00:00:00.000Z" });
+      expect(agent.enforcement.offer(frozen, new Date())).toBeUndefined();
+      expect(agent.health()).toMatchObject({ bundleVersion: held.version, lastRefusal: { problem: "expired" } });
+      // The time of the offer decides: a bundle offered a second after its expiry is refused too.
+      const expires = Date.parse(held.expires);
+      const fresh = forge(v2, { version: held.version + 1, expires: new Date(expires).toISOString() });
+      expect(agent.enforcement.offer(fresh, new Date(expires + 1000))).toBeUndefined();
+      expect(agent.health().lastRefusal?.problem).toBe("expired");
+    });
+
+    it("refuses another cluster's bundle, though its hub signed it", async () => {
+      const other = (await call<Buffer>(fed.admin, "GET", `/v1/clusters/${OTHER}/bundle`, undefined, { raw: true, binary: true })).body;
+      expect(metadataOf(other).cluster).toBe(OTHER);
+      expect(agent.enforcement.offer(other, new Date())).toBeUndefined();
+      expect(agent.health()).toMatchObject({ bundleVersion: metadataOf(v2).version, lastRefusal: { problem: "wrong-cluster" } });
+      expect(agent.health().lastRefusal?.message).toContain(OTHER);
+    });
+
+    it("refuses a bundle signed by another key (untrusted-key), and one signed by another key under its hub's key id (bad-signature)", () => {
+      const held = metadataOf(v2);
+      const stranger = generateKeyPairSync("ed25519").privateKey;
+      expect(agent.enforcement.offer(forge(v2, { version: held.version + 1 }, stranger), new Date())).toBeUndefined();
+      expect(agent.health().lastRefusal?.problem).toBe("untrusted-key");
+      const impostor = decodeBundle(forge(v2, { version: held.version + 1 }, stranger));
+      const hubKeyId = decodeBundle(v2).envelope.signatures[0]!.keyId;
+      const relabelled = encodeBundle({ ...impostor, envelope: { ...impostor.envelope, signatures: [{ keyId: hubKeyId, sig: impostor.envelope.signatures[0]!.sig }] } });
+      expect(agent.enforcement.offer(relabelled, new Date())).toBeUndefined();
+      expect(agent.health()).toMatchObject({ bundleVersion: held.version, lastRefusal: { problem: "bad-signature" } });
+    });
+
+    it("refuses its own version number with other contents (equivocation)", () => {
+      const held = metadataOf(v2);
+      const other = decodeBundle(v1).target;
+      expect(agent.enforcement.offer(forge(v2, { targetHash: metadataOf(v1).targetHash }, hubKey(), other), new Date())).toBeUndefined();
+      expect(agent.health()).toMatchObject({ bundleVersion: held.version, lastRefusal: { problem: "equivocation" } });
+    });
+
+    it("keeps enforcing the bundle it holds after that bundle's expiry, and reports itself stale", async () => {
+      const held = metadataOf(v2);
+      clock.offsetMs = Date.parse(held.expires) - Date.now() + 3600_000;
+      try {
+        const h = agent.health();
+        expect(h).toMatchObject({ bundleVersion: held.version, stale: true });
+        const answer = await review({ webhookUrl: agent.webhookUrl, webhookCaPem: agent.webhookCaPem }, withUid(PRIVILEGED, "past-expiry"));
+        expectDenied(answer, "past-expiry");
+      } finally {
+        clock.offsetMs = 0;
+      }
+      expect(agent.health().stale).toBe(false);
+    });
+
+    it("accepts a newer bundle signed by its hub's key: what it refused, it refused for the reason it gave", () => {
+      const held = metadataOf(v2);
+      const next = forge(v2, { version: held.version + 1 });
+      expect(agent.enforcement.offer(next, new Date())?.metadata.version).toBe(held.version + 1);
+      expect(agent.health().bundleVersion).toBe(held.version + 1);
+      expect(readFileSync(bundleFile(dataDir, "current"))).toEqual(next);
+      expect(readFileSync(bundleFile(dataDir, "previous"))).toEqual(v2);
+    });
+
+    // BUG: holding a newer version than its hub has (a hub restored from a backup, a stale
+    // mirror; here the bundle just accepted), the agent asks with If-None-Match: "<held>", the
+    // hub answers at once with its older bundle (its version differs), the agent refuses it
+    // as a rollback and asks again at once, without backing off: hundreds of full bundle
+    // downloads a second, from every such agent.
+    it.fails("backs off when its hub keeps answering with a bundle it refuses, instead of asking again at once", async () => {
+      const before = refusals;
+      await sleep(2000);
+      expect(refusals - before).toBeLessThanOrEqual(4);
+    });
+  });
+
+  describe("on its disk, when it restarts with its hub down", () => {
+    let hubUrl: string;
+
+    beforeAll(async () => {
+      hubUrl = `https://127.0.0.1:${await deadPort()}`;
+    });
+
+    /** A copy of the agent's data folder with `tamper` applied, and the real agent started on it. */
+    async function restartedOn(name: string, tamper: (dir: string) => void): Promise<AgentProcess> {
+      const dir = join(root, `tampered-${name}`);
+      cpSync(snapshot, dir, { recursive: true });
+      tamper(dir);
+      return spawnAgent({ hubUrl, dataDir: dir });
+    }
+
+    function flipTarget(path: string): void {
+      const bytes = readFileSync(path);
+      const at = bytes.indexOf(10) + 1 + Math.floor((bytes.length - bytes.indexOf(10)) / 2);
+      bytes[at] = bytes[at]! ^ 0x01;
+      writeFileSync(path, bytes);
+    }
+
+    function flipSignature(path: string): void {
+      const bytes = readFileSync(path);
+      const at = bytes.indexOf('"sig":"') + 7 + 10;
+      bytes[at] = bytes[at] === 0x41 ? 0x42 : 0x41; // another base64 letter
+      writeFileSync(path, bytes);
+    }
+
+    function flipMetadata(path: string): void {
+      const bytes = readFileSync(path);
+      const at = bytes.indexOf('"region":"eu-west"') + '"region":"eu-wes'.length;
+      bytes[at] = bytes[at]! ^ 0x01; // eu-west -> eu-wesu
+      writeFileSync(path, bytes);
+    }
+
+    async function expectPrevious(agent: AgentProcess, problem: string): Promise<void> {
+      const h = await health(agent);
+      expect(h).toMatchObject({ bundleVersion: metadataOf(v1).version, bundleHash: metadataOf(v1).targetHash, bundleSource: "disk", stale: true });
+      expect(h.lastRefusal).toMatchObject({ problem });
+      expect(h.lastRefusal?.message).toMatch(/^current\.bundle on disk: /);
+      expect(agent.output()).toContain('"msg":"refused a bundle"');
+      expect(agent.output()).toContain('"file":"previous.bundle"');
+      expectDenied(await review(agent, withUid(PRIVILEGED, `tampered-${problem}`)), `tampered-${problem}`);
+      // Version 1 has no suggest-owner-label policy: no warning for the compliant pod.
+      expectAllowed(await review(agent, COMPLIANT), uidOf(COMPLIANT));
+    }
+
+    it("enforces current.bundle even past its expiry, and reports itself stale", async () => {
+      const dir = join(root, "restarted-expired");
+      cpSync(snapshot, dir, { recursive: true });
+      const expires = Date.parse(metadataOf(v2).expires);
+      const skew = expires + 3600_000 - Date.now();
+      const late = await startAgent({ dataDir: dir, hubUrl, cluster: CLUSTER, webhookPort: 0, now: () => new Date(Date.now() + skew) });
+      agents.push(late);
+      try {
+        expect(late.health()).toMatchObject({ bundleVersion: metadataOf(v2).version, bundleSource: "disk", stale: true, lastRefusal: null });
+        expectDenied(await review(late, withUid(PRIVILEGED, "expired-on-disk")), "expired-on-disk");
+      } finally {
+        await late.close();
+      }
+    });
+
+    it("refuses current.bundle with a byte of its policy set flipped (target-mismatch) and enforces previous.bundle", async () => {
+      const agent = await restartedOn("target", (dir) => flipTarget(bundleFile(dir, "current")));
+      try {
+        await expectPrevious(agent, "target-mismatch");
+      } finally {
+        expect(await agent.stop()).toBe(0);
+      }
+    });
+
+    it("refuses current.bundle with a byte of its signature changed (bad-signature) and enforces previous.bundle", async () => {
+      const agent = await restartedOn("signature", (dir) => flipSignature(bundleFile(dir, "current")));
+      try {
+        await expectPrevious(agent, "bad-signature");
+      } finally {
+        expect(await agent.stop()).toBe(0);
+      }
+    });
+
+    it("refuses current.bundle with a byte of its signed metadata changed (bad-signature) and enforces previous.bundle", async () => {
+      const agent = await restartedOn("metadata", (dir) => flipMetadata(bundleFile(dir, "current")));
+      try {
+        await expectPrevious(agent, "bad-signature");
+      } finally {
+        expect(await agent.stop()).toBe(0);
+      }
+    });
+
+    it("with both bundles tampered, fails closed: denies every review saying it holds no verified bundle, and is not ready", async () => {
+      const agent = await restartedOn("both", (dir) => {
+        flipTarget(bundleFile(dir, "current"));
+        flipSignature(bundleFile(dir, "previous"));
+      });
+      try {
+        const h = await health(agent);
+        expect(h).toMatchObject({ bundleVersion: null, bundleSource: null, stale: true, httpStatus: 200 });
+        expect(h.lastRefusal).toMatchObject({ problem: "bad-signature" });
+        expect(h.lastRefusal?.message).toMatch(/^previous\.bundle on disk: /);
+        expect((await health(agent, "/readyz")).httpStatus).toBe(503);
+        for (const body of [PRIVILEGED, COMPLIANT]) {
+          expect(await review(agent, body)).toEqual({
+            apiVersion: "admission.k8s.io/v1",
+            kind: "AdmissionReview",
+            response: {
+              uid: uidOf(body),
+              allowed: false,
+              status: { code: 503, reason: "ServiceUnavailable", message: expect.stringMatching(/holds no verified policy bundle/) },
+            },
+          });
+        }
+        expect((await health(agent)).decisions.failedClosed).toBe(2);
+      } finally {
+        expect(await agent.stop()).toBe(0);
+      }
     });
   });
 });
