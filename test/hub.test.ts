@@ -748,7 +748,7 @@ describe("layers", () => {
 
   it("deletes a region layer as an empty version, keeps its history, and its clusters fall back to the layers above", async () => {
     const deleted = await call<{ deleted: string; versions: { id: string; version: number }[]; affected: number }>(h.admin, "DELETE", "/v1/layers/region/eu-west");
-    expect(deleted.body).toEqual({ deleted: "region/eu-west", versions: [{ id: "region/eu-west", version: 3 }], affected: 1 });
+    expect(deleted.body).toEqual({ deleted: "region/eu-west", versions: [{ id: "region/eu-west", version: 3 }], affected: 1, correlationId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
     expect((await layerList()).get("region/eu-west")).toMatchObject({ version: 3, deleted: true, policies: 0 });
     const history = await call<{ items: { version: number; deleted: boolean; files: string[] }[] }>(h.admin, "GET", "/v1/layers/region/eu-west/history");
     expect(history.body.items.map((v) => [v.version, v.deleted])).toEqual([

@@ -125,7 +125,8 @@ describe("inclusion proofs", () => {
         const fails = (mutate: () => void): void => expect(mutate).toThrow(ProofError);
         if (proof.length > 0) {
           const flipped = proof.map((p) => Buffer.from(p));
-          flipped[which % proof.length]![bit % 32] ^= 1 << (bit % 8);
+          const target = flipped[which % proof.length]!;
+          target[bit % 32] = target[bit % 32]! ^ (1 << (bit % 8));
           fails(() => verifyInclusion(index, size, leaves[index]!, flipped, root));
           fails(() => verifyInclusion(index, size, leaves[index]!, proof.slice(1), root));
         }
@@ -176,7 +177,8 @@ describe("consistency proofs", () => {
         const fails = (mutate: () => void): void => expect(mutate).toThrow(ProofError);
         if (proof.length > 0) {
           const flipped = proof.map((p) => Buffer.from(p));
-          flipped[which % proof.length]![bit % 32] ^= 1 << (bit % 8);
+          const target = flipped[which % proof.length]!;
+          target[bit % 32] = target[bit % 32]! ^ (1 << (bit % 8));
           fails(() => verifyConsistency(size1, size2, root1, root2, flipped));
           fails(() => verifyConsistency(size1, size2, root1, root2, proof.slice(0, -1)));
         }

@@ -13,6 +13,12 @@ import { createHash } from "node:crypto";
 
 export const HASH_SIZE = 32;
 
+/**
+ * How the log stores and serves node hashes: tiles of 256 consecutive perfect subtrees of
+ * one level (level L, tile T: nodes (L, 256·T) to (L, 256·T + 255)).
+ */
+export const TILE_WIDTH = 256;
+
 /** SHA-256 of the empty string: the root of the tree with no leaves. */
 export const EMPTY_ROOT: Buffer = createHash("sha256").digest();
 
@@ -70,7 +76,7 @@ export function rangeNodes(range: Range): NodeId[] {
 /** MTH of a range from the hashes of its `rangeNodes`, in the same order. */
 export function foldRange(hashes: readonly Uint8Array[]): Buffer {
   if (hashes.length === 0) return EMPTY_ROOT;
-  let hash = Buffer.from(hashes[hashes.length - 1]!);
+  let hash: Buffer = Buffer.from(hashes[hashes.length - 1]!);
   for (let i = hashes.length - 2; i >= 0; i--) hash = nodeHash(hashes[i]!, hash);
   return hash;
 }
@@ -168,7 +174,7 @@ export function rootFromInclusionProof(leafIndex: number, treeSize: number, leaf
   proof.forEach((p, i) => checkHash(`proof[${i}]`, p));
   let fn = leafIndex;
   let sn = treeSize - 1;
-  let r = Buffer.from(leaf);
+  let r: Buffer = Buffer.from(leaf);
   for (const p of proof) {
     if (sn === 0) throw new ProofError(`the proof has ${proof.length} hashes: too many for leaf ${leafIndex} of a tree of size ${treeSize}`);
     if (fn % 2 === 1 || fn === sn) {
@@ -224,8 +230,8 @@ export function verifyConsistency(size1: number, size2: number, root1: Uint8Arra
     fn = Math.floor(fn / 2);
     sn = Math.floor(sn / 2);
   }
-  let fr = Buffer.from(path[0]!);
-  let sr = Buffer.from(path[0]!);
+  let fr: Buffer = Buffer.from(path[0]!);
+  let sr: Buffer = Buffer.from(path[0]!);
   for (const c of path.slice(1)) {
     if (sn === 0) throw new ProofError(`the proof has ${proof.length} hashes: too many for sizes ${size1} and ${size2}`);
     if (fn % 2 === 1 || fn === sn) {

@@ -60,6 +60,13 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
   },
   { names: ["enroll"], load: async () => [(await import("./commands/enroll.js")).enrollCommand] },
   {
+    names: ["audit head", "audit verify", "audit proof", "audit check-proof", "audit search"],
+    load: async () => {
+      const m = await import("./commands/audit.js");
+      return [m.auditHeadCommand, m.auditVerifyCommand, m.auditProofCommand, m.auditCheckProofCommand, m.auditSearchCommand];
+    },
+  },
+  {
     names: ["agent", "agent webhook-config"],
     load: async () => {
       const m = await import("./commands/agent.js");

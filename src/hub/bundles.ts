@@ -13,6 +13,8 @@ import { canonicalJson } from "../canonical/index.js";
 import { encodeBundle, keyIdOf, sha256Hash, signBundle, type Revocation } from "../bundle/index.js";
 import { seal, unseal, type Sealed } from "../identity/secrets.js";
 import type { Database, Queryable } from "../store/database.js";
+import type { AuditEvent } from "../audit/entry.js";
+import { newCorrelationId, type AuditContext, type AuditLog } from "./audit.js";
 import type { Federation } from "./federation.js";
 import type { IdentityService } from "./identity.js";
 
@@ -22,12 +24,16 @@ export interface SigningKey {
   readonly publicKeyPem: string;
 }
 
-/** The bundle-signing key: created once (by whichever hub gets there first), sealed at rest. */
-export async function loadSigningKey(db: Database, operatorKey: string): Promise<SigningKey> {
+/** What a hub signs, each with its own key: bundles, and the audit log's tree heads. */
+export type KeyPurpose = "bundles" | "audit-log";
+
+/** A hub signing key (Ed25519): created once (by whichever hub gets there first), sealed at rest. */
+export async function loadSigningKey(db: Database, operatorKey: string, purpose: KeyPurpose = "bundles"): Promise<SigningKey> {
   return db.transaction(async (tx) => {
     await tx.query("SELECT pg_advisory_xact_lock(7346203)");
     const [row] = await tx.query<{ public_key_pem: string; private_key_sealed: Sealed }>(
-      "SELECT public_key_pem, private_key_sealed FROM signing_keys WHERE purpose = 'bundles' ORDER BY created_at DESC LIMIT 1",
+      "SELECT public_key_pem, private_key_sealed FROM signing_keys WHERE purpose = $1 ORDER BY created_at DESC LIMIT 1",
+      [purpose],
     );
     if (row !== undefined) {
       const privateKey = createPrivateKey(unseal(row.private_key_sealed, operatorKey).toString("utf8"));
@@ -37,7 +43,7 @@ export async function loadSigningKey(db: Database, operatorKey: string): Promise
     const publicKeyPem = publicKey.export({ type: "spki", format: "pem" }).toString();
     const keyId = keyIdOf(publicKey);
     const sealed = seal(privateKey.export({ type: "pkcs8", format: "pem" }).toString(), operatorKey);
-    await tx.query("INSERT INTO signing_keys (id, purpose, public_key_pem, private_key_sealed) VALUES ($1, 'bundles', $2, $3)", [keyId, publicKeyPem, JSON.stringify(sealed)]);
+    await tx.query("INSERT INTO signing_keys (id, purpose, public_key_pem, private_key_sealed) VALUES ($1, $2, $3, $4)", [keyId, purpose, publicKeyPem, JSON.stringify(sealed)]);
     return { keyId, privateKey, publicKeyPem };
   });
 }
@@ -70,6 +76,7 @@ export class BundleService {
     private readonly identity: IdentityService,
     readonly key: SigningKey,
     private readonly options: BundleOptions,
+    private readonly audit: AuditLog,
   ) {
     federation.onReload((since) => this.reload(since));
   }
@@ -108,7 +115,7 @@ export class BundleService {
    * them in one transaction (with the generation, so other hubs reload them). Returns the
    * clusters that got a new bundle.
    */
-  async refresh(clusters: Iterable<string>): Promise<string[]> {
+  async refresh(clusters: Iterable<string>, context: AuditContext = { actor: "hub", correlationId: newCorrelationId() }): Promise<string[]> {
     const now = this.options.now();
     const revocations = await this.revocations();
     const due: { cluster: string; region: string; target: Buffer; targetHash: string }[] = [];
@@ -136,7 +143,9 @@ export class BundleService {
     const expires = new Date(now.getTime() + this.options.validityMs);
     const generation = await this.db.transaction(async (tx) => {
       const [row] = await tx.query<{ generation: string }>("UPDATE federation SET generation = generation + 1 RETURNING generation::text AS generation");
-      for (let i = 0; i < due.length; i += 500) await this.writeBatch(tx, due.slice(i, i + 500), revocations, now, expires);
+      const events: AuditEvent[] = [];
+      for (let i = 0; i < due.length; i += 500) events.push(...(await this.writeBatch(tx, due.slice(i, i + 500), revocations, now, expires, context)));
+      await this.audit.record(tx, events);
       return row!.generation;
     });
     await this.federation.sync(generation);
@@ -149,7 +158,8 @@ export class BundleService {
     revocations: { list: Revocation[]; hash: string },
     now: Date,
     expires: Date,
-  ): Promise<void> {
+    context: AuditContext,
+  ): Promise<AuditEvent[]> {
     // Versions come from the database row (locked), so that they grow whichever hub writes.
     const versions = new Map(
       (await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM bundles WHERE cluster = ANY($1) FOR UPDATE", [batch.map((b) => b.cluster)])).map((r) => [
@@ -159,6 +169,7 @@ export class BundleService {
     );
     const values: string[] = [];
     const params: unknown[] = [];
+    const events: AuditEvent[] = [];
     for (const item of batch) {
       const version = (versions.get(item.cluster) ?? 0) + 1;
       const bundle = signBundle(
@@ -177,16 +188,27 @@ export class BundleService {
         this.key.privateKey,
         this.key.keyId,
       );
-      params.push(item.cluster, version, item.targetHash, revocations.hash, expires, canonicalJson(bundle.envelope), now);
+      const envelope = canonicalJson(bundle.envelope);
+      params.push(item.cluster, version, item.targetHash, revocations.hash, expires, envelope, now, context.correlationId);
       const n = params.length;
-      values.push(`($${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n})`);
+      values.push(`($${n - 7}, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n})`);
+      events.push({
+        kind: "bundle.published",
+        actor: context.actor,
+        cluster: item.cluster,
+        region: item.region,
+        correlationId: context.correlationId,
+        // The envelope is the signed metadata and its signature; it names the policy set's hash.
+        data: { version, envelopeHash: sha256Hash(Buffer.from(envelope, "utf8")), targetHash: item.targetHash, revocationsHash: revocations.hash, expires: expires.toISOString() },
+      });
     }
     await tx.query(
-      `INSERT INTO bundles (cluster, version, target_hash, revocations_hash, expires_at, envelope, updated_at) VALUES ${values.join(", ")}
+      `INSERT INTO bundles (cluster, version, target_hash, revocations_hash, expires_at, envelope, updated_at, correlation_id) VALUES ${values.join(", ")}
        ON CONFLICT (cluster) DO UPDATE SET version = EXCLUDED.version, target_hash = EXCLUDED.target_hash, revocations_hash = EXCLUDED.revocations_hash,
-         expires_at = EXCLUDED.expires_at, envelope = EXCLUDED.envelope, updated_at = EXCLUDED.updated_at`,
+         expires_at = EXCLUDED.expires_at, envelope = EXCLUDED.envelope, updated_at = EXCLUDED.updated_at, correlation_id = EXCLUDED.correlation_id`,
       params,
     );
+    return events;
   }
 
   /** The cluster's current bundle, as bytes; undefined when it has none. */

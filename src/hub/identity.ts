@@ -19,6 +19,8 @@ import {
 import { seal, unseal, type Sealed } from "../identity/secrets.js";
 import { importPrivateKeyPem, x509 } from "../identity/x509.js";
 import type { Database, Queryable } from "../store/database.js";
+import type { AuditEvent } from "../audit/entry.js";
+import { newCorrelationId, type AuditContext, type AuditLog } from "./audit.js";
 import { ApiError, badRequest, forbidden, notFound, unauthorized } from "./status.js";
 
 export interface IdentityOptions {
@@ -83,11 +85,15 @@ export interface ClusterCertificate {
   readonly renewAfter: string;
 }
 
+/** Why an enrolment was refused, as the audit log records it. */
+export type EnrolmentFailure = "unknown-token" | "used-token" | "expired-token" | "revoked-cluster" | "bad-csr" | "wrong-cluster";
+
 export class IdentityService {
   constructor(
     private readonly db: Database,
     readonly authority: CertificateAuthority,
     private readonly options: IdentityOptions,
+    private readonly audit: AuditLog,
   ) {}
 
   get federation(): string {
@@ -113,21 +119,53 @@ export class IdentityService {
     );
   }
 
-  async mintJoinToken(cluster: string, ttlMs: number, by: string): Promise<{ token: string; expiresAt: string }> {
-    const [row] = await this.db.query<{ revoked_at: Date | null }>("SELECT revoked_at FROM clusters WHERE name = $1", [cluster]);
+  private issuedEvent(issued: IssuedCertificate, cluster: string, region: string, context: AuditContext, how: "enrolment" | "renewal") {
+    return {
+      kind: "certificate.issued" as const,
+      actor: context.actor,
+      cluster,
+      region,
+      correlationId: context.correlationId,
+      data: { serial: issued.serial, notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(), publicKeySha256: issued.publicKeySha256, how },
+    };
+  }
+
+  /** Logs a refused enrolment (in its own transaction: the enrolment itself wrote nothing), then throws. */
+  private async refuse(error: ApiError, reason: EnrolmentFailure, token: { id: string; cluster: string; region: string } | undefined, data: Record<string, string> = {}): Promise<never> {
+    await this.audit.append([
+      {
+        kind: "enrolment.failed",
+        actor: token === undefined ? "anonymous" : `join-token:${token.id}`,
+        cluster: token?.cluster ?? null,
+        region: token?.region ?? null,
+        correlationId: newCorrelationId(),
+        data: { reason, message: error.message, ...data },
+      },
+    ]);
+    throw error;
+  }
+
+  async mintJoinToken(cluster: string, ttlMs: number, by: string, context: AuditContext): Promise<{ id: string; token: string; expiresAt: string }> {
+    const [row] = await this.db.query<{ revoked_at: Date | null; region: string }>("SELECT revoked_at, region FROM clusters WHERE name = $1", [cluster]);
     if (row === undefined) throw notFound(`no cluster named ${JSON.stringify(cluster)}: register it first`);
     if (row.revoked_at !== null) throw forbidden(`cluster ${cluster} is revoked; remove it and register it again to readmit it`);
     const token = newSecret("join");
+    const id = randomBytes(6).toString("hex");
     const expiresAt = new Date(this.options.now().getTime() + ttlMs);
-    await this.db.query("INSERT INTO join_tokens (id, cluster, hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)", [
-      randomBytes(6).toString("hex"),
-      cluster,
-      sha256(token),
-      by,
-      this.options.now(),
-      expiresAt,
-    ]);
-    return { token, expiresAt: expiresAt.toISOString() };
+    await this.db.transaction(async (tx) => {
+      await tx.query("INSERT INTO join_tokens (id, cluster, hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)", [
+        id,
+        cluster,
+        sha256(token),
+        by,
+        this.options.now(),
+        expiresAt,
+      ]);
+      await this.audit.record(tx, [
+        { kind: "join-token.created", actor: context.actor, cluster, region: row.region, correlationId: context.correlationId, data: { id, expiresAt: expiresAt.toISOString() } },
+      ]);
+    });
+    return { id, token, expiresAt: expiresAt.toISOString() };
   }
 
   /** Enrolment: a one-time join token and a CSR whose key the cluster generated and keeps. */
@@ -137,29 +175,41 @@ export class IdentityService {
       "SELECT t.id, t.cluster, t.expires_at, t.used_at, c.region, c.revoked_at FROM join_tokens t JOIN clusters c ON c.name = t.cluster WHERE t.hash = $1",
       [sha256(joinToken)],
     );
-    if (token === undefined) throw unauthorized("the join token is not valid: mint one with 'polity cluster join-token <cluster>'");
-    if (token.used_at !== null) throw unauthorized(`the join token was already used (at ${new Date(token.used_at).toISOString()}); a join token admits one enrolment`);
-    if (new Date(token.expires_at).getTime() <= now.getTime()) throw unauthorized(`the join token expired at ${new Date(token.expires_at).toISOString()}; mint a new one`);
-    if (token.revoked_at !== null) throw forbidden(`cluster ${token.cluster} is revoked`);
+    if (token === undefined) return this.refuse(unauthorized("the join token is not valid: mint one with 'polity cluster join-token <cluster>'"), "unknown-token", undefined);
+    if (token.used_at !== null) {
+      return this.refuse(unauthorized(`the join token was already used (at ${new Date(token.used_at).toISOString()}); a join token admits one enrolment`), "used-token", token);
+    }
+    if (new Date(token.expires_at).getTime() <= now.getTime()) {
+      return this.refuse(unauthorized(`the join token expired at ${new Date(token.expires_at).toISOString()}; mint a new one`), "expired-token", token);
+    }
+    if (token.revoked_at !== null) return this.refuse(forbidden(`cluster ${token.cluster} is revoked`), "revoked-cluster", token);
     let csr;
     try {
       csr = await readCsr(csrPem);
     } catch (error) {
-      if (error instanceof CsrError) throw badRequest(error.message);
+      if (error instanceof CsrError) return this.refuse(badRequest(error.message), "bad-csr", token);
       throw error;
     }
     let issued: IssuedCertificate;
     try {
       issued = await issueClusterCertificate(this.authority, csr, { region: token.region, cluster: token.cluster }, now, this.options.certificateTtlMs);
     } catch (error) {
-      if (error instanceof CsrError) throw forbidden(error.message);
+      if (error instanceof CsrError) {
+        const wrongCluster = csr.commonName !== token.cluster;
+        return this.refuse(forbidden(error.message), wrongCluster ? "wrong-cluster" : "bad-csr", token, wrongCluster ? { requested: csr.commonName ?? "" } : {});
+      }
       throw error;
     }
+    const context: AuditContext = { actor: `join-token:${token.id}`, correlationId: newCorrelationId() };
     await this.db.transaction(async (tx) => {
       // Single use, whichever hub process sees the token first.
       const consumed = await tx.query("UPDATE join_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL RETURNING id", [now, token.id]);
       if (consumed.length === 0) throw unauthorized("the join token was already used; a join token admits one enrolment");
       await this.record(tx, issued, token.cluster, token.region);
+      await this.audit.record(tx, [
+        { kind: "cluster.enrolled", actor: context.actor, cluster: token.cluster, region: token.region, correlationId: context.correlationId, data: { joinToken: token.id, serial: issued.serial } },
+        this.issuedEvent(issued, token.cluster, token.region, context, "enrolment"),
+      ]);
     });
     return this.answer(issued, token.region, token.cluster);
   }
@@ -195,7 +245,10 @@ export class IdentityService {
       if (error instanceof CsrError) throw forbidden(error.message);
       throw error;
     }
-    await this.db.transaction((tx) => this.record(tx, issued, peer.cluster, peer.region));
+    await this.db.transaction(async (tx) => {
+      await this.record(tx, issued, peer.cluster, peer.region);
+      await this.audit.record(tx, [this.issuedEvent(issued, peer.cluster, peer.region, { actor: `cluster:${peer.cluster}`, correlationId: newCorrelationId() }, "renewal")]);
+    });
     return this.answer(issued, peer.region, peer.cluster);
   }
 
@@ -216,11 +269,15 @@ export class IdentityService {
     if (row.cert_revoked !== null || row.cluster_revoked !== null) throw unauthorized(`cluster ${peer.cluster}'s identity is revoked`);
   }
 
-  async revokeCluster(tx: Queryable, cluster: string): Promise<number> {
+  /** Revokes a cluster's identity in the caller's transaction; returns the certificates' audit event to record last. */
+  async revokeCluster(tx: Queryable, cluster: string, region: string, context: AuditContext): Promise<{ certificates: number; event: AuditEvent }> {
     const now = this.options.now();
     await tx.query("UPDATE clusters SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL", [now, cluster]);
-    const revoked = await tx.query("UPDATE certificates SET revoked_at = $1 WHERE cluster = $2 AND revoked_at IS NULL RETURNING serial", [now, cluster]);
-    return revoked.length;
+    const revoked = await tx.query<{ serial: string }>("UPDATE certificates SET revoked_at = $1 WHERE cluster = $2 AND revoked_at IS NULL RETURNING serial", [now, cluster]);
+    return {
+      certificates: revoked.length,
+      event: { kind: "certificate.revoked", actor: context.actor, cluster, region, correlationId: context.correlationId, data: { serials: revoked.map((r) => r.serial).sort() } },
+    };
   }
 
   async revocations(): Promise<{ serial: string; cluster: string; revokedAt: Date; notAfter: Date }[]> {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { openDatabase, type Database } from "../store/database.js";
 import { migrate } from "../store/migrations.js";
 import { Federation } from "./federation.js";
+import { AuditLog, DEFAULT_AUDIT_OPTIONS, type AuditOptions } from "./audit.js";
 import { BundleService, loadSigningKey } from "./bundles.js";
 import { IdentityService, initialize } from "./identity.js";
 import type { HubContext } from "./routes.js";
@@ -35,6 +36,8 @@ export interface HubOptions {
   readonly bundleValidityMs?: number;
   readonly now?: () => Date;
   readonly log?: boolean;
+  /** Audit log timings and bounds (integration every second, a head at least every minute…). */
+  readonly audit?: Partial<Omit<AuditOptions, "origin" | "now">>;
 }
 
 export interface RunningHub {
@@ -76,20 +79,31 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       adminTokenFile = join(options.dataDir, "admin.token");
       writePrivateFile(adminTokenFile, `${init.bootstrapToken}\n`);
     }
-    const identity = new IdentityService(db, init.authority, {
-      certificateTtlMs: options.certificateTtlMs ?? DEFAULT_CERTIFICATE_TTL_MS,
-      graceMs: options.graceMs ?? DEFAULT_GRACE_MS,
+    const audit = new AuditLog(db, await loadSigningKey(db, options.operatorKey, "audit-log"), {
+      ...DEFAULT_AUDIT_OPTIONS,
+      ...options.audit,
+      origin: `${init.federation}/audit`,
       now,
     });
+    const identity = new IdentityService(
+      db,
+      init.authority,
+      { certificateTtlMs: options.certificateTtlMs ?? DEFAULT_CERTIFICATE_TTL_MS, graceMs: options.graceMs ?? DEFAULT_GRACE_MS, now },
+      audit,
+    );
     const federation = new Federation(db);
-    const bundles = new BundleService(db, federation, identity, await loadSigningKey(db, options.operatorKey), {
-      validityMs: options.bundleValidityMs ?? DEFAULT_BUNDLE_VALIDITY_MS,
-      now,
-    });
+    const bundles = new BundleService(
+      db,
+      federation,
+      identity,
+      await loadSigningKey(db, options.operatorKey),
+      { validityMs: options.bundleValidityMs ?? DEFAULT_BUNDLE_VALIDITY_MS, now },
+      audit,
+    );
     await federation.sync();
     // Bundles for clusters that have none or whose bundle is due (a restart after a long stop).
     await bundles.refresh(federation.clusters.keys());
-    const context: HubContext = { db, federation, identity, bundles, now };
+    const context: HubContext = { db, federation, identity, bundles, audit, now };
     const serving = await identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]);
     const app = await createServer(context, {
       certificatePem: serving.certificatePem,
@@ -109,6 +123,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
         .catch(() => undefined);
     }, 2_000);
     ticker.unref();
+    audit.start();
     const host = options.host ?? "127.0.0.1";
     await app.listen({ host, port: options.port ?? 8443 });
     const address = app.server.address();
@@ -126,6 +141,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
         clearInterval(ticker);
         bundles.wakeAll();
         await app.close();
+        await audit.stop();
         await stopListening();
         await db.close();
       },

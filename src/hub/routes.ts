@@ -4,12 +4,18 @@
  * server registers the table and publishes it as OpenAPI, so the two cannot drift.
  */
 import { randomBytes } from "node:crypto";
+import type { AuditEvent } from "../audit/entry.js";
+import type { Json } from "../canonical/index.js";
 import { PolityError } from "../errors.js";
 import type { ClusterIdentity, EffectivePolicySet } from "../layering/effective.js";
 import type { Database } from "../store/database.js";
 import { BUNDLE_MEDIA_TYPE } from "../bundle/index.js";
+import type { AuditContext, AuditLog } from "./audit.js";
+import { newCorrelationId } from "./audit.js";
+import { actorOf, layerChangeEvents, requestedCorrelationId } from "./audit-events.js";
+import { AUDIT_ROUTES } from "./audit-routes.js";
 import type { BundleService } from "./bundles.js";
-import { layersFromFiles, layerId, type Federation, type SourceFile } from "./federation.js";
+import { layersFromFiles, layerId, type Federation, type Plan, type SourceFile } from "./federation.js";
 import { newSecret, sha256, type IdentityService, type PeerCertificate } from "./identity.js";
 import { denial, describePrincipal, ROLES, type Access, type Principal, type Target } from "./principal.js";
 import { ApiError, badRequest, conflict, forbidden, fromPolityError, notFound } from "./status.js";
@@ -19,6 +25,7 @@ export interface HubContext {
   readonly federation: Federation;
   readonly identity: IdentityService;
   readonly bundles: BundleService;
+  readonly audit: AuditLog;
   readonly now: () => Date;
 }
 
@@ -90,6 +97,32 @@ function allow(principal: Principal, access: Access, target: Target): void {
 
 function author(principal: Principal): string {
   return describePrincipal(principal);
+}
+
+/** Who is acting, and the correlation id the change's events share (the caller's X-Correlation-Id, or a new one). */
+function auditContext(call: Call): AuditContext {
+  return { actor: actorOf(call.principal), correlationId: requestedCorrelationId(call.headers["x-correlation-id"]) ?? newCorrelationId() };
+}
+
+/** Where a layer applies, for the audit log: its region, or null for the global layer. */
+function layerRegion(hub: HubContext, id: string, layerRegionName: string | undefined): string | null {
+  if (id === "global") return null;
+  const [tier, name] = id.split("/") as [string, string];
+  if (tier === "region") return name;
+  return hub.federation.clusters.get(name)?.region ?? layerRegionName ?? null;
+}
+
+/** Commits a plan with its audit events, then publishes the bundles it changes under the same correlation id. */
+async function commitPlan(hub: HubContext, call: Call, plan: Plan, context: AuditContext): Promise<{ id: string; version: number }[]> {
+  const events = plan.changes
+    .filter((c) => !c.unchanged)
+    .flatMap((c) => {
+      const before = hub.federation.layers.get(c.id);
+      return layerChangeEvents(c, before, layerRegion(hub, c.id, c.layer?.region ?? before?.layer?.region), context);
+    });
+  const written = await hub.federation.commit(plan, author(call.principal), (tx) => hub.audit.record(tx, events));
+  if (written.length > 0) await hub.bundles.refresh(plan.affected.map((a) => a.cluster), context);
+  return written;
 }
 
 function clusterTarget(hub: HubContext, name: string): Target & { kind: "cluster" } {
@@ -196,6 +229,41 @@ async function agentStatuses(hub: HubContext, names: readonly string[]): Promise
   return new Map(rows.map((r) => [r.cluster, { ...r, reported_at: new Date(r.reported_at) }]));
 }
 
+/** Denials per audit entry: a burst becomes several entries of bounded size. */
+const DENIALS_PER_ENTRY = 500;
+
+const text = (value: unknown, max = 253): string | null => (typeof value === "string" ? value.slice(0, max) : null);
+
+/**
+ * The denials of a decision-log batch, as the audit log keeps them: who asked for what,
+ * and which policies and rules said no. Not the messages: a message may quote the object,
+ * and the log keeps no workload data.
+ */
+function denialsOf(entries: readonly unknown[]): { [key: string]: Json }[] {
+  const out: { [key: string]: Json }[] = [];
+  for (const entry of entries) {
+    if (typeof entry !== "object" || entry === null) continue;
+    const e = entry as Record<string, unknown>;
+    if (e.allowed !== false) continue;
+    const violations = Array.isArray(e.violations) ? e.violations : [];
+    out.push({
+      time: text(e.time, 40),
+      uid: text(e.uid, 128),
+      operation: text(e.operation, 16),
+      kind: text(e.kind),
+      namespace: text(e.namespace),
+      name: text(e.name),
+      user: text(e.user),
+      bundleVersion: typeof e.bundleVersion === "number" ? e.bundleVersion : null,
+      violations: violations.slice(0, 64).map((v: unknown) => {
+        const r = (typeof v === "object" && v !== null ? v : {}) as Record<string, unknown>;
+        return { policy: text(r.policy), rule: text(r.rule), enforcement: text(r.enforcement, 16) };
+      }),
+    });
+  }
+  return out;
+}
+
 // ---- the routes --------------------------------------------------------------------------
 
 export const ROUTES: readonly Route[] = [
@@ -296,16 +364,29 @@ export const ROUTES: readonly Route[] = [
       const token = newSecret("polity");
       const id = randomBytes(6).toString("hex");
       const expiresAt = new Date(hub.now().getTime() + (body.ttlSeconds ?? 90 * 24 * 3600) * 1000);
-      await hub.db.query("INSERT INTO tokens (id, name, role, region, hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", [
-        id,
-        body.name,
-        body.role,
-        body.region ?? null,
-        sha256(token),
-        author(call.principal),
-        hub.now(),
-        expiresAt,
-      ]);
+      const context = auditContext(call);
+      await hub.db.transaction(async (tx) => {
+        await tx.query("INSERT INTO tokens (id, name, role, region, hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", [
+          id,
+          body.name,
+          body.role,
+          body.region ?? null,
+          sha256(token),
+          author(call.principal),
+          hub.now(),
+          expiresAt,
+        ]);
+        await hub.audit.record(tx, [
+          {
+            kind: "token.created",
+            actor: context.actor,
+            cluster: null,
+            region: body.region ?? null,
+            correlationId: context.correlationId,
+            data: { id, name: body.name, role: body.role, region: body.region ?? null, expiresAt: expiresAt.toISOString() },
+          },
+        ]);
+      });
       return { status: 201, body: { id, name: body.name, role: body.role, region: body.region ?? null, expiresAt: expiresAt.toISOString(), token } };
     },
   },
@@ -328,8 +409,16 @@ export const ROUTES: readonly Route[] = [
     auth: "authenticated",
     async handle(hub, call) {
       if (call.principal.kind !== "token" || call.principal.role !== "global-admin") throw forbidden("only a global admin revokes tokens");
-      const rows = await hub.db.query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING id", [hub.now(), call.params.id]);
-      if (rows.length === 0) throw notFound(`no live token with id ${JSON.stringify(call.params.id)}`);
+      const context = auditContext(call);
+      await hub.db.transaction(async (tx) => {
+        const rows = await tx.query<{ name: string; role: string; region: string | null }>(
+          "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING name, role, region",
+          [hub.now(), call.params.id],
+        );
+        if (rows.length === 0) throw notFound(`no live token with id ${JSON.stringify(call.params.id)}`);
+        const { name, role, region } = rows[0]!;
+        await hub.audit.record(tx, [{ kind: "token.revoked", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { id: call.params.id!, name, role } }]);
+      });
       return { body: { id: call.params.id, revoked: true } };
     },
   },
@@ -412,9 +501,9 @@ export const ROUTES: readonly Route[] = [
       if (record === undefined || record.layer === undefined) throw notFound(`layer ${id} does not exist`);
       allow(call.principal, "write", layerTarget(hub, id, record.layer.region));
       const plan = engine("deleting the layer is refused", () => hub.federation.plan([{ id, layer: undefined, files: [] }]));
-      const written = await hub.federation.commit(plan, author(call.principal));
-      await hub.bundles.refresh(plan.affected.map((a) => a.cluster));
-      return { body: { deleted: id, versions: written, affected: plan.affected.length } };
+      const context = auditContext(call);
+      const written = await commitPlan(hub, call, plan, context);
+      return { body: { deleted: id, versions: written, affected: plan.affected.length, correlationId: context.correlationId } };
     },
   },
   {
@@ -428,12 +517,14 @@ export const ROUTES: readonly Route[] = [
     async handle(hub, call) {
       const { files, dryRun } = call.body as { files: SourceFile[]; dryRun?: boolean };
       const plan = planFiles(hub, call.principal, files, dryRun === true ? "read" : "write");
-      const written = dryRun === true ? [] : await hub.federation.commit(plan, author(call.principal));
-      if (written.length > 0) await hub.bundles.refresh(plan.affected.map((a) => a.cluster));
+      const context = auditContext(call);
+      const written = dryRun === true ? [] : await commitPlan(hub, call, plan, context);
       return {
         status: dryRun === true || written.length === 0 ? 200 : 201,
+        headers: { "x-correlation-id": context.correlationId },
         body: {
           dryRun: dryRun === true,
+          correlationId: written.length === 0 ? null : context.correlationId,
           layers: plan.changes.map((c) => ({ id: c.id, unchanged: c.unchanged, version: c.unchanged ? c.baseVersion : (written.find((w) => w.id === c.id)?.version ?? c.baseVersion + 1), contentHash: c.contentHash })),
           clusters: plan.affected.map((a) => ({ cluster: a.cluster, before: a.before ?? null, after: a.after.hash, changed: a.before !== a.after.hash })),
         },
@@ -494,14 +585,18 @@ export const ROUTES: readonly Route[] = [
       const identity: ClusterIdentity = { name: body.name, region: body.region, labels: body.labels ?? {} };
       const validatedAt = hub.federation.generation;
       const set = engine(`cluster ${body.name} cannot be registered`, () => hub.federation.effectiveForNew(identity));
+      const context = auditContext(call);
       await hub.federation.write(async (tx) => {
         const inserted = await tx.query(
           "INSERT INTO clusters (name, region, labels, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (name) DO NOTHING RETURNING name",
           [body.name, body.region, JSON.stringify(identity.labels), author(call.principal), hub.now()],
         );
         if (inserted.length === 0) throw conflict(`cluster ${body.name} is already registered`);
+        await hub.audit.record(tx, [
+          { kind: "cluster.registered", actor: context.actor, cluster: body.name, region: body.region, correlationId: context.correlationId, data: { labels: { ...identity.labels } } },
+        ]);
       }, validatedAt);
-      await hub.bundles.refresh([body.name]);
+      await hub.bundles.refresh([body.name], context);
       return { status: 201, body: { ...clusterView(hub, body.name), effective: summarize(set) } };
     },
   },
@@ -533,8 +628,15 @@ export const ROUTES: readonly Route[] = [
       const identity: ClusterIdentity = { name: target.cluster, region: target.region, labels };
       const validatedAt = hub.federation.generation;
       engine(`cluster ${target.cluster} cannot be relabelled`, () => hub.federation.effectiveForNew(identity));
-      await hub.federation.write((tx) => tx.query("UPDATE clusters SET labels = $1, updated_at = $2 WHERE name = $3", [JSON.stringify(labels), hub.now(), target.cluster]), validatedAt);
-      await hub.bundles.refresh([target.cluster]);
+      const context = auditContext(call);
+      const before = { ...hub.federation.clusters.get(target.cluster)!.labels };
+      await hub.federation.write(async (tx) => {
+        await tx.query("UPDATE clusters SET labels = $1, updated_at = $2 WHERE name = $3", [JSON.stringify(labels), hub.now(), target.cluster]);
+        await hub.audit.record(tx, [
+          { kind: "cluster.relabelled", actor: context.actor, cluster: target.cluster, region: target.region, correlationId: context.correlationId, data: { before, after: { ...labels } } },
+        ]);
+      }, validatedAt);
+      await hub.bundles.refresh([target.cluster], context);
       return { body: clusterView(hub, target.cluster) };
     },
   },
@@ -546,11 +648,16 @@ export const ROUTES: readonly Route[] = [
     async handle(hub, call) {
       const target = clusterTarget(hub, call.params.name!);
       allow(call.principal, "write", target);
+      const context = auditContext(call);
       await hub.federation.write(async (tx) => {
-        await hub.identity.revokeCluster(tx, target.cluster);
+        const revoked = await hub.identity.revokeCluster(tx, target.cluster, target.region, context);
         await tx.query("DELETE FROM clusters WHERE name = $1", [target.cluster]);
+        await hub.audit.record(tx, [
+          { kind: "cluster.removed", actor: context.actor, cluster: target.cluster, region: target.region, correlationId: context.correlationId, data: {} },
+          revoked.event,
+        ]);
       });
-      await hub.bundles.refresh(hub.federation.clusters.keys());
+      await hub.bundles.refresh(hub.federation.clusters.keys(), context);
       return { body: { removed: target.cluster } };
     },
   },
@@ -564,7 +671,8 @@ export const ROUTES: readonly Route[] = [
       const target = clusterTarget(hub, call.params.name!);
       allow(call.principal, "write", target);
       const ttl = ((call.body as { ttlSeconds?: number } | undefined)?.ttlSeconds ?? 3600) * 1000;
-      return { status: 201, body: { cluster: target.cluster, ...(await hub.identity.mintJoinToken(target.cluster, ttl, author(call.principal))) } };
+      const { token, expiresAt } = await hub.identity.mintJoinToken(target.cluster, ttl, author(call.principal), auditContext(call));
+      return { status: 201, body: { cluster: target.cluster, token, expiresAt } };
     },
   },
   {
@@ -576,11 +684,14 @@ export const ROUTES: readonly Route[] = [
       const target = clusterTarget(hub, call.params.name!);
       allow(call.principal, "write", target);
       let certificates = 0;
+      const context = auditContext(call);
       await hub.federation.write(async (tx) => {
-        certificates = await hub.identity.revokeCluster(tx, target.cluster);
+        const revoked = await hub.identity.revokeCluster(tx, target.cluster, target.region, context);
+        certificates = revoked.certificates;
+        await hub.audit.record(tx, [revoked.event]);
       });
       // The revocation reaches every agent in its next bundle.
-      await hub.bundles.refresh(hub.federation.clusters.keys());
+      await hub.bundles.refresh(hub.federation.clusters.keys(), context);
       return { body: { cluster: target.cluster, revoked: true, certificates } };
     },
   },
@@ -644,10 +755,29 @@ export const ROUTES: readonly Route[] = [
     body: { type: "object", required: ["bundleVersion"], properties: { bundleVersion: { type: ["integer", "null"] } } },
     async handle(hub, call) {
       if (call.principal.kind !== "cluster") throw forbidden("status is reported by a cluster's agent");
-      await hub.db.query(
-        "INSERT INTO agent_status (cluster, reported_at, status) VALUES ($1, $2, $3) ON CONFLICT (cluster) DO UPDATE SET reported_at = EXCLUDED.reported_at, status = EXCLUDED.status",
-        [call.principal.cluster, hub.now(), JSON.stringify(call.body)],
-      );
+      const { cluster, region } = call.principal;
+      const status = call.body as { bundleVersion: number | null; bundleHash?: unknown };
+      await hub.db.transaction(async (tx) => {
+        const [previous] = await tx.query<{ version: string | null }>("SELECT status->>'bundleVersion' AS version FROM agent_status WHERE cluster = $1 FOR UPDATE", [cluster]);
+        await tx.query(
+          "INSERT INTO agent_status (cluster, reported_at, status) VALUES ($1, $2, $3) ON CONFLICT (cluster) DO UPDATE SET reported_at = EXCLUDED.reported_at, status = EXCLUDED.status",
+          [cluster, hub.now(), JSON.stringify(call.body)],
+        );
+        // An acknowledgement: the first report of a bundle version, joined to the change that made it.
+        if (status.bundleVersion !== null && previous?.version !== String(status.bundleVersion)) {
+          const [bundle] = await tx.query<{ correlation_id: string | null }>("SELECT correlation_id FROM bundles WHERE cluster = $1 AND version = $2", [cluster, status.bundleVersion]);
+          await hub.audit.record(tx, [
+            {
+              kind: "bundle.acknowledged",
+              actor: `cluster:${cluster}`,
+              cluster,
+              region,
+              correlationId: bundle?.correlation_id ?? newCorrelationId(),
+              data: { version: status.bundleVersion, bundleHash: typeof status.bundleHash === "string" ? status.bundleHash.slice(0, 100) : null },
+            },
+          ]);
+        }
+      });
       return { status: 204, body: "" };
     },
   },
@@ -672,6 +802,10 @@ export const ROUTES: readonly Route[] = [
       if (call.principal.kind !== "cluster") throw forbidden("decision logs are sent by a cluster's agent");
       const cluster = call.principal.cluster;
       const { batch, entries, dropped } = call.body as { batch: string; entries: unknown[]; dropped: number };
+      const denials = denialsOf(entries);
+      // Back-pressure: refused with 503 and Retry-After while the audit log catches up; the agent keeps the batch.
+      if (denials.length > 0) await hub.audit.admit(Math.ceil(denials.length / DENIALS_PER_ENTRY));
+      const region = call.principal.region;
       const stored = await hub.db.transaction(async (tx) => {
         const fresh = await tx.query("INSERT INTO decision_batches (cluster, batch, received_at, entries, dropped) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING batch", [
           cluster,
@@ -691,6 +825,18 @@ export const ROUTES: readonly Route[] = [
           });
           await tx.query(`INSERT INTO decision_logs (cluster, batch, received_at, entry) VALUES ${values.join(", ")}`, params);
         }
+        if (denials.length > 0) {
+          const [bundle] = await tx.query<{ version: string; correlation_id: string | null }>("SELECT version::text AS version, correlation_id FROM bundles WHERE cluster = $1", [cluster]);
+          const versions = new Set(denials.map((d) => d.bundleVersion));
+          // Denials made under the current bundle join the change that made it.
+          const correlationId = versions.size === 1 && bundle?.correlation_id != null && String([...versions][0]) === bundle.version ? bundle.correlation_id : newCorrelationId();
+          const events: AuditEvent[] = [];
+          for (let i = 0; i < denials.length; i += DENIALS_PER_ENTRY) {
+            const part = denials.slice(i, i + DENIALS_PER_ENTRY);
+            events.push({ kind: "agent.denials", actor: `cluster:${cluster}`, cluster, region, correlationId, data: { batch, count: part.length, denials: part } });
+          }
+          await hub.audit.record(tx, events);
+        }
         return true;
       });
       return { status: 202, body: { batch, stored: entries.length, duplicate: !stored } };
@@ -709,6 +855,7 @@ export const ROUTES: readonly Route[] = [
       return { body: { items: rows.map((r) => r.entry), dropped: Number(dropped?.dropped ?? 0) } };
     },
   },
+  ...AUDIT_ROUTES,
 ];
 
 export { sha256 };

@@ -183,6 +183,7 @@ export async function createServer(hub: HubContext, options: ServerOptions): Pro
       request.log.error({ err: { message: error.message, stack: error.stack } }, "internal error");
       apiError = new ApiError(500, "InternalError", "internal error; the hub's log has the details");
     }
+    for (const [name, value] of Object.entries(apiError.headers)) void reply.header(name, value);
     void reply.code(apiError.code).type("application/json").send(apiError.toStatus());
   });
   app.setNotFoundHandler((request, reply) => {

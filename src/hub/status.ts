@@ -12,6 +12,8 @@ export class ApiError extends Error {
     readonly reason: string,
     message: string,
     readonly causes: readonly { field?: string; message: string; location?: string }[] = [],
+    /** Response headers, such as Retry-After on a 503. */
+    readonly headers: Readonly<Record<string, string>> = {},
   ) {
     super(message);
   }

@@ -177,6 +177,70 @@ $$`,
       "CREATE INDEX decision_logs_cluster ON decision_logs (cluster, id)",
     ],
   },
+  {
+    version: 4,
+    name: "audit log: entries, Merkle tree tiles, signed tree heads",
+    statements: [
+      // The next entry index. Appenders lock this row until they commit, so indexes are
+      // dense and in commit order whichever hub appends.
+      "CREATE TABLE audit_state (id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1), size bigint NOT NULL)",
+      "INSERT INTO audit_state (size) VALUES (0)",
+      `CREATE TABLE audit_entries (
+  idx bigint PRIMARY KEY,
+  at timestamptz NOT NULL,
+  kind text NOT NULL,
+  actor text NOT NULL,
+  cluster text,
+  region text,
+  correlation_id text NOT NULL,
+  -- The entry's canonical JSON: the leaf is SHA-256(0x00 || these bytes, UTF-8).
+  entry text NOT NULL,
+  leaf_hash bytea NOT NULL
+)`,
+      "CREATE INDEX audit_entries_kind ON audit_entries (kind, idx)",
+      "CREATE INDEX audit_entries_cluster ON audit_entries (cluster, idx)",
+      "CREATE INDEX audit_entries_region ON audit_entries (region, idx)",
+      "CREATE INDEX audit_entries_actor ON audit_entries (actor, idx)",
+      "CREATE INDEX audit_entries_correlation ON audit_entries (correlation_id)",
+      // Times grow with the index: a block range index is enough, and costs appends little.
+      "CREATE INDEX audit_entries_at ON audit_entries USING brin (at)",
+      // The hashes of perfect subtrees, 256 to a row: level L, chunk C holds nodes
+      // (L, 256·C) to (L, 256·C + 255). Only the last chunk of a level grows.
+      `CREATE TABLE audit_tiles (
+  level smallint NOT NULL,
+  chunk bigint NOT NULL,
+  hashes bytea NOT NULL,
+  PRIMARY KEY (level, chunk)
+)`,
+      // How far the tree has integrated the entries.
+      "CREATE TABLE audit_tree (id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1), size bigint NOT NULL)",
+      "INSERT INTO audit_tree (size) VALUES (0)",
+      `CREATE TABLE audit_heads (
+  tree_size bigint NOT NULL,
+  root_hash bytea NOT NULL,
+  at timestamptz NOT NULL,
+  key_id text NOT NULL,
+  signature text NOT NULL,
+  PRIMARY KEY (at, tree_size)
+)`,
+      // Defence in depth: the log refuses to be rewritten through its own schema. Someone
+      // who can drop these triggers can rewrite rows; the tree heads auditors keep catch it.
+      `CREATE FUNCTION polity_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_TABLE_NAME = 'audit_tiles' AND TG_OP = 'UPDATE'
+     AND NEW.level = OLD.level AND NEW.chunk = OLD.chunk AND substring(NEW.hashes FROM 1 FOR length(OLD.hashes)) = OLD.hashes THEN
+    RETURN NEW;
+  END IF;
+  RAISE EXCEPTION 'the audit log is append-only: % on % refused', TG_OP, TG_TABLE_NAME;
+END
+$$`,
+      "CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries FOR EACH ROW EXECUTE FUNCTION polity_audit_append_only()",
+      "CREATE TRIGGER audit_tiles_append_only BEFORE UPDATE OR DELETE ON audit_tiles FOR EACH ROW EXECUTE FUNCTION polity_audit_append_only()",
+      "CREATE TRIGGER audit_heads_append_only BEFORE UPDATE OR DELETE ON audit_heads FOR EACH ROW EXECUTE FUNCTION polity_audit_append_only()",
+      // Which change a bundle carries, so that its acknowledgements join the same story.
+      "ALTER TABLE bundles ADD COLUMN correlation_id text",
+    ],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

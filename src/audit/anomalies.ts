@@ -1,0 +1,174 @@
+/**
+ * Simple, explained detectors over the audit log. Each is a pure function of recent
+ * entries and the time; each finding says what it saw in words and names its evidence
+ * (entry indexes), and carries a key so that the same finding is logged once.
+ */
+import type { AuditEntry } from "./entry.js";
+
+export interface IndexedEntry extends AuditEntry {
+  readonly index: number;
+}
+
+export type Detector = "denial-spike" | "token-out-of-scope" | "repeated-failed-enrolments" | "bundle-unacknowledged";
+
+export interface Finding {
+  readonly detector: Detector;
+  /** Stable across runs: the same finding is logged once. */
+  readonly key: string;
+  readonly cluster: string | null;
+  readonly region: string | null;
+  readonly summary: string;
+  /** Entry indexes that show it (at most `MAX_EVIDENCE`, the first ones). */
+  readonly evidence: readonly number[];
+}
+
+export interface DetectorOptions {
+  /** The window a spike is measured over (default 5 min). */
+  readonly windowMs: number;
+  /** How many earlier windows make a cluster's baseline (default 12: an hour). */
+  readonly baselineWindows: number;
+  /** A spike is at least this many denials (default 50)… */
+  readonly minDenials: number;
+  /** …and this many times the baseline's mean per window (default 5). */
+  readonly spikeFactor: number;
+  /** Failed enrolments for one cluster within `failureWindowMs` that make a finding (default 3). */
+  readonly maxFailedEnrolments: number;
+  readonly failureWindowMs: number;
+  /** How long agents have to acknowledge a bundle before it counts as missing (default 10 min). */
+  readonly acknowledgeWithinMs: number;
+}
+
+export const DEFAULT_DETECTOR_OPTIONS: DetectorOptions = {
+  windowMs: 5 * 60_000,
+  baselineWindows: 12,
+  minDenials: 50,
+  spikeFactor: 5,
+  maxFailedEnrolments: 3,
+  failureWindowMs: 10 * 60_000,
+  acknowledgeWithinMs: 10 * 60_000,
+};
+
+/** How far back the detectors look: what the caller should pass in. */
+export function lookback(options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): number {
+  return Math.max(options.windowMs * (options.baselineWindows + 1), options.failureWindowMs, options.acknowledgeWithinMs * 6);
+}
+
+export const MAX_EVIDENCE = 50;
+
+const time = (e: AuditEntry) => Date.parse(e.time);
+const evidence = (entries: readonly IndexedEntry[]) => entries.slice(0, MAX_EVIDENCE).map((e) => e.index);
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string | null): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    if (k === null) continue;
+    const list = groups.get(k);
+    if (list === undefined) groups.set(k, [item]);
+    else list.push(item);
+  }
+  return groups;
+}
+
+/** Denials in a cluster's current window, against its own mean over the windows before. */
+export function denialSpikes(entries: readonly IndexedEntry[], now: Date, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): Finding[] {
+  const findings: Finding[] = [];
+  const windowStart = Math.floor(now.getTime() / options.windowMs) * options.windowMs;
+  const baselineStart = windowStart - options.baselineWindows * options.windowMs;
+  for (const [cluster, list] of groupBy(
+    entries.filter((e) => e.kind === "agent.denials"),
+    (e) => e.cluster,
+  )) {
+    const count = (e: IndexedEntry) => (typeof e.data.count === "number" ? e.data.count : 0);
+    const current = list.filter((e) => time(e) >= windowStart);
+    const denials = current.reduce((n, e) => n + count(e), 0);
+    const before = list.filter((e) => time(e) >= baselineStart && time(e) < windowStart).reduce((n, e) => n + count(e), 0);
+    const mean = before / options.baselineWindows;
+    if (denials < options.minDenials || denials < options.spikeFactor * mean) continue;
+    findings.push({
+      detector: "denial-spike",
+      key: `denial-spike/${cluster}/${new Date(windowStart).toISOString()}`,
+      cluster,
+      region: current[0]!.region,
+      summary: `cluster ${cluster} denied ${denials} requests since ${new Date(windowStart).toISOString()}, against a mean of ${mean.toFixed(1)} per ${options.windowMs / 60_000} minutes over the hour before (at least ${options.spikeFactor}× and ${options.minDenials} make a spike)`,
+      evidence: evidence(current),
+    });
+  }
+  return findings;
+}
+
+/** A join token used for a cluster other than the one it was minted for. */
+export function tokensOutOfScope(entries: readonly IndexedEntry[]): Finding[] {
+  return entries
+    .filter((e) => e.kind === "enrolment.failed" && e.data.reason === "wrong-cluster")
+    .map((e) => ({
+      detector: "token-out-of-scope" as const,
+      key: `token-out-of-scope/${e.index}`,
+      cluster: e.cluster,
+      region: e.region,
+      summary: `a join token of cluster ${e.cluster} was presented to enrol ${JSON.stringify(e.data.requested)}: a credential used outside its scope`,
+      evidence: [e.index],
+    }));
+}
+
+/** Several failed enrolments for one cluster (or with unknown tokens) within a short window. */
+export function repeatedFailedEnrolments(entries: readonly IndexedEntry[], now: Date, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): Finding[] {
+  const since = now.getTime() - options.failureWindowMs;
+  const recent = entries.filter((e) => e.kind === "enrolment.failed" && time(e) >= since);
+  const findings: Finding[] = [];
+  for (const [target, list] of groupBy(recent, (e) => e.cluster ?? "(unknown token)")) {
+    if (list.length < options.maxFailedEnrolments) continue;
+    findings.push({
+      detector: "repeated-failed-enrolments",
+      // Keyed by the first failure of the run: a continuing run stays one finding.
+      key: `repeated-failed-enrolments/${target}/${list[0]!.index}`,
+      cluster: list[0]!.cluster,
+      region: list[0]!.region,
+      summary: `${list.length} failed enrolments ${target === "(unknown token)" ? "with unknown join tokens" : `for cluster ${target}`} within ${options.failureWindowMs / 60_000} minutes (${options.maxFailedEnrolments} make a finding): ${[...new Set(list.map((e) => String(e.data.reason)))].join(", ")}`,
+      evidence: evidence(list),
+    });
+  }
+  return findings;
+}
+
+/**
+ * Bundles published by one change and not acknowledged, within the grace period, by as
+ * many clusters as they were published to.
+ */
+export function unacknowledgedBundles(entries: readonly IndexedEntry[], now: Date, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): Finding[] {
+  const findings: Finding[] = [];
+  const acknowledged = new Map<string, number>();
+  for (const e of entries) {
+    if (e.kind !== "bundle.acknowledged" || e.cluster === null || typeof e.data.version !== "number") continue;
+    acknowledged.set(e.cluster, Math.max(acknowledged.get(e.cluster) ?? 0, e.data.version));
+  }
+  for (const [correlationId, published] of groupBy(
+    entries.filter((e) => e.kind === "bundle.published"),
+    (e) => e.correlationId,
+  )) {
+    const last = Math.max(...published.map(time));
+    if (now.getTime() - last < options.acknowledgeWithinMs) continue;
+    const missing = published.filter((e) => e.cluster !== null && (acknowledged.get(e.cluster) ?? 0) < (e.data.version as number));
+    if (missing.length === 0) continue;
+    const names = missing.map((e) => e.cluster!).sort();
+    findings.push({
+      detector: "bundle-unacknowledged",
+      key: `bundle-unacknowledged/${correlationId}`,
+      cluster: names.length === 1 ? names[0]! : null,
+      region: new Set(missing.map((e) => e.region)).size === 1 ? missing[0]!.region : null,
+      summary: `change ${correlationId} published ${published.length} bundles; ${published.length - missing.length} were acknowledged within ${options.acknowledgeWithinMs / 60_000} minutes, ${missing.length} were not: ${names.slice(0, 10).join(", ")}${names.length > 10 ? ` and ${names.length - 10} more` : ""}`,
+      evidence: evidence(missing),
+    });
+  }
+  return findings;
+}
+
+/** Every detector; findings whose key is in `known` (already logged) are left out. */
+export function detectAnomalies(entries: readonly IndexedEntry[], now: Date, known: ReadonlySet<string>, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): Finding[] {
+  return [
+    ...denialSpikes(entries, now, options),
+    ...tokensOutOfScope(entries),
+    ...repeatedFailedEnrolments(entries, now, options),
+    ...unacknowledgedBundles(entries, now, options),
+  ].filter((f) => !known.has(f.key));
+}

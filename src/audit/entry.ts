@@ -1,0 +1,86 @@
+/**
+ * What the audit log records: one entry per event, canonical JSON (RFC 8785) with a
+ * published schema (`ENTRY_SCHEMA`), so that anyone can recompute an entry's leaf hash
+ * from its bytes. Entries name who did what, when, where, and which change it belongs
+ * to; they never carry a secret value (token values, keys, CSRs' keys, policy messages
+ * that could echo a workload's data).
+ */
+import { canonicalJson, type Json } from "../canonical/index.js";
+import { leafHash } from "./merkle.js";
+
+/** Every kind of event the hub records, with what `data` holds. */
+export const ENTRY_KINDS = {
+  "layer.changed": "a new version of a layer: id, version, base version, content hash, the diff and its hash",
+  "layer.deleted": "a layer deleted (a new, empty version): id, version",
+  "exception.granted": "an exception added by a layer change: its policy, rules, scope, justification, approver, expiry",
+  "exception.changed": "an exception changed by a layer change: as above, before and after",
+  "exception.withdrawn": "an exception removed by a layer change",
+  "cluster.registered": "a cluster registered: name, region, labels",
+  "cluster.relabelled": "a cluster's labels changed",
+  "cluster.removed": "a cluster removed (its identity revoked)",
+  "join-token.created": "a one-time join token minted for a cluster (never its value): id, expiry",
+  "cluster.enrolled": "a cluster enrolled with a join token",
+  "enrolment.failed": "an enrolment refused: why (unknown, expired or used token, a token of another cluster, a bad CSR)",
+  "certificate.issued": "a cluster certificate issued (enrolment or renewal): serial, validity, key hash",
+  "certificate.revoked": "cluster certificates revoked: serials",
+  "token.created": "a bearer token minted (never its value): id, name, role, region, expiry",
+  "token.revoked": "a bearer token revoked: id",
+  "bundle.published": "a signed bundle published for a cluster: version, envelope hash, policy-set hash, expiry",
+  "bundle.acknowledged": "an agent reported enforcing a bundle version",
+  "agent.denials": "admission denials an agent made, batched from its decision logs: time, request uid, operation, resource, policies and rules",
+  "anomaly.found": "a detector's finding: what, why, and the entries that show it",
+} as const;
+
+export type EntryKind = keyof typeof ENTRY_KINDS;
+
+export interface AuditEvent {
+  readonly kind: EntryKind;
+  /** Who: `user:<token name>`, `cluster:<name>`, `join-token:<id>`, `hub`, `anonymous`. */
+  readonly actor: string;
+  /** The cluster and region the event applies to; null for the federation as a whole. */
+  readonly cluster: string | null;
+  readonly region: string | null;
+  /** Links the events of one change across clusters: a layer change, its bundles, their acknowledgements. */
+  readonly correlationId: string;
+  readonly data: { readonly [key: string]: Json };
+}
+
+export interface AuditEntry extends AuditEvent {
+  readonly v: 1;
+  /** RFC 3339, UTC, milliseconds. */
+  readonly time: string;
+}
+
+/** An entry as stored: its bytes (the leaf's input) and leaf hash. */
+export interface EncodedEntry {
+  readonly entry: AuditEntry;
+  readonly bytes: string;
+  readonly leafHash: Buffer;
+}
+
+export function encodeEntry(event: AuditEvent, time: Date): EncodedEntry {
+  const entry: AuditEntry = { v: 1, time: time.toISOString(), ...event };
+  const bytes = canonicalJson(entry);
+  return { entry, bytes, leafHash: leafHash(Buffer.from(bytes, "utf8")) };
+}
+
+/** JSON Schema (2020-12) of an entry: published at GET /v1/audit/schema and in the README. */
+export const ENTRY_SCHEMA = {
+  $schema: "https://json-schema.org/draft/2020-12/schema",
+  $id: "https://polity.dev/schemas/audit-entry-v1.json",
+  title: "Polity audit log entry",
+  description: "An entry's leaf hash is SHA-256(0x00 || its RFC 8785 canonical JSON, UTF-8).",
+  type: "object",
+  required: ["v", "kind", "time", "actor", "cluster", "region", "correlationId", "data"],
+  additionalProperties: false,
+  properties: {
+    v: { const: 1 },
+    kind: { enum: Object.keys(ENTRY_KINDS) },
+    time: { type: "string", format: "date-time" },
+    actor: { type: "string", minLength: 1 },
+    cluster: { type: ["string", "null"] },
+    region: { type: ["string", "null"] },
+    correlationId: { type: "string", minLength: 1 },
+    data: { type: "object" },
+  },
+} as const;

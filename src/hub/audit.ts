@@ -1,0 +1,420 @@
+/**
+ * The audit log as the hub keeps it, in its database (Trillian's split, in one process):
+ *
+ * - `record` appends entries in the caller's own transaction, so an event is logged if
+ *   and only if the change it describes is committed. Indexes come from one locked row:
+ *   dense, in commit order, whichever hub appends.
+ * - `integrate` (every second, and when a backlog builds) folds new entries into the
+ *   Merkle tree: it stores the perfect subtrees they complete, 256 hashes to a tile row,
+ *   and signs a tree head. Integrators on several hubs take turns under an advisory lock.
+ * - Proofs read the O(log n) perfect subtrees they need, in one query, through a cache of
+ *   full tiles (which never change).
+ */
+import { createPublicKey, randomUUID } from "node:crypto";
+import { lookback, detectAnomalies, type IndexedEntry } from "../audit/anomalies.js";
+import { encodeEntry, type AuditEntry, type AuditEvent } from "../audit/entry.js";
+import {
+  CompactRange,
+  TILE_WIDTH,
+  assembleProof,
+  consistencyRanges,
+  foldRange,
+  inclusionRanges,
+  proofNodes,
+  rangeNodes,
+  type NodeId,
+  type Range,
+  type StoredNode,
+} from "../audit/merkle.js";
+import type { ConsistencyProof, InclusionProof } from "../audit/proof.js";
+import { noteKeyId, signTreeHead, type SignedTreeHead } from "../audit/tree-head.js";
+import type { Database, Queryable } from "../store/database.js";
+import type { SigningKey } from "./bundles.js";
+import { ApiError, badRequest } from "./status.js";
+
+const INTEGRATE_LOCK = 7_346_204;
+const INSERT_CHUNK = 1000;
+
+export interface AuditOptions {
+  /** The log's name in its tree heads: `<federation>/audit`. */
+  readonly origin: string;
+  readonly now: () => Date;
+  /** How often new entries are integrated and a head signed (default 1 s). */
+  readonly integrateEveryMs: number;
+  /** A head is signed at least this often, even with nothing new (default 60 s). */
+  readonly headEveryMs: number;
+  /** Entries integrated per transaction (default 100,000). */
+  readonly batch: number;
+  /** Entries waiting for the tree beyond which bulk appends are refused with 503 (default 500,000). */
+  readonly maxBacklog: number;
+  /** How often the anomaly detectors run (default 60 s; 0: never on a timer). */
+  readonly detectEveryMs: number;
+}
+
+export const DEFAULT_AUDIT_OPTIONS: Omit<AuditOptions, "origin" | "now"> = {
+  integrateEveryMs: 1000,
+  headEveryMs: 60_000,
+  batch: 100_000,
+  maxBacklog: 500_000,
+  detectEveryMs: 60_000,
+};
+
+/** Who did something, as entries name them. */
+export type Actor = string;
+
+export interface AuditContext {
+  readonly actor: Actor;
+  readonly correlationId: string;
+}
+
+export function newCorrelationId(): string {
+  return randomUUID();
+}
+
+interface TileCacheEntry {
+  readonly hashes: Buffer;
+}
+
+export class AuditLog {
+  private range: CompactRange | undefined;
+  /** The last (partial) tile of each level, as stored. */
+  private readonly tails = new Map<number, { chunk: number; hashes: Buffer }>();
+  /** Full tiles: immutable, so cached without checks (LRU by insertion order). */
+  private readonly tiles = new Map<string, TileCacheEntry>();
+  private latest: SignedTreeHead | undefined;
+  private appended = 0;
+  private integrating: Promise<SignedTreeHead | undefined> | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  readonly keyId: string;
+
+  constructor(
+    private readonly db: Database,
+    readonly key: SigningKey,
+    private readonly options: AuditOptions,
+  ) {
+    this.keyId = noteKeyId(options.origin, createPublicKey(key.privateKey));
+  }
+
+  get origin(): string {
+    return this.options.origin;
+  }
+
+  /**
+   * Appends events in the caller's transaction. Call it last in the transaction: it
+   * locks the log's index row until commit, and every writer locks in the same order.
+   */
+  async record(tx: Queryable, events: readonly AuditEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const now = this.options.now();
+    const [row] = await tx.query<{ first: string }>("UPDATE audit_state SET size = size + $1 RETURNING (size - $1)::text AS first", [events.length]);
+    const first = Number(row!.first);
+    for (let i = 0; i < events.length; i += INSERT_CHUNK) {
+      const params: unknown[] = [];
+      const values: string[] = [];
+      events.slice(i, i + INSERT_CHUNK).forEach((event, j) => {
+        const encoded = encodeEntry(event, now);
+        params.push(first + i + j, now, event.kind, event.actor, event.cluster, event.region, event.correlationId, encoded.bytes, encoded.leafHash);
+        const n = params.length;
+        values.push(`($${n - 8}, $${n - 7}, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n})`);
+      });
+      await tx.query(`INSERT INTO audit_entries (idx, at, kind, actor, cluster, region, correlation_id, entry, leaf_hash) VALUES ${values.join(", ")}`, params);
+    }
+    this.appended += events.length;
+    if (this.appended >= 10_000) {
+      // A burst: integrate without waiting for the timer.
+      this.appended = 0;
+      setImmediate(() => void this.integrate().catch(() => undefined));
+    }
+  }
+
+  /** Appends events in a transaction of their own. */
+  async append(events: readonly AuditEvent[]): Promise<void> {
+    await this.db.transaction((tx) => this.record(tx, events));
+  }
+
+  /** Entries appended and not yet in the tree; bulk writers refuse more past `maxBacklog`. */
+  async backlog(): Promise<number> {
+    const [row] = await this.db.query<{ backlog: string }>("SELECT ((SELECT size FROM audit_state) - (SELECT size FROM audit_tree))::text AS backlog");
+    return Number(row!.backlog);
+  }
+
+  /** Throws 503 with Retry-After when the tree is too far behind: the caller keeps its entries and sends them later. */
+  async admit(entries: number): Promise<void> {
+    const backlog = await this.backlog();
+    if (backlog + entries > this.options.maxBacklog) {
+      throw new ApiError(503, "Unavailable", `the audit log has ${backlog} entries waiting to be integrated (at most ${this.options.maxBacklog}); keep these and send them again shortly`, [], {
+        "retry-after": "5",
+      });
+    }
+  }
+
+  start(): void {
+    const tick = () => void this.integrate().catch(() => undefined);
+    this.timers.push(setInterval(tick, this.options.integrateEveryMs));
+    if (this.options.detectEveryMs > 0) this.timers.push(setInterval(() => void this.detect().catch(() => undefined), this.options.detectEveryMs));
+    for (const timer of this.timers) timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    await this.integrating?.catch(() => undefined);
+  }
+
+  /** Folds waiting entries into the tree (all of them, batch by batch) and signs a head. */
+  integrate(): Promise<SignedTreeHead | undefined> {
+    if (this.integrating !== undefined) return this.integrating;
+    const run = (async () => {
+      let head: SignedTreeHead | undefined;
+      for (;;) {
+        const step = await this.integrateBatch();
+        if (step.head !== undefined) head = step.head;
+        if (!step.more) return head;
+      }
+    })();
+    this.integrating = run;
+    const clear = () => {
+      this.integrating = undefined;
+    };
+    run.then(clear, clear);
+    return run;
+  }
+
+  private async integrateBatch(): Promise<{ head: SignedTreeHead | undefined; more: boolean }> {
+    try {
+      return await this.integrateInTransaction();
+    } catch (error) {
+      // Rolled back: the edge in memory may be ahead of the database; reload it next time.
+      this.range = undefined;
+      this.tails.clear();
+      throw error;
+    }
+  }
+
+  private async integrateInTransaction(): Promise<{ head: SignedTreeHead | undefined; more: boolean }> {
+    const result = await this.db.transaction(async (tx) => {
+      const [locked] = await tx.query<{ ok: boolean }>("SELECT pg_try_advisory_xact_lock($1) AS ok", [INTEGRATE_LOCK]);
+      if (locked?.ok !== true) return { head: undefined, more: false };
+      const [sizes] = await tx.query<{ tree: string; log: string }>("SELECT (SELECT size FROM audit_tree)::text AS tree, (SELECT size FROM audit_state)::text AS log");
+      const treeSize = Number(sizes!.tree);
+      const logSize = Number(sizes!.log);
+      if (this.range?.size !== treeSize) await this.load(tx, treeSize);
+      const range = this.range!;
+      const now = this.options.now();
+      if (logSize === treeSize) {
+        const last = this.latest ?? (await this.loadLatest(tx));
+        if (last !== undefined && last.treeSize === treeSize && now.getTime() - Date.parse(last.time) < this.options.headEveryMs) return { head: undefined, more: false };
+        return { head: await this.publish(tx, range, now), more: false };
+      }
+      const end = Math.min(logSize, treeSize + this.options.batch);
+      const leaves = await tx.query<{ leaf_hash: Uint8Array }>("SELECT leaf_hash FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", [treeSize, end]);
+      if (leaves.length !== end - treeSize) throw new Error(`the audit log has ${leaves.length} entries between ${treeSize} and ${end}, not ${end - treeSize}: entries are missing`);
+      const made: StoredNode[] = [];
+      for (const leaf of leaves) made.push(...range.append(Buffer.from(leaf.leaf_hash)));
+      await this.writeTiles(tx, made);
+      await tx.query("UPDATE audit_tree SET size = $1", [end]);
+      return { head: await this.publish(tx, range, now), more: end < logSize };
+    });
+    if (result.head !== undefined) this.latest = result.head;
+    return result;
+  }
+
+  private async publish(tx: Queryable, range: CompactRange, now: Date): Promise<SignedTreeHead> {
+    const head = signTreeHead({ origin: this.options.origin, treeSize: range.size, rootHash: range.root().toString("hex"), time: now.toISOString() }, this.key.privateKey, this.keyId);
+    await tx.query("INSERT INTO audit_heads (tree_size, root_hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", [
+      head.treeSize,
+      Buffer.from(head.rootHash, "hex"),
+      now,
+      head.keyId,
+      head.signature,
+    ]);
+    return head;
+  }
+
+  /** Loads the right edge of the tree of `size` and the last tile of each level. */
+  private async load(tx: Queryable, size: number): Promise<void> {
+    const edge = rangeNodes({ begin: 0, end: size });
+    const hashes = await this.readNodes(tx, edge);
+    this.range = new CompactRange(
+      size,
+      edge.map((node) => ({ ...node, hash: hashes(node) })),
+    );
+    this.tails.clear();
+  }
+
+  private async writeTiles(tx: Queryable, made: readonly StoredNode[]): Promise<void> {
+    // Group by tile; each touched tile is written whole (appending to what it held).
+    const touched = new Map<string, { level: number; chunk: number; nodes: StoredNode[] }>();
+    for (const node of made) {
+      const chunk = Math.floor(node.index / TILE_WIDTH);
+      const key = `${node.level}/${chunk}`;
+      let group = touched.get(key);
+      if (group === undefined) touched.set(key, (group = { level: node.level, chunk, nodes: [] }));
+      group.nodes.push(node);
+    }
+    const rows: { level: number; chunk: number; hashes: Buffer }[] = [];
+    for (const { level, chunk, nodes } of touched.values()) {
+      const firstOffset = nodes[0]!.index - chunk * TILE_WIDTH;
+      let before: Buffer = Buffer.alloc(0);
+      if (firstOffset > 0) {
+        const tail = this.tails.get(level);
+        if (tail !== undefined && tail.chunk === chunk) before = tail.hashes;
+        else {
+          const [row] = await tx.query<{ hashes: Uint8Array }>("SELECT hashes FROM audit_tiles WHERE level = $1 AND chunk = $2", [level, chunk]);
+          before = Buffer.from(row?.hashes ?? new Uint8Array());
+        }
+        if (before.length !== firstOffset * 32) throw new Error(`audit tile ${level}/${chunk} holds ${before.length / 32} hashes, not the ${firstOffset} expected`);
+      }
+      const hashes = Buffer.concat([before, ...nodes.map((n) => n.hash)]);
+      rows.push({ level, chunk, hashes });
+      this.tails.set(level, { chunk, hashes });
+    }
+    for (let i = 0; i < rows.length; i += 500) {
+      const params: unknown[] = [];
+      const values = rows.slice(i, i + 500).map((row) => {
+        params.push(row.level, row.chunk, row.hashes);
+        const n = params.length;
+        return `($${n - 2}, $${n - 1}, $${n})`;
+      });
+      await tx.query(`INSERT INTO audit_tiles (level, chunk, hashes) VALUES ${values.join(", ")} ON CONFLICT (level, chunk) DO UPDATE SET hashes = EXCLUDED.hashes`, params);
+    }
+  }
+
+  /** Reads perfect-subtree hashes in one query (full tiles from the cache); returns a lookup. */
+  private async readNodes(q: Queryable, nodes: readonly NodeId[]): Promise<(node: NodeId) => Buffer> {
+    const found = new Map<string, Buffer>();
+    const wanted = new Map<string, { level: number; chunk: number }>();
+    for (const node of nodes) {
+      const chunk = Math.floor(node.index / TILE_WIDTH);
+      const key = `${node.level}/${chunk}`;
+      const cached = this.tiles.get(key);
+      if (cached !== undefined) found.set(key, cached.hashes);
+      else wanted.set(key, { level: node.level, chunk });
+    }
+    if (wanted.size > 0) {
+      const params: unknown[] = [];
+      const pairs = [...wanted.values()].map(({ level, chunk }) => {
+        params.push(level, chunk);
+        return `($${params.length - 1}::smallint, $${params.length}::bigint)`;
+      });
+      const rows = await q.query<{ level: number; chunk: string; hashes: Uint8Array }>(
+        `SELECT level, chunk::text AS chunk, hashes FROM audit_tiles WHERE (level, chunk) IN (${pairs.join(", ")})`,
+        params,
+      );
+      for (const row of rows) {
+        const key = `${row.level}/${row.chunk}`;
+        const hashes = Buffer.from(row.hashes);
+        found.set(key, hashes);
+        if (hashes.length === TILE_WIDTH * 32) this.cacheTile(key, hashes);
+      }
+    }
+    return (node) => {
+      const tile = found.get(`${node.level}/${Math.floor(node.index / TILE_WIDTH)}`);
+      const offset = (node.index % TILE_WIDTH) * 32;
+      if (tile === undefined || tile.length < offset + 32) throw new Error(`the audit tree has no node ${node.level}/${node.index}: its tiles are missing or short`);
+      return tile.subarray(offset, offset + 32);
+    };
+  }
+
+  private cacheTile(key: string, hashes: Buffer): void {
+    if (this.tiles.size >= 8192) this.tiles.delete(this.tiles.keys().next().value!);
+    this.tiles.set(key, { hashes });
+  }
+
+  private async loadLatest(q: Queryable): Promise<SignedTreeHead | undefined> {
+    const [row] = await q.query<{ tree_size: string; root_hash: Uint8Array; at: Date; key_id: string; signature: string }>(
+      "SELECT tree_size::text AS tree_size, root_hash, at, key_id, signature FROM audit_heads ORDER BY at DESC, tree_size DESC LIMIT 1",
+    );
+    if (row === undefined) return undefined;
+    return {
+      origin: this.options.origin,
+      treeSize: Number(row.tree_size),
+      rootHash: Buffer.from(row.root_hash).toString("hex"),
+      time: new Date(row.at).toISOString(),
+      keyId: row.key_id,
+      signature: row.signature,
+    };
+  }
+
+  /** The newest signed tree head (signing the first one if the log has none yet). */
+  async latestHead(): Promise<SignedTreeHead> {
+    const stored = await this.loadLatest(this.db);
+    if (stored !== undefined && (this.latest === undefined || stored.treeSize >= this.latest.treeSize)) this.latest = stored;
+    if (this.latest === undefined) {
+      await this.integrate();
+      this.latest = this.latest ?? (await this.loadLatest(this.db));
+    }
+    if (this.latest === undefined) throw new ApiError(503, "Unavailable", "the audit log has no tree head yet; try again in a second");
+    return this.latest;
+  }
+
+  /** The size of the tree the newest head covers: proofs are served up to it. */
+  private async servedSize(): Promise<number> {
+    return (await this.latestHead()).treeSize;
+  }
+
+  private async checkSize(what: string, size: number): Promise<void> {
+    const served = await this.servedSize();
+    if (size > served) throw badRequest(`${what} ${size} is beyond the newest tree head (size ${served}); entries are integrated within about a second`);
+  }
+
+  async inclusionProof(leafIndex: number, treeSize: number): Promise<InclusionProof> {
+    if (leafIndex >= treeSize) throw badRequest(`entry ${leafIndex} is not in a tree of size ${treeSize}`);
+    await this.checkSize("treeSize", treeSize);
+    const ranges = inclusionRanges(leafIndex, treeSize);
+    const { proof, roots, leaf } = await this.prove(ranges, [treeSize], leafIndex);
+    return { type: "inclusion", leafIndex, treeSize, leafHash: leaf!.toString("hex"), proof: proof.map(hex), root: hex(roots[0]!) };
+  }
+
+  async consistencyProof(size1: number, size2: number): Promise<ConsistencyProof> {
+    if (size1 === 0) throw badRequest("there is no consistency proof from the empty tree: size1 must be at least 1");
+    if (size1 > size2) throw badRequest(`size1 (${size1}) must not exceed size2 (${size2})`);
+    await this.checkSize("size2", size2);
+    const { proof, roots } = await this.prove(consistencyRanges(size1, size2), [size1, size2]);
+    return { type: "consistency", size1, size2, root1: hex(roots[0]!), root2: hex(roots[1]!), proof: proof.map(hex) };
+  }
+
+  /** One read for the proof's subtrees, the roots of the given sizes, and a leaf. */
+  private async prove(ranges: readonly Range[], sizes: readonly number[], leafIndex?: number): Promise<{ proof: Buffer[]; roots: Buffer[]; leaf: Buffer | undefined }> {
+    const rootRanges = sizes.map((size) => ({ begin: 0, end: size }));
+    const leafNode: NodeId[] = leafIndex === undefined ? [] : [{ level: 0, index: leafIndex }];
+    const lookup = await this.readNodes(this.db, [...proofNodes([...ranges, ...rootRanges]), ...leafNode]);
+    return {
+      proof: assembleProof(ranges, lookup),
+      roots: rootRanges.map((range) => foldRange(rangeNodes(range).map(lookup))),
+      leaf: leafIndex === undefined ? undefined : Buffer.from(lookup(leafNode[0]!)),
+    };
+  }
+
+  /** A tile as stored (hashes of level `level`, nodes 256·chunk onwards), for verifiers. */
+  async tile(level: number, chunk: number): Promise<Buffer | undefined> {
+    const [row] = await this.db.query<{ hashes: Uint8Array }>("SELECT hashes FROM audit_tiles WHERE level = $1 AND chunk = $2", [level, chunk]);
+    return row === undefined ? undefined : Buffer.from(row.hashes);
+  }
+
+  /** Runs the anomaly detectors over the recent log and records each new finding. */
+  async detect(): Promise<number> {
+    const now = this.options.now();
+    const since = new Date(now.getTime() - lookback());
+    const rows = await this.db.query<{ idx: string; entry: string }>(
+      "SELECT idx::text AS idx, entry FROM audit_entries WHERE at >= $1 AND kind IN ('agent.denials', 'enrolment.failed', 'bundle.published', 'bundle.acknowledged', 'anomaly.found') ORDER BY idx",
+      [since],
+    );
+    const entries: IndexedEntry[] = rows.map((r) => ({ ...(JSON.parse(r.entry) as AuditEntry), index: Number(r.idx) }));
+    const known = new Set(entries.filter((e) => e.kind === "anomaly.found").map((e) => String(e.data.key)));
+    const findings = detectAnomalies(entries, now, known);
+    await this.append(
+      findings.map((f) => ({
+        kind: "anomaly.found",
+        actor: "hub",
+        cluster: f.cluster,
+        region: f.region,
+        correlationId: newCorrelationId(),
+        data: { detector: f.detector, key: f.key, summary: f.summary, evidence: [...f.evidence] },
+      })),
+    );
+    return findings.length;
+  }
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
