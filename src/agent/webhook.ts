@@ -3,7 +3,10 @@
  * HTTPS, decided from the local bundle. No call leaves the agent on the decision path.
  *
  * Bodies are bounded (the API server sends at most a few MiB); a malformed or oversized
- * review gets a 4xx with a message, and the server keeps serving. Without a verified bundle
+ * review gets a 4xx with a message, and the server keeps serving. An oversized one is
+ * answered 413 at once and the rest of its upload read and discarded for a while before
+ * the connection closes (a lingering close), so that the client reads the 413 instead of
+ * a reset connection. Without a verified bundle
  * the webhook fails closed: it denies, saying why (the webhook registration exempts the
  * system namespaces, so the cluster can still heal itself).
  */
@@ -19,6 +22,10 @@ import type { DecisionLog } from "./logs.js";
 
 /** The API server's request limit is 3 MiB of object; a review carries object and oldObject. */
 export const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
+
+/** After a 413, how long and how much more of the upload is read and discarded before the connection closes. */
+const LINGER_MS = 2000;
+const LINGER_BYTES = 64 * 1024 * 1024;
 
 /** Decision latencies, the last 4096, for percentiles in status reports. */
 export class Latencies {
@@ -56,10 +63,40 @@ export interface WebhookOptions {
   readonly now: () => Date;
 }
 
-function status(res: ServerResponse, code: number, reason: string, message: string): void {
+function statusHead(res: ServerResponse, code: number, reason: string, message: string, headers: Record<string, string> = {}): string {
   const body = JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", code, reason, message });
-  res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
-  res.end(body);
+  res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers });
+  return body;
+}
+
+function status(res: ServerResponse, code: number, reason: string, message: string): void {
+  res.end(statusHead(res, code, reason, message));
+}
+
+/**
+ * 413 for a review too large, sent whole at once, then a lingering close (RFC 9112 section
+ * 9.6): closing with the client's upload unread in the socket would reset the connection,
+ * and a client still writing would see the reset, not the answer. So the response is
+ * written but not ended, the rest of the body is read and thrown away until it ends or
+ * LINGER_MS or LINGER_BYTES pass, and only then does the connection close.
+ */
+function tooLarge(req: IncomingMessage, res: ServerResponse, message: string): void {
+  res.write(statusHead(res, 413, "RequestEntityTooLarge", message, { connection: "close" }));
+  let discarded = 0;
+  const close = () => {
+    clearTimeout(timer);
+    req.off("data", discard);
+    if (!res.writableEnded) res.end();
+  };
+  const discard = (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > LINGER_BYTES) close();
+  };
+  const timer = setTimeout(close, LINGER_MS);
+  req.on("data", discard);
+  req.once("end", close);
+  res.once("close", () => clearTimeout(timer));
+  req.resume();
 }
 
 export function startWebhook(
@@ -148,9 +185,7 @@ export function startWebhook(
     const declared = Number(req.headers["content-length"] ?? "0");
     if (declared > MAX_REVIEW_BYTES) {
       counters.rejected++;
-      res.setHeader("connection", "close");
-      status(res, 413, "RequestEntityTooLarge", `the AdmissionReview is ${declared} bytes; the limit is ${MAX_REVIEW_BYTES}`);
-      req.resume();
+      tooLarge(req, res, `the AdmissionReview is ${declared} bytes; the limit is ${MAX_REVIEW_BYTES}`);
       return;
     }
     const chunks: Buffer[] = [];
@@ -161,9 +196,9 @@ export function startWebhook(
       size += chunk.length;
       if (size > MAX_REVIEW_BYTES) {
         over = true;
+        chunks.length = 0;
         counters.rejected++;
-        res.setHeader("connection", "close");
-        status(res, 413, "RequestEntityTooLarge", `the AdmissionReview is over the limit of ${MAX_REVIEW_BYTES} bytes`);
+        tooLarge(req, res, `the AdmissionReview is over the limit of ${MAX_REVIEW_BYTES} bytes`);
         return;
       }
       chunks.push(chunk);
