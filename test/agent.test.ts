@@ -17,7 +17,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { connect as tlsConnect } from "node:tls";
@@ -1108,6 +1108,30 @@ describe("bundles", () => {
         expect((await health(agent)).decisions.failedClosed).toBe(2);
       } finally {
         expect(await agent.stop()).toBe(0);
+      }
+    });
+  });
+
+  describe("on its disk, when it restarts with its hub up", () => {
+    it("moves a tampered current.bundle aside, and keeps the bundle it enforced, not the tampered one, as previous.bundle once its hub's arrives", async () => {
+      const dir = join(root, "tampered-then-synced");
+      cpSync(snapshot, dir, { recursive: true });
+      const tampered = readFileSync(bundleFile(dir, "current"));
+      tampered[tampered.length - 10] = tampered[tampered.length - 10]! ^ 0x01;
+      writeFileSync(bundleFile(dir, "current"), tampered);
+      // The hub holds version 2 (the newer one forged above was never the hub's): the agent starts on version 1, then pulls 2.
+      const restarted = await startAgent({ dataDir: dir, hubUrl: fed.hub.url, cluster: CLUSTER, webhookPort: 0, pollWaitSeconds: 2 });
+      agents.push(restarted);
+      try {
+        expect(restarted.health().lastRefusal).toMatchObject({ problem: "target-mismatch" });
+        await eventually("the agent pulls its hub's bundle", () => (restarted.health().bundleVersion === metadataOf(v2).version ? true : undefined));
+        expect(readFileSync(bundleFile(dir, "current"))).toEqual(v2);
+        expect(readFileSync(bundleFile(dir, "previous"))).toEqual(v1);
+        const aside = readdirSync(join(dir, "bundles")).filter((name) => name.startsWith("current.bundle.refused-"));
+        expect(aside).toHaveLength(1);
+        expect(readFileSync(join(dir, "bundles", aside[0]!))).toEqual(tampered);
+      } finally {
+        await restarted.close();
       }
     });
   });

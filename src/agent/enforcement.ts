@@ -24,7 +24,12 @@ export interface Log {
   warn(message: string, fields?: Record<string, unknown>): void;
 }
 
-/** Two generations on disk: the bundle enforced, and the one before it. */
+/**
+ * Two generations on disk: the bundle enforced, and the one before it. Both names only
+ * ever hold a bundle that verified: a file refused at boot is renamed
+ * `<name>.refused-<time>` (kept for the operator to inspect), so that it can never become
+ * the previous generation.
+ */
 const CURRENT = "current.bundle";
 const PREVIOUS = "previous.bundle";
 
@@ -51,25 +56,45 @@ export class Enforcement {
 
   /**
    * At boot, before the hub is reached: the bundle on disk, verified again (a tampered file
-   * is refused), else the one before it; none means fail-closed until the hub answers.
+   * is refused and moved aside), else the one before it; none means fail-closed until the
+   * hub answers.
    */
   loadFromDisk(): Enforced | undefined {
+    let trust: Trust;
+    try {
+      trust = this.trust();
+    } catch (error) {
+      // Not the files' fault: they stay where they are.
+      this.refused("untrusted-key", `no bundle on disk can be verified: ${(error as Error).message}`);
+      return undefined;
+    }
     for (const name of [CURRENT, PREVIOUS]) {
       const path = join(this.dir, name);
       if (!existsSync(path)) continue;
       try {
         const bundle = decodeBundle(readFileSync(path));
         // No expiry check for what the agent already held: expiry governs acceptance, not use.
-        const metadata = verifyBundle(bundle, this.trust(), undefined, undefined);
+        const metadata = verifyBundle(bundle, trust, undefined, undefined);
         const enforced = this.use(bundle, metadata, "disk");
         this.log.info("enforcing the bundle on disk", { file: name, version: metadata.version, hash: metadata.targetHash });
         return enforced;
       } catch (error) {
         const problem = error instanceof BundleError ? error.problem : "malformed";
         this.refused(problem, `${name} on disk: ${(error as Error).message}`);
+        if (error instanceof BundleError) this.setAside(name);
       }
     }
     return undefined;
+  }
+
+  private setAside(name: string): void {
+    const aside = `${name}.refused-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+    try {
+      renameSync(join(this.dir, name), join(this.dir, aside));
+      this.log.warn("moved a refused bundle aside", { file: name, to: aside });
+    } catch (error) {
+      this.log.warn("could not move a refused bundle aside", { file: name, error: (error as Error).message });
+    }
   }
 
   /** A bundle offered by the hub (or a mirror): verified, persisted, then enforced. */
