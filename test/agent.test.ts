@@ -981,15 +981,17 @@ describe("bundles", () => {
       expect(readFileSync(bundleFile(dataDir, "previous"))).toEqual(v2);
     });
 
-    // BUG: holding a newer version than its hub has (a hub restored from a backup, a stale
-    // mirror; here the bundle just accepted), the agent asks with If-None-Match: "<held>", the
-    // hub answers at once with its older bundle (its version differs), the agent refuses it
-    // as a rollback and asks again at once, without backing off: hundreds of full bundle
-    // downloads a second, from every such agent.
-    it.fails("backs off when its hub keeps answering with a bundle it refuses, instead of asking again at once", async () => {
+    // Holding a newer version than its hub has (a hub restored from a backup, a stale
+    // mirror; here the bundle just accepted), the agent asks with If-None-Match: "<held>" and
+    // the hub answers at once with its older bundle (its version differs): the agent refuses
+    // it as a rollback and asks again later and later, not at once, saying why.
+    it("backs off when its hub keeps answering with a bundle it refuses, instead of asking again at once", async () => {
       const before = refusals;
       await sleep(2000);
       expect(refusals - before).toBeLessThanOrEqual(4);
+      const why = await eventually("the agent says why it refuses its hub's bundle", () => agent.health().errors.bundle, 5000);
+      expect(why).toMatch(/^refused the bundle the hub sent \(rollback\): .*older than version/);
+      expect(agent.health().lastError).toMatch(/rollback/);
     });
   });
 

@@ -10,11 +10,15 @@
  * At boot the agent enforces the bundle on its disk before it has reached the hub; with
  * the hub unreachable it keeps enforcing the last good bundle, even past its expiry, and
  * reports itself stale. It never deletes or loosens policy because the hub is gone.
+ *
+ * Each loop keeps its own last error, cleared only when that loop succeeds (or, for "the
+ * hub is unreachable", when any loop reaches the hub again); a loop that fails waits
+ * longer each time, with jitter, so that many agents do not ask their hub in step.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { Server } from "node:https";
 import { join } from "node:path";
-import { call, HubError } from "../client/http.js";
+import { call, HubError, UnreachableError } from "../client/http.js";
 import { clusterEndpoint, expired, loadCredentials, renewalDue, saveCredentials, type Credentials } from "../identity/credentials.js";
 import { parseClusterSpiffeId } from "../identity/spiffe.js";
 import { Enforcement, trustFrom, type Log } from "./enforcement.js";
@@ -42,6 +46,9 @@ export interface AgentOptions {
   readonly log?: Log;
 }
 
+/** The agent's loops, each with its own last error. */
+export type AgentLoop = "identity" | "bundle" | "logs" | "status";
+
 export interface AgentHealth {
   readonly cluster: string;
   readonly bundleVersion: number | null;
@@ -52,7 +59,10 @@ export interface AgentHealth {
   readonly stale: boolean;
   readonly enrolled: boolean;
   readonly certificateNotAfter: string | null;
+  /** The latest of `errors`. */
   readonly lastError: string | null;
+  /** Each loop's error since it last succeeded. */
+  readonly errors: Readonly<Partial<Record<AgentLoop, string>>>;
   readonly lastRefusal: { problem: string; message: string; at: string } | null;
   readonly decisions: Counters;
   readonly latencyMicros: { p50: number; p90: number; p99: number; samples: number };
@@ -98,6 +108,31 @@ async function webhookCertificate(dir: string, cluster: string, names: readonly 
   return { caPem: authority.certificatePem, certificatePem: serving.certificatePem, privateKeyPem: serving.privateKeyPem };
 }
 
+/**
+ * Exponential backoff with jitter: each wait is drawn between half and all of the current
+ * step, and the step doubles up to `cap`.
+ */
+class Backoff {
+  private step: number;
+
+  constructor(
+    private readonly first: number,
+    private readonly cap: number,
+  ) {
+    this.step = first;
+  }
+
+  next(): number {
+    const wait = this.step / 2 + Math.random() * (this.step / 2);
+    this.step = Math.min(this.step * 2, this.cap);
+    return wait;
+  }
+
+  reset(): void {
+    this.step = this.first;
+  }
+}
+
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal.aborted) return resolve();
@@ -120,7 +155,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     throw new Error(`the data folder ${options.dataDir} holds the identity of cluster ${credentials.cluster}, not ${options.cluster}`);
   }
   let lastSync: Date | undefined;
-  let lastError: string | undefined;
+  const errors = new Map<AgentLoop, { message: string; at: number; unreachable: boolean }>();
   const counters: Counters = { allowed: 0, denied: 0, rejected: 0, failedClosed: 0 };
   const latencies = new Latencies();
   const pollWait = options.pollWaitSeconds ?? 30;
@@ -150,7 +185,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       stale,
       enrolled: credentials !== undefined,
       certificateNotAfter: credentials?.notAfter ?? null,
-      lastError: lastError ?? null,
+      lastError: [...errors.values()].sort((a, b) => b.at - a.at)[0]?.message ?? null,
+      errors: Object.fromEntries([...errors].map(([loop, error]) => [loop, error.message])),
       lastRefusal: enforcement.lastRefusal ?? null,
       decisions: { ...counters },
       latencyMicros: latencies.percentiles(),
@@ -171,21 +207,27 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const port = typeof address === "object" && address !== null ? address.port : (options.webhookPort ?? 9443);
   const host = options.webhookHost ?? "127.0.0.1";
 
-  const failed = (what: string, error: unknown) => {
-    lastError = `${what}: ${error instanceof Error ? error.message : String(error)}`;
-    log.warn(what, { error: error instanceof Error ? error.message : String(error) });
+  const failed = (loop: AgentLoop, what: string, error: unknown) => {
+    const reason = error instanceof Error ? error.message : String(error);
+    errors.set(loop, { message: `${what}: ${reason}`, at: Date.now(), unreachable: error instanceof UnreachableError });
+    log.warn(what, { error: reason });
+  };
+  /** A loop did its work: its own error is over, and so is every "the hub is unreachable". */
+  const succeeded = (loop: AgentLoop) => {
+    errors.delete(loop);
+    for (const [other, error] of errors) if (error.unreachable) errors.delete(other);
   };
 
   // ---- identity: enrol, then keep the certificate fresh
   const identityLoop = async () => {
     // Enrolment and renewal need X.509; a restarted agent loads it after it is serving.
     const { enroll, renew } = await import("../identity/enrollment.js");
-    let backoff = 1000;
+    const backoff = new Backoff(1000, 30_000);
     while (!stop.signal.aborted) {
       try {
         if (credentials === undefined) {
           if (options.joinToken === undefined || options.caPem === undefined) {
-            lastError = "not enrolled: give a join token and the federation CA";
+            errors.set("identity", { message: "not enrolled: give a join token and the federation CA", at: Date.now(), unreachable: false });
             await sleep(5000, stop.signal);
             continue;
           }
@@ -198,20 +240,23 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           saveCredentials(identityDir, credentials);
           log.info("renewed the certificate", { notAfter: credentials.notAfter });
         }
-        backoff = 1000;
+        succeeded("identity");
+        backoff.reset();
         const until = credentials === undefined ? 5000 : Math.max(1000, Date.parse(credentials.renewAfter) - now().getTime());
         await sleep(Math.min(until, 60_000), stop.signal);
       } catch (error) {
-        failed(credentials === undefined ? "enrolment failed" : expired(credentials, now()) ? "renewal of the expired certificate failed" : "renewal failed", error);
-        await sleep(backoff, stop.signal);
-        backoff = Math.min(backoff * 2, 30_000);
+        failed("identity", credentials === undefined ? "enrolment failed" : expired(credentials, now()) ? "renewal of the expired certificate failed" : "renewal failed", error);
+        await sleep(backoff.next(), stop.signal);
       }
     }
   };
 
   // ---- bundle: long poll with ETags
   const bundleLoop = async () => {
-    let backoff = 500;
+    const backoff = new Backoff(500, 15_000);
+    // A hub that answers at once with a bundle the agent refuses (an older one, after the
+    // hub was restored from a backup; a forged one) is asked again later and later.
+    const refusedBackoff = new Backoff(1000, 60_000);
     while (!stop.signal.aborted) {
       if (credentials === undefined) {
         await sleep(500, stop.signal);
@@ -227,28 +272,34 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           binary: true,
         });
         lastSync = now();
-        lastError = undefined;
-        if (response.status === 200) enforcement.offer(response.body, now());
-        backoff = 500;
+        backoff.reset();
+        // The hub answered: whatever said it was unreachable is over.
+        succeeded("bundle");
+        if (response.status === 200 && enforcement.offer(response.body, now()) === undefined) {
+          const refusal = enforcement.lastRefusal;
+          failed("bundle", `refused the bundle the hub sent (${refusal?.problem ?? "malformed"})`, refusal?.message ?? "");
+          await sleep(refusedBackoff.next(), stop.signal);
+          continue;
+        }
+        refusedBackoff.reset();
       } catch (error) {
         if (stop.signal.aborted) return;
-        failed(error instanceof HubError ? `the hub refused the bundle request (${error.status})` : "the hub is unreachable", error);
-        await sleep(backoff, stop.signal);
-        backoff = Math.min(backoff * 2, 15_000);
+        failed("bundle", error instanceof HubError ? `the hub refused the bundle request (${error.status})` : "the hub is unreachable", error);
+        await sleep(backoff.next(), stop.signal);
       }
     }
   };
 
   // ---- logs: flush every second, upload batches
   const logsLoop = async () => {
-    let backoff = 1000;
+    const backoff = new Backoff(1000, 30_000);
     let lastUpload = 0;
     while (!stop.signal.aborted) {
       await sleep(1000, stop.signal);
       try {
         decisions.flush();
       } catch (error) {
-        failed("writing decision logs failed", error);
+        failed("logs", "writing decision logs failed", error);
       }
       if (credentials === undefined || Date.now() - lastUpload < (options.logUploadIntervalMs ?? 2000)) continue;
       lastUpload = Date.now();
@@ -257,12 +308,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           await call(clusterEndpoint(options.hubUrl, credentials), "POST", "/v1/agent/decisions", { batch: batch.batch, entries: batch.entries, dropped: batch.dropped }, { signal: stop.signal });
           batch.done();
         }
-        backoff = 1000;
+        succeeded("logs");
+        backoff.reset();
       } catch (error) {
         if (stop.signal.aborted) return;
-        failed("uploading decision logs failed (they stay on disk)", error);
-        await sleep(backoff, stop.signal);
-        backoff = Math.min(backoff * 2, 30_000);
+        failed("logs", "uploading decision logs failed (they stay on disk)", error);
+        await sleep(backoff.next(), stop.signal);
       }
     }
   };
@@ -274,8 +325,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       if (credentials === undefined || stop.signal.aborted) continue;
       try {
         await call(clusterEndpoint(options.hubUrl, credentials), "POST", "/v1/agent/status", health(), { signal: stop.signal, timeoutMs: 10_000 });
+        succeeded("status");
       } catch (error) {
-        if (!stop.signal.aborted) failed("status report failed", error);
+        if (!stop.signal.aborted) failed("status", "status report failed", error);
       }
     }
   };

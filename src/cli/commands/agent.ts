@@ -37,7 +37,9 @@ enforcing its last good bundle, even past its expiry, and reports itself stale; 
 loosens policy because the hub is gone. With no bundle at all it fails closed.
 
 The webhook (AdmissionReview admission.k8s.io/v1, HTTPS, POST /validate) decides from the
-bundle alone. GET /healthz and /readyz tell its state.
+bundle alone. GET /healthz and /readyz tell its state; /healthz names each loop's error
+(errors.identity, .bundle, .logs, .status) until that loop succeeds again. A hub that keeps
+sending a bundle the agent refuses is asked again later and later (1 s up to 60 s).
 
 Flags:
       --hub <url>                 the hub
