@@ -303,8 +303,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       }
       if (credentials === undefined || Date.now() - lastUpload < (options.logUploadIntervalMs ?? 2000)) continue;
       lastUpload = Date.now();
+      let sending: string | undefined;
       try {
         for (let batch = decisions.nextBatch(); batch !== undefined && !stop.signal.aborted; batch = decisions.nextBatch()) {
+          sending = batch.batch;
           await call(clusterEndpoint(options.hubUrl, credentials), "POST", "/v1/agent/decisions", { batch: batch.batch, entries: batch.entries, dropped: batch.dropped }, { signal: stop.signal });
           batch.done();
         }
@@ -312,7 +314,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         backoff.reset();
       } catch (error) {
         if (stop.signal.aborted) return;
-        failed("logs", "uploading decision logs failed (they stay on disk)", error);
+        // A batch the hub refuses stays on disk, retried, and named here until it goes through.
+        const what = error instanceof HubError ? `the hub refused decision-log batch ${sending ?? ""} (${error.status}); it stays on disk` : "uploading decision logs failed (they stay on disk)";
+        failed("logs", what, error);
         await sleep(backoff.next(), stop.signal);
       }
     }

@@ -3,6 +3,9 @@
  * for `sampleEvery` of them). Entries gather in memory and are written to disk in
  * segments every second, so the decision path never waits for a disk; segments are
  * uploaded to the hub in batches, oldest first, and deleted only once the hub has them.
+ * A segment larger than the hub takes in one batch is sent in several (`batchesOf`), each
+ * with an id derived from the segment's, so a batch sent again after a failure or a
+ * restart is stored once.
  *
  * Every buffer has a bound. Past it, the oldest entries are dropped, and how many is
  * counted, kept on disk across restarts, and reported to the hub with the next batch:
@@ -10,7 +13,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 
 export interface DecisionEntry {
   readonly time: string;
@@ -38,11 +41,64 @@ export interface LogOptions {
 
 export const DEFAULT_LOG_OPTIONS: LogOptions = { maxDiskBytes: 64 * 1024 * 1024, maxMemoryBytes: 4 * 1024 * 1024, sampleEvery: 100 };
 
+/**
+ * What the hub takes in one batch is at most 10,000 entries and an 8 MiB body; a batch
+ * here stays well under both. An entry larger than a batch could carry is dropped (and
+ * counted) when it is logged, so that no segment ever holds one the hub would refuse.
+ */
+export const BATCH_LIMITS = { entries: 10_000, bytes: 4 * 1024 * 1024 } as const;
+
 interface State {
   /** Entries dropped and not yet reported to the hub. */
   dropped: number;
   /** Entries dropped since the agent was first started (for status). */
   droppedTotal: number;
+  /** How many batches of the oldest segment the hub already has. */
+  sent: { segment: string; batches: number } | null;
+}
+
+/** state.json as read from disk: whatever is missing or of the wrong type starts from zero. */
+function readState(path: string): State {
+  const state: State = { dropped: 0, droppedTotal: 0, sent: null };
+  if (!existsSync(path)) return state;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return state;
+  }
+  if (typeof parsed !== "object" || parsed === null) return state;
+  const fields = parsed as Record<string, unknown>;
+  const count = (value: unknown) => (typeof value === "number" && Number.isInteger(value) && value >= 0 ? value : 0);
+  state.dropped = count(fields.dropped);
+  state.droppedTotal = count(fields.droppedTotal);
+  const sent = fields.sent as Record<string, unknown> | null | undefined;
+  if (typeof sent === "object" && sent !== null && typeof sent.segment === "string") state.sent = { segment: sent.segment, batches: count(sent.batches) };
+  return state;
+}
+
+/**
+ * A segment's lines cut into batches the hub accepts, in order: each at most
+ * `limits.entries` lines and `limits.bytes` bytes (a single line larger than that goes
+ * alone). The same lines always give the same batches.
+ */
+export function batchesOf(lines: readonly string[], limits: { readonly entries: number; readonly bytes: number } = BATCH_LIMITS): string[][] {
+  const batches: string[][] = [];
+  let batch: string[] = [];
+  let bytes = 0;
+  for (const line of lines) {
+    // One comma between entries in the JSON array.
+    const size = Buffer.byteLength(line, "utf8") + 1;
+    if (batch.length > 0 && (batch.length >= limits.entries || bytes + size > limits.bytes)) {
+      batches.push(batch);
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(line);
+    bytes += size;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
 }
 
 export class DecisionLog {
@@ -57,8 +113,7 @@ export class DecisionLog {
     private readonly options: LogOptions,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const stateFile = join(dir, "state.json");
-    this.state = existsSync(stateFile) ? (JSON.parse(readFileSync(stateFile, "utf8")) as State) : { dropped: 0, droppedTotal: 0 };
+    this.state = readState(join(dir, "state.json"));
     this.sequence = this.segments().reduce((max, s) => Math.max(max, s.sequence), 0);
   }
 
@@ -78,7 +133,7 @@ export class DecisionLog {
 
   private add(entry: DecisionEntry): void {
     const line = JSON.stringify(entry);
-    if (this.pendingBytes + line.length > this.options.maxMemoryBytes) {
+    if (this.pendingBytes + line.length > this.options.maxMemoryBytes || Buffer.byteLength(line, "utf8") >= BATCH_LIMITS.bytes) {
       this.drop(1);
       return;
     }
@@ -136,40 +191,80 @@ export class DecisionLog {
   }
 
   /**
-   * The oldest segment as a batch for the hub (its id is the segment's, so a batch sent
-   * twice is stored once), with the drops not yet reported; `done` deletes it.
+   * The next batch for the hub: the oldest segment, or its next part when it holds more
+   * than one batch can carry, with the drops not yet reported; `done` records that the hub
+   * has it (and deletes the segment after its last part). A segment sent whole keeps the
+   * segment's id as the batch id; its parts are `<id>.<n>`: a batch sent twice is stored
+   * once.
    */
   nextBatch(): { batch: string; entries: unknown[]; dropped: number; done: () => void } | undefined {
     const oldest = this.segments()[0];
     const dropped = this.state.dropped;
-    if (oldest === undefined && dropped === 0) return undefined;
-    const entries =
-      oldest === undefined
-        ? []
-        : readFileSync(oldest.path, "utf8")
-            .split("\n")
-            .filter((l) => l !== "")
-            .flatMap((l) => {
-              try {
-                return [JSON.parse(l) as unknown];
-              } catch {
-                return [];
-              }
-            });
+    if (oldest === undefined) {
+      if (dropped === 0) return undefined;
+      return { batch: randomUUID(), entries: [], dropped, done: () => this.reported(dropped) };
+    }
+    // What is on disk is checked again: a line that is not a JSON object (a disk fault, a
+    // hand edit) would make the hub refuse the whole batch, so it is skipped, and counted as
+    // dropped once the segment is gone.
+    const lines: string[] = [];
+    const entries: unknown[] = [];
+    let skipped = 0;
+    for (const line of readFileSync(oldest.path, "utf8").split("\n")) {
+      if (line === "") continue;
+      const entry = parseEntry(line);
+      if (entry === undefined) {
+        skipped++;
+        continue;
+      }
+      entries.push(entry);
+      lines.push(line);
+    }
+    const batches = batchesOf(lines);
+    const name = basename(oldest.path);
+    const part = this.state.sent?.segment === name ? this.state.sent.batches : 0;
+    if (part >= batches.length) {
+      // Every part is at the hub already (the agent stopped before deleting the segment), or there is none.
+      rmSync(oldest.path, { force: true });
+      this.state.sent = null;
+      this.drop(skipped);
+      this.saveState();
+      return this.nextBatch();
+    }
+    const first = batches.slice(0, part).reduce((sum, b) => sum + b.length, 0);
     return {
-      batch: oldest?.batch ?? randomUUID(),
-      entries,
+      batch: batches.length === 1 ? oldest.batch : `${oldest.batch}.${part}`,
+      entries: entries.slice(first, first + batches[part]!.length),
       dropped,
       done: () => {
-        if (oldest !== undefined) rmSync(oldest.path, { force: true });
-        this.state.dropped -= dropped;
-        this.saveState();
+        if (part + 1 >= batches.length) {
+          rmSync(oldest.path, { force: true });
+          this.state.sent = null;
+          this.drop(skipped);
+        } else {
+          this.state.sent = { segment: name, batches: part + 1 };
+        }
+        this.reported(dropped);
       },
     };
+  }
+
+  private reported(dropped: number): void {
+    this.state.dropped -= dropped;
+    this.saveState();
   }
 
   stats(): { buffered: number; segments: number; dropped: number; droppedUnreported: number } {
     const segments = this.segments();
     return { buffered: this.pending.length, segments: segments.length, dropped: this.state.droppedTotal, droppedUnreported: this.state.dropped };
+  }
+}
+
+function parseEntry(line: string): object | undefined {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? value : undefined;
+  } catch {
+    return undefined;
   }
 }
