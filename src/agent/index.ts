@@ -347,15 +347,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     async close() {
       stop.abort();
       await Promise.allSettled(loops);
-      try {
-        decisions.flush();
-      } catch {
-        // nothing more to do at shutdown
-      }
+      // The webhook first, so that no decision comes after the last flush.
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      try {
+        decisions.close();
+      } catch {
+        // nothing more to do at shutdown
+      }
     },
   };
 }

@@ -7,6 +7,9 @@
  * with an id derived from the segment's, so a batch sent again after a failure or a
  * restart is stored once.
  *
+ * Allowed decisions not yet sampled are counted on disk at every flush, and sampled when
+ * the log is closed: the samples' `represents` add up to every allowed decision.
+ *
  * Every buffer has a bound. Past it, the oldest entries are dropped, and how many is
  * counted, kept on disk across restarts, and reported to the hub with the next batch:
  * never silent.
@@ -53,13 +56,15 @@ interface State {
   dropped: number;
   /** Entries dropped since the agent was first started (for status). */
   droppedTotal: number;
+  /** Allowed decisions counted since the last sample, as of the last flush. */
+  allowedUnsampled: number;
   /** How many batches of the oldest segment the hub already has. */
   sent: { segment: string; batches: number } | null;
 }
 
 /** state.json as read from disk: whatever is missing or of the wrong type starts from zero. */
 function readState(path: string): State {
-  const state: State = { dropped: 0, droppedTotal: 0, sent: null };
+  const state: State = { dropped: 0, droppedTotal: 0, allowedUnsampled: 0, sent: null };
   if (!existsSync(path)) return state;
   let parsed: unknown;
   try {
@@ -72,6 +77,7 @@ function readState(path: string): State {
   const count = (value: unknown) => (typeof value === "number" && Number.isInteger(value) && value >= 0 ? value : 0);
   state.dropped = count(fields.dropped);
   state.droppedTotal = count(fields.droppedTotal);
+  state.allowedUnsampled = count(fields.allowedUnsampled);
   const sent = fields.sent as Record<string, unknown> | null | undefined;
   if (typeof sent === "object" && sent !== null && typeof sent.segment === "string") state.sent = { segment: sent.segment, batches: count(sent.batches) };
   return state;
@@ -104,7 +110,9 @@ export function batchesOf(lines: readonly string[], limits: { readonly entries: 
 export class DecisionLog {
   private pending: string[] = [];
   private pendingBytes = 0;
-  private allowedSinceSample = 0;
+  private allowedSinceSample: number;
+  /** The latest allowed decision, to sample the ones still counted when the log is closed. */
+  private lastAllowed: ((represents: number) => DecisionEntry) | undefined;
   private readonly state: State;
   private sequence = 0;
 
@@ -114,6 +122,7 @@ export class DecisionLog {
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.state = readState(join(dir, "state.json"));
+    this.allowedSinceSample = this.state.allowedUnsampled;
     this.sequence = this.segments().reduce((max, s) => Math.max(max, s.sequence), 0);
   }
 
@@ -125,10 +134,25 @@ export class DecisionLog {
   /** An allowed decision: counted, and every `sampleEvery`th logged for the others too. */
   allowed(make: (represents: number) => DecisionEntry): void {
     this.allowedSinceSample++;
+    this.lastAllowed = make;
     if (this.allowedSinceSample >= this.options.sampleEvery) {
       this.add(make(this.allowedSinceSample));
       this.allowedSinceSample = 0;
+      this.lastAllowed = undefined;
     }
+  }
+
+  /**
+   * At shutdown: the allowed decisions not yet sampled become one sample (the latest of
+   * them, standing for all), and everything is flushed.
+   */
+  close(): void {
+    if (this.allowedSinceSample > 0 && this.lastAllowed !== undefined) {
+      this.add(this.lastAllowed(this.allowedSinceSample));
+      this.allowedSinceSample = 0;
+      this.lastAllowed = undefined;
+    }
+    this.flush();
   }
 
   private add(entry: DecisionEntry): void {
@@ -170,6 +194,7 @@ export class DecisionLog {
   }
 
   private saveState(): void {
+    this.state.allowedUnsampled = this.allowedSinceSample;
     const tmp = join(this.dir, ".state.json.tmp");
     writeFileSync(tmp, JSON.stringify(this.state));
     renameSync(tmp, join(this.dir, "state.json"));
