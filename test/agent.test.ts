@@ -634,16 +634,15 @@ describe("an agent in step with its hub", () => {
       expect(run.err).toContain(`the data folder ${agent.dataDir} holds the identity of cluster ${CLUSTER}, not ${OTHER}`);
     });
 
-    // BUG: mistakes an operator makes and can fix are reported as "polity: internal error: …"
-    // with the undocumented exit status 70, not as an error with exit status 2 (bad usage or
-    // input) like every other command: starting on another cluster's data folder, and a
-    // webhook address already in use.
-    it.fails("exits with status 2 and a plain error, not an internal error, for a data folder of another cluster or a busy webhook port", async () => {
+    // Mistakes an operator makes and can fix are errors with exit status 2 (bad usage or
+    // input) like every other command's, not "polity: internal error: …" with status 70.
+    it("exits with status 2 and a plain error, not an internal error, for a data folder of another cluster or a busy webhook port", async () => {
       const wrongFolder = await runPolity(["agent", "--hub", fed.hub.url, "--cluster", OTHER, "--data", agent.dataDir, "--listen", "127.0.0.1:0"]);
       const busyPort = await runPolity(["agent", "--hub", fed.hub.url, "--cluster", OTHER, "--data", join(root, "busy-port-agent"), "--ca", fed.caFile, "--join-token", "unused", "--listen", new URL(agent.webhookUrl).host]);
       expect(busyPort.err).toMatch(/EADDRINUSE/);
       for (const run of [wrongFolder, busyPort]) {
         expect(run.err).not.toMatch(/internal error/);
+        expect(run.err).toMatch(/^error: /);
         expect(run.code).toBe(2);
       }
     });

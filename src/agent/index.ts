@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import type { Server } from "node:https";
 import { join } from "node:path";
 import { call, HubError, UnreachableError } from "../client/http.js";
+import { PolityError } from "../errors.js";
 import { clusterEndpoint, expired, loadCredentials, renewalDue, saveCredentials, type Credentials } from "../identity/credentials.js";
 import { parseClusterSpiffeId } from "../identity/spiffe.js";
 import { Enforcement, trustFrom, type Log } from "./enforcement.js";
@@ -152,7 +153,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const stop = new AbortController();
   let credentials: Credentials | undefined = loadCredentials(identityDir);
   if (credentials !== undefined && credentials.cluster !== options.cluster) {
-    throw new Error(`the data folder ${options.dataDir} holds the identity of cluster ${credentials.cluster}, not ${options.cluster}`);
+    // An operator's mistake, not a bug: said as the error family the CLI prints.
+    throw PolityError.of("invalid", `the data folder ${options.dataDir} holds the identity of cluster ${credentials.cluster}, not ${options.cluster}: give that cluster's --data folder, or another for ${options.cluster}`);
   }
   let lastSync: Date | undefined;
   const errors = new Map<AgentLoop, { message: string; at: number; unreachable: boolean }>();

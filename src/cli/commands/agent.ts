@@ -41,6 +41,9 @@ bundle alone. GET /healthz and /readyz tell its state; /healthz names each loop'
 (errors.identity, .bundle, .logs, .status) until that loop succeeds again. A hub that keeps
 sending a bundle the agent refuses is asked again later and later (1 s up to 60 s).
 
+Exits with status 2 and the reason when it cannot start as asked: a data folder holding
+another cluster's identity, or a --listen address in use.
+
 Flags:
       --hub <url>                 the hub
       --cluster <name>            this cluster
@@ -64,12 +67,14 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     const caFile = stringOption(parsed, "ca");
     if (caFile !== undefined && !existsSync(caFile)) throw new UsageError(`--ca ${caFile}: no such file`);
     const tokenFile = stringOption(parsed, "join-token-file");
+    if (tokenFile !== undefined && !existsSync(tokenFile)) throw new UsageError(`--join-token-file ${tokenFile}: no such file`);
     const joinToken = stringOption(parsed, "join-token") ?? (tokenFile === undefined ? undefined : readFileSync(tokenFile, "utf8").trim());
     const enrolled = existsSync(join(dataDir, "identity", "identity.json"));
     if (!enrolled && (joinToken === undefined || caFile === undefined)) {
       throw new UsageError(`cluster ${cluster} has no identity in ${dataDir} yet: give --ca and --join-token for its first enrolment`);
     }
-    const { host, port } = parseListen(stringOption(parsed, "listen") ?? "127.0.0.1:9443");
+    const listen = stringOption(parsed, "listen") ?? "127.0.0.1:9443";
+    const { host, port } = parseListen(listen);
     const wait = Number(stringOption(parsed, "poll-wait") ?? "30");
     if (!Number.isInteger(wait) || wait < 1 || wait > 60) throw new UsageError("--poll-wait must be a whole number of seconds from 1 to 60");
     const agent = await startAgent({
@@ -83,6 +88,12 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       webhookNames: stringsOption(parsed, "webhook-name"),
       pollWaitSeconds: wait,
       log: jsonLog(`agent/${cluster}`),
+    }).catch((error: unknown) => {
+      // An address in use, not of this host, or not ours to bind is the operator's to fix.
+      if ((error as NodeJS.ErrnoException).syscall === "listen") {
+        throw new UsageError(`--listen ${listen}: the webhook cannot listen there (${(error as Error).message})`);
+      }
+      throw error;
     });
     io.out(`agent of cluster ${cluster}: webhook ${agent.webhookUrl} (CA ${join(dataDir, "webhook", "ca.pem")})\n`);
     await new Promise<void>((done) => {
