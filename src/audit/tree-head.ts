@@ -77,7 +77,8 @@ function checkTreeHead(head: TreeHead): void {
   if (typeof head.rootHash !== "string" || !/^[0-9a-f]*$/.test(head.rootHash) || head.rootHash.length !== HASH_SIZE * 2) {
     throw new TreeHeadError(`rootHash must be ${HASH_SIZE * 2} lowercase hex digits`);
   }
-  if (typeof head.time !== "string" || !TIME.test(head.time) || Number.isNaN(Date.parse(head.time))) {
+  // A real instant, spelt as toISOString spells it: no February 30th, no 24:00.
+  if (typeof head.time !== "string" || !TIME.test(head.time) || Number.isNaN(Date.parse(head.time)) || new Date(head.time).toISOString() !== head.time) {
     throw new TreeHeadError(`time must be an RFC 3339 UTC time with milliseconds, such as 2026-11-25T06:00:00.000Z`);
   }
 }
@@ -104,6 +105,9 @@ export function parseSignedTreeHead(value: unknown): SignedTreeHead {
   const head = { origin: v.origin, treeSize: v.treeSize, rootHash: v.rootHash, time: v.time, keyId: v.keyId, signature: v.signature } as SignedTreeHead;
   checkTreeHead(head);
   if (typeof head.keyId !== "string" || !/^[0-9a-f]{8}$/.test(head.keyId)) throw new TreeHeadError("keyId must be 8 lowercase hex digits");
-  if (typeof head.signature !== "string" || !/^[A-Za-z0-9+/]{86}==$/.test(head.signature)) throw new TreeHeadError("signature must be the base64 of 64 bytes");
+  // Canonical base64 only: one spelling per signature, so a head cannot be changed and still verify.
+  if (typeof head.signature !== "string" || !/^[A-Za-z0-9+/]{86}==$/.test(head.signature) || Buffer.from(head.signature, "base64").toString("base64") !== head.signature) {
+    throw new TreeHeadError("signature must be the base64 of 64 bytes");
+  }
   return head;
 }
