@@ -54,8 +54,9 @@ export function parseProofDocument(value: unknown): ProofDocument {
   const v = value as Record<string, unknown>;
   if (v.type !== "inclusion" && v.type !== "consistency") throw new ProofFormatError(`type must be "inclusion" or "consistency", not ${JSON.stringify(v.type)}`);
   const allowed: readonly string[] = FIELDS[v.type];
-  for (const key of Object.keys(v)) if (!allowed.includes(key)) throw new ProofFormatError(`unknown field ${JSON.stringify(key)} in a ${v.type} proof`);
-  for (const key of allowed) if (!(key in v)) throw new ProofFormatError(`a ${v.type} proof needs ${key}`);
+  const what = v.type === "inclusion" ? "an inclusion proof" : "a consistency proof";
+  for (const key of Object.keys(v)) if (!allowed.includes(key)) throw new ProofFormatError(`unknown field ${JSON.stringify(key)} in ${what}`);
+  for (const key of allowed) if (!Object.hasOwn(v, key)) throw new ProofFormatError(`${what} needs ${key}`);
   if (!Array.isArray(v.proof)) throw new ProofFormatError("proof must be an array of hex hashes");
   const proof = v.proof.map((p, i) => hex(p, `proof[${i}]`));
   if (v.type === "inclusion") {
