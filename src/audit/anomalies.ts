@@ -114,14 +114,22 @@ export function tokensOutOfScope(entries: readonly IndexedEntry[]): Finding[] {
 /** Several failed enrolments for one cluster (or with unknown tokens) within a short window. */
 export function repeatedFailedEnrolments(entries: readonly IndexedEntry[], now: Date, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): Finding[] {
   const since = now.getTime() - options.failureWindowMs;
-  const recent = entries.filter((e) => e.kind === "enrolment.failed" && time(e) >= since);
   const findings: Finding[] = [];
-  for (const [target, list] of groupBy(recent, (e) => e.cluster ?? "(unknown token)")) {
+  for (const [target, all] of groupBy(
+    entries.filter((e) => e.kind === "enrolment.failed"),
+    (e) => e.cluster ?? "(unknown token)",
+  )) {
+    const first = all.findIndex((e) => time(e) >= since);
+    if (first === -1) continue;
+    const list = all.slice(first).filter((e) => time(e) >= since);
     if (list.length < options.maxFailedEnrolments) continue;
+    // Keyed by the first failure of the run (failures less than a window apart), not of the
+    // window: a run that goes on while the window slides stays one finding.
+    let start = first;
+    while (start > 0 && time(all[start]!) - time(all[start - 1]!) < options.failureWindowMs) start--;
     findings.push({
       detector: "repeated-failed-enrolments",
-      // Keyed by the first failure of the run: a continuing run stays one finding.
-      key: `repeated-failed-enrolments/${target}/${list[0]!.index}`,
+      key: `repeated-failed-enrolments/${target}/${all[start]!.index}`,
       cluster: list[0]!.cluster,
       region: list[0]!.region,
       summary: `${list.length} failed enrolments ${target === "(unknown token)" ? "with unknown join tokens" : `for cluster ${target}`} within ${options.failureWindowMs / 60_000} minutes (${options.maxFailedEnrolments} make a finding): ${[...new Set(list.map((e) => String(e.data.reason)))].join(", ")}`,
