@@ -160,7 +160,8 @@ export async function verifyLog(saved: SavedHead, source: LogSource, options: { 
       break;
     }
   }
-  if (latest.treeSize > head.treeSize || latest.rootHash !== head.rootHash) {
+  // The empty tree is a prefix of every tree: RFC 9162 has no proof from it, and needs none.
+  if (head.treeSize > 0 && (latest.treeSize > head.treeSize || latest.rootHash !== head.rootHash)) {
     try {
       const proof = await source.consistency(head.treeSize, latest.treeSize);
       verifyConsistency(
