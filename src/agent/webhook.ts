@@ -6,9 +6,9 @@
  * review gets a 4xx with a message, and the server keeps serving. An oversized one is
  * answered 413 at once and the rest of its upload read and discarded for a while before
  * the connection closes (a lingering close), so that the client reads the 413 instead of
- * a reset connection. Without a verified bundle
- * the webhook fails closed: it denies, saying why (the webhook registration exempts the
- * system namespaces, so the cluster can still heal itself).
+ * a reset connection. Without a verified bundle the webhook fails closed: it denies,
+ * saying why (the webhook registration exempts the system namespaces, so the cluster can
+ * still heal itself).
  */
 import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -74,11 +74,12 @@ function status(res: ServerResponse, code: number, reason: string, message: stri
 }
 
 /**
- * 413 for a review too large, sent whole at once, then a lingering close (RFC 9112 section
- * 9.6): closing with the client's upload unread in the socket would reset the connection,
- * and a client still writing would see the reset, not the answer. So the response is
- * written but not ended, the rest of the body is read and thrown away until it ends or
- * LINGER_MS or LINGER_BYTES pass, and only then does the connection close.
+ * 413 for a review too large (by its declared length, or counted as it streams), then a
+ * lingering close (RFC 9112 section 9.6): closing with the client's upload unread in the
+ * socket would reset the connection, and a client still writing would see the reset, not
+ * the answer. So the response is written but not ended, the rest of the body is read and
+ * thrown away until it ends or LINGER_MS or LINGER_BYTES pass, and only then does the
+ * connection close.
  */
 function tooLarge(req: IncomingMessage, res: ServerResponse, message: string): void {
   res.write(statusHead(res, 413, "RequestEntityTooLarge", message, { connection: "close" }));
