@@ -6,6 +6,7 @@
 import { cpus } from "node:os";
 import { benchDecision } from "./decision.js";
 import { benchAgents } from "./agent.js";
+import { benchAudit } from "./audit.js";
 import { benchHub } from "./hub.js";
 import { benchLayering } from "./layering.js";
 
@@ -23,3 +24,5 @@ settle();
 if (want("hub")) await benchHub();
 settle();
 if (want("agents")) await benchAgents();
+settle();
+if (want("audit")) await benchAudit();

@@ -578,11 +578,10 @@ describe("an agent in step with its hub", () => {
 
   it("keeps a batch its hub refuses on disk, retrying it, and says so in /healthz while its bundle polls succeed", async () => {
     const dir = join(root, "refused-batch-agent");
-    // A denial whose user name holds a NUL character: the hub cannot store it (its JSON column
-    // refuses \u0000) and answers 500. The agent itself never sends a batch the hub's schema
-    // refuses; should the hub learn to store this one, the test needs another it refuses.
+    // A denial with a field name holding a NUL character: the hub cannot store it (its JSON
+    // column refuses \u0000) and answers 400. The agent itself never writes such an entry.
     mkdirSync(join(dir, "decisions"), { recursive: true });
-    const entry = { time: new Date().toISOString(), uid: "unstorable", kind: "Pod", operation: "CREATE", user: "eve\u0000", allowed: false, bundleVersion: 1 };
+    const entry = { time: new Date().toISOString(), uid: "unstorable", kind: "Pod", operation: "CREATE", user: "eve", "x\u0000": 1, allowed: false, bundleVersion: 1 };
     writeFileSync(join(dir, "decisions", "000000000001-00000000-0000-4000-8000-000000000001.ndjson"), `${JSON.stringify(entry)}\n`);
     const other = await startAgent({
       dataDir: dir,

@@ -287,8 +287,13 @@ export class AuditLog {
     for (const node of nodes) {
       const chunk = Math.floor(node.index / TILE_WIDTH);
       const key = `${node.level}/${chunk}`;
-      const cached = this.tiles.get(key);
-      if (cached !== undefined) found.set(key, cached.hashes);
+      if (found.has(key)) continue;
+      const cached = this.tiles.get(key)?.hashes;
+      // The last tile of a level, as this process last wrote it: a prefix of the stored one.
+      const tail = this.tails.get(node.level);
+      const partial = tail !== undefined && tail.chunk === chunk && tail.hashes.length >= ((node.index % TILE_WIDTH) + 1) * 32 ? tail.hashes : undefined;
+      if (cached !== undefined) found.set(key, cached);
+      else if (partial !== undefined) found.set(key, partial);
       else wanted.set(key, { level: node.level, chunk });
     }
     if (wanted.size > 0) {

@@ -229,6 +229,12 @@ async function agentStatuses(hub: HubContext, names: readonly string[]): Promise
   return new Map(rows.map((r) => [r.cluster, { ...r, reported_at: new Date(r.reported_at) }]));
 }
 
+function hasNulFieldName(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(hasNulFieldName);
+  if (typeof value !== "object" || value === null) return false;
+  return Object.entries(value).some(([key, inner]) => key.includes("\u0000") || hasNulFieldName(inner));
+}
+
 /** Denials per audit entry: a burst becomes several entries of bounded size. */
 const DENIALS_PER_ENTRY = 500;
 
@@ -802,6 +808,10 @@ export const ROUTES: readonly Route[] = [
       if (call.principal.kind !== "cluster") throw forbidden("decision logs are sent by a cluster's agent");
       const cluster = call.principal.cluster;
       const { batch, entries, dropped } = call.body as { batch: string; entries: unknown[]; dropped: number };
+      // PostgreSQL's jsonb cannot hold U+0000: in a value it becomes U+FFFD; in a field name the batch is refused.
+      const serialized = entries.map((entry) => JSON.stringify(entry, (_key, value: unknown) => (typeof value === "string" ? value.replaceAll("\u0000", "\ufffd") : value)));
+      const unstorable = entries.findIndex(hasNulFieldName);
+      if (unstorable >= 0) throw badRequest(`entries[${unstorable}] has a field name with a NUL character (U+0000), which cannot be stored`);
       const denials = denialsOf(entries);
       // Back-pressure: refused with 503 and Retry-After while the audit log catches up; the agent keeps the batch.
       if (denials.length > 0) await hub.audit.admit(Math.ceil(denials.length / DENIALS_PER_ENTRY));
@@ -815,11 +825,11 @@ export const ROUTES: readonly Route[] = [
           dropped,
         ]);
         if (fresh.length === 0) return false;
-        for (let i = 0; i < entries.length; i += 500) {
-          const slice = entries.slice(i, i + 500);
+        for (let i = 0; i < serialized.length; i += 500) {
+          const slice = serialized.slice(i, i + 500);
           const params: unknown[] = [];
           const values = slice.map((entry) => {
-            params.push(cluster, batch, hub.now(), JSON.stringify(entry));
+            params.push(cluster, batch, hub.now(), entry);
             const n = params.length;
             return `($${n - 3}, $${n - 2}, $${n - 1}, $${n})`;
           });
