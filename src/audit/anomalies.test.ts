@@ -244,6 +244,18 @@ describe("all detectors together", () => {
     expect(detectAnomalies(log.entries, new Date(NOW.getTime() + 30_000), known)).toEqual([]);
   });
 
+  it("read entries in log order, whatever order they are given in (the text order of their indexes, say)", () => {
+    const log = new Log();
+    for (let i = 0; i < 9; i++) log.add("token.created", 5);
+    log.failure(3, "used-token");
+    log.failure(2, "used-token");
+    log.failure(1, "used-token");
+    const byText = [...log.entries].sort((a, b) => String(a.index).localeCompare(String(b.index)));
+    expect(byText.map((e) => e.index).slice(0, 3)).toEqual([0, 1, 10]);
+    expect(detectAnomalies(byText, NOW, new Set())).toEqual(detectAnomalies(log.entries, NOW, new Set()));
+    expect(detectAnomalies(byText, NOW, new Set())[0]!.evidence).toEqual([9, 10, 11]);
+  });
+
   it("are pure: the same entries and time give the same findings", () => {
     const log = everything();
     expect(detectAnomalies(log.entries, NOW, new Set())).toEqual(detectAnomalies([...log.entries], new Date(NOW), new Set()));

@@ -172,7 +172,9 @@ export function unacknowledgedBundles(entries: readonly IndexedEntry[], now: Dat
 }
 
 /** Every detector; findings whose key is in `known` (already logged) are left out. */
-export function detectAnomalies(entries: readonly IndexedEntry[], now: Date, known: ReadonlySet<string>, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): Finding[] {
+export function detectAnomalies(given: readonly IndexedEntry[], now: Date, known: ReadonlySet<string>, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): Finding[] {
+  // In log order whatever order they came in: keys and evidence name the first entries.
+  const entries = [...given].sort((a, b) => a.index - b.index);
   return [
     ...denialSpikes(entries, now, options),
     ...tokensOutOfScope(entries),

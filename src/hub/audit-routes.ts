@@ -152,7 +152,11 @@ export const AUDIT_ROUTES: readonly Route[] = [
       // Entries not yet under a signed head are not served: everything listed can be proved.
       add("idx < ?", (await hub.audit.latestHead()).treeSize);
       params.push(limit + 1);
-      const rows = await hub.db.query<EntryRow>(`SELECT idx::text AS idx, entry FROM audit_entries WHERE ${where.join(" AND ")} ORDER BY idx LIMIT $${params.length}`, params);
+      // Ordered by the column, not the text alias of the same name: "10" sorts before "2".
+      const rows = await hub.db.query<EntryRow>(
+        `SELECT idx::text AS idx, entry FROM audit_entries WHERE ${where.join(" AND ")} ORDER BY audit_entries.idx LIMIT $${params.length}`,
+        params,
+      );
       const items = rows.slice(0, limit).map((r) => ({ index: Number(r.idx), entry: JSON.parse(r.entry) as unknown }));
       return { body: { items, next: rows.length > limit ? items[items.length - 1]!.index + 1 : null } };
     },
