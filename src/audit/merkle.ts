@@ -9,7 +9,7 @@
  * so a proof is planned here (which nodes), read in one go by the caller, and assembled
  * here: O(log n) reads.
  */
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 
 export const HASH_SIZE = 32;
 
@@ -25,12 +25,13 @@ export const EMPTY_ROOT: Buffer = createHash("sha256").digest();
 const LEAF_PREFIX = Buffer.from([0]);
 const NODE_PREFIX = Buffer.from([1]);
 
+// One-shot hashing of one buffer is about twice as fast as a Hash object for inputs this small.
 export function leafHash(entry: Uint8Array): Buffer {
-  return createHash("sha256").update(LEAF_PREFIX).update(entry).digest();
+  return hash("sha256", Buffer.concat([LEAF_PREFIX, entry]), "buffer");
 }
 
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash("sha256").update(NODE_PREFIX).update(left).update(right).digest();
+  return hash("sha256", Buffer.concat([NODE_PREFIX, left, right]), "buffer");
 }
 
 /** A perfect subtree: leaves `[index * 2^level, (index + 1) * 2^level)`. */

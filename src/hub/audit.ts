@@ -113,9 +113,9 @@ export class AuditLog {
       const values: string[] = [];
       events.slice(i, i + INSERT_CHUNK).forEach((event, j) => {
         const encoded = encodeEntry(event, now);
-        params.push(first + i + j, now, event.kind, event.actor, event.cluster, event.region, event.correlationId, encoded.bytes, encoded.leafHash);
+        params.push(first + i + j, now, event.kind, event.actor, event.cluster, event.region, event.correlationId, encoded.bytes, bytea(encoded.leafHash));
         const n = params.length;
-        values.push(`($${n - 8}, $${n - 7}, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n})`);
+        values.push(`($${n - 8}, $${n - 7}, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, decode($${n}, 'hex'))`);
       });
       await tx.query(`INSERT INTO audit_entries (idx, at, kind, actor, cluster, region, correlation_id, entry, leaf_hash) VALUES ${values.join(", ")}`, params);
     }
@@ -207,10 +207,10 @@ export class AuditLog {
         return { head: await this.publish(tx, range, now), more: false };
       }
       const end = Math.min(logSize, treeSize + this.options.batch);
-      const leaves = await tx.query<{ leaf_hash: Uint8Array }>("SELECT leaf_hash FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", [treeSize, end]);
+      const leaves = await tx.query<{ leaf_hash: string }>("SELECT encode(leaf_hash, 'hex') AS leaf_hash FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", [treeSize, end]);
       if (leaves.length !== end - treeSize) throw new Error(`the audit log has ${leaves.length} entries between ${treeSize} and ${end}, not ${end - treeSize}: entries are missing`);
       const made: StoredNode[] = [];
-      for (const leaf of leaves) made.push(...range.append(Buffer.from(leaf.leaf_hash)));
+      for (const leaf of leaves) made.push(...range.append(Buffer.from(leaf.leaf_hash, "hex")));
       await this.writeTiles(tx, made);
       await tx.query("UPDATE audit_tree SET size = $1", [end]);
       return { head: await this.publish(tx, range, now), more: end < logSize };
@@ -221,9 +221,9 @@ export class AuditLog {
 
   private async publish(tx: Queryable, range: CompactRange, now: Date): Promise<SignedTreeHead> {
     const head = signTreeHead({ origin: this.options.origin, treeSize: range.size, rootHash: range.root().toString("hex"), time: now.toISOString() }, this.key.privateKey, this.keyId);
-    await tx.query("INSERT INTO audit_heads (tree_size, root_hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", [
+    await tx.query("INSERT INTO audit_heads (tree_size, root_hash, at, key_id, signature) VALUES ($1, decode($2, 'hex'), $3, $4, $5) ON CONFLICT DO NOTHING", [
       head.treeSize,
-      Buffer.from(head.rootHash, "hex"),
+      head.rootHash,
       now,
       head.keyId,
       head.signature,
@@ -260,8 +260,8 @@ export class AuditLog {
         const tail = this.tails.get(level);
         if (tail !== undefined && tail.chunk === chunk) before = tail.hashes;
         else {
-          const [row] = await tx.query<{ hashes: Uint8Array }>("SELECT hashes FROM audit_tiles WHERE level = $1 AND chunk = $2", [level, chunk]);
-          before = Buffer.from(row?.hashes ?? new Uint8Array());
+          const [row] = await tx.query<{ hashes: string }>("SELECT encode(hashes, 'hex') AS hashes FROM audit_tiles WHERE level = $1 AND chunk = $2", [level, chunk]);
+          before = Buffer.from(row?.hashes ?? "", "hex");
         }
         if (before.length !== firstOffset * 32) throw new Error(`audit tile ${level}/${chunk} holds ${before.length / 32} hashes, not the ${firstOffset} expected`);
       }
@@ -272,9 +272,9 @@ export class AuditLog {
     for (let i = 0; i < rows.length; i += 500) {
       const params: unknown[] = [];
       const values = rows.slice(i, i + 500).map((row) => {
-        params.push(row.level, row.chunk, row.hashes);
+        params.push(row.level, row.chunk, bytea(row.hashes));
         const n = params.length;
-        return `($${n - 2}, $${n - 1}, $${n})`;
+        return `($${n - 2}, $${n - 1}, decode($${n}, 'hex'))`;
       });
       await tx.query(`INSERT INTO audit_tiles (level, chunk, hashes) VALUES ${values.join(", ")} ON CONFLICT (level, chunk) DO UPDATE SET hashes = EXCLUDED.hashes`, params);
     }
@@ -302,13 +302,13 @@ export class AuditLog {
         params.push(level, chunk);
         return `($${params.length - 1}::smallint, $${params.length}::bigint)`;
       });
-      const rows = await q.query<{ level: number; chunk: string; hashes: Uint8Array }>(
-        `SELECT level, chunk::text AS chunk, hashes FROM audit_tiles WHERE (level, chunk) IN (${pairs.join(", ")})`,
+      const rows = await q.query<{ level: number; chunk: string; hashes: string }>(
+        `SELECT level, chunk::text AS chunk, encode(hashes, 'hex') AS hashes FROM audit_tiles WHERE (level, chunk) IN (${pairs.join(", ")})`,
         params,
       );
       for (const row of rows) {
         const key = `${row.level}/${row.chunk}`;
-        const hashes = Buffer.from(row.hashes);
+        const hashes = Buffer.from(row.hashes, "hex");
         found.set(key, hashes);
         if (hashes.length === TILE_WIDTH * 32) this.cacheTile(key, hashes);
       }
@@ -327,14 +327,14 @@ export class AuditLog {
   }
 
   private async loadLatest(q: Queryable): Promise<SignedTreeHead | undefined> {
-    const [row] = await q.query<{ tree_size: string; root_hash: Uint8Array; at: Date; key_id: string; signature: string }>(
-      "SELECT tree_size::text AS tree_size, root_hash, at, key_id, signature FROM audit_heads ORDER BY at DESC, tree_size DESC LIMIT 1",
+    const [row] = await q.query<{ tree_size: string; root_hash: string; at: Date; key_id: string; signature: string }>(
+      "SELECT tree_size::text AS tree_size, encode(root_hash, 'hex') AS root_hash, at, key_id, signature FROM audit_heads ORDER BY at DESC, tree_size DESC LIMIT 1",
     );
     if (row === undefined) return undefined;
     return {
       origin: this.options.origin,
       treeSize: Number(row.tree_size),
-      rootHash: Buffer.from(row.root_hash).toString("hex"),
+      rootHash: row.root_hash,
       time: new Date(row.at).toISOString(),
       keyId: row.key_id,
       signature: row.signature,
@@ -393,8 +393,8 @@ export class AuditLog {
 
   /** A tile as stored (hashes of level `level`, nodes 256·chunk onwards), for verifiers. */
   async tile(level: number, chunk: number): Promise<Buffer | undefined> {
-    const [row] = await this.db.query<{ hashes: Uint8Array }>("SELECT hashes FROM audit_tiles WHERE level = $1 AND chunk = $2", [level, chunk]);
-    return row === undefined ? undefined : Buffer.from(row.hashes);
+    const [row] = await this.db.query<{ hashes: string }>("SELECT encode(hashes, 'hex') AS hashes FROM audit_tiles WHERE level = $1 AND chunk = $2", [level, chunk]);
+    return row === undefined ? undefined : Buffer.from(row.hashes, "hex");
   }
 
   /** Runs the anomaly detectors over the recent log and records each new finding. */
@@ -423,3 +423,10 @@ export class AuditLog {
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+/**
+ * Bytes go to the database as hex text, decoded there (`decode($n, 'hex')`), and come back
+ * with `encode(…, 'hex')`: PGlite would otherwise convert them one byte at a time in
+ * JavaScript, which costs more than everything else an append does.
+ */
+const bytea = (b: Uint8Array): string => Buffer.from(b).toString("hex");
