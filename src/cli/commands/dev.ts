@@ -204,6 +204,8 @@ Example:
       io.out(`  curl -s --cacert ${show(first.caFile)} -H 'content-type: application/json' \\\n      --data @${ex}/reviews/privileged-pod.json ${first.url}\n\n`);
       io.out(`  # A policy change reaching every cluster (then npx polity get clusters again):\n`);
       io.out(`  npx polity diff -f ${ex}/changes/global.yaml\n  npx polity apply -f ${ex}/changes/global.yaml\n\n`);
+      io.out(`  # What the federation did, in its tamper-evident log; a head kept now proves later that nothing was rewritten:\n`);
+      io.out(`  npx polity audit search\n  npx polity audit head --save audit-head.json && npx polity audit verify --against audit-head.json\n\n`);
       io.out(`  # The hub stopped: the agents keep deciding, from memory, and from disk after a restart:\n`);
       io.out(`  kill ${hub.pid}     # then the curl above again; ${first.url.replace(/\/validate$/, "/healthz")} reports stale\n\n`);
       io.out(`Ctrl-C stops everything; npm start again resumes.\n`);
