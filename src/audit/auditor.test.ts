@@ -1,6 +1,6 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { headToSave, parseSavedHead, SavedHeadError, verifyLog, type LogSource, type SavedHead } from "./auditor.js";
+import { advanceSavedHead, headToSave, parseSavedHead, SavedHeadError, verifyLog, type LogSource, type SavedHead } from "./auditor.js";
 import { encodeEntry, type AuditEntry, type AuditEvent } from "./entry.js";
 import { CompactRange, ProofError, TILE_WIDTH, assembleProof, consistencyRanges, foldRange, rangeNodes } from "./merkle.js";
 import { signTreeHead } from "./tree-head.js";
@@ -224,6 +224,41 @@ describe("verifying a log against a saved tree head", () => {
     const report = await verifyLog(saved, log);
     expect(report.findings.map((f) => f.kind)).toEqual(["key-changed", "bad-head"]);
     expect(report.findings[1]!.message).toMatch(/^the newest tree head does not verify: the tree head is signed by key [0-9a-f]{8}, not the log key [0-9a-f]{8}$/);
+  });
+});
+
+describe("moving a saved head forward (verify --update)", () => {
+  it("moves it to the head that was checked, not a newer one served after the check", async () => {
+    const log = new MemoryLog(40);
+    const saved = await save(log);
+    for (let i = 40; i < 45; i++) log.append(event(i));
+    log.sign();
+    const report = await verifyLog(saved, log);
+    expect(report.ok).toBe(true);
+    for (let i = 45; i < 50; i++) log.append(event(i));
+    log.sign();
+    const next = await advanceSavedHead(saved, report, log, new Date(START));
+    expect(next?.treeHead).toEqual(report.latest);
+    expect(next?.treeHead.treeSize).toBe(45);
+  });
+
+  it("refuses to move it when the log forked between the check and the update", async () => {
+    const log = new MemoryLog(40);
+    const saved = await save(log);
+    for (let i = 40; i < 45; i++) log.append(event(i));
+    log.sign();
+    const report = await verifyLog(saved, log);
+    // Behind the auditor's back: an early entry rewritten, the tree rebuilt and re-signed.
+    log.rewrite(2, event(2, "user:someone-else"));
+    await expect(advanceSavedHead(saved, report, log, new Date(START))).rejects.toThrow(SavedHeadError);
+  });
+
+  it("leaves it where it was when the check failed", async () => {
+    const log = new MemoryLog(40);
+    const saved = await save(log);
+    log.truncate(30);
+    const report = await verifyLog(saved, log);
+    expect(await advanceSavedHead(saved, report, log, new Date(START))).toBeUndefined();
   });
 });
 

@@ -253,3 +253,21 @@ export async function headToSave(source: LogSource, now: Date, pinnedKeyPem?: st
   }
   return { kind: "PolityAuditTreeHead", savedAt: now.toISOString(), publicKeyPem: keyPem, treeHead: head, edge };
 }
+
+/**
+ * The saved head moved forward to the head `verifyLog` checked, never to a newer one it did
+ * not: a log that serves one head to the check and another (forked) one a moment later
+ * cannot slip the other into the auditor's file. Undefined when the check failed.
+ */
+export async function advanceSavedHead(saved: SavedHead, report: Report, source: LogSource, now: Date): Promise<SavedHead | undefined> {
+  const latest = report.latest;
+  if (!report.ok || latest === undefined) return undefined;
+  const checked: LogSource = {
+    key: () => source.key(),
+    head: async () => latest,
+    tile: (level, chunk) => source.tile(level, chunk),
+    consistency: (size1, size2) => source.consistency(size1, size2),
+    entries: (start) => source.entries(start),
+  };
+  return headToSave(checked, now, saved.publicKeyPem);
+}

@@ -3,7 +3,7 @@
  * point of view of an auditor who trusts nobody. `check-proof` needs no hub at all.
  */
 import { existsSync, renameSync, writeFileSync } from "node:fs";
-import { headToSave, parseSavedHead, SavedHeadError, verifyLog, type LogSource, type Report, type SavedHead } from "../../audit/auditor.js";
+import { advanceSavedHead, headToSave, parseSavedHead, SavedHeadError, verifyLog, type LogSource, type Report, type SavedHead } from "../../audit/auditor.js";
 import type { AuditEntry } from "../../audit/entry.js";
 import { ProofError } from "../../audit/merkle.js";
 import { checkProofDocument, parseProofDocument, ProofFormatError, type ConsistencyProof, type InclusionProof } from "../../audit/proof.js";
@@ -179,9 +179,9 @@ Examples:
       },
     });
     printReport(io, report, format);
-    if (report.ok && flag(parsed, "update") && report.latest !== undefined) {
-      const next = await withHeadErrors(() => headToSave(source, new Date(), saved.publicKeyPem));
-      if (next.treeHead.treeSize >= report.latest.treeSize) {
+    if (flag(parsed, "update")) {
+      const next = await withHeadErrors(() => advanceSavedHead(saved, report, source, new Date()));
+      if (next !== undefined) {
         writeSaved(against, next);
         io.err(`moved ${against} forward to the head of ${next.treeHead.treeSize} entries\n`);
       }
