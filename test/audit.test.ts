@@ -453,10 +453,8 @@ describe("a federation's history in its audit log", () => {
     expect((JSON.parse(found.out) as { items: Listed[] }).items.map((l) => l.entry.data.reason)).toEqual(["used-token", "wrong-cluster", "expired-token"]);
   });
 
-  // BUG (src/hub/identity.ts, initialize): the bootstrap admin token is minted at the first
-  // start, before the audit log exists, and never logged: the first global admin's
-  // credential has no token.created entry, though every later token has one.
-  it.fails("records the bootstrap admin token's creation", () => {
+  // The bootstrap admin token is minted at the very first start, in the same transaction as its entry.
+  it("records the bootstrap admin token's creation", () => {
     expect(log.some((l) => l.entry.kind === "token.created" && l.entry.data.name === "bootstrap admin")).toBe(true);
   });
 
@@ -852,11 +850,7 @@ for (const { engine: makeEngine, skip } of ENGINES) {
       });
     });
 
-    // BUG (src/store/migrations.ts, polity_audit_append_only): the function reads NEW.level
-    // on every table, so an UPDATE or DELETE of audit_entries or audit_heads is refused with
-    // 'record "new" has no field "level"' instead of saying the log is append-only (only
-    // audit_tiles gets the intended message). Refused all the same; the message misleads.
-    it.fails("says why it refuses: the audit log is append-only", async () => {
+    it("says why it refuses: the audit log is append-only", async () => {
       await withStoppedHub(async (db) => {
         await expect(db.query("UPDATE audit_entries SET actor = 'nobody' WHERE idx = 0")).rejects.toThrow("the audit log is append-only: UPDATE on audit_entries refused");
         await expect(db.query("DELETE FROM audit_heads")).rejects.toThrow("the audit log is append-only: DELETE on audit_heads refused");
@@ -939,12 +933,8 @@ for (const { engine: makeEngine, skip } of ENGINES) {
 // ---- 3. a clock stepped back ----------------------------------------------------------------
 
 describe("a hub whose clock was stepped back (NTP, or hubs with skewed clocks on one database)", () => {
-  // BUG (src/hub/audit.ts, loadLatest): the newest head is chosen by signing time
-  // ("ORDER BY at DESC"), not by tree size. A head signed while the clock ran an hour fast
-  // outranks every later, larger head for that hour, and a hub started in that hour serves
-  // it: entries and proofs stop at the old size, and an auditor whose saved head is newer
-  // is told the log was truncated.
-  it.fails("serves its largest signed head after a restart", async () => {
+  // The newest head is the largest: a head signed while the clock ran fast never outranks it.
+  it("serves its largest signed head after a restart", async () => {
     const options = { audit: { integrateEveryMs: 3_600_000, detectEveryMs: 0 } };
     let h = await startCopy("clock-step", options);
     h.clock.offsetMs = 60 * MINUTE;

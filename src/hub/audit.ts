@@ -75,6 +75,28 @@ interface TileCacheEntry {
   readonly hashes: Buffer;
 }
 
+/**
+ * Appends entries in the caller's transaction: the one way entries are written. Call it
+ * last in a transaction: it locks the log's index row until commit, and every writer
+ * takes its locks in the same order.
+ */
+export async function appendEntries(tx: Queryable, events: readonly AuditEvent[], now: Date): Promise<void> {
+  if (events.length === 0) return;
+  const [row] = await tx.query<{ first: string }>("UPDATE audit_state SET size = size + $1 RETURNING (size - $1)::text AS first", [events.length]);
+  const first = Number(row!.first);
+  for (let i = 0; i < events.length; i += INSERT_CHUNK) {
+    const params: unknown[] = [];
+    const values: string[] = [];
+    events.slice(i, i + INSERT_CHUNK).forEach((event, j) => {
+      const encoded = encodeEntry(event, now);
+      params.push(first + i + j, now, event.kind, event.actor, event.cluster, event.region, event.correlationId, encoded.bytes, bytea(encoded.leafHash));
+      const n = params.length;
+      values.push(`($${n - 8}, $${n - 7}, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, decode($${n}, 'hex'))`);
+    });
+    await tx.query(`INSERT INTO audit_entries (idx, at, kind, actor, cluster, region, correlation_id, entry, leaf_hash) VALUES ${values.join(", ")}`, params);
+  }
+}
+
 export class AuditLog {
   private range: CompactRange | undefined;
   /** The last (partial) tile of each level, as stored. */
@@ -105,20 +127,7 @@ export class AuditLog {
    */
   async record(tx: Queryable, events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const now = this.options.now();
-    const [row] = await tx.query<{ first: string }>("UPDATE audit_state SET size = size + $1 RETURNING (size - $1)::text AS first", [events.length]);
-    const first = Number(row!.first);
-    for (let i = 0; i < events.length; i += INSERT_CHUNK) {
-      const params: unknown[] = [];
-      const values: string[] = [];
-      events.slice(i, i + INSERT_CHUNK).forEach((event, j) => {
-        const encoded = encodeEntry(event, now);
-        params.push(first + i + j, now, event.kind, event.actor, event.cluster, event.region, event.correlationId, encoded.bytes, bytea(encoded.leafHash));
-        const n = params.length;
-        values.push(`($${n - 8}, $${n - 7}, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, decode($${n}, 'hex'))`);
-      });
-      await tx.query(`INSERT INTO audit_entries (idx, at, kind, actor, cluster, region, correlation_id, entry, leaf_hash) VALUES ${values.join(", ")}`, params);
-    }
+    await appendEntries(tx, events, this.options.now());
     this.appended += events.length;
     if (this.appended >= 10_000) {
       // A burst: integrate without waiting for the timer.
@@ -328,7 +337,7 @@ export class AuditLog {
 
   private async loadLatest(q: Queryable): Promise<SignedTreeHead | undefined> {
     const [row] = await q.query<{ tree_size: string; root_hash: string; at: Date; key_id: string; signature: string }>(
-      "SELECT tree_size::text AS tree_size, encode(root_hash, 'hex') AS root_hash, at, key_id, signature FROM audit_heads ORDER BY at DESC, tree_size DESC LIMIT 1",
+      "SELECT tree_size::text AS tree_size, encode(root_hash, 'hex') AS root_hash, at, key_id, signature FROM audit_heads ORDER BY tree_size DESC, at DESC LIMIT 1",
     );
     if (row === undefined) return undefined;
     return {
@@ -402,7 +411,7 @@ export class AuditLog {
     const now = this.options.now();
     const since = new Date(now.getTime() - lookback());
     const rows = await this.db.query<{ idx: string; entry: string }>(
-      "SELECT idx::text AS idx, entry FROM audit_entries WHERE at >= $1 AND kind IN ('agent.denials', 'enrolment.failed', 'bundle.published', 'bundle.acknowledged', 'anomaly.found') ORDER BY idx",
+      "SELECT idx::text AS idx, entry FROM audit_entries WHERE at >= $1 AND kind IN ('agent.denials', 'enrolment.failed', 'bundle.published', 'bundle.acknowledged', 'anomaly.found') ORDER BY audit_entries.idx",
       [since],
     );
     const entries: IndexedEntry[] = rows.map((r) => ({ ...(JSON.parse(r.entry) as AuditEntry), index: Number(r.idx) }));

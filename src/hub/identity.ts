@@ -50,7 +50,14 @@ export interface Initialized {
  * Loads the federation's name and CA, or, on the very first start (of any hub process
  * sharing the database), creates them and a bootstrap admin token.
  */
-export async function initialize(db: Database, federationName: string, operatorKey: string, now: Date): Promise<Initialized> {
+export async function initialize(
+  db: Database,
+  federationName: string,
+  operatorKey: string,
+  now: Date,
+  /** Records the bootstrap token's creation in the audit log, in the same transaction. */
+  record: (tx: Queryable, events: readonly AuditEvent[]) => Promise<void>,
+): Promise<Initialized> {
   const created = await db.transaction(async (tx) => {
     await tx.query("SELECT pg_advisory_xact_lock(7346202)");
     const [existing] = await tx.query<{ name: string }>("SELECT name FROM federation");
@@ -59,10 +66,17 @@ export async function initialize(db: Database, federationName: string, operatorK
     await tx.query("INSERT INTO federation (name) VALUES ($1)", [federationName]);
     await tx.query("INSERT INTO certificate_authority (certificate_pem, key_encrypted) VALUES ($1, $2)", [authority.certificatePem, JSON.stringify(seal(privateKeyPem, operatorKey))]);
     const token = newSecret("polity");
-    await tx.query("INSERT INTO tokens (id, name, role, hash, created_by) VALUES ($1, $2, 'global-admin', $3, 'bootstrap')", [
-      randomBytes(6).toString("hex"),
-      "bootstrap admin",
-      sha256(token),
+    const id = randomBytes(6).toString("hex");
+    await tx.query("INSERT INTO tokens (id, name, role, hash, created_by) VALUES ($1, $2, 'global-admin', $3, 'bootstrap')", [id, "bootstrap admin", sha256(token)]);
+    await record(tx, [
+      {
+        kind: "token.created",
+        actor: "hub",
+        cluster: null,
+        region: null,
+        correlationId: newCorrelationId(),
+        data: { id, name: "bootstrap admin", role: "global-admin", region: null, expiresAt: null, bootstrap: true },
+      },
     ]);
     return { federation: federationName, authority, bootstrapToken: token };
   });

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { openDatabase, type Database } from "../store/database.js";
 import { migrate } from "../store/migrations.js";
 import { Federation } from "./federation.js";
-import { AuditLog, DEFAULT_AUDIT_OPTIONS, type AuditOptions } from "./audit.js";
+import { AuditLog, appendEntries, DEFAULT_AUDIT_OPTIONS, type AuditOptions } from "./audit.js";
 import { BundleService, loadSigningKey } from "./bundles.js";
 import { IdentityService, initialize } from "./identity.js";
 import type { HubContext } from "./routes.js";
@@ -71,7 +71,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   });
   try {
     await migrate(db);
-    const init = await initialize(db, options.federation ?? "polity", options.operatorKey, now());
+    const init = await initialize(db, options.federation ?? "polity", options.operatorKey, now(), (tx, events) => appendEntries(tx, events, now()));
     const caFile = join(options.dataDir, "ca.pem");
     writeFileSync(caFile, init.authority.certificatePem);
     let adminTokenFile: string | undefined;

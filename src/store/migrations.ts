@@ -227,9 +227,11 @@ $$`,
       // who can drop these triggers can rewrite rows; the tree heads auditors keep catch it.
       `CREATE FUNCTION polity_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF TG_TABLE_NAME = 'audit_tiles' AND TG_OP = 'UPDATE'
-     AND NEW.level = OLD.level AND NEW.chunk = OLD.chunk AND substring(NEW.hashes FROM 1 FOR length(OLD.hashes)) = OLD.hashes THEN
-    RETURN NEW;
+  -- Only the last tile of a level grows: an update that keeps what it held and appends.
+  IF TG_TABLE_NAME = 'audit_tiles' AND TG_OP = 'UPDATE' THEN
+    IF NEW.level = OLD.level AND NEW.chunk = OLD.chunk AND substring(NEW.hashes FROM 1 FOR length(OLD.hashes)) = OLD.hashes THEN
+      RETURN NEW;
+    END IF;
   END IF;
   RAISE EXCEPTION 'the audit log is append-only: % on % refused', TG_OP, TG_TABLE_NAME;
 END
