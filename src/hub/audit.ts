@@ -7,8 +7,8 @@
  * - `integrate` (every second, and when a backlog builds) folds new entries into the
  *   Merkle tree: it stores the perfect subtrees they complete, 256 hashes to a tile row,
  *   and signs a tree head. Integrators on several hubs take turns under an advisory lock.
- * - Proofs read the O(log n) perfect subtrees they need, in one query, through a cache of
- *   full tiles (which never change).
+ * - Proofs read the O(log n) perfect subtrees they need, in one query, 32 bytes each,
+ *   through a cache of nodes read before (which never change).
  */
 import { createPublicKey, randomUUID } from "node:crypto";
 import { lookback, detectAnomalies, type IndexedEntry } from "../audit/anomalies.js";
@@ -71,9 +71,8 @@ export function newCorrelationId(): string {
   return randomUUID();
 }
 
-interface TileCacheEntry {
-  readonly hashes: Buffer;
-}
+/** Node hashes kept in memory after a read: 65,536 of them, about 6 MiB. */
+const NODE_CACHE = 65_536;
 
 /**
  * Appends entries in the caller's transaction: the one way entries are written. Call it
@@ -101,8 +100,8 @@ export class AuditLog {
   private range: CompactRange | undefined;
   /** The last (partial) tile of each level, as stored. */
   private readonly tails = new Map<number, { chunk: number; hashes: Buffer }>();
-  /** Full tiles: immutable, so cached without checks (LRU by insertion order). */
-  private readonly tiles = new Map<string, TileCacheEntry>();
+  /** Nodes read before: a node never changes once it exists. */
+  private readonly nodes = new Map<string, Buffer>();
   private latest: SignedTreeHead | undefined;
   private appended = 0;
   private integrating: Promise<SignedTreeHead | undefined> | undefined;
@@ -289,50 +288,62 @@ export class AuditLog {
     }
   }
 
-  /** Reads perfect-subtree hashes in one query (full tiles from the cache); returns a lookup. */
+  /**
+   * Reads perfect-subtree hashes in one query, only the 32 bytes of each (not its tile),
+   * from memory where it can: the last tile of each level as this process wrote it, and
+   * nodes read before (a node never changes once it exists). Returns a lookup.
+   */
   private async readNodes(q: Queryable, nodes: readonly NodeId[]): Promise<(node: NodeId) => Buffer> {
     const found = new Map<string, Buffer>();
-    const wanted = new Map<string, { level: number; chunk: number }>();
+    const wanted: NodeId[] = [];
     for (const node of nodes) {
-      const chunk = Math.floor(node.index / TILE_WIDTH);
-      const key = `${node.level}/${chunk}`;
+      const key = `${node.level}/${node.index}`;
       if (found.has(key)) continue;
-      const cached = this.tiles.get(key)?.hashes;
+      const cached = this.nodes.get(key);
+      if (cached !== undefined) {
+        found.set(key, cached);
+        continue;
+      }
       // The last tile of a level, as this process last wrote it: a prefix of the stored one.
       const tail = this.tails.get(node.level);
-      const partial = tail !== undefined && tail.chunk === chunk && tail.hashes.length >= ((node.index % TILE_WIDTH) + 1) * 32 ? tail.hashes : undefined;
-      if (cached !== undefined) found.set(key, cached);
-      else if (partial !== undefined) found.set(key, partial);
-      else wanted.set(key, { level: node.level, chunk });
+      const offset = (node.index % TILE_WIDTH) * 32;
+      if (tail !== undefined && tail.chunk === Math.floor(node.index / TILE_WIDTH) && tail.hashes.length >= offset + 32) {
+        found.set(key, tail.hashes.subarray(offset, offset + 32));
+        continue;
+      }
+      wanted.push(node);
     }
-    if (wanted.size > 0) {
+    if (wanted.length > 0) {
       const params: unknown[] = [];
-      const pairs = [...wanted.values()].map(({ level, chunk }) => {
-        params.push(level, chunk);
-        return `($${params.length - 1}::smallint, $${params.length}::bigint)`;
+      const keys = wanted.map((node) => {
+        params.push(node.level, Math.floor(node.index / TILE_WIDTH), node.index % TILE_WIDTH, node.index);
+        const n = params.length;
+        return `($${n - 3}::smallint, $${n - 2}::bigint, $${n - 1}::int, $${n}::bigint)`;
       });
-      const rows = await q.query<{ level: number; chunk: string; hashes: string }>(
-        `SELECT level, chunk::text AS chunk, encode(hashes, 'hex') AS hashes FROM audit_tiles WHERE (level, chunk) IN (${pairs.join(", ")})`,
+      const rows = await q.query<{ level: number; idx: string; hash: string }>(
+        `SELECT t.level, k.idx::text AS idx, encode(substring(t.hashes FROM k.off * 32 + 1 FOR 32), 'hex') AS hash
+         FROM audit_tiles t JOIN (VALUES ${keys.join(", ")}) AS k (level, chunk, off, idx) ON t.level = k.level AND t.chunk = k.chunk`,
         params,
       );
       for (const row of rows) {
-        const key = `${row.level}/${row.chunk}`;
-        const hashes = Buffer.from(row.hashes, "hex");
-        found.set(key, hashes);
-        if (hashes.length === TILE_WIDTH * 32) this.cacheTile(key, hashes);
+        if (row.hash.length !== 64) continue; // past the end of a short tile: missing
+        const key = `${row.level}/${row.idx}`;
+        const hash = Buffer.from(row.hash, "hex");
+        found.set(key, hash);
+        this.remember(key, hash);
       }
     }
     return (node) => {
-      const tile = found.get(`${node.level}/${Math.floor(node.index / TILE_WIDTH)}`);
-      const offset = (node.index % TILE_WIDTH) * 32;
-      if (tile === undefined || tile.length < offset + 32) throw new Error(`the audit tree has no node ${node.level}/${node.index}: its tiles are missing or short`);
-      return tile.subarray(offset, offset + 32);
+      const hash = found.get(`${node.level}/${node.index}`);
+      if (hash === undefined) throw new Error(`the audit tree has no node ${node.level}/${node.index}: its tiles are missing or short`);
+      return hash;
     };
   }
 
-  private cacheTile(key: string, hashes: Buffer): void {
-    if (this.tiles.size >= 8192) this.tiles.delete(this.tiles.keys().next().value!);
-    this.tiles.set(key, { hashes });
+  /** Nodes read from the database, least recently stored dropped first. */
+  private remember(key: string, hash: Buffer): void {
+    if (this.nodes.size >= NODE_CACHE) this.nodes.delete(this.nodes.keys().next().value!);
+    this.nodes.set(key, hash);
   }
 
   private async loadLatest(q: Queryable): Promise<SignedTreeHead | undefined> {
