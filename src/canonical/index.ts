@@ -9,31 +9,74 @@ import { createHash } from "node:crypto";
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
 
 export function canonicalJson(value: unknown): string {
-  return encode(value, "$");
+  try {
+    return encode(value);
+  } catch (error) {
+    // Found fast without tracking where; found again, slowly, to say where.
+    if (error instanceof TypeError) throw new TypeError(`${pathOfUnencodable(value, "$") ?? "$"}: ${error.message}`);
+    throw error;
+  }
 }
 
-function encode(value: unknown, path: string): string {
+/** The hot path (every bundle, every audit entry): no path strings, one string built up. */
+function encode(value: unknown): string {
   if (value === null) return "null";
   switch (typeof value) {
     case "boolean":
       return value ? "true" : "false";
     case "number":
-      if (!Number.isFinite(value)) throw new TypeError(`${path}: ${value} has no JSON form`);
+      if (!Number.isFinite(value)) throw new TypeError(`${value} has no JSON form`);
       return JSON.stringify(value);
     case "string":
       return JSON.stringify(value);
     case "object": {
       if (Array.isArray(value)) {
-        return `[${value.map((item, i) => encode(item, `${path}[${i}]`)).join(",")}]`;
+        let out = "[";
+        for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + encode(value[i]);
+        return out + "]";
       }
       const record = value as Record<string, unknown>;
-      const keys = Object.keys(record)
-        .filter((key) => record[key] !== undefined)
-        .sort();
-      return `{${keys.map((key) => `${JSON.stringify(key)}:${encode(record[key], `${path}.${key}`)}`).join(",")}}`;
+      const keys = Object.keys(record).sort();
+      let out = "{";
+      for (const key of keys) {
+        const inner = record[key];
+        if (inner === undefined) continue;
+        out += (out.length === 1 ? "" : ",") + JSON.stringify(key) + ":" + encode(inner);
+      }
+      return out + "}";
     }
     default:
-      throw new TypeError(`${path}: a ${typeof value} has no JSON form`);
+      throw new TypeError(`a ${typeof value} has no JSON form`);
+  }
+}
+
+/** Where in `value` the first thing without a JSON form is, as `$.a[2].b`. */
+function pathOfUnencodable(value: unknown, path: string): string | undefined {
+  if (value === null) return undefined;
+  switch (typeof value) {
+    case "boolean":
+    case "string":
+      return undefined;
+    case "number":
+      return Number.isFinite(value) ? undefined : path;
+    case "object": {
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const found = pathOfUnencodable(value[i], `${path}[${i}]`);
+          if (found !== undefined) return found;
+        }
+        return undefined;
+      }
+      const record = value as Record<string, unknown>;
+      for (const key of Object.keys(record).sort()) {
+        if (record[key] === undefined) continue;
+        const found = pathOfUnencodable(record[key], `${path}.${key}`);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    }
+    default:
+      return path;
   }
 }
 

@@ -83,18 +83,37 @@ export async function appendEntries(tx: Queryable, events: readonly AuditEvent[]
   if (events.length === 0) return;
   const [row] = await tx.query<{ first: string }>("UPDATE audit_state SET size = size + $1 RETURNING (size - $1)::text AS first", [events.length]);
   const first = Number(row!.first);
+  const at = now.toISOString();
   for (let i = 0; i < events.length; i += INSERT_CHUNK) {
-    const params: unknown[] = [];
-    const values: string[] = [];
-    events.slice(i, i + INSERT_CHUNK).forEach((event, j) => {
+    // One JSON parameter per chunk, not nine per row: PostgreSQL (and PGlite above all)
+    // parses one document far faster than thousands of bound parameters.
+    const rows = events.slice(i, i + INSERT_CHUNK).map((event, j) => {
       const encoded = encodeEntry(event, now);
-      params.push(first + i + j, now, event.kind, event.actor, event.cluster, event.region, event.correlationId, encoded.bytes, bytea(encoded.leafHash));
-      const n = params.length;
-      values.push(`($${n - 8}, $${n - 7}, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, decode($${n}, 'hex'))`);
+      return {
+        i: first + i + j,
+        k: wellFormed(event.kind),
+        a: wellFormed(event.actor),
+        c: event.cluster === null ? null : wellFormed(event.cluster),
+        r: event.region === null ? null : wellFormed(event.region),
+        x: wellFormed(event.correlationId),
+        e: encoded.bytes,
+        h: bytea(encoded.leafHash),
+      };
     });
-    await tx.query(`INSERT INTO audit_entries (idx, at, kind, actor, cluster, region, correlation_id, entry, leaf_hash) VALUES ${values.join(", ")}`, params);
+    await tx.query(
+      `INSERT INTO audit_entries (idx, at, kind, actor, cluster, region, correlation_id, entry, leaf_hash)
+       SELECT i, $2::timestamptz, k, a, c, r, x, e, decode(h, 'hex')
+       FROM json_to_recordset($1::json) AS j (i bigint, k text, a text, c text, r text, x text, e text, h text)`,
+      [JSON.stringify(rows), at],
+    );
   }
 }
+
+/**
+ * A string PostgreSQL can parse back out of JSON: a lone UTF-16 surrogate becomes U+FFFD,
+ * as it does when the string is sent as UTF-8 (and in the entry's bytes).
+ */
+const wellFormed = (s: string): string => s.toWellFormed();
 
 export class AuditLog {
   private range: CompactRange | undefined;
