@@ -145,6 +145,8 @@ async function propagation(dataDir: string, agents: number): Promise<Propagation
           await call(hub.admin, "POST", "/v1/clusters", { name, region: regions[i % 2], labels: { env: ["prod", "staging"][i % 2]! } });
           const { token } = (await call<{ token: string }>(hub.admin, "POST", `/v1/clusters/${name}/join-tokens`, {})).body;
           creds[i] = await enroll({ url: hub.url, caPem: hub.caPem }, name, token);
+          // Long work shows progress: 10,000 enrolments take minutes here.
+          if (agents > 1000 && (i + 1) % 1000 === 0) console.log(`    … ${i + 1} of ${agents} enrolled (${((performance.now() - enrolStart) / 1000).toFixed(0)} s)`);
         }
       }),
     );

@@ -10,13 +10,10 @@
  * is spawned asynchronously for the CLI (never synchronously: the hub lives here). With
  * DATABASE_URL set, the tampering story also runs against a PostgreSQL server.
  */
-import { spawn } from "node:child_process";
 import { createHash, createPublicKey, randomBytes } from "node:crypto";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { DecisionEntry } from "../src/agent/logs.js";
 import { ENTRY_KINDS, ENTRY_SCHEMA, type AuditEntry, type EntryKind } from "../src/audit/entry.js";
@@ -24,13 +21,13 @@ import { rangeNodes, verifyConsistency, verifyInclusion } from "../src/audit/mer
 import type { ConsistencyProof, InclusionProof } from "../src/audit/proof.js";
 import { noteKeyId, noteVerifierKey, verifyTreeHead, type SignedTreeHead } from "../src/audit/tree-head.js";
 import { canonicalJson } from "../src/canonical/index.js";
-import { call, closeConnections, HubError, type HubEndpoint } from "../src/client/http.js";
-import { startHub, type HubOptions, type RunningHub } from "../src/hub/index.js";
+import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
+import type { SourceFile } from "../src/hub/federation.js";
 import { clusterEndpoint, enroll, renew, type Credentials } from "../src/identity/enrollment.js";
 import { openDatabase, type Database, type Queryable } from "../src/store/database.js";
+import { run, type Run } from "./support/processes.js";
+import { BIN, example, HubFixture, joinToken, mint, refused, type Minted, type TestHub } from "./support/hubs.js";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const BIN = join(ROOT, "bin/polity.js");
 const OPERATOR_KEY = "audit-test-operator-key-0123456789abcdef";
 const FEDERATION = "polity";
 const MINUTE = 60_000;
@@ -38,12 +35,6 @@ const DATABASE_URL = process.env.DATABASE_URL;
 
 // ---- layer files -----------------------------------------------------------------------
 
-interface SourceFile {
-  readonly name: string;
-  readonly content: string;
-}
-
-const example = (name: string): SourceFile => ({ name, content: readFileSync(join(ROOT, "examples/layers", name), "utf8") });
 const GLOBAL = example("global.yaml");
 const REGION_EU = example("region-eu-west.yaml");
 const REGION_US = example("region-us-east.yaml");
@@ -60,62 +51,7 @@ const CLUSTER_EU1_WITHOUT_EXCEPTION: SourceFile = {
 
 // ---- hubs ------------------------------------------------------------------------------
 
-interface Clock {
-  offsetMs: number;
-}
-
-interface TestHub {
-  readonly hub: RunningHub;
-  readonly clock: Clock;
-  readonly admin: HubEndpoint;
-  readonly anonymous: HubEndpoint;
-  readonly dir: string;
-}
-
-let root: string;
-let template: string;
-const running: RunningHub[] = [];
-
-/** A hub on a copy of the template federation, with its own clock. */
-async function startCopy(name: string, options: Partial<HubOptions> = {}): Promise<TestHub> {
-  const dir = join(root, name);
-  cpSync(template, dir, { recursive: true });
-  return startAt(dir, options);
-}
-
-/** A hub on a data folder (and database) that already holds a federation. */
-async function startAt(dir: string, options: Partial<HubOptions> = {}, clock: Clock = { offsetMs: 0 }): Promise<TestHub> {
-  const hub = await startHub({ dataDir: dir, port: 0, operatorKey: OPERATOR_KEY, now: () => new Date(Date.now() + clock.offsetMs), ...options });
-  running.push(hub);
-  const token = readFileSync(join(dir, "admin.token"), "utf8").trim();
-  return { hub, clock, dir, admin: { url: hub.url, caPem: hub.caPem, token }, anonymous: { url: hub.url, caPem: hub.caPem } };
-}
-
-/** The HubError a request is refused with (fails the test if it succeeds). */
-async function refused(work: Promise<unknown>): Promise<HubError> {
-  try {
-    await work;
-  } catch (error) {
-    if (error instanceof HubError) return error;
-    throw error;
-  }
-  throw new Error("expected the hub to refuse the request, but it succeeded");
-}
-
-interface Minted {
-  readonly id: string;
-  readonly token: string;
-  readonly endpoint: HubEndpoint;
-}
-
-async function mint(h: TestHub, body: Record<string, unknown>): Promise<Minted> {
-  const minted = (await call<{ id: string; token: string }>(h.admin, "POST", "/v1/tokens", body)).body;
-  return { ...minted, endpoint: { ...h.anonymous, token: minted.token } };
-}
-
-async function joinToken(h: TestHub, cluster: string, body: Record<string, unknown> = {}): Promise<string> {
-  return (await call<{ token: string }>(h.admin, "POST", `/v1/clusters/${cluster}/join-tokens`, body)).body.token;
-}
+const hubs = new HubFixture("polity-audit-test-", OPERATOR_KEY, FEDERATION);
 
 /** Folds what was appended into the tree and signs a head (the hub does it every second; tests do not wait). */
 async function integrate(h: TestHub): Promise<SignedTreeHead> {
@@ -158,43 +94,22 @@ function denial(i: number, bundleVersion: number | null): DecisionEntry {
 
 // ---- the real binary ----------------------------------------------------------------------
 
-interface Run {
-  readonly code: number | null;
-  readonly out: string;
-  readonly err: string;
-}
-
 /** Runs `polity …` without blocking this process's event loop (the hub under test lives here). */
 function polity(args: readonly string[], options: { config?: string; input?: string } = {}): Promise<Run> {
   const buildError = inject("distBuildError");
   if (buildError !== null) throw new Error(buildError);
-  return new Promise((resolve, reject) => {
-    const { DATABASE_URL: _ignored, ...env } = process.env;
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: root,
-      env: { ...env, NO_COLOR: "1", POLITY_CONFIG: options.config ?? join(root, "no-config.json") },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
-    child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString("utf8")));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-    child.on("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-    child.stdin.end(options.input ?? "");
+  const { DATABASE_URL: _ignored, ...env } = process.env;
+  return run(process.execPath, [BIN, ...args], {
+    cwd: hubs.root,
+    env: { ...env, NO_COLOR: "1", POLITY_CONFIG: options.config ?? join(hubs.root, "no-config.json") },
+    input: options.input,
+    timeoutMs: 20_000,
   });
 }
 
 /** A CLI configuration (as `polity login` writes it) for one hub and token. */
 function cliConfig(name: string, endpoint: HubEndpoint): string {
-  const path = join(root, `${name}.config.json`);
+  const path = join(hubs.root, `${name}.config.json`);
   writeFileSync(path, JSON.stringify({ current: name, hubs: { [name]: { url: endpoint.url, ca: endpoint.caPem, token: endpoint.token } } }), { mode: 0o600 });
   return path;
 }
@@ -226,18 +141,7 @@ function rawPost(endpoint: HubEndpoint, path: string, body: unknown): Promise<{ 
 
 // ---- the template federation --------------------------------------------------------------
 
-beforeAll(async () => {
-  root = mkdtempSync(join(tmpdir(), "polity-audit-test-"));
-  template = join(root, "template");
-  const first = await startHub({ dataDir: template, port: 0, operatorKey: OPERATOR_KEY, federation: FEDERATION });
-  await first.close();
-});
-
-afterAll(async () => {
-  closeConnections();
-  await Promise.allSettled(running.map((hub) => hub.close()));
-  rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => closeConnections());
 
 const sha256 = (bytes: Buffer | string) => createHash("sha256").update(bytes).digest();
 const leafOf = (text: string) => sha256(Buffer.concat([Buffer.from([0]), Buffer.from(text, "utf8")]));
@@ -281,7 +185,7 @@ describe("a federation's history in its audit log", () => {
 
   beforeAll(async () => {
     // The detectors run when asked (POST /v1/audit/detect), not on their own timer.
-    h = await startCopy("story", { audit: { detectEveryMs: 0 } });
+    h = await hubs.startCopy("story", { audit: { detectEveryMs: 0 } });
     secrets.push(h.admin.token!);
     // Tokens: two that stay, one revoked.
     auditor = await mint(h, { name: "alice-auditor", role: "auditor" });
@@ -639,7 +543,7 @@ describe("a federation's history in its audit log", () => {
     const flip = (hex: string) => `${hex.slice(0, -2)}${(parseInt(hex.slice(-2), 16) ^ 0x01).toString(16).padStart(2, "0")}`;
 
     beforeAll(async () => {
-      dir = mkdtempSync(join(root, "proofs-"));
+      dir = mkdtempSync(join(hubs.root, "proofs-"));
       const config = cliConfig("story-proofs", auditor.endpoint);
       const printed = await polity(["audit", "proof", "5", "--size", String(head.treeSize)], { config });
       expect(printed.code, printed.err).toBe(0);
@@ -710,7 +614,7 @@ interface Engine {
 
 const PGLITE: Engine = {
   name: "PGlite",
-  start: (dir) => startAt(dir),
+  start: (dir) => hubs.startAt(dir),
   open: (dir) => openDatabase({ dataDir: join(dir, "db") }),
   cleanup: async () => undefined,
 };
@@ -720,7 +624,7 @@ function postgres(url: string): Engine {
   return {
     name: "PostgreSQL",
     // The first start creates the federation in the schema and writes its admin token; later ones find it.
-    start: (dir) => startAt(dir, { databaseUrl: url, schema, federation: FEDERATION }),
+    start: (dir) => hubs.startAt(dir, { databaseUrl: url, schema, federation: FEDERATION }),
     open: () => openDatabase({ url, schema }),
     async cleanup() {
       const db = await openDatabase({ url });
@@ -796,10 +700,10 @@ for (const { engine: makeEngine, skip } of ENGINES) {
     beforeAll(async () => {
       engine = makeEngine();
       if (engine.name === "PGlite") {
-        dir = join(root, "tamper-pglite");
-        cpSync(template, dir, { recursive: true });
+        dir = join(hubs.root, "tamper-pglite");
+        cpSync(hubs.template, dir, { recursive: true });
       } else {
-        dir = join(root, "tamper-postgres");
+        dir = join(hubs.root, "tamper-postgres");
       }
       h = await engine.start(dir);
       auditorToken = (await mint(h, { name: "auditor", role: "auditor" })).token;
@@ -936,7 +840,7 @@ describe("a hub whose clock was stepped back (NTP, or hubs with skewed clocks on
   // The newest head is the largest: a head signed while the clock ran fast never outranks it.
   it("serves its largest signed head after a restart", async () => {
     const options = { audit: { integrateEveryMs: 3_600_000, detectEveryMs: 0 } };
-    let h = await startCopy("clock-step", options);
+    let h = await hubs.startCopy("clock-step", options);
     h.clock.offsetMs = 60 * MINUTE;
     await mint(h, { name: "while-fast", role: "auditor" });
     const fast = await integrate(h);
@@ -945,7 +849,7 @@ describe("a hub whose clock was stepped back (NTP, or hubs with skewed clocks on
     const newest = await integrate(h);
     expect(newest.treeSize).toBe(fast.treeSize + 1);
     await h.hub.close();
-    h = await startAt(h.dir, options);
+    h = await hubs.startAt(h.dir, options);
     expect((await call<SignedTreeHead>(h.admin, "GET", "/v1/audit/head")).body.treeSize).toBe(newest.treeSize);
   });
 });
@@ -958,7 +862,7 @@ describe("a burst of denials while the tree is behind", () => {
 
   beforeAll(async () => {
     // The tree is integrated only when the test says so.
-    h = await startCopy("backpressure", { audit: { maxBacklog: 5, integrateEveryMs: 3_600_000, detectEveryMs: 0 } });
+    h = await hubs.startCopy("backpressure", { audit: { maxBacklog: 5, integrateEveryMs: 3_600_000, detectEveryMs: 0 } });
     await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU] });
     await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west" });
     agent = clusterEndpoint(h.hub.url, await enroll(h.hub, "eu-west-1", await joinToken(h, "eu-west-1")));

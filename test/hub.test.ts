@@ -11,20 +11,19 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { call, closeConnections, HubError, type HubEndpoint } from "../src/client/http.js";
-import { startHub, type HubOptions, type RunningHub } from "../src/hub/index.js";
+import { call, closeConnections, type HubEndpoint, type HubError } from "../src/client/http.js";
+import { startHub } from "../src/hub/index.js";
+import type { SourceFile } from "../src/hub/federation.js";
 import { ROUTES, sha256 } from "../src/hub/routes.js";
 import { clusterEndpoint, createCsr, enroll, newPrivateKey, renew, saveCredentials, type Credentials } from "../src/identity/enrollment.js";
 import { EC_SIGNING, generateKeyPair, privateKeyPem, x509 } from "../src/identity/x509.js";
+import { run as runProcess, type Run, type RunOptions } from "./support/processes.js";
+import { BIN, example, HubFixture, joinToken, mint, refused, type Clock, type Minted, type TestHub } from "./support/hubs.js";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const BIN = join(ROOT, "bin/polity.js");
 const OPERATOR_KEY = "hub-test-operator-key-0123456789abcdef";
 const FEDERATION = "polity";
 const MINUTE = 60_000;
@@ -34,12 +33,6 @@ const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
 
 // ---- layer files -----------------------------------------------------------------------
 
-interface SourceFile {
-  readonly name: string;
-  readonly content: string;
-}
-
-const example = (name: string): SourceFile => ({ name, content: readFileSync(join(ROOT, "examples/layers", name), "utf8") });
 const GLOBAL = example("global.yaml");
 const REGION_EU = example("region-eu-west.yaml");
 const CLUSTER_EU1 = example("cluster-eu-west-1.yaml");
@@ -100,36 +93,8 @@ function lineOf(file: SourceFile, text: string): number {
 
 // ---- hubs ------------------------------------------------------------------------------
 
-interface Clock {
-  offsetMs: number;
-}
-
-interface TestHub {
-  readonly hub: RunningHub;
-  readonly clock: Clock;
-  /** The bootstrap global admin. */
-  readonly admin: HubEndpoint;
-  /** No token, no certificate: trusts the CA, nothing more. */
-  readonly anonymous: HubEndpoint;
-  readonly dir: string;
-}
-
-let root: string;
-let template: string;
-let bootstrap: { adminTokenFile: string; caPem: string };
-const running: RunningHub[] = [];
+const hubs = new HubFixture("polity-hub-test-", OPERATOR_KEY, FEDERATION);
 const processes: ChildProcess[] = [];
-
-/** A hub on a copy of the template federation, with its own clock. */
-async function startCopy(name: string, options: Partial<HubOptions> = {}): Promise<TestHub> {
-  const dir = join(root, name);
-  cpSync(template, dir, { recursive: true });
-  const clock: Clock = { offsetMs: 0 };
-  const hub = await startHub({ dataDir: dir, port: 0, operatorKey: OPERATOR_KEY, now: () => new Date(Date.now() + clock.offsetMs), ...options });
-  running.push(hub);
-  const token = readFileSync(join(dir, "admin.token"), "utf8").trim();
-  return { hub, clock, dir, admin: { url: hub.url, caPem: hub.caPem, token }, anonymous: { url: hub.url, caPem: hub.caPem } };
-}
 
 /** Runs `work` with the hub's clock moved by `offsetMs`, then puts it back. */
 async function atTime<T>(clock: Clock, offsetMs: number, work: () => Promise<T>): Promise<T> {
@@ -141,35 +106,6 @@ async function atTime<T>(clock: Clock, offsetMs: number, work: () => Promise<T>)
   }
 }
 
-/** The HubError a request is refused with (fails the test if it succeeds). */
-async function refused(work: Promise<unknown>): Promise<HubError> {
-  try {
-    await work;
-  } catch (error) {
-    if (error instanceof HubError) return error;
-    throw error;
-  }
-  throw new Error("expected the hub to refuse the request, but it succeeded");
-}
-
-interface Minted {
-  readonly id: string;
-  readonly name: string;
-  readonly role: string;
-  readonly region: string | null;
-  readonly expiresAt: string;
-  readonly token: string;
-}
-
-async function mint(h: TestHub, body: Record<string, unknown>): Promise<Minted & { endpoint: HubEndpoint }> {
-  const minted = (await call<Minted>(h.admin, "POST", "/v1/tokens", body)).body;
-  return { ...minted, endpoint: { ...h.anonymous, token: minted.token } };
-}
-
-async function joinToken(h: TestHub, cluster: string, body: Record<string, unknown> = {}): Promise<string> {
-  return (await call<{ token: string }>(h.admin, "POST", `/v1/clusters/${cluster}/join-tokens`, body)).body.token;
-}
-
 async function healthy(h: TestHub): Promise<void> {
   const health = await call<{ status: string; federation: string }>(h.anonymous, "GET", "/healthz");
   expect(health.body).toEqual({ status: "ok", federation: FEDERATION });
@@ -177,31 +113,9 @@ async function healthy(h: TestHub): Promise<void> {
 
 // ---- processes: openssl, curl, the real binary ------------------------------------------
 
-interface Run {
-  readonly code: number | null;
-  readonly out: string;
-  readonly err: string;
-}
-
 /** Runs a command without blocking this process's event loop (the hub under test lives here). */
-function run(command: string, args: readonly string[], options: { input?: string; timeoutMs?: number; cwd?: string } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd ?? root, stdio: ["pipe", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
-    child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString("utf8")));
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 10_000);
-    child.on("error", (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-    child.stdin.end(options.input ?? "");
-  });
+function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<Run> {
+  return runProcess(command, args, { ...options, cwd: options.cwd ?? hubs.root });
 }
 
 interface HubProcess {
@@ -218,7 +132,7 @@ function spawnHub(args: readonly string[]): Promise<HubProcess> {
   // The store is what the arguments say: embedded unless --database is given.
   const { DATABASE_URL: _ignored, ...env } = process.env;
   const child = spawn(process.execPath, [BIN, "hub", "--listen", "127.0.0.1:0", "--quiet", ...args], {
-    cwd: root,
+    cwd: hubs.root,
     env: { ...env, POLITY_HUB_KEY: OPERATOR_KEY, NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -370,36 +284,22 @@ function endpointWith(h: TestHub, forged: Forged): HubEndpoint {
   return { url: h.hub.url, caPem: h.hub.caPem, clientCertificatePem: forged.certificatePem, clientKeyPem: forged.keyPem };
 }
 
-// ---- the template federation --------------------------------------------------------------
+// ---- after the file: processes and connections (HubFixture removes the hubs) ----------------
 
-beforeAll(async () => {
-  root = mkdtempSync(join(tmpdir(), "polity-hub-test-"));
-  template = join(root, "template");
-  const first = await startHub({ dataDir: template, port: 0, operatorKey: OPERATOR_KEY, federation: FEDERATION });
-  try {
-    if (first.adminTokenFile === undefined) throw new Error("the first start of a hub wrote no bootstrap admin token");
-    bootstrap = { adminTokenFile: first.adminTokenFile, caPem: first.caPem };
-  } finally {
-    await first.close();
-  }
-});
-
-afterAll(async () => {
+afterAll(() => {
   closeConnections();
   for (const child of processes) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  await Promise.allSettled(running.map((hub) => hub.close()));
-  rmSync(root, { recursive: true, force: true });
 });
 
 // ---- 1. tokens and roles ------------------------------------------------------------------
 
 describe("tokens and roles", () => {
   let h: TestHub;
-  let euOperator: Minted & { endpoint: HubEndpoint };
-  let auditor: Minted & { endpoint: HubEndpoint };
+  let euOperator: Minted;
+  let auditor: Minted;
 
   beforeAll(async () => {
-    h = await startCopy("tokens");
+    h = await hubs.startCopy("tokens");
     await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_US] });
     await call(h.admin, "POST", "/v1/clusters", { name: "us-east-1", region: "us-east", labels: { env: "prod" } });
     euOperator = await mint(h, { name: "eu ops", role: "region-operator", region: "eu-west", ttlSeconds: 3600 });
@@ -407,8 +307,8 @@ describe("tokens and roles", () => {
   });
 
   it("writes the bootstrap admin token to a file only its owner can read, and that token is a global admin", async () => {
-    expect(statSync(bootstrap.adminTokenFile).mode & 0o777).toBe(0o600);
-    expect(readFileSync(bootstrap.adminTokenFile, "utf8")).toMatch(/^polity_\S+\n$/);
+    expect(statSync(hubs.bootstrap.adminTokenFile).mode & 0o777).toBe(0o600);
+    expect(readFileSync(hubs.bootstrap.adminTokenFile, "utf8")).toMatch(/^polity_\S+\n$/);
     const me = await call<{ principal: { kind: string; role: string; name: string }; description: string }>(h.admin, "GET", "/v1/whoami");
     expect(me.body.principal).toMatchObject({ kind: "token", role: "global-admin", name: "bootstrap admin" });
     expect(me.body.description).toBe("bootstrap admin (global-admin)");
@@ -609,7 +509,7 @@ describe("layers", () => {
     (await call<{ effectivePolicySet: { policies: { name: string }[] } }>(h.admin, "GET", `/v1/clusters/${cluster}/effective`)).body.effectivePolicySet.policies.map((p) => p.name).sort();
 
   beforeAll(async () => {
-    h = await startCopy("layers");
+    h = await hubs.startCopy("layers");
     await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod" } });
     await call(h.admin, "POST", "/v1/clusters", { name: "us-east-1", region: "us-east" });
   });
@@ -815,7 +715,7 @@ describe("clusters", () => {
   let h: TestHub;
 
   beforeAll(async () => {
-    h = await startCopy("clusters");
+    h = await hubs.startCopy("clusters");
     await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, CLUSTER_EU1] });
   });
 
@@ -899,7 +799,7 @@ describe("enrolment and identity over real TLS", () => {
   const effective = (endpoint: HubEndpoint, cluster: string) => call<{ hash: string }>(endpoint, "GET", `/v1/clusters/${cluster}/effective`);
 
   beforeAll(async () => {
-    h = await startCopy("identity");
+    h = await hubs.startCopy("identity");
     await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, CLUSTER_EU1] });
     for (const [name, region] of [
       ["eu-west-1", "eu-west"],
@@ -910,7 +810,7 @@ describe("enrolment and identity over real TLS", () => {
     }
     enrolledAt = Date.now();
     eu1 = await enroll(h.hub, "eu-west-1", await joinToken(h, "eu-west-1"));
-    creds = join(root, "identity-eu-west-1");
+    creds = join(hubs.root, "identity-eu-west-1");
     saveCredentials(creds, eu1);
   });
 
@@ -1214,7 +1114,7 @@ describe("enrolment and identity over real TLS", () => {
       expect(crl.entries.map((e) => e.serialNumber.toLowerCase().replace(/^0+/, ""))).not.toContain(eu1.serial);
 
       // openssl reads the PEM only under its standard label (see the next test), so it gets the DER.
-      const dir = join(root, "crl");
+      const dir = join(hubs.root, "crl");
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, "crl.pem"), x509.PemConverter.encode(crl.rawData, "X509 CRL"));
       writeFileSync(join(dir, "ca.pem"), h.hub.caPem);
@@ -1236,7 +1136,7 @@ describe("enrolment and identity over real TLS", () => {
     // CRLs (openssl, Node's tls `crl` option, nginx, Envoy) expect "-----BEGIN X509 CRL-----",
     // so `curl …/v1/crl | openssl crl` fails with "Could not read CRL".
     it("serves a CRL that openssl crl reads as it is", async () => {
-      const dir = join(root, "crl-as-served");
+      const dir = join(hubs.root, "crl-as-served");
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, "crl.pem"), (await call<string>(h.anonymous, "GET", "/v1/crl", undefined, { raw: true })).body);
       const text = await run("openssl", ["crl", "-in", "crl.pem", "-noout", "-text"], { cwd: dir });
@@ -1266,14 +1166,14 @@ describe.skipIf(DATABASE_URL === undefined || DATABASE_URL === "")("hub processe
   let bEndpoint: HubEndpoint;
 
   beforeAll(async () => {
-    const hub = await startHub({ dataDir: join(root, "pg-a"), databaseUrl: DATABASE_URL!, schema, port: 0, operatorKey: OPERATOR_KEY });
-    running.push(hub);
+    const hub = await startHub({ dataDir: join(hubs.root, "pg-a"), databaseUrl: DATABASE_URL!, schema, port: 0, operatorKey: OPERATOR_KEY });
+    hubs.running.push(hub);
     const token = readFileSync(hub.adminTokenFile!, "utf8").trim();
-    a = { hub, clock: { offsetMs: 0 }, dir: join(root, "pg-a"), admin: { url: hub.url, caPem: hub.caPem, token }, anonymous: { url: hub.url, caPem: hub.caPem } };
+    a = { hub, clock: { offsetMs: 0 }, dir: join(hubs.root, "pg-a"), admin: { url: hub.url, caPem: hub.caPem, token }, anonymous: { url: hub.url, caPem: hub.caPem } };
     // The second hub is the real binary, in its own process, on the same schema.
     const url = new URL(DATABASE_URL!);
     url.searchParams.set("options", `-c search_path=${schema}`);
-    b = await spawnHub(["--data", join(root, "pg-b"), "--database", url.toString()]);
+    b = await spawnHub(["--data", join(hubs.root, "pg-b"), "--database", url.toString()]);
     bEndpoint = { url: b.url, caPem: hub.caPem, token };
   });
 
@@ -1308,7 +1208,7 @@ describe("bad requests", () => {
   let h: TestHub;
 
   beforeAll(async () => {
-    h = await startCopy("bodies");
+    h = await hubs.startCopy("bodies");
     await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL] });
   });
 
@@ -1381,15 +1281,15 @@ describe("bad requests", () => {
 
 describe("a restarted hub process", () => {
   it("keeps its CA, clusters, layers and history, and the certificates it issued still work", async () => {
-    const dir = join(root, "restart");
-    cpSync(template, dir, { recursive: true });
+    const dir = join(hubs.root, "restart");
+    cpSync(hubs.template, dir, { recursive: true });
     const token = readFileSync(join(dir, "admin.token"), "utf8").trim();
     const caFile = join(dir, "ca.pem");
 
     const first = await spawnHub(["--data", dir]);
-    const admin: HubEndpoint = { url: first.url, caPem: bootstrap.caPem, token };
+    const admin: HubEndpoint = { url: first.url, caPem: hubs.bootstrap.caPem, token };
     const caBefore = (await call<string>(admin, "GET", "/v1/ca", undefined, { raw: true })).body;
-    expect(caBefore).toBe(bootstrap.caPem);
+    expect(caBefore).toBe(hubs.bootstrap.caPem);
     await call(admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, CLUSTER_EU1] });
     await call(admin, "POST", "/v1/apply", { files: [GLOBAL_WITH_COST_CENTER] });
     await call(admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod" } });
@@ -1402,7 +1302,7 @@ describe("a restarted hub process", () => {
 
     const second = await spawnHub(["--data", dir]);
     expect(second.output()).not.toContain("admin token      ");
-    const again: HubEndpoint = { url: second.url, caPem: bootstrap.caPem, token };
+    const again: HubEndpoint = { url: second.url, caPem: hubs.bootstrap.caPem, token };
     expect((await call<string>(again, "GET", "/v1/ca", undefined, { raw: true })).body).toBe(caBefore);
     expect(readFileSync(caFile, "utf8")).toBe(caBefore);
     expect((await call<{ items: ClusterView[] }>(again, "GET", "/v1/clusters")).body.items).toMatchObject([{ name: "eu-west-1", region: "eu-west", labels: { env: "prod" } }]);
@@ -1423,7 +1323,7 @@ describe("a restarted hub process", () => {
 
 describe("the API description", () => {
   it("serves an OpenAPI 3.1 document that lists every route", async () => {
-    const h = await startCopy("openapi");
+    const h = await hubs.startCopy("openapi");
     interface Operation {
       readonly summary: string;
       readonly security: readonly Record<string, unknown>[];
