@@ -269,11 +269,14 @@ export class IdentityService {
   /**
    * Whether a presented certificate may act now: issued by this hub, not revoked, its
    * cluster registered and not revoked. Read from the database on every request, so a
-   * revocation through any hub process takes effect at once everywhere.
+   * revocation through any hub process takes effect at once everywhere. Returns the
+   * federation's generation, read in the same query (undefined before the first start).
    */
-  async checkStanding(peer: PeerCertificate): Promise<void> {
-    const [row] = await this.db.query<{ cert_revoked: Date | null; cluster_revoked: Date | null; registered: string | null; public_key_sha256: string; cluster: string }>(
-      "SELECT cert.revoked_at AS cert_revoked, c.revoked_at AS cluster_revoked, c.name AS registered, cert.public_key_sha256, cert.cluster FROM certificates cert LEFT JOIN clusters c ON c.name = cert.cluster WHERE cert.serial = $1",
+  async checkStanding(peer: PeerCertificate): Promise<string | undefined> {
+    const [row] = await this.db.query<{ cert_revoked: Date | null; cluster_revoked: Date | null; registered: string | null; public_key_sha256: string; cluster: string; generation: string | null }>(
+      `SELECT cert.revoked_at AS cert_revoked, c.revoked_at AS cluster_revoked, c.name AS registered, cert.public_key_sha256, cert.cluster,
+              (SELECT generation::text FROM federation) AS generation
+       FROM certificates cert LEFT JOIN clusters c ON c.name = cert.cluster WHERE cert.serial = $1`,
       [peer.serial],
     );
     if (row === undefined || row.public_key_sha256 !== peer.publicKeySha256 || row.cluster !== peer.cluster) {
@@ -281,6 +284,7 @@ export class IdentityService {
     }
     if (row.registered === null) throw unauthorized(`cluster ${peer.cluster} is no longer registered`);
     if (row.cert_revoked !== null || row.cluster_revoked !== null) throw unauthorized(`cluster ${peer.cluster}'s identity is revoked`);
+    return row.generation ?? undefined;
   }
 
   /** Revokes a cluster's identity in the caller's transaction; returns the certificates' audit event to record last. */

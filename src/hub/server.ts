@@ -95,13 +95,18 @@ const TLS_REASONS: Record<string, string> = {
   CERT_SIGNATURE_FAILURE: "its signature does not verify",
 };
 
-async function authenticate(hub: HubContext, request: FastifyRequest, auth: Auth): Promise<{ principal: Principal; peer?: PeerCertificate }> {
+/**
+ * Who is asking. A token's or a certificate's standing is read from the database on every
+ * request (a revocation on any hub applies at once); the same read brings the federation's
+ * generation, so that bringing this process up to date costs no second query.
+ */
+async function authenticate(hub: HubContext, request: FastifyRequest, auth: Auth): Promise<{ principal: Principal; peer?: PeerCertificate; generation?: string }> {
   const header = request.headers.authorization;
   if (header !== undefined) {
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     if (m === null) throw unauthorized("the Authorization header must be 'Bearer <token>'");
-    const [token] = await hub.db.query<{ id: string; name: string; role: Role; region: string | null; expires_at: Date | null; revoked_at: Date | null }>(
-      "SELECT id, name, role, region, expires_at, revoked_at FROM tokens WHERE hash = $1",
+    const [token] = await hub.db.query<{ id: string; name: string; role: Role; region: string | null; expires_at: Date | null; revoked_at: Date | null; generation: string | null }>(
+      "SELECT id, name, role, region, expires_at, revoked_at, (SELECT generation::text FROM federation) AS generation FROM tokens WHERE hash = $1",
       [sha256(m[1]!)],
     );
     if (token === undefined) throw unauthorized("the bearer token is not valid");
@@ -111,6 +116,7 @@ async function authenticate(hub: HubContext, request: FastifyRequest, auth: Auth
     }
     return {
       principal: { kind: "token", id: token.id, name: token.name, role: token.role, ...(token.region === null ? {} : { region: token.region }) },
+      generation: token.generation ?? undefined,
     };
   }
   const socket = request.raw.socket as TLSSocket;
@@ -124,14 +130,14 @@ async function authenticate(hub: HubContext, request: FastifyRequest, auth: Auth
   if (peer === undefined && problem === undefined) return { principal: { kind: "anonymous" } };
   if (auth === "public") return { principal: { kind: "anonymous" } };
   if (problem !== undefined) throw unauthorized(`client certificate refused: ${problem}`);
-  await hub.identity.checkStanding(peer!);
+  const generation = await hub.identity.checkStanding(peer!);
   const error = socket.authorized ? undefined : String(socket.authorizationError ?? "UNKNOWN");
   const expiredOnly = error === "CERT_HAS_EXPIRED" || (error === undefined && peer!.notAfter.getTime() <= hub.now().getTime());
   if (error !== undefined && !expiredOnly) throw unauthorized(`client certificate refused: ${TLS_REASONS[error] ?? error}`);
   if (expiredOnly && auth !== "renewal") {
     throw unauthorized(`client certificate refused: it expired at ${peer!.notAfter.toISOString()}; renew it (POST /v1/renew) within the grace window`);
   }
-  return { principal: { kind: "cluster", cluster: peer!.cluster, region: peer!.region, serial: peer!.serial, expired: expiredOnly }, peer: peer! };
+  return { principal: { kind: "cluster", cluster: peer!.cluster, region: peer!.region, serial: peer!.serial, expired: expiredOnly }, peer: peer!, generation };
 }
 
 export async function createServer(hub: HubContext, options: ServerOptions): Promise<FastifyInstance> {
@@ -207,11 +213,11 @@ export async function createServer(hub: HubContext, options: ServerOptions): Pro
       bodyLimit: route.bodyLimit ?? 64 * 1024,
       ...(route.body === undefined ? {} : { schema: { body: route.body } }),
       handler: async (request, reply) => {
-        const { principal, peer } = await authenticate(hub, request, route.auth);
+        const { principal, peer, generation } = await authenticate(hub, request, route.auth);
         if (route.auth === "authenticated" && principal.kind === "anonymous") {
           throw unauthorized("authentication required: 'Authorization: Bearer <token>' (polity login) or a cluster certificate");
         }
-        await hub.federation.sync();
+        await hub.federation.sync(generation);
         const controller = new AbortController();
         request.raw.once("close", () => controller.abort());
         const answer = await route.handle(hub, {
