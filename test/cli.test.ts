@@ -666,6 +666,25 @@ describe("help and usage", () => {
     expect(run.out).toMatch(/^Usage: polity policy <effective\|lint\|test> \[flags\]\n/);
   });
 
+  it("'polity audit --help' lists the audit commands in aligned columns and says how to learn more", async () => {
+    const run = await polity("audit", "--help");
+    expect(run.code).toBe(0);
+    expect(run.out).toMatch(/^Usage: polity audit <head\|verify\|proof\|check-proof\|search> \[flags\]\n\n/);
+    const columns = run.out.split("\n").filter((line) => line.startsWith("  audit ")).map((line) => /^ {2}audit \S+ +/.exec(line)![0].length);
+    expect(columns).toHaveLength(5);
+    expect(new Set(columns).size).toBe(1);
+    expect(run.out).toContain("'polity audit <subcommand> --help' shows its flags and examples.");
+  });
+
+  it("'polity audit search' refuses a bad time or kind before asking any hub", async () => {
+    const time = await polity("audit", "search", "--since", "yesterday");
+    expect(time).toMatchObject({ code: 2, out: "" });
+    expect(time.err).toMatch(/^error: --since must be an RFC 3339 time \(2026-11-25T06:00:00Z\) or a date \(2026-11-25\), not "yesterday"\n/);
+    const kind = await polity("audit", "search", "--kind", "layer.chnged");
+    expect(kind).toMatchObject({ code: 2, out: "" });
+    expect(kind.err).toMatch(/^error: kind "layer\.chnged" is not one of: layer\.changed, /);
+  });
+
   it("'polity version' prints the package version", async () => {
     const pkg: unknown = JSON.parse(readFileSync(at("package.json"), "utf8"));
     const version = isRecord(pkg) ? pkg.version : undefined;

@@ -64,6 +64,20 @@ export function encodeEntry(event: AuditEvent, time: Date): EncodedEntry {
   return { entry, bytes, leafHash: leafHash(Buffer.from(bytes, "utf8")) };
 }
 
+const SEARCH_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/;
+
+/** Why `raw` is no bound of a search by time (RFC 3339 or a date); undefined when it is one. */
+export function searchTimeProblem(name: string, raw: string): string | undefined {
+  if (SEARCH_TIME.test(raw) && !Number.isNaN(Date.parse(raw))) return undefined;
+  return `${name} must be an RFC 3339 time (2026-11-25T06:00:00Z) or a date (2026-11-25), not ${JSON.stringify(raw)}`;
+}
+
+/** Why `raw` is no entry kind; undefined when it is one. */
+export function entryKindProblem(raw: string): string | undefined {
+  if (Object.hasOwn(ENTRY_KINDS, raw)) return undefined;
+  return `kind ${JSON.stringify(raw)} is not one of: ${Object.keys(ENTRY_KINDS).join(", ")}`;
+}
+
 /** JSON Schema (2020-12) of an entry: published at GET /v1/audit/schema and in the README. */
 export const ENTRY_SCHEMA = {
   $schema: "https://json-schema.org/draft/2020-12/schema",

@@ -155,7 +155,11 @@ export async function main(args: readonly string[], io: Io = processIo): Promise
   if (found === undefined) {
     const group = (await allCommands()).filter((c) => c.name.startsWith(`${first} `));
     if (group.length > 0 && (args.length === 1 || args[1]?.startsWith("-"))) {
-      const text = `Usage: polity ${first} <${group.map((c) => c.name.split(" ")[1]).join("|")}> [flags]\n\n${group.map((c) => `  ${c.name}   ${c.summary}`).join("\n")}\n`;
+      const width = Math.max(...group.map((c) => c.name.length));
+      const text =
+        `Usage: polity ${first} <${group.map((c) => c.name.split(" ")[1]).join("|")}> [flags]\n\n` +
+        `${group.map((c) => `  ${c.name.padEnd(width)}   ${c.summary}`).join("\n")}\n\n` +
+        `'polity ${first} <${group.length === 1 ? group[0]!.name.split(" ")[1] : "subcommand"}> --help' shows its flags and examples.\n`;
       if (args.includes("--help") || args.includes("-h")) {
         io.out(text);
         return EXIT.ok;

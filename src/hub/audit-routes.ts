@@ -4,7 +4,7 @@
  * admin everything, a region operator their region's), the entry schema for everyone.
  */
 import { createPublicKey } from "node:crypto";
-import { ENTRY_KINDS, ENTRY_SCHEMA } from "../audit/entry.js";
+import { ENTRY_KINDS, ENTRY_SCHEMA, entryKindProblem, searchTimeProblem } from "../audit/entry.js";
 import { signedNote, noteVerifierKey } from "../audit/tree-head.js";
 import { TILE_WIDTH } from "../audit/merkle.js";
 import type { Principal } from "./principal.js";
@@ -28,12 +28,11 @@ function readableRegion(principal: Principal): { all: true } | { all: false; reg
   throw forbidden("audit entries are read by auditors, global admins, and region operators (their region's)");
 }
 
-const TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/;
-
 function time(call: Call, name: string): Date | undefined {
   const raw = call.query[name];
   if (raw === undefined || raw === "") return undefined;
-  if (!TIME.test(raw) || Number.isNaN(Date.parse(raw))) throw badRequest(`${name} must be an RFC 3339 time (2026-11-25T06:00:00Z) or a date (2026-11-25), not ${JSON.stringify(raw)}`);
+  const problem = searchTimeProblem(name, raw);
+  if (problem !== undefined) throw badRequest(problem);
   return new Date(raw);
 }
 
@@ -145,7 +144,8 @@ export const AUDIT_ROUTES: readonly Route[] = [
         const value = call.query[param];
         if (value === undefined || value === "") continue;
         if (value.length > 256) throw badRequest(`${param} is longer than 256 characters`);
-        if (param === "kind" && !(value in ENTRY_KINDS)) throw badRequest(`kind ${JSON.stringify(value)} is not one of: ${Object.keys(ENTRY_KINDS).join(", ")}`);
+        const problem = param === "kind" ? entryKindProblem(value) : undefined;
+        if (problem !== undefined) throw badRequest(problem);
         add(`${column} = ?`, value);
       }
       if (!scope.all) add("region = ?", scope.region);

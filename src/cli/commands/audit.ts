@@ -4,7 +4,7 @@
  */
 import { existsSync, renameSync, writeFileSync } from "node:fs";
 import { advanceSavedHead, headToSave, parseSavedHead, SavedHeadError, verifyLog, type LogSource, type Report, type SavedHead } from "../../audit/auditor.js";
-import type { AuditEntry } from "../../audit/entry.js";
+import { entryKindProblem, searchTimeProblem, type AuditEntry } from "../../audit/entry.js";
 import { ProofError } from "../../audit/merkle.js";
 import { checkProofDocument, parseProofDocument, ProofFormatError, type ConsistencyProof, type InclusionProof } from "../../audit/proof.js";
 import { TreeHeadError, type SignedTreeHead } from "../../audit/tree-head.js";
@@ -339,7 +339,11 @@ Examples:
     const query = new URLSearchParams();
     for (const name of SEARCH_FILTERS) {
       const value = stringOption(parsed, name);
-      if (value !== undefined) query.set(name, value);
+      if (value === undefined) continue;
+      // Checked here too, so that a mistyped flag is said before any hub is asked.
+      const problem = name === "since" || name === "until" ? searchTimeProblem(`--${name}`, value) : name === "kind" ? entryKindProblem(value) : undefined;
+      if (problem !== undefined) throw new UsageError(problem);
+      query.set(name, value);
     }
     for (const name of ["limit", "start"] as const) {
       const value = stringOption(parsed, name);
