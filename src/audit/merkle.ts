@@ -30,8 +30,14 @@ export function leafHash(entry: Uint8Array): Buffer {
   return hash("sha256", Buffer.concat([LEAF_PREFIX, entry]), "buffer");
 }
 
+/** 0x01 || left || right, filled in place: hashing is synchronous, so one buffer serves every call. */
+const NODE_INPUT = Buffer.alloc(65, 1);
+
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return hash("sha256", Buffer.concat([NODE_PREFIX, left, right]), "buffer");
+  if (left.length !== 32 || right.length !== 32) return hash("sha256", Buffer.concat([NODE_PREFIX, left, right]), "buffer");
+  NODE_INPUT.set(left, 1);
+  NODE_INPUT.set(right, 33);
+  return hash("sha256", NODE_INPUT, "buffer");
 }
 
 /** A perfect subtree: leaves `[index * 2^level, (index + 1) * 2^level)`. */
@@ -62,14 +68,15 @@ export function rangeNodes(range: Range): NodeId[] {
   const nodes: NodeId[] = [];
   let at = range.begin;
   let left = range.end - range.begin;
-  for (let level = 52; level >= 0 && left > 0; level--) {
+  while (left > 0) {
+    // The largest power of two in what is left (log2 may round up just below a power).
+    let level = Math.floor(Math.log2(left));
+    if (2 ** level > left) level--;
     const size = 2 ** level;
-    if (left >= size) {
-      if (at % size !== 0) throw new RangeError(`leaves [${range.begin}, ${range.end}) are not a subtree of an RFC 6962 tree`);
-      nodes.push({ level, index: at / size });
-      at += size;
-      left -= size;
-    }
+    if (at % size !== 0) throw new RangeError(`leaves [${range.begin}, ${range.end}) are not a subtree of an RFC 6962 tree`);
+    nodes.push({ level, index: at / size });
+    at += size;
+    left -= size;
   }
   return nodes;
 }
