@@ -19,6 +19,7 @@ import { decodeBundle, verifyBundle, type Trust } from "../src/bundle/index.js";
 import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
 import { enroll, type Credentials } from "../src/identity/enrollment.js";
 import { fmt, median, percentile } from "./fixtures.js";
+import { startHubProcess, stopProcess } from "./processes.js";
 
 const BIN = fileURLToPath(new URL("../../bin/polity.js", import.meta.url));
 const EXAMPLES = fileURLToPath(new URL("../../examples/", import.meta.url));
@@ -31,26 +32,8 @@ interface Hub {
 }
 
 async function startHub(dataDir: string, token?: string): Promise<Hub> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL("./hub-process.js", import.meta.url)), dataDir], { stdio: ["ignore", "pipe", "inherit"] });
-  const line = await new Promise<string>((resolve, reject) => {
-    let buffer = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const nl = buffer.indexOf("\n");
-      if (nl >= 0) resolve(buffer.slice(0, nl));
-    });
-    child.on("exit", (code) => reject(new Error(`the hub exited with ${code}`)));
-  });
-  const info = JSON.parse(line) as { url: string; caPem: string; adminToken: string };
-  return { process: child, url: info.url, caPem: info.caPem, admin: { url: info.url, caPem: info.caPem, token: token ?? info.adminToken } };
-}
-
-function stopProcess(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once("exit", () => resolve());
-    child.kill(signal);
-  });
+  const info = await startHubProcess(dataDir);
+  return { process: info.process, url: info.url, caPem: info.caPem, admin: { url: info.url, caPem: info.caPem, token: token ?? info.adminToken } };
 }
 
 function rssMiB(pid: number): number {

@@ -4,7 +4,6 @@
  * second, and the time from applying a layer to every affected cluster's effective set
  * being recomputed, with 10,000 registered clusters.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { request } from "node:https";
 import { tmpdir } from "node:os";
@@ -14,35 +13,11 @@ import { call, closeConnections, type HubEndpoint } from "../src/client/http.js"
 import { createCsr, enroll, newPrivateKey, type Credentials } from "../src/identity/enrollment.js";
 import { openDatabase } from "../src/store/database.js";
 import { fmt, median } from "./fixtures.js";
+import { startHubProcess, stopProcess, type HubProcess } from "./processes.js";
 
-interface Started {
-  readonly process: ChildProcess;
-  readonly url: string;
-  readonly caPem: string;
-  readonly adminToken: string;
-}
-
-async function startHubProcess(dataDir: string): Promise<Started> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL("./hub-process.js", import.meta.url)), dataDir], { stdio: ["ignore", "pipe", "inherit"] });
-  const line = await new Promise<string>((resolve, reject) => {
-    let buffer = "";
-    child.stdout!.on("data", (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const nl = buffer.indexOf("\n");
-      if (nl >= 0) resolve(buffer.slice(0, nl));
-    });
-    child.on("exit", (code) => reject(new Error(`the hub exited with ${code}`)));
-  });
-  const info = JSON.parse(line) as { url: string; caPem: string; adminToken: string };
-  return { process: child, ...info };
-}
-
-async function stop(hub: Started): Promise<void> {
+async function stop(hub: HubProcess): Promise<void> {
   closeConnections();
-  await new Promise<void>((resolve) => {
-    hub.process.once("exit", () => resolve());
-    hub.process.kill("SIGTERM");
-  });
+  await stopProcess(hub.process);
 }
 
 /** Runs `work` for every item with `concurrency` in flight; returns the wall time in ms. */
