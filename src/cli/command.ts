@@ -83,3 +83,12 @@ export function parseLabels(text: string, what: string): Record<string, string> 
   }
   return labels;
 }
+
+/** `--listen host:port` (an IPv6 host in brackets), as the hub and the agent take it. */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value);
+  if (m === null) throw new UsageError(`--listen must be host:port, got ${JSON.stringify(value)}`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new UsageError(`--listen: port ${port} is out of range`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
+}

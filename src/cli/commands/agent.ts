@@ -2,14 +2,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startAgent, jsonLog } from "../../agent/index.js";
-import { stringOption, stringsOption, type Command } from "../command.js";
+import { parseListen, stringOption, stringsOption, type Command } from "../command.js";
 import { EXIT, UsageError } from "../io.js";
-
-function parseListen(value: string): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value);
-  if (m === null || Number(m[2]) > 65535) throw new UsageError(`--listen must be host:port, got ${JSON.stringify(value)}`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) };
-}
 
 export const agentCommand: Command = {
   name: "agent",

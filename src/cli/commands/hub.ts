@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { configPath, readConfig, writeConfig } from "../../client/config.js";
 import { redactUrl } from "../../store/database.js";
 import { DEFAULT_CERTIFICATE_TTL_MS, DEFAULT_GRACE_MS, startHub, writePrivateFile } from "../../hub/index.js";
-import { stringOption, stringsOption, type Command } from "../command.js";
+import { parseListen, stringOption, stringsOption, type Command } from "../command.js";
 import { colors, EXIT, UsageError, type Io } from "../io.js";
 import { parseDuration } from "../time.js";
 import { hubCall } from "../hub-access.js";
@@ -37,14 +37,6 @@ function operatorKey(keyFile: string | undefined, dataDir: string, io: Io, embed
     io.err(`warning: no operator key given (--key-file or POLITY_HUB_KEY); made one in ${path}. Keep production keys apart from the data.\n`);
   }
   return readFileSync(path, "utf8").trim();
-}
-
-function parseListen(value: string): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(value);
-  if (m === null) throw new UsageError(`--listen must be host:port, got ${JSON.stringify(value)}`);
-  const port = Number(m[2]);
-  if (port > 65535) throw new UsageError(`--listen: port ${port} is out of range`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ""), port };
 }
 
 export const hubCommand: Command = {
