@@ -15,7 +15,7 @@ import { requestForResource, type AdmissionRequest } from "../src/decision/reque
 import { effectivePolicySet, type EffectivePolicySet } from "../src/layering/effective.js";
 import { builtinPolicyDocument } from "../src/library/index.js";
 import { buildLayer } from "../src/policy/layer.js";
-import { listDocumentFiles, readInput } from "../src/source/read.js";
+import { listDocumentFiles, readInput } from "../src/files/read.js";
 import { parseDocuments } from "../src/source/parse.js";
 
 type Level = "baseline" | "restricted";

@@ -8,7 +8,7 @@ import { BUILTIN_PREFIX, builtinPolicyDocument } from "../library/index.js";
 import { buildLayer, type Layer } from "../policy/layer.js";
 import type { Tier } from "../policy/schema.js";
 import type { SourceDocument } from "../source/parse.js";
-import { readSomeDocuments } from "../source/read.js";
+import { readSomeDocuments } from "../files/read.js";
 import { parseLabels, stringOption, stringsOption, type Options, type Parsed } from "./command.js";
 import { UsageError } from "./io.js";
 

@@ -12,7 +12,7 @@ import { buildLayer, type Layer } from "../policy/layer.js";
 import type { PolicyTestDocument, Tier } from "../policy/schema.js";
 import { validateDocument } from "../policy/validate.js";
 import type { SourceDocument } from "../source/parse.js";
-import { readDocuments } from "../source/read.js";
+import { readDocuments } from "../files/read.js";
 import { colors, EXIT, type Io } from "./io.js";
 import { policySources } from "./layers.js";
 

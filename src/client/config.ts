@@ -3,10 +3,11 @@
  * federation CA, token) and which one is current. `polity login` writes it, readable by
  * its owner only; `--hub-config` or POLITY_CONFIG points elsewhere.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { PolityError } from "../errors.js";
+import { writeFileAtomic } from "../files/write.js";
 import type { HubEndpoint } from "./http.js";
 
 export interface HubEntry {
@@ -39,9 +40,7 @@ export function readConfig(path: string): CliConfig {
 }
 
 export function writeConfig(path: string, config: CliConfig): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileSync(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(path, 0o600);
+  writeFileAtomic(path, `${JSON.stringify(config, null, 2)}\n`);
 }
 
 /** The hub to talk to: `name`, or the current one. */

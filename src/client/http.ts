@@ -5,7 +5,10 @@
  * a HubError with the status code, reason, message and field causes.
  */
 import { Agent, request as httpsRequest } from "node:https";
+import type { Status, StatusCause } from "../api/status.js";
 import { PolityError } from "../errors.js";
+
+export type { Status };
 
 export interface HubEndpoint {
   /** `https://host:port` */
@@ -17,16 +20,6 @@ export interface HubEndpoint {
   readonly clientKeyPem?: string;
 }
 
-/** A Kubernetes-style Status, as the hub returns errors. */
-export interface Status {
-  readonly kind: "Status";
-  readonly apiVersion: "v1";
-  readonly status: "Failure";
-  readonly code: number;
-  readonly reason: string;
-  readonly message: string;
-  readonly details?: { readonly causes?: readonly { readonly field?: string; readonly message: string; readonly location?: string }[] };
-}
 
 export class HubError extends Error {
   override readonly name = "HubError";
@@ -34,7 +27,7 @@ export class HubError extends Error {
     readonly status: number,
     readonly reason: string,
     message: string,
-    readonly causes: readonly { readonly field?: string; readonly message: string; readonly location?: string }[] = [],
+    readonly causes: readonly StatusCause[] = [],
   ) {
     super(message);
   }

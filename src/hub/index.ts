@@ -3,8 +3,9 @@
  * brings its schema up to date, loads (or at the very first start creates) the
  * federation and its CA, issues itself a serving certificate, and serves the API.
  */
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { writeFileAtomic } from "../files/write.js";
 import { openDatabase, type Database } from "../store/database.js";
 import { migrate } from "../store/migrations.js";
 import { Federation } from "./federation.js";
@@ -56,12 +57,6 @@ export const DEFAULT_CERTIFICATE_TTL_MS = 24 * 3600 * 1000;
 export const DEFAULT_GRACE_MS = 7 * 24 * 3600 * 1000;
 export const DEFAULT_BUNDLE_VALIDITY_MS = 24 * 3600 * 1000;
 
-/** Writes a file only its owner can read (the bootstrap token). */
-export function writePrivateFile(path: string, content: string): void {
-  writeFileSync(path, content, { mode: 0o600 });
-  chmodSync(path, 0o600);
-}
-
 export async function startHub(options: HubOptions): Promise<RunningHub> {
   const now = options.now ?? (() => new Date());
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -77,7 +72,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     let adminTokenFile: string | undefined;
     if (init.bootstrapToken !== undefined) {
       adminTokenFile = join(options.dataDir, "admin.token");
-      writePrivateFile(adminTokenFile, `${init.bootstrapToken}\n`);
+      writeFileAtomic(adminTokenFile, `${init.bootstrapToken}\n`);
     }
     const audit = new AuditLog(db, await loadSigningKey(db, options.operatorKey, "audit-log"), {
       ...DEFAULT_AUDIT_OPTIONS,

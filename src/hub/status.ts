@@ -4,14 +4,14 @@
  */
 import type { PolityError } from "../errors.js";
 import { formatLocation } from "../errors.js";
-import type { Status } from "../client/http.js";
+import { statusBody, type Status, type StatusCause } from "../api/status.js";
 
 export class ApiError extends Error {
   constructor(
     readonly code: number,
     readonly reason: string,
     message: string,
-    readonly causes: readonly { field?: string; message: string; location?: string }[] = [],
+    readonly causes: readonly StatusCause[] = [],
     /** Response headers, such as Retry-After on a 503. */
     readonly headers: Readonly<Record<string, string>> = {},
   ) {
@@ -19,15 +19,7 @@ export class ApiError extends Error {
   }
 
   toStatus(): Status {
-    return {
-      kind: "Status",
-      apiVersion: "v1",
-      status: "Failure",
-      code: this.code,
-      reason: this.reason,
-      message: this.message,
-      ...(this.causes.length === 0 ? {} : { details: { causes: this.causes } }),
-    };
+    return statusBody(this.code, this.reason, this.message, this.causes);
   }
 }
 

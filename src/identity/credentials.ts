@@ -3,9 +3,10 @@
  * federation CA, the pinned bundle-signing key and what the hub said about them. Reading
  * them needs no X.509 library, so an agent restarting during a partition starts fast.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HubEndpoint } from "../client/http.js";
+import { writeFileAtomic } from "../files/write.js";
 
 export interface Credentials {
   readonly cluster: string;
@@ -38,12 +39,7 @@ const FILES = { key: "key.pem", certificate: "cert.pem", ca: "ca.pem", bundleKey
 
 /** Saves credentials in a folder: the key readable by the owner only; each file replaced atomically. */
 export function saveCredentials(dir: string, creds: Credentials): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const write = (name: string, content: string, mode: number) => {
-    const tmp = join(dir, `.${name}.tmp`);
-    writeFileSync(tmp, content, { mode });
-    renameSync(tmp, join(dir, name));
-  };
+  const write = (name: string, content: string, mode: number) => writeFileAtomic(join(dir, name), content, { mode });
   write(FILES.key, creds.privateKeyPem, 0o600);
   write(FILES.certificate, creds.certificatePem, 0o644);
   write(FILES.ca, creds.caPem, 0o644);

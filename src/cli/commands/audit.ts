@@ -2,7 +2,8 @@
  * `polity audit head|verify|proof|check-proof|search`: the tamper-evident log, from the
  * point of view of an auditor who trusts nobody. `check-proof` needs no hub at all.
  */
-import { existsSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
+import { writeFileAtomic } from "../../files/write.js";
 import { advanceSavedHead, headToSave, parseSavedHead, SavedHeadError, verifyLog, type LogSource, type Report, type SavedHead } from "../../audit/auditor.js";
 import { entryKindProblem, searchTimeProblem, type AuditEntry } from "../../audit/entry.js";
 import { ProofError } from "../../audit/merkle.js";
@@ -10,7 +11,7 @@ import { checkProofDocument, parseProofDocument, ProofFormatError, type Consiste
 import { TreeHeadError, type SignedTreeHead } from "../../audit/tree-head.js";
 import { call, HubError, type HubEndpoint } from "../../client/http.js";
 import { PolityError } from "../../errors.js";
-import { readInput, readStdin, STDIN } from "../../source/read.js";
+import { readInput, readStdin, STDIN } from "../../files/read.js";
 import { flag, outputFormat, stringOption, type Command } from "../command.js";
 import { EXIT, UsageError, type Io } from "../io.js";
 import { age, asCliError, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
@@ -61,9 +62,7 @@ function loadSaved(path: string): SavedHead {
 
 /** The auditor's trust anchor is replaced whole or not at all. */
 function writeSaved(path: string, saved: SavedHead): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify(saved, null, 2)}\n`);
-  renameSync(tmp, path);
+  writeFileAtomic(path, `${JSON.stringify(saved, null, 2)}\n`, { mode: 0o644 });
 }
 
 function describeHead(head: SignedTreeHead): string {

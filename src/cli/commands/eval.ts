@@ -9,7 +9,7 @@ import { PolityError, formatProblem } from "../../errors.js";
 import { effectivePolicySet } from "../../layering/effective.js";
 import type { Operation } from "../../policy/schema.js";
 import { parseDocuments, type SourceDocument } from "../../source/parse.js";
-import { readSomeDocuments, readStdin, STDIN } from "../../source/read.js";
+import { readSomeDocuments, readStdin, STDIN } from "../../files/read.js";
 import { flag, outputFormat, stringOption, type Command } from "../command.js";
 import { colors, EXIT, UsageError } from "../io.js";
 import { LAYER_HELP, LAYER_OPTIONS, loadLayers } from "../layers.js";

@@ -4,7 +4,8 @@ import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { configPath, readConfig, writeConfig } from "../../client/config.js";
 import { redactUrl } from "../../store/database.js";
-import { DEFAULT_CERTIFICATE_TTL_MS, DEFAULT_GRACE_MS, startHub, writePrivateFile } from "../../hub/index.js";
+import { writeFileAtomic } from "../../files/write.js";
+import { DEFAULT_CERTIFICATE_TTL_MS, DEFAULT_GRACE_MS, startHub } from "../../hub/index.js";
 import { parseListen, stringOption, stringsOption, type Command } from "../command.js";
 import { colors, EXIT, UsageError, type Io } from "../io.js";
 import { parseDuration } from "../time.js";
@@ -33,7 +34,7 @@ function operatorKey(keyFile: string | undefined, dataDir: string, io: Io, embed
   const path = join(dataDir, "operator.key");
   if (!existsSync(path)) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    writePrivateFile(path, `${randomBytes(32).toString("base64url")}\n`);
+    writeFileAtomic(path, `${randomBytes(32).toString("base64url")}\n`);
     io.err(`warning: no operator key given (--key-file or POLITY_HUB_KEY); made one in ${path}. Keep production keys apart from the data.\n`);
   }
   return readFileSync(path, "utf8").trim();

@@ -1,6 +1,6 @@
 /** `polity apply`, `polity diff`, `polity history`, `polity get layers|layer`: layers on a hub. */
 import { readFileSync } from "node:fs";
-import { listDocumentFiles, displayPath } from "../../source/read.js";
+import { listDocumentFiles, displayPath } from "../../files/read.js";
 import { flag, outputFormat, stringsOption, type Command, type Parsed } from "../command.js";
 import { colors, EXIT, UsageError } from "../io.js";
 import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";

@@ -6,7 +6,7 @@ import { PolityError, formatProblem, type Problem } from "../../errors.js";
 import { effectivePolicySet, type EffectivePolicySet } from "../../layering/effective.js";
 import { buildLayer, type Layer } from "../../policy/layer.js";
 import type { SourceDocument } from "../../source/parse.js";
-import { listDocumentFiles, readDocuments } from "../../source/read.js";
+import { listDocumentFiles, readDocuments } from "../../files/read.js";
 import { outputFormat, type Command } from "../command.js";
 import { colors, EXIT, UsageError, type Io } from "../io.js";
 import { LAYER_HELP, LAYER_OPTIONS, loadLayers } from "../layers.js";

@@ -11,7 +11,7 @@ import { PolityError, formatProblem } from "../../errors.js";
 import { effectivePolicySet, type ClusterIdentity } from "../../layering/effective.js";
 import { buildLayer, type Layer } from "../../policy/layer.js";
 import { parseDocuments } from "../../source/parse.js";
-import { displayPath, readDocuments } from "../../source/read.js";
+import { displayPath, readDocuments } from "../../files/read.js";
 import type { Command } from "../command.js";
 import { colors, EXIT } from "../io.js";
 

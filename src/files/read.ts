@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { PolityError } from "../errors.js";
-import { decodeText, MAX_INPUT_BYTES, parseDocuments, type SourceDocument } from "./parse.js";
+import { decodeText, MAX_INPUT_BYTES, parseDocuments, type SourceDocument } from "../source/parse.js";
 
 const DOCUMENT_FILE = /\.(ya?ml|json)$/i;
 
