@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { AuditEvent } from "../src/audit/entry.js";
 import { verifyConsistency, verifyInclusion } from "../src/audit/merkle.js";
 import { keyIdOf } from "../src/bundle/index.js";
-import { AuditLog, DEFAULT_AUDIT_OPTIONS } from "../src/hub/audit.js";
+import { AuditLog, DEFAULT_AUDIT_OPTIONS } from "../src/hub/audit-log.js";
 import { openDatabase, type Database } from "../src/store/database.js";
 import { migrate } from "../src/store/migrations.js";
 import { fmt, median, percentile } from "./fixtures.js";

@@ -22,7 +22,7 @@ import type { ConsistencyProof, InclusionProof } from "../src/audit/proof.js";
 import { noteKeyId, noteVerifierKey, verifyTreeHead, type SignedTreeHead } from "../src/audit/tree-head.js";
 import { canonicalJson } from "../src/canonical/index.js";
 import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
-import type { SourceFile } from "../src/hub/federation.js";
+import type { SourceFile } from "../src/api/fields.js";
 import { clusterEndpoint, enroll, renew, type Credentials } from "../src/identity/enrollment.js";
 import { openDatabase, type Database, type Queryable } from "../src/store/database.js";
 import { run, type Run } from "./support/processes.js";

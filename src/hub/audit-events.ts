@@ -5,8 +5,8 @@
 import { canonicalJson, contentHash, type Json } from "../canonical/index.js";
 import type { AuditEvent } from "../audit/entry.js";
 import type { Layer } from "../policy/layer.js";
-import type { AuditContext } from "./audit.js";
-import type { LayerChange, LayerRecord } from "./federation.js";
+import type { AuditContext } from "./audit-log.js";
+import type { LayerRecord, LayerWrite } from "./federation.js";
 import type { Principal } from "./principal.js";
 
 /** How entries name a principal: `user:<token name>`, `cluster:<name>`, `anonymous`. */
@@ -56,7 +56,7 @@ function exceptionData(layer: Layer, name: string): { [key: string]: Json } {
  * and each exception it grants, changes or withdraws. `region` is where the layer
  * applies (null for the global layer).
  */
-export function layerChangeEvents(change: LayerChange, before: LayerRecord | undefined, region: string | null, context: AuditContext): AuditEvent[] {
+export function layerChangeEvents(change: LayerWrite, before: LayerRecord | undefined, region: string | null, context: AuditContext): AuditEvent[] {
   const cluster = change.id.startsWith("cluster/") ? change.id.slice("cluster/".length) : null;
   const diff = layerDiff(before?.layer, change.layer);
   const common = { actor: context.actor, cluster, region, correlationId: context.correlationId };

@@ -8,44 +8,27 @@
  * they expire. Agents long-poll for theirs: a waiting request is answered as soon as its
  * cluster's bundle changes, in this process or (through the database) in another.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { canonicalJson } from "../canonical/index.js";
-import { encodeBundle, keyIdOf, sha256Hash, signBundle, type Revocation } from "../bundle/index.js";
-import { seal, unseal, type Sealed } from "../identity/secrets.js";
+import { sha256Hash, signBundle, type Revocation } from "../bundle/index.js";
+import type { EffectivePolicySet } from "../layering/effective.js";
 import type { Database, Queryable } from "../store/database.js";
 import type { AuditEvent } from "../audit/entry.js";
-import { newCorrelationId, type AuditContext, type AuditLog } from "./audit.js";
+import { newCorrelationId, type AuditContext, type AuditLog } from "./audit-log.js";
 import type { Federation } from "./federation.js";
 import type { IdentityService } from "./identity.js";
+import type { SigningKey } from "./keys.js";
 
-export interface SigningKey {
-  readonly keyId: string;
-  readonly privateKey: KeyObject;
-  readonly publicKeyPem: string;
+/** A bundle to make: a cluster's effective set. */
+export interface BundleItem {
+  readonly cluster: string;
+  readonly region: string;
+  readonly set: EffectivePolicySet;
 }
 
-/** What a hub signs, each with its own key: bundles, and the audit log's tree heads. */
-export type KeyPurpose = "bundles" | "audit-log";
-
-/** A hub signing key (Ed25519): created once (by whichever hub gets there first), sealed at rest. */
-export async function loadSigningKey(db: Database, operatorKey: string, purpose: KeyPurpose = "bundles"): Promise<SigningKey> {
-  return db.transaction(async (tx) => {
-    await tx.query("SELECT pg_advisory_xact_lock(7346203)");
-    const [row] = await tx.query<{ public_key_pem: string; private_key_sealed: Sealed }>(
-      "SELECT public_key_pem, private_key_sealed FROM signing_keys WHERE purpose = $1 ORDER BY created_at DESC LIMIT 1",
-      [purpose],
-    );
-    if (row !== undefined) {
-      const privateKey = createPrivateKey(unseal(row.private_key_sealed, operatorKey).toString("utf8"));
-      return { keyId: keyIdOf(createPublicKey(privateKey)), privateKey, publicKeyPem: row.public_key_pem };
-    }
-    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
-    const publicKeyPem = publicKey.export({ type: "spki", format: "pem" }).toString();
-    const keyId = keyIdOf(publicKey);
-    const sealed = seal(privateKey.export({ type: "pkcs8", format: "pem" }).toString(), operatorKey);
-    await tx.query("INSERT INTO signing_keys (id, purpose, public_key_pem, private_key_sealed) VALUES ($1, $2, $3, $4)", [keyId, purpose, publicKeyPem, JSON.stringify(sealed)]);
-    return { keyId, privateKey, publicKeyPem };
-  });
+/** The revocation list bundles carry, and its hash (a bundle is made again when it changes). */
+export interface Revocations {
+  readonly list: readonly Revocation[];
+  readonly hash: string;
 }
 
 interface Current {
@@ -102,23 +85,45 @@ export class BundleService {
     }
   }
 
-  private async revocations(): Promise<{ list: Revocation[]; hash: string }> {
-    const list = (await this.identity.revocations())
+  /** The revocation list as of `q` (the caller's transaction, to see revocations it just made). */
+  async revocations(q?: Queryable): Promise<Revocations> {
+    const list = (await this.identity.revocations(q))
       .filter((r) => r.notAfter.getTime() + 7 * 24 * 3600 * 1000 > this.options.now().getTime())
       .map((r) => ({ serial: r.serial, cluster: r.cluster }));
     return { list, hash: sha256Hash(Buffer.from(canonicalJson(list), "utf8")) };
   }
 
+  /** Whether a cluster's bundle must be made again: none, another policy set or revocation list, or half its validity gone. */
+  due(cluster: string, setHash: string, revocations: Revocations): boolean {
+    const held = this.current.get(cluster);
+    return (
+      held === undefined ||
+      held.targetHash !== setHash ||
+      held.revocationsHash !== revocations.hash ||
+      held.expiresAt - this.options.now().getTime() <= this.options.validityMs / 2
+    );
+  }
+
   /**
-   * Makes new bundles where they are due: the cluster's effective set or the revocation
-   * list changed, the bundle expires within half its validity, or there is none. Writes
-   * them in one transaction (with the generation, so other hubs reload them). Returns the
-   * clusters that got a new bundle.
+   * Signs and writes bundles in the caller's transaction (the change that makes them, whose
+   * generation bump makes other hubs reload them). Versions come from the locked rows, so
+   * that they grow whichever hub writes. Returns the `bundle.published` events to record.
+   */
+  async publish(tx: Queryable, items: readonly BundleItem[], revocations: Revocations, context: AuditContext): Promise<AuditEvent[]> {
+    const now = this.options.now();
+    const expires = new Date(now.getTime() + this.options.validityMs);
+    const events: AuditEvent[] = [];
+    for (let i = 0; i < items.length; i += 500) events.push(...(await this.writeBatch(tx, items.slice(i, i + 500), revocations, now, expires, context)));
+    return events;
+  }
+
+  /**
+   * Makes new bundles where they are due (see `due`) for these clusters, in a transaction of
+   * their own: at start, and when bundles near their expiry. Returns the clusters that got one.
    */
   async refresh(clusters: Iterable<string>, context: AuditContext = { actor: "hub", correlationId: newCorrelationId() }): Promise<string[]> {
-    const now = this.options.now();
     const revocations = await this.revocations();
-    const due: { cluster: string; region: string; target: Buffer; targetHash: string }[] = [];
+    const items: BundleItem[] = [];
     for (const cluster of clusters) {
       const record = this.federation.clusters.get(cluster);
       if (record === undefined) continue;
@@ -128,34 +133,17 @@ export class BundleService {
       } catch {
         continue; // layers that do not combine never get a bundle: the last good one stays
       }
-      const held = this.current.get(cluster);
-      if (
-        held !== undefined &&
-        held.targetHash === set.hash &&
-        held.revocationsHash === revocations.hash &&
-        held.expiresAt - now.getTime() > this.options.validityMs / 2
-      ) {
-        continue;
-      }
-      due.push({ cluster, region: record.region, target: set.bytes, targetHash: set.hash });
+      if (this.due(cluster, set.hash, revocations)) items.push({ cluster, region: record.region, set });
     }
-    if (due.length === 0) return [];
-    const expires = new Date(now.getTime() + this.options.validityMs);
-    const generation = await this.db.transaction(async (tx) => {
-      const [row] = await tx.query<{ generation: string }>("UPDATE federation SET generation = generation + 1 RETURNING generation::text AS generation");
-      const events: AuditEvent[] = [];
-      for (let i = 0; i < due.length; i += 500) events.push(...(await this.writeBatch(tx, due.slice(i, i + 500), revocations, now, expires, context)));
-      await this.audit.record(tx, events);
-      return row!.generation;
-    });
-    await this.federation.sync(generation);
-    return due.map((d) => d.cluster);
+    if (items.length === 0) return [];
+    await this.federation.transaction(undefined, async (tx) => this.audit.record(tx, await this.publish(tx, items, revocations, context)));
+    return items.map((i) => i.cluster);
   }
 
   private async writeBatch(
     tx: Queryable,
-    batch: readonly { cluster: string; region: string; target: Buffer; targetHash: string }[],
-    revocations: { list: Revocation[]; hash: string },
+    batch: readonly BundleItem[],
+    revocations: Revocations,
     now: Date,
     expires: Date,
     context: AuditContext,
@@ -180,16 +168,16 @@ export class BundleService {
           version,
           issuedAt: now.toISOString(),
           expires: expires.toISOString(),
-          targetHash: item.targetHash,
-          targetLength: item.target.length,
+          targetHash: item.set.hash,
+          targetLength: item.set.bytes.length,
           revocations: revocations.list,
         },
-        item.target,
+        item.set.bytes,
         this.key.privateKey,
         this.key.keyId,
       );
       const envelope = canonicalJson(bundle.envelope);
-      params.push(item.cluster, version, item.targetHash, revocations.hash, expires, envelope, now, context.correlationId);
+      params.push(item.cluster, version, item.set.hash, revocations.hash, expires, envelope, now, context.correlationId);
       const n = params.length;
       values.push(`($${n - 7}, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n})`);
       events.push({
@@ -199,7 +187,7 @@ export class BundleService {
         region: item.region,
         correlationId: context.correlationId,
         // The envelope is the signed metadata and its signature; it names the policy set's hash.
-        data: { version, envelopeHash: sha256Hash(Buffer.from(envelope, "utf8")), targetHash: item.targetHash, revocationsHash: revocations.hash, expires: expires.toISOString() },
+        data: { version, envelopeHash: sha256Hash(Buffer.from(envelope, "utf8")), targetHash: item.set.hash, revocationsHash: revocations.hash, expires: expires.toISOString() },
       });
     }
     await tx.query(
@@ -265,4 +253,3 @@ export class BundleService {
   }
 }
 
-export { encodeBundle };

@@ -3,26 +3,26 @@
  * registered cluster, and each cluster's effective policy set, computed on first use and
  * recomputed only for the clusters a change affects.
  *
- * The database is the truth. Every change bumps `federation.generation` in the same
+ * The database is the truth. Every change bumps `federation.generation` first in its
  * transaction; before answering, a hub compares the generation it has with the
  * database's and reloads what changed, so that several hub processes on one PostgreSQL
- * serve the same federation.
+ * serve the same federation. Writes go through `transaction`, which bumps the generation
+ * and reloads once the change is committed; a change may hand over what it already
+ * computed (parsed layers, effective sets) so that the reload does not compute it again.
  *
- * Changes are validated by the engine before they are written: a layer that would break a
- * lock or a bound for any registered cluster is refused with the engine's errors.
+ * This module owns `federation`, `layers`, `layer_versions` and `clusters`.
  */
+import type { SourceFile } from "../api/fields.js";
 import { canonicalJson, contentHash } from "../canonical/index.js";
-import { PolityError, type Problem } from "../errors.js";
+import { PolityError } from "../errors.js";
 import { effectivePolicySet, type ClusterIdentity, type EffectivePolicySet } from "../layering/effective.js";
-import { buildLayer, type Layer } from "../policy/layer.js";
-import { parseDocuments, type SourceDocument } from "../source/parse.js";
+import type { Layer } from "../policy/layer.js";
 import type { Database, Queryable } from "../store/database.js";
-import { conflict } from "./status.js";
+import { layerId, layersFromFiles } from "./layer-files.js";
+import { ApiError, conflict } from "./status.js";
 
-export interface SourceFile {
-  readonly name: string;
-  readonly content: string;
-}
+export type { SourceFile };
+export { layerId };
 
 export interface ClusterRecord {
   readonly name: string;
@@ -44,107 +44,36 @@ export interface LayerRecord {
   readonly layer: Layer | undefined;
 }
 
-/**
- * A writer bumps the generation first in its transaction: the row lock orders writers,
- * and the rows it writes carry the new generation as their revision (a trigger sets it).
- */
-async function bump(tx: Queryable, expected?: string): Promise<string> {
-  const [row] = await tx.query<{ generation: string }>("UPDATE federation SET generation = generation + 1 RETURNING (generation - 1)::text AS previous, generation::text AS generation");
-  const r = row as unknown as { previous: string; generation: string };
-  if (expected !== undefined && r.previous !== expected) {
-    throw conflict("the federation changed while this change was being validated (another change, here or through another hub); send it again");
-  }
-  return r.generation;
-}
-
-export function layerId(layer: Pick<Layer, "tier" | "region" | "cluster">): string {
-  if (layer.tier === "global") return "global";
-  return layer.tier === "region" ? `region/${layer.region}` : `cluster/${layer.cluster}`;
-}
-
-/** The hash of a layer's files: what makes two applies of the same content one version. */
-export function filesHash(files: readonly SourceFile[]): string {
-  return contentHash(canonicalJson([...files].sort((a, b) => (a.name < b.name ? -1 : 1)).map((f) => [f.name, f.content])));
-}
-
-function parseFiles(files: readonly SourceFile[]): SourceDocument[] {
-  const problems: Problem[] = [];
-  const docs: SourceDocument[] = [];
-  for (const file of files) {
-    try {
-      docs.push(...parseDocuments(file.content, file.name));
-    } catch (error) {
-      if (!(error instanceof PolityError)) throw error;
-      problems.push(...error.problems);
-    }
-  }
-  if (problems.length > 0) throw new PolityError("invalid", problems);
-  return docs;
-}
-
-/** Builds the layers that files describe: each Layer document with the documents of its files. */
-export function layersFromFiles(files: readonly SourceFile[]): { layer: Layer; files: SourceFile[] }[] {
-  const docs = parseFiles(files);
-  const isLayer = (d: SourceDocument) => (d.value as { kind?: unknown } | null)?.kind === "Layer";
-  const groups: { docs: SourceDocument[]; files: SourceFile[] }[] = [];
-  const problems: Problem[] = [];
-  if (docs.filter(isLayer).length === 1) {
-    groups.push({ docs, files: [...files] });
-  } else {
-    for (const file of files) {
-      const own = docs.filter((d) => d.file === file.name);
-      if (own.length === 0) continue;
-      if (!own.some(isLayer)) {
-        problems.push({
-          message: "no Layer document says which layer this file belongs to (global, which region, which cluster); add one, or apply the file together with its layer's Layer document",
-          location: { file: file.name, line: 1, column: 1 },
-        });
-        continue;
-      }
-      groups.push({ docs: own, files: [file] });
-    }
-  }
-  const out: { layer: Layer; files: SourceFile[] }[] = [];
-  const seen = new Map<string, string>();
-  for (const group of groups) {
-    try {
-      const layer = buildLayer(group.docs, { tier: "global", assumed: true });
-      const id = layerId(layer);
-      if (seen.has(id)) {
-        problems.push({ message: `layer ${id} is described twice (also in ${seen.get(id)}); one apply writes each layer once`, location: { file: group.files[0]!.name, line: 1, column: 1 } });
-        continue;
-      }
-      seen.set(id, group.files[0]!.name);
-      if (layer.tier === "region" && layer.region === undefined) {
-        problems.push({ message: "a region layer names its region (spec.region)", location: { file: group.files[0]!.name, line: 1, column: 1 } });
-        continue;
-      }
-      out.push({ layer, files: group.files });
-    } catch (error) {
-      if (!(error instanceof PolityError)) throw error;
-      problems.push(...error.problems);
-    }
-  }
-  if (problems.length > 0) throw new PolityError("invalid", problems);
-  return out;
-}
-
-export interface LayerChange {
+/** A layer's new content, as a change writes it. */
+export interface LayerWrite {
   readonly id: string;
   readonly layer: Layer | undefined;
   readonly files: readonly SourceFile[];
   readonly contentHash: string;
-  /** The version this change replaces (0: a new layer). */
+  /** The version this write replaces (0: a new layer). */
   readonly baseVersion: number;
-  readonly unchanged: boolean;
 }
 
-export interface Plan {
-  /** The generation the plan was computed at: committing it after any other change is a conflict. */
-  readonly generation: string;
-  readonly changes: readonly LayerChange[];
-  /** The registered clusters whose effective sets the change recomputes, with before and after. */
-  readonly affected: readonly { cluster: string; before: string | undefined; after: EffectivePolicySet }[];
+/** What a committed change already computed, for the reload to use instead of computing it again. */
+export interface Computed {
+  readonly layers?: readonly LayerWrite[];
+  readonly effective?: ReadonlyMap<string, EffectivePolicySet>;
+}
+
+/**
+ * The hash of a layer's content: what makes two applies of the same content one version.
+ * Of the files' contents only, in a stable order: the same layer applied from two
+ * folders, or two machines, hashes the same.
+ */
+/** Another change committed after the one being committed was planned: it must be planned again. */
+export class StaleGeneration extends ApiError {
+  constructor() {
+    super(409, "Conflict", "the federation changed while this change was being validated (another change, here or through another hub); send it again");
+  }
+}
+
+export function filesHash(files: readonly SourceFile[]): string {
+  return contentHash(canonicalJson(files.map((f) => f.content).sort()));
 }
 
 export class Federation {
@@ -156,7 +85,10 @@ export class Federation {
   private readonly listeners: ((since: string) => Promise<void>)[] = [];
   private reloading: Promise<void> = Promise.resolve();
 
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly now: () => Date,
+  ) {}
 
   /** Called after each reload with the generation loaded before it, to reload what depends on the federation. */
   onReload(listener: (since: string) => Promise<void>): void {
@@ -178,13 +110,14 @@ export class Federation {
   }
 
   /** Reloads are serialized: concurrent requests wait for the one under way. */
-  private reload(generation: string): Promise<void> {
-    const next = this.reloading.then(() => (BigInt(generation) > BigInt(this.generation) ? this.load(generation) : undefined));
+  private reload(generation: string, computed: Computed = {}): Promise<void> {
+    const next = this.reloading.then(() => (BigInt(generation) > BigInt(this.generation) ? this.load(generation, computed) : undefined));
     this.reloading = next.catch(() => undefined);
     return next;
   }
 
-  private async load(generation: string): Promise<void> {
+  private async load(generation: string, computed: Computed): Promise<void> {
+    const written = new Map((computed.layers ?? []).map((w) => [`${w.id}@${w.baseVersion + 1}`, w.layer]));
     const versions = await this.db.query<{ id: string; current_version: number }>("SELECT id, current_version FROM layers");
     const stale = new Set<string>();
     for (const { id, current_version } of versions) {
@@ -194,8 +127,10 @@ export class Federation {
         [id, current_version],
       );
       if (v === undefined) continue;
-      const built = v.files.length === 0 ? undefined : layersFromFiles(v.files)[0]?.layer;
-      this.layers.set(id, { id, version: v.version, author: v.author, createdAt: new Date(v.created_at).toISOString(), contentHash: v.content_hash, files: v.files, layer: built });
+      const key = `${id}@${v.version}`;
+      // Parsed once: a version this process just wrote is not parsed again.
+      const layer = written.has(key) ? written.get(key) : v.files.length === 0 ? undefined : layersFromFiles(v.files)[0]?.layer;
+      this.layers.set(id, { id, version: v.version, author: v.author, createdAt: new Date(v.created_at).toISOString(), contentHash: v.content_hash, files: v.files, layer });
       stale.add(id);
     }
     // Only the clusters written since the generation this process last loaded.
@@ -224,6 +159,7 @@ export class Federation {
       this.clusters.set(r.name, record);
     }
     for (const id of stale) for (const name of this.affectedBy(id)) this.effective.delete(name);
+    for (const [name, set] of computed.effective ?? []) if (this.clusters.has(name)) this.effective.set(name, set);
     this.generation = generation;
     for (const listener of this.listeners) await listener(since);
   }
@@ -241,7 +177,9 @@ export class Federation {
     return [pick("global"), pick(`region/${cluster.region}`), pick(`cluster/${cluster.name}`)].filter((l): l is Layer => l !== undefined);
   }
 
-  identity(record: ClusterRecord): ClusterIdentity {
+  identity(name: string): ClusterIdentity {
+    const record = this.clusters.get(name);
+    if (record === undefined) throw PolityError.of("not-found", `no cluster named ${JSON.stringify(name)}`);
     return { name: record.name, region: record.region, labels: record.labels };
   }
 
@@ -249,126 +187,118 @@ export class Federation {
   effectiveFor(name: string): EffectivePolicySet {
     let set = this.effective.get(name);
     if (set === undefined) {
-      const record = this.clusters.get(name);
-      if (record === undefined) throw PolityError.of("not-found", `no cluster named ${JSON.stringify(name)}`);
-      set = effectivePolicySet(this.layersFor(this.identity(record)), this.identity(record));
+      const identity = this.identity(name);
+      set = effectivePolicySet(this.layersFor(identity), identity);
       this.effective.set(name, set);
     }
     return set;
   }
 
-  /**
-   * What applying these layers would do: validates them, and computes the effective set of
-   * every registered cluster they reach. Throws the engine's errors (all of them) when any
-   * cluster's layers would not combine.
-   */
-  plan(layers: readonly { id: string; layer: Layer | undefined; files: readonly SourceFile[] }[]): Plan {
-    const changes: LayerChange[] = layers.map(({ id, layer, files }) => {
-      const hash = filesHash(files);
-      const current = this.layers.get(id);
-      return { id, layer, files, contentHash: hash, baseVersion: current?.version ?? 0, unchanged: current !== undefined && current.contentHash === hash };
-    });
-    const overrides = new Map(changes.filter((c) => !c.unchanged).map((c) => [c.id, c.layer]));
-    const affected = new Set(changes.filter((c) => !c.unchanged).flatMap((c) => this.affectedBy(c.id)));
-    const problems: Problem[] = [];
-    const seen = new Set<string>();
-    const note = (error: unknown) => {
-      if (!(error instanceof PolityError)) throw error;
-      for (const p of error.problems) {
-        const key = `${p.location?.file}:${p.location?.line}:${p.message}`;
-        if (!seen.has(key)) problems.push(p);
-        seen.add(key);
-      }
-    };
-    const results: Plan["affected"][number][] = [];
-    for (const name of [...affected].sort()) {
-      const identity = this.identity(this.clusters.get(name)!);
-      try {
-        let before: string | undefined;
-        try {
-          before = this.effectiveFor(name).hash;
-        } catch {
-          before = undefined;
-        }
-        results.push({ cluster: name, before, after: effectivePolicySet(this.layersFor(identity, overrides), identity) });
-      } catch (error) {
-        note(error);
-      }
-    }
-    // A layer no registered cluster uses yet is still combined with the layers above it.
-    for (const change of changes) {
-      if (change.unchanged || change.layer === undefined || this.affectedBy(change.id).length > 0) continue;
-      const layer = change.layer;
-      const identity: ClusterIdentity =
-        layer.tier === "cluster"
-          ? { name: layer.cluster!, region: layer.region ?? "unregistered", labels: {} }
-          : { name: `any-cluster-of-${layer.region ?? "the-federation"}`, region: layer.region ?? "unregistered", labels: {} };
-      try {
-        effectivePolicySet(this.layersFor(identity, overrides), identity);
-      } catch (error) {
-        note(error);
-      }
-    }
-    if (problems.length > 0) throw new PolityError("merge-refused", problems);
-    return { generation: this.generation, changes, affected: results };
+  /** The effective set a cluster would have with this identity and these layers in place of the current ones. */
+  effectiveWith(identity: ClusterIdentity, overrides?: ReadonlyMap<string, Layer | undefined>): EffectivePolicySet {
+    return effectivePolicySet(this.layersFor(identity, overrides), identity);
   }
 
   /**
-   * Writes a plan: a new version of each changed layer, by `author`, and the generation.
-   * Refused as a conflict when another process changed one of the layers since the plan.
+   * Runs a change in one transaction: the generation is bumped first (the row lock orders
+   * writers, and every row written carries the new generation as its revision), then
+   * `work` writes. `expected`: the generation the change was planned at; any change since
+   * is a conflict. After the commit this process reloads, with what the change computed.
    */
-  async commit(plan: Plan, author: string, extra?: (tx: Queryable) => Promise<void>): Promise<{ id: string; version: number }[]> {
-    const written: { id: string; version: number }[] = [];
-    const generation = await this.db.transaction(async (tx) => {
-      const generation = await bump(tx, plan.generation);
-      for (const change of plan.changes) {
-        if (change.unchanged) continue;
-        const version = change.baseVersion + 1;
-        if (change.baseVersion === 0) {
-          const inserted = await tx.query("INSERT INTO layers (id, tier, region, cluster, current_version) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id", [
-            change.id,
-            change.layer?.tier ?? change.id.split("/")[0],
-            change.layer?.region ?? null,
-            change.layer?.cluster ?? null,
-            version,
-          ]);
-          if (inserted.length === 0) throw conflict(`layer ${change.id} was created by someone else meanwhile; apply again`);
-        } else {
-          const updated = await tx.query("UPDATE layers SET current_version = $1 WHERE id = $2 AND current_version = $3 RETURNING id", [version, change.id, change.baseVersion]);
-          if (updated.length === 0) throw conflict(`layer ${change.id} changed meanwhile (it is no longer at version ${change.baseVersion}); apply again`);
-        }
-        await tx.query("INSERT INTO layer_versions (layer_id, version, author, content_hash, files) VALUES ($1, $2, $3, $4, $5)", [
-          change.id,
-          version,
-          author,
-          change.contentHash,
-          JSON.stringify(change.files),
-        ]);
-        written.push({ id: change.id, version });
+  async transaction<T>(expected: string | undefined, work: (tx: Queryable) => Promise<T>, computed?: (result: T) => Computed): Promise<T> {
+    const { generation, result } = await this.db.transaction(async (tx) => {
+      const [row] = await tx.query<{ previous: string; generation: string }>(
+        "UPDATE federation SET generation = generation + 1 RETURNING (generation - 1)::text AS previous, generation::text AS generation",
+      );
+      if (expected !== undefined && row!.previous !== expected) {
+        throw new StaleGeneration();
       }
-      if (extra !== undefined) await extra(tx);
-      return generation;
+      return { generation: row!.generation, result: await work(tx) };
     });
-    await this.reload(generation);
-    for (const result of plan.affected) this.effective.set(result.cluster, result.after);
+    await this.reload(generation, computed?.(result) ?? {});
+    return result;
+  }
+
+  /** Writes a new version of each layer, by `author`. A layer changed by someone else since the plan is a conflict. */
+  async writeLayers(tx: Queryable, writes: readonly LayerWrite[], author: string): Promise<{ id: string; version: number }[]> {
+    const written: { id: string; version: number }[] = [];
+    for (const change of writes) {
+      const version = change.baseVersion + 1;
+      if (change.baseVersion === 0) {
+        const inserted = await tx.query("INSERT INTO layers (id, tier, region, cluster, current_version) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id", [
+          change.id,
+          change.layer?.tier ?? change.id.split("/")[0],
+          change.layer?.region ?? null,
+          change.layer?.cluster ?? null,
+          version,
+        ]);
+        if (inserted.length === 0) throw conflict(`layer ${change.id} was created by someone else meanwhile; apply again`);
+      } else {
+        const updated = await tx.query("UPDATE layers SET current_version = $1 WHERE id = $2 AND current_version = $3 RETURNING id", [version, change.id, change.baseVersion]);
+        if (updated.length === 0) throw conflict(`layer ${change.id} changed meanwhile (it is no longer at version ${change.baseVersion}); apply again`);
+      }
+      await tx.query("INSERT INTO layer_versions (layer_id, version, author, content_hash, files) VALUES ($1, $2, $3, $4, $5)", [
+        change.id,
+        version,
+        author,
+        change.contentHash,
+        JSON.stringify(change.files),
+      ]);
+      written.push({ id: change.id, version });
+    }
     return written;
   }
 
-  /** The effective set a cluster would have with this identity (registration, relabelling). */
-  effectiveForNew(identity: ClusterIdentity): EffectivePolicySet {
-    return effectivePolicySet(this.layersFor(identity), identity);
+  async insertCluster(tx: Queryable, identity: ClusterIdentity, by: string): Promise<void> {
+    const inserted = await tx.query(
+      "INSERT INTO clusters (name, region, labels, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (name) DO NOTHING RETURNING name",
+      [identity.name, identity.region, JSON.stringify(identity.labels), by, this.now()],
+    );
+    if (inserted.length === 0) throw conflict(`cluster ${identity.name} is already registered`);
   }
 
-  /**
-   * Runs a change to clusters in one transaction with the generation bump, then reloads.
-   * `validatedAt`: the generation the change was validated at; a change since is a conflict.
-   */
-  async write(work: (tx: Queryable) => Promise<unknown>, validatedAt?: string): Promise<void> {
-    const generation = await this.db.transaction(async (tx) => {
-      const generation = await bump(tx, validatedAt);
-      await work(tx);
-      return generation;
-    });
-    await this.reload(generation);
+  async relabelCluster(tx: Queryable, name: string, labels: Readonly<Record<string, string>>): Promise<void> {
+    await tx.query("UPDATE clusters SET labels = $1, updated_at = $2 WHERE name = $3", [JSON.stringify(labels), this.now(), name]);
+  }
+
+  async markRevoked(tx: Queryable, name: string): Promise<void> {
+    await tx.query("UPDATE clusters SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL", [this.now(), name]);
+  }
+
+  async deleteCluster(tx: Queryable, name: string): Promise<void> {
+    await tx.query("DELETE FROM clusters WHERE name = $1", [name]);
+  }
+
+  /** Every version of a layer, oldest first. */
+  async history(id: string): Promise<{ version: number; author: string; createdAt: string; contentHash: string; files: SourceFile[] }[]> {
+    const rows = await this.db.query<{ version: number; author: string; created_at: Date; content_hash: string; files: SourceFile[] }>(
+      "SELECT version, author, created_at, content_hash, files FROM layer_versions WHERE layer_id = $1 ORDER BY version",
+      [id],
+    );
+    return rows.map((r) => ({ version: r.version, author: r.author, createdAt: new Date(r.created_at).toISOString(), contentHash: r.content_hash, files: r.files }));
+  }
+
+  /** One version of a layer, or undefined. */
+  async version(id: string, version: number): Promise<{ version: number; author: string; createdAt: string; contentHash: string; files: SourceFile[] } | undefined> {
+    const [row] = await this.db.query<{ author: string; created_at: Date; content_hash: string; files: SourceFile[] }>(
+      "SELECT author, created_at, content_hash, files FROM layer_versions WHERE layer_id = $1 AND version = $2",
+      [id, version],
+    );
+    return row === undefined ? undefined : { version, author: row.author, createdAt: new Date(row.created_at).toISOString(), contentHash: row.content_hash, files: row.files };
+  }
+
+  /** Whether the database answers (liveness); throws when it does not. */
+  async reachable(): Promise<void> {
+    await this.db.query("SELECT generation FROM federation");
+  }
+
+  /** The federation's name (its row is created once, with the federation). */
+  static async create(tx: Queryable, name: string): Promise<void> {
+    await tx.query("INSERT INTO federation (name) VALUES ($1)", [name]);
+  }
+
+  static async name(db: Queryable): Promise<string | undefined> {
+    const [row] = await db.query<{ name: string }>("SELECT name FROM federation");
+    return row?.name;
   }
 }

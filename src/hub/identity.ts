@@ -5,7 +5,7 @@
  * by proving possession of its key), and revocation that every hub process honours on the
  * next request.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import {
   createCertificateAuthority,
   createRevocationList,
@@ -20,8 +20,10 @@ import { seal, unseal, type Sealed } from "../identity/secrets.js";
 import { importPrivateKeyPem, x509 } from "../identity/x509.js";
 import type { Database, Queryable } from "../store/database.js";
 import type { AuditEvent } from "../audit/entry.js";
-import { newCorrelationId, type AuditContext, type AuditLog } from "./audit.js";
-import { ApiError, badRequest, forbidden, notFound, unauthorized } from "./status.js";
+import { newCorrelationId, type AuditContext, type AuditLog } from "./audit-log.js";
+import type { ApiError} from "./status.js";
+import { badRequest, forbidden, notFound, unauthorized } from "./status.js";
+import { newSecret, sha256 } from "./tokens.js";
 
 export interface IdentityOptions {
   /** Lifetime of cluster certificates (default 24 h). */
@@ -31,62 +33,22 @@ export interface IdentityOptions {
   readonly now: () => Date;
 }
 
-export function sha256(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
-}
-
-export function newSecret(prefix: string): string {
-  return `${prefix}_${randomBytes(24).toString("base64url")}`;
-}
-
-export interface Initialized {
-  readonly federation: string;
-  readonly authority: CertificateAuthority;
-  /** Set on the first start only: the bootstrap admin token, to be written to a private file. */
-  readonly bootstrapToken?: string;
-}
-
 /**
- * Loads the federation's name and CA, or, on the very first start (of any hub process
- * sharing the database), creates them and a bootstrap admin token.
+ * The federation's CA: made at the very first start (in the transaction that creates the
+ * federation), its key sealed under the operator's key; afterwards loaded and unsealed.
  */
-export async function initialize(
-  db: Database,
-  federationName: string,
-  operatorKey: string,
-  now: Date,
-  /** Records the bootstrap token's creation in the audit log, in the same transaction. */
-  record: (tx: Queryable, events: readonly AuditEvent[]) => Promise<void>,
-): Promise<Initialized> {
-  const created = await db.transaction(async (tx) => {
-    await tx.query("SELECT pg_advisory_xact_lock(7346202)");
-    const [existing] = await tx.query<{ name: string }>("SELECT name FROM federation");
-    if (existing !== undefined) return undefined;
-    const { authority, privateKeyPem } = await createCertificateAuthority(federationName, now);
-    await tx.query("INSERT INTO federation (name) VALUES ($1)", [federationName]);
-    await tx.query("INSERT INTO certificate_authority (certificate_pem, key_encrypted) VALUES ($1, $2)", [authority.certificatePem, JSON.stringify(seal(privateKeyPem, operatorKey))]);
-    const token = newSecret("polity");
-    const id = randomBytes(6).toString("hex");
-    await tx.query("INSERT INTO tokens (id, name, role, hash, created_by) VALUES ($1, $2, 'global-admin', $3, 'bootstrap')", [id, "bootstrap admin", sha256(token)]);
-    await record(tx, [
-      {
-        kind: "token.created",
-        actor: "hub",
-        cluster: null,
-        region: null,
-        correlationId: newCorrelationId(),
-        data: { id, name: "bootstrap admin", role: "global-admin", region: null, expiresAt: null, bootstrap: true },
-      },
-    ]);
-    return { federation: federationName, authority, bootstrapToken: token };
-  });
-  if (created !== undefined) return created;
-  const [federation] = await db.query<{ name: string }>("SELECT name FROM federation");
+export async function createAuthority(tx: Queryable, federation: string, operatorKey: string, now: Date): Promise<CertificateAuthority> {
+  const { authority, privateKeyPem } = await createCertificateAuthority(federation, now);
+  await tx.query("INSERT INTO certificate_authority (certificate_pem, key_encrypted) VALUES ($1, $2)", [authority.certificatePem, JSON.stringify(seal(privateKeyPem, operatorKey))]);
+  return authority;
+}
+
+export async function loadAuthority(db: Queryable, federation: string, operatorKey: string): Promise<CertificateAuthority> {
   const [ca] = await db.query<{ certificate_pem: string; key_encrypted: Sealed }>("SELECT certificate_pem, key_encrypted FROM certificate_authority");
-  if (federation === undefined || ca === undefined) throw new Error("the database holds a federation without its certificate authority");
+  if (ca === undefined) throw new Error("the database holds a federation without its certificate authority");
   const privateKey = await importPrivateKeyPem(unseal(ca.key_encrypted, operatorKey).toString("utf8"));
   const certificate = new x509.X509Certificate(ca.certificate_pem);
-  return { federation: federation.name, authority: { federation: federation.name, certificate, certificatePem: ca.certificate_pem, privateKey } };
+  return { federation, certificate, certificatePem: ca.certificate_pem, privateKey };
 }
 
 export interface ClusterCertificate {
@@ -287,10 +249,9 @@ export class IdentityService {
     return row.generation ?? undefined;
   }
 
-  /** Revokes a cluster's identity in the caller's transaction; returns the certificates' audit event to record last. */
-  async revokeCluster(tx: Queryable, cluster: string, region: string, context: AuditContext): Promise<{ certificates: number; event: AuditEvent }> {
+  /** Revokes every certificate of a cluster in the caller's transaction; returns the audit event to record. */
+  async revokeCertificates(tx: Queryable, cluster: string, region: string, context: AuditContext): Promise<{ certificates: number; event: AuditEvent }> {
     const now = this.options.now();
-    await tx.query("UPDATE clusters SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL", [now, cluster]);
     const revoked = await tx.query<{ serial: string }>("UPDATE certificates SET revoked_at = $1 WHERE cluster = $2 AND revoked_at IS NULL RETURNING serial", [now, cluster]);
     return {
       certificates: revoked.length,
@@ -298,8 +259,22 @@ export class IdentityService {
     };
   }
 
-  async revocations(): Promise<{ serial: string; cluster: string; revokedAt: Date; notAfter: Date }[]> {
-    const rows = await this.db.query<{ serial: string; cluster: string; revoked_at: Date; not_after: Date }>(
+  /** A cluster's latest certificates, newest first. */
+  async certificatesOf(cluster: string, limit = 5): Promise<{ serial: string; notBefore: string; notAfter: string; revokedAt: string | null }[]> {
+    const rows = await this.db.query<{ serial: string; not_before: Date; not_after: Date; revoked_at: Date | null }>(
+      "SELECT serial, not_before, not_after, revoked_at FROM certificates WHERE cluster = $1 ORDER BY issued_at DESC LIMIT $2",
+      [cluster, limit],
+    );
+    return rows.map((r) => ({
+      serial: r.serial,
+      notBefore: new Date(r.not_before).toISOString(),
+      notAfter: new Date(r.not_after).toISOString(),
+      revokedAt: r.revoked_at === null ? null : new Date(r.revoked_at).toISOString(),
+    }));
+  }
+
+  async revocations(q: Queryable = this.db): Promise<{ serial: string; cluster: string; revokedAt: Date; notAfter: Date }[]> {
+    const rows = await q.query<{ serial: string; cluster: string; revoked_at: Date; not_after: Date }>(
       "SELECT serial, cluster, revoked_at, not_after FROM certificates WHERE revoked_at IS NOT NULL ORDER BY revoked_at",
     );
     return rows.map((r) => ({ serial: r.serial, cluster: r.cluster, revokedAt: new Date(r.revoked_at), notAfter: new Date(r.not_after) }));
@@ -326,4 +301,3 @@ export interface PeerCertificate {
   readonly publicKeySha256: string;
 }
 
-export { ApiError };

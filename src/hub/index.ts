@@ -8,12 +8,17 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../files/write.js";
 import { openDatabase, type Database } from "../store/database.js";
 import { migrate } from "../store/migrations.js";
+import type { CertificateAuthority } from "../identity/ca.js";
+import { AuditLog, appendEntries, DEFAULT_AUDIT_OPTIONS, newCorrelationId, type AuditOptions } from "./audit-log.js";
+import { BundleService } from "./bundles.js";
+import { Changes } from "./change.js";
 import { Federation } from "./federation.js";
-import { AuditLog, appendEntries, DEFAULT_AUDIT_OPTIONS, type AuditOptions } from "./audit.js";
-import { BundleService, loadSigningKey } from "./bundles.js";
-import { IdentityService, initialize } from "./identity.js";
-import type { HubContext } from "./routes.js";
+import { createAuthority, IdentityService, loadAuthority } from "./identity.js";
+import { loadSigningKey } from "./keys.js";
+import { Reports } from "./reports.js";
+import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
+import { TokenService } from "./tokens.js";
 
 export interface HubOptions {
   /** Folder for the embedded database, the CA certificate and the bootstrap token. */
@@ -49,13 +54,33 @@ export interface RunningHub {
   readonly caFile: string;
   /** Set when this start created the federation: where the bootstrap admin token was written. */
   readonly adminTokenFile?: string;
-  readonly context: HubContext;
+  readonly context: Hub;
   close(): Promise<void>;
 }
 
 export const DEFAULT_CERTIFICATE_TTL_MS = 24 * 3600 * 1000;
 export const DEFAULT_GRACE_MS = 7 * 24 * 3600 * 1000;
 export const DEFAULT_BUNDLE_VALIDITY_MS = 24 * 3600 * 1000;
+
+/**
+ * The federation this database holds: its name and CA, loaded; or, at the very first start
+ * of any hub process sharing the database, created with a bootstrap admin token (whose
+ * minting is the log's first entry).
+ */
+async function openFederation(db: Database, name: string, operatorKey: string, now: () => Date): Promise<{ federation: string; authority: CertificateAuthority; bootstrapToken?: string }> {
+  const created = await db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock(7346202)");
+    if ((await Federation.name(tx)) !== undefined) return undefined;
+    await Federation.create(tx, name);
+    const authority = await createAuthority(tx, name, operatorKey, now());
+    const { token, event } = await TokenService.createBootstrap(tx, { actor: "hub", correlationId: newCorrelationId() });
+    await appendEntries(tx, [event], now());
+    return { federation: name, authority, bootstrapToken: token };
+  });
+  if (created !== undefined) return created;
+  const existing = (await Federation.name(db))!;
+  return { federation: existing, authority: await loadAuthority(db, existing, operatorKey) };
+}
 
 export async function startHub(options: HubOptions): Promise<RunningHub> {
   const now = options.now ?? (() => new Date());
@@ -66,7 +91,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   });
   try {
     await migrate(db);
-    const init = await initialize(db, options.federation ?? "polity", options.operatorKey, now(), (tx, events) => appendEntries(tx, events, now()));
+    const init = await openFederation(db, options.federation ?? "polity", options.operatorKey, now);
     const caFile = join(options.dataDir, "ca.pem");
     writeFileSync(caFile, init.authority.certificatePem);
     let adminTokenFile: string | undefined;
@@ -86,19 +111,29 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       { certificateTtlMs: options.certificateTtlMs ?? DEFAULT_CERTIFICATE_TTL_MS, graceMs: options.graceMs ?? DEFAULT_GRACE_MS, now },
       audit,
     );
-    const federation = new Federation(db);
+    const federation = new Federation(db, now);
     const bundles = new BundleService(
       db,
       federation,
       identity,
-      await loadSigningKey(db, options.operatorKey),
+      await loadSigningKey(db, options.operatorKey, "bundles"),
       { validityMs: options.bundleValidityMs ?? DEFAULT_BUNDLE_VALIDITY_MS, now },
       audit,
     );
     await federation.sync();
     // Bundles for clusters that have none or whose bundle is due (a restart after a long stop).
     await bundles.refresh(federation.clusters.keys());
-    const context: HubContext = { db, federation, identity, bundles, audit, now };
+    const context: Hub = {
+      db,
+      federation,
+      changes: new Changes(federation, identity, bundles, audit),
+      identity,
+      tokens: new TokenService(db, audit, now),
+      bundles,
+      reports: new Reports(db, audit, now),
+      audit,
+      now,
+    };
     const serving = await identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]);
     const app = await createServer(context, {
       certificatePem: serving.certificatePem,

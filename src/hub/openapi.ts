@@ -1,5 +1,20 @@
 /** The hub API as OpenAPI 3.1, generated from the route table the server registers. */
-import type { Route } from "./routes.js";
+import type { Requirement } from "./principal.js";
+import type { Route } from "./route.js";
+
+/** Who may call, as OpenAPI security requirements. */
+function security(access: Requirement): Record<string, string[]>[] {
+  switch (access.kind) {
+    case "public":
+      return [];
+    case "agent":
+      return [{ clusterCertificate: [] }];
+    case "role":
+      return [{ bearer: [] }];
+    default:
+      return [{ bearer: [] }, { clusterCertificate: [] }];
+  }
+}
 
 export function openApiDocument(routes: readonly Route[]): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -9,8 +24,9 @@ export function openApiDocument(routes: readonly Route[]): Record<string, unknow
     const operation: Record<string, unknown> = {
       summary: route.summary,
       ...(parameters.length === 0 ? {} : { parameters }),
-      ...(route.body === undefined ? {} : { requestBody: { required: true, content: { "application/json": { schema: route.body } } } }),
-      security: route.auth === "public" ? [] : route.auth === "renewal" ? [{ clusterCertificate: [] }] : [{ bearer: [] }, { clusterCertificate: [] }],
+      ...(route.bodySchema === undefined ? {} : { requestBody: { required: true, content: { "application/json": { schema: route.bodySchema } } } }),
+      security: security(route.access),
+      ...(route.access.kind === "role" ? { "x-polity-roles": route.access.roles } : {}),
       responses: {
         "2XX": { description: "Success" },
         "4XX": { description: "A Kubernetes-style Status saying what is wrong", content: { "application/json": { schema: { $ref: "#/components/schemas/Status" } } } },

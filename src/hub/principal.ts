@@ -1,7 +1,8 @@
 /**
  * Who is calling, and what they may do. People and automation hold bearer tokens with a
- * role; agents hold a cluster certificate. The rules are one pure function of the
- * principal and the target, so they can be read and tested in one place:
+ * role; agents hold a cluster certificate. Each route declares a `Requirement`; the rules
+ * are pure functions of the principal, the requirement and the targets a call touches, so
+ * they can be read and tested in one place:
  *
  * | principal          | may                                                                 |
  * |--------------------|---------------------------------------------------------------------|
@@ -11,11 +12,15 @@
  * |                    | revoke) and their layers                                            |
  * | auditor            | read everything, write nothing                                      |
  * | cluster(C in R)    | read its own effective set, bundle and identity; renew its          |
- * |                    | certificate                                                         |
+ * |                    | certificate; report its status and decision logs                    |
+ *
+ * A requirement is checked in two steps: `requirementRefusal` before the body is read (so
+ * that nobody who may not write at all makes the hub parse a large change), then
+ * `denial` for each target the call touches (a cluster, a region, the federation).
  */
+import type { Role } from "../api/tokens.js";
 
-export type Role = "global-admin" | "region-operator" | "auditor";
-export const ROLES: readonly Role[] = ["global-admin", "region-operator", "auditor"];
+export { ROLES, type Role } from "../api/tokens.js";
 
 export type Principal =
   | { readonly kind: "token"; readonly id: string; readonly name: string; readonly role: Role; readonly region?: string }
@@ -30,7 +35,50 @@ export type Target =
 
 export type Access = "read" | "write";
 
-/** Why not, or undefined when allowed. */
+/** Who may call a route. */
+export type Requirement =
+  /** Anyone, authenticated or not. */
+  | { readonly kind: "public" }
+  /** Anyone the hub knows: a bearer token or a cluster certificate in good standing. */
+  | { readonly kind: "authenticated" }
+  /** A cluster's agent, acting for itself; `renewal`: its certificate may have expired within the grace window. */
+  | { readonly kind: "agent"; readonly why: string; readonly renewal?: boolean }
+  /** A bearer token with one of these roles. */
+  | { readonly kind: "role"; readonly roles: readonly Role[]; readonly why: string }
+  /** Read or write access to every target the call touches (the route names them). */
+  | { readonly kind: "access"; readonly access: Access };
+
+export const AUTHENTICATION_REQUIRED = "authentication required: 'Authorization: Bearer <token>' (polity login) or a cluster certificate";
+
+/** Why a call is refused: 401 when the caller must authenticate (otherwise), 403 when it may not. */
+export interface Refusal {
+  readonly code: 401 | 403;
+  readonly message: string;
+}
+
+/** Whether the route's requirement rules the principal out before anything is read. */
+export function requirementRefusal(principal: Principal, requirement: Requirement): Refusal | undefined {
+  if (requirement.kind === "public") return undefined;
+  // Renewal is a certificate's business: anyone else is asked for one.
+  if (requirement.kind === "agent" && requirement.renewal === true) return principal.kind === "cluster" ? undefined : { code: 401, message: requirement.why };
+  if (principal.kind === "anonymous") return { code: 401, message: AUTHENTICATION_REQUIRED };
+  const forbidden = (message: string): Refusal => ({ code: 403, message });
+  switch (requirement.kind) {
+    case "authenticated":
+      return undefined;
+    case "agent":
+      return principal.kind === "cluster" ? undefined : forbidden(requirement.why);
+    case "role":
+      return principal.kind === "token" && requirement.roles.includes(principal.role) ? undefined : forbidden(requirement.why);
+    case "access":
+      // Those who may write nothing at all are refused before their change is read.
+      if (requirement.access === "write" && principal.kind === "cluster") return forbidden(`cluster ${principal.cluster} may read only what is its own`);
+      if (requirement.access === "write" && principal.kind === "token" && principal.role === "auditor") return forbidden("the auditor role is read-only");
+      return undefined;
+  }
+}
+
+/** Why not, or undefined when the principal may read or write the target. */
 export function denial(principal: Principal, access: Access, target: Target): string | undefined {
   switch (principal.kind) {
     case "anonymous":
@@ -54,6 +102,12 @@ export function denial(principal: Principal, access: Access, target: Target): st
         }
       }
   }
+}
+
+/** Which audit entries a principal may read: all, one region's, or none (why). */
+export function auditScope(principal: Principal): { readonly all: true } | { readonly all: false; readonly region: string } {
+  if (principal.kind === "token" && principal.role === "region-operator" && principal.region !== undefined) return { all: false, region: principal.region };
+  return { all: true };
 }
 
 export function describePrincipal(principal: Principal): string {

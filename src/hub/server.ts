@@ -12,11 +12,12 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { normalizeSerial, type CertificateAuthority } from "../identity/ca.js";
 import { parseClusterSpiffeId } from "../identity/spiffe.js";
 import { publicKeyFingerprint, x509 } from "../identity/x509.js";
-import { sha256, type PeerCertificate } from "./identity.js";
+import type { PeerCertificate } from "./identity.js";
 import { openApiDocument } from "./openapi.js";
-import type { Principal, Role } from "./principal.js";
-import { ROUTES, type Auth, type HubContext } from "./routes.js";
-import { ApiError, unauthorized } from "./status.js";
+import { denial, requirementRefusal, type Principal, type Requirement } from "./principal.js";
+import type { Guard, Hub, Route } from "./route.js";
+import { ROUTES } from "./routes/index.js";
+import { ApiError, forbidden, unauthorized } from "./status.js";
 
 export interface ServerOptions {
   readonly certificatePem: string;
@@ -100,24 +101,12 @@ const TLS_REASONS: Record<string, string> = {
  * request (a revocation on any hub applies at once); the same read brings the federation's
  * generation, so that bringing this process up to date costs no second query.
  */
-async function authenticate(hub: HubContext, request: FastifyRequest, auth: Auth): Promise<{ principal: Principal; peer?: PeerCertificate; generation?: string }> {
+async function authenticate(hub: Hub, request: FastifyRequest, requirement: Requirement): Promise<{ principal: Principal; peer?: PeerCertificate; generation?: string }> {
   const header = request.headers.authorization;
   if (header !== undefined) {
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     if (m === null) throw unauthorized("the Authorization header must be 'Bearer <token>'");
-    const [token] = await hub.db.query<{ id: string; name: string; role: Role; region: string | null; expires_at: Date | null; revoked_at: Date | null; generation: string | null }>(
-      "SELECT id, name, role, region, expires_at, revoked_at, (SELECT generation::text FROM federation) AS generation FROM tokens WHERE hash = $1",
-      [sha256(m[1]!)],
-    );
-    if (token === undefined) throw unauthorized("the bearer token is not valid");
-    if (token.revoked_at !== null) throw unauthorized(`the bearer token ${token.id} was revoked at ${new Date(token.revoked_at).toISOString()}`);
-    if (token.expires_at !== null && new Date(token.expires_at).getTime() <= hub.now().getTime()) {
-      throw unauthorized(`the bearer token ${token.id} expired at ${new Date(token.expires_at).toISOString()}`);
-    }
-    return {
-      principal: { kind: "token", id: token.id, name: token.name, role: token.role, ...(token.region === null ? {} : { region: token.region }) },
-      generation: token.generation ?? undefined,
-    };
+    return hub.tokens.authenticate(m[1]!);
   }
   const socket = request.raw.socket as TLSSocket;
   if (typeof socket.getPeerCertificate !== "function") return { principal: { kind: "anonymous" } };
@@ -128,19 +117,64 @@ async function authenticate(hub: HubContext, request: FastifyRequest, auth: Auth
   }
   const { peer, problem } = await view;
   if (peer === undefined && problem === undefined) return { principal: { kind: "anonymous" } };
-  if (auth === "public") return { principal: { kind: "anonymous" } };
+  if (requirement.kind === "public") return { principal: { kind: "anonymous" } };
   if (problem !== undefined) throw unauthorized(`client certificate refused: ${problem}`);
   const generation = await hub.identity.checkStanding(peer!);
   const error = socket.authorized ? undefined : String(socket.authorizationError ?? "UNKNOWN");
   const expiredOnly = error === "CERT_HAS_EXPIRED" || (error === undefined && peer!.notAfter.getTime() <= hub.now().getTime());
   if (error !== undefined && !expiredOnly) throw unauthorized(`client certificate refused: ${TLS_REASONS[error] ?? error}`);
-  if (expiredOnly && auth !== "renewal") {
+  if (expiredOnly && !(requirement.kind === "agent" && requirement.renewal === true)) {
     throw unauthorized(`client certificate refused: it expired at ${peer!.notAfter.toISOString()}; renew it (POST /v1/renew) within the grace window`);
   }
   return { principal: { kind: "cluster", cluster: peer!.cluster, region: peer!.region, serial: peer!.serial, expired: expiredOnly }, peer: peer!, generation };
 }
 
-export async function createServer(hub: HubContext, options: ServerOptions): Promise<FastifyInstance> {
+/** Path and query parameters as strings: a repeated query parameter counts by its first value. */
+function strings(record: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (typeof record !== "object" || record === null) return out;
+  for (const [key, value] of Object.entries(record)) {
+    const first: unknown = Array.isArray(value) ? value[0] : value;
+    if (typeof first === "string") out[key] = first;
+  }
+  return out;
+}
+
+/** The route's requirement and targets, decided by principal.ts: 401 for the anonymous, 403 for the others. */
+function guardFor(principal: Principal): Guard {
+  return {
+    refuse(requirement) {
+      const refusal = requirementRefusal(principal, requirement);
+      if (refusal !== undefined) throw refusal.code === 401 ? unauthorized(refusal.message) : forbidden(refusal.message);
+    },
+    authorize(access, targets) {
+      for (const target of targets) {
+        const why = denial(principal, access, target);
+        if (why !== undefined) throw principal.kind === "anonymous" ? unauthorized(why) : forbidden(why);
+      }
+    },
+  };
+}
+
+async function serve(hub: Hub, route: Route, request: FastifyRequest, signal: AbortSignal) {
+  const { principal, peer, generation } = await authenticate(hub, request, route.access);
+  await hub.federation.sync(generation);
+  return route.run(
+    hub,
+    {
+      principal,
+      peer,
+      params: strings(request.params),
+      query: strings(request.query),
+      headers: request.headers,
+      body: request.body,
+      signal,
+    },
+    guardFor(principal),
+  );
+}
+
+export async function createServer(hub: Hub, options: ServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
     https: {
       key: options.privateKeyPem,
@@ -161,22 +195,14 @@ export async function createServer(hub: HubContext, options: ServerOptions): Pro
         }
       : false,
     bodyLimit: 64 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
     return503OnClosing: true,
     forceCloseConnections: true,
   });
 
-  app.setErrorHandler((error: Error & { statusCode?: number; code?: string; validation?: { instancePath?: string; message?: string; params?: Record<string, unknown> }[] }, request, reply) => {
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
     let apiError: ApiError;
     if (error instanceof ApiError) {
       apiError = error;
-    } else if (error.validation !== undefined) {
-      const causes = error.validation.map((v) => {
-        const extra = v.params?.additionalProperty;
-        const field = `${(v.instancePath ?? "").replace(/^\//, "").replace(/\//g, ".")}${extra === undefined ? "" : `${v.instancePath ? "." : ""}${String(extra)}`}`;
-        return { field: field === "" ? "(body)" : field, message: extra === undefined ? (v.message ?? "is not valid") : "unknown field" };
-      });
-      apiError = new ApiError(400, "BadRequest", `the request body is not valid: ${causes.map((c) => `${c.field}: ${c.message}`).join("; ")}`, causes);
     } else if (error.code === "FST_ERR_CTP_BODY_TOO_LARGE") {
       apiError = new ApiError(413, "RequestEntityTooLarge", "the request body is larger than this endpoint accepts");
     } else if (error.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE") {
@@ -210,25 +236,11 @@ export async function createServer(hub: HubContext, options: ServerOptions): Pro
     app.route({
       method: route.method,
       url: route.path,
-      bodyLimit: route.bodyLimit ?? 64 * 1024,
-      ...(route.body === undefined ? {} : { schema: { body: route.body } }),
+      bodyLimit: route.bodyLimit,
       handler: async (request, reply) => {
-        const { principal, peer, generation } = await authenticate(hub, request, route.auth);
-        if (route.auth === "authenticated" && principal.kind === "anonymous") {
-          throw unauthorized("authentication required: 'Authorization: Bearer <token>' (polity login) or a cluster certificate");
-        }
-        await hub.federation.sync(generation);
         const controller = new AbortController();
         request.raw.once("close", () => controller.abort());
-        const answer = await route.handle(hub, {
-          principal,
-          peer,
-          params: request.params as Record<string, string>,
-          query: request.query as Record<string, string | undefined>,
-          headers: request.headers,
-          body: request.body,
-          signal: controller.signal,
-        });
+        const answer = await serve(hub, route, request, controller.signal);
         void reply.code(answer.status ?? 200);
         for (const [name, value] of Object.entries(answer.headers ?? {})) if (value !== undefined) void reply.header(name, value);
         if (answer.status === 204 || answer.status === 304) return reply.send();

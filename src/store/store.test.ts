@@ -15,7 +15,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { call, closeConnections, type HubEndpoint } from "../client/http.js";
-import { layerId, layersFromFiles, type SourceFile } from "../hub/federation.js";
+import type { SourceFile } from "../api/fields.js";
+import { layerId, layersFromFiles } from "../hub/layer-files.js";
 import { startHub, type RunningHub } from "../hub/index.js";
 import { ApiError } from "../hub/status.js";
 import { openDatabase, type Database } from "./database.js";
@@ -520,19 +521,18 @@ describe.skipIf(DATABASE_URL === undefined)(
       expect((await get<ClusterList>(b, "/v1/clusters")).items.map((c) => [c.name, c.labels])).toEqual([["eu-west-1", { env: "dev" }]]);
     });
 
-    // Federation.commit reloads and then caches the effective sets its plan computed, with
-    // the labels the plan saw. When B relabels between A's plan and A's commit (two
-    // requests interleaving), A keeps serving the set of the old labels: A and B disagree
-    // until the next change. (The same window lets a cluster registered through B escape
-    // the validation of A's apply.) The interleaving is driven through A's Federation.
+    // A change is planned at a generation and committed only at that generation. When B
+    // relabels between A's plan and A's commit (two requests interleaving), A's plan is
+    // stale: it must be planned again (or refused as a conflict), never committed with the
+    // effective sets of the old labels. The interleaving is driven through A's use case.
     it("agrees with B on a cluster relabelled through B while A was applying a layer", async () => {
-      const federation = hubA.context.federation;
-      await federation.sync();
+      await hubA.context.federation.sync();
       const files = [regionWithBound(70)];
-      const plan = federation.plan(layersFromFiles(files).map(({ layer, files }) => ({ id: layerId(layer), layer, files })));
+      const change = { kind: "layers", layers: layersFromFiles(files).map(({ layer, files }) => ({ id: layerId(layer), layer, files })) } as const;
+      const plan = hubA.context.changes.plan(change);
       await call(b, "PATCH", "/v1/clusters/eu-west-1", { labels: { env: "prod" } });
       // Refusing the stale plan as a conflict would be a fix too.
-      await federation.commit(plan, "test").catch((error: unknown) => {
+      await hubA.context.changes.apply(change, "test", { actor: "user:test", correlationId: "test" }, plan).catch((error: unknown) => {
         if (!(error instanceof ApiError && error.code === 409)) throw error;
       });
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll } from "vitest";
-import type { SourceFile } from "../../src/hub/federation.js";
+import type { SourceFile } from "../../src/api/fields.js";
 import { call, HubError, type HubEndpoint } from "../../src/client/http.js";
 import { startHub, type HubOptions, type RunningHub } from "../../src/hub/index.js";
 

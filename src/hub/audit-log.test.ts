@@ -9,7 +9,7 @@ import { leafHash } from "../audit/merkle.js";
 import { encodeEntry, type AuditEvent } from "../audit/entry.js";
 import { openDatabase, type Database } from "../store/database.js";
 import { migrate } from "../store/migrations.js";
-import { appendEntries } from "./audit.js";
+import { appendEntries } from "./audit-log.js";
 
 const DATABASE_URL = process.env.DATABASE_URL === "" ? undefined : process.env.DATABASE_URL;
 const schemas: string[] = [];

@@ -13,23 +13,12 @@
 import { createPublicKey, randomUUID } from "node:crypto";
 import { lookback, detectAnomalies, type IndexedEntry } from "../audit/anomalies.js";
 import { encodeEntry, type AuditEntry, type AuditEvent } from "../audit/entry.js";
-import {
-  CompactRange,
-  TILE_WIDTH,
-  assembleProof,
-  consistencyRanges,
-  foldRange,
-  inclusionRanges,
-  proofNodes,
-  rangeNodes,
-  type NodeId,
-  type Range,
-  type StoredNode,
-} from "../audit/merkle.js";
+import { consistencyRanges, inclusionRanges, type CompactRange, type StoredNode } from "../audit/merkle.js";
 import type { ConsistencyProof, InclusionProof } from "../audit/proof.js";
 import { noteKeyId, signTreeHead, type SignedTreeHead } from "../audit/tree-head.js";
 import type { Database, Queryable } from "../store/database.js";
-import type { SigningKey } from "./bundles.js";
+import { AuditTiles, bytea } from "./audit-tiles.js";
+import type { SigningKey } from "./keys.js";
 import { ApiError, badRequest } from "./status.js";
 
 const INTEGRATE_LOCK = 7_346_204;
@@ -70,9 +59,6 @@ export interface AuditContext {
 export function newCorrelationId(): string {
   return randomUUID();
 }
-
-/** Node hashes kept in memory after a read: 65,536 of them, about 6 MiB. */
-const NODE_CACHE = 65_536;
 
 /**
  * Appends entries in the caller's transaction: the one way entries are written. Call it
@@ -116,11 +102,7 @@ export async function appendEntries(tx: Queryable, events: readonly AuditEvent[]
 const wellFormed = (s: string): string => s.toWellFormed();
 
 export class AuditLog {
-  private range: CompactRange | undefined;
-  /** The last (partial) tile of each level, as stored. */
-  private readonly tails = new Map<number, { chunk: number; hashes: Buffer }>();
-  /** Nodes read before: a node never changes once it exists. */
-  private readonly nodes = new Map<string, Buffer>();
+  private readonly tiles: AuditTiles;
   private latest: SignedTreeHead | undefined;
   private appended = 0;
   private integrating: Promise<SignedTreeHead | undefined> | undefined;
@@ -133,6 +115,7 @@ export class AuditLog {
     private readonly options: AuditOptions,
   ) {
     this.keyId = noteKeyId(options.origin, createPublicKey(key.privateKey));
+    this.tiles = new AuditTiles(db);
   }
 
   get origin(): string {
@@ -212,8 +195,7 @@ export class AuditLog {
       return await this.integrateInTransaction();
     } catch (error) {
       // Rolled back: the edge in memory may be ahead of the database; reload it next time.
-      this.range = undefined;
-      this.tails.clear();
+      this.tiles.forget();
       throw error;
     }
   }
@@ -225,8 +207,7 @@ export class AuditLog {
       const [sizes] = await tx.query<{ tree: string; log: string }>("SELECT (SELECT size FROM audit_tree)::text AS tree, (SELECT size FROM audit_state)::text AS log");
       const treeSize = Number(sizes!.tree);
       const logSize = Number(sizes!.log);
-      if (this.range?.size !== treeSize) await this.load(tx, treeSize);
-      const range = this.range!;
+      const range = await this.tiles.edge(tx, treeSize);
       const now = this.options.now();
       if (logSize === treeSize) {
         const last = this.latest ?? (await this.loadLatest(tx));
@@ -238,7 +219,7 @@ export class AuditLog {
       if (leaves.length !== end - treeSize) throw new Error(`the audit log has ${leaves.length} entries between ${treeSize} and ${end}, not ${end - treeSize}: entries are missing`);
       const made: StoredNode[] = [];
       for (const leaf of leaves) made.push(...range.append(Buffer.from(leaf.leaf_hash, "hex")));
-      await this.writeTiles(tx, made);
+      await this.tiles.writeTiles(tx, made);
       await tx.query("UPDATE audit_tree SET size = $1", [end]);
       return { head: await this.publish(tx, range, now), more: end < logSize };
     });
@@ -256,112 +237,6 @@ export class AuditLog {
       head.signature,
     ]);
     return head;
-  }
-
-  /** Loads the right edge of the tree of `size` and the last tile of each level. */
-  private async load(tx: Queryable, size: number): Promise<void> {
-    const edge = rangeNodes({ begin: 0, end: size });
-    const hashes = await this.readNodes(tx, edge);
-    this.range = new CompactRange(
-      size,
-      edge.map((node) => ({ ...node, hash: hashes(node) })),
-    );
-    this.tails.clear();
-  }
-
-  private async writeTiles(tx: Queryable, made: readonly StoredNode[]): Promise<void> {
-    // Group by tile; each touched tile is written whole (appending to what it held).
-    const touched = new Map<string, { level: number; chunk: number; nodes: StoredNode[] }>();
-    for (const node of made) {
-      const chunk = Math.floor(node.index / TILE_WIDTH);
-      const key = `${node.level}/${chunk}`;
-      let group = touched.get(key);
-      if (group === undefined) touched.set(key, (group = { level: node.level, chunk, nodes: [] }));
-      group.nodes.push(node);
-    }
-    const rows: { level: number; chunk: number; hashes: Buffer }[] = [];
-    for (const { level, chunk, nodes } of touched.values()) {
-      const firstOffset = nodes[0]!.index - chunk * TILE_WIDTH;
-      let before: Buffer = Buffer.alloc(0);
-      if (firstOffset > 0) {
-        const tail = this.tails.get(level);
-        if (tail !== undefined && tail.chunk === chunk) before = tail.hashes;
-        else {
-          const [row] = await tx.query<{ hashes: string }>("SELECT encode(hashes, 'hex') AS hashes FROM audit_tiles WHERE level = $1 AND chunk = $2", [level, chunk]);
-          before = Buffer.from(row?.hashes ?? "", "hex");
-        }
-        if (before.length !== firstOffset * 32) throw new Error(`audit tile ${level}/${chunk} holds ${before.length / 32} hashes, not the ${firstOffset} expected`);
-      }
-      const hashes = Buffer.concat([before, ...nodes.map((n) => n.hash)]);
-      rows.push({ level, chunk, hashes });
-      this.tails.set(level, { chunk, hashes });
-    }
-    for (let i = 0; i < rows.length; i += 500) {
-      const params: unknown[] = [];
-      const values = rows.slice(i, i + 500).map((row) => {
-        params.push(row.level, row.chunk, bytea(row.hashes));
-        const n = params.length;
-        return `($${n - 2}, $${n - 1}, decode($${n}, 'hex'))`;
-      });
-      await tx.query(`INSERT INTO audit_tiles (level, chunk, hashes) VALUES ${values.join(", ")} ON CONFLICT (level, chunk) DO UPDATE SET hashes = EXCLUDED.hashes`, params);
-    }
-  }
-
-  /**
-   * Reads perfect-subtree hashes in one query, only the 32 bytes of each (not its tile),
-   * from memory where it can: the last tile of each level as this process wrote it, and
-   * nodes read before (a node never changes once it exists). Returns a lookup.
-   */
-  private async readNodes(q: Queryable, nodes: readonly NodeId[]): Promise<(node: NodeId) => Buffer> {
-    const found = new Map<string, Buffer>();
-    const wanted: NodeId[] = [];
-    for (const node of nodes) {
-      const key = `${node.level}/${node.index}`;
-      if (found.has(key)) continue;
-      const cached = this.nodes.get(key);
-      if (cached !== undefined) {
-        found.set(key, cached);
-        continue;
-      }
-      // The last tile of a level, as this process last wrote it: a prefix of the stored one.
-      const tail = this.tails.get(node.level);
-      const offset = (node.index % TILE_WIDTH) * 32;
-      if (tail !== undefined && tail.chunk === Math.floor(node.index / TILE_WIDTH) && tail.hashes.length >= offset + 32) {
-        found.set(key, tail.hashes.subarray(offset, offset + 32));
-        continue;
-      }
-      wanted.push(node);
-    }
-    if (wanted.length > 0) {
-      // Integers written into the statement, not bound: PGlite binds parameters slowly
-      // enough to double a proof's time. They are node coordinates this code computed.
-      const keys = wanted.map(({ level, index }) => {
-        if (!Number.isSafeInteger(level) || !Number.isSafeInteger(index) || level < 0 || index < 0) throw new Error(`invalid tree node ${level}/${index}`);
-        return `(${level}::smallint, ${Math.floor(index / TILE_WIDTH)}::bigint, ${index % TILE_WIDTH}, ${index}::bigint)`;
-      });
-      const rows = await q.query<{ level: number; idx: string; hash: string }>(
-        `SELECT t.level, k.idx::text AS idx, encode(substring(t.hashes FROM k.off * 32 + 1 FOR 32), 'hex') AS hash
-         FROM audit_tiles t JOIN (VALUES ${keys.join(", ")}) AS k (level, chunk, off, idx) ON t.level = k.level AND t.chunk = k.chunk`,
-      );
-      for (const row of rows) {
-        if (row.hash.length !== 64) continue; // past the end of a short tile: missing
-        const key = `${row.level}/${row.idx}`;
-        const hash = Buffer.from(row.hash, "hex");
-        found.set(key, hash);
-        this.remember(key, hash);
-      }
-    }
-    return (node) => {
-      const hash = found.get(`${node.level}/${node.index}`);
-      if (hash === undefined) throw new Error(`the audit tree has no node ${node.level}/${node.index}: its tiles are missing or short`);
-      return hash;
-    };
-  }
-
-  /** Nodes read from the database, least recently stored dropped first. */
-  private remember(key: string, hash: Buffer): void {
-    if (this.nodes.size >= NODE_CACHE) this.nodes.delete(this.nodes.keys().next().value!);
-    this.nodes.set(key, hash);
   }
 
   private async loadLatest(q: Queryable): Promise<SignedTreeHead | undefined> {
@@ -407,7 +282,7 @@ export class AuditLog {
     if (leafIndex >= treeSize) throw badRequest(`entry ${leafIndex} is not in a tree of size ${treeSize}`);
     await this.checkSize("treeSize", treeSize);
     const ranges = inclusionRanges(leafIndex, treeSize);
-    const { proof, roots, leaf } = await this.prove(ranges, [treeSize], leafIndex);
+    const { proof, roots, leaf } = await this.tiles.prove(ranges, [treeSize], leafIndex);
     return { type: "inclusion", leafIndex, treeSize, leafHash: leaf!.toString("hex"), proof: proof.map(hex), root: hex(roots[0]!) };
   }
 
@@ -415,26 +290,13 @@ export class AuditLog {
     if (size1 === 0) throw badRequest("there is no consistency proof from the empty tree: size1 must be at least 1");
     if (size1 > size2) throw badRequest(`size1 (${size1}) must not exceed size2 (${size2})`);
     await this.checkSize("size2", size2);
-    const { proof, roots } = await this.prove(consistencyRanges(size1, size2), [size1, size2]);
+    const { proof, roots } = await this.tiles.prove(consistencyRanges(size1, size2), [size1, size2]);
     return { type: "consistency", size1, size2, root1: hex(roots[0]!), root2: hex(roots[1]!), proof: proof.map(hex) };
   }
 
-  /** One read for the proof's subtrees, the roots of the given sizes, and a leaf. */
-  private async prove(ranges: readonly Range[], sizes: readonly number[], leafIndex?: number): Promise<{ proof: Buffer[]; roots: Buffer[]; leaf: Buffer | undefined }> {
-    const rootRanges = sizes.map((size) => ({ begin: 0, end: size }));
-    const leafNode: NodeId[] = leafIndex === undefined ? [] : [{ level: 0, index: leafIndex }];
-    const lookup = await this.readNodes(this.db, [...proofNodes([...ranges, ...rootRanges]), ...leafNode]);
-    return {
-      proof: assembleProof(ranges, lookup),
-      roots: rootRanges.map((range) => foldRange(rangeNodes(range).map(lookup))),
-      leaf: leafIndex === undefined ? undefined : Buffer.from(lookup(leafNode[0]!)),
-    };
-  }
-
   /** A tile as stored (hashes of level `level`, nodes 256·chunk onwards), for verifiers. */
-  async tile(level: number, chunk: number): Promise<Buffer | undefined> {
-    const [row] = await this.db.query<{ hashes: string }>("SELECT encode(hashes, 'hex') AS hashes FROM audit_tiles WHERE level = $1 AND chunk = $2", [level, chunk]);
-    return row === undefined ? undefined : Buffer.from(row.hashes, "hex");
+  tile(level: number, chunk: number): Promise<Buffer | undefined> {
+    return this.tiles.tile(level, chunk);
   }
 
   /** Runs the anomaly detectors over the recent log and records each new finding. */
@@ -460,13 +322,63 @@ export class AuditLog {
     );
     return findings.length;
   }
+
+  /**
+   * Entries in index order from `filter.start`, at most `filter.limit`, matching every
+   * filter given; only entries under a signed head are served (everything listed can be
+   * proved). `region` restricts to one region's entries (a region operator's view).
+   */
+  async search(filter: EntrySearch): Promise<{ items: { index: number; entry: unknown }[]; next: number | null }> {
+    const where: string[] = ["idx >= $1"];
+    const params: unknown[] = [filter.start];
+    const add = (clause: string, value: unknown) => {
+      params.push(value);
+      where.push(clause.replace("?", `$${params.length}`));
+    };
+    if (filter.since !== undefined) add("at >= ?", filter.since);
+    if (filter.until !== undefined) add("at < ?", filter.until);
+    for (const [column, value] of [
+      ["actor", filter.actor],
+      ["cluster", filter.cluster],
+      ["kind", filter.kind],
+      ["correlation_id", filter.correlation],
+      ["region", filter.region],
+      ["region", filter.scope],
+    ] as const) {
+      if (value !== undefined) add(`${column} = ?`, value);
+    }
+    add("idx < ?", (await this.latestHead()).treeSize);
+    params.push(filter.limit + 1);
+    // Ordered by the column, not the text alias of the same name: "10" sorts before "2".
+    const rows = await this.db.query<{ idx: string; entry: string }>(
+      `SELECT idx::text AS idx, entry FROM audit_entries WHERE ${where.join(" AND ")} ORDER BY audit_entries.idx LIMIT $${params.length}`,
+      params,
+    );
+    const items = rows.slice(0, filter.limit).map((r) => ({ index: Number(r.idx), entry: JSON.parse(r.entry) as unknown }));
+    return { items, next: rows.length > filter.limit ? items[items.length - 1]!.index + 1 : null };
+  }
+
+  /** One entry and the region it belongs to, or undefined. */
+  async entry(index: number): Promise<{ entry: unknown; region: string | null } | undefined> {
+    const [row] = await this.db.query<{ entry: string; region: string | null }>("SELECT entry, region FROM audit_entries WHERE idx = $1", [index]);
+    return row === undefined ? undefined : { entry: JSON.parse(row.entry) as unknown, region: row.region };
+  }
 }
 
-const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+/** What `search` filters on; absent filters match everything. */
+export interface EntrySearch {
+  readonly start: number;
+  readonly limit: number;
+  readonly since?: Date;
+  readonly until?: Date;
+  readonly actor?: string;
+  readonly cluster?: string;
+  readonly kind?: string;
+  readonly correlation?: string;
+  readonly region?: string;
+  /** Only this region's entries, whatever else is asked. */
+  readonly scope?: string;
+}
 
-/**
- * Bytes go to the database as hex text, decoded there (`decode($n, 'hex')`), and come back
- * with `encode(…, 'hex')`: PGlite would otherwise convert them one byte at a time in
- * JavaScript, which costs more than everything else an append does.
- */
-const bytea = (b: Uint8Array): string => Buffer.from(b).toString("hex");
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");

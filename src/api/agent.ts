@@ -1,0 +1,20 @@
+/** What an agent sends its hub: status reports and decision-log batches. */
+import { z } from "zod";
+
+/** A status report: the hub reads the bundle it acknowledges and keeps the rest as sent. */
+export const statusReport = z.looseObject({ bundleVersion: z.number().int().nullable() });
+export type StatusReport = z.infer<typeof statusReport>;
+
+export const decisionBatch = z.strictObject({
+  batch: z.string().min(8).max(64),
+  entries: z.array(z.record(z.string(), z.unknown())).max(10_000),
+  dropped: z.number().int().min(0),
+});
+export type DecisionBatch = z.infer<typeof decisionBatch>;
+
+export interface DecisionBatchStored {
+  readonly batch: string;
+  readonly stored: number;
+  /** The hub had this batch already: it stored nothing new. */
+  readonly duplicate: boolean;
+}

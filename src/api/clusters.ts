@@ -1,0 +1,48 @@
+/** Clusters on a hub: registration, labels, join tokens, and what the hub knows of each. */
+import { z } from "zod";
+import { labels, name, ttlSeconds } from "./fields.js";
+
+export const registerRequest = z.strictObject({ name, region: name, labels: labels.optional() });
+export type RegisterRequest = z.infer<typeof registerRequest>;
+
+export const relabelRequest = z.strictObject({ labels });
+export type RelabelRequest = z.infer<typeof relabelRequest>;
+
+export const joinTokenRequest = z.strictObject({ ttlSeconds: ttlSeconds.optional() });
+export type JoinTokenRequest = z.infer<typeof joinTokenRequest>;
+
+export interface EffectiveSummary {
+  readonly hash?: string;
+  readonly policies?: number;
+  readonly exceptions?: number;
+  /** Why the cluster's layers do not combine, when they do not. */
+  readonly error?: string;
+}
+
+export interface AgentSummary {
+  readonly reportedAt: string;
+  readonly bundleVersion: number | null;
+  readonly bundleHash: string | null;
+  readonly stale: boolean | null;
+  /** The agent enforces the bundle the hub expects, and reported within the last minute. */
+  readonly inSync: boolean;
+}
+
+export interface ClusterView {
+  readonly name: string;
+  readonly region: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly revokedAt: string | null;
+  readonly effective: EffectiveSummary;
+  readonly bundle: number | null;
+  readonly agent: AgentSummary | null;
+}
+
+export interface JoinToken {
+  readonly cluster: string;
+  /** Shown once. */
+  readonly token: string;
+  readonly expiresAt: string;
+}

@@ -1,0 +1,54 @@
+/** Layers on a hub: apply, diff, history. */
+import { z } from "zod";
+import { sourceFiles } from "./fields.js";
+
+export const applyRequest = z.strictObject({ files: sourceFiles, dryRun: z.boolean().optional() });
+export type ApplyRequest = z.infer<typeof applyRequest>;
+
+export const diffRequest = z.strictObject({ files: sourceFiles });
+export type DiffRequest = z.infer<typeof diffRequest>;
+
+export interface ApplyResult {
+  readonly dryRun: boolean;
+  /** The change's correlation id in the audit log (null when nothing was written). */
+  readonly correlationId: string | null;
+  readonly layers: readonly { readonly id: string; readonly unchanged: boolean; readonly version: number; readonly contentHash: string }[];
+  readonly clusters: readonly { readonly cluster: string; readonly before: string | null; readonly after: string; readonly changed: boolean }[];
+}
+
+export interface PolicySetDifference {
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  readonly changed: readonly { readonly policy: string; readonly fields: readonly string[] }[];
+  readonly exceptions: { readonly before: number; readonly after: number };
+}
+
+export interface DiffResult {
+  readonly layers: readonly { readonly id: string; readonly unchanged: boolean; readonly baseVersion: number }[];
+  readonly clusters: readonly ({ readonly cluster: string; readonly before: string | null; readonly after: string } & PolicySetDifference)[];
+}
+
+export interface LayerSummary {
+  readonly id: string;
+  readonly version: number;
+  readonly author: string;
+  readonly createdAt: string;
+  readonly contentHash: string;
+  readonly deleted: boolean;
+  readonly policies: number;
+  readonly exceptions: number;
+}
+
+export interface LayerVersion {
+  readonly id: string;
+  readonly version: number;
+  readonly author: string;
+  readonly createdAt: string;
+  readonly contentHash: string;
+  readonly files: readonly { readonly name: string; readonly content: string }[];
+}
+
+export interface LayerHistory {
+  readonly id: string;
+  readonly items: readonly { readonly version: number; readonly author: string; readonly createdAt: string; readonly contentHash: string; readonly files: readonly string[]; readonly deleted: boolean }[];
+}

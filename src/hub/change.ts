@@ -1,0 +1,246 @@
+/**
+ * The one way the federation changes: a validated change (layer files, a cluster
+ * registered, relabelled, removed or revoked) is planned with the pure engine (the
+ * effective set of every cluster it reaches, refused with the engine's errors if any of
+ * them would not combine), then committed in one transaction: the generation bumped once,
+ * the change written, the bundles it reaches signed and stored, and the audit events of
+ * all of it recorded. An event is logged if and only if its change is committed, and a
+ * committed change always has its bundles.
+ *
+ * Conflicts: a plan is made at a generation; if anything changed before it commits, it is
+ * planned again on the new state (the engine validates again), unless a layer it writes
+ * was itself changed meanwhile, which is the caller's conflict to resolve (409).
+ */
+import type { SourceFile } from "../api/fields.js";
+import type { AuditEvent } from "../audit/entry.js";
+import { PolityError, type Problem } from "../errors.js";
+import type { ClusterIdentity, EffectivePolicySet } from "../layering/effective.js";
+import type { Layer } from "../policy/layer.js";
+import type { Queryable } from "../store/database.js";
+import { layerChangeEvents } from "./audit-events.js";
+import type { AuditContext, AuditLog } from "./audit-log.js";
+import type { BundleItem, BundleService } from "./bundles.js";
+import { filesHash, StaleGeneration, type Federation, type LayerWrite } from "./federation.js";
+import type { IdentityService } from "./identity.js";
+import { conflict } from "./status.js";
+
+/** A layer as a change gives it: its id, its parsed content (undefined: deleted) and its files. */
+export interface LayerInput {
+  readonly id: string;
+  readonly layer: Layer | undefined;
+  readonly files: readonly SourceFile[];
+}
+
+export type Change =
+  | { readonly kind: "layers"; readonly layers: readonly LayerInput[] }
+  | { readonly kind: "register"; readonly cluster: ClusterIdentity }
+  | { readonly kind: "relabel"; readonly cluster: string; readonly labels: Readonly<Record<string, string>> }
+  | { readonly kind: "remove"; readonly cluster: string }
+  | { readonly kind: "revoke"; readonly cluster: string };
+
+export interface PlannedLayer extends LayerWrite {
+  readonly unchanged: boolean;
+}
+
+export interface Plan {
+  readonly change: Change;
+  /** The generation the plan was made at. */
+  readonly generation: string;
+  /** For a change of layers: each layer, changed or not. */
+  readonly layers: readonly PlannedLayer[];
+  /** The registered clusters whose effective sets the change recomputes, with the hash before and the set after. */
+  readonly affected: readonly { readonly cluster: string; readonly region: string; readonly before: string | undefined; readonly after: EffectivePolicySet }[];
+  /** The revocation list changes: every cluster gets a new bundle. */
+  readonly revokes: boolean;
+}
+
+export interface Committed {
+  readonly plan: Plan;
+  /** The layer versions written. */
+  readonly written: readonly { readonly id: string; readonly version: number }[];
+  /** How many certificates a removal or revocation revoked. */
+  readonly certificates: number;
+}
+
+export class Changes {
+  constructor(
+    private readonly federation: Federation,
+    private readonly identity: IdentityService,
+    private readonly bundles: BundleService,
+    private readonly audit: AuditLog,
+  ) {}
+
+  /** What the change would do; throws the engine's errors (all of them) when a cluster's layers would not combine. */
+  plan(change: Change): Plan {
+    const generation = this.federation.generation;
+    switch (change.kind) {
+      case "layers":
+        return this.planLayers(change, generation);
+      case "register": {
+        if (this.federation.clusters.has(change.cluster.name)) throw conflict(`cluster ${change.cluster.name} is already registered`);
+        const after = this.federation.effectiveWith(change.cluster);
+        return { change, generation, layers: [], affected: [{ cluster: change.cluster.name, region: change.cluster.region, before: undefined, after }], revokes: false };
+      }
+      case "relabel": {
+        const identity = { ...this.federation.identity(change.cluster), labels: change.labels };
+        const after = this.federation.effectiveWith(identity);
+        return { change, generation, layers: [], affected: [{ cluster: identity.name, region: identity.region, before: this.currentHash(identity.name), after }], revokes: false };
+      }
+      case "remove":
+      case "revoke": {
+        // The revocation list is in every bundle: every cluster's (but a removed one's) is made again.
+        const affected = [...this.federation.clusters.values()]
+          .filter((c) => change.kind === "revoke" || c.name !== change.cluster)
+          .flatMap((c) => {
+            try {
+              const set = this.federation.effectiveFor(c.name);
+              return [{ cluster: c.name, region: c.region, before: set.hash, after: set }];
+            } catch {
+              return []; // layers that do not combine never get a bundle: the last good one stays
+            }
+          });
+        return { change, generation, layers: [], affected, revokes: true };
+      }
+    }
+  }
+
+  private currentHash(cluster: string): string | undefined {
+    try {
+      return this.federation.effectiveFor(cluster).hash;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private planLayers(change: Change & { kind: "layers" }, generation: string): Plan {
+    const layers: PlannedLayer[] = change.layers.map(({ id, layer, files }) => {
+      const hash = filesHash(files);
+      const current = this.federation.layers.get(id);
+      return { id, layer, files, contentHash: hash, baseVersion: current?.version ?? 0, unchanged: current !== undefined && current.contentHash === hash };
+    });
+    const changed = layers.filter((l) => !l.unchanged);
+    const overrides = new Map(changed.map((l) => [l.id, l.layer]));
+    const reached = new Set(changed.flatMap((l) => this.federation.affectedBy(l.id)));
+    const problems: Problem[] = [];
+    const seen = new Set<string>();
+    const note = (error: unknown) => {
+      if (!(error instanceof PolityError)) throw error;
+      for (const p of error.problems) {
+        const key = `${p.location?.file}:${p.location?.line}:${p.message}`;
+        if (!seen.has(key)) problems.push(p);
+        seen.add(key);
+      }
+    };
+    const affected: Plan["affected"][number][] = [];
+    for (const name of [...reached].sort()) {
+      const identity = this.federation.identity(name);
+      try {
+        affected.push({ cluster: name, region: identity.region, before: this.currentHash(name), after: this.federation.effectiveWith(identity, overrides) });
+      } catch (error) {
+        note(error);
+      }
+    }
+    // A layer no registered cluster uses yet is still combined with the layers above it.
+    for (const { id, layer } of changed) {
+      if (layer === undefined || this.federation.affectedBy(id).length > 0) continue;
+      const identity: ClusterIdentity =
+        layer.tier === "cluster"
+          ? { name: layer.cluster!, region: layer.region ?? "unregistered", labels: {} }
+          : { name: `any-cluster-of-${layer.region ?? "the-federation"}`, region: layer.region ?? "unregistered", labels: {} };
+      try {
+        this.federation.effectiveWith(identity, overrides);
+      } catch (error) {
+        note(error);
+      }
+    }
+    if (problems.length > 0) throw new PolityError("merge-refused", problems);
+    return { change, generation, layers, affected, revokes: false };
+  }
+
+  /**
+   * Plans and commits a change by `author`. A change elsewhere meanwhile makes it planned
+   * again on the new state (a few times at most); `plan` may be given when the caller has
+   * just made it.
+   */
+  async apply(change: Change, author: string, context: AuditContext, plan = this.plan(change)): Promise<Committed> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.commit(plan, author, context);
+      } catch (error) {
+        if (!(error instanceof StaleGeneration) || attempt >= 3) throw error;
+        await this.federation.sync();
+        const again = this.plan(change);
+        const moved = again.layers.find((l, i) => l.baseVersion !== plan.layers[i]?.baseVersion);
+        if (moved !== undefined) throw conflict(`layer ${moved.id} changed meanwhile (it is no longer at version ${plan.layers.find((l) => l.id === moved.id)?.baseVersion}); apply again`);
+        plan = again;
+      }
+    }
+  }
+
+  private async commit(plan: Plan, author: string, context: AuditContext): Promise<Committed> {
+    const change = plan.change;
+    const writes = plan.layers.filter((l) => !l.unchanged);
+    if (change.kind === "layers" && writes.length === 0) return { plan, written: [], certificates: 0 };
+    return this.federation.transaction(
+      plan.generation,
+      async (tx) => {
+        const events: AuditEvent[] = [];
+        let written: { id: string; version: number }[] = [];
+        let certificates = 0;
+        switch (change.kind) {
+          case "layers":
+            written = await this.federation.writeLayers(tx, writes, author);
+            for (const w of writes) events.push(...layerChangeEvents(w, this.federation.layers.get(w.id), this.layerRegion(w), context));
+            break;
+          case "register":
+            await this.federation.insertCluster(tx, change.cluster, author);
+            events.push({ ...this.clusterEvent(change.cluster.name, change.cluster.region, context), kind: "cluster.registered", data: { labels: { ...change.cluster.labels } } });
+            break;
+          case "relabel": {
+            const { region, labels } = this.federation.identity(change.cluster);
+            await this.federation.relabelCluster(tx, change.cluster, change.labels);
+            events.push({ ...this.clusterEvent(change.cluster, region, context), kind: "cluster.relabelled", data: { before: { ...labels }, after: { ...change.labels } } });
+            break;
+          }
+          case "remove":
+          case "revoke": {
+            const { region } = this.federation.identity(change.cluster);
+            const revoked = await this.identity.revokeCertificates(tx, change.cluster, region, context);
+            certificates = revoked.certificates;
+            await this.federation.markRevoked(tx, change.cluster);
+            if (change.kind === "remove") {
+              await this.federation.deleteCluster(tx, change.cluster);
+              events.push({ ...this.clusterEvent(change.cluster, region, context), kind: "cluster.removed", data: {} });
+            }
+            events.push(revoked.event);
+            break;
+          }
+        }
+        events.push(...(await this.publish(tx, plan, context)));
+        await this.audit.record(tx, events);
+        return { plan, written, certificates };
+      },
+      () => ({ layers: writes, effective: new Map(plan.affected.map((a) => [a.cluster, a.after])) }),
+    );
+  }
+
+  /** The bundles a plan makes due, signed and written in its transaction; their events. */
+  private async publish(tx: Queryable, plan: Plan, context: AuditContext): Promise<AuditEvent[]> {
+    // Read in the transaction: PGlite has one connection, and a revocation this change made is seen.
+    const revocations = await this.bundles.revocations(tx);
+    const items: BundleItem[] = plan.affected.filter((a) => this.bundles.due(a.cluster, a.after.hash, revocations)).map((a) => ({ cluster: a.cluster, region: a.region, set: a.after }));
+    return this.bundles.publish(tx, items, revocations, context);
+  }
+
+  private clusterEvent(cluster: string, region: string, context: AuditContext) {
+    return { actor: context.actor, cluster, region, correlationId: context.correlationId };
+  }
+
+  /** Where a layer applies, for the audit log: its region, or null for the global layer. */
+  private layerRegion(write: LayerWrite): string | null {
+    if (write.id === "global") return null;
+    const [tier, name] = write.id.split("/") as [string, string];
+    if (tier === "region") return name;
+    return this.federation.clusters.get(name)?.region ?? write.layer?.region ?? this.federation.layers.get(write.id)?.layer?.region ?? null;
+  }
+}

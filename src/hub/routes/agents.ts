@@ -1,0 +1,73 @@
+/** What agents ask and tell: their bundle (a long poll), their status, their decision logs; and those logs, read back. */
+import { decisionBatch, statusReport } from "../../api/agent.js";
+import { BUNDLE_MEDIA_TYPE } from "../../bundle/index.js";
+import { route, type Answer } from "../route.js";
+import { ApiError } from "../status.js";
+import { callingCluster, clusterTarget } from "./shared.js";
+
+export const AGENT_ROUTES = [
+  route({
+    method: "GET",
+    path: "/v1/agent/bundle",
+    summary:
+      "The calling cluster's signed bundle. With If-None-Match: \"<version>\" and ?wait=<seconds> (at most 60), a long poll: answered as soon as a newer bundle exists, or 304 when the wait ends.",
+    access: { kind: "agent", why: "this endpoint is for a cluster's agent (mutual TLS with its certificate)" },
+    async handle(hub, call): Promise<Answer> {
+      const { cluster } = callingCluster(call);
+      const wanted = /^"(\d+)"$/.exec(String(call.headers["if-none-match"] ?? ""))?.[1];
+      const wait = Math.min(60, Math.max(0, Number(call.query.wait ?? 0) || 0));
+      if (wanted !== undefined) {
+        const held = Number(wanted);
+        if (hub.bundles.version(cluster) === held && wait > 0) {
+          const aborted = new Promise<undefined>((resolve) => call.signal.addEventListener("abort", () => resolve(undefined), { once: true }));
+          await Promise.race([hub.bundles.waitForNewer(cluster, held, wait * 1000), aborted]);
+        }
+        if (hub.bundles.version(cluster) === held) return { status: 304, body: "", headers: { etag: `"${held}"` } };
+      }
+      let bundle = hub.bundles.bundleBytes(cluster);
+      if (bundle === undefined) {
+        await hub.bundles.refresh([cluster]);
+        bundle = hub.bundles.bundleBytes(cluster);
+      }
+      if (bundle === undefined) throw new ApiError(503, "Unavailable", `no bundle for cluster ${cluster}: its layers do not combine; ask its operators`);
+      return { body: bundle.bytes, type: BUNDLE_MEDIA_TYPE, headers: { etag: `"${bundle.version}"`, "cache-control": "no-cache" } };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/agent/status",
+    summary: "An agent's status report: bundle version and hash, last sync, staleness, decision counts and latency, certificate expiry.",
+    access: { kind: "agent", why: "status is reported by a cluster's agent" },
+    bodyLimit: 256 * 1024,
+    body: statusReport,
+    async handle(hub, call) {
+      const { cluster, region } = callingCluster(call);
+      await hub.reports.recordStatus(cluster, region, call.body);
+      return { status: 204, body: "" };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/agent/decisions",
+    summary:
+      "A batch of an agent's decision logs (denials in full, allowed decisions as counted samples), with how many it dropped. Idempotent by batch id: a batch sent twice is stored once.",
+    access: { kind: "agent", why: "decision logs are sent by a cluster's agent" },
+    bodyLimit: 8 * 1024 * 1024,
+    body: decisionBatch,
+    async handle(hub, call) {
+      const { cluster, region } = callingCluster(call);
+      return { status: 202, body: await hub.reports.storeDecisions(cluster, region, call.body) };
+    },
+  }),
+  route({
+    method: "GET",
+    path: "/v1/clusters/:name/decisions",
+    summary: "A cluster's decision logs, newest first (?limit=, at most 1000).",
+    access: { kind: "access", access: "read" },
+    targets: (hub, call) => [clusterTarget(hub, call.params.name!)],
+    async handle(hub, call) {
+      const limit = Math.min(1000, Math.max(1, Number(call.query.limit ?? 100) || 100));
+      return { body: await hub.reports.decisions(call.params.name!, limit) };
+    },
+  }),
+];

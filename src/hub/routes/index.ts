@@ -1,0 +1,14 @@
+/**
+ * The hub's API: every route, by feature. The server registers this table and publishes
+ * it as /openapi.json. A new endpoint goes in the file of its feature; what it does goes
+ * in the service that owns the data (see route.ts).
+ */
+import type { Route } from "../route.js";
+import { AGENT_ROUTES } from "./agents.js";
+import { AUDIT_ROUTES } from "./audit.js";
+import { CLUSTER_ROUTES } from "./clusters.js";
+import { IDENTITY_ROUTES } from "./identity.js";
+import { LAYER_ROUTES } from "./layers.js";
+import { TOKEN_ROUTES } from "./tokens.js";
+
+export const ROUTES: readonly Route[] = [...IDENTITY_ROUTES, ...TOKEN_ROUTES, ...LAYER_ROUTES, ...CLUSTER_ROUTES, ...AGENT_ROUTES, ...AUDIT_ROUTES];

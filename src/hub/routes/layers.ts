@@ -1,0 +1,193 @@
+/** Layers: read them and their history; apply, diff and delete them through the change use case. */
+import type { SourceFile } from "../../api/fields.js";
+import { applyRequest, diffRequest, type ApplyResult, type DiffResult, type LayerHistory, type LayerSummary, type LayerVersion, type PolicySetDifference } from "../../api/layers.js";
+import type { EffectivePolicySet } from "../../layering/effective.js";
+import type { LayerInput } from "../change.js";
+import { layerId, layersFromFiles } from "../layer-files.js";
+import { denial, describePrincipal } from "../principal.js";
+import { route, type Call, type Hub, type Route } from "../route.js";
+import { badRequest, notFound } from "../status.js";
+import { auditContext, engine, layerTarget } from "./shared.js";
+
+function layerIdFrom(params: Readonly<Record<string, string>>): string {
+  const tier = params.tier;
+  if (tier === "global" && params.name === undefined) return "global";
+  if ((tier === "region" || tier === "cluster") && params.name !== undefined) return `${tier}/${params.name}`;
+  throw notFound(`no layer ${[tier, params.name].filter(Boolean).join("/")}: layers are global, region/<name> and cluster/<name>`);
+}
+
+/** The layer a read names, as a target (its region from the layer itself when its cluster is not registered). */
+function readTarget(hub: Hub, call: Call) {
+  const id = layerIdFrom(call.params);
+  return [layerTarget(hub, id, hub.federation.layers.get(id)?.layer?.region)];
+}
+
+function current(hub: Hub, id: string): LayerVersion {
+  const record = hub.federation.layers.get(id);
+  if (record === undefined) throw notFound(`layer ${id} has never been applied`);
+  return { id, version: record.version, author: record.author, createdAt: record.createdAt, contentHash: record.contentHash, files: record.files };
+}
+
+/** The layers an apply or a diff describes, parsed once; each is a target the caller must be allowed to write (or read, for a diff). */
+function parseLayers(files: readonly SourceFile[]): LayerInput[] {
+  return engine("the layers are not valid", () => layersFromFiles(files)).map(({ layer, files }) => ({ id: layerId(layer), layer, files }));
+}
+
+const layerTargets = <B>(hub: Hub, _call: Call<B>, layers: readonly LayerInput[]) => layers.map((l) => layerTarget(hub, l.id, l.layer?.region));
+
+/** What changes between two effective sets: policies added, removed, and changed (with the fields that changed). */
+function difference(before: EffectivePolicySet | undefined, after: EffectivePolicySet): PolicySetDifference {
+  const old = new Map<string, object>((before?.document.policies ?? []).map((p) => [p.name, p]));
+  const now = new Map<string, object>(after.document.policies.map((p) => [p.name, p]));
+  const changed = [...now.keys()]
+    .filter((n) => old.has(n))
+    .map((n) => {
+      const a = new Map(Object.entries(old.get(n)!));
+      const b = new Map(Object.entries(now.get(n)!));
+      const fields = [...new Set([...a.keys(), ...b.keys()])].filter((k) => JSON.stringify(a.get(k)) !== JSON.stringify(b.get(k))).sort();
+      return { policy: n, fields };
+    })
+    .filter((c) => c.fields.length > 0);
+  return {
+    added: [...now.keys()].filter((n) => !old.has(n)).sort(),
+    removed: [...old.keys()].filter((n) => !now.has(n)).sort(),
+    changed,
+    exceptions: { before: before?.document.exceptions.length ?? 0, after: after.document.exceptions.length },
+  };
+}
+
+const byLayer = (base: "/v1/layers/:tier" | "/v1/layers/:tier/:name"): Route[] => [
+  route({
+    method: "GET",
+    path: base,
+    summary: "A layer's current version: its files as applied.",
+    access: { kind: "access", access: "read" },
+    targets: readTarget,
+    async handle(hub, call) {
+      return { body: current(hub, layerIdFrom(call.params)) };
+    },
+  }),
+  route({
+    method: "GET",
+    path: `${base}/history`,
+    summary: "Every version of a layer: who, when, content hash.",
+    access: { kind: "access", access: "read" },
+    // /v1/layers/cluster/history is the layer of a cluster named "history".
+    targets: (hub, call) => (call.params.name === undefined && call.params.tier !== "global" ? readTarget(hub, { ...call, params: { tier: call.params.tier!, name: "history" } }) : readTarget(hub, call)),
+    async handle(hub, call) {
+      if (call.params.name === undefined && call.params.tier !== "global") return { body: current(hub, `${call.params.tier}/history`) };
+      const id = layerIdFrom(call.params);
+      const rows = await hub.federation.history(id);
+      if (rows.length === 0) throw notFound(`layer ${id} has never been applied`);
+      const body: LayerHistory = { id, items: rows.map((r) => ({ version: r.version, author: r.author, createdAt: r.createdAt, contentHash: r.contentHash, files: r.files.map((f) => f.name), deleted: r.files.length === 0 })) };
+      return { body };
+    },
+  }),
+  route({
+    method: "GET",
+    path: `${base}/versions/:version`,
+    summary: "One version of a layer, with its files.",
+    access: { kind: "access", access: "read" },
+    targets: readTarget,
+    async handle(hub, call) {
+      const id = layerIdFrom(call.params);
+      const version = Number(call.params.version);
+      if (!Number.isInteger(version) || version < 1) throw badRequest("version must be a positive integer");
+      const row = await hub.federation.version(id, version);
+      if (row === undefined) throw notFound(`layer ${id} has no version ${version}`);
+      return { body: { id, ...row } satisfies LayerVersion };
+    },
+  }),
+];
+
+export const LAYER_ROUTES: Route[] = [
+  route({
+    method: "GET",
+    path: "/v1/layers",
+    summary: "Every layer the caller may read, with its current version.",
+    access: { kind: "authenticated" },
+    async handle(hub, call) {
+      const items: LayerSummary[] = [...hub.federation.layers.values()]
+        .filter((l) => denial(call.principal, "read", layerTarget(hub, l.id, l.layer?.region)) === undefined)
+        .map((l) => ({ id: l.id, version: l.version, author: l.author, createdAt: l.createdAt, contentHash: l.contentHash, deleted: l.layer === undefined, policies: l.layer?.policies.length ?? 0, exceptions: l.layer?.exceptions.length ?? 0 }))
+        .sort((a, b) => (a.id < b.id ? -1 : 1));
+      return { body: { items } };
+    },
+  }),
+  ...byLayer("/v1/layers/:tier"),
+  ...byLayer("/v1/layers/:tier/:name"),
+  route({
+    method: "DELETE",
+    path: "/v1/layers/:tier/:name",
+    summary: "Delete a region or cluster layer (a new, empty version; history is kept). Refused if the clusters it reaches would not combine without it.",
+    access: { kind: "access", access: "write" },
+    prepare(hub, call) {
+      const id = layerIdFrom(call.params);
+      const record = hub.federation.layers.get(id);
+      if (record === undefined || record.layer === undefined) throw notFound(`layer ${id} does not exist`);
+      return { id, region: record.layer.region };
+    },
+    targets: (hub, _call, layer) => [layerTarget(hub, layer.id, layer.region)],
+    async handle(hub, call, { id }) {
+      const change = { kind: "layers", layers: [{ id, layer: undefined, files: [] }] } as const;
+      const plan = engine("deleting the layer is refused", () => hub.changes.plan(change));
+      const context = auditContext(call);
+      const { written } = await hub.changes.apply(change, describePrincipal(call.principal), context, plan);
+      return { body: { deleted: id, versions: written, affected: plan.affected.length, correlationId: context.correlationId } };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/apply",
+    summary:
+      "Apply layer files (YAML or JSON, with their Layer documents): each changed layer gets a new version, if every registered cluster it reaches still combines. With dryRun, only the plan.",
+    access: { kind: "access", access: "write" },
+    body: applyRequest,
+    // A dry run changes nothing: whoever may read the layers may ask what it would do.
+    accessFor: (body) => (body.dryRun === true ? "read" : "write"),
+    bodyLimit: 32 * 1024 * 1024,
+    prepare: (_hub, call) => parseLayers(call.body.files),
+    targets: (hub, call, layers) => layerTargets(hub, call, layers),
+    async handle(hub, call, layers) {
+      const dryRun = call.body.dryRun === true;
+      const change = { kind: "layers", layers } as const;
+      const plan = engine("the change is refused", () => hub.changes.plan(change));
+      const context = auditContext(call);
+      const written = dryRun ? [] : (await hub.changes.apply(change, describePrincipal(call.principal), context, plan)).written;
+      const body: ApplyResult = {
+        dryRun,
+        correlationId: written.length === 0 ? null : context.correlationId,
+        layers: plan.layers.map((c) => ({ id: c.id, unchanged: c.unchanged, version: c.unchanged ? c.baseVersion : (written.find((w) => w.id === c.id)?.version ?? c.baseVersion + 1), contentHash: c.contentHash })),
+        clusters: plan.affected.map((a) => ({ cluster: a.cluster, before: a.before ?? null, after: a.after.hash, changed: a.before !== a.after.hash })),
+      };
+      return { status: dryRun || written.length === 0 ? 200 : 201, headers: { "x-correlation-id": context.correlationId }, body };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/diff",
+    summary: "What applying layer files would do to each registered cluster's effective policy set: policies added, removed and changed.",
+    // A diff changes nothing: whoever may read the layers may ask what a change would do.
+    access: { kind: "access", access: "read" },
+    body: diffRequest,
+    bodyLimit: 32 * 1024 * 1024,
+    prepare: (_hub, call) => parseLayers(call.body.files),
+    targets: (hub, call, layers) => layerTargets(hub, call, layers),
+    async handle(hub, _call, layers) {
+      const plan = engine("the change is refused", () => hub.changes.plan({ kind: "layers", layers }));
+      const body: DiffResult = {
+        layers: plan.layers.map((c) => ({ id: c.id, unchanged: c.unchanged, baseVersion: c.baseVersion })),
+        clusters: plan.affected.map((a) => {
+          let before: EffectivePolicySet | undefined;
+          try {
+            before = a.before === undefined ? undefined : hub.federation.effectiveFor(a.cluster);
+          } catch {
+            before = undefined;
+          }
+          return { cluster: a.cluster, before: a.before ?? null, after: a.after.hash, ...difference(before, a.after) };
+        }),
+      };
+      return { body };
+    },
+  }),
+];
