@@ -550,6 +550,18 @@ describe("layers", () => {
     expect(await effectiveHash("eu-west-1")).toBe(before);
   });
 
+  it("hashes a layer by its content, not by where it was applied from: the same files under other paths are unchanged", async () => {
+    const elsewhere = [GLOBAL, REGION_EU, CLUSTER_EU1].map((f) => ({ name: `/home/someone/checkout/policies/${f.name}`, content: f.content }));
+    const again = await call<ApplyAnswer>(h.admin, "POST", "/v1/apply", { files: elsewhere });
+    expect(again.status).toBe(200);
+    expect(again.body.layers.every((l) => l.unchanged && l.version === 1)).toBe(true);
+    const first = (await call<{ contentHash: string }>(h.admin, "GET", "/v1/layers/global")).body.contentHash;
+    expect(again.body.layers.find((l) => l.id === "global")?.contentHash).toBe(first);
+    // Nor does the audit log record where the files were: only the content's hash and the documents' names.
+    const entries = await call<{ items: { entry: unknown }[] }>(h.admin, "GET", "/v1/audit/entries?kind=layer.changed");
+    expect(JSON.stringify(entries.body.items)).not.toMatch(/global\.yaml|region-eu-west|\/home\//);
+  });
+
   it("gives a changed layer the next version, and history lists every version with author and content hash", async () => {
     const changed = { name: REGION_EU.name, content: REGION_EU.content.replace("maxReplicas: { value: 80 }", "maxReplicas: { value: 70 }") };
     expect(changed.content).not.toBe(REGION_EU.content);

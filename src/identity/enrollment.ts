@@ -6,20 +6,11 @@
  * the hub's grace window after expiry.
  */
 import { createPublicKey } from "node:crypto";
+import type { IssuedCertificate } from "../api/identity.js";
 import { call } from "../client/http.js";
 import { clusterEndpoint, type Credentials } from "./credentials.js";
 import { EC_KEY, EC_SIGNING, generateKeyPair, importPrivateKeyPem, privateKeyPem, webcrypto, x509 } from "./x509.js";
 
-
-interface Issued {
-  readonly certificate: string;
-  readonly ca: string;
-  readonly spiffeId: string;
-  readonly serial: string;
-  readonly notAfter: string;
-  readonly renewAfter: string;
-  readonly bundleKey: { readonly keyId: string; readonly publicKeyPem: string };
-}
 
 /** A CSR for `cluster`, signed with `privateKeyPem` (its public key is derived from it). */
 export async function createCsr(cluster: string, keyPem: string): Promise<string> {
@@ -38,7 +29,7 @@ export async function newPrivateKey(): Promise<string> {
   return privateKeyPem((await generateKeyPair()).privateKey);
 }
 
-function credentials(cluster: string, keyPem: string, issued: Issued): Credentials {
+function credentials(cluster: string, keyPem: string, issued: IssuedCertificate): Credentials {
   return {
     cluster,
     privateKeyPem: keyPem,
@@ -56,7 +47,7 @@ function credentials(cluster: string, keyPem: string, issued: Issued): Credentia
 export async function enroll(hub: { url: string; caPem: string }, cluster: string, joinToken: string, keyPem?: string): Promise<Credentials> {
   const key = keyPem ?? (await newPrivateKey());
   const csr = await createCsr(cluster, key);
-  const issued = (await call<Issued>({ url: hub.url, caPem: hub.caPem }, "POST", "/v1/enroll", { joinToken, csr })).body;
+  const issued = (await call<IssuedCertificate>({ url: hub.url, caPem: hub.caPem }, "POST", "/v1/enroll", { joinToken, csr })).body;
   return credentials(cluster, key, issued);
 }
 
@@ -67,7 +58,7 @@ export async function enroll(hub: { url: string; caPem: string }, cluster: strin
  */
 export async function renew(url: string, creds: Credentials): Promise<Credentials> {
   const csr = await createCsr(creds.cluster, creds.privateKeyPem);
-  const issued = (await call<Issued>(clusterEndpoint(url, creds), "POST", "/v1/renew", { csr })).body;
+  const issued = (await call<IssuedCertificate>(clusterEndpoint(url, creds), "POST", "/v1/renew", { csr })).body;
   return { ...credentials(creds.cluster, creds.privateKeyPem, issued), bundleKeyPem: creds.bundleKeyPem };
 }
 

@@ -1,20 +1,10 @@
 /** `polity cluster …` and `polity get clusters|cluster|effective`: clusters on a hub. */
+import type { ClusterView, JoinToken } from "../../api/clusters.js";
 import { parseLabels, stringOption, type Command } from "../command.js";
 import { colors, EXIT, UsageError } from "../io.js";
 import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
 import { parseDuration } from "../time.js";
 import { outputFormat } from "../command.js";
-
-interface ClusterView {
-  readonly name: string;
-  readonly region: string;
-  readonly labels: Record<string, string>;
-  readonly createdAt: string;
-  readonly revokedAt: string | null;
-  readonly effective: { hash?: string; policies?: number; error?: string };
-  readonly bundle?: number | null;
-  readonly agent?: { reportedAt: string; bundleVersion: number | null; stale: boolean | null; inSync: boolean } | null;
-}
 
 function agentText(x: ClusterView): string {
   if (x.agent === undefined || x.agent === null) return "no report";
@@ -110,7 +100,7 @@ Example:
   async run(parsed, io) {
     const name = one(parsed.positionals, "cluster name");
     const ttl = parseDuration(stringOption(parsed, "ttl") ?? "1h", "--ttl");
-    const r = await hubCall<{ token: string; expiresAt: string }>(endpoint(parsed, io), "POST", `/v1/clusters/${encodeURIComponent(name)}/join-tokens`, { ttlSeconds: Math.round(ttl / 1000) });
+    const r = await hubCall<JoinToken>(endpoint(parsed, io), "POST", `/v1/clusters/${encodeURIComponent(name)}/join-tokens`, { ttlSeconds: Math.round(ttl / 1000) });
     if (stringOption(parsed, "output") === "json") io.out(`${JSON.stringify(r)}\n`);
     else {
       io.out(`${r.token}\n`);

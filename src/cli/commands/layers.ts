@@ -1,5 +1,6 @@
 /** `polity apply`, `polity diff`, `polity history`, `polity get layers|layer`: layers on a hub. */
 import { readFileSync } from "node:fs";
+import type { ApplyResult, DiffResult, LayerHistory, LayerSummary, LayerVersion } from "../../api/layers.js";
 import { listDocumentFiles, displayPath } from "../../files/read.js";
 import { flag, outputFormat, stringsOption, type Command, type Parsed } from "../command.js";
 import { colors, EXIT, UsageError } from "../io.js";
@@ -14,12 +15,6 @@ function files(parsed: Parsed): { name: string; content: string }[] {
   }
   if (out.length === 0) throw new UsageError(`no YAML or JSON files under ${paths.join(", ")}`);
   return out;
-}
-
-interface ApplyResult {
-  readonly dryRun: boolean;
-  readonly layers: readonly { id: string; unchanged: boolean; version: number; contentHash: string }[];
-  readonly clusters: readonly { cluster: string; before: string | null; after: string; changed: boolean }[];
 }
 
 export const applyCommand: Command = {
@@ -63,19 +58,6 @@ Exit status: 0 when applied (or valid, with --dry-run), 2 when refused or unreac
     return EXIT.ok;
   },
 };
-
-interface DiffResult {
-  readonly layers: readonly { id: string; unchanged: boolean; baseVersion: number }[];
-  readonly clusters: readonly {
-    cluster: string;
-    before: string | null;
-    after: string;
-    added: string[];
-    removed: string[];
-    changed: { policy: string; fields: string[] }[];
-    exceptions: { before: number; after: number };
-  }[];
-}
 
 export const diffCommand: Command = {
   name: "diff",
@@ -147,12 +129,12 @@ Exit status: 0, or 2 when the layer does not exist or the hub cannot be reached.
     const ep = endpoint(parsed, io);
     const version = parsed.values.version;
     if (typeof version === "string") {
-      const v = await hubCall<{ version: number; author: string; createdAt: string; files: { name: string; content: string }[] }>(ep, "GET", `${layerPath(id)}/versions/${encodeURIComponent(version)}`);
+      const v = await hubCall<LayerVersion>(ep, "GET", `${layerPath(id)}/versions/${encodeURIComponent(version)}`);
       if (format === "json") io.out(`${JSON.stringify(v, null, 2)}\n`);
       else for (const f of v.files) io.out(`# ${f.name} (version ${v.version}, by ${v.author}, ${v.createdAt})\n${f.content}${f.content.endsWith("\n") ? "" : "\n"}`);
       return EXIT.ok;
     }
-    const h = await hubCall<{ items: { version: number; author: string; createdAt: string; contentHash: string; files: string[]; deleted: boolean }[] }>(ep, "GET", `${layerPath(id)}/history`);
+    const h = await hubCall<LayerHistory>(ep, "GET", `${layerPath(id)}/history`);
     if (format === "json") io.out(`${JSON.stringify(h, null, 2)}\n`);
     else table(io, ["VERSION", "AGE", "AUTHOR", "CONTENT", "FILES"], h.items.map((i) => [String(i.version), age(i.createdAt), i.author, `${i.contentHash.slice(0, 19)}…`, i.deleted ? "(deleted)" : i.files.join(", ")]));
     return EXIT.ok;
@@ -172,7 +154,7 @@ Example:
   polity get layers`,
   async run(parsed, io) {
     const format = outputFormat(parsed, ["text", "json"] as const, "text");
-    const r = await hubCall<{ items: { id: string; version: number; author: string; createdAt: string; deleted: boolean; policies: number; exceptions: number }[] }>(endpoint(parsed, io), "GET", "/v1/layers");
+    const r = await hubCall<{ items: LayerSummary[] }>(endpoint(parsed, io), "GET", "/v1/layers");
     if (format === "json") io.out(`${JSON.stringify(r, null, 2)}\n`);
     else table(io, ["LAYER", "VERSION", "POLICIES", "EXCEPTIONS", "AGE", "AUTHOR"], r.items.map((l) => [l.id, String(l.version), l.deleted ? "-" : String(l.policies), l.deleted ? "-" : String(l.exceptions), age(l.createdAt), l.author]));
     return EXIT.ok;
@@ -194,7 +176,7 @@ Example:
     const id = parsed.positionals[0];
     if (id === undefined) throw new UsageError("give a layer: global, region/<name> or cluster/<name>");
     const format = outputFormat(parsed, ["text", "json"] as const, "text");
-    const r = await hubCall<{ version: number; author: string; createdAt: string; files: { name: string; content: string }[] }>(endpoint(parsed, io), "GET", layerPath(id));
+    const r = await hubCall<LayerVersion>(endpoint(parsed, io), "GET", layerPath(id));
     if (format === "json") io.out(`${JSON.stringify(r, null, 2)}\n`);
     else for (const f of r.files) io.out(`# ${f.name} (version ${r.version}, by ${r.author})\n${f.content}${f.content.endsWith("\n") ? "" : "\n"}`);
     return EXIT.ok;

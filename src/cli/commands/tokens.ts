@@ -1,4 +1,5 @@
 /** `polity token create|list|revoke`: bearer tokens for people and automation. */
+import type { TokenCreated, TokenView } from "../../api/tokens.js";
 import { stringOption, type Command } from "../command.js";
 import { EXIT, UsageError } from "../io.js";
 import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
@@ -26,7 +27,7 @@ Examples:
     if (!["global-admin", "region-operator", "auditor"].includes(role)) throw new UsageError("--role must be global-admin, region-operator or auditor");
     const region = stringOption(parsed, "region");
     const ttl = parseDuration(stringOption(parsed, "ttl") ?? "90d", "--ttl");
-    const r = await hubCall<{ id: string; token: string; expiresAt: string }>(endpoint(parsed, io), "POST", "/v1/tokens", {
+    const r = await hubCall<TokenCreated>(endpoint(parsed, io), "POST", "/v1/tokens", {
       name,
       role,
       ...(region === undefined ? {} : { region }),
@@ -54,7 +55,7 @@ Example:
   polity token list`,
   async run(parsed, io) {
     const format = outputFormat(parsed, ["text", "json"] as const, "text");
-    const r = await hubCall<{ items: { id: string; name: string; role: string; region: string | null; createdAt: string; expiresAt: string | null; revokedAt: string | null }[] }>(endpoint(parsed, io), "GET", "/v1/tokens");
+    const r = await hubCall<{ items: TokenView[] }>(endpoint(parsed, io), "GET", "/v1/tokens");
     if (format === "json") io.out(`${JSON.stringify(r, null, 2)}\n`);
     else
       table(
