@@ -583,13 +583,14 @@ describe("a federation's history in its audit log", () => {
       expect(JSON.parse(json.out)).toMatchObject({ valid: false, type: "inclusion", reason: expect.stringMatching(/leaf 4 is not in this tree/) });
     });
 
-    it("exits 2 for a file that is not a proof: not JSON, an unknown field, text that is not hex, a missing field", async () => {
+    it("exits 2 for a file that is not a proof: not JSON, an unknown field, text that is not hex, a missing field, a hash that is not 32 bytes", async () => {
       const { root: _root, ...withoutRoot } = inclusion;
       const cases: [string, unknown, RegExp][] = [
         ["not-json", `${JSON.stringify(inclusion).slice(0, -1)}`, /not JSON/],
         ["unknown", { ...inclusion, signature: "trust me" }, /not a proof: unknown field "signature" in an inclusion proof/],
         ["not-hex", { ...inclusion, root: `xy${inclusion.root.slice(2)}` }, /not a proof: root must be a string of hex digit pairs/],
         ["missing", withoutRoot, /not a proof: an inclusion proof needs root/],
+        ["short-hash", { ...inclusion, leafHash: inclusion.leafHash.slice(2) }, /not a proof: leafHash must be a SHA-256 hash of 32 bytes \(64 hex digits\), not 31 bytes/],
       ];
       const runs = await Promise.all(cases.map(([name, doc]) => polity(["audit", "check-proof", file(`${name}.json`, doc)])));
       runs.forEach((r, i) => {

@@ -82,6 +82,10 @@ describe("standalone proof documents", () => {
       ["a hash of an odd number of digits", { ...inclusion, leafHash: inclusion.leafHash.slice(1) }, /leafHash must be a string of hex digit pairs/],
       ["a hash in base64", { ...consistency, root1: Buffer.from(consistency.root1, "hex").toString("base64") }, /root1 must be/],
       ["a proof hash that is a number", { ...inclusion, proof: [1, ...inclusion.proof.slice(1)] }, /proof\[0\] must be/],
+      // A hash of another length is not a SHA-256 hash: the file is malformed, whatever else it holds.
+      ["a hash of 31 bytes", { ...inclusion, leafHash: inclusion.leafHash.slice(2) }, /leafHash must be a SHA-256 hash of 32 bytes \(64 hex digits\), not 31 bytes/],
+      ["an empty root", { ...inclusion, root: "" }, /root must be a SHA-256 hash of 32 bytes \(64 hex digits\), not 0 bytes/],
+      ["a proof hash of 33 bytes", { ...consistency, proof: [`${consistency.proof[0]!}00`, ...consistency.proof.slice(1)] }, /proof\[0\] must be a SHA-256 hash of 32 bytes \(64 hex digits\), not 33 bytes/],
     ];
     for (const [what, value, message] of cases) {
       it(`${what}`, () => {
@@ -102,13 +106,10 @@ describe("standalone proof documents", () => {
       ["an index outside the tree", { ...inclusion, leafIndex: 13 }, /outside a tree of size 13/],
       ["an extra hash", { ...inclusion, proof: [...inclusion.proof, inclusion.root] }, /too many/],
       ["a hash left out", { ...inclusion, proof: inclusion.proof.slice(0, -1) }, /too few/],
-      ["a hash of 31 bytes", { ...inclusion, leafHash: inclusion.leafHash.slice(2) }, /leaf hash is 31 bytes/],
-      ["an empty root", { ...inclusion, root: "" }, /root is 0 bytes/],
       ["a consistency proof from size 0", { ...consistency, size1: 0, root1: hex(foldRange([])) }, /from the empty tree/],
       ["a consistency proof to a smaller tree", { ...consistency, size1: 13, size2: 5, root1: consistency.root2, root2: consistency.root1 }, /cannot shrink/],
       ["a consistency proof with root1 changed", { ...consistency, root1: withByteChanged(consistency.root1) }, /root1/],
       ["a consistency proof with root2 changed", { ...consistency, root2: withByteChanged(consistency.root2) }, /root2/],
-      ["a consistency proof with a hash of 33 bytes", { ...consistency, proof: [`${consistency.proof[0]!}00`, ...consistency.proof.slice(1)] }, /proof\[0\] is 33 bytes/],
       ["two trees of one size with different roots", { ...log.consistency(13, 13), root2: consistency.root1 }, /forked/],
     ];
     for (const [what, doc, message] of cases) {

@@ -44,8 +44,10 @@ function whole(v: Record<string, unknown>, field: string): number {
   return n;
 }
 
+/** A SHA-256 hash: 32 bytes, 64 hex digits. Anything else is a malformed document, not a proof that fails. */
 function hex(value: unknown, field: string): string {
   if (typeof value !== "string" || !/^([0-9a-fA-F]{2})*$/.test(value)) throw new ProofFormatError(`${field} must be a string of hex digit pairs`);
+  if (value.length !== 64) throw new ProofFormatError(`${field} must be a SHA-256 hash of 32 bytes (64 hex digits), not ${value.length / 2} bytes`);
   return value.toLowerCase();
 }
 
