@@ -169,7 +169,7 @@ describe("a federation's history in its audit log", () => {
   let head: SignedTreeHead;
   let log: Listed[];
   /** The change that extended the exception: its id, and the bundle version it made for eu-west-1. */
-  let exceptionChange: { correlationId: string; bundleVersion: number };
+  let exceptionChange: { correlationId: string; bundleVersion: number; bundleHash: string };
   let detected: { first: number; again: number };
   /** When the story moved eleven minutes on: every entry from then on is at or after it. */
   let phase2: Date;
@@ -218,10 +218,12 @@ describe("a federation's history in its audit log", () => {
     const change = await call<{ correlationId: string }>(h.admin, "POST", "/v1/apply", { files: [CLUSTER_EU1_EXCEPTION_EXTENDED] }, { headers: { "x-correlation-id": "change-2026-11-25-billing" } });
     await integrate(h);
     const [published] = await entries(h.admin, `&kind=bundle.published&cluster=eu-west-1&correlation=${change.body.correlationId}`);
-    exceptionChange = { correlationId: change.body.correlationId, bundleVersion: published!.entry.data.version as number };
-    await call(agent, "POST", "/v1/agent/status", { bundleVersion: exceptionChange.bundleVersion, bundleHash: "sha256:abc" });
+    exceptionChange = { correlationId: change.body.correlationId, bundleVersion: published!.entry.data.version as number, bundleHash: published!.entry.data.targetHash as string };
+    // The agent reports the bundle it enforces: the version and policy-set hash the hub published.
+    const enforced = { bundleVersion: exceptionChange.bundleVersion, bundleHash: exceptionChange.bundleHash };
+    await call(agent, "POST", "/v1/agent/status", enforced);
     // A repeat of the same status is not a second acknowledgement.
-    await call(agent, "POST", "/v1/agent/status", { bundleVersion: exceptionChange.bundleVersion, bundleHash: "sha256:abc" });
+    await call(agent, "POST", "/v1/agent/status", enforced);
     // Then withdrawn; and the us-east region layer deleted.
     await call(h.admin, "POST", "/v1/apply", { files: [CLUSTER_EU1_WITHOUT_EXCEPTION] });
     await call(h.admin, "DELETE", "/v1/layers/region/us-east");
@@ -286,7 +288,7 @@ describe("a federation's history in its audit log", () => {
     const issued = of("certificate.issued").map((l) => l.entry);
     expect(issued.map((e) => e.data.how)).toEqual(["enrolment", "renewal", "enrolment"]);
     expect(issued[1]).toMatchObject({ actor: "cluster:eu-west-1", cluster: "eu-west-1", region: "eu-west", data: { serial: eu1.serial } });
-    expect(one("bundle.acknowledged")).toMatchObject({ actor: "cluster:eu-west-1", cluster: "eu-west-1", region: "eu-west", data: { version: exceptionChange.bundleVersion, bundleHash: "sha256:abc" } });
+    expect(one("bundle.acknowledged")).toMatchObject({ actor: "cluster:eu-west-1", cluster: "eu-west-1", region: "eu-west", data: { version: exceptionChange.bundleVersion, bundleHash: exceptionChange.bundleHash } });
     expect(one("agent.denials")).toMatchObject({ actor: "cluster:eu-west-1", cluster: "eu-west-1", region: "eu-west", data: { batch: "batch-0001", count: 60 } });
   });
 
@@ -896,5 +898,34 @@ describe("a burst of denials while the tree is behind", () => {
     expect((await call(agent, "POST", "/v1/agent/decisions", body)).body).toEqual({ batch: "burst-0001", stored: 3, duplicate: false });
     expect((await call(agent, "POST", "/v1/agent/decisions", body)).body).toEqual({ batch: "burst-0001", stored: 3, duplicate: true });
     expect(await stored("burst-0001")).toEqual({ batches: 1, entries: 1 });
+  });
+});
+
+// ---- 5. acknowledgements ------------------------------------------------------------------------
+
+describe("acknowledgements", () => {
+  let h: TestHub;
+  let agent: HubEndpoint;
+
+  beforeAll(async () => {
+    h = await hubs.startCopy("acknowledgements", { audit: { detectEveryMs: 0 } });
+    await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU] });
+    await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west" });
+    agent = clusterEndpoint(h.hub.url, await enroll(h.hub, "eu-west-1", await joinToken(h, "eu-west-1")));
+  });
+
+  it("acknowledges only the version and hash the hub published for the cluster, once, however often or falsely the agent reports", async () => {
+    const published = await call<{ effectivePolicySet: unknown; hash: string }>(agent, "GET", "/v1/clusters/eu-west-1/effective");
+    const version = (await call<Buffer>(agent, "GET", "/v1/agent/bundle", undefined, { raw: true, binary: true })).headers.etag;
+    const current = Number(String(version).replaceAll('"', ""));
+    // Forged hashes, versions never published, and the real one, alternating: one entry in all.
+    for (let i = 0; i < 10; i++) {
+      await call(agent, "POST", "/v1/agent/status", { bundleVersion: current, bundleHash: `sha256:${String(i).padStart(64, "0")}` });
+      await call(agent, "POST", "/v1/agent/status", { bundleVersion: current + 1 + i, bundleHash: published.body.hash });
+      await call(agent, "POST", "/v1/agent/status", { bundleVersion: current, bundleHash: published.body.hash });
+    }
+    await integrate(h);
+    const acknowledged = await entries(h.admin, "&kind=bundle.acknowledged");
+    expect(acknowledged.map((e) => e.entry.data)).toEqual([{ version: current, bundleHash: published.body.hash }]);
   });
 });

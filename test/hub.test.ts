@@ -1243,6 +1243,23 @@ describe("bad requests", () => {
     expectStatus(await raw(h, "POST", "/v1/apply", { body: JSON.stringify({ files: [] }) }), 400, /files/);
   });
 
+  it("refuses NUL and other characters a database or a terminal cannot take with 400 naming the field, never a 500", async () => {
+    const nulName = expectStatus(await raw(h, "POST", "/v1/tokens", { body: JSON.stringify({ name: "ci\u0000bot", role: "auditor" }) }), 400, /^the request body is not valid: name: must not contain control/);
+    expect(nulName.details?.causes).toEqual([{ field: "name", message: "must not contain control or bidirectional formatting characters (U+0000 at character 3)" }]);
+    // Bidirectional overrides render a name in another order than it is stored (token list, audit log).
+    expectStatus(await raw(h, "POST", "/v1/tokens", { body: JSON.stringify({ name: "admin\u202Etoor", role: "auditor" }) }), 400, /name: must not contain control or bidirectional formatting characters \(U\+202E at character 6\)/);
+    expectStatus(await raw(h, "POST", "/v1/tokens", { body: JSON.stringify({ name: "isolate\u2066x", role: "auditor" }) }), 400, /U\+2066/);
+    expectStatus(await raw(h, "POST", "/v1/apply", { body: JSON.stringify({ files: [{ name: "global\u0000.yaml", content: GLOBAL.content }] }) }), 400, /files\.0\.name: must not contain control/);
+    expectStatus(await raw(h, "POST", "/v1/apply", { body: JSON.stringify({ files: [{ name: "global.yaml", content: `${GLOBAL.content}\u0000` }] }) }), 400, /files\.0\.content: must not contain a NUL character/);
+    expectStatus(await raw(h, "GET", "/v1/layers/global/versions/9007199254740993"), 400, /^version must be a whole number from 1 to 2147483647, not "9007199254740993"$/);
+    expectStatus(await raw(h, "GET", "/v1/layers/global/versions/2147483648"), 400, /version must be a whole number/);
+    expectStatus(await raw(h, "GET", "/v1/audit/entries?actor=user%3Aa%00b"), 400, /^actor must not contain control or bidirectional formatting characters \(U\+0000 at character 7\)$/);
+    expectStatus(await raw(h, "GET", "/v1/audit/entries?cluster=%E2%80%AEx"), 400, /^cluster must not contain/);
+    // Names people read elsewhere are fine: accents, scripts, emoji.
+    expect((await call(h.admin, "POST", "/v1/tokens", { name: "équipe réseau 東京 🚀", role: "auditor" })).status).toBe(201);
+    await healthy(h);
+  });
+
   it("refuses a body that is not JSON by its content type with 415", async () => {
     expectStatus(await raw(h, "POST", "/v1/clusters", { body: "name=eu-west-1", contentType: "application/x-www-form-urlencoded" }), 415, /send JSON/);
   });

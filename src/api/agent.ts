@@ -2,7 +2,7 @@
 import { z } from "zod";
 
 /** A status report: the hub reads the bundle it acknowledges and keeps the rest as sent. */
-export const statusReport = z.looseObject({ bundleVersion: z.number().int().nullable() });
+export const statusReport = z.looseObject({ bundleVersion: z.number().int().nullable(), bundleHash: z.string().max(100).nullable().optional() });
 export type StatusReport = z.infer<typeof statusReport>;
 
 export const decisionBatch = z.strictObject({

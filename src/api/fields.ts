@@ -19,11 +19,50 @@ export const labels = z
   )
   .refine((value) => Object.keys(value).length <= 64, "at most 64 labels");
 
+/**
+ * Characters a name shown to people must not hold: controls (C0, DEL, C1: NUL is also what
+ * PostgreSQL cannot store) and the bidirectional formatting characters that make text
+ * render in another order than it is stored (Trojan Source, CVE-2021-42574).
+ */
+function unshowable(code: number): boolean {
+  return code <= 0x1f || (code >= 0x7f && code <= 0x9f) || code === 0x061c || code === 0x200e || code === 0x200f || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069);
+}
+
+/** Where a text holds a character that cannot be shown or stored, as a message; undefined when it holds none. */
+export function unshowableProblem(text: string): string | undefined {
+  let index = 0;
+  for (const char of text) {
+    index++;
+    const code = char.codePointAt(0)!;
+    if (unshowable(code)) return `must not contain control or bidirectional formatting characters (U+${code.toString(16).toUpperCase().padStart(4, "0")} at character ${index})`;
+  }
+  return undefined;
+}
+
+/** A name people read (a token's, a file's): no control or bidirectional formatting characters. */
+export function displayName(max: number) {
+  return z
+    .string()
+    .min(1)
+    .max(max)
+    .superRefine((value, context) => {
+      const problem = unshowableProblem(value);
+      if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+    });
+}
+
 /** A lifetime in seconds: a minute to a year. */
 export const ttlSeconds = z.number().int().min(60).max(366 * 24 * 3600);
 
 /** One applied file: its name (for messages) and its text. */
-export const sourceFile = z.strictObject({ name: z.string().min(1).max(1024), content: z.string().max(16 * 1024 * 1024) });
+export const sourceFile = z.strictObject({
+  name: displayName(1024),
+  // YAML and JSON hold no NUL, and PostgreSQL cannot store one: refused here, with its place.
+  content: z
+    .string()
+    .max(16 * 1024 * 1024)
+    .refine((text) => !text.includes("\u0000"), { message: "must not contain a NUL character (U+0000): it is not YAML or JSON text" }),
+});
 export type SourceFile = z.infer<typeof sourceFile>;
 
 export const sourceFiles = z.array(sourceFile).min(1).max(1000);

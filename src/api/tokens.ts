@@ -1,11 +1,11 @@
 /** Bearer tokens for people and automation: a role, a region for region operators, an expiry. */
 import { z } from "zod";
-import { name, ttlSeconds } from "./fields.js";
+import { displayName, name, ttlSeconds } from "./fields.js";
 
 export const ROLES = ["global-admin", "region-operator", "auditor"] as const;
 export type Role = (typeof ROLES)[number];
 
-export const tokenCreateRequest = z.strictObject({ name: z.string().min(1).max(128), role: z.enum(ROLES), region: name.optional(), ttlSeconds: ttlSeconds.optional() });
+export const tokenCreateRequest = z.strictObject({ name: displayName(128), role: z.enum(ROLES), region: name.optional(), ttlSeconds: ttlSeconds.optional() });
 export type TokenCreateRequest = z.infer<typeof tokenCreateRequest>;
 
 export interface TokenCreated {

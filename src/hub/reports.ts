@@ -51,6 +51,16 @@ function denialsOf(entries: readonly Readonly<Record<string, unknown>>[]): { [ke
   return out;
 }
 
+/**
+ * JSON as PostgreSQL's jsonb can hold it: U+0000 in a value becomes U+FFFD; a field name
+ * holding U+0000 is refused (400, naming where), since renaming a field would change what
+ * was reported.
+ */
+function storable(value: unknown, what: string): string {
+  if (hasNulFieldName(value)) throw badRequest(`${what} has a field name with a NUL character (U+0000), which cannot be stored`);
+  return JSON.stringify(value, (_key, inner: unknown) => (typeof inner === "string" ? inner.replaceAll("\u0000", "\ufffd") : inner));
+}
+
 function hasNulFieldName(value: unknown): boolean {
   if (Array.isArray(value)) return value.some(hasNulFieldName);
   if (typeof value !== "object" || value === null) return false;
@@ -64,26 +74,36 @@ export class Reports {
     private readonly now: () => Date,
   ) {}
 
-  /** Keeps an agent's latest status; the first report of a bundle version is logged as its acknowledgement. */
+  /**
+   * Keeps an agent's latest status. A report of the bundle the hub published for this
+   * cluster (its version and policy-set hash) is that bundle's acknowledgement, logged once:
+   * a version or hash the hub never published for it acknowledges nothing.
+   */
   async recordStatus(cluster: string, region: string, report: StatusReport): Promise<void> {
     await this.db.transaction(async (tx) => {
-      const [previous] = await tx.query<{ version: string | null }>("SELECT status->>'bundleVersion' AS version FROM agent_status WHERE cluster = $1 FOR UPDATE", [cluster]);
       await tx.query(
         "INSERT INTO agent_status (cluster, reported_at, status) VALUES ($1, $2, $3) ON CONFLICT (cluster) DO UPDATE SET reported_at = EXCLUDED.reported_at, status = EXCLUDED.status",
-        [cluster, this.now(), JSON.stringify(report)],
+        [cluster, this.now(), storable(report, "the status report")],
       );
-      if (report.bundleVersion === null || previous?.version === String(report.bundleVersion)) return;
-      // An acknowledgement, joined to the change that made the bundle.
-      const [bundle] = await tx.query<{ correlation_id: string | null }>("SELECT correlation_id FROM bundles WHERE cluster = $1 AND version = $2", [cluster, report.bundleVersion]);
       const hash = report.bundleHash;
+      if (report.bundleVersion === null || typeof hash !== "string") return;
+      const [acknowledged] = await tx.query<{ correlation_id: string | null }>(
+        `INSERT INTO bundle_acknowledgements (cluster, version, target_hash, acknowledged_at)
+         SELECT cluster, version, target_hash, $4 FROM bundles WHERE cluster = $1 AND version = $2 AND target_hash = $3
+         ON CONFLICT DO NOTHING
+         RETURNING (SELECT correlation_id FROM bundles WHERE cluster = $1) AS correlation_id`,
+        [cluster, report.bundleVersion, hash, this.now()],
+      );
+      if (acknowledged === undefined) return;
+      // An acknowledgement, joined to the change that made the bundle.
       await this.audit.record(tx, [
         {
           kind: "bundle.acknowledged",
           actor: `cluster:${cluster}`,
           cluster,
           region,
-          correlationId: bundle?.correlation_id ?? newCorrelationId(),
-          data: { version: report.bundleVersion, bundleHash: typeof hash === "string" ? hash.slice(0, 100) : null },
+          correlationId: acknowledged.correlation_id ?? newCorrelationId(),
+          data: { version: report.bundleVersion, bundleHash: hash },
         },
       ]);
     });
@@ -97,10 +117,7 @@ export class Reports {
   /** Stores a batch once (by its id), and its denials in the audit log. Throws 503 while the audit log is too far behind. */
   async storeDecisions(cluster: string, region: string, batch: DecisionBatch): Promise<DecisionBatchStored> {
     const { entries, dropped } = batch;
-    // PostgreSQL's jsonb cannot hold U+0000: in a value it becomes U+FFFD; in a field name the batch is refused.
-    const unstorable = entries.findIndex(hasNulFieldName);
-    if (unstorable >= 0) throw badRequest(`entries[${unstorable}] has a field name with a NUL character (U+0000), which cannot be stored`);
-    const serialized = entries.map((entry) => JSON.stringify(entry, (_key, value: unknown) => (typeof value === "string" ? value.replaceAll("\u0000", "\ufffd") : value)));
+    const serialized = entries.map((entry, i) => storable(entry, `entries[${i}]`));
     const denials = denialsOf(entries);
     // Back-pressure: refused with 503 and Retry-After while the audit log catches up; the agent keeps the batch.
     if (denials.length > 0) await this.audit.admit(Math.ceil(denials.length / DENIALS_PER_ENTRY));

@@ -243,6 +243,23 @@ $$`,
       "ALTER TABLE bundles ADD COLUMN correlation_id text",
     ],
   },
+  {
+    version: 6,
+    name: "acknowledgements of published bundles only, once; changes known by their correlation id",
+    statements: [
+      // An agent acknowledges a bundle the hub published for it (version and hash), once.
+      `CREATE TABLE bundle_acknowledgements (
+  cluster text NOT NULL,
+  version bigint NOT NULL,
+  target_hash text NOT NULL,
+  acknowledged_at timestamptz NOT NULL,
+  PRIMARY KEY (cluster, version)
+)`,
+      // A client that retries an apply it may have lost the answer to is told it was committed.
+      "ALTER TABLE layer_versions ADD COLUMN correlation_id text",
+      "CREATE INDEX layer_versions_correlation ON layer_versions (correlation_id) WHERE correlation_id IS NOT NULL",
+    ],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

@@ -4,6 +4,7 @@
  * admin everything, a region operator their region's), the entry schema for everyone.
  */
 import { createPublicKey } from "node:crypto";
+import { unshowableProblem } from "../../api/fields.js";
 import { ENTRY_KINDS, ENTRY_SCHEMA, entryKindProblem, searchTimeProblem } from "../../audit/entry.js";
 import { signedNote, noteVerifierKey } from "../../audit/tree-head.js";
 import { TILE_WIDTH } from "../../audit/merkle.js";
@@ -118,6 +119,8 @@ export const AUDIT_ROUTES = [
         const value = call.query[param];
         if (value === undefined || value === "") continue;
         if (value.length > 256) throw badRequest(`${param} is longer than 256 characters`);
+        const unshowable = unshowableProblem(value);
+        if (unshowable !== undefined) throw badRequest(`${param} ${unshowable}`);
         const problem = param === "kind" ? entryKindProblem(value) : undefined;
         if (problem !== undefined) throw badRequest(problem);
         filters[param] = value;

@@ -91,8 +91,9 @@ const byLayer = (base: "/v1/layers/:tier" | "/v1/layers/:tier/:name"): Route[] =
     targets: readTarget,
     async handle(hub, call) {
       const id = layerIdFrom(call.params);
+      // Versions are stored as 32-bit integers: anything else names no version (and must not reach the database).
       const version = Number(call.params.version);
-      if (!Number.isInteger(version) || version < 1) throw badRequest("version must be a positive integer");
+      if (!/^[1-9][0-9]{0,9}$/.test(call.params.version!) || version > 2 ** 31 - 1) throw badRequest(`version must be a whole number from 1 to ${2 ** 31 - 1}, not ${JSON.stringify(call.params.version)}`);
       const row = await hub.federation.version(id, version);
       if (row === undefined) throw notFound(`layer ${id} has no version ${version}`);
       return { body: { id, ...row } satisfies LayerVersion };
