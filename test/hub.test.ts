@@ -459,6 +459,16 @@ describe("tokens and roles", () => {
     expect(clusters).not.toContain("us-east-1");
   });
 
+  it("refuses a region operator a layer for a cluster nobody registered, which would reserve its name in another region", async () => {
+    const squat: SourceFile = { name: "squat.yaml", content: CLUSTER_EU1.content.replaceAll("eu-west-1", "us-east-7") };
+    expect(squat.content).toMatch(/cluster: us-east-7/);
+    const error = await refused(call(euOperator.endpoint, "POST", "/v1/apply", { files: [squat] }));
+    expect([error.status, error.message]).toEqual([403, "cluster us-east-7 is not registered: a region operator writes layers only for the registered clusters of their region (register it first)"]);
+    // So the name stays free: a global admin registers us-east-7 in us-east.
+    expect((await call(h.admin, "POST", "/v1/clusters", { name: "us-east-7", region: "us-east" })).status).toBe(201);
+    expect((await call(h.admin, "DELETE", "/v1/clusters/us-east-7")).status).toBe(200);
+  });
+
   it("refuses a region operator the global layer, another region's layer and clusters, and tokens, with 403", async () => {
     const op = euOperator.endpoint;
     const cases: [method: "GET" | "POST" | "PATCH" | "DELETE", path: string, body: unknown, message: RegExp][] = [

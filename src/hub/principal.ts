@@ -9,7 +9,7 @@
  * | global-admin       | everything                                                          |
  * | region-operator(R) | read everything of region R and the global layer; write region R's  |
  * |                    | layer, and the clusters of R (register, relabel, remove, join,      |
- * |                    | revoke) and their layers                                            |
+ * |                    | revoke) and their layers, once they are registered                  |
  * | auditor            | read everything, write nothing                                      |
  * | cluster(C in R)    | read its own effective set, bundle and identity; renew its          |
  * |                    | certificate; report its status and decision logs                    |
@@ -31,7 +31,8 @@ export type Principal =
 export type Target =
   | { readonly kind: "federation" }
   | { readonly kind: "region"; readonly region: string }
-  | { readonly kind: "cluster"; readonly cluster: string; readonly region: string };
+  /** `unregistered`: a cluster layer written before its cluster is registered (the region is the layer's word for it). */
+  | { readonly kind: "cluster"; readonly cluster: string; readonly region: string; readonly unregistered?: true };
 
 export type Access = "read" | "write";
 
@@ -96,6 +97,10 @@ export function denial(principal: Principal, access: Access, target: Target): st
           const region = principal.region;
           if (target.kind === "federation") {
             return access === "read" ? undefined : `a region operator (of ${region}) may not change the federation as a whole`;
+          }
+          // A layer for a cluster nobody registered would reserve its name in any region: global admins only.
+          if (target.kind === "cluster" && target.unregistered === true && access === "write") {
+            return `cluster ${target.cluster} is not registered: a region operator writes layers only for the registered clusters of their region (register it first)`;
           }
           if (target.region === region) return undefined;
           return `a region operator of ${region} may not ${access === "read" ? "read" : "change"} region ${target.region}`;

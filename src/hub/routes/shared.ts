@@ -30,7 +30,8 @@ export function layerTarget(hub: Hub, id: string, region: string | undefined): T
   const [tier, name] = id.split("/") as [string, string];
   if (tier === "region") return { kind: "region", region: name };
   const registered = hub.federation.clusters.get(name);
-  return { kind: "cluster", cluster: name, region: registered?.region ?? region ?? "" };
+  if (registered !== undefined) return { kind: "cluster", cluster: name, region: registered.region };
+  return { kind: "cluster", cluster: name, region: region ?? "", unregistered: true };
 }
 
 /** Runs engine work; its PolityError becomes the API's error (422 invalid, 409 refused, …) under `summary`. */
