@@ -724,6 +724,62 @@ describe("layers", () => {
   });
 });
 
+describe("a change and its bundles", () => {
+  let h: TestHub;
+
+  beforeAll(async () => {
+    h = await hubs.startCopy("change-bundles");
+    await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod" } });
+    await call(h.admin, "POST", "/v1/clusters", { name: "us-east-1", region: "us-east" });
+  });
+
+  const bundleRows = () => h.hub.context.db.query<{ cluster: string; version: string; correlation_id: string }>("SELECT cluster, version::text AS version, correlation_id FROM bundles ORDER BY cluster");
+
+  it("publishes the bundles of every cluster a change reaches in the change's own transaction, under its correlation id", async () => {
+    const applied = await call<ApplyAnswer & { correlationId: string }>(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU] }, { headers: { "x-correlation-id": "change-one" } });
+    expect(applied.body.correlationId).toBe("change-one");
+    // No waiting for a timer: the answer comes after the bundles are stored.
+    expect((await bundleRows()).map((r) => [r.cluster, r.correlation_id])).toEqual([
+      ["eu-west-1", "change-one"],
+      ["us-east-1", "change-one"],
+    ]);
+  });
+
+  it("answers an apply sent again with the same Idempotency-Key with the change it committed, and commits nothing more", async () => {
+    const key = "retry-0123456789";
+    const first = await call<ApplyAnswer>(h.admin, "POST", "/v1/apply", { files: [GLOBAL_WITH_COST_CENTER] }, { headers: { "idempotency-key": key } });
+    expect(first.status).toBe(201);
+    const again = await call<ApplyAnswer & { replayed?: boolean }>(h.admin, "POST", "/v1/apply", { files: [GLOBAL_WITH_COST_CENTER] }, { headers: { "idempotency-key": key } });
+    expect(again.status).toBe(200);
+    expect(again.body.replayed).toBe(true);
+    expect(again.body.layers).toEqual(first.body.layers);
+    const history = await call<{ items: unknown[] }>(h.admin, "GET", "/v1/layers/global/history");
+    expect(history.body.items).toHaveLength(2);
+    // The same key for another change is a mistake the client hears about, and nothing is written.
+    const other = await refused(call(h.admin, "POST", "/v1/apply", { files: [GLOBAL] }, { headers: { "idempotency-key": key } }));
+    expect([other.status, other.message]).toEqual([422, `the Idempotency-Key ${key} was used for another change; send this one with a new key`]);
+    expect((await call<{ items: unknown[] }>(h.admin, "GET", "/v1/layers/global/history")).body.items).toHaveLength(2);
+  });
+
+  it("re-signs a bundle nearing its expiry with the same policies under the correlation id of the change that made them", async () => {
+    const before = await bundleRows();
+    const change = before.find((r) => r.cluster === "eu-west-1")!.correlation_id;
+    h.clock.offsetMs = 13 * HOUR;
+    try {
+      let after = before;
+      for (let i = 0; i < 50 && after.find((r) => r.cluster === "eu-west-1")!.version === before.find((r) => r.cluster === "eu-west-1")!.version; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        after = await bundleRows();
+      }
+      const row = after.find((r) => r.cluster === "eu-west-1")!;
+      expect(Number(row.version)).toBeGreaterThan(Number(before.find((r) => r.cluster === "eu-west-1")!.version));
+      expect(row.correlation_id).toBe(change);
+    } finally {
+      h.clock.offsetMs = 0;
+    }
+  });
+});
+
 // ---- 3. clusters -----------------------------------------------------------------------
 
 interface ClusterView {
@@ -1222,6 +1278,23 @@ describe.skipIf(DATABASE_URL === undefined || DATABASE_URL === "")("hub processe
     expect([error.status, error.message]).toEqual([401, "cluster eu-west-1's identity is revoked"]);
     const crl = new x509.X509Crl((await call<string>(bEndpoint, "GET", "/v1/crl", undefined, { raw: true })).body);
     expect(crl.entries.map((e) => e.serialNumber.toLowerCase().replace(/^0+/, ""))).toContain(creds.serial);
+  });
+
+  it("answers an agent's long poll on one hub as soon as a change is committed through the other", async () => {
+    await call(a.admin, "POST", "/v1/clusters", { name: "eu-west-2", region: "eu-west" });
+    const creds = await enroll(a.hub, "eu-west-2", await joinToken(a, "eu-west-2"));
+    const onB = clusterEndpoint(b.url, creds);
+    const first = await call<Buffer>(onB, "GET", "/v1/agent/bundle", undefined, { raw: true, binary: true });
+    const held = String(first.headers.etag);
+    const started = Date.now();
+    const poll = call<Buffer>(onB, "GET", "/v1/agent/bundle?wait=30", undefined, { raw: true, binary: true, headers: { "if-none-match": held }, timeoutMs: 40_000 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await call(a.admin, "POST", "/v1/apply", { files: [GLOBAL_WITH_COST_CENTER] });
+    const answered = await poll;
+    expect(answered.status).toBe(200);
+    expect(Number(String(answered.headers.etag).replaceAll('"', ""))).toBeGreaterThan(Number(held.replaceAll('"', "")));
+    // Woken by the other hub's notification, not by its own timer: well within the 30 s wait.
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 });
 

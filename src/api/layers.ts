@@ -10,6 +10,8 @@ export type DiffRequest = z.infer<typeof diffRequest>;
 
 export interface ApplyResult {
   readonly dryRun: boolean;
+  /** Sent again with the Idempotency-Key of a change already committed: this is that change's answer. */
+  readonly replayed?: boolean;
   /** The change's correlation id in the audit log (null when nothing was written). */
   readonly correlationId: string | null;
   readonly layers: readonly { readonly id: string; readonly unchanged: boolean; readonly version: number; readonly contentHash: string }[];

@@ -4,7 +4,8 @@
  * with a file:line:column when the hub names one).
  */
 import { endpointFrom, configPath, readConfig } from "../client/config.js";
-import { call, HubError, UnreachableError, type HubEndpoint } from "../client/http.js";
+import { randomUUID } from "node:crypto";
+import { call, HubError, UnreachableError, type HubEndpoint, type RequestOptions } from "../client/http.js";
 import { PolityError } from "../errors.js";
 import { stringOption, type Options, type Parsed } from "./command.js";
 import type { Io } from "./io.js";
@@ -26,11 +27,34 @@ export function endpoint(parsed: Parsed, io: Io): HubEndpoint {
 }
 
 /** A call whose failure becomes a PolityError for the CLI to print. */
-export async function hubCall<T>(ep: HubEndpoint, method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown): Promise<T> {
+export async function hubCall<T>(ep: HubEndpoint, method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
   try {
-    return (await call<T>(ep, method, path, body)).body;
+    return (await call<T>(ep, method, path, body, options)).body;
   } catch (error) {
     throw asCliError(error);
+  }
+}
+
+/**
+ * A change sent with an Idempotency-Key, and sent again with the same key when the hub
+ * could not be reached or its answer was lost: the hub commits it once, and answers a
+ * repeat with what it committed, so the CLI always knows whether its change went through.
+ */
+export async function changeCall<T>(ep: HubEndpoint, path: string, body: unknown, io: Io, attempts = 3): Promise<T> {
+  const headers = { "idempotency-key": randomUUID() };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return (await call<T>(ep, "POST", path, body, { headers })).body;
+    } catch (error) {
+      if (!(error instanceof UnreachableError) || attempt >= attempts) {
+        if (error instanceof UnreachableError && attempt > 1) {
+          throw PolityError.of("not-found", `${error.message}; whether the change was committed is not known: 'polity history' shows the layers' versions, and sending the same files again changes nothing if it was`);
+        }
+        throw asCliError(error);
+      }
+      io.err(`warning: ${error.message}; sending the change again (attempt ${attempt + 1} of ${attempts}, same Idempotency-Key)\n`);
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
   }
 }
 

@@ -14,7 +14,7 @@ import type { EffectivePolicySet } from "../layering/effective.js";
 import type { Database, Queryable } from "../store/database.js";
 import type { AuditEvent } from "../audit/entry.js";
 import { newCorrelationId, type AuditContext, type AuditLog } from "./audit-log.js";
-import type { Federation } from "./federation.js";
+import { StaleGeneration, type Federation } from "./federation.js";
 import type { IdentityService } from "./identity.js";
 import type { SigningKey } from "./keys.js";
 
@@ -23,6 +23,8 @@ export interface BundleItem {
   readonly cluster: string;
   readonly region: string;
   readonly set: EffectivePolicySet;
+  /** The change the bundle carries, when not the publishing one's (a bundle re-signed with the same policies). */
+  readonly correlationId?: string;
 }
 
 /** The revocation list bundles carry, and its hash (a bundle is made again when it changes). */
@@ -36,6 +38,8 @@ interface Current {
   readonly targetHash: string;
   readonly revocationsHash: string;
   readonly expiresAt: number;
+  /** The change that made it. */
+  readonly correlationId: string | null;
   /** The metadata line, with its trailing newline. */
   readonly envelope: Buffer;
 }
@@ -66,8 +70,8 @@ export class BundleService {
 
   /** Loads bundle rows written since `since` (another process's, or our own), and wakes their waiters. */
   private async reload(since: string): Promise<void> {
-    const rows = await this.db.query<{ cluster: string; version: string; target_hash: string; revocations_hash: string; expires_at: Date; envelope: string }>(
-      "SELECT cluster, version::text AS version, target_hash, revocations_hash, expires_at, envelope FROM bundles WHERE revision > $1",
+    const rows = await this.db.query<{ cluster: string; version: string; target_hash: string; revocations_hash: string; expires_at: Date; envelope: string; correlation_id: string | null }>(
+      "SELECT cluster, version::text AS version, target_hash, revocations_hash, expires_at, envelope, correlation_id FROM bundles WHERE revision > $1",
       [since],
     );
     for (const row of rows) {
@@ -79,6 +83,7 @@ export class BundleService {
         targetHash: row.target_hash,
         revocationsHash: row.revocations_hash,
         expiresAt: new Date(row.expires_at).getTime(),
+        correlationId: row.correlation_id,
         envelope: Buffer.from(`${row.envelope}\n`, "utf8"),
       });
       this.wake(row.cluster, version);
@@ -118,10 +123,14 @@ export class BundleService {
   }
 
   /**
-   * Makes new bundles where they are due (see `due`) for these clusters, in a transaction of
-   * their own: at start, and when bundles near their expiry. Returns the clusters that got one.
+   * Level-triggered publication: makes a new bundle for every one of these clusters whose
+   * bundle is due (see `due`), in a transaction of its own, at the generation it computed
+   * them at (a change committed meanwhile, here or on another hub, makes it give up: the
+   * next round computes again). A bundle re-signed with the same policies keeps the
+   * correlation id of the change that made them. Returns the clusters that got one.
    */
   async refresh(clusters: Iterable<string>, context: AuditContext = { actor: "hub", correlationId: newCorrelationId() }): Promise<string[]> {
+    const generation = this.federation.generation;
     const revocations = await this.revocations();
     const items: BundleItem[] = [];
     for (const cluster of clusters) {
@@ -133,10 +142,18 @@ export class BundleService {
       } catch {
         continue; // layers that do not combine never get a bundle: the last good one stays
       }
-      if (this.due(cluster, set.hash, revocations)) items.push({ cluster, region: record.region, set });
+      if (!this.due(cluster, set.hash, revocations)) continue;
+      const held = this.current.get(cluster);
+      const same = held !== undefined && held.targetHash === set.hash && held.correlationId !== null;
+      items.push({ cluster, region: record.region, set, ...(same ? { correlationId: held.correlationId! } : {}) });
     }
     if (items.length === 0) return [];
-    await this.federation.transaction(undefined, async (tx) => this.audit.record(tx, await this.publish(tx, items, revocations, context)));
+    try {
+      await this.federation.transaction(generation, async (tx) => this.audit.record(tx, await this.publish(tx, items, revocations, context)));
+    } catch (error) {
+      if (error instanceof StaleGeneration) return [];
+      throw error;
+    }
     return items.map((i) => i.cluster);
   }
 
@@ -177,7 +194,8 @@ export class BundleService {
         this.key.keyId,
       );
       const envelope = canonicalJson(bundle.envelope);
-      params.push(item.cluster, version, item.set.hash, revocations.hash, expires, envelope, now, context.correlationId);
+      const correlationId = item.correlationId ?? context.correlationId;
+      params.push(item.cluster, version, item.set.hash, revocations.hash, expires, envelope, now, correlationId);
       const n = params.length;
       values.push(`($${n - 7}, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n})`);
       events.push({
@@ -185,7 +203,7 @@ export class BundleService {
         actor: context.actor,
         cluster: item.cluster,
         region: item.region,
-        correlationId: context.correlationId,
+        correlationId,
         // The envelope is the signed metadata and its signature; it names the policy set's hash.
         data: { version, envelopeHash: sha256Hash(Buffer.from(envelope, "utf8")), targetHash: item.set.hash, revocationsHash: revocations.hash, expires: expires.toISOString() },
       });
@@ -245,11 +263,4 @@ export class BundleService {
   wakeAll(): void {
     for (const [cluster, set] of this.waiters) for (const waiter of [...set]) waiter(this.current.get(cluster)?.version ?? 0);
   }
-
-  /** Clusters whose bundle expires within half its validity. */
-  expiring(): string[] {
-    const limit = this.options.now().getTime() + this.options.validityMs / 2;
-    return [...this.federation.clusters.keys()].filter((c) => (this.current.get(c)?.expiresAt ?? 0) <= limit);
-  }
 }
-

@@ -162,10 +162,10 @@ export class Changes {
    * again on the new state (a few times at most); `plan` may be given when the caller has
    * just made it.
    */
-  async apply(change: Change, author: string, context: AuditContext, plan = this.plan(change)): Promise<Committed> {
+  async apply(change: Change, author: string, context: AuditContext, plan = this.plan(change), idempotencyKey?: string): Promise<Committed> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.commit(plan, author, context);
+        return await this.commit(plan, author, context, idempotencyKey);
       } catch (error) {
         if (!(error instanceof StaleGeneration) || attempt >= 3) throw error;
         await this.federation.sync();
@@ -177,7 +177,7 @@ export class Changes {
     }
   }
 
-  private async commit(plan: Plan, author: string, context: AuditContext): Promise<Committed> {
+  private async commit(plan: Plan, author: string, context: AuditContext, idempotencyKey: string | undefined): Promise<Committed> {
     const change = plan.change;
     const writes = plan.layers.filter((l) => !l.unchanged);
     if (change.kind === "layers" && writes.length === 0) return { plan, written: [], certificates: 0 };
@@ -189,7 +189,7 @@ export class Changes {
         let certificates = 0;
         switch (change.kind) {
           case "layers":
-            written = await this.federation.writeLayers(tx, writes, author);
+            written = await this.federation.writeLayers(tx, writes, author, context.correlationId, idempotencyKey);
             for (const w of writes) events.push(...layerChangeEvents(w, this.federation.layers.get(w.id), this.layerRegion(w), context));
             break;
           case "register":

@@ -219,8 +219,12 @@ export class Federation {
     return result;
   }
 
-  /** Writes a new version of each layer, by `author`. A layer changed by someone else since the plan is a conflict. */
-  async writeLayers(tx: Queryable, writes: readonly LayerWrite[], author: string): Promise<{ id: string; version: number }[]> {
+  /**
+   * Writes a new version of each layer, by `author`, with the change's correlation id and
+   * the client's idempotency key (if it gave one). A layer changed by someone else since the
+   * plan is a conflict.
+   */
+  async writeLayers(tx: Queryable, writes: readonly LayerWrite[], author: string, correlationId: string, idempotencyKey?: string): Promise<{ id: string; version: number }[]> {
     const written: { id: string; version: number }[] = [];
     for (const change of writes) {
       const version = change.baseVersion + 1;
@@ -237,12 +241,14 @@ export class Federation {
         const updated = await tx.query("UPDATE layers SET current_version = $1 WHERE id = $2 AND current_version = $3 RETURNING id", [version, change.id, change.baseVersion]);
         if (updated.length === 0) throw conflict(`layer ${change.id} changed meanwhile (it is no longer at version ${change.baseVersion}); apply again`);
       }
-      await tx.query("INSERT INTO layer_versions (layer_id, version, author, content_hash, files) VALUES ($1, $2, $3, $4, $5)", [
+      await tx.query("INSERT INTO layer_versions (layer_id, version, author, content_hash, files, correlation_id, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7)", [
         change.id,
         version,
         author,
         change.contentHash,
         JSON.stringify(change.files),
+        correlationId,
+        idempotencyKey ?? null,
       ]);
       written.push({ id: change.id, version });
     }
@@ -267,6 +273,15 @@ export class Federation {
 
   async deleteCluster(tx: Queryable, name: string): Promise<void> {
     await tx.query("DELETE FROM clusters WHERE name = $1", [name]);
+  }
+
+  /** The layer versions a change with this idempotency key wrote (none: no such change was committed). */
+  async writtenWith(idempotencyKey: string): Promise<{ id: string; version: number; contentHash: string; correlationId: string | null }[]> {
+    const rows = await this.db.query<{ layer_id: string; version: number; content_hash: string; correlation_id: string | null }>(
+      "SELECT layer_id, version, content_hash, correlation_id FROM layer_versions WHERE idempotency_key = $1 ORDER BY layer_id",
+      [idempotencyKey],
+    );
+    return rows.map((r) => ({ id: r.layer_id, version: r.version, contentHash: r.content_hash, correlationId: r.correlation_id }));
   }
 
   /** Every version of a layer, oldest first. */

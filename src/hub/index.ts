@@ -146,10 +146,12 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     federation.onReload(async () => {
       await db.notify("polity_generation", federation.generation).catch(() => undefined);
     });
+    // Level-triggered: every cluster whose published bundle is not its current effective set
+    // (or nears its expiry) gets one, whichever hub process notices first.
     const ticker = setInterval(() => {
       void federation
         .sync()
-        .then(() => bundles.refresh(bundles.expiring()))
+        .then(() => bundles.refresh(federation.clusters.keys()))
         .catch(() => undefined);
     }, 2_000);
     ticker.unref();

@@ -28,6 +28,7 @@ export const forbidden = (message: string) => new ApiError(403, "Forbidden", mes
 export const notFound = (message: string) => new ApiError(404, "NotFound", message);
 export const conflict = (message: string) => new ApiError(409, "Conflict", message);
 export const badRequest = (message: string) => new ApiError(400, "BadRequest", message);
+export const unprocessable = (message: string) => new ApiError(422, "Invalid", message);
 
 /** A PolityError from the engine: invalid input is 422, a refused merge 409, too large 413. */
 export function fromPolityError(error: PolityError, summary: string): ApiError {

@@ -245,7 +245,7 @@ $$`,
   },
   {
     version: 6,
-    name: "acknowledgements of published bundles only, once; changes known by their correlation id",
+    name: "acknowledgements of published bundles only, once; layer versions with their change's correlation id and idempotency key",
     statements: [
       // An agent acknowledges a bundle the hub published for it (version and hash), once.
       `CREATE TABLE bundle_acknowledgements (
@@ -255,9 +255,11 @@ $$`,
   acknowledged_at timestamptz NOT NULL,
   PRIMARY KEY (cluster, version)
 )`,
-      // A client that retries an apply it may have lost the answer to is told it was committed.
+      // Bundles made later for a layer version join the change that wrote it.
       "ALTER TABLE layer_versions ADD COLUMN correlation_id text",
-      "CREATE INDEX layer_versions_correlation ON layer_versions (correlation_id) WHERE correlation_id IS NOT NULL",
+      // A client that retries an apply whose answer it lost is told it was committed, by this key.
+      "ALTER TABLE layer_versions ADD COLUMN idempotency_key text",
+      "CREATE INDEX layer_versions_idempotency ON layer_versions (idempotency_key) WHERE idempotency_key IS NOT NULL",
     ],
   },
 ];

@@ -4,7 +4,7 @@ import type { ApplyResult, DiffResult, LayerHistory, LayerSummary, LayerVersion 
 import { listDocumentFiles, displayPath } from "../../files/read.js";
 import { flag, outputFormat, stringsOption, type Command, type Parsed } from "../command.js";
 import { colors, EXIT, UsageError } from "../io.js";
-import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
+import { age, changeCall, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
 
 function files(parsed: Parsed): { name: string; content: string }[] {
   const paths = [...stringsOption(parsed, "filename"), ...parsed.positionals];
@@ -40,10 +40,15 @@ Examples:
   polity apply -f examples/layers/
   polity apply -f region-eu-west.yaml --dry-run
 
+The change goes with an Idempotency-Key: when the hub cannot be reached or its answer is
+lost, it is sent again (up to three times) with the same key, and the hub, which commits
+a key's change once, answers a repeat with what it committed. So the command always says
+whether the change went through.
+
 Exit status: 0 when applied (or valid, with --dry-run), 2 when refused or unreachable.`,
   async run(parsed, io) {
     const format = outputFormat(parsed, ["text", "json"] as const, "text");
-    const result = await hubCall<ApplyResult>(endpoint(parsed, io), "POST", "/v1/apply", { files: files(parsed), dryRun: flag(parsed, "dry-run") });
+    const result = await changeCall<ApplyResult>(endpoint(parsed, io), "/v1/apply", { files: files(parsed), dryRun: flag(parsed, "dry-run") }, io);
     if (format === "json") {
       io.out(`${JSON.stringify(result, null, 2)}\n`);
       return EXIT.ok;
@@ -52,6 +57,10 @@ Exit status: 0 when applied (or valid, with --dry-run), 2 when refused or unreac
     for (const layer of result.layers) {
       const what = layer.unchanged ? c.dim("unchanged") : result.dryRun ? `would become version ${layer.version}` : c.green(`version ${layer.version}`);
       io.out(`layer ${layer.id}: ${what}\n`);
+    }
+    if (result.replayed === true) {
+      io.out(`committed (the hub's first answer was lost; this is the change it committed, correlation id ${result.correlationId ?? "-"})\n`);
+      return EXIT.ok;
     }
     const changed = result.clusters.filter((x) => x.changed);
     io.out(`${result.clusters.length} cluster${result.clusters.length === 1 ? "" : "s"} reached, ${changed.length} with a new effective policy set${result.dryRun ? " (dry run: nothing written)" : ""}\n`);

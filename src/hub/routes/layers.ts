@@ -3,10 +3,11 @@ import type { SourceFile } from "../../api/fields.js";
 import { applyRequest, diffRequest, type ApplyResult, type DiffResult, type LayerHistory, type LayerSummary, type LayerVersion, type PolicySetDifference } from "../../api/layers.js";
 import type { EffectivePolicySet } from "../../layering/effective.js";
 import type { LayerInput } from "../change.js";
+import { filesHash } from "../federation.js";
 import { layerId, layersFromFiles } from "../layer-files.js";
 import { denial, describePrincipal } from "../principal.js";
 import { route, type Call, type Hub, type Route } from "../route.js";
-import { badRequest, notFound } from "../status.js";
+import { badRequest, notFound, unprocessable } from "../status.js";
 import { auditContext, engine, layerTarget } from "./shared.js";
 
 function layerIdFrom(params: Readonly<Record<string, string>>): string {
@@ -53,6 +54,35 @@ function difference(before: EffectivePolicySet | undefined, after: EffectivePoli
     removed: [...old.keys()].filter((n) => !now.has(n)).sort(),
     changed,
     exceptions: { before: before?.document.exceptions.length ?? 0, after: after.document.exceptions.length },
+  };
+}
+
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{8,128}$/;
+
+/** The client's Idempotency-Key header: the same key sent again asks for the same change, not a second one. */
+function idempotencyKey(call: Call<unknown>): string | undefined {
+  const header = call.headers["idempotency-key"];
+  if (header === undefined) return undefined;
+  if (typeof header !== "string" || !IDEMPOTENCY_KEY.test(header)) throw badRequest("the Idempotency-Key header must be 8 to 128 letters, digits, '.', '_', ':' or '-'");
+  return header;
+}
+
+/**
+ * An apply sent again with the key of one that was committed (its client lost the answer):
+ * the answer it would have had, marked as a replay. The same key with other layers is a
+ * mistake the client must hear about.
+ */
+async function replay(hub: Hub, key: string, layers: readonly LayerInput[]): Promise<(ApplyResult & { replayed: true }) | undefined> {
+  const written = await hub.federation.writtenWith(key);
+  if (written.length === 0) return undefined;
+  const hashes = new Map(layers.map((l) => [l.id, filesHash(l.files)]));
+  if (written.some((w) => hashes.get(w.id) !== w.contentHash)) throw unprocessable(`the Idempotency-Key ${key} was used for another change; send this one with a new key`);
+  return {
+    dryRun: false,
+    replayed: true,
+    correlationId: written[0]!.correlationId,
+    layers: written.map((w) => ({ id: w.id, unchanged: false, version: w.version, contentHash: w.contentHash })),
+    clusters: [],
   };
 }
 
@@ -151,10 +181,15 @@ export const LAYER_ROUTES: Route[] = [
     targets: (hub, call, layers) => layerTargets(hub, call, layers),
     async handle(hub, call, layers) {
       const dryRun = call.body.dryRun === true;
+      const key = idempotencyKey(call);
+      if (!dryRun && key !== undefined) {
+        const replayed = await replay(hub, key, layers);
+        if (replayed !== undefined) return { status: 200, headers: { "x-correlation-id": replayed.correlationId ?? undefined }, body: replayed };
+      }
       const change = { kind: "layers", layers } as const;
       const plan = engine("the change is refused", () => hub.changes.plan(change));
       const context = auditContext(call);
-      const written = dryRun ? [] : (await hub.changes.apply(change, describePrincipal(call.principal), context, plan)).written;
+      const written = dryRun ? [] : (await hub.changes.apply(change, describePrincipal(call.principal), context, plan, key)).written;
       const body: ApplyResult = {
         dryRun,
         correlationId: written.length === 0 ? null : context.correlationId,
