@@ -4,7 +4,7 @@
  * a layer is reported at once, each problem with its file, line, column and field path.
  */
 import { PolityError, type Problem, type SourceLocation } from "../errors.js";
-import { resolveBuiltin } from "../library/index.js";
+import { resolveBuiltin } from "./library/index.js";
 import type { SourceDocument } from "../source/parse.js";
 import { checkPolicyExpression, type ExpressionPurpose } from "./programs.js";
 import type { ExceptionDocument, LayerDocument, PolicyDocument, Tier } from "./schema.js";
