@@ -37,6 +37,12 @@ export interface Layer {
   readonly exceptions: readonly LayerException[];
 }
 
+/** A layer's id in the federation: `global`, `region/<region>` or `cluster/<cluster>`. */
+export function layerId(layer: Pick<Layer, "tier" | "region" | "cluster">): string {
+  if (layer.tier === "global") return "global";
+  return layer.tier === "region" ? `region/${layer.region}` : `cluster/${layer.cluster}`;
+}
+
 /** What a layer is when its files carry no Layer document (a `--layer region=…` flag, a plain policy file). */
 export interface LayerDefaults {
   readonly tier: Tier;
