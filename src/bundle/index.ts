@@ -155,7 +155,10 @@ export function verifyBundle(bundle: Bundle, trust: Trust, held: Held | undefine
   if (signature === undefined) throw new BundleError("untrusted-key", "the bundle is not signed by the key this agent pinned at enrolment");
   let valid = false;
   try {
-    valid = verify(null, Buffer.from(canonicalJson(signed), "utf8"), trust.publicKey, Buffer.from(signature.sig, "base64"));
+    const sig = Buffer.from(signature.sig, "base64");
+    // One spelling per signature: base64 decoding ignores stray characters and the unused
+    // bits of the last one, which would let an altered file pass as the same bundle.
+    valid = sig.toString("base64") === signature.sig && verify(null, Buffer.from(canonicalJson(signed), "utf8"), trust.publicKey, sig);
   } catch {
     valid = false;
   }
