@@ -5,7 +5,7 @@
  */
 import { decideReviewBytes } from "../src/decision/review.js";
 import { effectivePolicySet } from "../src/layering/effective.js";
-import { builtinPolicyDocument } from "../src/library/index.js";
+import { builtinPolicyDocument } from "../src/policy/library/index.js";
 import { buildLayer } from "../src/policy/layer.js";
 import { deploymentPodReview, fmt, percentile, sample } from "./fixtures.js";
 

@@ -3,7 +3,7 @@
  * the effective policy sets of 10,000 clusters with different labels.
  */
 import { effectivePolicySet, type ClusterIdentity } from "../src/layering/effective.js";
-import { builtinPolicyDocument } from "../src/library/index.js";
+import { builtinPolicyDocument } from "../src/policy/library/index.js";
 import { buildLayer, type Layer } from "../src/policy/layer.js";
 import { parseDocuments, type SourceDocument } from "../src/source/parse.js";
 import { fmt, median } from "./fixtures.js";

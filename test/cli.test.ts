@@ -576,6 +576,26 @@ describe("polity policy lint", () => {
     expect(missing.code).toBe(2);
     expect(missing.err).toMatch(/^error: no such file or folder: .*nowhere\n$/);
   });
+
+  it("notes on standard error that files without a Layer document were checked as the global layer, which apply would refuse", async () => {
+    const run = await lint(policy("  validations:\n    - expression: \"true\"\n"), "plain.yaml");
+    expect(run).toMatchObject({ code: 0, out: "1 document in 1 layer: no problems\n" });
+    expect(run.err).toMatch(/^note: \S*plain\.yaml hold no Layer document: checked as the global layer; 'polity apply' refuses files without one\n$/);
+    const withLayer = await polity("policy", "lint", at("examples/layers/global.yaml"));
+    expect(withLayer.err).toBe("");
+  });
+
+  it("groups the files of all its paths into layers as 'polity apply' does", async () => {
+    const extra = scratchFile("eu-extra.yaml", policy("  validations:\n    - expression: \"true\"\n").replace("team-a", "eu-platform"));
+    // One Layer document among all the files: the extra policy joins the region layer.
+    const one = await polity("policy", "lint", at("examples/layers/region-eu-west.yaml"), extra);
+    expect(one).toEqual({ code: 0, out: "5 documents in 1 layer: no problems\n", err: "" });
+    // Two: each file is its own layer, and the extra file does not say which it belongs to.
+    const two = await polity("policy", "lint", at("examples/layers/global.yaml"), at("examples/layers/region-eu-west.yaml"), extra);
+    expect(two.code).toBe(1);
+    expect(two.out).toMatch(/^✗ \S*eu-extra\.yaml:1:1: no Layer document says which layer this file belongs to \(global, which region, which cluster\)/);
+    expect(two.out).toMatch(/\n1 problem\n$/);
+  });
 });
 
 describe("polity policy test", () => {

@@ -13,7 +13,7 @@ import { describe, expect, it } from "vitest";
 import { evaluate, type Decision } from "../src/decision/evaluate.js";
 import { requestForResource, type AdmissionRequest } from "../src/decision/request.js";
 import { effectivePolicySet, type EffectivePolicySet } from "../src/layering/effective.js";
-import { builtinPolicyDocument } from "../src/library/index.js";
+import { builtinPolicyDocument } from "../src/policy/library/index.js";
 import { buildLayer } from "../src/policy/layer.js";
 import { listDocumentFiles, readInput } from "../src/files/read.js";
 import { parseDocuments } from "../src/source/parse.js";

@@ -4,19 +4,16 @@
  * boundary, gives the handler its type, and becomes JSON Schema in /openapi.json.
  */
 import { z } from "zod";
+import { DNS_LABEL_PATTERN, dnsLabelProblems, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN } from "../policy/names.js";
 
 /** A DNS-1123 label, as Kubernetes names namespaces (and Polity names clusters and regions). */
-export const name = z
-  .string()
-  .max(63)
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending alphanumeric");
+export const name = z.string().regex(new RegExp(DNS_LABEL_PATTERN), {
+  error: (issue) => (typeof issue.input === "string" ? dnsLabelProblems(issue.input).join("; ") : undefined),
+});
 
 /** Kubernetes labels: keys with an optional DNS-subdomain prefix, values of at most 63 characters. */
 export const labels = z
-  .record(
-    z.string().regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/, "is not a valid label key"),
-    z.string().regex(/^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/, "is not a valid label value"),
-  )
+  .record(z.string().regex(new RegExp(LABEL_KEY_PATTERN), "is not a valid label key"), z.string().regex(new RegExp(LABEL_VALUE_PATTERN), "is not a valid label value"))
   .refine((value) => Object.keys(value).length <= 64, "at most 64 labels");
 
 /**

@@ -17,7 +17,7 @@
  * Pure: keys, time and the version held are passed in.
  */
 import { createHash, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
-import { canonicalJson } from "../canonical/index.js";
+import { canonicalJson, contentHash } from "../canonical/index.js";
 
 export const BUNDLE_TYPE = "polity.dev/bundle";
 export const BUNDLE_MEDIA_TYPE = "application/vnd.polity.bundle";
@@ -81,9 +81,8 @@ export function keyIdOf(publicKey: KeyObject): string {
   return createHash("sha256").update(publicKey.export({ type: "spki", format: "der" })).digest("hex");
 }
 
-export function sha256Hash(bytes: Uint8Array): string {
-  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-}
+/** The name src/hub/bundles.ts imports the one content hash by; new code imports contentHash. */
+export { contentHash as sha256Hash } from "../canonical/index.js";
 
 /** Signs bundle metadata; `keyId` saves deriving it again for every bundle of a batch. */
 export function signBundle(metadata: Omit<BundleMetadata, "type" | "specVersion">, target: Buffer, privateKey: KeyObject, keyId = keyIdOf(createPublicKey(privateKey))): Bundle {
@@ -156,7 +155,10 @@ export function verifyBundle(bundle: Bundle, trust: Trust, held: Held | undefine
   if (signature === undefined) throw new BundleError("untrusted-key", "the bundle is not signed by the key this agent pinned at enrolment");
   let valid = false;
   try {
-    valid = verify(null, Buffer.from(canonicalJson(signed), "utf8"), trust.publicKey, Buffer.from(signature.sig, "base64"));
+    const sig = Buffer.from(signature.sig, "base64");
+    // One spelling per signature: base64 decoding ignores stray characters and the unused
+    // bits of the last one, which would let an altered file pass as the same bundle.
+    valid = sig.toString("base64") === signature.sig && verify(null, Buffer.from(canonicalJson(signed), "utf8"), trust.publicKey, sig);
   } catch {
     valid = false;
   }
@@ -164,7 +166,7 @@ export function verifyBundle(bundle: Bundle, trust: Trust, held: Held | undefine
   if (signed.federation !== trust.federation || signed.cluster !== trust.cluster) {
     throw new BundleError("wrong-cluster", `the bundle is for cluster ${signed.cluster} of federation ${signed.federation}, not ${trust.cluster} of ${trust.federation}`);
   }
-  if (bundle.target.length !== signed.targetLength || sha256Hash(bundle.target) !== signed.targetHash) {
+  if (bundle.target.length !== signed.targetLength || contentHash(bundle.target) !== signed.targetHash) {
     throw new BundleError("target-mismatch", "the bundle's policy set does not match the hash its signed metadata names");
   }
   if (held !== undefined) {

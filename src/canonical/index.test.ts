@@ -57,4 +57,14 @@ describe("canonicalJson", () => {
   it("hashes as sha256:<hex>", () => {
     expect(contentHash("")).toBe("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   });
+
+  it("hashes text as its UTF-8 bytes, and content in parts as the parts joined", () => {
+    expect(contentHash("é€")).toBe(contentHash(new TextEncoder().encode("é€")));
+    fc.assert(
+      fc.property(fc.array(fc.oneof(fc.string({ unit: "grapheme" }), fc.uint8Array())), (parts) => {
+        const joined = Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p, "utf8") : Buffer.from(p))));
+        expect(contentHash(parts)).toBe(contentHash(joined));
+      }),
+    );
+  });
 });

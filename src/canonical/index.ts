@@ -84,7 +84,17 @@ export function canonicalBytes(value: unknown): Buffer {
   return Buffer.from(canonicalJson(value), "utf8");
 }
 
-/** `sha256:<hex>` of the bytes. */
-export function contentHash(bytes: Uint8Array | string): string {
-  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+/** Bytes, or text hashed as its UTF-8 bytes. */
+export type HashInput = Uint8Array | string;
+
+/**
+ * Polity's one content hash, `sha256:<hex>`: of layer files, bundle targets, effective
+ * policy sets and audit entries. Content may come in parts, hashed as their concatenation,
+ * so that a document assembled from cached pieces is hashed without joining them first.
+ */
+export function contentHash(content: HashInput | readonly HashInput[]): string {
+  const hash = createHash("sha256");
+  if (typeof content === "string" || content instanceof Uint8Array) hash.update(content);
+  else for (const part of content) hash.update(part);
+  return `sha256:${hash.digest("hex")}`;
 }

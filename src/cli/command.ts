@@ -4,6 +4,7 @@
  * util.parseArgs, strictly: an unknown flag is a usage error, never ignored.
  */
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { labelKeyProblems, labelValueProblems } from "../policy/names.js";
 import { UsageError, type Io } from "./io.js";
 
 export type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -64,7 +65,7 @@ export function outputFormat<F extends string>(parsed: Parsed, allowed: readonly
   return value as F;
 }
 
-/** `k=v,k2=v2` → labels, with Kubernetes label syntax checked. */
+/** `k=v,k2=v2` → labels, checked by Kubernetes' rules (policy/names.ts), as the policy schema checks them. */
 export function parseLabels(text: string, what: string): Record<string, string> {
   const labels: Record<string, string> = {};
   if (text.trim() === "") return labels;
@@ -73,11 +74,11 @@ export function parseLabels(text: string, what: string): Record<string, string> 
     if (eq <= 0) throw new UsageError(`${what}: expected key=value pairs separated by commas, got ${JSON.stringify(pair)}`);
     const key = pair.slice(0, eq).trim();
     const value = pair.slice(eq + 1).trim();
-    if (!/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(key)) {
-      throw new UsageError(`${what}: ${JSON.stringify(key)} is not a valid label key`);
-    }
-    if (!/^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/.test(value)) {
-      throw new UsageError(`${what}: ${JSON.stringify(value)} is not a valid label value`);
+    const keyProblems = labelKeyProblems(key);
+    if (keyProblems.length > 0) throw new UsageError(`${what}: ${JSON.stringify(key)} is not a valid label key: ${keyProblems.join("; ")}`);
+    const valueProblems = labelValueProblems(value);
+    if (valueProblems.length > 0) {
+      throw new UsageError(`${what}: ${JSON.stringify(value)} is not a valid label value (label ${key}): ${valueProblems.join("; ")}`);
     }
     labels[key] = value;
   }

@@ -4,7 +4,7 @@
  */
 import { PolityError, type Problem } from "../errors.js";
 import type { ClusterIdentity } from "../layering/effective.js";
-import { BUILTIN_PREFIX, builtinPolicyDocument } from "../library/index.js";
+import { BUILTIN_PREFIX, builtinPolicyDocument } from "../policy/library/index.js";
 import { buildLayer, type Layer } from "../policy/layer.js";
 import type { Tier } from "../policy/schema.js";
 import type { SourceDocument } from "../source/parse.js";

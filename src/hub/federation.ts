@@ -18,7 +18,8 @@ import { PolityError } from "../errors.js";
 import { effectivePolicySet, type ClusterIdentity, type EffectivePolicySet } from "../layering/effective.js";
 import type { Layer } from "../policy/layer.js";
 import type { Database, Queryable } from "../store/database.js";
-import { layerId, layersFromFiles } from "./layer-files.js";
+import { layerId } from "../policy/layer.js";
+import { layersFromFiles } from "../policy/layer-files.js";
 import { ApiError, conflict } from "./status.js";
 
 export type { SourceFile };

@@ -14,8 +14,7 @@
  * Whatever may not be combined is a MergeError naming both policies, both owners and the
  * rule that forbids it. Nothing is dropped silently.
  */
-import { createHash } from "node:crypto";
-import { canonicalJson } from "../canonical/index.js";
+import { canonicalJson, contentHash } from "../canonical/index.js";
 import { PolityError, type Problem } from "../errors.js";
 import type { Layer, LayerException, LayerPolicy, Origin } from "../policy/layer.js";
 import {
@@ -652,13 +651,12 @@ export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIde
     parts.push(r.canonical!);
   });
   parts.push(CLOSE);
-  const hash = createHash("sha256");
-  for (const part of parts) hash.update(part);
+  const hash = contentHash(parts);
   let bytes: Buffer | undefined;
   let canonical: string | undefined;
   return {
     document,
-    hash: `sha256:${hash.digest("hex")}`,
+    hash,
     get bytes() {
       return (bytes ??= Buffer.concat(parts));
     },
@@ -682,7 +680,7 @@ export function effectivePolicySetFromBytes(bytes: Buffer): EffectivePolicySet {
   if (document?.kind !== "EffectivePolicySet" || document.apiVersion !== "polity.dev/v1" || !Array.isArray(document.policies) || !Array.isArray(document.exceptions)) {
     throw PolityError.of("invalid", "not an effective policy set");
   }
-  const hash = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+  const hash = contentHash(bytes);
   return {
     document,
     hash,

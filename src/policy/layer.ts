@@ -4,7 +4,7 @@
  * a layer is reported at once, each problem with its file, line, column and field path.
  */
 import { PolityError, type Problem, type SourceLocation } from "../errors.js";
-import { resolveBuiltin } from "../library/index.js";
+import { resolveBuiltin } from "./library/index.js";
 import type { SourceDocument } from "../source/parse.js";
 import { checkPolicyExpression, type ExpressionPurpose } from "./programs.js";
 import type { ExceptionDocument, LayerDocument, PolicyDocument, Tier } from "./schema.js";
@@ -35,6 +35,12 @@ export interface Layer {
   /** Sorted by name: the order documents were written in never matters. */
   readonly policies: readonly LayerPolicy[];
   readonly exceptions: readonly LayerException[];
+}
+
+/** A layer's id in the federation: `global`, `region/<region>` or `cluster/<cluster>`. */
+export function layerId(layer: Pick<Layer, "tier" | "region" | "cluster">): string {
+  if (layer.tier === "global") return "global";
+  return layer.tier === "region" ? `region/${layer.region}` : `cluster/${layer.cluster}`;
 }
 
 /** What a layer is when its files carry no Layer document (a `--layer region=…` flag, a plain policy file). */

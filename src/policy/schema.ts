@@ -4,6 +4,7 @@
  * Unknown fields are errors. The types below are the schema's, so they cannot drift.
  */
 import { z } from "zod";
+import { dnsLabelProblems, dnsSubdomainProblems, labelKeyProblems, labelValueProblems } from "./names.js";
 
 export const API_VERSION = "polity.dev/v1";
 
@@ -19,36 +20,23 @@ export const LOCAL_PROTECTED_DOMAINS = ["quota", "scheduling", "node-pools", "ne
 export const OPERATIONS = ["CREATE", "UPDATE", "DELETE", "CONNECT"] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+/** A string checked by one of names.ts's rules, each problem its own issue. */
+function kubernetesName(problems: (value: string) => string[]) {
+  return z.string().superRefine((value, ctx) => {
+    for (const message of problems(value)) ctx.addIssue({ code: "custom", message });
+  });
+}
 
-export const resourceName = z
-  .string()
-  .min(1, "must not be empty")
-  .max(253, "must be at most 253 characters")
-  .regex(DNS_SUBDOMAIN, "must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.')");
+/** Policy, layer and cluster names: DNS-1123 subdomains, as Kubernetes object names. */
+export const resourceName = kubernetesName(dnsSubdomainProblems);
 
-export const dnsLabel = z
-  .string()
-  .min(1, "must not be empty")
-  .max(63, "must be at most 63 characters")
-  .regex(DNS_LABEL, "must be a lowercase RFC 1123 label (a-z, 0-9 and '-')");
+/** Regions, domains, namespaces: DNS-1123 labels. */
+export const dnsLabel = kubernetesName(dnsLabelProblems);
 
-/** A Kubernetes label key: an optional DNS-subdomain prefix and a name of at most 63 characters. */
-export const labelKey = z.string().refine((key) => {
-  const slash = key.lastIndexOf("/");
-  const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
-  const name = slash >= 0 ? key.slice(slash + 1) : key;
-  if (prefix !== undefined && (prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) return false;
-  return name.length > 0 && name.length <= 63 && LABEL_NAME.test(name);
-}, "must be a Kubernetes label key ([prefix/]name, name at most 63 characters of alphanumerics, '-', '_', '.')");
+/** A Kubernetes label key: an optional DNS-subdomain prefix and '/', and a name of at most 63 characters. */
+export const labelKey = kubernetesName(labelKeyProblems);
 
-export const labelValue = z
-  .string()
-  .max(63, "must be at most 63 characters")
-  .regex(LABEL_VALUE, "must be a Kubernetes label value (alphanumerics, '-', '_', '.'; starting and ending alphanumeric)");
+export const labelValue = kubernetesName(labelValueProblems);
 
 export const labels = z.record(labelKey, labelValue);
 

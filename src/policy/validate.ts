@@ -57,6 +57,9 @@ function describeIssue(issue: z.core.$ZodIssue, root: unknown): { path: (string 
       if (issue.origin === "array") return [{ path, message: issue.message.startsWith("Too small") ? `must have at least ${String(issue.minimum)} item(s)` : issue.message }];
       if (issue.origin === "string") return [{ path, message: issue.message.startsWith("Too small") ? `must be at least ${String(issue.minimum)} characters` : issue.message }];
       return [{ path, message: issue.message }];
+    case "invalid_key":
+      // A map key that breaks its rule (a label key): say why, at the key.
+      return issue.issues.map((inner) => ({ path, message: `invalid key: ${inner.message}`, atKey: true }));
     case "invalid_union":
       return [{ path, message: `is not a valid value: got ${typeName(actual)}` }];
     default:

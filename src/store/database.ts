@@ -1,28 +1,11 @@
 /**
  * The hub's database: PostgreSQL, embedded (PGlite, one process, one folder) by default,
- * or a PostgreSQL server. Both speak the same SQL through this one small interface.
+ * or a PostgreSQL server. Both speak the same SQL through one small interface (engine.ts),
+ * which the rest of Polity imports from here.
  */
+import type { Database } from "./engine.js";
 
-export type Row = Record<string, unknown>;
-
-export interface Queryable {
-  /** Runs one parameterised statement ($1, $2, …) and returns its rows. */
-  query<T extends Row = Row>(sql: string, params?: readonly unknown[]): Promise<T[]>;
-}
-
-export interface Database extends Queryable {
-  /** Which engine, for messages: "pglite" or "postgres". */
-  readonly kind: "pglite" | "postgres";
-  /** Runs `work` in one transaction: committed if it returns, rolled back if it throws. */
-  transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
-  /**
-   * Calls `handler` whenever another process (or this one) notifies `channel`. PostgreSQL
-   * delivers across processes; PGlite has one process. Returns a function that stops.
-   */
-  listen(channel: string, handler: (payload: string) => void): Promise<() => Promise<void>>;
-  notify(channel: string, payload: string): Promise<void>;
-  close(): Promise<void>;
-}
+export type { Database, Queryable, Row } from "./engine.js";
 
 export interface DatabaseOptions {
   /** `postgres://…`: a PostgreSQL server. Absent: PGlite in `dataDir`. */
@@ -31,11 +14,6 @@ export interface DatabaseOptions {
   readonly dataDir?: string;
   /** PostgreSQL schema to use (created if missing); tests use one each. */
   readonly schema?: string;
-}
-
-/** Notification channels are plain lowercase identifiers: the same on both engines, never SQL. */
-export function checkChannel(channel: string): void {
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(channel)) throw new Error(`invalid notification channel ${JSON.stringify(channel)}: use lowercase letters, digits and _`);
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {

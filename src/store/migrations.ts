@@ -3,7 +3,7 @@
  * an advisory lock, so several processes sharing one PostgreSQL agree on one schema and
  * never apply a migration twice. Migrations are append-only: a released one never changes.
  */
-import type { Database } from "./database.js";
+import type { Database } from "./engine.js";
 
 export interface Migration {
   readonly version: number;
@@ -287,8 +287,4 @@ export async function migrate(db: Database): Promise<number[]> {
     }
     return applied;
   });
-}
-
-export function checkSchemaName(schema: string): void {
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new Error(`invalid schema name ${JSON.stringify(schema)}`);
 }

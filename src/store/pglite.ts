@@ -1,8 +1,7 @@
 /** The embedded database: PGlite (PostgreSQL compiled to WebAssembly), in a data folder. */
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
-import { checkSchemaName } from "./migrations.js";
-import { checkChannel, type Database, type Queryable, type Row } from "./database.js";
+import { checkChannel, checkSchemaName, type Database, type Queryable, type Row } from "./engine.js";
 
 export async function openPglite(dataDir: string | undefined, schema: string | undefined): Promise<Database> {
   if (schema !== undefined) checkSchemaName(schema);

@@ -1,7 +1,6 @@
 /** A PostgreSQL server, through node-postgres (`pg`) and a connection pool. */
 import pg from "pg";
-import { checkSchemaName } from "./migrations.js";
-import { checkChannel, type Database, type Row } from "./database.js";
+import { checkChannel, checkSchemaName, type Database, type Row } from "./engine.js";
 
 export async function openPostgres(url: string, schema: string | undefined): Promise<Database> {
   if (schema !== undefined) checkSchemaName(schema);

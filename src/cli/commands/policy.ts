@@ -4,9 +4,9 @@
  */
 import { PolityError, formatProblem, type Problem } from "../../errors.js";
 import { effectivePolicySet, type EffectivePolicySet } from "../../layering/effective.js";
-import { buildLayer, type Layer } from "../../policy/layer.js";
-import type { SourceDocument } from "../../source/parse.js";
-import { listDocumentFiles, readDocuments } from "../../files/read.js";
+import type { Layer } from "../../policy/layer.js";
+import { filesAssumedGlobal, layersFromFiles, type LayerFile, type LayerOfFiles } from "../../policy/layer-files.js";
+import { displayPath, listDocumentFiles, readInput } from "../../files/read.js";
 import { outputFormat, type Command } from "../command.js";
 import { colors, EXIT, UsageError, type Io } from "../io.js";
 import { LAYER_HELP, LAYER_OPTIONS, loadLayers } from "../layers.js";
@@ -78,14 +78,16 @@ export const policyLintCommand: Command = {
   summary: "check policy files: schema, CEL, ownership, layering",
   usage: "polity policy lint <file|folder>…",
   options: {},
-  help: `Reads each path as a layer (a Layer document says which tier; without one, a global
-layer), or, when a folder holds several Layer documents, each file as its own layer, and
-reports every problem at once: YAML or JSON syntax, schema (unknown fields, wrong types,
-missing fields, with file:line:column and the field path), CEL syntax and type errors
-(naming the policy, the rule and the position), owners, and duplicate names. Then it
-combines the layers as a hub would (global, each region, each cluster in its region) and
-reports every refusal: a weakened lock, a param out of bounds, a protected domain set from
-above.
+  help: `Reads every file under the given paths and groups them into layers as 'polity apply'
+does: when one Layer document is among them all, every file belongs to that layer; when
+there are several, each file is its own layer and must hold its Layer document. Files
+with no Layer document at all are checked as the global layer (with a note on standard
+error: 'polity apply' refuses them). It reports every problem at once: YAML or JSON
+syntax, schema (unknown fields, wrong types, missing fields, with file:line:column and the
+field path), CEL syntax and type errors (naming the policy, the rule and the position),
+owners, and duplicate names. Then it combines the layers as a hub would (global, each
+region, each cluster in its region) and reports every refusal: a weakened lock, a param
+out of bounds, a protected domain set from above.
 
 Examples:
   polity policy lint examples/layers/
@@ -96,19 +98,33 @@ Exit status: 0 when there is nothing to report, 1 when there are problems, 2 for
     if (parsed.positionals.length === 0) throw new UsageError("give one or more files or folders to lint");
     const c = colors(io);
     const problems: Problem[] = [];
-    let documents = 0;
-    const layers: Layer[] = [];
+    // Every file of every path first: layers are grouped across them, as one apply would.
+    const files: LayerFile[] = [];
     for (const path of parsed.positionals) {
-      listDocumentFiles(path);
+      for (const file of listDocumentFiles(path)) {
+        try {
+          files.push({ name: displayPath(file), content: readInput(file) });
+        } catch (error) {
+          if (!(error instanceof PolityError)) throw error;
+          problems.push(...error.problems);
+        }
+      }
+    }
+    let grouped: LayerOfFiles[] = [];
+    if (problems.length === 0) {
+      const assumed = filesAssumedGlobal(files);
+      if (assumed.length > 0) {
+        io.err(`note: ${assumed.map((f) => f.name).join(", ")} hold no Layer document: checked as the global layer; 'polity apply' refuses files without one\n`);
+      }
       try {
-        const docs = readDocuments(path);
-        documents += docs.length;
-        layers.push(...layersIn(docs, problems));
+        grouped = layersFromFiles(files, { assumeGlobal: true });
       } catch (error) {
         if (!(error instanceof PolityError)) throw error;
         problems.push(...error.problems);
       }
     }
+    const layers = grouped.map((g) => g.layer);
+    const documents = grouped.reduce((sum, g) => sum + g.documents, 0);
     if (problems.length === 0) problems.push(...combinationProblems(layers));
     for (const problem of problems) io.out(`${c.red("✗")} ${formatProblem(problem)}\n`);
     io.out(
@@ -119,36 +135,6 @@ Exit status: 0 when there is nothing to report, 1 when there are problems, 2 for
     return problems.length === 0 ? EXIT.ok : EXIT.failed;
   },
 };
-
-/**
- * The layers among some documents: all of them, when at most one Layer document is among
- * them (a plain policy file is a global layer); otherwise one per file, each file naming
- * its layer.
- */
-function layersIn(docs: readonly SourceDocument[], problems: Problem[]): Layer[] {
-  const isLayerDoc = (d: SourceDocument) => (d.value as { kind?: unknown } | null)?.kind === "Layer";
-  const build = (group: readonly SourceDocument[]): Layer[] => {
-    try {
-      return [buildLayer(group, { tier: "global", assumed: true })];
-    } catch (error) {
-      if (!(error instanceof PolityError)) throw error;
-      problems.push(...error.problems);
-      return [];
-    }
-  };
-  if (docs.filter(isLayerDoc).length <= 1) return build(docs);
-  const byFile = new Map<string, SourceDocument[]>();
-  for (const doc of docs) byFile.set(doc.file, [...(byFile.get(doc.file) ?? []), doc]);
-  const out: Layer[] = [];
-  for (const [file, group] of byFile) {
-    if (!group.some(isLayerDoc)) {
-      problems.push({ message: "the folder holds several layers, and this file has no Layer document to say which one it belongs to", location: { file, line: 1, column: 1 } });
-      continue;
-    }
-    out.push(...build(group));
-  }
-  return out;
-}
 
 /** Combines the layers as a hub would, for a cluster under each region and cluster layer. */
 function combinationProblems(layers: readonly Layer[]): Problem[] {

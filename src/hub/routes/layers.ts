@@ -4,7 +4,8 @@ import { applyRequest, diffRequest, type ApplyResult, type DiffResult, type Laye
 import type { EffectivePolicySet } from "../../layering/effective.js";
 import type { LayerInput } from "../change.js";
 import { filesHash } from "../federation.js";
-import { layerId, layersFromFiles } from "../layer-files.js";
+import { layerId } from "../../policy/layer.js";
+import { layersFromFiles } from "../../policy/layer-files.js";
 import { denial, describePrincipal } from "../principal.js";
 import { route, type Call, type Hub, type Route } from "../route.js";
 import { badRequest, notFound, unprocessable } from "../status.js";

@@ -8,7 +8,7 @@
  * - `latest`, and any version newer than the newest known, means the newest known;
  *   `v1.25` pins a version as the `pod-security.kubernetes.io/enforce-version` label does.
  */
-import type { BuiltinPolicy } from "../index.js";
+import type { BuiltinPolicy } from "../builtin.js";
 import { CHECKS, SHARED_VARIABLES, type Check, type CheckVersion, type Level } from "./checks.js";
 
 export const POD_SECURITY_LEVELS = ["baseline", "restricted"] as const;

@@ -4,19 +4,9 @@
  * Entries supply the domain, match, variables and validations; the policy document that
  * uses one keeps its own name, owner, scope, enforcement and lock.
  */
-import { API_VERSION, type Match, type PolicyDocument, type Validation } from "../policy/schema.js";
+import { API_VERSION, type PolicyDocument } from "../schema.js";
+import type { BuiltinPolicy } from "./builtin.js";
 import { podSecurityPolicy, POD_SECURITY_LEVELS } from "./pod-security/index.js";
-
-export interface BuiltinPolicy {
-  /** The name a policy made from this entry gets by default. */
-  readonly name: string;
-  readonly description: string;
-  readonly domain: string;
-  readonly match: Match;
-  readonly matchConditions: readonly { name: string; expression: string }[];
-  readonly variables: readonly { name: string; expression: string }[];
-  readonly validations: readonly Validation[];
-}
 
 export const BUILTIN_PREFIX = "builtin:";
 

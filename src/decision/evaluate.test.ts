@@ -1,0 +1,166 @@
+/**
+ * evaluate: one admission request, decided from an effective policy set alone. Deny
+ * refuses, warn warns, audit annotates; a rule that cannot be evaluated follows its
+ * failure policy; an exception relaxes a rule strictly before it expires.
+ */
+import { describe, expect, it } from "vitest";
+import { effectiveSet, exception, policy, type Doc } from "../../test/support/policy-sets.js";
+import { evaluate, type Decision } from "./evaluate.js";
+import { requestForResource } from "./request.js";
+
+const NOW = Date.parse("2026-06-01T00:00:00Z");
+const EXPIRES = "2026-06-02T00:00:00Z";
+
+const TEAM_LABEL = { name: "team-label", expression: "has(object.metadata.labels) && 'team' in object.metadata.labels", message: "pods need a team label" };
+
+function pod(labels: Record<string, string> = {}, where: { namespace?: string; name?: string } = {}): Doc {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: where.name ?? "web", namespace: where.namespace ?? "shop", labels },
+    spec: { containers: [{ name: "app", image: "registry.example.com/app:1.0" }] },
+  };
+}
+
+function decide(docs: readonly Doc[], object: unknown, context: { now?: number; namespaceObject?: unknown } = {}): Decision {
+  return evaluate(effectiveSet(docs), requestForResource(object, "CREATE"), { now: context.now ?? NOW, namespaceObject: context.namespaceObject });
+}
+
+describe("a decision", () => {
+  it("allows what no policy matches, with nothing to report", () => {
+    expect(decide([], pod())).toEqual({ allowed: true, violations: [], warnings: [], auditAnnotations: {}, exemptions: [] });
+  });
+
+  it("allows a request every rule accepts", () => {
+    expect(decide([policy("team", { validations: [TEAM_LABEL] })], pod({ team: "payments" })).allowed).toBe(true);
+  });
+
+  it("denies a request a deny rule refuses, naming the policy, the rule and its message", () => {
+    const decision = decide([policy("team", { validations: [TEAM_LABEL] })], pod());
+    expect(decision.allowed).toBe(false);
+    expect(decision.violations).toEqual([{ policy: "team", rule: "team-label", message: "pods need a team label", enforcement: "deny" }]);
+    expect(decision.warnings).toEqual([]);
+  });
+
+  it("allows with a warning what a warn rule refuses", () => {
+    const decision = decide([policy("team", { enforcement: "warn", validations: [TEAM_LABEL] })], pod());
+    expect(decision.allowed).toBe(true);
+    expect(decision.warnings).toEqual(["team: pods need a team label"]);
+    expect(decision.violations).toEqual([expect.objectContaining({ enforcement: "warn" })]);
+  });
+
+  it("allows and annotates for audit what an audit rule refuses", () => {
+    const decision = decide([policy("team", { enforcement: "audit", validations: [TEAM_LABEL] })], pod());
+    expect(decision.allowed).toBe(true);
+    expect(decision.warnings).toEqual([]);
+    expect(decision.auditAnnotations).toEqual({ "audit-violations": "team/team-label: pods need a team label" });
+  });
+
+  it("words a violation with the rule's message expression, its message, or the failed expression", () => {
+    const rules = [
+      { name: "by-expression", expression: "false", messageExpression: "'pod ' + object.metadata.name + ' refused'", message: "not this one" },
+      { name: "by-message", expression: "false", message: "a plain message" },
+      { name: "by-default", expression: "1 > 2" },
+    ];
+    expect(decide([policy("words", { validations: rules })], pod()).violations.map((v) => v.message)).toEqual([
+      "pod web refused",
+      "a plain message",
+      "failed expression: 1 > 2",
+    ]);
+  });
+
+  it("judges only the kinds and operations a policy matches, and the main resource unless told", () => {
+    const docs = [policy("team", { validations: [TEAM_LABEL] })];
+    const set = effectiveSet(docs);
+    const configMap = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "c", namespace: "shop" } };
+    expect(evaluate(set, requestForResource(configMap), { now: NOW }).allowed).toBe(true);
+    expect(evaluate(set, requestForResource(pod(), "DELETE"), { now: NOW }).allowed).toBe(true);
+    expect(evaluate(set, { ...requestForResource(pod(), "UPDATE", pod()), subResource: "status" }, { now: NOW }).allowed).toBe(true);
+    expect(evaluate(set, requestForResource(pod(), "UPDATE", pod()), { now: NOW }).allowed).toBe(false);
+  });
+
+  it("judges the pod template of a workload with its Pod policies, marking the violation", () => {
+    const deployment = {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: "web", namespace: "shop", labels: { team: "payments" } },
+      spec: { template: { metadata: { labels: {} }, spec: { containers: [{ name: "app", image: "x:1" }] } } },
+    };
+    const decision = decide([policy("team", { validations: [TEAM_LABEL] })], deployment);
+    expect(decision.allowed).toBe(false);
+    expect(decision.violations).toEqual([{ policy: "team", rule: "team-label", message: "pods need a team label", enforcement: "deny", target: "pod template" }]);
+  });
+
+  it("selects policies by the namespace's labels, or by its name alone when the Namespace is not known", () => {
+    const docs = [policy("prod-only", { validations: [TEAM_LABEL], scope: { namespaceSelector: { matchLabels: { env: "prod" } } } })];
+    const namespace = (labels: Record<string, string>) => ({ apiVersion: "v1", kind: "Namespace", metadata: { name: "shop", labels } });
+    expect(decide(docs, pod(), { namespaceObject: namespace({ env: "prod" }) }).allowed).toBe(false);
+    expect(decide(docs, pod(), { namespaceObject: namespace({ env: "dev" }) }).allowed).toBe(true);
+    expect(decide(docs, pod()).allowed).toBe(true);
+    const byName = [policy("shop-only", { validations: [TEAM_LABEL], scope: { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "shop" } } } })];
+    expect(decide(byName, pod()).allowed).toBe(false);
+    expect(decide(byName, pod({}, { namespace: "other" })).allowed).toBe(true);
+  });
+});
+
+describe("a rule that cannot be evaluated", () => {
+  const broken = { name: "replicas", expression: "object.spec.replicas > 1" };
+
+  it("is a violation under failurePolicy Fail, the default, saying why", () => {
+    const decision = decide([policy("broken", { validations: [broken] })], pod());
+    expect(decision.allowed).toBe(false);
+    expect(decision.violations).toEqual([expect.objectContaining({ rule: "replicas", message: expect.stringMatching(/^rule could not be evaluated: /) })]);
+  });
+
+  it("is skipped and noted for audit under failurePolicy Ignore", () => {
+    const decision = decide([policy("broken", { validations: [broken], failurePolicy: "Ignore" })], pod());
+    expect(decision.allowed).toBe(true);
+    expect(decision.violations).toEqual([]);
+    expect(decision.auditAnnotations["evaluation-errors"]).toMatch(/^broken\/replicas: rule could not be evaluated: /);
+  });
+
+  it("in a match condition refuses the request under Fail and skips the policy under Ignore", () => {
+    const conditions = [{ name: "scaled", expression: "object.spec.replicas > 1" }];
+    expect(decide([policy("p", { validations: [TEAM_LABEL], matchConditions: conditions })], pod({ team: "a" })).violations).toEqual([
+      expect.objectContaining({ rule: "scaled", message: expect.stringMatching(/^match condition could not be evaluated: /) }),
+    ]);
+    const ignored = decide([policy("p", { validations: [TEAM_LABEL], matchConditions: conditions, failurePolicy: "Ignore" })], pod());
+    expect(ignored.allowed).toBe(true);
+    expect(ignored.auditAnnotations["evaluation-errors"]).toMatch(/^p\/scaled: /);
+  });
+});
+
+describe("an exception", () => {
+  const docs = (scope: Doc, rules?: string[]) => [
+    policy("team", { validations: [TEAM_LABEL, { name: "named", expression: "object.metadata.name != 'web'", message: "not web" }] }),
+    exception("legacy-shop", EXPIRES, { policy: "team", scope, ...(rules === undefined ? {} : { rules }) }),
+  ];
+
+  it("turns off the rules it names in its scope before it expires, and says so", () => {
+    const decision = decide(docs({ namespaces: ["shop"] }, ["team-label"]), pod(), { now: Date.parse(EXPIRES) - 1 });
+    expect(decision.violations.map((v) => v.rule)).toEqual(["named"]);
+    expect(decision.exemptions).toEqual([{ policy: "team", rule: "team-label", exception: "legacy-shop", expiresAt: EXPIRES }]);
+    expect(decision.auditAnnotations.exemptions).toBe(`team/team-label by exception legacy-shop (expires ${EXPIRES})`);
+  });
+
+  it("turns off every rule of the policy when it names none", () => {
+    const decision = decide(docs({ namespaces: ["shop"] }), pod());
+    expect(decision.allowed).toBe(true);
+    expect(decision.exemptions.map((e) => e.rule)).toEqual(["team-label", "named"]);
+  });
+
+  it("stops applying at the instant it expires", () => {
+    const decision = decide(docs({ namespaces: ["shop"] }), pod(), { now: Date.parse(EXPIRES) });
+    expect(decision.allowed).toBe(false);
+    expect(decision.exemptions).toEqual([]);
+    expect(decision.auditAnnotations).toEqual({});
+  });
+
+  it("applies only inside its scope: namespaces, names, object labels", () => {
+    expect(decide(docs({ namespaces: ["other"] }), pod()).allowed).toBe(false);
+    expect(decide(docs({ names: ["web"] }), pod()).allowed).toBe(true);
+    expect(decide(docs({ names: ["api"] }), pod()).allowed).toBe(false);
+    expect(decide(docs({ objectSelector: { matchLabels: { legacy: "true" } } }), pod({ legacy: "true" })).allowed).toBe(true);
+    expect(decide(docs({ objectSelector: { matchLabels: { legacy: "true" } } }), pod()).allowed).toBe(false);
+  });
+});

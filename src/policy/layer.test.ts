@@ -1,0 +1,151 @@
+/**
+ * Building a layer: its Layer document (or the defaults a command line gives), its
+ * policies sorted and owned, built-ins expanded, every expression compiled, and every
+ * problem reported at once with its file, line, column and field path.
+ */
+import { describe, expect, it } from "vitest";
+import { PolityError, formatProblem } from "../errors.js";
+import { parseDocuments } from "../source/parse.js";
+import { buildLayer, layerId, type Layer, type LayerDefaults } from "./layer.js";
+
+const LAYER = `apiVersion: polity.dev/v1
+kind: Layer
+metadata: { name: eu-west }
+spec: { tier: region, region: eu-west, owners: [eu-platform, eu-security] }
+`;
+const policy = (name: string, extra = "", owner = "eu-platform") => `apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: ${name}, owner: ${owner} }
+spec:
+  domain: workload-security
+  match: { kinds: [Pod] }
+  validations:
+    - name: team
+      expression: "has(object.metadata.labels)"
+${extra}`;
+
+/** Documents of several YAML files, each given as [name, text]. */
+const files = (...entries: [string, ...string[]][]) => entries.flatMap(([name, ...docs]) => parseDocuments(docs.join("---\n"), name));
+
+function build(entries: [string, ...string[]][], defaults: LayerDefaults = { tier: "global", assumed: true }): Layer {
+  return buildLayer(files(...entries), defaults);
+}
+
+/** Every problem buildLayer reports, formatted; fails the test when it builds. */
+function problems(entries: [string, ...string[]][], defaults?: LayerDefaults): string[] {
+  try {
+    build(entries, defaults);
+  } catch (error) {
+    if (error instanceof PolityError) return error.problems.map(formatProblem);
+    throw error;
+  }
+  throw new Error("expected the layer to be refused");
+}
+
+describe("buildLayer", () => {
+  it("takes the tier, region, name and owners from the Layer document", () => {
+    const layer = build([["region.yaml", LAYER, policy("a")]]);
+    expect(layer).toMatchObject({ name: "eu-west", tier: "region", region: "eu-west", cluster: undefined, owners: ["eu-platform", "eu-security"] });
+    expect(layerId(layer)).toBe("region/eu-west");
+  });
+
+  it("takes them from the defaults when the files carry no Layer document", () => {
+    const layer = build([["p.yaml", policy("a")]], { tier: "cluster", region: "eu-west", cluster: "eu-west-1", owners: ["eu-platform"] });
+    expect(layer).toMatchObject({ name: "cluster", tier: "cluster", region: "eu-west", cluster: "eu-west-1" });
+    expect(layerId(layer)).toBe("cluster/eu-west-1");
+    expect(layerId(build([["p.yaml", policy("a")]]))).toBe("global");
+  });
+
+  it("sorts policies by name, whatever order they were written in", () => {
+    const layer = build([["a.yaml", LAYER, policy("zeta"), policy("alpha")], ["b.yaml", policy("mu")]]);
+    expect(layer.policies.map((p) => p.document.metadata.name)).toEqual(["alpha", "mu", "zeta"]);
+  });
+
+  it("gives a policy without an owner the layer's first owner", () => {
+    const unowned = policy("a").replace("metadata: { name: a, owner: eu-platform }", "metadata: { name: a }");
+    expect(build([["region.yaml", LAYER, unowned]]).policies[0]!.document.metadata.owner).toBe("eu-platform");
+    expect(build([["p.yaml", unowned]]).policies[0]!.document.metadata.owner).toBe("unowned");
+  });
+
+  it("expands a built-in into its domain, match, variables and validations, keeping the document's name and enforcement", () => {
+    const builtin = "apiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: pods, owner: eu-platform }\nspec: { builtin: pod-security/baseline@v1.25, enforcement: warn }\n";
+    const [pods] = build([["region.yaml", LAYER, builtin]]).policies;
+    expect(pods!.document.metadata.name).toBe("pods");
+    expect(pods!.document.spec).toMatchObject({ domain: "workload-security", enforcement: "warn", match: { kinds: ["Pod"] } });
+    expect(pods!.document.spec.validations!.map((v) => v.name)).toContain("privileged");
+  });
+
+  it("keeps the origin of each policy, to locate problems found later", () => {
+    const [a] = build([["region.yaml", LAYER, policy("a")]]).policies;
+    expect(a!.origin?.file).toBe("region.yaml");
+    expect(a!.origin?.locate(["spec", "domain"])).toEqual({ file: "region.yaml", line: 10, column: 11 });
+  });
+});
+
+describe("buildLayer refuses", () => {
+  it("a policy whose owner is not an owner of the layer, naming the owners", () => {
+    expect(problems([["region.yaml", LAYER, policy("a", "", "payments")]])).toEqual([
+      'region.yaml:8:29: metadata.owner: "payments" is not an owner of layer "eu-west" (owners: eu-platform, eu-security)',
+    ]);
+  });
+
+  it("a policy defined twice in a layer, naming the other file", () => {
+    expect(problems([["a.yaml", LAYER, policy("a")], ["b.yaml", policy("a")]])).toEqual([
+      'b.yaml:3:19: metadata.name: policy "a" is defined twice in layer "eu-west" (also in a.yaml)',
+    ]);
+  });
+
+  it("two Layer documents in one layer", () => {
+    expect(problems([["a.yaml", LAYER], ["b.yaml", LAYER]])).toEqual([expect.stringMatching(/^b\.yaml:1:1: kind: a layer has one Layer document; another is at a\.yaml$/)]);
+  });
+
+  it("a PolicyTest, which belongs in a test folder", () => {
+    const test = "apiVersion: polity.dev/v1\nkind: PolicyTest\nmetadata: { name: t }\nspec:\n  cases: [{ name: c, expect: { allowed: true } }]\n";
+    expect(problems([["t.yaml", test]])).toEqual(["t.yaml:2:7: kind: a PolicyTest belongs in a test folder (polity policy test), not in a layer"]);
+  });
+
+  it("an unknown built-in at spec.builtin, listing the library", () => {
+    const builtin = "apiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: pods }\nspec: { builtin: pod-security/strict }\n";
+    expect(problems([["p.yaml", builtin]])).toEqual([expect.stringMatching(/^p\.yaml:4:18: spec\.builtin: unknown Pod Security level "strict"/)]);
+  });
+
+  it("an expression that does not compile, naming the policy, the rule and the position", () => {
+    const broken = policy("a").replace('expression: "has(object.metadata.labels)"', 'expression: "object.metadata.name == )"');
+    expect(problems([["p.yaml", broken]])).toEqual([expect.stringMatching(/^p\.yaml:9:19: spec\.validations\[0\]\.expression: policy "a", rule "team": syntax error at 1:25: /)]);
+  });
+
+  it("a rule that is not a bool, and a message expression that is not a string", () => {
+    const wrong = policy("a").replace('expression: "has(object.metadata.labels)"', 'expression: "1 + 2"\n      messageExpression: "42"');
+    expect(problems([["p.yaml", wrong]])).toEqual([
+      'p.yaml:9:19: spec.validations[0].expression: policy "a", rule "team": must evaluate to a bool, but evaluates to int',
+      'p.yaml:10:26: spec.validations[0].messageExpression: policy "a", rule "team": must evaluate to a string, but evaluates to int',
+    ]);
+  });
+
+  it("a rule name used twice and a variable defined twice", () => {
+    const twice = policy("a", '    - name: team\n      expression: "true"\n  variables:\n    - { name: v, expression: "1" }\n    - { name: v, expression: "2" }\n');
+    expect(problems([["p.yaml", twice]])).toEqual([
+      expect.stringMatching(/spec\.variables\[1\]\.name: variable "v" is defined twice$/),
+      expect.stringMatching(/spec\.validations\[1\]\.name: rule name "team" is used twice$/),
+    ]);
+  });
+
+  it("a Layer document for another tier or region than the one given, unless the given one is only assumed", () => {
+    expect(problems([["r.yaml", LAYER]], { tier: "region", region: "us-east" })).toEqual([
+      'r.yaml:4:31: spec.region: this layer is for region "eu-west", but was given as region "us-east"',
+    ]);
+    expect(problems([["r.yaml", LAYER]], { tier: "cluster", cluster: "eu-west-1" })).toEqual([
+      'r.yaml:4:15: spec.tier: this layer is for tier "region", but was given as tier "cluster"',
+    ]);
+    expect(build([["r.yaml", LAYER]], { tier: "global", assumed: true }).tier).toBe("region");
+  });
+
+  it("with every problem of every file at once", () => {
+    const found = problems([
+      ["a.yaml", LAYER, policy("a", "", "payments"), policy("b").replace("kinds: [Pod]", "kinds: []")],
+      ["b.yaml", policy("a"), "apiVersion: polity.dev/v1\nkind: Unknown\n"],
+    ]);
+    expect(found.map((p) => p.split(":").slice(0, 1)[0])).toEqual(["a.yaml", "b.yaml", "a.yaml", "b.yaml"]);
+    expect(found).toHaveLength(4);
+  });
+});
