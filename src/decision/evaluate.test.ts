@@ -96,10 +96,32 @@ describe("a decision", () => {
     const namespace = (labels: Record<string, string>) => ({ apiVersion: "v1", kind: "Namespace", metadata: { name: "shop", labels } });
     expect(decide(docs, pod(), { namespaceObject: namespace({ env: "prod" }) }).allowed).toBe(false);
     expect(decide(docs, pod(), { namespaceObject: namespace({ env: "dev" }) }).allowed).toBe(true);
-    expect(decide(docs, pod()).allowed).toBe(true);
     const byName = [policy("shop-only", { validations: [TEAM_LABEL], scope: { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "shop" } } } })];
     expect(decide(byName, pod()).allowed).toBe(false);
     expect(decide(byName, pod({}, { namespace: "other" })).allowed).toBe(true);
+  });
+
+  it("fails closed under its failure policy when its namespace selector needs labels that are not known, never allowing silently", () => {
+    const scope = { namespaceSelector: { matchLabels: { env: "prod" } } };
+    const denied = decide([policy("prod-only", { validations: [TEAM_LABEL], scope })], pod());
+    expect(denied.allowed).toBe(false);
+    expect(denied.violations).toEqual([
+      {
+        policy: "prod-only",
+        rule: "namespaceSelector",
+        message: "the labels of namespace shop are not known here, and the policy selects namespaces by env: refused under its failure policy (Fail)",
+        enforcement: "deny",
+      },
+    ]);
+    // A pod template of a workload in that namespace: the same.
+    const deployment = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "web", namespace: "shop" }, spec: { template: pod() } };
+    expect(decide([policy("prod-only", { validations: [TEAM_LABEL], scope })], deployment).violations).toEqual([expect.objectContaining({ rule: "namespaceSelector", target: "pod template" })]);
+    // Under failurePolicy Ignore it is skipped, and says so in the audit annotations.
+    const ignored = decide([policy("prod-only", { validations: [TEAM_LABEL], scope, failurePolicy: "Ignore" })], pod());
+    expect(ignored.allowed).toBe(true);
+    expect(ignored.auditAnnotations["evaluation-errors"]).toMatch(/^prod-only\/namespaceSelector: the labels of namespace shop are not known here, .*skipped under its failure policy \(Ignore\)$/);
+    // Selecting by name alone needs nothing unknown; nor does a cluster-scoped object.
+    expect(decide([policy("not-system", { validations: [TEAM_LABEL], scope: { namespaceSelector: { matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "NotIn", values: ["kube-system"] }] } } })], pod({ team: "a" })).allowed).toBe(true);
   });
 });
 

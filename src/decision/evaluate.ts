@@ -14,7 +14,7 @@ import { CelCostLimitError, CelEvalError, positionAt, Variables } from "../cel/i
 import type { EffectivePolicySet } from "../layering/effective.js";
 import { matchesSelector, type Labels } from "../layering/selector.js";
 import type { Enforcement } from "../policy/schema.js";
-import { candidatesFor, podCandidatesFor, prepare, type PreparedPolicy, type PreparedRule } from "./prepare.js";
+import { NAMESPACE_NAME_LABEL, candidatesFor, podCandidatesFor, prepare, type PreparedPolicy, type PreparedRule } from "./prepare.js";
 import type { AdmissionRequest } from "./request.js";
 import { isWorkload, podFromWorkload } from "./workloads.js";
 
@@ -48,7 +48,11 @@ export interface Decision {
 export interface DecisionContext {
   /** Milliseconds since the epoch; exceptions apply strictly before their expiry. */
   readonly now: number;
-  /** The request's Namespace object, when known: its labels select policies. */
+  /**
+   * The request's Namespace object, when known: its labels select policies. When it is not
+   * known, a policy that selects namespaces by other labels than their name cannot tell
+   * whether it applies: it fails closed under its failure policy, never allowing silently.
+   */
   readonly namespaceObject?: unknown;
 }
 
@@ -62,24 +66,30 @@ function labelsOf(object: unknown): Labels {
   return typeof labels === "object" && labels !== null && !Array.isArray(labels) ? (labels as Labels) : EMPTY;
 }
 
+/** The labels a namespace selector is matched against, and whether they are all known. */
+interface NamespaceLabels {
+  readonly labels: Labels;
+  /** False when the Namespace object is not known: only its name label is. */
+  readonly complete: boolean;
+}
+
 /**
  * The labels a namespace selector is matched against, as the API server does: a Namespace
  * is matched on its own labels, other cluster-scoped objects always match (undefined), and
  * namespaced objects on their namespace's labels. When the Namespace object is not known,
  * only the label every namespace carries, `kubernetes.io/metadata.name`, is.
  */
-function namespaceLabels(request: AdmissionRequest, namespaceObject: unknown): Labels | undefined {
+function namespaceLabels(request: AdmissionRequest, namespaceObject: unknown): NamespaceLabels | undefined {
   if (request.kind.kind === "Namespace" && request.kind.group === "") {
-    return labelsOf(request.object ?? request.oldObject);
+    return { labels: labelsOf(request.object ?? request.oldObject), complete: true };
   }
   const namespace = request.namespace;
   if (namespace === undefined || namespace === "") return undefined;
+  const complete = namespaceObject !== undefined && namespaceObject !== null;
   const labels = labelsOf(namespaceObject);
-  if (labels[NAME_LABEL] === namespace) return labels;
-  return { ...labels, [NAME_LABEL]: namespace };
+  if (labels[NAMESPACE_NAME_LABEL] === namespace) return { labels, complete };
+  return { labels: { ...labels, [NAMESPACE_NAME_LABEL]: namespace }, complete };
 }
-
-const NAME_LABEL = "kubernetes.io/metadata.name";
 
 /** The decision under construction; one per request. */
 class Verdict {
@@ -202,10 +212,19 @@ export function evaluate(set: EffectivePolicySet, request: AdmissionRequest, con
     namespaceObject: context.namespaceObject ?? null,
     variables: null,
   };
-  const selected = (policy: PreparedPolicy) =>
-    policy.namespaceSelector === undefined || nsLabels === undefined || matchesSelector(policy.namespaceSelector, nsLabels);
+  /** Whether the policy applies in the request's namespace; when that cannot be known, it fails by its failure policy. */
+  const selected = (policy: PreparedPolicy, target: "pod template" | undefined): boolean => {
+    if (policy.namespaceSelector === undefined || nsLabels === undefined) return true;
+    if (!nsLabels.complete && policy.namespaceLabelsNeeded.length > 0) {
+      const why = `the labels of namespace ${request.namespace ?? ""} are not known here, and the policy selects namespaces by ${policy.namespaceLabelsNeeded.join(", ")}`;
+      if (policy.policy.failurePolicy === "Fail") verdict.add(policy, "namespaceSelector", `${why}: refused under its failure policy (Fail)`, target);
+      else verdict.errors.push(`${policy.policy.name}/namespaceSelector: ${why}: skipped under its failure policy (Ignore)`);
+      return false;
+    }
+    return matchesSelector(policy.namespaceSelector, nsLabels.labels);
+  };
   for (const policy of candidatesFor(prepared, request.kind.group, request.kind.kind, request.operation, subresource)) {
-    if (selected(policy)) evaluatePolicy(policy, activation, request, context, undefined, verdict);
+    if (selected(policy, undefined)) evaluatePolicy(policy, activation, request, context, undefined, verdict);
   }
   if (subresource === "" && isWorkload(request.kind)) {
     const pods = podCandidatesFor(prepared, request.operation);
@@ -216,7 +235,7 @@ export function evaluate(set: EffectivePolicySet, request: AdmissionRequest, con
         activation.object = pod;
         activation.oldObject = oldPod;
         for (const policy of pods) {
-          if (selected(policy)) evaluatePolicy(policy, activation, request, context, "pod template", verdict);
+          if (selected(policy, "pod template")) evaluatePolicy(policy, activation, request, context, "pod template", verdict);
         }
       }
     }

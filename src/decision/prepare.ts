@@ -9,6 +9,10 @@ import { PolityError } from "../errors.js";
 import type { EffectiveException, EffectivePolicy, EffectivePolicySet } from "../layering/effective.js";
 import type { LabelSelector } from "../policy/schema.js";
 import { compilePolicyExpression } from "../policy/programs.js";
+import { selectorKeys } from "../layering/selector.js";
+
+/** The label every namespace carries with its own name (Kubernetes 1.22 and later). */
+export const NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name";
 
 export interface PreparedRule {
   readonly name: string;
@@ -37,6 +41,12 @@ export interface PreparedPolicy {
   readonly operations: ReadonlySet<string>;
   readonly subresources: ReadonlySet<string>;
   readonly namespaceSelector: LabelSelector | undefined;
+  /**
+   * The labels its namespace selector needs beyond `kubernetes.io/metadata.name` (which
+   * every namespace carries and a request names): without the Namespace object they are not
+   * known, and the policy cannot say whether it applies.
+   */
+  readonly namespaceLabelsNeeded: readonly string[];
   /** The policy's variables in declaration order; undefined when it has none. */
   readonly variables: VariableTable | undefined;
   readonly conditions: readonly { readonly name: string; readonly program: CelProgram }[];
@@ -81,6 +91,7 @@ function preparePolicy(policy: EffectivePolicy, exceptions: readonly EffectiveEx
     operations: new Set(policy.match.operations),
     subresources: new Set(policy.match.subresources),
     namespaceSelector: policy.namespaceSelector,
+    namespaceLabelsNeeded: selectorKeys(policy.namespaceSelector).filter((key) => key !== NAMESPACE_NAME_LABEL),
     variables,
     conditions: policy.matchConditions.map((c) => ({ name: c.name, program: program(c.expression, names, where(`match condition ${c.name}`)) })),
     rules: policy.validations.map((v) => ({

@@ -36,6 +36,12 @@ export function matchesSelector(selector: LabelSelector | undefined, labels: Lab
   return true;
 }
 
+/** The label keys a selector looks at. */
+export function selectorKeys(selector: LabelSelector | undefined): string[] {
+  if (selector === undefined) return [];
+  return [...new Set([...Object.keys(selector.matchLabels ?? {}), ...(selector.matchExpressions ?? []).map((r) => r.key)])].sort();
+}
+
 /** `env=prod,team in (a,b),!legacy`: a selector as kubectl prints it. */
 export function formatSelector(selector: LabelSelector | undefined): string {
   if (selector === undefined) return "everything";
