@@ -1,6 +1,7 @@
 /**
  * The agent's validating admission webhook: AdmissionReview `admission.k8s.io/v1` over
- * HTTPS, decided from the local bundle. No call leaves the agent on the decision path.
+ * HTTPS, decided from the local bundle by decideReviewBytes (the one decision path, which
+ * `polity eval` and the benchmark run too). No call leaves the agent on the decision path.
  *
  * Bodies are bounded (the API server sends at most a few MiB); a malformed or oversized
  * review gets a 4xx with a message, and the server keeps serving. An oversized one is
@@ -12,11 +13,11 @@
  */
 import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { decideReview } from "../decision/review.js";
-import { parseAdmissionReview } from "../decision/request.js";
+import { statusBody } from "../api/status.js";
 import type { Decision } from "../decision/evaluate.js";
+import type { AdmissionRequest } from "../decision/request.js";
+import { decideReviewBytes, parseReviewBytes } from "../decision/review.js";
 import { PolityError } from "../errors.js";
-import { parseJson } from "../source/parse.js";
 import type { Enforcement } from "./enforcement.js";
 import type { DecisionLog } from "./logs.js";
 
@@ -64,7 +65,7 @@ export interface WebhookOptions {
 }
 
 function statusHead(res: ServerResponse, code: number, reason: string, message: string, headers: Record<string, string> = {}): string {
-  const body = JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", code, reason, message });
+  const body = JSON.stringify(statusBody(code, reason, message));
   res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers });
   return body;
 }
@@ -100,6 +101,20 @@ function tooLarge(req: IncomingMessage, res: ServerResponse, message: string): v
   req.resume();
 }
 
+/** Without a verified bundle: denied, saying why, for as long as the agent has not reached its hub. */
+function failedClosed(uid: string): Buffer {
+  const answer = {
+    apiVersion: "admission.k8s.io/v1",
+    kind: "AdmissionReview",
+    response: {
+      uid,
+      allowed: false,
+      status: { code: 503, reason: "ServiceUnavailable", message: "denied by Polity: this cluster's agent holds no verified policy bundle yet (fail-closed until it reaches its hub)" },
+    },
+  };
+  return Buffer.from(JSON.stringify(answer), "utf8");
+}
+
 export function startWebhook(
   options: WebhookOptions,
   enforcement: Enforcement,
@@ -108,8 +123,7 @@ export function startWebhook(
   latencies: Latencies,
   health: () => Record<string, unknown>,
 ): Promise<Server> {
-  const record = (review: ReturnType<typeof parseAdmissionReview>, decision: Decision, version: number | null) => {
-    const request = review.request;
+  const record = (request: AdmissionRequest, decision: Decision, version: number | null) => {
     const username = typeof request.userInfo?.username === "string" ? request.userInfo.username : undefined;
     const base = {
       time: options.now().toISOString(),
@@ -130,43 +144,27 @@ export function startWebhook(
     }
   };
 
+  /** One review: decided, counted, logged; or refused with a Status. */
   const decide = (body: Buffer, res: ServerResponse) => {
     const started = process.hrtime.bigint();
-    let review;
+    const enforced = enforcement.current;
+    let out: Buffer;
     try {
-      review = parseAdmissionReview(parseJson(body.toString("utf8"), "request body", false));
+      if (enforced === undefined) {
+        out = failedClosed(parseReviewBytes(body).request.uid);
+        counters.failedClosed++;
+      } else {
+        const { request, decision, response } = decideReviewBytes(enforced.set, body, { now: options.now().getTime() });
+        record(request, decision, enforced.metadata.version);
+        out = response;
+      }
     } catch (error) {
       counters.rejected++;
-      if (error instanceof RangeError) return status(res, 413, "RequestEntityTooLarge", "the AdmissionReview is nested too deeply");
-      if (error instanceof PolityError) return status(res, 400, "BadRequest", `not an AdmissionReview admission.k8s.io/v1: ${error.problems[0]?.message ?? error.message}`);
-      throw error;
+      if (!(error instanceof PolityError)) throw error;
+      const message = error.problems[0]?.message ?? error.message;
+      if (error.code === "too-large") return status(res, 413, "RequestEntityTooLarge", message);
+      return status(res, 400, "BadRequest", `not an AdmissionReview admission.k8s.io/v1: ${message}`);
     }
-    const enforced = enforcement.current;
-    let answer: unknown;
-    if (enforced === undefined) {
-      counters.failedClosed++;
-      answer = {
-        apiVersion: "admission.k8s.io/v1",
-        kind: "AdmissionReview",
-        response: {
-          uid: review.request.uid,
-          allowed: false,
-          status: { code: 503, reason: "ServiceUnavailable", message: "denied by Polity: this cluster's agent holds no verified policy bundle yet (fail-closed until it reaches its hub)" },
-        },
-      };
-    } else {
-      let result;
-      try {
-        result = decideReview(enforced.set, review, { now: options.now().getTime() });
-      } catch (error) {
-        counters.rejected++;
-        if (error instanceof RangeError) return status(res, 413, "RequestEntityTooLarge", "the AdmissionReview is nested too deeply");
-        throw error;
-      }
-      answer = result.review;
-      record(review, result.decision, enforced.metadata.version);
-    }
-    const out = Buffer.from(JSON.stringify(answer), "utf8");
     res.writeHead(200, { "content-type": "application/json", "content-length": out.length });
     res.end(out);
     latencies.add(Number(process.hrtime.bigint() - started) / 1000);
@@ -209,7 +207,7 @@ export function startWebhook(
       try {
         decide(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), res);
       } catch (error) {
-        status(res, 500, "InternalError", `internal error: ${(error as Error).message}`);
+        status(res, 500, "InternalError", `internal error: ${error instanceof Error ? error.message : String(error)}`);
       }
     });
     req.on("error", () => undefined);
