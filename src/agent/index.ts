@@ -4,7 +4,7 @@
  *   through its life (or, after a partition, within the hub's grace window);
  * - bundle: long-poll the hub for this cluster's bundle, verify it, persist it, swap it in;
  * - webhook: decide AdmissionReviews from the bundle held (enforcement.ts, webhook.ts);
- * - logs: flush decision logs to disk every second, upload them in batches (logs.ts);
+ * - logs: flush decision logs to disk every second, upload them in batches (logs/);
  * - status: report every few seconds what is enforced, how fresh, how fast.
  *
  * At boot the agent enforces the bundle on its disk before it has reached the hub; with
@@ -23,7 +23,7 @@ import { PolityError } from "../errors.js";
 import { clusterEndpoint, expired, loadCredentials, renewalDue, saveCredentials, type Credentials } from "../identity/credentials.js";
 import { parseClusterSpiffeId } from "../identity/spiffe.js";
 import { Enforcement, trustFrom, type Log } from "./enforcement.js";
-import { DecisionLog, DEFAULT_LOG_OPTIONS, type LogOptions } from "./logs.js";
+import { DecisionLog, DEFAULT_LOG_OPTIONS, type LogOptions } from "./logs/buffer.js";
 import { Latencies, startWebhook, type Counters } from "./webhook.js";
 
 export interface AgentOptions {

@@ -19,7 +19,8 @@ import type { AdmissionRequest } from "../decision/request.js";
 import { decideReviewBytes, parseReviewBytes } from "../decision/review.js";
 import { PolityError } from "../errors.js";
 import type { Enforcement } from "./enforcement.js";
-import type { DecisionLog } from "./logs.js";
+import type { DecisionLog } from "./logs/buffer.js";
+import { allowedEntry, deniedEntry } from "./logs/entry.js";
 
 /** The API server's request limit is 3 MiB of object; a review carries object and oldObject. */
 export const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
@@ -124,23 +125,13 @@ export function startWebhook(
   health: () => Record<string, unknown>,
 ): Promise<Server> {
   const record = (request: AdmissionRequest, decision: Decision, version: number | null) => {
-    const username = typeof request.userInfo?.username === "string" ? request.userInfo.username : undefined;
-    const base = {
-      time: options.now().toISOString(),
-      uid: request.uid,
-      kind: request.kind.kind,
-      ...(request.namespace === undefined ? {} : { namespace: request.namespace }),
-      ...(request.name === undefined ? {} : { name: request.name }),
-      operation: request.operation,
-      ...(username === undefined ? {} : { user: username }),
-      bundleVersion: version,
-    };
+    const time = options.now().toISOString();
     if (decision.allowed) {
       counters.allowed++;
-      log.allowed((represents) => ({ ...base, allowed: true, represents }));
+      log.allowed((represents) => allowedEntry(request, time, version, represents));
     } else {
       counters.denied++;
-      log.denied({ ...base, allowed: false, violations: decision.violations.map((v) => ({ policy: v.policy, rule: v.rule, message: v.message, enforcement: v.enforcement })) });
+      log.denied(deniedEntry(request, decision, time, version));
     }
   };
 
