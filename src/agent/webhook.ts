@@ -1,6 +1,6 @@
 /**
  * The agent's validating admission webhook: AdmissionReview `admission.k8s.io/v1` over
- * HTTPS, decided from the local bundle by decideReviewBytes (the one decision path, which
+ * HTTPS, decided from the active bundle by decideReviewBytes (the one decision path, which
  * `polity eval` and the benchmark run too). No call leaves the agent on the decision path.
  *
  * Bodies are bounded (the API server sends at most a few MiB); a malformed or oversized
@@ -11,14 +11,14 @@
  * saying why (the webhook registration exempts the system namespaces, so the cluster can
  * still heal itself).
  */
-import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer, type Server } from "node:https";
 import { statusBody } from "../api/status.js";
-import type { Decision } from "../decision/evaluate.js";
-import type { AdmissionRequest } from "../decision/request.js";
-import { decideReviewBytes, parseReviewBytes } from "../decision/review.js";
+import type { AdmissionReview } from "../decision/request.js";
+import { decideReviewBytes, parseReviewBytes, type ReviewDecision } from "../decision/review.js";
 import { PolityError } from "../errors.js";
-import type { Enforcement } from "./enforcement.js";
+import type { ActiveBundle } from "./bundle/active.js";
+import type { Latencies } from "./latencies.js";
 import type { DecisionLog } from "./logs/buffer.js";
 import { allowedEntry, deniedEntry } from "./logs/entry.js";
 
@@ -28,25 +28,6 @@ export const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
 /** After a 413, how long and how much more of the upload is read and discarded before the connection closes. */
 const LINGER_MS = 2000;
 const LINGER_BYTES = 64 * 1024 * 1024;
-
-/** Decision latencies, the last 4096, for percentiles in status reports. */
-export class Latencies {
-  private readonly samples = new Float64Array(4096);
-  private next = 0;
-  private filled = 0;
-
-  add(micros: number): void {
-    this.samples[this.next] = micros;
-    this.next = (this.next + 1) % this.samples.length;
-    if (this.filled < this.samples.length) this.filled++;
-  }
-
-  percentiles(): { p50: number; p90: number; p99: number; samples: number } {
-    const sorted = Array.from(this.samples.subarray(0, this.filled)).sort((a, b) => a - b);
-    const at = (p: number) => (sorted.length === 0 ? 0 : Math.round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! * 10) / 10);
-    return { p50: at(50), p90: at(90), p99: at(99), samples: sorted.length };
-  }
-}
 
 export interface Counters {
   allowed: number;
@@ -63,6 +44,12 @@ export interface WebhookOptions {
   readonly host: string;
   readonly port: number;
   readonly now: () => Date;
+  readonly bundle: ActiveBundle;
+  readonly decisions: DecisionLog;
+  readonly counters: Counters;
+  readonly latencies: Latencies;
+  /** The body of GET /healthz and /readyz. */
+  readonly health: () => unknown;
 }
 
 function statusHead(res: ServerResponse, code: number, reason: string, message: string, headers: Record<string, string> = {}): string {
@@ -116,45 +103,50 @@ function failedClosed(uid: string): Buffer {
   return Buffer.from(JSON.stringify(answer), "utf8");
 }
 
-export function startWebhook(
-  options: WebhookOptions,
-  enforcement: Enforcement,
-  log: DecisionLog,
-  counters: Counters,
-  latencies: Latencies,
-  health: () => Record<string, unknown>,
-): Promise<Server> {
-  const record = (request: AdmissionRequest, decision: Decision, version: number | null) => {
-    const time = options.now().toISOString();
-    if (decision.allowed) {
-      counters.allowed++;
-      log.allowed((represents) => allowedEntry(request, time, version, represents));
-    } else {
-      counters.denied++;
-      log.denied(deniedEntry(request, decision, time, version));
-    }
+export function startWebhook(options: WebhookOptions): Promise<Server> {
+  const { bundle, decisions, counters, latencies, now } = options;
+
+  /** A review that cannot be decided: counted, and refused with a Status saying why. */
+  const refuse = (res: ServerResponse, error: unknown) => {
+    counters.rejected++;
+    if (!(error instanceof PolityError)) throw error;
+    const message = error.problems[0]?.message ?? error.message;
+    if (error.code === "too-large") return status(res, 413, "RequestEntityTooLarge", message);
+    return status(res, 400, "BadRequest", `not an AdmissionReview admission.k8s.io/v1: ${message}`);
   };
 
-  /** One review: decided, counted, logged; or refused with a Status. */
+  /** One review: decided, counted and logged (or refused), and timed. */
   const decide = (body: Buffer, res: ServerResponse) => {
     const started = process.hrtime.bigint();
-    const enforced = enforcement.current;
+    const active = bundle.current;
     let out: Buffer;
-    try {
-      if (enforced === undefined) {
-        out = failedClosed(parseReviewBytes(body).request.uid);
-        counters.failedClosed++;
-      } else {
-        const { request, decision, response } = decideReviewBytes(enforced.set, body, { now: options.now().getTime() });
-        record(request, decision, enforced.metadata.version);
-        out = response;
+    if (active === undefined) {
+      let review: AdmissionReview;
+      try {
+        review = parseReviewBytes(body);
+      } catch (error) {
+        return refuse(res, error);
       }
-    } catch (error) {
-      counters.rejected++;
-      if (!(error instanceof PolityError)) throw error;
-      const message = error.problems[0]?.message ?? error.message;
-      if (error.code === "too-large") return status(res, 413, "RequestEntityTooLarge", message);
-      return status(res, 400, "BadRequest", `not an AdmissionReview admission.k8s.io/v1: ${message}`);
+      counters.failedClosed++;
+      out = failedClosed(review.request.uid);
+    } else {
+      let decided: ReviewDecision;
+      try {
+        decided = decideReviewBytes(active.set, body, { now: now().getTime() });
+      } catch (error) {
+        return refuse(res, error);
+      }
+      const { request, decision } = decided;
+      const time = now().toISOString();
+      const version = active.metadata.version;
+      if (decision.allowed) {
+        counters.allowed++;
+        decisions.allowed((represents) => allowedEntry(request, time, version, represents));
+      } else {
+        counters.denied++;
+        decisions.denied(deniedEntry(request, decision, time, version));
+      }
+      out = decided.response;
     }
     res.writeHead(200, { "content-type": "application/json", "content-length": out.length });
     res.end(out);
@@ -164,8 +156,8 @@ export function startWebhook(
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
-      const ready = path === "/healthz" || enforcement.current !== undefined;
-      const body = JSON.stringify(health());
+      const ready = path === "/healthz" || bundle.current !== undefined;
+      const body = JSON.stringify(options.health());
       res.writeHead(ready ? 200 : 503, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
       res.end(body);
       return;
