@@ -5,7 +5,8 @@
  *   a hub in another; the time from a layer change to each agent holding the verified new
  *   bundle, and the hub's resident memory;
  * - the webhook: AdmissionReviews per second and latency at 64 concurrent requests over
- *   HTTPS keep-alive, from this process to a `polity agent` process;
+ *   HTTPS keep-alive, from this process to a `polity agent` process (a closed loop), then
+ *   latency at a fixed 2,000 reviews per second sent on a schedule (an open loop);
  * - an agent's boot with the hub down: from start to the first decision served from disk.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -242,6 +243,56 @@ async function load(url: string, caPem: string, body: Buffer, concurrency: numbe
   return { perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
 }
 
+/**
+ * The open-loop load generator: reviews sent on a fixed schedule, `rate` per second, whether
+ * or not the answers keep up. A closed loop waits for each answer before the next request,
+ * so a slow answer also delays the requests that would have met it (coordinated omission);
+ * here each request's latency is measured from the time it was due to be sent, so time
+ * spent waiting to be sent counts too. The first second warms the connections and is not
+ * recorded.
+ */
+async function openLoad(url: string, caPem: string, body: Buffer, rate: number, seconds: number): Promise<{ sent: number; answered: number; p50: number; p99: number; max: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 64, ca: caPem });
+  const warmup = rate;
+  const total = warmup + rate * seconds;
+  const interval = 1000 / rate;
+  const latencies: number[] = [];
+  let answered = 0;
+  const inFlight: Promise<void>[] = [];
+  const start = performance.now();
+  await new Promise<void>((done) => {
+    let sent = 0;
+    // Timers fire at best every millisecond: each tick sends every request whose time has come.
+    const tick = () => {
+      const now = performance.now();
+      for (; sent < total && start + sent * interval <= now; sent++) {
+        const due = start + sent * interval;
+        const recorded = sent >= warmup;
+        inFlight.push(
+          post(agent, url, body).then(
+            (r) => {
+              if (!recorded || r.status !== 200) return;
+              answered++;
+              latencies.push(performance.now() - due);
+            },
+            () => undefined,
+          ),
+        );
+      }
+      if (sent < total) setTimeout(tick, 1);
+      else done();
+    };
+    tick();
+  });
+  // An answer still missing 30 s after the last send counts as not answered.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(inFlight), new Promise((r) => (timer = setTimeout(r, 30_000)))]);
+  clearTimeout(timer);
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return { sent: total - warmup, answered, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[latencies.length - 1] ?? Number.NaN };
+}
+
 export async function benchAgents(): Promise<Record<string, number>> {
   const root = mkdtempSync(join(tmpdir(), "polity-bench-agents-"));
   const results: Record<string, number> = {};
@@ -280,6 +331,11 @@ export async function benchAgents(): Promise<Record<string, number>> {
       results.webhookP99Ms = w.p99 / 1000;
       console.log(`\nWebhook (a polity agent process; 64 concurrent requests over HTTPS keep-alive from this process; a 1.9 KB AdmissionReview, builtin restricted and 6 more policies)`);
       console.log(`  ${w.perSecond.toFixed(0)} AdmissionReviews per second, p50 ${fmt(w.p50 / 1000)} ms, p99 ${fmt(w.p99 / 1000)} ms, ${w.errors} errors   (target: ≥ 5,000/s, p99 < 10 ms)`);
+      const o = await openLoad(agent.url, agent.caPem, review, 2000, 5);
+      results.webhookOpenP50Ms = o.p50;
+      results.webhookOpenP99Ms = o.p99;
+      results.webhookOpenMaxMs = o.max;
+      console.log(`  open loop, 2,000 reviews per second on a schedule for 5 s, latency from each one's scheduled send: ${o.answered} of ${o.sent} answered, p50 ${fmt(o.p50)} ms, p99 ${fmt(o.p99)} ms, max ${fmt(o.max)} ms`);
       await stopProcess(agent.process);
       agent = undefined;
 

@@ -9,7 +9,7 @@
  * Creating a federation runs initdb (~5 s), so one is made once, with the example layers
  * and two clusters, and its data folder copied for every hub (~1 s each). Agents are the
  * real `polity agent` processes, except where a test offers bundles to an agent's
- * enforcement directly or moves its clock (then startAgent runs in this process). The hub
+ * active bundle directly or moves its clock (then startAgent runs in this process). The hub
  * runs in this process, except where it must die (then it is the real `polity hub`).
  *
  * Bugs found are kept as `it.fails` reproductions, each with a BUG comment saying what is
@@ -27,7 +27,8 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { startAgent, type AgentHealth, type RunningAgent } from "../src/agent/index.js";
-import { batchesOf, DecisionLog, DEFAULT_LOG_OPTIONS } from "../src/agent/logs.js";
+import { batchesOf } from "../src/agent/logs/batches.js";
+import { DecisionLog, DEFAULT_LOG_OPTIONS } from "../src/agent/logs/buffer.js";
 import { decodeBundle, encodeBundle, signBundle, type Bundle, type BundleMetadata } from "../src/bundle/index.js";
 import { call, closeConnections, HubError, type HubEndpoint } from "../src/client/http.js";
 import type { AdmissionReviewResponse } from "../src/decision/review.js";
@@ -1057,7 +1058,7 @@ describe("bundles", () => {
 
     it("refuses an older version (rollback) and keeps enforcing the one it holds", () => {
       expect(metadataOf(v1).version).toBeLessThan(metadataOf(v2).version);
-      expect(agent.enforcement.offer(v1, new Date())).toBeUndefined();
+      expect(agent.bundle.offer(v1, new Date())).toBeUndefined();
       expect(agent.health()).toMatchObject({ bundleVersion: metadataOf(v2).version, lastRefusal: { problem: "rollback" } });
       expect(agent.health().lastRefusal?.message).toMatch(/older than version/);
       expect(readFileSync(bundleFile(dataDir, "current"))).toEqual(v2);
@@ -1066,19 +1067,19 @@ describe("bundles", () => {
     it("refuses a newer bundle that had already expired when offered (freeze)", () => {
       const held = metadataOf(v2);
       const frozen = forge(v2, { version: held.version + 1, issuedAt: "2020-01-01T00:00:00.000Z", expires: "2020-01-02T00:00:00.000Z" });
-      expect(agent.enforcement.offer(frozen, new Date())).toBeUndefined();
+      expect(agent.bundle.offer(frozen, new Date())).toBeUndefined();
       expect(agent.health()).toMatchObject({ bundleVersion: held.version, lastRefusal: { problem: "expired" } });
       // The time of the offer decides: a bundle offered a second after its expiry is refused too.
       const expires = Date.parse(held.expires);
       const fresh = forge(v2, { version: held.version + 1, expires: new Date(expires).toISOString() });
-      expect(agent.enforcement.offer(fresh, new Date(expires + 1000))).toBeUndefined();
+      expect(agent.bundle.offer(fresh, new Date(expires + 1000))).toBeUndefined();
       expect(agent.health().lastRefusal?.problem).toBe("expired");
     });
 
     it("refuses another cluster's bundle, though its hub signed it", async () => {
       const other = (await call<Buffer>(fed.admin, "GET", `/v1/clusters/${OTHER}/bundle`, undefined, { raw: true, binary: true })).body;
       expect(metadataOf(other).cluster).toBe(OTHER);
-      expect(agent.enforcement.offer(other, new Date())).toBeUndefined();
+      expect(agent.bundle.offer(other, new Date())).toBeUndefined();
       expect(agent.health()).toMatchObject({ bundleVersion: metadataOf(v2).version, lastRefusal: { problem: "wrong-cluster" } });
       expect(agent.health().lastRefusal?.message).toContain(OTHER);
     });
@@ -1086,19 +1087,19 @@ describe("bundles", () => {
     it("refuses a bundle signed by another key (untrusted-key), and one signed by another key under its hub's key id (bad-signature)", () => {
       const held = metadataOf(v2);
       const stranger = generateKeyPairSync("ed25519").privateKey;
-      expect(agent.enforcement.offer(forge(v2, { version: held.version + 1 }, stranger), new Date())).toBeUndefined();
+      expect(agent.bundle.offer(forge(v2, { version: held.version + 1 }, stranger), new Date())).toBeUndefined();
       expect(agent.health().lastRefusal?.problem).toBe("untrusted-key");
       const impostor = decodeBundle(forge(v2, { version: held.version + 1 }, stranger));
       const hubKeyId = decodeBundle(v2).envelope.signatures[0]!.keyId;
       const relabelled = encodeBundle({ ...impostor, envelope: { ...impostor.envelope, signatures: [{ keyId: hubKeyId, sig: impostor.envelope.signatures[0]!.sig }] } });
-      expect(agent.enforcement.offer(relabelled, new Date())).toBeUndefined();
+      expect(agent.bundle.offer(relabelled, new Date())).toBeUndefined();
       expect(agent.health()).toMatchObject({ bundleVersion: held.version, lastRefusal: { problem: "bad-signature" } });
     });
 
     it("refuses its own version number with other contents (equivocation)", () => {
       const held = metadataOf(v2);
       const other = decodeBundle(v1).target;
-      expect(agent.enforcement.offer(forge(v2, { targetHash: metadataOf(v1).targetHash }, hubKey(), other), new Date())).toBeUndefined();
+      expect(agent.bundle.offer(forge(v2, { targetHash: metadataOf(v1).targetHash }, hubKey(), other), new Date())).toBeUndefined();
       expect(agent.health()).toMatchObject({ bundleVersion: held.version, lastRefusal: { problem: "equivocation" } });
     });
 
@@ -1119,7 +1120,7 @@ describe("bundles", () => {
     it("accepts a newer bundle signed by its hub's key: what it refused, it refused for the reason it gave", () => {
       const held = metadataOf(v2);
       const next = forge(v2, { version: held.version + 1 });
-      expect(agent.enforcement.offer(next, new Date())?.metadata.version).toBe(held.version + 1);
+      expect(agent.bundle.offer(next, new Date())?.metadata.version).toBe(held.version + 1);
       expect(agent.health().bundleVersion).toBe(held.version + 1);
       expect(readFileSync(bundleFile(dataDir, "current"))).toEqual(next);
       expect(readFileSync(bundleFile(dataDir, "previous"))).toEqual(v2);

@@ -15,7 +15,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { DecisionEntry } from "../src/agent/logs.js";
+import type { DecisionEntry } from "../src/agent/logs/entry.js";
 import { ENTRY_KINDS, ENTRY_SCHEMA, type AuditEntry, type EntryKind } from "../src/audit/entry.js";
 import { rangeNodes, verifyConsistency, verifyInclusion } from "../src/audit/merkle.js";
 import type { ConsistencyProof, InclusionProof } from "../src/audit/proof.js";

@@ -1,6 +1,7 @@
 /**
  * The agent's validating admission webhook: AdmissionReview `admission.k8s.io/v1` over
- * HTTPS, decided from the local bundle. No call leaves the agent on the decision path.
+ * HTTPS, decided from the active bundle by decideReviewBytes (the one decision path, which
+ * `polity eval` and the benchmark run too). No call leaves the agent on the decision path.
  *
  * Bodies are bounded (the API server sends at most a few MiB); a malformed or oversized
  * review gets a 4xx with a message, and the server keeps serving. An oversized one is
@@ -10,15 +11,16 @@
  * saying why (the webhook registration exempts the system namespaces, so the cluster can
  * still heal itself).
  */
-import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { decideReview } from "../decision/review.js";
-import { parseAdmissionReview } from "../decision/request.js";
-import type { Decision } from "../decision/evaluate.js";
+import { createServer, type Server } from "node:https";
+import { statusBody } from "../api/status.js";
+import type { AdmissionReview } from "../decision/request.js";
+import { decideReviewBytes, parseReviewBytes, type ReviewDecision } from "../decision/review.js";
 import { PolityError } from "../errors.js";
-import { parseJson } from "../source/parse.js";
-import type { Enforcement } from "./enforcement.js";
-import type { DecisionLog } from "./logs.js";
+import type { ActiveBundle } from "./bundle/active.js";
+import type { Latencies } from "./latencies.js";
+import type { DecisionLog } from "./logs/buffer.js";
+import { allowedEntry, deniedEntry } from "./logs/entry.js";
 
 /** The API server's request limit is 3 MiB of object; a review carries object and oldObject. */
 export const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
@@ -26,25 +28,6 @@ export const MAX_REVIEW_BYTES = 8 * 1024 * 1024;
 /** After a 413, how long and how much more of the upload is read and discarded before the connection closes. */
 const LINGER_MS = 2000;
 const LINGER_BYTES = 64 * 1024 * 1024;
-
-/** Decision latencies, the last 4096, for percentiles in status reports. */
-export class Latencies {
-  private readonly samples = new Float64Array(4096);
-  private next = 0;
-  private filled = 0;
-
-  add(micros: number): void {
-    this.samples[this.next] = micros;
-    this.next = (this.next + 1) % this.samples.length;
-    if (this.filled < this.samples.length) this.filled++;
-  }
-
-  percentiles(): { p50: number; p90: number; p99: number; samples: number } {
-    const sorted = Array.from(this.samples.subarray(0, this.filled)).sort((a, b) => a - b);
-    const at = (p: number) => (sorted.length === 0 ? 0 : Math.round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! * 10) / 10);
-    return { p50: at(50), p90: at(90), p99: at(99), samples: sorted.length };
-  }
-}
 
 export interface Counters {
   allowed: number;
@@ -61,10 +44,16 @@ export interface WebhookOptions {
   readonly host: string;
   readonly port: number;
   readonly now: () => Date;
+  readonly bundle: ActiveBundle;
+  readonly decisions: DecisionLog;
+  readonly counters: Counters;
+  readonly latencies: Latencies;
+  /** The body of GET /healthz and /readyz. */
+  readonly health: () => unknown;
 }
 
 function statusHead(res: ServerResponse, code: number, reason: string, message: string, headers: Record<string, string> = {}): string {
-  const body = JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", code, reason, message });
+  const body = JSON.stringify(statusBody(code, reason, message));
   res.writeHead(code, { "content-type": "application/json", "content-length": Buffer.byteLength(body), ...headers });
   return body;
 }
@@ -100,73 +89,65 @@ function tooLarge(req: IncomingMessage, res: ServerResponse, message: string): v
   req.resume();
 }
 
-export function startWebhook(
-  options: WebhookOptions,
-  enforcement: Enforcement,
-  log: DecisionLog,
-  counters: Counters,
-  latencies: Latencies,
-  health: () => Record<string, unknown>,
-): Promise<Server> {
-  const record = (review: ReturnType<typeof parseAdmissionReview>, decision: Decision, version: number | null) => {
-    const request = review.request;
-    const username = typeof request.userInfo?.username === "string" ? request.userInfo.username : undefined;
-    const base = {
-      time: options.now().toISOString(),
-      uid: request.uid,
-      kind: request.kind.kind,
-      ...(request.namespace === undefined ? {} : { namespace: request.namespace }),
-      ...(request.name === undefined ? {} : { name: request.name }),
-      operation: request.operation,
-      ...(username === undefined ? {} : { user: username }),
-      bundleVersion: version,
-    };
-    if (decision.allowed) {
-      counters.allowed++;
-      log.allowed((represents) => ({ ...base, allowed: true, represents }));
-    } else {
-      counters.denied++;
-      log.denied({ ...base, allowed: false, violations: decision.violations.map((v) => ({ policy: v.policy, rule: v.rule, message: v.message, enforcement: v.enforcement })) });
-    }
+/** Without a verified bundle: denied, saying why, for as long as the agent has not reached its hub. */
+function failedClosed(uid: string): Buffer {
+  const answer = {
+    apiVersion: "admission.k8s.io/v1",
+    kind: "AdmissionReview",
+    response: {
+      uid,
+      allowed: false,
+      status: { code: 503, reason: "ServiceUnavailable", message: "denied by Polity: this cluster's agent holds no verified policy bundle yet (fail-closed until it reaches its hub)" },
+    },
+  };
+  return Buffer.from(JSON.stringify(answer), "utf8");
+}
+
+export function startWebhook(options: WebhookOptions): Promise<Server> {
+  const { bundle, decisions, counters, latencies, now } = options;
+
+  /** A review that cannot be decided: counted, and refused with a Status saying why. */
+  const refuse = (res: ServerResponse, error: unknown) => {
+    counters.rejected++;
+    if (!(error instanceof PolityError)) throw error;
+    const message = error.problems[0]?.message ?? error.message;
+    if (error.code === "too-large") return status(res, 413, "RequestEntityTooLarge", message);
+    return status(res, 400, "BadRequest", `not an AdmissionReview admission.k8s.io/v1: ${message}`);
   };
 
+  /** One review: decided, counted and logged (or refused), and timed. */
   const decide = (body: Buffer, res: ServerResponse) => {
     const started = process.hrtime.bigint();
-    let review;
-    try {
-      review = parseAdmissionReview(parseJson(body.toString("utf8"), "request body", false));
-    } catch (error) {
-      counters.rejected++;
-      if (error instanceof RangeError) return status(res, 413, "RequestEntityTooLarge", "the AdmissionReview is nested too deeply");
-      if (error instanceof PolityError) return status(res, 400, "BadRequest", `not an AdmissionReview admission.k8s.io/v1: ${error.problems[0]?.message ?? error.message}`);
-      throw error;
-    }
-    const enforced = enforcement.current;
-    let answer: unknown;
-    if (enforced === undefined) {
-      counters.failedClosed++;
-      answer = {
-        apiVersion: "admission.k8s.io/v1",
-        kind: "AdmissionReview",
-        response: {
-          uid: review.request.uid,
-          allowed: false,
-          status: { code: 503, reason: "ServiceUnavailable", message: "denied by Polity: this cluster's agent holds no verified policy bundle yet (fail-closed until it reaches its hub)" },
-        },
-      };
-    } else {
-      let result;
+    const active = bundle.current;
+    let out: Buffer;
+    if (active === undefined) {
+      let review: AdmissionReview;
       try {
-        result = decideReview(enforced.set, review, { now: options.now().getTime() });
+        review = parseReviewBytes(body);
       } catch (error) {
-        counters.rejected++;
-        if (error instanceof RangeError) return status(res, 413, "RequestEntityTooLarge", "the AdmissionReview is nested too deeply");
-        throw error;
+        return refuse(res, error);
       }
-      answer = result.review;
-      record(review, result.decision, enforced.metadata.version);
+      counters.failedClosed++;
+      out = failedClosed(review.request.uid);
+    } else {
+      let decided: ReviewDecision;
+      try {
+        decided = decideReviewBytes(active.set, body, { now: now().getTime() });
+      } catch (error) {
+        return refuse(res, error);
+      }
+      const { request, decision } = decided;
+      const time = now().toISOString();
+      const version = active.metadata.version;
+      if (decision.allowed) {
+        counters.allowed++;
+        decisions.allowed((represents) => allowedEntry(request, time, version, represents));
+      } else {
+        counters.denied++;
+        decisions.denied(deniedEntry(request, decision, time, version));
+      }
+      out = decided.response;
     }
-    const out = Buffer.from(JSON.stringify(answer), "utf8");
     res.writeHead(200, { "content-type": "application/json", "content-length": out.length });
     res.end(out);
     latencies.add(Number(process.hrtime.bigint() - started) / 1000);
@@ -175,8 +156,8 @@ export function startWebhook(
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
-      const ready = path === "/healthz" || enforcement.current !== undefined;
-      const body = JSON.stringify(health());
+      const ready = path === "/healthz" || bundle.current !== undefined;
+      const body = JSON.stringify(options.health());
       res.writeHead(ready ? 200 : 503, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
       res.end(body);
       return;
@@ -209,7 +190,7 @@ export function startWebhook(
       try {
         decide(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), res);
       } catch (error) {
-        status(res, 500, "InternalError", `internal error: ${(error as Error).message}`);
+        status(res, 500, "InternalError", `internal error: ${error instanceof Error ? error.message : String(error)}`);
       }
     });
     req.on("error", () => undefined);

@@ -7,8 +7,8 @@
 import { PolityError } from "../errors.js";
 import type { EffectivePolicySet } from "../layering/effective.js";
 import { parseJson } from "../source/parse.js";
-import { evaluate, type Decision, type DecisionContext } from "./evaluate.js";
-import { parseAdmissionReview, type AdmissionReview } from "./request.js";
+import { evaluate, type Decision } from "./evaluate.js";
+import { parseAdmissionReview, type AdmissionRequest, type AdmissionReview } from "./request.js";
 
 export interface AdmissionResponse {
   readonly uid: string;
@@ -56,29 +56,57 @@ export function reviewResponse(uid: string, decision: Decision): AdmissionReview
   return { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", response: admissionResponse(uid, decision) };
 }
 
-/** Decides a validated AdmissionReview. */
-export function decideReview(set: EffectivePolicySet, review: AdmissionReview, context: DecisionContext): { decision: Decision; review: AdmissionReviewResponse } {
-  const decision = evaluate(set, review.request, context);
-  return { decision, review: reviewResponse(review.request.uid, decision) };
+export interface ReviewContext {
+  /** Milliseconds since the epoch; exceptions apply strictly before their expiry. */
+  readonly now: number;
+  /**
+   * The Namespace object of that name, when the caller knows it: its labels select
+   * policies. `polity eval` finds them among its inputs; the webhook knows none.
+   */
+  readonly namespace?: (name: string) => unknown;
+}
+
+export interface ReviewDecision {
+  /** The request decided, as validated. */
+  readonly request: AdmissionRequest;
+  readonly decision: Decision;
+  readonly review: AdmissionReviewResponse;
+  /** `review` encoded: the bytes the webhook answers with. */
+  readonly response: Buffer;
+}
+
+/** Nesting deep enough to exhaust the stack anywhere on the way is refused, not crashed on. */
+function refusedIfTooDeep(error: unknown): unknown {
+  return error instanceof RangeError ? PolityError.of("too-large", "the AdmissionReview is nested too deeply") : error;
 }
 
 /**
- * Bytes to bytes, as the webhook serves it: parse, validate, decide, encode.
- * Throws a PolityError (a 400 for the webhook) when the body is not an AdmissionReview v1.
+ * Bytes to a validated AdmissionReview v1. Throws a PolityError: `invalid` when the body is
+ * not one (the webhook answers 400), `too-large` when it is nested too deeply (413).
  */
-export function decideReviewBytes(set: EffectivePolicySet, body: Uint8Array, context: DecisionContext): Buffer {
-  let text: string;
+export function parseReviewBytes(body: Uint8Array): AdmissionReview {
+  const text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8");
   try {
-    text = Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString("utf8");
-  } catch {
-    throw PolityError.of("invalid", "the body is not UTF-8 text");
-  }
-  try {
-    const review = parseAdmissionReview(parseJson(text, "request body", false));
-    return Buffer.from(JSON.stringify(decideReview(set, review, context).review), "utf8");
+    return parseAdmissionReview(parseJson(text, "request body", false));
   } catch (error) {
-    // Nesting deep enough to exhaust the stack anywhere on the way is refused, not crashed on.
-    if (error instanceof RangeError) throw PolityError.of("too-large", "the AdmissionReview is nested too deeply");
-    throw error;
+    throw refusedIfTooDeep(error);
   }
+}
+
+/**
+ * The decision path, bytes to bytes, as the webhook serves it: parse, validate, decide,
+ * encode. `polity eval` and the admission benchmark call it too, so that what they show is
+ * what the agent answers. Throws as parseReviewBytes does.
+ */
+export function decideReviewBytes(set: EffectivePolicySet, body: Uint8Array, context: ReviewContext): ReviewDecision {
+  const { request } = parseReviewBytes(body);
+  const namespaceObject = request.namespace === undefined || context.namespace === undefined ? undefined : context.namespace(request.namespace);
+  let decision: Decision;
+  try {
+    decision = evaluate(set, request, { now: context.now, namespaceObject });
+  } catch (error) {
+    throw refusedIfTooDeep(error);
+  }
+  const review = reviewResponse(request.uid, decision);
+  return { request, decision, review, response: Buffer.from(JSON.stringify(review), "utf8") };
 }

@@ -71,6 +71,7 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     const { host, port } = parseListen(listen);
     const wait = Number(stringOption(parsed, "poll-wait") ?? "30");
     if (!Number.isInteger(wait) || wait < 1 || wait > 60) throw new UsageError("--poll-wait must be a whole number of seconds from 1 to 60");
+    const now = () => new Date();
     const agent = await startAgent({
       dataDir,
       hubUrl: hub.replace(/\/$/, ""),
@@ -81,7 +82,8 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       webhookPort: port,
       webhookNames: stringsOption(parsed, "webhook-name"),
       pollWaitSeconds: wait,
-      log: jsonLog(`agent/${cluster}`),
+      now,
+      log: jsonLog(`agent/${cluster}`, now),
     }).catch((error: unknown) => {
       // An address in use, not of this host, or not ours to bind is the operator's to fix.
       if ((error as NodeJS.ErrnoException).syscall === "listen") {

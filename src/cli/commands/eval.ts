@@ -3,8 +3,8 @@
  * disk, exactly as an agent's webhook would decide them.
  */
 import { evaluate, type Decision } from "../../decision/evaluate.js";
-import { decidedResource, requestForResource, looksLikeAdmissionReview, parseAdmissionReview, type AdmissionRequest } from "../../decision/request.js";
-import { reviewResponse, type AdmissionReviewResponse } from "../../decision/review.js";
+import { decidedResource, requestForResource, looksLikeAdmissionReview, type AdmissionRequest } from "../../decision/request.js";
+import { decideReviewBytes, type AdmissionReviewResponse } from "../../decision/review.js";
 import { PolityError, formatProblem } from "../../errors.js";
 import { effectivePolicySet } from "../../layering/effective.js";
 import type { Operation } from "../../policy/schema.js";
@@ -117,16 +117,17 @@ Exit status: 0 when every input is allowed, 1 when any is denied, 2 for bad usag
     const outcomes: Outcome[] = [];
     for (const doc of documents) {
       try {
-        let request: AdmissionRequest;
-        let review = false;
+        let decided: { request: AdmissionRequest; decision: Decision; review?: AdmissionReviewResponse };
         if (looksLikeAdmissionReview(doc.value)) {
-          request = parseAdmissionReview(doc.value).request;
-          review = true;
+          // The webhook's own path, from the review's JSON bytes to the answer's, as the API
+          // server would send it (encoded as JSON, whatever file it was read from).
+          decided = decideReviewBytes(set, Buffer.from(JSON.stringify(doc.value), "utf8"), { now, namespace: (name) => namespaces.get(name) });
         } else {
-          request = requestForResource(decidedResource(doc.value), operation as Operation);
+          const request = requestForResource(decidedResource(doc.value), operation as Operation);
+          const namespaceObject = request.namespace === undefined ? undefined : namespaces.get(request.namespace);
+          decided = { request, decision: evaluate(set, request, { now, namespaceObject }) };
         }
-        const namespaceObject = request.namespace === undefined ? undefined : namespaces.get(request.namespace);
-        const decision = evaluate(set, request, { now, namespaceObject });
+        const { request, decision, review } = decided;
         const meta = metadataOf(request.object ?? request.oldObject);
         outcomes.push({
           source: doc.file,
@@ -135,7 +136,7 @@ Exit status: 0 when every input is allowed, 1 when any is denied, 2 for bad usag
           namespace: request.namespace ?? meta.namespace,
           name: request.name ?? meta.name,
           decision,
-          ...(review ? { review: reviewResponse(request.uid, decision) } : {}),
+          ...(review === undefined ? {} : { review }),
         });
       } catch (error) {
         if (!(error instanceof PolityError)) throw error;

@@ -1,17 +1,18 @@
 /**
- * What the agent enforces now: one verified bundle, swapped atomically. Every decision
- * reads `current` once, so it sees the old set or the new one, never a mix. Nothing here
- * ever removes or loosens policy because the hub is unreachable: a bundle is replaced only
- * by a newer verified one.
+ * The bundle the agent enforces now: one verified bundle, swapped atomically. Every
+ * decision reads `current` once, so it sees the old set or the new one, never a mix.
+ * Nothing here ever removes or loosens policy because the hub is unreachable: a bundle is
+ * replaced only by a newer verified one.
  */
-import { createPublicKey } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { BundleError, decodeBundle, encodeBundle, verifyBundle, type Bundle, type BundleMetadata, type Trust } from "../bundle/index.js";
-import { prepare } from "../decision/prepare.js";
-import { effectivePolicySetFromBytes, type EffectivePolicySet } from "../layering/effective.js";
+import { BundleError, decodeBundle, encodeBundle, verifyBundle, type Bundle, type BundleMetadata, type Trust } from "../../bundle/index.js";
+import { prepare } from "../../decision/prepare.js";
+import { writeFileAtomic } from "../../files/write.js";
+import { effectivePolicySetFromBytes, type EffectivePolicySet } from "../../layering/effective.js";
+import type { Log } from "../log.js";
 
-export interface Enforced {
+export interface LoadedBundle {
   readonly metadata: BundleMetadata;
   readonly set: EffectivePolicySet;
   /** Where it came from: "disk" at boot, "hub" when pulled. */
@@ -19,9 +20,10 @@ export interface Enforced {
   readonly since: Date;
 }
 
-export interface Log {
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
+export interface Refusal {
+  readonly problem: string;
+  readonly message: string;
+  readonly at: string;
 }
 
 /**
@@ -33,25 +35,26 @@ export interface Log {
 const CURRENT = "current.bundle";
 const PREVIOUS = "previous.bundle";
 
-export class Enforcement {
-  current: Enforced | undefined;
-  lastRefusal: { readonly problem: string; readonly message: string; readonly at: string } | undefined;
+export class ActiveBundle {
+  current: LoadedBundle | undefined;
+  lastRefusal: Refusal | undefined;
 
   constructor(
     private readonly dir: string,
     private readonly trust: () => Trust,
     private readonly log: Log,
+    private readonly now: () => Date,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
-  private use(bundle: Bundle, metadata: BundleMetadata, source: "disk" | "hub"): Enforced {
+  private use(bundle: Bundle, metadata: BundleMetadata, source: "disk" | "hub"): LoadedBundle {
     const set = effectivePolicySetFromBytes(bundle.target);
     // Compile before the swap, so that the first decision on the new set pays nothing.
     prepare(set);
-    const enforced = { metadata, set, source, since: new Date() };
-    this.current = enforced;
-    return enforced;
+    const loaded = { metadata, set, source, since: this.now() };
+    this.current = loaded;
+    return loaded;
   }
 
   /**
@@ -59,13 +62,13 @@ export class Enforcement {
    * is refused and moved aside), else the one before it; none means fail-closed until the
    * hub answers.
    */
-  loadFromDisk(): Enforced | undefined {
+  loadFromDisk(): LoadedBundle | undefined {
     let trust: Trust;
     try {
       trust = this.trust();
     } catch (error) {
       // Not the files' fault: they stay where they are.
-      this.refused("untrusted-key", `no bundle on disk can be verified: ${(error as Error).message}`);
+      this.refused("untrusted-key", `no bundle on disk can be verified: ${reason(error)}`);
       return undefined;
     }
     for (const name of [CURRENT, PREVIOUS]) {
@@ -75,12 +78,12 @@ export class Enforcement {
         const bundle = decodeBundle(readFileSync(path));
         // No expiry check for what the agent already held: expiry governs acceptance, not use.
         const metadata = verifyBundle(bundle, trust, undefined, undefined);
-        const enforced = this.use(bundle, metadata, "disk");
+        const loaded = this.use(bundle, metadata, "disk");
         this.log.info("enforcing the bundle on disk", { file: name, version: metadata.version, hash: metadata.targetHash });
-        return enforced;
+        return loaded;
       } catch (error) {
         const problem = error instanceof BundleError ? error.problem : "malformed";
-        this.refused(problem, `${name} on disk: ${(error as Error).message}`);
+        this.refused(problem, `${name} on disk: ${reason(error)}`);
         if (error instanceof BundleError) this.setAside(name);
       }
     }
@@ -88,17 +91,17 @@ export class Enforcement {
   }
 
   private setAside(name: string): void {
-    const aside = `${name}.refused-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+    const aside = `${name}.refused-${this.now().toISOString().replace(/[:.]/g, "-")}`;
     try {
       renameSync(join(this.dir, name), join(this.dir, aside));
       this.log.warn("moved a refused bundle aside", { file: name, to: aside });
     } catch (error) {
-      this.log.warn("could not move a refused bundle aside", { file: name, error: (error as Error).message });
+      this.log.warn("could not move a refused bundle aside", { file: name, error: reason(error) });
     }
   }
 
   /** A bundle offered by the hub (or a mirror): verified, persisted, then enforced. */
-  offer(bytes: Buffer, now: Date): Enforced | undefined {
+  offer(bytes: Buffer, now: Date): LoadedBundle | undefined {
     let bundle: Bundle;
     let metadata: BundleMetadata;
     try {
@@ -107,26 +110,25 @@ export class Enforcement {
       metadata = verifyBundle(bundle, this.trust(), held, now);
     } catch (error) {
       const problem = error instanceof BundleError ? error.problem : "malformed";
-      this.refused(problem, (error as Error).message);
+      this.refused(problem, reason(error));
       return undefined;
     }
     if (this.current !== undefined && this.current.metadata.version === metadata.version) return this.current;
     this.persist(bundle);
-    const enforced = this.use(bundle, metadata, "hub");
-    this.log.info("enforcing a new bundle", { version: metadata.version, hash: metadata.targetHash, policies: enforced.set.document.policies.length });
-    return enforced;
+    const loaded = this.use(bundle, metadata, "hub");
+    this.log.info("enforcing a new bundle", { version: metadata.version, hash: metadata.targetHash, policies: loaded.set.document.policies.length });
+    return loaded;
   }
 
+  /** The bundle enforced becomes the previous one; the new one is written whole, and flushed, before it is current. */
   private persist(bundle: Bundle): void {
     const current = join(this.dir, CURRENT);
     if (existsSync(current)) renameSync(current, join(this.dir, PREVIOUS));
-    const tmp = join(this.dir, `.${CURRENT}.tmp`);
-    writeFileSync(tmp, encodeBundle(bundle), { mode: 0o600 });
-    renameSync(tmp, current);
+    writeFileAtomic(current, encodeBundle(bundle));
   }
 
   private refused(problem: string, message: string): void {
-    this.lastRefusal = { problem, message, at: new Date().toISOString() };
+    this.lastRefusal = { problem, message, at: this.now().toISOString() };
     this.log.warn("refused a bundle", { problem, message });
   }
 
@@ -136,6 +138,6 @@ export class Enforcement {
   }
 }
 
-export function trustFrom(bundleKeyPem: string, federation: string, cluster: string): Trust {
-  return { publicKey: createPublicKey(bundleKeyPem), federation, cluster };
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

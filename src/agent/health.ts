@@ -1,0 +1,62 @@
+/**
+ * The agent's health, as /healthz shows it and the status loop reports it: what each loop
+ * holds (identity, bundle, decision logs), each loop's error since it last succeeded, and
+ * what the webhook decided and how fast.
+ */
+import type { BundlePlugin } from "./bundle/plugin.js";
+import type { IdentityPlugin } from "./identity/plugin.js";
+import type { Latencies } from "./latencies.js";
+import type { DecisionLogPlugin } from "./logs/plugin.js";
+import type { AgentLoop, Plugin } from "./plugin.js";
+import type { Counters } from "./webhook.js";
+
+export interface AgentHealth {
+  readonly cluster: string;
+  readonly bundleVersion: number | null;
+  readonly bundleHash: string | null;
+  readonly bundleSource: "disk" | "hub" | null;
+  readonly bundleExpires: string | null;
+  readonly lastSync: string | null;
+  readonly stale: boolean;
+  readonly enrolled: boolean;
+  readonly certificateNotAfter: string | null;
+  /** The latest of `errors`. */
+  readonly lastError: string | null;
+  /** Each loop's error since it last succeeded. */
+  readonly errors: Readonly<Partial<Record<AgentLoop, string>>>;
+  readonly lastRefusal: { problem: string; message: string; at: string } | null;
+  readonly decisions: Counters;
+  readonly latencyMicros: { p50: number; p90: number; p99: number; samples: number };
+  readonly logs: { buffered: number; segments: number; dropped: number; droppedUnreported: number };
+}
+
+export interface HealthSources {
+  readonly cluster: string;
+  readonly identity: IdentityPlugin;
+  readonly bundle: BundlePlugin;
+  readonly logs: DecisionLogPlugin;
+  /** Every loop, for its last error. */
+  readonly plugins: readonly Plugin[];
+  readonly counters: Counters;
+  readonly latencies: Latencies;
+}
+
+export function agentHealth(sources: HealthSources): AgentHealth {
+  const { lastRefusal, ...bundle } = sources.bundle.health();
+  const failing = sources.plugins.flatMap((plugin) => {
+    const error = plugin.lastError();
+    return error === undefined ? [] : [{ loop: plugin.name, ...error }];
+  });
+  const latest = failing.reduce<(typeof failing)[number] | undefined>((last, error) => (last === undefined || error.at > last.at ? error : last), undefined);
+  return {
+    cluster: sources.cluster,
+    ...bundle,
+    ...sources.identity.health(),
+    lastError: latest?.message ?? null,
+    errors: Object.fromEntries(failing.map((error) => [error.loop, error.message])),
+    lastRefusal,
+    decisions: { ...sources.counters },
+    latencyMicros: sources.latencies.percentiles(),
+    logs: sources.logs.health(),
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * What every loop of the agent shares, as OPA's plugins do: one lifecycle, one record of
+ * its last error, and the same way of waiting.
+ *
+ * A plugin runs until the agent stops it and never gives up: a turn of its loop that fails
+ * records why (kept until a turn succeeds), waits longer each time, with jitter, so that
+ * many agents do not ask their hub in step, and tries again. What a plugin holds for
+ * /healthz it shows through a health() of its own type (health.ts puts them together).
+ */
+import { UnreachableError } from "../client/http.js";
+import type { Log } from "./log.js";
+
+/** The agent's loops, each with its own last error. */
+export type AgentLoop = "identity" | "bundle" | "logs" | "status";
+
+export interface LoopError {
+  readonly message: string;
+  /** When it happened, by the agent's clock (milliseconds since the epoch). */
+  readonly at: number;
+  /** The hub could not be reached: a fact about the hub, which any loop can see is over. */
+  readonly unreachable: boolean;
+}
+
+export interface Plugin {
+  readonly name: AgentLoop;
+  /** Runs the loop until `signal` aborts; the promise settles when the loop has ended. */
+  run(signal: AbortSignal): Promise<void>;
+  /** After every loop has ended and the webhook is closed: the work left (a last flush). */
+  stop?(): Promise<void>;
+  /** The loop's error since it last succeeded. */
+  lastError(): LoopError | undefined;
+}
+
+/**
+ * Each loop's error since it last succeeded, shared by the loops: an unreachable hub is
+ * forgotten as soon as any loop reaches it.
+ */
+export class LoopErrors {
+  private readonly errors = new Map<AgentLoop, LoopError>();
+
+  constructor(
+    private readonly now: () => Date,
+    private readonly log: Log,
+  ) {}
+
+  /** `loop` failed doing `what`: logged, and kept until the loop succeeds. */
+  failed(loop: AgentLoop, what: string, error: unknown): void {
+    const reason = error instanceof Error ? error.message : String(error);
+    this.errors.set(loop, { message: `${what}: ${reason}`, at: this.now().getTime(), unreachable: error instanceof UnreachableError });
+    this.log.warn(what, { error: reason });
+  }
+
+  /** `loop` cannot work yet, for a reason the operator must fix: kept like an error, not logged at every turn. */
+  waiting(loop: AgentLoop, reason: string): void {
+    this.errors.set(loop, { message: reason, at: this.now().getTime(), unreachable: false });
+  }
+
+  /** `loop` did its work: its own error is over, and so is every "the hub is unreachable". */
+  succeeded(loop: AgentLoop): void {
+    this.errors.delete(loop);
+    for (const [other, error] of this.errors) if (error.unreachable) this.errors.delete(other);
+  }
+
+  of(loop: AgentLoop): LoopError | undefined {
+    return this.errors.get(loop);
+  }
+}
+
+/**
+ * Exponential backoff with jitter: each wait is drawn between half and all of the current
+ * step, and the step doubles up to `cap`.
+ */
+export class Backoff {
+  private step: number;
+
+  constructor(
+    private readonly first: number,
+    private readonly cap: number,
+  ) {
+    this.step = first;
+  }
+
+  next(): number {
+    const wait = this.step / 2 + Math.random() * (this.step / 2);
+    this.step = Math.min(this.step * 2, this.cap);
+    return wait;
+  }
+
+  reset(): void {
+    this.step = this.first;
+  }
+}
+
+/** Waits `ms`, or less if `signal` aborts: a stopping agent never waits out a sleep. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,40 @@
+/**
+ * The status loop: every few seconds, the agent's health to its hub (what it enforces, how
+ * fresh, how fast), so that `polity get clusters` shows whether it is in sync.
+ */
+import { call } from "../client/http.js";
+import type { AgentHealth } from "./health.js";
+import type { AgentCredentials } from "./identity/credentials.js";
+import { sleep, type LoopError, type LoopErrors, type Plugin } from "./plugin.js";
+
+export interface StatusPluginOptions {
+  readonly credentials: AgentCredentials;
+  readonly errors: LoopErrors;
+  readonly intervalMs: number;
+  /** The report, made when it is sent. */
+  readonly health: () => AgentHealth;
+}
+
+export class StatusPlugin implements Plugin {
+  readonly name = "status";
+
+  constructor(private readonly options: StatusPluginOptions) {}
+
+  async run(signal: AbortSignal): Promise<void> {
+    const { credentials, errors, intervalMs, health } = this.options;
+    while (!signal.aborted) {
+      await sleep(intervalMs, signal);
+      if (!credentials.enrolled || signal.aborted) continue;
+      try {
+        await call(credentials.hub(), "POST", "/v1/agent/status", health(), { signal, timeoutMs: 10_000 });
+        errors.succeeded("status");
+      } catch (error) {
+        if (!signal.aborted) errors.failed("status", "status report failed", error);
+      }
+    }
+  }
+
+  lastError(): LoopError | undefined {
+    return this.options.errors.of(this.name);
+  }
+}
