@@ -6,11 +6,14 @@ import { describe, expect, it } from "vitest";
 import { effectiveSet, exception, policy } from "../../test/support/policy-sets.js";
 import { PolityError } from "../errors.js";
 import type { Decision } from "./evaluate.js";
-import { admissionResponse, decideReview, decideReviewBytes, denialMessage, reviewResponse } from "./review.js";
+import { admissionResponse, decideReviewBytes, denialMessage, reviewResponse, type ReviewContext } from "./review.js";
 import { parseAdmissionReview } from "./request.js";
 
 const UID = "705ab4f5-6393-11e8-b7cc-42010a800002";
 const NOW = Date.parse("2026-06-01T00:00:00Z");
+
+/** The decision path as the webhook runs it, from a review's bytes. */
+const decideReview = (policies: typeof set, review: unknown, context: ReviewContext) => decideReviewBytes(policies, Buffer.from(JSON.stringify(review), "utf8"), context);
 
 const decision = (overrides: Partial<Decision>): Decision => ({ allowed: true, violations: [], warnings: [], auditAnnotations: {}, exemptions: [], ...overrides });
 
@@ -103,7 +106,7 @@ describe("decideReviewBytes", () => {
   const bytes = (value: unknown) => Buffer.from(JSON.stringify(value), "utf8");
 
   it("answers bytes with the response's JSON", () => {
-    const answer = JSON.parse(decideReviewBytes(set, bytes(podReview("api", {})), { now: NOW }).toString("utf8")) as { response: { uid: string; allowed: boolean } };
+    const answer = JSON.parse(decideReviewBytes(set, bytes(podReview("api", {})), { now: NOW }).response.toString("utf8")) as { response: { uid: string; allowed: boolean } };
     expect(answer.response).toMatchObject({ uid: UID, allowed: false });
   });
 
