@@ -46,7 +46,10 @@ export class LoopErrors {
   /** `loop` failed doing `what`: logged, and kept until the loop succeeds. */
   failed(loop: AgentLoop, what: string, error: unknown): void {
     const reason = error instanceof Error ? error.message : String(error);
-    this.errors.set(loop, { message: `${what}: ${reason}`, at: this.now().getTime(), unreachable: error instanceof UnreachableError });
+    const unreachable = error instanceof UnreachableError;
+    // However the connection failed (refused, reset mid-request, timed out), health says the same thing.
+    const message = unreachable && !what.includes("unreachable") ? `${what}: the hub is unreachable: ${reason}` : `${what}: ${reason}`;
+    this.errors.set(loop, { message, at: this.now().getTime(), unreachable });
     this.log.warn(what, { error: reason });
   }
 
