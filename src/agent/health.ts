@@ -3,28 +3,21 @@
  * holds (identity, bundle, decision logs), each loop's error since it last succeeded, and
  * what the webhook decided and how fast.
  */
-import type { BundlePlugin } from "./bundle/plugin.js";
+import type { BundleHealth, BundlePlugin } from "./bundle/plugin.js";
 import type { IdentityPlugin } from "./identity/plugin.js";
 import type { Latencies } from "./latencies.js";
 import type { DecisionLogPlugin } from "./logs/plugin.js";
 import type { AgentLoop, Plugin } from "./plugin.js";
 import type { Counters } from "./webhook.js";
 
-export interface AgentHealth {
+export interface AgentHealth extends BundleHealth {
   readonly cluster: string;
-  readonly bundleVersion: number | null;
-  readonly bundleHash: string | null;
-  readonly bundleSource: "disk" | "hub" | null;
-  readonly bundleExpires: string | null;
-  readonly lastSync: string | null;
-  readonly stale: boolean;
   readonly enrolled: boolean;
   readonly certificateNotAfter: string | null;
   /** The latest of `errors`. */
   readonly lastError: string | null;
   /** Each loop's error since it last succeeded. */
   readonly errors: Readonly<Partial<Record<AgentLoop, string>>>;
-  readonly lastRefusal: { problem: string; message: string; at: string } | null;
   readonly decisions: Counters;
   readonly latencyMicros: { p50: number; p90: number; p99: number; samples: number };
   readonly logs: { buffered: number; segments: number; dropped: number; droppedUnreported: number };

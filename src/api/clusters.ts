@@ -28,13 +28,17 @@ export interface AgentSummary {
   readonly inSync: boolean;
 }
 
-export interface ClusterView {
+/** A registered cluster: its identity and registration. */
+export interface ClusterRecord {
   readonly name: string;
   readonly region: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly createdAt: string;
   readonly updatedAt: string;
   readonly revokedAt: string | null;
+}
+
+export interface ClusterView extends ClusterRecord {
   readonly effective: EffectiveSummary;
   readonly bundle: number | null;
   readonly agent: AgentSummary | null;

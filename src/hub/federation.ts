@@ -12,6 +12,7 @@
  *
  * This module owns `federation`, `layers`, `layer_versions` and `clusters`.
  */
+import type { ClusterRecord } from "../api/clusters.js";
 import type { SourceFile } from "../api/fields.js";
 import { canonicalJson, contentHash } from "../canonical/index.js";
 import { PolityError } from "../errors.js";
@@ -25,14 +26,7 @@ import { ApiError, conflict } from "./status.js";
 export type { SourceFile };
 export { layerId };
 
-export interface ClusterRecord {
-  readonly name: string;
-  readonly region: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly createdAt: string;
-  readonly updatedAt: string;
-  readonly revokedAt: string | null;
-}
+export type { ClusterRecord };
 
 export interface LayerRecord {
   readonly id: string;

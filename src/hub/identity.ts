@@ -6,6 +6,7 @@
  * next request.
  */
 import { randomBytes } from "node:crypto";
+import type { IssuedCertificate as IssuedToCluster } from "../api/identity.js";
 import {
   createCertificateAuthority,
   createRevocationList,
@@ -51,15 +52,8 @@ export async function loadAuthority(db: Queryable, federation: string, operatorK
   return { federation, certificate, certificatePem: ca.certificate_pem, privateKey };
 }
 
-export interface ClusterCertificate {
-  readonly certificate: string;
-  readonly ca: string;
-  readonly spiffeId: string;
-  readonly serial: string;
-  readonly notAfter: string;
-  /** When to renew: two thirds of the way through the certificate's life. */
-  readonly renewAfter: string;
-}
+/** A certificate issued to a cluster, as the hub answers it (with its bundle key added by the route). */
+export type ClusterCertificate = Omit<IssuedToCluster, "bundleKey">;
 
 /** Why an enrolment was refused, as the audit log records it. */
 export type EnrolmentFailure = "unknown-token" | "used-token" | "expired-token" | "revoked-cluster" | "bad-csr" | "wrong-cluster";
