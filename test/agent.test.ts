@@ -17,7 +17,8 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { connect as tlsConnect } from "node:tls";
@@ -256,9 +257,10 @@ interface AgentProcess extends Spawned {
 }
 
 /** The real `polity agent`; with a join token and the CA it enrols, without them it starts from its data folder. */
-async function spawnAgent(options: { hubUrl: string; dataDir: string; cluster?: string; caFile?: string; joinToken?: string; pollWait?: number }): Promise<AgentProcess> {
+async function spawnAgent(options: { hubUrl: string; dataDir: string; cluster?: string; caFile?: string; joinToken?: string; pollWait?: number; logLimitMiB?: number }): Promise<AgentProcess> {
   const cluster = options.cluster ?? CLUSTER;
   const args = ["agent", "--hub", options.hubUrl, "--cluster", cluster, "--data", options.dataDir, "--listen", "127.0.0.1:0", "--poll-wait", String(options.pollWait ?? 2)];
+  if (options.logLimitMiB !== undefined) args.push("--decision-log-limit", String(options.logLimitMiB));
   if (options.caFile !== undefined) args.push("--ca", options.caFile);
   if (options.joinToken !== undefined) args.push("--join-token", options.joinToken);
   const agent = await spawnPolity(args, new RegExp(`agent of cluster ${cluster}: webhook (https://\\S+/validate)`));
@@ -299,7 +301,7 @@ interface RawAnswer {
  */
 function send(
   agent: Webhook,
-  options: { method?: string; path?: string; body?: string | Buffer; contentType?: string; chunked?: boolean; headersOnly?: boolean; sendAtMost?: number } = {},
+  options: { method?: string; path?: string; body?: string | Buffer; contentType?: string; chunked?: boolean; headersOnly?: boolean; sendAtMost?: number; client?: { cert: string; key: string } } = {},
 ): Promise<RawAnswer> {
   const url = new URL(options.path ?? "/validate", agent.webhookUrl);
   const body = options.body === undefined ? undefined : Buffer.isBuffer(options.body) ? options.body : Buffer.from(options.body, "utf8");
@@ -312,7 +314,7 @@ function send(
     ...(body === undefined ? [] : options.chunked === true ? ["transfer-encoding: chunked"] : [`content-length: ${body.length}`]),
   ].join("\r\n");
   return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: url.hostname, port: Number(url.port), ca: agent.webhookCaPem });
+    const socket = tlsConnect({ host: url.hostname, port: Number(url.port), ca: agent.webhookCaPem, ...(options.client ?? {}) });
     let received = Buffer.alloc(0);
     let answer: RawAnswer | undefined;
     const parse = (): RawAnswer | undefined => {
@@ -554,7 +556,7 @@ describe("an agent in step with its hub", () => {
     const dir = join(root, "burst-agent");
     const burst = new DecisionLog(join(dir, "decisions"), DEFAULT_LOG_OPTIONS);
     for (let i = 0; i < 10_001; i++) {
-      burst.denied({ time: new Date().toISOString(), uid: `burst-${i}`, kind: "Pod", namespace: "shop", operation: "CREATE", allowed: false, bundleVersion: 1, violations: [{ policy: "require-team-label", rule: "team-label", message: "pods must carry a non-empty \"team\" label", enforcement: "deny" }] });
+      burst.denied({ time: new Date().toISOString(), uid: `burst-${i}`, kind: "Pod", namespace: "shop", operation: "CREATE", allowed: false, bundleVersion: 1, authenticated: true, violations: [{ policy: "require-team-label", rule: "team-label", message: "pods must carry a non-empty \"team\" label", enforcement: "deny" }] });
     }
     burst.flush();
     const other = await spawnAgent({ hubUrl: fed.hub.url, cluster: OTHER, dataDir: dir, caFile: fed.caFile, joinToken: await joinToken(fed.admin, OTHER) });
@@ -780,6 +782,67 @@ describe("an agent in step with its hub", () => {
   });
 });
 
+// ---- who calls the webhook ------------------------------------------------------------------
+
+describe("the webhook's callers", () => {
+  let fed: Federation & { hub: RunningHub };
+  let agent: RunningAgent;
+  let apiServer: { cert: string; key: string };
+  let stranger: { cert: string; key: string };
+  let dataDir: string;
+
+  /** A client certificate issued by a CA of its own (as a cluster's API server holds for webhooks). */
+  async function clientCertificate(caName: string) {
+    const { createCertificateAuthority, issueClusterCertificate, readCsr } = await import("../src/identity/ca.js");
+    const { createCsr, newPrivateKey } = await import("../src/identity/enrollment.js");
+    const { authority } = await createCertificateAuthority(caName, new Date());
+    const key = await newPrivateKey();
+    const issued = await issueClusterCertificate(authority, await readCsr(await createCsr("kube-apiserver", key)), { region: "r", cluster: "kube-apiserver" }, new Date(), 3600_000);
+    return { ca: authority.certificatePem, client: { cert: issued.pem, key } };
+  }
+
+  beforeAll(async () => {
+    fed = await startCopy("callers");
+    const trusted = await clientCertificate("api-server-client-ca");
+    apiServer = trusted.client;
+    stranger = (await clientCertificate("someone-else")).client;
+    dataDir = join(root, "callers-agent");
+    agent = await startAgent({ dataDir, hubUrl: fed.hub.url, caPem: fed.hub.caPem, cluster: CLUSTER, joinToken: await joinToken(fed.admin, CLUSTER), webhookPort: 0, pollWaitSeconds: 2, callerCaPem: trusted.ca });
+    agents.push(agent);
+    await eventually("the agent holds a bundle", () => agent.health().bundleVersion ?? undefined);
+  });
+
+  it("records whether each decision's caller presented a certificate of its caller CA", async () => {
+    for (const [uid, client] of [
+      ["from-the-api-server", apiServer],
+      ["from-a-stranger", stranger],
+      ["from-anyone", undefined],
+    ] as const) {
+      const answer = await send(agent, { body: withUid(PRIVILEGED, uid), ...(client === undefined ? {} : { client }) });
+      expectDenied(answer.json as AdmissionReviewResponse, uid);
+    }
+    const entries = await eventually("the denials reach the hub", async () => {
+      const { items } = await decisionsAtHub(fed.admin);
+      return items.length >= 3 ? items : undefined;
+    });
+    const byUid = new Map(entries.map((e) => [e.uid, (e as DecisionEntry & { authenticated?: boolean }).authenticated]));
+    expect(Object.fromEntries(byUid)).toMatchObject({ "from-the-api-server": true, "from-a-stranger": false, "from-anyone": false });
+  });
+
+  it("refuses callers without such a certificate with 401 when told to require one", async () => {
+    await agent.close();
+    const strict = await startAgent({ dataDir, hubUrl: fed.hub.url, cluster: CLUSTER, webhookPort: 0, callerCaPem: (await clientCertificate("unused")).ca, requireAuthenticatedCaller: true });
+    agents.push(strict);
+    try {
+      expectStatus(await send(strict, { body: withUid(PRIVILEGED, "strict") }), 401, /takes reviews only from a caller with a client certificate of its caller CA/);
+      expectStatus(await send(strict, { body: withUid(PRIVILEGED, "strict"), client: stranger }), 401, /caller CA/);
+      expect(strict.health().decisions).toMatchObject({ denied: 0, rejected: 2 });
+    } finally {
+      await strict.close();
+    }
+  });
+});
+
 // ---- decision logs on disk, cut into batches the hub takes ----------------------------------
 
 describe("decision logs on disk", () => {
@@ -790,6 +853,7 @@ describe("decision logs on disk", () => {
     operation: "CREATE",
     allowed: false,
     bundleVersion: 1,
+    authenticated: true,
     violations: [{ policy: "require-owner-label", rule: "owner-label", message, enforcement: "deny" }],
   });
 
@@ -810,7 +874,7 @@ describe("decision logs on disk", () => {
 
   it("sends a segment of 25,000 entries as three batches with ids of its own, and after a restart resumes at the batch the hub does not have yet, under the same id", () => {
     const dir = join(root, "segment-parts");
-    const options = { ...DEFAULT_LOG_OPTIONS, maxMemoryBytes: 64 * 1024 * 1024 };
+    const options = DEFAULT_LOG_OPTIONS;
     const first = new DecisionLog(dir, options);
     for (let i = 0; i < 25_000; i++) first.denied(denial(`part-${i}`));
     first.flush();
@@ -852,7 +916,7 @@ describe("decision logs on disk", () => {
 
   it("drops, and counts, an entry larger than a batch may carry, instead of writing a segment the hub would refuse", () => {
     const dir = join(root, "entry-too-large");
-    const log = new DecisionLog(dir, { ...DEFAULT_LOG_OPTIONS, maxMemoryBytes: 64 * 1024 * 1024 });
+    const log = new DecisionLog(dir, DEFAULT_LOG_OPTIONS);
     log.denied(denial("huge", "x".repeat(9 * 1024 * 1024)));
     log.denied(denial("small"));
     log.flush();
@@ -863,7 +927,7 @@ describe("decision logs on disk", () => {
 
   it("samples the allowed decisions not yet sampled when it is closed, and counts them on disk at every flush", () => {
     const dir = join(root, "allowed-unsampled");
-    const allowed = (uid: string) => (represents: number) => ({ time: "2025-01-01T00:00:00.000Z", uid, kind: "Pod", operation: "CREATE", allowed: true, bundleVersion: 1, represents });
+    const allowed = (uid: string) => (represents: number) => ({ time: "2025-01-01T00:00:00.000Z", uid, kind: "Pod", operation: "CREATE", allowed: true, bundleVersion: 1, authenticated: true, represents });
     const first = new DecisionLog(dir, DEFAULT_LOG_OPTIONS);
     for (let i = 1; i <= 30; i++) first.allowed(allowed(`a-${i}`));
     // A crash after a flush: the 30 are counted on disk, and the next start goes on from there.
@@ -1140,6 +1204,60 @@ describe("bundles", () => {
     });
   });
 
+  describe("from a hub that answers with hundreds of MiB", () => {
+    let server: HttpsServer;
+    let url: string;
+    let sent = 0;
+
+    beforeAll(async () => {
+      // A hub impostor with a certificate of the federation (a compromised hub, a broken proxy).
+      const serving = await fed.hub.context.identity.serverCertificate(["localhost"], ["127.0.0.1"]);
+      const chunk = Buffer.alloc(1024 * 1024, 0x61);
+      server = createHttpsServer({ cert: serving.certificatePem, key: serving.privateKeyPem }, (req, res) => {
+        res.writeHead(200, { "content-type": "application/vnd.polity.bundle", etag: '"999999"' });
+        let left = 300;
+        const pump = () => {
+          while (left > 0) {
+            left--;
+            sent++;
+            if (!res.write(chunk)) return void res.once("drain", pump);
+          }
+          res.end();
+        };
+        res.on("error", () => undefined);
+        req.socket.on("error", () => undefined);
+        pump();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const address = server.address();
+      url = `https://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`;
+    });
+
+    afterAll(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+
+    it("refuses the answer past the bundle bound, keeps deciding from its disk, and stays up across restarts", async () => {
+      const dir = join(root, "huge-answer");
+      cpSync(snapshot, dir, { recursive: true });
+      for (let start = 0; start < 2; start++) {
+        const agent = await spawnAgent({ hubUrl: url, dataDir: dir });
+        try {
+          const h = await eventually("the agent refuses the answer", async () => ((await health(agent)).errors.bundle === undefined ? undefined : health(agent)), 20_000);
+          expect(h.errors.bundle).toMatch(/^refused the hub's answer: larger than a bundle may be \(67108864 bytes\): GET \/v1\/agent\/bundle: the answer is over 67108864 bytes/);
+          expect(h).toMatchObject({ bundleVersion: metadataOf(v2).version, bundleSource: "disk" });
+          expectDenied(await review(agent, withUid(PRIVILEGED, `huge-${start}`)), `huge-${start}`);
+          expect(agent.child.exitCode).toBeNull();
+        } finally {
+          expect(await agent.stop()).toBe(0);
+        }
+      }
+      // It read what the bound allows and stopped: the impostor never got to send its 300 MiB twice.
+      expect(sent).toBeLessThan(600);
+    });
+  });
+
   describe("on its disk, when it restarts with its hub down", () => {
     let hubUrl: string;
 
@@ -1176,16 +1294,23 @@ describe("bundles", () => {
       writeFileSync(path, bytes);
     }
 
-    async function expectPrevious(agent: AgentProcess, problem: string): Promise<void> {
+    /**
+     * A refused current.bundle leaves only previous.bundle, which is older than the newest
+     * bundle the agent verified: enforcing it would be a rollback, so the agent fails closed
+     * until its hub answers, saying why (issue 10, item 2: it used to enforce previous.bundle).
+     */
+    async function expectNoRollback(agent: AgentProcess, problem: string): Promise<void> {
       const h = await health(agent);
-      expect(h).toMatchObject({ bundleVersion: metadataOf(v1).version, bundleHash: metadataOf(v1).targetHash, bundleSource: "disk", stale: true });
-      expect(h.lastRefusal).toMatchObject({ problem });
-      expect(h.lastRefusal?.message).toMatch(/^current\.bundle on disk: /);
-      expect(agent.output()).toContain('"msg":"refused a bundle"');
-      expect(agent.output()).toContain('"file":"previous.bundle"');
-      expectDenied(await review(agent, withUid(PRIVILEGED, `tampered-${problem}`)), `tampered-${problem}`);
-      // Version 1 has no suggest-owner-label policy: no warning for the compliant pod.
-      expectAllowed(await review(agent, COMPLIANT), uidOf(COMPLIANT));
+      expect(h).toMatchObject({ bundleVersion: null, bundleSource: null, stale: true, highWater: { version: metadataOf(v2).version, confirmed: false } });
+      expect(h.lastRefusal).toMatchObject({ problem: "rollback" });
+      expect(h.lastRefusal?.message).toMatch(/^previous\.bundle on disk: the bundle is version \d+, older than version \d+ already held/);
+      expect(agent.output()).toContain(`"problem":"${problem}"`);
+      expect(agent.output()).toMatch(/"message":"current\.bundle on disk: /);
+      for (const body of [withUid(PRIVILEGED, `tampered-${problem}`), COMPLIANT]) {
+        expect((await review(agent, body)).response).toMatchObject({ allowed: false, status: { code: 503, message: expect.stringMatching(/holds no verified policy bundle/) } });
+      }
+      // previous.bundle stays where it is: it is a genuine bundle, only too old to enforce.
+      expect(existsSync(bundleFile(agent.dataDir, "previous"))).toBe(true);
     }
 
     it("enforces current.bundle even past its expiry, and reports itself stale", async () => {
@@ -1203,28 +1328,56 @@ describe("bundles", () => {
       }
     });
 
-    it("refuses current.bundle with a byte of its policy set flipped (target-mismatch) and enforces previous.bundle", async () => {
+    it("refuses current.bundle with a byte of its policy set flipped (target-mismatch), and will not fall back to the older previous.bundle", async () => {
       const agent = await restartedOn("target", (dir) => flipTarget(bundleFile(dir, "current")));
       try {
-        await expectPrevious(agent, "target-mismatch");
+        await expectNoRollback(agent, "target-mismatch");
       } finally {
         expect(await agent.stop()).toBe(0);
       }
     });
 
-    it("refuses current.bundle with a byte of its signature changed (bad-signature) and enforces previous.bundle", async () => {
+    it("refuses current.bundle with a byte of its signature changed (bad-signature), and will not fall back to the older previous.bundle", async () => {
       const agent = await restartedOn("signature", (dir) => flipSignature(bundleFile(dir, "current")));
       try {
-        await expectPrevious(agent, "bad-signature");
+        await expectNoRollback(agent, "bad-signature");
       } finally {
         expect(await agent.stop()).toBe(0);
       }
     });
 
-    it("refuses current.bundle with a byte of its signed metadata changed (bad-signature) and enforces previous.bundle", async () => {
+    it("refuses current.bundle with a byte of its signed metadata changed (bad-signature), and will not fall back to the older previous.bundle", async () => {
       const agent = await restartedOn("metadata", (dir) => flipMetadata(bundleFile(dir, "current")));
       try {
-        await expectPrevious(agent, "bad-signature");
+        await expectNoRollback(agent, "bad-signature");
+      } finally {
+        expect(await agent.stop()).toBe(0);
+      }
+    });
+
+    it("refuses previous.bundle copied over current.bundle (a rollback on disk), and fails closed", async () => {
+      const agent = await restartedOn("copied-back", (dir) => cpSync(bundleFile(dir, "previous"), bundleFile(dir, "current")));
+      try {
+        const h = await health(agent);
+        expect(h).toMatchObject({ bundleVersion: null, stale: true, lastRefusal: { problem: "rollback" } });
+        expect(agent.output()).toMatch(/"message":"current\.bundle on disk: the bundle is version \d+, older than version \d+ already held/);
+        expect((await review(agent, COMPLIANT)).response.allowed).toBe(false);
+      } finally {
+        expect(await agent.stop()).toBe(0);
+      }
+    });
+
+    it("refuses bundles signed by another key when the pinned key was replaced with them, and fails closed", async () => {
+      const stranger = generateKeyPairSync("ed25519");
+      const agent = await restartedOn("key-replaced", (dir) => {
+        writeFileSync(join(dir, "identity", "bundle-key.pem"), stranger.publicKey.export({ type: "spki", format: "pem" }));
+        writeFileSync(bundleFile(dir, "current"), forge(v2, { version: metadataOf(v2).version + 100 }, stranger.privateKey));
+      });
+      try {
+        const h = await health(agent);
+        expect(h).toMatchObject({ bundleVersion: null, lastRefusal: { problem: "untrusted-key" } });
+        expect(h.lastRefusal?.message).toMatch(/the pinned bundle key is not the one that signed the newest bundle this agent verified/);
+        expect((await review(agent, withUid(PRIVILEGED, "key-replaced"))).response.allowed).toBe(false);
       } finally {
         expect(await agent.stop()).toBe(0);
       }
@@ -1266,11 +1419,13 @@ describe("bundles", () => {
       const tampered = readFileSync(bundleFile(dir, "current"));
       tampered[tampered.length - 10] = tampered[tampered.length - 10]! ^ 0x01;
       writeFileSync(bundleFile(dir, "current"), tampered);
-      // The hub holds version 2 (the newer one forged above was never the hub's): the agent starts on version 1, then pulls 2.
+      // The hub holds version 2 (the newer one forged above was never the hub's): the agent
+      // refuses the tampered version 2 and will not fall back to version 1 (older than the
+      // newest it verified), so it fails closed until it pulls version 2 again.
       const restarted = await startAgent({ dataDir: dir, hubUrl: fed.hub.url, cluster: CLUSTER, webhookPort: 0, pollWaitSeconds: 2 });
       agents.push(restarted);
       try {
-        expect(restarted.health().lastRefusal).toMatchObject({ problem: "target-mismatch" });
+        expect(restarted.health()).toMatchObject({ bundleVersion: null, lastRefusal: { problem: "rollback" } });
         await eventually("the agent pulls its hub's bundle", () => (restarted.health().bundleVersion === metadataOf(v2).version ? true : undefined));
         expect(readFileSync(bundleFile(dir, "current"))).toEqual(v2);
         expect(readFileSync(bundleFile(dir, "previous"))).toEqual(v1);
@@ -1281,5 +1436,96 @@ describe("bundles", () => {
         await restarted.close();
       }
     });
+  });
+});
+
+// ---- decision logs through a kill -9 and an outage ---------------------------------------------
+
+describe("decision logs of a real agent", () => {
+  let copy: Federation;
+  let hub: HubProcess;
+  let admin: HubEndpoint;
+  let dataDir: string;
+
+  beforeAll(async () => {
+    copy = copyFederation("logs-kill");
+    dataDir = join(root, "logs-kill-agent");
+    hub = await spawnHub(copy.dir);
+    admin = { ...copy.admin, url: hub.url };
+    const agent = await spawnAgent({ hubUrl: hub.url, dataDir, caFile: copy.caFile, joinToken: await joinToken(admin, CLUSTER) });
+    await eventually("the agent holds a bundle", async () => (await health(agent)).bundleVersion ?? undefined);
+    expect(await agent.stop()).toBe(0);
+  });
+
+  afterAll(async () => {
+    await hub?.stop();
+  });
+
+  /** Denies `count` reviews, `parallel` at a time; the uids, in the order they were answered. */
+  async function denyMany(agent: AgentProcess, prefix: string, count: number, parallel = 16): Promise<string[]> {
+    const answered: string[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: parallel }, async () => {
+        while (next < count) {
+          const uid = `${prefix}-${next++}`;
+          expectDenied(await review(agent, withUid(PRIVILEGED, uid)), uid);
+          answered.push(uid);
+        }
+      }),
+    );
+    return answered;
+  }
+
+  it("loses no answered denial when the agent is killed with SIGKILL right after answering", async () => {
+    const agent = await spawnAgent({ hubUrl: hub.url, dataDir });
+    const answered = await denyMany(agent, "killed", 600);
+    await agent.kill();
+    expect(agent.child.signalCode).toBe("SIGKILL");
+    const restarted = await spawnAgent({ hubUrl: hub.url, dataDir });
+    try {
+      const atHub = await eventually(
+        "every answered denial reaches the hub",
+        async () => {
+          const uids = new Set((await decisionsAtHub(admin)).items.map((e) => e.uid));
+          return answered.every((uid) => uids.has(uid)) ? uids : undefined;
+        },
+        30_000,
+      );
+      expect(answered.filter((uid) => !atHub.has(uid))).toEqual([]);
+    } finally {
+      expect(await restarted.stop()).toBe(0);
+    }
+  });
+
+  it("with its hub unreachable, keeps sealing segments every second and, past its disk bound, drops the oldest, counted", async () => {
+    const down = `https://127.0.0.1:${await deadPort()}`;
+    const agent = await spawnAgent({ hubUrl: down, dataDir, logLimitMiB: 1 });
+    try {
+      const first = await denyMany(agent, "outage-a", 400);
+      // Sealed while the hub is down: nothing waits on an upload that cannot happen.
+      const sealed = await eventually("the open segment is sealed", async () => {
+        const h = await health(agent);
+        return h.logs.buffered === 0 && h.logs.segments > 0 ? h : undefined;
+      });
+      expect(sealed.logs.dropped).toBe(0);
+      const rest = await denyMany(agent, "outage-b", 6000);
+      const after = await eventually("the oldest are dropped past 1 MiB", async () => {
+        const h = await health(agent);
+        return h.logs.buffered === 0 && h.logs.dropped > 0 ? h : undefined;
+      });
+      expect(after.errors.logs ?? "").toMatch(/unreachable/);
+      // What is on disk is the newest: the first denials went, the last ones stayed.
+      const onDisk = readdirSync(join(dataDir, "decisions"))
+        .filter((name) => name.endsWith(".ndjson"))
+        .flatMap((name) => readFileSync(join(dataDir, "decisions", name), "utf8").split("\n"))
+        .filter((line) => line !== "")
+        .map((line) => (JSON.parse(line) as { uid: string }).uid);
+      expect(onDisk).toContain(rest[rest.length - 1]);
+      expect(onDisk).not.toContain(first[0]);
+      expect(after.logs.dropped + onDisk.filter((uid) => uid.startsWith("outage-")).length).toBe(first.length + rest.length);
+    } finally {
+      expect(await agent.stop()).toBe(0);
+    }
   });
 });

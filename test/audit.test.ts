@@ -87,6 +87,8 @@ function denial(i: number, bundleVersion: number | null): DecisionEntry {
     user: "system:serviceaccount:billing:deployer",
     allowed: false,
     bundleVersion,
+    // Sent by an API server that presented the webhook's caller certificate.
+    authenticated: true,
     // A policy's message may quote the workload: the log keeps the policy and rule, never the message.
     violations: [{ policy: "require-team-label", rule: "team-label", message: "pods must carry a team label (saw DB_PASSWORD=hunter2)", enforcement: "deny" }],
   };
@@ -393,6 +395,8 @@ describe("a federation's history in its audit log", () => {
       name: "job-0",
       user: "system:serviceaccount:billing:deployer",
       bundleVersion: expect.any(Number),
+      // Whether the agent authenticated its caller: only authenticated denials raise anomalies.
+      authenticated: true,
       violations: [{ policy: "require-team-label", rule: "team-label", enforcement: "deny" }],
     });
   });

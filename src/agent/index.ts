@@ -16,6 +16,7 @@
  * reports itself stale. It never deletes or loosens policy because the hub is gone.
  */
 import { join } from "node:path";
+import { HighWaterMark } from "./bundle/high-water.js";
 import { ActiveBundle } from "./bundle/active.js";
 import { BundlePlugin } from "./bundle/plugin.js";
 import { webhookCertificate } from "./certificate.js";
@@ -45,6 +46,10 @@ export interface AgentOptions {
   readonly webhookPort?: number;
   /** Extra DNS names for the webhook's serving certificate. */
   readonly webhookNames?: readonly string[];
+  /** The CA of the API server's client certificate: the webhook records (or requires) callers it authenticates. */
+  readonly callerCaPem?: string;
+  /** Refuse reviews from callers without a certificate of `callerCaPem`. */
+  readonly requireAuthenticatedCaller?: boolean;
   /** How long a long poll waits at the hub (default 30 s). */
   readonly pollWaitSeconds?: number;
   readonly statusIntervalMs?: number;
@@ -72,7 +77,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   // What the loops share.
   const credentials = new AgentCredentials(options.dataDir, options.cluster, options.hubUrl);
   const errors = new LoopErrors(now, log);
-  const bundle = new ActiveBundle(join(options.dataDir, "bundles"), () => credentials.trust(), log, now);
+  // The high-water mark lives beside the identity, not the bundles it guards.
+  const highWater = new HighWaterMark(join(options.dataDir, "identity", "bundle-high-water.json"));
+  const bundle = new ActiveBundle(join(options.dataDir, "bundles"), () => credentials.trust(), highWater, log, now);
   const decisions = new DecisionLog(join(options.dataDir, "decisions"), { ...DEFAULT_LOG_OPTIONS, ...options.logs });
   const counters: Counters = { allowed: 0, denied: 0, rejected: 0, failedClosed: 0 };
   const latencies = new Latencies();
@@ -88,7 +95,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
-  const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, health });
+  const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, health, callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : (options.webhookPort ?? 9443);
 

@@ -10,9 +10,15 @@
  * a reset connection. Without a verified bundle the webhook fails closed: it denies,
  * saying why (the webhook registration exempts the system namespaces, so the cluster can
  * still heal itself).
+ *
+ * Who calls: given the CA of the API server's client certificate (Kubernetes' admission
+ * configuration gives the webhook client one), each decision records whether its caller
+ * presented a certificate of that CA, and with `requireAuthenticatedCaller` a caller that
+ * did not is refused (401). Without a CA, every caller is recorded as unauthenticated.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
+import type { TLSSocket } from "node:tls";
 import { statusBody } from "../api/status.js";
 import type { AdmissionReview } from "../decision/request.js";
 import { decideReviewBytes, parseReviewBytes, type ReviewDecision } from "../decision/review.js";
@@ -50,6 +56,10 @@ export interface WebhookOptions {
   readonly latencies: Latencies;
   /** The body of GET /healthz and /readyz. */
   readonly health: () => unknown;
+  /** The CA of the API server's client certificate (PEM): callers presenting one it issued are authenticated. */
+  readonly callerCaPem?: string;
+  /** Refuse reviews from callers without such a certificate (401), instead of recording them as unauthenticated. */
+  readonly requireAuthenticatedCaller?: boolean;
 }
 
 function statusHead(res: ServerResponse, code: number, reason: string, message: string, headers: Record<string, string> = {}): string {
@@ -116,7 +126,7 @@ export function startWebhook(options: WebhookOptions): Promise<Server> {
   };
 
   /** One review: decided, counted and logged (or refused), and timed. */
-  const decide = (body: Buffer, res: ServerResponse) => {
+  const decide = (body: Buffer, res: ServerResponse, authenticated: boolean) => {
     const started = process.hrtime.bigint();
     const active = bundle.current;
     let out: Buffer;
@@ -141,10 +151,10 @@ export function startWebhook(options: WebhookOptions): Promise<Server> {
       const version = active.metadata.version;
       if (decision.allowed) {
         counters.allowed++;
-        decisions.allowed((represents) => allowedEntry(request, time, version, represents));
+        decisions.allowed((represents) => allowedEntry(request, time, version, represents, authenticated));
       } else {
         counters.denied++;
-        decisions.denied(deniedEntry(request, decision, time, version));
+        decisions.denied(deniedEntry(request, decision, time, version, authenticated));
       }
       out = decided.response;
     }
@@ -164,6 +174,12 @@ export function startWebhook(options: WebhookOptions): Promise<Server> {
     }
     if (path !== "/validate") return status(res, 404, "NotFound", `no such endpoint ${path}: the webhook is POST /validate`);
     if (req.method !== "POST") return status(res, 405, "MethodNotAllowed", "send the AdmissionReview with POST");
+    // Authenticated: a client certificate the caller CA issued, verified in the TLS handshake.
+    const authenticated = options.callerCaPem !== undefined && (req.socket as TLSSocket).authorized === true;
+    if (!authenticated && options.requireAuthenticatedCaller === true) {
+      counters.rejected++;
+      return status(res, 401, "Unauthorized", "this webhook takes reviews only from a caller with a client certificate of its caller CA (the API server's, see its admission configuration)");
+    }
     const declared = Number(req.headers["content-length"] ?? "0");
     if (declared > MAX_REVIEW_BYTES) {
       counters.rejected++;
@@ -188,7 +204,7 @@ export function startWebhook(options: WebhookOptions): Promise<Server> {
     req.on("end", () => {
       if (over) return;
       try {
-        decide(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), res);
+        decide(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), res, authenticated);
       } catch (error) {
         status(res, 500, "InternalError", `internal error: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -196,7 +212,10 @@ export function startWebhook(options: WebhookOptions): Promise<Server> {
     req.on("error", () => undefined);
   };
 
-  const server = createServer({ cert: options.certificatePem, key: options.privateKeyPem, minVersion: "TLSv1.2" }, handle);
+  // A caller CA asks every client for a certificate, but does not require one in the
+  // handshake: the answer says why a caller is refused, which a broken handshake would not.
+  const callers = options.callerCaPem === undefined ? {} : { ca: options.callerCaPem, requestCert: true, rejectUnauthorized: false };
+  const server = createServer({ cert: options.certificatePem, key: options.privateKeyPem, minVersion: "TLSv1.2", ...callers }, handle);
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.on("clientError", (_error, socket) => socket.destroy());

@@ -38,8 +38,9 @@ class Log {
     return entry;
   }
 
-  denials(minutesBeforeNow: number, count: number, cluster = "eu-west-1"): IndexedEntry {
-    return this.add("agent.denials", minutesBeforeNow, { cluster, data: { count } });
+  /** `count` denials, `authenticated` of them from a caller the agent authenticated (all, unless said). */
+  denials(minutesBeforeNow: number, count: number, cluster = "eu-west-1", authenticated = count): IndexedEntry {
+    return this.add("agent.denials", minutesBeforeNow, { cluster, data: { count, authenticated } });
   }
 
   failure(minutesBeforeNow: number, reason: string, cluster: string | null = "eu-west-1"): IndexedEntry {
@@ -58,6 +59,17 @@ class Log {
 const indexes = (entries: readonly IndexedEntry[]) => entries.map((e) => e.index);
 
 describe("the denial-spike detector", () => {
+  it("counts only denials whose caller the agent authenticated: forged reviews alone raise nothing", () => {
+    const log = new Log();
+    for (let w = 1; w <= 12; w++) log.denials(2 + w * 5, 2);
+    // Anyone who reaches a webhook can make it deny: 3,000 denials from unauthenticated callers.
+    log.denials(1, 3000, "eu-west-1", 0);
+    expect(denialSpikes(log.entries, NOW)).toEqual([]);
+    // With 60 of them from the API server, a spike, of those 60.
+    log.denials(0, 60, "eu-west-1", 60);
+    expect(denialSpikes(log.entries, NOW).map((f) => f.summary)).toEqual([expect.stringMatching(/ denied 60 requests /)]);
+  });
+
   it("flags a cluster whose denials this window reach 50 and five times its hourly baseline, naming the entries", () => {
     const log = new Log();
     for (let w = 1; w <= 12; w++) log.denials(2 + w * 5, 2); // 2 per window for an hour: a mean of 2

@@ -70,7 +70,7 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string | null): Map<s
   return groups;
 }
 
-/** Denials in a cluster's current window, against its own mean over the windows before. */
+/** Authenticated denials in a cluster's current window, against its own mean over the windows before. */
 export function denialSpikes(entries: readonly IndexedEntry[], now: Date, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): Finding[] {
   const findings: Finding[] = [];
   const windowStart = Math.floor(now.getTime() / options.windowMs) * options.windowMs;
@@ -79,7 +79,10 @@ export function denialSpikes(entries: readonly IndexedEntry[], now: Date, option
     entries.filter((e) => e.kind === "agent.denials"),
     (e) => e.cluster,
   )) {
-    const count = (e: IndexedEntry) => (typeof e.data.count === "number" ? e.data.count : 0);
+    // Only denials whose caller the agent authenticated (the API server, by its client
+    // certificate) count: anyone who reaches a webhook can make it deny, and forged
+    // denials must not raise a finding on their own.
+    const count = (e: IndexedEntry) => (typeof e.data.authenticated === "number" ? e.data.authenticated : 0);
     const current = list.filter((e) => time(e) >= windowStart);
     const denials = current.reduce((n, e) => n + count(e), 0);
     const before = list.filter((e) => time(e) >= baselineStart && time(e) < windowStart).reduce((n, e) => n + count(e), 0);

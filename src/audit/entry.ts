@@ -27,7 +27,7 @@ export const ENTRY_KINDS = {
   "token.revoked": "a bearer token revoked: id",
   "bundle.published": "a signed bundle published for a cluster: version, envelope hash, policy-set hash, expiry",
   "bundle.acknowledged": "an agent reported enforcing a bundle version",
-  "agent.denials": "admission denials an agent made, batched from its decision logs: time, request uid, operation, resource, policies and rules",
+  "agent.denials": "admission denials an agent made, batched from its decision logs: time, request uid, operation, resource, policies and rules, and whether the caller was authenticated (how many in `authenticated`)",
   "anomaly.found": "a detector's finding: what, why, and the entries that show it",
 } as const;
 

@@ -22,6 +22,12 @@ import { canonicalJson, contentHash } from "../canonical/index.js";
 export const BUNDLE_TYPE = "polity.dev/bundle";
 export const BUNDLE_MEDIA_TYPE = "application/vnd.polity.bundle";
 
+/**
+ * The largest bundle there is: the hub refuses a change that would make a bigger one, and
+ * an agent reads no more of an answer (what is larger is not a bundle of its hub's).
+ */
+export const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
+
 export interface Revocation {
   readonly serial: string;
   readonly cluster: string;

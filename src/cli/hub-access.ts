@@ -5,7 +5,7 @@
  */
 import { endpointFrom, configPath, readConfig } from "../client/config.js";
 import { randomUUID } from "node:crypto";
-import { call, HubError, UnreachableError, type HubEndpoint, type RequestOptions } from "../client/http.js";
+import { call, HubError, ResponseTooLargeError, UnreachableError, type HubEndpoint, type RequestOptions } from "../client/http.js";
 import { PolityError } from "../errors.js";
 import { stringOption, type Options, type Parsed } from "./command.js";
 import type { Io } from "./io.js";
@@ -68,6 +68,7 @@ export function asCliError(error: unknown): unknown {
     return new PolityError(error.status === 409 ? "merge-refused" : "invalid", problems);
   }
   if (error instanceof UnreachableError) return PolityError.of("not-found", error.message);
+  if (error instanceof ResponseTooLargeError) return PolityError.of("too-large", error.message);
   return error;
 }
 

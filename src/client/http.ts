@@ -61,7 +61,17 @@ export function closeConnections(): void {
   agents.clear();
 }
 
+/** The largest answer read by default (a bundle's own bound is MAX_BUNDLE_BYTES). */
+export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+/** The hub's answer is larger than the caller reads: refused, and its connection closed, before it fills memory. */
+export class ResponseTooLargeError extends Error {
+  override readonly name = "ResponseTooLargeError";
+}
+
 export interface RequestOptions {
+  /** Refuse an answer larger than this many bytes (default MAX_RESPONSE_BYTES). */
+  readonly maxBytes?: number;
   readonly timeoutMs?: number;
   readonly headers?: Readonly<Record<string, string>>;
   /** Abort the request (long polls). */
@@ -104,7 +114,20 @@ export async function call<T>(
       },
       (res) => {
         const chunks: Buffer[] = [];
-        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        const limit = options.maxBytes ?? MAX_RESPONSE_BYTES;
+        let size = 0;
+        const tooLarge = (what: string) => {
+          res.destroy();
+          req.destroy();
+          reject(new ResponseTooLargeError(`${method} ${url.pathname}: the answer ${what}; at most ${limit} bytes are read`));
+        };
+        const declared = Number(res.headers["content-length"] ?? "0");
+        if (declared > limit) return tooLarge(`is ${declared} bytes`);
+        res.on("data", (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > limit) tooLarge(`is over ${limit} bytes`);
+          else chunks.push(chunk);
+        });
         res.on("error", (error) => reject(new UnreachableError(`${url.origin}: ${error.message}`)));
         res.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8");
@@ -140,6 +163,7 @@ export async function call<T>(
     );
     req.on("timeout", () => req.destroy(new Error(`no answer within ${(options.timeoutMs ?? 30_000) / 1000} s`)));
     req.on("error", (error: NodeJS.ErrnoException) => {
+      // Settled already when the answer was refused as too large (rejecting again is a no-op).
       if (error.name === "AbortError") reject(error);
       else reject(new UnreachableError(`cannot reach the hub at ${url.origin}: ${error.code ?? ""} ${error.message}`.replace(/\s+/g, " ").trim()));
     });

@@ -13,6 +13,7 @@
  */
 import type { SourceFile } from "../api/fields.js";
 import type { AuditEvent } from "../audit/entry.js";
+import { MAX_BUNDLE_BYTES } from "../bundle/index.js";
 import { PolityError, type Problem } from "../errors.js";
 import type { ClusterIdentity, EffectivePolicySet } from "../layering/effective.js";
 import type { Layer } from "../policy/layer.js";
@@ -62,6 +63,14 @@ export interface Committed {
   readonly certificates: number;
 }
 
+/** A cluster's effective set, if it fits in a bundle (MAX_BUNDLE_BYTES): agents read no larger one. */
+function bounded(cluster: string, set: EffectivePolicySet): EffectivePolicySet {
+  if (set.bytes.length > MAX_BUNDLE_BYTES) {
+    throw PolityError.of("too-large", `cluster ${cluster}'s effective policy set would be ${set.bytes.length} bytes; a bundle holds at most ${MAX_BUNDLE_BYTES}`);
+  }
+  return set;
+}
+
 export class Changes {
   constructor(
     private readonly federation: Federation,
@@ -78,12 +87,12 @@ export class Changes {
         return this.planLayers(change, generation);
       case "register": {
         if (this.federation.clusters.has(change.cluster.name)) throw conflict(`cluster ${change.cluster.name} is already registered`);
-        const after = this.federation.effectiveWith(change.cluster);
+        const after = bounded(change.cluster.name, this.federation.effectiveWith(change.cluster));
         return { change, generation, layers: [], affected: [{ cluster: change.cluster.name, region: change.cluster.region, before: undefined, after }], revokes: false };
       }
       case "relabel": {
         const identity = { ...this.federation.identity(change.cluster), labels: change.labels };
-        const after = this.federation.effectiveWith(identity);
+        const after = bounded(identity.name, this.federation.effectiveWith(identity));
         return { change, generation, layers: [], affected: [{ cluster: identity.name, region: identity.region, before: this.currentHash(identity.name), after }], revokes: false };
       }
       case "remove":
@@ -135,7 +144,7 @@ export class Changes {
     for (const name of [...reached].sort()) {
       const identity = this.federation.identity(name);
       try {
-        affected.push({ cluster: name, region: identity.region, before: this.currentHash(name), after: this.federation.effectiveWith(identity, overrides) });
+        affected.push({ cluster: name, region: identity.region, before: this.currentHash(name), after: bounded(name, this.federation.effectiveWith(identity, overrides)) });
       } catch (error) {
         note(error);
       }

@@ -42,6 +42,8 @@ function denialsOf(entries: readonly Readonly<Record<string, unknown>>[]): { [ke
       name: text(e.name),
       user: text(e.user),
       bundleVersion: typeof e.bundleVersion === "number" ? e.bundleVersion : null,
+      // Whether the agent authenticated the caller (the API server): only those raise anomalies.
+      authenticated: e.authenticated === true,
       violations: violations.slice(0, 64).map((v) => {
         const r: Readonly<Record<string, unknown>> = typeof v === "object" && v !== null ? Object.fromEntries(Object.entries(v)) : {};
         return { policy: text(r.policy), rule: text(r.rule), enforcement: text(r.enforcement, 16) };
@@ -148,7 +150,8 @@ export class Reports {
         const events: AuditEvent[] = [];
         for (let i = 0; i < denials.length; i += DENIALS_PER_ENTRY) {
           const part = denials.slice(i, i + DENIALS_PER_ENTRY);
-          events.push({ kind: "agent.denials", actor: `cluster:${cluster}`, cluster, region, correlationId, data: { batch: batch.batch, count: part.length, denials: part } });
+          const authenticated = part.filter((d) => d.authenticated === true).length;
+          events.push({ kind: "agent.denials", actor: `cluster:${cluster}`, cluster, region, correlationId, data: { batch: batch.batch, count: part.length, authenticated, denials: part } });
         }
         await this.audit.record(tx, events);
       }

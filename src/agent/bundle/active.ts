@@ -2,15 +2,18 @@
  * The bundle the agent enforces now: one verified bundle, swapped atomically. Every
  * decision reads `current` once, so it sees the old set or the new one, never a mix.
  * Nothing here ever removes or loosens policy because the hub is unreachable: a bundle is
- * replaced only by a newer verified one.
+ * replaced only by a newer verified one, and a bundle on the disk is enforced only if it is
+ * at least as new as the newest this agent has verified (the high-water mark): falling back
+ * to an older one would be a rollback.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { BundleError, decodeBundle, encodeBundle, verifyBundle, type Bundle, type BundleMetadata, type Trust } from "../../bundle/index.js";
+import { BundleError, decodeBundle, encodeBundle, keyIdOf, verifyBundle, type Bundle, type BundleMetadata, type Held, type Trust } from "../../bundle/index.js";
 import { prepare } from "../../decision/prepare.js";
 import { writeFileAtomic } from "../../files/write.js";
 import { effectivePolicySetFromBytes, type EffectivePolicySet } from "../../layering/effective.js";
 import type { Log } from "../log.js";
+import type { HighWater, HighWaterMark } from "./high-water.js";
 
 export interface LoadedBundle {
   readonly metadata: BundleMetadata;
@@ -42,6 +45,7 @@ export class ActiveBundle {
   constructor(
     private readonly dir: string,
     private readonly trust: () => Trust,
+    private readonly highWater: HighWaterMark,
     private readonly log: Log,
     private readonly now: () => Date,
   ) {
@@ -59,8 +63,9 @@ export class ActiveBundle {
 
   /**
    * At boot, before the hub is reached: the bundle on disk, verified again (a tampered file
-   * is refused and moved aside), else the one before it; none means fail-closed until the
-   * hub answers.
+   * is refused and moved aside), else the one before it, each only if it is at least as new
+   * as the high-water mark (and, at the mark's version, has its hash); none means
+   * fail-closed until the hub answers.
    */
   loadFromDisk(): LoadedBundle | undefined {
     let trust: Trust;
@@ -71,20 +76,36 @@ export class ActiveBundle {
       this.refused("untrusted-key", `no bundle on disk can be verified: ${reason(error)}`);
       return undefined;
     }
+    const reading = this.highWater.read();
+    if (reading.state === "unreadable") {
+      // Without the mark, nothing on disk can be told from a rollback: wait for the hub.
+      this.refused("rollback", `no bundle on disk is enforced: ${reading.why}; the hub's next bundle restores it`);
+      return undefined;
+    }
+    const mark = reading.state === "held" ? reading.mark : undefined;
+    if (mark !== undefined && mark.keyId !== keyIdOf(trust.publicKey)) {
+      this.refused("untrusted-key", `no bundle on disk is enforced: the pinned bundle key is not the one that signed the newest bundle this agent verified (key ${mark.keyId})`);
+      return undefined;
+    }
     for (const name of [CURRENT, PREVIOUS]) {
       const path = join(this.dir, name);
       if (!existsSync(path)) continue;
       try {
         const bundle = decodeBundle(readFileSync(path));
-        // No expiry check for what the agent already held: expiry governs acceptance, not use.
-        const metadata = verifyBundle(bundle, trust, undefined, undefined);
+        const metadata = verifyBundle(bundle, trust, mark, undefined);
+        // No expiry check for what the agent already held (at most the mark's version): expiry
+        // governs acceptance, not use. A newer one it never accepted is held to its expiry.
+        if (mark !== undefined && metadata.version > mark.version && Date.parse(metadata.expires) <= this.now().getTime()) {
+          throw new BundleError("expired", `version ${metadata.version} is newer than any this agent verified, and expired at ${metadata.expires}`);
+        }
         const loaded = this.use(bundle, metadata, "disk");
+        this.highWater.raise(markOf(metadata, trust));
         this.log.info("enforcing the bundle on disk", { file: name, version: metadata.version, hash: metadata.targetHash });
         return loaded;
       } catch (error) {
         const problem = error instanceof BundleError ? error.problem : "malformed";
         this.refused(problem, `${name} on disk: ${reason(error)}`);
-        if (error instanceof BundleError) this.setAside(name);
+        if (error instanceof BundleError && problem !== "rollback") this.setAside(name);
       }
     }
     return undefined;
@@ -106,15 +127,18 @@ export class ActiveBundle {
     let metadata: BundleMetadata;
     try {
       bundle = decodeBundle(bytes);
-      const held = this.current === undefined ? undefined : { version: this.current.metadata.version, targetHash: this.current.metadata.targetHash };
+      // Held: the bundle enforced, or, enforcing none, the newest this agent ever verified.
+      const held: Held | undefined = this.current === undefined ? this.highWater.current : { version: this.current.metadata.version, targetHash: this.current.metadata.targetHash };
       metadata = verifyBundle(bundle, this.trust(), held, now);
     } catch (error) {
       const problem = error instanceof BundleError ? error.problem : "malformed";
       this.refused(problem, reason(error));
       return undefined;
     }
+    this.highWater.confirmed = true;
     if (this.current !== undefined && this.current.metadata.version === metadata.version) return this.current;
     this.persist(bundle);
+    this.highWater.raise(markOf(metadata, this.trust()));
     const loaded = this.use(bundle, metadata, "hub");
     this.log.info("enforcing a new bundle", { version: metadata.version, hash: metadata.targetHash, policies: loaded.set.document.policies.length });
     return loaded;
@@ -132,10 +156,24 @@ export class ActiveBundle {
     this.log.warn("refused a bundle", { problem, message });
   }
 
+  /** The hub answered that the bundle held is its newest for this cluster: the high-water mark is confirmed. */
+  confirmedByHub(): void {
+    if (this.current !== undefined) this.highWater.confirmed = true;
+  }
+
+  /** The newest version this agent has verified, and whether its hub confirmed it since the agent started. */
+  highWaterMark(): { readonly version: number | null; readonly confirmed: boolean } {
+    return { version: this.highWater.current?.version ?? null, confirmed: this.highWater.confirmed };
+  }
+
   /** Whether the bundle enforced has passed its expiry (it stays enforced: the agent reports itself stale). */
   expired(now: Date): boolean {
     return this.current !== undefined && Date.parse(this.current.metadata.expires) <= now.getTime();
   }
+}
+
+function markOf(metadata: BundleMetadata, trust: Trust): HighWater {
+  return { version: metadata.version, targetHash: metadata.targetHash, keyId: keyIdOf(trust.publicKey) };
 }
 
 function reason(error: unknown): string {

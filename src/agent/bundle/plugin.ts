@@ -4,7 +4,8 @@
  * it in. The agent is stale while it holds no bundle, holds an expired one, or has not
  * heard from its hub for a poll and half a minute.
  */
-import { call, HubError } from "../../client/http.js";
+import { MAX_BUNDLE_BYTES } from "../../bundle/index.js";
+import { call, HubError, ResponseTooLargeError } from "../../client/http.js";
 import type { AgentCredentials } from "../identity/credentials.js";
 import { Backoff, sleep, type LoopErrors, type LoopError, type Plugin } from "../plugin.js";
 import type { ActiveBundle, Refusal } from "./active.js";
@@ -17,6 +18,8 @@ export interface BundleHealth {
   readonly lastSync: string | null;
   readonly stale: boolean;
   readonly lastRefusal: Refusal | null;
+  /** The newest bundle version this agent verified (bundles on its disk older than it are refused), and whether its hub confirmed it since the agent started. */
+  readonly highWater: { readonly version: number | null; readonly confirmed: boolean };
 }
 
 export interface BundlePluginOptions {
@@ -54,11 +57,13 @@ export class BundlePlugin implements Plugin {
           signal,
           headers: held === undefined ? {} : { "if-none-match": `"${held}"` },
           binary: true,
+          maxBytes: MAX_BUNDLE_BYTES,
         });
         this.lastSync = now();
         backoff.reset();
         // The hub answered: whatever said it was unreachable is over.
         errors.succeeded("bundle");
+        if (response.status === 304) bundle.confirmedByHub();
         if (response.status === 200 && bundle.offer(response.body, now()) === undefined) {
           const refusal = bundle.lastRefusal;
           errors.failed("bundle", `refused the bundle the hub sent (${refusal?.problem ?? "malformed"})`, refusal?.message ?? "");
@@ -68,6 +73,12 @@ export class BundlePlugin implements Plugin {
         refusedBackoff.reset();
       } catch (error) {
         if (signal.aborted) return;
+        if (error instanceof ResponseTooLargeError) {
+          // Not a bundle of its hub's: asked again later and later, as for a bundle it refuses.
+          errors.failed("bundle", `refused the hub's answer: larger than a bundle may be (${MAX_BUNDLE_BYTES} bytes)`, error);
+          await sleep(refusedBackoff.next(), signal);
+          continue;
+        }
         errors.failed("bundle", error instanceof HubError ? `the hub refused the bundle request (${error.status})` : "the hub is unreachable", error);
         await sleep(backoff.next(), signal);
       }
@@ -91,6 +102,7 @@ export class BundlePlugin implements Plugin {
       lastSync: lastSync?.toISOString() ?? null,
       stale,
       lastRefusal: bundle.lastRefusal ?? null,
+      highWater: bundle.highWaterMark(),
     };
   }
 }

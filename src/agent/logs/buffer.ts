@@ -1,15 +1,19 @@
 /**
  * The decision log: denials in full, allowed decisions as counted samples (one entry stands
- * for `sampleEvery` of them). Entries gather in memory and are written to disk in segments
- * every second, so the decision path never waits for a disk; segments are handed out in
- * batches, oldest first, and deleted only once the hub has them. A segment larger than the
- * hub takes in one batch is sent in several (`batchesOf`), each with an id derived from the
- * segment's, so a batch sent again after a failure or a restart is stored once.
+ * for `sampleEvery` of them). Each entry is written to the open segment file when it is
+ * logged, before the webhook answers (a write, not an fsync: a killed process loses none,
+ * the page cache holds them; a machine crash may lose the last seconds). The open segment
+ * is sealed every second (renamed to its final name), whatever the uploads are doing;
+ * sealed segments are handed out in batches, oldest first, and deleted only once the hub
+ * has them. A segment larger than the hub takes in one batch is sent in several
+ * (`batchesOf`), each with an id derived from the segment's, so a batch sent again after a
+ * failure or a restart is stored once. A segment left open by a killed process is sealed
+ * at the next start.
  *
- * Allowed decisions not yet sampled are counted on disk at every flush, and sampled when
+ * Allowed decisions not yet sampled are counted on disk at every seal, and sampled when
  * the log is closed: the samples' `represents` add up to every allowed decision.
  *
- * Every buffer has a bound. Past it, the oldest entries are dropped, and how many is
+ * The disk has a bound. Past it, the oldest segments are dropped, and how many entries is
  * counted, kept on disk across restarts, and reported to the hub with the next batch:
  * never silent.
  */
@@ -18,19 +22,17 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { BATCH_LIMITS, batchesOf } from "./batches.js";
 import type { DecisionEntry } from "./entry.js";
-import { countLines, listSegments, readSegment, writeSegment } from "./segments.js";
+import { countLines, listSegments, openSegment, readSegment, sealLeftOpen, type OpenSegment } from "./segments.js";
 import { readLogState, writeLogState, type LogState } from "./state.js";
 
 export interface LogOptions {
   /** Bytes of segments kept on disk (default 64 MiB). */
   readonly maxDiskBytes: number;
-  /** Bytes kept in memory between flushes (default 4 MiB). */
-  readonly maxMemoryBytes: number;
   /** One allowed decision in this many is logged (default 100). */
   readonly sampleEvery: number;
 }
 
-export const DEFAULT_LOG_OPTIONS: LogOptions = { maxDiskBytes: 64 * 1024 * 1024, maxMemoryBytes: 4 * 1024 * 1024, sampleEvery: 100 };
+export const DEFAULT_LOG_OPTIONS: LogOptions = { maxDiskBytes: 64 * 1024 * 1024, sampleEvery: 100 };
 
 /** One batch for the hub; `done` records that the hub has it. */
 export interface Batch {
@@ -42,6 +44,7 @@ export interface Batch {
 }
 
 export interface LogStats {
+  /** Entries in the open segment, not yet sealed for upload. */
   readonly buffered: number;
   readonly segments: number;
   readonly dropped: number;
@@ -49,8 +52,7 @@ export interface LogStats {
 }
 
 export class DecisionLog {
-  private pending: string[] = [];
-  private pendingBytes = 0;
+  private open: OpenSegment | undefined;
   private allowedSinceSample: number;
   /** The latest allowed decision, to sample the ones still counted when the log is closed. */
   private lastAllowed: ((represents: number) => DecisionEntry) | undefined;
@@ -66,6 +68,8 @@ export class DecisionLog {
     this.statePath = join(dir, "state.json");
     this.state = readLogState(this.statePath);
     this.allowedSinceSample = this.state.allowedUnsampled;
+    // A segment a killed process left open holds what it logged: sealed, it goes to the hub.
+    sealLeftOpen(dir);
     this.sequence = listSegments(dir).reduce((max, s) => Math.max(max, s.sequence), 0);
   }
 
@@ -98,14 +102,23 @@ export class DecisionLog {
     this.flush();
   }
 
+  /** Writes an entry to the open segment at once; an entry no batch could carry, or one the disk refuses, is dropped and counted. */
   private add(entry: DecisionEntry): void {
-    const line = JSON.stringify(entry);
-    if (this.pendingBytes + line.length > this.options.maxMemoryBytes || Buffer.byteLength(line, "utf8") >= BATCH_LIMITS.bytes) {
+    const line = `${JSON.stringify(entry)}\n`;
+    const bytes = Buffer.byteLength(line, "utf8");
+    if (bytes > BATCH_LIMITS.bytes) {
       this.drop(1);
       return;
     }
-    this.pending.push(line);
-    this.pendingBytes += line.length + 1;
+    try {
+      this.open ??= openSegment(this.dir, ++this.sequence);
+      this.open.write(line);
+    } catch {
+      this.drop(1);
+      return;
+    }
+    // A burst between seals must not outgrow the disk bound in one file.
+    if (this.open.bytes > this.options.maxDiskBytes / 4) this.seal();
   }
 
   private drop(count: number): void {
@@ -113,14 +126,16 @@ export class DecisionLog {
     this.state.droppedTotal += count;
   }
 
-  /** Writes what is in memory as a new segment, then trims the oldest segments past the disk bound. */
+  /** Seals the open segment (its entries are on disk already), then trims the oldest segments past the disk bound. */
   flush(): void {
-    if (this.pending.length > 0) {
-      const lines = this.pending;
-      this.pending = [];
-      this.pendingBytes = 0;
-      writeSegment(this.dir, ++this.sequence, lines);
-    }
+    this.seal();
+    this.saveState();
+  }
+
+  private seal(): void {
+    const open = this.open;
+    this.open = undefined;
+    open?.seal();
     let segments = listSegments(this.dir);
     let total = segments.reduce((sum, s) => sum + s.bytes, 0);
     while (total > this.options.maxDiskBytes && segments.length > 0) {
@@ -130,7 +145,6 @@ export class DecisionLog {
       total -= oldest.bytes;
       segments = segments.slice(1);
     }
-    this.saveState();
   }
 
   private saveState(): void {
@@ -188,6 +202,6 @@ export class DecisionLog {
   }
 
   stats(): LogStats {
-    return { buffered: this.pending.length, segments: listSegments(this.dir).length, dropped: this.state.droppedTotal, droppedUnreported: this.state.dropped };
+    return { buffered: this.open?.entries ?? 0, segments: listSegments(this.dir).length, dropped: this.state.droppedTotal, droppedUnreported: this.state.dropped };
   }
 }

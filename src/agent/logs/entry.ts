@@ -16,12 +16,14 @@ export interface DecisionEntry {
   readonly user?: string;
   readonly allowed: boolean;
   readonly bundleVersion: number | null;
+  /** Whether the caller presented a client certificate of the webhook's caller CA (the API server's). */
+  readonly authenticated: boolean;
   readonly violations?: readonly { policy: string; rule: string; message: string; enforcement: string }[];
   /** For a sample of allowed decisions: how many it stands for. */
   readonly represents?: number;
 }
 
-function about(request: AdmissionRequest, time: string, bundleVersion: number | null) {
+function about(request: AdmissionRequest, time: string, bundleVersion: number | null, authenticated: boolean) {
   const username = typeof request.userInfo?.username === "string" ? request.userInfo.username : undefined;
   return {
     time,
@@ -32,14 +34,15 @@ function about(request: AdmissionRequest, time: string, bundleVersion: number | 
     operation: request.operation,
     ...(username === undefined ? {} : { user: username }),
     bundleVersion,
+    authenticated,
   };
 }
 
-export function allowedEntry(request: AdmissionRequest, time: string, bundleVersion: number | null, represents: number): DecisionEntry {
-  return { ...about(request, time, bundleVersion), allowed: true, represents };
+export function allowedEntry(request: AdmissionRequest, time: string, bundleVersion: number | null, represents: number, authenticated: boolean): DecisionEntry {
+  return { ...about(request, time, bundleVersion, authenticated), allowed: true, represents };
 }
 
-export function deniedEntry(request: AdmissionRequest, decision: Decision, time: string, bundleVersion: number | null): DecisionEntry {
+export function deniedEntry(request: AdmissionRequest, decision: Decision, time: string, bundleVersion: number | null, authenticated: boolean): DecisionEntry {
   const violations = decision.violations.map((v) => ({ policy: v.policy, rule: v.rule, message: v.message, enforcement: v.enforcement }));
-  return { ...about(request, time, bundleVersion), allowed: false, violations };
+  return { ...about(request, time, bundleVersion, authenticated), allowed: false, violations };
 }

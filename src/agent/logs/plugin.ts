@@ -1,8 +1,10 @@
 /**
- * The decision-log loop: every second, what the webhook logged goes from memory to a
- * segment on disk; every upload interval, the segments go to the hub, batch after batch,
- * oldest first. A batch the hub refuses stays on disk, is retried, and is named in the
- * loop's error until it goes through.
+ * The decision-log loop, in two parts that never wait for each other: every second the
+ * open segment is sealed (what the webhook logged is on disk already) and the disk bound
+ * kept; every upload interval, the sealed segments go to the hub, batch after batch, oldest
+ * first. A hub that is down slows the uploads (they back off), never the sealing. A batch
+ * the hub refuses stays on disk, is retried, and is named in the loop's error until it
+ * goes through.
  */
 import { call, HubError } from "../../client/http.js";
 import type { AgentCredentials } from "../identity/credentials.js";
@@ -24,20 +26,26 @@ export class DecisionLogPlugin implements Plugin {
   constructor(private readonly options: DecisionLogPluginOptions) {}
 
   async run(signal: AbortSignal): Promise<void> {
-    const { decisions, credentials, errors, uploadIntervalMs } = this.options;
-    const backoff = new Backoff(1000, 30_000);
-    // Elapsed time, not the time of day: the monotonic clock, as the sleeps are. A wall
-    // clock set back (or the agent's clock moved, in tests) would hold uploads back.
-    let lastUpload = Number.NEGATIVE_INFINITY;
+    await Promise.all([this.seal(signal), this.upload(signal)]);
+  }
+
+  private async seal(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       await sleep(FLUSH_MS, signal);
       try {
-        decisions.flush();
+        this.options.decisions.flush();
       } catch (error) {
-        errors.failed("logs", "writing decision logs failed", error);
+        this.options.errors.failed("logs", "writing decision logs failed", error);
       }
-      if (!credentials.enrolled || performance.now() - lastUpload < uploadIntervalMs) continue;
-      lastUpload = performance.now();
+    }
+  }
+
+  private async upload(signal: AbortSignal): Promise<void> {
+    const { decisions, credentials, errors, uploadIntervalMs } = this.options;
+    const backoff = new Backoff(1000, 30_000);
+    while (!signal.aborted) {
+      await sleep(uploadIntervalMs, signal);
+      if (!credentials.enrolled || signal.aborted) continue;
       let sending: string | undefined;
       try {
         for (let batch = decisions.nextBatch(); batch !== undefined && !signal.aborted; batch = decisions.nextBatch()) {

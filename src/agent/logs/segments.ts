@@ -1,12 +1,11 @@
 /**
- * Decision-log segments on disk: one file of JSON lines per flush, named
- * `<sequence>-<uuid>.ndjson` so that they sort oldest first and the uuid can name the
- * batch that carries them.
+ * Decision-log segments on disk: files of JSON lines named `<sequence>-<uuid>.ndjson`, so
+ * that they sort oldest first and the uuid can name the batch that carries them. A segment
+ * is written line by line while it is open (`….ndjson.open`), and sealed by a rename.
  */
 import { randomUUID } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, renameSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomic } from "../../files/write.js";
 
 export interface Segment {
   readonly path: string;
@@ -27,14 +26,53 @@ export function listSegments(dir: string): Segment[] {
     .map((n) => ({ path: join(dir, n), name: n, sequence: Number(n.slice(0, 12)), batch: n.slice(13, 49), bytes: statSync(join(dir, n)).size }));
 }
 
+const OPEN = ".open";
+
+/** A segment being written: each line goes to the file at once (one write, no fsync). */
+export interface OpenSegment {
+  readonly entries: number;
+  readonly bytes: number;
+  write(line: string): void;
+  /** Closes it under its final name: from then on it is uploaded. */
+  seal(): void;
+}
+
 /**
- * Writes one segment, whole or not at all. Not flushed to the disk: segments are written
- * every second, and a machine crash losing the last seconds of them is cheaper than an
- * fsync a second (a process crash loses nothing the page cache holds).
+ * Opens a new segment. Lines are written, not flushed to the disk: a killed process loses
+ * nothing the page cache holds, and an fsync per decision would put the disk's latency on
+ * the admission path; a machine crash may lose the last seconds.
  */
-export function writeSegment(dir: string, sequence: number, lines: readonly string[]): void {
+export function openSegment(dir: string, sequence: number): OpenSegment {
   const name = `${String(sequence).padStart(12, "0")}-${randomUUID()}.ndjson`;
-  writeFileAtomic(join(dir, name), `${lines.join("\n")}\n`, { sync: false });
+  const path = join(dir, `${name}${OPEN}`);
+  const fd = openSync(path, "a", 0o600);
+  let entries = 0;
+  let bytes = 0;
+  return {
+    get entries() {
+      return entries;
+    },
+    get bytes() {
+      return bytes;
+    },
+    write(line) {
+      const data = Buffer.from(line, "utf8");
+      for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
+      entries++;
+      bytes += data.length;
+    },
+    seal() {
+      closeSync(fd);
+      renameSync(path, join(dir, name));
+    },
+  };
+}
+
+/** Seals the segments a killed process left open (a torn last line is skipped when read). */
+export function sealLeftOpen(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    if (name.endsWith(OPEN) && NAME.test(name.slice(0, -OPEN.length))) renameSync(join(dir, name), join(dir, name.slice(0, -OPEN.length)));
+  }
 }
 
 /** How many lines a segment holds (0 when it cannot be read). */

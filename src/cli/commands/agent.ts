@@ -18,6 +18,9 @@ export const agentCommand: Command = {
     data: { type: "string" },
     listen: { type: "string" },
     "webhook-name": { type: "string", multiple: true },
+    "caller-ca": { type: "string" },
+    "decision-log-limit": { type: "string" },
+    "require-caller-certificate": { type: "boolean" },
     "poll-wait": { type: "string" },
   },
   help: `Runs the agent of one cluster. At its first start it enrols with a join token (its key is
@@ -47,7 +50,14 @@ Flags:
       --data <dir>                state: identity, bundles, decision logs (default .polity/agent-<cluster>)
       --listen <host:port>        the webhook (default 127.0.0.1:9443; port 0 picks one)
       --webhook-name <dns>        another DNS name for the webhook's certificate (repeatable)
+      --caller-ca <file>          the CA of the API server's client certificate: each decision
+                                  records whether its caller presented one (authenticated);
+                                  only authenticated denials raise the hub's denial-spike finding
+      --require-caller-certificate
+                                  refuse reviews (401) from callers without such a certificate
       --poll-wait <seconds>       how long each long poll waits at the hub (default 30)
+      --decision-log-limit <MiB>  decision logs kept on disk while the hub cannot take them
+                                  (default 64); past it the oldest are dropped, and counted
 
 Example:
   polity agent --hub https://127.0.0.1:8443 --cluster eu-west-1 --ca .polity/hub/ca.pem --join-token "$TOKEN"
@@ -71,6 +81,12 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     const { host, port } = parseListen(listen);
     const wait = Number(stringOption(parsed, "poll-wait") ?? "30");
     if (!Number.isInteger(wait) || wait < 1 || wait > 60) throw new UsageError("--poll-wait must be a whole number of seconds from 1 to 60");
+    const limit = Number(stringOption(parsed, "decision-log-limit") ?? "64");
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1_048_576) throw new UsageError("--decision-log-limit must be a whole number of MiB from 1 to 1048576");
+    const callerCa = stringOption(parsed, "caller-ca");
+    if (callerCa !== undefined && !existsSync(callerCa)) throw new UsageError(`--caller-ca ${callerCa}: no such file`);
+    const requireCaller = parsed.values["require-caller-certificate"] === true;
+    if (requireCaller && callerCa === undefined) throw new UsageError("--require-caller-certificate needs --caller-ca <file>: the CA the callers' certificates must come from");
     const now = () => new Date();
     const agent = await startAgent({
       dataDir,
@@ -81,7 +97,9 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       webhookHost: host,
       webhookPort: port,
       webhookNames: stringsOption(parsed, "webhook-name"),
+      ...(callerCa === undefined ? {} : { callerCaPem: readFileSync(callerCa, "utf8"), requireAuthenticatedCaller: requireCaller }),
       pollWaitSeconds: wait,
+      logs: { maxDiskBytes: limit * 1024 * 1024 },
       now,
       log: jsonLog(`agent/${cluster}`, now),
     }).catch((error: unknown) => {
@@ -123,6 +141,12 @@ webhook certificate, and a namespace selector that exempts kube-system, kube-pub
 kube-node-lease and polity-system, so that a stopped agent can never lock the cluster out
 of repairing itself. The failure policy is Fail (a stopped agent refuses, outside those
 namespaces); --failure-policy Ignore chooses to fail open instead.
+
+For the agent to know its caller is the API server (polity agent --caller-ca), give the
+API server a client certificate for the webhook: an AdmissionConfiguration
+(--admission-control-config-file) whose ValidatingAdmissionWebhook plugin names a
+kubeConfigFile with a user for the webhook's host (polity-agent.polity-system.svc) holding
+client-certificate and client-key issued by that CA.
 
 Flags:
       --cluster <name>          the cluster (to find the agent's data folder)
