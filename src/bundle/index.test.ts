@@ -31,7 +31,6 @@ function metadata(overrides: Partial<Omit<BundleMetadata, "type" | "specVersion"
     expires: EXPIRES,
     targetHash: contentHash(target),
     targetLength: target.length,
-    revocations: [{ serial: "0a1b", cluster: "us-east-1" }],
     ...overrides,
   };
 }
@@ -142,7 +141,7 @@ describe("an agent refuses a bundle", () => {
     expect(refusal(Buffer.from("{not json\n{}"))).toBe("malformed");
     expect(refusal(Buffer.from("null\n{}"))).toBe("malformed");
     const signed = bundle().envelope.signed as unknown as Record<string, unknown>;
-    const required = ["type", "specVersion", "federation", "region", "cluster", "version", "issuedAt", "expires", "targetHash", "targetLength", "revocations"];
+    const required = ["type", "specVersion", "federation", "region", "cluster", "version", "issuedAt", "expires", "targetHash", "targetLength"];
     for (const field of required) {
       const lacking = { signatures: [], signed: { ...signed, [field]: undefined } };
       expect(refusal(Buffer.from(`${canonicalJson(lacking)}\n`)), field).toBe("malformed");

@@ -2,8 +2,9 @@
  * Bundles: what an agent enforces, signed so that any cache or mirror may serve them.
  *
  * In the spirit of The Update Framework, a bundle is small signed metadata and a target:
- * the metadata names the cluster, a monotonic version, an expiry, the revocation list
- * and the SHA-256 of the target, the cluster's effective policy set in canonical bytes.
+ * the metadata names the cluster, a monotonic version, an expiry and the SHA-256 of the
+ * target, the cluster's effective policy set in canonical bytes. (Revoked certificates are
+ * refused by the hubs, which read them on every request; bundles carry no list of them.)
  * On the wire and on disk a bundle is one file:
  *
  *     {"signatures":[{"keyId":…,"sig":…}],"signed":{…}}\n<canonical effective set>
@@ -28,11 +29,6 @@ export const BUNDLE_MEDIA_TYPE = "application/vnd.polity.bundle";
  */
 export const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
 
-export interface Revocation {
-  readonly serial: string;
-  readonly cluster: string;
-}
-
 export interface BundleMetadata {
   readonly type: typeof BUNDLE_TYPE;
   readonly specVersion: 1;
@@ -47,8 +43,6 @@ export interface BundleMetadata {
   /** `sha256:<hex>` of the target: the canonical effective policy set. */
   readonly targetHash: string;
   readonly targetLength: number;
-  /** Certificates revoked (and not long expired), for the agent to refuse. */
-  readonly revocations: readonly Revocation[];
 }
 
 export interface Envelope {
@@ -129,8 +123,7 @@ export function decodeBundle(bytes: Uint8Array): Bundle {
     typeof s.expires !== "string" ||
     typeof s.issuedAt !== "string" ||
     typeof s.targetHash !== "string" ||
-    !Number.isSafeInteger(s.targetLength) ||
-    !Array.isArray(s.revocations)
+    !Number.isSafeInteger(s.targetLength)
   ) {
     throw new BundleError("malformed", "not a bundle: its metadata lacks required fields");
   }

@@ -1,15 +1,15 @@
 /**
  * The hub's bundles: for each registered cluster, its effective policy set signed with the
  * hub's bundle-signing key (Ed25519, sealed at rest like the CA key), with a version that
- * only grows, an expiry, and the revocation list.
+ * only grows and an expiry. This module owns `bundles`.
  *
- * Bundles are made when something they contain changes (a layer, a label, a revocation)
- * and only for the clusters it reaches, in bulk, in one transaction; and re-signed before
- * they expire. Agents long-poll for theirs: a waiting request is answered as soon as its
+ * Bundles are made in the transaction of the change that alters them (a layer, a label),
+ * only for the clusters it reaches, in bulk; and, level-triggered, for any cluster whose
+ * bundle is missing, not its effective set, or near its expiry. Agents long-poll for theirs: a waiting request is answered as soon as its
  * cluster's bundle changes, in this process or (through the database) in another.
  */
 import { canonicalJson } from "../canonical/index.js";
-import { sha256Hash, signBundle, type Revocation } from "../bundle/index.js";
+import { sha256Hash, signBundle } from "../bundle/index.js";
 import type { EffectivePolicySet } from "../layering/effective.js";
 import type { Database, Queryable } from "../store/database.js";
 import type { AuditEvent } from "../audit/entry.js";
@@ -27,16 +27,9 @@ export interface BundleItem {
   readonly correlationId?: string;
 }
 
-/** The revocation list bundles carry, and its hash (a bundle is made again when it changes). */
-export interface Revocations {
-  readonly list: readonly Revocation[];
-  readonly hash: string;
-}
-
 interface Current {
   readonly version: number;
   readonly targetHash: string;
-  readonly revocationsHash: string;
   readonly expiresAt: number;
   /** The change that made it. */
   readonly correlationId: string | null;
@@ -55,7 +48,6 @@ type Waiter = (version: number) => void;
 export class BundleService {
   private readonly current = new Map<string, Current>();
   private readonly waiters = new Map<string, Set<Waiter>>();
-  private revocationsCache: { at: string; list: Revocation[]; hash: string } | undefined;
 
   constructor(
     private readonly db: Database,
@@ -70,8 +62,8 @@ export class BundleService {
 
   /** Loads bundle rows written since `since` (another process's, or our own), and wakes their waiters. */
   private async reload(since: string): Promise<void> {
-    const rows = await this.db.query<{ cluster: string; version: string; target_hash: string; revocations_hash: string; expires_at: Date; envelope: string; correlation_id: string | null }>(
-      "SELECT cluster, version::text AS version, target_hash, revocations_hash, expires_at, envelope, correlation_id FROM bundles WHERE revision > $1",
+    const rows = await this.db.query<{ cluster: string; version: string; target_hash: string; expires_at: Date; envelope: string; correlation_id: string | null }>(
+      "SELECT cluster, version::text AS version, target_hash, expires_at, envelope, correlation_id FROM bundles WHERE revision > $1",
       [since],
     );
     for (const row of rows) {
@@ -81,7 +73,6 @@ export class BundleService {
       this.current.set(row.cluster, {
         version,
         targetHash: row.target_hash,
-        revocationsHash: row.revocations_hash,
         expiresAt: new Date(row.expires_at).getTime(),
         correlationId: row.correlation_id,
         envelope: Buffer.from(`${row.envelope}\n`, "utf8"),
@@ -90,21 +81,12 @@ export class BundleService {
     }
   }
 
-  /** The revocation list as of `q` (the caller's transaction, to see revocations it just made). */
-  async revocations(q?: Queryable): Promise<Revocations> {
-    const list = (await this.identity.revocations(q))
-      .filter((r) => r.notAfter.getTime() + 7 * 24 * 3600 * 1000 > this.options.now().getTime())
-      .map((r) => ({ serial: r.serial, cluster: r.cluster }));
-    return { list, hash: sha256Hash(Buffer.from(canonicalJson(list), "utf8")) };
-  }
-
-  /** Whether a cluster's bundle must be made again: none, another policy set or revocation list, or half its validity gone. */
-  due(cluster: string, setHash: string, revocations: Revocations): boolean {
+  /** Whether a cluster's bundle must be made again: none, another policy set, or half its validity gone. */
+  due(cluster: string, setHash: string): boolean {
     const held = this.current.get(cluster);
     return (
       held === undefined ||
       held.targetHash !== setHash ||
-      held.revocationsHash !== revocations.hash ||
       held.expiresAt - this.options.now().getTime() <= this.options.validityMs / 2
     );
   }
@@ -114,11 +96,11 @@ export class BundleService {
    * generation bump makes other hubs reload them). Versions come from the locked rows, so
    * that they grow whichever hub writes. Returns the `bundle.published` events to record.
    */
-  async publish(tx: Queryable, items: readonly BundleItem[], revocations: Revocations, context: AuditContext): Promise<AuditEvent[]> {
+  async publish(tx: Queryable, items: readonly BundleItem[], context: AuditContext): Promise<AuditEvent[]> {
     const now = this.options.now();
     const expires = new Date(now.getTime() + this.options.validityMs);
     const events: AuditEvent[] = [];
-    for (let i = 0; i < items.length; i += 500) events.push(...(await this.writeBatch(tx, items.slice(i, i + 500), revocations, now, expires, context)));
+    for (let i = 0; i < items.length; i += 500) events.push(...(await this.writeBatch(tx, items.slice(i, i + 500), now, expires, context)));
     return events;
   }
 
@@ -131,7 +113,6 @@ export class BundleService {
    */
   async refresh(clusters: Iterable<string>, context: AuditContext = { actor: "hub", correlationId: newCorrelationId() }): Promise<string[]> {
     const generation = this.federation.generation;
-    const revocations = await this.revocations();
     const items: BundleItem[] = [];
     for (const cluster of clusters) {
       const record = this.federation.clusters.get(cluster);
@@ -142,14 +123,14 @@ export class BundleService {
       } catch {
         continue; // layers that do not combine never get a bundle: the last good one stays
       }
-      if (!this.due(cluster, set.hash, revocations)) continue;
+      if (!this.due(cluster, set.hash)) continue;
       const held = this.current.get(cluster);
       const same = held !== undefined && held.targetHash === set.hash && held.correlationId !== null;
       items.push({ cluster, region: record.region, set, ...(same ? { correlationId: held.correlationId! } : {}) });
     }
     if (items.length === 0) return [];
     try {
-      await this.federation.transaction(generation, async (tx) => this.audit.record(tx, await this.publish(tx, items, revocations, context)));
+      await this.federation.transaction(generation, async (tx) => this.audit.record(tx, await this.publish(tx, items, context)));
     } catch (error) {
       if (error instanceof StaleGeneration) return [];
       throw error;
@@ -160,7 +141,6 @@ export class BundleService {
   private async writeBatch(
     tx: Queryable,
     batch: readonly BundleItem[],
-    revocations: Revocations,
     now: Date,
     expires: Date,
     context: AuditContext,
@@ -187,7 +167,6 @@ export class BundleService {
           expires: expires.toISOString(),
           targetHash: item.set.hash,
           targetLength: item.set.bytes.length,
-          revocations: revocations.list,
         },
         item.set.bytes,
         this.key.privateKey,
@@ -195,9 +174,9 @@ export class BundleService {
       );
       const envelope = canonicalJson(bundle.envelope);
       const correlationId = item.correlationId ?? context.correlationId;
-      params.push(item.cluster, version, item.set.hash, revocations.hash, expires, envelope, now, correlationId);
+      params.push(item.cluster, version, item.set.hash, expires, envelope, now, correlationId);
       const n = params.length;
-      values.push(`($${n - 7}, $${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n})`);
+      values.push(`($${n - 6}, $${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n})`);
       events.push({
         kind: "bundle.published",
         actor: context.actor,
@@ -205,12 +184,12 @@ export class BundleService {
         region: item.region,
         correlationId,
         // The envelope is the signed metadata and its signature; it names the policy set's hash.
-        data: { version, envelopeHash: sha256Hash(Buffer.from(envelope, "utf8")), targetHash: item.set.hash, revocationsHash: revocations.hash, expires: expires.toISOString() },
+        data: { version, envelopeHash: sha256Hash(Buffer.from(envelope, "utf8")), targetHash: item.set.hash, expires: expires.toISOString() },
       });
     }
     await tx.query(
-      `INSERT INTO bundles (cluster, version, target_hash, revocations_hash, expires_at, envelope, updated_at, correlation_id) VALUES ${values.join(", ")}
-       ON CONFLICT (cluster) DO UPDATE SET version = EXCLUDED.version, target_hash = EXCLUDED.target_hash, revocations_hash = EXCLUDED.revocations_hash,
+      `INSERT INTO bundles (cluster, version, target_hash, expires_at, envelope, updated_at, correlation_id) VALUES ${values.join(", ")}
+       ON CONFLICT (cluster) DO UPDATE SET version = EXCLUDED.version, target_hash = EXCLUDED.target_hash,
          expires_at = EXCLUDED.expires_at, envelope = EXCLUDED.envelope, updated_at = EXCLUDED.updated_at, correlation_id = EXCLUDED.correlation_id`,
       params,
     );

@@ -51,8 +51,6 @@ export interface Plan {
   readonly layers: readonly PlannedLayer[];
   /** The registered clusters whose effective sets the change recomputes, with the hash before and the set after. */
   readonly affected: readonly { readonly cluster: string; readonly region: string; readonly before: string | undefined; readonly after: EffectivePolicySet }[];
-  /** The revocation list changes: every cluster gets a new bundle. */
-  readonly revokes: boolean;
 }
 
 export interface Committed {
@@ -88,28 +86,18 @@ export class Changes {
       case "register": {
         if (this.federation.clusters.has(change.cluster.name)) throw conflict(`cluster ${change.cluster.name} is already registered`);
         const after = bounded(change.cluster.name, this.federation.effectiveWith(change.cluster));
-        return { change, generation, layers: [], affected: [{ cluster: change.cluster.name, region: change.cluster.region, before: undefined, after }], revokes: false };
+        return { change, generation, layers: [], affected: [{ cluster: change.cluster.name, region: change.cluster.region, before: undefined, after }] };
       }
       case "relabel": {
         const identity = { ...this.federation.identity(change.cluster), labels: change.labels };
         const after = bounded(identity.name, this.federation.effectiveWith(identity));
-        return { change, generation, layers: [], affected: [{ cluster: identity.name, region: identity.region, before: this.currentHash(identity.name), after }], revokes: false };
+        return { change, generation, layers: [], affected: [{ cluster: identity.name, region: identity.region, before: this.currentHash(identity.name), after }] };
       }
       case "remove":
-      case "revoke": {
-        // The revocation list is in every bundle: every cluster's (but a removed one's) is made again.
-        const affected = [...this.federation.clusters.values()]
-          .filter((c) => change.kind === "revoke" || c.name !== change.cluster)
-          .flatMap((c) => {
-            try {
-              const set = this.federation.effectiveFor(c.name);
-              return [{ cluster: c.name, region: c.region, before: set.hash, after: set }];
-            } catch {
-              return []; // layers that do not combine never get a bundle: the last good one stays
-            }
-          });
-        return { change, generation, layers: [], affected, revokes: true };
-      }
+      case "revoke":
+        // No effective set changes: the hubs refuse the cluster's certificates from the next request on.
+        this.federation.identity(change.cluster);
+        return { change, generation, layers: [], affected: [] };
     }
   }
 
@@ -163,7 +151,7 @@ export class Changes {
       }
     }
     if (problems.length > 0) throw new PolityError("merge-refused", problems);
-    return { change, generation, layers, affected, revokes: false };
+    return { change, generation, layers, affected };
   }
 
   /**
@@ -235,10 +223,8 @@ export class Changes {
 
   /** The bundles a plan makes due, signed and written in its transaction; their events. */
   private async publish(tx: Queryable, plan: Plan, context: AuditContext): Promise<AuditEvent[]> {
-    // Read in the transaction: PGlite has one connection, and a revocation this change made is seen.
-    const revocations = await this.bundles.revocations(tx);
-    const items: BundleItem[] = plan.affected.filter((a) => this.bundles.due(a.cluster, a.after.hash, revocations)).map((a) => ({ cluster: a.cluster, region: a.region, set: a.after }));
-    return this.bundles.publish(tx, items, revocations, context);
+    const items: BundleItem[] = plan.affected.filter((a) => this.bundles.due(a.cluster, a.after.hash)).map((a) => ({ cluster: a.cluster, region: a.region, set: a.after }));
+    return this.bundles.publish(tx, items, context);
   }
 
   private clusterEvent(cluster: string, region: string, context: AuditContext) {

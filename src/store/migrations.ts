@@ -245,7 +245,7 @@ $$`,
   },
   {
     version: 6,
-    name: "acknowledgements of published bundles only, once; layer versions with their change's correlation id and idempotency key",
+    name: "acknowledgements of published bundles only, once; layer versions with their change's correlation id and idempotency key; no revocation list in bundles",
     statements: [
       // An agent acknowledges a bundle the hub published for it (version and hash), once.
       `CREATE TABLE bundle_acknowledgements (
@@ -260,6 +260,8 @@ $$`,
       // A client that retries an apply whose answer it lost is told it was committed, by this key.
       "ALTER TABLE layer_versions ADD COLUMN idempotency_key text",
       "CREATE INDEX layer_versions_idempotency ON layer_versions (idempotency_key) WHERE idempotency_key IS NOT NULL",
+      // Bundles no longer carry a revocation list (the hubs refuse revoked certificates themselves).
+      "ALTER TABLE bundles DROP COLUMN revocations_hash",
     ],
   },
 ];

@@ -124,7 +124,6 @@ export const CLUSTER_ROUTES = [
     targets: named,
     async handle(hub, call) {
       const cluster = call.params.name!;
-      // The revocation reaches every agent in its next bundle.
       const { certificates } = await hub.changes.apply({ kind: "revoke", cluster }, describePrincipal(call.principal), auditContext(call));
       return { body: { cluster, revoked: true, certificates } };
     },
