@@ -843,6 +843,49 @@ describe("the webhook's callers", () => {
   });
 });
 
+// ---- a decision that would cost too much ---------------------------------------------------------
+
+describe("a decision whose policies would cost more than its budget", () => {
+  let fed: Federation & { hub: RunningHub };
+  let agent: RunningAgent;
+
+  beforeAll(async () => {
+    fed = await startCopy("costly");
+    // 200 policies, each under the limit of one expression, together far over a decision's budget.
+    const heavy = Array.from(
+      { length: 200 },
+      (_, i) =>
+        `---\napiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: pairs-${i}, owner: platform-team }\nspec:\n  domain: workload-security\n  match: { kinds: [ConfigMap] }\n  validations:\n    - name: pairs\n      expression: "object.data.items.all(x, object.data.items.all(y, x + y >= 0))"\n  enforcement: deny\n`,
+    ).join("");
+    await call(fed.admin, "POST", "/v1/apply", { files: [{ name: GLOBAL.name, content: `${GLOBAL.content.trimEnd()}\n${heavy}` }] });
+    agent = await startAgent({ dataDir: join(root, "costly-agent"), hubUrl: fed.hub.url, caPem: fed.hub.caPem, cluster: CLUSTER, joinToken: await joinToken(fed.admin, CLUSTER), webhookPort: 0, pollWaitSeconds: 2 });
+    agents.push(agent);
+    await eventually("the agent holds the costly bundle", () => ((agent.health().bundleVersion ?? 0) > 0 && agent.health().bundleHash !== null ? true : undefined));
+  });
+
+  afterAll(async () => {
+    await agent.close();
+  });
+
+  it("stops at the budget and fails the rules left by their failure policy, and /healthz answers while reviews are in flight", async () => {
+    const configMap = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "big", namespace: "shop" }, data: { items: Array.from({ length: 300 }, (_, i) => i) } };
+    const body = (uid: string) =>
+      JSON.stringify({
+        apiVersion: "admission.k8s.io/v1",
+        kind: "AdmissionReview",
+        request: { uid, kind: { group: "", version: "v1", kind: "ConfigMap" }, resource: { group: "", version: "v1", resource: "configmaps" }, namespace: "shop", operation: "CREATE", userInfo: { username: "u" }, object: configMap },
+      });
+    const reviews = Array.from({ length: 5 }, (_, i) => review(agent, body(`costly-${i}`)));
+    const healthz = health(agent);
+    const answers = await Promise.all(reviews);
+    for (const answer of answers) {
+      expect(answer.response.allowed).toBe(false);
+      expect(answer.response.status?.message).toMatch(/the decision's cost budget of 10000000 is spent/);
+    }
+    expect((await healthz).httpStatus).toBe(200);
+  });
+});
+
 // ---- decision logs on disk, cut into batches the hub takes ----------------------------------
 
 describe("decision logs on disk", () => {

@@ -570,6 +570,12 @@ describe("polity policy lint", () => {
     expect(run.out).toContain("type error at 1:28: found no matching overload for '>' applied to '(string, int)'");
   });
 
+  it("reports an expression whose estimated cost is over the limit, as apply refuses it", async () => {
+    const run = await lint(policy('  validations:\n    - name: cubed\n      expression: "object.a.all(x, object.b.all(y, object.c.all(z, x == y && y == z)))"\n'), "costly.yaml");
+    expect(run.code).toBe(1);
+    expect(run.out).toMatch(/^✗ .*costly\.yaml:9:19: spec\.validations\[0\]\.expression: policy "p", rule "cubed": too costly at 1:1: its estimated cost, \d+, is over the limit of 1000000/);
+  });
+
   it("exits 2 without paths or for a path that does not exist", async () => {
     expect(await polity("policy", "lint")).toMatchObject({ code: 2, err: "error: give one or more files or folders to lint\n" });
     const missing = await polity("policy", "lint", join(scratch, "nowhere"));

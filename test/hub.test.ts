@@ -1343,6 +1343,17 @@ describe("bad requests", () => {
     await healthy(h);
   });
 
+  it("refuses a policy whose expression is built to be slow, before it reaches any agent, naming the rule", async () => {
+    const slow = withPolicy(
+      GLOBAL,
+      "apiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: slow, owner: platform-team }\nspec:\n  domain: workload-security\n  match: { kinds: [Pod] }\n  validations:\n    - name: cubed\n      expression: \"object.spec.containers.all(a, object.spec.containers.all(b, object.spec.containers.all(c, a.name != b.name || b.name != c.name || true)))\"\n  enforcement: warn\n",
+    );
+    const error = await refused(call(h.admin, "POST", "/v1/apply", { files: [slow] }));
+    expect([error.status, error.reason]).toEqual([422, "Invalid"]);
+    expect(error.causes[0]?.message).toMatch(/^policy "slow", rule "cubed": too costly at 1:1: its estimated cost, \d+, is over the limit of 1000000 for one evaluation/);
+    await healthy(h);
+  });
+
   it("refuses a body that is not JSON by its content type with 415", async () => {
     expectStatus(await raw(h, "POST", "/v1/clusters", { body: "name=eu-west-1", contentType: "application/x-www-form-urlencoded" }), 415, /send JSON/);
   });

@@ -9,13 +9,15 @@
  * (@bufbuild/cel). Both meter cost, so a hostile expression is stopped, not waited for.
  */
 import { checkExpression, CheckError } from "./checker.js";
+import { DATA_LIST_SIZE, estimateCost } from "./cost.js";
 import { compileExpression } from "./compiler.js";
-import { CelEvalError, positionAt, type CelCompileError } from "./errors.js";
+import { CelCostLimitError, CelEvalError, positionAt, type CelCompileError } from "./errors.js";
 import type { StaticType } from "./functions.js";
 import { parseCel, ParseError } from "./parser.js";
 import { compileReference, type ReferenceProgram } from "./reference.js";
 import { REFER, type Frame } from "./runtime.js";
 import type { Activation, CelValue } from "./values.js";
+import type { CostBudget } from "./variables.js";
 
 export type { CelValue, Activation, CelMapValue } from "./values.js";
 export { ReferenceValue } from "./values.js";
@@ -27,6 +29,20 @@ export type { StaticType } from "./functions.js";
 /** Kubernetes' per-expression runtime cost limit (cel.PerCallLimit). */
 export const DEFAULT_COST_LIMIT = 1_000_000;
 
+/**
+ * What a set of evaluations may spend together (one admission decision, as Kubernetes
+ * gives each ValidatingAdmissionPolicyBinding a budget): each evaluation is stopped at its
+ * own limit or at what is left of the budget, whichever comes first, and takes what it
+ * spent from it.
+ */
+export type { CostBudget };
+
+export function costBudget(total: number): CostBudget {
+  return { remaining: total, total };
+}
+
+export { DATA_LIST_SIZE, DATA_STRING_SIZE, estimateCost } from "./cost.js";
+
 export interface CompileOptions {
   /** Variables the expression may reference; any other identifier is a compile error. */
   readonly variables: readonly string[];
@@ -34,6 +50,8 @@ export interface CompileOptions {
   readonly typeCheck?: boolean;
   /** Cost units one evaluation may spend before it is stopped (default 1,000,000). */
   readonly costLimit?: number;
+  /** An expression whose estimated cost (cost.ts) is above this is refused (default 1,000,000). */
+  readonly estimatedCostLimit?: number;
   /**
    * Names the expression may use as `variables.<name>` (a policy's spec.variables). The
    * activation then binds `variables` to a Variables object, which evaluates each on
@@ -48,18 +66,38 @@ export interface CelProgram {
   readonly engine: "compiled" | "reference";
   /** The result type as far as it is known statically (`dyn` when it depends on the data). */
   readonly resultType: StaticType;
+  /** An upper bound of one evaluation's cost (see cost.ts): never above the estimated-cost limit. */
+  readonly estimatedCost: number;
   /**
    * Evaluates the program on JSON-shaped variables. Throws CelEvalError when CEL defines the
-   * result as an error, CelCostLimitError when the cost limit is reached.
+   * result as an error, CelCostLimitError when the cost limit, or the budget, is reached.
    */
-  evaluate(activation: Activation): CelValue;
+  evaluate(activation: Activation, budget?: CostBudget): CelValue;
   /** Evaluates on the reference evaluator; the activation may hold ReferenceValues. */
-  evaluateReference(activation: Activation): CelValue;
+  evaluateReference(activation: Activation, budget?: CostBudget): CelValue;
 }
 
 export type CompileResult =
   | { readonly ok: true; readonly program: CelProgram }
   | { readonly ok: false; readonly error: CelCompileError };
+
+/**
+ * Runs one evaluation under its limit and what is left of the budget: `run` gets the cap
+ * and a way to report what it spent. Stopped by the budget (not its own limit), the error
+ * says so.
+ */
+function metered(budget: CostBudget | undefined, limit: number, run: (cap: number, spent: (cost: number) => void) => CelValue): CelValue {
+  if (budget === undefined) return run(limit, () => undefined);
+  const cap = Math.min(limit, budget.remaining);
+  try {
+    return run(cap, (cost) => {
+      budget.remaining = Math.max(0, budget.remaining - cost);
+    });
+  } catch (error) {
+    if (error instanceof CelCostLimitError && cap < limit) throw new CelCostLimitError(`the decision's cost budget of ${budget.total} is spent`);
+    throw error;
+  }
+}
 
 export function compileCel(source: string, options: CompileOptions): CompileResult {
   const fail = (kind: CelCompileError["kind"], message: string, offset: number): CompileResult => ({
@@ -76,6 +114,15 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
       variableNames: names === undefined ? undefined : new Set(names),
     });
     const limit = options.costLimit ?? DEFAULT_COST_LIMIT;
+    const estimatedCost = estimateCost(ast);
+    const estimatedLimit = options.estimatedCostLimit ?? DEFAULT_COST_LIMIT;
+    if (estimatedCost > estimatedLimit) {
+      return fail(
+        "cost",
+        `its estimated cost, ${estimatedCost}, is over the limit of ${estimatedLimit} for one evaluation (${(estimatedCost / estimatedLimit).toFixed(1)} times): comprehensions nested over lists from the request multiply their costs (each such list is taken to hold up to ${DATA_LIST_SIZE} items)`,
+        0,
+      );
+    }
     let reference: ReferenceProgram;
     try {
       // A compiled expression rarely needs the reference: plan it on first use.
@@ -83,11 +130,11 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
     } catch (error) {
       return fail("unsupported", (error as Error).message, 0);
     }
-    const evaluateReference = (activation: Activation) => reference(activation, limit);
+    const evaluateReference = (activation: Activation, budget?: CostBudget) => metered(budget, limit, (cap, spent) => reference(activation, cap, spent));
     if (!check.compiled) {
       return {
         ok: true,
-        program: { source, engine: "reference", resultType: check.type, evaluate: evaluateReference, evaluateReference },
+        program: { source, engine: "reference", resultType: check.type, estimatedCost, evaluate: evaluateReference, evaluateReference },
       };
     }
     const compiled = compileExpression(ast, check, variables);
@@ -95,21 +142,32 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
     const frame: Frame = { vars: new Array<unknown>(compiled.slots).fill(null), cost: 0, limit };
     const run = compiled.evaluate;
     const count = variables.length;
-    const evaluate = (activation: Activation): CelValue => {
-      frame.cost = 0;
-      for (let i = 0; i < count; i++) {
-        const value = activation[variables[i]!];
-        if (value === undefined) throw new CelEvalError(`no value for variable '${variables[i]}'`);
-        frame.vars[i] = value;
-      }
-      try {
-        return run(frame) as CelValue;
-      } catch (error) {
-        if (error === REFER) return reference(activation, limit);
-        throw error;
-      }
-    };
-    return { ok: true, program: { source, engine: "compiled", resultType: check.type, evaluate, evaluateReference } };
+    const evaluate = (activation: Activation, budget?: CostBudget): CelValue =>
+      metered(budget, limit, (cap, spent) => {
+        frame.cost = 0;
+        frame.limit = cap;
+        for (let i = 0; i < count; i++) {
+          const value = activation[variables[i]!];
+          if (value === undefined) throw new CelEvalError(`no value for variable '${variables[i]}'`);
+          frame.vars[i] = value;
+        }
+        try {
+          return run(frame) as CelValue;
+        } catch (error) {
+          // Handed to the reference, the evaluation starts again: the compiled attempt's cost is its own.
+          if (error === REFER) {
+            const used = frame.cost;
+            frame.cost = 0;
+            spent(used);
+            return reference(activation, cap, spent);
+          }
+          throw error;
+        } finally {
+          if (frame.cost > 0) spent(frame.cost);
+          frame.cost = 0;
+        }
+      });
+    return { ok: true, program: { source, engine: "compiled", resultType: check.type, estimatedCost, evaluate, evaluateReference } };
   } catch (error) {
     if (error instanceof ParseError) return fail("syntax", error.message, error.pos);
     if (error instanceof CheckError) return fail("type", error.message, error.pos);

@@ -139,7 +139,8 @@ function listExtension() {
   ];
 }
 
-export type ReferenceProgram = (activation: Activation, limit: number) => CelValue;
+/** Evaluates on the reference; `spent` is told what the evaluation cost (stopped or not). */
+export type ReferenceProgram = (activation: Activation, limit: number, spent?: (cost: number) => void) => CelValue;
 
 /**
  * Plans `expr` on the reference evaluator: at once when `eager` (expressions that run there
@@ -150,7 +151,7 @@ export function compileReference(expr: Expr, eager = true): ReferenceProgram {
   const make = (): Planned => lib().cel.plan(env(), toProto(expr, new Ids())) as Planned;
   let plannedOnce: Planned | undefined = eager ? make() : undefined;
   const planned = (bindings: Record<string, CelInput>) => (plannedOnce ??= make())(bindings);
-  return (activation, limit) => {
+  return (activation, limit, spent) => {
     const bindings: Record<string, CelInput> = {};
     for (const name of Object.keys(activation)) {
       bindings[name] = toReference(activation[name]);
@@ -163,6 +164,7 @@ export function compileReference(expr: Expr, eager = true): ReferenceProgram {
       result = planned(bindings);
     } finally {
       active = previous;
+      spent?.(frame.cost);
     }
     if (frame.exceeded) throw new CelCostLimitError(`evaluation exceeded its cost limit of ${limit}`);
     if (lib().cel.isCelError(result)) throw new CelEvalError(result.message);

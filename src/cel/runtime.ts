@@ -21,7 +21,8 @@ export interface Frame {
   vars: unknown[];
   /** Cost spent so far in this evaluation. */
   cost: number;
-  readonly limit: number;
+  /** Where this evaluation stops: the expression's limit, or what is left of the decision's budget. */
+  limit: number;
 }
 
 /** Cost units, after cel-go's model: one per node evaluated, 0.1 per byte of a string traversed. */

@@ -8,7 +8,13 @@ import type { Activation, CelValue } from "./values.js";
 import { CelEvalError } from "./errors.js";
 
 export interface VariableProgram {
-  evaluate(activation: Activation): CelValue;
+  evaluate(activation: Activation, budget?: CostBudget): CelValue;
+}
+
+/** What the evaluations of one decision may spend together (see index.ts). */
+export interface CostBudget {
+  remaining: number;
+  readonly total: number;
 }
 
 const PENDING = Symbol("pending");
@@ -27,6 +33,7 @@ export class Variables {
   constructor(
     private readonly table: VariableTable,
     private readonly activation: Activation,
+    private readonly budget?: CostBudget,
   ) {
     this.values = new Array(table.names.length);
   }
@@ -42,7 +49,7 @@ export class Variables {
     if (value === undefined) {
       this.values[index] = PENDING;
       try {
-        value = this.table.programs[index]!.evaluate(this.activation);
+        value = this.table.programs[index]!.evaluate(this.activation, this.budget);
       } catch (error) {
         if (!(error instanceof CelEvalError)) {
           this.values[index] = undefined;

@@ -186,3 +186,30 @@ describe("an exception", () => {
     expect(decide(docs({ objectSelector: { matchLabels: { legacy: "true" } } }), pod()).allowed).toBe(false);
   });
 });
+
+describe("the cost of one decision", () => {
+  const heavy = (name: string, extra: Record<string, unknown> = {}) =>
+    policy(name, { match: { kinds: ["ConfigMap"] }, validations: [{ name: "pairs", expression: "object.data.items.all(x, object.data.items.all(y, x + y >= 0))" }], ...extra });
+  const configMap = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "big", namespace: "shop" }, data: { items: Array.from({ length: 300 }, (_, i) => i) } };
+
+  it("is bounded by its budget: once it is spent, every rule left fails by its failure policy, saying so", () => {
+    const docs = Array.from({ length: 60 }, (_, i) => heavy(`heavy-${String(i).padStart(2, "0")}`));
+    const unbounded = evaluate(effectiveSet(docs), requestForResource(configMap, "CREATE"), { now: NOW, costBudget: Number.MAX_SAFE_INTEGER });
+    expect(unbounded.allowed).toBe(true);
+    const bounded = decide(docs, configMap);
+    expect(bounded.allowed).toBe(false);
+    const spent = bounded.violations.filter((v) => v.message === "rule could not be evaluated: the decision's cost budget of 10000000 is spent");
+    expect(spent.length).toBeGreaterThan(0);
+    expect(spent.length).toBe(bounded.violations.length);
+    // The rules before the budget ran out were decided.
+    expect(bounded.violations.length).toBeLessThan(60);
+  });
+
+  it("skips, under failurePolicy Ignore, what it cannot afford, and notes it", () => {
+    const docs = Array.from({ length: 60 }, (_, i) => heavy(`lenient-${String(i).padStart(2, "0")}`, { failurePolicy: "Ignore" }));
+    const decision = decide(docs, configMap);
+    expect(decision.allowed).toBe(true);
+    expect(decision.auditAnnotations["evaluation-errors"]).toMatch(/the decision's cost budget of 10000000 is spent/);
+  });
+});
+

@@ -10,7 +10,7 @@
  *
  * Time is an input: exceptions apply strictly before their expiry, compared with `now`.
  */
-import { CelCostLimitError, CelEvalError, positionAt, Variables } from "../cel/index.js";
+import { CelCostLimitError, CelEvalError, costBudget, positionAt, Variables, type CostBudget } from "../cel/index.js";
 import type { EffectivePolicySet } from "../layering/effective.js";
 import { matchesSelector, type Labels } from "../layering/selector.js";
 import type { Enforcement } from "../policy/schema.js";
@@ -54,7 +54,16 @@ export interface DecisionContext {
    * whether it applies: it fails closed under its failure policy, never allowing silently.
    */
   readonly namespaceObject?: unknown;
+  /**
+   * What all the expressions of one decision may spend together (default
+   * DECISION_COST_BUDGET). Once it is spent, every rule left fails by its policy's failure
+   * policy: a decision is bounded, whatever its policies ask.
+   */
+  readonly costBudget?: number;
 }
+
+/** Kubernetes' runtime budget of one ValidatingAdmissionPolicyBinding (RuntimeCELCostBudget), for a whole decision here. */
+export const DECISION_COST_BUDGET = 10_000_000;
 
 const EMPTY: Labels = Object.freeze({});
 
@@ -129,10 +138,10 @@ function describeError(error: unknown, source: string): string {
   throw error;
 }
 
-function ruleMessage(rule: PreparedRule, activation: Record<string, unknown>): string {
+function ruleMessage(rule: PreparedRule, activation: Record<string, unknown>, budget: CostBudget): string {
   if (rule.messageProgram !== undefined) {
     try {
-      const message = rule.messageProgram.evaluate(activation);
+      const message = rule.messageProgram.evaluate(activation, budget);
       if (typeof message === "string" && message.trim() !== "") return message;
     } catch (error) {
       describeError(error, rule.expression);
@@ -160,14 +169,15 @@ function evaluatePolicy(
   context: DecisionContext,
   target: "pod template" | undefined,
   verdict: Verdict,
+  budget: CostBudget,
 ): void {
   activation.params = policy.params;
-  activation.variables = policy.variables === undefined ? null : new Variables(policy.variables, activation);
+  activation.variables = policy.variables === undefined ? null : new Variables(policy.variables, activation, budget);
   const failClosed = policy.policy.failurePolicy === "Fail";
   for (const condition of policy.conditions) {
     let holds: unknown;
     try {
-      holds = condition.program.evaluate(activation);
+      holds = condition.program.evaluate(activation, budget);
     } catch (error) {
       const why = describeError(error, condition.program.source);
       if (failClosed) verdict.add(policy, condition.name, `match condition could not be evaluated: ${why}`, target);
@@ -180,7 +190,7 @@ function evaluatePolicy(
     let passed: unknown;
     let message: string | undefined;
     try {
-      passed = rule.program.evaluate(activation);
+      passed = rule.program.evaluate(activation, budget);
       if (passed !== true && passed !== false) message = `rule must evaluate to a bool, but evaluated to ${JSON.stringify(passed)}`;
     } catch (error) {
       message = `rule could not be evaluated: ${describeError(error, rule.expression)}`;
@@ -195,13 +205,14 @@ function evaluatePolicy(
       verdict.exemptions.push({ policy: policy.policy.name, rule: rule.name, exception: exception.exception.name, expiresAt: exception.exception.expiresAt });
       continue;
     }
-    verdict.add(policy, rule.name, message ?? ruleMessage(rule, activation), target);
+    verdict.add(policy, rule.name, message ?? ruleMessage(rule, activation, budget), target);
   }
 }
 
 export function evaluate(set: EffectivePolicySet, request: AdmissionRequest, context: DecisionContext): Decision {
   const prepared = prepare(set);
   const verdict = new Verdict();
+  const budget = costBudget(context.costBudget ?? DECISION_COST_BUDGET);
   const subresource = request.subResource ?? "";
   const nsLabels = namespaceLabels(request, context.namespaceObject);
   const activation: Record<string, unknown> = {
@@ -224,7 +235,7 @@ export function evaluate(set: EffectivePolicySet, request: AdmissionRequest, con
     return matchesSelector(policy.namespaceSelector, nsLabels.labels);
   };
   for (const policy of candidatesFor(prepared, request.kind.group, request.kind.kind, request.operation, subresource)) {
-    if (selected(policy, undefined)) evaluatePolicy(policy, activation, request, context, undefined, verdict);
+    if (selected(policy, undefined)) evaluatePolicy(policy, activation, request, context, undefined, verdict, budget);
   }
   if (subresource === "" && isWorkload(request.kind)) {
     const pods = podCandidatesFor(prepared, request.operation);
@@ -235,7 +246,7 @@ export function evaluate(set: EffectivePolicySet, request: AdmissionRequest, con
         activation.object = pod;
         activation.oldObject = oldPod;
         for (const policy of pods) {
-          if (selected(policy, "pod template")) evaluatePolicy(policy, activation, request, context, "pod template", verdict);
+          if (selected(policy, "pod template")) evaluatePolicy(policy, activation, request, context, "pod template", verdict, budget);
         }
       }
     }

@@ -32,7 +32,8 @@ export function compilePolicyExpression(source: string, variableNames: readonly 
 export function checkPolicyExpression(source: string, variableNames: readonly string[], purpose: ExpressionPurpose): string | undefined {
   const result = compilePolicyExpression(source, variableNames);
   if (!result.ok) {
-    const kind = result.error.kind === "syntax" ? "syntax error" : result.error.kind === "type" ? "type error" : "cannot compile";
+    const kinds = { syntax: "syntax error", type: "type error", cost: "too costly", unsupported: "cannot compile" } as const;
+    const kind = kinds[result.error.kind];
     return `${kind} at ${formatCompileError(source, result.error)}`;
   }
   const type = result.program.resultType;
