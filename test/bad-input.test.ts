@@ -321,16 +321,17 @@ describe("bad policies", () => {
 });
 
 describe("a runaway expression", () => {
-  // A cubic comprehension over 2,000 items is 8e9 steps: only the cost limit ends it.
-  const runaway = (enforcement: string, failurePolicy = "Fail") =>
+  // A quadratic comprehension passes the estimate (lists from the request are taken to hold
+  // 100 items), but over 2,000 items it is 4e6 steps: only the cost limit ends it.
+  const runaway = (enforcement: string, failurePolicy = "Fail", expression = "object.data.items.all(a, object.data.items.all(b, a + b != 'zzz'))") =>
     policyFile(
       `runaway-${enforcement}-${failurePolicy}.yaml`,
       [
         "  match: { kinds: [ConfigMap] }",
         `  failurePolicy: ${failurePolicy}`,
         "  validations:",
-        "    - name: cubic",
-        "      expression: \"object.data.items.all(a, object.data.items.all(b, object.data.items.all(c, a + b + c != 'zzz')))\"",
+        "    - name: pairs",
+        `      expression: "${expression}"`,
         `  enforcement: ${enforcement}`,
         "",
       ].join("\n"),
@@ -350,8 +351,15 @@ describe("a runaway expression", () => {
     const line: unknown = JSON.parse(run.out);
     expect(line).toMatchObject({
       allowed: false,
-      violations: [{ policy: "p", rule: "cubic", enforcement: "deny", message: expect.stringMatching(/^rule could not be evaluated: evaluation exceeded its cost limit of \d+$/) }],
+      violations: [{ policy: "p", rule: "pairs", enforcement: "deny", message: expect.stringMatching(/^rule could not be evaluated: evaluation exceeded its cost limit of \d+$/) }],
     });
+  });
+
+  it("is refused before it runs when it is built to be slow: a cubic comprehension over the request", async () => {
+    const cubic = runaway("deny", "Fail", "object.data.items.all(a, object.data.items.all(b, object.data.items.all(c, a + b + c != 'zzz')))");
+    const run = await polity("eval", "-p", cubic, "-o", "json", input());
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(/rule "pairs": too costly at 1:1: its estimated cost, \d+, is over the limit of 1000000 for one evaluation/);
   });
 
   it("with failurePolicy Ignore, is skipped and the request allowed", { timeout: 15_000 }, async () => {

@@ -4,7 +4,7 @@
  * with limits on size and nesting, and locations for every field so that a schema error
  * can say `file:line:column`.
  */
-import { LineCounter, parseAllDocuments, isMap, isNode, isScalar, type Document } from "yaml";
+import { Composer, LineCounter, Parser, isMap, isNode, isScalar, type Document } from "yaml";
 import { PolityError, type SourceLocation } from "../errors.js";
 
 /** Largest input file or stream Polity reads. */
@@ -101,6 +101,15 @@ function checkTextNesting(text: string, file: string): void {
 
 /** Parses every document of a YAML or JSON text; empty documents are skipped. */
 export function parseDocuments(text: string, file: string): SourceDocument[] {
+  return [...documentsOf(text, file)];
+}
+
+/**
+ * The documents of a text, one at a time as the parser reaches them: a caller that must not
+ * hold its thread for a large input (the hub, parsing a change of many MiB while it serves
+ * others) can pause between them. Throws as parseDocuments does.
+ */
+export function* documentsOf(text: string, file: string): Generator<SourceDocument, void> {
   if (text.length > MAX_INPUT_BYTES) {
     throw PolityError.of("too-large", `input is longer than ${MAX_INPUT_BYTES} bytes (16 MiB)`, {
       location: { file, line: 0, column: 0 },
@@ -108,19 +117,21 @@ export function parseDocuments(text: string, file: string): SourceDocument[] {
   }
   checkTextNesting(text, file);
   const lines = new LineCounter();
-  let docs: Document.Parsed[];
-  try {
-    docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true }) as Document.Parsed[];
-  } catch (error) {
-    throw nestingError(error, file);
-  }
-  if (!Array.isArray(docs)) docs = [docs];
   const at = (offset: number): SourceLocation => {
     const pos = lines.linePos(offset);
     return { file, line: pos.line, column: pos.col };
   };
-  const out: SourceDocument[] = [];
-  for (const doc of docs) {
+  const parsed = new Composer<never, true>({ uniqueKeys: true, prettyErrors: false }).compose(new Parser(lines.addNewLine).parse(text)) as Generator<Document.Parsed>;
+  let index = 0;
+  for (;;) {
+    let next: IteratorResult<Document.Parsed>;
+    try {
+      next = parsed.next();
+    } catch (error) {
+      throw nestingError(error, file);
+    }
+    if (next.done === true) return;
+    const doc = next.value;
     const problem = doc.errors[0];
     if (problem !== undefined && /call stack/i.test(problem.message)) {
       throw PolityError.of("too-large", `input is nested too deeply (the limit is ${MAX_DEPTH} levels)`, { location: at(problem.pos[0]) });
@@ -156,16 +167,15 @@ export function parseDocuments(text: string, file: string): SourceDocument[] {
       return locate(path);
     };
     for (const item of expandLists(value)) {
-      out.push({
+      yield {
         file,
-        index: out.length,
+        index: index++,
         value: item.value,
         locate: (path) => locate([...item.prefix, ...path]),
         locateKey: (path) => locateKey([...item.prefix, ...path]),
-      });
+      };
     }
   }
-  return out;
 }
 
 function nestingError(error: unknown, file: string, location?: SourceLocation): PolityError {
