@@ -1354,6 +1354,35 @@ describe("bad requests", () => {
     await healthy(h);
   });
 
+  it("keeps answering /healthz while it parses a change of several MiB, and refuses it whole", { timeout: 120_000 }, async () => {
+    const policy = (i: number) =>
+      `---\napiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: p${i}, owner: platform-team }\nspec:\n  domain: workload-security\n  match: { kinds: [Pod] }\n  validations:\n    - name: r\n      expression: "object.metadata.name != 'x${i}'"\n  enforcement: warn\n`;
+    const file = (name: string, from: number, count: number, tail = "") => ({ name, content: `${GLOBAL.content.trimEnd()}\n${Array.from({ length: count }, (_, i) => policy(from + i)).join("")}${tail}` });
+    // The last document is wrong: the hub reads all of it before it can say so.
+    const files = [file("a.yaml", 0, 6000), file("b.yaml", 6000, 6000, "---\napiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: broken, owner: platform-team }\nspec: { colour: blue }\n")];
+    const pending = call(h.admin, "POST", "/v1/apply", { files }, { timeoutMs: 110_000 }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const latencies: number[] = [];
+    let done = false;
+    void pending.then(() => (done = true));
+    while (!done) {
+      const started = performance.now();
+      await call(h.admin, "GET", "/healthz");
+      latencies.push(performance.now() - started);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const error = (await pending) as HubError;
+    expect(error.status).toBe(422);
+    expect(error.causes.some((c) => c.field === "spec.colour")).toBe(true);
+    latencies.sort((a, b) => a - b);
+    // While it parsed for seconds, /healthz was answered in the slices between: the median well under 100 ms.
+    expect(latencies.length).toBeGreaterThan(10);
+    expect(latencies[Math.floor(latencies.length / 2)]!).toBeLessThan(100);
+    expect(latencies[latencies.length - 1]!).toBeLessThan(1000);
+  });
+
   it("refuses a body that is not JSON by its content type with 415", async () => {
     expectStatus(await raw(h, "POST", "/v1/clusters", { body: "name=eu-west-1", contentType: "application/x-www-form-urlencoded" }), 415, /send JSON/);
   });

@@ -11,8 +11,9 @@
  * Everything wrong is reported at once, as one PolityError, each problem at its file.
  */
 import { PolityError, type Problem } from "../errors.js";
-import { parseDocuments, type SourceDocument } from "../source/parse.js";
-import { buildLayer, layerId, type Layer } from "./layer.js";
+import { documentsOf, type SourceDocument } from "../source/parse.js";
+import { complete, type Steps } from "../source/steps.js";
+import { buildLayerSteps, layerId, type Layer } from "./layer.js";
 
 export interface LayerFile {
   readonly name: string;
@@ -38,11 +39,18 @@ export const NO_LAYER_DOCUMENT =
   "no Layer document says which layer this file belongs to (global, which region, which cluster); add one, or apply the file together with its layer's Layer document";
 
 function parseFiles(files: readonly LayerFile[]): SourceDocument[] {
+  return complete(parseFilesSteps(files));
+}
+
+function* parseFilesSteps(files: readonly LayerFile[]): Steps<SourceDocument[]> {
   const problems: Problem[] = [];
   const docs: SourceDocument[] = [];
   for (const file of files) {
     try {
-      docs.push(...parseDocuments(file.content, file.name));
+      for (const doc of documentsOf(file.content, file.name)) {
+        docs.push(doc);
+        yield;
+      }
     } catch (error) {
       if (!(error instanceof PolityError)) throw error;
       problems.push(...error.problems);
@@ -72,7 +80,12 @@ export function filesAssumedGlobal(files: readonly LayerFile[]): LayerFile[] {
 
 /** The layers the files describe, each with its files; throws a PolityError listing every problem. */
 export function layersFromFiles(files: readonly LayerFile[], options: LayerFilesOptions = {}): LayerOfFiles[] {
-  const docs = parseFiles(files);
+  return complete(layersFromFilesSteps(files, options));
+}
+
+/** layersFromFiles, pausing between the documents it parses, validates and compiles. */
+export function* layersFromFilesSteps(files: readonly LayerFile[], options: LayerFilesOptions = {}): Steps<LayerOfFiles[]> {
+  const docs = yield* parseFilesSteps(files);
   const layerDocuments = docs.filter(isLayerDocument).length;
   const groups: { docs: SourceDocument[]; files: LayerFile[] }[] = [];
   const problems: Problem[] = [];
@@ -93,7 +106,7 @@ export function layersFromFiles(files: readonly LayerFile[], options: LayerFiles
   const seen = new Map<string, string>();
   for (const group of groups) {
     try {
-      const layer = buildLayer(group.docs, { tier: "global", assumed: true });
+      const layer = yield* buildLayerSteps(group.docs, { tier: "global", assumed: true });
       // A group always has a file: a Layer document came from one, or all the files are in it.
       const first = group.files[0]?.name ?? "";
       const id = layerId(layer);

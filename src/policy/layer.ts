@@ -6,6 +6,7 @@
 import { PolityError, type Problem, type SourceLocation } from "../errors.js";
 import { resolveBuiltin } from "./library/index.js";
 import type { SourceDocument } from "../source/parse.js";
+import { complete, type Steps } from "../source/steps.js";
 import { checkPolicyExpression, type ExpressionPurpose } from "./programs.js";
 import type { ExceptionDocument, LayerDocument, PolicyDocument, Tier } from "./schema.js";
 import { validateDocument } from "./validate.js";
@@ -66,11 +67,17 @@ function pathString(path: (string | number)[]): string {
 
 /** Builds a layer from parsed documents; throws a PolityError listing every problem. */
 export function buildLayer(sources: readonly SourceDocument[], defaults: LayerDefaults): Layer {
+  return complete(buildLayerSteps(sources, defaults));
+}
+
+/** buildLayer, pausing after each document it validates and each policy it compiles. */
+export function* buildLayerSteps(sources: readonly SourceDocument[], defaults: LayerDefaults): Steps<Layer> {
   const problems: Problem[] = [];
   let layerDoc: { document: LayerDocument; origin: Origin } | undefined;
   const policies: LayerPolicy[] = [];
   const exceptions: LayerException[] = [];
   for (const source of sources) {
+    yield;
     const validated = validateDocument(source);
     if (!validated.ok) {
       problems.push(...validated.problems);
@@ -126,6 +133,7 @@ export function buildLayer(sources: readonly SourceDocument[], defaults: LayerDe
   const expanded: LayerPolicy[] = [];
   const seen = new Map<string, LayerPolicy>();
   for (const policy of policies) {
+    yield;
     const name = policy.document.metadata.name;
     const previous = seen.get(name);
     if (previous !== undefined) {

@@ -5,10 +5,12 @@ import type { EffectivePolicySet } from "../../layering/effective.js";
 import type { LayerInput } from "../change.js";
 import { filesHash } from "../federation.js";
 import { layerId } from "../../policy/layer.js";
-import { layersFromFiles } from "../../policy/layer-files.js";
+import { layersFromFilesSteps } from "../../policy/layer-files.js";
+import { PolityError } from "../../errors.js";
+import { paced } from "../paced.js";
 import { denial, describePrincipal } from "../principal.js";
 import { route, type Call, type Hub, type Route } from "../route.js";
-import { badRequest, notFound, unprocessable } from "../status.js";
+import { badRequest, fromPolityError, notFound, unprocessable } from "../status.js";
 import { auditContext, engine, layerTarget } from "./shared.js";
 
 function layerIdFrom(params: Readonly<Record<string, string>>): string {
@@ -31,8 +33,16 @@ function current(hub: Hub, id: string): LayerVersion {
 }
 
 /** The layers an apply or a diff describes, parsed once; each is a target the caller must be allowed to write (or read, for a diff). */
-function parseLayers(files: readonly SourceFile[]): LayerInput[] {
-  return engine("the layers are not valid", () => layersFromFiles(files)).map(({ layer, files }) => ({ id: layerId(layer), layer, files }));
+/** The layers the files describe, parsed and built in slices, so that the hub keeps answering while a large change is read. */
+async function parseLayers(files: readonly SourceFile[]): Promise<LayerInput[]> {
+  let layers;
+  try {
+    layers = await paced(layersFromFilesSteps(files));
+  } catch (error) {
+    if (error instanceof PolityError) throw fromPolityError(error, "the layers are not valid");
+    throw error;
+  }
+  return layers.map(({ layer, files }) => ({ id: layerId(layer), layer, files }));
 }
 
 const layerTargets = <B>(hub: Hub, _call: Call<B>, layers: readonly LayerInput[]) => layers.map((l) => layerTarget(hub, l.id, l.layer?.region));
