@@ -63,8 +63,8 @@ export interface Committed {
 
 /** A cluster's effective set, if it fits in a bundle (MAX_BUNDLE_BYTES): agents read no larger one. */
 function bounded(cluster: string, set: EffectivePolicySet): EffectivePolicySet {
-  if (set.bytes.length > MAX_BUNDLE_BYTES) {
-    throw PolityError.of("too-large", `cluster ${cluster}'s effective policy set would be ${set.bytes.length} bytes; a bundle holds at most ${MAX_BUNDLE_BYTES}`);
+  if (set.byteLength > MAX_BUNDLE_BYTES) {
+    throw PolityError.of("too-large", `cluster ${cluster}'s effective policy set would be ${set.byteLength} bytes; a bundle holds at most ${MAX_BUNDLE_BYTES}`);
   }
   return set;
 }

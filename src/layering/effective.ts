@@ -104,8 +104,10 @@ export interface EffectivePolicySet {
   readonly hash: string;
   /** The canonical JSON (RFC 8785) of the document. */
   readonly canonical: string;
-  /** The same, as UTF-8 bytes. */
+  /** The same, as UTF-8 bytes (assembled on first use). */
   readonly bytes: Buffer;
+  /** How many bytes: known without assembling them. */
+  readonly byteLength: number;
 }
 
 const TIER_ORDER: Record<Tier, number> = { global: 0, region: 1, cluster: 2 };
@@ -652,14 +654,16 @@ export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIde
   });
   parts.push(CLOSE);
   const hash = contentHash(parts);
+  const byteLength = parts.reduce((n, part) => n + part.length, 0);
   let bytes: Buffer | undefined;
   let canonical: string | undefined;
   return {
     document,
     hash,
     get bytes() {
-      return (bytes ??= Buffer.concat(parts));
+      return (bytes ??= Buffer.concat(parts, byteLength));
     },
+    byteLength,
     get canonical() {
       return (canonical ??= this.bytes.toString("utf8"));
     },
@@ -685,6 +689,7 @@ export function effectivePolicySetFromBytes(bytes: Buffer): EffectivePolicySet {
     document,
     hash,
     bytes,
+    byteLength: bytes.length,
     get canonical() {
       return bytes.toString("utf8");
     },
