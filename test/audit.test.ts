@@ -36,7 +36,9 @@ const DATABASE_URL = process.env.DATABASE_URL;
 // ---- layer files -----------------------------------------------------------------------
 
 const GLOBAL = example("global.yaml");
-const REGION_EU = example("region-eu-west.yaml");
+const REGION_EU_EXAMPLE = example("region-eu-west.yaml");
+/** The example eu-west region, whose team leaves requests to the global admins after ten minutes. */
+const REGION_EU: SourceFile = { ...REGION_EU_EXAMPLE, content: REGION_EU_EXAMPLE.content.replace("  groups: [eu-west-operators]\n", "  groups: [eu-west-operators]\n  escalateAfter: 10m\n") };
 const REGION_US = example("region-us-east.yaml");
 /** Carries the approved exception legacy-billing-root. */
 const CLUSTER_EU1 = example("cluster-eu-west-1.yaml");
@@ -207,6 +209,31 @@ describe("a federation's history in its audit log", () => {
       await call(h.admin, "POST", "/v1/clusters", { name, region, labels: { env: "prod" } });
     }
     await call(h.admin, "PATCH", "/v1/clusters/eu-west-3", { labels: { env: "staging" } });
+    // Exception requests: one denied by the owner team, one left to expire, one left to escalate.
+    const sam = await mint(h, { name: "sam", role: "team-member", subject: "sam@example.com" });
+    secrets.push(sam.token);
+    const ask = (policy: string, minutes: number, cluster = "eu-west-3") =>
+      call<{ id: string }>(euOperator.endpoint, "POST", "/v1/exceptions", {
+        spec: {
+          policy,
+          scope: { clusters: [cluster], namespaces: ["legacy"] },
+          justification: "A legacy workload that is being migrated this quarter.",
+          expiresAt: new Date(Date.now() + minutes * MINUTE).toISOString(),
+        },
+      });
+    const denied = await ask("pod-security", 60);
+    await call(sam.endpoint, "POST", `/v1/exceptions/${denied.body.id}/deny`, { reason: "run it as a non-root user instead" });
+    await ask("pod-security", 10);
+    await ask("data-residency", 24 * 60, "eu-west-1");
+    // Proposals: one approved by the region's team and applied, one rejected.
+    const eli = await mint(h, { name: "eli", role: "team-member", subject: "eli@example.com", groups: ["eu-west-operators"] });
+    secrets.push(eli.token);
+    const proposal = (replicas: number) => call<{ id: string }>(euOperator.endpoint, "POST", "/v1/proposals", { files: [{ ...REGION_EU, content: REGION_EU.content.replace("value: 80", `value: ${replicas}`) }] });
+    const accepted = await proposal(70);
+    await call(eli.endpoint, "POST", `/v1/proposals/${accepted.body.id}/approve`, {});
+    await call(euOperator.endpoint, "POST", `/v1/proposals/${accepted.body.id}/apply`);
+    const declined = await proposal(60);
+    await call(eli.endpoint, "POST", `/v1/proposals/${declined.body.id}/reject`, { reason: "70 is enough" });
     await call(h.admin, "DELETE", "/v1/clusters/eu-west-9");
     await call(h.admin, "POST", "/v1/clusters/us-east-1/revoke");
     // Identity: an enrolment and a renewal.
@@ -235,6 +262,9 @@ describe("a federation's history in its audit log", () => {
     await enroll(h.hub, "eu-west-1", used);
     const stray = await joinToken(h, "eu-west-1");
     secrets.push(shortLived, used, stray);
+    // Ten and a half minutes later, a sweep: one request escalated, one expired unanswered.
+    h.clock.offsetMs = 10.5 * MINUTE;
+    await h.hub.context.exceptions.sweep(() => ({ actor: "hub", correlationId: "sweep" }));
     h.clock.offsetMs = 11 * MINUTE;
     phase2 = new Date(Date.now() + 11 * MINUTE);
     expect((await refused(enroll(h.hub, "eu-west-1", "join_never-minted"))).status).toBe(401);

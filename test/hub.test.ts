@@ -47,6 +47,11 @@ metadata: { name: us-east }
 spec: { tier: region, region: us-east, owners: [us-platform] }
 ---
 apiVersion: polity.dev/v1
+kind: Team
+metadata: { name: us-platform }
+spec: { members: [uma@example.com] }
+---
+apiVersion: polity.dev/v1
 kind: Policy
 metadata: { name: max-replicas, owner: us-platform }
 spec:
@@ -304,7 +309,7 @@ describe("tokens and roles", () => {
     h = await hubs.startCopy("tokens");
     await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_US] });
     await call(h.admin, "POST", "/v1/clusters", { name: "us-east-1", region: "us-east", labels: { env: "prod" } });
-    euOperator = await mint(h, { name: "eu ops", role: "region-operator", region: "eu-west", ttlSeconds: 3600 });
+    euOperator = await mint(h, { name: "eu ops", role: "region-operator", region: "eu-west", ttlSeconds: 3600, groups: ["eu-west-operators"] });
     auditor = await mint(h, { name: "audit", role: "auditor" });
   });
 
@@ -340,7 +345,7 @@ describe("tokens and roles", () => {
     const listed = (await call<{ items: Record<string, unknown>[] }>(h.admin, "GET", "/v1/tokens")).body.items;
     expect(listed.find((t) => t.id === operator.id)).toMatchObject({ name: "eu ops 2", role: "region-operator", region: "eu-west", createdBy: "bootstrap admin (global-admin)", revokedAt: null });
     for (const t of listed) {
-      expect(Object.keys(t).sort()).toEqual(["createdAt", "createdBy", "expiresAt", "id", "name", "region", "revokedAt", "role"]);
+      expect(Object.keys(t).sort()).toEqual(["createdAt", "createdBy", "expiresAt", "groups", "id", "name", "region", "revokedAt", "role", "subject"]);
     }
   });
 
@@ -691,7 +696,7 @@ describe("layers", () => {
   describe("a cluster whose name is also a word of the API (history)", () => {
     const layer: SourceFile = {
       name: "history.yaml",
-      content: "apiVersion: polity.dev/v1\nkind: Layer\nmetadata: { name: history }\nspec: { tier: cluster, region: eu-west, cluster: history, owners: [x] }\n",
+      content: "apiVersion: polity.dev/v1\nkind: Layer\nmetadata: { name: history }\nspec: { tier: cluster, region: eu-west, cluster: history, owners: [x] }\n---\napiVersion: polity.dev/v1\nkind: Team\nmetadata: { name: x }\nspec: { members: [x@example.com] }\n",
     };
 
     it("can be registered and given a layer", async () => {

@@ -54,3 +54,16 @@ export interface LayerHistory {
   readonly id: string;
   readonly items: readonly { readonly version: number; readonly author: string; readonly createdAt: string; readonly contentHash: string; readonly files: readonly string[]; readonly deleted: boolean }[];
 }
+
+/** A policy on its way out, as its defining layer declares it. */
+export interface DeprecationView {
+  readonly policy: string;
+  readonly layer: string;
+  readonly owner: string | null;
+  /** The date after which it is retired: decisions warn until then, and apply refuses to keep it after. */
+  readonly after: string;
+  readonly replacement: string | null;
+  readonly reason: string | null;
+  /** Past its date: the next apply of its layer must remove it or give a new date. */
+  readonly retired: boolean;
+}

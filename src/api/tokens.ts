@@ -2,10 +2,22 @@
 import { z } from "zod";
 import { displayName, name, ttlSeconds } from "./fields.js";
 
-export const ROLES = ["global-admin", "region-operator", "auditor"] as const;
+/** Who holds a token (an e-mail, a service name), and the groups that make them members of teams. */
+const subjectName = z.string().min(1).max(253).regex(/^[^\s,]+$/, "must hold no spaces or commas");
+
+export const ROLES = ["global-admin", "region-operator", "auditor", "team-member"] as const;
 export type Role = (typeof ROLES)[number];
 
-export const tokenCreateRequest = z.strictObject({ name: displayName(128), role: z.enum(ROLES), region: name.optional(), ttlSeconds: ttlSeconds.optional() });
+export const tokenCreateRequest = z.strictObject({
+  name: displayName(128),
+  role: z.enum(ROLES),
+  region: name.optional(),
+  ttlSeconds: ttlSeconds.optional(),
+  /** Who the holder is: what teams list as their members, and what the audit log records for what they approve. */
+  subject: subjectName.optional(),
+  /** Groups the holder belongs to: teams may map a group to their members. */
+  groups: z.array(subjectName).max(64).optional(),
+});
 export type TokenCreateRequest = z.infer<typeof tokenCreateRequest>;
 
 export interface TokenCreated {
@@ -13,6 +25,8 @@ export interface TokenCreated {
   readonly name: string;
   readonly role: Role;
   readonly region: string | null;
+  readonly subject: string | null;
+  readonly groups: readonly string[];
   readonly expiresAt: string;
   /** Shown once; the hub keeps only its hash. */
   readonly token: string;
@@ -23,6 +37,8 @@ export interface TokenView {
   readonly name: string;
   readonly role: Role;
   readonly region: string | null;
+  readonly subject: string | null;
+  readonly groups: readonly string[];
   readonly createdBy: string;
   readonly createdAt: string;
   readonly expiresAt: string | null;

@@ -12,9 +12,17 @@ import { leafHash } from "./merkle.js";
 export const ENTRY_KINDS = {
   "layer.changed": "a new version of a layer: id, version, base version, content hash, the diff and its hash",
   "layer.deleted": "a layer deleted (a new, empty version): id, version",
-  "exception.granted": "an exception added by a layer change: its policy, rules, scope, justification, approver, expiry",
+  "exception.requested": "an exception requested: its policy, rules, scope, justification, expiry, who asked, and which team answers",
+  "exception.granted": "an exception granted: by a layer change (a global admin's layer file) or by approving a request (the authenticated approver, or the risk rule); its policy, rules, scope, justification, expiry",
+  "exception.denied": "an exception request denied, by whom and why",
+  "exception.escalated": "an exception request its team did not answer in time: global admins may answer it too",
   "exception.changed": "an exception changed by a layer change: as above, before and after",
-  "exception.withdrawn": "an exception removed by a layer change",
+  "exception.withdrawn": "an exception removed: by a layer change, or a request withdrawn (pending or granted)",
+  "exception.expired": "an exception reached its expiry: it applies nowhere from then on, and leaves the next bundles",
+  "proposal.created": "a change proposed: its layers, the versions it was proposed on, its diff, and the teams whose approval it needs",
+  "proposal.approved": "a proposal approved for one or more teams, by an authenticated member of each",
+  "proposal.rejected": "a proposal rejected by a team it needs (or a global admin), or withdrawn by its proposer, and why",
+  "proposal.applied": "a proposal applied, with every approval it had: its layer changes carry the same correlation id",
   "cluster.registered": "a cluster registered: name, region, labels",
   "cluster.relabelled": "a cluster's labels changed",
   "cluster.removed": "a cluster removed (its identity revoked)",
@@ -35,7 +43,7 @@ export type EntryKind = keyof typeof ENTRY_KINDS;
 
 export interface AuditEvent {
   readonly kind: EntryKind;
-  /** Who: `user:<token name>`, `cluster:<name>`, `join-token:<id>`, `hub`, `anonymous`. */
+  /** Who: `user:<subject>` (or `user:<token name>` for a token without one), `cluster:<name>`, `join-token:<id>`, `hub`, `anonymous`. */
   readonly actor: string;
   /** The cluster and region the event applies to; null for the federation as a whole. */
   readonly cluster: string | null;

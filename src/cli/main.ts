@@ -29,10 +29,10 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
     },
   },
   {
-    names: ["apply", "diff", "history", "get layers", "get layer"],
+    names: ["apply", "diff", "history", "get layers", "get layer", "get deprecations"],
     load: async () => {
       const m = await import("./commands/layers.js");
-      return [m.applyCommand, m.diffCommand, m.historyCommand, m.getLayersCommand, m.getLayerCommand];
+      return [m.applyCommand, m.diffCommand, m.historyCommand, m.getLayersCommand, m.getLayerCommand, m.getDeprecationsCommand];
     },
   },
   {
@@ -56,6 +56,13 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
     load: async () => {
       const m = await import("./commands/tokens.js");
       return [m.tokenCreateCommand, m.tokenListCommand, m.tokenRevokeCommand];
+    },
+  },
+  {
+    names: ["exception request", "exception approve", "exception deny", "exception withdraw", "exception list", "exception show"],
+    load: async () => {
+      const m = await import("./commands/exceptions.js");
+      return [m.exceptionRequestCommand, m.exceptionApproveCommand, m.exceptionDenyCommand, m.exceptionWithdrawCommand, m.exceptionListCommand, m.exceptionShowCommand];
     },
   },
   { names: ["enroll"], load: async () => [(await import("./commands/enroll.js")).enrollCommand] },

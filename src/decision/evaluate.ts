@@ -108,6 +108,17 @@ class Verdict {
   readonly audit: string[] = [];
   readonly errors: string[] = [];
   readonly exemptions: Exemption[] = [];
+  private readonly deprecated = new Set<string>();
+
+  /** A policy on its way out applied to the request: say so once, naming its replacement. */
+  deprecation(policy: PreparedPolicy, now: number): void {
+    const deprecation = policy.policy.deprecation;
+    if (deprecation === undefined || this.deprecated.has(policy.policy.name)) return;
+    this.deprecated.add(policy.policy.name);
+    const when = Date.parse(deprecation.after) > now ? `is deprecated and retired after ${deprecation.after}` : `was retired on ${deprecation.after} and still applies here`;
+    const instead = deprecation.replacement === undefined ? "" : `: policy ${deprecation.replacement} replaces it`;
+    this.warnings.push(`policy ${policy.policy.name} ${when}${instead}${deprecation.reason === undefined ? "" : ` (${deprecation.reason})`}`);
+  }
 
   add(policy: PreparedPolicy, rule: string, message: string, target: "pod template" | undefined): void {
     const enforcement = policy.policy.enforcement;
@@ -186,6 +197,7 @@ function evaluatePolicy(
     }
     if (holds !== true) return;
   }
+  verdict.deprecation(policy, context.now);
   for (const rule of policy.rules) {
     let passed: unknown;
     let message: string | undefined;

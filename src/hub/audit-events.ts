@@ -9,11 +9,15 @@ import type { AuditContext } from "./audit-log.js";
 import type { LayerRecord, LayerWrite } from "./federation.js";
 import type { Principal } from "./principal.js";
 
-/** How entries name a principal: `user:<token name>`, `cluster:<name>`, `anonymous`. */
+/**
+ * How entries name a principal: `user:<subject>` for a token that names who holds it (the
+ * authenticated subject, never one a request claims), `user:<token name>` for one that does
+ * not, `cluster:<name>`, `anonymous`.
+ */
 export function actorOf(principal: Principal): string {
   switch (principal.kind) {
     case "token":
-      return `user:${principal.name}`;
+      return `user:${principal.subject ?? principal.name}`;
     case "cluster":
       return `cluster:${principal.cluster}`;
     case "anonymous":

@@ -21,9 +21,10 @@ import type { Queryable } from "../store/database.js";
 import { layerChangeEvents } from "./audit-events.js";
 import type { AuditContext, AuditLog } from "./audit-log.js";
 import type { BundleItem, BundleService } from "./bundles.js";
-import { filesHash, StaleGeneration, type Federation, type LayerWrite } from "./federation.js";
+import { filesHash, StaleGeneration, type Federation, type Granted, type LayerWrite } from "./federation.js";
 import type { IdentityService } from "./identity.js";
-import { conflict } from "./status.js";
+import { changeRefusal, teamsOf, undeclaredOwners, type Actor } from "../governance/index.js";
+import { conflict, forbidden, fromPolityError } from "./status.js";
 
 /** A layer as a change gives it: its id, its parsed content (undefined: deleted) and its files. */
 export interface LayerInput {
@@ -33,11 +34,19 @@ export interface LayerInput {
 }
 
 export type Change =
-  | { readonly kind: "layers"; readonly layers: readonly LayerInput[] }
+  /** New versions of layers; `also` records more in the same transaction (a proposal's state), returning its audit events. */
+  | { readonly kind: "layers"; readonly layers: readonly LayerInput[]; also?(tx: Queryable): Promise<AuditEvent[]> }
   | { readonly kind: "register"; readonly cluster: ClusterIdentity }
   | { readonly kind: "relabel"; readonly cluster: string; readonly labels: Readonly<Record<string, string>> }
   | { readonly kind: "remove"; readonly cluster: string }
-  | { readonly kind: "revoke"; readonly cluster: string };
+  | { readonly kind: "revoke"; readonly cluster: string }
+  /**
+   * The exceptions granted by request change (one granted, withdrawn or expired): `grant`
+   * makes the new whole from the current one (planned again on the newest state after a
+   * race), `layers` are the ones whose grants differ, and `write` records the request's new
+   * state in the change's transaction and returns its audit events.
+   */
+  | { readonly kind: "grants"; readonly layers: readonly string[]; grant(current: Granted): Granted; write(tx: Queryable): Promise<AuditEvent[]> };
 
 export interface PlannedLayer extends LayerWrite {
   readonly unchanged: boolean;
@@ -93,12 +102,75 @@ export class Changes {
         const after = bounded(identity.name, this.federation.effectiveWith(identity));
         return { change, generation, layers: [], affected: [{ cluster: identity.name, region: identity.region, before: this.currentHash(identity.name), after }] };
       }
+      case "grants": {
+        const grants = change.grant(this.federation.granted);
+        const reached = new Set(change.layers.flatMap((id) => this.federation.affectedBy(id)));
+        const affected = [...reached].sort().map((name) => {
+          const identity = this.federation.identity(name);
+          return { cluster: name, region: identity.region, before: this.currentHash(name), after: bounded(name, this.federation.effectiveWith(identity, undefined, grants)) };
+        });
+        return { change, generation, layers: [], affected };
+      }
       case "remove":
       case "revoke":
         // No effective set changes: the hubs refuse the cluster's certificates from the next request on.
         this.federation.identity(change.cluster);
         return { change, generation, layers: [], affected: [] };
     }
+  }
+
+  /**
+   * What governance asks of a change of layers by `actor`, before it is planned: the
+   * owners of each layer and policy are declared teams (seen from that layer: its own and
+   * the global layer's; a region's for a cluster layer), no team is declared twice; only
+   * members of a policy's owner team change it, and only a global admin writes exceptions
+   * in layer files (without an actor, for a dry run, who makes the change is not judged);
+   * no exception written in a file has expired already, and no policy is kept past the
+   * date its deprecation retires it.
+   */
+  checkLayers(actor: Actor | undefined, inputs: readonly LayerInput[], now: number): void {
+    const next = new Map(inputs.map((i) => [i.id, i.layer]));
+    const layerAt = (id: string) => (next.has(id) ? next.get(id) : this.federation.layers.get(id)?.layer);
+    const problems: Problem[] = [];
+    const current = (id: string) => this.federation.layers.get(id)?.layer;
+    for (const input of inputs) {
+      const before = current(input.id);
+      const { teams, problems: declared } = teamsOf(chainOf(input.id, input.layer, layerAt));
+      problems.push(...declared);
+      if (input.layer !== undefined) problems.push(...undeclaredOwners(input.layer, teams).map((p) => (p.location === undefined ? { ...p, message: `layer ${input.id}: ${p.message}` } : p)));
+      const refusal = actor === undefined ? undefined : changeRefusal(actor, before, input.layer, { before: teamsOf(chainOf(input.id, before, current)).teams, after: teams });
+      if (refusal !== undefined) throw forbidden(`layer ${input.id}: ${refusal}`);
+      for (const policy of input.layer?.policies ?? []) {
+        const after = policy.document.spec.deprecation?.after;
+        if (after !== undefined && Date.parse(after) <= now) {
+          problems.push({
+            message: `policy ${JSON.stringify(policy.document.metadata.name)} was retired on ${after} (spec.deprecation.after): remove it${policy.document.spec.deprecation?.replacement === undefined ? "" : ` in favour of ${policy.document.spec.deprecation.replacement}`}, or give it a new date`,
+            path: "spec.deprecation.after",
+            ...(policy.origin === undefined ? {} : { location: policy.origin.locate(["spec", "deprecation", "after"]) }),
+          });
+        }
+      }
+      for (const exception of input.layer?.exceptions ?? []) {
+        const expiresAt = exception.document.spec.expiresAt;
+        const unchanged = before?.exceptions.some((e) => JSON.stringify(e.document) === JSON.stringify(exception.document)) === true;
+        if (!unchanged && Date.parse(expiresAt) <= now) {
+          problems.push({
+            message: `exception ${JSON.stringify(exception.document.metadata.name)} expired at ${expiresAt}, before it was applied: remove it, or give it a new spec.expiresAt`,
+            path: "spec.expiresAt",
+            ...(exception.origin === undefined ? {} : { location: exception.origin.locate(["spec", "expiresAt"]) }),
+          });
+        }
+      }
+    }
+    // The global layer and region layers must still declare the teams that own the layers below them.
+    for (const [id, record] of this.federation.layers) {
+      if (next.has(id) || record.layer === undefined) continue;
+      const above = upperLayerIds(record.layer).filter((i) => i !== id && next.has(i));
+      if (above.length === 0) continue;
+      const { teams } = teamsOf(chainOf(id, record.layer, layerAt));
+      problems.push(...undeclaredOwners(record.layer, teams).map((p) => ({ message: `layer ${id}, as layer ${above.join(" and ")} would leave it: ${p.message}` })));
+    }
+    if (problems.length > 0) throw fromPolityError(new PolityError("invalid", problems), "the change is refused");
   }
 
   private currentHash(cluster: string): string | undefined {
@@ -188,6 +260,7 @@ export class Changes {
           case "layers":
             written = await this.federation.writeLayers(tx, writes, author, context.correlationId, idempotencyKey);
             for (const w of writes) events.push(...layerChangeEvents(w, this.federation.layers.get(w.id), this.layerRegion(w), context));
+            if (change.also !== undefined) events.push(...(await change.also(tx)));
             break;
           case "register":
             await this.federation.insertCluster(tx, change.cluster, author);
@@ -199,6 +272,9 @@ export class Changes {
             events.push({ ...this.clusterEvent(change.cluster, region, context), kind: "cluster.relabelled", data: { before: { ...labels }, after: { ...change.labels } } });
             break;
           }
+          case "grants":
+            events.push(...(await change.write(tx)));
+            break;
           case "remove":
           case "revoke": {
             const { region } = this.federation.identity(change.cluster);
@@ -238,4 +314,15 @@ export class Changes {
     if (tier === "region") return name;
     return this.federation.clusters.get(name)?.region ?? write.layer?.region ?? this.federation.layers.get(write.id)?.layer?.region ?? null;
   }
+}
+
+/** The layers above a layer, whose teams it sees: the global layer, and its region's for a cluster layer. */
+function upperLayerIds(layer: Layer | undefined): string[] {
+  return ["global", ...(layer?.tier === "cluster" && layer.region !== undefined ? [`region/${layer.region}`] : [])];
+}
+
+/** The layers whose teams the layer `id` (as `layer`) sees: those above it, and itself. */
+function chainOf(id: string, layer: Layer | undefined, layerAt: (id: string) => Layer | undefined): Layer[] {
+  const chain = [...upperLayerIds(layer).filter((i) => i !== id).map(layerAt), layer];
+  return chain.filter((l): l is Layer => l !== undefined);
 }

@@ -17,7 +17,9 @@ import type { SourceFile } from "../api/fields.js";
 import { canonicalJson, contentHash } from "../canonical/index.js";
 import { PolityError } from "../errors.js";
 import { effectivePolicySet, type ClusterIdentity, type EffectivePolicySet } from "../layering/effective.js";
-import type { Layer } from "../policy/layer.js";
+import { REQUEST_ANNOTATION } from "../layering/effective.js";
+import type { Layer, LayerException } from "../policy/layer.js";
+import { API_VERSION, exceptionDocument } from "../policy/schema.js";
 import type { Database, Queryable } from "../store/database.js";
 import { layerId } from "../policy/layer.js";
 import { layersFromFiles } from "../policy/layer-files.js";
@@ -56,6 +58,19 @@ export interface Computed {
 }
 
 /**
+ * What the hub adds to and takes from the layers' exceptions: those granted by request, by
+ * the layer that publishes them (the one defining their policy), and those written in layer
+ * files that have expired (`<layer id>/<name>/<expiresAt>`), which leave the bundles.
+ */
+export interface Granted {
+  readonly byLayer: ReadonlyMap<string, readonly LayerException[]>;
+  readonly lapsed: ReadonlySet<string>;
+}
+
+/** The key of a layer file's exception among the lapsed ones. */
+export const lapsedKey = (layerId: string, name: string, expiresAt: string) => `${layerId}/${name}/${new Date(expiresAt).toISOString()}`;
+
+/**
  * The hash of a layer's content: what makes two applies of the same content one version.
  * Of the files' contents only, in a stable order: the same layer applied from two
  * folders, or two machines, hashes the same.
@@ -71,10 +86,36 @@ export function filesHash(files: readonly SourceFile[]): string {
   return contentHash(canonicalJson(files.map((f) => f.content).sort()));
 }
 
+/** An Exception spec as a request asks it (stored in exception_requests.spec). */
+export interface ExceptionRequestSpec {
+  readonly policy: string;
+  readonly rules?: readonly string[];
+  readonly scope: Readonly<Record<string, unknown>>;
+  readonly justification: string;
+  readonly expiresAt: string;
+}
+
+/**
+ * A granted request as the Exception document its layer publishes, with the authenticated
+ * approver; undefined when the stored spec is not an exception's (it was validated when it
+ * was requested, so only a hand-edited database makes one).
+ */
+export function grantedException(id: string, spec: unknown, approvedBy: string): LayerException | undefined {
+  const parsed = exceptionDocument.safeParse({
+    apiVersion: API_VERSION,
+    kind: "Exception",
+    metadata: { name: `request-${id}`, annotations: { [REQUEST_ANNOTATION]: id } },
+    spec: typeof spec === "object" && spec !== null ? { ...spec, approvedBy } : spec,
+  });
+  return parsed.success ? { document: parsed.data } : undefined;
+}
+
 export class Federation {
   /** The generation this process has loaded; "-1" before the first load. */
   generation = "-1";
   readonly layers = new Map<string, LayerRecord>();
+  /** Exceptions granted by request (exception_requests, approved), by layer. */
+  granted: Granted = { byLayer: new Map(), lapsed: new Set() };
   readonly clusters = new Map<string, ClusterRecord>();
   private readonly effective = new Map<string, EffectivePolicySet>();
   private readonly listeners: ((since: string) => Promise<void>)[] = [];
@@ -153,6 +194,13 @@ export class Federation {
       }
       this.clusters.set(r.name, record);
     }
+    // Granted exceptions are few: read whole, and the clusters of a layer whose grants changed recomputed.
+    const granted = await this.readGranted();
+    for (const id of new Set([...granted.byLayer.keys(), ...this.granted.byLayer.keys()])) {
+      if (JSON.stringify(granted.byLayer.get(id) ?? []) !== JSON.stringify(this.granted.byLayer.get(id) ?? [])) stale.add(id);
+    }
+    for (const key of granted.lapsed) if (!this.granted.lapsed.has(key)) stale.add(key.split("/").slice(0, -2).join("/"));
+    this.granted = granted;
     for (const id of stale) for (const name of this.affectedBy(id)) this.effective.delete(name);
     for (const [name, set] of computed.effective ?? []) if (this.clusters.has(name)) this.effective.set(name, set);
     this.generation = generation;
@@ -167,8 +215,36 @@ export class Federation {
     return this.clusters.has(name) ? [name] : [];
   }
 
-  layersFor(cluster: ClusterIdentity, overrides?: ReadonlyMap<string, Layer | undefined>): Layer[] {
-    const pick = (id: string) => (overrides?.has(id) ? overrides.get(id) : this.layers.get(id)?.layer);
+  /** The exceptions granted by request, as exception documents published by the layer that defines their policy. */
+  private async readGranted(): Promise<Granted> {
+    const rows = await this.db.query<{ id: string; layer_id: string; spec: unknown; decided_by: string }>(
+      "SELECT id, layer_id, spec, decided_by FROM exception_requests WHERE state = 'approved' ORDER BY id",
+    );
+    const byLayer = new Map<string, LayerException[]>();
+    for (const row of rows) {
+      const exception = grantedException(row.id, row.spec, row.decided_by);
+      if (exception === undefined) continue;
+      byLayer.set(row.layer_id, [...(byLayer.get(row.layer_id) ?? []), exception]);
+    }
+    const lapsed = await this.db.query<{ layer_id: string; name: string; expires_at: Date }>("SELECT layer_id, name, expires_at FROM exception_expiries");
+    return { byLayer, lapsed: new Set(lapsed.map((r) => lapsedKey(r.layer_id, r.name, new Date(r.expires_at).toISOString()))) };
+  }
+
+  /**
+   * The layers of a cluster, upper tier first: the current ones, or `overrides` in their
+   * place; each with the exceptions granted by request that it publishes (`grants` in
+   * place of the current ones, for a change to them).
+   */
+  layersFor(cluster: ClusterIdentity, overrides?: ReadonlyMap<string, Layer | undefined>, grants: Granted = this.granted): Layer[] {
+    const withGrants = (id: string, layer: Layer | undefined): Layer | undefined => {
+      if (layer === undefined) return undefined;
+      const extra = grants.byLayer.get(id) ?? [];
+      const lapsed = grants.lapsed.size > 0 && layer.exceptions.some((e) => grants.lapsed.has(lapsedKey(id, e.document.metadata.name, e.document.spec.expiresAt)));
+      if (extra.length === 0 && !lapsed) return layer;
+      const kept = lapsed ? layer.exceptions.filter((e) => !grants.lapsed.has(lapsedKey(id, e.document.metadata.name, e.document.spec.expiresAt))) : layer.exceptions;
+      return { ...layer, exceptions: [...kept, ...extra] };
+    };
+    const pick = (id: string) => withGrants(id, overrides?.has(id) ? overrides.get(id) : this.layers.get(id)?.layer);
     return [pick("global"), pick(`region/${cluster.region}`), pick(`cluster/${cluster.name}`)].filter((l): l is Layer => l !== undefined);
   }
 
@@ -189,9 +265,9 @@ export class Federation {
     return set;
   }
 
-  /** The effective set a cluster would have with this identity and these layers in place of the current ones. */
-  effectiveWith(identity: ClusterIdentity, overrides?: ReadonlyMap<string, Layer | undefined>): EffectivePolicySet {
-    return effectivePolicySet(this.layersFor(identity, overrides), identity);
+  /** The effective set a cluster would have with this identity, and these layers and grants in place of the current ones. */
+  effectiveWith(identity: ClusterIdentity, overrides?: ReadonlyMap<string, Layer | undefined>, grants?: Granted): EffectivePolicySet {
+    return effectivePolicySet(this.layersFor(identity, overrides, grants), identity);
   }
 
   /**

@@ -12,6 +12,8 @@ import type { CertificateAuthority } from "../identity/ca.js";
 import { AuditLog, appendEntries, DEFAULT_AUDIT_OPTIONS, newCorrelationId, type AuditOptions } from "./audit-log.js";
 import { BundleService } from "./bundles.js";
 import { Changes } from "./change.js";
+import { Exceptions } from "./exceptions.js";
+import { Proposals } from "./proposals.js";
 import { Federation } from "./federation.js";
 import { createAuthority, IdentityService, loadAuthority } from "./identity.js";
 import { loadSigningKey } from "./keys.js";
@@ -123,10 +125,13 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     await federation.sync();
     // Bundles for clusters that have none or whose bundle is due (a restart after a long stop).
     await bundles.refresh(federation.clusters.keys());
+    const changes = new Changes(federation, identity, bundles, audit);
     const context: Hub = {
       db,
       federation,
-      changes: new Changes(federation, identity, bundles, audit),
+      changes,
+      exceptions: new Exceptions(db, federation, changes, audit, now),
+      proposals: new Proposals(db, federation, changes, audit, now),
       identity,
       tokens: new TokenService(db, audit, now),
       bundles,
@@ -152,6 +157,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       void federation
         .sync()
         .then(() => bundles.refresh(federation.clusters.keys()))
+        .then(() => context.exceptions.sweep(() => ({ actor: "hub", correlationId: newCorrelationId() })))
         .catch(() => undefined);
     }, 2_000);
     ticker.unref();

@@ -11,6 +11,8 @@
  * |                    | layer, and the clusters of R (register, relabel, remove, join,      |
  * |                    | revoke) and their layers, once they are registered                  |
  * | auditor            | read everything, write nothing                                      |
+ * | team-member        | read everything; answer exception requests and proposals for the    |
+ * |                    | teams it belongs to (governance decides which), request exceptions  |
  * | cluster(C in R)    | read its own effective set, bundle and identity; renew its          |
  * |                    | certificate; report its status and decision logs                    |
  *
@@ -19,11 +21,21 @@
  * `denial` for each target the call touches (a cluster, a region, the federation).
  */
 import type { Role } from "../api/tokens.js";
+import type { Actor } from "../governance/index.js";
 
 export { ROLES, type Role } from "../api/tokens.js";
 
 export type Principal =
-  | { readonly kind: "token"; readonly id: string; readonly name: string; readonly role: Role; readonly region?: string }
+  | {
+      readonly kind: "token";
+      readonly id: string;
+      readonly name: string;
+      readonly role: Role;
+      readonly region?: string;
+      /** Who holds it (what teams list); absent: the token stands for no one in particular. */
+      readonly subject?: string;
+      readonly groups?: readonly string[];
+    }
   | { readonly kind: "cluster"; readonly cluster: string; readonly region: string; readonly serial: string; readonly expired: boolean }
   | { readonly kind: "anonymous" };
 
@@ -48,6 +60,8 @@ export type Requirement =
   | { readonly kind: "role"; readonly roles: readonly Role[]; readonly why: string }
   /** Read or write access to every target the call touches (the route names them). */
   | { readonly kind: "access"; readonly access: Access };
+
+const TEAM_MEMBER_WRITES = "a team member changes nothing directly: it answers exception requests and proposals for its teams";
 
 export const AUTHENTICATION_REQUIRED = "authentication required: 'Authorization: Bearer <token>' (polity login) or a cluster certificate";
 
@@ -75,6 +89,7 @@ export function requirementRefusal(principal: Principal, requirement: Requiremen
       // Those who may write nothing at all are refused before their change is read.
       if (requirement.access === "write" && principal.kind === "cluster") return forbidden(`cluster ${principal.cluster} may read only what is its own`);
       if (requirement.access === "write" && principal.kind === "token" && principal.role === "auditor") return forbidden("the auditor role is read-only");
+      if (requirement.access === "write" && principal.kind === "token" && principal.role === "team-member") return forbidden(TEAM_MEMBER_WRITES);
       return undefined;
   }
 }
@@ -93,6 +108,8 @@ export function denial(principal: Principal, access: Access, target: Target): st
           return undefined;
         case "auditor":
           return access === "read" ? undefined : "the auditor role is read-only";
+        case "team-member":
+          return access === "read" ? undefined : TEAM_MEMBER_WRITES;
         case "region-operator": {
           const region = principal.region;
           if (target.kind === "federation") {
@@ -113,6 +130,18 @@ export function denial(principal: Principal, access: Access, target: Target): st
 export function auditScope(principal: Principal): { readonly all: true } | { readonly all: false; readonly region: string } {
   if (principal.kind === "token" && principal.role === "region-operator" && principal.region !== undefined) return { all: false, region: principal.region };
   return { all: true };
+}
+
+/** The principal as governance sees it: a subject, groups, and whether it is a global admin. */
+export function actorFor(principal: Principal): Actor {
+  switch (principal.kind) {
+    case "token":
+      return { subject: principal.subject ?? `token:${principal.name}`, groups: principal.groups ?? [], admin: principal.role === "global-admin" };
+    case "cluster":
+      return { subject: `cluster:${principal.cluster}`, groups: [], admin: false };
+    case "anonymous":
+      return { subject: "anonymous", groups: [], admin: false };
+  }
 }
 
 export function describePrincipal(principal: Principal): string {

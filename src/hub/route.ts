@@ -15,6 +15,8 @@ import type { Database } from "../store/database.js";
 import type { AuditLog } from "./audit-log.js";
 import type { BundleService } from "./bundles.js";
 import type { Changes } from "./change.js";
+import type { Exceptions } from "./exceptions.js";
+import type { Proposals } from "./proposals.js";
 import type { Federation } from "./federation.js";
 import type { IdentityService, PeerCertificate } from "./identity.js";
 import type { Access, Principal, Requirement, Target } from "./principal.js";
@@ -27,6 +29,8 @@ export interface Hub {
   readonly db: Database;
   readonly federation: Federation;
   readonly changes: Changes;
+  readonly exceptions: Exceptions;
+  readonly proposals: Proposals;
   readonly identity: IdentityService;
   readonly tokens: TokenService;
   readonly bundles: BundleService;

@@ -36,8 +36,8 @@ export class TokenService {
    * same query (so that bringing this process up to date costs no second query).
    */
   async authenticate(value: string): Promise<{ principal: Principal; generation: string | undefined }> {
-    const [token] = await this.db.query<{ id: string; name: string; role: Role; region: string | null; expires_at: Date | null; revoked_at: Date | null; generation: string | null }>(
-      "SELECT id, name, role, region, expires_at, revoked_at, (SELECT generation::text FROM federation) AS generation FROM tokens WHERE hash = $1",
+    const [token] = await this.db.query<{ id: string; name: string; role: Role; region: string | null; subject: string | null; groups: string[]; expires_at: Date | null; revoked_at: Date | null; generation: string | null }>(
+      "SELECT id, name, role, region, subject, groups, expires_at, revoked_at, (SELECT generation::text FROM federation) AS generation FROM tokens WHERE hash = $1",
       [sha256(value)],
     );
     if (token === undefined) throw unauthorized("the bearer token is not valid");
@@ -46,7 +46,15 @@ export class TokenService {
       throw unauthorized(`the bearer token ${token.id} expired at ${new Date(token.expires_at).toISOString()}`);
     }
     return {
-      principal: { kind: "token", id: token.id, name: token.name, role: token.role, ...(token.region === null ? {} : { region: token.region }) },
+      principal: {
+        kind: "token",
+        id: token.id,
+        name: token.name,
+        role: token.role,
+        ...(token.region === null ? {} : { region: token.region }),
+        ...(token.subject === null ? {} : { subject: token.subject }),
+        groups: token.groups,
+      },
       generation: token.generation ?? undefined,
     };
   }
@@ -59,8 +67,10 @@ export class TokenService {
     const id = randomBytes(6).toString("hex");
     const expiresAt = new Date(this.now().getTime() + (request.ttlSeconds ?? DEFAULT_TTL_SECONDS) * 1000);
     const region = request.region ?? null;
+    const subject = request.subject ?? null;
+    const groups = [...new Set(request.groups ?? [])].sort();
     await this.db.transaction(async (tx) => {
-      await tx.query("INSERT INTO tokens (id, name, role, region, hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", [
+      await tx.query("INSERT INTO tokens (id, name, role, region, hash, created_by, created_at, expires_at, subject, groups) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", [
         id,
         request.name,
         request.role,
@@ -69,6 +79,8 @@ export class TokenService {
         by,
         this.now(),
         expiresAt,
+        subject,
+        JSON.stringify(groups),
       ]);
       await this.audit.record(tx, [
         {
@@ -77,11 +89,11 @@ export class TokenService {
           cluster: null,
           region,
           correlationId: context.correlationId,
-          data: { id, name: request.name, role: request.role, region, expiresAt: expiresAt.toISOString() },
+          data: { id, name: request.name, role: request.role, region, expiresAt: expiresAt.toISOString(), ...(subject === null ? {} : { subject }), ...(groups.length === 0 ? {} : { groups }) },
         },
       ]);
     });
-    return { id, name: request.name, role: request.role, region, expiresAt: expiresAt.toISOString(), token };
+    return { id, name: request.name, role: request.role, region, subject, groups, expiresAt: expiresAt.toISOString(), token };
   }
 
   /** The bootstrap admin token, minted in the transaction that creates the federation (before there is an audit log to hold it). */
@@ -103,11 +115,11 @@ export class TokenService {
   }
 
   async list(): Promise<TokenView[]> {
-    const rows = await this.db.query<{ id: string; name: string; role: Role; region: string | null; created_by: string; created_at: Date; expires_at: Date | null; revoked_at: Date | null }>(
-      "SELECT id, name, role, region, created_by, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at",
+    const rows = await this.db.query<{ id: string; name: string; role: Role; region: string | null; subject: string | null; groups: string[]; created_by: string; created_at: Date; expires_at: Date | null; revoked_at: Date | null }>(
+      "SELECT id, name, role, region, subject, groups, created_by, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at",
     );
     const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString());
-    return rows.map((r) => ({ id: r.id, name: r.name, role: r.role, region: r.region, createdBy: r.created_by, createdAt: new Date(r.created_at).toISOString(), expiresAt: iso(r.expires_at), revokedAt: iso(r.revoked_at) }));
+    return rows.map((r) => ({ id: r.id, name: r.name, role: r.role, region: r.region, subject: r.subject, groups: r.groups, createdBy: r.created_by, createdAt: new Date(r.created_at).toISOString(), expiresAt: iso(r.expires_at), revokedAt: iso(r.revoked_at) }));
   }
 
   async revoke(id: string, context: AuditContext): Promise<void> {

@@ -19,6 +19,7 @@ import { PolityError, type Problem } from "../errors.js";
 import type { Layer, LayerException, LayerPolicy, Origin } from "../policy/layer.js";
 import {
   LOCAL_PROTECTED_DOMAINS,
+  type Deprecation,
   type Enforcement,
   type LabelSelector,
   type Match,
@@ -70,6 +71,8 @@ export interface EffectivePolicy {
   readonly lockedAt?: Tier;
   /** Every document that shaped it, defining one first. */
   readonly provenance: readonly Provenance[];
+  /** On its way out, as its defining document says: decisions warn, and past `after` apply refuses to keep it. */
+  readonly deprecation?: Deprecation;
 }
 
 export interface EffectiveException {
@@ -81,7 +84,10 @@ export interface EffectiveException {
   readonly names?: readonly string[];
   readonly objectSelector?: LabelSelector;
   readonly justification: string;
+  /** Who approved it: for a request, the approver's authenticated subject (or `rule:<name>`); in a layer file, as written there. */
   readonly approvedBy: string;
+  /** The exception request it was granted by (absent: written in a layer file). */
+  readonly request?: string;
   /** RFC 3339; the exception applies strictly before this time. */
   readonly expiresAt: string;
   readonly tier: Tier;
@@ -197,6 +203,7 @@ interface Merged {
   lockedAt: Tier | undefined;
   provenance: Provenance[];
   delegate: readonly Tier[];
+  deprecation: Deprecation | undefined;
   base: Definition;
 }
 
@@ -288,6 +295,7 @@ function startPolicy(base: Definition, problems: MergeProblems): Merged {
     lockedAt: locked ? base.tier : undefined,
     provenance: [{ tier: base.tier, layer: base.layer.name, owner: doc.metadata.owner ?? "unowned" }],
     delegate: spec.delegate ?? [],
+    deprecation: spec.deprecation,
     base,
   };
 }
@@ -306,6 +314,9 @@ function refine(merged: Merged, def: Definition, problems: MergeProblems): void 
   }
   if (spec.delegate !== undefined) {
     problems.add(def.policy.origin, ["spec", "delegate"], `${who} delegate ${base}: only the owner of a local-protected policy delegates it`, "delegate-owner-only");
+  }
+  if (spec.deprecation !== undefined) {
+    problems.add(def.policy.origin, ["spec", "deprecation"], `${who} deprecate ${base}: only the document that defines a policy deprecates it`, "deprecation-owner-only");
   }
   if (spec.match !== undefined) {
     const next = normalizeMatch(spec.match);
@@ -448,6 +459,7 @@ function freeze(merged: Merged): EffectivePolicy {
     locked: merged.locked,
     ...(merged.lockedAt === undefined ? {} : { lockedAt: merged.lockedAt }),
     provenance: merged.provenance,
+    ...(merged.deprecation === undefined ? {} : { deprecation: merged.deprecation }),
   };
 }
 
@@ -570,8 +582,12 @@ function mergeProtected(
   return result;
 }
 
+/** The annotation naming the exception request a granted exception comes from. */
+export const REQUEST_ANNOTATION = "polity.dev/exception-request";
+
 function effectiveException(e: LayerException, layer: Layer): EffectiveException {
   const spec = e.document.spec;
+  const request = e.document.metadata.annotations?.[REQUEST_ANNOTATION];
   return {
     name: e.document.metadata.name,
     policy: spec.policy,
@@ -580,7 +596,8 @@ function effectiveException(e: LayerException, layer: Layer): EffectiveException
     ...(spec.scope.names === undefined ? {} : { names: [...spec.scope.names].sort() }),
     ...(spec.scope.objectSelector === undefined ? {} : { objectSelector: spec.scope.objectSelector }),
     justification: spec.justification,
-    approvedBy: spec.approvedBy,
+    approvedBy: spec.approvedBy ?? "",
+    ...(request === undefined ? {} : { request }),
     expiresAt: spec.expiresAt,
     tier: layer.tier,
     layer: layer.name,

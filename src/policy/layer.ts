@@ -8,7 +8,7 @@ import { resolveBuiltin } from "./library/index.js";
 import type { SourceDocument } from "../source/parse.js";
 import { complete, type Steps } from "../source/steps.js";
 import { checkPolicyExpression, type ExpressionPurpose } from "./programs.js";
-import type { ExceptionDocument, LayerDocument, PolicyDocument, Tier } from "./schema.js";
+import type { ExceptionDocument, ExceptionRule, LayerDocument, PolicyDocument, TeamDocument, Tier } from "./schema.js";
 import { validateDocument } from "./validate.js";
 
 export interface Origin {
@@ -27,6 +27,11 @@ export interface LayerException {
   readonly origin?: Origin;
 }
 
+export interface LayerTeam {
+  readonly document: TeamDocument;
+  readonly origin?: Origin;
+}
+
 export interface Layer {
   readonly name: string;
   readonly tier: Tier;
@@ -36,6 +41,10 @@ export interface Layer {
   /** Sorted by name: the order documents were written in never matters. */
   readonly policies: readonly LayerPolicy[];
   readonly exceptions: readonly LayerException[];
+  /** Teams this layer declares (sorted by name): who owns its policies and may approve exceptions to them. */
+  readonly teams: readonly LayerTeam[];
+  /** Risk rules under which requests for exceptions to its policies are approved without a person. */
+  readonly exceptionRules: readonly ExceptionRule[];
 }
 
 /** A layer's id in the federation: `global`, `region/<region>` or `cluster/<cluster>`. */
@@ -76,6 +85,7 @@ export function* buildLayerSteps(sources: readonly SourceDocument[], defaults: L
   let layerDoc: { document: LayerDocument; origin: Origin } | undefined;
   const policies: LayerPolicy[] = [];
   const exceptions: LayerException[] = [];
+  const teams: LayerTeam[] = [];
   for (const source of sources) {
     yield;
     const validated = validateDocument(source);
@@ -99,7 +109,13 @@ export function* buildLayerSteps(sources: readonly SourceDocument[], defaults: L
         policies.push({ document, origin });
         break;
       case "Exception":
+        if (document.spec.approvedBy === undefined) {
+          problems.push(problemAt(origin, ["spec"], "an exception in a layer file names who approved it (spec.approvedBy); or request one from the hub: polity exception request", "spec.approvedBy"));
+        }
         exceptions.push({ document, origin });
+        break;
+      case "Team":
+        teams.push({ document, origin });
         break;
       case "PolicyTest":
         problems.push(problemAt(origin, ["kind"], "a PolicyTest belongs in a test folder (polity policy test), not in a layer", "kind"));
@@ -158,6 +174,13 @@ export function* buildLayerSteps(sources: readonly SourceDocument[], defaults: L
     expanded.push({ document, origin: policy.origin });
   }
 
+  const teamNames = new Set<string>();
+  for (const team of teams) {
+    const name = team.document.metadata.name;
+    if (teamNames.has(name)) problems.push(problemAt(team.origin, ["metadata", "name"], `team ${JSON.stringify(name)} is declared twice in this layer`, "metadata.name"));
+    teamNames.add(name);
+  }
+
   const exceptionNames = new Set<string>();
   for (const exception of exceptions) {
     const name = exception.document.metadata.name;
@@ -174,6 +197,8 @@ export function* buildLayerSteps(sources: readonly SourceDocument[], defaults: L
     ...layer,
     policies: expanded.sort(byName),
     exceptions: [...exceptions].sort(byName),
+    teams: [...teams].sort(byName),
+    exceptionRules: spec?.exceptionRules ?? [],
   };
 }
 

@@ -1,6 +1,7 @@
 /**
  * The documents of policy as code (DESIGN.md section 2), validated at the boundary:
- * `Layer`, `Policy`, `Exception`, and `PolicyTest` for policy unit tests.
+ * `Layer`, `Policy`, `Exception`, `Team` (who owns what, and who may approve), and
+ * `PolicyTest` for policy unit tests.
  * Unknown fields are errors. The types below are the schema's, so they cannot drift.
  */
 import { z } from "zod";
@@ -65,6 +66,18 @@ export type LabelSelector = z.infer<typeof labelSelector>;
 
 const owner = z.string().min(1, "must name the owning team").max(253);
 
+/** A length of time: a whole number of seconds, minutes, hours or days (`90d`, `24h`, `30m`). */
+export const duration = z.string().regex(/^[1-9][0-9]{0,6}(s|m|h|d)$/, "must be a whole number of s, m, h or d, such as 24h or 90d");
+
+/** Milliseconds in a duration the schema accepted. */
+export function durationMs(text: string): number {
+  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[text.slice(-1) as "s" | "m" | "h" | "d"];
+  return Number(text.slice(0, -1)) * unit;
+}
+
+/** Who a person or a program is to the hub: a token's subject (an e-mail, a service name). */
+export const subject = z.string().min(1).max(253).regex(/^[^\s,]+$/, "must hold no spaces or commas");
+
 const metadata = z.strictObject({
   name: resourceName,
   owner: owner.optional(),
@@ -125,6 +138,33 @@ export const scope = z.strictObject({
 });
 export type Scope = z.infer<typeof scope>;
 
+/** The scopes an exception may name, as `Exception.spec.scope` fields. */
+export const EXCEPTION_SCOPES = ["clusters", "regions", "namespaces", "names", "objectSelector"] as const;
+export type ExceptionScope = (typeof EXCEPTION_SCOPES)[number];
+
+/** What requests for exceptions to a policy may ask (its owner's bounds). */
+export const exceptionBounds = z.strictObject({
+  /** false: no exception to this policy is granted, by request or in a layer file. */
+  allowed: z.boolean().optional(),
+  /** The longest lifetime an exception may have (default 90d). */
+  maxLifetime: duration.optional(),
+  /** Which scope fields an exception may use; absent: any. */
+  scopes: z.array(z.enum(EXCEPTION_SCOPES)).min(1).optional(),
+});
+export type ExceptionBounds = z.infer<typeof exceptionBounds>;
+
+const RFC3339_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))?$/;
+
+/** A control on its way out: warned about until `after`, refused at apply once past it. */
+export const deprecation = z
+  .strictObject({
+    after: z.string().regex(RFC3339_TIME, "must be a date (2027-06-30) or an RFC 3339 time"),
+    replacement: resourceName.optional(),
+    reason: z.string().min(1).max(1000).optional(),
+  })
+  .refine((d) => !Number.isNaN(Date.parse(d.after)), { path: ["after"], message: "is not a valid date" });
+export type Deprecation = z.infer<typeof deprecation>;
+
 export const policySpec = z.strictObject({
   /** access-control | network | data-residency | secrets | workload-security | quota | … */
   domain: dnsLabel.optional(),
@@ -143,6 +183,9 @@ export const policySpec = z.strictObject({
   locked: z.boolean().optional(),
   /** Upper tiers this owner lets set the policy (local-protected domains). */
   delegate: z.array(z.enum(TIERS)).optional(),
+  /** What exceptions to this policy may be requested and granted (the defining layer's say). */
+  exceptions: exceptionBounds.optional(),
+  deprecation: deprecation.optional(),
 });
 export type PolicySpec = z.infer<typeof policySpec>;
 
@@ -153,6 +196,17 @@ export const policyDocument = z.strictObject({
   spec: policySpec,
 });
 export type PolicyDocument = z.infer<typeof policyDocument>;
+
+export const exceptionRule = z.strictObject({
+  name: dnsLabel,
+  /** The policy's enforcement must be one of these (default: any). */
+  enforcement: z.array(z.enum(ENFORCEMENTS)).min(1).optional(),
+  /** Every cluster the request names must match (a request for no named cluster never matches). */
+  clusterSelector: labelSelector.optional(),
+  /** The requested lifetime must be at most this. */
+  maxLifetime: duration,
+});
+export type ExceptionRule = z.infer<typeof exceptionRule>;
 
 export const layerDocument = z.strictObject({
   apiVersion: z.literal(API_VERSION),
@@ -166,6 +220,11 @@ export const layerDocument = z.strictObject({
       /** The cluster a cluster layer is for. */
       cluster: resourceName.optional(),
       owners: z.array(owner).min(1, "must name at least one owning team"),
+      /**
+       * Risk rules under which a request for an exception to this layer's policies is
+       * approved without a person: e.g. a warn policy, a non-production cluster, at most a day.
+       */
+      exceptionRules: z.array(exceptionRule).optional(),
     })
     .superRefine((spec, ctx) => {
       if (spec.tier === "region" && spec.region === undefined) {
@@ -205,12 +264,30 @@ export const exceptionDocument = z.strictObject({
           "an exception must be narrow: name namespaces, resource names or an objectSelector",
         ),
       justification: z.string().min(10, "must explain why, in at least 10 characters"),
-      approvedBy: z.string().min(1, "must name who approved it"),
+      /** In a layer file: who approved it (the hub records who applied it). In a request: absent, the hub records who approves. */
+      approvedBy: z.string().min(1, "must name who approved it").optional(),
       expiresAt: z.string().regex(RFC3339, "must be an RFC 3339 time such as 2026-12-31T00:00:00Z"),
     })
     .refine((spec) => !Number.isNaN(Date.parse(spec.expiresAt)), { path: ["expiresAt"], message: "is not a valid time" }),
 });
 export type ExceptionDocument = z.infer<typeof exceptionDocument>;
+
+export const teamDocument = z.strictObject({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal("Team"),
+  metadata: metadata,
+  spec: z
+    .strictObject({
+      /** Subjects (as tokens carry them) who belong to the team. */
+      members: z.array(subject).min(1).optional(),
+      /** Groups (as tokens and single sign-on carry them) whose members belong to the team. */
+      groups: z.array(subject).min(1).optional(),
+      /** An exception request to this team waits this long for an answer, then goes to the global admins too (default 72h). */
+      escalateAfter: duration.optional(),
+    })
+    .refine((spec) => spec.members !== undefined || spec.groups !== undefined, "a team names its members or the groups that map to it"),
+});
+export type TeamDocument = z.infer<typeof teamDocument>;
 
 const expectation = z.strictObject({
   allowed: z.boolean(),
@@ -255,9 +332,10 @@ export const DOCUMENT_SCHEMAS = {
   Layer: layerDocument,
   Policy: policyDocument,
   Exception: exceptionDocument,
+  Team: teamDocument,
   PolicyTest: policyTestDocument,
 } as const;
 
 export type DocumentKind = keyof typeof DOCUMENT_SCHEMAS;
 
-export type PolityDocument = LayerDocument | PolicyDocument | ExceptionDocument | PolicyTestDocument;
+export type PolityDocument = LayerDocument | PolicyDocument | ExceptionDocument | TeamDocument | PolicyTestDocument;

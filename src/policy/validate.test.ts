@@ -72,7 +72,7 @@ describe("validateDocument", () => {
   it("names the apiVersion and kind it expects before anything else", () => {
     expect(problems("apiVersion: polity.dev/v2\nkind: Policy\n")).toEqual(['p.yaml:1:13: apiVersion: must be "polity.dev/v1", got the string "polity.dev/v2"']);
     expect(problems("kind: Policy\n")).toEqual(['p.yaml:1:1: apiVersion: must be "polity.dev/v1", got nothing']);
-    expect(problems("apiVersion: polity.dev/v1\nkind: Rule\n")).toEqual(['p.yaml:2:7: kind: must be one of Layer, Policy, Exception, PolicyTest, got the string "Rule"']);
+    expect(problems("apiVersion: polity.dev/v1\nkind: Rule\n")).toEqual(['p.yaml:2:7: kind: must be one of Layer, Policy, Exception, Team, PolicyTest, got the string "Rule"']);
     expect(problems("- a list\n")).toEqual(["p.yaml:1:1: expected a document (a map with apiVersion and kind), got a list"]);
   });
 

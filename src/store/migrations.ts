@@ -264,6 +264,65 @@ $$`,
       "ALTER TABLE bundles DROP COLUMN revocations_hash",
     ],
   },
+  // Version 7 is left to the Kubernetes-access work (compliance), developed beside this one.
+  {
+    version: 8,
+    name: "governance: who a token's holder is (subject, groups), exception requests, expiries of exceptions in layer files, change proposals",
+    statements: [
+      "ALTER TABLE tokens ADD COLUMN subject text",
+      // A team member reads what an auditor reads, and answers for its teams (exceptions, proposals).
+      "ALTER TABLE tokens DROP CONSTRAINT tokens_role_check",
+      "ALTER TABLE tokens ADD CONSTRAINT tokens_role_check CHECK (role IN ('global-admin', 'region-operator', 'auditor', 'team-member'))",
+      "ALTER TABLE tokens ADD COLUMN groups jsonb NOT NULL DEFAULT '[]'",
+      `CREATE TABLE exception_requests (
+  id text PRIMARY KEY,
+  -- A name for people, as the requester gave it (the id names it to the hub).
+  name text,
+  policy text NOT NULL,
+  -- The layer whose owners answer it (the one that defines the policy), and where a granted one is published.
+  layer_id text NOT NULL,
+  team text NOT NULL,
+  -- The Exception spec asked for (no approver: the hub records who approves).
+  spec jsonb NOT NULL,
+  region text,
+  requested_by text NOT NULL,
+  requested_at timestamptz NOT NULL,
+  escalate_at timestamptz NOT NULL,
+  state text NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'withdrawn', 'expired')),
+  escalated boolean NOT NULL DEFAULT false,
+  decided_by text,
+  decided_at timestamptz,
+  reason text,
+  expires_at timestamptz NOT NULL
+)`,
+      "CREATE INDEX exception_requests_state ON exception_requests (state)",
+      // Exceptions written in layer files that have expired: logged once each.
+      `CREATE TABLE exception_expiries (
+  layer_id text NOT NULL,
+  name text NOT NULL,
+  expires_at timestamptz NOT NULL,
+  PRIMARY KEY (layer_id, name, expires_at)
+)`,
+      `CREATE TABLE proposals (
+  id text PRIMARY KEY,
+  title text,
+  files jsonb NOT NULL,
+  -- The version of each layer it changes, as they were when it was proposed: applying it after any of them moved is refused.
+  bases jsonb NOT NULL,
+  diff jsonb NOT NULL,
+  -- The teams whose approval it needs, and who approved for each.
+  needs jsonb NOT NULL,
+  approvals jsonb NOT NULL DEFAULT '[]',
+  proposed_by text NOT NULL,
+  proposed_at timestamptz NOT NULL,
+  state text NOT NULL CHECK (state IN ('open', 'applied', 'rejected', 'withdrawn')),
+  decided_by text,
+  decided_at timestamptz,
+  reason text,
+  correlation_id text NOT NULL
+)`,
+    ],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

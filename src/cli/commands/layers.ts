@@ -1,6 +1,6 @@
 /** `polity apply`, `polity diff`, `polity history`, `polity get layers|layer`: layers on a hub. */
 import { readFileSync } from "node:fs";
-import type { ApplyResult, DiffResult, LayerHistory, LayerSummary, LayerVersion } from "../../api/layers.js";
+import type { ApplyResult, DeprecationView, DiffResult, LayerHistory, LayerSummary, LayerVersion } from "../../api/layers.js";
 import { listDocumentFiles, displayPath } from "../../files/read.js";
 import { flag, outputFormat, stringsOption, type Command, type Parsed } from "../command.js";
 import { colors, EXIT, UsageError } from "../io.js";
@@ -166,6 +166,38 @@ Example:
     const r = await hubCall<{ items: LayerSummary[] }>(endpoint(parsed, io), "GET", "/v1/layers");
     if (format === "json") io.out(`${JSON.stringify(r, null, 2)}\n`);
     else table(io, ["LAYER", "VERSION", "POLICIES", "EXCEPTIONS", "AGE", "AUTHOR"], r.items.map((l) => [l.id, String(l.version), l.deleted ? "-" : String(l.policies), l.deleted ? "-" : String(l.exceptions), age(l.createdAt), l.author]));
+    return EXIT.ok;
+  },
+};
+
+export const getDeprecationsCommand: Command = {
+  name: "get deprecations",
+  summary: "policies on their way out: when each is retired, what replaces it, why",
+  usage: "polity get deprecations [-o text|json]",
+  options: { ...HUB_OPTIONS },
+  help: `Lists the policies whose defining document carries spec.deprecation, soonest first. Until
+its date, every decision a deprecated policy takes part in carries a warning naming its
+replacement; after it, applying its layer is refused until the policy is removed or given a
+new date.
+
+  spec:
+    deprecation: { after: "2027-06-30", replacement: pod-security, reason: "PSA covers it" }
+
+${HUB_HELP}
+
+Example:
+  polity get deprecations`,
+  async run(parsed, io) {
+    const format = outputFormat(parsed, ["text", "json"] as const, "text");
+    const r = await hubCall<{ items: DeprecationView[] }>(endpoint(parsed, io), "GET", "/v1/deprecations");
+    if (format === "json") io.out(`${JSON.stringify(r, null, 2)}\n`);
+    else if (r.items.length === 0) io.out("no policy is deprecated\n");
+    else
+      table(
+        io,
+        ["POLICY", "LAYER", "OWNER", "RETIRED AFTER", "", "REPLACEMENT", "REASON"],
+        r.items.map((d) => [d.policy, d.layer, d.owner ?? "", d.after, d.retired ? "(past: apply refuses to keep it)" : age(new Date(Date.parse(d.after)).toISOString()), d.replacement ?? "", d.reason ?? ""]),
+      );
     return EXIT.ok;
   },
 };

@@ -1,5 +1,5 @@
 /** `polity token create|list|revoke`: bearer tokens for people and automation. */
-import type { TokenCreated, TokenView } from "../../api/tokens.js";
+import { ROLES, type TokenCreated, type TokenView } from "../../api/tokens.js";
 import { stringOption, type Command } from "../command.js";
 import { EXIT, UsageError } from "../io.js";
 import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
@@ -9,34 +9,46 @@ import { outputFormat } from "../command.js";
 export const tokenCreateCommand: Command = {
   name: "token create",
   summary: "mint a bearer token with a role (global admins only)",
-  usage: "polity token create --name <name> --role global-admin|region-operator|auditor [--region <r>] [--ttl 90d]",
-  options: { ...HUB_OPTIONS, name: { type: "string" }, role: { type: "string" }, region: { type: "string" }, ttl: { type: "string" } },
-  help: `Mints a token. Roles: global-admin (everything), region-operator (its --region's layer and
-clusters; reads the global layer), auditor (reads everything, writes nothing). The token is
-printed once; the hub stores only its hash.
+  usage: "polity token create --name <name> --role <role> [--region <r>] [--subject <who>] [--groups <g,…>] [--ttl 90d]",
+  options: { ...HUB_OPTIONS, name: { type: "string" }, role: { type: "string" }, region: { type: "string" }, ttl: { type: "string" }, subject: { type: "string" }, groups: { type: "string" } },
+  help: `Mints a token. Roles:
+  global-admin      everything
+  region-operator   its --region's layer and clusters; reads the global layer
+  auditor           reads everything, writes nothing
+  team-member       reads everything; requests exceptions, and answers those its teams own
+
+--subject names who holds the token (an e-mail, a service name) and --groups the groups it
+belongs to: Team documents in the layers list members and groups, and only a member of a
+policy's owner team changes that policy or approves an exception to it. The audit log names
+the subject. The token is printed once; the hub stores only its hash.
 
 ${HUB_HELP}
 
 Examples:
-  polity token create --name eu-ops --role region-operator --region eu-west --ttl 30d
+  polity token create --name eve --role region-operator --region eu-west --subject eve@example.com --ttl 30d
+  polity token create --name sam --role team-member --subject sam@example.com --groups security-oncall
   polity token create --name audit-2026 --role auditor`,
   async run(parsed, io) {
     const name = stringOption(parsed, "name");
     const role = stringOption(parsed, "role");
     if (name === undefined || role === undefined) throw new UsageError("give --name and --role");
-    if (!["global-admin", "region-operator", "auditor"].includes(role)) throw new UsageError("--role must be global-admin, region-operator or auditor");
+    if (!(ROLES as readonly string[]).includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(", ")}`);
     const region = stringOption(parsed, "region");
+    const subject = stringOption(parsed, "subject");
+    const groups = stringOption(parsed, "groups");
     const ttl = parseDuration(stringOption(parsed, "ttl") ?? "90d", "--ttl");
     const r = await hubCall<TokenCreated>(endpoint(parsed, io), "POST", "/v1/tokens", {
       name,
       role,
       ...(region === undefined ? {} : { region }),
+      ...(subject === undefined ? {} : { subject }),
+      ...(groups === undefined ? {} : { groups: groups.split(",").map((g) => g.trim()).filter((g) => g !== "") }),
       ttlSeconds: Math.round(ttl / 1000),
     });
     if (stringOption(parsed, "output") === "json") io.out(`${JSON.stringify(r)}\n`);
     else {
       io.out(`${r.token}\n`);
-      io.err(`token ${r.id} (${role}${region === undefined ? "" : ` of ${region}`}), expires ${r.expiresAt}; it is not shown again\n`);
+      io.err(`token ${r.id} (${role}${region === undefined ? "" : ` of ${region}`}${subject === undefined ? "" : `, held by ${subject}`}), expires ${r.expiresAt}; it is not shown again\n`);
     }
     return EXIT.ok;
   },
@@ -60,8 +72,8 @@ Example:
     else
       table(
         io,
-        ["ID", "NAME", "ROLE", "REGION", "AGE", "EXPIRES", "STATE"],
-        r.items.map((t) => [t.id, t.name, t.role, t.region ?? "", age(t.createdAt), t.expiresAt === null ? "never" : age(t.expiresAt), t.revokedAt !== null ? "revoked" : t.expiresAt !== null && Date.parse(t.expiresAt) < Date.now() ? "expired" : "live"]),
+        ["ID", "NAME", "ROLE", "REGION", "SUBJECT", "AGE", "EXPIRES", "STATE"],
+        r.items.map((t) => [t.id, t.name, t.role, t.region ?? "", t.subject ?? "", age(t.createdAt), t.expiresAt === null ? "never" : age(t.expiresAt), t.revokedAt !== null ? "revoked" : t.expiresAt !== null && Date.parse(t.expiresAt) < Date.now() ? "expired" : "live"]),
       );
     return EXIT.ok;
   },

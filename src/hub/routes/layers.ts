@@ -1,6 +1,6 @@
 /** Layers: read them and their history; apply, diff and delete them through the change use case. */
 import type { SourceFile } from "../../api/fields.js";
-import { applyRequest, diffRequest, type ApplyResult, type DiffResult, type LayerHistory, type LayerSummary, type LayerVersion, type PolicySetDifference } from "../../api/layers.js";
+import { applyRequest, diffRequest, type ApplyResult, type DeprecationView, type DiffResult, type LayerHistory, type LayerSummary, type LayerVersion, type PolicySetDifference } from "../../api/layers.js";
 import type { EffectivePolicySet } from "../../layering/effective.js";
 import type { LayerInput } from "../change.js";
 import { filesHash } from "../federation.js";
@@ -8,7 +8,7 @@ import { layerId } from "../../policy/layer.js";
 import { layersFromFilesSteps } from "../../policy/layer-files.js";
 import { PolityError } from "../../errors.js";
 import { paced } from "../paced.js";
-import { denial, describePrincipal } from "../principal.js";
+import { actorFor, denial, describePrincipal } from "../principal.js";
 import { route, type Call, type Hub, type Route } from "../route.js";
 import { badRequest, fromPolityError, notFound, unprocessable } from "../status.js";
 import { auditContext, engine, layerTarget } from "./shared.js";
@@ -32,9 +32,12 @@ function current(hub: Hub, id: string): LayerVersion {
   return { id, version: record.version, author: record.author, createdAt: record.createdAt, contentHash: record.contentHash, files: record.files };
 }
 
-/** The layers an apply or a diff describes, parsed once; each is a target the caller must be allowed to write (or read, for a diff). */
-/** The layers the files describe, parsed and built in slices, so that the hub keeps answering while a large change is read. */
-async function parseLayers(files: readonly SourceFile[]): Promise<LayerInput[]> {
+/**
+ * The layers the files describe (an apply, a diff, a proposal), parsed once and built in
+ * slices, so that the hub keeps answering while a large change is read. Each is a target the
+ * caller must be allowed to write (or read, for a diff).
+ */
+export async function parseLayers(files: readonly SourceFile[]): Promise<LayerInput[]> {
   let layers;
   try {
     layers = await paced(layersFromFilesSteps(files));
@@ -45,7 +48,7 @@ async function parseLayers(files: readonly SourceFile[]): Promise<LayerInput[]> 
   return layers.map(({ layer, files }) => ({ id: layerId(layer), layer, files }));
 }
 
-const layerTargets = <B>(hub: Hub, _call: Call<B>, layers: readonly LayerInput[]) => layers.map((l) => layerTarget(hub, l.id, l.layer?.region));
+export const layerTargets = <B>(hub: Hub, _call: Call<B>, layers: readonly LayerInput[]) => layers.map((l) => layerTarget(hub, l.id, l.layer?.region));
 
 /** What changes between two effective sets: policies added, removed, and changed (with the fields that changed). */
 function difference(before: EffectivePolicySet | undefined, after: EffectivePolicySet): PolicySetDifference {
@@ -156,6 +159,36 @@ export const LAYER_ROUTES: Route[] = [
       return { body: { items } };
     },
   }),
+  route({
+    method: "GET",
+    path: "/v1/deprecations",
+    summary: "Policies on their way out, in the layers the caller may read: the date after which each is retired, its replacement and why.",
+    access: { kind: "authenticated" },
+    async handle(hub, call) {
+      const now = hub.now().getTime();
+      const items: DeprecationView[] = [...hub.federation.layers.values()]
+        .filter((l) => denial(call.principal, "read", layerTarget(hub, l.id, l.layer?.region)) === undefined)
+        .flatMap((l) =>
+          (l.layer?.policies ?? []).flatMap(({ document }) => {
+            const deprecation = document.spec.deprecation;
+            if (deprecation === undefined) return [];
+            return [
+              {
+                policy: document.metadata.name,
+                layer: l.id,
+                owner: document.metadata.owner ?? null,
+                after: deprecation.after,
+                replacement: deprecation.replacement ?? null,
+                reason: deprecation.reason ?? null,
+                retired: Date.parse(deprecation.after) <= now,
+              },
+            ];
+          }),
+        )
+        .sort((a, b) => Date.parse(a.after) - Date.parse(b.after) || (a.policy < b.policy ? -1 : 1));
+      return { body: { items } };
+    },
+  }),
   ...byLayer("/v1/layers/:tier"),
   ...byLayer("/v1/layers/:tier/:name"),
   route({
@@ -172,6 +205,7 @@ export const LAYER_ROUTES: Route[] = [
     targets: (hub, _call, layer) => [layerTarget(hub, layer.id, layer.region)],
     async handle(hub, call, { id }) {
       const change = { kind: "layers", layers: [{ id, layer: undefined, files: [] }] } as const;
+      hub.changes.checkLayers(actorFor(call.principal), change.layers, hub.now().getTime());
       const plan = engine("deleting the layer is refused", () => hub.changes.plan(change));
       const context = auditContext(call);
       const { written } = await hub.changes.apply(change, describePrincipal(call.principal), context, plan);
@@ -197,6 +231,8 @@ export const LAYER_ROUTES: Route[] = [
         const replayed = await replay(hub, key, layers);
         if (replayed !== undefined) return { status: 200, headers: { "x-correlation-id": replayed.correlationId ?? undefined }, body: replayed };
       }
+      // A dry run checks what the change holds, not who may make it (an auditor may plan one).
+      hub.changes.checkLayers(dryRun ? undefined : actorFor(call.principal), layers, hub.now().getTime());
       const change = { kind: "layers", layers } as const;
       const plan = engine("the change is refused", () => hub.changes.plan(change));
       const context = auditContext(call);

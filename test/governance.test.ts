@@ -1,0 +1,491 @@
+/**
+ * Governance of change, end to end against real hubs: teams bound to token subjects and
+ * groups, owners that must be declared teams, changes only by a policy's owners, exceptions
+ * as requests (refused beyond their policy's bounds, approved by the right team and never by
+ * their requester, escalated, granted by a risk rule, expiring everywhere at one instant),
+ * and exceptions in layer files only from global admins.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ExceptionView } from "../src/api/exceptions.js";
+import type { SourceFile } from "../src/api/fields.js";
+import type { DeprecationView } from "../src/api/layers.js";
+import type { ProposalView } from "../src/api/proposals.js";
+import type { AuditEntry } from "../src/audit/entry.js";
+import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
+import { decideReviewBytes } from "../src/decision/review.js";
+import { example, HubFixture, mint, refused, type Minted, type TestHub } from "./support/hubs.js";
+
+const OPERATOR_KEY = "governance-test-operator-key-0123456789";
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+
+const GLOBAL = example("global.yaml");
+const REGION_EU = example("region-eu-west.yaml");
+const REGION_US = example("region-us-east.yaml");
+
+const hubs = new HubFixture("polity-governance-test-", OPERATOR_KEY);
+
+afterAll(() => closeConnections());
+
+/** A file with one more document appended. */
+function withDocument(file: SourceFile, document: string): SourceFile {
+  return { name: file.name, content: `${file.content.trimEnd()}\n---\n${document}` };
+}
+
+/** An exception request's body, expiring `lifetimeMs` from now. */
+function asked(policy: string, lifetimeMs: number, scope: Record<string, unknown> = { clusters: ["eu-west-2"], namespaces: ["legacy"] }, extra: Record<string, unknown> = {}) {
+  return { spec: { policy, scope, justification: "A legacy workload that is being migrated this quarter.", expiresAt: new Date(Date.now() + lifetimeMs).toISOString(), ...extra } };
+}
+
+describe("exceptions as requests", () => {
+  let h: TestHub;
+  let eve: Minted; // eu-west region operator, in eu-platform by its group
+  let uma: Minted; // us-east region operator
+  let sam: Minted; // platform-security
+  let pat: Minted; // platform-team
+  const request = (who: { endpoint: HubEndpoint }, body: unknown) => call<ExceptionView>(who.endpoint, "POST", "/v1/exceptions", body);
+  const answer = (who: { endpoint: HubEndpoint }, id: string, what: "approve" | "deny" | "withdraw", reason?: string) =>
+    call<ExceptionView>(who.endpoint, "POST", `/v1/exceptions/${id}/${what}`, reason === undefined ? {} : { reason });
+
+  beforeAll(async () => {
+    h = await hubs.startCopy("requests");
+    await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, REGION_US] });
+    for (const [name, region, env] of [
+      ["eu-west-1", "eu-west", "prod"],
+      ["eu-west-2", "eu-west", "staging"],
+      ["us-east-1", "us-east", "prod"],
+    ] as const) {
+      await call(h.admin, "POST", "/v1/clusters", { name, region, labels: { env } });
+    }
+    eve = await mint(h, { name: "eve", role: "region-operator", region: "eu-west", subject: "eve@example.com", groups: ["eu-west-operators"] });
+    uma = await mint(h, { name: "uma", role: "region-operator", region: "us-east", subject: "uma@example.com" });
+    sam = await mint(h, { name: "sam", role: "team-member", subject: "sam@example.com" });
+    pat = await mint(h, { name: "pat", role: "team-member", subject: "pat@example.com" });
+  });
+
+  /** The entries of one kind the audit log holds (read by the bootstrap admin). */
+  async function logged(kind: string): Promise<AuditEntry[]> {
+    await h.hub.context.audit.integrate();
+    const page = await call<{ items: { entry: AuditEntry }[] }>(h.admin, "GET", `/v1/audit/entries?kind=${kind}&limit=1000`);
+    return page.body.items.map((i) => i.entry);
+  }
+
+  /** What eu-west-2's agent would answer for a root pod in namespace `legacy`, at `now`. */
+  function decideRootPod(cluster: string, now: number) {
+    const review = {
+      apiVersion: "admission.k8s.io/v1",
+      kind: "AdmissionReview",
+      request: {
+        uid: "00000000-0000-0000-0000-000000000001",
+        kind: { group: "", version: "v1", kind: "Pod" },
+        resource: { group: "", version: "v1", resource: "pods" },
+        name: "old-app",
+        namespace: "legacy",
+        operation: "CREATE",
+        userInfo: { username: "dev" },
+        object: {
+          apiVersion: "v1",
+          kind: "Pod",
+          metadata: { name: "old-app", namespace: "legacy", labels: { team: "legacy" } },
+          spec: { containers: [{ name: "app", image: "registry.example.com/old-app:1.0", securityContext: { privileged: true } }] },
+        },
+      },
+    };
+    const set = h.hub.context.federation.effectiveFor(cluster);
+    return decideReviewBytes(set, new TextEncoder().encode(JSON.stringify(review)), { now }).decision;
+  }
+
+  it("keeps a region operator's request for an exception to a global policy pending until a member of its owner team approves it", async () => {
+    const filed = await request(eve, asked("pod-security", 7 * DAY));
+    expect(filed.status).toBe(201);
+    expect(filed.body).toMatchObject({ state: "pending", policy: "pod-security", layer: "global", team: "platform-security", requestedBy: "eve@example.com", region: "eu-west", source: "request", decidedBy: null });
+    // Pending: nothing is excepted yet.
+    expect(decideRootPod("eu-west-2", Date.now()).allowed).toBe(false);
+    const approved = await answer(sam, filed.body.id, "approve");
+    expect(approved.body).toMatchObject({ state: "approved", decidedBy: "sam@example.com" });
+    // Published by the layer that defines the policy, with the authenticated approver, for the clusters it names only.
+    const excepted = h.hub.context.federation.effectiveFor("eu-west-2").document.exceptions.find((e) => e.name === `request-${filed.body.id}`);
+    expect(excepted).toMatchObject({ policy: "pod-security", approvedBy: "sam@example.com", expiresAt: filed.body.expiresAt });
+    expect(decideRootPod("eu-west-2", Date.now()).allowed).toBe(true);
+    expect(decideRootPod("eu-west-1", Date.now()).allowed).toBe(false);
+    // The audit log names who asked and who approved, as the hub authenticated them.
+    const [requestedEntry] = (await logged("exception.requested")).filter((e) => e.data.request === filed.body.id);
+    expect(requestedEntry).toMatchObject({ actor: "user:eve@example.com", region: "eu-west", data: { team: "platform-security", requestedBy: "eve@example.com" } });
+    const [grantedEntry] = (await logged("exception.granted")).filter((e) => e.data.request === filed.body.id);
+    expect(grantedEntry).toMatchObject({ actor: "user:sam@example.com", data: { approvedBy: "sam@example.com", layer: "global" } });
+    await answer(eve, filed.body.id, "withdraw", "migrated");
+  });
+
+  it("refuses self-approval, an approver of the wrong team, and approving twice", async () => {
+    const own = await request(sam, asked("pod-security", DAY));
+    expect((await refused(answer(sam, own.body.id, "approve"))).message).toMatch(/sam@example.com requested this exception: nobody approves their own request/);
+    expect((await refused(answer(pat, own.body.id, "approve"))).message).toMatch(/pat@example.com is not a member of team "platform-security"/);
+    // A global admin answers only once the team has had its time.
+    expect((await refused(answer({ endpoint: h.admin }, own.body.id, "approve"))).message).toMatch(/once it is escalated/);
+    const theirs = await request(eve, asked("pod-security", DAY));
+    await answer(sam, theirs.body.id, "approve");
+    const again = await refused(answer(sam, theirs.body.id, "approve"));
+    expect(again.status).toBe(409);
+    expect(again.message).toMatch(/is approved, not pending/);
+    expect((await call<ExceptionView>(h.admin, "GET", `/v1/exceptions/${own.body.id}`)).body.state).toBe("pending");
+    await answer(sam, theirs.body.id, "withdraw");
+    await answer(sam, own.body.id, "withdraw");
+  });
+
+  it("refuses, with the reason, a request beyond its policy's bounds, already expired, for a rule or policy that does not exist", async () => {
+    const tooLong = await refused(request(eve, asked("pod-security", 45 * DAY)));
+    expect(tooLong.status).toBe(422);
+    expect(tooLong.message).toMatch(/it would last 45 days; exceptions to policy "pod-security" last at most 30 days \(spec.exceptions.maxLifetime: 30d\)/);
+    const tooBroad = await refused(request(eve, asked("pod-security", DAY, { regions: ["eu-west"], namespaces: ["legacy"] })));
+    expect(tooBroad.status).toBe(422);
+    expect(tooBroad.message).toMatch(/allows exceptions scoped by clusters, namespaces, names only, not by regions/);
+    const unscoped = await refused(request(eve, asked("pod-security", DAY, { clusters: ["eu-west-2"] })));
+    expect(unscoped.status).toBe(400);
+    expect(unscoped.message).toMatch(/an exception must be narrow/);
+    const expired = await refused(request(eve, asked("pod-security", -MINUTE)));
+    expect(expired.message).toMatch(/is not in the future/);
+    const noRule = await refused(request(eve, asked("require-team-label", DAY, undefined, { rules: ["colour"] })));
+    expect(noRule.message).toMatch(/policy "require-team-label" has no rule "colour" \(its rules: team-label\)/);
+    const noPolicy = await refused(request(eve, asked("no-such-policy", DAY)));
+    expect(noPolicy.status).toBe(404);
+    expect(noPolicy.message).toMatch(/no cluster the request reaches has a policy named "no-such-policy"/);
+    const approver = await refused(request(eve, asked("pod-security", DAY, undefined, { approvedBy: "platform-security" })));
+    expect(approver.message).toMatch(/a request names no approver/);
+    const elsewhere = await refused(request(eve, asked("pod-security", DAY, { clusters: ["us-east-1"], namespaces: ["legacy"] })));
+    expect(elsewhere.status).toBe(403);
+    expect((await call<{ items: ExceptionView[] }>(h.admin, "GET", "/v1/exceptions?state=pending")).body.items).toEqual([]);
+  });
+
+  it("escalates a request its team leaves unanswered past its escalation time: then a global admin may answer it", async () => {
+    const filed = await request(eve, asked("pod-security", 7 * DAY));
+    h.clock.offsetMs = 49 * HOUR; // platform-security escalates after 48h
+    try {
+      await h.hub.context.exceptions.sweep(() => ({ actor: "hub", correlationId: "sweep-test" }));
+      expect((await call<ExceptionView>(h.admin, "GET", `/v1/exceptions/${filed.body.id}`)).body).toMatchObject({ state: "pending", escalated: true });
+      const [escalated] = (await logged("exception.escalated")).filter((e) => e.data.request === filed.body.id);
+      expect(escalated).toMatchObject({ actor: "hub", data: { team: "platform-security" } });
+      const denied = await answer({ endpoint: h.admin }, filed.body.id, "deny", "run it unprivileged");
+      expect(denied.body).toMatchObject({ state: "denied", decidedBy: "token:bootstrap admin", reason: "run it unprivileged" });
+    } finally {
+      h.clock.offsetMs = 0;
+    }
+  });
+
+  it("approves at once, recording the rule, a request a risk rule of the defining layer covers", async () => {
+    await call(h.admin, "POST", "/v1/clusters", { name: "us-east-2", region: "us-east", labels: { env: "staging" } });
+    const scope = { clusters: ["us-east-2"], namespaces: ["batch"] };
+    const quick = await request(uma, asked("cost-center-label", 12 * HOUR, scope));
+    expect(quick.body).toMatchObject({ state: "approved", decidedBy: "rule:warn-outside-production", team: "us-platform", layer: "region/us-east" });
+    // A day and more, or a production cluster: a person decides.
+    expect((await request(uma, asked("cost-center-label", 2 * DAY, scope))).body.state).toBe("pending");
+    expect((await request(uma, asked("cost-center-label", HOUR, { clusters: ["us-east-1"], namespaces: ["batch"] }))).body.state).toBe("pending");
+  });
+
+  it("expires a granted exception at its instant: out of the decisions at that instant, out of the next bundles, with an exception.expired entry", async () => {
+    const filed = await request(eve, asked("pod-security", 10 * MINUTE));
+    await answer(sam, filed.body.id, "approve");
+    const expiresAt = Date.parse(filed.body.expiresAt);
+    // The agent judges expiry by its clock: excepted just before, not at the instant.
+    expect(decideRootPod("eu-west-2", expiresAt - 1).allowed).toBe(true);
+    expect(decideRootPod("eu-west-2", expiresAt).allowed).toBe(false);
+    h.clock.offsetMs = 11 * MINUTE;
+    try {
+      await h.hub.context.exceptions.sweep(() => ({ actor: "hub", correlationId: "sweep-test" }));
+      expect((await call<ExceptionView>(h.admin, "GET", `/v1/exceptions/${filed.body.id}`)).body.state).toBe("expired");
+      expect(h.hub.context.federation.effectiveFor("eu-west-2").document.exceptions.some((e) => e.name === `request-${filed.body.id}`)).toBe(false);
+      const expired = (await logged("exception.expired")).filter((e) => e.data.request === filed.body.id);
+      expect(expired).toHaveLength(1);
+      expect(expired[0]).toMatchObject({ actor: "hub", data: { wasGranted: true, expiresAt: filed.body.expiresAt } });
+      // A second sweep logs nothing more.
+      await h.hub.context.exceptions.sweep(() => ({ actor: "hub", correlationId: "sweep-test" }));
+      expect((await logged("exception.expired")).filter((e) => e.data.request === filed.body.id)).toHaveLength(1);
+    } finally {
+      h.clock.offsetMs = 0;
+    }
+  });
+
+  it("lists requests by state, active and expiring, as each principal may see them", async () => {
+    const soon = await request(eve, asked("pod-security", 3 * DAY));
+    await answer(sam, soon.body.id, "approve");
+    const later = await request(eve, asked("pod-security", 20 * DAY));
+    await answer(sam, later.body.id, "approve");
+    const ids = (query: string, who: HubEndpoint = h.admin) => call<{ items: ExceptionView[] }>(who, "GET", `/v1/exceptions${query}`).then((r) => r.body.items.map((i) => i.id));
+    expect(await ids("?active=true")).toEqual(expect.arrayContaining([soon.body.id, later.body.id]));
+    expect(await ids("?expiring=7d")).toContain(soon.body.id);
+    expect(await ids("?expiring=7d")).not.toContain(later.body.id);
+    // A us-east operator sees none of eu-west's.
+    expect(await ids("", uma.endpoint)).not.toContain(soon.body.id);
+    expect((await refused(call(uma.endpoint, "GET", `/v1/exceptions/${soon.body.id}`))).status).toBe(403);
+    expect((await refused(call(h.admin, "GET", "/v1/exceptions?state=granted"))).status).toBe(400);
+    expect((await refused(call(h.admin, "GET", "/v1/exceptions?expiring=soon"))).status).toBe(400);
+    await answer(eve, soon.body.id, "withdraw");
+    await answer(eve, later.body.id, "withdraw");
+  });
+
+  it("keeps pending requests across a hub restart, and answers them after it", async () => {
+    const filed = await request(eve, asked("pod-security", DAY));
+    await h.hub.close();
+    hubs.running.splice(hubs.running.indexOf(h.hub), 1);
+    h = await hubs.startAt(h.dir, {}, h.clock);
+    for (const t of [eve, uma, sam, pat]) (t as { endpoint: HubEndpoint }).endpoint = { ...t.endpoint, url: h.hub.url };
+    expect((await call<ExceptionView>(h.admin, "GET", `/v1/exceptions/${filed.body.id}`)).body.state).toBe("pending");
+    expect((await answer(sam, filed.body.id, "approve")).body.state).toBe("approved");
+    expect(decideRootPod("eu-west-2", Date.now()).allowed).toBe(true);
+    await answer(eve, filed.body.id, "withdraw");
+    expect(decideRootPod("eu-west-2", Date.now()).allowed).toBe(false);
+  });
+});
+
+describe("changes by owners, and exceptions in layer files", () => {
+  let h: TestHub;
+
+  beforeAll(async () => {
+    h = await hubs.startCopy("owners");
+    await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, REGION_US] });
+    await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod" } });
+  });
+
+  const EU_RULE = `apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: eu-cost-center, owner: eu-platform }
+spec:
+  domain: workload-security
+  match: { kinds: [Pod] }
+  validations:
+    - name: cost-center
+      expression: "has(object.metadata.labels)"
+  enforcement: warn
+`;
+
+  it("lets a member of the region's team change its layer, and records the authenticated subject", async () => {
+    const eve = await mint(h, { name: "eve", role: "region-operator", region: "eu-west", subject: "eve@example.com" });
+    const applied = await call<{ correlationId: string; layers: { id: string }[] }>(eve.endpoint, "POST", "/v1/apply", { files: [withDocument(REGION_EU, EU_RULE)] });
+    expect(applied.body.layers).toMatchObject([{ id: "region/eu-west" }]);
+    await h.hub.context.audit.integrate();
+    const page = await call<{ items: { entry: AuditEntry }[] }>(h.admin, "GET", `/v1/audit/entries?kind=layer.changed&correlation=${applied.body.correlationId}`);
+    expect(page.body.items.map((i) => i.entry.actor)).toEqual(["user:eve@example.com"]);
+  });
+
+  it("refuses a region operator who is not a member of the owner team, naming the team", async () => {
+    const stranger = await mint(h, { name: "ed", role: "region-operator", region: "eu-west", subject: "ed@example.com" });
+    const change = await refused(call(stranger.endpoint, "POST", "/v1/apply", { files: [withDocument(REGION_EU, EU_RULE.replace("enforcement: warn", "enforcement: audit"))] }));
+    expect(change.status).toBe(403);
+    expect(change.message).toMatch(/policy "eu-cost-center" is owned by team "eu-platform", and ed@example.com is not a member/);
+    // Nor can it join the team and use it in one change.
+    const joined = withDocument({ ...REGION_EU, content: REGION_EU.content.replace("members: [eve@example.com]", "members: [eve@example.com, ed@example.com]") }, EU_RULE);
+    const join = await refused(call(stranger.endpoint, "POST", "/v1/apply", { files: [joined] }));
+    expect(join.message).toMatch(/only its owners \(or a global admin\) change its owners, teams and exception rules/);
+  });
+
+  it("refuses a region operator's layer file that smuggles an exception; a global admin's is applied and shown as written in a layer file", async () => {
+    const eve = await mint(h, { name: "eve 2", role: "region-operator", region: "eu-west", subject: "eve@example.com" });
+    const smuggled = withDocument(
+      REGION_EU,
+      `apiVersion: polity.dev/v1
+kind: Exception
+metadata: { name: forever }
+spec:
+  policy: require-team-label
+  scope: { namespaces: [legacy] }
+  justification: Approved by platform-security, honestly.
+  approvedBy: platform-security
+  expiresAt: "2999-01-01T00:00:00Z"
+`,
+    );
+    const refusal = await refused(call(eve.endpoint, "POST", "/v1/apply", { files: [smuggled] }));
+    expect(refusal.status).toBe(403);
+    expect(refusal.message).toMatch(/exception "forever": only a global admin writes an exception in a layer file; request one instead/);
+    expect(h.hub.context.federation.effectiveFor("eu-west-1").document.exceptions.map((e) => e.name)).not.toContain("forever");
+    // Already expired: refused even from a global admin.
+    const stale = await refused(call(h.admin, "POST", "/v1/apply", { files: [{ ...smuggled, content: smuggled.content.replace("2999-01-01", "2020-01-01") }] }));
+    expect(stale.status).toBe(422);
+    expect(stale.message).toMatch(/expired at 2020-01-01T00:00:00Z, before it was applied/);
+    await call(h.admin, "POST", "/v1/apply", { files: [smuggled] });
+    const listed = (await call<{ items: ExceptionView[] }>(h.admin, "GET", "/v1/exceptions")).body.items.find((e) => e.name === "forever");
+    expect(listed).toMatchObject({ id: "region/eu-west/forever", source: "layer file", state: "approved", requestedBy: "bootstrap admin (global-admin)" });
+    expect(listed!.decidedBy).toMatch(/the file says approved by platform-security/);
+  });
+
+  it("refuses owners that are not declared teams, and a team declared again below", async () => {
+    const undeclared = { ...REGION_US, content: REGION_US.content.replace("owners: [us-platform]", "owners: [us-platform, night-shift]") };
+    const refusal = await refused(call(h.admin, "POST", "/v1/apply", { files: [undeclared] }));
+    expect(refusal.status).toBe(422);
+    expect(JSON.stringify(refusal.causes)).toMatch(/owner \\"night-shift\\" of layer \\"us-east\\" is not a declared team/);
+    const again = withDocument(REGION_US, "apiVersion: polity.dev/v1\nkind: Team\nmetadata: { name: platform-security }\nspec: { members: [uma@example.com] }\n");
+    const twice = await refused(call(h.admin, "POST", "/v1/apply", { files: [again] }));
+    expect(JSON.stringify(twice.causes)).toMatch(/team \\"platform-security\\" is declared by layer \\"global\\"/);
+    // A global layer that drops a team a region's layer is owned by.
+    const dropped = { ...GLOBAL, content: GLOBAL.content.replace(/---\napiVersion: polity.dev\/v1\nkind: Team\nmetadata: \{ name: platform-team \}\nspec:\n {2}members: \[pat@example.com\]\n/, "") };
+    expect(dropped.content).not.toContain("name: platform-team }");
+    const orphaned = await refused(call(h.admin, "POST", "/v1/apply", { files: [dropped] }));
+    expect(JSON.stringify(orphaned.causes)).toMatch(/owner \\"platform-team\\" of (layer|policy) \\"(global|require-team-label)\\" is not a declared team/);
+  });
+});
+
+describe("change proposals", () => {
+  let h: TestHub;
+  let eve: Minted; // eu-west operator, eu-platform
+  let eli: Minted; // eu-platform, by group
+  let sam: Minted; // platform-security
+  let sid: Minted; // platform-security, by group
+  let pat: Minted; // platform-team
+  const propose = (who: { endpoint: HubEndpoint }, files: SourceFile[], title?: string) =>
+    call<ProposalView>(who.endpoint, "POST", "/v1/proposals", { files, ...(title === undefined ? {} : { title }) });
+  const act = (who: { endpoint: HubEndpoint }, id: string, what: "approve" | "reject" | "apply", reason?: string) =>
+    call<ProposalView>(who.endpoint, "POST", `/v1/proposals/${id}/${what}`, what === "apply" ? undefined : reason === undefined ? {} : { reason });
+
+  beforeAll(async () => {
+    h = await hubs.startCopy("proposals");
+    await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, REGION_US] });
+    await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod" } });
+    eve = await mint(h, { name: "eve", role: "region-operator", region: "eu-west", subject: "eve@example.com" });
+    eli = await mint(h, { name: "eli", role: "team-member", subject: "eli@example.com", groups: ["eu-west-operators"] });
+    sam = await mint(h, { name: "sam", role: "team-member", subject: "sam@example.com" });
+    sid = await mint(h, { name: "sid", role: "team-member", subject: "sid@example.com", groups: ["security-oncall"] });
+    pat = await mint(h, { name: "pat", role: "team-member", subject: "pat@example.com" });
+  });
+
+  const EU_RULE = withDocument(
+    REGION_EU,
+    "apiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: eu-labels, owner: eu-platform }\nspec:\n  domain: workload-security\n  match: { kinds: [Pod] }\n  validations:\n    - name: labelled\n      expression: \"has(object.metadata.labels)\"\n  enforcement: warn\n",
+  );
+
+  it("needs only the region's own team for a region's change to its own policies, approved by a member other than the proposer, and records it all under one correlation id", async () => {
+    const proposed = await propose(eve, [EU_RULE], "label every eu pod");
+    expect(proposed.status).toBe(201);
+    expect(proposed.body).toMatchObject({ state: "open", stale: false, title: "label every eu pod", proposedBy: "eve@example.com" });
+    expect(proposed.body.layers).toEqual([{ id: "region/eu-west", baseVersion: 1, currentVersion: 1, added: ["Policy/eu-labels"], removed: [], changed: [] }]);
+    expect(proposed.body.needs).toEqual([{ team: "eu-platform", why: "it adds policy eu-labels of layer region/eu-west, and would own it", approvedBy: null, approvedAt: null }]);
+    const id = proposed.body.id;
+    expect((await refused(act(eve, id, "approve"))).message).toMatch(/eve@example.com proposed this change: nobody approves their own proposal/);
+    expect((await refused(act(sam, id, "approve"))).message).toMatch(/sam@example.com is a member of none of the teams whose approval it still needs \(eu-platform\)/);
+    expect((await refused(act(eve, id, "apply"))).message).toMatch(/still needs the approval of eu-platform/);
+    const approved = await act(eli, id, "approve");
+    expect(approved.body.needs).toMatchObject([{ team: "eu-platform", approvedBy: "eli@example.com" }]);
+    const applied = await act(eve, id, "apply");
+    expect(applied.body).toMatchObject({ state: "applied", decidedBy: "eve@example.com" });
+    expect(h.hub.context.federation.layers.get("region/eu-west")).toMatchObject({ version: 2, author: "eve (region-operator of eu-west), proposal " + id });
+    await h.hub.context.audit.integrate();
+    const trail = await call<{ items: { entry: AuditEntry }[] }>(h.admin, "GET", `/v1/audit/entries?correlation=${applied.body.correlationId}`);
+    expect(trail.body.items.map((i) => i.entry.kind)).toEqual(expect.arrayContaining(["proposal.created", "proposal.approved", "layer.changed", "proposal.applied"]));
+    const done = trail.body.items.find((i) => i.entry.kind === "proposal.applied")!.entry;
+    expect(done.data.approvals).toMatchObject([{ team: "eu-platform", by: "eli@example.com" }]);
+    expect((await refused(act(eve, id, "apply"))).status).toBe(409);
+  });
+
+  it("needs the owner of a locked policy a region refines, besides the region's team", async () => {
+    const narrower = { ...REGION_EU, content: REGION_EU.content.replace("registries: { value: [registry.example.com/, eu.registry.example.com/] }", "registries: { value: [registry.example.com/] }") };
+    expect(narrower.content).not.toBe(REGION_EU.content);
+    const proposed = await propose(eve, [withDocument(narrower, EU_RULE.content.split("---\n").at(-1)!)]);
+    expect(proposed.body.needs.map((n) => n.team).sort()).toEqual(["eu-platform", "platform-security"]);
+    expect(proposed.body.needs.find((n) => n.team === "platform-security")!.why).toMatch(/policy trusted-images is locked by its owner, and layer region\/eu-west refines it/);
+    await act(eli, proposed.body.id, "approve");
+    expect((await refused(act(eve, proposed.body.id, "apply"))).message).toMatch(/still needs the approval of platform-security/);
+    await act(sid, proposed.body.id, "approve");
+    expect((await act(eli, proposed.body.id, "apply")).body.state).toBe("applied");
+  });
+
+  it("lets a team member propose a change to a global policy it owns, for another member of its team to approve", async () => {
+    const global = { ...GLOBAL, content: GLOBAL.content.replace("maxReplicas: { default: 50,", "maxReplicas: { default: 40,") };
+    expect(global.content).not.toBe(GLOBAL.content);
+    const proposed = await propose(pat, [global]);
+    expect(proposed.body.needs.map((n) => n.team)).toEqual(["platform-team"]);
+    // pat is the only member of platform-team: nobody else can approve, so a global admin applies such a change directly.
+    expect((await refused(act(sam, proposed.body.id, "approve"))).status).toBe(403);
+    const rejected = await act(sam, proposed.body.id, "reject", "not now").catch((e: unknown) => e);
+    expect(rejected).toMatchObject({ status: 403 });
+    const withdrawn = await act(pat, proposed.body.id, "reject", "will ask an admin");
+    expect(withdrawn.body).toMatchObject({ state: "withdrawn", decidedBy: "pat@example.com", reason: "will ask an admin" });
+  });
+
+  it("goes stale when a layer it changes moves on: approving and applying it are refused, asking for a rebase", async () => {
+    const current = (await call<{ files: SourceFile[] }>(h.admin, "GET", "/v1/layers/region/eu-west")).body.files;
+    const proposed = await propose(eve, [withDocument(current[0]!, "apiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: eu-more, owner: eu-platform }\nspec:\n  domain: workload-security\n  match: { kinds: [Pod] }\n  validations:\n    - expression: \"true\"\n  enforcement: warn\n")]);
+    await call(h.admin, "POST", "/v1/apply", { files: [REGION_EU] });
+    const view = await call<ProposalView>(h.admin, "GET", `/v1/proposals/${proposed.body.id}`);
+    expect(view.body.stale).toBe(true);
+    const approve = await refused(act(eli, proposed.body.id, "approve"));
+    expect(approve.status).toBe(409);
+    expect(approve.message).toMatch(/is stale: layer region\/eu-west is at version 4, not 3 as when it was proposed; rebase its files/);
+    expect((await refused(act(eve, proposed.body.id, "apply"))).status).toBe(409);
+    // A rejected proposal is listed as such.
+    await act(eli, proposed.body.id, "reject", "stale");
+    const listed = (await call<{ items: ProposalView[] }>(h.admin, "GET", "/v1/proposals?state=rejected")).body.items;
+    expect(listed.map((p) => p.id)).toContain(proposed.body.id);
+  });
+
+  it("refuses a proposal that changes nothing, or that the layers would refuse, and a region operator's proposal for another region", async () => {
+    expect((await refused(propose(eve, [REGION_EU]))).message).toMatch(/changes nothing/);
+    const weakened = withDocument(REGION_EU, "apiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: pod-security, owner: eu-platform }\nspec:\n  enforcement: warn\n");
+    expect((await refused(propose(eve, [weakened]))).status).toBe(409);
+    expect((await refused(propose(eve, [{ ...REGION_US, content: REGION_US.content.replace("value: 30", "value: 20") }]))).status).toBe(403);
+  });
+});
+
+describe("deprecations", () => {
+  let h: TestHub;
+  const retiring = (after: string) =>
+    withDocument(
+      GLOBAL,
+      `apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: old-privileged-check, owner: platform-security }
+spec:
+  domain: workload-security
+  match: { kinds: [Pod] }
+  validations:
+    - name: not-privileged
+      expression: "object.spec.containers.all(c, !has(c.securityContext) || !has(c.securityContext.privileged) || !c.securityContext.privileged)"
+  enforcement: deny
+  deprecation: { after: "${after}", replacement: pod-security, reason: Pod Security restricted covers it }
+`,
+    );
+
+  beforeAll(async () => {
+    h = await hubs.startCopy("deprecations");
+    await call(h.admin, "POST", "/v1/apply", { files: [retiring("2030-01-01"), REGION_EU] });
+    await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod" } });
+  });
+
+  it("warns in every decision the policy takes part in, naming its replacement, and lists it", async () => {
+    const review = {
+      apiVersion: "admission.k8s.io/v1",
+      kind: "AdmissionReview",
+      request: {
+        uid: "00000000-0000-0000-0000-000000000002",
+        kind: { group: "", version: "v1", kind: "Pod" },
+        resource: { group: "", version: "v1", resource: "pods" },
+        name: "app",
+        namespace: "kube-system",
+        operation: "CREATE",
+        userInfo: { username: "dev" },
+        object: { apiVersion: "v1", kind: "Pod", metadata: { name: "app", namespace: "kube-system", labels: { team: "a" } }, spec: { containers: [{ name: "app", image: "registry.example.com/app:1.0" }] } },
+      },
+    };
+    const decision = decideReviewBytes(h.hub.context.federation.effectiveFor("eu-west-1"), new TextEncoder().encode(JSON.stringify(review)), { now: Date.now() }).decision;
+    expect(decision.warnings).toContain("policy old-privileged-check is deprecated and retired after 2030-01-01: policy pod-security replaces it (Pod Security restricted covers it)");
+    const listed = await call<{ items: DeprecationView[] }>(h.admin, "GET", "/v1/deprecations");
+    expect(listed.body.items).toEqual([{ policy: "old-privileged-check", layer: "global", owner: "platform-security", after: "2030-01-01", replacement: "pod-security", reason: "Pod Security restricted covers it", retired: false }]);
+  });
+
+  it("refuses, past its date, to apply a layer that keeps it without a new date; other layers still apply", async () => {
+    h.clock.offsetMs = Date.parse("2030-01-02T00:00:00Z") - Date.now();
+    try {
+      const kept = await refused(call(h.admin, "POST", "/v1/apply", { files: [retiring("2030-01-01")] }));
+      expect(kept.status).toBe(422);
+      expect(JSON.stringify(kept.causes)).toMatch(/policy \\"old-privileged-check\\" was retired on 2030-01-01 \(spec.deprecation.after\): remove it in favour of pod-security, or give it a new date/);
+      expect((await call<{ items: DeprecationView[] }>(h.admin, "GET", "/v1/deprecations")).body.items[0]!.retired).toBe(true);
+      expect((await call(h.admin, "POST", "/v1/apply", { files: [retiring("2030-06-30")] })).status).toBe(201);
+      expect((await call(h.admin, "POST", "/v1/apply", { files: [{ ...REGION_EU, content: REGION_EU.content.replace("value: 80", "value: 70") }] })).status).toBe(201);
+    } finally {
+      h.clock.offsetMs = 0;
+    }
+  });
+
+  it("lets only the document that defines a policy deprecate it", async () => {
+    const region = withDocument(REGION_EU, 'apiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: require-team-label, owner: eu-platform }\nspec:\n  deprecation: { after: "2031-01-01" }\n');
+    const refusal = await refused(call(h.admin, "POST", "/v1/apply", { files: [region] }));
+    expect(refusal.message + JSON.stringify(refusal.causes)).toMatch(/only the document that defines a policy deprecates it/);
+  });
+});
