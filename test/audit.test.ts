@@ -14,7 +14,7 @@ import { createHash, createPublicKey, randomBytes } from "node:crypto";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DecisionEntry } from "../src/agent/logs/entry.js";
 import { ENTRY_KINDS, ENTRY_SCHEMA, type AuditEntry, type EntryKind } from "../src/audit/entry.js";
 import { rangeNodes, verifyConsistency, verifyInclusion } from "../src/audit/merkle.js";
@@ -25,8 +25,8 @@ import { call, closeConnections, type HubEndpoint } from "../src/client/http.js"
 import type { SourceFile } from "../src/api/fields.js";
 import { clusterEndpoint, enroll, renew, type Credentials } from "../src/identity/enrollment.js";
 import { openDatabase, type Database, type Queryable } from "../src/store/database.js";
-import { run, type Run } from "./support/processes.js";
-import { BIN, example, HubFixture, joinToken, mint, refused, type Minted, type TestHub } from "./support/hubs.js";
+import type { Run } from "./support/processes.js";
+import { example, HubFixture, joinToken, mint, refused, type Minted, type TestHub } from "./support/hubs.js";
 
 const OPERATOR_KEY = "audit-test-operator-key-0123456789abcdef";
 const FEDERATION = "polity";
@@ -99,24 +99,8 @@ function denial(i: number, bundleVersion: number | null): DecisionEntry {
 // ---- the real binary ----------------------------------------------------------------------
 
 /** Runs `polity …` without blocking this process's event loop (the hub under test lives here). */
-function polity(args: readonly string[], options: { config?: string; input?: string } = {}): Promise<Run> {
-  const buildError = inject("distBuildError");
-  if (buildError !== null) throw new Error(buildError);
-  const { DATABASE_URL: _ignored, ...env } = process.env;
-  return run(process.execPath, [BIN, ...args], {
-    cwd: hubs.root,
-    env: { ...env, NO_COLOR: "1", POLITY_CONFIG: options.config ?? join(hubs.root, "no-config.json") },
-    input: options.input,
-    timeoutMs: 20_000,
-  });
-}
-
-/** A CLI configuration (as `polity login` writes it) for one hub and token. */
-function cliConfig(name: string, endpoint: HubEndpoint): string {
-  const path = join(hubs.root, `${name}.config.json`);
-  writeFileSync(path, JSON.stringify({ current: name, hubs: { [name]: { url: endpoint.url, ca: endpoint.caPem, token: endpoint.token } } }), { mode: 0o600 });
-  return path;
-}
+const polity = (args: readonly string[], options: { config?: string; input?: string } = {}): Promise<Run> => hubs.cli(args, options);
+const cliConfig = (name: string, endpoint: HubEndpoint): string => hubs.cliConfig(name, endpoint);
 
 // ---- raw HTTPS, to see headers of a refusal -------------------------------------------------
 

@@ -5,6 +5,8 @@
  * their requester, escalated, granted by a risk rule, expiring everywhere at one instant),
  * and exceptions in layer files only from global admins.
  */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ExceptionView } from "../src/api/exceptions.js";
 import type { SourceFile } from "../src/api/fields.js";
@@ -487,5 +489,72 @@ spec:
     const region = withDocument(REGION_EU, 'apiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: require-team-label, owner: eu-platform }\nspec:\n  deprecation: { after: "2031-01-01" }\n');
     const refusal = await refused(call(h.admin, "POST", "/v1/apply", { files: [region] }));
     expect(refusal.message + JSON.stringify(refusal.causes)).toMatch(/only the document that defines a policy deprecates it/);
+  });
+});
+
+describe("the command line", () => {
+  let h: TestHub;
+  let config: string;
+
+  beforeAll(async () => {
+    h = await hubs.startCopy("cli");
+    await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, REGION_US] });
+    await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-2", region: "eu-west", labels: { env: "staging" } });
+    const eve = await mint(h, { name: "eve", role: "region-operator", region: "eu-west", subject: "eve@example.com", groups: ["eu-west-operators"] });
+    const sam = await mint(h, { name: "sam", role: "team-member", subject: "sam@example.com" });
+    const eli = await mint(h, { name: "eli", role: "team-member", subject: "eli@example.com", groups: ["eu-west-operators"] });
+    config = hubs.cliConfig("admin", h.admin, { eve: eve.endpoint, sam: sam.endpoint, eli: eli.endpoint });
+  });
+
+  const polity = (...args: string[]) => hubs.cli(args, { config });
+  const idOf = (out: string) => /^(?:exception|proposal) ([0-9a-f]{12})/.exec(out)?.[1] ?? "(no id)";
+
+  it("requests an exception as one person and approves it as another, refusing self-approval with exit 2 and the reason", async () => {
+    const asked = await polity(
+      "exception", "request", "--hub", "eve", "--policy", "pod-security", "--clusters", "eu-west-2", "--namespaces", "legacy",
+      "--justification", "the legacy batch job runs as root until January", "--for", "7d",
+    );
+    expect(asked.code, asked.err).toBe(0);
+    expect(asked.out).toMatch(/: pending\n/);
+    expect(asked.out).toContain("answered by team platform-security");
+    expect(asked.err).toMatch(/waiting for team platform-security: polity exception approve [0-9a-f]{12}/);
+    const id = idOf(asked.out);
+    const own = await polity("exception", "approve", "--hub", "eve", id);
+    expect(own.code).toBe(2);
+    expect(own.err).toMatch(/nobody approves their own request \(403 Forbidden\)/);
+    const pending = await polity("exception", "list", "--pending");
+    expect(pending.out.split("\n")[0]).toMatch(/^ID\s+POLICY\s+STATE\s+TEAM\s+ASKED BY\s+DECIDED BY\s+EXPIRES\s+SOURCE$/);
+    expect(pending.out).toContain(id);
+    const approved = await polity("exception", "approve", "--hub", "sam", id);
+    expect(approved.code, approved.err).toBe(0);
+    expect(approved.out).toMatch(/decided by {2}sam@example.com/);
+    expect((await polity("exception", "list", "--active", "-o", "json")).out).toContain(`"id": "${id}"`);
+    const tooLong = await polity("exception", "request", "--hub", "eve", "--policy", "pod-security", "--clusters", "eu-west-2", "--namespaces", "legacy", "--justification", "the legacy batch job runs as root", "--for", "60d");
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.err).toMatch(/last at most 30 days/);
+    const usage = await polity("exception", "request", "--policy", "pod-security");
+    expect(usage.code).toBe(2);
+    expect(usage.err).toMatch(/give -f <exception.yaml>, or --policy, --justification and --for/);
+  });
+
+  it("proposes a change, approves it as a member of the team it needs, and applies it", async () => {
+    const file = join(hubs.root, "eu60.yaml");
+    writeFileSync(file, REGION_EU.content.replace("maxReplicas: { value: 80 }", "maxReplicas: { value: 60 }"));
+    const proposed = await polity("propose", "--hub", "eve", "-f", file, "--title", "tighten eu replicas");
+    expect(proposed.code, proposed.err).toBe(0);
+    expect(proposed.out).toMatch(/needs {7}eu-platform: not yet approved/);
+    const id = idOf(proposed.out);
+    expect((await polity("proposal", "apply", "--hub", "eve", id)).err).toMatch(/still needs the approval of eu-platform/);
+    expect((await polity("proposal", "approve", "--hub", "eli", id)).code).toBe(0);
+    const applied = await polity("proposal", "apply", "--hub", "eve", id);
+    expect(applied.code, applied.err).toBe(0);
+    expect(applied.out).toMatch(/state {7}applied/);
+    const listed = await polity("proposal", "list");
+    expect(listed.out).toMatch(new RegExp(`${id}\\s+applied\\s+region/eu-west\\s+eu-platform✓`));
+  });
+
+  it("lists deprecations, and says when there are none", async () => {
+    const none = await polity("get", "deprecations");
+    expect(none).toMatchObject({ code: 0, out: "no policy is deprecated\n" });
   });
 });

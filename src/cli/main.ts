@@ -65,6 +65,13 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
       return [m.exceptionRequestCommand, m.exceptionApproveCommand, m.exceptionDenyCommand, m.exceptionWithdrawCommand, m.exceptionListCommand, m.exceptionShowCommand];
     },
   },
+  {
+    names: ["propose", "proposal approve", "proposal reject", "proposal apply", "proposal show", "proposal list"],
+    load: async () => {
+      const m = await import("./commands/proposals.js");
+      return [m.proposeCommand, m.proposalApproveCommand, m.proposalRejectCommand, m.proposalApplyCommand, m.proposalShowCommand, m.proposalListCommand];
+    },
+  },
   { names: ["enroll"], load: async () => [(await import("./commands/enroll.js")).enrollCommand] },
   {
     names: ["audit head", "audit verify", "audit proof", "audit check-proof", "audit search"],

@@ -43,7 +43,12 @@ type RequestRow = {
 
 const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString());
 
-function view(row: RequestRow): ExceptionView {
+/**
+ * A request as people see it at `now`: one past its expiry is expired from that instant,
+ * whether or not a hub has swept it yet (the sweep logs it and takes it out of the bundles).
+ */
+function view(row: RequestRow, now: number): ExceptionView {
+  const lapsed = (row.state === "pending" || row.state === "approved") && new Date(row.expires_at).getTime() <= now;
   return {
     id: row.id,
     name: row.name,
@@ -51,7 +56,7 @@ function view(row: RequestRow): ExceptionView {
     layer: row.layer_id,
     team: row.team,
     source: "request",
-    state: row.state,
+    state: lapsed ? "expired" : row.state,
     escalated: row.escalated,
     spec: row.spec,
     region: row.region,
@@ -177,7 +182,7 @@ export class Exceptions {
   }
 
   async get(id: string): Promise<ExceptionView> {
-    return view(await this.row(id));
+    return view(await this.row(id), this.now().getTime());
   }
 
   private async row(id: string, q: Queryable = this.db, lock = false): Promise<RequestRow> {
@@ -388,7 +393,7 @@ export class Exceptions {
       return isMember(visibility.actor, teamsOf(this.layersOf(r.layer_id)).teams.get(r.team));
     };
     const granted = (v: ExceptionView) => v.state === "approved" && Date.parse(v.expiresAt) > now;
-    return [...rows.filter(seen).map(view), ...this.writtenInFiles(visibility, now)]
+    return [...rows.filter(seen).map((r) => view(r, now)), ...this.writtenInFiles(visibility, now)]
       .filter((v) => filter.state === undefined || v.state === filter.state)
       .filter((v) => filter.active !== true || granted(v))
       .filter((v) => filter.expiringWithinMs === undefined || (granted(v) && Date.parse(v.expiresAt) <= now + filter.expiringWithinMs));

@@ -3,14 +3,15 @@
  * keys and bootstrap token, which take seconds to make), copied into a folder of its own
  * for each hub a test starts, each hub with a clock the test can move.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import type { SourceFile } from "../../src/api/fields.js";
 import { call, HubError, type HubEndpoint } from "../../src/client/http.js";
 import { startHub, type HubOptions, type RunningHub } from "../../src/hub/index.js";
+import { run, type Run } from "./processes.js";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const BIN = join(ROOT, "bin/polity.js");
@@ -62,6 +63,31 @@ export class HubFixture {
       await Promise.allSettled(this.running.map((hub) => hub.close()));
       rmSync(this.root, { recursive: true, force: true });
     });
+  }
+
+  /**
+   * The built `polity` command, run in the file's scratch folder with the CLI configuration
+   * `config` (cliConfig's), or none.
+   */
+  cli(args: readonly string[], options: { config?: string; input?: string } = {}): Promise<Run> {
+    const buildError = inject("distBuildError");
+    if (buildError !== null) throw new Error(buildError);
+    const { DATABASE_URL: _ignored, ...env } = process.env;
+    return run(process.execPath, [BIN, ...args], {
+      cwd: this.root,
+      env: { ...env, NO_COLOR: "1", POLITY_CONFIG: options.config ?? join(this.root, "no-config.json") },
+      input: options.input,
+      timeoutMs: 20_000,
+    });
+  }
+
+  /** A CLI configuration (as `polity login` writes it) whose current hub is `name`; `more` adds hubs `--hub` picks. */
+  cliConfig(name: string, endpoint: HubEndpoint, more: Readonly<Record<string, HubEndpoint>> = {}): string {
+    const path = join(this.root, `${name}.config.json`);
+    const entry = (e: HubEndpoint) => ({ url: e.url, ca: e.caPem, token: e.token });
+    const hubs = Object.fromEntries([[name, entry(endpoint)], ...Object.entries(more).map(([n, e]) => [n, entry(e)])]);
+    writeFileSync(path, JSON.stringify({ current: name, hubs }), { mode: 0o600 });
+    return path;
   }
 
   /** A hub on a copy of the template federation, with its own clock. */

@@ -288,7 +288,22 @@ function summary(entry: AuditEntry): string {
       return String(d.summary);
     case "exception.granted":
     case "exception.withdrawn":
-      return `${String((d.exception as Record<string, unknown>).name)} (approved by ${String((d.exception as Record<string, unknown>).approvedBy)})`;
+    case "exception.changed":
+    case "exception.requested":
+    case "exception.denied":
+    case "exception.escalated":
+    case "exception.expired": {
+      // Written in a layer file: the document's name and its stated approver; requested: the request, its policy, its answer.
+      const doc = (d.exception ?? {}) as Record<string, unknown>;
+      if (d.request === undefined) return `${String(doc.name ?? d.exception)}${doc.approvedBy === undefined ? "" : ` (approved by ${String(doc.approvedBy)})`}`;
+      const by = d.approvedBy ?? d.deniedBy ?? d.withdrawnBy ?? (entry.kind === "exception.requested" ? `team ${String(d.team)}` : undefined);
+      return `request ${String(d.request)} ${String(d.policy ?? doc.policy)}${by === undefined ? "" : ` (${entry.kind === "exception.requested" ? "for" : "by"} ${String(by)})`}`;
+    }
+    case "proposal.created":
+    case "proposal.approved":
+    case "proposal.rejected":
+    case "proposal.applied":
+      return `proposal ${String(d.proposal)}${Array.isArray(d.teams) ? ` for ${d.teams.join(", ")}` : ""}`;
     default:
       return "";
   }

@@ -24,6 +24,18 @@ interface DevCluster {
   readonly labels: Record<string, string>;
 }
 
+/**
+ * People to try governance as, each a token the example teams list (examples/layers): the
+ * bootstrap admin stays the current hub of the configuration, and `--hub <name>` acts as one
+ * of them.
+ */
+const PERSONAS = [
+  { name: "eve", role: "region-operator", region: "eu-west", subject: "eve@example.com", groups: ["eu-west-operators"], who: "eu-west operator, team eu-platform" },
+  { name: "eli", role: "team-member", subject: "eli@example.com", groups: ["eu-west-operators"], who: "team eu-platform" },
+  { name: "sam", role: "team-member", subject: "sam@example.com", groups: ["security-oncall"], who: "team platform-security" },
+  { name: "pat", role: "team-member", subject: "pat@example.com", who: "team platform-team" },
+] as const;
+
 const CLUSTERS: readonly DevCluster[] = [
   { name: "eu-west-1", region: "eu-west", labels: { env: "prod", residency: "eu" } },
   { name: "eu-west-2", region: "eu-west", labels: { env: "staging", residency: "eu" } },
@@ -148,7 +160,19 @@ Example:
       if (!existsSync(tokenFile)) throw new Error(`${tokenFile} is missing: remove ${data} to start afresh`);
       const admin: HubEndpoint = { url: hubUrl, caPem, token: readFileSync(tokenFile, "utf8").trim() };
       const configFile = join(data, "config.json");
-      writeConfig(configFile, { current: "dev", hubs: { dev: { url: hubUrl, ca: caPem, token: admin.token! } } });
+      // The personas' tokens, minted once and kept with the federation's data.
+      const personasFile = join(data, "personas.json");
+      let personas: Record<string, string> = existsSync(personasFile) ? (JSON.parse(readFileSync(personasFile, "utf8")) as Record<string, string>) : {};
+      if (PERSONAS.some((p) => personas[p.name] === undefined)) {
+        personas = {};
+        for (const { who: _who, ...persona } of PERSONAS) {
+          personas[persona.name] = (await call<{ token: string }>(admin, "POST", "/v1/tokens", { ...persona, ttlSeconds: 90 * 86_400 })).body.token;
+        }
+        writeFileSync(personasFile, JSON.stringify(personas), { mode: 0o600 });
+      }
+      const hubs: Record<string, { url: string; ca: string; token: string }> = { dev: { url: hubUrl, ca: caPem, token: admin.token! } };
+      for (const [name, token] of Object.entries(personas)) hubs[name] = { url: hubUrl, ca: caPem, token };
+      writeConfig(configFile, { current: "dev", hubs });
 
       // Layers and clusters, the first time.
       const layers = (await call<{ items: unknown[] }>(admin, "GET", "/v1/layers")).body.items;
@@ -204,6 +228,13 @@ Example:
       io.out(`  curl -s --cacert ${show(first.caFile)} -H 'content-type: application/json' \\\n      --data @${ex}/reviews/privileged-pod.json ${first.url}\n\n`);
       io.out(`  # A policy change reaching every cluster (then npx polity get clusters again):\n`);
       io.out(`  npx polity diff -f ${ex}/changes/global.yaml\n  npx polity apply -f ${ex}/changes/global.yaml\n\n`);
+      io.out(`  # Governance. Acting as people the example teams list (--hub <name>): ${PERSONAS.map((p) => `${p.name} (${p.who})`).join(", ")}.\n`);
+      io.out(`  # eve asks for an exception to a global policy; it waits for platform-security, and eve may not approve it herself:\n`);
+      io.out(`  npx polity exception request --hub eve --policy pod-security --clusters eu-west-2 --namespaces legacy \\\n      --justification "the legacy batch job runs as root until January" --for 7d\n`);
+      io.out(`  npx polity exception approve --hub sam <id>        # then: npx polity exception list --active\n`);
+      io.out(`  # eve proposes a change to her region's layer; another member of eu-platform approves it:\n`);
+      io.out(`  npx polity propose --hub eve -f ${ex}/layers/region-eu-west.yaml --title "…"   # edit it first\n`);
+      io.out(`  npx polity proposal approve --hub eli <id> && npx polity proposal apply --hub eve <id>\n\n`);
       io.out(`  # What the federation did, in its tamper-evident log; a head kept now proves later that nothing was rewritten:\n`);
       io.out(`  npx polity audit search\n  npx polity audit head --save audit-head.json && npx polity audit verify --against audit-head.json\n\n`);
       io.out(`  # The hub stopped: the agents keep deciding, from memory, and from disk after a restart:\n`);

@@ -6,7 +6,8 @@ import { flag, outputFormat, stringsOption, type Command, type Parsed } from "..
 import { colors, EXIT, UsageError } from "../io.js";
 import { age, changeCall, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
 
-function files(parsed: Parsed): { name: string; content: string }[] {
+/** The files of `-f <file|folder>…` (and positional paths), as the hub reads them. */
+export function layerFiles(parsed: Parsed): { name: string; content: string }[] {
   const paths = [...stringsOption(parsed, "filename"), ...parsed.positionals];
   if (paths.length === 0) throw new UsageError("give the layer files or folders with -f <file|folder>");
   const out: { name: string; content: string }[] = [];
@@ -48,7 +49,7 @@ whether the change went through.
 Exit status: 0 when applied (or valid, with --dry-run), 2 when refused or unreachable.`,
   async run(parsed, io) {
     const format = outputFormat(parsed, ["text", "json"] as const, "text");
-    const result = await changeCall<ApplyResult>(endpoint(parsed, io), "/v1/apply", { files: files(parsed), dryRun: flag(parsed, "dry-run") }, io);
+    const result = await changeCall<ApplyResult>(endpoint(parsed, io), "/v1/apply", { files: layerFiles(parsed), dryRun: flag(parsed, "dry-run") }, io);
     if (format === "json") {
       io.out(`${JSON.stringify(result, null, 2)}\n`);
       return EXIT.ok;
@@ -89,7 +90,7 @@ Example:
 Exit status: 0 when nothing would change, 1 when something would, 2 when the change would be refused.`,
   async run(parsed, io) {
     const format = outputFormat(parsed, ["text", "json"] as const, "text");
-    const result = await hubCall<DiffResult>(endpoint(parsed, io), "POST", "/v1/diff", { files: files(parsed) });
+    const result = await hubCall<DiffResult>(endpoint(parsed, io), "POST", "/v1/diff", { files: layerFiles(parsed) });
     const changes = result.clusters.filter((x) => x.before !== x.after);
     if (format === "json") {
       io.out(`${JSON.stringify(result, null, 2)}\n`);
