@@ -16,6 +16,7 @@ import type { AuditEntry } from "../src/audit/entry.js";
 import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
 import { decideReviewBytes } from "../src/decision/review.js";
 import { example, HubFixture, mint, refused, type Minted, type TestHub } from "./support/hubs.js";
+import { podReview } from "./support/reviews.js";
 
 const OPERATOR_KEY = "governance-test-operator-key-0123456789";
 const MINUTE = 60_000;
@@ -75,27 +76,12 @@ describe("exceptions as requests", () => {
 
   /** What eu-west-2's agent would answer for a root pod in namespace `legacy`, at `now`. */
   function decideRootPod(cluster: string, now: number) {
-    const review = {
-      apiVersion: "admission.k8s.io/v1",
-      kind: "AdmissionReview",
-      request: {
-        uid: "00000000-0000-0000-0000-000000000001",
-        kind: { group: "", version: "v1", kind: "Pod" },
-        resource: { group: "", version: "v1", resource: "pods" },
-        name: "old-app",
-        namespace: "legacy",
-        operation: "CREATE",
-        userInfo: { username: "dev" },
-        object: {
-          apiVersion: "v1",
-          kind: "Pod",
-          metadata: { name: "old-app", namespace: "legacy", labels: { team: "legacy" } },
-          spec: { containers: [{ name: "app", image: "registry.example.com/old-app:1.0", securityContext: { privileged: true } }] },
-        },
-      },
-    };
+    const review = podReview({
+      metadata: { name: "old-app", namespace: "legacy", labels: { team: "legacy" } },
+      spec: { containers: [{ name: "app", image: "registry.example.com/old-app:1.0", securityContext: { privileged: true } }] },
+    });
     const set = h.hub.context.federation.effectiveFor(cluster);
-    return decideReviewBytes(set, new TextEncoder().encode(JSON.stringify(review)), { now }).decision;
+    return decideReviewBytes(set, review, { now }).decision;
   }
 
   it("keeps a region operator's request for an exception to a global policy pending until a member of its owner team approves it", async () => {
@@ -451,21 +437,8 @@ spec:
   });
 
   it("warns in every decision the policy takes part in, naming its replacement, and lists it", async () => {
-    const review = {
-      apiVersion: "admission.k8s.io/v1",
-      kind: "AdmissionReview",
-      request: {
-        uid: "00000000-0000-0000-0000-000000000002",
-        kind: { group: "", version: "v1", kind: "Pod" },
-        resource: { group: "", version: "v1", resource: "pods" },
-        name: "app",
-        namespace: "kube-system",
-        operation: "CREATE",
-        userInfo: { username: "dev" },
-        object: { apiVersion: "v1", kind: "Pod", metadata: { name: "app", namespace: "kube-system", labels: { team: "a" } }, spec: { containers: [{ name: "app", image: "registry.example.com/app:1.0" }] } },
-      },
-    };
-    const decision = decideReviewBytes(h.hub.context.federation.effectiveFor("eu-west-1"), new TextEncoder().encode(JSON.stringify(review)), { now: Date.now() }).decision;
+    const review = podReview({ metadata: { name: "app", namespace: "kube-system", labels: { team: "a" } }, spec: { containers: [{ name: "app", image: "registry.example.com/app:1.0" }] } });
+    const decision = decideReviewBytes(h.hub.context.federation.effectiveFor("eu-west-1"), review, { now: Date.now() }).decision;
     expect(decision.warnings).toContain("policy old-privileged-check is deprecated and retired after 2030-01-01: policy pod-security replaces it (Pod Security restricted covers it)");
     const listed = await call<{ items: DeprecationView[] }>(h.admin, "GET", "/v1/deprecations");
     expect(listed.body.items).toEqual([{ policy: "old-privileged-check", layer: "global", owner: "platform-security", after: "2030-01-01", replacement: "pod-security", reason: "Pod Security restricted covers it", retired: false }]);
