@@ -526,6 +526,27 @@ describe("the command line", () => {
     expect(listed.out).toMatch(new RegExp(`${id}\\s+applied\\s+region/eu-west\\s+eu-platform✓`));
   });
 
+  it("requests an exception from an Exception document, taking its lifetime from --for, and refuses one that names an approver", async () => {
+    const file = join(hubs.root, "legacy-root.yaml");
+    const document = `apiVersion: polity.dev/v1
+kind: Exception
+metadata: { name: legacy-root }
+spec:
+  policy: pod-security
+  scope: { clusters: [eu-west-2], names: [old-batch], namespaces: [batch] }
+  justification: The old batch job runs as root until it is rebuilt in January.
+`;
+    writeFileSync(file, document);
+    const asked = await polity("exception", "request", "--hub", "eve", "-f", file, "--for", "14d");
+    expect(asked.code, asked.err).toBe(0);
+    expect(asked.out).toMatch(/\(legacy-root\): pending/);
+    expect(asked.out).toContain("scope       clusters=eu-west-2 names=old-batch namespaces=batch");
+    writeFileSync(file, `${document}  approvedBy: platform-security\n  expiresAt: "2027-01-01T00:00:00Z"\n`);
+    const claimed = await polity("exception", "request", "--hub", "eve", "-f", file);
+    expect(claimed.code).toBe(2);
+    expect(claimed.err).toMatch(/a request names no approver; the hub records who approves it/);
+  });
+
   it("lists deprecations, and says when there are none", async () => {
     const none = await polity("get", "deprecations");
     expect(none).toMatchObject({ code: 0, out: "no policy is deprecated\n" });

@@ -53,6 +53,7 @@ function requestBody(parsed: Parsed): { name?: string; spec: Record<string, unkn
 
 function describe(e: ExceptionView): string {
   const scope = Object.entries(e.spec.scope ?? {})
+    .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : JSON.stringify(v)}`)
     .join(" ");
   const lines = [
