@@ -146,6 +146,7 @@ export function changeRefusal(
     const a = old.get(name)?.document;
     const b = now.get(name)?.document;
     if (same(a, b)) continue;
+    // A layer gives a policy that names no owner its first owner (policy/layer.ts).
     for (const owner of new Set([a?.metadata.owner, b?.metadata.owner].filter((o): o is string => o !== undefined))) {
       if (!member(owner)) {
         return `policy ${JSON.stringify(name)} is owned by team ${JSON.stringify(owner)}, and ${actor.subject} is not a member: only its owners (or a global admin) change it`;
@@ -289,7 +290,6 @@ export function approvalsNeeded(layers: readonly ProposedLayer[], upper: (layerI
       const verb = a === undefined ? "adds" : b === undefined ? "removes" : "changes";
       need(a?.metadata.owner, `it ${verb} policy ${name} of layer ${id}, which it owns`);
       need(b?.metadata.owner, `it ${verb} policy ${name} of layer ${id}, and would own it`);
-      if (a?.metadata.owner === undefined && b?.metadata.owner === undefined) need(owners[0], `it ${verb} policy ${name} of layer ${id}, which names no owner of its own`);
       for (const definition of upper(id, name)) {
         const spec = definition.document.spec;
         if (spec.locked === true) need(definition.document.metadata.owner, `policy ${name} is locked by its owner, and layer ${id} refines it`);
