@@ -1541,7 +1541,7 @@ describe("decision logs of a real agent", () => {
     }
   });
 
-  it("with its hub unreachable, keeps sealing segments every second and, past its disk bound, drops the oldest, counted", async () => {
+  it("with its hub unreachable, keeps sealing segments every second and, past its disk bound, drops the oldest, counted", { timeout: 120_000 }, async () => {
     const down = `https://127.0.0.1:${await deadPort()}`;
     const agent = await spawnAgent({ hubUrl: down, dataDir, logLimitMiB: 1 });
     try {
