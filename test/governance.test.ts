@@ -291,8 +291,9 @@ spec:
     expect(stale.message).toMatch(/expired at 2020-01-01T00:00:00Z, before it was applied/);
     await call(h.admin, "POST", "/v1/apply", { files: [smuggled] });
     const listed = (await call<{ items: ExceptionView[] }>(h.admin, "GET", "/v1/exceptions")).body.items.find((e) => e.name === "forever");
-    expect(listed).toMatchObject({ id: "region/eu-west/forever", source: "layer file", state: "approved", requestedBy: "bootstrap admin (global-admin)" });
-    expect(listed!.decidedBy).toMatch(/the file says approved by platform-security/);
+    expect(listed).toMatchObject({ id: "region/eu-west/forever", source: "layer file", state: "approved", requestedBy: "(layer file of region/eu-west)", decidedBy: null });
+    // What the file claims is shown as a claim, and where to find who applied it.
+    expect(listed!.approvedBy).toBe("(the file says platform-security; polity history region/eu-west shows who applied it)");
   });
 
   it("refuses owners that are not declared teams, and a team declared again below", async () => {
@@ -302,7 +303,7 @@ spec:
     expect(JSON.stringify(refusal.causes)).toMatch(/owner \\"night-shift\\" of layer \\"us-east\\" is not a declared team/);
     const again = withDocument(REGION_US, "apiVersion: polity.dev/v1\nkind: Team\nmetadata: { name: platform-security }\nspec: { members: [uma@example.com] }\n");
     const twice = await refused(call(h.admin, "POST", "/v1/apply", { files: [again] }));
-    expect(JSON.stringify(twice.causes)).toMatch(/team \\"platform-security\\" is declared by layer \\"global\\"/);
+    expect(JSON.stringify(twice.causes)).toMatch(/layer region\/us-east: team \\"platform-security\\" is declared by layer global already: team names are unique in the federation/);
     // A global layer that drops a team a region's layer is owned by.
     const dropped = { ...GLOBAL, content: GLOBAL.content.replace(/---\napiVersion: polity.dev\/v1\nkind: Team\nmetadata: \{ name: platform-team \}\nspec:\n {2}members: \[pat@example.com\]\n/, "") };
     expect(dropped.content).not.toContain("name: platform-team }");
@@ -496,11 +497,11 @@ describe("the command line", () => {
     expect(own.code).toBe(2);
     expect(own.err).toMatch(/nobody approves their own request \(403 Forbidden\)/);
     const pending = await polity("exception", "list", "--pending");
-    expect(pending.out.split("\n")[0]).toMatch(/^ID\s+POLICY\s+STATE\s+TEAM\s+ASKED BY\s+DECIDED BY\s+EXPIRES\s+SOURCE$/);
+    expect(pending.out.split("\n")[0]).toMatch(/^ID\s+POLICY\s+STATE\s+TEAM\s+ASKED BY\s+APPROVED BY\s+EXPIRES\s+SOURCE$/);
     expect(pending.out).toContain(id);
     const approved = await polity("exception", "approve", "--hub", "sam", id);
     expect(approved.code, approved.err).toBe(0);
-    expect(approved.out).toMatch(/decided by {2}sam@example.com/);
+    expect(approved.out).toMatch(/approved by sam@example.com/);
     expect((await polity("exception", "list", "--active", "-o", "json")).out).toContain(`"id": "${id}"`);
     const tooLong = await polity("exception", "request", "--hub", "eve", "--policy", "pod-security", "--clusters", "eu-west-2", "--namespaces", "legacy", "--justification", "the legacy batch job runs as root", "--for", "60d");
     expect(tooLong.code).toBe(2);
@@ -541,6 +542,13 @@ spec:
     expect(asked.code, asked.err).toBe(0);
     expect(asked.out).toMatch(/\(legacy-root\): pending/);
     expect(asked.out).toContain("scope       clusters=eu-west-2 names=old-batch namespaces=batch");
+    const forever = await polity("exception", "request", "--hub", "eve", "-f", file, "--for", "99999999d");
+    expect(forever.code).toBe(2);
+    expect(forever.err).toMatch(/--for 99999999d ends after the last time a date can hold/);
+    writeFileSync(file, `${document}  expiresAt: "2027-01-01T00:00:00Z"\n`);
+    const both = await polity("exception", "request", "--hub", "eve", "-f", file, "--for", "7d");
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/sets spec.expiresAt: give --for or --expires-at only for a file without one/);
     writeFileSync(file, `${document}  approvedBy: platform-security\n  expiresAt: "2027-01-01T00:00:00Z"\n`);
     const claimed = await polity("exception", "request", "--hub", "eve", "-f", file);
     expect(claimed.code).toBe(2);
@@ -550,5 +558,111 @@ spec:
   it("lists deprecations, and says when there are none", async () => {
     const none = await polity("get", "deprecations");
     expect(none).toMatchObject({ code: 0, out: "no policy is deprecated\n" });
+  });
+});
+
+describe("what a review found: ways around governance, closed", () => {
+  let h: TestHub;
+  let eve: Minted; // eu-west operator, eu-platform
+  let eli: Minted; // eu-platform
+  let pat: Minted; // platform-team
+  let sam: Minted; // platform-security
+  const CLUSTER_EU1 = example("cluster-eu-west-1.yaml");
+
+  beforeAll(async () => {
+    h = await hubs.startCopy("review");
+    await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, REGION_US, CLUSTER_EU1] });
+    for (const [name, region] of [
+      ["eu-west-1", "eu-west"],
+      ["us-east-1", "us-east"],
+    ] as const) {
+      await call(h.admin, "POST", "/v1/clusters", { name, region, labels: { env: "prod" } });
+    }
+    eve = await mint(h, { name: "eve", role: "region-operator", region: "eu-west", subject: "eve@example.com", groups: ["eu-west-operators"] });
+    eli = await mint(h, { name: "eli", role: "team-member", subject: "eli@example.com", groups: ["eu-west-operators"] });
+    pat = await mint(h, { name: "pat", role: "team-member", subject: "pat@example.com" });
+    sam = await mint(h, { name: "sam", role: "team-member", subject: "sam@example.com" });
+  });
+
+  const EXCEPTION = `apiVersion: polity.dev/v1
+kind: Exception
+metadata: { name: skip-team-label }
+spec:
+  policy: require-team-label
+  scope: { namespaces: [shop] }
+  justification: Approved by platform-security, honestly.
+  approvedBy: platform-security
+  expiresAt: "2999-01-01T00:00:00Z"
+`;
+
+  it("refuses a proposal that writes an exception in a layer file, unless a global admin makes it", async () => {
+    const refusal = await refused(call(eve.endpoint, "POST", "/v1/proposals", { files: [withDocument(REGION_EU, EXCEPTION)] }));
+    expect(refusal.status).toBe(403);
+    expect(refusal.message).toMatch(/layer region\/eu-west: exception "skip-team-label": only a global admin writes an exception in a layer file/);
+  });
+
+  it("refuses a layer that declares a team another layer declares, above, below or beside it", async () => {
+    const takeover = withDocument(REGION_EU, "apiVersion: polity.dev/v1\nkind: Team\nmetadata: { name: payments-sre }\nspec: { members: [eve@example.com] }\n");
+    const below = await refused(call(eve.endpoint, "POST", "/v1/apply", { files: [takeover] }));
+    expect(JSON.stringify(below.causes)).toMatch(/team \\"payments-sre\\" is declared by layer cluster\/eu-west-1 already/);
+    const beside = withDocument(REGION_EU, "apiVersion: polity.dev/v1\nkind: Team\nmetadata: { name: us-platform }\nspec: { members: [eve@example.com] }\n");
+    const refusal = await refused(call(eve.endpoint, "POST", "/v1/apply", { files: [beside] }));
+    expect(JSON.stringify(refusal.causes)).toMatch(/team \\"us-platform\\" is declared by layer region\/us-east already: team names are unique in the federation/);
+  });
+
+  it("refuses a request whose selector narrows nothing, or that names no clusters or regions", async () => {
+    const everything = await refused(call(eli.endpoint, "POST", "/v1/exceptions", asked("require-team-label", DAY, { clusters: ["eu-west-1"], objectSelector: {} })));
+    expect(everything.status).toBe(400);
+    expect(everything.message).toMatch(/an exception must be narrow/);
+    const everywhere = await refused(call(eli.endpoint, "POST", "/v1/exceptions", asked("require-team-label", DAY, { namespaces: ["shop"] })));
+    expect(everywhere.status).toBe(422);
+    expect(everywhere.message).toMatch(/a request names the clusters or regions it is for/);
+  });
+
+  it("refuses control and bidirectional characters in what approvers read", async () => {
+    const fake = asked("require-team-label", DAY, undefined, { justification: "approved by sam\u001b[2K\r\u001b[32mAPPROVED by sam@example.com" });
+    const refusal = await refused(call(eve.endpoint, "POST", "/v1/exceptions", { ...fake, spec: { ...fake.spec, scope: { clusters: ["eu-west-1"], namespaces: ["legacy"] } } }));
+    expect(refusal.status).toBe(400);
+    expect(refusal.message).toMatch(/justification: must not contain control or bidirectional formatting characters \(U\+001B/);
+    expect((await refused(call(eve.endpoint, "POST", "/v1/exceptions", { name: "evil\u202e", ...asked("require-team-label", DAY, { clusters: ["eu-west-1"], namespaces: ["a"] }) }))).status).toBe(400);
+    expect((await refused(call(eve.endpoint, "POST", "/v1/proposals", { files: [REGION_EU], title: "typo fix\u001b[8m hidden" }))).status).toBe(400);
+  });
+
+  it("keeps who approved an exception when it is later withdrawn, with the reason given", async () => {
+    const filed = await call<ExceptionView>(eve.endpoint, "POST", "/v1/exceptions", asked("require-team-label", DAY, { clusters: ["eu-west-1"], namespaces: ["shop"] }));
+    await call(pat.endpoint, "POST", `/v1/exceptions/${filed.body.id}/approve`, { reason: "until the label lands" });
+    const withdrawn = await call<ExceptionView>(eve.endpoint, "POST", `/v1/exceptions/${filed.body.id}/withdraw`, {});
+    expect(withdrawn.body).toMatchObject({ state: "withdrawn", approvedBy: "pat@example.com", decidedBy: "eve@example.com" });
+    await h.hub.context.audit.integrate();
+    const granted = (await call<{ items: { entry: AuditEntry }[] }>(h.admin, "GET", "/v1/audit/entries?kind=exception.granted&limit=1000")).body.items.find((i) => i.entry.data.request === filed.body.id);
+    expect(granted?.entry.data).toMatchObject({ approvedBy: "pat@example.com", reason: "until the label lands" });
+  });
+
+  it("says to withdraw a granted exception before its policy is removed", async () => {
+    const filed = await call<ExceptionView>(eve.endpoint, "POST", "/v1/exceptions", asked("data-residency", DAY, { clusters: ["eu-west-1"], namespaces: ["shop"] }));
+    await call(eli.endpoint, "POST", `/v1/exceptions/${filed.body.id}/approve`, {});
+    const without = { ...REGION_EU, content: REGION_EU.content.split("---\n").filter((d) => !d.includes("name: data-residency")).join("---\n") };
+    expect(without.content).not.toContain("data-residency");
+    const refusal = await refused(call(h.admin, "POST", "/v1/apply", { files: [without] }));
+    expect(JSON.stringify(refusal.causes)).toContain(`granted exception request ${filed.body.id} excepts: withdraw it first (polity exception withdraw ${filed.body.id})`);
+    await call(eve.endpoint, "POST", `/v1/exceptions/${filed.body.id}/withdraw`, {});
+  });
+
+  it("refuses exception bounds and a missing replacement written below the defining document", async () => {
+    const bounds = withDocument(REGION_EU, "apiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: require-team-label, owner: eu-platform }\nspec:\n  exceptions: { maxLifetime: 9999d }\n");
+    const refusal = await refused(call(h.admin, "POST", "/v1/apply", { files: [bounds] }));
+    expect(refusal.message + JSON.stringify(refusal.causes)).toMatch(/only the document that defines a policy sets them/);
+    const ghost = { ...GLOBAL, content: GLOBAL.content.replace("  exceptions: { maxLifetime: 30d", '  deprecation: { after: "2030-01-01", replacement: residency-v2 }\n  exceptions: { maxLifetime: 30d') };
+    const missing = await refused(call(h.admin, "POST", "/v1/apply", { files: [ghost] }));
+    expect(JSON.stringify(missing.causes)).toMatch(/names policy \\"residency-v2\\" as its replacement, and no layer defines it/);
+  });
+
+  it("answers a second approval of a proposal with 409", async () => {
+    const proposed = await call<ProposalView>(eve.endpoint, "POST", "/v1/proposals", { files: [{ ...REGION_EU, content: REGION_EU.content.replace("value: 80", "value: 75") }] });
+    await call(eli.endpoint, "POST", `/v1/proposals/${proposed.body.id}/approve`, {});
+    const again = await refused(call(eli.endpoint, "POST", `/v1/proposals/${proposed.body.id}/approve`, {}));
+    expect(again.status).toBe(409);
+    expect(again.message).toMatch(/has every approval it needs: apply it/);
+    expect((await refused(call(sam.endpoint, "POST", `/v1/proposals/${proposed.body.id}/approve`, {}))).status).toBe(409);
   });
 });

@@ -1,16 +1,17 @@
 /** Exceptions as requests: asked for, approved or denied by the policy's owners, withdrawn, expired. */
 import { z } from "zod";
-import { exceptionDocument } from "../policy/schema.js";
+import { exceptionDocument, shownText } from "../policy/schema.js";
+import { displayName } from "./fields.js";
 
 /** A request: the spec of an Exception document, without an approver (the hub records who approves). */
 export const exceptionRequest = z.strictObject({
   /** A name for people (the hub names the request by its id). */
-  name: z.string().min(1).max(253).optional(),
+  name: displayName(253).optional(),
   spec: exceptionDocument.shape.spec,
 });
 export type ExceptionRequest = z.infer<typeof exceptionRequest>;
 
-export const exceptionAnswer = z.strictObject({ reason: z.string().min(1).max(2000).optional() });
+export const exceptionAnswer = z.strictObject({ reason: shownText(1, 2000).optional() });
 export type ExceptionAnswer = z.infer<typeof exceptionAnswer>;
 
 export const EXCEPTION_STATES = ["pending", "approved", "denied", "withdrawn", "expired"] as const;
@@ -35,7 +36,10 @@ export interface ExceptionView {
   readonly requestedBy: string;
   readonly requestedAt: string;
   readonly escalateAt: string | null;
-  /** The authenticated approver (or denier, or withdrawer), or `rule:<name>` for a risk rule. */
+  /** The authenticated approver, or `rule:<name>` for a risk rule; kept when it is later withdrawn or expires. */
+  readonly approvedBy: string | null;
+  readonly approvedAt: string | null;
+  /** Who gave its last answer (approved, denied, withdrew it; `hub` when it expired). */
   readonly decidedBy: string | null;
   readonly decidedAt: string | null;
   readonly reason: string | null;

@@ -4,7 +4,7 @@
  * boundary, gives the handler its type, and becomes JSON Schema in /openapi.json.
  */
 import { z } from "zod";
-import { DNS_LABEL_PATTERN, dnsLabelProblems, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN } from "../policy/names.js";
+import { DNS_LABEL_PATTERN, dnsLabelProblems, LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN, unshowableProblem } from "../policy/names.js";
 
 /** A DNS-1123 label, as Kubernetes names namespaces (and Polity names clusters and regions). */
 export const name = z.string().regex(new RegExp(DNS_LABEL_PATTERN), {
@@ -15,26 +15,6 @@ export const name = z.string().regex(new RegExp(DNS_LABEL_PATTERN), {
 export const labels = z
   .record(z.string().regex(new RegExp(LABEL_KEY_PATTERN), "is not a valid label key"), z.string().regex(new RegExp(LABEL_VALUE_PATTERN), "is not a valid label value"))
   .refine((value) => Object.keys(value).length <= 64, "at most 64 labels");
-
-/**
- * Characters a name shown to people must not hold: controls (C0, DEL, C1: NUL is also what
- * PostgreSQL cannot store) and the bidirectional formatting characters that make text
- * render in another order than it is stored (Trojan Source, CVE-2021-42574).
- */
-function unshowable(code: number): boolean {
-  return code <= 0x1f || (code >= 0x7f && code <= 0x9f) || code === 0x061c || code === 0x200e || code === 0x200f || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069);
-}
-
-/** Where a text holds a character that cannot be shown or stored, as a message; undefined when it holds none. */
-export function unshowableProblem(text: string): string | undefined {
-  let index = 0;
-  for (const char of text) {
-    index++;
-    const code = char.codePointAt(0)!;
-    if (unshowable(code)) return `must not contain control or bidirectional formatting characters (U+${code.toString(16).toUpperCase().padStart(4, "0")} at character ${index})`;
-  }
-  return undefined;
-}
 
 /** A name people read (a token's, a file's): no control or bidirectional formatting characters. */
 export function displayName(max: number) {

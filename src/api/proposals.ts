@@ -1,15 +1,16 @@
 /** Change proposals: layer files proposed, approved by the teams they touch, then applied. */
 import { z } from "zod";
-import { sourceFiles } from "./fields.js";
+import { shownText } from "../policy/schema.js";
+import { displayName, sourceFiles } from "./fields.js";
 
 export const proposalRequest = z.strictObject({
   files: sourceFiles,
   /** What the change is for, in a line. */
-  title: z.string().min(1).max(200).optional(),
+  title: displayName(200).optional(),
 });
 export type ProposalRequest = z.infer<typeof proposalRequest>;
 
-export const proposalAnswer = z.strictObject({ reason: z.string().min(1).max(2000).optional() });
+export const proposalAnswer = z.strictObject({ reason: shownText(1, 2000).optional() });
 
 export const PROPOSAL_STATES = ["open", "applied", "rejected", "withdrawn"] as const;
 export type ProposalState = (typeof PROPOSAL_STATES)[number];

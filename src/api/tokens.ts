@@ -1,9 +1,7 @@
 /** Bearer tokens for people and automation: a role, a region for region operators, an expiry. */
 import { z } from "zod";
+import { subject } from "../policy/schema.js";
 import { displayName, name, ttlSeconds } from "./fields.js";
-
-/** Who holds a token (an e-mail, a service name), and the groups that make them members of teams. */
-const subjectName = z.string().min(1).max(253).regex(/^[^\s,]+$/, "must hold no spaces or commas");
 
 export const ROLES = ["global-admin", "region-operator", "auditor", "team-member"] as const;
 export type Role = (typeof ROLES)[number];
@@ -14,9 +12,9 @@ export const tokenCreateRequest = z.strictObject({
   region: name.optional(),
   ttlSeconds: ttlSeconds.optional(),
   /** Who the holder is: what teams list as their members, and what the audit log records for what they approve. */
-  subject: subjectName.optional(),
+  subject: subject.optional(),
   /** Groups the holder belongs to: teams may map a group to their members. */
-  groups: z.array(subjectName).max(64).optional(),
+  groups: z.array(subject).max(64).optional(),
 });
 export type TokenCreateRequest = z.infer<typeof tokenCreateRequest>;
 

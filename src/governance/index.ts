@@ -107,6 +107,20 @@ export function undeclaredOwners(layer: Layer, teams: ReadonlyMap<string, Team>)
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 /**
+ * Why `actor` may not write the exceptions `after` adds or changes in a layer file (only a
+ * global admin writes them, for GitOps: everyone else requests one, for the policy's owners
+ * to approve), or undefined when it adds or changes none, or `actor` is a global admin.
+ * A proposal is held to it too: its approvers are a layer's teams, not the policy's owners.
+ */
+export function fileExceptionRefusal(actor: Actor, before: Layer | undefined, after: Layer | undefined): string | undefined {
+  if (actor.admin) return undefined;
+  const exceptionsBefore = new Map((before?.exceptions ?? []).map((e) => [e.document.metadata.name, e.document]));
+  const written = (after?.exceptions ?? []).find((e) => !same(exceptionsBefore.get(e.document.metadata.name), e.document));
+  if (written === undefined) return undefined;
+  return `exception ${JSON.stringify(written.document.metadata.name)}: only a global admin writes an exception in a layer file; request one instead (polity exception request), for its policy's owners to approve`;
+}
+
+/**
  * Why `actor` may not replace `before` with `after` (a layer's new version, or undefined for
  * its deletion), or undefined when they may. Membership is judged by the teams as they are
  * (`teamsBefore`), so nobody joins a team and uses it in one change; a team only `after`
@@ -125,11 +139,8 @@ export function changeRefusal(
 ): string | undefined {
   if (actor.admin) return undefined;
   const member = (team: string) => isMember(actor, teams.before.get(team) ?? teams.after.get(team));
-  const exceptionsBefore = new Map((before?.exceptions ?? []).map((e) => [e.document.metadata.name, e.document]));
-  const smuggled = (after?.exceptions ?? []).find((e) => !same(exceptionsBefore.get(e.document.metadata.name), e.document));
-  if (smuggled !== undefined) {
-    return `exception ${JSON.stringify(smuggled.document.metadata.name)}: only a global admin writes an exception in a layer file; request one instead (polity exception request), for its policy's owners to approve`;
-  }
+  const smuggled = fileExceptionRefusal(actor, before, after);
+  if (smuggled !== undefined) return smuggled;
   if (before !== undefined) {
     const governance = (layer: Layer | undefined) => ({
       owners: layer?.owners ?? [],
@@ -185,6 +196,9 @@ export function requestProblems(asked: ExceptionAsked, owned: PolicyOwnership, n
   const problems: string[] = [];
   const bounds = owned.document.document.spec.exceptions;
   if (bounds?.allowed === false) problems.push(`policy ${JSON.stringify(asked.policy)} takes no exceptions (its owners say so: spec.exceptions.allowed: false)`);
+  if (asked.scope.clusters === undefined && asked.scope.regions === undefined) {
+    problems.push("a request names the clusters or regions it is for (scope.clusters or scope.regions); an exception for every cluster is a global admin's to write in a layer file");
+  }
   const rules = owned.policy.validations.map((v) => v.name);
   const unknown = (asked.rules ?? []).filter((r) => !rules.includes(r));
   if (unknown.length > 0) problems.push(`policy ${JSON.stringify(asked.policy)} has no rule ${unknown.map((r) => JSON.stringify(r)).join(", ")} (its rules: ${rules.join(", ")})`);

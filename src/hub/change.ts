@@ -122,7 +122,8 @@ export class Changes {
   /**
    * What governance asks of a change of layers by `actor`, before it is planned: the
    * owners of each layer and policy are declared teams (seen from that layer: its own and
-   * the global layer's; a region's for a cluster layer), no team is declared twice; only
+   * the global layer's; a region's for a cluster layer), no team name is declared by two
+   * layers; only
    * members of a policy's owner team change it, and only a global admin writes exceptions
    * in layer files (without an actor, for a dry run, who makes the change is not judged);
    * no exception written in a file has expired already, and no policy is kept past the
@@ -133,14 +134,48 @@ export class Changes {
     const layerAt = (id: string) => (next.has(id) ? next.get(id) : this.federation.layers.get(id)?.layer);
     const problems: Problem[] = [];
     const current = (id: string) => this.federation.layers.get(id)?.layer;
+    // Team names are unique in the federation: a team is judged in one place only, so that no
+    // layer can declare another's team (and be a member of it) from above, below or beside.
+    const declaredBy = new Map<string, string>();
+    for (const id of new Set([...this.federation.layers.keys(), ...next.keys()])) {
+      for (const team of layerAt(id)?.teams ?? []) {
+        const name = team.document.metadata.name;
+        const other = declaredBy.get(name);
+        if (other === undefined) declaredBy.set(name, id);
+        else if (next.has(id) || next.has(other)) {
+          const [mine, theirs] = next.has(id) ? [id, other] : [other, id];
+          problems.push({
+            message: `layer ${mine}: team ${JSON.stringify(name)} is declared by layer ${theirs} already: team names are unique in the federation`,
+            path: "metadata.name",
+            ...(team.origin === undefined || !next.has(id) ? {} : { location: team.origin.locate(["metadata", "name"]) }),
+          });
+        }
+      }
+    }
     for (const input of inputs) {
       const before = current(input.id);
-      const { teams, problems: declared } = teamsOf(chainOf(input.id, input.layer, layerAt));
-      problems.push(...declared);
+      const { teams } = teamsOf(chainOf(input.id, input.layer, layerAt));
       if (input.layer !== undefined) problems.push(...undeclaredOwners(input.layer, teams).map((p) => (p.location === undefined ? { ...p, message: `layer ${input.id}: ${p.message}` } : p)));
       const refusal = actor === undefined ? undefined : changeRefusal(actor, before, input.layer, { before: teamsOf(chainOf(input.id, before, current)).teams, after: teams });
       if (refusal !== undefined) throw forbidden(`layer ${input.id}: ${refusal}`);
+      // A policy removed while a granted request excepts it: the exception would name nothing.
+      const kept = new Set((input.layer?.policies ?? []).map((p) => p.document.metadata.name));
+      for (const granted of this.federation.granted.byLayer.get(input.id) ?? []) {
+        const { policy } = granted.document.spec;
+        if (!kept.has(policy)) {
+          const request = granted.document.metadata.name.replace(/^request-/, "");
+          problems.push({ message: `layer ${input.id}: the change removes policy ${JSON.stringify(policy)}, which granted exception request ${request} excepts: withdraw it first (polity exception withdraw ${request})` });
+        }
+      }
       for (const policy of input.layer?.policies ?? []) {
+        const replacement = policy.document.spec.deprecation?.replacement;
+        if (replacement !== undefined && ![...new Set([...this.federation.layers.keys(), ...next.keys()])].some((id) => layerAt(id)?.policies.some((p) => p.document.metadata.name === replacement))) {
+          problems.push({
+            message: `policy ${JSON.stringify(policy.document.metadata.name)} names policy ${JSON.stringify(replacement)} as its replacement, and no layer defines it`,
+            path: "spec.deprecation.replacement",
+            ...(policy.origin === undefined ? {} : { location: policy.origin.locate(["spec", "deprecation", "replacement"]) }),
+          });
+        }
         const after = policy.document.spec.deprecation?.after;
         if (after !== undefined && Date.parse(after) <= now) {
           problems.push({

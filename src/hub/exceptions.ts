@@ -35,6 +35,8 @@ type RequestRow = {
   readonly escalate_at: Date;
   readonly state: ExceptionState;
   readonly escalated: boolean;
+  readonly approved_by: string | null;
+  readonly approved_at: Date | null;
   readonly decided_by: string | null;
   readonly decided_at: Date | null;
   readonly reason: string | null;
@@ -63,6 +65,8 @@ function view(row: RequestRow, now: number): ExceptionView {
     requestedBy: row.requested_by,
     requestedAt: new Date(row.requested_at).toISOString(),
     escalateAt: iso(row.escalate_at),
+    approvedBy: row.approved_by,
+    approvedAt: iso(row.approved_at),
     decidedBy: row.decided_by,
     decidedAt: iso(row.decided_at),
     reason: row.reason,
@@ -173,7 +177,7 @@ export class Exceptions {
       });
     } else {
       // Granted by the rule in the same change as its bundles: requested and approved at once.
-      await this.grant(id, owned.layerId, stored, `rule:${rule.name}`, context, async (tx) => {
+      await this.grant(id, owned.layerId, stored, `rule:${rule.name}`, `within risk rule ${rule.name} of layer ${owned.layerId}`, context, async (tx) => {
         await insert(tx);
         return [requested];
       });
@@ -191,9 +195,11 @@ export class Exceptions {
     return row;
   }
 
-  /** The layers whose teams a request to `layerId` can see: the global layer and, below it, that layer. */
+  /** The layers whose teams a request to `layerId` can see: the global layer, its region's for a cluster layer, and that layer. */
   private layersOf(layerId: string): Layer[] {
-    return [...new Set(["global", layerId])].map((id) => this.federation.layers.get(id)?.layer).filter((l): l is Layer => l !== undefined);
+    const region = this.federation.layers.get(layerId)?.layer?.tier === "cluster" ? this.federation.layers.get(layerId)?.layer?.region : undefined;
+    const ids = ["global", ...(region === undefined ? [] : [`region/${region}`]), layerId];
+    return [...new Set(ids)].map((id) => this.federation.layers.get(id)?.layer).filter((l): l is Layer => l !== undefined);
   }
 
   /** Approves or denies a pending request, as `actor`. */
@@ -211,7 +217,7 @@ export class Exceptions {
       return this.get(id);
     }
     if (new Date(row.expires_at).getTime() <= this.now().getTime()) throw unprocessable(`exception request ${id} expired at ${iso(row.expires_at)} before it was approved`);
-    await this.grant(id, row.layer_id, row.spec, actor.subject, context, async () => []);
+    await this.grant(id, row.layer_id, row.spec, actor.subject, reason, context, async () => []);
     return this.get(id);
   }
 
@@ -239,7 +245,9 @@ export class Exceptions {
   }
 
   private async settle(tx: Queryable, id: string, state: ExceptionState, by: string, reason: string | undefined): Promise<void> {
-    await tx.query("UPDATE exception_requests SET state = $2, decided_by = $3, decided_at = $4, reason = $5 WHERE id = $1", [id, state, by, this.now(), reason ?? null]);
+    const now = this.now();
+    await tx.query("UPDATE exception_requests SET state = $2, decided_by = $3, decided_at = $4, reason = $5 WHERE id = $1", [id, state, by, now, reason ?? null]);
+    if (state === "approved") await tx.query("UPDATE exception_requests SET approved_by = $2, approved_at = $3 WHERE id = $1", [id, by, now]);
   }
 
   /**
@@ -247,7 +255,15 @@ export class Exceptions {
    * layer reaches, in one change. `before` writes what comes first in the same transaction
    * (the request itself, when a risk rule grants it as it is filed).
    */
-  private async grant(id: string, layerId: string, spec: unknown, approvedBy: string, context: AuditContext, before: (tx: Queryable) => Promise<AuditEvent[]>): Promise<void> {
+  private async grant(
+    id: string,
+    layerId: string,
+    spec: unknown,
+    approvedBy: string,
+    reason: string | undefined,
+    context: AuditContext,
+    before: (tx: Queryable) => Promise<AuditEvent[]>,
+  ): Promise<void> {
     const exception = grantedException(id, spec, approvedBy);
     if (exception === undefined) throw new Error(`exception request ${id} holds no exception`);
     await this.changes.apply(
@@ -262,14 +278,14 @@ export class Exceptions {
           const events = await before(tx);
           const row = await this.row(id, tx, true);
           if (row.state !== "pending") throw conflict(`exception request ${id} is ${row.state}, not pending: it has its answer`);
-          await this.settle(tx, id, "approved", approvedBy, undefined);
+          await this.settle(tx, id, "approved", approvedBy, reason);
           events.push({
             kind: "exception.granted",
             actor: context.actor,
             cluster: null,
             region: row.region,
             correlationId: context.correlationId,
-            data: { request: id, policy: row.policy, layer: layerId, approvedBy, exception: JSON.parse(canonicalJson(exception.document.spec)) as Json },
+            data: { request: id, policy: row.policy, layer: layerId, approvedBy, reason: reason ?? null, exception: JSON.parse(canonicalJson(exception.document.spec)) as Json },
           });
           return events;
         },
@@ -418,11 +434,14 @@ export class Exceptions {
           escalated: false,
           spec,
           region,
-          requestedBy: record.author,
+          // Who wrote it is in the layer's history (polity history), not guessed from its last version's author.
+          requestedBy: `(layer file of ${record.id})`,
           requestedAt: record.createdAt,
           escalateAt: null,
-          decidedBy: `${record.author} (applied layer ${record.id} version ${record.version}; the file says approved by ${approvedBy ?? "nobody"})`,
-          decidedAt: record.createdAt,
+          approvedBy: `(the file says ${approvedBy ?? "nobody"}; polity history ${record.id} shows who applied it)`,
+          approvedAt: null,
+          decidedBy: null,
+          decidedAt: null,
           reason: null,
           expiresAt: spec.expiresAt,
         });

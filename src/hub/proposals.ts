@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import type { SourceFile } from "../api/fields.js";
 import { isProposalState, type ProposalState, type ProposalView } from "../api/proposals.js";
 import type { AuditEvent } from "../audit/entry.js";
-import { approvalsNeeded, isMember, teamsOf, type Actor, type Need } from "../governance/index.js";
+import { approvalsNeeded, fileExceptionRefusal, isMember, teamsOf, type Actor, type Need } from "../governance/index.js";
 import type { Layer, LayerPolicy } from "../policy/layer.js";
 import type { Database, Queryable } from "../store/database.js";
 import { layerDiff } from "./audit-events.js";
@@ -20,7 +20,8 @@ import type { Federation } from "./federation.js";
 import { conflict, forbidden, notFound, unprocessable } from "./status.js";
 
 type Approval = { readonly team: string; readonly by: string; readonly at: string };
-type Diff = { readonly id: string; readonly added: string[]; readonly removed: string[]; readonly changed: string[] };
+/** A layer's diff, and its region (a new cluster layer's region is known only from its files). */
+type Diff = { readonly id: string; readonly region?: string; readonly added: string[]; readonly removed: string[]; readonly changed: string[] };
 
 type ProposalRow = {
   readonly id: string;
@@ -40,6 +41,9 @@ type ProposalRow = {
 };
 
 const iso = (d: Date | null) => (d === null ? null : new Date(d).toISOString());
+
+/** Open proposals one person may have at once: each holds its files in the database until it is answered. */
+export const MAX_OPEN_PER_PROPOSER = 20;
 
 const tierOf = (id: string) => (id === "global" ? "global" : id.startsWith("region/") ? "region" : "cluster");
 
@@ -71,7 +75,7 @@ export class Proposals {
       title: row.title,
       state,
       stale: state === "open" && this.moved(row).length > 0,
-      layers: row.diff.map((d) => ({ ...d, baseVersion: row.bases[d.id] ?? 0, currentVersion: this.federation.layers.get(d.id)?.version ?? 0 })),
+      layers: row.diff.map(({ region: _region, ...d }) => ({ ...d, baseVersion: row.bases[d.id] ?? 0, currentVersion: this.federation.layers.get(d.id)?.version ?? 0 })),
       needs: row.needs.map((n) => {
         const approval = row.approvals.find((a) => a.team === n.team);
         return { ...n, approvedBy: approval?.by ?? null, approvedAt: approval?.at ?? null };
@@ -113,12 +117,21 @@ export class Proposals {
       const record = this.federation.layers.get(i.id);
       return JSON.stringify(record?.layer ?? null) !== JSON.stringify(i.layer ?? null);
     });
+    if (inputs.length === 0) throw unprocessable("the files hold no layer: give layer files with their Layer documents");
     if (touched.length === 0) throw unprocessable("the proposal changes nothing: every layer in it is as the hub has it");
+    const [open] = await this.db.query<{ count: string }>("SELECT count(*)::text AS count FROM proposals WHERE state = 'open' AND proposed_by = $1", [actor.subject]);
+    if (Number(open?.count ?? 0) >= MAX_OPEN_PER_PROPOSER) {
+      throw conflict(`${actor.subject} has ${MAX_OPEN_PER_PROPOSER} open proposals: apply, reject or withdraw one (polity proposal reject <id>) before proposing more`);
+    }
     const proposed = touched.map((i) => ({ id: i.id, before: this.federation.layers.get(i.id)?.layer, after: i.layer }));
+    this.refuseFileExceptions(actor, proposed);
     const needs = approvalsNeeded(proposed, (id, policy) => this.definitions(id, policy, proposed.find((p) => p.id === id)?.after ?? proposed.find((p) => p.id === id)?.before));
     if (needs.length === 0) throw unprocessable("nobody owns what the proposal changes: give its layers owners and its policies owner teams");
     const bases = Object.fromEntries(touched.map((i) => [i.id, this.federation.layers.get(i.id)?.version ?? 0]));
-    const diff: Diff[] = proposed.map((p) => ({ id: p.id, ...layerDiff(p.before, p.after) }));
+    const diff: Diff[] = proposed.map((p) => {
+      const region = p.after?.region ?? p.before?.region;
+      return { id: p.id, ...(region === undefined ? {} : { region }), ...layerDiff(p.before, p.after) };
+    });
     const id = randomBytes(6).toString("hex");
     await this.db.transaction(async (tx) => {
       await tx.query(
@@ -138,6 +151,14 @@ export class Proposals {
       ]);
     });
     return this.get(id);
+  }
+
+  /** A proposal that writes an exception in a layer file is a global admin's to make and to apply, as a direct change is. */
+  private refuseFileExceptions(actor: Actor, layers: readonly { id: string; before: Layer | undefined; after: Layer | undefined }[]): void {
+    for (const { id, before, after } of layers) {
+      const refusal = fileExceptionRefusal(actor, before, after);
+      if (refusal !== undefined) throw forbidden(`layer ${id}: ${refusal}`);
+    }
   }
 
   /** The one region the layers are confined to, if one. */
@@ -166,7 +187,10 @@ export class Proposals {
   }
 
   async list(state: ProposalState | undefined, visible: (view: ProposalView) => boolean): Promise<ProposalView[]> {
-    const rows = await this.db.query<ProposalRow>("SELECT * FROM proposals ORDER BY proposed_at, id");
+    // Without their files: a list stays small however large the proposals are.
+    const rows = await this.db.query<ProposalRow>(
+      "SELECT id, title, '[]'::jsonb AS files, bases, diff, needs, approvals, proposed_by, proposed_at, state, decided_by, decided_at, reason, correlation_id FROM proposals ORDER BY proposed_at, id",
+    );
     return rows.map((r) => this.view(r, false)).filter((v) => (state === undefined || v.state === state) && visible(v));
   }
 
@@ -178,9 +202,8 @@ export class Proposals {
       if (layer !== undefined) layers.add(layer);
     };
     add("global");
-    for (const id of Object.keys(row.bases)) {
+    for (const { id, region } of row.diff) {
       add(id);
-      const region = this.federation.layers.get(id)?.layer?.region ?? (tierOf(id) === "cluster" ? this.federation.clusters.get(id.slice("cluster/".length))?.region : undefined);
       if (region !== undefined) add(`region/${region}`);
     }
     return teamsOf([...layers]).teams;
@@ -205,10 +228,12 @@ export class Proposals {
       if (actor.subject === row.proposed_by) throw forbidden(`${actor.subject} proposed this change: nobody approves their own proposal`);
       const teams = this.teams(row);
       const pending = row.needs.filter((n) => !row.approvals.some((a) => a.team === n.team));
+      if (pending.length === 0) throw conflict(`proposal ${id} has every approval it needs: apply it (polity proposal apply ${id})`);
       const mine = pending.filter((n) => isMember(actor, teams.get(n.team)));
       if (mine.length === 0) {
-        const waiting = pending.map((n) => n.team).join(", ");
-        throw forbidden(pending.length === 0 ? `proposal ${id} has every approval it needs: apply it (polity proposal apply ${id})` : `${actor.subject} is a member of none of the teams whose approval it still needs (${waiting})`);
+        const given = row.approvals.filter((a) => a.by === actor.subject);
+        if (given.length > 0) throw conflict(`${actor.subject} approved proposal ${id} already, for ${given.map((a) => a.team).join(", ")}; it still needs ${pending.map((n) => n.team).join(", ")}`);
+        throw forbidden(`${actor.subject} is a member of none of the teams whose approval it still needs (${pending.map((n) => n.team).join(", ")})`);
       }
       const at = this.now().toISOString();
       const approvals = [...row.approvals, ...mine.map((n) => ({ team: n.team, by: actor.subject, at }))];
@@ -249,6 +274,7 @@ export class Proposals {
     const missing = row.needs.filter((n) => !row.approvals.some((a) => a.team === n.team));
     if (missing.length > 0) throw conflict(`proposal ${id} still needs the approval of ${missing.map((n) => `${n.team} (${n.why})`).join("; ")}`);
     const ctx = { actor: context.actor, correlationId: row.correlation_id };
+    this.refuseFileExceptions(actor, inputs.map((i) => ({ id: i.id, before: this.federation.layers.get(i.id)?.layer, after: i.layer })));
     this.changes.checkLayers(undefined, inputs, this.now().getTime());
     await this.changes.apply(
       {

@@ -318,6 +318,9 @@ function refine(merged: Merged, def: Definition, problems: MergeProblems): void 
   if (spec.deprecation !== undefined) {
     problems.add(def.policy.origin, ["spec", "deprecation"], `${who} deprecate ${base}: only the document that defines a policy deprecates it`, "deprecation-owner-only");
   }
+  if (spec.exceptions !== undefined) {
+    problems.add(def.policy.origin, ["spec", "exceptions"], `${who} set the exception bounds of ${base}: only the document that defines a policy sets them`, "exceptions-owner-only");
+  }
   if (spec.match !== undefined) {
     const next = normalizeMatch(spec.match);
     if (merged.locked) {

@@ -104,3 +104,34 @@ export const isDnsLabel = (value: string): boolean => BOUNDED_DNS_LABEL.test(val
 export const isDnsSubdomain = (value: string): boolean => BOUNDED_DNS_SUBDOMAIN.test(value);
 export const isLabelKey = (key: string): boolean => BOUNDED_LABEL_KEY.test(key);
 export const isLabelValue = (value: string): boolean => BOUNDED_LABEL_VALUE.test(value);
+
+/**
+ * Characters a text shown to people must not hold: controls (C0, DEL, C1: NUL is also what
+ * PostgreSQL cannot store; ESC would let a text move a terminal's cursor and rewrite what
+ * was printed before it) and the bidirectional formatting characters that make text render
+ * in another order than it is stored (Trojan Source, CVE-2021-42574).
+ */
+function unshowable(code: number): boolean {
+  return code <= 0x1f || (code >= 0x7f && code <= 0x9f) || code === 0x061c || code === 0x200e || code === 0x200f || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069);
+}
+
+/** Where a text holds a character that cannot be shown or stored, as a message; undefined when it holds none. */
+export function unshowableProblem(text: string): string | undefined {
+  let index = 0;
+  for (const char of text) {
+    index++;
+    const code = char.codePointAt(0)!;
+    if (unshowable(code)) return `must not contain control or bidirectional formatting characters (U+${code.toString(16).toUpperCase().padStart(4, "0")} at character ${index})`;
+  }
+  return undefined;
+}
+
+/** The text with every character unshowableProblem refuses written as `\u{…}`: what a terminal may print of a text it did not check. */
+export function printable(text: string): string {
+  let out = "";
+  for (const char of text) {
+    const code = char.codePointAt(0)!;
+    out += unshowable(code) ? `\\u{${code.toString(16)}}` : char;
+  }
+  return out;
+}

@@ -5,7 +5,7 @@
  * Unknown fields are errors. The types below are the schema's, so they cannot drift.
  */
 import { z } from "zod";
-import { dnsLabelProblems, dnsSubdomainProblems, labelKeyProblems, labelValueProblems } from "./names.js";
+import { dnsLabelProblems, dnsSubdomainProblems, labelKeyProblems, labelValueProblems, unshowableProblem } from "./names.js";
 
 export const API_VERSION = "polity.dev/v1";
 
@@ -64,6 +64,15 @@ export const labelSelector = z.strictObject({
 });
 export type LabelSelector = z.infer<typeof labelSelector>;
 
+/**
+ * Whether a selector requires something of an object's labels: a `matchLabels` entry, or an
+ * `In` or `Exists` expression. One that does not (empty, or only `NotIn` and `DoesNotExist`)
+ * matches objects that merely lack a label, nearly everything: it narrows nothing.
+ */
+export function selects(selector: LabelSelector): boolean {
+  return Object.keys(selector.matchLabels ?? {}).length > 0 || (selector.matchExpressions ?? []).some((e) => e.operator === "In" || e.operator === "Exists");
+}
+
 const owner = z.string().min(1, "must name the owning team").max(253);
 
 /** A length of time: a whole number of seconds, minutes, hours or days (`90d`, `24h`, `30m`). */
@@ -76,7 +85,15 @@ export function durationMs(text: string): number {
 }
 
 /** Who a person or a program is to the hub: a token's subject (an e-mail, a service name). */
-export const subject = z.string().min(1).max(253).regex(/^[^\s,]+$/, "must hold no spaces or commas");
+export const subject = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[^\s,]+$/, "must hold no spaces or commas")
+  .superRefine((value, context) => {
+    const problem = unshowableProblem(value);
+    if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+  });
 
 const metadata = z.strictObject({
   name: resourceName,
@@ -153,16 +170,44 @@ export const exceptionBounds = z.strictObject({
 });
 export type ExceptionBounds = z.infer<typeof exceptionBounds>;
 
-const RFC3339_TIME = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))?$/;
+/** `2026-12-31`, optionally with `T23:59:59`, fractional seconds and `Z` or an offset, each field in its calendar range. */
+const CALENDAR_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-](\d{2}):(\d{2})))?$/;
+
+/**
+ * Whether a date or RFC 3339 time names a real instant: `Date.parse` takes 2027-02-30 for
+ * March 2 and 24:00:00 for the next day; an expiry must mean what it says.
+ */
+export function isCalendarTime(text: string, timeRequired: boolean): boolean {
+  const m = CALENDAR_TIME.exec(text);
+  if (m === null || (timeRequired && m[4] === undefined)) return false;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth) return false;
+  if (m[4] !== undefined && (Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6]) > 59)) return false;
+  if (m[7] !== undefined && (Number(m[7]) > 23 || Number(m[8]) > 59)) return false;
+  return !Number.isNaN(Date.parse(text));
+}
+
+/** Text written for people (a justification, a reason): shown in terminals, so no control or bidirectional formatting characters. */
+export const shownText = (min: number, max: number) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .superRefine((value, context) => {
+      const problem = unshowableProblem(value);
+      if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+    });
 
 /** A control on its way out: warned about until `after`, refused at apply once past it. */
-export const deprecation = z
-  .strictObject({
-    after: z.string().regex(RFC3339_TIME, "must be a date (2027-06-30) or an RFC 3339 time"),
-    replacement: resourceName.optional(),
-    reason: z.string().min(1).max(1000).optional(),
-  })
-  .refine((d) => !Number.isNaN(Date.parse(d.after)), { path: ["after"], message: "is not a valid date" });
+export const deprecation = z.strictObject({
+  after: z
+    .string()
+    .regex(/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))?$/, "must be a date (2027-06-30) or an RFC 3339 time")
+    .refine((t) => isCalendarTime(t, false), "is not a valid date"),
+  replacement: resourceName.optional(),
+  reason: shownText(1, 1000).optional(),
+});
 export type Deprecation = z.infer<typeof deprecation>;
 
 export const policySpec = z.strictObject({
@@ -240,7 +285,11 @@ export const layerDocument = z.strictObject({
 });
 export type LayerDocument = z.infer<typeof layerDocument>;
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+/** An RFC 3339 time such as 2026-12-31T00:00:00Z, naming a real instant. */
+const rfc3339 = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/, "must be an RFC 3339 time such as 2026-12-31T00:00:00Z")
+  .refine((t) => isCalendarTime(t, true), "is not a valid time");
 
 export const exceptionDocument = z.strictObject({
   apiVersion: z.literal(API_VERSION),
@@ -256,19 +305,18 @@ export const exceptionDocument = z.strictObject({
           clusters: z.array(resourceName).min(1).optional(),
           regions: z.array(dnsLabel).min(1).optional(),
           namespaces: z.array(dnsLabel).min(1).optional(),
-          names: z.array(z.string().min(1)).min(1).optional(),
+          names: z.array(shownText(1, 253)).min(1).optional(),
           objectSelector: labelSelector.optional(),
         })
         .refine(
-          (s) => s.namespaces !== undefined || s.names !== undefined || s.objectSelector !== undefined,
-          "an exception must be narrow: name namespaces, resource names or an objectSelector",
+          (s) => s.namespaces !== undefined || s.names !== undefined || (s.objectSelector !== undefined && selects(s.objectSelector)),
+          "an exception must be narrow: name namespaces, resource names or an objectSelector that requires a label (matchLabels, or In or Exists)",
         ),
-      justification: z.string().min(10, "must explain why, in at least 10 characters"),
+      justification: shownText(1, 2000).refine((t) => t.trim().length >= 10, "must explain why, in at least 10 characters"),
       /** In a layer file: who approved it (the hub records who applied it). In a request: absent, the hub records who approves. */
-      approvedBy: z.string().min(1, "must name who approved it").optional(),
-      expiresAt: z.string().regex(RFC3339, "must be an RFC 3339 time such as 2026-12-31T00:00:00Z"),
-    })
-    .refine((spec) => !Number.isNaN(Date.parse(spec.expiresAt)), { path: ["expiresAt"], message: "is not a valid time" }),
+      approvedBy: shownText(1, 253).optional(),
+      expiresAt: rfc3339,
+    }),
 });
 export type ExceptionDocument = z.infer<typeof exceptionDocument>;
 
@@ -309,7 +357,7 @@ export const policyTestDocument = z.strictObject({
       .optional(),
     cluster: z.strictObject({ name: resourceName, region: dnsLabel.optional(), labels: labels.optional() }).optional(),
     /** The time the test runs at (exceptions expire relative to it); default: the real time. */
-    now: z.string().regex(RFC3339).optional(),
+    now: rfc3339.optional(),
     cases: z
       .array(
         z.strictObject({

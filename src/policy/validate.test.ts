@@ -88,7 +88,16 @@ describe("validateDocument", () => {
     const exception = (scope: string, expiresAt = "2026-12-31T00:00:00Z", justification = "legacy job, replaced in Q1") =>
       `apiVersion: polity.dev/v1\nkind: Exception\nmetadata: { name: e }\nspec:\n  policy: p\n  scope: ${scope}\n  justification: ${justification}\n  approvedBy: alice\n  expiresAt: "${expiresAt}"\n`;
     expect(problems(exception("{ namespaces: [shop] }"))).toEqual([]);
-    expect(problems(exception("{ clusters: [eu-west-1] }"))).toEqual([expect.stringMatching(/spec\.scope: an exception must be narrow: name namespaces, resource names or an objectSelector$/)]);
+    expect(problems(exception("{ clusters: [eu-west-1] }"))).toEqual([expect.stringMatching(/spec\.scope: an exception must be narrow: name namespaces, resource names or an objectSelector that requires a label \(matchLabels, or In or Exists\)$/)]);
+    // A selector that requires no label matches nearly everything: not narrow.
+    expect(problems(exception("{ objectSelector: {} }"))).toEqual([expect.stringMatching(/spec\.scope: an exception must be narrow/)]);
+    expect(problems(exception("{ objectSelector: { matchExpressions: [{ key: made-up, operator: DoesNotExist }] } }"))).toEqual([expect.stringMatching(/spec\.scope: an exception must be narrow/)]);
+    expect(problems(exception("{ objectSelector: { matchLabels: { app: legacy } } }"))).toEqual([]);
+    // Dates Date.parse would move to another day.
+    expect(problems(exception("{ names: [job] }", "2027-02-30T00:00:00Z"))).toEqual([expect.stringMatching(/spec\.expiresAt: is not a valid time$/)]);
+    expect(problems(exception("{ names: [job] }", "2026-12-31T24:00:00Z"))).toEqual([expect.stringMatching(/spec\.expiresAt: is not a valid time$/)]);
+    // A justification is shown in terminals: no control characters.
+    expect(problems(exception("{ names: [job] }", undefined, '"legacy job\\u001b[2K approved"'))).toEqual([expect.stringMatching(/spec\.justification: must not contain control or bidirectional formatting characters \(U\+001B at character 11\)$/)]);
     expect(problems(exception("{ names: [job] }", "tomorrow"))).toContainEqual(expect.stringMatching(/spec\.expiresAt: must be an RFC 3339 time such as 2026-12-31T00:00:00Z$/));
     expect(problems(exception("{ names: [job] }", "2026-13-45T00:00:00Z"))).toEqual([expect.stringMatching(/spec\.expiresAt: is not a valid time$/)]);
     expect(problems(exception("{ names: [job] }", undefined, "because"))).toEqual([expect.stringMatching(/spec\.justification: must explain why, in at least 10 characters$/)]);

@@ -290,6 +290,10 @@ $$`,
   escalate_at timestamptz NOT NULL,
   state text NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'withdrawn', 'expired')),
   escalated boolean NOT NULL DEFAULT false,
+  -- Who approved it (kept when it is later withdrawn or expires), and when.
+  approved_by text,
+  approved_at timestamptz,
+  -- The last answer: approval, denial, withdrawal or expiry.
   decided_by text,
   decided_at timestamptz,
   reason text,

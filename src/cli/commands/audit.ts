@@ -295,7 +295,7 @@ function summary(entry: AuditEntry): string {
     case "exception.expired": {
       // Written in a layer file: the document's name and its stated approver; requested: the request, its policy, its answer.
       const doc = (d.exception ?? {}) as Record<string, unknown>;
-      if (d.request === undefined) return `${String(doc.name ?? d.exception)}${doc.approvedBy === undefined ? "" : ` (approved by ${String(doc.approvedBy)})`}`;
+      if (d.request === undefined) return `${String(doc.name ?? d.exception)}${doc.approvedBy === undefined ? "" : ` (in a layer file, which says approved by ${String(doc.approvedBy)})`}`;
       const by = d.approvedBy ?? d.deniedBy ?? d.withdrawnBy ?? (entry.kind === "exception.requested" ? `team ${String(d.team)}` : undefined);
       return `request ${String(d.request)} ${String(d.policy ?? doc.policy)}${by === undefined ? "" : ` (${entry.kind === "exception.requested" ? "for" : "by"} ${String(by)})`}`;
     }
@@ -330,7 +330,7 @@ region operator sees their region's. Every entry listed is under a signed tree h
 'polity audit proof <index>' can prove it is in the log.
 
       --since, --until <time>   RFC 3339 (2026-11-25T06:00:00Z) or a date (2026-11-25)
-      --actor <a>               user:<token name>, cluster:<name>, join-token:<id>, hub
+      --actor <a>               user:<subject> (or user:<token name> for a token without one), cluster:<name>, join-token:<id>, hub
       --cluster <c>, --region <r>
       --kind <k>                layer.changed, exception.granted, bundle.published,
                                 bundle.acknowledged, agent.denials, cluster.enrolled,

@@ -6,6 +6,7 @@ import type { ExceptionView } from "../../api/exceptions.js";
 import { EXCEPTION_STATES } from "../../api/exceptions.js";
 import { PolityError } from "../../errors.js";
 import { readSomeDocuments } from "../../files/read.js";
+import { printable } from "../../policy/names.js";
 import { validateDocument } from "../../policy/validate.js";
 import { flag, outputFormat, stringOption, type Command, type Parsed } from "../command.js";
 import { EXIT, UsageError, type Io } from "../io.js";
@@ -23,14 +24,22 @@ function requestBody(parsed: Parsed): { name?: string; spec: Record<string, unkn
   const lifetime = stringOption(parsed, "for");
   const until = stringOption(parsed, "expires-at");
   if (lifetime !== undefined && until !== undefined) throw new UsageError("give --for or --expires-at, not both");
-  const expiresAt = lifetime !== undefined ? new Date(Date.now() + parseDuration(lifetime, "--for")).toISOString() : until === undefined ? undefined : new Date(parseTime(until, "--expires-at")).toISOString();
+  let expiresAt: string | undefined;
+  if (lifetime !== undefined) {
+    const end = new Date(Date.now() + parseDuration(lifetime, "--for"));
+    if (Number.isNaN(end.getTime())) throw new UsageError(`--for ${lifetime} ends after the last time a date can hold`);
+    expiresAt = end.toISOString();
+  } else if (until !== undefined) {
+    expiresAt = new Date(parseTime(until, "--expires-at")).toISOString();
+  }
   if (file !== undefined) {
     const documents = readSomeDocuments(file);
     if (documents.length !== 1) throw new UsageError(`${file} holds ${documents.length} documents: a request is one Exception document`);
     const source = documents[0]!;
-    // The lifetime given on the command line fills in an expiry the file leaves out.
+    // The lifetime given on the command line fills in an expiry the file leaves out, never one it gives.
     const value = source.value as { spec?: Record<string, unknown> } | null;
-    if (expiresAt !== undefined && value?.spec !== undefined && value.spec.expiresAt === undefined) value.spec.expiresAt = expiresAt;
+    if (expiresAt !== undefined && value?.spec?.expiresAt !== undefined) throw new UsageError(`${file} sets spec.expiresAt: give --for or --expires-at only for a file without one`);
+    if (expiresAt !== undefined && value?.spec !== undefined) value.spec.expiresAt = expiresAt;
     const validated = validateDocument(source);
     if (!validated.ok) throw new PolityError("invalid", validated.problems);
     if (validated.document.kind !== "Exception") throw new UsageError(`${file} holds a ${validated.document.kind} document: a request is an Exception document`);
@@ -51,22 +60,35 @@ function requestBody(parsed: Parsed): { name?: string; spec: Record<string, unkn
   return { ...(name === undefined ? {} : { name }), spec: { policy, ...(rules === undefined ? {} : { rules }), scope, justification, expiresAt } };
 }
 
+/** When, and how long from now: `in 7d` ahead, `3h ago` behind. */
+const when = (iso: string) => {
+  const a = age(iso);
+  return a.startsWith("in ") ? a : `${a} ago`;
+};
+
 function describe(e: ExceptionView): string {
+  // Everything here was written by someone else: printed so that it cannot move the cursor or reorder the line.
+  const show = (value: unknown) => printable(String(value));
   const scope = Object.entries(e.spec.scope ?? {})
     .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(",") : JSON.stringify(v)}`)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.map(show).join(",") : show(JSON.stringify(v))}`)
     .join(" ");
+  const state = e.state === "pending" && e.escalated ? "pending, escalated: a global admin may answer it too" : e.state;
   const lines = [
-    `exception ${e.id}${e.name === null ? "" : ` (${e.name})`}: ${e.state}${e.escalated && e.state === "pending" ? ", escalated to the global admins" : ""}`,
-    `  policy      ${e.policy}${Array.isArray(e.spec.rules) ? `, rules ${(e.spec.rules as string[]).join(", ")}` : ""} (defined by layer ${e.layer})`,
+    `exception ${e.id}${e.name === null ? "" : ` (${show(e.name)})`}: ${state}`,
+    `  policy      ${e.policy}${Array.isArray(e.spec.rules) ? `, rules ${(e.spec.rules as string[]).map(show).join(", ")}` : ""} (defined by layer ${e.layer})`,
     `  scope       ${scope}`,
-    `  why         ${String(e.spec.justification)}`,
-    `  expires     ${e.expiresAt} (${age(e.expiresAt)})`,
+    `  why         ${show(e.spec.justification)}`,
+    `  expires     ${e.expiresAt} (${when(e.expiresAt)})`,
     `  answered by team ${e.team}${e.source === "layer file" ? " (written in a layer file by a global admin)" : ""}`,
-    `  asked by    ${e.requestedBy}, ${e.requestedAt}`,
+    `  asked by    ${show(e.requestedBy)}, ${e.requestedAt}`,
   ];
-  if (e.decidedBy !== null) lines.push(`  decided by  ${e.decidedBy}${e.decidedAt === null ? "" : `, ${e.decidedAt}`}${e.reason === null ? "" : `: ${e.reason}`}`);
-  else if (e.state === "pending" && e.escalateAt !== null && !e.escalated) lines.push(`  escalates   ${e.escalateAt} (${age(e.escalateAt)}), to the global admins too`);
+  if (e.approvedBy !== null) lines.push(`  approved by ${show(e.approvedBy)}${e.approvedAt === null ? "" : `, ${e.approvedAt}`}`);
+  if (e.decidedBy !== null && !(e.state === "approved" && e.decidedBy === e.approvedBy)) {
+    lines.push(`  ${e.state.padEnd(11)} by ${show(e.decidedBy)}${e.decidedAt === null ? "" : `, ${e.decidedAt}`}`);
+  }
+  if (e.reason !== null) lines.push(`  reason      ${show(e.reason)}`);
+  if (e.state === "pending" && e.escalateAt !== null && !e.escalated) lines.push(`  escalates   ${e.escalateAt} (${when(e.escalateAt)}), to the global admins too`);
   return `${lines.join("\n")}\n`;
 }
 
@@ -123,10 +145,10 @@ Options:
   -f, --filename <file>       the Exception document
   --policy <name>             the policy to except (instead of -f)
   --rules <r,…>               only these rules (default: every rule of the policy)
-  --clusters, --regions, --namespaces, --names <a,…>   the scope (namespaces, names or both are required)
+  --clusters, --regions <a,…>     where it applies (one of them is required)
+  --namespaces, --names <a,…>     what it covers (one of them is required)
   --justification <text>      why (at least 10 characters)
   --for <duration>            the lifetime asked for (7d, 24h), or --expires-at <RFC 3339 time>
-  -o, --output text|json
 
 ${HUB_HELP}
 
@@ -170,6 +192,9 @@ Example:
   polity exception ${what} 3f9c0a1b2c4d${what === "approve" ? "" : ' --reason "run it unprivileged instead"'}`,
   async run(parsed, io) {
     const id = oneId(parsed);
+    if (id.includes("/")) {
+      throw new UsageError(`${id} is written in a layer file, not requested: a global admin changes or removes it by applying ${id.slice(0, id.lastIndexOf("/"))} without it`);
+    }
     const reason = stringOption(parsed, "reason");
     const answered = await hubCall<ExceptionView>(endpoint(parsed, io), "POST", `/v1/exceptions/${encodeURIComponent(id)}/${what}`, reason === undefined ? {} : { reason });
     return print(io, parsed, answered);
@@ -185,14 +210,21 @@ export const exceptionShowCommand: Command = {
   summary: "one exception request: its scope, state, who asked and who answered",
   usage: "polity exception show <id> [-o text|json]",
   options: { ...HUB_OPTIONS },
-  help: `Shows one exception request.
+  help: `Shows one exception: a request by its id, or one written in a layer file by the
+<layer>/<name> the list shows.
 
 ${HUB_HELP}
 
 Example:
   polity exception show 3f9c0a1b2c4d`,
   async run(parsed, io) {
-    return print(io, parsed, await hubCall<ExceptionView>(endpoint(parsed, io), "GET", `/v1/exceptions/${encodeURIComponent(oneId(parsed))}`));
+    const id = oneId(parsed);
+    const ep = endpoint(parsed, io);
+    if (!id.includes("/")) return print(io, parsed, await hubCall<ExceptionView>(ep, "GET", `/v1/exceptions/${encodeURIComponent(id)}`));
+    // One written in a layer file is named <layer>/<name>, as the list shows it.
+    const found = (await hubCall<{ items: ExceptionView[] }>(ep, "GET", "/v1/exceptions")).items.find((e) => e.id === id);
+    if (found === undefined) throw new UsageError(`no exception ${id} (polity exception list shows them)`);
+    return print(io, parsed, found);
   },
 };
 
@@ -230,15 +262,15 @@ Examples:
     else
       table(
         io,
-        ["ID", "POLICY", "STATE", "TEAM", "ASKED BY", "DECIDED BY", "EXPIRES", "SOURCE"],
+        ["ID", "POLICY", "STATE", "TEAM", "ASKED BY", "APPROVED BY", "EXPIRES", "SOURCE"],
         r.items.map((e) => [
           e.id,
           e.policy,
           e.state === "pending" && e.escalated ? "pending (escalated)" : e.state,
           e.team,
-          e.requestedBy,
-          e.decidedBy === null ? "" : e.source === "layer file" ? "(layer file)" : e.decidedBy,
-          age(e.expiresAt),
+          printable(e.requestedBy),
+          e.source === "layer file" ? "(layer file)" : printable(e.approvedBy ?? ""),
+          when(e.expiresAt),
           e.source === "layer file" ? "file" : "request",
         ]),
       );

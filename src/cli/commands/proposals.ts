@@ -1,20 +1,21 @@
 /** `polity propose`, `polity proposal list|show|approve|reject|apply`: changes reviewed by the teams they touch. */
 import type { ProposalView } from "../../api/proposals.js";
 import { PROPOSAL_STATES } from "../../api/proposals.js";
+import { printable } from "../../policy/names.js";
 import { outputFormat, stringOption, type Command, type Parsed } from "../command.js";
 import { EXIT, UsageError, type Io } from "../io.js";
 import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
 import { layerFiles } from "./layers.js";
 
 function describe(p: ProposalView): string {
-  const lines = [`proposal ${p.id}${p.title === null ? "" : `: ${p.title}`}`, `  state       ${p.state}${p.stale ? " (stale: a layer it changes moved on; propose it again)" : ""}`];
+  const lines = [`proposal ${p.id}${p.title === null ? "" : `: ${printable(p.title)}`}`, `  state       ${p.state}${p.stale ? " (stale: a layer it changes moved on; propose it again)" : ""}`];
   lines.push(`  proposed by ${p.proposedBy}, ${p.proposedAt}`);
   for (const l of p.layers) {
     const what = [...l.added.map((d) => `+${d}`), ...l.removed.map((d) => `-${d}`), ...l.changed.map((d) => `~${d}`)].join(" ");
-    lines.push(`  layer       ${l.id} (proposed on version ${l.baseVersion}${l.currentVersion === l.baseVersion ? "" : `, now at ${l.currentVersion}`}): ${what}`);
+    lines.push(`  layer       ${l.id} (proposed on version ${l.baseVersion}${l.currentVersion === l.baseVersion ? "" : `, now at ${l.currentVersion}`}): ${what === "" ? "its files change, no document does" : what}`);
   }
   for (const n of p.needs) lines.push(`  needs       ${n.team}: ${n.approvedBy === null ? "not yet approved" : `approved by ${n.approvedBy}, ${n.approvedAt}`} (${n.why})`);
-  if (p.decidedBy !== null) lines.push(`  ${p.state.padEnd(11)} by ${p.decidedBy}, ${p.decidedAt}${p.reason === null ? "" : `: ${p.reason}`}`);
+  if (p.decidedBy !== null) lines.push(`  ${p.state.padEnd(11)} by ${p.decidedBy}, ${p.decidedAt}${p.reason === null ? "" : `: ${printable(p.reason)}`}`);
   lines.push(`  audit       polity audit search --correlation ${p.correlationId}`);
   return `${lines.join("\n")}\n`;
 }
@@ -50,7 +51,6 @@ again. A global admin may still apply directly with 'polity apply' (recorded as 
 Options:
   -f, --filename <file|folder>   layer files (repeatable)
   --title <text>                 what the change is for, in a line
-  -o, --output text|json
 
 ${HUB_HELP}
 
@@ -142,7 +142,7 @@ Example:
           p.needs.map((n) => `${n.team}${n.approvedBy === null ? "" : "✓"}`).join(","),
           p.proposedBy,
           age(p.proposedAt),
-          p.title ?? "",
+          printable(p.title ?? ""),
         ]),
       );
     return EXIT.ok;

@@ -15,7 +15,8 @@ export const tokenCreateCommand: Command = {
   global-admin      everything
   region-operator   its --region's layer and clusters; reads the global layer
   auditor           reads everything, writes nothing
-  team-member       reads everything; requests exceptions, and answers those its teams own
+  team-member       reads everything; requests exceptions and proposes changes, and answers
+                    (approves, denies, rejects) those its teams own
 
 --subject names who holds the token (an e-mail, a service name) and --groups the groups it
 belongs to: Team documents in the layers list members and groups, and only a member of a

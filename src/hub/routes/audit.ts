@@ -4,7 +4,7 @@
  * admin everything, a region operator their region's), the entry schema for everyone.
  */
 import { createPublicKey } from "node:crypto";
-import { unshowableProblem } from "../../api/fields.js";
+import { unshowableProblem } from "../../policy/names.js";
 import { ENTRY_KINDS, ENTRY_SCHEMA, entryKindProblem, searchTimeProblem } from "../../audit/entry.js";
 import { signedNote, noteVerifierKey } from "../../audit/tree-head.js";
 import { TILE_WIDTH } from "../../audit/merkle.js";

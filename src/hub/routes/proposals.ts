@@ -37,7 +37,8 @@ export const PROPOSAL_ROUTES = [
       "Propose a change of layers for review: recorded with its diff, the versions it changes and the teams whose approval it needs (the owners of every layer, policy and locked policy it touches).",
     access: ACTORS,
     body: proposalRequest,
-    bodyLimit: 32 * 1024 * 1024,
+    // Smaller than an apply's 32 MiB: a proposal is kept until it is answered.
+    bodyLimit: 8 * 1024 * 1024,
     prepare: (_hub, call) => parseLayers(call.body.files),
     async handle(hub, call, layers) {
       mayPropose(hub, call.principal, layers);
