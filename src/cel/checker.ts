@@ -114,30 +114,24 @@ class Checker {
         return this.ident(expr.name, expr.pos, locals);
       case "select": {
         this.checkVariableName(expr, locals);
-        if (expr.optional) {
-          this.reference();
-          this.check(expr.operand, locals);
-          return "optional";
-        }
-        const qualified = this.resolveQualified(expr, locals);
+        const qualified = expr.optional ? undefined : this.resolveQualified(expr, locals);
         if (qualified !== undefined) return "dyn";
         const operand = this.check(expr.operand, locals);
         if (this.options.typeCheck && operand !== "dyn" && operand !== "map" && operand !== "optional") {
           throw new CheckError(`type '${operand}' does not support field selection`, expr.pos);
         }
-        if (operand === "optional") this.reference();
-        return "dyn";
+        // Through an optional, a selection is optional too (optional chaining).
+        return expr.optional || operand === "optional" ? "optional" : "dyn";
       }
       case "has": {
         this.checkVariableName(expr, locals);
         const operand = this.check(expr.operand, locals);
-        if (this.options.typeCheck && operand !== "dyn" && operand !== "map") {
+        if (this.options.typeCheck && operand !== "dyn" && operand !== "map" && operand !== "optional") {
           throw new CheckError(`type '${operand}' does not support field selection`, expr.pos);
         }
         return "bool";
       }
       case "index": {
-        if (expr.optional) this.reference();
         const operand = this.check(expr.operand, locals);
         const index = this.check(expr.index, locals);
         if (this.options.typeCheck) {
@@ -148,22 +142,22 @@ class Checker {
             this.mismatch("_[_]", expr.pos, [operand, index]);
           }
         }
-        return expr.optional ? "optional" : "dyn";
+        return expr.optional || operand === "optional" ? "optional" : "dyn";
       }
       case "list":
         for (const element of expr.elements) {
-          if (element.optional) this.reference();
-          this.check(element.value, locals);
+          const type = this.check(element.value, locals);
+          if (element.optional) this.optionalEntry(type, element.value.pos);
         }
         return "list";
       case "map":
         for (const entry of expr.entries) {
-          if (entry.optional) this.reference();
           const key = this.check(entry.key, locals);
           if (this.options.typeCheck && !["dyn", "string", "int", "uint", "bool"].includes(key)) {
             throw new CheckError(`unsupported map key type '${key}'`, entry.key.pos);
           }
-          this.check(entry.value, locals);
+          const type = this.check(entry.value, locals);
+          if (entry.optional) this.optionalEntry(type, entry.value.pos);
         }
         return "map";
       case "struct":
@@ -175,20 +169,40 @@ class Checker {
         if (this.options.typeCheck && range !== "dyn" && range !== "list" && range !== "map") {
           throw new CheckError(`${expr.macro}() needs a list or a map, not '${range}'`, expr.pos);
         }
-        const inner = [...locals, expr.variable];
+        const inner = expr.variable2 === undefined ? [...locals, expr.variable] : [...locals, expr.variable, expr.variable2];
         let predicate: StaticType = "bool";
         if (expr.predicate !== undefined) predicate = this.check(expr.predicate, inner);
-        if (expr.transform !== undefined) this.check(expr.transform, inner);
+        const transform = expr.transform === undefined ? undefined : this.check(expr.transform, inner);
         if (this.options.typeCheck && !assignable("bool", predicate)) {
           throw new CheckError(`the predicate of ${expr.macro}() must be a bool, not '${predicate}'`, expr.predicate!.pos);
         }
-        return expr.macro === "map" || expr.macro === "filter" ? "list" : "bool";
+        if (this.options.typeCheck && expr.macro === "transformMapEntry" && transform !== undefined && !assignable("map", transform)) {
+          throw new CheckError(`the transform of transformMapEntry() must be a map, not '${transform}'`, expr.transform!.pos);
+        }
+        switch (expr.macro) {
+          case "map":
+          case "filter":
+          case "transformList":
+            return "list";
+          case "transformMap":
+          case "transformMapEntry":
+            return "map";
+          default:
+            return "bool";
+        }
       }
       case "bind":
         this.check(expr.init, locals);
         return this.check(expr.body, [...locals, expr.name]);
       case "call":
         return this.call(expr, locals);
+    }
+  }
+
+  /** `[?x]`, `{?k: x}`: x must be an optional. */
+  private optionalEntry(type: StaticType, pos: number): void {
+    if (this.options.typeCheck && type !== "optional" && type !== "dyn") {
+      throw new CheckError(`an optional entry ('?') needs an optional value, not '${type}'`, pos);
     }
   }
 

@@ -115,6 +115,14 @@ export const FUNCTIONS: ReadonlyMap<string, FunctionDecl> = new Map<string, Func
   ["reverse", { compiled: false, overloads: [o("string", [], "string")] }],
   ["format", { compiled: false, overloads: [o("string", ["list"], "string")] }],
   ["strings.quote", { compiled: false, overloads: [o(undefined, ["string"], "string")] }],
+  // Optional values (cel-go's optional library, which Kubernetes enables).
+  ["optional.of", { compiled: true, overloads: [o(undefined, ["dyn"], "optional")] }],
+  ["optional.ofNonZeroValue", { compiled: true, overloads: [o(undefined, ["dyn"], "optional")] }],
+  ["optional.none", { compiled: true, overloads: [o(undefined, [], "optional")] }],
+  ["hasValue", { compiled: true, overloads: [o("optional", [], "bool")] }],
+  ["value", { compiled: true, overloads: [o("optional", [], "dyn")] }],
+  ["or", { compiled: true, overloads: [o("optional", ["optional"], "optional")] }],
+  ["orValue", { compiled: true, overloads: [o("optional", ["dyn"], "dyn")] }],
   // From cel-go's lists extension (ext.Lists): one-level flatten, first-occurrence distinct, ascending sort.
   ["flatten", { compiled: true, overloads: [o("list", [], "list")] }],
   ["distinct", { compiled: true, overloads: [o("list", [], "list")] }],

@@ -20,7 +20,7 @@ import type { Activation, CelValue } from "./values.js";
 import type { CostBudget } from "./variables.js";
 
 export type { CelValue, Activation, CelMapValue } from "./values.js";
-export { ReferenceValue } from "./values.js";
+export { Optional, ReferenceValue } from "./values.js";
 export { Variables, type VariableTable } from "./variables.js";
 export { CelEvalError, CelCostLimitError, formatCompileError, positionAt } from "./errors.js";
 export type { CelCompileError, SourcePosition } from "./errors.js";
@@ -126,7 +126,7 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
     let reference: ReferenceProgram;
     try {
       // A compiled expression rarely needs the reference: plan it on first use.
-      reference = compileReference(ast, !check.compiled);
+      reference = compileReference(ast, !check.compiled, check.qualifiedVariables);
     } catch (error) {
       return fail("unsupported", (error as Error).message, 0);
     }

@@ -6,9 +6,10 @@
  * Kubernetes schemas type it), any other number a `double`, strings, booleans, null,
  * arrays as lists and plain objects as string-keyed maps.
  *
- * Values that JSON cannot express (uint, bytes, timestamps, durations, types, integral
- * doubles, ints beyond 2^53, maps with non-string keys, optionals) exist only in the
- * reference evaluator; they cross back as an opaque `ReferenceValue`.
+ * Optionals (`optional.of(x)`, `a.?b`) are `Optional`s, in both evaluators. Values that JSON
+ * cannot express (uint, bytes, timestamps, durations, types, integral doubles, ints beyond
+ * 2^53, maps with non-string keys) exist only in the reference evaluator; they cross back
+ * as an opaque `ReferenceValue`.
  */
 import type { CelValue as BufValue } from "@bufbuild/cel";
 
@@ -19,6 +20,7 @@ export type CelValue =
   | string
   | readonly CelValue[]
   | CelMapValue
+  | Optional
   | ReferenceValue;
 
 export interface CelMapValue {
@@ -28,6 +30,25 @@ export interface CelMapValue {
 /** A value only the reference evaluator can represent. */
 export class ReferenceValue {
   constructor(readonly value: BufValue) {}
+}
+
+/**
+ * A CEL optional value: `optional.of(x)` holds x, `optional.none()` holds nothing. Selecting
+ * a field or an index through one (`optional.of(m).f`, `m.?f.g`) gives an optional again,
+ * none when anything on the way is absent.
+ */
+export class Optional {
+  static readonly NONE = new Optional(false, null);
+
+  private constructor(
+    readonly present: boolean,
+    /** The value held; null when none. */
+    readonly value: CelValue,
+  ) {}
+
+  static of(value: CelValue): Optional {
+    return new Optional(true, value);
+  }
 }
 
 /** Variables bound for one evaluation: name → JSON-shaped value. */
