@@ -11,6 +11,7 @@
  */
 import type { Expr } from "./ast.js";
 import { assignable, FUNCTIONS, TYPE_NAMES, type StaticType } from "./functions.js";
+import { compileRegex } from "./runtime.js";
 
 export class CheckError extends Error {
   constructor(
@@ -247,6 +248,12 @@ class Checker {
       this.reference();
       return "type";
     }
+    if (bare === "authorizer" || bare === "paramsAuthorizer") {
+      throw new CheckError(
+        `the Kubernetes authorizer library is not available: a Polity decision is made from the request and the policies alone, and cannot ask the API server's authorizer (authorizer.group(…).resource(…).check(…)); check request.userInfo.groups or request.userInfo.username instead`,
+        pos,
+      );
+    }
     if (!this.options.typeCheck) {
       this.reference();
       return "dyn";
@@ -368,6 +375,14 @@ class Checker {
       return "dyn";
     }
     if (!decl.compiled) this.reference();
+    if ((name === "find" || name === "findAll") && expr.args[0]?.kind === "literal" && expr.args[0].literal.type === "string") {
+      // As Kubernetes validates regular expression literals when an expression is compiled.
+      try {
+        compileRegex(expr.args[0].literal.value);
+      } catch (error) {
+        throw new CheckError((error as Error).message, expr.args[0].pos);
+      }
+    }
     const results = new Set(matching.map((overload) => overload.result));
     return results.size === 1 ? [...results][0]! : "dyn";
   }

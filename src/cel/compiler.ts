@@ -10,7 +10,8 @@
 import { countNodes, type Comprehension, type Expr } from "./ast.js";
 import { CheckError, qualifiedFunction, type CheckResult } from "./checker.js";
 import { CelCostLimitError, CelEvalError } from "./errors.js";
-import { Optional, type CelValue } from "./values.js";
+import { KUBERNETES_FUNCTIONS, libraryString, NO_OVERLOAD } from "./kubernetes/library.js";
+import { Optional, ReferenceValue, type CelValue } from "./values.js";
 import { Variables } from "./variables.js";
 import {
   addNumbers,
@@ -501,7 +502,7 @@ class Compiler {
   private call(expr: Expr & { kind: "call" }, locals: readonly string[]): Evaluator {
     const args = expr.args.map((a) => this.compile(a, locals));
     const qualified = qualifiedFunction(expr);
-    if (qualified !== undefined) return this.qualified(qualified, args);
+    if (qualified !== undefined) return this.qualified(qualified, args, expr.pos);
     const target = expr.target === undefined ? undefined : this.compile(expr.target, locals);
     const [a, b, c] = args as [Evaluator, Evaluator, Evaluator];
     switch (expr.name) {
@@ -582,7 +583,7 @@ class Compiler {
   }
 
   /** A namespaced global function: `optional.of(x)`. */
-  private qualified(name: string, args: readonly Evaluator[]): Evaluator {
+  private qualified(name: string, args: readonly Evaluator[], pos: number): Evaluator {
     const [a] = args as [Evaluator];
     switch (name) {
       case "optional.of":
@@ -597,10 +598,31 @@ class Compiler {
           return zero ? Optional.NONE : Optional.of(v as CelValue);
         };
       default:
-        return () => {
-          throw REFER;
-        };
+        return this.library(name, undefined, args, pos);
     }
+  }
+
+  /** A function of the Kubernetes libraries; what it cannot decide goes to the reference. */
+  private library(name: string, target: Evaluator | undefined, args: readonly Evaluator[], pos: number): Evaluator {
+    const library = KUBERNETES_FUNCTIONS.get(name);
+    if (library === undefined) {
+      return () => {
+        throw REFER;
+      };
+    }
+    return (f) => {
+      const receiver = target === undefined ? undefined : target(f);
+      const values = args.map((a) => a(f));
+      let result: CelValue | typeof NO_OVERLOAD;
+      try {
+        result = library.call(receiver, values, (units) => charge(f, units));
+      } catch (error) {
+        if (error instanceof CelEvalError) throw errorAt(error, pos);
+        throw error;
+      }
+      if (result === NO_OVERLOAD || result instanceof ReferenceValue) throw REFER;
+      return result;
+    };
   }
 
   private function(expr: Expr & { kind: "call" }, target: Evaluator | undefined, args: readonly Evaluator[]): Evaluator {
@@ -692,6 +714,8 @@ class Compiler {
           const v = a(f);
           if (typeof v === "string") return v;
           if (typeof v === "boolean" || Number.isSafeInteger(v)) return String(v);
+          const library = libraryString(v);
+          if (library !== undefined) return library;
           throw REFER;
         };
       case "lowerAscii":
@@ -716,6 +740,7 @@ class Compiler {
       case "flatten":
       case "distinct":
       case "sort": {
+        if (args.length > 0) break;
         const op = expr.name === "flatten" ? flattenList : expr.name === "distinct" ? distinctList : sortList;
         return (f) => {
           const list = receiver(f);
@@ -736,9 +761,7 @@ class Compiler {
       default:
         break;
     }
-    return () => {
-      throw REFER;
-    };
+    return this.library(expr.name, target, args, expr.pos);
   }
 }
 

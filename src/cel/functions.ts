@@ -1,3 +1,5 @@
+import { KUBERNETES_FUNCTIONS } from "./kubernetes/library.js";
+
 /**
  * The functions Polity's CEL environment declares: CEL's standard library and the strings
  * extension (as Kubernetes enables it). Each entry lists its overloads, for the checker's
@@ -19,6 +21,12 @@ export type StaticType =
   | "duration"
   | "type"
   | "optional"
+  | "quantity"
+  | "ip"
+  | "cidr"
+  | "url"
+  | "semver"
+  | "format"
   | "dyn";
 
 /** An overload: the receiver type for methods (`undefined` for global functions), the argument types, the result. */
@@ -50,7 +58,7 @@ const TIME_GETTERS = [
   "getMilliseconds",
 ];
 
-export const FUNCTIONS: ReadonlyMap<string, FunctionDecl> = new Map<string, FunctionDecl>([
+const CEL_FUNCTIONS: ReadonlyMap<string, FunctionDecl> = new Map<string, FunctionDecl>([
   [
     "size",
     {
@@ -128,6 +136,23 @@ export const FUNCTIONS: ReadonlyMap<string, FunctionDecl> = new Map<string, Func
   ["distinct", { compiled: true, overloads: [o("list", [], "list")] }],
   ["sort", { compiled: true, overloads: [o("list", [], "list")] }],
 ]);
+
+/**
+ * CEL's functions and the Kubernetes libraries' (kubernetes/library.ts), which the
+ * compiled evaluator runs too. A name in both (indexOf on strings and on lists, string of
+ * an IP) has the overloads of both.
+ */
+export const FUNCTIONS: ReadonlyMap<string, FunctionDecl> = (() => {
+  const all = new Map(CEL_FUNCTIONS);
+  for (const [name, library] of KUBERNETES_FUNCTIONS) {
+    const own = all.get(name);
+    all.set(name, own === undefined ? { compiled: true, overloads: library.overloads } : { compiled: own.compiled, overloads: [...own.overloads, ...library.overloads] });
+  }
+  // string(ip) and string(cidr)
+  const string = all.get("string")!;
+  all.set("string", { ...string, overloads: [...string.overloads, o(undefined, ["ip"], "string"), o(undefined, ["cidr"], "string")] });
+  return all;
+})();
 
 /** Identifiers that name types: valid values in CEL (`type(x) == int`), run on the reference. */
 export const TYPE_NAMES = new Set([

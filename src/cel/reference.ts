@@ -26,7 +26,8 @@ import { FUNCTIONS } from "./functions.js";
 import { CelCostLimitError, CelEvalError } from "./errors.js";
 import { compileRegex, type Frame } from "./runtime.js";
 import { Variables } from "./variables.js";
-import { Optional, ReferenceValue, type Activation, type CelValue, type CelMapValue } from "./values.js";
+import { KUBERNETES_FUNCTIONS, libraryString, NO_OVERLOAD, noOverload } from "./kubernetes/library.js";
+import { KubernetesValue, Optional, ReferenceValue, type Activation, type CelValue, type CelMapValue } from "./values.js";
 
 /**
  * The reference evaluator's libraries are loaded on first use (their CommonJS builds, so
@@ -223,6 +224,63 @@ function optionalFunctions() {
   ];
 }
 
+/** A Kubernetes library value inside the reference evaluator: a list of its key, so that equality is the library's. */
+class ReferenceKubernetesValue implements Iterable<BufValue> {
+  readonly [LIST_BRAND] = {};
+  constructor(readonly value: KubernetesValue) {}
+
+  get size(): number {
+    return 1;
+  }
+
+  get(index: number): BufValue | undefined {
+    return index === 0 ? this.value.key() : undefined;
+  }
+
+  *values(): IterableIterator<BufValue> {
+    yield this.value.key();
+  }
+
+  [Symbol.iterator](): IterableIterator<BufValue> {
+    return this.values();
+  }
+}
+
+/** The Kubernetes libraries (kubernetes/library.ts), on Polity's values, as @bufbuild/cel functions and methods. */
+function kubernetesFunctions() {
+  const { cel } = lib();
+  const DYN = cel.CelScalar.DYN;
+  const out: CelLibrary.CelFunc[] = [];
+  for (const [name, library] of KUBERNETES_FUNCTIONS) {
+    const run = (receiver: BufValue | undefined, args: BufValue[]): CelInput => {
+      const r = receiver === undefined ? undefined : fromReference(receiver);
+      const values = args.map(fromReference);
+      const result = library.call(r, values, spend);
+      if (result === NO_OVERLOAD) throw noOverload(name, r, values);
+      return toReference(result);
+    };
+    const arities = new Set(library.overloads.filter((x) => x.target === undefined).map((x) => x.args.length));
+    for (const n of arities) {
+      out.push(cel.celFunc(name, new Array<CelLibrary.CelType>(n).fill(DYN), DYN, (...args: BufValue[]) => run(undefined, args)));
+    }
+    const methodArities = new Set(library.overloads.filter((x) => x.target !== undefined).map((x) => x.args.length));
+    for (const n of methodArities) {
+      out.push(
+        cel.celMethod(name, DYN, new Array<CelLibrary.CelType>(n).fill(DYN), DYN, function (this: BufValue, ...args: BufValue[]) {
+          return run(this, args);
+        }),
+      );
+    }
+  }
+  // string(ip), string(cidr)
+  out.push(cel.celFunc("string", [DYN], cel.CelScalar.STRING, (v: BufValue) => {
+    const s = libraryString(fromReference(v));
+    if (s === undefined) throw noOverload("string", undefined, [fromReference(v)]);
+    return s;
+  }));
+  return out;
+}
+
 const OPT_SELECT = "@polity_opt_select";
 const OPT_INDEX = "@polity_opt_index";
 const IS_OPTIONAL = "@polity_is_optional";
@@ -252,6 +310,7 @@ function env(): CelEnv {
       }),
       ...listExtension(),
       ...optionalFunctions(),
+      ...kubernetesFunctions(),
       // Where @bufbuild/cel departs from cel-go: the global form of matches(), and int(string)
       // accepting what strconv.ParseInt rejects ("", " 7", "0x10").
       lib().cel.celFunc("matches", [lib().cel.CelScalar.STRING, lib().cel.CelScalar.STRING], lib().cel.CelScalar.BOOL, (text, pattern) => compileRegex(pattern).test(text)),
@@ -626,6 +685,7 @@ export function toReference(value: unknown): CelInput {
       return value;
     case "object": {
       if (value instanceof ReferenceValue) return value.value as CelInput;
+      if (value instanceof KubernetesValue) return new ReferenceKubernetesValue(value) as unknown as CelInput;
       if (value instanceof Optional) return (value.present ? new ReferenceOptional(true, toReference(value.value) as BufValue) : NONE) as unknown as CelInput;
       if (value instanceof Variables) return toReference(value.evaluated());
       if (Array.isArray(value)) return lib().cel.celList(value.map(toReference));
@@ -652,6 +712,7 @@ export function fromReference(value: BufValue): CelValue {
   }
   if (lib().cel.isCelUint(value)) return new ReferenceValue(value);
   if (isOptional(value)) return value.present ? Optional.of(fromReference(value.value)) : Optional.NONE;
+  if (value instanceof ReferenceKubernetesValue) return value.value;
   if (lib().cel.isCelList(value)) {
     const out: CelValue[] = [];
     for (const element of value) {

@@ -9,7 +9,7 @@
  */
 import { RE2JS } from "@bufbuild/re2";
 import { CelCostLimitError, CelEvalError } from "./errors.js";
-import { Optional } from "./values.js";
+import { KubernetesValue, Optional } from "./values.js";
 
 /** Thrown (not an Error: no stack is captured) to hand an evaluation to the reference evaluator. */
 export const REFER: unique symbol = Symbol("polity.cel.refer");
@@ -41,7 +41,7 @@ export function stringCost(s: string): number {
 export type CelMap = Record<string, unknown>;
 
 export function isMap(v: unknown): v is CelMap {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Optional);
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Optional) && !(v instanceof KubernetesValue);
 }
 
 export const hasOwn = Object.prototype.hasOwnProperty;
@@ -54,6 +54,9 @@ export function isInt(v: unknown): v is number {
 export function celEquals(a: unknown, b: unknown): boolean {
   if (a === b) return typeof a !== "number" || !Number.isNaN(a);
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (a instanceof KubernetesValue || b instanceof KubernetesValue) {
+    return a instanceof KubernetesValue && b instanceof KubernetesValue && a.typeName === b.typeName && a.key() === b.key();
+  }
   if (a instanceof Optional || b instanceof Optional) {
     return a instanceof Optional && b instanceof Optional && a.present === b.present && celEquals(a.value, b.value);
   }

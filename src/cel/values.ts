@@ -21,6 +21,7 @@ export type CelValue =
   | readonly CelValue[]
   | CelMapValue
   | Optional
+  | KubernetesValue
   | ReferenceValue;
 
 export interface CelMapValue {
@@ -48,6 +49,22 @@ export class Optional {
 
   static of(value: CelValue): Optional {
     return new Optional(true, value);
+  }
+}
+
+/**
+ * A value of one of the Kubernetes CEL libraries' types (Quantity, IP, CIDR, URL, Semver,
+ * Format): opaque to CEL, reached through its library's functions, equal to another of its
+ * type by the library's rule.
+ */
+export abstract class KubernetesValue {
+  /** The CEL type name, as Kubernetes declares it (`kubernetes.Quantity`, `net.IP`, …). */
+  abstract readonly typeName: string;
+  /** A string equal for two values exactly when the library calls them equal. */
+  abstract key(): string;
+  /** The size cost functions charge for this value (Kubernetes' actualSize). */
+  size(): number {
+    return 1;
   }
 }
 
