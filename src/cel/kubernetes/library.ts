@@ -14,11 +14,42 @@ import type { StaticType } from "../functions.js";
 import { celEquals, compare, isInt, isMap } from "../runtime.js";
 import { KubernetesValue, Optional, ReferenceValue, type CelValue } from "../values.js";
 import { Format, FORMAT_NAMES, namedFormat } from "./format.js";
-import { CIDR, IPAddress, parseCIDR, parseIP } from "./network.js";
-import { parseQuantity, Quantity } from "./quantity.js";
+import { CIDR, IPAddress, parseCIDR as parseCIDRText, parseIP as parseIPText } from "./network.js";
+import { parseQuantity as parseQuantityText, Quantity } from "./quantity.js";
 import { findAll, findFirst } from "./regex.js";
-import { parseSemver, parseSemverNormalized, Semver } from "./semver.js";
-import { parseURL, URLValue } from "./url.js";
+import { parseSemver as parseSemverText, parseSemverNormalized as parseSemverNormalizedText, Semver } from "./semver.js";
+import { parseURL as parseURLText, URLValue } from "./url.js";
+
+const CACHE_LIMIT = 1024;
+
+/**
+ * Parses are pure and their values immutable, and policies parse the same few strings
+ * (`quantity('1Gi')`, a param) at every request: the last thousand outcomes are kept.
+ */
+function cached<T>(parse: (text: string) => T): (text: string) => T {
+  const outcomes = new Map<string, T | Error>();
+  return (text) => {
+    let outcome = outcomes.get(text);
+    if (outcome === undefined) {
+      try {
+        outcome = parse(text);
+      } catch (error) {
+        outcome = error as Error;
+      }
+      if (outcomes.size >= CACHE_LIMIT) outcomes.clear();
+      outcomes.set(text, outcome);
+    }
+    if (outcome instanceof Error) throw outcome;
+    return outcome;
+  };
+}
+
+const parseQuantity = cached(parseQuantityText);
+const parseIP = cached(parseIPText);
+const parseCIDR = cached(parseCIDRText);
+const parseURL = cached(parseURLText);
+const parseSemver = cached(parseSemverText);
+const parseSemverNormalized = cached(parseSemverNormalizedText);
 
 export interface LibraryOverload {
   readonly target?: StaticType;

@@ -58,52 +58,89 @@ function programOf(pattern: string): Program {
   return (compileRegex(pattern) as unknown as { re2Input: { prog: Program } }).re2Input.prog;
 }
 
+/**
+ * Thread lists of the Pike VM: program counters and match starts in priority order, with a
+ * sparse set telling in O(1) whether a counter is in the list (no clearing between steps).
+ */
+class Threads {
+  readonly pcs: Int32Array;
+  readonly starts: Int32Array;
+  private readonly dense: Int32Array;
+  private readonly sparse: Int32Array;
+  length = 0;
+
+  constructor(size: number) {
+    this.pcs = new Int32Array(size);
+    this.starts = new Int32Array(size);
+    this.dense = new Int32Array(size);
+    this.sparse = new Int32Array(size);
+  }
+
+  /** Marks `pc` as in the list; false when it was already. */
+  mark(pc: number): boolean {
+    const i = this.sparse[pc]!;
+    if (i < this.marked && this.dense[i] === pc) return false;
+    this.sparse[pc] = this.marked;
+    this.dense[this.marked++] = pc;
+    return true;
+  }
+
+  private marked = 0;
+
+  push(pc: number, start: number): void {
+    this.pcs[this.length] = pc;
+    this.starts[this.length++] = start;
+  }
+
+  clear(): void {
+    this.length = 0;
+    this.marked = 0;
+  }
+}
+
 /** The leftmost-first match at or after `from` (UTF-16 offsets), as [start, end]. */
 function matchFrom(program: Program, text: string, from: number): [number, number] | undefined {
   const n = program.inst.length;
-  let current: { pc: number; start: number }[] = [];
-  let next: { pc: number; start: number }[] = [];
-  // Which instructions the list being built holds already: the current one, then the next.
-  let seen = new Uint8Array(n);
-  let seenNext = new Uint8Array(n);
+  let current = new Threads(n);
+  let next = new Threads(n);
   let matched: [number, number] | undefined;
 
-  const add = (list: { pc: number; start: number }[], marks: Uint8Array, pc: number, start: number, flags: number): void => {
-    if (marks[pc] === 1) return;
-    marks[pc] = 1;
+  const add = (list: Threads, pc: number, start: number, flags: number): void => {
+    if (!list.mark(pc)) return;
     const inst = program.inst[pc]!;
     switch (inst.op) {
       case ALT:
       case ALT_MATCH:
-        add(list, marks, inst.out, start, flags);
-        add(list, marks, inst.arg, start, flags);
+        add(list, inst.out, start, flags);
+        add(list, inst.arg, start, flags);
         return;
       case NOP:
       case CAPTURE:
-        add(list, marks, inst.out, start, flags);
+        add(list, inst.out, start, flags);
         return;
       case EMPTY_WIDTH:
-        if ((inst.arg & ~flags) === 0) add(list, marks, inst.out, start, flags);
+        if ((inst.arg & ~flags) === 0) add(list, inst.out, start, flags);
         return;
       default:
-        list.push({ pc, start });
+        list.push(pc, start);
     }
   };
 
   let pos = from;
-  let before = pos > 0 ? (text.codePointAt(pos - 1) ?? -1) : -1;
-  if (pos > 0 && before >= 0xdc00 && before <= 0xdfff && pos > 1) before = text.codePointAt(pos - 2) ?? before;
+  let before = -1;
+  if (pos > 0) {
+    before = text.charCodeAt(pos - 1);
+    if (before >= 0xdc00 && before <= 0xdfff && pos > 1) before = text.codePointAt(pos - 2) ?? before;
+  }
   for (;;) {
     const rune = pos < text.length ? text.codePointAt(pos)! : -1;
     const width = rune > 0xffff ? 2 : 1;
-    const flags = context(before, rune);
-    if (matched === undefined) add(current, seen, program.start, pos, flags);
-    const afterNext = pos + width < text.length ? text.codePointAt(pos + width)! : -1;
-    const nextFlags = context(rune, afterNext);
-    for (const thread of current) {
-      const inst = program.inst[thread.pc]!;
+    if (matched === undefined) add(current, program.start, pos, context(before, rune));
+    const nextFlags = context(rune, pos + width < text.length ? text.codePointAt(pos + width)! : -1);
+    for (let t = 0; t < current.length; t++) {
+      const inst = program.inst[current.pcs[t]!]!;
       if (inst.op === MATCH) {
-        matched = [thread.start, pos];
+        matched = [current.starts[t]!, pos];
         break; // threads of lower priority lose to this match
       }
       if (rune < 0) continue;
@@ -111,11 +148,13 @@ function matchFrom(program: Program, text: string, from: number): [number, numbe
       if (inst.op === RUNE || inst.op === RUNE1) ok = inst.matchRune(rune);
       else if (inst.op === RUNE_ANY) ok = true;
       else if (inst.op === RUNE_ANY_NOT_NL) ok = rune !== 10;
-      if (ok) add(next, seenNext, inst.out, thread.start, nextFlags);
+      if (ok) add(next, inst.out, current.starts[t]!, nextFlags);
     }
     if (rune < 0 || (next.length === 0 && matched !== undefined)) return matched;
-    [current, next] = [next, []];
-    [seen, seenNext] = [seenNext, seen.fill(0)];
+    const done = current;
+    current = next;
+    next = done;
+    next.clear();
     before = rune;
     pos += width;
   }
@@ -123,6 +162,8 @@ function matchFrom(program: Program, text: string, from: number): [number, numbe
 
 /** Go's regexp FindString: the leftmost-first match, or "" when there is none. */
 export function findFirst(text: string, pattern: string): string {
+  // The linear-time test is cheaper than the VM: most calls on admission data do not match.
+  if (!compileRegex(pattern).test(text)) return "";
   const match = matchFrom(programOf(pattern), text, 0);
   return match === undefined ? "" : text.slice(match[0], match[1]);
 }
