@@ -29,6 +29,22 @@ export type StaticType =
   | "format"
   | "dyn";
 
+/**
+ * The declared type of a variable whose shape is known (Kubernetes' AdmissionRequest, a
+ * Namespace, a policy's params): a static type, an object with named fields (selecting
+ * any other field is a compile error), or a list or map of a declared type.
+ */
+export type DeclaredType =
+  | StaticType
+  | { readonly object: string; readonly fields: Readonly<Record<string, DeclaredType>> }
+  | { readonly list: DeclaredType }
+  | { readonly map: DeclaredType };
+
+export function staticTypeOf(declared: DeclaredType): StaticType {
+  if (typeof declared === "string") return declared;
+  return "list" in declared ? "list" : "map";
+}
+
 /** An overload: the receiver type for methods (`undefined` for global functions), the argument types, the result. */
 export interface Overload {
   readonly target?: StaticType;

@@ -762,7 +762,8 @@ function arbDefinition(tier: GenTier, known: readonly string[], locks: { locked?
           domain: p.domain,
           scope: p.scope,
           match: { kinds: p.kinds, operations: p.operations },
-          params: p.param === undefined ? undefined : { maxReplicas: p.param },
+          // A definition whose rules read params.maxReplicas declares it (an undeclared param is a compile error).
+          params: p.param !== undefined ? { maxReplicas: p.param } : p.validations.some((v) => String(v.expression).includes("params.")) ? { maxReplicas: { default: 50 } } : undefined,
           validations: p.validations,
           enforcement: locks.enforcement ?? p.enforcement,
           failurePolicy: p.failurePolicy,
