@@ -203,3 +203,26 @@ spec:
     expect(build([["region.yaml", LAYER, refinement]]).policies).toHaveLength(1);
   });
 });
+
+describe("match conditions", () => {
+  const withConditions = (conditions: string) => `apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: conditioned, owner: eu-platform }
+spec:
+  domain: workload-security
+  match: { kinds: [Pod] }
+  matchConditions:
+${conditions}  validations:
+    - { name: rule, expression: "true" }
+`;
+
+  it("are named as Kubernetes names them: qualified names such as not-created-by-cronjob", () => {
+    const layer = build([["region.yaml", LAYER, withConditions('    - { name: not-created-by-cronjob, expression: "true" }\n    - { name: example.com/team, expression: "true" }\n')]]);
+    expect(layer.policies[0]!.document.spec.matchConditions?.map((c) => c.name)).toEqual(["not-created-by-cronjob", "example.com/team"]);
+  });
+
+  it("refuse a name that is not a qualified name, and a name given twice", () => {
+    expect(problems([["region.yaml", LAYER, withConditions('    - { name: "not valid!", expression: "true" }\n')]]).join("\n")).toMatch(/spec\.matchConditions\[0\]\.name/);
+    expect(problems([["region.yaml", LAYER, withConditions('    - { name: a, expression: "true" }\n    - { name: a, expression: "false" }\n')]]).join("\n")).toMatch(/match condition "a" is defined twice/);
+  });
+});

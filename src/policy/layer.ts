@@ -233,7 +233,12 @@ function compileExpressions(policy: LayerPolicy): Problem[] {
     check(["spec", "variables", i, "expression"], variable.expression, "variable", `variable ${JSON.stringify(variable.name)}`);
     variableNames.push(variable.name);
   });
+  const conditionNames = new Set<string>();
   (spec.matchConditions ?? []).forEach((condition, i) => {
+    if (conditionNames.has(condition.name)) {
+      problems.push(problemAt(policy.origin, ["spec", "matchConditions", i, "name"], `match condition ${JSON.stringify(condition.name)} is defined twice`, `spec.matchConditions[${i}].name`));
+    }
+    conditionNames.add(condition.name);
     check(["spec", "matchConditions", i, "expression"], condition.expression, "validation", `match condition ${JSON.stringify(condition.name)}`);
   });
   const ruleNames = new Set<string>();
