@@ -1,4 +1,5 @@
 import { KUBERNETES_FUNCTIONS } from "./kubernetes/library.js";
+import type { StaticType } from "./types.js";
 
 /**
  * The functions Polity's CEL environment declares: CEL's standard library and the strings
@@ -7,43 +8,8 @@ import { KUBERNETES_FUNCTIONS } from "./kubernetes/library.js";
  * reference evaluator implements all of them.
  */
 
-export type StaticType =
-  | "int"
-  | "uint"
-  | "double"
-  | "string"
-  | "bytes"
-  | "bool"
-  | "null"
-  | "list"
-  | "map"
-  | "timestamp"
-  | "duration"
-  | "type"
-  | "optional"
-  | "quantity"
-  | "ip"
-  | "cidr"
-  | "url"
-  | "semver"
-  | "format"
-  | "dyn";
-
-/**
- * The declared type of a variable whose shape is known (Kubernetes' AdmissionRequest, a
- * Namespace, a policy's params): a static type, an object with named fields (selecting
- * any other field is a compile error), or a list or map of a declared type.
- */
-export type DeclaredType =
-  | StaticType
-  | { readonly object: string; readonly fields: Readonly<Record<string, DeclaredType>> }
-  | { readonly list: DeclaredType }
-  | { readonly map: DeclaredType };
-
-export function staticTypeOf(declared: DeclaredType): StaticType {
-  if (typeof declared === "string") return declared;
-  return "list" in declared ? "list" : "map";
-}
+export type { DeclaredType, StaticType } from "./types.js";
+export { staticTypeOf } from "./types.js";
 
 /** An overload: the receiver type for methods (`undefined` for global functions), the argument types, the result. */
 export interface Overload {

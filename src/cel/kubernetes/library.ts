@@ -10,7 +10,7 @@
  * the pattern's length.
  */
 import { CelEvalError } from "../errors.js";
-import type { StaticType } from "../functions.js";
+import type { StaticType } from "../types.js";
 import { celEquals, compare, isInt, isMap } from "../runtime.js";
 import { KubernetesValue, Optional, ReferenceValue, type CelValue } from "../values.js";
 import { Format, FORMAT_NAMES, namedFormat } from "./format.js";
