@@ -208,13 +208,14 @@ class Compiler {
     const operand = this.compile(expr.operand, locals);
     const field = expr.field;
     return (f) => {
-      let v = operand(f);
-      if (v instanceof Optional) {
-        if (!v.present) return false;
-        v = v.value;
-      }
+      const v = operand(f);
       if (v instanceof Variables) return v.has(field);
       if (isMap(v)) return hasOwn.call(v, field);
+      if (v instanceof Optional) {
+        // has() through an optional: false for none, else whether the value has the field.
+        if (!v.present) return false;
+        if (isMap(v.value)) return hasOwn.call(v.value, field);
+      }
       throw REFER;
     };
   }

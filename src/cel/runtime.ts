@@ -9,7 +9,7 @@
  */
 import { RE2JS } from "@bufbuild/re2";
 import { CelCostLimitError, CelEvalError } from "./errors.js";
-import { KubernetesValue, Optional } from "./values.js";
+import { KubernetesValue, OpaqueValue, Optional } from "./values.js";
 
 /** Thrown (not an Error: no stack is captured) to hand an evaluation to the reference evaluator. */
 export const REFER: unique symbol = Symbol("polity.cel.refer");
@@ -41,7 +41,7 @@ export function stringCost(s: string): number {
 export type CelMap = Record<string, unknown>;
 
 export function isMap(v: unknown): v is CelMap {
-  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Optional) && !(v instanceof KubernetesValue);
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof OpaqueValue);
 }
 
 export const hasOwn = Object.prototype.hasOwnProperty;

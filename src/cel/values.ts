@@ -34,18 +34,27 @@ export class ReferenceValue {
 }
 
 /**
+ * The values that are objects in JavaScript but neither lists nor maps in CEL (optionals,
+ * the Kubernetes libraries' values): one class, so that telling a map from them costs one
+ * check on the hot path.
+ */
+export abstract class OpaqueValue {}
+
+/**
  * A CEL optional value: `optional.of(x)` holds x, `optional.none()` holds nothing. Selecting
  * a field or an index through one (`optional.of(m).f`, `m.?f.g`) gives an optional again,
  * none when anything on the way is absent.
  */
-export class Optional {
+export class Optional extends OpaqueValue {
   static readonly NONE = new Optional(false, null);
 
   private constructor(
     readonly present: boolean,
     /** The value held; null when none. */
     readonly value: CelValue,
-  ) {}
+  ) {
+    super();
+  }
 
   static of(value: CelValue): Optional {
     return new Optional(true, value);
@@ -57,7 +66,7 @@ export class Optional {
  * Format): opaque to CEL, reached through its library's functions, equal to another of its
  * type by the library's rule.
  */
-export abstract class KubernetesValue {
+export abstract class KubernetesValue extends OpaqueValue {
   /** The CEL type name, as Kubernetes declares it (`kubernetes.Quantity`, `net.IP`, …). */
   abstract readonly typeName: string;
   /** A string equal for two values exactly when the library calls them equal. */

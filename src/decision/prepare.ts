@@ -168,13 +168,15 @@ export function candidatesFor(p: PreparedSet, group: string, kind: string, opera
 
 /** The policies that match a request, by kind or by resource rule, in the set's (name) order. */
 export function candidatesForRequest(p: PreparedSet, request: AdmissionRequest): readonly PreparedPolicy[] {
-  const resource = requestedResource(request);
   const { group, kind } = request.kind;
-  let key = `${group}/${kind}|${request.operation}|${resource.subresource}`;
-  if (p.byResource) key += `|${resource.group}/${resource.version}/${resource.resource}|${resource.namespace === "" ? "cluster" : "namespaced"}`;
+  let key = `${group}/${kind}|${request.operation}|${request.subResource ?? ""}`;
+  // Only a set with resource rules needs the resource and scope (an allocation a decision otherwise saves).
+  const resource = p.byResource ? requestedResource(request) : undefined;
+  if (resource !== undefined) key += `|${resource.group}/${resource.version}/${resource.resource}|${resource.namespace === "" ? "cluster" : "namespaced"}`;
   let list = p.candidates.get(key);
   if (list === undefined) {
-    list = p.policies.filter((policy) => matches(policy, request, resource));
+    const requested = resource ?? requestedResource(request);
+    list = p.policies.filter((policy) => matches(policy, request, requested));
     // Kinds come from requests: bound the index so that unusual traffic cannot grow it without end.
     if (p.candidates.size >= 4096) p.candidates.clear();
     p.candidates.set(key, list);
