@@ -149,6 +149,7 @@ export const TYPE_NAMES = new Set([
   "null_type",
   "type",
   "dyn",
+  "optional_type",
 ]);
 
 /** Whether an argument of static type `actual` may be passed where `expected` is declared. */

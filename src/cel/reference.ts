@@ -136,6 +136,13 @@ function optionalEntry(v: BufValue, key: BufValue, field: boolean): ReferenceOpt
   throw new Error(field ? `type '${cel.celType(v).name}' does not support field selection` : `found no matching overload for '_[?_]' applied to '${cel.celType(v).name}'`);
 }
 
+/** Map keys are equal as CEL compares them: 0, 0u and 0.0 are one key. */
+function sameKey(a: BufValue, b: BufValue): boolean {
+  const { cel } = lib();
+  const numeric = (v: BufValue) => (cel.isCelUint(v) ? v.value : typeof v === "number" && Number.isInteger(v) ? BigInt(v) : v);
+  return numeric(a) === numeric(b);
+}
+
 /** Zero values, for optional.ofNonZeroValue. */
 function isZero(v: BufValue): boolean {
   const { cel } = lib();
@@ -168,6 +175,13 @@ function optionalFunctions() {
     fn(OPT_SELECT, [DYN, DYN], (v, field) => optionalEntry(v, field, true)),
     fn(OPT_INDEX, [DYN, DYN], (v, key) => optionalEntry(v, key, false)),
     fn(IS_OPTIONAL, [DYN], (v) => isOptional(v)),
+    // type(): an optional's type is optional_type, a library value's its library's type.
+    fn(TYPE_OF, [DYN], (v) => {
+      if (isOptional(v)) return cel.objectType("optional_type");
+      if (v instanceof ReferenceKubernetesValue) return cel.objectType(v.value.typeName);
+      return cel.celType(v);
+    }),
+    fn(OPTIONAL_TYPE, [], () => cel.objectType("optional_type")),
     fn(HAS, [DYN, DYN], (v, field) => {
       if (isOptional(v)) {
         if (!v.present) return false;
@@ -194,7 +208,7 @@ function optionalFunctions() {
       [...(values as CelList)].forEach((v, i) => {
         const key = k[i]!;
         if (typeof key === "number" || key === null || (typeof key === "object" && !cel.isCelUint(key))) throw new Error("unsupported key type");
-        if ([...entries.keys()].some((seen) => seen === key)) throw new Error(`map key conflict: ${String(key)}`);
+        if ([...entries.keys()].some((seen) => sameKey(seen, key))) throw new Error(`map key conflict: ${String(key)}`);
         if (f[i] !== true) entries.set(key, v);
         else if (!isOptional(v)) throw new Error("cannot initialize an optional map entry from a non-optional value");
         else if (v.present) entries.set(key, v.value);
@@ -284,6 +298,8 @@ function kubernetesFunctions() {
 const OPT_SELECT = "@polity_opt_select";
 const OPT_INDEX = "@polity_opt_index";
 const IS_OPTIONAL = "@polity_is_optional";
+const TYPE_OF = "@polity_type";
+const OPTIONAL_TYPE = "@polity_optional_type";
 const HAS = "@polity_has";
 const OPT_LIST = "@polity_opt_list";
 const OPT_MAP = "@polity_opt_map";
@@ -511,6 +527,8 @@ function toProto(expr: Expr, ids: Ids): ProtoExpr {
     case "literal":
       return literalExpr(ids, expr.literal);
     case "ident":
+      // A type value @bufbuild/cel does not know.
+      if (expr.name === "optional_type") return call(ids, OPTIONAL_TYPE, []);
       return ident(ids, expr.name);
     case "select": {
       const field = () => literalExpr(ids, { type: "string", value: expr.field });
@@ -541,7 +559,8 @@ function toProto(expr: Expr, ids: Ids): ProtoExpr {
       return listProto(ids, elements);
     }
     case "map":
-      if (expr.entries.some((e) => e.optional)) {
+      // With optional entries, or an int and a uint key that may be the same key, the map is built by Polity.
+      if (expr.entries.some((e) => e.optional || (e.key.kind === "literal" && e.key.literal.type === "uint"))) {
         const keys = expr.entries.map((e) => sub(e.key));
         const values = expr.entries.map((e) => sub(e.value));
         const flags = expr.entries.map((e) => literalExpr(ids, { type: "bool", value: e.optional }));
@@ -587,6 +606,7 @@ function toProto(expr: Expr, ids: Ids): ProtoExpr {
         const present = expr.name === "or" ? held() : call(ids, "value", [], held());
         return bindProto(ids, HELD, sub(expr.target), call(ids, "_?_:_", [call(ids, "hasValue", [], held()), present, sub(expr.args[0]!)]));
       }
+      if (expr.name === "type" && expr.target === undefined && expr.args.length === 1) return call(ids, TYPE_OF, [sub(expr.args[0]!)]);
       const qualified = qualifiedFunction(expr);
       const name = qualified ?? (expr.name.startsWith(".") ? expr.name.slice(1) : expr.name);
       const target = expr.target === undefined || qualified !== undefined ? undefined : sub(expr.target);
