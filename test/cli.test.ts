@@ -607,13 +607,13 @@ describe("polity policy lint", () => {
 describe("polity policy test", () => {
   it("passes the example tests and exits 0", async () => {
     const run = await polity("policy", "test", at("examples/tests"));
-    expect(run).toEqual({ code: 0, out: "12 passed, 0 failed\n", err: "" });
+    expect(run).toEqual({ code: 0, out: "14 passed, 0 failed\n", err: "" });
   });
 
   it("lists every case with -v, and only matching cases with --run", async () => {
     const verbose = await polity("policy", "test", "-v", at("examples/tests"));
     expect(verbose.out).toContain("  ✓ a quota above the cluster's own limit is refused\n");
-    expect(verbose.out.match(/ {2}✓ /g)).toHaveLength(12);
+    expect(verbose.out.match(/ {2}✓ /g)).toHaveLength(14);
     const only = await polity("policy", "test", "--run", "quota", at("examples/tests"));
     expect(only).toMatchObject({ code: 0, out: "1 passed, 0 failed\n" });
   });
