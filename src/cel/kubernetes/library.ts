@@ -72,7 +72,10 @@ const o = (target: StaticType | undefined, args: StaticType[], result: StaticTyp
   target === undefined ? { args, result } : { target, args, result };
 
 /** Kubernetes' cost of traversing a string: a tenth of a unit per character, rounded up. */
-export const traversal = (s: string, factor = 0.1) => Math.ceil(s.length * factor);
+export const traversal = (s: string, factor = 0.1) => units(s.length, factor);
+
+/** The cost of traversing `size` bytes or characters at `factor` a unit each, rounded up. */
+const units = (size: number, factor = 0.1) => Math.ceil(size * factor);
 
 function fail(message: string): never {
   throw new CelEvalError(message);
@@ -305,9 +308,9 @@ export const KUBERNETES_FUNCTIONS: ReadonlyMap<string, LibraryFunction> = new Ma
       let ip: IPAddress;
       if (x instanceof IPAddress) {
         ip = x;
-        charge(traversal("x".repeat(c.size() * 2)));
+        charge(units(c.size() * 2));
       } else if (typeof x === "string") {
-        charge(traversal("x".repeat(c.size() * 2)) + traversal(x));
+        charge(units(c.size() * 2) + traversal(x));
         ip = parsed(() => parseIP(x));
       } else {
         return NO_OVERLOAD;
@@ -319,7 +322,7 @@ export const KUBERNETES_FUNCTIONS: ReadonlyMap<string, LibraryFunction> = new Ma
     "containsCIDR",
     method([o("cidr", ["string"], "bool"), o("cidr", ["cidr"], "bool")], (c, [x], charge) => {
       if (!(c instanceof CIDR)) return NO_OVERLOAD;
-      const base = traversal("x".repeat(c.size() * 2)) + traversal("x".repeat(c.size())) + 1;
+      const base = units(c.size() * 2) + units(c.size()) + 1;
       let other: CIDR;
       if (x instanceof CIDR) {
         other = x;
