@@ -6,6 +6,7 @@
  * Tests marked `it.fails` record a known defect of the implementation: they pass while
  * the defect exists and start failing (as a reminder to drop `.fails`) once it is fixed.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   CelCostLimitError,
@@ -571,6 +572,21 @@ describe("optionals", () => {
   it("evaluates the alternative of or and orValue only when needed", () => {
     expect(onBothEvaluators("optional.of(1).orValue(1 / 0)", {})).toEqual([1, 1]);
     expect(evaluationError("optional.none().orValue(1 / 0)").message).toMatch(/division by zero/);
+  });
+
+  it("gives with .?f and orValue what has() and a conditional give, for any map", () => {
+    const keys = fc.constantFrom("a", "b", "constructor", "0");
+    const maps = fc.dictionary(keys, fc.oneof(fc.integer({ min: -5, max: 5 }), fc.string({ maxLength: 3 }), fc.constant(null)));
+    const optional = compile("[object.?a.orValue('d'), object.?b.hasValue(), [?object.?a].size(), {?'x': object.?constructor}]");
+    const plain = compile("[has(object.a) ? object.a : 'd', has(object.b), has(object.a) ? 1 : 0, has(object.constructor) ? {'x': object.constructor} : {}]");
+    fc.assert(
+      fc.property(maps, (object) => {
+        const expected = plain.evaluate({ object });
+        expect(optional.evaluate({ object })).toEqual(expected);
+        expect(optional.evaluateReference({ object })).toEqual(expected);
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it("refuses to dereference none, and a non-optional where an optional entry is expected", () => {
