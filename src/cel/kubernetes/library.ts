@@ -26,7 +26,7 @@ const CACHE_LIMIT = 1024;
  * Parses are pure and their values immutable, and policies parse the same few strings
  * (`quantity('1Gi')`, a param) at every request: the last thousand outcomes are kept.
  */
-function cached<T>(parse: (text: string) => T): (text: string) => T {
+function cached<T>(parse: (text: string) => T, limit = CACHE_LIMIT): (text: string) => T {
   const outcomes = new Map<string, T | Error>();
   return (text) => {
     let outcome = outcomes.get(text);
@@ -36,12 +36,40 @@ function cached<T>(parse: (text: string) => T): (text: string) => T {
       } catch (error) {
         outcome = error as Error;
       }
-      if (outcomes.size >= CACHE_LIMIT) outcomes.clear();
+      if (outcomes.size >= limit) outcomes.clear();
       outcomes.set(text, outcome);
     }
     if (outcome instanceof Error) throw outcome;
     return outcome;
   };
+}
+
+/**
+ * find() and format validation on short strings (an image, a label value) remembered the
+ * same way, per pattern and per format: admission traffic repeats them.
+ */
+const SHORT = 256;
+const findsByPattern = new Map<string, (text: string) => string>();
+function find(text: string, pattern: string): string {
+  if (text.length > SHORT) return findFirst(text, pattern);
+  let byText = findsByPattern.get(pattern);
+  if (byText === undefined) {
+    if (findsByPattern.size >= 64) findsByPattern.clear();
+    byText = cached((t) => findFirst(t, pattern), 256);
+    findsByPattern.set(pattern, byText);
+  }
+  return byText(text);
+}
+
+const validationsByFormat = new Map<Format, (text: string) => string[]>();
+function validate(format: Format, text: string): readonly string[] {
+  if (text.length > SHORT) return format.validate(text);
+  let byText = validationsByFormat.get(format);
+  if (byText === undefined) {
+    byText = cached((t) => format.validate(t), 256);
+    validationsByFormat.set(format, byText);
+  }
+  return byText(text);
 }
 
 const parseQuantity = cached(parseQuantityText);
@@ -355,7 +383,7 @@ export const KUBERNETES_FUNCTIONS: ReadonlyMap<string, LibraryFunction> = new Ma
     method([o("string", ["string"], "string")], (s, [pattern], charge) => {
       if (typeof s !== "string" || typeof pattern !== "string") return NO_OVERLOAD;
       charge(Math.ceil((1 + s.length) * 0.1) * traversal(pattern, 0.25));
-      return findFirst(s, pattern);
+      return find(s, pattern);
     }),
   ],
   [
@@ -481,8 +509,8 @@ export const KUBERNETES_FUNCTIONS: ReadonlyMap<string, LibraryFunction> = new Ma
     method([o("format", ["string"], "optional")], (f, [s], charge) => {
       if (!(f instanceof Format) || typeof s !== "string") return NO_OVERLOAD;
       charge(Math.ceil((1 + s.length) * 0.1) * Math.ceil(f.maxRegexSize * 0.25));
-      const errors = f.validate(s);
-      return errors.length === 0 ? Optional.NONE : Optional.of(errors);
+      const errors = validate(f, s);
+      return errors.length === 0 ? Optional.NONE : Optional.of([...errors]);
     }),
   ],
 ]);
