@@ -607,13 +607,13 @@ describe("polity policy lint", () => {
 describe("polity policy test", () => {
   it("passes the example tests and exits 0", async () => {
     const run = await polity("policy", "test", at("examples/tests"));
-    expect(run).toEqual({ code: 0, out: "6 passed, 0 failed\n", err: "" });
+    expect(run).toEqual({ code: 0, out: "14 passed, 0 failed\n", err: "" });
   });
 
   it("lists every case with -v, and only matching cases with --run", async () => {
     const verbose = await polity("policy", "test", "-v", at("examples/tests"));
     expect(verbose.out).toContain("  ✓ a quota above the cluster's own limit is refused\n");
-    expect(verbose.out.match(/ {2}✓ /g)).toHaveLength(6);
+    expect(verbose.out.match(/ {2}✓ /g)).toHaveLength(14);
     const only = await polity("policy", "test", "--run", "quota", at("examples/tests"));
     expect(only).toMatchObject({ code: 0, out: "1 passed, 0 failed\n" });
   });
@@ -657,8 +657,64 @@ describe("polity policy test", () => {
   });
 });
 
+describe("polity import", () => {
+  const POLICY = [
+    "apiVersion: admissionregistration.k8s.io/v1",
+    "kind: ValidatingAdmissionPolicy",
+    "metadata: { name: replica-limit }",
+    "spec:",
+    "  paramKind: { apiVersion: v1, kind: ConfigMap }",
+    "  matchConstraints:",
+    "    resourceRules: [{ apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments] }]",
+    "  validations:",
+    "    - expression: object.spec.replicas <= int(params.data.maxReplicas)",
+    "      messageExpression: \"'replicas must be no greater than ' + params.data.maxReplicas\"",
+    "---",
+    "apiVersion: admissionregistration.k8s.io/v1",
+    "kind: ValidatingAdmissionPolicyBinding",
+    "metadata: { name: replica-limit-prod }",
+    "spec: { policyName: replica-limit, validationActions: [Deny], paramRef: { name: replica-limits, namespace: default } }",
+    "---",
+    "apiVersion: v1",
+    "kind: ConfigMap",
+    "metadata: { name: replica-limits, namespace: default }",
+    'data: { maxReplicas: "5" }',
+    "",
+  ].join("\n");
+
+  it("prints Polity policies that lint cleanly and decide as the bound policy, and exits 0", async () => {
+    const run = await polity("import", "--owner", "platform-team", scratchFile("vap.yaml", POLICY));
+    expect(run.code).toBe(0);
+    expect(run.err).toBe("1 policy imported, 0 refusals\n");
+    expect(run.out).toMatch(/^# from .*vap\.yaml\[0\]: ValidatingAdmissionPolicy replica-limit, binding replica-limit-prod\napiVersion: polity\.dev\/v1\nkind: Policy\n/);
+    const imported = scratchFile("imported.yaml", run.out);
+    expect((await polity("policy", "lint", imported)).out).toMatch(/no problems/);
+    const big = scratchFile("big.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: web, namespace: shop }\nspec: { replicas: 9 }\n");
+    const decided = await polity("eval", "-p", imported, big);
+    expect(decided.code).toBe(1);
+    expect(decided.out).toContain("replicas must be no greater than 5");
+  });
+
+  it("refuses what it cannot express on standard error, prints the rest, and exits 1", async () => {
+    const authz = [
+      "apiVersion: admissionregistration.k8s.io/v1",
+      "kind: ValidatingAdmissionPolicy",
+      "metadata: { name: authz }",
+      "spec:",
+      "  matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [pods] }] }",
+      "  validations: [{ expression: \"authorizer.group('').resource('pods').check('create').allowed()\" }]",
+      "",
+    ].join("\n");
+    const run = await polity("import", scratchFile("vap.yaml", POLICY), scratchFile("authz.yaml", authz));
+    expect(run.code).toBe(1);
+    expect(run.out).toContain("name: replica-limit-prod");
+    expect(run.err).toMatch(/^not imported: .*authz\.yaml\[0\]: ValidatingAdmissionPolicy authz: spec\.validations\[0\]\.expression: type error at 1:1: the Kubernetes authorizer library is not available/m);
+    expect(run.err).toMatch(/1 policy imported, 1 refusal\n$/);
+  });
+});
+
 describe("help and usage", () => {
-  const COMMANDS = ["eval", "policy effective", "policy lint", "policy test"];
+  const COMMANDS = ["eval", "import", "policy effective", "policy lint", "policy test"];
 
   it.each(["help", "--help", "-h"])("'polity %s' lists every command and exits 0", async (word) => {
     const run = await polity(word);

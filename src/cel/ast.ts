@@ -79,18 +79,24 @@ export interface FieldInit {
   readonly optional: boolean;
 }
 
-export type MacroName = "all" | "exists" | "exists_one" | "map" | "filter";
+export type MacroName = "all" | "exists" | "exists_one" | "map" | "filter" | "transformList" | "transformMap" | "transformMapEntry";
 
-/** A comprehension macro over a list (its elements) or a map (its keys). */
+/**
+ * A comprehension macro over a list (its elements) or a map (its keys). With two variables
+ * (cel-go's two-variable comprehensions), the first is a list's index or a map's key and
+ * the second the element or the value.
+ */
 export interface Comprehension {
   readonly kind: "comprehension";
   readonly pos: number;
   readonly macro: MacroName;
   readonly range: Expr;
   readonly variable: string;
-  /** The predicate of all/exists/exists_one/filter, and the filter of a three-argument map. */
+  /** The second variable of a two-variable comprehension. */
+  readonly variable2: string | undefined;
+  /** The predicate of all/exists/exists_one/filter, and the filter of a map or transform with one. */
   readonly predicate: Expr | undefined;
-  /** The transform of map. */
+  /** The transform of map, transformList, transformMap, transformMapEntry. */
   readonly transform: Expr | undefined;
 }
 
@@ -118,5 +124,34 @@ export function countNodes(expr: Expr | undefined): number {
       return 1 + countNodes(expr.range) + countNodes(expr.predicate) + countNodes(expr.transform);
     case "bind":
       return 1 + countNodes(expr.init) + countNodes(expr.body);
+  }
+}
+
+/** Whether `test` holds for `expr` or any expression inside it. */
+export function someNode(expr: Expr | undefined, test: (e: Expr) => boolean): boolean {
+  if (expr === undefined) return false;
+  if (test(expr)) return true;
+  const some = (e: Expr | undefined) => someNode(e, test);
+  switch (expr.kind) {
+    case "literal":
+    case "ident":
+      return false;
+    case "select":
+    case "has":
+      return some(expr.operand);
+    case "index":
+      return some(expr.operand) || some(expr.index);
+    case "call":
+      return some(expr.target) || expr.args.some(some);
+    case "list":
+      return expr.elements.some((e) => some(e.value));
+    case "map":
+      return expr.entries.some((e) => some(e.key) || some(e.value));
+    case "struct":
+      return expr.fields.some((f) => some(f.value));
+    case "comprehension":
+      return some(expr.range) || some(expr.predicate) || some(expr.transform);
+    case "bind":
+      return some(expr.init) || some(expr.body);
   }
 }

@@ -6,10 +6,12 @@
  * Tests marked `it.fails` record a known defect of the implementation: they pass while
  * the defect exists and start failing (as a reminder to drop `.fails`) once it is fixed.
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   CelCostLimitError,
   CelEvalError,
+  Optional,
   ReferenceValue,
   compileCel,
   formatCompileError,
@@ -531,5 +533,84 @@ describe("engine selection", () => {
   it("gives the same answer on either engine", () => {
     expect(onBothEvaluators("object.x == 1u", { x: 1 })).toEqual([true, true]);
     expect(onBothEvaluators("object.x == 2.0", { x: 2 })).toEqual([true, true]);
+  });
+});
+
+describe("optionals", () => {
+  const pod = { spec: { containers: [{ name: "app" }], nodeName: "node-1" }, metadata: { labels: { team: "a" } } };
+
+  it("gives optional.none() for an absent field selected with .?, never an unresolved attribute", () => {
+    expect(onBothEvaluators("object.?spec.hasValue()", {})).toEqual([false, false]);
+    expect(onBothEvaluators("object.?spec", {})).toEqual([Optional.NONE, Optional.NONE]);
+    expect(onBothEvaluators("object.?spec.?nodeName.orValue('none')", {})).toEqual(["none", "none"]);
+    expect(onBothEvaluators("object.?spec.?nodeName.orValue('none')", pod)).toEqual(["node-1", "node-1"]);
+  });
+
+  it("runs optional chaining on the compiled evaluator", () => {
+    expect(compile("object.?spec.?securityContext.?runAsNonRoot.orValue(false)").engine).toBe("compiled");
+    expect(compile("object.metadata.?labels[?'team'].orValue('') == 'a'").engine).toBe("compiled");
+  });
+
+  it("selects through an optional: absent anywhere on the way is none", () => {
+    expect(onBothEvaluators("object.?spec.containers[0].name.value()", pod)).toEqual(["app", "app"]);
+    expect(onBothEvaluators("object.?spec.containers[3].name.hasValue()", pod)).toEqual([false, false]);
+    expect(onBothEvaluators("object.?status.phase.hasValue()", pod)).toEqual([false, false]);
+    expect(onBothEvaluators("has(object.?spec.nodeName)", pod)).toEqual([true, true]);
+  });
+
+  it("builds lists and maps from the optional entries that hold a value", () => {
+    expect(onBothEvaluators("[?object.?spec.?nodeName, ?object.?spec.?hostname, 'x']", pod)).toEqual([["node-1", "x"], ["node-1", "x"]]);
+    expect(onBothEvaluators("{?'node': object.?spec.?nodeName, ?'host': object.?spec.?hostname}", pod)).toEqual([{ node: "node-1" }, { node: "node-1" }]);
+  });
+
+  it("maps an optional with optMap and optFlatMap, and tells none from a zero value", () => {
+    expect(onBothEvaluators("object.?spec.?containers.optMap(c, size(c)).orValue(0)", pod)).toEqual([1, 1]);
+    expect(onBothEvaluators("object.?spec.?nodeName.optFlatMap(n, optional.ofNonZeroValue(n.substring(6))).orValue('?')", pod)).toEqual(["?", "?"]);
+    expect(onBothEvaluators("optional.ofNonZeroValue(object.?metadata.?labels.orValue({})).hasValue()", {})).toEqual([false, false]);
+  });
+
+  it("evaluates the alternative of or and orValue only when needed", () => {
+    expect(onBothEvaluators("optional.of(1).orValue(1 / 0)", {})).toEqual([1, 1]);
+    expect(evaluationError("optional.none().orValue(1 / 0)").message).toMatch(/division by zero/);
+  });
+
+  it("gives with .?f and orValue what has() and a conditional give, for any map", () => {
+    const keys = fc.constantFrom("a", "b", "constructor", "0");
+    const maps = fc.dictionary(keys, fc.oneof(fc.integer({ min: -5, max: 5 }), fc.string({ maxLength: 3 }), fc.constant(null)));
+    const optional = compile("[object.?a.orValue('d'), object.?b.hasValue(), [?object.?a].size(), {?'x': object.?constructor}]");
+    const plain = compile("[has(object.a) ? object.a : 'd', has(object.b), has(object.a) ? 1 : 0, has(object.constructor) ? {'x': object.constructor} : {}]");
+    fc.assert(
+      fc.property(maps, (object) => {
+        const expected = plain.evaluate({ object });
+        expect(optional.evaluate({ object })).toEqual(expected);
+        expect(optional.evaluateReference({ object })).toEqual(expected);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it("refuses to dereference none, and a non-optional where an optional entry is expected", () => {
+    expect(evaluationError("object.?spec.value()").message).toBe("optional.none() dereference");
+    expect(compileError("[?1]").message).toBe("an optional entry ('?') needs an optional value, not 'int'");
+  });
+});
+
+describe("two-variable comprehensions", () => {
+  const labels = { team: "a", tier: "web" };
+
+  it("give a list's index and element, or a map's key and value", () => {
+    expect(onBothEvaluators("object.all(k, v, k.size() > 0 && v.size() > 0)", labels)).toEqual([true, true]);
+    expect(onBothEvaluators("['a', 'b', 'c'].exists(i, v, i == 1 && v == 'b')")).toEqual([true, true]);
+    expect(onBothEvaluators("object.existsOne(k, v, v == 'web')", labels)).toEqual([true, true]);
+  });
+
+  it("transform lists and maps, with an optional filter", () => {
+    expect(onBothEvaluators("['a', 'b'].transformList(i, v, v + string(i))")).toEqual([["a0", "b1"], ["a0", "b1"]]);
+    expect(onBothEvaluators("object.transformMap(k, v, k != 'team', v.upperAscii())", labels)).toEqual([{ tier: "WEB" }, { tier: "WEB" }]);
+    expect(onBothEvaluators("object.transformMapEntry(k, v, {v: k})", labels)).toEqual([{ a: "team", web: "tier" }, { a: "team", web: "tier" }]);
+  });
+
+  it("refuses two variables of the same name", () => {
+    expect(compileError("object.all(x, x, true)").message).toBe("all(): the two variables must have different names, both are 'x'");
   });
 });

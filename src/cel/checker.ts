@@ -10,7 +10,8 @@
  * what can be known is checked, as cel-go's checker would with an untyped object.
  */
 import type { Expr } from "./ast.js";
-import { assignable, FUNCTIONS, TYPE_NAMES, type StaticType } from "./functions.js";
+import { assignable, FUNCTIONS, staticTypeOf, TYPE_NAMES, type DeclaredType, type StaticType } from "./functions.js";
+import { compileRegex } from "./runtime.js";
 
 export class CheckError extends Error {
   constructor(
@@ -37,6 +38,15 @@ export interface CheckOptions {
   readonly typeCheck: boolean;
   /** When `variables` holds a policy's variables: the names defined. */
   readonly variableNames?: ReadonlySet<string>;
+  /** Variables whose type is known: selecting a field their type does not have is an error. */
+  readonly declarations?: Readonly<Record<string, DeclaredType>>;
+  /**
+   * Kubernetes' stricter checks: list and map literals of one type (cel-go's
+   * HomogeneousAggregateLiterals), and conditionals whose branches have one type.
+   */
+  readonly strict?: boolean;
+  /** Why a variable that is not declared here is not (`params` of a policy without params). */
+  readonly undeclaredReasons?: Readonly<Record<string, string>>;
 }
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
@@ -88,6 +98,8 @@ export function checkExpression(expr: Expr, options: CheckOptions): CheckResult 
 
 class Checker {
   compiled = true;
+  /** The declared types of the expressions that have one (from options.declarations). */
+  private readonly declared = new WeakMap<Expr, DeclaredType>();
   readonly qualifiedVariables = new WeakMap<Expr, string>();
   readonly variableIndex = new WeakMap<Expr, number>();
 
@@ -110,34 +122,38 @@ class Checker {
     switch (expr.kind) {
       case "literal":
         return this.literal(expr);
-      case "ident":
-        return this.ident(expr.name, expr.pos, locals);
+      case "ident": {
+        const type = this.ident(expr.name, expr.pos, locals);
+        const declared = expr.name.startsWith(".") || locals.includes(expr.name) ? undefined : this.options.declarations?.[expr.name.replace(/^\./, "")];
+        if (declared === undefined) return type;
+        this.declared.set(expr, declared);
+        return staticTypeOf(declared);
+      }
       case "select": {
         this.checkVariableName(expr, locals);
-        if (expr.optional) {
-          this.reference();
-          this.check(expr.operand, locals);
-          return "optional";
-        }
-        const qualified = this.resolveQualified(expr, locals);
+        const qualified = expr.optional ? undefined : this.resolveQualified(expr, locals);
         if (qualified !== undefined) return "dyn";
         const operand = this.check(expr.operand, locals);
         if (this.options.typeCheck && operand !== "dyn" && operand !== "map" && operand !== "optional") {
           throw new CheckError(`type '${operand}' does not support field selection`, expr.pos);
         }
-        if (operand === "optional") this.reference();
-        return "dyn";
+        const field = this.declaredField(expr.operand, expr.field, expr.pos);
+        // Through an optional, a selection is optional too (optional chaining).
+        if (expr.optional || operand === "optional") return "optional";
+        if (field === undefined) return "dyn";
+        this.declared.set(expr, field);
+        return staticTypeOf(field);
       }
       case "has": {
         this.checkVariableName(expr, locals);
         const operand = this.check(expr.operand, locals);
-        if (this.options.typeCheck && operand !== "dyn" && operand !== "map") {
+        if (this.options.typeCheck && operand !== "dyn" && operand !== "map" && operand !== "optional") {
           throw new CheckError(`type '${operand}' does not support field selection`, expr.pos);
         }
+        this.declaredField(expr.operand, expr.field, expr.pos);
         return "bool";
       }
       case "index": {
-        if (expr.optional) this.reference();
         const operand = this.check(expr.operand, locals);
         const index = this.check(expr.index, locals);
         if (this.options.typeCheck) {
@@ -148,24 +164,42 @@ class Checker {
             this.mismatch("_[_]", expr.pos, [operand, index]);
           }
         }
-        return expr.optional ? "optional" : "dyn";
-      }
-      case "list":
-        for (const element of expr.elements) {
-          if (element.optional) this.reference();
-          this.check(element.value, locals);
+        if (expr.optional || operand === "optional") return "optional";
+        const element = this.declared.get(expr.operand);
+        if (element !== undefined && typeof element !== "string" && !("object" in element)) {
+          const type = "list" in element ? element.list : element.map;
+          this.declared.set(expr, type);
+          return staticTypeOf(type);
         }
+        return "dyn";
+      }
+      case "list": {
+        const types: [StaticType, number][] = [];
+        for (const element of expr.elements) {
+          const type = this.check(element.value, locals);
+          if (element.optional) this.optionalEntry(type, element.value.pos);
+          else types.push([type, element.value.pos]);
+        }
+        this.homogeneous(types);
         return "list";
-      case "map":
+      }
+      case "map": {
+        const keys: [StaticType, number][] = [];
+        const values: [StaticType, number][] = [];
         for (const entry of expr.entries) {
-          if (entry.optional) this.reference();
           const key = this.check(entry.key, locals);
           if (this.options.typeCheck && !["dyn", "string", "int", "uint", "bool"].includes(key)) {
             throw new CheckError(`unsupported map key type '${key}'`, entry.key.pos);
           }
-          this.check(entry.value, locals);
+          keys.push([key, entry.key.pos]);
+          const type = this.check(entry.value, locals);
+          if (entry.optional) this.optionalEntry(type, entry.value.pos);
+          else values.push([type, entry.value.pos]);
         }
+        this.homogeneous(keys);
+        this.homogeneous(values);
         return "map";
+      }
       case "struct":
         this.reference();
         for (const field of expr.fields) this.check(field.value, locals);
@@ -175,20 +209,62 @@ class Checker {
         if (this.options.typeCheck && range !== "dyn" && range !== "list" && range !== "map") {
           throw new CheckError(`${expr.macro}() needs a list or a map, not '${range}'`, expr.pos);
         }
-        const inner = [...locals, expr.variable];
+        const inner = expr.variable2 === undefined ? [...locals, expr.variable] : [...locals, expr.variable, expr.variable2];
         let predicate: StaticType = "bool";
         if (expr.predicate !== undefined) predicate = this.check(expr.predicate, inner);
-        if (expr.transform !== undefined) this.check(expr.transform, inner);
+        const transform = expr.transform === undefined ? undefined : this.check(expr.transform, inner);
         if (this.options.typeCheck && !assignable("bool", predicate)) {
           throw new CheckError(`the predicate of ${expr.macro}() must be a bool, not '${predicate}'`, expr.predicate!.pos);
         }
-        return expr.macro === "map" || expr.macro === "filter" ? "list" : "bool";
+        if (this.options.typeCheck && expr.macro === "transformMapEntry" && transform !== undefined && !assignable("map", transform)) {
+          throw new CheckError(`the transform of transformMapEntry() must be a map, not '${transform}'`, expr.transform!.pos);
+        }
+        switch (expr.macro) {
+          case "map":
+          case "filter":
+          case "transformList":
+            return "list";
+          case "transformMap":
+          case "transformMapEntry":
+            return "map";
+          default:
+            return "bool";
+        }
       }
       case "bind":
         this.check(expr.init, locals);
         return this.check(expr.body, [...locals, expr.name]);
       case "call":
         return this.call(expr, locals);
+    }
+  }
+
+  /** The declared type of `operand`'s field, when `operand`'s type is declared; an undeclared field is an error. */
+  private declaredField(operand: Expr, field: string, pos: number): DeclaredType | undefined {
+    const type = this.declared.get(operand);
+    if (type === undefined || typeof type === "string" || "list" in type) return undefined;
+    if ("map" in type) return type.map;
+    if (!Object.hasOwn(type.fields, field)) {
+      throw new CheckError(`undefined field '${field}' (${type.object} has ${Object.keys(type.fields).join(", ")})`, pos);
+    }
+    return type.fields[field];
+  }
+
+  /** Under strict checks, the elements (or keys, or values) of a literal have one type, as in Kubernetes. */
+  private homogeneous(types: readonly [StaticType, number][]): void {
+    if (!this.options.strict) return;
+    const known = types.filter(([t]) => t !== "dyn" && t !== "null");
+    const first = known[0];
+    const other = known.find(([t]) => t !== first?.[0]);
+    if (first !== undefined && other !== undefined) {
+      throw new CheckError(`expected type '${first[0]}' but found '${other[0]}': the elements of a list or map literal must have one type (wrap one in dyn() to mix them)`, other[1]);
+    }
+  }
+
+  /** `[?x]`, `{?k: x}`: x must be an optional. */
+  private optionalEntry(type: StaticType, pos: number): void {
+    if (this.options.typeCheck && type !== "optional" && type !== "dyn") {
+      throw new CheckError(`an optional entry ('?') needs an optional value, not '${type}'`, pos);
     }
   }
 
@@ -232,6 +308,14 @@ class Checker {
     if (TYPE_NAMES.has(bare)) {
       this.reference();
       return "type";
+    }
+    const reason = this.options.undeclaredReasons?.[bare];
+    if (reason !== undefined) throw new CheckError(`undeclared reference to '${bare}': ${reason}`, pos);
+    if (bare === "authorizer" || bare === "paramsAuthorizer") {
+      throw new CheckError(
+        `the Kubernetes authorizer library is not available: a Polity decision is made from the request and the policies alone, and cannot ask the API server's authorizer (authorizer.group(…).resource(…).check(…)); check request.userInfo.groups or request.userInfo.username instead`,
+        pos,
+      );
     }
     if (!this.options.typeCheck) {
       this.reference();
@@ -283,6 +367,9 @@ class Checker {
       case "_?_:_": {
         if (typeCheck && !assignable("bool", a)) this.mismatch(expr.name, expr.pos, args);
         const [, t, f] = args as [StaticType, StaticType, StaticType];
+        if (this.options.strict && t !== f && t !== "dyn" && f !== "dyn" && t !== "null" && f !== "null") {
+          throw new CheckError(`the two branches of a conditional must have one type, not '${t}' and '${f}' (wrap one in dyn() to mix them)`, expr.pos);
+        }
         return t === f ? t : "dyn";
       }
       case "_==_":
@@ -354,6 +441,14 @@ class Checker {
       return "dyn";
     }
     if (!decl.compiled) this.reference();
+    if ((name === "find" || name === "findAll") && expr.args[0]?.kind === "literal" && expr.args[0].literal.type === "string") {
+      // As Kubernetes validates regular expression literals when an expression is compiled.
+      try {
+        compileRegex(expr.args[0].literal.value);
+      } catch (error) {
+        throw new CheckError((error as Error).message, expr.args[0].pos);
+      }
+    }
     const results = new Set(matching.map((overload) => overload.result));
     return results.size === 1 ? [...results][0]! : "dyn";
   }

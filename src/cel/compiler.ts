@@ -8,8 +8,10 @@
  * REFER and the reference evaluator answers for the whole expression.
  */
 import { countNodes, type Comprehension, type Expr } from "./ast.js";
-import { CheckError, type CheckResult } from "./checker.js";
+import { CheckError, qualifiedFunction, type CheckResult } from "./checker.js";
 import { CelCostLimitError, CelEvalError } from "./errors.js";
+import { KUBERNETES_FUNCTIONS, libraryString, NO_OVERLOAD } from "./kubernetes/library.js";
+import { Optional, ReferenceValue, type CelValue } from "./values.js";
 import { Variables } from "./variables.js";
 import {
   addNumbers,
@@ -24,6 +26,7 @@ import {
   hasOwn,
   isInt,
   isMap,
+  isZeroValue,
   lowerAscii,
   moduloNumbers,
   multiplyNumbers,
@@ -164,6 +167,19 @@ class Compiler {
     const field = expr.field;
     const pos = expr.pos;
     const index = this.check.variableIndex.get(expr);
+    if (expr.optional) {
+      // `a.?f`: optional.of(a.f) when a has f, else optional.none().
+      return (f) => {
+        let v = operand(f);
+        if (v instanceof Optional) {
+          if (!v.present) return v;
+          v = v.value;
+        }
+        if (v instanceof Variables) return v.has(field) ? Optional.of(v.get(field)) : Optional.NONE;
+        if (isMap(v)) return hasOwn.call(v, field) ? Optional.of(v[field] as CelValue) : Optional.NONE;
+        throw REFER;
+      };
+    }
     if (index !== undefined) {
       // `variables.<name>`: straight to the variable's slot.
       return (f) => {
@@ -173,6 +189,7 @@ class Compiler {
           if (hasOwn.call(v, field)) return v[field];
           throw errorAt(noSuchKey(field), pos);
         }
+        if (v instanceof Optional) return optionalField(v, field);
         throw REFER;
       };
     }
@@ -182,6 +199,7 @@ class Compiler {
         if (hasOwn.call(v, field)) return v[field];
         throw errorAt(noSuchKey(field), pos);
       }
+      if (v instanceof Optional) return optionalField(v, field);
       throw REFER;
     };
   }
@@ -193,6 +211,11 @@ class Compiler {
       const v = operand(f);
       if (v instanceof Variables) return v.has(field);
       if (isMap(v)) return hasOwn.call(v, field);
+      if (v instanceof Optional) {
+        // has() through an optional: false for none, else whether the value has the field.
+        if (!v.present) return false;
+        if (isMap(v.value)) return hasOwn.call(v.value, field);
+      }
       throw REFER;
     };
   }
@@ -201,6 +224,12 @@ class Compiler {
     const operand = this.compile(expr.operand, locals);
     const index = this.compile(expr.index, locals);
     const pos = expr.pos;
+    if (expr.optional) {
+      return (f) => {
+        const v = operand(f);
+        return optionalIndex(v instanceof Optional ? v : Optional.of(v as CelValue), index(f));
+      };
+    }
     return (f) => {
       const v = operand(f);
       const i = index(f);
@@ -213,12 +242,27 @@ class Compiler {
         if (hasOwn.call(v, i)) return v[i];
         throw errorAt(noSuchKey(i), pos);
       }
+      if (v instanceof Optional) return optionalIndex(v, i);
       throw REFER;
     };
   }
 
   private list(expr: Expr & { kind: "list" }, locals: readonly string[]): Evaluator {
     const elements = expr.elements.map((e) => this.compile(e.value, locals));
+    if (expr.elements.some((e) => e.optional)) {
+      // `[?x]`: x's value when x is optional.of(…), nothing when it is optional.none().
+      const optional = expr.elements.map((e) => e.optional);
+      return (f) => {
+        const out: unknown[] = [];
+        for (let i = 0; i < elements.length; i++) {
+          const v = elements[i]!(f);
+          if (!optional[i]) out.push(v);
+          else if (!(v instanceof Optional)) throw REFER;
+          else if (v.present) out.push(v.value);
+        }
+        return out;
+      };
+    }
     if (expr.elements.every((e) => e.value.kind === "literal")) {
       const constant = Object.freeze(elements.map((e) => e(undefined as unknown as Frame)));
       return () => constant;
@@ -227,15 +271,22 @@ class Compiler {
   }
 
   private map(expr: Expr & { kind: "map" }, locals: readonly string[]): Evaluator {
-    const entries = expr.entries.map((e) => [this.compile(e.key, locals), this.compile(e.value, locals)] as const);
+    const entries = expr.entries.map((e) => [this.compile(e.key, locals), this.compile(e.value, locals), e.optional] as const);
     const pos = expr.pos;
     const build = (f: Frame) => {
       const out: CelMap = {};
-      for (const [key, value] of entries) {
+      for (const [key, value, optional] of entries) {
         const k = key(f);
         if (typeof k !== "string") throw REFER;
         if (hasOwn.call(out, k)) throw errorAt(new CelEvalError(`map literal repeats the key ${JSON.stringify(k)}`), pos);
-        setEntry(out, k, value(f));
+        let v = value(f);
+        if (optional) {
+          // `{?k: x}`: the entry only when x is optional.of(…).
+          if (!(v instanceof Optional)) throw REFER;
+          if (!v.present) continue;
+          v = v.value;
+        }
+        setEntry(out, k, v);
       }
       return out;
     };
@@ -253,6 +304,7 @@ class Compiler {
   }
 
   private comprehension(expr: Comprehension, locals: readonly string[]): Evaluator {
+    if (expr.variable2 !== undefined || expr.macro.startsWith("transform")) return this.twoVariableComprehension(expr, locals);
     const range = this.compile(expr.range, locals);
     const slot = this.slotFor(locals.length);
     const inner = [...locals, expr.variable];
@@ -308,8 +360,7 @@ class Compiler {
           return count === 1;
         };
       }
-      case "filter":
-      case "map": {
+      default: {
         const keep = predicate;
         const produce = transform;
         return (f) => {
@@ -331,8 +382,128 @@ class Compiler {
     }
   }
 
+  /**
+   * Two-variable comprehensions (index and element of a list, key and value of a map) and
+   * the transform macros: all, exists, existsOne, transformList, transformMap,
+   * transformMapEntry.
+   */
+  private twoVariableComprehension(expr: Comprehension, locals: readonly string[]): Evaluator {
+    const range = this.compile(expr.range, locals);
+    const slot = this.slotFor(locals.length);
+    const slot2 = this.slotFor(locals.length + 1);
+    const inner = [...locals, expr.variable, expr.variable2 ?? ""];
+    const predicate = expr.predicate === undefined ? undefined : this.compile(expr.predicate, inner);
+    const transform = expr.transform === undefined ? undefined : this.compile(expr.transform, inner);
+    const perIteration = 1 + countNodes(expr.predicate) + countNodes(expr.transform);
+    const pos = expr.pos;
+    /** Runs `step` for each index and element, or key and value, until it returns something. */
+    const loop = (f: Frame, step: () => unknown): unknown => {
+      const v = range(f);
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) {
+          charge(f, perIteration);
+          f.vars[slot] = i;
+          f.vars[slot2] = v[i];
+          const out = step();
+          if (out !== undefined) return out;
+        }
+      } else if (isMap(v)) {
+        const keys = Object.keys(v);
+        for (let i = 0; i < keys.length; i++) {
+          charge(f, perIteration);
+          f.vars[slot] = keys[i];
+          f.vars[slot2] = v[keys[i]!];
+          const out = step();
+          if (out !== undefined) return out;
+        }
+      } else {
+        throw REFER;
+      }
+      return undefined;
+    };
+    const kept = (f: Frame): boolean => {
+      if (predicate === undefined) return true;
+      const r = predicate(f);
+      if (typeof r !== "boolean") throw REFER;
+      return r;
+    };
+    switch (expr.macro) {
+      case "all":
+      case "exists": {
+        const decisive = expr.macro === "exists";
+        const test = predicate!;
+        return (f) => {
+          let error: CelEvalError | undefined;
+          const out = loop(f, () => {
+            let r: unknown;
+            try {
+              r = test(f);
+            } catch (e) {
+              if (!isAbsorbable(e)) throw e;
+              error ??= e;
+              return undefined;
+            }
+            if (r === decisive) return decisive;
+            if (r !== !decisive) throw REFER;
+            return undefined;
+          });
+          if (out !== undefined) return out;
+          if (error !== undefined) throw error;
+          return !decisive;
+        };
+      }
+      case "exists_one":
+        return (f) => {
+          let count = 0;
+          loop(f, () => {
+            if (kept(f)) count++;
+            return undefined;
+          });
+          return count === 1;
+        };
+      case "transformList":
+        return (f) => {
+          const out: unknown[] = [];
+          loop(f, () => {
+            if (kept(f)) out.push(transform!(f));
+            return undefined;
+          });
+          return out;
+        };
+      case "transformMap":
+      case "transformMapEntry": {
+        const entry = expr.macro === "transformMapEntry";
+        return (f) => {
+          const out: CelMap = {};
+          loop(f, () => {
+            if (!kept(f)) return undefined;
+            const produced = transform!(f);
+            if (!entry) {
+              const key = f.vars[slot];
+              // A list's indexes are ints: only the reference builds maps with int keys.
+              if (typeof key !== "string") throw REFER;
+              setEntry(out, key, produced);
+              return undefined;
+            }
+            if (!isMap(produced)) throw REFER;
+            for (const k of Object.keys(produced)) {
+              if (hasOwn.call(out, k)) throw errorAt(new CelEvalError(`insert failed: key ${k} already exists`), pos);
+              setEntry(out, k, produced[k]);
+            }
+            return undefined;
+          });
+          return out;
+        };
+      }
+      default:
+        throw new Error(`${expr.macro}() takes one variable`);
+    }
+  }
+
   private call(expr: Expr & { kind: "call" }, locals: readonly string[]): Evaluator {
     const args = expr.args.map((a) => this.compile(a, locals));
+    const qualified = qualifiedFunction(expr);
+    if (qualified !== undefined) return this.qualified(qualified, args, expr.pos);
     const target = expr.target === undefined ? undefined : this.compile(expr.target, locals);
     const [a, b, c] = args as [Evaluator, Evaluator, Evaluator];
     switch (expr.name) {
@@ -412,10 +583,81 @@ class Compiler {
     }
   }
 
+  /** A namespaced global function: `optional.of(x)`. */
+  private qualified(name: string, args: readonly Evaluator[], pos: number): Evaluator {
+    const [a] = args as [Evaluator];
+    switch (name) {
+      case "optional.of":
+        return (f) => Optional.of(a(f) as CelValue);
+      case "optional.none":
+        return () => Optional.NONE;
+      case "optional.ofNonZeroValue":
+        return (f) => {
+          const v = a(f);
+          const zero = isZeroValue(v);
+          if (zero === undefined) throw REFER;
+          return zero ? Optional.NONE : Optional.of(v as CelValue);
+        };
+      default:
+        return this.library(name, undefined, args, pos);
+    }
+  }
+
+  /** A function of the Kubernetes libraries; what it cannot decide goes to the reference. */
+  private library(name: string, target: Evaluator | undefined, args: readonly Evaluator[], pos: number): Evaluator {
+    const library = KUBERNETES_FUNCTIONS.get(name);
+    if (library === undefined) {
+      return () => {
+        throw REFER;
+      };
+    }
+    return (f) => {
+      const receiver = target === undefined ? undefined : target(f);
+      const values = args.map((a) => a(f));
+      let result: CelValue | typeof NO_OVERLOAD;
+      try {
+        result = library.call(receiver, values, (units) => charge(f, units));
+      } catch (error) {
+        if (error instanceof CelEvalError) throw errorAt(error, pos);
+        throw error;
+      }
+      if (result === NO_OVERLOAD || result instanceof ReferenceValue) throw REFER;
+      return result;
+    };
+  }
+
   private function(expr: Expr & { kind: "call" }, target: Evaluator | undefined, args: readonly Evaluator[]): Evaluator {
     const [a, b] = args as [Evaluator, Evaluator];
     const receiver = target ?? a;
     switch (expr.name) {
+      case "hasValue":
+        return (f) => {
+          const o = receiver(f);
+          if (o instanceof Optional) return o.present;
+          throw REFER;
+        };
+      case "value": {
+        const pos = expr.pos;
+        return (f) => {
+          const o = receiver(f);
+          if (!(o instanceof Optional)) throw REFER;
+          if (!o.present) throw errorAt(new CelEvalError("optional.none() dereference"), pos);
+          return o.value;
+        };
+      }
+      case "or":
+      case "orValue": {
+        // Short-circuiting, as in cel-go: the alternative is evaluated only when needed.
+        const unwrap = expr.name === "orValue";
+        return (f) => {
+          const o = receiver(f);
+          if (!(o instanceof Optional)) throw REFER;
+          if (o.present) return unwrap ? o.value : o;
+          const alternative = a(f);
+          if (!unwrap && !(alternative instanceof Optional)) throw REFER;
+          return alternative;
+        };
+      }
       case "size":
         return (f) => {
           const v = receiver(f);
@@ -473,6 +715,8 @@ class Compiler {
           const v = a(f);
           if (typeof v === "string") return v;
           if (typeof v === "boolean" || Number.isSafeInteger(v)) return String(v);
+          const library = libraryString(v);
+          if (library !== undefined) return library;
           throw REFER;
         };
       case "lowerAscii":
@@ -497,6 +741,7 @@ class Compiler {
       case "flatten":
       case "distinct":
       case "sort": {
+        if (args.length > 0) break;
         const op = expr.name === "flatten" ? flattenList : expr.name === "distinct" ? distinctList : sortList;
         return (f) => {
           const list = receiver(f);
@@ -517,10 +762,28 @@ class Compiler {
       default:
         break;
     }
-    return () => {
-      throw REFER;
-    };
+    return this.library(expr.name, target, args, expr.pos);
   }
+}
+
+/** `o.f` through an optional: none stays none; a present value's field, if it has it, is optional.of it. */
+function optionalField(o: Optional, field: string): Optional {
+  if (!o.present) return o;
+  const v = o.value;
+  if (isMap(v)) return hasOwn.call(v, field) ? Optional.of(v[field] as CelValue) : Optional.NONE;
+  throw REFER;
+}
+
+/** `o[i]` through an optional, and `a[?i]`: optional.of the element or entry, none when absent. */
+function optionalIndex(o: Optional, i: unknown): Optional {
+  if (!o.present) return o;
+  const v = o.value;
+  if (Array.isArray(v)) {
+    if (!isInt(i)) throw REFER;
+    return i >= 0 && i < v.length ? Optional.of(v[i] as CelValue) : Optional.NONE;
+  }
+  if (isMap(v) && typeof i === "string") return hasOwn.call(v, i) ? Optional.of(v[i] as CelValue) : Optional.NONE;
+  throw REFER;
 }
 
 function logical(a: Evaluator, b: Evaluator, decisive: boolean): Evaluator {

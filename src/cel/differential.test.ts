@@ -18,7 +18,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { checkExpression } from "./checker.js";
 import { compileExpression } from "./compiler.js";
-import { CelCostLimitError, CelEvalError, ReferenceValue, compileCel, type CelProgram, type CelValue } from "./index.js";
+import { CelCostLimitError, CelEvalError, Optional, ReferenceValue, compileCel, type CelProgram, type CelValue } from "./index.js";
+import { KubernetesValue } from "./values.js";
 import { parseCel } from "./parser.js";
 import { REFER, type Frame } from "./runtime.js";
 
@@ -386,6 +387,8 @@ function canonical(value: CelValue): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "number") return Number.isInteger(value) ? BigInt(value).toString() : `${value}d`;
   if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value instanceof Optional) return value.present ? `optional.of(${canonical(value.value)})` : "optional.none()";
+  if (value instanceof KubernetesValue) return value.key();
   const map = value as Readonly<Record<string, CelValue>>;
   const entries = Object.keys(map)
     .sort()
@@ -521,6 +524,49 @@ describe("the compiled and the reference evaluator", () => {
     fc.assert(
       fc.property(json, fc.constantFrom(...sources), (x, source) => agree(source, { x })),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe("the compiled and the reference evaluator, on optionals, two-variable comprehensions and the Kubernetes libraries", () => {
+  it("agree over arbitrary JSON, values and errors alike", () => {
+    const sources = [
+      "object.?x",
+      "object.?x.?a.orValue(1)",
+      "object.x.?a.hasValue()",
+      "object.?x[?0].orValue('none')",
+      "object.?x.optMap(v, size(v)).orValue(-1)",
+      "object.?x.optFlatMap(v, v.?a).hasValue()",
+      "[?object.?x, ?object.?y]",
+      "{?'x': object.?x}",
+      "optional.ofNonZeroValue(object.x).hasValue()",
+      "object.?x.or(optional.of(1)).value()",
+      "object.?x.value()",
+      "has(object.?x.a)",
+      "object.x.all(i, v, i == i)",
+      "object.x.exists(k, v, v == v)",
+      "object.x.existsOne(k, v, k == k)",
+      "object.x.transformList(i, v, v)",
+      "object.x.transformMap(k, v, v)",
+      "object.x.transformMapEntry(k, v, {string(k): v})",
+      "quantity(object.x).isLessThan(quantity('1Gi'))",
+      "isQuantity(object.x)",
+      "ip(object.x).family()",
+      "cidr('10.0.0.0/8').containsIP(object.x)",
+      "url(object.x).getHost()",
+      "object.x.find('[a-c]+')",
+      "object.x.findAll('.')",
+      "object.x.isSorted()",
+      "object.x.sum()",
+      "object.x.min()",
+      "object.x.indexOf(1)",
+      "sets.contains(object.x, [1])",
+      "isSemver(object.x, true)",
+      "format.dns1123Label().validate(object.x).hasValue()",
+    ];
+    fc.assert(
+      fc.property(json, fc.constantFrom(...sources), (x, source) => agree(source, { x })),
+      { numRuns: 1000 },
     );
   });
 });

@@ -1,3 +1,6 @@
+import { KUBERNETES_FUNCTIONS } from "./kubernetes/library.js";
+import type { StaticType } from "./types.js";
+
 /**
  * The functions Polity's CEL environment declares: CEL's standard library and the strings
  * extension (as Kubernetes enables it). Each entry lists its overloads, for the checker's
@@ -5,21 +8,8 @@
  * reference evaluator implements all of them.
  */
 
-export type StaticType =
-  | "int"
-  | "uint"
-  | "double"
-  | "string"
-  | "bytes"
-  | "bool"
-  | "null"
-  | "list"
-  | "map"
-  | "timestamp"
-  | "duration"
-  | "type"
-  | "optional"
-  | "dyn";
+export type { DeclaredType, StaticType } from "./types.js";
+export { staticTypeOf } from "./types.js";
 
 /** An overload: the receiver type for methods (`undefined` for global functions), the argument types, the result. */
 export interface Overload {
@@ -50,7 +40,7 @@ const TIME_GETTERS = [
   "getMilliseconds",
 ];
 
-export const FUNCTIONS: ReadonlyMap<string, FunctionDecl> = new Map<string, FunctionDecl>([
+const CEL_FUNCTIONS: ReadonlyMap<string, FunctionDecl> = new Map<string, FunctionDecl>([
   [
     "size",
     {
@@ -115,11 +105,36 @@ export const FUNCTIONS: ReadonlyMap<string, FunctionDecl> = new Map<string, Func
   ["reverse", { compiled: false, overloads: [o("string", [], "string")] }],
   ["format", { compiled: false, overloads: [o("string", ["list"], "string")] }],
   ["strings.quote", { compiled: false, overloads: [o(undefined, ["string"], "string")] }],
+  // Optional values (cel-go's optional library, which Kubernetes enables).
+  ["optional.of", { compiled: true, overloads: [o(undefined, ["dyn"], "optional")] }],
+  ["optional.ofNonZeroValue", { compiled: true, overloads: [o(undefined, ["dyn"], "optional")] }],
+  ["optional.none", { compiled: true, overloads: [o(undefined, [], "optional")] }],
+  ["hasValue", { compiled: true, overloads: [o("optional", [], "bool")] }],
+  ["value", { compiled: true, overloads: [o("optional", [], "dyn")] }],
+  ["or", { compiled: true, overloads: [o("optional", ["optional"], "optional")] }],
+  ["orValue", { compiled: true, overloads: [o("optional", ["dyn"], "dyn")] }],
   // From cel-go's lists extension (ext.Lists): one-level flatten, first-occurrence distinct, ascending sort.
   ["flatten", { compiled: true, overloads: [o("list", [], "list")] }],
   ["distinct", { compiled: true, overloads: [o("list", [], "list")] }],
   ["sort", { compiled: true, overloads: [o("list", [], "list")] }],
 ]);
+
+/**
+ * CEL's functions and the Kubernetes libraries' (kubernetes/library.ts), which the
+ * compiled evaluator runs too. A name in both (indexOf on strings and on lists, string of
+ * an IP) has the overloads of both.
+ */
+export const FUNCTIONS: ReadonlyMap<string, FunctionDecl> = (() => {
+  const all = new Map(CEL_FUNCTIONS);
+  for (const [name, library] of KUBERNETES_FUNCTIONS) {
+    const own = all.get(name);
+    all.set(name, own === undefined ? { compiled: true, overloads: library.overloads } : { compiled: own.compiled, overloads: [...own.overloads, ...library.overloads] });
+  }
+  // string(ip) and string(cidr)
+  const string = all.get("string")!;
+  all.set("string", { ...string, overloads: [...string.overloads, o(undefined, ["ip"], "string"), o(undefined, ["cidr"], "string")] });
+  return all;
+})();
 
 /** Identifiers that name types: valid values in CEL (`type(x) == int`), run on the reference. */
 export const TYPE_NAMES = new Set([
@@ -134,6 +149,7 @@ export const TYPE_NAMES = new Set([
   "null_type",
   "type",
   "dyn",
+  "optional_type",
 ]);
 
 /** Whether an argument of static type `actual` may be passed where `expected` is declared. */

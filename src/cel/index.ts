@@ -12,7 +12,7 @@ import { checkExpression, CheckError } from "./checker.js";
 import { DATA_LIST_SIZE, estimateCost } from "./cost.js";
 import { compileExpression } from "./compiler.js";
 import { CelCostLimitError, CelEvalError, positionAt, type CelCompileError } from "./errors.js";
-import type { StaticType } from "./functions.js";
+import type { DeclaredType, StaticType } from "./functions.js";
 import { parseCel, ParseError } from "./parser.js";
 import { compileReference, type ReferenceProgram } from "./reference.js";
 import { REFER, type Frame } from "./runtime.js";
@@ -20,11 +20,11 @@ import type { Activation, CelValue } from "./values.js";
 import type { CostBudget } from "./variables.js";
 
 export type { CelValue, Activation, CelMapValue } from "./values.js";
-export { ReferenceValue } from "./values.js";
+export { Optional, ReferenceValue } from "./values.js";
 export { Variables, type VariableTable } from "./variables.js";
 export { CelEvalError, CelCostLimitError, formatCompileError, positionAt } from "./errors.js";
 export type { CelCompileError, SourcePosition } from "./errors.js";
-export type { StaticType } from "./functions.js";
+export type { DeclaredType, StaticType } from "./functions.js";
 
 /** Kubernetes' per-expression runtime cost limit (cel.PerCallLimit). */
 export const DEFAULT_COST_LIMIT = 1_000_000;
@@ -58,6 +58,12 @@ export interface CompileOptions {
    * first use; any other `variables.<name>` is a compile error.
    */
   readonly variableNames?: readonly string[];
+  /** Variables whose type is known (Kubernetes' AdmissionRequest, …): an undeclared field is an error. */
+  readonly declarations?: Readonly<Record<string, DeclaredType>>;
+  /** Kubernetes' stricter checks: homogeneous list and map literals, one type for both branches of a conditional. */
+  readonly strict?: boolean;
+  /** Why a name is not declared, for its error (`params`: the policy declares no params). */
+  readonly undeclaredReasons?: Readonly<Record<string, string>>;
 }
 
 export interface CelProgram {
@@ -112,6 +118,9 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
       variables: new Set(variables),
       typeCheck: options.typeCheck ?? true,
       variableNames: names === undefined ? undefined : new Set(names),
+      declarations: options.declarations,
+      strict: options.strict,
+      undeclaredReasons: options.undeclaredReasons,
     });
     const limit = options.costLimit ?? DEFAULT_COST_LIMIT;
     const estimatedCost = estimateCost(ast);
@@ -126,7 +135,7 @@ export function compileCel(source: string, options: CompileOptions): CompileResu
     let reference: ReferenceProgram;
     try {
       // A compiled expression rarely needs the reference: plan it on first use.
-      reference = compileReference(ast, !check.compiled);
+      reference = compileReference(ast, !check.compiled, check.qualifiedVariables);
     } catch (error) {
       return fail("unsupported", (error as Error).message, 0);
     }

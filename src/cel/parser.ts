@@ -407,14 +407,18 @@ class Parser {
   private memberCall(name: string, pos: number, target: Expr, args: Expr[]): Expr {
     const macro = macroFor(name, args.length);
     if (macro !== undefined) {
-      const variable = args[0]!;
-      if (variable.kind !== "ident" || variable.name.startsWith(".")) {
-        throw new ParseError(`the first argument of ${name}() must be a simple name`, variable.pos);
+      const variable = this.macroVariable(name, args[0]!);
+      const twoVariables = macro.variables === 2;
+      const variable2 = twoVariables ? this.macroVariable(name, args[1]!) : undefined;
+      if (variable2 !== undefined && variable2 === variable) {
+        throw new ParseError(`${name}(): the two variables must have different names, both are '${variable}'`, args[1]!.pos);
       }
-      const predicate = macro === "map" ? (args.length === 3 ? args[1] : undefined) : args[1];
-      const transform = macro === "map" ? args[args.length - 1] : undefined;
+      const body = args.slice(macro.variables);
+      const transforms = macro.name === "map" || macro.name.startsWith("transform");
+      const predicate = transforms ? (body.length === 2 ? body[0] : undefined) : body[0];
+      const transform = transforms ? body[body.length - 1] : undefined;
       return this.node(
-        { kind: "comprehension", pos, macro, range: target, variable: variable.name, predicate, transform },
+        { kind: "comprehension", pos, macro: macro.name, range: target, variable, variable2, predicate, transform },
         target,
         predicate,
         transform,
@@ -427,21 +431,56 @@ class Parser {
       }
       return this.node({ kind: "bind", pos, name: variable.name, init: args[1]!, body: args[2]! }, args[1], args[2]);
     }
+    if ((name === "optMap" || name === "optFlatMap") && args.length === 2) return this.optionalMap(name, pos, target, args);
     return this.call(name, pos, args, target);
+  }
+
+  private macroVariable(macro: string, variable: Expr): string {
+    if (variable.kind !== "ident" || variable.name.startsWith(".")) {
+      throw new ParseError(`the variables of ${macro}() must be simple names`, variable.pos);
+    }
+    return variable.name;
+  }
+
+  /**
+   * `o.optMap(x, e)` is `o.hasValue() ? optional.of(e with x = o.value()) : optional.none()`
+   * (optFlatMap leaves out the optional.of), as cel-go expands it; `o` is evaluated once,
+   * bound to a name no expression can write.
+   */
+  private optionalMap(name: string, pos: number, target: Expr, args: Expr[]): Expr {
+    const variable = this.macroVariable(name, args[0]!);
+    const held: Expr = { kind: "ident", pos, name: OPTIONAL_TARGET };
+    const value = this.call("value", pos, [], held);
+    const mapped = this.node({ kind: "bind", pos, name: variable, init: value, body: args[1]! }, value, args[1]);
+    const optionalNs: Expr = { kind: "ident", pos, name: "optional" };
+    const some = name === "optMap" ? this.call("of", pos, [mapped], optionalNs) : mapped;
+    const none = this.call("none", pos, [], optionalNs);
+    const choice = this.call("_?_:_", pos, [this.call("hasValue", pos, [], held), some, none]);
+    return this.node({ kind: "bind", pos, name: OPTIONAL_TARGET, init: target, body: choice }, target, choice);
   }
 }
 
-function macroFor(name: string, arity: number): MacroName | undefined {
+/** The name optMap and optFlatMap bind their target to: no identifier can start with '@'. */
+export const OPTIONAL_TARGET = "@optional";
+
+function macroFor(name: string, arity: number): { name: MacroName; variables: 1 | 2 } | undefined {
   switch (name) {
     case "all":
     case "exists":
-    case "exists_one":
     case "filter":
-      return arity === 2 ? name : undefined;
+      if (arity === 2) return { name, variables: 1 };
+      return arity === 3 && name !== "filter" ? { name, variables: 2 } : undefined;
+    case "exists_one":
+      return arity === 2 ? { name: "exists_one", variables: 1 } : undefined;
     case "existsOne":
-      return arity === 2 ? "exists_one" : undefined;
+      if (arity === 2) return { name: "exists_one", variables: 1 };
+      return arity === 3 ? { name: "exists_one", variables: 2 } : undefined;
     case "map":
-      return arity === 2 || arity === 3 ? "map" : undefined;
+      return arity === 2 || arity === 3 ? { name: "map", variables: 1 } : undefined;
+    case "transformList":
+    case "transformMap":
+    case "transformMapEntry":
+      return arity === 3 || arity === 4 ? { name, variables: 2 } : undefined;
     default:
       return undefined;
   }

@@ -20,13 +20,14 @@ import type * as ProtobufWkt from "@bufbuild/protobuf/wkt";
 import type * as Syntax from "@bufbuild/cel-spec/cel/expr/syntax_pb.js";
 import type { Constant, Expr as ProtoExpr } from "@bufbuild/cel-spec/cel/expr/syntax_pb.js";
 import { canonicalJson } from "../canonical/index.js";
-import { countNodes, type Expr, type Literal } from "./ast.js";
+import { countNodes, someNode, type Expr, type Literal } from "./ast.js";
 import { qualifiedFunction } from "./checker.js";
 import { FUNCTIONS } from "./functions.js";
 import { CelCostLimitError, CelEvalError } from "./errors.js";
 import { compileRegex, type Frame } from "./runtime.js";
 import { Variables } from "./variables.js";
-import { ReferenceValue, type Activation, type CelValue, type CelMapValue } from "./values.js";
+import { KUBERNETES_FUNCTIONS, libraryString, NO_OVERLOAD, noOverload } from "./kubernetes/library.js";
+import { KubernetesValue, Optional, ReferenceValue, type Activation, type CelValue, type CelMapValue } from "./values.js";
 
 /**
  * The reference evaluator's libraries are loaded on first use (their CommonJS builds, so
@@ -70,6 +71,245 @@ function referenceSize(v: BufValue): number {
   return 1;
 }
 
+/**
+ * An optional inside the reference evaluator, which has no optional type: it passes for a
+ * list of zero or one element (so @bufbuild/cel carries it and compares two optionals as
+ * CEL does), and only Polity's optional functions see it as an optional.
+ */
+const LIST_BRAND: unique symbol = Symbol.for("@bufbuild/cel/list");
+
+class ReferenceOptional implements Iterable<BufValue> {
+  readonly [LIST_BRAND] = {};
+  constructor(
+    readonly present: boolean,
+    readonly value: BufValue,
+  ) {}
+
+  get size(): number {
+    return this.present ? 1 : 0;
+  }
+
+  get(index: number): BufValue | undefined {
+    return index === 0 && this.present ? this.value : undefined;
+  }
+
+  *values(): IterableIterator<BufValue> {
+    if (this.present) yield this.value;
+  }
+
+  [Symbol.iterator](): IterableIterator<BufValue> {
+    return this.values();
+  }
+}
+
+const NONE = new ReferenceOptional(false, null);
+
+function isOptional(v: unknown): v is ReferenceOptional {
+  return v instanceof ReferenceOptional;
+}
+
+function optionalOperand(v: BufValue, what: string): ReferenceOptional {
+  if (!isOptional(v)) throw new Error(`found no matching overload for '${what}' applied to '${lib().cel.celType(v).name}'`);
+  return v;
+}
+
+/** `m.f` / `m[k]` as an optional: optional.of the entry, none when absent; through an optional when `v` is one. */
+function optionalEntry(v: BufValue, key: BufValue, field: boolean): ReferenceOptional {
+  if (isOptional(v)) {
+    if (!v.present) return v;
+    v = v.value;
+  }
+  const { cel } = lib();
+  if (cel.isCelMap(v)) {
+    const entry = v.get(key as never);
+    return entry === undefined ? NONE : new ReferenceOptional(true, entry);
+  }
+  if (!field && cel.isCelList(v)) {
+    let i: number;
+    if (typeof key === "bigint") i = Number(key);
+    else if (cel.isCelUint(key)) i = Number(key.value);
+    else if (typeof key === "number" && Number.isInteger(key)) i = key;
+    else throw new Error(`found no matching overload for '_[?_]' applied to '(list, ${cel.celType(key).name})'`);
+    const element = i >= 0 && i < v.size ? v.get(i) : undefined;
+    return element === undefined ? NONE : new ReferenceOptional(true, element);
+  }
+  throw new Error(field ? `type '${cel.celType(v).name}' does not support field selection` : `found no matching overload for '_[?_]' applied to '${cel.celType(v).name}'`);
+}
+
+/** Map keys are equal as CEL compares them: 0, 0u and 0.0 are one key. */
+function sameKey(a: BufValue, b: BufValue): boolean {
+  const { cel } = lib();
+  const numeric = (v: BufValue) => (cel.isCelUint(v) ? v.value : typeof v === "number" && Number.isInteger(v) ? BigInt(v) : v);
+  return numeric(a) === numeric(b);
+}
+
+/** Zero values, for optional.ofNonZeroValue. */
+function isZero(v: BufValue): boolean {
+  const { cel } = lib();
+  if (v === null || v === false || v === 0 || v === 0n || v === "") return true;
+  if (v instanceof Uint8Array) return v.length === 0;
+  if (cel.isCelUint(v)) return v.value === 0n;
+  if (cel.isCelList(v) || cel.isCelMap(v)) return v.size === 0;
+  return false;
+}
+
+/** The optional library and the helpers optional chaining and two-variable comprehensions are written with. */
+function optionalFunctions() {
+  const { cel } = lib();
+  const DYN = cel.CelScalar.DYN;
+  const list = cel.listType(DYN);
+  const fn = (name: string, args: CelLibrary.CelType[], impl: (...args: BufValue[]) => unknown) =>
+    cel.celFunc(name, args, DYN, impl as never);
+  return [
+    fn("optional.of", [DYN], (v) => new ReferenceOptional(true, v)),
+    fn("optional.none", [], () => NONE),
+    fn("optional.ofNonZeroValue", [DYN], (v) => (isZero(v) ? NONE : new ReferenceOptional(true, v))),
+    cel.celMethod("hasValue", list, [], cel.CelScalar.BOOL, function (this: BufValue) {
+      return optionalOperand(this, "hasValue").present;
+    }),
+    cel.celMethod("value", list, [], DYN, function (this: BufValue) {
+      const o = optionalOperand(this, "value");
+      if (!o.present) throw new Error("optional.none() dereference");
+      return o.value as CelInput;
+    }),
+    fn(OPT_SELECT, [DYN, DYN], (v, field) => optionalEntry(v, field, true)),
+    fn(OPT_INDEX, [DYN, DYN], (v, key) => optionalEntry(v, key, false)),
+    fn(IS_OPTIONAL, [DYN], (v) => isOptional(v)),
+    // type(): an optional's type is optional_type, a library value's its library's type.
+    fn(TYPE_OF, [DYN], (v) => {
+      if (isOptional(v)) return cel.objectType("optional_type");
+      if (v instanceof ReferenceKubernetesValue) return cel.objectType(v.value.typeName);
+      return cel.celType(v);
+    }),
+    fn(OPTIONAL_TYPE, [], () => cel.objectType("optional_type")),
+    fn(HAS, [DYN, DYN], (v, field) => {
+      if (isOptional(v)) {
+        if (!v.present) return false;
+        v = v.value;
+      }
+      if (cel.isCelMap(v)) return v.get(field as string) !== undefined;
+      throw new Error(`type '${cel.celType(v).name}' does not support field selection`);
+    }),
+    // `[a, ?b]` and `{?k: v}`: the optional entries that hold a value, unwrapped.
+    fn(OPT_LIST, [list, list], (values, flags) => {
+      const out: BufValue[] = [];
+      const f = [...(flags as CelList)];
+      [...(values as CelList)].forEach((v, i) => {
+        if (f[i] !== true) out.push(v);
+        else if (!isOptional(v)) throw new Error("cannot initialize an optional list element from a non-optional value");
+        else if (v.present) out.push(v.value);
+      });
+      return cel.celList(out as CelInput[]);
+    }),
+    fn(OPT_MAP, [list, list, list], (keys, values, flags) => {
+      const entries = new Map<BufValue, BufValue>();
+      const k = [...(keys as CelList)];
+      const f = [...(flags as CelList)];
+      [...(values as CelList)].forEach((v, i) => {
+        const key = k[i]!;
+        if (typeof key === "number" || key === null || (typeof key === "object" && !cel.isCelUint(key))) throw new Error("unsupported key type");
+        if ([...entries.keys()].some((seen) => sameKey(seen, key))) throw new Error(`map key conflict: ${String(key)}`);
+        if (f[i] !== true) entries.set(key, v);
+        else if (!isOptional(v)) throw new Error("cannot initialize an optional map entry from a non-optional value");
+        else if (v.present) entries.set(key, v.value);
+      });
+      return cel.celMap(entries as never);
+    }),
+    // Two-variable comprehensions: iterate [index or key, element or value] pairs.
+    fn(ENTRIES, [DYN], (range) => {
+      if (cel.isCelList(range)) return cel.celList([...range].map((v, i) => cel.celList([BigInt(i), v as CelInput])));
+      if (cel.isCelMap(range)) return cel.celList([...range.keys()].map((k) => cel.celList([k as CelInput, range.get(k as never) as CelInput])));
+      throw new Error(`type mismatch: iterable vs ${cel.celType(range).name}`);
+    }),
+    fn(MAP_INSERT, [DYN, DYN, DYN], (map, key, value) => {
+      const entries = new Map<BufValue, BufValue>(map as CelLibrary.CelMap as never);
+      entries.set(key, value);
+      return cel.celMap(entries as never);
+    }),
+    fn(MAP_MERGE, [DYN, DYN], (map, entry) => {
+      if (!cel.isCelMap(entry)) throw new Error("transformMapEntry() needs its transform to give a map");
+      const entries = new Map<BufValue, BufValue>(map as CelLibrary.CelMap as never);
+      for (const [k, v] of entry) {
+        if ((map as CelLibrary.CelMap).get(k as never) !== undefined) throw new Error(`insert failed: key ${String(k)} already exists`);
+        entries.set(k, v);
+      }
+      return cel.celMap(entries as never);
+    }),
+  ];
+}
+
+/** A Kubernetes library value inside the reference evaluator: a list of its key, so that equality is the library's. */
+class ReferenceKubernetesValue implements Iterable<BufValue> {
+  readonly [LIST_BRAND] = {};
+  constructor(readonly value: KubernetesValue) {}
+
+  get size(): number {
+    return 1;
+  }
+
+  get(index: number): BufValue | undefined {
+    return index === 0 ? this.value.key() : undefined;
+  }
+
+  *values(): IterableIterator<BufValue> {
+    yield this.value.key();
+  }
+
+  [Symbol.iterator](): IterableIterator<BufValue> {
+    return this.values();
+  }
+}
+
+/** The Kubernetes libraries (kubernetes/library.ts), on Polity's values, as @bufbuild/cel functions and methods. */
+function kubernetesFunctions() {
+  const { cel } = lib();
+  const DYN = cel.CelScalar.DYN;
+  const out: CelLibrary.CelFunc[] = [];
+  for (const [name, library] of KUBERNETES_FUNCTIONS) {
+    const run = (receiver: BufValue | undefined, args: BufValue[]): CelInput => {
+      const r = receiver === undefined ? undefined : fromReference(receiver);
+      const values = args.map(fromReference);
+      const result = library.call(r, values, spend);
+      if (result === NO_OVERLOAD) throw noOverload(name, r, values);
+      return toReference(result);
+    };
+    const arities = new Set(library.overloads.filter((x) => x.target === undefined).map((x) => x.args.length));
+    for (const n of arities) {
+      out.push(cel.celFunc(name, new Array<CelLibrary.CelType>(n).fill(DYN), DYN, (...args: BufValue[]) => run(undefined, args)));
+    }
+    const methodArities = new Set(library.overloads.filter((x) => x.target !== undefined).map((x) => x.args.length));
+    for (const n of methodArities) {
+      out.push(
+        cel.celMethod(name, DYN, new Array<CelLibrary.CelType>(n).fill(DYN), DYN, function (this: BufValue, ...args: BufValue[]) {
+          return run(this, args);
+        }),
+      );
+    }
+  }
+  // string(ip), string(cidr)
+  out.push(cel.celFunc("string", [DYN], cel.CelScalar.STRING, (v: BufValue) => {
+    const s = libraryString(fromReference(v));
+    if (s === undefined) throw noOverload("string", undefined, [fromReference(v)]);
+    return s;
+  }));
+  return out;
+}
+
+const OPT_SELECT = "@polity_opt_select";
+const OPT_INDEX = "@polity_opt_index";
+const IS_OPTIONAL = "@polity_is_optional";
+const TYPE_OF = "@polity_type";
+const OPTIONAL_TYPE = "@polity_optional_type";
+const HAS = "@polity_has";
+const OPT_LIST = "@polity_opt_list";
+const OPT_MAP = "@polity_opt_map";
+const ENTRIES = "@polity_entries";
+const MAP_INSERT = "@polity_map_insert";
+const MAP_MERGE = "@polity_map_merge";
+/** Names the expansions bind values to: no identifier of an expression can start with '@'. */
+const HELD = "@held";
+const ENTRY = "@entry";
+
 let environment: CelEnv | undefined;
 
 function env(): CelEnv {
@@ -85,6 +325,8 @@ function env(): CelEnv {
         return value as CelInput;
       }),
       ...listExtension(),
+      ...optionalFunctions(),
+      ...kubernetesFunctions(),
       // Where @bufbuild/cel departs from cel-go: the global form of matches(), and int(string)
       // accepting what strconv.ParseInt rejects ("", " 7", "0x10").
       lib().cel.celFunc("matches", [lib().cel.CelScalar.STRING, lib().cel.CelScalar.STRING], lib().cel.CelScalar.BOOL, (text, pattern) => compileRegex(pattern).test(text)),
@@ -146,9 +388,9 @@ export type ReferenceProgram = (activation: Activation, limit: number, spent?: (
  * Plans `expr` on the reference evaluator: at once when `eager` (expressions that run there
  * always), else on the first evaluation that needs it (a compiled expression handing over).
  */
-export function compileReference(expr: Expr, eager = true): ReferenceProgram {
+export function compileReference(expr: Expr, eager = true, qualified?: WeakMap<Expr, string>): ReferenceProgram {
   type Planned = (bindings: Record<string, CelInput>) => BufValue | CelLibrary.CelError;
-  const make = (): Planned => lib().cel.plan(env(), toProto(expr, new Ids())) as Planned;
+  const make = (): Planned => lib().cel.plan(env(), toProto(expr, new Ids(mayMeetOptionals(expr), qualified))) as Planned;
   let plannedOnce: Planned | undefined = eager ? make() : undefined;
   const planned = (bindings: Record<string, CelInput>) => (plannedOnce ??= make())(bindings);
   return (activation, limit, spent) => {
@@ -174,6 +416,16 @@ export function compileReference(expr: Expr, eager = true): ReferenceProgram {
 
 class Ids {
   private next = 1n;
+  constructor(
+    /**
+     * Whether selections and indexes must look for optionals (optional chaining): in
+     * expressions that make or may receive optionals. Others are planned as before.
+     */
+    readonly chaining = false,
+    /** Select nodes that name a dotted variable: selected as @bufbuild/cel resolves them. */
+    readonly qualified: WeakMap<Expr, string> = new WeakMap(),
+  ) {}
+
   id(): bigint {
     return this.next++;
   }
@@ -216,6 +468,56 @@ function literalExpr(ids: Ids, literal: Literal): ProtoExpr {
 
 const RESULT = "@result";
 
+const OPTIONAL_CALLS = new Set(["hasValue", "value", "or", "orValue", "of", "none", "ofNonZeroValue"]);
+
+/** Whether an expression makes optionals, or may receive one (from a policy's variables). */
+function mayMeetOptionals(expr: Expr): boolean {
+  return someNode(expr, (e) => {
+    switch (e.kind) {
+      case "select":
+      case "index":
+        return e.optional;
+      case "list":
+        return e.elements.some((x) => x.optional);
+      case "map":
+        return e.entries.some((x) => x.optional);
+      case "call":
+        return OPTIONAL_CALLS.has(e.name);
+      case "ident":
+        return e.name === "variables";
+      default:
+        return false;
+    }
+  });
+}
+
+function bindProto(ids: Ids, name: string, init: ProtoExpr, body: ProtoExpr): ProtoExpr {
+  // As cel-go expands cel.bind: a comprehension over nothing whose accumulator is the name.
+  return comprehension(ids, {
+    iterVar: "#unused",
+    iterRange: node(ids, { case: "listExpr", value: lib().protobuf.create(lib().syntax.Expr_CreateListSchema, {}) }),
+    accuVar: name,
+    accuInit: init,
+    loopCondition: literalExpr(ids, { type: "bool", value: false }),
+    loopStep: ident(ids, name),
+    result: body,
+  });
+}
+
+/** `operand` held once, then `whenOptional(held)` if it is an optional, else `plain(held)`. */
+function chained(ids: Ids, operand: ProtoExpr, plain: (held: ProtoExpr) => ProtoExpr, whenOptional: (held: ProtoExpr) => ProtoExpr): ProtoExpr {
+  const held = () => ident(ids, HELD);
+  return bindProto(ids, HELD, operand, call(ids, "_?_:_", [call(ids, IS_OPTIONAL, [held()]), whenOptional(held()), plain(held())]));
+}
+
+function listProto(ids: Ids, elements: ProtoExpr[]): ProtoExpr {
+  return node(ids, { case: "listExpr", value: lib().protobuf.create(lib().syntax.Expr_CreateListSchema, { elements }) });
+}
+
+function selectProto(ids: Ids, operand: ProtoExpr, field: string, testOnly: boolean): ProtoExpr {
+  return node(ids, { case: "selectExpr", value: lib().protobuf.create(lib().syntax.Expr_SelectSchema, { operand, field, testOnly }) });
+}
+
 /** Operands whose size makes an operation costly are passed through the size meter. */
 const SIZED_CALLS = new Set(["@in", "_==_", "_!=_", "_+_", "_<_", "_<=_", "_>_", "_>=_"]);
 
@@ -225,30 +527,45 @@ function toProto(expr: Expr, ids: Ids): ProtoExpr {
     case "literal":
       return literalExpr(ids, expr.literal);
     case "ident":
+      // A type value @bufbuild/cel does not know.
+      if (expr.name === "optional_type") return call(ids, OPTIONAL_TYPE, []);
       return ident(ids, expr.name);
-    case "select":
-      if (expr.optional) {
-        return call(ids, "_?._", [sub(expr.operand), literalExpr(ids, { type: "string", value: expr.field })]);
+    case "select": {
+      const field = () => literalExpr(ids, { type: "string", value: expr.field });
+      if (expr.optional) return call(ids, OPT_SELECT, [sub(expr.operand), field()]);
+      if (ids.chaining && !ids.qualified.has(expr)) {
+        return chained(ids, sub(expr.operand), (held) => selectProto(ids, held, expr.field, false), (held) => call(ids, OPT_SELECT, [held, field()]));
       }
-      return node(ids, {
-        case: "selectExpr",
-        value: lib().protobuf.create(lib().syntax.Expr_SelectSchema, { operand: sub(expr.operand), field: expr.field, testOnly: false }),
-      });
+      return selectProto(ids, sub(expr.operand), expr.field, false);
+    }
     case "has":
-      return node(ids, {
-        case: "selectExpr",
-        value: lib().protobuf.create(lib().syntax.Expr_SelectSchema, { operand: sub(expr.operand), field: expr.field, testOnly: true }),
-      });
+      if (ids.chaining) {
+        const field = literalExpr(ids, { type: "string", value: expr.field });
+        return chained(ids, sub(expr.operand), (held) => selectProto(ids, held, expr.field, true), (held) => call(ids, HAS, [held, field]));
+      }
+      return selectProto(ids, sub(expr.operand), expr.field, true);
     case "index":
-      return call(ids, expr.optional ? "_[?_]" : "_[_]", [sub(expr.operand), sub(expr.index)]);
+      if (expr.optional) return call(ids, OPT_INDEX, [sub(expr.operand), sub(expr.index)]);
+      if (ids.chaining) {
+        return chained(ids, sub(expr.operand), (held) => call(ids, "_[_]", [held, sub(expr.index)]), (held) => call(ids, OPT_INDEX, [held, sub(expr.index)]));
+      }
+      return call(ids, "_[_]", [sub(expr.operand), sub(expr.index)]);
     case "list": {
-      const optionalIndices = expr.elements.flatMap((e, i) => (e.optional ? [i] : []));
-      return node(ids, {
-        case: "listExpr",
-        value: lib().protobuf.create(lib().syntax.Expr_CreateListSchema, { elements: expr.elements.map((e) => sub(e.value)), optionalIndices }),
-      });
+      const elements = expr.elements.map((e) => sub(e.value));
+      if (expr.elements.some((e) => e.optional)) {
+        const flags = expr.elements.map((e) => literalExpr(ids, { type: "bool", value: e.optional }));
+        return call(ids, OPT_LIST, [listProto(ids, elements), listProto(ids, flags)]);
+      }
+      return listProto(ids, elements);
     }
     case "map":
+      // With optional entries, or an int and a uint key that may be the same key, the map is built by Polity.
+      if (expr.entries.some((e) => e.optional || (e.key.kind === "literal" && e.key.literal.type === "uint"))) {
+        const keys = expr.entries.map((e) => sub(e.key));
+        const values = expr.entries.map((e) => sub(e.value));
+        const flags = expr.entries.map((e) => literalExpr(ids, { type: "bool", value: e.optional }));
+        return call(ids, OPT_MAP, [listProto(ids, keys), listProto(ids, values), listProto(ids, flags)]);
+      }
       return node(ids, {
         case: "structExpr",
         value: lib().protobuf.create(lib().syntax.Expr_CreateStructSchema, {
@@ -279,19 +596,17 @@ function toProto(expr: Expr, ids: Ids): ProtoExpr {
         }),
       });
     case "bind":
-      // As cel-go expands cel.bind: a comprehension over nothing whose accumulator is the name.
-      return comprehension(ids, {
-        iterVar: "#unused",
-        iterRange: node(ids, { case: "listExpr", value: lib().protobuf.create(lib().syntax.Expr_CreateListSchema, {}) }),
-        accuVar: expr.name,
-        accuInit: sub(expr.init),
-        loopCondition: literalExpr(ids, { type: "bool", value: false }),
-        loopStep: ident(ids, expr.name),
-        result: sub(expr.body),
-      });
+      return bindProto(ids, expr.name, sub(expr.init), sub(expr.body));
     case "comprehension":
       return expandMacro(expr, ids);
     case "call": {
+      if ((expr.name === "or" || expr.name === "orValue") && expr.target !== undefined && expr.args.length === 1) {
+        // Short-circuiting, as in cel-go: the alternative is evaluated only when needed.
+        const held = () => ident(ids, HELD);
+        const present = expr.name === "or" ? held() : call(ids, "value", [], held());
+        return bindProto(ids, HELD, sub(expr.target), call(ids, "_?_:_", [call(ids, "hasValue", [], held()), present, sub(expr.args[0]!)]));
+      }
+      if (expr.name === "type" && expr.target === undefined && expr.args.length === 1) return call(ids, TYPE_OF, [sub(expr.args[0]!)]);
       const qualified = qualifiedFunction(expr);
       const name = qualified ?? (expr.name.startsWith(".") ? expr.name.slice(1) : expr.name);
       const target = expr.target === undefined || qualified !== undefined ? undefined : sub(expr.target);
@@ -325,6 +640,7 @@ function expandMacro(expr: Expr & { kind: "comprehension" }, ids: Ids): ProtoExp
   const list = (elements: ProtoExpr[]) =>
     node(ids, { case: "listExpr", value: lib().protobuf.create(lib().syntax.Expr_CreateListSchema, { elements }) });
   const variable = () => ident(ids, expr.variable);
+  if (expr.variable2 !== undefined || expr.macro.startsWith("transform")) return expandTwoVariableMacro(expr, ids, metered);
   let accuInit: ProtoExpr;
   let loopCondition: ProtoExpr;
   let loopStep: ProtoExpr;
@@ -362,6 +678,8 @@ function expandMacro(expr: Expr & { kind: "comprehension" }, ids: Ids): ProtoExp
       loopCondition = bool(true);
       loopStep = call(ids, "_?_:_", [sub(expr.predicate!), call(ids, "_+_", [result(), list([variable()])]), result()]);
       break;
+    default:
+      throw new Error(`${expr.macro}() takes two variables`);
   }
   return comprehension(ids, {
     iterVar: expr.variable,
@@ -387,6 +705,8 @@ export function toReference(value: unknown): CelInput {
       return value;
     case "object": {
       if (value instanceof ReferenceValue) return value.value as CelInput;
+      if (value instanceof KubernetesValue) return new ReferenceKubernetesValue(value) as unknown as CelInput;
+      if (value instanceof Optional) return (value.present ? new ReferenceOptional(true, toReference(value.value) as BufValue) : NONE) as unknown as CelInput;
       if (value instanceof Variables) return toReference(value.evaluated());
       if (Array.isArray(value)) return lib().cel.celList(value.map(toReference));
       const entries = new Map<string, CelInput>();
@@ -411,6 +731,8 @@ export function fromReference(value: BufValue): CelValue {
     return Number.isInteger(value) ? new ReferenceValue(value) : value;
   }
   if (lib().cel.isCelUint(value)) return new ReferenceValue(value);
+  if (isOptional(value)) return value.present ? Optional.of(fromReference(value.value)) : Optional.NONE;
+  if (value instanceof ReferenceKubernetesValue) return value.value;
   if (lib().cel.isCelList(value)) {
     const out: CelValue[] = [];
     for (const element of value) {
@@ -437,3 +759,62 @@ export function fromReference(value: BufValue): CelValue {
   return new ReferenceValue(value);
 }
 
+
+/**
+ * Two-variable comprehensions, which @bufbuild/cel does not implement: the loop runs over
+ * [index or key, element or value] pairs, and the body sees the two names bound to them.
+ */
+function expandTwoVariableMacro(expr: Expr & { kind: "comprehension" }, ids: Ids, metered: (condition: ProtoExpr) => ProtoExpr): ProtoExpr {
+  const entry = (i: bigint) => call(ids, "_[_]", [ident(ids, ENTRY), literalExpr(ids, { type: "int", value: i })]);
+  const body = (e: Expr) => {
+    const inner = bindProto(ids, expr.variable2 ?? "#unused2", entry(1n), toProto(e, ids));
+    return bindProto(ids, expr.variable, entry(0n), inner);
+  };
+  const result = () => ident(ids, RESULT);
+  const bool = (value: boolean) => literalExpr(ids, { type: "bool", value });
+  const kept = (step: ProtoExpr) => (expr.predicate === undefined ? step : call(ids, "_?_:_", [body(expr.predicate), step, result()]));
+  let accuInit: ProtoExpr;
+  let loopCondition: ProtoExpr = bool(true);
+  let loopStep: ProtoExpr;
+  let finalResult: ProtoExpr = result();
+  switch (expr.macro) {
+    case "all":
+      accuInit = bool(true);
+      loopCondition = call(ids, "@not_strictly_false", [result()]);
+      loopStep = call(ids, "_&&_", [result(), body(expr.predicate!)]);
+      break;
+    case "exists":
+      accuInit = bool(false);
+      loopCondition = call(ids, "@not_strictly_false", [call(ids, "!_", [result()])]);
+      loopStep = call(ids, "_||_", [result(), body(expr.predicate!)]);
+      break;
+    case "exists_one":
+      accuInit = literalExpr(ids, { type: "int", value: 0n });
+      loopStep = kept(call(ids, "_+_", [result(), literalExpr(ids, { type: "int", value: 1n })]));
+      finalResult = call(ids, "_==_", [result(), literalExpr(ids, { type: "int", value: 1n })]);
+      break;
+    case "transformList":
+      accuInit = listProto(ids, []);
+      loopStep = kept(call(ids, "_+_", [result(), listProto(ids, [body(expr.transform!)])]));
+      break;
+    case "transformMap":
+      accuInit = call(ids, OPT_MAP, [listProto(ids, []), listProto(ids, []), listProto(ids, [])]);
+      loopStep = kept(call(ids, MAP_INSERT, [result(), entry(0n), body(expr.transform!)]));
+      break;
+    case "transformMapEntry":
+      accuInit = call(ids, OPT_MAP, [listProto(ids, []), listProto(ids, []), listProto(ids, [])]);
+      loopStep = kept(call(ids, MAP_MERGE, [result(), body(expr.transform!)]));
+      break;
+    default:
+      throw new Error(`${expr.macro}() takes one variable`);
+  }
+  return comprehension(ids, {
+    iterVar: ENTRY,
+    iterRange: call(ids, ENTRIES, [toProto(expr.range, ids)]),
+    accuVar: RESULT,
+    accuInit,
+    loopCondition: metered(loopCondition),
+    loopStep,
+    result: finalResult,
+  });
+}

@@ -9,6 +9,7 @@
  */
 import { RE2JS } from "@bufbuild/re2";
 import { CelCostLimitError, CelEvalError } from "./errors.js";
+import { KubernetesValue, OpaqueValue, Optional } from "./values.js";
 
 /** Thrown (not an Error: no stack is captured) to hand an evaluation to the reference evaluator. */
 export const REFER: unique symbol = Symbol("polity.cel.refer");
@@ -40,7 +41,7 @@ export function stringCost(s: string): number {
 export type CelMap = Record<string, unknown>;
 
 export function isMap(v: unknown): v is CelMap {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof OpaqueValue);
 }
 
 export const hasOwn = Object.prototype.hasOwnProperty;
@@ -53,6 +54,12 @@ export function isInt(v: unknown): v is number {
 export function celEquals(a: unknown, b: unknown): boolean {
   if (a === b) return typeof a !== "number" || !Number.isNaN(a);
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (a instanceof KubernetesValue || b instanceof KubernetesValue) {
+    return a instanceof KubernetesValue && b instanceof KubernetesValue && a.typeName === b.typeName && a.key() === b.key();
+  }
+  if (a instanceof Optional || b instanceof Optional) {
+    return a instanceof Optional && b instanceof Optional && a.present === b.present && celEquals(a.value, b.value);
+  }
   if (Array.isArray(a)) {
     if (!Array.isArray(b) || a.length !== b.length) return false;
     for (let i = 0; i < a.length; i++) {
@@ -229,4 +236,13 @@ export function sortList(list: readonly unknown[]): unknown[] {
     throw REFER;
   }
   return [...list].sort((a, b) => compare(a, b) ?? 0);
+}
+
+/** optional.ofNonZeroValue: none for null, false, 0, "", an empty list or map. */
+export function isZeroValue(v: unknown): boolean | undefined {
+  if (v === null || v === false || v === 0 || v === "") return true;
+  if (Array.isArray(v)) return v.length === 0;
+  if (isMap(v)) return Object.keys(v).length === 0;
+  if (v === true || typeof v === "number" || typeof v === "string") return false;
+  return undefined;
 }

@@ -14,6 +14,7 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
   { names: ["dev"], load: async () => [(await import("./commands/dev.js")).devCommand] },
   { names: ["tour"], load: async () => [(await import("./commands/tour.js")).tourCommand] },
   { names: ["eval"], load: async () => [(await import("./commands/eval.js")).evalCommand] },
+  { names: ["import"], load: async () => [(await import("./commands/import.js")).importCommand] },
   {
     names: ["policy effective", "policy lint", "policy test"],
     load: async () => {

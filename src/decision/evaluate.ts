@@ -14,7 +14,7 @@ import { CelCostLimitError, CelEvalError, costBudget, positionAt, Variables, typ
 import type { EffectivePolicySet } from "../layering/effective.js";
 import { matchesSelector, type Labels } from "../layering/selector.js";
 import type { Enforcement } from "../policy/schema.js";
-import { NAMESPACE_NAME_LABEL, candidatesFor, podCandidatesFor, prepare, type PreparedPolicy, type PreparedRule } from "./prepare.js";
+import { NAMESPACE_NAME_LABEL, candidatesForRequest, podCandidatesFor, prepare, type PreparedPolicy, type PreparedRule } from "./prepare.js";
 import type { AdmissionRequest } from "./request.js";
 import { isWorkload, podFromWorkload } from "./workloads.js";
 
@@ -246,7 +246,7 @@ export function evaluate(set: EffectivePolicySet, request: AdmissionRequest, con
     }
     return matchesSelector(policy.namespaceSelector, nsLabels.labels);
   };
-  for (const policy of candidatesFor(prepared, request.kind.group, request.kind.kind, request.operation, subresource)) {
+  for (const policy of candidatesForRequest(prepared, request)) {
     if (selected(policy, undefined)) evaluatePolicy(policy, activation, request, context, undefined, verdict, budget);
   }
   if (subresource === "" && isWorkload(request.kind)) {

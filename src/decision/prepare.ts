@@ -6,10 +6,12 @@
  */
 import type { CelProgram, VariableTable } from "../cel/index.js";
 import { PolityError } from "../errors.js";
-import type { EffectiveException, EffectivePolicy, EffectivePolicySet } from "../layering/effective.js";
+import type { EffectiveException, EffectivePolicy, EffectivePolicySet, EffectiveResourceRule } from "../layering/effective.js";
 import type { LabelSelector } from "../policy/schema.js";
 import { compilePolicyExpression } from "../policy/programs.js";
 import { selectorKeys } from "../layering/selector.js";
+import type { AdmissionRequest } from "./request.js";
+import { requestedResource, ruleMatches, type RequestedResource } from "./resource-rules.js";
 
 /** The label every namespace carries with its own name (Kubernetes 1.22 and later). */
 export const NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name";
@@ -36,8 +38,10 @@ export interface PreparedPolicy {
   /** `undefined` group: any group. */
   readonly kinds: readonly { readonly group: string | undefined; readonly kind: string }[];
   readonly anyKind: boolean;
-  /** Whether the policy also judges pod templates of workloads. */
+  /** Whether the policy also judges pod templates of workloads (for these operations, when by resource rules). */
   readonly matchesPods: boolean;
+  readonly resourceRules: readonly EffectiveResourceRule[];
+  readonly excludeResourceRules: readonly EffectiveResourceRule[];
   readonly operations: ReadonlySet<string>;
   readonly subresources: ReadonlySet<string>;
   readonly namespaceSelector: LabelSelector | undefined;
@@ -62,6 +66,8 @@ export interface PreparedSet {
   readonly candidates: Map<string, readonly PreparedPolicy[]>;
   /** Pod policies by `OPERATION`, for workloads' pod templates. */
   readonly podCandidates: Map<string, readonly PreparedPolicy[]>;
+  /** Whether any policy matches by resource rules: candidates then depend on the resource and scope too. */
+  readonly byResource: boolean;
 }
 
 function program(source: string, variableNames: readonly string[], what: string): CelProgram {
@@ -88,6 +94,8 @@ function preparePolicy(policy: EffectivePolicy, exceptions: readonly EffectiveEx
     kinds,
     anyKind: policy.match.kinds.includes("*"),
     matchesPods: kinds.some((k) => k.kind === "Pod" && (k.group === undefined || k.group === "")),
+    resourceRules: policy.match.resourceRules ?? [],
+    excludeResourceRules: policy.match.excludeResourceRules ?? [],
     operations: new Set(policy.match.operations),
     subresources: new Set(policy.match.subresources),
     namespaceSelector: policy.namespaceSelector,
@@ -121,28 +129,54 @@ const prepared = new WeakMap<EffectivePolicySet, PreparedSet>();
 export function prepare(set: EffectivePolicySet): PreparedSet {
   let p = prepared.get(set);
   if (p === undefined) {
+    const policies = set.document.policies.map((policy) => preparePolicy(policy, set.document.exceptions));
     p = {
       set,
-      policies: set.document.policies.map((policy) => preparePolicy(policy, set.document.exceptions)),
+      policies,
       candidates: new Map(),
       podCandidates: new Map(),
+      byResource: policies.some((policy) => policy.resourceRules.length > 0 || policy.excludeResourceRules.length > 0),
     };
     prepared.set(set, p);
   }
   return p;
 }
 
+/** Whether a policy matches by its kinds, operations and subresources. */
+function matchesByKind(policy: PreparedPolicy, group: string, kind: string, operation: string, subresource: string): boolean {
+  return (
+    policy.operations.has(operation) &&
+    (subresource === "" || policy.subresources.has(subresource)) &&
+    (policy.anyKind || policy.kinds.some((k) => k.kind === kind && (k.group === undefined || k.group === group)))
+  );
+}
+
+/** Whether a policy matches a request: by kind or by a resource rule, and by no exclude rule. */
+function matches(policy: PreparedPolicy, request: AdmissionRequest, resource: RequestedResource): boolean {
+  if (policy.excludeResourceRules.some((rule) => ruleMatches(rule, resource))) return false;
+  return (
+    matchesByKind(policy, request.kind.group, request.kind.kind, request.operation, resource.subresource) ||
+    policy.resourceRules.some((rule) => ruleMatches(rule, resource))
+  );
+}
+
 /** The policies that match a kind, operation and subresource, in the set's (name) order. */
 export function candidatesFor(p: PreparedSet, group: string, kind: string, operation: string, subresource: string): readonly PreparedPolicy[] {
-  const key = `${group}/${kind}|${operation}|${subresource}`;
+  const request = { uid: "", kind: { group, version: "", kind }, operation, subResource: subresource, object: null, oldObject: null } as AdmissionRequest;
+  return candidatesForRequest(p, request);
+}
+
+/** The policies that match a request, by kind or by resource rule, in the set's (name) order. */
+export function candidatesForRequest(p: PreparedSet, request: AdmissionRequest): readonly PreparedPolicy[] {
+  const { group, kind } = request.kind;
+  let key = `${group}/${kind}|${request.operation}|${request.subResource ?? ""}`;
+  // Only a set with resource rules needs the resource and scope (an allocation a decision otherwise saves).
+  const resource = p.byResource ? requestedResource(request) : undefined;
+  if (resource !== undefined) key += `|${resource.group}/${resource.version}/${resource.resource}|${resource.namespace === "" ? "cluster" : "namespaced"}`;
   let list = p.candidates.get(key);
   if (list === undefined) {
-    list = p.policies.filter(
-      (policy) =>
-        policy.operations.has(operation) &&
-        (subresource === "" || policy.subresources.has(subresource)) &&
-        (policy.anyKind || policy.kinds.some((k) => k.kind === kind && (k.group === undefined || k.group === group))),
-    );
+    const requested = resource ?? requestedResource(request);
+    list = p.policies.filter((policy) => matches(policy, request, requested));
     // Kinds come from requests: bound the index so that unusual traffic cannot grow it without end.
     if (p.candidates.size >= 4096) p.candidates.clear();
     p.candidates.set(key, list);
@@ -150,10 +184,18 @@ export function candidatesFor(p: PreparedSet, group: string, kind: string, opera
   return list;
 }
 
+/** A pod as a workload's template makes one: what a policy on pods judges there. */
+const POD_RESOURCE = { group: "", version: "v1", resource: "pods", subresource: "", namespace: "pod-template" } as const;
+
 export function podCandidatesFor(p: PreparedSet, operation: string): readonly PreparedPolicy[] {
   let list = p.podCandidates.get(operation);
   if (list === undefined) {
-    list = p.policies.filter((policy) => policy.matchesPods && policy.operations.has(operation));
+    const pod = { ...POD_RESOURCE, operation };
+    list = p.policies.filter(
+      (policy) =>
+        !policy.excludeResourceRules.some((rule) => ruleMatches(rule, pod)) &&
+        ((policy.matchesPods && policy.operations.has(operation)) || policy.resourceRules.some((rule) => ruleMatches(rule, pod))),
+    );
     p.podCandidates.set(operation, list);
   }
   return list;

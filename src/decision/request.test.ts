@@ -110,6 +110,20 @@ describe("decidedResource", () => {
     expect(decidedResource({ spec: { securityContext: null, containers: [{ name: "a", env: null }] }, status: null })).toEqual({ spec: { containers: [{ name: "a" }] } });
   });
 
+  it("keeps the nulls Kubernetes serializes: fields without omitempty, such as a Role's rules and a rule's verbs", () => {
+    const role = { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: "r", namespace: "shop", labels: null }, rules: null };
+    expect(decidedResource(role)).toEqual({ apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: "r", namespace: "shop" }, rules: null });
+    const rule = { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: "c" }, rules: [{ apiGroups: null, verbs: null }] };
+    expect(decidedResource(rule)).toEqual({ apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: "c" }, rules: [{ verbs: null }] });
+  });
+
+  it("sends such a field as null when it is absent, as the API server encodes the nil it decoded", () => {
+    const role = { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: "r", namespace: "shop" } };
+    expect(decidedResource(role)).toEqual({ ...role, rules: null });
+    const deployment = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "d" }, spec: { replicas: 1 } };
+    expect(decidedResource(deployment)).toEqual({ ...deployment, spec: { replicas: 1, selector: null } });
+  });
+
   it("keeps a field named __proto__ as data, not as the object's prototype", () => {
     const decoded = decidedResource(JSON.parse('{"metadata":{"__proto__":{"polluted":true}}}')) as { metadata: Record<string, unknown> };
     expect(Object.keys(decoded.metadata)).toEqual(["__proto__"]);

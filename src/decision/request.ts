@@ -144,20 +144,73 @@ export function requestForResource(resource: unknown, operation: Operation = "CR
 }
 
 /**
- * A resource as the API server decodes it before admission: a field set to null is the
- * same as an absent one (`securityContext:` with nothing after it, in hand-written YAML).
+ * Fields that Kubernetes' Go types declare without `omitempty` and that can be nil (slices,
+ * maps, pointers), by `group/Kind`: the API server encodes them as `null` whether the
+ * request left them out or set them to null, so its webhooks see `"rules": null` for a
+ * Role without rules. `[]` steps into every item of a list.
+ */
+const SERIALIZED_NULLS: ReadonlyMap<string, readonly (readonly string[])[]> = new Map(
+  Object.entries({
+    "/Pod": ["spec.containers"],
+    "/PodTemplate": ["template.spec.containers"],
+    "apps/Deployment": ["spec.selector", "spec.template.spec.containers"],
+    "apps/ReplicaSet": ["spec.selector", "spec.template.spec.containers"],
+    "apps/StatefulSet": ["spec.selector", "spec.template.spec.containers"],
+    "apps/DaemonSet": ["spec.selector", "spec.template.spec.containers"],
+    "batch/Job": ["spec.template.spec.containers"],
+    "batch/CronJob": ["spec.jobTemplate.spec.template.spec.containers"],
+    "rbac.authorization.k8s.io/Role": ["rules", "rules[].verbs"],
+    "rbac.authorization.k8s.io/ClusterRole": ["rules", "rules[].verbs"],
+  }).map(([kind, paths]) => [kind, paths.map((path) => path.split("."))]),
+);
+
+/**
+ * A resource as the API server decodes it before admission and encodes it for its
+ * webhooks: a field set to null is the same as an absent one (`securityContext:` with
+ * nothing after it, in hand-written YAML), except where Kubernetes serializes a nil field
+ * as null (SERIALIZED_NULLS), which is null whether it was written or not. `polity eval`
+ * judges a file's resource in this form, so that it gives the verdict the webhook gives.
  */
 export function decidedResource(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(decidedResource);
+  const out = withoutNulls(value);
+  if (!isRecord(out)) return out;
+  const gvk = groupVersionKind(out);
+  for (const path of SERIALIZED_NULLS.get(`${gvk.group}/${gvk.kind}`) ?? []) serializedNull(out, path);
+  return out;
+}
+
+/** Sets the field at `path` to null where it is absent (null fields were dropped before). */
+function serializedNull(out: Record<string, unknown>, path: readonly string[]): void {
+  const [step, ...rest] = path as [string, ...string[]];
+  const list = step.endsWith("[]");
+  const key = list ? step.slice(0, -2) : step;
+  if (rest.length === 0) {
+    if (!hasOwnField(out, key)) out[key] = null;
+    return;
+  }
+  const next = out[key];
+  if (list && Array.isArray(next)) {
+    for (const item of next) if (isRecord(item)) serializedNull(item, rest);
+  } else if (!list && isRecord(next)) {
+    serializedNull(next, rest);
+  }
+}
+
+function hasOwnField(value: Record<string, unknown>, key: string): boolean {
+  return Object.prototype.hasOwnProperty.call(value, key);
+}
+
+function withoutNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutNulls);
   if (!isRecord(value)) return value;
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value)) {
     const v = value[key];
     if (v === null) continue;
     if (key === "__proto__") {
-      Object.defineProperty(out, key, { value: decidedResource(v), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(out, key, { value: withoutNulls(v), enumerable: true, writable: true, configurable: true });
     } else {
-      out[key] = decidedResource(v);
+      out[key] = withoutNulls(v);
     }
   }
   return out;

@@ -7,7 +7,8 @@ import { effectiveSet, exception, policy } from "../../test/support/policy-sets.
 import { PolityError } from "../errors.js";
 import type { Decision } from "./evaluate.js";
 import { admissionResponse, decideReviewBytes, denialMessage, reviewResponse, type ReviewContext } from "./review.js";
-import { parseAdmissionReview } from "./request.js";
+import { evaluate } from "./evaluate.js";
+import { decidedResource, parseAdmissionReview, requestForResource } from "./request.js";
 
 const UID = "705ab4f5-6393-11e8-b7cc-42010a800002";
 const NOW = Date.parse("2026-06-01T00:00:00Z");
@@ -118,5 +119,27 @@ describe("decideReviewBytes", () => {
   it("refuses a JSON body that is not an object, however deep, as invalid", () => {
     const deep = Buffer.from(`${"[".repeat(100_000)}${"]".repeat(100_000)}`);
     expect(() => decideReviewBytes(set, deep, { now: NOW })).toThrow("an AdmissionReview must be a JSON object");
+  });
+});
+
+describe("a resource from a file and the same resource in an AdmissionReview", () => {
+  const roles = effectiveSet([
+    policy("role-rules", {
+      match: { kinds: ["rbac.authorization.k8s.io/Role"] },
+      validations: [{ name: "rules", expression: "object.rules != null", message: "a Role needs rules" }],
+    }),
+  ]);
+  const role = { apiVersion: "rbac.authorization.k8s.io/v1", kind: "Role", metadata: { name: "empty", namespace: "shop" } };
+
+  it("get the same verdict: the file's Role is judged with rules: null, as the API server sends it", () => {
+    const fromFile = evaluate(roles, requestForResource(decidedResource(role)), { now: NOW });
+    const sent = { ...role, rules: null };
+    const fromWebhook = decideReview(
+      roles,
+      { apiVersion: "admission.k8s.io/v1", kind: "AdmissionReview", request: { uid: UID, kind: { group: "rbac.authorization.k8s.io", version: "v1", kind: "Role" }, operation: "CREATE", namespace: "shop", name: "empty", object: sent } },
+      { now: NOW },
+    ).decision;
+    expect(fromWebhook.violations.map((v) => v.rule)).toEqual(["rules"]);
+    expect(fromFile).toEqual(fromWebhook);
   });
 });

@@ -762,7 +762,8 @@ function arbDefinition(tier: GenTier, known: readonly string[], locks: { locked?
           domain: p.domain,
           scope: p.scope,
           match: { kinds: p.kinds, operations: p.operations },
-          params: p.param === undefined ? undefined : { maxReplicas: p.param },
+          // A definition whose rules read params.maxReplicas declares it (an undeclared param is a compile error).
+          params: p.param !== undefined ? { maxReplicas: p.param } : p.validations.some((v) => String(v.expression).includes("params.")) ? { maxReplicas: { default: 50 } } : undefined,
           validations: p.validations,
           enforcement: locks.enforcement ?? p.enforcement,
           failurePolicy: p.failurePolicy,
@@ -1133,5 +1134,31 @@ describe("properties of the merge", () => {
       { numRuns: RUNS },
     );
     expect(seen).toBeGreaterThan(RUNS / 10);
+  });
+});
+
+describe("resource rules in the merge", () => {
+  const EXEC = { apiGroups: [""], apiVersions: ["v1"], resources: ["pods/exec"], operations: ["CONNECT"] };
+  const noExec = (extra: Doc = {}) =>
+    policy("no-exec", PLATFORM, { domain: "workload-security", match: { resourceRules: [EXEC] }, validations: [TEAM_RULE], locked: true, ...extra });
+
+  it("carry the rules, sorted and with their scope, and leave a policy without any as it was", () => {
+    const set = effectivePolicySet([globalLayer(noExec(), teamLabel())], EU_1);
+    expect(policyNamed(set, "no-exec").match).toEqual({ kinds: [], operations: ["CREATE", "UPDATE"], subresources: [], resourceRules: [{ ...EXEC, scope: "*" }] });
+    expect(policyNamed(set, "require-team-label").match).not.toHaveProperty("resourceRules");
+  });
+
+  it("refuse a lower tier dropping a locked policy's resource rule, or excluding what it matches", () => {
+    const dropped = refusal(() =>
+      effectivePolicySet([globalLayer(noExec()), regionLayer("eu-west", refinement("no-exec", EU_PLATFORM, { match: { kinds: ["Pod"] } }))], EU_1),
+    );
+    expect(dropped.message).toMatch(/drops resource rule/);
+    const excluded = refusal(() =>
+      effectivePolicySet(
+        [globalLayer(noExec()), regionLayer("eu-west", refinement("no-exec", EU_PLATFORM, { match: { resourceRules: [EXEC], excludeResourceRules: [EXEC] } }))],
+        EU_1,
+      ),
+    );
+    expect(excluded.message).toMatch(/\(by excluding\) resource rule/);
   });
 });

@@ -29,6 +29,7 @@ import {
   type Tier,
 } from "../policy/schema.js";
 import { matchesSelector, type Labels } from "./selector.js";
+import type { ResourceRule } from "../policy/schema.js";
 
 export interface ClusterIdentity {
   readonly name: string;
@@ -51,13 +52,31 @@ export interface EffectiveValidation {
   readonly tier: Tier;
 }
 
+/** A resource rule with its lists sorted and its scope explicit. */
+export interface EffectiveResourceRule {
+  readonly apiGroups: readonly string[];
+  readonly apiVersions: readonly string[];
+  readonly resources: readonly string[];
+  readonly operations: readonly string[];
+  readonly scope: "Namespaced" | "Cluster" | "*";
+}
+
+export interface EffectiveMatch {
+  readonly kinds: readonly string[];
+  readonly operations: readonly Operation[];
+  readonly subresources: readonly string[];
+  /** Present only when the policy has resource rules (so sets without them keep their bytes). */
+  readonly resourceRules?: readonly EffectiveResourceRule[];
+  readonly excludeResourceRules?: readonly EffectiveResourceRule[];
+}
+
 export interface EffectivePolicy {
   readonly name: string;
   readonly owner: string;
   readonly domain: string;
   /** The tier that defines the policy (its owner's tier). */
   readonly tier: Tier;
-  readonly match: { readonly kinds: readonly string[]; readonly operations: readonly Operation[]; readonly subresources: readonly string[] };
+  readonly match: EffectiveMatch;
   readonly namespaceSelector?: LabelSelector;
   /** CEL conditions that must all hold for the policy to apply. */
   readonly matchConditions: readonly { readonly name: string; readonly expression: string }[];
@@ -191,7 +210,7 @@ interface Merged {
   owner: string;
   domain: string;
   tier: Tier;
-  match: { kinds: string[]; operations: Operation[]; subresources: string[] };
+  match: EffectiveMatch;
   scope: Scope | undefined;
   matchConditions: { name: string; expression: string }[];
   params: Map<string, { value: unknown; override: Param["override"] }>;
@@ -208,10 +227,26 @@ interface Merged {
 }
 
 function normalizeMatch(match: Match): Merged["match"] {
+  const rules = (list: readonly ResourceRule[] | undefined): EffectiveResourceRule[] | undefined => {
+    if (list === undefined) return undefined;
+    const normalized = list.map((r) => ({
+      apiGroups: [...new Set(r.apiGroups)].sort(),
+      apiVersions: [...new Set(r.apiVersions)].sort(),
+      resources: [...new Set(r.resources)].sort(),
+      operations: [...new Set(r.operations)].sort(),
+      scope: r.scope ?? "*",
+    }));
+    const unique = new Map(normalized.map((r) => [JSON.stringify(r), r]));
+    return [...unique.keys()].sort().map((k) => unique.get(k)!);
+  };
+  const resourceRules = rules(match.resourceRules);
+  const excludeResourceRules = rules(match.excludeResourceRules);
   return {
     kinds: [...new Set(match.kinds)].sort(),
     operations: [...new Set(match.operations ?? DEFAULT_OPERATIONS)].sort() as Operation[],
     subresources: [...new Set(match.subresources ?? [])].sort(),
+    ...(resourceRules === undefined ? {} : { resourceRules }),
+    ...(excludeResourceRules === undefined ? {} : { excludeResourceRules }),
   };
 }
 
@@ -324,10 +359,13 @@ function refine(merged: Merged, def: Definition, problems: MergeProblems): void 
   if (spec.match !== undefined) {
     const next = normalizeMatch(spec.match);
     if (merged.locked) {
+      const ruleKeys = (list: readonly EffectiveResourceRule[] | undefined) => (list ?? []).map((r) => JSON.stringify(r));
       const missing = [
         ...merged.match.kinds.filter((k) => !next.kinds.includes(k)).map((k) => `kind ${k}`),
         ...merged.match.operations.filter((o) => !next.operations.includes(o)).map((o) => `operation ${o}`),
         ...merged.match.subresources.filter((s) => !next.subresources.includes(s)).map((s) => `subresource ${s}`),
+        ...ruleKeys(merged.match.resourceRules).filter((r) => !ruleKeys(next.resourceRules).includes(r)).map((r) => `resource rule ${r}`),
+        ...ruleKeys(next.excludeResourceRules).filter((r) => !ruleKeys(merged.match.excludeResourceRules).includes(r)).map((r) => `(by excluding) resource rule ${r}`),
       ];
       if (missing.length > 0) {
         problems.add(def.policy.origin, ["spec", "match"], `${lockedRule("match less than")}: it drops ${missing.join(", ")}`, "locked-match");

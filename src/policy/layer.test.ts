@@ -149,3 +149,80 @@ describe("buildLayer refuses", () => {
     expect(found).toHaveLength(4);
   });
 });
+
+describe("expressions are type-checked as Kubernetes checks a ValidatingAdmissionPolicy's", () => {
+  const rule = (expression: string, extra = "") => `apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: typed, owner: eu-platform }
+spec:
+  domain: workload-security
+  match: { kinds: [Pod] }
+${extra}  validations:
+    - name: rule
+      expression: ${JSON.stringify(expression)}
+`;
+  const refusedWith = (expression: string, extra = "") => problems([["region.yaml", LAYER, rule(expression, extra)]]).join("\n");
+  const accepted = (expression: string, extra = "") => build([["region.yaml", LAYER, rule(expression, extra)]]);
+
+  it("refuses a field an AdmissionRequest does not have, naming the fields it has", () => {
+    expect(refusedWith("request.foo1 == 'x'")).toMatch(/type error at 1:8: undefined field 'foo1' \(kubernetes\.AdmissionRequest has kind, resource, subResource, .*userInfo, dryRun, options\)/);
+    expect(refusedWith("request.userInfo.group.size() > 0")).toMatch(/undefined field 'group' \(kubernetes\.UserInfo has username, uid, groups, extra\)/);
+    accepted("request.userInfo.groups.exists(g, g == 'system:masters') || request.operation == 'CREATE'");
+  });
+
+  it("types the request's fields: an operation is a string, so adding an int to it is an error", () => {
+    expect(refusedWith("request.operation + 1 == 'x'")).toMatch(/found no matching overload for '\+' applied to '\(string, int\)'/);
+  });
+
+  it("refuses a field a Namespace does not have, and accepts its labels", () => {
+    expect(refusedWith("namespaceObject.labels['team'] == 'a'")).toMatch(/undefined field 'labels' \(kubernetes\.Namespace has apiVersion, kind, metadata, spec, status\)/);
+    accepted("namespaceObject.metadata.?labels[?'team'].orValue('') == 'a'");
+  });
+
+  it("refuses params in a policy that declares none, and an undeclared param in one that does", () => {
+    expect(refusedWith("params.max > 1")).toMatch(/undeclared reference to 'params': the policy declares no params \(spec\.params\)/);
+    expect(refusedWith("params.maxPods > 1", "  params: { max: { default: 3 } }\n")).toMatch(/undefined field 'maxPods' \(params has max\)/);
+    expect(refusedWith("params.max.startsWith('a')", "  params: { max: { default: 3 } }\n")).toMatch(/found no matching overload for 'startsWith' applied to 'int\.\(string\)'/);
+    accepted("size(object.spec.containers) <= params.max", "  params: { max: { default: 3 } }\n");
+  });
+
+  it("refuses an expression that mixes types in a literal or in the branches of a conditional", () => {
+    expect(refusedWith("object.x in [1, 'one']")).toMatch(/expected type 'int' but found 'string': the elements of a list or map literal must have one type/);
+    expect(refusedWith("(has(object.x) ? 1 : 'none') == 1")).toMatch(/the two branches of a conditional must have one type, not 'int' and 'string'/);
+    accepted("object.x in [1, dyn('one')] || (has(object.x) ? object.x : 'none') == 1");
+  });
+
+  it("leaves params untyped in a refinement, whose params are its base policy's", () => {
+    const refinement = `apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: max-replicas, owner: eu-platform }
+spec:
+  validations:
+    - { name: stricter, expression: "object.spec.replicas <= params.maxReplicas - 1" }
+`;
+    expect(build([["region.yaml", LAYER, refinement]]).policies).toHaveLength(1);
+  });
+});
+
+describe("match conditions", () => {
+  const withConditions = (conditions: string) => `apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: conditioned, owner: eu-platform }
+spec:
+  domain: workload-security
+  match: { kinds: [Pod] }
+  matchConditions:
+${conditions}  validations:
+    - { name: rule, expression: "true" }
+`;
+
+  it("are named as Kubernetes names them: qualified names such as not-created-by-cronjob", () => {
+    const layer = build([["region.yaml", LAYER, withConditions('    - { name: not-created-by-cronjob, expression: "true" }\n    - { name: example.com/team, expression: "true" }\n')]]);
+    expect(layer.policies[0]!.document.spec.matchConditions?.map((c) => c.name)).toEqual(["not-created-by-cronjob", "example.com/team"]);
+  });
+
+  it("refuse a name that is not a qualified name, and a name given twice", () => {
+    expect(problems([["region.yaml", LAYER, withConditions('    - { name: "not valid!", expression: "true" }\n')]]).join("\n")).toMatch(/spec\.matchConditions\[0\]\.name/);
+    expect(problems([["region.yaml", LAYER, withConditions('    - { name: a, expression: "true" }\n    - { name: a, expression: "false" }\n')]]).join("\n")).toMatch(/match condition "a" is defined twice/);
+  });
+});

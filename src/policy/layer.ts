@@ -7,7 +7,7 @@ import { PolityError, type Problem, type SourceLocation } from "../errors.js";
 import { resolveBuiltin } from "./library/index.js";
 import type { SourceDocument } from "../source/parse.js";
 import { complete, type Steps } from "../source/steps.js";
-import { checkPolicyExpression, type ExpressionPurpose } from "./programs.js";
+import { checkPolicyExpression, type ExpressionPurpose, type ParamsDeclaration } from "./programs.js";
 import type { ExceptionDocument, ExceptionRule, LayerDocument, PolicyDocument, TeamDocument, Tier } from "./schema.js";
 import { validateDocument } from "./validate.js";
 
@@ -239,8 +239,11 @@ function compileExpressions(policy: LayerPolicy): Problem[] {
           ? fromLibrary.matchConditions.length
           : fromLibrary.validations.length;
   const variableNames: string[] = [];
+  // A complete definition without params has none; a refinement's are its base's, elsewhere.
+  const complete = spec.domain !== undefined && spec.match !== undefined && (spec.validations?.length ?? 0) > 0;
+  const params: ParamsDeclaration = spec.params !== undefined ? { declared: spec.params } : complete ? "none" : "unknown";
   const check = (path: (string | number)[], source: string, purpose: ExpressionPurpose, what: string) => {
-    const problem = checkPolicyExpression(source, variableNames, purpose);
+    const problem = checkPolicyExpression(source, variableNames, purpose, params);
     if (problem !== undefined) {
       // An error in an expression that came from the library points at spec.builtin.
       const fromBuiltin = typeof path[2] === "number" && path[2] < libraryCount(String(path[1]));
@@ -255,7 +258,12 @@ function compileExpressions(policy: LayerPolicy): Problem[] {
     check(["spec", "variables", i, "expression"], variable.expression, "variable", `variable ${JSON.stringify(variable.name)}`);
     variableNames.push(variable.name);
   });
+  const conditionNames = new Set<string>();
   (spec.matchConditions ?? []).forEach((condition, i) => {
+    if (conditionNames.has(condition.name)) {
+      problems.push(problemAt(policy.origin, ["spec", "matchConditions", i, "name"], `match condition ${JSON.stringify(condition.name)} is defined twice`, `spec.matchConditions[${i}].name`));
+    }
+    conditionNames.add(condition.name);
     check(["spec", "matchConditions", i, "expression"], condition.expression, "validation", `match condition ${JSON.stringify(condition.name)}`);
   });
   const ruleNames = new Set<string>();

@@ -139,14 +139,51 @@ export const variable = z.strictObject({
   expression: z.string().min(1, "must not be empty"),
 });
 
-export const match = z.strictObject({
-  /** Kinds such as `Pod` or `apps/Deployment`; `*` matches every kind. */
-  kinds: z.array(z.string().min(1)).min(1, "must name at least one kind"),
-  operations: z.array(z.enum(OPERATIONS)).min(1).optional(),
-  /** Subresources to match (`status`, `ephemeralcontainers`); default: the main resource only. */
-  subresources: z.array(z.string()).optional(),
+/**
+ * A rule of Kubernetes' `matchConstraints.resourceRules` (admissionregistration.k8s.io
+ * RuleWithOperations): API groups, versions and resources (`pods`, `pods/exec`, `*\/scale`,
+ * `*`), operations, and scope; `*` is any.
+ */
+export const resourceRule = z.strictObject({
+  apiGroups: z.array(z.string()).min(1, "must name at least one API group (\"\" is the core group, \"*\" any)"),
+  apiVersions: z.array(z.string().min(1)).min(1, "must name at least one API version (\"*\" is any)"),
+  resources: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .regex(/^([a-z0-9.-]+|\*)(\/([a-z0-9.-]+|\*))?$/, "must be a resource, resource/subresource, or * in either place (pods, pods/exec, */scale, *)"),
+    )
+    .min(1, "must name at least one resource"),
+  operations: z.array(z.enum([...OPERATIONS, "*"])).min(1, "must name at least one operation (or *)"),
+  scope: z.enum(["Namespaced", "Cluster", "*"]).optional(),
 });
+export type ResourceRule = z.infer<typeof resourceRule>;
+
+export const match = z
+  .strictObject({
+    /** Kinds such as `Pod` or `apps/Deployment`; `*` matches every kind. */
+    kinds: z.array(z.string().min(1)).min(1, "must name at least one kind").optional(),
+    operations: z.array(z.enum(OPERATIONS)).min(1).optional(),
+    /** Subresources to match (`status`, `ephemeralcontainers`); default: the main resource only. */
+    subresources: z.array(z.string()).optional(),
+    /** Kubernetes' resource rules, beside kinds: the policy matches what either matches. */
+    resourceRules: z.array(resourceRule).min(1).optional(),
+    /** Requests a resource rule here matches are not matched, whatever else matches them. */
+    excludeResourceRules: z.array(resourceRule).min(1).optional(),
+  })
+  .superRefine((m, ctx) => {
+    if (m.kinds === undefined && m.resourceRules === undefined) {
+      ctx.addIssue({ code: "custom", path: ["kinds"], message: "must name at least one kind, or give resourceRules" });
+    }
+  });
 export type Match = z.infer<typeof match>;
+
+/** A match condition: a name as Kubernetes requires one (a qualified name: `not-created-by-cronjob`, `example.com/team`) and a CEL condition. */
+export const matchCondition = z.strictObject({
+  name: labelKey,
+  expression: z.string().min(1, "must not be empty"),
+});
 
 export const scope = z.strictObject({
   regions: z.array(dnsLabel).optional(),
@@ -219,7 +256,7 @@ export const policySpec = z.strictObject({
   match: match.optional(),
   params: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a CEL identifier"), param).optional(),
   /** CEL conditions that must all hold for the policy to apply (as in Kubernetes' matchConditions). */
-  matchConditions: z.array(variable).optional(),
+  matchConditions: z.array(matchCondition).optional(),
   variables: z.array(variable).optional(),
   validations: z.array(validation).optional(),
   enforcement: z.enum(ENFORCEMENTS).optional(),

@@ -50,7 +50,8 @@ export const evalCommand: Command = {
 folders (many documents per file; Kubernetes Lists are expanded) holding resources or
 AdmissionReviews (admission.k8s.io/v1); "-" reads standard input. A resource is judged as
 the CREATE request the API server would send for it (--operation UPDATE or DELETE to
-change that); an AdmissionReview as it is, and its AdmissionReview response is printed.
+change that), with its fields as the API server encodes them (null is absent, except where
+Kubernetes writes null: a Role's rules, for one); an AdmissionReview as it is, and its AdmissionReview response is printed.
 Namespace documents among the inputs give their labels to the resources in them.
 
 ${LAYER_HELP}
