@@ -602,6 +602,22 @@ describe("polity policy lint", () => {
     expect(two.out).toMatch(/^✗ \S*eu-extra\.yaml:1:1: no Layer document says which layer this file belongs to \(global, which region, which cluster\)/);
     expect(two.out).toMatch(/\n1 problem\n$/);
   });
+  it("checks teams as 'polity apply' does: owners declared, and each team name declared once", async () => {
+    const region = (name: string, extra: string) =>
+      `apiVersion: polity.dev/v1\nkind: Layer\nmetadata: { name: ${name} }\nspec: { tier: region, region: ${name}, owners: [${name}-team, ghosts] }\n---\n` +
+      `apiVersion: polity.dev/v1\nkind: Team\nmetadata: { name: ${name}-team }\nspec: { members: [a@example.com] }\n${extra}`;
+    const orphan = scratchFile("orphan-region.yaml", region("north", `---\n${policy("  validations:\n    - expression: \"true\"\n").replace("team-a", "ghosts")}`));
+    const run = await polity("policy", "lint", at("examples/layers/global.yaml"), orphan);
+    expect(run.code).toBe(1);
+    expect(run.out).toMatch(/owner "ghosts" of layer "north" is not a declared team/);
+    expect(run.out).toMatch(/owner "ghosts" of policy "p" is not a declared team/);
+    // Without the global layer, owners may be declared there: not reported.
+    expect((await polity("policy", "lint", orphan)).out).not.toMatch(/ghosts/);
+    const twice = scratchFile("twice-region.yaml", region("south", "---\napiVersion: polity.dev/v1\nkind: Team\nmetadata: { name: eu-platform }\nspec: { members: [b@example.com] }\n"));
+    const clash = await polity("policy", "lint", at("examples/layers/region-eu-west.yaml"), twice);
+    expect(clash.code).toBe(1);
+    expect(clash.out).toMatch(/team "eu-platform" is declared by layer "(eu-west|south)" already; layer "(south|eu-west)" may not declare it again: team names are unique in the federation/);
+  });
 });
 
 describe("polity policy test", () => {

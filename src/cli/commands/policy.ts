@@ -3,6 +3,7 @@
  * policy files are sound, and whether policies decide what their tests say.
  */
 import { PolityError, formatProblem, type Problem } from "../../errors.js";
+import { teamsOf, undeclaredOwners } from "../../governance/index.js";
 import { effectivePolicySet, type EffectivePolicySet } from "../../layering/effective.js";
 import type { Layer } from "../../policy/layer.js";
 import { filesAssumedGlobal, layersFromFiles, type LayerFile, type LayerOfFiles } from "../../policy/layer-files.js";
@@ -85,7 +86,8 @@ with no Layer document at all are checked as the global layer (with a note on st
 error: 'polity apply' refuses them). It reports every problem at once: YAML or JSON
 syntax, schema (unknown fields, wrong types, missing fields, with file:line:column and the
 field path), CEL syntax and type errors (naming the policy, the rule and the position),
-owners, and duplicate names. Then it combines the layers as a hub would (global, each
+owners, duplicate names, and teams (declared once in the federation; every owner a
+declared team, checked when the global layer is among the files). Then it combines the layers as a hub would (global, each
 region, each cluster in its region) and reports every refusal: a weakened lock, a param
 out of bounds, a protected domain set from above.
 
@@ -111,8 +113,10 @@ Exit status: 0 when there is nothing to report, 1 when there are problems, 2 for
       }
     }
     let grouped: LayerOfFiles[] = [];
+    let assumedGlobal = false;
     if (problems.length === 0) {
       const assumed = filesAssumedGlobal(files);
+      assumedGlobal = assumed.length > 0;
       if (assumed.length > 0) {
         io.err(`note: ${assumed.map((f) => f.name).join(", ")} hold no Layer document: checked as the global layer; 'polity apply' refuses files without one\n`);
       }
@@ -125,7 +129,7 @@ Exit status: 0 when there is nothing to report, 1 when there are problems, 2 for
     }
     const layers = grouped.map((g) => g.layer);
     const documents = grouped.reduce((sum, g) => sum + g.documents, 0);
-    if (problems.length === 0) problems.push(...combinationProblems(layers));
+    if (problems.length === 0) problems.push(...combinationProblems(layers, { teamsKnown: !assumedGlobal }));
     for (const problem of problems) io.out(`${c.red("✗")} ${formatProblem(problem)}\n`);
     io.out(
       problems.length === 0
@@ -137,7 +141,7 @@ Exit status: 0 when there is nothing to report, 1 when there are problems, 2 for
 };
 
 /** Combines the layers as a hub would, for a cluster under each region and cluster layer. */
-function combinationProblems(layers: readonly Layer[]): Problem[] {
+function combinationProblems(layers: readonly Layer[], options: { teamsKnown: boolean }): Problem[] {
   const globals = layers.filter((l) => l.tier === "global");
   const regions = layers.filter((l) => l.tier === "region");
   const clusters = layers.filter((l) => l.tier === "cluster");
@@ -154,6 +158,12 @@ function combinationProblems(layers: readonly Layer[]): Problem[] {
   if (targets.length === 0) targets.push({ layers: globals, cluster: { name: "lint", region: "lint", labels: {} } });
   const seen = new Set<string>();
   const problems: Problem[] = [];
+  const report = (problem: Problem): void => {
+    const key = formatProblem(problem);
+    if (!seen.has(key)) problems.push(problem);
+    seen.add(key);
+  };
+  for (const problem of teamProblems(layers, options.teamsKnown && globals.length > 0)) report(problem);
   for (const target of targets) {
     try {
       effectivePolicySet(target.layers, target.cluster);
@@ -162,11 +172,41 @@ function combinationProblems(layers: readonly Layer[]): Problem[] {
       for (const problem of error.problems) {
         // Without the layers above, what a refinement refines is not known here.
         if (globals.length === 0 && problem.message.endsWith("[rule: refinement-without-base]")) continue;
-        const key = formatProblem(problem);
-        if (!seen.has(key)) problems.push(problem);
-        seen.add(key);
+        report(problem);
       }
     }
+  }
+  return problems;
+}
+
+/**
+ * Teams as the hub checks them on apply: a team name declared once in the federation, and
+ * every owner a declared team seen from its layer (its own, its region's or the global layer).
+ * Without the global layer among the files, owners may be declared there: they are not checked.
+ */
+function teamProblems(layers: readonly Layer[], withGlobal: boolean): Problem[] {
+  const problems: Problem[] = [];
+  const declaredBy = new Map<string, string>();
+  for (const layer of layers) {
+    for (const team of layer.teams) {
+      const name = team.document.metadata.name;
+      const other = declaredBy.get(name);
+      if (other === undefined) declaredBy.set(name, layer.name);
+      else if (other !== layer.name) {
+        problems.push({
+          message: `team ${JSON.stringify(name)} is declared by layer ${JSON.stringify(other)} already; layer ${JSON.stringify(layer.name)} may not declare it again: team names are unique in the federation`,
+          path: "metadata.name",
+          ...(team.origin === undefined ? {} : { location: team.origin.locate(["metadata", "name"]) }),
+        });
+      }
+    }
+  }
+  if (!withGlobal) return problems;
+  const globals = layers.filter((l) => l.tier === "global");
+  for (const layer of layers) {
+    const region = layer.tier === "cluster" ? layers.find((l) => l.tier === "region" && l.region === layer.region) : undefined;
+    const chain = layer.tier === "global" ? globals : [...globals, ...(region === undefined ? [] : [region]), layer];
+    problems.push(...undeclaredOwners(layer, teamsOf(chain).teams));
   }
   return problems;
 }
