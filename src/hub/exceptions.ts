@@ -19,7 +19,8 @@ import type { Layer } from "../policy/layer.js";
 import type { Database, Queryable } from "../store/database.js";
 import type { AuditContext, AuditLog } from "./audit-log.js";
 import type { Changes } from "./change.js";
-import { grantedException, lapsedKey, type Federation } from "./federation.js";
+import { grantedException, type Federation } from "./federation.js";
+import { lapseLayerFileExceptions, layerFileExceptionViews, type Visibility } from "./layer-file-exceptions.js";
 import { badRequest, conflict, forbidden, notFound, unprocessable } from "./status.js";
 
 type RequestRow = {
@@ -74,8 +75,7 @@ function view(row: RequestRow, now: number): ExceptionView {
   };
 }
 
-/** Who may see a request: the whole federation, or one region (a region operator's) and what they asked or must answer. */
-export type Visibility = { readonly all: true } | { readonly all: false; readonly region: string; readonly actor: Actor };
+export type { Visibility };
 
 export class Exceptions {
   constructor(
@@ -349,51 +349,7 @@ export class Exceptions {
         });
       }
     }
-    await this.lapseLayerFileExceptions(now, context);
-  }
-
-  /** Exceptions written in layer files that have expired: logged once each, and out of the next bundles. */
-  private async lapseLayerFileExceptions(now: Date, context: () => AuditContext): Promise<void> {
-    for (const record of this.federation.layers.values()) {
-      for (const exception of record.layer?.exceptions ?? []) {
-        const expiresAt = exception.document.spec.expiresAt;
-        if (Date.parse(expiresAt) > now.getTime()) continue;
-        const key = lapsedKey(record.id, exception.document.metadata.name, expiresAt);
-        if (this.federation.granted.lapsed.has(key)) continue;
-        const ctx = context();
-        await this.changes
-          .apply(
-            {
-              kind: "grants",
-              layers: [record.id],
-              grant: (current) => ({ ...current, lapsed: new Set([...current.lapsed, key]) }),
-              write: async (tx) => {
-                const inserted = await tx.query("INSERT INTO exception_expiries (layer_id, name, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING name", [
-                  record.id,
-                  exception.document.metadata.name,
-                  new Date(expiresAt),
-                ]);
-                if (inserted.length === 0) throw conflict("logged already");
-                const cluster = record.id.startsWith("cluster/") ? record.id.slice("cluster/".length) : null;
-                const region = record.id.startsWith("region/") ? record.id.slice("region/".length) : cluster === null ? null : (this.federation.clusters.get(cluster)?.region ?? null);
-                return [
-                  {
-                    kind: "exception.expired",
-                    actor: ctx.actor,
-                    cluster,
-                    region,
-                    correlationId: ctx.correlationId,
-                    data: { layer: record.id, version: record.version, exception: exception.document.metadata.name, policy: exception.document.spec.policy, expiresAt, source: "layer file" },
-                  },
-                ];
-              },
-            },
-            "hub",
-            ctx,
-          )
-          .catch(() => undefined); // another hub logged it first
-      }
-    }
+    await lapseLayerFileExceptions(this.federation, this.changes, now, context);
   }
 
   /**
@@ -409,44 +365,9 @@ export class Exceptions {
       return isMember(visibility.actor, teamsOf(this.layersOf(r.layer_id)).teams.get(r.team));
     };
     const granted = (v: ExceptionView) => v.state === "approved" && Date.parse(v.expiresAt) > now;
-    return [...rows.filter(seen).map((r) => view(r, now)), ...this.writtenInFiles(visibility, now)]
+    return [...rows.filter(seen).map((r) => view(r, now)), ...layerFileExceptionViews(this.federation, visibility, now)]
       .filter((v) => filter.state === undefined || v.state === filter.state)
       .filter((v) => filter.active !== true || granted(v))
       .filter((v) => filter.expiringWithinMs === undefined || (granted(v) && Date.parse(v.expiresAt) <= now + filter.expiringWithinMs));
-  }
-
-  /** The exceptions global admins wrote in layer files, as views: approved until they expire. */
-  private writtenInFiles(visibility: Visibility, now: number): ExceptionView[] {
-    const views: ExceptionView[] = [];
-    for (const record of [...this.federation.layers.values()].sort((a, b) => a.id.localeCompare(b.id))) {
-      const region = record.id.startsWith("region/") ? record.id.slice("region/".length) : record.layer?.region ?? null;
-      if (!visibility.all && region !== visibility.region) continue;
-      for (const { document } of record.layer?.exceptions ?? []) {
-        const { approvedBy, ...spec } = document.spec;
-        views.push({
-          id: `${record.id}/${document.metadata.name}`,
-          name: document.metadata.name,
-          policy: spec.policy,
-          layer: record.id,
-          team: document.metadata.owner ?? record.layer!.owners[0] ?? "",
-          source: "layer file",
-          state: Date.parse(spec.expiresAt) > now ? "approved" : "expired",
-          escalated: false,
-          spec,
-          region,
-          // Who wrote it is in the layer's history (polity history), not guessed from its last version's author.
-          requestedBy: `(layer file of ${record.id})`,
-          requestedAt: record.createdAt,
-          escalateAt: null,
-          approvedBy: `(the file says ${approvedBy ?? "nobody"}; polity history ${record.id} shows who applied it)`,
-          approvedAt: null,
-          decidedBy: null,
-          decidedAt: null,
-          reason: null,
-          expiresAt: spec.expiresAt,
-        });
-      }
-    }
-    return views;
   }
 }
