@@ -1174,8 +1174,17 @@ describe("enrolment and identity over real TLS", () => {
       const me = clusterEndpoint(h.hub.url, eu3);
       expect((await effective(me, "eu-west-3")).status).toBe(200); // a kept-alive connection
       const unused = await joinToken(h, "eu-west-3");
+      const bundles = () => h.hub.context.db.query<{ cluster: string; version: string; envelope: string }>("SELECT cluster, version::text AS version, envelope FROM bundles WHERE cluster <> 'eu-west-3' ORDER BY cluster");
+      const before = await bundles();
+      expect(before.length).toBeGreaterThan(0);
       const revoked = await call(h.admin, "POST", "/v1/clusters/eu-west-3/revoke");
       expect(revoked.body).toEqual({ cluster: "eu-west-3", revoked: true, certificates: 1 });
+      // Bundles carry no revocation list (nothing read it): a revocation re-signs no other cluster's bundle.
+      expect((await bundles()).map((r) => [r.cluster, r.version])).toEqual(before.map((r) => [r.cluster, r.version]));
+      for (const row of before) {
+        const signed = (JSON.parse(row.envelope) as { signed: Record<string, unknown> }).signed;
+        expect(Object.keys(signed).sort()).toEqual(["cluster", "expires", "federation", "issuedAt", "region", "specVersion", "targetHash", "targetLength", "type", "version"]);
+      }
       const error = await refused(effective(me, "eu-west-3"));
       expect([error.status, error.message]).toEqual([401, "cluster eu-west-3's identity is revoked"]);
       expect((await refused(renew(h.hub.url, eu3))).status).toBe(401);
@@ -1387,6 +1396,25 @@ describe("bad requests", () => {
     expect(latencies.length).toBeGreaterThan(10);
     expect(latencies[Math.floor(latencies.length / 2)]!).toBeLessThan(100);
     expect(latencies[latencies.length - 1]!).toBeLessThan(1000);
+  });
+
+  it("decides who may touch layers before it reads a change: 24 MiB that would not even parse is 403 for an auditor's apply and a cluster's apply or diff", async () => {
+    const content = "{[: ".repeat(3 * 1024 * 1024);
+    const files = [
+      { name: "a.yaml", content },
+      { name: "b.yaml", content },
+    ];
+    // Read, the files would be refused for their syntax (422): refused first, they are a 403.
+    const auditor = await mint(h, { name: "reader", role: "auditor" });
+    expectStatus(await raw(h, "POST", "/v1/apply", { body: JSON.stringify({ files }), authorization: `Bearer ${auditor.token}` }), 403, /the auditor role is read-only/);
+    await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-9", region: "eu-west" });
+    const cluster = clusterEndpoint(h.hub.url, await enroll(h.hub, "eu-west-9", await joinToken(h, "eu-west-9")));
+    for (const path of ["/v1/apply", "/v1/diff"]) {
+      const error = await refused(call(cluster, "POST", path, { files }));
+      expect([error.status, error.message]).toEqual([403, "cluster eu-west-9 may read only what is its own"]);
+    }
+    // An auditor may ask what a change would do: its diff is read, and refused for what it holds.
+    expect((await refused(call(auditor.endpoint, "POST", "/v1/diff", { files }))).status).toBe(422);
   });
 
   it("refuses a body that is not JSON by its content type with 415", async () => {

@@ -58,8 +58,12 @@ export type Requirement =
   | { readonly kind: "agent"; readonly why: string; readonly renewal?: boolean }
   /** A bearer token with one of these roles. */
   | { readonly kind: "role"; readonly roles: readonly Role[]; readonly why: string }
-  /** Read or write access to every target the call touches (the route names them). */
-  | { readonly kind: "access"; readonly access: Access };
+  /**
+   * Read or write access to every target the call touches (the route names them).
+   * `layers`: the call reads or writes layers, which a cluster never may: its certificate is
+   * refused before the body is read, as are those who may write nothing for a write.
+   */
+  | { readonly kind: "access"; readonly access: Access; readonly layers?: true };
 
 const TEAM_MEMBER_WRITES = "a team member changes nothing directly: it answers exception requests and proposals for its teams";
 
@@ -87,6 +91,7 @@ export function requirementRefusal(principal: Principal, requirement: Requiremen
       return principal.kind === "token" && requirement.roles.includes(principal.role) ? undefined : forbidden(requirement.why);
     case "access":
       // Those who may write nothing at all are refused before their change is read.
+      if (requirement.layers === true && principal.kind === "cluster") return forbidden(`cluster ${principal.cluster} may read only what is its own`);
       if (requirement.access === "write" && principal.kind === "cluster") return forbidden(`cluster ${principal.cluster} may read only what is its own`);
       if (requirement.access === "write" && principal.kind === "token" && principal.role === "auditor") return forbidden("the auditor role is read-only");
       if (requirement.access === "write" && principal.kind === "token" && principal.role === "team-member") return forbidden(TEAM_MEMBER_WRITES);

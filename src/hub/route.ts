@@ -134,7 +134,7 @@ export function route<B = unknown, P = undefined>(spec: RouteSpec<B, P>): Route 
       if (!parsed.success) throw invalidBody(parsed.error);
       const typed: Call<B> = { ...call, body: parsed.data };
       const requirement: Requirement =
-        spec.access.kind === "access" && spec.accessFor !== undefined ? { kind: "access", access: spec.accessFor(parsed.data) } : spec.access;
+        spec.access.kind === "access" && spec.accessFor !== undefined ? { ...spec.access, access: spec.accessFor(parsed.data) } : spec.access;
       // Before anything is prepared: nobody who may not do this at all makes the hub parse a change.
       guard.refuse(requirement);
       const prepared = await prepare(hub, typed);

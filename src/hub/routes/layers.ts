@@ -217,7 +217,7 @@ export const LAYER_ROUTES: Route[] = [
     path: "/v1/apply",
     summary:
       "Apply layer files (YAML or JSON, with their Layer documents): each changed layer gets a new version, if every registered cluster it reaches still combines. With dryRun, only the plan.",
-    access: { kind: "access", access: "write" },
+    access: { kind: "access", access: "write", layers: true },
     body: applyRequest,
     // A dry run changes nothing: whoever may read the layers may ask what it would do.
     accessFor: (body) => (body.dryRun === true ? "read" : "write"),
@@ -251,7 +251,7 @@ export const LAYER_ROUTES: Route[] = [
     path: "/v1/diff",
     summary: "What applying layer files would do to each registered cluster's effective policy set: policies added, removed and changed.",
     // A diff changes nothing: whoever may read the layers may ask what a change would do.
-    access: { kind: "access", access: "read" },
+    access: { kind: "access", access: "read", layers: true },
     body: diffRequest,
     bodyLimit: 32 * 1024 * 1024,
     prepare: (_hub, call) => parseLayers(call.body.files),
