@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { request as httpsRequest } from "node:https";
+import { createServer as createHttpsServer, request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { call, closeConnections, type HubEndpoint, type HubError } from "../src/client/http.js";
@@ -1415,6 +1415,41 @@ describe("bad requests", () => {
     }
     // An auditor may ask what a change would do: its diff is read, and refused for what it holds.
     expect((await refused(call(auditor.endpoint, "POST", "/v1/diff", { files }))).status).toBe(422);
+  });
+
+  it("the CLI reads no answer past its bound: a hub impostor sending 200 MiB gets a clear error, not a crash", async () => {
+    // A server with a certificate of the federation (a compromised hub, a broken proxy).
+    const serving = await h.hub.context.identity.serverCertificate(["localhost"], ["127.0.0.1"]);
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    let sent = 0;
+    const server = createHttpsServer({ cert: serving.certificatePem, key: serving.privateKeyPem }, (req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      let left = 200;
+      const pump = () => {
+        while (left > 0) {
+          left--;
+          sent++;
+          if (!res.write(chunk)) return void res.once("drain", pump);
+        }
+        res.end();
+      };
+      res.on("error", () => undefined);
+      req.socket.on("error", () => undefined);
+      pump();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const address = server.address();
+      const url = `https://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`;
+      const run = await hubs.cli(["get", "clusters"], { config: hubs.cliConfig("impostor", { url, caPem: h.hub.caPem, token: "polity_not-a-real-token" }) });
+      expect(run.code).not.toBe(0);
+      expect(run.err).toMatch(/GET \/v1\/clusters: the answer is over 67108864 bytes; at most 67108864 bytes are read/);
+      expect(run.err).not.toMatch(/\n\s+at /); // no stack trace
+      expect(sent).toBeLessThan(200);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it("refuses a body that is not JSON by its content type with 415", async () => {
