@@ -12,6 +12,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { connect as connectTcp, createServer as createTcpServer, type Socket } from "node:net";
 import { createServer as createHttpsServer, request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -765,6 +766,42 @@ describe("a change and its bundles", () => {
     const other = await refused(call(h.admin, "POST", "/v1/apply", { files: [GLOBAL] }, { headers: { "idempotency-key": key } }));
     expect([other.status, other.message]).toEqual([422, `the Idempotency-Key ${key} was used for another change; send this one with a new key`]);
     expect((await call<{ items: unknown[] }>(h.admin, "GET", "/v1/layers/global/history")).body.items).toHaveLength(2);
+  });
+
+  it("polity apply whose answer is lost sends the change again with the same key, and says it was committed once", async () => {
+    const hubPort = Number(new URL(h.hub.url).port);
+    // A TCP relay that loses the hub's first answer: the change reaches the hub, its answer never comes back.
+    let connections = 0;
+    const sockets = new Set<Socket>();
+    const relay = createTcpServer((client) => {
+      const first = connections++ === 0;
+      const upstream = connectTcp(hubPort, "127.0.0.1");
+      for (const socket of [client, upstream]) {
+        sockets.add(socket);
+        socket.on("error", () => undefined);
+      }
+      client.pipe(upstream);
+      if (first) upstream.once("data", () => client.destroy());
+      else upstream.pipe(client);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+    try {
+      const address = relay.address();
+      const url = `https://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`;
+      const file = join(h.dir, "retried.yaml");
+      writeFileSync(file, GLOBAL_WITH_COST_CENTER.content.replace("require-cost-center", "require-cost-centre"));
+      const versions = () => call<{ items: unknown[] }>(h.admin, "GET", "/v1/layers/global/history").then((a) => a.body.items.length, () => 0);
+      const before = await versions();
+      const run = await hubs.cli(["apply", file], { config: hubs.cliConfig("relayed", { ...h.admin, url }) });
+      expect(run.err).toMatch(/^warning: .*; sending the change again \(attempt 2 of 3, same Idempotency-Key\)\n/);
+      expect(run.code).toBe(0);
+      expect(run.out).toBe(`layer global: version ${before + 1}\n2 clusters reached, 2 with a new effective policy set\n`);
+      expect(connections).toBeGreaterThanOrEqual(2);
+      expect(await versions()).toBe(before + 1);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      relay.close();
+    }
   });
 
   it("re-signs a bundle nearing its expiry with the same policies under the correlation id of the change that made them", async () => {
