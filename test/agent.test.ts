@@ -1470,6 +1470,9 @@ describe("bundles", () => {
       try {
         expect(restarted.health()).toMatchObject({ bundleVersion: null, lastRefusal: { problem: "rollback" } });
         await eventually("the agent pulls its hub's bundle", () => (restarted.health().bundleVersion === metadataOf(v2).version ? true : undefined));
+        // The hub, reached over mutual TLS, confirms the high-water mark at its next answer.
+        await eventually("the hub confirms the high-water mark", () => (restarted.health().highWater.confirmed ? true : undefined));
+        expect(restarted.health().highWater).toEqual({ version: metadataOf(v2).version, confirmed: true });
         expect(readFileSync(bundleFile(dir, "current"))).toEqual(v2);
         expect(readFileSync(bundleFile(dir, "previous"))).toEqual(v1);
         const aside = readdirSync(join(dir, "bundles")).filter((name) => name.startsWith("current.bundle.refused-"));
