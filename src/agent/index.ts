@@ -20,6 +20,7 @@ import { HighWaterMark } from "./bundle/high-water.js";
 import { ActiveBundle } from "./bundle/active.js";
 import { BundlePlugin } from "./bundle/plugin.js";
 import { webhookCertificate } from "./certificate.js";
+import { BundleCounts } from "./bundle-counts.js";
 import { agentHealth, type AgentHealth } from "./health.js";
 import { AgentCredentials } from "./identity/credentials.js";
 import { IdentityPlugin } from "./identity/plugin.js";
@@ -82,6 +83,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const bundle = new ActiveBundle(join(options.dataDir, "bundles"), () => credentials.trust(), highWater, log, now);
   const decisions = new DecisionLog(join(options.dataDir, "decisions"), { ...DEFAULT_LOG_OPTIONS, ...options.logs });
   const counters: Counters = { allowed: 0, denied: 0, rejected: 0, failedClosed: 0 };
+  const byBundle = new BundleCounts();
   const latencies = new Latencies();
 
   // Enforce from disk first, before any network: a restarted agent decides at once.
@@ -92,10 +94,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const logs = new DecisionLogPlugin({ decisions, credentials, errors, uploadIntervalMs: options.logUploadIntervalMs ?? 2000 });
   const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health() });
   const plugins: readonly Plugin[] = [identity, bundles, logs, status];
-  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies });
+  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, byBundle });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
-  const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, health, callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });
+  const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, byBundle, health, callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : (options.webhookPort ?? 9443);
 
