@@ -199,6 +199,8 @@ describe("a change rolled out in stages", () => {
     expect(shown.out).toContain("rolled-back");
     expect(shown.out).toContain("denial-rate 100% (6 of 6 denied)");
     expect(shown.out).toMatch(/eu-west-2\s+failed/);
+    expect(shown.out).toMatch(/0\. canary \[rolled-back\]/);
+    expect(shown.out).toMatch(/1\. rest \[not-reached\]\n\s+eu-west-1\s+not-reached/);
   }, 60_000);
 });
 

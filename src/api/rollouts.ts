@@ -38,7 +38,7 @@ export type RolloutState = (typeof ROLLOUT_STATES)[number];
 export const isRolloutState = (value: string): value is RolloutState => (ROLLOUT_STATES as readonly string[]).includes(value);
 
 /** A cluster's place in a rollout. */
-export type ClusterRolloutState = "pending" | "updating" | "acknowledged" | "silent" | "skipped" | "failed";
+export type ClusterRolloutState = "pending" | "updating" | "acknowledged" | "silent" | "skipped" | "failed" | "rolled-back" | "not-reached";
 
 export interface GateMeasure {
   readonly cluster: string;
@@ -60,7 +60,7 @@ export interface RolloutView {
   readonly stageStartedAt: string;
   readonly soakSince: string | null;
   readonly settings: RolloutSettings;
-  readonly stages: readonly { readonly name: string; readonly clusters: readonly string[]; readonly state: "done" | "current" | "waiting" }[];
+  readonly stages: readonly { readonly name: string; readonly clusters: readonly string[]; readonly state: "done" | "current" | "waiting" | "rolled-back" | "not-reached" }[];
   readonly clusters: readonly { readonly cluster: string; readonly stage: number; readonly state: ClusterRolloutState; readonly note: string | null }[];
   readonly gates: readonly GateMeasure[];
   readonly reason: string | null;

@@ -52,6 +52,13 @@ type RolloutRow = {
 
 const ACTIVE: readonly RolloutState[] = ["running", "paused"];
 
+/** A stage as `rollout status` shows it: done, under way, waiting, or, once the rollout ended without completing, rolled back or never reached. */
+function stageState(state: RolloutState, current: number, i: number): RolloutView["stages"][number]["state"] {
+  if (state === "completed") return "done";
+  if (state === "rolled-back" || state === "aborted") return i <= current ? "rolled-back" : "not-reached";
+  return i < current ? "done" : i === current ? "current" : "waiting";
+}
+
 /** An agent's stored status, as the gates read it; what is not of the expected shape counts as not reported. */
 function reportOf(reportedAt: Date, status: Readonly<Record<string, unknown>>): AgentReport {
   const counts = bundleCounts.safeParse(status.byBundle);
@@ -208,12 +215,16 @@ export class Rollouts {
       stageStartedAt: new Date(row.stage_started_at).toISOString(),
       soakSince: row.soak_since === null ? null : new Date(row.soak_since).toISOString(),
       settings: row.settings,
-      stages: row.stages.map((s, i) => ({ name: s.name, clusters: s.clusters, state: i < row.stage || (row.state === "completed" && i === row.stage) ? "done" : i === row.stage && !ended ? "current" : "waiting" })),
+      stages: row.stages.map((s, i) => ({ name: s.name, clusters: s.clusters, state: stageState(row.state, row.stage, i) })),
       clusters: row.stages.flatMap((s, i) =>
         s.clusters.map((cluster) => {
           const progress = row.clusters[cluster];
-          const state: ClusterRolloutState =
-            progress?.skipped === true ? "skipped" : i > row.stage ? "pending" : (states[cluster]?.state ?? (progress?.ackedVersion != null ? "acknowledged" : "updating"));
+          const measured = states[cluster]?.state;
+          let state: ClusterRolloutState;
+          if (progress?.skipped === true) state = "skipped";
+          else if (i > row.stage) state = ended ? "not-reached" : "pending";
+          else if (row.state === "rolled-back" || row.state === "aborted") state = measured === "failed" ? "failed" : "rolled-back";
+          else state = measured ?? (progress?.ackedVersion != null ? "acknowledged" : "updating");
           return { cluster, stage: i, state, note: states[cluster]?.note ?? null };
         }),
       ),

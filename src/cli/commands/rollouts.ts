@@ -93,7 +93,14 @@ function describe(r: RolloutView): string {
   lines.push(`  gates      soak ${s.soakSeconds}s; errors ≤ ${s.maxErrors}; denial rate ≤ baseline + ${Math.round(s.maxDenialIncrease * 1000) / 10}% (from ${s.minRequests} decisions); p99 ≤ ${s.maxP99Micros} µs; silent after ${s.reportTimeoutSeconds}s: ${s.onSilent}`);
   lines.push("  stages");
   r.stages.forEach((stage, i) => {
-    const mark = stage.state === "done" ? "done" : stage.state === "current" ? (r.soakSince === null ? "current, waiting for acknowledgements" : `current, soaking since ${r.soakSince}`) : "waiting";
+    const mark =
+      stage.state === "current"
+        ? r.state === "paused"
+          ? "current, paused"
+          : r.soakSince === null
+            ? "current, waiting for acknowledgements"
+            : `current, soaking since ${r.soakSince}`
+        : stage.state;
     lines.push(`    ${i}. ${stage.name} [${mark}]`);
     for (const c of r.clusters.filter((x) => x.stage === i)) lines.push(`       ${c.cluster.padEnd(24)} ${c.state}${c.note === null ? "" : `  (${printable(c.note)})`}`);
   });
@@ -175,7 +182,8 @@ export const rolloutStatusCommand: Command = {
   usage: "polity rollout status [ID] [-o text|json]",
   options: { ...HUB_OPTIONS },
   help: `Shows one rollout (the one under way, or the newest, without an ID): each stage and its
-clusters, each cluster's state (pending, updating, acknowledged, silent, skipped, failed),
+clusters, each cluster's state (pending, updating, acknowledged, silent, skipped, failed; once a
+rollout ended without completing: rolled-back or not-reached),
 each gate of the current stage as last measured against its bound, and why it ended.
 
 ${ROLLOUT_TEACHING}
