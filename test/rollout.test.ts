@@ -24,7 +24,7 @@ const REGION_US = example("region-us-east.yaml");
 const COMPLIANT = readFileSync(join(ROOT, "examples/reviews/compliant-pod.json"), "utf8");
 
 /** The global layer with one more policy: every pod names its owner (compliant-pod.json does not). */
-const globalWith = (enforcement: "deny" | "warn", name = "require-owner-label") => ({
+const globalWith = (enforcement: "deny" | "warn", name = "require-owner-label", locked = false) => ({
   name: GLOBAL.name,
   content: `${GLOBAL.content.trimEnd()}
 ---
@@ -39,7 +39,7 @@ spec:
       expression: "has(object.metadata.labels) && 'owner' in object.metadata.labels"
       message: "pods must carry an owner label"
   enforcement: ${enforcement}
-`,
+${locked ? "  locked: true\n" : ""}`,
 });
 
 /** The eu-west region layer with another replica bound. */
@@ -269,6 +269,40 @@ describe("silent clusters, restarts and bad input", () => {
     expect((await call<{ version: number; files: { content: string }[] }>(h.admin, "GET", "/v1/layers/region/eu-west")).body).toMatchObject({ version: version + 1 });
     expect((await refused(call(h.admin, "POST", `/v1/rollouts/${id}/abort`, {}))).status).toBe(409);
     expect((await refused(call(h.admin, "GET", "/v1/rollouts/nope"))).status).toBe(400);
+  }, 30_000);
+
+  it("lets only a fix to the locked baseline skip the gates (an emergency), and records it as such", async () => {
+    const unlocked = await refused(call(h.admin, "POST", "/v1/apply", { files: [globalWith("deny")], rollout: { canary: { clusters: ["eu-west-1"] }, emergency: true } }));
+    expect(unlocked.status).toBe(422);
+    expect(unlocked.message).toBe("an emergency rollout (gates skipped) is for fixes to the locked baseline only: it adds or changes require-owner-label, which is not locked");
+    const regional = await refused(call(h.admin, "POST", "/v1/apply", { files: [regionEu(71)], rollout: { canary: { clusters: ["eu-west-1"] }, emergency: true } }));
+    expect(regional.message).toMatch(/it changes layer region\/eu-west, not the global layer$/);
+    const fix = globalWith("deny", "require-owner-label", true);
+    const applied = await call<ApplyResult>(h.admin, "POST", "/v1/apply", { files: [fix], rollout: { canary: { clusters: ["eu-west-1"] }, emergency: true, soakSeconds: 3600, reportTimeoutSeconds: 1 } });
+    // Denials do not hold it back, nor does the hour of soak: each stage moves on once acknowledged.
+    for (let i = 0; i < 6; i++) expect(await review(agents.get("eu-west-1")!, COMPLIANT)).toBe(false);
+    const done = await until(h, applied.body.rollout!, "completed");
+    expect(done.emergency).toBe(true);
+    const [started] = await logged(h, `&kind=rollout.started&correlation=${applied.body.correlationId}`);
+    expect(started!.data).toMatchObject({ emergency: true, layer: "global" });
+  }, 30_000);
+
+  it("rolls out an approved proposal in stages, its state and the rollout's start in one change", async () => {
+    const eli = await call<{ token: string }>(h.admin, "POST", "/v1/tokens", { name: "eli", role: "team-member", subject: "eli@example.com", groups: ["eu-west-operators"] });
+    const asEli = { ...h.anonymous, token: eli.body.token };
+    const proposed = await call<{ id: string; correlationId: string }>(h.admin, "POST", "/v1/proposals", { files: [regionEu(69)], title: "69 replicas in eu-west" });
+    await call(asEli, "POST", `/v1/proposals/${proposed.body.id}/approve`, {});
+    const config = hubs.cliConfig("faults-admin", h.admin);
+    const run = await hubs.cli(["proposal", "apply", proposed.body.id, "--canary", "eu-west-1", "--soak", "0s", "--report-timeout", "1s"], { config });
+    expect(run.err).toBe("");
+    expect(run.out).toContain("state       applied");
+    const listed = await hubs.cli(["rollout", "list", "-o", "json"], { config });
+    const rollouts = (JSON.parse(listed.out) as { items: RolloutView[] }).items;
+    const mine = rollouts.find((r) => r.correlationId === proposed.body.correlationId)!;
+    expect(mine).toMatchObject({ layer: "region/eu-west" });
+    await until(h, mine.id, "completed");
+    const kinds = (await logged(h, `&correlation=${proposed.body.correlationId}`)).map((e) => e.kind);
+    expect(kinds).toEqual(expect.arrayContaining(["proposal.applied", "rollout.started", "rollout.completed"]));
   }, 30_000);
 
   it("carries on after a hub restart in the middle of a stage", async () => {

@@ -18,6 +18,7 @@ import { bundleCounts } from "../api/rollouts.js";
 import type { AuditEvent, EntryKind } from "../audit/entry.js";
 import { PolityError } from "../errors.js";
 import type { EffectivePolicySet } from "../layering/effective.js";
+import type { Layer } from "../policy/layer.js";
 import { layersFromFiles } from "../policy/layer-files.js";
 import { baselineOf, judgeStage, planStages, type AgentReport, type ClusterProgress, type Stage } from "../rollout/index.js";
 import type { Database, Queryable } from "../store/database.js";
@@ -96,14 +97,23 @@ export class Rollouts {
    * published, and every other cluster held at the previous version. Refused (422) when the
    * stages cannot be planned, (409) when the layer is being rolled out already.
    */
-  async start(settings: RolloutSettings, layers: readonly LayerInput[], author: string, context: AuditContext, idempotencyKey?: string): Promise<{ committed: Committed; rollout: string | null }> {
+  async start(
+    settings: RolloutSettings,
+    layers: readonly LayerInput[],
+    author: string,
+    context: AuditContext,
+    idempotencyKey?: string,
+    /** More to record in the change's transaction (a proposal's state), as a change of layers' `also`. */
+    also?: (tx: Queryable) => Promise<AuditEvent[]>,
+  ): Promise<{ committed: Committed; rollout: string | null }> {
     const plan = this.planned(() => this.changes.plan({ kind: "layers", layers }));
     const changed = plan.layers.filter((l) => !l.unchanged);
-    if (changed.length === 0) return { committed: await this.changes.apply({ kind: "layers", layers }, author, context, plan, idempotencyKey), rollout: null };
+    if (changed.length === 0) return { committed: await this.changes.apply({ kind: "layers", layers, ...(also === undefined ? {} : { also }) }, author, context, plan, idempotencyKey), rollout: null };
     if (changed.length > 1) throw unprocessable(`a staged rollout changes one layer at a time; this change touches ${changed.map((l) => l.id).join(", ")}: apply them one by one`);
     const layer = changed[0]!;
     const active = this.federation.rollingOut.get(layer.id);
     if (active !== undefined) throw conflict(`layer ${layer.id} is being rolled out already (rollout ${active}): wait for it to complete, or abort or roll it back (polity rollout status ${active})`);
+    if (settings.emergency) this.emergencyAllowed(layer.id, layer.layer);
     const reached = plan.affected.filter((a) => a.before !== a.after.hash).map((a) => this.federation.identity(a.cluster));
     const { stages, problems } = planStages(settings, reached);
     if (problems.length > 0) throw fromPolityError(new PolityError("invalid", problems), "the rollout is refused");
@@ -138,6 +148,7 @@ export class Rollouts {
             throw error;
           }
           return [
+            ...(also === undefined ? [] : await also(tx)),
             this.event("rollout.started", id, context, {
               layer: layer.id,
               fromVersion: layer.baseVersion,
@@ -156,6 +167,21 @@ export class Rollouts {
       idempotencyKey,
     );
     return { committed, rollout: id };
+  }
+
+  /**
+   * An emergency rollout skips the gates: only a fix to the locked baseline may, a change of
+   * the global layer whose every added or changed policy is locked, and that removes none.
+   */
+  private emergencyAllowed(id: string, next: Layer | undefined): void {
+    const refuse = (why: string) => unprocessable(`an emergency rollout (gates skipped) is for fixes to the locked baseline only: ${why}`);
+    if (id !== "global" || next === undefined) throw refuse(`it changes layer ${id}, not the global layer`);
+    const before = new Map((this.federation.layers.get(id)?.layer?.policies ?? []).map((p) => [p.document.metadata.name, JSON.stringify(p.document)]));
+    const after = new Set(next.policies.map((p) => p.document.metadata.name));
+    const removed = [...before.keys()].filter((name) => !after.has(name));
+    if (removed.length > 0) throw refuse(`it removes ${removed.join(", ")}`);
+    const unlocked = next.policies.filter((p) => before.get(p.document.metadata.name) !== JSON.stringify(p.document) && p.document.spec.locked !== true).map((p) => p.document.metadata.name);
+    if (unlocked.length > 0) throw refuse(`it adds or changes ${unlocked.join(", ")}, which ${unlocked.length === 1 ? "is" : "are"} not locked`);
   }
 
   /** For a dry run: the stages a rollout would have, refused (422) as `start` would refuse them. */
