@@ -63,6 +63,8 @@ export interface RolloutView {
   readonly stages: readonly { readonly name: string; readonly clusters: readonly string[]; readonly state: "done" | "current" | "waiting" | "rolled-back" | "not-reached" }[];
   readonly clusters: readonly { readonly cluster: string; readonly stage: number; readonly state: ClusterRolloutState; readonly note: string | null }[];
   readonly gates: readonly GateMeasure[];
+  /** What the hub's last judgement of the stage cost (reading the reports, evaluating the gates), in ms. */
+  readonly judgedInMs: number | null;
   readonly reason: string | null;
   readonly correlationId: string;
   readonly createdBy: string;

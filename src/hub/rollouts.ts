@@ -41,7 +41,7 @@ type RolloutRow = {
   soak_since: Date | null;
   settings: RolloutSettings;
   clusters: Record<string, ClusterProgress>;
-  measured: { gates?: GateMeasure[]; states?: Record<string, { state: ClusterRolloutState; note: string | null }> };
+  measured: { gates?: GateMeasure[]; states?: Record<string, { state: ClusterRolloutState; note: string | null }>; judgedInMs?: number };
   reason: string | null;
   emergency: boolean;
   correlation_id: string;
@@ -255,6 +255,7 @@ export class Rollouts {
         }),
       ),
       gates: row.measured.gates ?? [],
+      judgedInMs: row.measured.judgedInMs ?? null,
       reason: row.reason,
       correlationId: row.correlation_id,
       createdBy: row.created_by,
@@ -327,6 +328,7 @@ export class Rollouts {
   }
 
   private async step(row: RolloutRow): Promise<void> {
+    const started = performance.now();
     const stage = row.stages[row.stage]!;
     const now = this.now();
     const judgement = judgeStage({
@@ -342,7 +344,8 @@ export class Rollouts {
     for (const [name, version] of judgement.acknowledged) clusters[name] = { ...clusters[name]!, ackedVersion: version };
     for (const name of judgement.skipped) clusters[name] = { ...clusters[name]!, skipped: true };
     const soakSince = judgement.outcome.kind === "soak" ? new Date(judgement.outcome.since) : null;
-    const measured = { gates: judgement.gates, states: Object.fromEntries(judgement.states) };
+    // What judging cost this hub (the reports read and the gates evaluated), for rollout status and the benchmark.
+    const measured = { gates: judgement.gates, states: Object.fromEntries(judgement.states), judgedInMs: Math.round((performance.now() - started) * 100) / 100 };
     const story: AuditContext = { actor: "hub", correlationId: row.correlation_id };
     const written = await this.db.transaction(async (tx) => {
       const updated = await tx.query<{ revision: string }>(

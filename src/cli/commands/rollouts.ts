@@ -105,7 +105,7 @@ function describe(r: RolloutView): string {
     for (const c of r.clusters.filter((x) => x.stage === i)) lines.push(`       ${c.cluster.padEnd(24)} ${c.state}${c.note === null ? "" : `  (${printable(c.note)})`}`);
   });
   if (r.gates.length > 0) {
-    lines.push(`  gates of stage ${r.stage}, as last measured`);
+    lines.push(`  gates of stage ${r.stage}, as last measured${r.judgedInMs === null ? "" : ` (judged in ${r.judgedInMs} ms)`}`);
     for (const g of r.gates) lines.push(`    ${g.holds ? "✓" : "✗"} ${g.cluster.padEnd(24)} ${g.gate.padEnd(12)} ${printable(g.measured)}  (bound ${printable(g.bound)})`);
   }
   lines.push(`  audit      polity audit search --correlation ${r.correlationId}`);
