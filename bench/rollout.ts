@@ -42,7 +42,10 @@ export async function benchRollout(): Promise<Record<string, number>> {
   const SOAK = 2;
   const STATUS_MS = 2_000;
   const dataDir = mkdtempSync(join(tmpdir(), "polity-bench-rollout-"));
-  const hub = await startHubProcess(dataDir);
+  const hub = await startHubProcess(dataDir).catch((error: unknown) => {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  });
   const admin: HubEndpoint = { url: hub.url, caPem: hub.caPem, token: hub.adminToken };
   const results: Record<string, number> = {};
   const agents: LightAgent[] = [];
