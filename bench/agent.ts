@@ -46,8 +46,10 @@ function rssMiB(pid: number): number {
 const files = (names: string[]) => names.map((n) => ({ name: n, content: readFileSync(join(EXAMPLES, "layers", n), "utf8") }));
 
 /** A lightweight agent: its credentials, a keep-alive connection, a long-poll loop that verifies every bundle. */
-class LightAgent {
+export class LightAgent {
   version = 0;
+  /** The policy-set hash of the bundle held (a rollout's acknowledgement names it). */
+  hash = "";
   private readonly agent: Agent;
   private stopped = false;
   onBundle: ((version: number) => void) | undefined;
@@ -85,6 +87,7 @@ class LightAgent {
           const bundle = decodeBundle(body);
           const metadata = verifyBundle(bundle, this.trust, this.version === 0 ? undefined : { version: this.version, targetHash: "" }, new Date());
           this.version = metadata.version;
+          this.hash = metadata.targetHash;
           this.onBundle?.(metadata.version);
         }
       } catch {

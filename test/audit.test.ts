@@ -239,6 +239,22 @@ describe("a federation's history in its audit log", () => {
     await call(agent, "POST", "/v1/agent/status", enforced);
     // Then withdrawn; and the us-east region layer deleted.
     await call(h.admin, "POST", "/v1/apply", { files: [CLUSTER_EU1_WITHOUT_EXCEPTION] });
+    // Staged rollouts of the eu-west region: one paused, resumed, its silent clusters skipped,
+    // completed and then rolled back by hand; another aborted.
+    const staged = (replicas: number) =>
+      call<{ rollout: string }>(h.admin, "POST", "/v1/apply", {
+        files: [{ ...REGION_EU, content: REGION_EU.content.replace("value: 80", `value: ${replicas}`) }],
+        rollout: { canary: { clusters: ["eu-west-3"] }, soakSeconds: 0, reportTimeoutSeconds: 1 },
+      });
+    const rolled = (await staged(75)).body.rollout;
+    await call(h.admin, "POST", `/v1/rollouts/${rolled}/pause`, {});
+    await call(h.admin, "POST", `/v1/rollouts/${rolled}/resume`, {});
+    for (let waited = 0; (await call<{ state: string }>(h.admin, "GET", `/v1/rollouts/${rolled}`)).body.state !== "completed"; waited += 200) {
+      if (waited > 20_000) throw new Error(`rollout ${rolled} did not complete`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    await call(h.admin, "POST", `/v1/rollouts/${rolled}/rollback`, { reason: "75 is too few" });
+    await call(h.admin, "POST", `/v1/rollouts/${(await staged(76)).body.rollout}/abort`, {});
     await call(h.admin, "DELETE", "/v1/layers/region/us-east");
     // Eleven minutes later: failed enrolments, a burst of denials, and the detectors.
     const shortLived = await joinToken(h, "eu-west-1", { ttlSeconds: 60 });

@@ -5,6 +5,8 @@
  */
 import type { BundleHealth, BundlePlugin } from "./bundle/plugin.js";
 import type { IdentityPlugin } from "./identity/plugin.js";
+import type { BundleCounts as BundleCountsReport } from "../api/rollouts.js";
+import type { BundleCounts } from "./bundle-counts.js";
 import type { Latencies } from "./latencies.js";
 import type { DecisionLogPlugin } from "./logs/plugin.js";
 import type { KubeHealth } from "./namespaces.js";
@@ -21,6 +23,8 @@ export interface AgentHealth extends BundleHealth {
   readonly errors: Readonly<Partial<Record<AgentLoop, string>>>;
   readonly decisions: Counters;
   readonly latencyMicros: { p50: number; p90: number; p99: number; samples: number };
+  /** Decisions per recent bundle version (a rollout's gates judge a bundle by them). */
+  readonly byBundle: BundleCountsReport;
   readonly logs: { buffered: number; segments: number; dropped: number; droppedUnreported: number };
   /** The Kubernetes API server and the namespace cache, or that there is none. */
   readonly kube: KubeHealth;
@@ -36,6 +40,7 @@ export interface HealthSources {
   readonly counters: Counters;
   readonly latencies: Latencies;
   readonly kube: () => KubeHealth;
+  readonly byBundle: BundleCounts;
 }
 
 export function agentHealth(sources: HealthSources): AgentHealth {
@@ -54,6 +59,7 @@ export function agentHealth(sources: HealthSources): AgentHealth {
     lastRefusal,
     decisions: { ...sources.counters },
     latencyMicros: sources.latencies.percentiles(),
+    byBundle: sources.byBundle.report(),
     logs: sources.logs.health(),
     kube: sources.kube(),
   };

@@ -22,6 +22,7 @@ import { HighWaterMark } from "./bundle/high-water.js";
 import { ActiveBundle } from "./bundle/active.js";
 import { BundlePlugin } from "./bundle/plugin.js";
 import { webhookCertificate } from "./certificate.js";
+import { BundleCounts } from "./bundle-counts.js";
 import { agentHealth, type AgentHealth } from "./health.js";
 import { AgentCredentials } from "./identity/credentials.js";
 import { IdentityPlugin } from "./identity/plugin.js";
@@ -90,6 +91,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const bundle = new ActiveBundle(join(options.dataDir, "bundles"), () => credentials.trust(), highWater, log, now);
   const decisions = new DecisionLog(join(options.dataDir, "decisions"), { ...DEFAULT_LOG_OPTIONS, ...options.logs });
   const counters: Counters = { allowed: 0, denied: 0, rejected: 0, failedClosed: 0 };
+  const byBundle = new BundleCounts();
   const latencies = new Latencies();
 
   // Enforce from disk first, before any network: a restarted agent decides at once.
@@ -102,10 +104,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const namespaces = options.kube === undefined ? undefined : new NamespacesPlugin(options.kube, log, now, options.namespaceFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.namespaceFetchTimeoutMs });
   const plugins: readonly Plugin[] = [identity, bundles, logs, status, ...(namespaces === undefined ? [] : [namespaces])];
   const kube = () => namespaces?.health() ?? noKubeHealth();
-  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, kube });
+  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, byBundle, kube });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
-  const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, health, ...(namespaces === undefined ? {} : { namespaces: namespaces.cache }), callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });
+  const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, byBundle, health, ...(namespaces === undefined ? {} : { namespaces: namespaces.cache }), callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : (options.webhookPort ?? 9443);
 

@@ -24,6 +24,7 @@ import type { AdmissionReview } from "../decision/request.js";
 import { decideReview, decideReviewBytes, parseReviewBytes, type ReviewContext, type ReviewDecision } from "../decision/review.js";
 import { PolityError } from "../errors.js";
 import type { ActiveBundle } from "./bundle/active.js";
+import type { BundleCounts } from "./bundle-counts.js";
 import type { Latencies } from "./latencies.js";
 import type { DecisionLog } from "./logs/buffer.js";
 import { allowedEntry, deniedEntry } from "./logs/entry.js";
@@ -69,6 +70,8 @@ export interface WebhookOptions {
    * decisions know no namespace labels.
    */
   readonly namespaces?: NamespaceSource;
+  /** Decisions per bundle version, for a rollout's gates. */
+  readonly byBundle?: BundleCounts;
   /** The body of GET /healthz and /readyz. */
   readonly health: () => unknown;
   /** The CA of the API server's client certificate (PEM): callers presenting one it issued are authenticated. */
@@ -170,6 +173,7 @@ export function startWebhook(options: WebhookOptions): Promise<Server> {
       const { request, decision } = decided;
       const time = now().toISOString();
       const version = active.metadata.version;
+      options.byBundle?.count(version, decision.allowed, decision.auditAnnotations["evaluation-errors"] !== undefined);
       if (decision.allowed) {
         counters.allowed++;
         decisions.allowed((represents) => allowedEntry(request, time, version, represents, authenticated));

@@ -1,8 +1,15 @@
 /** What an agent sends its hub: status reports and decision-log batches. */
 import { z } from "zod";
+import { bundleCounts } from "./rollouts.js";
 
 /** A status report: the hub reads the bundle it acknowledges and keeps the rest as sent. */
-export const statusReport = z.looseObject({ bundleVersion: z.number().int().nullable(), bundleHash: z.string().max(100).nullable().optional() });
+export const statusReport = z.looseObject({
+  bundleVersion: z.number().int().nullable(),
+  bundleHash: z.string().max(100).nullable().optional(),
+  /** Decisions per recent bundle version, which a rollout's gates judge. */
+  byBundle: bundleCounts.optional(),
+  latencyMicros: z.looseObject({ p99: z.number().min(0).max(1e12), samples: z.number().int().min(0) }).optional(),
+});
 export type StatusReport = z.infer<typeof statusReport>;
 
 export const decisionBatch = z.strictObject({

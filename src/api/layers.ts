@@ -1,8 +1,14 @@
 /** Layers on a hub: apply, diff, history. */
 import { z } from "zod";
 import { sourceFiles } from "./fields.js";
+import { rolloutRequest } from "./rollouts.js";
 
-export const applyRequest = z.strictObject({ files: sourceFiles, dryRun: z.boolean().optional() });
+export const applyRequest = z.strictObject({
+  files: sourceFiles,
+  dryRun: z.boolean().optional(),
+  /** Stages and gates: the change reaches its clusters stage by stage (see README "Staged rollouts"). */
+  rollout: rolloutRequest.optional(),
+});
 export type ApplyRequest = z.infer<typeof applyRequest>;
 
 export const diffRequest = z.strictObject({ files: sourceFiles });
@@ -16,6 +22,8 @@ export interface ApplyResult {
   readonly correlationId: string | null;
   readonly layers: readonly { readonly id: string; readonly unchanged: boolean; readonly version: number; readonly contentHash: string }[];
   readonly clusters: readonly { readonly cluster: string; readonly before: string | null; readonly after: string; readonly changed: boolean }[];
+  /** The rollout the change started (its other clusters get it stage by stage). */
+  readonly rollout?: string;
 }
 
 export interface PolicySetDifference {

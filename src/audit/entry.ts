@@ -36,6 +36,14 @@ export const ENTRY_KINDS = {
   "bundle.published": "a signed bundle published for a cluster: version, envelope hash, policy-set hash, expiry",
   "bundle.acknowledged": "an agent reported enforcing a bundle version",
   "agent.denials": "admission denials an agent made, batched from its decision logs: time, request uid, operation, resource, policies and rules, and whether the caller was authenticated (how many in `authenticated`)",
+  "rollout.started": "a staged rollout of a change of one layer started: the layer, its versions before and after, the stages with their clusters, the gates' bounds, and whether it is an emergency (gates skipped)",
+  "rollout.stage-started": "a rollout's stage started: its clusters' bundles published (the canary's with the change itself)",
+  "rollout.cluster-skipped": "a cluster that did not report within the stage's timeout, skipped by the stage's rule (onSilent: skip)",
+  "rollout.paused": "a rollout paused by an operator: no stage starts or is judged",
+  "rollout.resumed": "a paused rollout resumed: its stage's soak starts again",
+  "rollout.completed": "every stage of a rollout held its gates: every cluster has the change",
+  "rollout.rolled-back": "a rollout rolled back, by a failed gate (the measured value and its bound) or by an operator: the previous content written as a new layer version and published at higher bundle versions",
+  "rollout.aborted": "a rollout aborted by an operator: every cluster returned to the previous content",
   "anomaly.found": "a detector's finding: what, why, and the entries that show it",
 } as const;
 

@@ -73,6 +73,13 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
       return [m.proposeCommand, m.proposalApproveCommand, m.proposalRejectCommand, m.proposalApplyCommand, m.proposalShowCommand, m.proposalListCommand];
     },
   },
+  {
+    names: ["rollout list", "rollout status", "rollout pause", "rollout resume", "rollout abort", "rollout rollback"],
+    load: async () => {
+      const m = await import("./commands/rollouts.js");
+      return [m.rolloutListCommand, m.rolloutStatusCommand, m.rolloutPauseCommand, m.rolloutResumeCommand, m.rolloutAbortCommand, m.rolloutRollbackCommand];
+    },
+  },
   { names: ["enroll"], load: async () => [(await import("./commands/enroll.js")).enrollCommand] },
   {
     names: ["audit head", "audit verify", "audit proof", "audit check-proof", "audit search"],

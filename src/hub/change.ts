@@ -34,8 +34,20 @@ export interface LayerInput {
 }
 
 export type Change =
-  /** New versions of layers; `also` records more in the same transaction (a proposal's state), returning its audit events. */
-  | { readonly kind: "layers"; readonly layers: readonly LayerInput[]; also?(tx: Queryable): Promise<AuditEvent[]> }
+  /**
+   * New versions of layers; `also` records more in the same transaction (a proposal's state,
+   * a rollout), returning its audit events. `hold`: clusters a staged rollout has not reached,
+   * which keep their current effective sets (validated with the new layers all the same).
+   * `rollout`: the rollout this change belongs to (its start or its rollback), which alone may
+   * change a layer being rolled out.
+   */
+  | {
+      readonly kind: "layers";
+      readonly layers: readonly LayerInput[];
+      also?(tx: Queryable): Promise<AuditEvent[]>;
+      readonly hold?: ReadonlySet<string>;
+      readonly rollout?: string;
+    }
   | { readonly kind: "register"; readonly cluster: ClusterIdentity }
   | { readonly kind: "relabel"; readonly cluster: string; readonly labels: Readonly<Record<string, string>> }
   | { readonly kind: "remove"; readonly cluster: string }
@@ -208,6 +220,14 @@ export class Changes {
     if (problems.length > 0) throw fromPolityError(new PolityError("invalid", problems), "the change is refused");
   }
 
+  private currentSet(cluster: string): EffectivePolicySet | undefined {
+    try {
+      return this.federation.effectiveFor(cluster);
+    } catch {
+      return undefined;
+    }
+  }
+
   private currentHash(cluster: string): string | undefined {
     try {
       return this.federation.effectiveFor(cluster).hash;
@@ -223,6 +243,12 @@ export class Changes {
       return { id, layer, files, contentHash: hash, baseVersion: current?.version ?? 0, unchanged: current !== undefined && current.contentHash === hash };
     });
     const changed = layers.filter((l) => !l.unchanged);
+    for (const l of changed) {
+      const rollout = this.federation.rollingOut.get(l.id);
+      if (rollout !== undefined && rollout !== change.rollout) {
+        throw conflict(`layer ${l.id} is being rolled out (rollout ${rollout}): it takes no other change until that rollout completes, is aborted or rolled back (polity rollout status ${rollout})`);
+      }
+    }
     const overrides = new Map(changed.map((l) => [l.id, l.layer]));
     const reached = new Set(changed.flatMap((l) => this.federation.affectedBy(l.id)));
     const problems: Problem[] = [];
@@ -258,6 +284,11 @@ export class Changes {
       }
     }
     if (problems.length > 0) throw new PolityError("merge-refused", problems);
+    const hold = change.hold;
+    if (hold !== undefined) {
+      // Validated with the new layers above; published only as the rollout reaches them.
+      return { change, generation, layers, affected: affected.map((a) => (hold.has(a.cluster) ? { ...a, after: this.currentSet(a.cluster) ?? a.after } : a)) };
+    }
     return { change, generation, layers, affected };
   }
 

@@ -10,6 +10,10 @@
  * and reloads once the change is committed; a change may hand over what it already
  * computed (parsed layers, effective sets) so that the reload does not compute it again.
  *
+ * A staged rollout holds the clusters its stages have not reached yet at the layer's
+ * previous version (read from `rollouts`, which src/hub/rollouts.ts owns): their effective
+ * sets are computed with that version in place of the current one.
+ *
  * This module owns `federation`, `layers`, `layer_versions` and `clusters`.
  */
 import type { ClusterRecord } from "../api/clusters.js";
@@ -118,6 +122,12 @@ export class Federation {
   granted: Granted = { byLayer: new Map(), lapsed: new Set() };
   readonly clusters = new Map<string, ClusterRecord>();
   private readonly effective = new Map<string, EffectivePolicySet>();
+  /** Clusters a rollout has not reached: the layers they keep at an earlier version, and that version's key (`id@version`). */
+  private holds = new Map<string, { readonly key: string; readonly layers: ReadonlyMap<string, Layer | undefined> }>();
+  /** The layers a rollout is under way on, and its id. */
+  rollingOut: ReadonlyMap<string, string> = new Map();
+  /** Earlier layer versions rollouts hold, parsed once. */
+  private readonly heldVersions = new Map<string, Layer | undefined>();
   private readonly listeners: ((since: string) => Promise<void>)[] = [];
   private reloading: Promise<void> = Promise.resolve();
 
@@ -201,10 +211,52 @@ export class Federation {
     }
     for (const key of granted.lapsed) if (!this.granted.lapsed.has(key)) stale.add(key.split("/").slice(0, -2).join("/"));
     this.granted = granted;
+    await this.loadHolds();
     for (const id of stale) for (const name of this.affectedBy(id)) this.effective.delete(name);
     for (const [name, set] of computed.effective ?? []) if (this.clusters.has(name)) this.effective.set(name, set);
     this.generation = generation;
     for (const listener of this.listeners) await listener(since);
+  }
+
+  /**
+   * The holds of the rollouts under way (running or paused): each cluster in a stage after
+   * the current one keeps the layer at the version before the rollout. A cluster whose hold
+   * changed is computed again.
+   */
+  private async loadHolds(): Promise<void> {
+    const rows = await this.db.query<{ id: string; layer_id: string; from_version: number; stages: { clusters: string[] }[]; stage: number }>(
+      "SELECT id, layer_id, from_version, stages, stage FROM rollouts WHERE state IN ('running', 'paused')",
+    );
+    this.rollingOut = new Map(rows.map((r) => [r.layer_id, r.id]));
+    const next = new Map<string, { key: string; layers: Map<string, Layer | undefined> }>();
+    for (const row of rows) {
+      const key = `${row.layer_id}@${row.from_version}`;
+      if (!this.heldVersions.has(key)) {
+        let layer: Layer | undefined;
+        if (row.from_version > 0) {
+          const [v] = await this.db.query<{ files: SourceFile[] }>("SELECT files FROM layer_versions WHERE layer_id = $1 AND version = $2", [row.layer_id, row.from_version]);
+          layer = v === undefined || v.files.length === 0 ? undefined : layersFromFiles(v.files)[0]?.layer;
+        }
+        this.heldVersions.set(key, layer);
+      }
+      for (const stage of row.stages.slice(row.stage + 1)) {
+        for (const cluster of stage.clusters) {
+          const held = next.get(cluster) ?? { key: "", layers: new Map<string, Layer | undefined>() };
+          held.layers.set(row.layer_id, this.heldVersions.get(key));
+          held.key = [held.key, key].filter((k) => k !== "").sort().join(" ");
+          next.set(cluster, held);
+        }
+      }
+    }
+    for (const cluster of new Set([...next.keys(), ...this.holds.keys()])) {
+      if (next.get(cluster)?.key !== this.holds.get(cluster)?.key) this.effective.delete(cluster);
+    }
+    this.holds = next;
+  }
+
+  /** The layer versions a rollout holds this cluster at (`id@version`), or undefined. */
+  heldAt(cluster: string): string | undefined {
+    return this.holds.get(cluster)?.key;
   }
 
   /** The clusters a change of layer `id` reaches. */
@@ -244,7 +296,8 @@ export class Federation {
       const kept = lapsed ? layer.exceptions.filter((e) => !grants.lapsed.has(lapsedKey(id, e.document.metadata.name, e.document.spec.expiresAt))) : layer.exceptions;
       return { ...layer, exceptions: [...kept, ...extra] };
     };
-    const pick = (id: string) => withGrants(id, overrides?.has(id) ? overrides.get(id) : this.layers.get(id)?.layer);
+    const held = this.holds.get(cluster.name)?.layers;
+    const pick = (id: string) => withGrants(id, overrides?.has(id) ? overrides.get(id) : held?.has(id) ? held.get(id) : this.layers.get(id)?.layer);
     return [pick("global"), pick(`region/${cluster.region}`), pick(`cluster/${cluster.name}`)].filter((l): l is Layer => l !== undefined);
   }
 

@@ -18,6 +18,7 @@ import { Federation } from "./federation.js";
 import { createAuthority, IdentityService, loadAuthority } from "./identity.js";
 import { loadSigningKey } from "./keys.js";
 import { Reports } from "./reports.js";
+import { Rollouts } from "./rollouts.js";
 import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
 import { TokenService } from "./tokens.js";
@@ -46,6 +47,8 @@ export interface HubOptions {
   readonly log?: boolean;
   /** Audit log timings and bounds (integration every second, a head at least every minute…). */
   readonly audit?: Partial<Omit<AuditOptions, "origin" | "now">>;
+  /** How often running rollouts are judged (default 1 s). */
+  readonly rolloutIntervalMs?: number;
 }
 
 export interface RunningHub {
@@ -126,6 +129,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     // Bundles for clusters that have none or whose bundle is due (a restart after a long stop).
     await bundles.refresh(federation.clusters.keys());
     const changes = new Changes(federation, identity, bundles, audit);
+    const reports = new Reports(db, audit, now);
     const context: Hub = {
       db,
       federation,
@@ -135,7 +139,8 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       identity,
       tokens: new TokenService(db, audit, now),
       bundles,
-      reports: new Reports(db, audit, now),
+      reports,
+      rollouts: new Rollouts(db, federation, changes, bundles, reports, audit, now),
       audit,
       now,
     };
@@ -161,6 +166,18 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
         .catch(() => undefined);
     }, 2_000);
     ticker.unref();
+    // Rollouts are judged by every hub process; each transition is taken once (see rollouts.ts).
+    let judging = false;
+    const rolloutTicker = setInterval(() => {
+      if (judging) return;
+      judging = true;
+      void federation
+        .sync()
+        .then(() => context.rollouts.tick())
+        .catch(() => undefined)
+        .finally(() => (judging = false));
+    }, options.rolloutIntervalMs ?? 1_000);
+    rolloutTicker.unref();
     audit.start();
     const host = options.host ?? "127.0.0.1";
     await app.listen({ host, port: options.port ?? 8443 });
@@ -177,6 +194,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       context,
       async close() {
         clearInterval(ticker);
+        clearInterval(rolloutTicker);
         bundles.wakeAll();
         await app.close();
         await audit.stop();

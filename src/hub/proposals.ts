@@ -15,7 +15,7 @@ import type { Layer, LayerPolicy } from "../policy/layer.js";
 import type { Database, Queryable } from "../store/database.js";
 import { layerDiff } from "./audit-events.js";
 import type { AuditContext, AuditLog } from "./audit-log.js";
-import type { Changes, LayerInput } from "./change.js";
+import type { Change, Changes, LayerInput } from "./change.js";
 import type { Federation } from "./federation.js";
 import { conflict, forbidden, notFound, unprocessable } from "./status.js";
 
@@ -264,7 +264,18 @@ export class Proposals {
    * Applies an open, fully approved, fresh proposal: `inputs` are its files parsed again.
    * The layers, their bundles, the proposal's new state and its audit entries commit together.
    */
-  async apply(actor: Actor, author: string, id: string, inputs: readonly LayerInput[], context: AuditContext): Promise<ProposalView> {
+  /**
+   * Applies a proposal as one change; `commit` commits it (by default at once; a staged
+   * rollout's start commits it for its canary, with the proposal's state in the same transaction).
+   */
+  async apply(
+    actor: Actor,
+    author: string,
+    id: string,
+    inputs: readonly LayerInput[],
+    context: AuditContext,
+    commit: (change: Change & { kind: "layers" }, author: string, context: AuditContext) => Promise<unknown> = (change, by, ctx) => this.changes.apply(change, by, ctx),
+  ): Promise<ProposalView> {
     const row = await this.row(id);
     this.open(row);
     const teams = this.teams(row);
@@ -276,7 +287,7 @@ export class Proposals {
     const ctx = { actor: context.actor, correlationId: row.correlation_id };
     this.refuseFileExceptions(actor, inputs.map((i) => ({ id: i.id, before: this.federation.layers.get(i.id)?.layer, after: i.layer })));
     this.changes.checkLayers(undefined, inputs, this.now().getTime());
-    await this.changes.apply(
+    await commit(
       {
         kind: "layers",
         layers: inputs,

@@ -327,6 +327,44 @@ $$`,
 )`,
     ],
   },
+  // Version 9 is left to work developed beside this one.
+  {
+    version: 10,
+    name: "staged rollouts: one layer's change moved stage by stage, judged by health gates",
+    statements: [
+      `CREATE TABLE rollouts (
+  id text PRIMARY KEY,
+  layer_id text NOT NULL,
+  -- The layer's version before the change (0: it did not exist) and the version it rolls out.
+  from_version integer NOT NULL,
+  to_version integer NOT NULL,
+  state text NOT NULL CHECK (state IN ('running', 'paused', 'completed', 'rolled-back', 'aborted')),
+  -- The stages as fixed at the start: names and clusters, in order.
+  stages jsonb NOT NULL,
+  -- The index of the stage under way (its clusters and those before it have the new content).
+  stage integer NOT NULL,
+  stage_started_at timestamptz NOT NULL,
+  -- Since when every cluster of the stage acknowledged and every gate held.
+  soak_since timestamptz,
+  -- Bounds, soak, timeout and the silent-cluster rule.
+  settings jsonb NOT NULL,
+  -- Each cluster's state: its target hash, baseline, acknowledged version, skipped or not.
+  clusters jsonb NOT NULL,
+  -- The gates as last measured, for rollout status.
+  measured jsonb NOT NULL DEFAULT '[]',
+  reason text,
+  emergency boolean NOT NULL DEFAULT false,
+  correlation_id text NOT NULL,
+  created_by text NOT NULL,
+  created_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL,
+  -- Bumped by every write: a transition is taken only on the row it was judged on.
+  revision bigint NOT NULL DEFAULT 0
+)`,
+      // One rollout at a time on a layer, whichever hub starts it.
+      "CREATE UNIQUE INDEX rollouts_one_per_layer ON rollouts (layer_id) WHERE state IN ('running', 'paused')",
+    ],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

@@ -99,7 +99,8 @@ export const devCommand: Command = {
 loaded with the example layers (examples/layers/): a locked Pod Security baseline, regional
 overrides within their bounds, a cluster-local quota the centre cannot touch. It prints
 where everything listens and commands to try: a decision, a policy change reaching every
-cluster, an agent enforcing with the hub stopped.
+cluster, a staged rollout and one that rolls itself back, an agent enforcing with the hub
+stopped.
 
 State stays in the data folder; a second start resumes it (same identities, layers as you
 left them). Processes log to <data>/logs/. Ctrl-C stops everything.
@@ -228,6 +229,14 @@ Example:
       io.out(`  curl -s --cacert ${show(first.caFile)} -H 'content-type: application/json' \\\n      --data @${ex}/reviews/privileged-pod.json ${first.url}\n\n`);
       io.out(`  # A policy change reaching every cluster (then npx polity get clusters again):\n`);
       io.out(`  npx polity diff -f ${ex}/changes/global.yaml\n  npx polity apply -f ${ex}/changes/global.yaml\n\n`);
+      const second = agents[1]!;
+      io.out(`  # A staged rollout: canary ${second.cluster.name}, then the eu-west wave, then the rest, each stage's gates held 20 s:\n`);
+      io.out(`  npx polity apply -f ${ex}/changes/global.yaml --canary ${second.cluster.name} --wave region=eu-west --soak 20s\n`);
+      io.out(`  npx polity rollout status               # each stage, each cluster, each gate against its bound\n`);
+      io.out(`  # Once it completed: a change that denies what ${second.cluster.name} admitted. Its denial rate jumps, and the rollout rolls itself back:\n`);
+      io.out(`  npx polity apply -f ${ex}/changes/deny-unowned-pods.yaml --canary ${second.cluster.name} --soak 60s\n`);
+      io.out(`  for i in 1 2 3 4 5 6; do curl -s --cacert ${show(second.caFile)} -H 'content-type: application/json' \\\n      --data @${ex}/reviews/compliant-pod.json ${second.url} >/dev/null; done\n`);
+      io.out(`  npx polity rollout status               # rolled-back, and why (within a few seconds)\n\n`);
       io.out(`  # Governance. Acting as people the example teams list (--hub <name>): ${PERSONAS.map((p) => `${p.name} (${p.who})`).join(", ")}.\n`);
       io.out(`  # eve asks for an exception to a global policy; it waits for platform-security, and eve may not approve it herself:\n`);
       io.out(`  npx polity exception request --hub eve --policy pod-security --clusters eu-west-2 --namespaces legacy \\\n      --justification "the legacy batch job runs as root until January" --for 7d\n`);

@@ -5,6 +5,7 @@ import { listDocumentFiles, displayPath } from "../../files/read.js";
 import { flag, outputFormat, stringsOption, type Command, type Parsed } from "../command.js";
 import { colors, EXIT, UsageError } from "../io.js";
 import { age, changeCall, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
+import { ROLLOUT_HELP, ROLLOUT_OPTIONS, rolloutFromFlags } from "./rollouts.js";
 
 /** The files of `-f <file|folder>…` (and positional paths), as the hub reads them. */
 export function layerFiles(parsed: Parsed): { name: string; content: string }[] {
@@ -21,8 +22,8 @@ export function layerFiles(parsed: Parsed): { name: string; content: string }[] 
 export const applyCommand: Command = {
   name: "apply",
   summary: "apply layer files to the hub: a new version of each changed layer",
-  usage: "polity apply -f <file|folder>… [--dry-run]",
-  options: { ...HUB_OPTIONS, filename: { type: "string", short: "f", multiple: true }, "dry-run": { type: "boolean" } },
+  usage: "polity apply -f <file|folder>… [--dry-run] [--canary <cluster,…> [--wave <k=v,…>]… [--soak 60s] …]",
+  options: { ...HUB_OPTIONS, ...ROLLOUT_OPTIONS, filename: { type: "string", short: "f", multiple: true }, "dry-run": { type: "boolean" } },
   help: `Sends layer files (YAML or JSON) to the hub. Each Layer document says which layer its
 files describe (global, a region, a cluster); a folder may hold several layers, one per
 file. The hub validates every document and expression, then combines each changed layer
@@ -35,11 +36,14 @@ Flags:
   -f, --filename <file|folder>   layer files (repeatable)
       --dry-run                  validate and show the effect, write nothing
 
+${ROLLOUT_HELP}
+
 ${HUB_HELP}
 
 Examples:
   polity apply -f examples/layers/
   polity apply -f region-eu-west.yaml --dry-run
+  polity apply -f global.yaml --canary eu-west-1 --wave region=eu-west --soak 30s
 
 The change goes with an Idempotency-Key: when the hub cannot be reached or its answer is
 lost, it is sent again (up to three times) with the same key, and the hub, which commits
@@ -49,7 +53,8 @@ whether the change went through.
 Exit status: 0 when applied (or valid, with --dry-run), 2 when refused or unreachable.`,
   async run(parsed, io) {
     const format = outputFormat(parsed, ["text", "json"] as const, "text");
-    const result = await changeCall<ApplyResult>(endpoint(parsed, io), "/v1/apply", { files: layerFiles(parsed), dryRun: flag(parsed, "dry-run") }, io);
+    const rollout = rolloutFromFlags(parsed);
+    const result = await changeCall<ApplyResult>(endpoint(parsed, io), "/v1/apply", { files: layerFiles(parsed), dryRun: flag(parsed, "dry-run"), ...(rollout === undefined ? {} : { rollout }) }, io);
     if (format === "json") {
       io.out(`${JSON.stringify(result, null, 2)}\n`);
       return EXIT.ok;
@@ -65,6 +70,7 @@ Exit status: 0 when applied (or valid, with --dry-run), 2 when refused or unreac
     }
     const changed = result.clusters.filter((x) => x.changed);
     io.out(`${result.clusters.length} cluster${result.clusters.length === 1 ? "" : "s"} reached, ${changed.length} with a new effective policy set${result.dryRun ? " (dry run: nothing written)" : ""}\n`);
+    if (result.rollout !== undefined) io.out(`rollout ${result.rollout} started: the canary first, then stage by stage (polity rollout status ${result.rollout})\n`);
     return EXIT.ok;
   },
 };

@@ -6,6 +6,7 @@ import { outputFormat, stringOption, type Command, type Parsed } from "../comman
 import { EXIT, UsageError, type Io } from "../io.js";
 import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
 import { layerFiles } from "./layers.js";
+import { ROLLOUT_HELP, ROLLOUT_OPTIONS, rolloutFromFlags } from "./rollouts.js";
 
 function describe(p: ProposalView): string {
   const lines = [`proposal ${p.id}${p.title === null ? "" : `: ${printable(p.title)}`}`, `  state       ${p.state}${p.stale ? " (stale: a layer it changes moved on; propose it again)" : ""}`];
@@ -73,14 +74,14 @@ const actCommand = (what: "approve" | "reject" | "apply"): Command => ({
       : what === "reject"
         ? "reject a proposal (or withdraw your own), saying why"
         : "apply a proposal that has every approval it needs",
-  usage: `polity proposal ${what} <id>${what === "reject" ? " [--reason <text>]" : ""}`,
-  options: what === "reject" ? { ...HUB_OPTIONS, reason: { type: "string" } } : { ...HUB_OPTIONS },
+  usage: `polity proposal ${what} <id>${what === "reject" ? " [--reason <text>]" : what === "apply" ? " [--canary <cluster,…> [--wave <k=v,…>]… [--soak 60s] …]" : ""}`,
+  options: what === "reject" ? { ...HUB_OPTIONS, reason: { type: "string" } } : what === "apply" ? { ...HUB_OPTIONS, ...ROLLOUT_OPTIONS } : { ...HUB_OPTIONS },
   help: `${
     what === "approve"
       ? "Approves the proposal for every team it still needs that you are a member of. Nobody approves\ntheir own proposal; a stale one cannot be approved."
       : what === "reject"
         ? "Rejects the proposal (a member of a team it needs, or a global admin), or withdraws it (its\nproposer). It can no longer be approved or applied."
-        : "Applies the proposal as one change (its layers, their bundles and its audit entries together,\nunder the proposal's correlation id). Refused until every team it needs has approved, and when\na layer it changes moved on since it was proposed."
+        : `Applies the proposal as one change (its layers, their bundles and its audit entries together,\nunder the proposal's correlation id). Refused until every team it needs has approved, and when\na layer it changes moved on since it was proposed. With --canary, as a staged rollout.\n\n${ROLLOUT_HELP}`
   }
 
 ${HUB_HELP}
@@ -90,7 +91,8 @@ Example:
   async run(parsed, io) {
     const id = oneId(parsed);
     const reason = stringOption(parsed, "reason");
-    const body = what === "apply" ? undefined : reason === undefined ? {} : { reason };
+    const rollout = what === "apply" ? rolloutFromFlags(parsed) : undefined;
+    const body = what === "apply" ? (rollout === undefined ? undefined : { rollout }) : reason === undefined ? {} : { reason };
     return print(io, parsed, await hubCall<ProposalView>(endpoint(parsed, io), "POST", `/v1/proposals/${encodeURIComponent(id)}/${what}`, body));
   },
 });

@@ -236,12 +236,23 @@ export const LAYER_ROUTES: Route[] = [
       const change = { kind: "layers", layers } as const;
       const plan = engine("the change is refused", () => hub.changes.plan(change));
       const context = auditContext(call);
-      const written = dryRun ? [] : (await hub.changes.apply(change, describePrincipal(call.principal), context, plan, key)).written;
+      const staged = call.body.rollout;
+      if (staged !== undefined && dryRun) hub.rollouts.preview(staged, plan);
+      let rollout: string | null = null;
+      let written: readonly { id: string; version: number }[] = [];
+      if (!dryRun && staged !== undefined) {
+        const started = await hub.rollouts.start(staged, layers, describePrincipal(call.principal), context, key);
+        written = started.committed.written;
+        rollout = started.rollout;
+      } else if (!dryRun) {
+        written = (await hub.changes.apply(change, describePrincipal(call.principal), context, plan, key)).written;
+      }
       const body: ApplyResult = {
         dryRun,
         correlationId: written.length === 0 ? null : context.correlationId,
         layers: plan.layers.map((c) => ({ id: c.id, unchanged: c.unchanged, version: c.unchanged ? c.baseVersion : (written.find((w) => w.id === c.id)?.version ?? c.baseVersion + 1), contentHash: c.contentHash })),
         clusters: plan.affected.map((a) => ({ cluster: a.cluster, before: a.before ?? null, after: a.after.hash, changed: a.before !== a.after.hash })),
+        ...(rollout === null ? {} : { rollout }),
       };
       return { status: dryRun || written.length === 0 ? 200 : 201, headers: { "x-correlation-id": context.correlationId }, body };
     },

@@ -1,4 +1,6 @@
 /** Change proposals: proposed, approved by the teams they touch, rejected or withdrawn, applied. */
+import { z } from "zod";
+import { rolloutRequest } from "../../api/rollouts.js";
 import { isProposalState, PROPOSAL_STATES, proposalAnswer, proposalRequest, type ProposalView } from "../../api/proposals.js";
 import type { LayerInput } from "../change.js";
 import { actorFor, denial, describePrincipal, type Principal, type Requirement } from "../principal.js";
@@ -92,14 +94,26 @@ export const PROPOSAL_ROUTES = [
   route({
     method: "POST",
     path: "/v1/proposals/:id/apply",
-    summary: "Apply a proposal that has every approval it needs and whose layers have not moved since: one change, with the proposal's correlation id.",
+    summary:
+      "Apply a proposal that has every approval it needs and whose layers have not moved since: one change, with the proposal's correlation id; with a rollout, a staged rollout of it (canary first).",
     access: ACTORS,
-    bodyLimit: 1024,
+    body: z.strictObject({ rollout: rolloutRequest.optional() }).optional(),
+    bodyLimit: 16 * 1024,
     async prepare(hub, call) {
       return parseLayers(await hub.proposals.files(idOf(call)));
     },
     async handle(hub, call, layers) {
-      return { body: await hub.proposals.apply(actorFor(call.principal), describePrincipal(call.principal), idOf(call), layers, auditContext(call)) };
+      const staged = call.body?.rollout;
+      return {
+        body: await hub.proposals.apply(
+          actorFor(call.principal),
+          describePrincipal(call.principal),
+          idOf(call),
+          layers,
+          auditContext(call),
+          staged === undefined ? undefined : (change, author, context) => hub.rollouts.start(staged, change.layers, author, context, undefined, change.also),
+        ),
+      };
     },
   }),
 ];
