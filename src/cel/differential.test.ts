@@ -569,6 +569,12 @@ describe("the compiled and the reference evaluator, on optionals, two-variable c
       { numRuns: 1000 },
     );
   });
+
+  it("agree on library calls over ints beyond 2^53 read from JSON (found by the property above)", () => {
+    for (const x of [[2 ** 60], [2 ** 53 + 2, 1], { a: 1e300 }]) {
+      for (const source of ["sets.contains(object.x, [1])", "object.x.isSorted()", "object.x.sum()", "object.x.indexOf(1)"]) agree(source, { x });
+    }
+  });
 });
 
 describe("known disagreements between the evaluators", () => {

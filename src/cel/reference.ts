@@ -267,8 +267,8 @@ function kubernetesFunctions() {
   const out: CelLibrary.CelFunc[] = [];
   for (const [name, library] of KUBERNETES_FUNCTIONS) {
     const run = (receiver: BufValue | undefined, args: BufValue[]): CelInput => {
-      const r = receiver === undefined ? undefined : fromReference(receiver);
-      const values = args.map(fromReference);
+      const r = receiver === undefined ? undefined : fromReference(receiver, true);
+      const values = args.map((a) => fromReference(a, true));
       const result = library.call(r, values, spend);
       if (result === NO_OVERLOAD) throw noOverload(name, r, values);
       return toReference(result);
@@ -720,23 +720,27 @@ export function toReference(value: unknown): CelInput {
   }
 }
 
-/** Reference value → Polity value; what JSON cannot carry stays wrapped. */
-export function fromReference(value: BufValue): CelValue {
+/**
+ * Reference value → Polity value; what JSON cannot carry stays wrapped. `unsafeInts`: an
+ * int beyond 2^53 becomes the nearest number, as the compiled evaluator holds one read from
+ * JSON (for the Kubernetes libraries, which work on Polity's values).
+ */
+export function fromReference(value: BufValue, unsafeInts = false): CelValue {
   if (value === null || typeof value === "boolean" || typeof value === "string") return value;
   if (typeof value === "bigint") {
     const n = Number(value);
-    return Number.isSafeInteger(n) ? n : new ReferenceValue(value);
+    return Number.isSafeInteger(n) || unsafeInts ? n : new ReferenceValue(value);
   }
   if (typeof value === "number") {
     return Number.isInteger(value) ? new ReferenceValue(value) : value;
   }
   if (lib().cel.isCelUint(value)) return new ReferenceValue(value);
-  if (isOptional(value)) return value.present ? Optional.of(fromReference(value.value)) : Optional.NONE;
+  if (isOptional(value)) return value.present ? Optional.of(fromReference(value.value, unsafeInts)) : Optional.NONE;
   if (value instanceof ReferenceKubernetesValue) return value.value;
   if (lib().cel.isCelList(value)) {
     const out: CelValue[] = [];
     for (const element of value) {
-      const converted = fromReference(element);
+      const converted = fromReference(element, unsafeInts);
       if (converted instanceof ReferenceValue) return new ReferenceValue(value);
       out.push(converted);
     }
@@ -746,7 +750,7 @@ export function fromReference(value: BufValue): CelValue {
     const out: Record<string, CelValue> = {};
     for (const [key, element] of value) {
       if (typeof key !== "string") return new ReferenceValue(value);
-      const converted = fromReference(element);
+      const converted = fromReference(element, unsafeInts);
       if (converted instanceof ReferenceValue) return new ReferenceValue(value);
       if (key === "__proto__") {
         Object.defineProperty(out, key, { value: converted, enumerable: true, writable: true, configurable: true });
