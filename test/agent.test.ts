@@ -18,7 +18,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { connect as tlsConnect } from "node:tls";
@@ -27,6 +26,7 @@ import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse as parseYaml } from "yaml";
+import { hugeAnswers, type Impostor } from "./support/impostor.js";
 import { startAgent, type AgentHealth, type RunningAgent } from "../src/agent/index.js";
 import { batchesOf } from "../src/agent/logs/batches.js";
 import { DecisionLog, DEFAULT_LOG_OPTIONS } from "../src/agent/logs/buffer.js";
@@ -1248,44 +1248,20 @@ describe("bundles", () => {
   });
 
   describe("from a hub that answers with hundreds of MiB", () => {
-    let server: HttpsServer;
-    let url: string;
-    let sent = 0;
+    let impostor: Impostor;
 
     beforeAll(async () => {
-      // A hub impostor with a certificate of the federation (a compromised hub, a broken proxy).
       const serving = await fed.hub.context.identity.serverCertificate(["localhost"], ["127.0.0.1"]);
-      const chunk = Buffer.alloc(1024 * 1024, 0x61);
-      server = createHttpsServer({ cert: serving.certificatePem, key: serving.privateKeyPem }, (req, res) => {
-        res.writeHead(200, { "content-type": "application/vnd.polity.bundle", etag: '"999999"' });
-        let left = 300;
-        const pump = () => {
-          while (left > 0) {
-            left--;
-            sent++;
-            if (!res.write(chunk)) return void res.once("drain", pump);
-          }
-          res.end();
-        };
-        res.on("error", () => undefined);
-        req.socket.on("error", () => undefined);
-        pump();
-      });
-      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-      const address = server.address();
-      url = `https://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`;
+      impostor = await hugeAnswers(serving, 300, "application/vnd.polity.bundle", { etag: '"999999"' });
     });
 
-    afterAll(() => {
-      server.closeAllConnections();
-      server.close();
-    });
+    afterAll(() => impostor.close());
 
     it("refuses the answer past the bundle bound, keeps deciding from its disk, and stays up across restarts", async () => {
       const dir = join(root, "huge-answer");
       cpSync(snapshot, dir, { recursive: true });
       for (let start = 0; start < 2; start++) {
-        const agent = await spawnAgent({ hubUrl: url, dataDir: dir });
+        const agent = await spawnAgent({ hubUrl: impostor.url, dataDir: dir });
         try {
           const h = await eventually("the agent refuses the answer", async () => ((await health(agent)).errors.bundle === undefined ? undefined : health(agent)), 20_000);
           expect(h.errors.bundle).toMatch(/^refused the hub's answer: larger than a bundle may be \(67108864 bytes\): GET \/v1\/agent\/bundle: the answer is over 67108864 bytes/);
@@ -1297,7 +1273,7 @@ describe("bundles", () => {
         }
       }
       // It read what the bound allows and stopped: the impostor never got to send its 300 MiB twice.
-      expect(sent).toBeLessThan(600);
+      expect(impostor.sent()).toBeLessThan(600);
     });
   });
 

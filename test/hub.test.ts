@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { connect as connectTcp, createServer as createTcpServer, type Socket } from "node:net";
-import { createServer as createHttpsServer, request as httpsRequest } from "node:https";
+import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { call, closeConnections, type HubEndpoint, type HubError } from "../src/client/http.js";
@@ -24,6 +24,7 @@ import { ROUTES } from "../src/hub/routes/index.js";
 import { sha256 } from "../src/hub/tokens.js";
 import { clusterEndpoint, createCsr, enroll, newPrivateKey, renew, saveCredentials, type Credentials } from "../src/identity/enrollment.js";
 import { EC_SIGNING, generateKeyPair, privateKeyPem, x509 } from "../src/identity/x509.js";
+import { hugeAnswers } from "./support/impostor.js";
 import { run as runProcess, type Run, type RunOptions } from "./support/processes.js";
 import { BIN, example, HubFixture, joinToken, mint, refused, type Clock, type Minted, type TestHub } from "./support/hubs.js";
 
@@ -1455,37 +1456,16 @@ describe("bad requests", () => {
   });
 
   it("the CLI reads no answer past its bound: a hub impostor sending 200 MiB gets a clear error, not a crash", async () => {
-    // A server with a certificate of the federation (a compromised hub, a broken proxy).
-    const serving = await h.hub.context.identity.serverCertificate(["localhost"], ["127.0.0.1"]);
-    const chunk = Buffer.alloc(1024 * 1024, 0x20);
-    let sent = 0;
-    const server = createHttpsServer({ cert: serving.certificatePem, key: serving.privateKeyPem }, (req, res) => {
-      res.writeHead(200, { "content-type": "application/json" });
-      let left = 200;
-      const pump = () => {
-        while (left > 0) {
-          left--;
-          sent++;
-          if (!res.write(chunk)) return void res.once("drain", pump);
-        }
-        res.end();
-      };
-      res.on("error", () => undefined);
-      req.socket.on("error", () => undefined);
-      pump();
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const impostor = await hugeAnswers(await h.hub.context.identity.serverCertificate(["localhost"], ["127.0.0.1"]), 200, "application/json");
     try {
-      const address = server.address();
-      const url = `https://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`;
+      const url = impostor.url;
       const run = await hubs.cli(["get", "clusters"], { config: hubs.cliConfig("impostor", { url, caPem: h.hub.caPem, token: "polity_not-a-real-token" }) });
       expect(run.code).not.toBe(0);
       expect(run.err).toMatch(/GET \/v1\/clusters: the answer is over 67108864 bytes; at most 67108864 bytes are read/);
       expect(run.err).not.toMatch(/\n\s+at /); // no stack trace
-      expect(sent).toBeLessThan(200);
+      expect(impostor.sent()).toBeLessThan(200);
     } finally {
-      server.closeAllConnections();
-      server.close();
+      impostor.close();
     }
   });
 
