@@ -153,7 +153,7 @@ function https(agent: Agent, method: string, path: string, body?: string): Promi
 interface Health {
   readonly bundleVersion: number | null;
   readonly errors: Record<string, string>;
-  readonly kube: { source: string; server: string | null; message: string; namespaces: { synced: boolean; objects: number; lists: number; watches: number; malformed: number; fetches: number } | null };
+  readonly kube: { source: string; server: string | null; message: string; namespaces: { synced: boolean; fresh: boolean; objects: number; lists: number; watches: number; malformed: number; fetches: number } | null };
 }
 const health = async (agent: Agent) => (await https(agent, "GET", "/healthz")).json as Health;
 
@@ -240,6 +240,7 @@ describe("an agent with a kubeconfig for its cluster", () => {
   });
 
   it("fails closed, saying why, for a namespace the API server does not know, under the policy that needs its labels", async () => {
+    await eventually("the cache in step with the API server", async () => (await health(agent)).kube.namespaces!.fresh);
     const answer = await decide(agent, "ghost", { team: "payments", owner: "pia" });
     expect(answer.allowed).toBe(false);
     expect(answer.message).toBe(
@@ -253,8 +254,11 @@ describe("an agent with a kubeconfig for its cluster", () => {
     const faults: (() => void)[] = [
       () => api.dropWatches({ midEvent: true }),
       () => {
-        api.compact();
+        // The watch down, a change it misses, and the history compacted: its resume is a 410.
         api.dropWatches();
+        const payments = api.get("v1", "Namespace", "payments")!;
+        api.put({ ...payments, metadata: { ...(payments.metadata as object), annotations: { touched: "yes" } } });
+        api.compact();
       },
       () => {
         api.fail({ path: /^\/api\/v1\/namespaces$/, times: 20, action: { kind: "status", code: 429, retryAfterSeconds: 1 } });

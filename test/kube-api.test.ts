@@ -210,8 +210,13 @@ describe("the namespace informer", () => {
     api.put(namespace("fresh", { env: "prod" }));
     const found = await cache.lookup("fresh");
     expect(found.namespace).toMatchObject({ metadata: { name: "fresh", labels: { env: "prod" } } });
+    // The watch is down: the cache is not trusted, and says why.
     const missing = await cache.lookup("nowhere");
-    expect(missing).toEqual({ unknown: expect.stringMatching(/^namespace nowhere is not in the agent's namespace cache, and reading it from the API server failed: the API server does not know it \(404\)$/) });
+    expect(missing).toEqual({
+      unknown: expect.stringMatching(
+        /^namespace nowhere cannot be taken from the agent's namespace cache, which is not in step with the API server \(namespaces watch: .*\), and reading it from the API server failed: the API server does not know it \(404\)$/,
+      ),
+    });
     api.fail({ path: /^\/api\/v1\/namespaces\/slow$/, action: { kind: "slow", delayMs: 1500 } });
     const quick = new NamespaceCache(access, quiet, { fetchTimeoutMs: 300 });
     const started = Date.now();

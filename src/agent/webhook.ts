@@ -49,9 +49,9 @@ export interface Counters {
 export interface NamespaceSource {
   /** Whether the first list has filled the cache: /readyz waits for it. */
   readonly synced: boolean;
-  /** The namespace from the cache alone, or undefined. */
+  /** The namespace from the cache alone, while the cache is in step with the API server; or undefined. */
   cached(name: string): unknown;
-  /** The namespace from the cache, or else read once from the API server; or why it is not known. */
+  /** The namespace from the cache (while in step), or else read from the API server; or why it is not known. */
   lookup(name: string): Promise<{ readonly namespace?: unknown; readonly unknown?: string }>;
 }
 

@@ -16,6 +16,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { delimiter } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { PolityError } from "../errors.js";
+import { redacted } from "./redact.js";
 
 export type KubeSource = "kubeconfig" | "KUBECONFIG" | "in-cluster";
 
@@ -75,8 +76,8 @@ export function loadKubeAccess(options: KubeAccessOptions = {}): KubeAccess | un
     }
   } catch (error) {
     if (error instanceof PolityError) throw error;
-    // The client's messages name files and fields, never credentials.
-    throw invalid(`the Kubernetes configuration cannot be read: ${error instanceof Error ? error.message : String(error)}`);
+    // Only the first line: a YAML error goes on to quote the file, credentials and all.
+    throw invalid(`the Kubernetes configuration cannot be read: ${redacted((error instanceof Error ? error.message : String(error)).split("\n", 1)[0]!)}`);
   }
   const cluster = config.getCurrentCluster();
   if (cluster === null) throw invalid(`the Kubernetes configuration (${source}) has no current context with a cluster`);
@@ -84,7 +85,10 @@ export function loadKubeAccess(options: KubeAccessOptions = {}): KubeAccess | un
   try {
     url = new URL(cluster.server);
   } catch {
-    throw invalid(`the Kubernetes configuration (${source}) names a server that is not a URL: ${JSON.stringify(cluster.server)}`);
+    throw invalid(`the Kubernetes configuration (${source}) names a server that is not a URL (cluster ${JSON.stringify(config.getCurrentContext())})`);
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw invalid(`the Kubernetes configuration (${source}) names a server URL with credentials in it (user:password@${url.host}): put them in the kubeconfig's user, where they are not shown`);
   }
   if (url.protocol !== "https:") throw invalid(`the Kubernetes API server must be reached over HTTPS, not ${url.protocol}//${url.host}`);
   if (cluster.skipTLSVerify) throw invalid(`the Kubernetes configuration (${source}) sets insecure-skip-tls-verify for ${url.host}: the agent verifies its API server`);
@@ -98,6 +102,16 @@ function serviceAccountNamespace(): string {
   } catch {
     return "default";
   }
+}
+
+/** The credentials a configuration holds, for taking them out of anything shown. */
+export function credentialsOf(config: KubeConfig): string[] {
+  const secrets: string[] = [];
+  for (const user of config.users) {
+    for (const value of [user.token, user.password, user.keyData]) if (typeof value === "string" && value !== "") secrets.push(value);
+    for (const value of Object.values(user.authProvider?.config ?? {})) if (typeof value === "string" && value.length >= 8) secrets.push(value);
+  }
+  return secrets;
 }
 
 /** What /healthz and the logs show of an access: never a credential. */

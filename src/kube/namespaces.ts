@@ -10,14 +10,25 @@
  * with a short timeout; concurrent decisions in that namespace share the one read. If it
  * still cannot be known, the caller is told why, and the decision fails closed for the
  * policies that need it (evaluate.ts).
+ *
+ * The cache is trusted only while it is fresh (informer.ts): in contact with the API server
+ * within `maxStalenessMs` (default 90 s: API servers send a bookmark about every minute) and
+ * not known to be behind (a failed list or watch, a 410, a stuck watch). Otherwise every
+ * decision reads its namespace from the API server (concurrent ones share a read), and fails
+ * closed when that read fails: a namespace relabelled while the agent cannot watch is never
+ * decided by its old labels beyond that bound.
  */
 import { CoreV1Api, Observable, type RequestContext, type ResponseContext } from "@kubernetes/client-node";
 import { decidedResource } from "../decision/request.js";
-import type { KubeAccess } from "./config.js";
+import { credentialsOf, type KubeAccess } from "./config.js";
 import { describeFailure, Informer, statusOf, type InformerHealth, type KubeLog } from "./informer.js";
 
 /** How long a decision waits for a namespace the cache does not hold (the API server's webhook timeout is 10 s by default). */
 export const DEFAULT_FETCH_TIMEOUT_MS = 2000;
+
+/** How long the cache is trusted without contact with the API server (a list, an event or a bookmark). */
+export const DEFAULT_MAX_STALENESS_MS = 90_000;
+
 
 export interface NamespaceLookup {
   /** The Namespace as decisions see it, when known. */
@@ -27,9 +38,11 @@ export interface NamespaceLookup {
 }
 
 export interface NamespaceCacheHealth extends InformerHealth {
-  /** Reads of namespaces the cache did not hold. */
+  /** Reads of namespaces the cache did not hold, or held while it was not trusted. */
   readonly fetches: number;
   readonly fetchFailures: number;
+  /** Whether decisions trust the cache now (else they read their namespace from the API server). */
+  readonly fresh: boolean;
 }
 
 type Options = NonNullable<Parameters<CoreV1Api["readNamespace"]>[1]>;
@@ -105,15 +118,23 @@ export class NamespaceCache {
   private readonly informer: Informer<unknown>;
   private readonly core: CoreV1Api;
   private readonly inFlight = new Map<string, Promise<NamespaceLookup>>();
+  private readonly secrets: readonly string[];
   private fetches = 0;
   private fetchFailures = 0;
 
   constructor(
     access: KubeAccess,
     private readonly log: KubeLog,
-    private readonly options: { readonly fetchTimeoutMs?: number; readonly backoffMs?: { first: number; cap: number }; readonly watchTimeoutSeconds?: () => number } = {},
+    private readonly options: {
+      readonly fetchTimeoutMs?: number;
+      readonly maxStalenessMs?: number;
+      readonly progressTimeoutMs?: number;
+      readonly backoffMs?: { first: number; cap: number };
+      readonly watchTimeoutSeconds?: () => number;
+    } = {},
   ) {
     this.core = access.config.makeApiClient(CoreV1Api);
+    this.secrets = credentialsOf(access.config);
     this.informer = new Informer<unknown>({
       name: "namespaces",
       config: access.config,
@@ -125,6 +146,8 @@ export class NamespaceCache {
       key: nameOf,
       project: namespaceForDecision,
       log,
+      secrets: this.secrets,
+      ...(options.progressTimeoutMs === undefined ? {} : { progressTimeoutMs: options.progressTimeoutMs }),
       ...(options.backoffMs === undefined ? {} : { backoffMs: options.backoffMs }),
       ...(options.watchTimeoutSeconds === undefined ? {} : { watchTimeoutSeconds: options.watchTimeoutSeconds }),
     });
@@ -142,28 +165,43 @@ export class NamespaceCache {
     return this.informer.health().synced;
   }
 
-  /** The namespace from the cache alone. */
+  /** The namespace from the cache alone, while the cache is trusted (see `fresh`). */
   cached(name: string): unknown {
-    return this.informer.get(name);
+    return this.fresh ? this.informer.get(name) : undefined;
   }
 
-  /** The namespace from the cache, or else read once from the API server with a short timeout. */
+  /** Whether decisions trust the cache now. */
+  get fresh(): boolean {
+    return this.informer.fresh(this.options.maxStalenessMs ?? DEFAULT_MAX_STALENESS_MS);
+  }
+
+  /**
+   * The namespace from the cache while it is trusted; otherwise (not in the cache, or the
+   * cache not trusted) read from the API server with a short timeout, one read shared.
+   */
   lookup(name: string): Promise<NamespaceLookup> {
-    const cached = this.informer.get(name);
-    if (cached !== undefined) return Promise.resolve({ namespace: cached });
+    const fresh = this.fresh;
+    if (fresh) {
+      const cached = this.informer.get(name);
+      if (cached !== undefined) return Promise.resolve({ namespace: cached });
+    }
     let pending = this.inFlight.get(name);
     if (pending === undefined) {
-      pending = this.fetch(name).finally(() => this.inFlight.delete(name));
+      pending = this.read(name, fresh).finally(() => this.inFlight.delete(name));
       this.inFlight.set(name, pending);
     }
     return pending;
   }
 
-  private async fetch(name: string): Promise<NamespaceLookup> {
+  private async read(name: string, fresh: boolean): Promise<NamespaceLookup> {
     this.fetches++;
     const timeoutMs = this.options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
     const timeout = AbortSignal.timeout(timeoutMs);
-    const where = this.synced ? "is not in the agent's namespace cache" : "is not known yet (the agent's namespace cache has not synced)";
+    const where = !this.synced
+      ? "is not known yet (the agent's namespace cache has not synced)"
+      : fresh
+        ? "is not in the agent's namespace cache"
+        : `cannot be taken from the agent's namespace cache, which is not in step with the API server (${this.informer.health().lastError ?? "no list, event or bookmark lately"})`;
     try {
       const read = await this.core.readNamespace({ name }, withSignal(timeout));
       const namespace = namespaceForDecision(read);
@@ -171,17 +209,17 @@ export class NamespaceCache {
         this.fetchFailures++;
         return { unknown: `namespace ${name} ${where}, and the API server answered with something that is not that Namespace` };
       }
-      this.informer.remember(name, namespace);
+      this.informer.remember(name, namespace, read.metadata?.resourceVersion);
       return { namespace };
     } catch (error) {
       this.fetchFailures++;
-      const why = timeout.aborted ? `no answer within ${timeoutMs} ms` : statusOf(error) === 404 ? "the API server does not know it (404)" : describeFailure(error);
+      const why = timeout.aborted ? `no answer within ${timeoutMs} ms` : statusOf(error) === 404 ? "the API server does not know it (404)" : describeFailure(error, this.secrets);
       this.log.warn(`namespace ${name} could not be read`, { error: why });
       return { unknown: `namespace ${name} ${where}, and reading it from the API server failed: ${why}` };
     }
   }
 
   health(): NamespaceCacheHealth {
-    return { ...this.informer.health(), fetches: this.fetches, fetchFailures: this.fetchFailures };
+    return { ...this.informer.health(), fetches: this.fetches, fetchFailures: this.fetchFailures, fresh: this.fresh };
   }
 }

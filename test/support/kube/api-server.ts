@@ -51,7 +51,9 @@ export type FaultAction =
   | { readonly kind: "garbage" }
   | { readonly kind: "slow"; readonly delayMs: number }
   /** Closes the connection without answering. */
-  | { readonly kind: "hang-up" };
+  | { readonly kind: "hang-up" }
+  /** Answers 200 and then sends nothing, ever (a stuck proxy): no event, no bookmark. */
+  | { readonly kind: "silent" };
 
 export interface Fault {
   readonly method?: string;
@@ -269,6 +271,11 @@ export class TestApiServer {
     return count;
   }
 
+  /** Sends an event to every open watch as it is, in no order (a misbehaving server or proxy replaying an old state). */
+  replay(type: "ADDED" | "MODIFIED" | "DELETED", object: Json): void {
+    for (const watcher of this.watchers) watcher.res.write(`${JSON.stringify({ type, object })}\n`);
+  }
+
   /** Forgets the history up to now: a watch from an older resourceVersion gets 410 Gone. */
   compact(): void {
     this.compactedBelow = this.revision + 1;
@@ -430,6 +437,11 @@ export class TestApiServer {
         if (fault !== undefined) {
           if (fault.kind === "slow") await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
           else if (fault.kind === "hang-up") return void req.socket.destroy();
+          else if (fault.kind === "silent") {
+            record.status = 200;
+            res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
+            return void res.write("");
+          }
           else if (fault.kind === "garbage") {
             record.status = 200;
             res.writeHead(200, { "content-type": "application/json" });
