@@ -6,8 +6,8 @@
  * Pure: the reviews and `now` are passed in.
  */
 import type { EffectivePolicySet } from "../layering/effective.js";
-import type { Violation } from "./evaluate.js";
-import { decideReviewBytes } from "./review.js";
+import { evaluate, type Violation } from "./evaluate.js";
+import { parseReviewBytes } from "./review.js";
 
 export interface ImpactExample {
   readonly kind: string;
@@ -66,16 +66,17 @@ export class ImpactCounter {
   }
 
   add(review: Uint8Array): void {
-    let before, after;
+    let request, before, after;
     try {
-      before = decideReviewBytes(this.current, review, { now: this.now });
-      after = decideReviewBytes(this.candidate, review, { now: this.now });
+      // Parsed once, decided twice; no response is encoded.
+      request = parseReviewBytes(review).request;
+      before = { decision: evaluate(this.current, request, { now: this.now }) };
+      after = { decision: evaluate(this.candidate, request, { now: this.now }) };
     } catch {
       this.impact.undecidable++;
       return;
     }
     this.impact.requests++;
-    const { request } = after;
     const example: ImpactExample = { kind: request.kind.kind, namespace: request.namespace ?? null, name: request.name ?? null, operation: request.operation };
     const note = (r: RuleImpact) => {
       if (r.examples.length < EXAMPLES_PER_RULE) r.examples.push(example);
