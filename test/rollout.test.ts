@@ -243,7 +243,7 @@ describe("silent clusters, restarts and bad input", () => {
     expect(skipped).toMatchObject({ cluster: "eu-west-9", data: { reason: expect.stringMatching(/no report for 1s after its stage started: skipped/) } });
   }, 30_000);
 
-  it("waits for a silent cluster (onSilent: wait), refuses a second rollout or a change of the layer meanwhile (409), and rolls back while soaking", async () => {
+  it("waits for a silent cluster (onSilent: wait), refuses a second rollout or a change of the layer meanwhile (409), pauses, resumes, and rolls back while it waits", async () => {
     const applied = await call<ApplyResult>(h.admin, "POST", "/v1/apply", {
       files: [regionEu(74)],
       rollout: { canary: { clusters: ["eu-west-9"] }, reportTimeoutSeconds: 1, onSilent: "wait" },
@@ -271,6 +271,26 @@ describe("silent clusters, restarts and bad input", () => {
     expect((await call<{ version: number; files: { content: string }[] }>(h.admin, "GET", "/v1/layers/region/eu-west")).body).toMatchObject({ version: version + 1 });
     expect((await refused(call(h.admin, "POST", `/v1/rollouts/${id}/abort`, {}))).status).toBe(409);
     expect((await refused(call(h.admin, "GET", "/v1/rollouts/nope"))).status).toBe(400);
+  }, 30_000);
+
+  it("rolls back while a stage is soaking: the canary returns to the previous content at a higher bundle version", async () => {
+    const canary = agents.get("eu-west-1")!;
+    const before = canary.health();
+    const version = (await call<{ version: number }>(h.admin, "GET", "/v1/layers/region/eu-west")).body.version;
+    const applied = await call<ApplyResult>(h.admin, "POST", "/v1/apply", { files: [regionEu(68)], rollout: { canary: { clusters: ["eu-west-1"] }, soakSeconds: 600 } });
+    const id = applied.body.rollout!;
+    await eventually("the canary soaking", async () => ((await rollout(h, id)).soakSince !== null ? true : undefined));
+    const during = canary.health();
+    expect(during.bundleHash).not.toBe(before.bundleHash);
+    const back = (await call<RolloutView>(h.admin, "POST", `/v1/rollouts/${id}/rollback`, {})).body;
+    expect(back.state).toBe("rolled-back");
+    expect((await call<{ version: number }>(h.admin, "GET", "/v1/layers/region/eu-west")).body.version).toBe(version + 2);
+    await eventually("the canary back", async () => {
+      const now = canary.health();
+      return now.bundleHash === before.bundleHash && now.bundleVersion! > during.bundleVersion! ? true : undefined;
+    });
+    // Ended: nothing more to do to it.
+    expect((await refused(call(h.admin, "POST", `/v1/rollouts/${id}/resume`, {}))).status).toBe(409);
   }, 30_000);
 
   it("lets only a fix to the locked baseline skip the gates (an emergency), and records it as such", async () => {
