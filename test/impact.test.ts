@@ -91,6 +91,16 @@ describe("polity diff --impact", () => {
     agent = await startAgent({ dataDir: join(h.dir, "agent"), hubUrl: h.hub.url, cluster: "eu-west-1", webhookPort: 0, pollWaitSeconds: 1, impactPollSeconds: 1 });
   });
 
+  it("shows a proposal's impact, from the window kept across the agent's restart", async () => {
+    const proposed = await call<{ id: string }>(h.admin, "POST", "/v1/proposals", { files: [DENY_UNOWNED], title: "pods name their owner" });
+    const config = hubs.cliConfig("impact-proposal", h.admin);
+    const run = await hubs.cli(["proposal", "show", proposed.body.id, "--impact", "--impact-timeout", "3s"], { config });
+    expect(run.err).toBe("");
+    expect(run.out).toContain(`proposal ${proposed.body.id}: pods name their owner`);
+    expect(run.out).toContain("impact over 6 recorded requests: 5 newly denied");
+    expect(run.out).toContain("no impact from eu-west-2");
+  }, 30_000);
+
   it("refuses an answer from an agent that was not sent the request (404)", async () => {
     const creds = await enroll(h.hub, "eu-west-2", await joinToken(h, "eu-west-2"));
     const body = { currentHash: null, requests: 0, newlyDenied: 0, newlyAllowed: 0, newlyWarned: 0, undecidable: 0, byRule: [], tookMs: 1 };

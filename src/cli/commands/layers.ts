@@ -5,7 +5,7 @@ import { listDocumentFiles, displayPath } from "../../files/read.js";
 import { flag, outputFormat, stringOption, stringsOption, type Command, type Parsed } from "../command.js";
 import { printable } from "../../policy/names.js";
 import { parseDuration } from "../time.js";
-import { colors, EXIT, UsageError } from "../io.js";
+import { colors, EXIT, UsageError, type Io } from "../io.js";
 import { age, changeCall, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
 import { ROLLOUT_HELP, ROLLOUT_OPTIONS, rolloutFromFlags } from "./rollouts.js";
 
@@ -120,31 +120,7 @@ Exit status: 0 when nothing would change, 1 when something would, 2 when the cha
       io.out(`${JSON.stringify(result, null, 2)}\n`);
       return changes.length === 0 ? EXIT.ok : EXIT.failed;
     }
-    const c = colors(io);
-    for (const layer of result.layers) io.out(`layer ${layer.id}: ${layer.unchanged ? "unchanged" : layer.baseVersion === 0 ? "new" : `changes version ${layer.baseVersion}`}\n`);
-    for (const x of result.clusters) {
-      if (x.before === x.after) continue;
-      io.out(`cluster ${c.bold(x.cluster)}: ${x.before?.slice(0, 19) ?? "(none)"}… → ${x.after.slice(0, 19)}…\n`);
-      for (const p of x.added) io.out(`  ${c.green("+")} ${p}\n`);
-      for (const p of x.removed) io.out(`  ${c.red("-")} ${p}\n`);
-      for (const p of x.changed) io.out(`  ${c.yellow("~")} ${p.policy} (${p.fields.join(", ")})\n`);
-      if (x.exceptions.before !== x.exceptions.after) io.out(`  ${c.yellow("~")} exceptions ${x.exceptions.before} → ${x.exceptions.after}\n`);
-      const answer = result.impact?.clusters.find((i) => i.cluster === x.cluster);
-      if (answer === undefined) continue;
-      const i = answer.impact;
-      if (i === null) {
-        io.out(`  impact: ${c.yellow("its agent did not answer in time")}\n`);
-        continue;
-      }
-      io.out(`  impact over ${i.requests} recorded request${i.requests === 1 ? "" : "s"}: ${i.newlyDenied} newly denied, ${i.newlyAllowed} newly allowed, ${i.newlyWarned} newly warned${i.undecidable > 0 ? `, ${i.undecidable} undecidable` : ""}\n`);
-      for (const r of i.byRule) {
-        const counts = [r.newlyDenied > 0 ? c.red(`${r.newlyDenied} newly denied`) : "", r.newlyAllowed > 0 ? c.green(`${r.newlyAllowed} newly allowed`) : "", r.newlyWarned > 0 ? c.yellow(`${r.newlyWarned} newly warned`) : ""].filter((t) => t !== "").join(", ");
-        const examples = r.examples.map((e) => `${e.kind} ${[e.namespace, e.name].filter((t) => t !== null).map((t) => printable(t)).join("/")}`).join(", ");
-        io.out(`    ${printable(r.policy)}/${printable(r.rule)}: ${counts}${examples === "" ? "" : ` (e.g. ${examples})`}\n`);
-      }
-    }
-    if (result.impact !== undefined && result.impact.unanswered.length > 0) io.out(`no impact from ${result.impact.unanswered.join(", ")}: their agents did not answer within ${timeoutSeconds}s\n`);
-    io.out(`${changes.length} of ${result.clusters.length} cluster${result.clusters.length === 1 ? "" : "s"} would change\n`);
+    printDiff(io, result, timeoutSeconds);
     return changes.length === 0 ? EXIT.ok : EXIT.failed;
   },
 };
@@ -263,3 +239,32 @@ Example:
   },
 };
 
+/** A diff as text: per cluster, the policies added, removed and changed, and, when asked, the impact its agent answered. */
+export function printDiff(io: Io, result: DiffResult, timeoutSeconds: number): void {
+  const changes = result.clusters.filter((x) => x.before !== x.after);
+  const c = colors(io);
+  for (const layer of result.layers) io.out(`layer ${layer.id}: ${layer.unchanged ? "unchanged" : layer.baseVersion === 0 ? "new" : `changes version ${layer.baseVersion}`}\n`);
+  for (const x of result.clusters) {
+    if (x.before === x.after) continue;
+    io.out(`cluster ${c.bold(x.cluster)}: ${x.before?.slice(0, 19) ?? "(none)"}… → ${x.after.slice(0, 19)}…\n`);
+    for (const p of x.added) io.out(`  ${c.green("+")} ${p}\n`);
+    for (const p of x.removed) io.out(`  ${c.red("-")} ${p}\n`);
+    for (const p of x.changed) io.out(`  ${c.yellow("~")} ${p.policy} (${p.fields.join(", ")})\n`);
+    if (x.exceptions.before !== x.exceptions.after) io.out(`  ${c.yellow("~")} exceptions ${x.exceptions.before} → ${x.exceptions.after}\n`);
+    const answer = result.impact?.clusters.find((i) => i.cluster === x.cluster);
+    if (answer === undefined) continue;
+    const i = answer.impact;
+    if (i === null) {
+      io.out(`  impact: ${c.yellow("its agent did not answer in time")}\n`);
+      continue;
+    }
+    io.out(`  impact over ${i.requests} recorded request${i.requests === 1 ? "" : "s"}: ${i.newlyDenied} newly denied, ${i.newlyAllowed} newly allowed, ${i.newlyWarned} newly warned${i.undecidable > 0 ? `, ${i.undecidable} undecidable` : ""}\n`);
+    for (const r of i.byRule) {
+      const counts = [r.newlyDenied > 0 ? c.red(`${r.newlyDenied} newly denied`) : "", r.newlyAllowed > 0 ? c.green(`${r.newlyAllowed} newly allowed`) : "", r.newlyWarned > 0 ? c.yellow(`${r.newlyWarned} newly warned`) : ""].filter((t) => t !== "").join(", ");
+      const examples = r.examples.map((e) => `${e.kind} ${[e.namespace, e.name].filter((t) => t !== null).map((t) => printable(t)).join("/")}`).join(", ");
+      io.out(`    ${printable(r.policy)}/${printable(r.rule)}: ${counts}${examples === "" ? "" : ` (e.g. ${examples})`}\n`);
+    }
+  }
+  if (result.impact !== undefined && result.impact.unanswered.length > 0) io.out(`no impact from ${result.impact.unanswered.join(", ")}: their agents did not answer within ${timeoutSeconds}s\n`);
+  io.out(`${changes.length} of ${result.clusters.length} cluster${result.clusters.length === 1 ? "" : "s"} would change\n`);
+}
