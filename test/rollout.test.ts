@@ -327,6 +327,19 @@ describe("silent clusters, restarts and bad input", () => {
     expect(kinds).toEqual(expect.arrayContaining(["proposal.applied", "rollout.started", "rollout.completed"]));
   }, 30_000);
 
+  it("takes the stages a layer declares in its Layer document, when the apply gives none", async () => {
+    const declared = regionEu(67);
+    const file = { ...declared, content: declared.content.replace("  owners: [eu-platform]\n", "  owners: [eu-platform]\n  rollout: { canary: { clusters: [eu-west-1] }, soakSeconds: 0, reportTimeoutSeconds: 1 }\n") };
+    expect(file.content).toContain("rollout:");
+    const applied = await call<ApplyResult>(h.admin, "POST", "/v1/apply", { files: [file] });
+    const done = await until(h, applied.body.rollout!, "completed");
+    expect(done.stages.map((s) => s.name)).toEqual(["canary", "rest"]);
+    expect(done.stages[0]!.clusters).toEqual(["eu-west-1"]);
+    const bad = await refused(call(h.admin, "POST", "/v1/apply", { files: [{ ...file, content: file.content.replace("soakSeconds: 0", "soakSeconds: -1") }] }));
+    expect(bad.status).toBe(422);
+    expect(bad.causes.map((c) => c.field)).toContain("spec.rollout.soakSeconds");
+  }, 30_000);
+
   it("carries on after a hub restart in the middle of a stage", async () => {
     const applied = await call<ApplyResult>(h.admin, "POST", "/v1/apply", {
       files: [regionEu(72)],

@@ -236,7 +236,10 @@ export const LAYER_ROUTES: Route[] = [
       const change = { kind: "layers", layers } as const;
       const plan = engine("the change is refused", () => hub.changes.plan(change));
       const context = auditContext(call);
-      const staged = call.body.rollout;
+      // The apply's own stages, or those the one layer it changes declares (none when it reaches no cluster yet).
+      const changed = plan.layers.filter((l) => !l.unchanged);
+      const declared = changed.length === 1 && plan.affected.some((a) => a.before !== a.after.hash) ? changed[0]!.layer?.rollout : undefined;
+      const staged = call.body.rollout ?? declared;
       if (staged !== undefined && dryRun) hub.rollouts.preview(staged, plan);
       let rollout: string | null = null;
       let written: readonly { id: string; version: number }[] = [];
