@@ -8,6 +8,7 @@ import { benchDecision } from "./decision.js";
 import { benchAgents } from "./agent.js";
 import { benchAudit } from "./audit.js";
 import { benchHub } from "./hub.js";
+import { benchImpact } from "./impact.js";
 import { benchLayering } from "./layering.js";
 import { benchRollout } from "./rollout.js";
 
@@ -29,3 +30,5 @@ settle();
 if (want("audit")) await benchAudit();
 settle();
 if (want("rollout")) await benchRollout();
+settle();
+if (want("impact")) await benchImpact();

@@ -6,6 +6,7 @@
  * waited for by the stage's rule; a hub restarted mid-stage carries on; and bad inputs get a
  * clear refusal.
  */
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
@@ -15,6 +16,7 @@ import type { ApplyResult } from "../src/api/layers.js";
 import type { RolloutView } from "../src/api/rollouts.js";
 import type { AuditEntry } from "../src/audit/entry.js";
 import { call, closeConnections } from "../src/client/http.js";
+import { startHub } from "../src/hub/index.js";
 import { example, HubFixture, joinToken, refused, ROOT, type TestHub } from "./support/hubs.js";
 
 const OPERATOR_KEY = "rollout-test-operator-key-0123456789abc";
@@ -241,7 +243,7 @@ describe("silent clusters, restarts and bad input", () => {
     expect(skipped).toMatchObject({ cluster: "eu-west-9", data: { reason: expect.stringMatching(/no report for 1s after its stage started: skipped/) } });
   }, 30_000);
 
-  it("waits for a silent cluster (onSilent: wait), refuses a second rollout or a change of the layer meanwhile (409), and rolls back while soaking", async () => {
+  it("waits for a silent cluster (onSilent: wait), refuses a second rollout or a change of the layer meanwhile (409), pauses, resumes, and rolls back while it waits", async () => {
     const applied = await call<ApplyResult>(h.admin, "POST", "/v1/apply", {
       files: [regionEu(74)],
       rollout: { canary: { clusters: ["eu-west-9"] }, reportTimeoutSeconds: 1, onSilent: "wait" },
@@ -269,6 +271,26 @@ describe("silent clusters, restarts and bad input", () => {
     expect((await call<{ version: number; files: { content: string }[] }>(h.admin, "GET", "/v1/layers/region/eu-west")).body).toMatchObject({ version: version + 1 });
     expect((await refused(call(h.admin, "POST", `/v1/rollouts/${id}/abort`, {}))).status).toBe(409);
     expect((await refused(call(h.admin, "GET", "/v1/rollouts/nope"))).status).toBe(400);
+  }, 30_000);
+
+  it("rolls back while a stage is soaking: the canary returns to the previous content at a higher bundle version", async () => {
+    const canary = agents.get("eu-west-1")!;
+    const before = canary.health();
+    const version = (await call<{ version: number }>(h.admin, "GET", "/v1/layers/region/eu-west")).body.version;
+    const applied = await call<ApplyResult>(h.admin, "POST", "/v1/apply", { files: [regionEu(68)], rollout: { canary: { clusters: ["eu-west-1"] }, soakSeconds: 600 } });
+    const id = applied.body.rollout!;
+    await eventually("the canary soaking", async () => ((await rollout(h, id)).soakSince !== null ? true : undefined));
+    const during = canary.health();
+    expect(during.bundleHash).not.toBe(before.bundleHash);
+    const back = (await call<RolloutView>(h.admin, "POST", `/v1/rollouts/${id}/rollback`, {})).body;
+    expect(back.state).toBe("rolled-back");
+    expect((await call<{ version: number }>(h.admin, "GET", "/v1/layers/region/eu-west")).body.version).toBe(version + 2);
+    await eventually("the canary back", async () => {
+      const now = canary.health();
+      return now.bundleHash === before.bundleHash && now.bundleVersion! > during.bundleVersion! ? true : undefined;
+    });
+    // Ended: nothing more to do to it.
+    expect((await refused(call(h.admin, "POST", `/v1/rollouts/${id}/resume`, {}))).status).toBe(409);
   }, 30_000);
 
   it("lets only a fix to the locked baseline skip the gates (an emergency), and records it as such", async () => {
@@ -305,6 +327,19 @@ describe("silent clusters, restarts and bad input", () => {
     expect(kinds).toEqual(expect.arrayContaining(["proposal.applied", "rollout.started", "rollout.completed"]));
   }, 30_000);
 
+  it("takes the stages a layer declares in its Layer document, when the apply gives none", async () => {
+    const declared = regionEu(67);
+    const file = { ...declared, content: declared.content.replace("  owners: [eu-platform]\n", "  owners: [eu-platform]\n  rollout: { canary: { clusters: [eu-west-1] }, soakSeconds: 0, reportTimeoutSeconds: 1 }\n") };
+    expect(file.content).toContain("rollout:");
+    const applied = await call<ApplyResult>(h.admin, "POST", "/v1/apply", { files: [file] });
+    const done = await until(h, applied.body.rollout!, "completed");
+    expect(done.stages.map((s) => s.name)).toEqual(["canary", "rest"]);
+    expect(done.stages[0]!.clusters).toEqual(["eu-west-1"]);
+    const bad = await refused(call(h.admin, "POST", "/v1/apply", { files: [{ ...file, content: file.content.replace("soakSeconds: 0", "soakSeconds: -1") }] }));
+    expect(bad.status).toBe(422);
+    expect(bad.causes.map((c) => c.field)).toContain("spec.rollout.soakSeconds");
+  }, 30_000);
+
   it("carries on after a hub restart in the middle of a stage", async () => {
     const applied = await call<ApplyResult>(h.admin, "POST", "/v1/apply", {
       files: [regionEu(72)],
@@ -320,5 +355,51 @@ describe("silent clusters, restarts and bad input", () => {
     expect(done.stages.map((s) => s.state)).toEqual(["done", "done"]);
     // eu-west-9 never reports: skipped in the rest's stage, after its timeout.
     expect(done.clusters.find((c) => c.cluster === "eu-west-9")).toMatchObject({ state: "skipped" });
+  }, 60_000);
+});
+
+const DATABASE_URL = process.env.DATABASE_URL;
+
+describe.skipIf(DATABASE_URL === undefined || DATABASE_URL === "")("two hubs on one PostgreSQL", () => {
+  const schema = `polity_rollout_test_${randomBytes(4).toString("hex")}`;
+  let a: TestHub;
+  let b: TestHub;
+  const agents: RunningAgent[] = [];
+  beforeAll(async () => {
+    const first = await startHub({ dataDir: join(hubs.root, "pg-a"), databaseUrl: DATABASE_URL!, schema, port: 0, operatorKey: OPERATOR_KEY, rolloutIntervalMs: 100 });
+    hubs.running.push(first);
+    const token = readFileSync(first.adminTokenFile!, "utf8").trim();
+    a = { hub: first, clock: { offsetMs: 0 }, dir: join(hubs.root, "pg-a"), admin: { url: first.url, caPem: first.caPem, token }, anonymous: { url: first.url, caPem: first.caPem } };
+    const second = await startHub({ dataDir: join(hubs.root, "pg-b"), databaseUrl: DATABASE_URL!, schema, port: 0, operatorKey: OPERATOR_KEY, rolloutIntervalMs: 100 });
+    hubs.running.push(second);
+    b = { hub: second, clock: { offsetMs: 0 }, dir: join(hubs.root, "pg-b"), admin: { url: second.url, caPem: second.caPem, token }, anonymous: { url: second.url, caPem: second.caPem } };
+    await call(a.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, REGION_US] });
+    for (const [cluster, region, env] of CLUSTERS.slice(0, 3)) {
+      await call(b.admin, "POST", "/v1/clusters", { name: cluster, region, labels: { env } });
+      agents.push(await startAgent({ dataDir: join(a.dir, `agent-${cluster}`), hubUrl: a.hub.url, caPem: a.hub.caPem, cluster, joinToken: await joinToken(a, cluster), webhookPort: 0, pollWaitSeconds: 1, statusIntervalMs: 200 }));
+    }
+    for (const agent of agents) await eventually("a first bundle", async () => (agent.health().bundleVersion !== null ? true : undefined));
+  }, 60_000);
+  afterAll(async () => {
+    for (const agent of agents) await agent.close();
+    await a?.hub.context.db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  });
+
+  it("moves a rollout once, whichever hub judges first, and refuses a second rollout of the layer through the other hub", async () => {
+    const before = agents.map((agent) => agent.health().bundleVersion!);
+    const applied = await call<ApplyResult>(a.admin, "POST", "/v1/apply", {
+      files: [globalWith("warn", "suggest-owner-label")],
+      rollout: { canary: { clusters: ["eu-west-1"] }, soakSeconds: 1 },
+    });
+    const id = applied.body.rollout!;
+    const second = await refused(call(b.admin, "POST", "/v1/apply", { files: [globalWith("deny")], rollout: { canary: { clusters: ["eu-west-2"] } } }));
+    expect(second.status).toBe(409);
+    expect((await until(b, id, "completed")).stages.map((s) => s.state)).toEqual(["done", "done"]);
+    const kinds = (await logged(a, `&correlation=${applied.body.correlationId}`)).map((e) => e.kind);
+    expect(kinds.filter((k) => k === "rollout.stage-started")).toHaveLength(2);
+    expect(kinds.filter((k) => k === "rollout.completed")).toHaveLength(1);
+    // One new bundle per cluster: no stage was published twice.
+    expect(kinds.filter((k) => k === "bundle.published")).toHaveLength(3);
+    for (const [i, agent] of agents.entries()) await eventually("the new bundle", async () => (agent.health().bundleVersion === before[i]! + 1 ? true : undefined));
   }, 60_000);
 });

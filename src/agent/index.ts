@@ -23,6 +23,8 @@ import { ActiveBundle } from "./bundle/active.js";
 import { BundlePlugin } from "./bundle/plugin.js";
 import { webhookCertificate } from "./certificate.js";
 import { BundleCounts } from "./bundle-counts.js";
+import { ImpactPlugin } from "./impact.js";
+import { AdmissionWindow, DEFAULT_WINDOW_OPTIONS, type WindowOptions } from "./window.js";
 import { agentHealth, type AgentHealth } from "./health.js";
 import { AgentCredentials } from "./identity/credentials.js";
 import { IdentityPlugin } from "./identity/plugin.js";
@@ -64,6 +66,10 @@ export interface AgentOptions {
   readonly kube?: KubeAccess;
   /** How long a decision waits to read a namespace its cache does not hold (default 2 s). */
   readonly namespaceFetchTimeoutMs?: number;
+  /** Bounds of the window of recorded admission requests (for the impact of a change). */
+  readonly window?: Partial<WindowOptions>;
+  /** How long an impact request long poll waits at the hub (default 30 s). */
+  readonly impactPollSeconds?: number;
   /** The agent's clock, for everything it dates or compares with a date (default: the system's). */
   readonly now?: () => Date;
   readonly log?: Log;
@@ -92,6 +98,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const decisions = new DecisionLog(join(options.dataDir, "decisions"), { ...DEFAULT_LOG_OPTIONS, ...options.logs });
   const counters: Counters = { allowed: 0, denied: 0, rejected: 0, failedClosed: 0 };
   const byBundle = new BundleCounts();
+  const window = new AdmissionWindow(join(options.dataDir, "window"), { ...DEFAULT_WINDOW_OPTIONS, ...options.window });
   const latencies = new Latencies();
 
   // Enforce from disk first, before any network: a restarted agent decides at once.
@@ -102,17 +109,28 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const logs = new DecisionLogPlugin({ decisions, credentials, errors, uploadIntervalMs: options.logUploadIntervalMs ?? 2000 });
   const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health() });
   const namespaces = options.kube === undefined ? undefined : new NamespacesPlugin(options.kube, log, now, options.namespaceFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.namespaceFetchTimeoutMs });
-  const plugins: readonly Plugin[] = [identity, bundles, logs, status, ...(namespaces === undefined ? [] : [namespaces])];
+  const impact = new ImpactPlugin({ credentials, errors, bundle, window, pollWaitSeconds: options.impactPollSeconds ?? 30, now });
+  const plugins: readonly Plugin[] = [identity, bundles, logs, status, impact, ...(namespaces === undefined ? [] : [namespaces])];
   const kube = () => namespaces?.health() ?? noKubeHealth();
   const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, byBundle, kube });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
-  const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, byBundle, health, ...(namespaces === undefined ? {} : { namespaces: namespaces.cache }), callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });
+  const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, byBundle, window, health, ...(namespaces === undefined ? {} : { namespaces: namespaces.cache }), callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : (options.webhookPort ?? 9443);
 
   const stop = new AbortController();
   const running = plugins.map((plugin) => plugin.run(stop.signal));
+  // The window's records reach the disk every second (a full disk costs the window, never a decision).
+  const flushWindow = () => {
+    try {
+      window.flush(now().getTime());
+    } catch (error) {
+      log.warn("the window of recorded requests could not be written", { error: error instanceof Error ? error.message : String(error) });
+    }
+  };
+  const flushing = setInterval(flushWindow, 1_000);
+  flushing.unref();
   log.info("agent started", { cluster: options.cluster, webhook: `https://${host}:${port}/validate`, bundleVersion: bundle.current?.metadata.version ?? null, kube: kube().source, kubeServer: kube().server });
   if (namespaces === undefined) log.info(NO_KUBE_MESSAGE);
 
@@ -130,6 +148,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         server.closeAllConnections();
       });
       for (const plugin of plugins) await plugin.stop?.();
+      clearInterval(flushing);
+      flushWindow();
     },
   };
 }

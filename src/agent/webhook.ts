@@ -25,6 +25,7 @@ import { decideReview, decideReviewBytes, parseReviewBytes, type ReviewContext, 
 import { PolityError } from "../errors.js";
 import type { ActiveBundle } from "./bundle/active.js";
 import type { BundleCounts } from "./bundle-counts.js";
+import type { AdmissionWindow } from "./window.js";
 import type { Latencies } from "./latencies.js";
 import type { DecisionLog } from "./logs/buffer.js";
 import { allowedEntry, deniedEntry } from "./logs/entry.js";
@@ -72,6 +73,8 @@ export interface WebhookOptions {
   readonly namespaces?: NamespaceSource;
   /** Decisions per bundle version, for a rollout's gates. */
   readonly byBundle?: BundleCounts;
+  /** The window of recorded requests, for the impact of a change. */
+  readonly window?: AdmissionWindow;
   /** The body of GET /healthz and /readyz. */
   readonly health: () => unknown;
   /** The CA of the API server's client certificate (PEM): callers presenting one it issued are authenticated. */
@@ -174,6 +177,7 @@ export function startWebhook(options: WebhookOptions): Promise<Server> {
       const time = now().toISOString();
       const version = active.metadata.version;
       options.byBundle?.count(version, decision.allowed, decision.auditAnnotations["evaluation-errors"] !== undefined);
+      options.window?.record(body, now().getTime());
       if (decision.allowed) {
         counters.allowed++;
         decisions.allowed((represents) => allowedEntry(request, time, version, represents, authenticated));

@@ -1,6 +1,7 @@
 /** Layers on a hub: apply, diff, history. */
 import { z } from "zod";
 import { sourceFiles } from "./fields.js";
+import type { ClusterImpact } from "./impact.js";
 import { rolloutRequest } from "./rollouts.js";
 
 export const applyRequest = z.strictObject({
@@ -11,7 +12,11 @@ export const applyRequest = z.strictObject({
 });
 export type ApplyRequest = z.infer<typeof applyRequest>;
 
-export const diffRequest = z.strictObject({ files: sourceFiles });
+export const diffRequest = z.strictObject({
+  files: sourceFiles,
+  /** Ask the agents of the clusters whose set changes what it would do to their recorded requests; wait at most this long. */
+  impact: z.strictObject({ timeoutSeconds: z.number().int().min(1).max(60).default(10) }).optional(),
+});
 export type DiffRequest = z.infer<typeof diffRequest>;
 
 export interface ApplyResult {
@@ -34,6 +39,8 @@ export interface PolicySetDifference {
 }
 
 export interface DiffResult {
+  /** With impact: each cluster whose set changes, and what its agent answered (null: it did not answer in time). */
+  readonly impact?: { readonly clusters: readonly ClusterImpact[]; readonly unanswered: readonly string[] };
   readonly layers: readonly { readonly id: string; readonly unchanged: boolean; readonly baseVersion: number }[];
   readonly clusters: readonly ({ readonly cluster: string; readonly before: string | null; readonly after: string } & PolicySetDifference)[];
 }

@@ -18,6 +18,7 @@ import { Federation } from "./federation.js";
 import { createAuthority, IdentityService, loadAuthority } from "./identity.js";
 import { loadSigningKey } from "./keys.js";
 import { Reports } from "./reports.js";
+import { Impacts } from "./impact.js";
 import { Rollouts } from "./rollouts.js";
 import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
@@ -141,6 +142,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       bundles,
       reports,
       rollouts: new Rollouts(db, federation, changes, bundles, reports, audit, now),
+      impacts: new Impacts(db, now),
       audit,
       now,
     };

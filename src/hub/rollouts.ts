@@ -27,7 +27,7 @@ import type { BundleItem, BundleService } from "./bundles.js";
 import type { Changes, Committed, LayerInput, Plan } from "./change.js";
 import { StaleGeneration, type Federation } from "./federation.js";
 import type { Reports } from "./reports.js";
-import { conflict, fromPolityError, notFound, unprocessable } from "./status.js";
+import { ApiError, conflict, fromPolityError, notFound, unprocessable } from "./status.js";
 
 type RolloutRow = {
   id: string;
@@ -317,14 +317,17 @@ export class Rollouts {
   /** Drives every running rollout one step: judged, and moved on, rolled back or left to soak. */
   async tick(): Promise<void> {
     const rows = await this.db.query<RolloutRow>("SELECT *, revision::text AS revision FROM rollouts WHERE state = 'running' ORDER BY created_at");
+    const failures: unknown[] = [];
     for (const row of rows) {
       try {
         await this.step(row);
       } catch (error) {
-        if (error instanceof StaleGeneration || (error instanceof Error && "code" in error && (error as { code: unknown }).code === 409)) continue;
-        throw error;
+        // Another hub moved it, or the federation changed meanwhile: judged again next round.
+        if (error instanceof StaleGeneration || (error instanceof ApiError && error.code === 409)) continue;
+        failures.push(error); // one rollout's trouble does not hold the others back
       }
     }
+    if (failures.length > 0) throw failures[0];
   }
 
   private async step(row: RolloutRow): Promise<void> {

@@ -21,6 +21,7 @@ import type { Federation } from "./federation.js";
 import type { IdentityService, PeerCertificate } from "./identity.js";
 import type { Access, Principal, Requirement, Target } from "./principal.js";
 import type { Reports } from "./reports.js";
+import type { Impacts } from "./impact.js";
 import type { Rollouts } from "./rollouts.js";
 import { ApiError } from "./status.js";
 import type { TokenService } from "./tokens.js";
@@ -37,6 +38,7 @@ export interface Hub {
   readonly bundles: BundleService;
   readonly reports: Reports;
   readonly rollouts: Rollouts;
+  readonly impacts: Impacts;
   readonly audit: AuditLog;
   readonly now: () => Date;
 }

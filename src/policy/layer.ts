@@ -3,6 +3,7 @@
  * with built-in policies expanded and every CEL expression compiled. Everything wrong with
  * a layer is reported at once, each problem with its file, line, column and field path.
  */
+import type { RolloutSettings } from "./rollout.js";
 import { PolityError, type Problem, type SourceLocation } from "../errors.js";
 import { resolveBuiltin } from "./library/index.js";
 import type { SourceDocument } from "../source/parse.js";
@@ -45,6 +46,8 @@ export interface Layer {
   readonly teams: readonly LayerTeam[];
   /** Risk rules under which requests for exceptions to its policies are approved without a person. */
   readonly exceptionRules: readonly ExceptionRule[];
+  /** The staged rollout a change of this layer takes, when its Layer document declares one. */
+  readonly rollout?: RolloutSettings;
 }
 
 /** A layer's id in the federation: `global`, `region/<region>` or `cluster/<cluster>`. */
@@ -199,6 +202,7 @@ export function* buildLayerSteps(sources: readonly SourceDocument[], defaults: L
     exceptions: [...exceptions].sort(byName),
     teams: [...teams].sort(byName),
     exceptionRules: spec?.exceptionRules ?? [],
+    ...(spec?.rollout === undefined ? {} : { rollout: spec.rollout }),
   };
 }
 

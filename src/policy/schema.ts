@@ -5,6 +5,7 @@
  * Unknown fields are errors. The types below are the schema's, so they cannot drift.
  */
 import { z } from "zod";
+import { rolloutRequest } from "./rollout.js";
 import { dnsLabelProblems, dnsSubdomainProblems, labelKeyProblems, labelValueProblems, unshowableProblem } from "./names.js";
 
 export const API_VERSION = "polity.dev/v1";
@@ -307,6 +308,8 @@ export const layerDocument = z.strictObject({
        * approved without a person: e.g. a warn policy, a non-production cluster, at most a day.
        */
       exceptionRules: z.array(exceptionRule).optional(),
+      /** How a change of this layer reaches its clusters: stages and gates (README "Staged rollouts"); the apply's own flags win. */
+      rollout: rolloutRequest.optional(),
     })
     .superRefine((spec, ctx) => {
       if (spec.tier === "region" && spec.region === undefined) {

@@ -363,6 +363,20 @@ $$`,
 )`,
       // One rollout at a time on a layer, whichever hub starts it.
       "CREATE UNIQUE INDEX rollouts_one_per_layer ON rollouts (layer_id) WHERE state IN ('running', 'paused')",
+      // The impact of a change: a candidate effective set sent to a cluster's agent, and what it answered.
+      `CREATE TABLE impact_requests (
+  id text PRIMARY KEY,
+  cluster text NOT NULL,
+  -- The candidate set (canonical JSON) and its hash; the set the agent holds is its own.
+  candidate text NOT NULL,
+  candidate_hash text NOT NULL,
+  created_at timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL,
+  sent_at timestamptz,
+  answer jsonb,
+  answered_at timestamptz
+)`,
+      "CREATE INDEX impact_requests_waiting ON impact_requests (cluster, created_at) WHERE answered_at IS NULL",
     ],
   },
 ];

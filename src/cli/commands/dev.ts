@@ -236,7 +236,9 @@ Example:
       io.out(`  # Once it completed: a change that denies what ${second.cluster.name} admitted. Its denial rate jumps, and the rollout rolls itself back:\n`);
       io.out(`  npx polity apply -f ${ex}/changes/deny-unowned-pods.yaml --canary ${second.cluster.name} --soak 60s\n`);
       io.out(`  for i in 1 2 3 4 5 6; do curl -s --cacert ${show(second.caFile)} -H 'content-type: application/json' \\\n      --data @${ex}/reviews/compliant-pod.json ${second.url} >/dev/null; done\n`);
-      io.out(`  npx polity rollout status               # rolled-back, and why (within a few seconds)\n\n`);
+      io.out(`  npx polity rollout status               # rolled-back, and why (within a few seconds)\n`);
+      io.out(`  # Before shipping it again: what it would newly deny among the requests each cluster recorded:\n`);
+      io.out(`  npx polity diff -f ${ex}/changes/deny-unowned-pods.yaml --impact\n\n`);
       io.out(`  # Governance. Acting as people the example teams list (--hub <name>): ${PERSONAS.map((p) => `${p.name} (${p.who})`).join(", ")}.\n`);
       io.out(`  # eve asks for an exception to a global policy; it waits for platform-security, and eve may not approve it herself:\n`);
       io.out(`  npx polity exception request --hub eve --policy pod-security --clusters eu-west-2 --namespaces legacy \\\n      --justification "the legacy batch job runs as root until January" --for 7d\n`);

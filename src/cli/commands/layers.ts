@@ -2,8 +2,10 @@
 import { readFileSync } from "node:fs";
 import type { ApplyResult, DeprecationView, DiffResult, LayerHistory, LayerSummary, LayerVersion } from "../../api/layers.js";
 import { listDocumentFiles, displayPath } from "../../files/read.js";
-import { flag, outputFormat, stringsOption, type Command, type Parsed } from "../command.js";
-import { colors, EXIT, UsageError } from "../io.js";
+import { flag, outputFormat, stringOption, stringsOption, type Command, type Parsed } from "../command.js";
+import { printable } from "../../policy/names.js";
+import { parseDuration } from "../time.js";
+import { colors, EXIT, UsageError, type Io } from "../io.js";
 import { age, changeCall, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
 import { ROLLOUT_HELP, ROLLOUT_OPTIONS, rolloutFromFlags } from "./rollouts.js";
 
@@ -78,41 +80,47 @@ Exit status: 0 when applied (or valid, with --dry-run), 2 when refused or unreac
 export const diffCommand: Command = {
   name: "diff",
   summary: "what applying layer files would do to each cluster's effective policy set",
-  usage: "polity diff -f <file|folder>…",
-  options: { ...HUB_OPTIONS, filename: { type: "string", short: "f", multiple: true } },
+  usage: "polity diff -f <file|folder>… [--impact [--impact-timeout 10s]]",
+  options: { ...HUB_OPTIONS, filename: { type: "string", short: "f", multiple: true }, impact: { type: "boolean" }, "impact-timeout": { type: "string" } },
   help: `Computes, without writing anything, each registered cluster's effective policy set
 with the given layer files applied, and prints per cluster the policies that would be
 added, removed or changed (and which of their fields). A change that would be refused
 prints the refusal instead.
 
+With --impact, also what the change would do: the hub sends each changed cluster's
+candidate set to its agent, which decides its recorded admission requests (its own window:
+the last 24 hours or 100,000 requests, encrypted on its disk; they never leave the cluster)
+under the set it enforces and under the candidate, and answers with the requests newly
+denied, newly allowed and newly warned, per policy and rule, with a few examples named by
+kind, namespace and name. Clusters whose agent does not answer within --impact-timeout are
+named.
+
 Flags:
   -f, --filename <file|folder>   layer files (repeatable)
+      --impact                   ask the agents what the change would do to their recorded requests
+      --impact-timeout <dur>     how long to wait for their answers (default 10s, at most 60s)
 
 ${HUB_HELP}
 
-Example:
+Examples:
   polity diff -f examples/layers/region-eu-west.yaml
+  polity diff -f examples/changes/deny-unowned-pods.yaml --impact
 
 Exit status: 0 when nothing would change, 1 when something would, 2 when the change would be refused.`,
   async run(parsed, io) {
     const format = outputFormat(parsed, ["text", "json"] as const, "text");
-    const result = await hubCall<DiffResult>(endpoint(parsed, io), "POST", "/v1/diff", { files: layerFiles(parsed) });
+    const impact = flag(parsed, "impact");
+    const rawTimeout = stringOption(parsed, "impact-timeout");
+    if (rawTimeout !== undefined && !impact) throw new UsageError("--impact-timeout goes with --impact");
+    const timeoutSeconds = rawTimeout === undefined ? 10 : Math.round(parseDuration(rawTimeout, "--impact-timeout") / 1000);
+    if (timeoutSeconds < 1 || timeoutSeconds > 60) throw new UsageError(`--impact-timeout must be from 1s to 60s, got ${JSON.stringify(rawTimeout)}`);
+    const result = await hubCall<DiffResult>(endpoint(parsed, io), "POST", "/v1/diff", { files: layerFiles(parsed), ...(impact ? { impact: { timeoutSeconds } } : {}) }, { timeoutMs: (timeoutSeconds + 30) * 1000 });
     const changes = result.clusters.filter((x) => x.before !== x.after);
     if (format === "json") {
       io.out(`${JSON.stringify(result, null, 2)}\n`);
       return changes.length === 0 ? EXIT.ok : EXIT.failed;
     }
-    const c = colors(io);
-    for (const layer of result.layers) io.out(`layer ${layer.id}: ${layer.unchanged ? "unchanged" : layer.baseVersion === 0 ? "new" : `changes version ${layer.baseVersion}`}\n`);
-    for (const x of result.clusters) {
-      if (x.before === x.after) continue;
-      io.out(`cluster ${c.bold(x.cluster)}: ${x.before?.slice(0, 19) ?? "(none)"}… → ${x.after.slice(0, 19)}…\n`);
-      for (const p of x.added) io.out(`  ${c.green("+")} ${p}\n`);
-      for (const p of x.removed) io.out(`  ${c.red("-")} ${p}\n`);
-      for (const p of x.changed) io.out(`  ${c.yellow("~")} ${p.policy} (${p.fields.join(", ")})\n`);
-      if (x.exceptions.before !== x.exceptions.after) io.out(`  ${c.yellow("~")} exceptions ${x.exceptions.before} → ${x.exceptions.after}\n`);
-    }
-    io.out(`${changes.length} of ${result.clusters.length} cluster${result.clusters.length === 1 ? "" : "s"} would change\n`);
+    printDiff(io, result, timeoutSeconds);
     return changes.length === 0 ? EXIT.ok : EXIT.failed;
   },
 };
@@ -231,3 +239,32 @@ Example:
   },
 };
 
+/** A diff as text: per cluster, the policies added, removed and changed, and, when asked, the impact its agent answered. */
+export function printDiff(io: Io, result: DiffResult, timeoutSeconds: number): void {
+  const changes = result.clusters.filter((x) => x.before !== x.after);
+  const c = colors(io);
+  for (const layer of result.layers) io.out(`layer ${layer.id}: ${layer.unchanged ? "unchanged" : layer.baseVersion === 0 ? "new" : `changes version ${layer.baseVersion}`}\n`);
+  for (const x of result.clusters) {
+    if (x.before === x.after) continue;
+    io.out(`cluster ${c.bold(x.cluster)}: ${x.before?.slice(0, 19) ?? "(none)"}… → ${x.after.slice(0, 19)}…\n`);
+    for (const p of x.added) io.out(`  ${c.green("+")} ${p}\n`);
+    for (const p of x.removed) io.out(`  ${c.red("-")} ${p}\n`);
+    for (const p of x.changed) io.out(`  ${c.yellow("~")} ${p.policy} (${p.fields.join(", ")})\n`);
+    if (x.exceptions.before !== x.exceptions.after) io.out(`  ${c.yellow("~")} exceptions ${x.exceptions.before} → ${x.exceptions.after}\n`);
+    const answer = result.impact?.clusters.find((i) => i.cluster === x.cluster);
+    if (answer === undefined) continue;
+    const i = answer.impact;
+    if (i === null) {
+      io.out(`  impact: ${c.yellow("its agent did not answer in time")}\n`);
+      continue;
+    }
+    io.out(`  impact over ${i.requests} recorded request${i.requests === 1 ? "" : "s"}: ${i.newlyDenied} newly denied, ${i.newlyAllowed} newly allowed, ${i.newlyWarned} newly warned${i.undecidable > 0 ? `, ${i.undecidable} undecidable` : ""}\n`);
+    for (const r of i.byRule) {
+      const counts = [r.newlyDenied > 0 ? c.red(`${r.newlyDenied} newly denied`) : "", r.newlyAllowed > 0 ? c.green(`${r.newlyAllowed} newly allowed`) : "", r.newlyWarned > 0 ? c.yellow(`${r.newlyWarned} newly warned`) : ""].filter((t) => t !== "").join(", ");
+      const examples = r.examples.map((e) => `${e.kind} ${[e.namespace, e.name].filter((t) => t !== null).map((t) => printable(t)).join("/")}`).join(", ");
+      io.out(`    ${printable(r.policy)}/${printable(r.rule)}: ${counts}${examples === "" ? "" : ` (e.g. ${examples})`}\n`);
+    }
+  }
+  if (result.impact !== undefined && result.impact.unanswered.length > 0) io.out(`no impact from ${result.impact.unanswered.join(", ")}: their agents did not answer within ${timeoutSeconds}s\n`);
+  io.out(`${changes.length} of ${result.clusters.length} cluster${result.clusters.length === 1 ? "" : "s"} would change\n`);
+}

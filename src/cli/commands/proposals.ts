@@ -2,10 +2,12 @@
 import type { ProposalView } from "../../api/proposals.js";
 import { PROPOSAL_STATES } from "../../api/proposals.js";
 import { printable } from "../../policy/names.js";
-import { outputFormat, stringOption, type Command, type Parsed } from "../command.js";
+import { flag, outputFormat, stringOption, type Command, type Parsed } from "../command.js";
 import { EXIT, UsageError, type Io } from "../io.js";
 import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
-import { layerFiles } from "./layers.js";
+import type { DiffResult } from "../../api/layers.js";
+import { parseDuration } from "../time.js";
+import { layerFiles, printDiff } from "./layers.js";
 import { ROLLOUT_HELP, ROLLOUT_OPTIONS, rolloutFromFlags } from "./rollouts.js";
 
 function describe(p: ProposalView): string {
@@ -104,16 +106,35 @@ export const proposalApplyCommand = actCommand("apply");
 export const proposalShowCommand: Command = {
   name: "proposal show",
   summary: "one proposal: its diff, the approvals it needs and has, and its files with -o json",
-  usage: "polity proposal show <id> [-o text|json]",
-  options: { ...HUB_OPTIONS },
-  help: `Shows one proposal.
+  usage: "polity proposal show <id> [--impact [--impact-timeout 10s]] [-o text|json]",
+  options: { ...HUB_OPTIONS, impact: { type: "boolean" }, "impact-timeout": { type: "string" } },
+  help: `Shows one proposal. With --impact, also what it would do, as 'polity diff --impact' says
+it: each changed cluster's agent decides its recorded requests under the proposal, and
+answers what would be newly denied, allowed and warned (clusters that do not answer within
+--impact-timeout are named).
 
 ${HUB_HELP}
 
 Example:
   polity proposal show 3f9c0a1b2c4d`,
   async run(parsed, io) {
-    return print(io, parsed, await hubCall<ProposalView>(endpoint(parsed, io), "GET", `/v1/proposals/${encodeURIComponent(oneId(parsed))}`));
+    const ep = endpoint(parsed, io);
+    const view = await hubCall<ProposalView>(ep, "GET", `/v1/proposals/${encodeURIComponent(oneId(parsed))}`);
+    const rawTimeout = stringOption(parsed, "impact-timeout");
+    if (!flag(parsed, "impact")) {
+      if (rawTimeout !== undefined) throw new UsageError("--impact-timeout goes with --impact");
+      return print(io, parsed, view);
+    }
+    const timeoutSeconds = rawTimeout === undefined ? 10 : Math.round(parseDuration(rawTimeout, "--impact-timeout") / 1000);
+    if (timeoutSeconds < 1 || timeoutSeconds > 60) throw new UsageError(`--impact-timeout must be from 1s to 60s, got ${JSON.stringify(rawTimeout)}`);
+    const diff = await hubCall<DiffResult>(ep, "POST", "/v1/diff", { files: view.files ?? [], impact: { timeoutSeconds } }, { timeoutMs: (timeoutSeconds + 30) * 1000 });
+    if (outputFormat(parsed, ["text", "json"] as const, "text") === "json") {
+      io.out(`${JSON.stringify({ ...view, impact: diff.impact }, null, 2)}\n`);
+      return EXIT.ok;
+    }
+    io.out(describe(view));
+    printDiff(io, diff, timeoutSeconds);
+    return EXIT.ok;
   },
 };
 

@@ -1,5 +1,6 @@
 /** What agents ask and tell: their bundle (a long poll), their status, their decision logs; and those logs, read back. */
 import { decisionBatch, statusReport } from "../../api/agent.js";
+import { impactAnswer } from "../../api/impact.js";
 import { BUNDLE_MEDIA_TYPE } from "../../bundle/index.js";
 import { route, type Answer } from "../route.js";
 import { ApiError } from "../status.js";
@@ -57,6 +58,33 @@ export const AGENT_ROUTES = [
     async handle(hub, call) {
       const { cluster, region } = callingCluster(call);
       return { status: 202, body: await hub.reports.storeDecisions(cluster, region, call.body) };
+    },
+  }),
+  route({
+    method: "GET",
+    path: "/v1/agent/impact",
+    summary: "The next impact request for the calling cluster's agent (a candidate effective set to evaluate its recorded requests against); ?wait=<seconds> (at most 60) long-polls; 204 when there is none.",
+    access: { kind: "agent", why: "impact requests are for a cluster's agent" },
+    async handle(hub, call): Promise<Answer> {
+      const { cluster } = callingCluster(call);
+      const wait = Math.min(60, Math.max(0, Number(call.query.wait ?? 0) || 0));
+      const next = await hub.impacts.next(cluster, wait * 1000, call.signal);
+      return next === undefined ? { status: 204, body: "" } : { body: next };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/agent/impact/:id",
+    summary: "An agent's answer to an impact request it was sent: newly denied, allowed and warned requests per policy and rule over its window, with a few examples.",
+    access: { kind: "agent", why: "impact is reported by a cluster's agent" },
+    bodyLimit: 1024 * 1024,
+    body: impactAnswer,
+    async handle(hub, call) {
+      const { cluster } = callingCluster(call);
+      const id = call.params.id!;
+      if (!/^[0-9a-f]{16}$/.test(id)) throw new ApiError(400, "BadRequest", `${JSON.stringify(id)} is not an impact request id (16 hex digits)`);
+      await hub.impacts.answer(cluster, id, call.body);
+      return { status: 204, body: "" };
     },
   }),
   route({

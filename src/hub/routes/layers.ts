@@ -236,7 +236,10 @@ export const LAYER_ROUTES: Route[] = [
       const change = { kind: "layers", layers } as const;
       const plan = engine("the change is refused", () => hub.changes.plan(change));
       const context = auditContext(call);
-      const staged = call.body.rollout;
+      // The apply's own stages, or those the one layer it changes declares (none when it reaches no cluster yet).
+      const changed = plan.layers.filter((l) => !l.unchanged);
+      const declared = changed.length === 1 && plan.affected.some((a) => a.before !== a.after.hash) ? changed[0]!.layer?.rollout : undefined;
+      const staged = call.body.rollout ?? declared;
       if (staged !== undefined && dryRun) hub.rollouts.preview(staged, plan);
       let rollout: string | null = null;
       let written: readonly { id: string; version: number }[] = [];
@@ -260,16 +263,25 @@ export const LAYER_ROUTES: Route[] = [
   route({
     method: "POST",
     path: "/v1/diff",
-    summary: "What applying layer files would do to each registered cluster's effective policy set: policies added, removed and changed.",
+    summary:
+      "What applying layer files would do to each registered cluster's effective policy set: policies added, removed and changed; with impact, what it would newly deny, allow and warn among each cluster's recorded requests, as its agent answers.",
     // A diff changes nothing: whoever may read the layers may ask what a change would do.
     access: { kind: "access", access: "read", layers: true },
     body: diffRequest,
     bodyLimit: 32 * 1024 * 1024,
     prepare: (_hub, call) => parseLayers(call.body.files),
     targets: (hub, call, layers) => layerTargets(hub, call, layers),
-    async handle(hub, _call, layers) {
+    async handle(hub, call, layers) {
       const plan = engine("the change is refused", () => hub.changes.plan({ kind: "layers", layers }));
+      const asked = call.body.impact;
+      let impact: DiffResult["impact"];
+      if (asked !== undefined) {
+        const changed = plan.affected.filter((a) => a.before !== a.after.hash).map((a) => ({ cluster: a.cluster, set: a.after }));
+        const clusters = await hub.impacts.ask(changed, asked.timeoutSeconds * 1000, call.signal);
+        impact = { clusters, unanswered: clusters.filter((c) => c.impact === null).map((c) => c.cluster) };
+      }
       const body: DiffResult = {
+        ...(impact === undefined ? {} : { impact }),
         layers: plan.layers.map((c) => ({ id: c.id, unchanged: c.unchanged, baseVersion: c.baseVersion })),
         clusters: plan.affected.map((a) => {
           let before: EffectivePolicySet | undefined;
