@@ -99,7 +99,8 @@ function namespaceMinor(mode: PodSecurityMode, floorMinor: number): string {
   const key = `'pod-security.kubernetes.io/${mode}-version'`;
   const value = `variables.nsPodSecurityLabels[${key}]`;
   // Up to 18 digits fit an int; upstream's Atoi fails beyond, and so means latest too.
-  return `!(${key} in variables.nsPodSecurityLabels) ? ${floorMinor} : ${value}.matches('^v1[.](0|[1-9][0-9]{0,17})$') ? cel.bind(asked, int(${value}.substring(3)), asked > ${LATEST_MINOR} ? ${LATEST_MINOR} : asked) : ${LATEST_MINOR}`;
+  // (split, not substring: the compiled evaluator has it, so the policy never falls back to the reference one.)
+  return `!(${key} in variables.nsPodSecurityLabels) ? ${floorMinor} : ${value}.matches('^v1[.](0|[1-9][0-9]{0,17})$') ? cel.bind(asked, int(${value}.split('.')[1]), asked > ${LATEST_MINOR} ? ${LATEST_MINOR} : asked) : ${LATEST_MINOR}`;
 }
 
 /** For each level and minor version, which variant of `check` runs (its index), or -1. */
