@@ -32,6 +32,8 @@ import { DecisionLogPlugin } from "./logs/plugin.js";
 import { NamespacesPlugin, NO_KUBE_MESSAGE, noKubeHealth } from "./namespaces.js";
 import { LoopErrors, type Plugin } from "./plugin.js";
 import type { KubeAccess } from "../kube/index.js";
+import type { SecretName } from "../kube/identity-secret.js";
+import { IdentitySecretSync } from "./identity/secret.js";
 import { StatusPlugin } from "./status.js";
 import { startWebhook, type Counters } from "./webhook.js";
 
@@ -61,6 +63,8 @@ export interface AgentOptions {
   readonly logs?: Partial<LogOptions>;
   /** The cluster's API server (src/kube/config.ts); without one the agent knows no namespace labels. */
   readonly kube?: KubeAccess;
+  /** With `kube`: the Secret that keeps the identity too, so that a rescheduled pod resumes with it. */
+  readonly identitySecret?: SecretName;
   /** How long a decision waits to read a namespace its cache does not hold (default 2 s). */
   readonly namespaceFetchTimeoutMs?: number;
   /** The agent's clock, for everything it dates or compares with a date (default: the system's). */
@@ -82,8 +86,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const log = options.log ?? silentLog;
   const host = options.webhookHost ?? "127.0.0.1";
 
+  // The identity in a Secret, when there is one: restored before it is loaded.
+  const identitySecret = options.kube === undefined || options.identitySecret === undefined ? undefined : new IdentitySecretSync(options.kube, options.identitySecret, options.cluster, log);
+  await identitySecret?.restore(options.dataDir);
+
   // What the loops share.
   const credentials = new AgentCredentials(options.dataDir, options.cluster, options.hubUrl);
+  identitySecret?.follow(credentials);
   const errors = new LoopErrors(now, log);
   // The high-water mark lives beside the identity, not the bundles it guards.
   const highWater = new HighWaterMark(join(options.dataDir, "identity", "bundle-high-water.json"));
@@ -101,7 +110,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health() });
   const namespaces = options.kube === undefined ? undefined : new NamespacesPlugin(options.kube, log, now, options.namespaceFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.namespaceFetchTimeoutMs });
   const plugins: readonly Plugin[] = [identity, bundles, logs, status, ...(namespaces === undefined ? [] : [namespaces])];
-  const kube = () => namespaces?.health() ?? noKubeHealth();
+  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null });
   const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, kube });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
@@ -128,6 +137,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         server.closeAllConnections();
       });
       for (const plugin of plugins) await plugin.stop?.();
+      await identitySecret?.flushed();
     },
   };
 }
