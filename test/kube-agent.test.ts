@@ -160,7 +160,7 @@ interface Health {
   readonly bundleVersion: number | null;
   readonly errors: Record<string, string>;
   readonly enrolled: boolean;
-  readonly kube: { source: string; server: string | null; message: string; lease: { leader: boolean; holder: string | null; identity: string } | null; identitySecret: { secret: string; inSync: boolean; lastError: string | null } | null; namespaces: { synced: boolean; objects: number; lists: number; watches: number; malformed: number; fetches: number } | null };
+  readonly kube: { source: string; server: string | null; message: string; webhookConfiguration?: unknown; lease: { leader: boolean; holder: string | null; identity: string } | null; identitySecret: { secret: string; inSync: boolean; lastError: string | null } | null; namespaces: { synced: boolean; objects: number; lists: number; watches: number; malformed: number; fetches: number } | null };
 }
 const health = async (agent: Agent) => (await https(agent, "GET", "/healthz")).json as Health;
 
@@ -440,6 +440,39 @@ describe("two replicas sharing one identity", () => {
       await eventually("the other replica leads", async () => (await health(other)).kube.lease?.leader === true, 10_000);
     } finally {
       for (const agent of agents) await agent.stop();
+    }
+  }, 60_000);
+});
+
+describe("the agent's own webhook registration", () => {
+  it("keeps the ValidatingWebhookConfiguration with its CA and rules only for what its bundle's policies match, following layer changes", async () => {
+    const agent = await spawnAgent("registering", ["--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig-registering")), "--register-webhook", "polity-system/polity-agent"]);
+    type Config = { webhooks: { clientConfig: { caBundle: string; service: unknown }; rules: { apiGroups: string[]; resources: string[] }[] }[] };
+    const config = () => api.get("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "polity") as Config | undefined;
+    try {
+      const applied = await eventually("the configuration", () => config()).catch((error: unknown) => { throw new Error(`${String(error)}\n${agent.output()}`); });
+      const webhook = applied.webhooks[0]!;
+      expect(Buffer.from(webhook.clientConfig.caBundle, "base64").toString("utf8")).toBe(agent.caPem);
+      expect(webhook.clientConfig.service).toEqual({ namespace: "polity-system", name: "polity-agent", path: "/validate", port: 443 });
+      const resources = (c: Config) => c.webhooks[0]!.rules.flatMap((r) => r.resources).sort();
+      expect(resources(applied)).toEqual(["cronjobs", "daemonsets", "deployments", "jobs", "pods", "podtemplates", "replicasets", "replicationcontrollers", "statefulsets"]);
+      // A policy on ConfigMaps reaches the agent in its next bundle, and its registration with it.
+      const withConfigMaps = { name: GLOBAL.name, content: `${GLOBAL.content}---
+apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: configmap-size, owner: platform-security }
+spec:
+  domain: workload-security
+  match: { kinds: [ConfigMap] }
+  validations: [{ name: small, expression: "!has(object.data) || size(object.data) < 100" }]
+  enforcement: deny
+` };
+      await call(hub.admin, "POST", "/v1/apply", { files: [withConfigMaps] });
+      await eventually("configmaps registered", () => (resources(config()!).includes("configmaps") ? true : undefined), 20_000);
+      expect((await health(agent)).kube).toMatchObject({ webhookConfiguration: { applied: true, lastError: null } });
+      await call(hub.admin, "POST", "/v1/apply", { files: [GLOBAL] });
+    } finally {
+      await agent.stop();
     }
   }, 60_000);
 });

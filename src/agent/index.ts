@@ -35,6 +35,8 @@ import type { KubeAccess } from "../kube/index.js";
 import type { SecretName } from "../kube/identity-secret.js";
 import { IdentitySecretSync } from "./identity/secret.js";
 import { LeaderElection } from "../kube/lease.js";
+import { WebhookRegistration, webhookConfiguration, webhookRules } from "../kube/webhook-config.js";
+import { sleep } from "./plugin.js";
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { StatusPlugin } from "./status.js";
@@ -73,6 +75,12 @@ export interface AgentOptions {
    * cluster (status reports; scans and reports): the others serve the webhook only.
    */
   readonly lease?: { readonly namespace: string; readonly name: string };
+  /**
+   * With `kube`: keep the ValidatingWebhookConfiguration `polity` (by the leader): caBundle
+   * the webhook's CA, rules for what the bundle's policies match, the API server reaching
+   * the webhook through this Service.
+   */
+  readonly registerWebhook?: { readonly namespace: string; readonly name: string };
   /** How long a decision waits to read a namespace its cache does not hold (default 2 s). */
   readonly namespaceFetchTimeoutMs?: number;
   /** The agent's clock, for everything it dates or compares with a date (default: the system's). */
@@ -125,7 +133,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health(), leader });
   const namespaces = options.kube === undefined ? undefined : new NamespacesPlugin(options.kube, log, now, options.namespaceFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.namespaceFetchTimeoutMs });
   const plugins: readonly Plugin[] = [identity, bundles, logs, status, ...(namespaces === undefined ? [] : [namespaces])];
-  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null, lease: election?.health() ?? null });
+  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null, lease: election?.health() ?? null, webhookConfiguration: registration?.health() ?? null });
   const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, kube });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
@@ -134,7 +142,22 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const port = typeof address === "object" && address !== null ? address.port : (options.webhookPort ?? 9443);
 
   const stop = new AbortController();
-  const running = [...plugins.map((plugin) => plugin.run(stop.signal)), ...(election === undefined ? [] : [election.run(stop.signal)])];
+  const registration = options.kube === undefined || options.registerWebhook === undefined ? undefined : new WebhookRegistration(options.kube);
+  const register = async (signal: AbortSignal) => {
+    while (!signal.aborted) {
+      const active = bundle.current;
+      if (registration !== undefined && options.registerWebhook !== undefined && active !== undefined && leader()) {
+        const configuration = webhookConfiguration({ cluster: options.cluster, caPem: certificate.caPem, target: options.registerWebhook, failurePolicy: "Fail", rules: webhookRules(active.set) });
+        try {
+          if (await registration.apply(configuration)) log.info("ValidatingWebhookConfiguration polity applied", { bundleVersion: active.metadata.version });
+        } catch (error) {
+          log.warn(error instanceof Error ? error.message : String(error));
+        }
+      }
+      await sleep(1000, signal);
+    }
+  };
+  const running = [...(registration === undefined ? [] : [register(stop.signal)]), ...plugins.map((plugin) => plugin.run(stop.signal)), ...(election === undefined ? [] : [election.run(stop.signal)])];
   log.info("agent started", { cluster: options.cluster, webhook: `https://${host}:${port}/validate`, bundleVersion: bundle.current?.metadata.version ?? null, kube: kube().source, kubeServer: kube().server });
   if (namespaces === undefined) log.info(NO_KUBE_MESSAGE);
 

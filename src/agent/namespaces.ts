@@ -25,6 +25,8 @@ export interface KubeHealth {
   readonly identitySecret?: IdentitySecretHealth | null;
   /** The Lease choosing the replica that does the work done once per cluster; null without one. */
   readonly lease?: LeaseHealth | null;
+  /** The ValidatingWebhookConfiguration the agent keeps; null when it keeps none. */
+  readonly webhookConfiguration?: { readonly applied: boolean; readonly lastError: string | null } | null;
 }
 
 export const NO_KUBE_MESSAGE =

@@ -28,6 +28,7 @@ export const agentCommand: Command = {
     kubeconfig: { type: "string" },
     "identity-secret": { type: "string" },
     lease: { type: "string" },
+    "register-webhook": { type: "string" },
   },
   help: `Runs the agent of one cluster. At its first start it enrols with a join token (its key is
 made here and never leaves); afterwards its identity, its last good bundle and its decision
@@ -66,6 +67,11 @@ Replicas sharing one identity serve the webhook alike; the work done once per cl
 polity-agent in the agent's namespace unless --lease names another; elsewhere only with
 --lease. /healthz shows kube.lease (leader, holder).
 
+With --register-webhook <namespace>/<service> the leader keeps the
+ValidatingWebhookConfiguration polity itself (server-side apply): caBundle the webhook's
+CA, rules only for what its bundle's policies match (updated with every bundle), the system
+namespaces and polity-system exempt, failure policy Fail.
+
 Exits with status 2 and the reason when it cannot start as asked: a data folder holding
 another cluster's identity, a --listen address in use, or a Kubernetes configuration that
 cannot be used (a missing file, a plain-HTTP server, insecure-skip-tls-verify).
@@ -92,6 +98,9 @@ Flags:
                                   polity-agent-identity in the agent's namespace)
       --lease [<ns>/]<name>       the Lease for work done once per cluster (in a cluster:
                                   default polity-agent in the agent's namespace)
+      --register-webhook <ns>/<service>
+                                  keep the ValidatingWebhookConfiguration, pointing at that
+                                  Service
       --decision-log-limit <MiB>  decision logs kept on disk while the hub cannot take them
                                   (default 64); past it the oldest are dropped, and counted
 
@@ -132,6 +141,14 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       if (typeof where === "string") throw new UsageError(`--lease: ${where.replace("Secret", "Lease")}`);
       lease = where;
     }
+    const registerFlag = stringOption(parsed, "register-webhook");
+    let registerWebhook: SecretName | undefined;
+    if (registerFlag !== undefined) {
+      if (kube === undefined) throw new UsageError("--register-webhook needs a Kubernetes API server (--kubeconfig, KUBECONFIG or in-cluster)");
+      const where = registerFlag.includes("/") ? parseSecretName(registerFlag, kube.namespace) : "give <namespace>/<service>";
+      if (typeof where === "string") throw new UsageError(`--register-webhook: ${where.replace("Secret", "Service")}`);
+      registerWebhook = where;
+    }
     const enrolled = existsSync(join(dataDir, "identity", "identity.json"));
     if (!enrolled && (joinToken === undefined || caFile === undefined)) {
       // A rescheduled pod: its identity may be in its Secret.
@@ -168,6 +185,7 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       ...(kube === undefined ? {} : { kube }),
       ...(identitySecret === undefined ? {} : { identitySecret }),
       ...(lease === undefined ? {} : { lease }),
+      ...(registerWebhook === undefined ? {} : { registerWebhook }),
       now,
       log: jsonLog(`agent/${cluster}`, now),
     }).catch((error: unknown) => {
