@@ -476,3 +476,66 @@ spec:
     }
   }, 60_000);
 });
+
+describe("Pod Security labels of namespaces, within a locked floor, through the agent", () => {
+  const PSA_LAYER = {
+    name: "global.yaml",
+    content: `apiVersion: polity.dev/v1
+kind: Layer
+metadata: { name: global }
+spec: { tier: global, owners: [platform-security] }
+---
+apiVersion: polity.dev/v1
+kind: Team
+metadata: { name: platform-security }
+spec: { members: [sam@example.com] }
+---
+apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: pod-security, owner: platform-security }
+spec:
+  builtin: pod-security/baseline
+  podSecurity: { namespaceLabels: enforce }
+  enforcement: deny
+  locked: true
+`,
+  };
+
+  /** The example pod in `namespace`, its container's securityContext replaced. */
+  async function decidePod(agent: Agent, namespace: string, securityContext: Record<string, unknown>): Promise<{ allowed: boolean; message?: string }> {
+    const body = JSON.parse(PRIVILEGED) as { request: { uid: string; namespace: string; object: { metadata: { namespace: string }; spec: { containers: { securityContext?: unknown }[] } } } };
+    body.request.uid = `00000000-0000-0000-0001-${String(++uid).padStart(12, "0")}`;
+    body.request.namespace = namespace;
+    body.request.object.metadata.namespace = namespace;
+    body.request.object.spec.containers[0]!.securityContext = securityContext;
+    const response = ((await https(agent, "POST", "/validate", JSON.stringify(body))).json as { response: { allowed: boolean; status?: { message: string } } }).response;
+    return { allowed: response.allowed, ...(response.status === undefined ? {} : { message: response.status.message }) };
+  }
+
+  it("lets a namespace ask for restricted above the baseline floor, never for less, and takes an invalid level as restricted", async () => {
+    const psaHub = await hubs.startCopy("kube-psa");
+    await call(psaHub.admin, "POST", "/v1/apply", { files: [PSA_LAYER] });
+    await call(psaHub.admin, "POST", "/v1/clusters", { name: CLUSTER, region: "eu-west", labels: { env: "prod" } });
+    for (const [name, level] of [["psa-restricted", "restricted"], ["psa-privileged", "privileged"], ["psa-bogus", "Restricted"]] as const) {
+      api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name, labels: { "pod-security.kubernetes.io/enforce": level } } });
+    }
+    const agent = await spawnAgent("psa", ["--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig-psa"))], {}, { at: psaHub });
+    try {
+      await eventually("a bundle and the namespaces", async () => {
+        const h = await health(agent);
+        return h.bundleVersion !== null && h.kube.namespaces?.synced === true;
+      });
+      // Baseline, not restricted: allowed where the floor alone applies.
+      expect(await decidePod(agent, "psa-privileged", {})).toEqual({ allowed: true });
+      expect(await decidePod(agent, "shop-dev", {})).toEqual({ allowed: true });
+      const restricted = await decidePod(agent, "psa-restricted", {});
+      expect(restricted.allowed).toBe(false);
+      expect(restricted.message).toMatch(/^denied by Polity: pod-security: allowPrivilegeEscalation != false \(container "shell" must set securityContext.allowPrivilegeEscalation=false\)/);
+      expect((await decidePod(agent, "psa-bogus", {})).allowed).toBe(false);
+      // privileged asked under a baseline floor: the floor still denies a privileged container.
+      expect(await decidePod(agent, "psa-privileged", { privileged: true })).toEqual({ allowed: false, message: 'denied by Polity: pod-security: privileged (container "shell" must not set securityContext.privileged=true)' });
+    } finally {
+      await agent.stop();
+    }
+  }, 60_000);
+});
