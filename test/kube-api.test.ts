@@ -221,6 +221,25 @@ describe("the namespace informer", () => {
   });
 });
 
+describe("reads of namespaces the cache does not hold", () => {
+  it("are bounded: a burst naming namespaces that do not exist makes at most 8 reads at once, and a 404 is not read again for a while", async () => {
+    api.fail({ path: /^\/api\/v1\/namespaces\/burst-/, times: Infinity, action: { kind: "slow", delayMs: 300 } });
+    const cache = new NamespaceCache(access, quiet);
+    const since = api.requests.length;
+    try {
+      const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => cache.lookup(`burst-${i}`)));
+      expect(answers.every((a) => a.unknown !== undefined && a.namespace === undefined)).toBe(true);
+      expect(answers.filter((a) => /reads of namespaces are already waiting/.test(a.unknown ?? ""))).toHaveLength(42);
+      expect(api.requests.slice(since).filter((r) => r.path.startsWith("/api/v1/namespaces/burst-"))).toHaveLength(8);
+      const again = await cache.lookup("burst-0");
+      expect(again.unknown).toMatch(/does not know it \(404\)$/);
+      expect(api.requests.slice(since).filter((r) => r.path === "/api/v1/namespaces/burst-0")).toHaveLength(1);
+    } finally {
+      api.clearFaults();
+    }
+  });
+});
+
 describe("leader election on a Lease", () => {
   const candidate = (identity: string) =>
     new LeaderElection(access, { namespace: "leases", name: "polity-agent", identity, leaseDurationMs: 1500, renewDeadlineMs: 1000, retryPeriodMs: 150 }, quiet);
