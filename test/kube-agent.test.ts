@@ -160,7 +160,7 @@ interface Health {
   readonly bundleVersion: number | null;
   readonly errors: Record<string, string>;
   readonly enrolled: boolean;
-  readonly kube: { source: string; server: string | null; message: string; webhookConfiguration?: unknown; lease: { leader: boolean; holder: string | null; identity: string } | null; identitySecret: { secret: string; inSync: boolean; lastError: string | null } | null; namespaces: { synced: boolean; objects: number; lists: number; watches: number; malformed: number; fetches: number } | null };
+  readonly kube: { source: string; server: string | null; message: string; webhookConfiguration?: unknown; lease: { leader: boolean; holder: string | null; identity: string } | null; identitySecret: { secret: string; inSync: boolean; lastError: string | null } | null; namespaces: { synced: boolean; objects: number; resourceVersion: string | null; lists: number; watches: number; malformed: number; fetches: number } | null };
 }
 const health = async (agent: Agent) => (await https(agent, "GET", "/healthz")).json as Health;
 
@@ -260,7 +260,14 @@ describe("an agent with a kubeconfig for its cluster", () => {
     const faults: (() => void)[] = [
       () => api.dropWatches({ midEvent: true }),
       () => {
+        // History compacted past where the informer was: its watch gets a 410 Expired event.
+        api.fail({ path: /^\/api\/v1\/namespaces$/, watch: true, times: 1, action: { kind: "hang-up" } });
+        api.dropWatches();
+        api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "while-down", labels: { env: "prod" } } });
         api.compact();
+      },
+      () => {
+        api.fail({ path: /^\/api\/v1\/namespaces$/, watch: true, times: 1, action: { kind: "status", code: 410 } });
         api.dropWatches();
       },
       () => {
@@ -286,13 +293,16 @@ describe("an agent with a kubeconfig for its cluster", () => {
     api.clearFaults();
     // It recovers: a new label reaches it by a watch again, and it says what happened.
     api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "after-faults", labels: { env: "prod" } } });
-    await eventually("the cache in step again", async () => (await health(agent)).kube.namespaces!.objects >= 5, 30_000);
+    // In step again: the cache's resourceVersion reaches the server's (events and bookmarks by a watch).
+    await eventually("the cache in step again", async () => (await health(agent)).kube.namespaces!.resourceVersion === api.resourceVersion, 30_000);
     const after = (await health(agent)).kube.namespaces!;
     expect(after.lists).toBeGreaterThan(before.lists);
     expect(after.watches).toBeGreaterThan(before.watches);
     expect(agent.child.exitCode).toBeNull();
     expect(agent.output()).toMatch(/"msg":"namespaces (list|watch): /);
     expect((await decide(agent, "after-faults")).allowed).toBe(false);
+    // Known from the watch, not from a read on the decision's path.
+    expect((await health(agent)).kube.namespaces!.fetches).toBe(after.fetches);
   }, 60_000);
 });
 
