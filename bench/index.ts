@@ -10,6 +10,7 @@ import { benchAudit } from "./audit.js";
 import { benchHub } from "./hub.js";
 import { benchImpact } from "./impact.js";
 import { benchLayering } from "./layering.js";
+import { benchNamespaces } from "./namespaces.js";
 import { benchRollout } from "./rollout.js";
 
 const only = process.argv.slice(2);
@@ -20,6 +21,8 @@ console.log(`Polity benchmarks: node ${process.version}, ${cpus().length} CPU(s)
 const settle = () => (globalThis as { gc?: () => void }).gc?.();
 
 if (want("decision")) benchDecision();
+settle();
+if (want("namespaces")) benchNamespaces();
 settle();
 if (want("layering")) benchLayering();
 settle();

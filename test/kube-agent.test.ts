@@ -94,21 +94,26 @@ async function eventually<T>(what: string, probe: () => Promise<T | undefined | 
 interface Agent {
   readonly child: ChildProcess;
   readonly url: string;
+  readonly dataDir: string;
   readonly caPem: string;
   output(): string;
   stop(): Promise<void>;
 }
 
-/** The real `polity agent`, enrolled with a fresh join token, with `env` (KUBECONFIG…) and `args`. */
-async function spawnAgent(name: string, args: readonly string[], env: Record<string, string> = {}): Promise<Agent> {
+/**
+ * The real `polity agent` of `at` (default: the file's hub), enrolled with a fresh join
+ * token unless `enrol` is false, with `env` (KUBECONFIG…) and `args`.
+ */
+async function spawnAgent(name: string, args: readonly string[], env: Record<string, string> = {}, options: { enrol?: boolean; at?: TestHub } = {}): Promise<Agent> {
   const buildError = inject("distBuildError");
   if (buildError !== null) throw new Error(buildError);
+  const at = options.at ?? hub;
   const dataDir = join(dir, name);
-  const caFile = join(dir, "hub-ca.pem");
-  writeFileSync(caFile, hub.hub.caPem);
-  const token = await joinToken(hub, CLUSTER);
+  const caFile = join(dir, `${name}-hub-ca.pem`);
+  writeFileSync(caFile, at.hub.caPem);
+  const enrol = options.enrol === false ? [] : ["--ca", caFile, "--join-token", await joinToken(at, CLUSTER)];
   const { DATABASE_URL: _d, KUBECONFIG: _k, KUBERNETES_SERVICE_HOST: _h, ...base } = process.env;
-  const child = spawn(process.execPath, [BIN, "agent", "--hub", hub.hub.url, "--cluster", CLUSTER, "--data", dataDir, "--listen", "127.0.0.1:0", "--poll-wait", "2", "--ca", caFile, "--join-token", token, ...args], {
+  const child = spawn(process.execPath, [BIN, "agent", "--hub", at.hub.url, "--cluster", CLUSTER, "--data", dataDir, "--listen", "127.0.0.1:0", "--poll-wait", "2", ...enrol, ...args], {
     env: { ...base, NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -120,6 +125,7 @@ async function spawnAgent(name: string, args: readonly string[], env: Record<str
   return {
     child,
     url,
+    dataDir,
     caPem: readFileSync(join(dataDir, "webhook", "ca.pem"), "utf8"),
     output: () => out,
     async stop() {
@@ -153,7 +159,8 @@ function https(agent: Agent, method: string, path: string, body?: string): Promi
 interface Health {
   readonly bundleVersion: number | null;
   readonly errors: Record<string, string>;
-  readonly kube: { source: string; server: string | null; message: string; namespaces: { synced: boolean; fresh: boolean; objects: number; lists: number; watches: number; malformed: number; fetches: number } | null };
+  readonly enrolled: boolean;
+  readonly kube: { source: string; server: string | null; message: string; webhookConfiguration?: unknown; lease: { leader: boolean; holder: string | null; identity: string } | null; identitySecret: { secret: string; inSync: boolean; lastError: string | null } | null; namespaces: { synced: boolean; fresh: boolean; objects: number; resourceVersion: string | null; lists: number; watches: number; malformed: number; fetches: number } | null };
 }
 const health = async (agent: Agent) => (await https(agent, "GET", "/healthz")).json as Health;
 
@@ -254,11 +261,15 @@ describe("an agent with a kubeconfig for its cluster", () => {
     const faults: (() => void)[] = [
       () => api.dropWatches({ midEvent: true }),
       () => {
-        // The watch down, a change it misses, and the history compacted: its resume is a 410.
+        // History compacted past where the informer was: its watch gets a 410 Expired event.
+        api.fail({ path: /^\/api\/v1\/namespaces$/, watch: true, times: 1, action: { kind: "hang-up" } });
         api.dropWatches();
-        const payments = api.get("v1", "Namespace", "payments")!;
-        api.put({ ...payments, metadata: { ...(payments.metadata as object), annotations: { touched: "yes" } } });
+        api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "while-down", labels: { env: "prod" } } });
         api.compact();
+      },
+      () => {
+        api.fail({ path: /^\/api\/v1\/namespaces$/, watch: true, times: 1, action: { kind: "status", code: 410 } });
+        api.dropWatches();
       },
       () => {
         api.fail({ path: /^\/api\/v1\/namespaces$/, times: 20, action: { kind: "status", code: 429, retryAfterSeconds: 1 } });
@@ -283,13 +294,16 @@ describe("an agent with a kubeconfig for its cluster", () => {
     api.clearFaults();
     // It recovers: a new label reaches it by a watch again, and it says what happened.
     api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "after-faults", labels: { env: "prod" } } });
-    await eventually("the cache in step again", async () => (await health(agent)).kube.namespaces!.objects >= 5, 30_000);
+    // In step again: the cache's resourceVersion reaches the server's (events and bookmarks by a watch).
+    await eventually("the cache in step again", async () => (await health(agent)).kube.namespaces!.resourceVersion === api.resourceVersion, 30_000);
     const after = (await health(agent)).kube.namespaces!;
     expect(after.lists).toBeGreaterThan(before.lists);
     expect(after.watches).toBeGreaterThan(before.watches);
     expect(agent.child.exitCode).toBeNull();
     expect(agent.output()).toMatch(/"msg":"namespaces (list|watch): /);
     expect((await decide(agent, "after-faults")).allowed).toBe(false);
+    // Known from the watch, not from a read on the decision's path.
+    expect((await health(agent)).kube.namespaces!.fetches).toBe(after.fetches);
   }, 60_000);
 });
 
@@ -339,4 +353,200 @@ describe("an agent without an API server", () => {
     expect(refused.code).toBe(2);
     expect(refused.err).toMatch(/--kubeconfig .*missing: no such file/);
   });
+});
+
+describe("an agent's identity in a Secret", () => {
+  const SECRET = "polity-agent-identity";
+  const secretKey = () => {
+    const secret = api.get("v1", "Secret", SECRET, "polity-system") as { type?: string; data?: Record<string, string> } | undefined;
+    return secret?.data?.["key.pem"] === undefined ? undefined : Buffer.from(secret.data["key.pem"], "base64").toString("utf8");
+  };
+
+  beforeAll(() => {
+    api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "polity-system" } });
+  });
+
+  it("is written to the Secret at enrolment, and a rescheduled agent without its volume resumes with it, no join token needed", async () => {
+    const kubeconfig = api.writeKubeconfig(join(dir, "kubeconfig-identity"));
+    const args = ["--kubeconfig", kubeconfig, "--identity-secret", `polity-system/${SECRET}`];
+    const first = await spawnAgent("identity-first", args);
+    let key: string;
+    try {
+      key = await eventually("the identity in its Secret", () => secretKey());
+      expect(key).toBe(readFileSync(join(first.dataDir, "identity", "key.pem"), "utf8"));
+      expect(api.get("v1", "Secret", SECRET, "polity-system")).toMatchObject({ type: "polity.dev/agent-identity", data: { "cert.pem": expect.any(String), "ca.pem": expect.any(String), "bundle-key.pem": expect.any(String), "identity.json": expect.any(String) } });
+      expect((await health(first)).kube.identitySecret).toEqual({ secret: `Secret polity-system/${SECRET}`, inSync: true, lastError: null });
+      expect(first.output()).not.toContain("PRIVATE KEY");
+    } finally {
+      await first.stop();
+    }
+    // Another pod, another (empty) data folder, no join token: the same cluster again.
+    const second = await spawnAgent("identity-second", args, {}, { enrol: false });
+    try {
+      await eventually("the rescheduled agent enforcing", async () => {
+        const h = await health(second);
+        return h.enrolled && h.bundleVersion !== null;
+      });
+      expect(readFileSync(join(second.dataDir, "identity", "key.pem"), "utf8")).toBe(key);
+      expect((await decide(second, "shop-prod")).allowed).toBe(false);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
+
+  it("refuses, saying why, a Secret edited by hand that holds no usable identity, and a rescheduled agent without it asks for a join token", async () => {
+    const edited = "polity-agent-identity-edited";
+    api.put({ apiVersion: "v1", kind: "Secret", type: "polity.dev/agent-identity", metadata: { name: edited, namespace: "polity-system" }, data: { "key.pem": Buffer.from("-----BEGIN PRIVATE KEY-----\nbm9wZQ==\n-----END PRIVATE KEY-----\n").toString("base64") } });
+    const { DATABASE_URL: _d, KUBECONFIG: _k, ...env } = process.env;
+    const refused = await run(process.execPath, [BIN, "agent", "--hub", hub.hub.url, "--cluster", CLUSTER, "--data", join(dir, "identity-edited"), "--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig-edited")), "--identity-secret", `polity-system/${edited}`], { env });
+    expect(refused.code).toBe(2);
+    expect(refused.err).toContain(`Secret polity-system/${edited} is not a Polity identity this agent can use: data.cert.pem, data.ca.pem, data.bundle-key.pem, data.identity.json missing`);
+    expect(refused.err).not.toContain("bm9wZQ");
+  });
+
+  it("makes a new key at each renewal and writes it to the Secret", async () => {
+    const shortLived = await hubs.startCopy("kube-rotation", { certificateTtlMs: 6000 });
+    await call(shortLived.admin, "POST", "/v1/apply", { files: [GLOBAL] });
+    await call(shortLived.admin, "POST", "/v1/clusters", { name: CLUSTER, region: "eu-west", labels: { env: "prod" } });
+    const rotating = "polity-agent-identity-rotating";
+    const agent = await spawnAgent("identity-rotating", ["--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig-rotating")), "--identity-secret", `polity-system/${rotating}`], {}, { at: shortLived });
+    const keyIn = () => {
+      const secret = api.get("v1", "Secret", rotating, "polity-system") as { data?: Record<string, string> } | undefined;
+      return secret?.data?.["key.pem"] === undefined ? undefined : Buffer.from(secret.data["key.pem"], "base64").toString("utf8");
+    };
+    try {
+      const first = await eventually("the first key in the Secret", () => keyIn());
+      const second = await eventually("a renewal with a new key", () => {
+        const now = keyIn();
+        return now !== undefined && now !== first ? now : undefined;
+      }, 20_000);
+      expect(readFileSync(join(agent.dataDir, "identity", "key.pem"), "utf8")).toBe(second);
+      expect((await health(agent)).errors.identity).toBeUndefined();
+    } finally {
+      await agent.stop();
+    }
+  }, 60_000);
+});
+
+describe("two replicas sharing one identity", () => {
+  it("both serve the webhook, one holds the Lease, and the other takes it over when the first stops", async () => {
+    api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "polity-system" } });
+    const args = ["--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig-replicas")), "--identity-secret", "polity-system/polity-agent-replicas", "--lease", "polity-system/polity-agent"];
+    const first = await spawnAgent("replica-1", args);
+    const agents = [first];
+    try {
+      await eventually("the identity in its Secret", () => api.get("v1", "Secret", "polity-agent-replicas", "polity-system"));
+      agents.push(await spawnAgent("replica-2", args, {}, { enrol: false }));
+      const leaders = async () => (await Promise.all(agents.map((a) => health(a)))).map((h) => h.kube.lease?.leader === true);
+      await eventually("one leader", async () => (await leaders()).filter(Boolean).length === 1);
+      for (let i = 0; i < 5; i++) {
+        expect((await leaders()).filter(Boolean)).toHaveLength(1);
+        await sleep(300);
+      }
+      for (const agent of agents) expect((await decide(agent, "shop-prod")).allowed).toBe(false);
+      const [leader, other] = (await leaders())[0] ? [agents[0]!, agents[1]!] : [agents[1]!, agents[0]!];
+      const lease = api.get("coordination.k8s.io/v1", "Lease", "polity-agent", "polity-system") as { spec: { holderIdentity: string } };
+      expect(lease.spec.holderIdentity).toBe((await health(leader)).kube.lease!.identity);
+      await leader.stop();
+      await eventually("the other replica leads", async () => (await health(other)).kube.lease?.leader === true, 10_000);
+    } finally {
+      for (const agent of agents) await agent.stop();
+    }
+  }, 60_000);
+});
+
+describe("the agent's own webhook registration", () => {
+  it("keeps the ValidatingWebhookConfiguration with its CA and rules only for what its bundle's policies match, following layer changes", async () => {
+    const agent = await spawnAgent("registering", ["--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig-registering")), "--register-webhook", "polity-system/polity-agent"]);
+    type Config = { webhooks: { clientConfig: { caBundle: string; service: unknown }; rules: { apiGroups: string[]; resources: string[] }[] }[] };
+    const config = () => api.get("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", "polity") as Config | undefined;
+    try {
+      const applied = await eventually("the configuration", () => config()).catch((error: unknown) => { throw new Error(`${String(error)}\n${agent.output()}`); });
+      const webhook = applied.webhooks[0]!;
+      expect(Buffer.from(webhook.clientConfig.caBundle, "base64").toString("utf8")).toBe(agent.caPem);
+      expect(webhook.clientConfig.service).toEqual({ namespace: "polity-system", name: "polity-agent", path: "/validate", port: 443 });
+      const resources = (c: Config) => c.webhooks[0]!.rules.flatMap((r) => r.resources).sort();
+      expect(resources(applied)).toEqual(["cronjobs", "daemonsets", "deployments", "jobs", "pods", "podtemplates", "replicasets", "replicationcontrollers", "statefulsets"]);
+      // A policy on ConfigMaps reaches the agent in its next bundle, and its registration with it.
+      const withConfigMaps = { name: GLOBAL.name, content: `${GLOBAL.content}---
+apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: configmap-size, owner: platform-security }
+spec:
+  domain: workload-security
+  match: { kinds: [ConfigMap] }
+  validations: [{ name: small, expression: "!has(object.data) || size(object.data) < 100" }]
+  enforcement: deny
+` };
+      await call(hub.admin, "POST", "/v1/apply", { files: [withConfigMaps] });
+      await eventually("configmaps registered", () => (resources(config()!).includes("configmaps") ? true : undefined), 20_000);
+      expect((await health(agent)).kube).toMatchObject({ webhookConfiguration: { applied: true, lastError: null } });
+      await call(hub.admin, "POST", "/v1/apply", { files: [GLOBAL] });
+    } finally {
+      await agent.stop();
+    }
+  }, 60_000);
+});
+
+describe("Pod Security labels of namespaces, within a locked floor, through the agent", () => {
+  const PSA_LAYER = {
+    name: "global.yaml",
+    content: `apiVersion: polity.dev/v1
+kind: Layer
+metadata: { name: global }
+spec: { tier: global, owners: [platform-security] }
+---
+apiVersion: polity.dev/v1
+kind: Team
+metadata: { name: platform-security }
+spec: { members: [sam@example.com] }
+---
+apiVersion: polity.dev/v1
+kind: Policy
+metadata: { name: pod-security, owner: platform-security }
+spec:
+  builtin: pod-security/baseline
+  podSecurity: { namespaceLabels: enforce }
+  enforcement: deny
+  locked: true
+`,
+  };
+
+  /** The example pod in `namespace`, its container's securityContext replaced. */
+  async function decidePod(agent: Agent, namespace: string, securityContext: Record<string, unknown>): Promise<{ allowed: boolean; message?: string }> {
+    const body = JSON.parse(PRIVILEGED) as { request: { uid: string; namespace: string; object: { metadata: { namespace: string }; spec: { containers: { securityContext?: unknown }[] } } } };
+    body.request.uid = `00000000-0000-0000-0001-${String(++uid).padStart(12, "0")}`;
+    body.request.namespace = namespace;
+    body.request.object.metadata.namespace = namespace;
+    body.request.object.spec.containers[0]!.securityContext = securityContext;
+    const response = ((await https(agent, "POST", "/validate", JSON.stringify(body))).json as { response: { allowed: boolean; status?: { message: string } } }).response;
+    return { allowed: response.allowed, ...(response.status === undefined ? {} : { message: response.status.message }) };
+  }
+
+  it("lets a namespace ask for restricted above the baseline floor, never for less, and takes an invalid level as restricted", async () => {
+    const psaHub = await hubs.startCopy("kube-psa");
+    await call(psaHub.admin, "POST", "/v1/apply", { files: [PSA_LAYER] });
+    await call(psaHub.admin, "POST", "/v1/clusters", { name: CLUSTER, region: "eu-west", labels: { env: "prod" } });
+    for (const [name, level] of [["psa-restricted", "restricted"], ["psa-privileged", "privileged"], ["psa-bogus", "Restricted"]] as const) {
+      api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name, labels: { "pod-security.kubernetes.io/enforce": level } } });
+    }
+    const agent = await spawnAgent("psa", ["--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig-psa"))], {}, { at: psaHub });
+    try {
+      await eventually("a bundle and the namespaces", async () => {
+        const h = await health(agent);
+        return h.bundleVersion !== null && h.kube.namespaces?.synced === true;
+      });
+      // Baseline, not restricted: allowed where the floor alone applies.
+      expect(await decidePod(agent, "psa-privileged", {})).toEqual({ allowed: true });
+      expect(await decidePod(agent, "shop-dev", {})).toEqual({ allowed: true });
+      const restricted = await decidePod(agent, "psa-restricted", {});
+      expect(restricted.allowed).toBe(false);
+      expect(restricted.message).toMatch(/^denied by Polity: pod-security: allowPrivilegeEscalation != false \(container "shell" must set securityContext.allowPrivilegeEscalation=false\)/);
+      expect((await decidePod(agent, "psa-bogus", {})).allowed).toBe(false);
+      // privileged asked under a baseline floor: the floor still denies a privileged container.
+      expect(await decidePod(agent, "psa-privileged", { privileged: true })).toEqual({ allowed: false, message: 'denied by Polity: pod-security: privileged (container "shell" must not set securityContext.privileged=true)' });
+    } finally {
+      await agent.stop();
+    }
+  }, 60_000);
 });

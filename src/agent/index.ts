@@ -35,6 +35,13 @@ import { DecisionLogPlugin } from "./logs/plugin.js";
 import { NamespacesPlugin, NO_KUBE_MESSAGE, noKubeHealth } from "./namespaces.js";
 import { LoopErrors, type Plugin } from "./plugin.js";
 import type { KubeAccess } from "../kube/index.js";
+import type { SecretName } from "../kube/identity-secret.js";
+import { IdentitySecretSync } from "./identity/secret.js";
+import { LeaderElection } from "../kube/lease.js";
+import { WebhookRegistration, webhookConfiguration, webhookRules } from "../kube/webhook-config.js";
+import { sleep } from "./plugin.js";
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
 import { StatusPlugin } from "./status.js";
 import { startWebhook, type Counters } from "./webhook.js";
 
@@ -64,6 +71,19 @@ export interface AgentOptions {
   readonly logs?: Partial<LogOptions>;
   /** The cluster's API server (src/kube/config.ts); without one the agent knows no namespace labels. */
   readonly kube?: KubeAccess;
+  /** With `kube`: the Secret that keeps the identity too, so that a rescheduled pod resumes with it. */
+  readonly identitySecret?: SecretName;
+  /**
+   * With `kube`: the Lease that chooses the one replica doing the work done once per
+   * cluster (status reports; scans and reports): the others serve the webhook only.
+   */
+  readonly lease?: { readonly namespace: string; readonly name: string };
+  /**
+   * With `kube`: keep the ValidatingWebhookConfiguration `polity` (by the leader): caBundle
+   * the webhook's CA, rules for what the bundle's policies match, the API server reaching
+   * the webhook through this Service.
+   */
+  readonly registerWebhook?: { readonly namespace: string; readonly name: string };
   /** How long a decision waits to read a namespace its cache does not hold (default 2 s). */
   readonly namespaceFetchTimeoutMs?: number;
   /** Bounds of the window of recorded admission requests (for the impact of a change). */
@@ -80,6 +100,8 @@ export interface RunningAgent {
   readonly webhookCaPem: string;
   /** The bundle enforced; a bundle offered to it directly is checked as one from the hub. */
   readonly bundle: ActiveBundle;
+  /** Whether this replica does the work done once per cluster: always, without a Lease. */
+  leader(): boolean;
   health(): AgentHealth;
   close(): Promise<void>;
 }
@@ -89,8 +111,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const log = options.log ?? silentLog;
   const host = options.webhookHost ?? "127.0.0.1";
 
+  // The identity in a Secret, when there is one: restored before it is loaded.
+  const identitySecret = options.kube === undefined || options.identitySecret === undefined ? undefined : new IdentitySecretSync(options.kube, options.identitySecret, options.cluster, log);
+  await identitySecret?.restore(options.dataDir);
+
   // What the loops share.
   const credentials = new AgentCredentials(options.dataDir, options.cluster, options.hubUrl);
+  identitySecret?.follow(credentials);
   const errors = new LoopErrors(now, log);
   // The high-water mark lives beside the identity, not the bundles it guards.
   const highWater = new HighWaterMark(join(options.dataDir, "identity", "bundle-high-water.json"));
@@ -107,11 +134,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const identity = new IdentityPlugin({ hubUrl: options.hubUrl, cluster: options.cluster, caPem: options.caPem, joinToken: options.joinToken, credentials, bundle, errors, log, now });
   const bundles = new BundlePlugin({ credentials, bundle, errors, pollWaitSeconds: options.pollWaitSeconds ?? 30, now });
   const logs = new DecisionLogPlugin({ decisions, credentials, errors, uploadIntervalMs: options.logUploadIntervalMs ?? 2000 });
-  const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health() });
+  const election =
+    options.kube === undefined || options.lease === undefined
+      ? undefined
+      : new LeaderElection(options.kube, { ...options.lease, identity: `${hostname()}-${randomBytes(4).toString("hex")}` }, log);
+  const leader = () => election?.isLeader() ?? true;
+  const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health(), leader });
   const namespaces = options.kube === undefined ? undefined : new NamespacesPlugin(options.kube, log, now, options.namespaceFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.namespaceFetchTimeoutMs });
   const impact = new ImpactPlugin({ credentials, errors, bundle, window, pollWaitSeconds: options.impactPollSeconds ?? 30, now });
   const plugins: readonly Plugin[] = [identity, bundles, logs, status, impact, ...(namespaces === undefined ? [] : [namespaces])];
-  const kube = () => namespaces?.health() ?? noKubeHealth();
+  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null, lease: election?.health() ?? null, webhookConfiguration: registration?.health() ?? null });
   const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, byBundle, kube });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
@@ -120,7 +152,22 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const port = typeof address === "object" && address !== null ? address.port : (options.webhookPort ?? 9443);
 
   const stop = new AbortController();
-  const running = plugins.map((plugin) => plugin.run(stop.signal));
+  const registration = options.kube === undefined || options.registerWebhook === undefined ? undefined : new WebhookRegistration(options.kube);
+  const register = async (signal: AbortSignal) => {
+    while (!signal.aborted) {
+      const active = bundle.current;
+      if (registration !== undefined && options.registerWebhook !== undefined && active !== undefined && leader()) {
+        const configuration = webhookConfiguration({ cluster: options.cluster, caPem: certificate.caPem, target: options.registerWebhook, failurePolicy: "Fail", rules: webhookRules(active.set) });
+        try {
+          if (await registration.apply(configuration)) log.info("ValidatingWebhookConfiguration polity applied", { bundleVersion: active.metadata.version });
+        } catch (error) {
+          log.warn(error instanceof Error ? error.message : String(error));
+        }
+      }
+      await sleep(1000, signal);
+    }
+  };
+  const running = [...(registration === undefined ? [] : [register(stop.signal)]), ...plugins.map((plugin) => plugin.run(stop.signal)), ...(election === undefined ? [] : [election.run(stop.signal)])];
   // The window's records reach the disk every second (a full disk costs the window, never a decision).
   const flushWindow = () => {
     try {
@@ -138,6 +185,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     webhookUrl: `https://${host.includes(":") ? `[${host}]` : host}:${port}/validate`,
     webhookCaPem: certificate.caPem,
     bundle,
+    leader,
     health,
     async close() {
       stop.abort();
@@ -150,6 +198,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       for (const plugin of plugins) await plugin.stop?.();
       clearInterval(flushing);
       flushWindow();
+      await identitySecret?.flushed();
     },
   };
 }

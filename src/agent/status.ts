@@ -13,6 +13,8 @@ export interface StatusPluginOptions {
   readonly intervalMs: number;
   /** The report, made when it is sent. */
   readonly health: () => AgentHealth;
+  /** Whether this replica reports (the one holding the Lease, when replicas share one identity). */
+  readonly leader?: () => boolean;
 }
 
 export class StatusPlugin implements Plugin {
@@ -24,7 +26,7 @@ export class StatusPlugin implements Plugin {
     const { credentials, errors, intervalMs, health } = this.options;
     while (!signal.aborted) {
       await sleep(intervalMs, signal);
-      if (!credentials.enrolled || signal.aborted) continue;
+      if (!credentials.enrolled || signal.aborted || this.options.leader?.() === false) continue;
       try {
         await call(credentials.hub(), "POST", "/v1/agent/status", health(), { signal, timeoutMs: 10_000 });
         errors.succeeded("status");

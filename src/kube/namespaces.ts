@@ -25,10 +25,18 @@ import { describeFailure, Informer, statusOf, type InformerHealth, type KubeLog 
 
 /** How long a decision waits for a namespace the cache does not hold (the API server's webhook timeout is 10 s by default). */
 export const DEFAULT_FETCH_TIMEOUT_MS = 2000;
+/**
+ * Reads of namespaces not in the cache, at most this many at once: anyone who reaches the
+ * webhook can name namespaces that do not exist, and must not turn it into a flood of reads
+ * against the API server. Past it, a decision does not wait: the namespace is unknown.
+ */
+export const MAX_FETCHES_IN_FLIGHT = 8;
+/** A namespace the API server said does not exist is not read again for this long (and at most this many are remembered). */
+const NOT_FOUND_MS = 5000;
+const NOT_FOUND_MAX = 1000;
 
 /** How long the cache is trusted without contact with the API server (a list, an event or a bookmark). */
 export const DEFAULT_MAX_STALENESS_MS = 90_000;
-
 
 export interface NamespaceLookup {
   /** The Namespace as decisions see it, when known. */
@@ -119,6 +127,8 @@ export class NamespaceCache {
   private readonly core: CoreV1Api;
   private readonly inFlight = new Map<string, Promise<NamespaceLookup>>();
   private readonly secrets: readonly string[];
+  /** Namespaces the API server did not know, until when (milliseconds), with the reason said. */
+  private readonly notFound = new Map<string, { until: number; unknown: string }>();
   private fetches = 0;
   private fetchFailures = 0;
 
@@ -185,7 +195,13 @@ export class NamespaceCache {
       const cached = this.informer.get(name);
       if (cached !== undefined) return Promise.resolve({ namespace: cached });
     }
+    const gone = this.notFound.get(name);
+    if (gone !== undefined && gone.until > Date.now()) return Promise.resolve({ unknown: gone.unknown });
     let pending = this.inFlight.get(name);
+    if (pending === undefined && this.inFlight.size >= MAX_FETCHES_IN_FLIGHT) {
+      this.fetchFailures++;
+      return Promise.resolve({ unknown: `namespace ${name} is not in the agent's namespace cache, and ${MAX_FETCHES_IN_FLIGHT} reads of namespaces are already waiting on the API server` });
+    }
     if (pending === undefined) {
       pending = this.read(name, fresh).finally(() => this.inFlight.delete(name));
       this.inFlight.set(name, pending);
@@ -213,9 +229,16 @@ export class NamespaceCache {
       return { namespace };
     } catch (error) {
       this.fetchFailures++;
-      const why = timeout.aborted ? `no answer within ${timeoutMs} ms` : statusOf(error) === 404 ? "the API server does not know it (404)" : describeFailure(error, this.secrets);
-      this.log.warn(`namespace ${name} could not be read`, { error: why });
-      return { unknown: `namespace ${name} ${where}, and reading it from the API server failed: ${why}` };
+      const missing = !timeout.aborted && statusOf(error) === 404;
+      const why = timeout.aborted ? `no answer within ${timeoutMs} ms` : missing ? "the API server does not know it (404)" : describeFailure(error, this.secrets);
+      const unknown = `namespace ${name} ${where}, and reading it from the API server failed: ${why}`;
+      if (missing) {
+        if (this.notFound.size >= NOT_FOUND_MAX) this.notFound.clear();
+        this.notFound.set(name, { until: Date.now() + NOT_FOUND_MS, unknown });
+      } else {
+        this.log.warn(`namespace ${name} could not be read`, { error: why });
+      }
+      return { unknown };
     }
   }
 

@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { startAgent, jsonLog } from "../../agent/index.js";
 import { PolityError } from "../../errors.js";
 import { loadKubeAccess, type KubeAccess } from "../../kube/index.js";
+import { IdentitySecret, parseSecretName, type SecretName } from "../../kube/identity-secret.js";
 import { parseListen, stringOption, stringsOption, type Command } from "../command.js";
 import { EXIT, UsageError } from "../io.js";
 
@@ -25,6 +26,9 @@ export const agentCommand: Command = {
     "require-caller-certificate": { type: "boolean" },
     "poll-wait": { type: "string" },
     kubeconfig: { type: "string" },
+    "identity-secret": { type: "string" },
+    lease: { type: "string" },
+    "register-webhook": { type: "string" },
   },
   help: `Runs the agent of one cluster. At its first start it enrols with a join token (its key is
 made here and never leaves); afterwards its identity, its last good bundle and its decision
@@ -51,6 +55,23 @@ namespaceObject, then fail closed under their failure policy. A namespace not ye
 cache is read once (2 s at most); if it still cannot be known, those policies fail closed,
 saying why.
 
+In a cluster (the in-cluster service account) it also keeps its identity in a Secret of its
+own namespace, polity-agent-identity unless --identity-secret names another, so that a
+rescheduled pod without its volume resumes as the same cluster, without a join token; it
+makes a new key at each renewal and writes the Secret again. Outside a cluster the Secret is
+kept only when --identity-secret names it. A Secret that is not a usable identity (edited
+by hand) is said in the log and /healthz (kube.identitySecret) and replaced at the next save.
+
+Replicas sharing one identity serve the webhook alike; the work done once per cluster
+(status reports) runs on the one holding a coordination.k8s.io/v1 Lease: in a cluster
+polity-agent in the agent's namespace unless --lease names another; elsewhere only with
+--lease. /healthz shows kube.lease (leader, holder).
+
+With --register-webhook <namespace>/<service> the leader keeps the
+ValidatingWebhookConfiguration polity itself (server-side apply): caBundle the webhook's
+CA, rules only for what its bundle's policies match (updated with every bundle), the system
+namespaces and polity-system exempt, failure policy Fail.
+
 Exits with status 2 and the reason when it cannot start as asked: a data folder holding
 another cluster's identity, a --listen address in use, or a Kubernetes configuration that
 cannot be used (a missing file, a plain-HTTP server, insecure-skip-tls-verify).
@@ -72,6 +93,14 @@ Flags:
       --poll-wait <seconds>       how long each long poll waits at the hub (default 30)
       --kubeconfig <file>         the cluster's API server (default: KUBECONFIG, then the
                                   in-cluster service account, then none)
+      --identity-secret [<ns>/]<name>
+                                  keep the identity in this Secret too (in a cluster: default
+                                  polity-agent-identity in the agent's namespace)
+      --lease [<ns>/]<name>       the Lease for work done once per cluster (in a cluster:
+                                  default polity-agent in the agent's namespace)
+      --register-webhook <ns>/<service>
+                                  keep the ValidatingWebhookConfiguration, pointing at that
+                                  Service
       --decision-log-limit <MiB>  decision logs kept on disk while the hub cannot take them
                                   (default 64); past it the oldest are dropped, and counted
 
@@ -89,9 +118,46 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     const tokenFile = stringOption(parsed, "join-token-file");
     if (tokenFile !== undefined && !existsSync(tokenFile)) throw new UsageError(`--join-token-file ${tokenFile}: no such file`);
     const joinToken = stringOption(parsed, "join-token") ?? (tokenFile === undefined ? undefined : readFileSync(tokenFile, "utf8").trim());
+    let kube: KubeAccess | undefined;
+    try {
+      kube = loadKubeAccess({ kubeconfig: stringOption(parsed, "kubeconfig"), env: process.env });
+    } catch (error) {
+      if (error instanceof PolityError) throw new UsageError(error.problems[0]?.message ?? error.message);
+      throw error;
+    }
+    const secretFlag = stringOption(parsed, "identity-secret");
+    if (secretFlag !== undefined && kube === undefined) throw new UsageError("--identity-secret needs a Kubernetes API server (--kubeconfig, KUBECONFIG or in-cluster)");
+    let identitySecret: SecretName | undefined;
+    if (kube !== undefined && (secretFlag !== undefined || kube.source === "in-cluster")) {
+      const where = parseSecretName(secretFlag ?? "polity-agent-identity", kube.namespace);
+      if (typeof where === "string") throw new UsageError(`--identity-secret: ${where}`);
+      identitySecret = where;
+    }
+    const leaseFlag = stringOption(parsed, "lease");
+    if (leaseFlag !== undefined && kube === undefined) throw new UsageError("--lease needs a Kubernetes API server (--kubeconfig, KUBECONFIG or in-cluster)");
+    let lease: SecretName | undefined;
+    if (kube !== undefined && (leaseFlag !== undefined || kube.source === "in-cluster")) {
+      const where = parseSecretName(leaseFlag ?? "polity-agent", kube.namespace);
+      if (typeof where === "string") throw new UsageError(`--lease: ${where.replace("Secret", "Lease")}`);
+      lease = where;
+    }
+    const registerFlag = stringOption(parsed, "register-webhook");
+    let registerWebhook: SecretName | undefined;
+    if (registerFlag !== undefined) {
+      if (kube === undefined) throw new UsageError("--register-webhook needs a Kubernetes API server (--kubeconfig, KUBECONFIG or in-cluster)");
+      const where = registerFlag.includes("/") ? parseSecretName(registerFlag, kube.namespace) : "give <namespace>/<service>";
+      if (typeof where === "string") throw new UsageError(`--register-webhook: ${where.replace("Secret", "Service")}`);
+      registerWebhook = where;
+    }
     const enrolled = existsSync(join(dataDir, "identity", "identity.json"));
     if (!enrolled && (joinToken === undefined || caFile === undefined)) {
-      throw new UsageError(`cluster ${cluster} has no identity in ${dataDir} yet: give --ca and --join-token for its first enrolment`);
+      // A rescheduled pod: its identity may be in its Secret.
+      const inSecret = identitySecret === undefined || kube === undefined ? undefined : await new IdentitySecret(kube, identitySecret, cluster).read().catch((error: unknown) => ({ refused: (error as Error).message }));
+      if (inSecret !== undefined && "refused" in inSecret) throw new UsageError(`cluster ${cluster} has no identity in ${dataDir}, and ${inSecret.refused}: give --ca and --join-token to enrol again`);
+      if (inSecret === undefined || "absent" in inSecret) {
+        const where = identitySecret === undefined ? "" : ` nor in Secret ${identitySecret.namespace}/${identitySecret.name}`;
+        throw new UsageError(`cluster ${cluster} has no identity in ${dataDir}${where} yet: give --ca and --join-token for its first enrolment`);
+      }
     }
     const listen = stringOption(parsed, "listen") ?? "127.0.0.1:9443";
     const { host, port } = parseListen(listen);
@@ -103,13 +169,6 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     if (callerCa !== undefined && !existsSync(callerCa)) throw new UsageError(`--caller-ca ${callerCa}: no such file`);
     const requireCaller = parsed.values["require-caller-certificate"] === true;
     if (requireCaller && callerCa === undefined) throw new UsageError("--require-caller-certificate needs --caller-ca <file>: the CA the callers' certificates must come from");
-    let kube: KubeAccess | undefined;
-    try {
-      kube = loadKubeAccess({ kubeconfig: stringOption(parsed, "kubeconfig"), env: process.env });
-    } catch (error) {
-      if (error instanceof PolityError) throw new UsageError(error.problems[0]?.message ?? error.message);
-      throw error;
-    }
     const now = () => new Date();
     const agent = await startAgent({
       dataDir,
@@ -124,6 +183,9 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       pollWaitSeconds: wait,
       logs: { maxDiskBytes: limit * 1024 * 1024 },
       ...(kube === undefined ? {} : { kube }),
+      ...(identitySecret === undefined ? {} : { identitySecret }),
+      ...(lease === undefined ? {} : { lease }),
+      ...(registerWebhook === undefined ? {} : { registerWebhook }),
       now,
       log: jsonLog(`agent/${cluster}`, now),
     }).catch((error: unknown) => {
