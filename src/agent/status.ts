@@ -1,7 +1,9 @@
 /**
  * The status loop: every few seconds, the agent's health to its hub (what it enforces, how
- * fresh, how fast), so that `polity get clusters` shows whether it is in sync.
+ * fresh, how fast), so that `polity get clusters` shows whether it is in sync, and the
+ * compliance summary of its last background scan, for `polity get compliance`.
  */
+import type { ComplianceSummary } from "../api/compliance.js";
 import { call } from "../client/http.js";
 import type { AgentHealth } from "./health.js";
 import type { AgentCredentials } from "./identity/credentials.js";
@@ -13,6 +15,8 @@ export interface StatusPluginOptions {
   readonly intervalMs: number;
   /** The report, made when it is sent. */
   readonly health: () => AgentHealth;
+  /** The compliance summary of the last background scan, when there was one (sent with every report; the hub stores a scan once). */
+  readonly compliance?: () => ComplianceSummary | undefined;
 }
 
 export class StatusPlugin implements Plugin {
@@ -21,12 +25,13 @@ export class StatusPlugin implements Plugin {
   constructor(private readonly options: StatusPluginOptions) {}
 
   async run(signal: AbortSignal): Promise<void> {
-    const { credentials, errors, intervalMs, health } = this.options;
+    const { credentials, errors, intervalMs, health, compliance } = this.options;
     while (!signal.aborted) {
       await sleep(intervalMs, signal);
       if (!credentials.enrolled || signal.aborted) continue;
       try {
-        await call(credentials.hub(), "POST", "/v1/agent/status", health(), { signal, timeoutMs: 10_000 });
+        const summary = compliance?.();
+        await call(credentials.hub(), "POST", "/v1/agent/status", { ...health(), ...(summary === undefined ? {} : { compliance: summary }) }, { signal, timeoutMs: 10_000 });
         errors.succeeded("status");
       } catch (error) {
         if (!signal.aborted) errors.failed("status", "status report failed", error);

@@ -1,8 +1,16 @@
 /** What an agent sends its hub: status reports and decision-log batches. */
 import { z } from "zod";
+import { complianceSummary } from "./compliance.js";
 
-/** A status report: the hub reads the bundle it acknowledges and keeps the rest as sent. */
-export const statusReport = z.looseObject({ bundleVersion: z.number().int().nullable(), bundleHash: z.string().max(100).nullable().optional() });
+/**
+ * A status report: the hub reads the bundle it acknowledges and the compliance summary of
+ * the agent's last scan (validated field by field), and keeps the rest as sent.
+ */
+export const statusReport = z.looseObject({
+  bundleVersion: z.number().int().nullable(),
+  bundleHash: z.string().max(100).nullable().optional(),
+  compliance: complianceSummary.optional(),
+});
 export type StatusReport = z.infer<typeof statusReport>;
 
 export const decisionBatch = z.strictObject({

@@ -18,6 +18,7 @@ import { Federation } from "./federation.js";
 import { createAuthority, IdentityService, loadAuthority } from "./identity.js";
 import { loadSigningKey } from "./keys.js";
 import { Reports } from "./reports.js";
+import { Compliance } from "./compliance.js";
 import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
 import { TokenService } from "./tokens.js";
@@ -136,6 +137,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       tokens: new TokenService(db, audit, now),
       bundles,
       reports: new Reports(db, audit, now),
+      compliance: new Compliance(db, now),
       audit,
       now,
     };

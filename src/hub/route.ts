@@ -15,6 +15,7 @@ import type { Database } from "../store/database.js";
 import type { AuditLog } from "./audit-log.js";
 import type { BundleService } from "./bundles.js";
 import type { Changes } from "./change.js";
+import type { Compliance } from "./compliance.js";
 import type { Exceptions } from "./exceptions.js";
 import type { Proposals } from "./proposals.js";
 import type { Federation } from "./federation.js";
@@ -35,6 +36,7 @@ export interface Hub {
   readonly tokens: TokenService;
   readonly bundles: BundleService;
   readonly reports: Reports;
+  readonly compliance: Compliance;
   readonly audit: AuditLog;
   readonly now: () => Date;
 }
