@@ -8,10 +8,10 @@
  * the status route's body limit, and names that could move a terminal's cursor are refused.
  */
 import { z } from "zod";
+import { MAX_COMPLIANCE_EXAMPLES, MAX_COMPLIANCE_POLICIES } from "../decision/scan.js";
 import { DNS_LABEL_PATTERN, unshowableProblem } from "../policy/names.js";
 
-export const MAX_COMPLIANCE_POLICIES = 500;
-export const MAX_COMPLIANCE_EXAMPLES = 3;
+export { MAX_COMPLIANCE_EXAMPLES, MAX_COMPLIANCE_POLICIES };
 /** A count no real cluster reaches, still exact in a double and in PostgreSQL's bigint. */
 const MAX_COUNT = 1_000_000_000;
 
