@@ -12,7 +12,48 @@
  */
 import type { EffectivePolicySet } from "../layering/effective.js";
 import { evaluate, type Violation } from "./evaluate.js";
+import { prepare } from "./prepare.js";
 import { requestForResource } from "./request.js";
+
+/** A kind to scan: `group` undefined when the policy names the kind without its group (any group). */
+export interface ScanKind {
+  readonly group: string | undefined;
+  readonly kind: string;
+}
+
+/** The workloads whose pod templates a policy on pods judges (workloads.ts), by the groups that serve them. */
+const WORKLOADS: readonly ScanKind[] = [
+  { group: "apps", kind: "Deployment" },
+  { group: "apps", kind: "StatefulSet" },
+  { group: "apps", kind: "DaemonSet" },
+  { group: "apps", kind: "ReplicaSet" },
+  { group: "batch", kind: "Job" },
+  { group: "batch", kind: "CronJob" },
+  { group: "", kind: "ReplicationController" },
+];
+
+/**
+ * What a background scan lists and watches for a set: the kinds its policies match on
+ * CREATE or UPDATE (an existing object is judged as its creation), with the workloads
+ * whose pod templates the policies on pods judge. Policies matching every kind (`*`) or
+ * by resource rules alone are not scanned (`unscanned` names them): listing every type of
+ * a cluster would need every read permission.
+ */
+export function scanKinds(set: EffectivePolicySet): { readonly kinds: readonly ScanKind[]; readonly unscanned: readonly string[] } {
+  const kinds = new Map<string, ScanKind>();
+  const unscanned: string[] = [];
+  const add = (k: ScanKind) => kinds.set(`${k.group ?? "*"}/${k.kind}`, k);
+  for (const policy of prepare(set).policies) {
+    if (!policy.operations.has("CREATE") && !policy.operations.has("UPDATE")) continue;
+    if (policy.anyKind || (policy.kinds.length === 0 && policy.resourceRules.length > 0)) {
+      unscanned.push(policy.policy.name);
+      continue;
+    }
+    for (const k of policy.kinds) add(k);
+    if (policy.matchesPods) for (const w of WORKLOADS) add(w);
+  }
+  return { kinds: [...kinds.values()].sort((a, b) => `${a.group ?? ""}/${a.kind}`.localeCompare(`${b.group ?? ""}/${b.kind}`)), unscanned };
+}
 
 /** A policy's verdict on one object: `skip` when an active exception exempted it. */
 export type ScanResult = "pass" | "fail" | "warn" | "skip";
