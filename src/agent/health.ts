@@ -7,6 +7,7 @@ import type { BundleHealth, BundlePlugin } from "./bundle/plugin.js";
 import type { IdentityPlugin } from "./identity/plugin.js";
 import type { Latencies } from "./latencies.js";
 import type { DecisionLogPlugin } from "./logs/plugin.js";
+import type { KubeHealth } from "./namespaces.js";
 import type { AgentLoop, Plugin } from "./plugin.js";
 import type { Counters } from "./webhook.js";
 
@@ -21,6 +22,8 @@ export interface AgentHealth extends BundleHealth {
   readonly decisions: Counters;
   readonly latencyMicros: { p50: number; p90: number; p99: number; samples: number };
   readonly logs: { buffered: number; segments: number; dropped: number; droppedUnreported: number };
+  /** The Kubernetes API server and the namespace cache, or that there is none. */
+  readonly kube: KubeHealth;
 }
 
 export interface HealthSources {
@@ -32,6 +35,7 @@ export interface HealthSources {
   readonly plugins: readonly Plugin[];
   readonly counters: Counters;
   readonly latencies: Latencies;
+  readonly kube: () => KubeHealth;
 }
 
 export function agentHealth(sources: HealthSources): AgentHealth {
@@ -51,5 +55,6 @@ export function agentHealth(sources: HealthSources): AgentHealth {
     decisions: { ...sources.counters },
     latencyMicros: sources.latencies.percentiles(),
     logs: sources.logs.health(),
+    kube: sources.kube(),
   };
 }

@@ -4,7 +4,9 @@
  * - identity: enrol once with a join token, then keep the certificate fresh (identity/);
  * - bundle: long-poll the hub for this cluster's bundle, verify it, persist it, swap it in (bundle/);
  * - logs: flush decision logs to disk every second, upload them in batches (logs/);
- * - status: report every few seconds what is enforced, how fresh, how fast (status.ts).
+ * - status: report every few seconds what is enforced, how fresh, how fast (status.ts);
+ * - namespaces: with a Kubernetes API server, keep its Namespaces in memory for every
+ *   decision (namespaces.ts, over src/kube/); /readyz waits for their first list.
  * Beside them the webhook decides AdmissionReviews from the active bundle (webhook.ts).
  *
  * What the loops share is passed to them as objects: the credentials, the active bundle,
@@ -27,7 +29,9 @@ import { Latencies } from "./latencies.js";
 import { silentLog, type Log } from "./log.js";
 import { DecisionLog, DEFAULT_LOG_OPTIONS, type LogOptions } from "./logs/buffer.js";
 import { DecisionLogPlugin } from "./logs/plugin.js";
+import { NamespacesPlugin, NO_KUBE_MESSAGE, noKubeHealth } from "./namespaces.js";
 import { LoopErrors, type Plugin } from "./plugin.js";
+import type { KubeAccess } from "../kube/index.js";
 import { StatusPlugin } from "./status.js";
 import { startWebhook, type Counters } from "./webhook.js";
 
@@ -55,6 +59,10 @@ export interface AgentOptions {
   readonly statusIntervalMs?: number;
   readonly logUploadIntervalMs?: number;
   readonly logs?: Partial<LogOptions>;
+  /** The cluster's API server (src/kube/config.ts); without one the agent knows no namespace labels. */
+  readonly kube?: KubeAccess;
+  /** How long a decision waits to read a namespace its cache does not hold (default 2 s). */
+  readonly namespaceFetchTimeoutMs?: number;
   /** The agent's clock, for everything it dates or compares with a date (default: the system's). */
   readonly now?: () => Date;
   readonly log?: Log;
@@ -91,17 +99,20 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const bundles = new BundlePlugin({ credentials, bundle, errors, pollWaitSeconds: options.pollWaitSeconds ?? 30, now });
   const logs = new DecisionLogPlugin({ decisions, credentials, errors, uploadIntervalMs: options.logUploadIntervalMs ?? 2000 });
   const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health() });
-  const plugins: readonly Plugin[] = [identity, bundles, logs, status];
-  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies });
+  const namespaces = options.kube === undefined ? undefined : new NamespacesPlugin(options.kube, log, now, options.namespaceFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.namespaceFetchTimeoutMs });
+  const plugins: readonly Plugin[] = [identity, bundles, logs, status, ...(namespaces === undefined ? [] : [namespaces])];
+  const kube = () => namespaces?.health() ?? noKubeHealth();
+  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, kube });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
-  const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, health, callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });
+  const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, health, ...(namespaces === undefined ? {} : { namespaces: namespaces.cache }), callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });
   const address = server.address();
   const port = typeof address === "object" && address !== null ? address.port : (options.webhookPort ?? 9443);
 
   const stop = new AbortController();
   const running = plugins.map((plugin) => plugin.run(stop.signal));
-  log.info("agent started", { cluster: options.cluster, webhook: `https://${host}:${port}/validate`, bundleVersion: bundle.current?.metadata.version ?? null });
+  log.info("agent started", { cluster: options.cluster, webhook: `https://${host}:${port}/validate`, bundleVersion: bundle.current?.metadata.version ?? null, kube: kube().source, kubeServer: kube().server });
+  if (namespaces === undefined) log.info(NO_KUBE_MESSAGE);
 
   return {
     webhookUrl: `https://${host.includes(":") ? `[${host}]` : host}:${port}/validate`,

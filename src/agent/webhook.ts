@@ -21,7 +21,7 @@ import { createServer, type Server } from "node:https";
 import type { TLSSocket } from "node:tls";
 import { statusBody } from "../api/status.js";
 import type { AdmissionReview } from "../decision/request.js";
-import { decideReviewBytes, parseReviewBytes, type ReviewDecision } from "../decision/review.js";
+import { decideReview, decideReviewBytes, parseReviewBytes, type ReviewContext, type ReviewDecision } from "../decision/review.js";
 import { PolityError } from "../errors.js";
 import type { ActiveBundle } from "./bundle/active.js";
 import type { Latencies } from "./latencies.js";
@@ -44,6 +44,16 @@ export interface Counters {
   failedClosed: number;
 }
 
+/** The cluster's Namespaces, for decisions (the agent's namespaces loop). */
+export interface NamespaceSource {
+  /** Whether the first list has filled the cache: /readyz waits for it. */
+  readonly synced: boolean;
+  /** The namespace from the cache alone, or undefined. */
+  cached(name: string): unknown;
+  /** The namespace from the cache, or else read once from the API server; or why it is not known. */
+  lookup(name: string): Promise<{ readonly namespace?: unknown; readonly unknown?: string }>;
+}
+
 export interface WebhookOptions {
   readonly certificatePem: string;
   readonly privateKeyPem: string;
@@ -54,6 +64,11 @@ export interface WebhookOptions {
   readonly decisions: DecisionLog;
   readonly counters: Counters;
   readonly latencies: Latencies;
+  /**
+   * Where each decision finds the Namespace of its request; without one (no API server)
+   * decisions know no namespace labels.
+   */
+  readonly namespaces?: NamespaceSource;
   /** The body of GET /healthz and /readyz. */
   readonly health: () => unknown;
   /** The CA of the API server's client certificate (PEM): callers presenting one it issued are authenticated. */
@@ -129,7 +144,11 @@ export function startWebhook(options: WebhookOptions): Promise<Server> {
   const decide = (body: Buffer, res: ServerResponse, authenticated: boolean) => {
     const started = process.hrtime.bigint();
     const active = bundle.current;
-    let out: Buffer;
+    const answer = (out: Buffer) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": out.length });
+      res.end(out);
+      latencies.add(Number(process.hrtime.bigint() - started) / 1000);
+    };
     if (active === undefined) {
       let review: AdmissionReview;
       try {
@@ -138,11 +157,13 @@ export function startWebhook(options: WebhookOptions): Promise<Server> {
         return refuse(res, error);
       }
       counters.failedClosed++;
-      out = failedClosed(review.request.uid);
-    } else {
+      return answer(failedClosed(review.request.uid));
+    }
+    /** Decides by the bundle held when the review arrived, then counts, logs and answers. */
+    const decideWith = (run: () => ReviewDecision) => {
       let decided: ReviewDecision;
       try {
-        decided = decideReviewBytes(active.set, body, { now: now().getTime() });
+        decided = run();
       } catch (error) {
         return refuse(res, error);
       }
@@ -156,17 +177,44 @@ export function startWebhook(options: WebhookOptions): Promise<Server> {
         counters.denied++;
         decisions.denied(deniedEntry(request, decision, time, version, authenticated));
       }
-      out = decided.response;
+      answer(decided.response);
+    };
+    const namespaces = options.namespaces;
+    if (namespaces === undefined) return decideWith(() => decideReviewBytes(active.set, body, { now: now().getTime() }));
+    let review: AdmissionReview;
+    try {
+      review = parseReviewBytes(body);
+    } catch (error) {
+      return refuse(res, error);
     }
-    res.writeHead(200, { "content-type": "application/json", "content-length": out.length });
-    res.end(out);
-    latencies.add(Number(process.hrtime.bigint() - started) / 1000);
+    const { request } = review;
+    const name = request.namespace;
+    // A Namespace is judged by its own labels; a cluster-scoped object has no namespace.
+    if (name === undefined || name === "" || (request.kind.kind === "Namespace" && request.kind.group === "")) {
+      return decideWith(() => decideReview(active.set, review, { now: now().getTime() }));
+    }
+    const cached = namespaces.cached(name);
+    if (cached !== undefined) return decideWith(() => decideReview(active.set, review, { now: now().getTime(), namespace: () => cached }));
+    // Not in the cache: read once, with a short timeout; if still unknown, the policies that
+    // need it fail closed, saying why (evaluate.ts).
+    const internal = (error: unknown) => {
+      if (!res.headersSent) status(res, 500, "InternalError", `internal error: ${error instanceof Error ? error.message : String(error)}`);
+    };
+    void namespaces.lookup(name).then((found) => {
+      const context: ReviewContext = { now: now().getTime(), namespace: () => found.namespace, ...(found.unknown === undefined ? {} : { namespaceUnknown: found.unknown }) };
+      try {
+        decideWith(() => decideReview(active.set, review, context));
+      } catch (error) {
+        internal(error);
+      }
+    }, internal);
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
-      const ready = path === "/healthz" || bundle.current !== undefined;
+      // Ready: a bundle to decide by, and the namespaces to decide with (once listed).
+      const ready = path === "/healthz" || (bundle.current !== undefined && (options.namespaces === undefined || options.namespaces.synced));
       const body = JSON.stringify(options.health());
       res.writeHead(ready ? 200 : 503, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
       res.end(body);

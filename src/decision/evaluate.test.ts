@@ -125,6 +125,40 @@ describe("a decision", () => {
   });
 });
 
+describe("a decision whose Namespace is not known", () => {
+  // A guard that would pass with namespaceObject null: it must not allow silently.
+  const guarded = { name: "prod-team", expression: "namespaceObject == null || !has(namespaceObject.metadata.labels) || namespaceObject.metadata.labels['env'] != 'prod' || 'team' in object.metadata.labels" };
+
+  it("fails closed under its failure policy when a policy's expressions read namespaceObject, saying why", () => {
+    const denied = evaluate(effectiveSet([policy("reads-namespace", { validations: [guarded] })]), requestForResource(pod(), "CREATE"), {
+      now: NOW,
+      namespaceUnknown: "namespace shop is not in the agent's namespace cache, and reading it from the API server failed: no answer within 2000 ms",
+    });
+    expect(denied.allowed).toBe(false);
+    expect(denied.violations).toEqual([
+      {
+        policy: "reads-namespace",
+        rule: "namespaceObject",
+        message:
+          "namespace shop is not in the agent's namespace cache, and reading it from the API server failed: no answer within 2000 ms, and the policy's expressions read namespaceObject: refused under its failure policy (Fail)",
+        enforcement: "deny",
+      },
+    ]);
+    const ignored = decide([policy("reads-namespace", { validations: [guarded], failurePolicy: "Ignore" })], pod());
+    expect(ignored.allowed).toBe(true);
+    expect(ignored.auditAnnotations["evaluation-errors"]).toMatch(/^reads-namespace\/namespaceObject: .*skipped under its failure policy \(Ignore\)$/);
+  });
+
+  it("decides by the Namespace once it is known, and needs none for a cluster-scoped object", () => {
+    const docs = [policy("reads-namespace", { validations: [guarded] })];
+    const prod = { apiVersion: "v1", kind: "Namespace", metadata: { name: "shop", labels: { env: "prod" } } };
+    expect(decide(docs, pod(), { namespaceObject: prod }).allowed).toBe(false);
+    expect(decide(docs, pod({ team: "a" }), { namespaceObject: prod }).allowed).toBe(true);
+    const clusterScoped = [policy("reads-namespace", { match: { kinds: ["ClusterRole"] }, validations: [{ name: "null", expression: "namespaceObject == null" }] })];
+    expect(decide(clusterScoped, { apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", metadata: { name: "r" } }).allowed).toBe(true);
+  });
+});
+
 describe("a rule that cannot be evaluated", () => {
   const broken = { name: "replicas", expression: "object.spec.replicas > 1" };
 

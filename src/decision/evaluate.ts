@@ -55,6 +55,12 @@ export interface DecisionContext {
    */
   readonly namespaceObject?: unknown;
   /**
+   * Why the Namespace object is not known, when the caller tried to know it (the agent's
+   * namespace cache and its read from the API server): said in the messages of the policies
+   * that fail closed for the want of it.
+   */
+  readonly namespaceUnknown?: string;
+  /**
    * What all the expressions of one decision may spend together (default
    * DECISION_COST_BUDGET). Once it is spent, every rule left fails by its policy's failure
    * policy: a decision is bounded, whatever its policies ask.
@@ -243,14 +249,18 @@ export function evaluate(set: EffectivePolicySet, request: AdmissionRequest, con
   };
   /** Whether the policy applies in the request's namespace; when that cannot be known, it fails by its failure policy. */
   const selected = (policy: PreparedPolicy, target: "pod template" | undefined): boolean => {
-    if (policy.namespaceSelector === undefined || nsLabels === undefined) return true;
-    if (!nsLabels.complete && policy.namespaceLabelsNeeded.length > 0) {
-      const why = `the labels of namespace ${request.namespace ?? ""} are not known here, and the policy selects namespaces by ${policy.namespaceLabelsNeeded.join(", ")}`;
-      if (policy.policy.failurePolicy === "Fail") verdict.add(policy, "namespaceSelector", `${why}: refused under its failure policy (Fail)`, target);
-      else verdict.errors.push(`${policy.policy.name}/namespaceSelector: ${why}: skipped under its failure policy (Ignore)`);
+    if (nsLabels === undefined || nsLabels.complete) return policy.namespaceSelector === undefined || nsLabels === undefined || matchesSelector(policy.namespaceSelector, nsLabels.labels);
+    const needs = policy.namespaceSelector === undefined ? [] : policy.namespaceLabelsNeeded;
+    if (needs.length > 0 || policy.namespaceObjectNeeded) {
+      const what = needs.length > 0 ? `the policy selects namespaces by ${needs.join(", ")}` : "the policy's expressions read namespaceObject";
+      const known = context.namespaceUnknown ?? `the labels of namespace ${request.namespace ?? ""} are not known here`;
+      const why = `${known}, and ${what}`;
+      const rule = needs.length > 0 ? "namespaceSelector" : "namespaceObject";
+      if (policy.policy.failurePolicy === "Fail") verdict.add(policy, rule, `${why}: refused under its failure policy (Fail)`, target);
+      else verdict.errors.push(`${policy.policy.name}/${rule}: ${why}: skipped under its failure policy (Ignore)`);
       return false;
     }
-    return matchesSelector(policy.namespaceSelector, nsLabels.labels);
+    return policy.namespaceSelector === undefined || matchesSelector(policy.namespaceSelector, nsLabels.labels);
   };
   for (const policy of candidatesForRequest(prepared, request)) {
     if (selected(policy, undefined)) evaluatePolicy(policy, activation, request, context, undefined, verdict, budget);

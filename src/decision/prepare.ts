@@ -51,6 +51,13 @@ export interface PreparedPolicy {
    * known, and the policy cannot say whether it applies.
    */
   readonly namespaceLabelsNeeded: readonly string[];
+  /**
+   * Whether one of its expressions (variables, match conditions, rules, messages) reads
+   * `namespaceObject`: without the Namespace object of a namespaced request it cannot be
+   * judged, and fails by its failure policy. Found in the source text, so a mention inside
+   * a string literal counts too: a false positive fails closed, never open.
+   */
+  readonly namespaceObjectNeeded: boolean;
   /** The policy's variables in declaration order; undefined when it has none. */
   readonly variables: VariableTable | undefined;
   readonly conditions: readonly { readonly name: string; readonly program: CelProgram }[];
@@ -69,6 +76,8 @@ export interface PreparedSet {
   /** Whether any policy matches by resource rules: candidates then depend on the resource and scope too. */
   readonly byResource: boolean;
 }
+
+const NAMESPACE_OBJECT = /\bnamespaceObject\b/;
 
 function program(source: string, variableNames: readonly string[], what: string): CelProgram {
   const result = compilePolicyExpression(source, variableNames);
@@ -100,6 +109,11 @@ function preparePolicy(policy: EffectivePolicy, exceptions: readonly EffectiveEx
     subresources: new Set(policy.match.subresources),
     namespaceSelector: policy.namespaceSelector,
     namespaceLabelsNeeded: selectorKeys(policy.namespaceSelector).filter((key) => key !== NAMESPACE_NAME_LABEL),
+    namespaceObjectNeeded: [
+      ...policy.variables.map((v) => v.expression),
+      ...policy.matchConditions.map((c) => c.expression),
+      ...policy.validations.flatMap((v) => [v.expression, v.messageExpression ?? ""]),
+    ].some((source) => NAMESPACE_OBJECT.test(source)),
     variables,
     conditions: policy.matchConditions.map((c) => ({ name: c.name, program: program(c.expression, names, where(`match condition ${c.name}`)) })),
     rules: policy.validations.map((v) => ({

@@ -61,9 +61,12 @@ export interface ReviewContext {
   readonly now: number;
   /**
    * The Namespace object of that name, when the caller knows it: its labels select
-   * policies. `polity eval` finds them among its inputs; the webhook knows none.
+   * policies. `polity eval` finds them among its inputs; the agent's webhook in its
+   * namespace cache (src/kube/namespaces.ts).
    */
   readonly namespace?: (name: string) => unknown;
+  /** Why the request's Namespace is not known, when the caller tried and failed to know it. */
+  readonly namespaceUnknown?: string;
 }
 
 export interface ReviewDecision {
@@ -99,11 +102,19 @@ export function parseReviewBytes(body: Uint8Array): AdmissionReview {
  * what the agent answers. Throws as parseReviewBytes does.
  */
 export function decideReviewBytes(set: EffectivePolicySet, body: Uint8Array, context: ReviewContext): ReviewDecision {
-  const { request } = parseReviewBytes(body);
+  return decideReview(set, parseReviewBytes(body), context);
+}
+
+/**
+ * The decision path from a review already parsed (parseReviewBytes): what the webhook
+ * runs when it had to learn the request's namespace before deciding.
+ */
+export function decideReview(set: EffectivePolicySet, parsed: AdmissionReview, context: ReviewContext): ReviewDecision {
+  const { request } = parsed;
   const namespaceObject = request.namespace === undefined || context.namespace === undefined ? undefined : context.namespace(request.namespace);
   let decision: Decision;
   try {
-    decision = evaluate(set, request, { now: context.now, namespaceObject });
+    decision = evaluate(set, request, { now: context.now, namespaceObject, ...(namespaceObject === undefined && context.namespaceUnknown !== undefined ? { namespaceUnknown: context.namespaceUnknown } : {}) });
   } catch (error) {
     throw refusedIfTooDeep(error);
   }

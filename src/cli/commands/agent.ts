@@ -2,13 +2,15 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startAgent, jsonLog } from "../../agent/index.js";
+import { PolityError } from "../../errors.js";
+import { loadKubeAccess, type KubeAccess } from "../../kube/index.js";
 import { parseListen, stringOption, stringsOption, type Command } from "../command.js";
 import { EXIT, UsageError } from "../io.js";
 
 export const agentCommand: Command = {
   name: "agent",
   summary: "run a cluster's agent: pull its signed bundle, serve the admission webhook",
-  usage: "polity agent --hub <url> --cluster <name> [--ca <ca.pem> --join-token <token>] [--data <dir>] [--listen host:port]",
+  usage: "polity agent --hub <url> --cluster <name> [--ca <ca.pem> --join-token <token>] [--data <dir>] [--listen host:port] [--kubeconfig <file>]",
   options: {
     hub: { type: "string" },
     cluster: { type: "string" },
@@ -22,6 +24,7 @@ export const agentCommand: Command = {
     "decision-log-limit": { type: "string" },
     "require-caller-certificate": { type: "boolean" },
     "poll-wait": { type: "string" },
+    kubeconfig: { type: "string" },
   },
   help: `Runs the agent of one cluster. At its first start it enrols with a join token (its key is
 made here and never leaves); afterwards its identity, its last good bundle and its decision
@@ -38,8 +41,19 @@ bundle alone. GET /healthz and /readyz tell its state; /healthz names each loop'
 (errors.identity, .bundle, .logs, .status) until that loop succeeds again. A hub that keeps
 sending a bundle the agent refuses is asked again later and later (1 s up to 60 s).
 
+With a Kubernetes API server it keeps the cluster's Namespaces in memory (list, then watch)
+so that every decision gets its namespace's labels and namespaceObject, as polity eval does
+with the Namespace among its inputs; /readyz waits for their first list. It finds the API
+server as kubectl does: --kubeconfig, else KUBECONFIG, else the in-cluster service account
+(KUBERNETES_SERVICE_HOST); never ~/.kube/config. Without any it runs as before, and
+/healthz says so (kube.source "none"): policies that select namespaces by label, or read
+namespaceObject, then fail closed under their failure policy. A namespace not yet in the
+cache is read once (2 s at most); if it still cannot be known, those policies fail closed,
+saying why.
+
 Exits with status 2 and the reason when it cannot start as asked: a data folder holding
-another cluster's identity, or a --listen address in use.
+another cluster's identity, a --listen address in use, or a Kubernetes configuration that
+cannot be used (a missing file, a plain-HTTP server, insecure-skip-tls-verify).
 
 Flags:
       --hub <url>                 the hub
@@ -56,6 +70,8 @@ Flags:
       --require-caller-certificate
                                   refuse reviews (401) from callers without such a certificate
       --poll-wait <seconds>       how long each long poll waits at the hub (default 30)
+      --kubeconfig <file>         the cluster's API server (default: KUBECONFIG, then the
+                                  in-cluster service account, then none)
       --decision-log-limit <MiB>  decision logs kept on disk while the hub cannot take them
                                   (default 64); past it the oldest are dropped, and counted
 
@@ -87,6 +103,13 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     if (callerCa !== undefined && !existsSync(callerCa)) throw new UsageError(`--caller-ca ${callerCa}: no such file`);
     const requireCaller = parsed.values["require-caller-certificate"] === true;
     if (requireCaller && callerCa === undefined) throw new UsageError("--require-caller-certificate needs --caller-ca <file>: the CA the callers' certificates must come from");
+    let kube: KubeAccess | undefined;
+    try {
+      kube = loadKubeAccess({ kubeconfig: stringOption(parsed, "kubeconfig"), env: process.env });
+    } catch (error) {
+      if (error instanceof PolityError) throw new UsageError(error.problems[0]?.message ?? error.message);
+      throw error;
+    }
     const now = () => new Date();
     const agent = await startAgent({
       dataDir,
@@ -100,6 +123,7 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       ...(callerCa === undefined ? {} : { callerCaPem: readFileSync(callerCa, "utf8"), requireAuthenticatedCaller: requireCaller }),
       pollWaitSeconds: wait,
       logs: { maxDiskBytes: limit * 1024 * 1024 },
+      ...(kube === undefined ? {} : { kube }),
       now,
       log: jsonLog(`agent/${cluster}`, now),
     }).catch((error: unknown) => {
@@ -110,6 +134,7 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       throw error;
     });
     io.out(`agent of cluster ${cluster}: webhook ${agent.webhookUrl} (CA ${join(dataDir, "webhook", "ca.pem")})\n`);
+    io.out(kube === undefined ? "no Kubernetes API server: namespace labels are not known (see /healthz)\n" : `Kubernetes API server ${kube.server} (${kube.source}, context ${kube.context})\n`);
     await new Promise<void>((done) => {
       const stop = () => {
         process.off("SIGINT", stop);
