@@ -6,7 +6,9 @@
  * - logs: flush decision logs to disk every second, upload them in batches (logs/);
  * - status: report every few seconds what is enforced, how fresh, how fast (status.ts);
  * - namespaces: with a Kubernetes API server, keep its Namespaces in memory for every
- *   decision (namespaces.ts, over src/kube/); /readyz waits for their first list.
+ *   decision (namespaces.ts, over src/kube/); /readyz waits for their first list;
+ * - scan: with an API server, judge what already runs against the bundle, write policy
+ *   reports, and keep the compliance summary the status loop sends (scan/).
  * Beside them the webhook decides AdmissionReviews from the active bundle (webhook.ts).
  *
  * What the loops share is passed to them as objects: the credentials, the active bundle,
@@ -32,6 +34,7 @@ import { DecisionLogPlugin } from "./logs/plugin.js";
 import { NamespacesPlugin, NO_KUBE_MESSAGE, noKubeHealth } from "./namespaces.js";
 import { LoopErrors, type Plugin } from "./plugin.js";
 import type { KubeAccess } from "../kube/index.js";
+import { ScanPlugin } from "./scan/plugin.js";
 import { StatusPlugin } from "./status.js";
 import { startWebhook, type Counters } from "./webhook.js";
 
@@ -61,6 +64,10 @@ export interface AgentOptions {
   readonly logs?: Partial<LogOptions>;
   /** The cluster's API server (src/kube/config.ts); without one the agent knows no namespace labels. */
   readonly kube?: KubeAccess;
+  /** With an API server: how often the background scan judges everything again (default 10 minutes). */
+  readonly scanPeriodMs?: number;
+  /** How long after a change the scan writes its reports (default 5 s). */
+  readonly scanReportDelayMs?: number;
   /** How long a decision waits to read a namespace its cache does not hold (default 2 s). */
   readonly namespaceFetchTimeoutMs?: number;
   /** The agent's clock, for everything it dates or compares with a date (default: the system's). */
@@ -98,11 +105,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const identity = new IdentityPlugin({ hubUrl: options.hubUrl, cluster: options.cluster, caPem: options.caPem, joinToken: options.joinToken, credentials, bundle, errors, log, now });
   const bundles = new BundlePlugin({ credentials, bundle, errors, pollWaitSeconds: options.pollWaitSeconds ?? 30, now });
   const logs = new DecisionLogPlugin({ decisions, credentials, errors, uploadIntervalMs: options.logUploadIntervalMs ?? 2000 });
-  const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health() });
   const namespaces = options.kube === undefined ? undefined : new NamespacesPlugin(options.kube, log, now, options.namespaceFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.namespaceFetchTimeoutMs });
-  const plugins: readonly Plugin[] = [identity, bundles, logs, status, ...(namespaces === undefined ? [] : [namespaces])];
+  const scan =
+    options.kube === undefined || namespaces === undefined
+      ? undefined
+      : new ScanPlugin({ kube: options.kube, namespaces: namespaces.cache, bundle, now, log, periodMs: options.scanPeriodMs, reportDelayMs: options.scanReportDelayMs });
+  const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health(), compliance: () => scan?.summary() });
+  const plugins: readonly Plugin[] = [identity, bundles, logs, status, ...(namespaces === undefined ? [] : [namespaces]), ...(scan === undefined ? [] : [scan])];
   const kube = () => namespaces?.health() ?? noKubeHealth();
-  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, kube });
+  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, kube, scan: () => scan?.health() ?? null });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
   const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, health, ...(namespaces === undefined ? {} : { namespaces: namespaces.cache }), callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });

@@ -3,7 +3,7 @@
  * fresh, how fast), so that `polity get clusters` shows whether it is in sync, and the
  * compliance summary of its last background scan, for `polity get compliance`.
  */
-import type { ComplianceSummary } from "../api/compliance.js";
+import type { ComplianceSummary } from "../decision/scan.js";
 import { call } from "../client/http.js";
 import type { AgentHealth } from "./health.js";
 import type { AgentCredentials } from "./identity/credentials.js";

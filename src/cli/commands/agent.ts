@@ -25,6 +25,7 @@ export const agentCommand: Command = {
     "require-caller-certificate": { type: "boolean" },
     "poll-wait": { type: "string" },
     kubeconfig: { type: "string" },
+    "scan-period": { type: "string" },
   },
   help: `Runs the agent of one cluster. At its first start it enrols with a join token (its key is
 made here and never leaves); afterwards its identity, its last good bundle and its decision
@@ -51,6 +52,14 @@ namespaceObject, then fail closed under their failure policy. A namespace not ye
 cache is read once (2 s at most); if it still cannot be known, those policies fail closed,
 saying why.
 
+With an API server it also scans what already runs: it lists and watches the kinds its
+bundle's policies match (and the workloads whose pod templates policies on pods judge),
+judges each object as the webhook would judge its creation now, and writes one policy
+report per namespace (openreports.io/v1alpha1 Report where the cluster serves it, else
+wgpolicyk8s.io/v1alpha2 PolicyReport; ClusterPolicyReport for cluster-scoped objects),
+a few seconds after a change, again on every new bundle and every --scan-period. Its
+compliance summary goes to the hub with the status (polity get compliance).
+
 Exits with status 2 and the reason when it cannot start as asked: a data folder holding
 another cluster's identity, a --listen address in use, or a Kubernetes configuration that
 cannot be used (a missing file, a plain-HTTP server, insecure-skip-tls-verify).
@@ -72,6 +81,8 @@ Flags:
       --poll-wait <seconds>       how long each long poll waits at the hub (default 30)
       --kubeconfig <file>         the cluster's API server (default: KUBECONFIG, then the
                                   in-cluster service account, then none)
+      --scan-period <seconds>     how often the background scan judges everything again
+                                  (default 600)
       --decision-log-limit <MiB>  decision logs kept on disk while the hub cannot take them
                                   (default 64); past it the oldest are dropped, and counted
 
@@ -110,6 +121,8 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       if (error instanceof PolityError) throw new UsageError(error.problems[0]?.message ?? error.message);
       throw error;
     }
+    const scanPeriod = Number(stringOption(parsed, "scan-period") ?? "600");
+    if (!Number.isInteger(scanPeriod) || scanPeriod < 10 || scanPeriod > 86_400) throw new UsageError("--scan-period must be a whole number of seconds from 10 to 86400");
     const now = () => new Date();
     const agent = await startAgent({
       dataDir,
@@ -124,6 +137,7 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       pollWaitSeconds: wait,
       logs: { maxDiskBytes: limit * 1024 * 1024 },
       ...(kube === undefined ? {} : { kube }),
+      scanPeriodMs: scanPeriod * 1000,
       now,
       log: jsonLog(`agent/${cluster}`, now),
     }).catch((error: unknown) => {
