@@ -9,6 +9,7 @@ import { benchAgents } from "./agent.js";
 import { benchAudit } from "./audit.js";
 import { benchHub } from "./hub.js";
 import { benchLayering } from "./layering.js";
+import { benchScan } from "./scan.js";
 
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
@@ -26,3 +27,5 @@ settle();
 if (want("agents")) await benchAgents();
 settle();
 if (want("audit")) await benchAudit();
+settle();
+if (want("scan")) await benchScan();

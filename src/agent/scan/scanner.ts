@@ -12,6 +12,7 @@
  * a few seconds after a change, bounded (one per namespace, results capped, summary counts
  * all). Objects in the namespaces the webhook registration exempts are not judged.
  */
+import { setMaxListeners } from "node:events";
 import type { EffectivePolicySet } from "../../layering/effective.js";
 import type { KubeAccess } from "../../kube/config.js";
 import { Informer } from "../../kube/informer.js";
@@ -141,6 +142,8 @@ export class Scanner {
     const stopInformers = () => informersStop.abort();
     outer.addEventListener("abort", stopInformers, { once: true });
     const signal = informersStop.signal;
+    // One listener per informer and per wait: many kinds are not a leak.
+    setMaxListeners(100, signal);
     this.source = source;
     this.state = "discovering";
     const { kinds, unscanned } = scanKinds(source.set);
