@@ -143,6 +143,35 @@ describe("a background scan", () => {
 
 });
 
+describe("a background scan meeting a faulty API server", () => {
+  const docs: Doc[] = [policy("no-privileged", { validations: [NO_PRIVILEGED] })];
+
+  it("survives a list that answers garbage and report writes refused with 429 (waiting as Retry-After says), and writes its reports once they pass", async () => {
+    api.put(namespace("faulty"));
+    api.put(pod("bad", "faulty", true));
+    api.fail({ method: "GET", path: /^\/api\/v1\/pods$/, watch: false, times: 2, action: { kind: "garbage" } });
+    api.fail({ method: "PATCH", path: /policyreports\/polity$/, times: 3, action: { kind: "status", code: 429, retryAfterSeconds: 1 } });
+    const scanner = start({ current: { set: effectiveSet(docs), version: 1 } });
+    const errors = new Set<string>();
+    const report = await until(
+      "the faulty report",
+      () => {
+        const error = scanner.health().lastError;
+        if (error !== null) errors.add(error);
+        return reports("faulty")[0] as Report | undefined;
+      },
+      30_000,
+    );
+    expect(report.summary.fail).toBe(1);
+    expect([...errors].join("\n")).toMatch(/429/);
+    const refused = api.requests.filter((r) => r.method === "PATCH" && r.status === 429);
+    expect(refused).toHaveLength(3);
+    // Retry-After: 1 honoured between the refused writes, while the informers kept watching.
+    for (let i = 1; i < refused.length; i++) expect(refused[i]!.at - refused[i - 1]!.at).toBeGreaterThanOrEqual(950);
+    api.clearFaults();
+  }, 40_000);
+});
+
 const KUBECTL = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
 describe.skipIf(!KUBECTL)(`kubectl reads the reports${KUBECTL ? "" : " (skipped: kubectl is not installed here; apt-get install kubernetes-client)"}`, () => {
   it("kubectl get policyreports -A lists them", async () => {

@@ -19,6 +19,9 @@ export interface StatusPluginOptions {
   readonly compliance?: () => ComplianceSummary | undefined;
 }
 
+/** Reports between two sends of an unchanged compliance summary (at 5 s, every 5 minutes). */
+const RESEND_EVERY = 60;
+
 export class StatusPlugin implements Plugin {
   readonly name = "status";
 
@@ -26,12 +29,21 @@ export class StatusPlugin implements Plugin {
 
   async run(signal: AbortSignal): Promise<void> {
     const { credentials, errors, intervalMs, health, compliance } = this.options;
+    // A summary is sent when its scan is new to the hub, and again every RESEND_EVERY reports
+    // (a hub restored from a backup catches up): up to a MiB each, not at every report.
+    let sentScan: string | undefined;
+    let sinceSent = 0;
     while (!signal.aborted) {
       await sleep(intervalMs, signal);
       if (!credentials.enrolled || signal.aborted) continue;
       try {
         const summary = compliance?.();
-        await call(credentials.hub(), "POST", "/v1/agent/status", { ...health(), ...(summary === undefined ? {} : { compliance: summary }) }, { signal, timeoutMs: 10_000 });
+        const send = summary !== undefined && (summary.scannedAt !== sentScan || sinceSent >= RESEND_EVERY);
+        await call(credentials.hub(), "POST", "/v1/agent/status", { ...health(), ...(send ? { compliance: summary } : {}) }, { signal, timeoutMs: 10_000 });
+        if (send) {
+          sentScan = summary.scannedAt;
+          sinceSent = 0;
+        } else sinceSent++;
         errors.succeeded("status");
       } catch (error) {
         if (!signal.aborted) errors.failed("status", "status report failed", error);

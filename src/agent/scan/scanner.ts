@@ -16,7 +16,7 @@ import { setMaxListeners } from "node:events";
 import type { EffectivePolicySet } from "../../layering/effective.js";
 import type { KubeAccess } from "../../kube/config.js";
 import { Informer } from "../../kube/informer.js";
-import { kubeRequest } from "../../kube/raw.js";
+import { KubeRequestError, kubeRequest } from "../../kube/raw.js";
 import type { ReportFormat } from "../../decision/policy-report.js";
 import { judgeExisting, scanKinds, ScanTally, type ComplianceSummary, type JudgedObject } from "../../decision/scan.js";
 import type { Log } from "../log.js";
@@ -191,6 +191,7 @@ export class Scanner {
     const started = now().getTime();
     let written = -1;
     const delay = this.options.reportDelayMs ?? 5000;
+    const writes = new Backoff(1000, 30_000);
     try {
       while (!signal.aborted) {
         const current = this.options.bundle();
@@ -199,8 +200,18 @@ export class Scanner {
         const size = this.informers.reduce((n, { informer }) => n + informer.size, 0);
         const fingerprint = this.changes * 1_000_003 + size;
         if (fingerprint !== written) {
-          await this.write(source, signal);
-          written = fingerprint;
+          try {
+            await this.write(source, signal);
+            written = fingerprint;
+            writes.reset();
+          } catch (error) {
+            if (signal.aborted) return;
+            // The informers keep watching; the reports are written again after a wait (Retry-After when the server gave one).
+            this.lastError = `writing reports: ${error instanceof Error ? error.message : String(error)}`;
+            log.warn("background scan: writing reports failed", { error: this.lastError });
+            await sleep(Math.max(error instanceof KubeRequestError ? (error.retryAfterMs ?? 0) : 0, writes.next()), signal);
+            continue;
+          }
         }
         this.state = "watching";
         await sleep(delay, signal);
