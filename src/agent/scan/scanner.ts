@@ -172,7 +172,8 @@ export class Scanner {
         list: async (continueToken, listSignal) => {
           const query = `?limit=500${continueToken === undefined ? "" : `&continue=${encodeURIComponent(continueToken)}`}`;
           const page = (await kubeRequest(kube.config, { method: "GET", path: `${collectionPath(type)}${query}`, signal: listSignal })) as { items?: unknown; metadata?: { resourceVersion?: unknown; continue?: unknown } } | undefined;
-          const items = Array.isArray(page?.items) ? (page.items as unknown[]) : (undefined as unknown as unknown[]);
+          if (!Array.isArray(page?.items)) throw new Error(`${collectionPath(type)}: the answer is not a list`);
+          const items = page.items as unknown[];
           const resourceVersion = typeof page?.metadata?.resourceVersion === "string" ? page.metadata.resourceVersion : "";
           return { items, resourceVersion, ...(typeof page?.metadata?.continue === "string" && page.metadata.continue !== "" ? { continueToken: page.metadata.continue } : {}) };
         },
