@@ -10,6 +10,7 @@ import { benchAudit } from "./audit.js";
 import { benchHub } from "./hub.js";
 import { benchLayering } from "./layering.js";
 import { benchScan } from "./scan.js";
+import { benchNamespaces } from "./namespaces.js";
 
 const only = process.argv.slice(2);
 const want = (name: string) => only.length === 0 || only.includes(name);
@@ -19,6 +20,8 @@ console.log(`Polity benchmarks: node ${process.version}, ${cpus().length} CPU(s)
 const settle = () => (globalThis as { gc?: () => void }).gc?.();
 
 if (want("decision")) benchDecision();
+settle();
+if (want("namespaces")) benchNamespaces();
 settle();
 if (want("layering")) benchLayering();
 settle();

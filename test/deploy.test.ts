@@ -105,9 +105,11 @@ describe.skipIf(!HAVE_KUBECTL && !IN_CI)(`deploy/ with kubectl kustomize${skipRe
       else expect(rule.apiGroups.every((g) => g === "wgpolicyk8s.io" || g === "openreports.io")).toBe(true);
     }
     expect(clusterRules.find((r) => r.resources.includes("namespaces"))?.verbs.sort()).toEqual(["get", "list", "watch"]);
-    // In its namespace: its identity Secret and its Lease, by name, and nothing it could list.
+    // In its namespace: its identity Secret (shipped, of the agent's type) and its Lease, by name, and nothing it could list.
+    const secret = objects.find((o) => o.kind === "Secret")!;
+    expect(secret).toMatchObject({ metadata: { name: "polity-agent-identity", namespace: "polity-system" }, type: "polity.dev/agent-identity" });
     expect(roleRules).toEqual([
-      { apiGroups: [""], resources: ["secrets"], resourceNames: ["polity-agent-identity"], verbs: ["get", "update", "patch"] },
+      { apiGroups: [""], resources: ["secrets"], resourceNames: ["polity-agent-identity"], verbs: ["get", "update"] },
       { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: ["polity-agent"], verbs: ["get", "update", "patch"] },
     ]);
   });

@@ -94,21 +94,26 @@ async function eventually<T>(what: string, probe: () => Promise<T | undefined | 
 interface Agent {
   readonly child: ChildProcess;
   readonly url: string;
+  readonly dataDir: string;
   readonly caPem: string;
   output(): string;
   stop(): Promise<void>;
 }
 
-/** The real `polity agent`, enrolled with a fresh join token, with `env` (KUBECONFIG…) and `args`. */
-async function spawnAgent(name: string, args: readonly string[], env: Record<string, string> = {}): Promise<Agent> {
+/**
+ * The real `polity agent` of `at` (default: the file's hub), enrolled with a fresh join
+ * token unless `enrol` is false, with `env` (KUBECONFIG…) and `args`.
+ */
+async function spawnAgent(name: string, args: readonly string[], env: Record<string, string> = {}, options: { enrol?: boolean; at?: TestHub } = {}): Promise<Agent> {
   const buildError = inject("distBuildError");
   if (buildError !== null) throw new Error(buildError);
+  const at = options.at ?? hub;
   const dataDir = join(dir, name);
-  const caFile = join(dir, "hub-ca.pem");
-  writeFileSync(caFile, hub.hub.caPem);
-  const token = await joinToken(hub, CLUSTER);
+  const caFile = join(dir, `${name}-hub-ca.pem`);
+  writeFileSync(caFile, at.hub.caPem);
+  const enrol = options.enrol === false ? [] : ["--ca", caFile, "--join-token", await joinToken(at, CLUSTER)];
   const { DATABASE_URL: _d, KUBECONFIG: _k, KUBERNETES_SERVICE_HOST: _h, ...base } = process.env;
-  const child = spawn(process.execPath, [BIN, "agent", "--hub", hub.hub.url, "--cluster", CLUSTER, "--data", dataDir, "--listen", "127.0.0.1:0", "--poll-wait", "2", "--ca", caFile, "--join-token", token, ...args], {
+  const child = spawn(process.execPath, [BIN, "agent", "--hub", at.hub.url, "--cluster", CLUSTER, "--data", dataDir, "--listen", "127.0.0.1:0", "--poll-wait", "2", ...enrol, ...args], {
     env: { ...base, NO_COLOR: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -120,6 +125,7 @@ async function spawnAgent(name: string, args: readonly string[], env: Record<str
   return {
     child,
     url,
+    dataDir,
     caPem: readFileSync(join(dataDir, "webhook", "ca.pem"), "utf8"),
     output: () => out,
     async stop() {
@@ -153,7 +159,8 @@ function https(agent: Agent, method: string, path: string, body?: string): Promi
 interface Health {
   readonly bundleVersion: number | null;
   readonly errors: Record<string, string>;
-  readonly kube: { source: string; server: string | null; message: string; namespaces: { synced: boolean; objects: number; lists: number; watches: number; malformed: number; fetches: number } | null };
+  readonly enrolled: boolean;
+  readonly kube: { source: string; server: string | null; message: string; identitySecret: { secret: string; inSync: boolean; lastError: string | null } | null; namespaces: { synced: boolean; objects: number; lists: number; watches: number; malformed: number; fetches: number } | null };
 }
 const health = async (agent: Agent) => (await https(agent, "GET", "/healthz")).json as Health;
 
@@ -335,4 +342,77 @@ describe("an agent without an API server", () => {
     expect(refused.code).toBe(2);
     expect(refused.err).toMatch(/--kubeconfig .*missing: no such file/);
   });
+});
+
+describe("an agent's identity in a Secret", () => {
+  const SECRET = "polity-agent-identity";
+  const secretKey = () => {
+    const secret = api.get("v1", "Secret", SECRET, "polity-system") as { type?: string; data?: Record<string, string> } | undefined;
+    return secret?.data?.["key.pem"] === undefined ? undefined : Buffer.from(secret.data["key.pem"], "base64").toString("utf8");
+  };
+
+  beforeAll(() => {
+    api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "polity-system" } });
+  });
+
+  it("is written to the Secret at enrolment, and a rescheduled agent without its volume resumes with it, no join token needed", async () => {
+    const kubeconfig = api.writeKubeconfig(join(dir, "kubeconfig-identity"));
+    const args = ["--kubeconfig", kubeconfig, "--identity-secret", `polity-system/${SECRET}`];
+    const first = await spawnAgent("identity-first", args);
+    let key: string;
+    try {
+      key = await eventually("the identity in its Secret", () => secretKey());
+      expect(key).toBe(readFileSync(join(first.dataDir, "identity", "key.pem"), "utf8"));
+      expect(api.get("v1", "Secret", SECRET, "polity-system")).toMatchObject({ type: "polity.dev/agent-identity", data: { "cert.pem": expect.any(String), "ca.pem": expect.any(String), "bundle-key.pem": expect.any(String), "identity.json": expect.any(String) } });
+      expect((await health(first)).kube.identitySecret).toEqual({ secret: `Secret polity-system/${SECRET}`, inSync: true, lastError: null });
+      expect(first.output()).not.toContain("PRIVATE KEY");
+    } finally {
+      await first.stop();
+    }
+    // Another pod, another (empty) data folder, no join token: the same cluster again.
+    const second = await spawnAgent("identity-second", args, {}, { enrol: false });
+    try {
+      await eventually("the rescheduled agent enforcing", async () => {
+        const h = await health(second);
+        return h.enrolled && h.bundleVersion !== null;
+      });
+      expect(readFileSync(join(second.dataDir, "identity", "key.pem"), "utf8")).toBe(key);
+      expect((await decide(second, "shop-prod")).allowed).toBe(false);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
+
+  it("refuses, saying why, a Secret edited by hand that holds no usable identity, and a rescheduled agent without it asks for a join token", async () => {
+    const edited = "polity-agent-identity-edited";
+    api.put({ apiVersion: "v1", kind: "Secret", type: "polity.dev/agent-identity", metadata: { name: edited, namespace: "polity-system" }, data: { "key.pem": Buffer.from("-----BEGIN PRIVATE KEY-----\nbm9wZQ==\n-----END PRIVATE KEY-----\n").toString("base64") } });
+    const { DATABASE_URL: _d, KUBECONFIG: _k, ...env } = process.env;
+    const refused = await run(process.execPath, [BIN, "agent", "--hub", hub.hub.url, "--cluster", CLUSTER, "--data", join(dir, "identity-edited"), "--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig-edited")), "--identity-secret", `polity-system/${edited}`], { env });
+    expect(refused.code).toBe(2);
+    expect(refused.err).toContain(`Secret polity-system/${edited} is not a Polity identity this agent can use: data.cert.pem, data.ca.pem, data.bundle-key.pem, data.identity.json missing`);
+    expect(refused.err).not.toContain("bm9wZQ");
+  });
+
+  it("makes a new key at each renewal and writes it to the Secret", async () => {
+    const shortLived = await hubs.startCopy("kube-rotation", { certificateTtlMs: 6000 });
+    await call(shortLived.admin, "POST", "/v1/apply", { files: [GLOBAL] });
+    await call(shortLived.admin, "POST", "/v1/clusters", { name: CLUSTER, region: "eu-west", labels: { env: "prod" } });
+    const rotating = "polity-agent-identity-rotating";
+    const agent = await spawnAgent("identity-rotating", ["--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig-rotating")), "--identity-secret", `polity-system/${rotating}`], {}, { at: shortLived });
+    const keyIn = () => {
+      const secret = api.get("v1", "Secret", rotating, "polity-system") as { data?: Record<string, string> } | undefined;
+      return secret?.data?.["key.pem"] === undefined ? undefined : Buffer.from(secret.data["key.pem"], "base64").toString("utf8");
+    };
+    try {
+      const first = await eventually("the first key in the Secret", () => keyIn());
+      const second = await eventually("a renewal with a new key", () => {
+        const now = keyIn();
+        return now !== undefined && now !== first ? now : undefined;
+      }, 20_000);
+      expect(readFileSync(join(agent.dataDir, "identity", "key.pem"), "utf8")).toBe(second);
+      expect((await health(agent)).errors.identity).toBeUndefined();
+    } finally {
+      await agent.stop();
+    }
+  }, 60_000);
 });

@@ -35,6 +35,8 @@ import { NamespacesPlugin, NO_KUBE_MESSAGE, noKubeHealth } from "./namespaces.js
 import { LoopErrors, type Plugin } from "./plugin.js";
 import type { KubeAccess } from "../kube/index.js";
 import { ScanPlugin } from "./scan/plugin.js";
+import type { SecretName } from "../kube/identity-secret.js";
+import { IdentitySecretSync } from "./identity/secret.js";
 import { StatusPlugin } from "./status.js";
 import { startWebhook, type Counters } from "./webhook.js";
 
@@ -68,6 +70,8 @@ export interface AgentOptions {
   readonly scanPeriodMs?: number;
   /** How long after a change the scan writes its reports (default 5 s). */
   readonly scanReportDelayMs?: number;
+  /** With `kube`: the Secret that keeps the identity too, so that a rescheduled pod resumes with it. */
+  readonly identitySecret?: SecretName;
   /** How long a decision waits to read a namespace its cache does not hold (default 2 s). */
   readonly namespaceFetchTimeoutMs?: number;
   /** The agent's clock, for everything it dates or compares with a date (default: the system's). */
@@ -89,8 +93,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const log = options.log ?? silentLog;
   const host = options.webhookHost ?? "127.0.0.1";
 
+  // The identity in a Secret, when there is one: restored before it is loaded.
+  const identitySecret = options.kube === undefined || options.identitySecret === undefined ? undefined : new IdentitySecretSync(options.kube, options.identitySecret, options.cluster, log);
+  await identitySecret?.restore(options.dataDir);
+
   // What the loops share.
   const credentials = new AgentCredentials(options.dataDir, options.cluster, options.hubUrl);
+  identitySecret?.follow(credentials);
   const errors = new LoopErrors(now, log);
   // The high-water mark lives beside the identity, not the bundles it guards.
   const highWater = new HighWaterMark(join(options.dataDir, "identity", "bundle-high-water.json"));
@@ -112,7 +121,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       : new ScanPlugin({ kube: options.kube, namespaces: namespaces.cache, bundle, now, log, periodMs: options.scanPeriodMs, reportDelayMs: options.scanReportDelayMs });
   const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health(), compliance: () => scan?.summary() });
   const plugins: readonly Plugin[] = [identity, bundles, logs, status, ...(namespaces === undefined ? [] : [namespaces]), ...(scan === undefined ? [] : [scan])];
-  const kube = () => namespaces?.health() ?? noKubeHealth();
+  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null });
   const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, kube, scan: () => scan?.health() ?? null });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
@@ -139,6 +148,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         server.closeAllConnections();
       });
       for (const plugin of plugins) await plugin.stop?.();
+      await identitySecret?.flushed();
     },
   };
 }

@@ -9,6 +9,7 @@
  * list, a garbage answer, a dropped watch) until a list or an event succeeds again.
  */
 import { describeKubeAccess, NamespaceCache, type KubeAccess, type NamespaceCacheHealth, type NamespaceLookup } from "../kube/index.js";
+import type { IdentitySecretHealth } from "./identity/secret.js";
 import type { Log } from "./log.js";
 import type { LoopError, Plugin } from "./plugin.js";
 
@@ -20,6 +21,8 @@ export interface KubeHealth {
   /** The namespace cache; null without an API server. */
   readonly namespaces: NamespaceCacheHealth | null;
   readonly message: string;
+  /** The Secret that keeps the identity too; null without one. */
+  readonly identitySecret?: IdentitySecretHealth | null;
 }
 
 export const NO_KUBE_MESSAGE =

@@ -1,9 +1,9 @@
 /**
  * Enrolment, the cluster's side, as a library (the agent uses it; so do tests). The
  * cluster makes its own ECDSA P-256 key, which never leaves it, sends a CSR with a
- * one-time join token, and receives a short-lived certificate. It renews with the same
- * key two thirds of the way through the certificate's life, or, after a partition, within
- * the hub's grace window after expiry.
+ * one-time join token, and receives a short-lived certificate. It renews two thirds of the
+ * way through the certificate's life (the agent with a new key), or, after a partition,
+ * within the hub's grace window after expiry (with the same key).
  */
 import { createPublicKey } from "node:crypto";
 import type { IssuedCertificate } from "../api/identity.js";
@@ -53,13 +53,15 @@ export async function enroll(hub: { url: string; caPem: string }, cluster: strin
 
 
 /**
- * Renews with the current (possibly expired, within the grace window) certificate and the
- * same key. The bundle key stays the one pinned at enrolment.
+ * Renews with the current (possibly expired, within the grace window) certificate, for the
+ * same key, or with `rotateKey` for a new one made here (the agent rotates at each renewal
+ * of a valid certificate). The bundle key stays the one pinned at enrolment.
  */
-export async function renew(url: string, creds: Credentials): Promise<Credentials> {
-  const csr = await createCsr(creds.cluster, creds.privateKeyPem);
+export async function renew(url: string, creds: Credentials, options: { readonly rotateKey?: boolean } = {}): Promise<Credentials> {
+  const key = options.rotateKey === true ? await newPrivateKey() : creds.privateKeyPem;
+  const csr = await createCsr(creds.cluster, key);
   const issued = (await call<IssuedCertificate>(clusterEndpoint(url, creds), "POST", "/v1/renew", { csr })).body;
-  return { ...credentials(creds.cluster, creds.privateKeyPem, issued), bundleKeyPem: creds.bundleKeyPem };
+  return { ...credentials(creds.cluster, key, issued), bundleKeyPem: creds.bundleKeyPem };
 }
 
 

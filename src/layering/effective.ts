@@ -344,6 +344,9 @@ function refine(merged: Merged, def: Definition, problems: MergeProblems): void 
   if (spec.builtin !== undefined) {
     problems.add(def.policy.origin, ["spec", "builtin"], `${who} include a built-in into ${base}: only the defining document includes one`, "refinement-builtin");
   }
+  if (spec.podSecurity !== undefined) {
+    problems.add(def.policy.origin, ["spec", "podSecurity"], `${who} set spec.podSecurity of ${base}: only the defining document chooses which namespace labels it reads`, "refinement-builtin");
+  }
   if (spec.domain !== undefined && spec.domain !== merged.domain) {
     problems.add(def.policy.origin, ["spec", "domain"], `${who} move ${base} from domain ${JSON.stringify(merged.domain)} to ${JSON.stringify(spec.domain)}`, "domain-mismatch");
   }

@@ -204,8 +204,12 @@ export function* buildLayerSteps(sources: readonly SourceDocument[], defaults: L
 
 function expandBuiltin(policy: LayerPolicy, problems: Problem[]): LayerPolicy {
   const spec = policy.document.spec;
-  if (spec.builtin === undefined) return policy;
-  const builtin = resolveBuiltin(spec.builtin);
+  if (spec.builtin === undefined) {
+    // A definition (domain and match of its own) cannot read labels for a built-in it does not include; a refinement that tries is refused when layers combine.
+    if (spec.podSecurity !== undefined && spec.domain !== undefined && spec.match !== undefined) problems.push(problemAt(policy.origin, ["spec", "podSecurity"], "spec.podSecurity needs spec.builtin: pod-security/baseline or pod-security/restricted (the floor)", "spec.podSecurity"));
+    return policy;
+  }
+  const builtin = resolveBuiltin(spec.builtin, spec.podSecurity?.namespaceLabels);
   if (typeof builtin === "string") {
     problems.push(problemAt(policy.origin, ["spec", "builtin"], builtin, "spec.builtin"));
     return policy;
@@ -231,7 +235,7 @@ function compileExpressions(policy: LayerPolicy): Problem[] {
   const problems: Problem[] = [];
   const spec = policy.document.spec;
   const name = policy.document.metadata.name;
-  const fromLibrary = spec.builtin === undefined ? undefined : resolveBuiltin(spec.builtin);
+  const fromLibrary = spec.builtin === undefined ? undefined : resolveBuiltin(spec.builtin, spec.podSecurity?.namespaceLabels);
   const libraryCount = (field: string) =>
     typeof fromLibrary !== "object" ? 0 : field === "variables"
         ? fromLibrary.variables.length

@@ -252,6 +252,12 @@ export const policySpec = z.strictObject({
   domain: dnsLabel.optional(),
   /** A policy of the built-in library, e.g. `pod-security/restricted@v1.25`, supplying match and validations. */
   builtin: z.string().optional(),
+  /**
+   * With a pod-security built-in: which Pod Security Admission labels of each namespace
+   * it also reads (`enforce`: pod-security.kubernetes.io/enforce and enforce-version),
+   * within the floor the built-in names.
+   */
+  podSecurity: z.strictObject({ namespaceLabels: z.enum(["enforce", "warn", "audit"]) }).optional(),
   scope: scope.optional(),
   match: match.optional(),
   params: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a CEL identifier"), param).optional(),

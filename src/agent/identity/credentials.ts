@@ -14,6 +14,7 @@ import { parseClusterSpiffeId } from "../../identity/spiffe.js";
 export class AgentCredentials {
   private readonly dir: string;
   private held: Credentials | undefined;
+  private readonly saved: ((credentials: Credentials) => void)[] = [];
 
   /** Loads what the data folder holds; refuses a folder that holds another cluster's identity. */
   constructor(
@@ -40,6 +41,12 @@ export class AgentCredentials {
   replace(credentials: Credentials): void {
     this.held = credentials;
     saveCredentials(this.dir, credentials);
+    for (const listener of this.saved) listener(credentials);
+  }
+
+  /** Calls `listener` with every new identity once it is on the disk (the identity Secret keeps a copy). */
+  onReplace(listener: (credentials: Credentials) => void): void {
+    this.saved.push(listener);
   }
 
   get enrolled(): boolean {

@@ -52,7 +52,9 @@ export class IdentityPlugin implements Plugin {
           log.info("enrolled", { spiffeId: enrolled.spiffeId, notAfter: enrolled.notAfter });
           bundle.loadFromDisk();
         } else if (renewalDue(held, now())) {
-          const renewed = await renew(hubUrl, held);
+          // A new key at each renewal while the certificate is valid (the hub renews an
+          // expired one only for the key it was issued to).
+          const renewed = await renew(hubUrl, held, { rotateKey: !expired(held, now()) });
           credentials.replace(renewed);
           log.info("renewed the certificate", { notAfter: renewed.notAfter });
         }

@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { startAgent, jsonLog } from "../../agent/index.js";
 import { PolityError } from "../../errors.js";
 import { loadKubeAccess, type KubeAccess } from "../../kube/index.js";
+import { IdentitySecret, parseSecretName, type SecretName } from "../../kube/identity-secret.js";
 import { parseListen, stringOption, stringsOption, type Command } from "../command.js";
 import { EXIT, UsageError } from "../io.js";
 
@@ -26,6 +27,7 @@ export const agentCommand: Command = {
     "poll-wait": { type: "string" },
     kubeconfig: { type: "string" },
     "scan-period": { type: "string" },
+    "identity-secret": { type: "string" },
   },
   help: `Runs the agent of one cluster. At its first start it enrols with a join token (its key is
 made here and never leaves); afterwards its identity, its last good bundle and its decision
@@ -60,6 +62,13 @@ wgpolicyk8s.io/v1alpha2 PolicyReport; ClusterPolicyReport for cluster-scoped obj
 a few seconds after a change, again on every new bundle and every --scan-period. Its
 compliance summary goes to the hub with the status (polity get compliance).
 
+In a cluster (the in-cluster service account) it also keeps its identity in a Secret of its
+own namespace, polity-agent-identity unless --identity-secret names another, so that a
+rescheduled pod without its volume resumes as the same cluster, without a join token; it
+makes a new key at each renewal and writes the Secret again. Outside a cluster the Secret is
+kept only when --identity-secret names it. A Secret that is not a usable identity (edited
+by hand) is said in the log and /healthz (kube.identitySecret) and replaced at the next save.
+
 Exits with status 2 and the reason when it cannot start as asked: a data folder holding
 another cluster's identity, a --listen address in use, or a Kubernetes configuration that
 cannot be used (a missing file, a plain-HTTP server, insecure-skip-tls-verify).
@@ -83,6 +92,9 @@ Flags:
                                   in-cluster service account, then none)
       --scan-period <seconds>     how often the background scan judges everything again
                                   (default 600)
+      --identity-secret [<ns>/]<name>
+                                  keep the identity in this Secret too (in a cluster: default
+                                  polity-agent-identity in the agent's namespace)
       --decision-log-limit <MiB>  decision logs kept on disk while the hub cannot take them
                                   (default 64); past it the oldest are dropped, and counted
 
@@ -100,9 +112,30 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     const tokenFile = stringOption(parsed, "join-token-file");
     if (tokenFile !== undefined && !existsSync(tokenFile)) throw new UsageError(`--join-token-file ${tokenFile}: no such file`);
     const joinToken = stringOption(parsed, "join-token") ?? (tokenFile === undefined ? undefined : readFileSync(tokenFile, "utf8").trim());
+    let kube: KubeAccess | undefined;
+    try {
+      kube = loadKubeAccess({ kubeconfig: stringOption(parsed, "kubeconfig"), env: process.env });
+    } catch (error) {
+      if (error instanceof PolityError) throw new UsageError(error.problems[0]?.message ?? error.message);
+      throw error;
+    }
+    const secretFlag = stringOption(parsed, "identity-secret");
+    if (secretFlag !== undefined && kube === undefined) throw new UsageError("--identity-secret needs a Kubernetes API server (--kubeconfig, KUBECONFIG or in-cluster)");
+    let identitySecret: SecretName | undefined;
+    if (kube !== undefined && (secretFlag !== undefined || kube.source === "in-cluster")) {
+      const where = parseSecretName(secretFlag ?? "polity-agent-identity", kube.namespace);
+      if (typeof where === "string") throw new UsageError(`--identity-secret: ${where}`);
+      identitySecret = where;
+    }
     const enrolled = existsSync(join(dataDir, "identity", "identity.json"));
     if (!enrolled && (joinToken === undefined || caFile === undefined)) {
-      throw new UsageError(`cluster ${cluster} has no identity in ${dataDir} yet: give --ca and --join-token for its first enrolment`);
+      // A rescheduled pod: its identity may be in its Secret.
+      const inSecret = identitySecret === undefined || kube === undefined ? undefined : await new IdentitySecret(kube, identitySecret, cluster).read().catch((error: unknown) => ({ refused: (error as Error).message }));
+      if (inSecret !== undefined && "refused" in inSecret) throw new UsageError(`cluster ${cluster} has no identity in ${dataDir}, and ${inSecret.refused}: give --ca and --join-token to enrol again`);
+      if (inSecret === undefined || "absent" in inSecret) {
+        const where = identitySecret === undefined ? "" : ` nor in Secret ${identitySecret.namespace}/${identitySecret.name}`;
+        throw new UsageError(`cluster ${cluster} has no identity in ${dataDir}${where} yet: give --ca and --join-token for its first enrolment`);
+      }
     }
     const listen = stringOption(parsed, "listen") ?? "127.0.0.1:9443";
     const { host, port } = parseListen(listen);
@@ -114,13 +147,6 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     if (callerCa !== undefined && !existsSync(callerCa)) throw new UsageError(`--caller-ca ${callerCa}: no such file`);
     const requireCaller = parsed.values["require-caller-certificate"] === true;
     if (requireCaller && callerCa === undefined) throw new UsageError("--require-caller-certificate needs --caller-ca <file>: the CA the callers' certificates must come from");
-    let kube: KubeAccess | undefined;
-    try {
-      kube = loadKubeAccess({ kubeconfig: stringOption(parsed, "kubeconfig"), env: process.env });
-    } catch (error) {
-      if (error instanceof PolityError) throw new UsageError(error.problems[0]?.message ?? error.message);
-      throw error;
-    }
     const scanPeriod = Number(stringOption(parsed, "scan-period") ?? "600");
     if (!Number.isInteger(scanPeriod) || scanPeriod < 10 || scanPeriod > 86_400) throw new UsageError("--scan-period must be a whole number of seconds from 10 to 86400");
     const now = () => new Date();
@@ -138,6 +164,7 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       logs: { maxDiskBytes: limit * 1024 * 1024 },
       ...(kube === undefined ? {} : { kube }),
       scanPeriodMs: scanPeriod * 1000,
+      ...(identitySecret === undefined ? {} : { identitySecret }),
       now,
       log: jsonLog(`agent/${cluster}`, now),
     }).catch((error: unknown) => {

@@ -6,21 +6,28 @@
  */
 import { API_VERSION, type PolicyDocument } from "../schema.js";
 import type { BuiltinPolicy } from "./builtin.js";
-import { podSecurityPolicy, POD_SECURITY_LEVELS } from "./pod-security/index.js";
+import { podSecurityPolicy, POD_SECURITY_LEVELS, type PodSecurityMode } from "./pod-security/index.js";
+
+export { POD_SECURITY_MODES, type PodSecurityMode } from "./pod-security/index.js";
 
 export const BUILTIN_PREFIX = "builtin:";
 
 /** Every entry, for `--help` and errors. */
 export const BUILTIN_ENTRIES = POD_SECURITY_LEVELS.map((level) => `pod-security/${level}`);
 
-/** The entry for a reference such as `pod-security/restricted@v1.25`, or why there is none. */
-export function resolveBuiltin(reference: string): BuiltinPolicy | string {
+/**
+ * The entry for a reference such as `pod-security/restricted@v1.25`, or why there is none;
+ * with `namespaceLabels`, a Pod Security entry also reads those labels of each namespace
+ * (spec.podSecurity.namespaceLabels).
+ */
+export function resolveBuiltin(reference: string, namespaceLabels?: PodSecurityMode): BuiltinPolicy | string {
   const ref = reference.startsWith(BUILTIN_PREFIX) ? reference.slice(BUILTIN_PREFIX.length) : reference;
   const at = ref.indexOf("@");
   const name = at < 0 ? ref : ref.slice(0, at);
   const version = at < 0 ? "latest" : ref.slice(at + 1);
   const [family, level] = name.split("/");
-  if (family === "pod-security" && level !== undefined) return podSecurityPolicy(level, version);
+  if (family === "pod-security" && level !== undefined) return podSecurityPolicy(level, version, namespaceLabels);
+  if (namespaceLabels !== undefined) return `spec.podSecurity applies to the pod-security built-ins only, not ${JSON.stringify(reference)}`;
   return `unknown built-in policy ${JSON.stringify(reference)}; the library has ${BUILTIN_ENTRIES.join(", ")}`;
 }
 
