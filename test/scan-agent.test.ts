@@ -123,3 +123,32 @@ describe("an agent in a cluster scans what already runs", () => {
     expect(out.out).toMatch(/^web\s+polity\b/m);
   });
 });
+
+describe("the identity Secret deploy/agent ships empty", () => {
+  it("is taken as no identity yet: the agent enrols with its join token and fills it", async () => {
+    api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "polity-system" } });
+    api.put({ apiVersion: "v1", kind: "Secret", type: "polity.dev/agent-identity", metadata: { name: "polity-agent-identity", namespace: "polity-system" } });
+    const caFile = join(dir, "hub-ca.pem");
+    const { DATABASE_URL: _d, KUBECONFIG: _k, KUBERNETES_SERVICE_HOST: _h, ...base } = process.env;
+    const child = spawn(
+      process.execPath,
+      [BIN, "agent", "--hub", hub.hub.url, "--cluster", CLUSTER, "--data", join(dir, "agent-secret"), "--listen", "127.0.0.1:0", "--poll-wait", "2", "--ca", caFile, "--join-token", await joinToken(hub, CLUSTER), "--kubeconfig", kubeconfig, "--identity-secret", "polity-system/polity-agent-identity"],
+      { env: { ...base, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
+    child.stderr.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
+    try {
+      const secret = await eventually("the Secret filled", () => {
+        const s = api.get("v1", "Secret", "polity-agent-identity", "polity-system") as { data?: Record<string, string> } | undefined;
+        return s?.data?.["key.pem"] === undefined ? undefined : s;
+      });
+      expect(Object.keys(secret.data!).sort()).toEqual(["bundle-key.pem", "ca.pem", "cert.pem", "identity.json", "key.pem"]);
+      expect(out).not.toMatch(/is not a Polity identity/);
+    } finally {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+    }
+  }, 40_000);
+});
