@@ -110,7 +110,7 @@ describe.skipIf(!HAVE_KUBECTL && !IN_CI)(`deploy/ with kubectl kustomize${skipRe
     expect(secret).toMatchObject({ metadata: { name: "polity-agent-identity", namespace: "polity-system" }, type: "polity.dev/agent-identity" });
     expect(roleRules).toEqual([
       { apiGroups: [""], resources: ["secrets"], resourceNames: ["polity-agent-identity"], verbs: ["get", "update"] },
-      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: ["polity-agent"], verbs: ["get", "update", "patch"] },
+      { apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: ["polity-agent"], verbs: ["get", "update"] },
     ]);
   });
 

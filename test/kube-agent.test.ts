@@ -160,7 +160,7 @@ interface Health {
   readonly bundleVersion: number | null;
   readonly errors: Record<string, string>;
   readonly enrolled: boolean;
-  readonly kube: { source: string; server: string | null; message: string; identitySecret: { secret: string; inSync: boolean; lastError: string | null } | null; namespaces: { synced: boolean; objects: number; lists: number; watches: number; malformed: number; fetches: number } | null };
+  readonly kube: { source: string; server: string | null; message: string; lease: { leader: boolean; holder: string | null; identity: string } | null; identitySecret: { secret: string; inSync: boolean; lastError: string | null } | null; namespaces: { synced: boolean; objects: number; lists: number; watches: number; malformed: number; fetches: number } | null };
 }
 const health = async (agent: Agent) => (await https(agent, "GET", "/healthz")).json as Health;
 
@@ -413,6 +413,33 @@ describe("an agent's identity in a Secret", () => {
       expect((await health(agent)).errors.identity).toBeUndefined();
     } finally {
       await agent.stop();
+    }
+  }, 60_000);
+});
+
+describe("two replicas sharing one identity", () => {
+  it("both serve the webhook, one holds the Lease, and the other takes it over when the first stops", async () => {
+    api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name: "polity-system" } });
+    const args = ["--kubeconfig", api.writeKubeconfig(join(dir, "kubeconfig-replicas")), "--identity-secret", "polity-system/polity-agent-replicas", "--lease", "polity-system/polity-agent"];
+    const first = await spawnAgent("replica-1", args);
+    const agents = [first];
+    try {
+      await eventually("the identity in its Secret", () => api.get("v1", "Secret", "polity-agent-replicas", "polity-system"));
+      agents.push(await spawnAgent("replica-2", args, {}, { enrol: false }));
+      const leaders = async () => (await Promise.all(agents.map((a) => health(a)))).map((h) => h.kube.lease?.leader === true);
+      await eventually("one leader", async () => (await leaders()).filter(Boolean).length === 1);
+      for (let i = 0; i < 5; i++) {
+        expect((await leaders()).filter(Boolean)).toHaveLength(1);
+        await sleep(300);
+      }
+      for (const agent of agents) expect((await decide(agent, "shop-prod")).allowed).toBe(false);
+      const [leader, other] = (await leaders())[0] ? [agents[0]!, agents[1]!] : [agents[1]!, agents[0]!];
+      const lease = api.get("coordination.k8s.io/v1", "Lease", "polity-agent", "polity-system") as { spec: { holderIdentity: string } };
+      expect(lease.spec.holderIdentity).toBe((await health(leader)).kube.lease!.identity);
+      await leader.stop();
+      await eventually("the other replica leads", async () => (await health(other)).kube.lease?.leader === true, 10_000);
+    } finally {
+      for (const agent of agents) await agent.stop();
     }
   }, 60_000);
 });

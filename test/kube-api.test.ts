@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { CoreV1Api, CoordinationV1Api, KubernetesObjectApi, PatchStrategy, Watch } from "@kubernetes/client-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { describeKubeAccess, loadKubeAccess, NamespaceCache, namespaceForDecision, type KubeAccess } from "../src/kube/index.js";
+import { LeaderElection } from "../src/kube/lease.js";
 import { TestApiServer } from "./support/kube/api-server.js";
 
 let api: TestApiServer;
@@ -217,6 +218,66 @@ describe("the namespace informer", () => {
     const started = Date.now();
     expect(await quick.lookup("slow")).toEqual({ unknown: expect.stringMatching(/no answer within 300 ms$/) });
     expect(Date.now() - started).toBeLessThan(1000);
+  });
+});
+
+describe("leader election on a Lease", () => {
+  const candidate = (identity: string) =>
+    new LeaderElection(access, { namespace: "leases", name: "polity-agent", identity, leaseDurationMs: 1500, renewDeadlineMs: 1000, retryPeriodMs: 150 }, quiet);
+
+  beforeAll(() => {
+    api.put(namespace("leases"));
+  });
+
+  afterEach(() => api.clearFaults());
+
+  it("lets exactly one of two candidates lead, hands over at once when it stops, and never lets two lead together", async () => {
+    const a = candidate("replica-a");
+    const b = candidate("replica-b");
+    const stopA = new AbortController();
+    const stopB = new AbortController();
+    const running = [a.run(stopA.signal), b.run(stopB.signal)];
+    try {
+      await eventually("a leader", () => a.isLeader() || b.isLeader());
+      for (let i = 0; i < 20; i++) {
+        expect([a.isLeader(), b.isLeader()].filter(Boolean)).toHaveLength(1);
+        await sleep(50);
+      }
+      const [leader, stopLeader, other] = a.isLeader() ? [a, stopA, b] : [b, stopB, a];
+      const lease = api.get("coordination.k8s.io/v1", "Lease", "polity-agent", "leases") as { spec: { holderIdentity: string; renewTime: string; leaseDurationSeconds: number } };
+      expect(lease.spec).toMatchObject({ holderIdentity: leader.health().identity, leaseDurationSeconds: 2 });
+      expect(lease.spec.renewTime).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+      stopLeader.abort();
+      await running[leader === a ? 0 : 1];
+      expect(leader.isLeader()).toBe(false);
+      const started = Date.now();
+      await eventually("the other leads", () => other.isLeader());
+      // Released, not lapsed: the other takes over within a few retry periods, not a lease duration.
+      expect(Date.now() - started).toBeLessThan(1500);
+    } finally {
+      stopA.abort();
+      stopB.abort();
+      await Promise.all(running);
+    }
+  });
+
+  it("stops leading when it cannot renew within the deadline, before its Lease can lapse", async () => {
+    const a = candidate("replica-c");
+    const stop = new AbortController();
+    const running = a.run(stop.signal);
+    try {
+      await eventually("leading", () => a.isLeader());
+      api.fail({ path: /\/leases\/polity-agent$/, times: Infinity, action: { kind: "status", code: 500 } });
+      const failedAt = Date.now();
+      await eventually("no longer leading", () => !a.isLeader());
+      expect(Date.now() - failedAt).toBeLessThan(1500);
+      expect(a.health().lastError).toMatch(/^Lease leases\/polity-agent: 500 /);
+      api.clearFaults();
+      await eventually("leading again", () => a.isLeader(), 5000);
+    } finally {
+      stop.abort();
+      await running;
+    }
   });
 });
 

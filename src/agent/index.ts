@@ -37,6 +37,9 @@ import type { KubeAccess } from "../kube/index.js";
 import { ScanPlugin } from "./scan/plugin.js";
 import type { SecretName } from "../kube/identity-secret.js";
 import { IdentitySecretSync } from "./identity/secret.js";
+import { LeaderElection } from "../kube/lease.js";
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
 import { StatusPlugin } from "./status.js";
 import { startWebhook, type Counters } from "./webhook.js";
 
@@ -72,6 +75,11 @@ export interface AgentOptions {
   readonly scanReportDelayMs?: number;
   /** With `kube`: the Secret that keeps the identity too, so that a rescheduled pod resumes with it. */
   readonly identitySecret?: SecretName;
+  /**
+   * With `kube`: the Lease that chooses the one replica doing the work done once per
+   * cluster (status reports; scans and reports): the others serve the webhook only.
+   */
+  readonly lease?: { readonly namespace: string; readonly name: string };
   /** How long a decision waits to read a namespace its cache does not hold (default 2 s). */
   readonly namespaceFetchTimeoutMs?: number;
   /** The agent's clock, for everything it dates or compares with a date (default: the system's). */
@@ -84,6 +92,8 @@ export interface RunningAgent {
   readonly webhookCaPem: string;
   /** The bundle enforced; a bundle offered to it directly is checked as one from the hub. */
   readonly bundle: ActiveBundle;
+  /** Whether this replica does the work done once per cluster: always, without a Lease. */
+  leader(): boolean;
   health(): AgentHealth;
   close(): Promise<void>;
 }
@@ -114,14 +124,20 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const identity = new IdentityPlugin({ hubUrl: options.hubUrl, cluster: options.cluster, caPem: options.caPem, joinToken: options.joinToken, credentials, bundle, errors, log, now });
   const bundles = new BundlePlugin({ credentials, bundle, errors, pollWaitSeconds: options.pollWaitSeconds ?? 30, now });
   const logs = new DecisionLogPlugin({ decisions, credentials, errors, uploadIntervalMs: options.logUploadIntervalMs ?? 2000 });
+  const election =
+    options.kube === undefined || options.lease === undefined
+      ? undefined
+      : new LeaderElection(options.kube, { ...options.lease, identity: `${hostname()}-${randomBytes(4).toString("hex")}` }, log);
+  const leader = () => election?.isLeader() ?? true;
   const namespaces = options.kube === undefined ? undefined : new NamespacesPlugin(options.kube, log, now, options.namespaceFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.namespaceFetchTimeoutMs });
+  // Every replica judges (its summary is ready when it becomes the leader); only the leader writes reports and reports status.
   const scan =
     options.kube === undefined || namespaces === undefined
       ? undefined
-      : new ScanPlugin({ kube: options.kube, namespaces: namespaces.cache, bundle, now, log, periodMs: options.scanPeriodMs, reportDelayMs: options.scanReportDelayMs });
-  const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health(), compliance: () => scan?.summary() });
+      : new ScanPlugin({ kube: options.kube, namespaces: namespaces.cache, bundle, now, log, periodMs: options.scanPeriodMs, reportDelayMs: options.scanReportDelayMs, writeReports: leader });
+  const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health(), leader, compliance: () => scan?.summary() });
   const plugins: readonly Plugin[] = [identity, bundles, logs, status, ...(namespaces === undefined ? [] : [namespaces]), ...(scan === undefined ? [] : [scan])];
-  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null });
+  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null, lease: election?.health() ?? null });
   const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, kube, scan: () => scan?.health() ?? null });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
@@ -130,7 +146,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const port = typeof address === "object" && address !== null ? address.port : (options.webhookPort ?? 9443);
 
   const stop = new AbortController();
-  const running = plugins.map((plugin) => plugin.run(stop.signal));
+  const running = [...plugins.map((plugin) => plugin.run(stop.signal)), ...(election === undefined ? [] : [election.run(stop.signal)])];
   log.info("agent started", { cluster: options.cluster, webhook: `https://${host}:${port}/validate`, bundleVersion: bundle.current?.metadata.version ?? null, kube: kube().source, kubeServer: kube().server });
   if (namespaces === undefined) log.info(NO_KUBE_MESSAGE);
 
@@ -138,6 +154,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     webhookUrl: `https://${host.includes(":") ? `[${host}]` : host}:${port}/validate`,
     webhookCaPem: certificate.caPem,
     bundle,
+    leader,
     health,
     async close() {
       stop.abort();

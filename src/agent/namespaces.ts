@@ -8,7 +8,7 @@
  * Its error in /healthz (`errors.namespaces`) is the informer's last failure (a refused
  * list, a garbage answer, a dropped watch) until a list or an event succeeds again.
  */
-import { describeKubeAccess, NamespaceCache, type KubeAccess, type NamespaceCacheHealth, type NamespaceLookup } from "../kube/index.js";
+import { describeKubeAccess, NamespaceCache, type KubeAccess, type LeaseHealth, type NamespaceCacheHealth, type NamespaceLookup } from "../kube/index.js";
 import type { IdentitySecretHealth } from "./identity/secret.js";
 import type { Log } from "./log.js";
 import type { LoopError, Plugin } from "./plugin.js";
@@ -23,6 +23,8 @@ export interface KubeHealth {
   readonly message: string;
   /** The Secret that keeps the identity too; null without one. */
   readonly identitySecret?: IdentitySecretHealth | null;
+  /** The Lease choosing the replica that does the work done once per cluster; null without one. */
+  readonly lease?: LeaseHealth | null;
 }
 
 export const NO_KUBE_MESSAGE =

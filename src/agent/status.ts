@@ -17,6 +17,8 @@ export interface StatusPluginOptions {
   readonly health: () => AgentHealth;
   /** The compliance summary of the last background scan, when there was one (sent with every report; the hub stores a scan once). */
   readonly compliance?: () => ComplianceSummary | undefined;
+  /** Whether this replica reports (the one holding the Lease, when replicas share one identity). */
+  readonly leader?: () => boolean;
 }
 
 /** Reports between two sends of an unchanged compliance summary (at 5 s, every 5 minutes). */
@@ -35,7 +37,7 @@ export class StatusPlugin implements Plugin {
     let sinceSent = 0;
     while (!signal.aborted) {
       await sleep(intervalMs, signal);
-      if (!credentials.enrolled || signal.aborted) continue;
+      if (!credentials.enrolled || signal.aborted || this.options.leader?.() === false) continue;
       try {
         const summary = compliance?.();
         const send = summary !== undefined && (summary.scannedAt !== sentScan || sinceSent >= RESEND_EVERY);

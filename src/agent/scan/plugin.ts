@@ -19,6 +19,8 @@ export interface ScanPluginOptions {
   readonly log: Log;
   readonly periodMs?: number;
   readonly reportDelayMs?: number;
+  /** Whether this replica writes the reports (the Lease holder, when replicas share one identity). */
+  readonly writeReports?: () => boolean;
 }
 
 export class ScanPlugin implements Plugin {
@@ -36,6 +38,7 @@ export class ScanPlugin implements Plugin {
       log: options.log,
       ...(options.periodMs === undefined ? {} : { periodMs: options.periodMs }),
       ...(options.reportDelayMs === undefined ? {} : { reportDelayMs: options.reportDelayMs }),
+      ...(options.writeReports === undefined ? {} : { writeReports: options.writeReports }),
     });
   }
 

@@ -190,7 +190,7 @@ export class Scanner {
     // Every type listed once (a type that cannot be listed shows its error and is retried by its informer).
     await Promise.race([Promise.all(this.informers.map(({ informer }) => informer.whenSynced(signal))), sleep(60_000, signal)]);
     const started = now().getTime();
-    let written = -1;
+    let written = "";
     const delay = this.options.reportDelayMs ?? 5000;
     const writes = new Backoff(1000, 30_000);
     try {
@@ -199,7 +199,8 @@ export class Scanner {
         if (current === undefined || current.version !== source.version || current.set.hash !== source.set.hash) return;
         if (now().getTime() - started >= (this.options.periodMs ?? 600_000)) return;
         const size = this.informers.reduce((n, { informer }) => n + informer.size, 0);
-        const fingerprint = this.changes * 1_000_003 + size;
+        // A replica that becomes the one writing reports writes them at once.
+        const fingerprint = `${this.changes}/${size}/${this.options.writeReports?.() ?? true}`;
         if (fingerprint !== written) {
           try {
             await this.write(source, signal);

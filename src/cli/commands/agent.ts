@@ -28,6 +28,7 @@ export const agentCommand: Command = {
     kubeconfig: { type: "string" },
     "scan-period": { type: "string" },
     "identity-secret": { type: "string" },
+    lease: { type: "string" },
   },
   help: `Runs the agent of one cluster. At its first start it enrols with a join token (its key is
 made here and never leaves); afterwards its identity, its last good bundle and its decision
@@ -69,6 +70,11 @@ makes a new key at each renewal and writes the Secret again. Outside a cluster t
 kept only when --identity-secret names it. A Secret that is not a usable identity (edited
 by hand) is said in the log and /healthz (kube.identitySecret) and replaced at the next save.
 
+Replicas sharing one identity serve the webhook alike; the work done once per cluster
+(status reports) runs on the one holding a coordination.k8s.io/v1 Lease: in a cluster
+polity-agent in the agent's namespace unless --lease names another; elsewhere only with
+--lease. /healthz shows kube.lease (leader, holder).
+
 Exits with status 2 and the reason when it cannot start as asked: a data folder holding
 another cluster's identity, a --listen address in use, or a Kubernetes configuration that
 cannot be used (a missing file, a plain-HTTP server, insecure-skip-tls-verify).
@@ -95,6 +101,8 @@ Flags:
       --identity-secret [<ns>/]<name>
                                   keep the identity in this Secret too (in a cluster: default
                                   polity-agent-identity in the agent's namespace)
+      --lease [<ns>/]<name>       the Lease for work done once per cluster (in a cluster:
+                                  default polity-agent in the agent's namespace)
       --decision-log-limit <MiB>  decision logs kept on disk while the hub cannot take them
                                   (default 64); past it the oldest are dropped, and counted
 
@@ -126,6 +134,14 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       const where = parseSecretName(secretFlag ?? "polity-agent-identity", kube.namespace);
       if (typeof where === "string") throw new UsageError(`--identity-secret: ${where}`);
       identitySecret = where;
+    }
+    const leaseFlag = stringOption(parsed, "lease");
+    if (leaseFlag !== undefined && kube === undefined) throw new UsageError("--lease needs a Kubernetes API server (--kubeconfig, KUBECONFIG or in-cluster)");
+    let lease: SecretName | undefined;
+    if (kube !== undefined && (leaseFlag !== undefined || kube.source === "in-cluster")) {
+      const where = parseSecretName(leaseFlag ?? "polity-agent", kube.namespace);
+      if (typeof where === "string") throw new UsageError(`--lease: ${where.replace("Secret", "Lease")}`);
+      lease = where;
     }
     const enrolled = existsSync(join(dataDir, "identity", "identity.json"));
     if (!enrolled && (joinToken === undefined || caFile === undefined)) {
@@ -165,6 +181,7 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       ...(kube === undefined ? {} : { kube }),
       scanPeriodMs: scanPeriod * 1000,
       ...(identitySecret === undefined ? {} : { identitySecret }),
+      ...(lease === undefined ? {} : { lease }),
       now,
       log: jsonLog(`agent/${cluster}`, now),
     }).catch((error: unknown) => {
