@@ -65,7 +65,7 @@ async function until<T>(what: string, probe: () => T | undefined | false, timeou
   }
 }
 
-function start(source: { current: ScanSource }, options: { maxResultsPerReport?: number } = {}): Scanner {
+function start(source: { current: ScanSource }, options: { maxResultsPerReport?: number; writeReports?: () => boolean } = {}): Scanner {
   const stop = new AbortController();
   stops.push(stop);
   const namespaces = new NamespaceCache(access, quiet, { backoffMs: { first: 50, cap: 200 } });
@@ -130,6 +130,18 @@ describe("a background scan", () => {
     expect(big.results).toHaveLength(15);
     expect(big.summary).toMatchObject({ fail: 10, warn: 40, pass: 30 });
     expect(big.results.slice(0, 10).every((r) => r.result === "fail")).toBe(true);
+  });
+
+  it("writes no report on a replica without the Lease, yet has its summary; once it holds the Lease it writes them at once", async () => {
+    api.put(namespace("led"));
+    api.put(pod("x", "led", true));
+    let leader = false;
+    const scanner = start({ current: { set: effectiveSet(docs), version: 1 } }, { writeReports: () => leader });
+    await until("a summary", () => scanner.summary());
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(reports("led")).toEqual([]);
+    leader = true;
+    await until("the led report", () => reports("led").length === 1);
   });
 
   it("deletes the report of a namespace that holds nothing judged any more", async () => {
