@@ -10,6 +10,7 @@ import { benchAudit } from "./audit.js";
 import { benchHub } from "./hub.js";
 import { benchImpact } from "./impact.js";
 import { benchLayering } from "./layering.js";
+import { benchScan } from "./scan.js";
 import { benchNamespaces } from "./namespaces.js";
 import { benchRollout } from "./rollout.js";
 
@@ -35,3 +36,5 @@ settle();
 if (want("rollout")) await benchRollout();
 settle();
 if (want("impact")) await benchImpact();
+settle();
+if (want("scan")) await benchScan();

@@ -11,6 +11,7 @@ import type { Latencies } from "./latencies.js";
 import type { DecisionLogPlugin } from "./logs/plugin.js";
 import type { KubeHealth } from "./namespaces.js";
 import type { AgentLoop, Plugin } from "./plugin.js";
+import type { ScanHealth } from "./scan/scanner.js";
 import type { Counters } from "./webhook.js";
 
 export interface AgentHealth extends BundleHealth {
@@ -28,6 +29,8 @@ export interface AgentHealth extends BundleHealth {
   readonly logs: { buffered: number; segments: number; dropped: number; droppedUnreported: number };
   /** The Kubernetes API server and the namespace cache, or that there is none. */
   readonly kube: KubeHealth;
+  /** The background scan, or null without an API server. */
+  readonly scan: ScanHealth | null;
 }
 
 export interface HealthSources {
@@ -41,6 +44,7 @@ export interface HealthSources {
   readonly latencies: Latencies;
   readonly kube: () => KubeHealth;
   readonly byBundle: BundleCounts;
+  readonly scan: () => ScanHealth | null;
 }
 
 export function agentHealth(sources: HealthSources): AgentHealth {
@@ -62,5 +66,6 @@ export function agentHealth(sources: HealthSources): AgentHealth {
     byBundle: sources.byBundle.report(),
     logs: sources.logs.health(),
     kube: sources.kube(),
+    scan: sources.scan(),
   };
 }

@@ -6,7 +6,9 @@
  * - logs: flush decision logs to disk every second, upload them in batches (logs/);
  * - status: report every few seconds what is enforced, how fresh, how fast (status.ts);
  * - namespaces: with a Kubernetes API server, keep its Namespaces in memory for every
- *   decision (namespaces.ts, over src/kube/); /readyz waits for their first list.
+ *   decision (namespaces.ts, over src/kube/); /readyz waits for their first list;
+ * - scan: with an API server, judge what already runs against the bundle, write policy
+ *   reports, and keep the compliance summary the status loop sends (scan/).
  * Beside them the webhook decides AdmissionReviews from the active bundle (webhook.ts).
  *
  * What the loops share is passed to them as objects: the credentials, the active bundle,
@@ -35,6 +37,7 @@ import { DecisionLogPlugin } from "./logs/plugin.js";
 import { NamespacesPlugin, NO_KUBE_MESSAGE, noKubeHealth } from "./namespaces.js";
 import { LoopErrors, type Plugin } from "./plugin.js";
 import type { KubeAccess } from "../kube/index.js";
+import { ScanPlugin } from "./scan/plugin.js";
 import type { SecretName } from "../kube/identity-secret.js";
 import { IdentitySecretSync } from "./identity/secret.js";
 import { LeaderElection } from "../kube/lease.js";
@@ -71,6 +74,10 @@ export interface AgentOptions {
   readonly logs?: Partial<LogOptions>;
   /** The cluster's API server (src/kube/config.ts); without one the agent knows no namespace labels. */
   readonly kube?: KubeAccess;
+  /** With an API server: how often the background scan judges everything again (default 10 minutes). */
+  readonly scanPeriodMs?: number;
+  /** How long after a change the scan writes its reports (default 5 s). */
+  readonly scanReportDelayMs?: number;
   /** With `kube`: the Secret that keeps the identity too, so that a rescheduled pod resumes with it. */
   readonly identitySecret?: SecretName;
   /**
@@ -139,12 +146,17 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       ? undefined
       : new LeaderElection(options.kube, { ...options.lease, identity: `${hostname()}-${randomBytes(4).toString("hex")}` }, log);
   const leader = () => election?.isLeader() ?? true;
-  const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health(), leader });
   const namespaces = options.kube === undefined ? undefined : new NamespacesPlugin(options.kube, log, now, options.namespaceFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.namespaceFetchTimeoutMs });
+  // Every replica judges (its summary is ready when it becomes the leader); only the leader writes reports and reports status.
+  const scan =
+    options.kube === undefined || namespaces === undefined
+      ? undefined
+      : new ScanPlugin({ kube: options.kube, namespaces: namespaces.cache, bundle, now, log, periodMs: options.scanPeriodMs, reportDelayMs: options.scanReportDelayMs, writeReports: leader });
+  const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health(), leader, compliance: () => scan?.summary() });
   const impact = new ImpactPlugin({ credentials, errors, bundle, window, pollWaitSeconds: options.impactPollSeconds ?? 30, now });
-  const plugins: readonly Plugin[] = [identity, bundles, logs, status, impact, ...(namespaces === undefined ? [] : [namespaces])];
+  const plugins: readonly Plugin[] = [identity, bundles, logs, status, impact, ...(namespaces === undefined ? [] : [namespaces]), ...(scan === undefined ? [] : [scan])];
   const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null, lease: election?.health() ?? null, webhookConfiguration: registration?.health() ?? null });
-  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, byBundle, kube });
+  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, byBundle, kube, scan: () => scan?.health() ?? null });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
   const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, byBundle, window, health, ...(namespaces === undefined ? {} : { namespaces: namespaces.cache }), callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });

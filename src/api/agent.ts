@@ -1,14 +1,19 @@
 /** What an agent sends its hub: status reports and decision-log batches. */
 import { z } from "zod";
+import { complianceSummary } from "./compliance.js";
 import { bundleCounts } from "./rollouts.js";
 
-/** A status report: the hub reads the bundle it acknowledges and keeps the rest as sent. */
+/**
+ * A status report: the hub reads the bundle it acknowledges, the decisions per bundle
+ * version (which a rollout's gates judge) and the compliance summary of the agent's last
+ * scan (validated field by field), and keeps the rest as sent.
+ */
 export const statusReport = z.looseObject({
   bundleVersion: z.number().int().nullable(),
   bundleHash: z.string().max(100).nullable().optional(),
   /** Decisions per recent bundle version, which a rollout's gates judge. */
   byBundle: bundleCounts.optional(),
-  latencyMicros: z.looseObject({ p99: z.number().min(0).max(1e12), samples: z.number().int().min(0) }).optional(),
+  compliance: complianceSummary.optional(),
 });
 export type StatusReport = z.infer<typeof statusReport>;
 

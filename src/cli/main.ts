@@ -52,6 +52,7 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
       ];
     },
   },
+  { names: ["get compliance"], load: async () => [(await import("./commands/compliance.js")).getComplianceCommand] },
   {
     names: ["token create", "token list", "token revoke"],
     load: async () => {

@@ -66,6 +66,11 @@ export interface DecisionContext {
    * policy: a decision is bounded, whatever its policies ask.
    */
   readonly costBudget?: number;
+  /**
+   * Filled with the name of every policy whose rules ran (it matched and its match
+   * conditions held): a background scan counts those without a violation as passing.
+   */
+  readonly applied?: Set<string>;
 }
 
 /** Kubernetes' runtime budget of one ValidatingAdmissionPolicyBinding (RuntimeCELCostBudget), for a whole decision here. */
@@ -204,6 +209,7 @@ function evaluatePolicy(
     if (holds !== true) return;
   }
   verdict.deprecation(policy, context.now);
+  context.applied?.add(policy.policy.name);
   for (const rule of policy.rules) {
     let passed: unknown;
     let message: string | undefined;

@@ -20,6 +20,7 @@ import { loadSigningKey } from "./keys.js";
 import { Reports } from "./reports.js";
 import { Impacts } from "./impact.js";
 import { Rollouts } from "./rollouts.js";
+import { Compliance } from "./compliance.js";
 import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
 import { TokenService } from "./tokens.js";
@@ -143,6 +144,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       reports,
       rollouts: new Rollouts(db, federation, changes, bundles, reports, audit, now),
       impacts: new Impacts(db, now),
+      compliance: new Compliance(db, now),
       audit,
       now,
     };

@@ -15,6 +15,7 @@ import type { Database } from "../store/database.js";
 import type { AuditLog } from "./audit-log.js";
 import type { BundleService } from "./bundles.js";
 import type { Changes } from "./change.js";
+import type { Compliance } from "./compliance.js";
 import type { Exceptions } from "./exceptions.js";
 import type { Proposals } from "./proposals.js";
 import type { Federation } from "./federation.js";
@@ -39,6 +40,7 @@ export interface Hub {
   readonly reports: Reports;
   readonly rollouts: Rollouts;
   readonly impacts: Impacts;
+  readonly compliance: Compliance;
   readonly audit: AuditLog;
   readonly now: () => Date;
 }

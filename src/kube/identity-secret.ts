@@ -127,6 +127,8 @@ export class IdentitySecret {
       if (statusOf(error) === 404) return { absent: true };
       throw new Error(`reading ${this.describe()} failed: ${describeFailure(error)}`);
     }
+    // The placeholder deploy/agent ships (the agent's type, no data yet) holds no identity yet.
+    if (secret.type === IDENTITY_SECRET_TYPE && Object.keys(secret.data ?? {}).length === 0) return { absent: true };
     const found = credentialsFromSecret(secret, this.cluster);
     return typeof found === "string" ? { refused: `${this.describe()} is not a Polity identity this agent can use: ${found}` } : { credentials: found };
   }

@@ -327,7 +327,43 @@ $$`,
 )`,
     ],
   },
-  // Version 9 is left to work developed beside this one.
+  {
+    version: 9,
+    name: "compliance: each cluster's last scan per policy (the matrix), and how each cell changed",
+    statements: [
+      // One row per cluster: the scan its agent last reported (a repeated report of the same scan writes nothing).
+      `CREATE TABLE compliance_scans (
+  cluster text PRIMARY KEY,
+  scanned_at timestamptz NOT NULL,
+  reported_at timestamptz NOT NULL,
+  bundle_version bigint,
+  objects bigint NOT NULL,
+  omitted_policies bigint NOT NULL
+)`,
+      // The matrix: clusters × policies, as of each cluster's last scan.
+      `CREATE TABLE compliance (
+  cluster text NOT NULL,
+  policy text NOT NULL,
+  pass bigint NOT NULL,
+  fail bigint NOT NULL,
+  warn bigint NOT NULL,
+  -- A few failing objects by kind, namespace and name: never their contents.
+  examples jsonb NOT NULL,
+  PRIMARY KEY (cluster, policy)
+)`,
+      // A cell's history: a row when its counts change (not at every report), pruned to the newest per cell.
+      `CREATE TABLE compliance_history (
+  cluster text NOT NULL,
+  policy text NOT NULL,
+  at timestamptz NOT NULL,
+  pass bigint NOT NULL,
+  fail bigint NOT NULL,
+  warn bigint NOT NULL,
+  PRIMARY KEY (cluster, policy, at)
+)`,
+      "CREATE INDEX compliance_history_at ON compliance_history (at DESC)",
+    ],
+  },
   {
     version: 10,
     name: "staged rollouts: one layer's change moved stage by stage, judged by health gates",

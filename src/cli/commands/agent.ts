@@ -26,6 +26,7 @@ export const agentCommand: Command = {
     "require-caller-certificate": { type: "boolean" },
     "poll-wait": { type: "string" },
     kubeconfig: { type: "string" },
+    "scan-period": { type: "string" },
     "identity-secret": { type: "string" },
     lease: { type: "string" },
     "register-webhook": { type: "string" },
@@ -54,6 +55,14 @@ server as kubectl does: --kubeconfig, else KUBECONFIG, else the in-cluster servi
 namespaceObject, then fail closed under their failure policy. A namespace not yet in the
 cache is read once (2 s at most); if it still cannot be known, those policies fail closed,
 saying why.
+
+With an API server it also scans what already runs: it lists and watches the kinds its
+bundle's policies match (and the workloads whose pod templates policies on pods judge),
+judges each object as the webhook would judge its creation now, and writes one policy
+report per namespace (openreports.io/v1alpha1 Report where the cluster serves it, else
+wgpolicyk8s.io/v1alpha2 PolicyReport; ClusterPolicyReport for cluster-scoped objects),
+a few seconds after a change, again on every new bundle and every --scan-period. Its
+compliance summary goes to the hub with the status (polity get compliance).
 
 In a cluster (the in-cluster service account) it also keeps its identity in a Secret of its
 own namespace, polity-agent-identity unless --identity-secret names another, so that a
@@ -93,6 +102,8 @@ Flags:
       --poll-wait <seconds>       how long each long poll waits at the hub (default 30)
       --kubeconfig <file>         the cluster's API server (default: KUBECONFIG, then the
                                   in-cluster service account, then none)
+      --scan-period <seconds>     how often the background scan judges everything again
+                                  (default 600)
       --identity-secret [<ns>/]<name>
                                   keep the identity in this Secret too (in a cluster: default
                                   polity-agent-identity in the agent's namespace)
@@ -169,6 +180,8 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     if (callerCa !== undefined && !existsSync(callerCa)) throw new UsageError(`--caller-ca ${callerCa}: no such file`);
     const requireCaller = parsed.values["require-caller-certificate"] === true;
     if (requireCaller && callerCa === undefined) throw new UsageError("--require-caller-certificate needs --caller-ca <file>: the CA the callers' certificates must come from");
+    const scanPeriod = Number(stringOption(parsed, "scan-period") ?? "600");
+    if (!Number.isInteger(scanPeriod) || scanPeriod < 10 || scanPeriod > 86_400) throw new UsageError("--scan-period must be a whole number of seconds from 10 to 86400");
     const now = () => new Date();
     const agent = await startAgent({
       dataDir,
@@ -183,6 +196,7 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       pollWaitSeconds: wait,
       logs: { maxDiskBytes: limit * 1024 * 1024 },
       ...(kube === undefined ? {} : { kube }),
+      scanPeriodMs: scanPeriod * 1000,
       ...(identitySecret === undefined ? {} : { identitySecret }),
       ...(lease === undefined ? {} : { lease }),
       ...(registerWebhook === undefined ? {} : { registerWebhook }),

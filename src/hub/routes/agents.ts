@@ -37,13 +37,17 @@ export const AGENT_ROUTES = [
   route({
     method: "POST",
     path: "/v1/agent/status",
-    summary: "An agent's status report: bundle version and hash, last sync, staleness, decision counts and latency, certificate expiry.",
+    summary:
+      "An agent's status report: bundle version and hash, last sync, staleness, decision counts and latency, certificate expiry, and the compliance summary of its last scan (per policy: pass, fail and warn counts, a few failing objects by kind, namespace and name).",
     access: { kind: "agent", why: "status is reported by a cluster's agent" },
-    bodyLimit: 256 * 1024,
+    // A full compliance summary (500 policies with 3 examples each) fits.
+    bodyLimit: 2 * 1024 * 1024,
     body: statusReport,
     async handle(hub, call) {
       const { cluster, region } = callingCluster(call);
-      await hub.reports.recordStatus(cluster, region, call.body);
+      const { compliance, ...status } = call.body;
+      await hub.reports.recordStatus(cluster, region, status);
+      if (compliance !== undefined) await hub.compliance.record(cluster, compliance);
       return { status: 204, body: "" };
     },
   }),
