@@ -302,7 +302,7 @@ export class Changes {
       try {
         return await this.commit(plan, author, context, idempotencyKey);
       } catch (error) {
-        if (!(error instanceof StaleGeneration) || attempt >= 3) throw error;
+        if (!(error instanceof StaleGeneration) || attempt >= 5) throw error;
         await this.federation.sync();
         const again = this.plan(change);
         const moved = again.layers.find((l, i) => l.baseVersion !== plan.layers[i]?.baseVersion);
