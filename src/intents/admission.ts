@@ -139,15 +139,18 @@ export function admissionPolicyFor(policy: EffectivePolicy, document: EffectiveP
   return { manifests };
 }
 
-/** A residency rule's CEL: the pod's nodeSelector names an allowed zone, or every required node-affinity term limits the zone to allowed ones. */
+/**
+ * A residency rule's CEL: the pod's nodeSelector names an allowed zone, or its required node
+ * affinity is one term that limits the zone to allowed ones (`In`, a subset). Several terms
+ * are ORed by the scheduler, and checking each would nest three comprehensions, past the cost
+ * limit Kubernetes sets for one expression: a pod that needs them uses one term instead.
+ */
 export function residencyExpression(zoneLabel: string, zones: readonly string[]): string {
   const key = JSON.stringify(zoneLabel);
   const list = `[${[...new Set(zones)].sort().map((z) => JSON.stringify(z)).join(", ")}]`;
   const bySelector = `object.spec.?nodeSelector[?${key}].orValue('') in ${list}`;
-  const byAffinity =
-    `object.spec.?affinity.?nodeAffinity.?requiredDuringSchedulingIgnoredDuringExecution.?nodeSelectorTerms.orValue([]).size() > 0 && ` +
-    `object.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.all(t, ` +
-    `t.?matchExpressions.orValue([]).exists(e, e.key == ${key} && e.operator == 'In' && e.values.all(v, v in ${list})))`;
+  const terms = `object.spec.?affinity.?nodeAffinity.?requiredDuringSchedulingIgnoredDuringExecution.?nodeSelectorTerms.orValue([])`;
+  const byAffinity = `${terms}.size() == 1 && ${terms}[0].?matchExpressions.orValue([]).exists(e, e.key == ${key} && e.operator == 'In' && sets.contains(${list}, e.values))`;
   return `(${bySelector}) || (${byAffinity})`;
 }
 
