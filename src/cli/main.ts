@@ -15,6 +15,7 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
   { names: ["tour"], load: async () => [(await import("./commands/tour.js")).tourCommand] },
   { names: ["eval"], load: async () => [(await import("./commands/eval.js")).evalCommand] },
   { names: ["import"], load: async () => [(await import("./commands/import.js")).importCommand] },
+  { names: ["policy render"], load: async () => [(await import("./commands/render.js")).policyRenderCommand] },
   {
     names: ["policy effective", "policy lint", "policy test"],
     load: async () => {

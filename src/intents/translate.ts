@@ -11,7 +11,7 @@
  * - residency: a ValidatingAdmissionPolicy and binding (see admission.ts), which needs
  *   facts: the zones the cluster's nodes carry.
  *
- * Every object carries `app.kubernetes.io/managed-by: polity` and `polity.dev/intent`, so
+ * Every object carries `app.kubernetes.io/managed-by: polity` and `polity.dev/policy`, so
  * the agent deletes only what it made; `polity.dev/remediation` says what drift does.
  */
 import type { EffectivePolicy } from "../layering/effective.js";
@@ -37,7 +37,7 @@ export function formatIntentProblem(p: IntentProblem): string {
 }
 
 export const MANAGED_BY = "app.kubernetes.io/managed-by";
-export const INTENT_LABEL = "polity.dev/intent";
+export const INTENT_LABEL = "polity.dev/policy";
 export const REMEDIATION_ANNOTATION = "polity.dev/remediation";
 
 /** The order objects are applied in: what others refer to first. Deletion runs it backwards. */
