@@ -365,6 +365,12 @@ $$`,
       "CREATE UNIQUE INDEX rollouts_one_per_layer ON rollouts (layer_id) WHERE state IN ('running', 'paused')",
     ],
   },
+  // Version 11 is left to work developed beside this one.
+  {
+    version: 12,
+    name: "cluster facts: what a cluster can hold (Kubernetes version, NetworkPolicy enforcement, capacity, zones), checked before intents reach it",
+    statements: ["ALTER TABLE clusters ADD COLUMN facts jsonb"],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations
