@@ -8,6 +8,7 @@ import { benchDecision } from "./decision.js";
 import { benchAgents } from "./agent.js";
 import { benchAudit } from "./audit.js";
 import { benchHub } from "./hub.js";
+import { benchIntents } from "./intents.js";
 import { benchLayering } from "./layering.js";
 import { benchRollout } from "./rollout.js";
 
@@ -21,6 +22,8 @@ const settle = () => (globalThis as { gc?: () => void }).gc?.();
 if (want("decision")) benchDecision();
 settle();
 if (want("layering")) benchLayering();
+settle();
+if (want("intents")) benchIntents();
 settle();
 if (want("hub")) await benchHub();
 settle();

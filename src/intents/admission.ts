@@ -21,7 +21,7 @@ import type { ResidencyIntent } from "../policy/generate.js";
 import { checkPolicyExpression } from "../policy/programs.js";
 import { guessResource } from "../decision/resource-rules.js";
 import type { Manifest } from "./translate.js";
-import { INTENT_LABEL, MANAGED_BY, REMEDIATION_ANNOTATION, remediation } from "./translate.js";
+import { POLICY_LABEL, MANAGED_BY, REMEDIATION_ANNOTATION, remediation } from "./translate.js";
 
 export const ADMISSION_V1 = "admissionregistration.k8s.io/v1";
 export const PARAMS_API_VERSION = "polity.dev/v1";
@@ -54,7 +54,7 @@ export const POLICY_PARAMS_CRD: Manifest = {
 const RESERVED_PARAMS = new Set(["apiVersion", "kind", "metadata"]);
 
 function labelsOf(policy: EffectivePolicy): Manifest["metadata"] {
-  return { name: `polity-${policy.name}`, labels: { [MANAGED_BY]: "polity", [INTENT_LABEL]: policy.name }, annotations: { [REMEDIATION_ANNOTATION]: remediation(policy) } };
+  return { name: `polity-${policy.name}`, labels: { [MANAGED_BY]: "polity", [POLICY_LABEL]: policy.name }, annotations: { [REMEDIATION_ANNOTATION]: remediation(policy) } };
 }
 
 /** Polity's kinds as resource rules: `Pod` (any group, as Polity matches it) → `*`/pods; `apps/Deployment` → apps/deployments. */

@@ -10,6 +10,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { canonicalJson, contentHash } from "../canonical/index.js";
 import { PolityError } from "../errors.js";
 import { effectivePolicySet, type ClusterIdentity } from "../layering/effective.js";
 import { layersFromFiles } from "../policy/layer-files.js";
@@ -63,6 +64,9 @@ describe("the example federation's intents", () => {
     // The exception to require-team-label expires; a VAP cannot.
     expect(r.notExpressible).toEqual([{ policy: "require-team-label", reason: expect.stringContaining("exceptions") }]);
     expect(r.hash).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // The bytes are assembled from each manifest's kept JSON: exactly the canonical encoding of the document.
+    expect(r.canonical).toBe(canonicalJson(r.document));
+    expect(r.hash).toBe(contentHash(canonicalJson(r.document)));
   });
 
   it("apply in dependency order: definitions and roles before bindings, policies before their bindings", () => {

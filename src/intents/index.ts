@@ -13,12 +13,12 @@
  */
 import { canonicalJson, contentHash } from "../canonical/index.js";
 import { parseQuantity, type Quantity } from "../cel/kubernetes/quantity.js";
-import type { EffectivePolicySet } from "../layering/effective.js";
+import type { EffectivePolicy, EffectivePolicySet } from "../layering/effective.js";
 import type { GenerateSpec } from "../policy/generate.js";
 import { admissionPolicyFor, POLICY_PARAMS_CRD, residencyPolicy, PARAMS_KIND, type NotExpressible } from "./admission.js";
 import { minorVersion, VAP_MINOR, type ClusterFacts } from "./facts.js";
-import { schemaProblems } from "./schemas.js";
-import { compareManifests, INTENT_LABEL, resolveGenerate, translateIntent, type IntentProblem, type Manifest } from "./translate.js";
+import { schemaProblems, servedSince } from "./schemas.js";
+import { compareManifests, POLICY_LABEL, resolveGenerate, translateIntent, type IntentProblem, type Manifest } from "./translate.js";
 
 export { clusterFacts, type ClusterFacts } from "./facts.js";
 export { formatIntentProblem, type IntentProblem, type Manifest } from "./translate.js";
@@ -53,6 +53,48 @@ function quantityOr(text: string | number): Quantity | undefined {
   }
 }
 
+/*
+ * Everything below depends on one effective policy (shared by every cluster whose layers
+ * give the same chain, see effective.ts) or one manifest, not on the cluster: computed once
+ * per object and kept as long as it lives, so 1,000 clusters cost little more than one.
+ */
+interface Translated {
+  readonly generate: GenerateSpec | undefined;
+  readonly problems: readonly Omit<IntentProblem, "cluster">[];
+  readonly manifests: readonly Manifest[];
+}
+const translated = new WeakMap<EffectivePolicy, Translated>();
+const secondLines = new WeakMap<EffectivePolicy, ReturnType<typeof admissionPolicyFor>>();
+const schemaChecked = new WeakMap<Manifest, { readonly problems: ReturnType<typeof schemaProblems>; readonly canonical: string }>();
+
+function translatedOf(policy: EffectivePolicy): Translated {
+  let t = translated.get(policy);
+  if (t === undefined) {
+    const problems: IntentProblem[] = [];
+    const generate = resolveGenerate(policy, "", problems);
+    const manifests =
+      generate === undefined ? [] : generate.residency !== undefined ? residencyPolicy(policy, { ...generate.residency, zones: generate.residency.zones as string[] }) : translateIntent(policy, generate);
+    t = { generate, problems: problems.map(({ cluster: _, ...p }) => p), manifests };
+    translated.set(policy, t);
+  }
+  return t;
+}
+
+function secondLineOf(policy: EffectivePolicy, document: EffectivePolicySet["document"]): ReturnType<typeof admissionPolicyFor> {
+  // Exceptions are the cluster's: a policy with one is decided afresh (it is refused anyway).
+  if (document.exceptions.some((e) => e.policy === policy.name)) return admissionPolicyFor(policy, document);
+  let v = secondLines.get(policy);
+  if (v === undefined) secondLines.set(policy, (v = admissionPolicyFor(policy, document)));
+  return v;
+}
+
+/** Schema problems for Kubernetes 1.`minor` and the canonical JSON of a manifest; the version-independent part kept per manifest. */
+function checked(manifest: Manifest, minor: number): { problems: ReturnType<typeof schemaProblems>; canonical: string } {
+  let c = schemaChecked.get(manifest);
+  if (c === undefined) schemaChecked.set(manifest, (c = { problems: schemaProblems(manifest, Number.MAX_SAFE_INTEGER), canonical: canonicalJson(manifest) }));
+  return servedSince(manifest) > minor ? { problems: schemaProblems(manifest, minor), canonical: c.canonical } : c;
+}
+
 export function renderCluster(set: EffectivePolicySet, facts: ClusterFacts): Rendering {
   const cluster = set.document.cluster.name;
   const minor = minorVersion(facts);
@@ -62,7 +104,9 @@ export function renderCluster(set: EffectivePolicySet, facts: ClusterFacts): Ren
   const reserved = new Map<string, { total: Quantity; intents: string[] }>();
   for (const policy of set.document.policies) {
     if (policy.generate !== undefined) {
-      const generate: GenerateSpec | undefined = resolveGenerate(policy, cluster, problems);
+      const t = translatedOf(policy);
+      for (const p of t.problems) problems.push({ cluster, ...p });
+      const generate = t.generate;
       if (generate === undefined) continue;
       const problem = (field: string, message: string) => problems.push({ cluster, intent: policy.name, field: `spec.generate.${field}`, message });
       if (generate.network !== undefined && !facts.networkPolicy) {
@@ -78,7 +122,7 @@ export function renderCluster(set: EffectivePolicySet, facts: ClusterFacts): Ren
           }
           if (capacity === undefined) continue;
           const entry = reserved.get(capacity) ?? { total: parseQuantity("0"), intents: [] };
-          for (const _ of new Set(generate.quota.namespaces)) entry.total = entry.total.add(q);
+          for (let n = new Set(generate.quota.namespaces).size; n > 0; n--) entry.total = entry.total.add(q);
           if (!entry.intents.includes(policy.name)) entry.intents.push(policy.name);
           reserved.set(capacity, entry);
           const available = facts.capacity?.[capacity];
@@ -95,17 +139,17 @@ export function renderCluster(set: EffectivePolicySet, facts: ClusterFacts): Ren
           problem("residency", `its admission rule is a ValidatingAdmissionPolicy, which Kubernetes 1.${minor} does not serve (1.${VAP_MINOR} and later)`);
         } else if (!zones.some((z) => clusterZones.includes(z))) {
           problem("residency.zones", `no node of the cluster is in an allowed zone (${zones.join(", ")}); its nodes are in ${clusterZones.length === 0 ? "no reported zone" : clusterZones.join(", ")}`);
-        } else {
-          manifests.push(...residencyPolicy(policy, { ...generate.residency, zones }));
         }
       }
-      manifests.push(...translateIntent(policy, generate));
+      if (generate.residency === undefined || (minor >= VAP_MINOR && (generate.residency.zones as string[]).some((z) => (facts.zones ?? []).includes(z)))) {
+        manifests.push(...t.manifests);
+      }
     }
     if (policy.validations.length > 0) {
       if (minor < VAP_MINOR) {
         notExpressible.push({ policy: policy.name, reason: `Kubernetes 1.${minor} has no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (GA in 1.${VAP_MINOR})` });
       } else {
-        const vap = admissionPolicyFor(policy, set.document);
+        const vap = secondLineOf(policy, set.document);
         if ("reason" in vap) notExpressible.push({ policy: policy.name, reason: vap.reason });
         else manifests.push(...vap.manifests);
       }
@@ -113,13 +157,17 @@ export function renderCluster(set: EffectivePolicySet, facts: ClusterFacts): Ren
   }
   if (manifests.some((m) => m.kind === PARAMS_KIND)) manifests.push(POLICY_PARAMS_CRD);
   manifests.sort(compareManifests);
+  const parts: string[] = [];
   for (const manifest of manifests) {
-    for (const p of schemaProblems(manifest, minor)) {
-      problems.push({ cluster, intent: manifest.metadata.labels[INTENT_LABEL] ?? "(polity)", field: `${p.object}: ${p.field}`, message: p.message });
+    const c = checked(manifest, minor);
+    parts.push(c.canonical);
+    for (const p of c.problems) {
+      problems.push({ cluster, intent: manifest.metadata.labels[POLICY_LABEL] ?? "(polity)", field: `${p.object}: ${p.field}`, message: p.message });
     }
   }
   const document: ClusterManifestsDocument = { apiVersion: "polity.dev/v1", kind: "ClusterManifests", cluster, effectiveHash: set.hash, manifests };
-  const canonical = canonicalJson(document);
+  // canonicalJson(document), assembled from each manifest's kept canonical JSON (keys in sorted order).
+  const canonical = `{"apiVersion":"polity.dev/v1","cluster":${canonicalJson(cluster)},"effectiveHash":${canonicalJson(set.hash)},"kind":"ClusterManifests","manifests":[${parts.join(",")}]}`;
   return { document, canonical, hash: contentHash(canonical), notExpressible, problems };
 }
 

@@ -55,6 +55,11 @@ function pointerToField(pointer: string): string {
     .join("");
 }
 
+/** The first minor version of Kubernetes that serves a manifest's kind (0 for kinds Polity does not generate: schemaProblems says so). */
+export function servedSince(manifest: Manifest): number {
+  return KINDS[manifest.kind]?.since ?? 0;
+}
+
 /** The schema problems of one manifest for a cluster of Kubernetes 1.`minor`; empty when it is valid. */
 export function schemaProblems(manifest: Manifest, minor: number): SchemaProblem[] {
   const object = describeObject(manifest);

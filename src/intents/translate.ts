@@ -37,7 +37,7 @@ export function formatIntentProblem(p: IntentProblem): string {
 }
 
 export const MANAGED_BY = "app.kubernetes.io/managed-by";
-export const INTENT_LABEL = "polity.dev/policy";
+export const POLICY_LABEL = "polity.dev/policy";
 export const REMEDIATION_ANNOTATION = "polity.dev/remediation";
 
 /** The order objects are applied in: what others refer to first. Deletion runs it backwards. */
@@ -105,7 +105,7 @@ function meta(policy: EffectivePolicy, name: string, namespace: string | undefin
   return {
     name,
     ...(namespace === undefined ? {} : { namespace }),
-    labels: { [MANAGED_BY]: "polity", [INTENT_LABEL]: policy.name },
+    labels: { [MANAGED_BY]: "polity", [POLICY_LABEL]: policy.name },
     annotations: { [REMEDIATION_ANNOTATION]: remediation(policy) },
   };
 }
