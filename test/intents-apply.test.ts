@@ -85,7 +85,7 @@ describe("the agent's applier", () => {
     expect(result.rolledBack).toBe(true);
     expect(result.failed?.object).toBe(`NetworkPolicy ${failing.metadata.namespace}/${failing.metadata.name}`);
     expect(result.rollbackFailures).toEqual([]);
-    expect(result.applied).toContain("ResourceQuota payments/polity-extra-quota");
+    expect(result.applied).toContain(`ResourceQuota ${extra.metadata.namespace}/polity-extra-quota`);
     // The quota created by v2 is gone; the one v2 changed holds v1's value again.
     expect(stored(extra)).toBeUndefined();
     const quota = v1.find((m) => m.kind === "ResourceQuota" && m.metadata.namespace === "payments")!;
