@@ -511,7 +511,7 @@ describe("polity policy lint", () => {
 
   it("finds nothing wrong with the global example layer", async () => {
     const run = await polity("policy", "lint", at("examples/layers/global.yaml"));
-    expect(run).toEqual({ code: 0, out: "7 documents in 1 layer: no problems\n", err: "" });
+    expect(run).toEqual({ code: 0, out: "9 documents in 1 layer: no problems\n", err: "" });
   });
 
   it("finds nothing wrong with examples/layers, the example its --help gives", async () => {
@@ -522,7 +522,7 @@ describe("polity policy lint", () => {
 
   it("lints a region layer file on its own, taking the tier from its Layer document", async () => {
     const run = await polity("policy", "lint", at("examples/layers/region-eu-west.yaml"));
-    expect(run.out).toBe("5 documents in 1 layer: no problems\n");
+    expect(run.out).toBe("6 documents in 1 layer: no problems\n");
     expect(run.code).toBe(0);
   });
 
@@ -595,7 +595,7 @@ describe("polity policy lint", () => {
     const extra = scratchFile("eu-extra.yaml", policy("  validations:\n    - expression: \"true\"\n").replace("team-a", "eu-platform"));
     // One Layer document among all the files: the extra policy joins the region layer.
     const one = await polity("policy", "lint", at("examples/layers/region-eu-west.yaml"), extra);
-    expect(one).toEqual({ code: 0, out: "6 documents in 1 layer: no problems\n", err: "" });
+    expect(one).toEqual({ code: 0, out: "7 documents in 1 layer: no problems\n", err: "" });
     // Two: each file is its own layer, and the extra file does not say which it belongs to.
     const two = await polity("policy", "lint", at("examples/layers/global.yaml"), at("examples/layers/region-eu-west.yaml"), extra);
     expect(two.code).toBe(1);
@@ -761,7 +761,7 @@ describe("help and usage", () => {
   it("'polity policy --help' lists the policy commands", async () => {
     const run = await polity("policy", "--help");
     expect(run.code).toBe(0);
-    expect(run.out).toMatch(/^Usage: polity policy <effective\|lint\|test> \[flags\]\n/);
+    expect(run.out).toMatch(/^Usage: polity policy <effective\|lint\|test\|render> \[flags\]\n/);
   });
 
   it("'polity audit --help' lists the audit commands in aligned columns and says how to learn more", async () => {

@@ -550,11 +550,11 @@ describe("layers", () => {
     for (const answered of applied.body.layers) {
       expect(layers.get(answered.id)).toMatchObject({ version: 1, author: "bootstrap admin (global-admin)", contentHash: answered.contentHash, deleted: false });
     }
-    expect(layers.get("global")?.policies).toBe(4);
+    expect(layers.get("global")?.policies).toBe(6);
     const region = await call<{ files: SourceFile[]; contentHash: string }>(h.admin, "GET", "/v1/layers/region/eu-west");
     expect(region.body.files).toEqual([REGION_EU]);
     expect(new Set(applied.body.layers.map((l) => l.contentHash)).size).toBe(3);
-    expect(await policiesOf("eu-west-1")).toEqual(["data-residency", "max-replicas", "namespace-quota", "pod-security", "require-team-label", "trusted-images"]);
+    expect(await policiesOf("eu-west-1")).toEqual(["auditors-read", "data-residency", "eu-residency", "max-replicas", "namespace-quota", "payments-quota", "payments-segmentation", "pod-security", "require-team-label", "trusted-images"]);
   });
 
   it("re-applying identical files is a no-op that keeps every version", async () => {
@@ -845,16 +845,16 @@ describe("clusters", () => {
   it("registers a cluster with its region and labels, lists it, relabels it and removes it", async () => {
     const registered = await call<ClusterView>(h.admin, "POST", "/v1/clusters", { name: "eu-west-2", region: "eu-west", labels: { env: "dev" } });
     expect(registered.status).toBe(201);
-    expect(registered.body).toMatchObject({ name: "eu-west-2", region: "eu-west", labels: { env: "dev" }, revokedAt: null, effective: { hash: expect.any(String), policies: 4 } });
+    expect(registered.body).toMatchObject({ name: "eu-west-2", region: "eu-west", labels: { env: "dev" }, revokedAt: null, effective: { hash: expect.any(String), policies: 6 } });
     const list = await call<{ items: ClusterView[] }>(h.admin, "GET", "/v1/clusters");
     expect(list.body.items.map((c) => c.name)).toEqual(["eu-west-2"]);
     const one = await call<ClusterView & { certificates: unknown[] }>(h.admin, "GET", "/v1/clusters/eu-west-2");
     expect(one.body.certificates).toEqual([]);
 
-    // data-residency is scoped to env=prod: relabelling brings it in.
+    // data-residency and payments-segmentation are scoped to env=prod: relabelling brings them in.
     const relabelled = await call<ClusterView>(h.admin, "PATCH", "/v1/clusters/eu-west-2", { labels: { env: "prod" } });
     expect(relabelled.body.labels).toEqual({ env: "prod" });
-    expect(relabelled.body.effective).toMatchObject({ policies: 5 });
+    expect(relabelled.body.effective).toMatchObject({ policies: 8 });
     const removed = await call(h.admin, "DELETE", "/v1/clusters/eu-west-2");
     expect(removed.body).toEqual({ removed: "eu-west-2" });
     expect((await refused(call(h.admin, "GET", "/v1/clusters/eu-west-2"))).status).toBe(404);
@@ -876,7 +876,7 @@ describe("clusters", () => {
     expect((await refused(call(h.admin, "GET", "/v1/clusters/eu-west-1"))).status).toBe(404);
     // In its own region it is welcome.
     const ok = await call<ClusterView>(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod" } });
-    expect(ok.body.effective).toMatchObject({ policies: 6 });
+    expect(ok.body.effective).toMatchObject({ policies: 10 });
   });
 
   it("refuses names and labels that Kubernetes would not accept with 400 and the field", async () => {

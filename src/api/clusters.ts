@@ -1,8 +1,10 @@
 /** Clusters on a hub: registration, labels, join tokens, and what the hub knows of each. */
 import { z } from "zod";
+import { clusterFacts } from "../intents/facts.js";
 import { labels, name, ttlSeconds } from "./fields.js";
 
-export const registerRequest = z.strictObject({ name, region: name, labels: labels.optional() });
+/** `facts`: what the cluster can hold (README, "Intents"); a change its facts refuse is refused before rollout. */
+export const registerRequest = z.strictObject({ name, region: name, labels: labels.optional(), facts: clusterFacts.optional() });
 export type RegisterRequest = z.infer<typeof registerRequest>;
 
 export const relabelRequest = z.strictObject({ labels });

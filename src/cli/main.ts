@@ -16,10 +16,10 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
   { names: ["eval"], load: async () => [(await import("./commands/eval.js")).evalCommand] },
   { names: ["import"], load: async () => [(await import("./commands/import.js")).importCommand] },
   {
-    names: ["policy effective", "policy lint", "policy test"],
+    names: ["policy effective", "policy lint", "policy test", "policy render"],
     load: async () => {
       const m = await import("./commands/policy.js");
-      return [m.policyEffectiveCommand, m.policyLintCommand, m.policyTestCommand];
+      return [m.policyEffectiveCommand, m.policyLintCommand, m.policyTestCommand, (await import("./commands/render.js")).policyRenderCommand];
     },
   },
   {

@@ -25,6 +25,8 @@ import { filesHash, StaleGeneration, type Federation, type Granted, type LayerWr
 import type { IdentityService } from "./identity.js";
 import { changeRefusal, teamsOf, undeclaredOwners, type Actor } from "../governance/index.js";
 import { conflict, forbidden, fromPolityError } from "./status.js";
+import type { ClusterFacts } from "../intents/facts.js";
+import { factsProblems } from "./intents.js";
 
 /** A layer as a change gives it: its id, its parsed content (undefined: deleted) and its files. */
 export interface LayerInput {
@@ -48,7 +50,7 @@ export type Change =
       readonly hold?: ReadonlySet<string>;
       readonly rollout?: string;
     }
-  | { readonly kind: "register"; readonly cluster: ClusterIdentity }
+  | { readonly kind: "register"; readonly cluster: ClusterIdentity; readonly facts?: ClusterFacts }
   | { readonly kind: "relabel"; readonly cluster: string; readonly labels: Readonly<Record<string, string>> }
   | { readonly kind: "remove"; readonly cluster: string }
   | { readonly kind: "revoke"; readonly cluster: string }
@@ -98,8 +100,18 @@ export class Changes {
     private readonly audit: AuditLog,
   ) {}
 
-  /** What the change would do; throws the engine's errors (all of them) when a cluster's layers would not combine. */
+  /**
+   * What the change would do; throws the engine's errors (all of them) when a cluster's
+   * layers would not combine, or when a cluster's facts cannot hold what its intents make.
+   */
   plan(change: Change): Plan {
+    const plan = this.planCombined(change);
+    const problems = factsProblems(plan.affected, (name) => (change.kind === "register" && name === change.cluster.name ? change.facts : this.federation.facts.get(name)));
+    if (problems.length > 0) throw new PolityError("merge-refused", problems);
+    return plan;
+  }
+
+  private planCombined(change: Change): Plan {
     const generation = this.federation.generation;
     switch (change.kind) {
       case "layers":
@@ -329,7 +341,7 @@ export class Changes {
             if (change.also !== undefined) events.push(...(await change.also(tx)));
             break;
           case "register":
-            await this.federation.insertCluster(tx, change.cluster, author);
+            await this.federation.insertCluster(tx, change.cluster, author, change.facts);
             events.push({ ...this.clusterEvent(change.cluster.name, change.cluster.region, context), kind: "cluster.registered", data: { labels: { ...change.cluster.labels } } });
             break;
           case "relabel": {

@@ -17,6 +17,7 @@
  * This module owns `federation`, `layers`, `layer_versions` and `clusters`.
  */
 import type { ClusterRecord } from "../api/clusters.js";
+import type { ClusterFacts } from "../intents/facts.js";
 import type { SourceFile } from "../api/fields.js";
 import { canonicalJson, contentHash } from "../canonical/index.js";
 import { PolityError } from "../errors.js";
@@ -121,6 +122,8 @@ export class Federation {
   /** Exceptions granted by request (exception_requests, approved), by layer. */
   granted: Granted = { byLayer: new Map(), lapsed: new Set() };
   readonly clusters = new Map<string, ClusterRecord>();
+  /** Each cluster's facts, as declared at registration: what its intents are checked against. */
+  readonly facts = new Map<string, ClusterFacts>();
   private readonly effective = new Map<string, EffectivePolicySet>();
   /** Clusters a rollout has not reached: the layers they keep at an earlier version, and that version's key (`id@version`). */
   private holds = new Map<string, { readonly key: string; readonly layers: ReadonlyMap<string, Layer | undefined> }>();
@@ -183,10 +186,11 @@ export class Federation {
     const since = this.generation;
     for (const { name } of await this.db.query<{ name: string }>("SELECT name FROM cluster_tombstones WHERE revision > $1", [since])) {
       this.clusters.delete(name);
+      this.facts.delete(name);
       this.effective.delete(name);
     }
-    const rows = await this.db.query<{ name: string; region: string; labels: Record<string, string>; created_at: Date; updated_at: Date; revoked_at: Date | null }>(
-      "SELECT name, region, labels, created_at, updated_at, revoked_at FROM clusters WHERE revision > $1",
+    const rows = await this.db.query<{ name: string; region: string; labels: Record<string, string>; facts: ClusterFacts | null; created_at: Date; updated_at: Date; revoked_at: Date | null }>(
+      "SELECT name, region, labels, facts, created_at, updated_at, revoked_at FROM clusters WHERE revision > $1",
       [since],
     );
     for (const r of rows) {
@@ -203,6 +207,8 @@ export class Federation {
         this.effective.delete(r.name);
       }
       this.clusters.set(r.name, record);
+      if (r.facts === null) this.facts.delete(r.name);
+      else this.facts.set(r.name, r.facts);
     }
     // Granted exceptions are few: read whole, and the clusters of a layer whose grants changed recomputed.
     const granted = await this.readGranted();
@@ -379,10 +385,10 @@ export class Federation {
     return written;
   }
 
-  async insertCluster(tx: Queryable, identity: ClusterIdentity, by: string): Promise<void> {
+  async insertCluster(tx: Queryable, identity: ClusterIdentity, by: string, facts?: ClusterFacts): Promise<void> {
     const inserted = await tx.query(
-      "INSERT INTO clusters (name, region, labels, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (name) DO NOTHING RETURNING name",
-      [identity.name, identity.region, JSON.stringify(identity.labels), by, this.now()],
+      "INSERT INTO clusters (name, region, labels, created_by, created_at, updated_at, facts) VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING name",
+      [identity.name, identity.region, JSON.stringify(identity.labels), by, this.now(), facts === undefined ? null : JSON.stringify(facts)],
     );
     if (inserted.length === 0) throw conflict(`cluster ${identity.name} is already registered`);
   }

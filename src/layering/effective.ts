@@ -28,6 +28,7 @@ import {
   type Scope,
   type Tier,
 } from "../policy/schema.js";
+import type { GenerateSpec } from "../policy/generate.js";
 import { matchesSelector, type Labels } from "./selector.js";
 import type { ResourceRule } from "../policy/schema.js";
 
@@ -92,6 +93,8 @@ export interface EffectivePolicy {
   readonly provenance: readonly Provenance[];
   /** On its way out, as its defining document says: decisions warn, and past `after` apply refuses to keep it. */
   readonly deprecation?: Deprecation;
+  /** An intent's objects, as its defining document writes them (params resolved by src/intents). */
+  readonly generate?: GenerateSpec;
 }
 
 export interface EffectiveException {
@@ -199,10 +202,14 @@ function appliesToCluster(scope: Scope | undefined, cluster: ClusterIdentity): b
   return matchesSelector(scope.clusterSelector, cluster.labels);
 }
 
+/** A defining document: a domain, and a match with validations, or an intent's generate section (or both). */
 function isComplete(policy: LayerPolicy): boolean {
   const spec = policy.document.spec;
-  return spec.domain !== undefined && spec.match !== undefined && (spec.validations?.length ?? 0) > 0;
+  return spec.domain !== undefined && ((spec.match !== undefined && (spec.validations?.length ?? 0) > 0) || spec.generate !== undefined);
 }
+
+/** An intent that judges no request matches nothing. */
+const NO_MATCH: EffectiveMatch = { kinds: [], operations: [], subresources: [] };
 
 /** Mutable state of one policy while its definitions are applied. */
 interface Merged {
@@ -223,6 +230,7 @@ interface Merged {
   provenance: Provenance[];
   delegate: readonly Tier[];
   deprecation: Deprecation | undefined;
+  generate: GenerateSpec | undefined;
   base: Definition;
 }
 
@@ -312,7 +320,7 @@ function startPolicy(base: Definition, problems: MergeProblems): Merged {
     owner: doc.metadata.owner ?? "unowned",
     domain: spec.domain!,
     tier: base.tier,
-    match: normalizeMatch(spec.match!),
+    match: spec.match === undefined ? NO_MATCH : normalizeMatch(spec.match),
     scope: spec.scope,
     matchConditions: [...(spec.matchConditions ?? [])],
     params,
@@ -331,6 +339,7 @@ function startPolicy(base: Definition, problems: MergeProblems): Merged {
     provenance: [{ tier: base.tier, layer: base.layer.name, owner: doc.metadata.owner ?? "unowned" }],
     delegate: spec.delegate ?? [],
     deprecation: spec.deprecation,
+    generate: spec.generate,
     base,
   };
 }
@@ -355,6 +364,9 @@ function refine(merged: Merged, def: Definition, problems: MergeProblems): void 
   }
   if (spec.deprecation !== undefined) {
     problems.add(def.policy.origin, ["spec", "deprecation"], `${who} deprecate ${base}: only the document that defines a policy deprecates it`, "deprecation-owner-only");
+  }
+  if (spec.generate !== undefined) {
+    problems.add(def.policy.origin, ["spec", "generate"], `${who} rewrite what ${base} generates: only the defining document writes generate; lower tiers tune its params within their bounds`, "generate-owner-only");
   }
   if (spec.exceptions !== undefined) {
     problems.add(def.policy.origin, ["spec", "exceptions"], `${who} set the exception bounds of ${base}: only the document that defines a policy sets them`, "exceptions-owner-only");
@@ -504,6 +516,7 @@ function freeze(merged: Merged): EffectivePolicy {
     ...(merged.lockedAt === undefined ? {} : { lockedAt: merged.lockedAt }),
     provenance: merged.provenance,
     ...(merged.deprecation === undefined ? {} : { deprecation: merged.deprecation }),
+    ...(merged.generate === undefined ? {} : { generate: merged.generate }),
   };
 }
 

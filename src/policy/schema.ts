@@ -5,6 +5,7 @@
  * Unknown fields are errors. The types below are the schema's, so they cannot drift.
  */
 import { z } from "zod";
+import { generateSpec } from "./generate.js";
 import { rolloutRequest } from "./rollout.js";
 import { dnsLabelProblems, dnsSubdomainProblems, labelKeyProblems, labelValueProblems, unshowableProblem } from "./names.js";
 
@@ -275,6 +276,8 @@ export const policySpec = z.strictObject({
   /** What exceptions to this policy may be requested and granted (the defining layer's say). */
   exceptions: exceptionBounds.optional(),
   deprecation: deprecation.optional(),
+  /** An intent: the Kubernetes objects the cluster must hold (src/policy/generate.ts); only the defining document writes it. */
+  generate: generateSpec.optional(),
 });
 export type PolicySpec = z.infer<typeof policySpec>;
 

@@ -415,6 +415,12 @@ $$`,
       "CREATE INDEX impact_requests_waiting ON impact_requests (cluster, created_at) WHERE answered_at IS NULL",
     ],
   },
+  // Version 11 is left to work developed beside this one.
+  {
+    version: 12,
+    name: "cluster facts: what a cluster can hold (Kubernetes version, NetworkPolicy enforcement, capacity, zones), checked before intents reach it",
+    statements: ["ALTER TABLE clusters ADD COLUMN facts jsonb"],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

@@ -5,6 +5,7 @@ import { colors, EXIT, UsageError } from "../io.js";
 import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
 import { parseDuration } from "../time.js";
 import { outputFormat } from "../command.js";
+import { readDocuments } from "../../files/read.js";
 
 function agentText(x: ClusterView): string {
   if (x.agent === undefined || x.agent === null) return "no report";
@@ -22,11 +23,17 @@ const labelsText = (labels: Record<string, string>) => Object.entries(labels).ma
 export const clusterRegisterCommand: Command = {
   name: "cluster register",
   summary: "register a cluster (name, region, labels)",
-  usage: "polity cluster register <name> --region <region> [--labels k=v,…]",
-  options: { ...HUB_OPTIONS, region: { type: "string" }, labels: { type: "string" } },
+  usage: "polity cluster register <name> --region <region> [--labels k=v,…] [--facts file]",
+  options: { ...HUB_OPTIONS, region: { type: "string" }, labels: { type: "string" }, facts: { type: "string" } },
   help: `Registers a cluster in a region, with labels that scopes and cluster selectors match.
 The hub refuses it if the layers that would apply to it do not combine. Then mint a join
 token (polity cluster join-token) for its agent to enrol with.
+
+--facts <file> declares what the cluster can hold, as YAML or JSON: kubernetesVersion,
+networkPolicy (whether its network plugin enforces NetworkPolicy), capacity and zones.
+The hub then refuses any change (this registration included) whose intents the cluster
+could not hold, naming the cluster, the intent and the field (polity policy render shows
+what it would receive).
 
 ${HUB_HELP}
 
@@ -37,7 +44,14 @@ Example:
     const region = stringOption(parsed, "region");
     if (region === undefined) throw new UsageError("give --region <region>");
     const labels = parseLabels(stringOption(parsed, "labels") ?? "", "--labels");
-    const r = await hubCall<ClusterView>(endpoint(parsed, io), "POST", "/v1/clusters", { name, region, labels });
+    const factsFile = stringOption(parsed, "facts");
+    let facts: unknown;
+    if (factsFile !== undefined) {
+      const docs = readDocuments(factsFile);
+      if (docs.length !== 1) throw new UsageError(`--facts ${factsFile}: expected one document, found ${docs.length}`);
+      facts = docs[0]!.value;
+    }
+    const r = await hubCall<ClusterView>(endpoint(parsed, io), "POST", "/v1/clusters", { name, region, labels, ...(facts === undefined ? {} : { facts }) });
     io.out(`cluster ${r.name} registered in region ${r.region} (${r.effective.policies ?? 0} policies apply, ${r.effective.hash ?? ""})\n`);
     return EXIT.ok;
   },

@@ -61,7 +61,8 @@ function printEffective(set: EffectivePolicySet, io: Io): void {
   for (const p of doc.policies) {
     const lock = p.locked ? c.yellow(` locked at ${p.lockedAt}`) : "";
     io.out(`${c.bold(p.name)}  ${p.enforcement}${lock}  domain ${p.domain}, owner ${p.owner} (${p.tier})\n`);
-    io.out(`  matches ${p.match.kinds.join(", ")} on ${p.match.operations.join(", ")}; ${p.validations.length} rule${p.validations.length === 1 ? "" : "s"}\n`);
+    if (p.validations.length > 0) io.out(`  matches ${p.match.kinds.join(", ")} on ${p.match.operations.join(", ")}; ${p.validations.length} rule${p.validations.length === 1 ? "" : "s"}\n`);
+    if (p.generate !== undefined) io.out(`  generates ${Object.keys(p.generate).join(", ")} objects (polity policy render shows them)\n`);
     if (p.provenance.length > 1) {
       io.out(`  refined by ${p.provenance.slice(1).map((r) => `${r.layer} (${r.tier}, ${r.owner})`).join(", ")}\n`);
     }

@@ -53,12 +53,12 @@ export const CLUSTER_ROUTES = [
   route({
     method: "POST",
     path: "/v1/clusters",
-    summary: "Register a cluster (name, region, labels); refused if its layers would not combine.",
+    summary: "Register a cluster (name, region, labels, facts); refused if its layers would not combine or its facts cannot hold its intents.",
     access: { kind: "access", access: "write" },
     body: registerRequest,
     targets: (_hub, call) => [{ kind: "cluster", cluster: call.body.name, region: call.body.region }],
     async handle(hub, call) {
-      const change = { kind: "register", cluster: { name: call.body.name, region: call.body.region, labels: call.body.labels ?? {} } } as const;
+      const change = { kind: "register", cluster: { name: call.body.name, region: call.body.region, labels: call.body.labels ?? {} }, ...(call.body.facts === undefined ? {} : { facts: call.body.facts }) } as const;
       const plan = engine(`cluster ${call.body.name} cannot be registered`, () => hub.changes.plan(change));
       await hub.changes.apply(change, describePrincipal(call.principal), auditContext(call), plan);
       return { status: 201, body: { ...clusterView(hub, call.body.name), effective: summarize(plan.affected[0]!.after) } };

@@ -1,0 +1,121 @@
+/**
+ * The agent makes its cluster hold what its bundle's intents make: server-side apply of
+ * each object, in dependency order, with field manager `polity` and never `force` (a field
+ * another manager owns is a conflict, reported, not taken). When any object of a version
+ * fails, the previous version's objects are applied again and the objects this version
+ * created are deleted: the cluster is left as the previous version made it, and the failure
+ * is reported. Objects the previous version had and this one does not are deleted, and only
+ * those Polity made: the live object must carry `app.kubernetes.io/managed-by: polity` and
+ * list `polity` among its managers.
+ *
+ * First slice (issue 12): no drift watch yet; the caller hands in the previous version's
+ * objects (what the agent applied last).
+ */
+import { PatchStrategy, type KubernetesObject, type KubernetesObjectApi } from "@kubernetes/client-node";
+import { APPLY_ORDER, MANAGED_BY, type Manifest } from "../../intents/translate.js";
+import { describeFailure } from "../../kube/index.js";
+
+export const FIELD_MANAGER = "polity";
+
+export interface ApplyFailure {
+  /** `NetworkPolicy payments/polity-payments-segmentation-default-deny`. */
+  readonly object: string;
+  readonly reason: string;
+}
+
+export interface ApplyResult {
+  readonly applied: readonly string[];
+  readonly deleted: readonly string[];
+  /** The object that failed, when one did: the version was rolled back. */
+  readonly failed?: ApplyFailure;
+  readonly rolledBack: boolean;
+  /** Objects that could not be restored or removed in rolling back. */
+  readonly rollbackFailures: readonly ApplyFailure[];
+}
+
+const keyOf = (m: { apiVersion?: string; kind?: string; metadata?: { name?: string; namespace?: string } }) =>
+  `${m.apiVersion}/${m.kind}/${m.metadata?.namespace ?? ""}/${m.metadata?.name}`;
+
+export const describeObject = (m: Manifest) => `${m.kind} ${m.metadata.namespace === undefined ? "" : `${m.metadata.namespace}/`}${m.metadata.name}`;
+
+/** Objects in the order they are applied; deletions run it backwards. */
+function ordered(list: readonly Manifest[]): Manifest[] {
+  const rank = (m: Manifest) => APPLY_ORDER.indexOf(m.kind as (typeof APPLY_ORDER)[number]);
+  return [...list].sort((a, b) => rank(a) - rank(b));
+}
+
+export class Applier {
+  constructor(private readonly api: KubernetesObjectApi) {}
+
+  /** Applies `desired`; `previous` is what the last successful apply held (empty at first). */
+  async apply(desired: readonly Manifest[], previous: readonly Manifest[]): Promise<ApplyResult> {
+    const applied: string[] = [];
+    const created: Manifest[] = [];
+    for (const manifest of ordered(desired)) {
+      const existed = await this.exists(manifest);
+      try {
+        await this.serverSideApply(manifest);
+      } catch (error) {
+        const failed = { object: describeObject(manifest), reason: describeFailure(error) };
+        const rollbackFailures = await this.rollBack(previous, created);
+        return { applied, deleted: [], failed, rolledBack: true, rollbackFailures };
+      }
+      applied.push(describeObject(manifest));
+      if (!existed) created.push(manifest);
+    }
+    const wanted = new Set(desired.map(keyOf));
+    const deleted: string[] = [];
+    for (const gone of ordered(previous.filter((m) => !wanted.has(keyOf(m)))).reverse()) {
+      if (await this.deleteIfOurs(gone)) deleted.push(describeObject(gone));
+    }
+    return { applied, deleted, rolledBack: false, rollbackFailures: [] };
+  }
+
+  private async serverSideApply(manifest: Manifest): Promise<void> {
+    await this.api.patch(manifest as KubernetesObject, undefined, undefined, FIELD_MANAGER, false, PatchStrategy.ServerSideApply);
+  }
+
+  private async exists(manifest: Manifest): Promise<boolean> {
+    return (await this.live(manifest)) !== undefined;
+  }
+
+  private async live(manifest: Manifest): Promise<KubernetesObject | undefined> {
+    try {
+      return await this.api.read({ apiVersion: manifest.apiVersion, kind: manifest.kind, metadata: { name: manifest.metadata.name, ...(manifest.metadata.namespace === undefined ? {} : { namespace: manifest.metadata.namespace }) } });
+    } catch (error) {
+      if ((error as { code?: number }).code === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /** Deletes an object only when Polity made it: its label and its managers say so. */
+  private async deleteIfOurs(manifest: Manifest): Promise<boolean> {
+    const live = await this.live(manifest);
+    if (live === undefined) return false;
+    const ours = live.metadata?.labels?.[MANAGED_BY] === "polity" && (live.metadata?.managedFields ?? []).some((f) => f.manager === FIELD_MANAGER);
+    if (!ours) return false;
+    await this.api.delete(live);
+    return true;
+  }
+
+  private async rollBack(previous: readonly Manifest[], created: readonly Manifest[]): Promise<ApplyFailure[]> {
+    const failures: ApplyFailure[] = [];
+    const before = new Set(previous.map(keyOf));
+    for (const manifest of [...created].reverse()) {
+      if (before.has(keyOf(manifest))) continue;
+      try {
+        await this.deleteIfOurs(manifest);
+      } catch (error) {
+        failures.push({ object: describeObject(manifest), reason: describeFailure(error) });
+      }
+    }
+    for (const manifest of ordered(previous)) {
+      try {
+        await this.serverSideApply(manifest);
+      } catch (error) {
+        failures.push({ object: describeObject(manifest), reason: describeFailure(error) });
+      }
+    }
+    return failures;
+  }
+}

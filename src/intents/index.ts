@@ -1,0 +1,177 @@
+/**
+ * What a cluster would receive: `renderCluster(set, facts)` translates the intents of an
+ * effective policy set into manifests, adds the native second line (its CEL policies as
+ * ValidatingAdmissionPolicies, where its version has them), validates every object against
+ * the Kubernetes schemas and the cluster's facts, and gives the whole in canonical bytes
+ * with one hash. Pure and deterministic; a problem names the cluster, the intent and the
+ * field, and a federation-wide check (`renderProblems`) refuses a change that any
+ * registered cluster could not hold.
+ *
+ * Facts checked: NetworkPolicy on a network plugin that ignores it; quotas whose requests,
+ * summed over every quota intent and namespace, exceed the cluster's capacity; a residency
+ * rule no zone of the cluster satisfies, or on a cluster too old to hold its admission rule.
+ */
+import { canonicalJson, contentHash } from "../canonical/index.js";
+import { parseQuantity, type Quantity } from "../cel/kubernetes/quantity.js";
+import type { EffectivePolicy, EffectivePolicySet } from "../layering/effective.js";
+import type { GenerateSpec } from "../policy/generate.js";
+import { admissionPolicyFor, POLICY_PARAMS_CRD, residencyPolicy, PARAMS_KIND, type NotExpressible } from "./admission.js";
+import { minorVersion, VAP_MINOR, type ClusterFacts } from "./facts.js";
+import { schemaProblems, servedSince } from "./schemas.js";
+import { compareManifests, POLICY_LABEL, resolveGenerate, translateIntent, type IntentProblem, type Manifest } from "./translate.js";
+
+export { clusterFacts, type ClusterFacts } from "./facts.js";
+export { formatIntentProblem, type IntentProblem, type Manifest } from "./translate.js";
+
+export interface ClusterManifestsDocument {
+  readonly apiVersion: "polity.dev/v1";
+  readonly kind: "ClusterManifests";
+  readonly cluster: string;
+  /** The effective set they were made from. */
+  readonly effectiveHash: string;
+  /** In apply order (see APPLY_ORDER), then namespace and name. */
+  readonly manifests: readonly Manifest[];
+}
+
+export interface Rendering {
+  readonly document: ClusterManifestsDocument;
+  readonly canonical: string;
+  readonly hash: string;
+  /** Policies that get no ValidatingAdmissionPolicy, and why. */
+  readonly notExpressible: readonly NotExpressible[];
+  readonly problems: readonly IntentProblem[];
+}
+
+/** Quota keys that reserve capacity, and the capacity they reserve (limits may overcommit; requests may not). */
+const RESERVING: Readonly<Record<string, string>> = { cpu: "cpu", "requests.cpu": "cpu", memory: "memory", "requests.memory": "memory" };
+
+function quantityOr(text: string | number): Quantity | undefined {
+  try {
+    return parseQuantity(String(text));
+  } catch {
+    return undefined;
+  }
+}
+
+/*
+ * Everything below depends on one effective policy (shared by every cluster whose layers
+ * give the same chain, see effective.ts) or one manifest, not on the cluster: computed once
+ * per object and kept as long as it lives, so 1,000 clusters cost little more than one.
+ */
+interface Translated {
+  readonly generate: GenerateSpec | undefined;
+  readonly problems: readonly Omit<IntentProblem, "cluster">[];
+  readonly manifests: readonly Manifest[];
+}
+const translated = new WeakMap<EffectivePolicy, Translated>();
+const secondLines = new WeakMap<EffectivePolicy, ReturnType<typeof admissionPolicyFor>>();
+const schemaChecked = new WeakMap<Manifest, { readonly problems: ReturnType<typeof schemaProblems>; readonly canonical: string }>();
+
+function translatedOf(policy: EffectivePolicy): Translated {
+  let t = translated.get(policy);
+  if (t === undefined) {
+    const problems: IntentProblem[] = [];
+    const generate = resolveGenerate(policy, "", problems);
+    const manifests =
+      generate === undefined ? [] : generate.residency !== undefined ? residencyPolicy(policy, { ...generate.residency, zones: generate.residency.zones as string[] }) : translateIntent(policy, generate);
+    t = { generate, problems: problems.map(({ cluster: _, ...p }) => p), manifests };
+    translated.set(policy, t);
+  }
+  return t;
+}
+
+function secondLineOf(policy: EffectivePolicy, document: EffectivePolicySet["document"]): ReturnType<typeof admissionPolicyFor> {
+  // Exceptions are the cluster's: a policy with one is decided afresh (it is refused anyway).
+  if (document.exceptions.some((e) => e.policy === policy.name)) return admissionPolicyFor(policy, document);
+  let v = secondLines.get(policy);
+  if (v === undefined) secondLines.set(policy, (v = admissionPolicyFor(policy, document)));
+  return v;
+}
+
+/** Schema problems for Kubernetes 1.`minor` and the canonical JSON of a manifest; the version-independent part kept per manifest. */
+function checked(manifest: Manifest, minor: number): { problems: ReturnType<typeof schemaProblems>; canonical: string } {
+  let c = schemaChecked.get(manifest);
+  if (c === undefined) schemaChecked.set(manifest, (c = { problems: schemaProblems(manifest, Number.MAX_SAFE_INTEGER), canonical: canonicalJson(manifest) }));
+  return servedSince(manifest) > minor ? { problems: schemaProblems(manifest, minor), canonical: c.canonical } : c;
+}
+
+export function renderCluster(set: EffectivePolicySet, facts: ClusterFacts): Rendering {
+  const cluster = set.document.cluster.name;
+  const minor = minorVersion(facts);
+  const problems: IntentProblem[] = [];
+  const notExpressible: NotExpressible[] = [];
+  const manifests: Manifest[] = [];
+  const reserved = new Map<string, { total: Quantity; intents: string[] }>();
+  for (const policy of set.document.policies) {
+    if (policy.generate !== undefined) {
+      const t = translatedOf(policy);
+      for (const p of t.problems) problems.push({ cluster, ...p });
+      const generate = t.generate;
+      if (generate === undefined) continue;
+      const problem = (field: string, message: string) => problems.push({ cluster, intent: policy.name, field: `spec.generate.${field}`, message });
+      if (generate.network !== undefined && !facts.networkPolicy) {
+        problem("network", "the cluster's network plugin does not enforce NetworkPolicy: the segmentation would exist on paper only");
+      }
+      if (generate.quota?.hard !== undefined) {
+        for (const [key, value] of Object.entries(generate.quota.hard)) {
+          const capacity = RESERVING[key];
+          const q = quantityOr(value);
+          if (q === undefined) {
+            problem(`quota.hard.${key}`, `${JSON.stringify(value)} is not a quantity`);
+            continue;
+          }
+          if (capacity === undefined) continue;
+          const entry = reserved.get(capacity) ?? { total: parseQuantity("0"), intents: [] };
+          for (let n = new Set(generate.quota.namespaces).size; n > 0; n--) entry.total = entry.total.add(q);
+          if (!entry.intents.includes(policy.name)) entry.intents.push(policy.name);
+          reserved.set(capacity, entry);
+          const available = facts.capacity?.[capacity];
+          const cap = available === undefined ? undefined : quantityOr(available);
+          if (cap !== undefined && entry.total.compare(cap) > 0) {
+            problem(`quota.hard.${key}`, `quotas reserve ${capacity} ${entry.total.asApproximateFloat()} over ${entry.intents.join(", ")}, above the cluster's capacity ${available}`);
+          }
+        }
+      }
+      if (generate.residency !== undefined) {
+        const zones = generate.residency.zones as string[];
+        const clusterZones = facts.zones ?? [];
+        if (minor < VAP_MINOR) {
+          problem("residency", `its admission rule is a ValidatingAdmissionPolicy, which Kubernetes 1.${minor} does not serve (1.${VAP_MINOR} and later)`);
+        } else if (!zones.some((z) => clusterZones.includes(z))) {
+          problem("residency.zones", `no node of the cluster is in an allowed zone (${zones.join(", ")}); its nodes are in ${clusterZones.length === 0 ? "no reported zone" : clusterZones.join(", ")}`);
+        }
+      }
+      if (generate.residency === undefined || (minor >= VAP_MINOR && (generate.residency.zones as string[]).some((z) => (facts.zones ?? []).includes(z)))) {
+        manifests.push(...t.manifests);
+      }
+    }
+    if (policy.validations.length > 0) {
+      if (minor < VAP_MINOR) {
+        notExpressible.push({ policy: policy.name, reason: `Kubernetes 1.${minor} has no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (GA in 1.${VAP_MINOR})` });
+      } else {
+        const vap = secondLineOf(policy, set.document);
+        if ("reason" in vap) notExpressible.push({ policy: policy.name, reason: vap.reason });
+        else manifests.push(...vap.manifests);
+      }
+    }
+  }
+  if (manifests.some((m) => m.kind === PARAMS_KIND)) manifests.push(POLICY_PARAMS_CRD);
+  manifests.sort(compareManifests);
+  const parts: string[] = [];
+  for (const manifest of manifests) {
+    const c = checked(manifest, minor);
+    parts.push(c.canonical);
+    for (const p of c.problems) {
+      problems.push({ cluster, intent: manifest.metadata.labels[POLICY_LABEL] ?? "(polity)", field: `${p.object}: ${p.field}`, message: p.message });
+    }
+  }
+  const document: ClusterManifestsDocument = { apiVersion: "polity.dev/v1", kind: "ClusterManifests", cluster, effectiveHash: set.hash, manifests };
+  // canonicalJson(document), assembled from each manifest's kept canonical JSON (keys in sorted order).
+  const canonical = `{"apiVersion":"polity.dev/v1","cluster":${canonicalJson(cluster)},"effectiveHash":${canonicalJson(set.hash)},"kind":"ClusterManifests","manifests":[${parts.join(",")}]}`;
+  return { document, canonical, hash: contentHash(canonical), notExpressible, problems };
+}
+
+/** Every problem of every cluster: a change is refused before rollout when this is not empty. */
+export function renderProblems(clusters: readonly { set: EffectivePolicySet; facts: ClusterFacts }[]): IntentProblem[] {
+  return clusters.flatMap(({ set, facts }) => renderCluster(set, facts).problems);
+}
