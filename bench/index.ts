@@ -9,6 +9,7 @@ import { benchAgents } from "./agent.js";
 import { benchAudit } from "./audit.js";
 import { benchHub } from "./hub.js";
 import { benchLayering } from "./layering.js";
+import { benchPropagation } from "./propagation.js";
 import { benchRollout } from "./rollout.js";
 
 const only = process.argv.slice(2);
@@ -23,6 +24,8 @@ settle();
 if (want("layering")) benchLayering();
 settle();
 if (want("hub")) await benchHub();
+settle();
+if (want("propagation")) await benchPropagation();
 settle();
 if (want("agents")) await benchAgents();
 settle();

@@ -20,6 +20,7 @@ import type { Database, Queryable } from "../store/database.js";
 import { AuditTiles, bytea } from "./audit-tiles.js";
 import type { SigningKey } from "./keys.js";
 import { ApiError, badRequest } from "./status.js";
+import { timings } from "./timings.js";
 
 const INTEGRATE_LOCK = 7_346_204;
 const INSERT_CHUNK = 1000;
@@ -128,7 +129,7 @@ export class AuditLog {
    */
   async record(tx: Queryable, events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await appendEntries(tx, events, this.options.now());
+    await timings.timeAsync("audit.append", () => appendEntries(tx, events, this.options.now()));
     this.appended += events.length;
     if (this.appended >= 10_000) {
       // A burst: integrate without waiting for the timer.

@@ -17,6 +17,7 @@ import { newCorrelationId, type AuditContext, type AuditLog } from "./audit-log.
 import { StaleGeneration, type Federation } from "./federation.js";
 import type { IdentityService } from "./identity.js";
 import type { SigningKey } from "./keys.js";
+import { timings } from "./timings.js";
 
 /** A bundle to make: a cluster's effective set. */
 export interface BundleItem {
@@ -62,6 +63,7 @@ export class BundleService {
 
   /** Loads bundle rows written since `since` (another process's, or our own), and wakes their waiters. */
   private async reload(since: string): Promise<void> {
+    const start = performance.now();
     const rows = await this.db.query<{ cluster: string; version: string; target_hash: string; expires_at: Date; envelope: string; correlation_id: string | null }>(
       "SELECT cluster, version::text AS version, target_hash, expires_at, envelope, correlation_id FROM bundles WHERE revision > $1",
       [since],
@@ -79,6 +81,8 @@ export class BundleService {
       });
       this.wake(row.cluster, version);
     }
+    timings.add("bundles.reload", performance.now() - start);
+    if (rows.length > 0) timings.moment("bundles.woken");
   }
 
   /** Whether a cluster's bundle must be made again: none, another policy set, or half its validity gone. */
@@ -155,6 +159,7 @@ export class BundleService {
     const values: string[] = [];
     const params: unknown[] = [];
     const events: AuditEvent[] = [];
+    const signing = performance.now();
     for (const item of batch) {
       const version = (versions.get(item.cluster) ?? 0) + 1;
       const bundle = signBundle(
@@ -187,12 +192,15 @@ export class BundleService {
         data: { version, envelopeHash: sha256Hash(Buffer.from(envelope, "utf8")), targetHash: item.set.hash, expires: expires.toISOString() },
       });
     }
+    timings.add("bundles.sign", performance.now() - signing);
+    const storing = performance.now();
     await tx.query(
       `INSERT INTO bundles (cluster, version, target_hash, expires_at, envelope, updated_at, correlation_id) VALUES ${values.join(", ")}
        ON CONFLICT (cluster) DO UPDATE SET version = EXCLUDED.version, target_hash = EXCLUDED.target_hash,
          expires_at = EXCLUDED.expires_at, envelope = EXCLUDED.envelope, updated_at = EXCLUDED.updated_at, correlation_id = EXCLUDED.correlation_id`,
       params,
     );
+    timings.add("bundles.store", performance.now() - storing);
     return events;
   }
 

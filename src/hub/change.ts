@@ -25,6 +25,7 @@ import { filesHash, StaleGeneration, type Federation, type Granted, type LayerWr
 import type { IdentityService } from "./identity.js";
 import { changeRefusal, teamsOf, undeclaredOwners, type Actor } from "../governance/index.js";
 import { conflict, forbidden, fromPolityError } from "./status.js";
+import { timings } from "./timings.js";
 
 /** A layer as a change gives it: its id, its parsed content (undefined: deleted) and its files. */
 export interface LayerInput {
@@ -100,6 +101,10 @@ export class Changes {
 
   /** What the change would do; throws the engine's errors (all of them) when a cluster's layers would not combine. */
   plan(change: Change): Plan {
+    return timings.time("change.plan", () => this.planAt(change));
+  }
+
+  private planAt(change: Change): Plan {
     const generation = this.federation.generation;
     switch (change.kind) {
       case "layers":

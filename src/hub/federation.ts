@@ -28,6 +28,7 @@ import type { Database, Queryable } from "../store/database.js";
 import { layerId } from "../policy/layer.js";
 import { layersFromFiles } from "../policy/layer-files.js";
 import { ApiError, conflict } from "./status.js";
+import { timings } from "./timings.js";
 
 export type { SourceFile };
 export { layerId };
@@ -122,6 +123,15 @@ export class Federation {
   granted: Granted = { byLayer: new Map(), lapsed: new Set() };
   readonly clusters = new Map<string, ClusterRecord>();
   private readonly effective = new Map<string, EffectivePolicySet>();
+  /**
+   * Each distinct effective set once, by its hash: clusters whose sets are equal share one
+   * object, so its canonical bytes are assembled and held once, however many clusters it
+   * serves (a set no cluster holds any more is let go).
+   */
+  private readonly distinct = new Map<string, WeakRef<EffectivePolicySet>>();
+  private readonly released = new FinalizationRegistry<string>((hash) => {
+    if (this.distinct.get(hash)?.deref() === undefined) this.distinct.delete(hash);
+  });
   /** Clusters a rollout has not reached: the layers they keep at an earlier version, and that version's key (`id@version`). */
   private holds = new Map<string, { readonly key: string; readonly layers: ReadonlyMap<string, Layer | undefined> }>();
   /** The layers a rollout is under way on, and its id. */
@@ -213,7 +223,7 @@ export class Federation {
     this.granted = granted;
     await this.loadHolds();
     for (const id of stale) for (const name of this.affectedBy(id)) this.effective.delete(name);
-    for (const [name, set] of computed.effective ?? []) if (this.clusters.has(name)) this.effective.set(name, set);
+    for (const [name, set] of computed.effective ?? []) if (this.clusters.has(name)) this.effective.set(name, this.shared(set));
     this.generation = generation;
     for (const listener of this.listeners) await listener(since);
   }
@@ -312,10 +322,24 @@ export class Federation {
     let set = this.effective.get(name);
     if (set === undefined) {
       const identity = this.identity(name);
-      set = effectivePolicySet(this.layersFor(identity), identity);
+      set = this.shared(effectivePolicySet(this.layersFor(identity), identity));
       this.effective.set(name, set);
     }
     return set;
+  }
+
+  /** The one object of this set's content (see `distinct`). */
+  private shared(set: EffectivePolicySet): EffectivePolicySet {
+    const known = this.distinct.get(set.hash)?.deref();
+    if (known !== undefined) return known;
+    this.distinct.set(set.hash, new WeakRef(set));
+    this.released.register(set, set.hash);
+    return set;
+  }
+
+  /** How many distinct effective sets the registered clusters hold (for the benchmarks and the README's model). */
+  distinctSets(): number {
+    return new Set([...this.effective.values()].map((s) => s.hash)).size;
   }
 
   /** The effective set a cluster would have with this identity, and these layers and grants in place of the current ones. */
@@ -330,7 +354,7 @@ export class Federation {
    * is a conflict. After the commit this process reloads, with what the change computed.
    */
   async transaction<T>(expected: string | undefined, work: (tx: Queryable) => Promise<T>, computed?: (result: T) => Computed): Promise<T> {
-    const { generation, result } = await this.db.transaction(async (tx) => {
+    const { generation, result } = await timings.timeAsync("change.transaction", () => this.db.transaction(async (tx) => {
       const [row] = await tx.query<{ previous: string; generation: string }>(
         "UPDATE federation SET generation = generation + 1 RETURNING (generation - 1)::text AS previous, generation::text AS generation",
       );
@@ -338,8 +362,8 @@ export class Federation {
         throw new StaleGeneration();
       }
       return { generation: row!.generation, result: await work(tx) };
-    });
-    await this.reload(generation, computed?.(result) ?? {});
+    }));
+    await timings.timeAsync("change.reload", () => this.reload(generation, computed?.(result) ?? {}));
     return result;
   }
 
