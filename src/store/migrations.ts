@@ -365,6 +365,22 @@ $$`,
       "CREATE UNIQUE INDEX rollouts_one_per_layer ON rollouts (layer_id) WHERE state IN ('running', 'paused')",
     ],
   },
+  {
+    version: 11,
+    name: "one audit entry per change and region for the bundles it published, and their lists (src/bundle/publication.ts)",
+    statements: [
+      `CREATE TABLE bundle_publications (
+  -- The list's hash, as its audit entry names it; the list is its canonical JSON.
+  list_hash text PRIMARY KEY,
+  region text NOT NULL,
+  correlation_id text NOT NULL,
+  published_at timestamptz NOT NULL,
+  bundles integer NOT NULL,
+  list text NOT NULL
+)`,
+      "CREATE INDEX bundle_publications_correlation ON bundle_publications (correlation_id)",
+    ],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations
