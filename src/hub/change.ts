@@ -267,10 +267,12 @@ export class Changes {
       }
     };
     const affected: Plan["affected"][number][] = [];
+    // Clusters that cannot tell apart share one computation (Federation.effectiveWith).
+    const memo = new Map<string, EffectivePolicySet>();
     for (const name of [...reached].sort()) {
       const identity = this.federation.identity(name);
       try {
-        affected.push({ cluster: name, region: identity.region, before: this.currentHash(name), after: bounded(name, this.federation.effectiveWith(identity, overrides)) });
+        affected.push({ cluster: name, region: identity.region, before: this.currentHash(name), after: bounded(name, this.federation.effectiveWith(identity, overrides, undefined, memo)) });
       } catch (error) {
         note(error);
       }

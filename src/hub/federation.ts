@@ -87,6 +87,27 @@ export class StaleGeneration extends ApiError {
   }
 }
 
+/** Each layer object's number, for memo keys (a layer is immutable once parsed). */
+const layerNumbers = new WeakMap<Layer, number>();
+let nextLayerNumber = 0;
+
+/**
+ * What a cluster's effective set depends on, when that is not its name: the very layer
+ * objects of its stack, its region and its labels. A cluster with a layer of its own, or
+ * under an exception that names clusters, has none (its set is computed for it alone).
+ * effectivePolicySet reads the name only there and in its error messages, and a refused
+ * set is never remembered.
+ */
+function memoKey(layers: readonly Layer[], identity: ClusterIdentity): string | undefined {
+  if (layers.some((l) => l.tier === "cluster" || l.exceptions.some((e) => e.document.spec.scope.clusters !== undefined))) return undefined;
+  const numbers = layers.map((l) => {
+    let n = layerNumbers.get(l);
+    if (n === undefined) layerNumbers.set(l, (n = nextLayerNumber++));
+    return n;
+  });
+  return `${numbers.join(",")}\n${identity.region}\n${canonicalJson(identity.labels)}`;
+}
+
 export function filesHash(files: readonly SourceFile[]): string {
   return contentHash(canonicalJson(files.map((f) => f.content).sort()));
 }
@@ -342,9 +363,19 @@ export class Federation {
     return new Set([...this.effective.values()].map((s) => s.hash)).size;
   }
 
-  /** The effective set a cluster would have with this identity, and these layers and grants in place of the current ones. */
-  effectiveWith(identity: ClusterIdentity, overrides?: ReadonlyMap<string, Layer | undefined>, grants?: Granted): EffectivePolicySet {
-    return effectivePolicySet(this.layersFor(identity, overrides, grants), identity);
+  /**
+   * The effective set a cluster would have with this identity, and these layers and grants in
+   * place of the current ones. `memo`, shared by the calls of one plan (same overrides and
+   * grants), computes a set once for all the clusters that cannot tell apart (see `memoKey`).
+   */
+  effectiveWith(identity: ClusterIdentity, overrides?: ReadonlyMap<string, Layer | undefined>, grants?: Granted, memo?: Map<string, EffectivePolicySet>): EffectivePolicySet {
+    const layers = this.layersFor(identity, overrides, grants);
+    const key = memo === undefined ? undefined : memoKey(layers, identity);
+    const known = key === undefined ? undefined : memo!.get(key);
+    if (known !== undefined) return known;
+    const set = effectivePolicySet(layers, identity);
+    if (key !== undefined) memo!.set(key, set);
+    return set;
   }
 
   /**
