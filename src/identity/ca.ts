@@ -8,6 +8,7 @@
  */
 import { createHash, createPublicKey, KeyObject, randomBytes, sign, verify } from "node:crypto";
 import * as der from "./der.js";
+import { readElement } from "./der.js";
 import { clusterSpiffeId, type ClusterSpiffeId } from "./spiffe.js";
 import { EC_SIGNING, generateKeyPair, privateKeyPem, x509, type CryptoKey } from "./x509.js";
 
@@ -101,8 +102,8 @@ export async function readCsr(pem: string): Promise<CsrContents> {
     const spki = Buffer.from(request.publicKey.rawData);
     // certificationRequestInfo: the first element of the CSR's outer SEQUENCE, what its signature covers.
     const raw = Buffer.from(request.rawData);
-    const outer = element(raw, 0);
-    const info = element(raw, outer.start);
+    const outer = readElement(raw, 0);
+    const info = readElement(raw, outer.start);
     const tbs = raw.subarray(outer.start, info.end);
     signed = signing.name === "ECDSA" && signing.hash?.name === "SHA-256" && verify("sha256", tbs, createPublicKey({ key: spki, format: "der", type: "spki" }), Buffer.from(request.signature));
   } catch {
@@ -139,25 +140,9 @@ function issuerOf(ca: CertificateAuthority): Issuer {
   return issuer;
 }
 
-/** The contents of a DER element at `offset`: where they start and end. */
-function element(bytes: Buffer, offset: number): { readonly tag: number; readonly start: number; readonly end: number } {
-  if (offset + 2 > bytes.length) throw new CsrError("the CSR is not DER");
-  const tag = bytes[offset]!;
-  let length = bytes[offset + 1]!;
-  let start = offset + 2;
-  if (length & 0x80) {
-    const count = length & 0x7f;
-    if (count === 0 || count > 4 || start + count > bytes.length) throw new CsrError("the CSR is not DER");
-    length = 0;
-    for (let i = 0; i < count; i++) length = length * 256 + bytes[start + i]!;
-    start += count;
-  }
-  if (start + length > bytes.length) throw new CsrError("the CSR is not DER");
-  return { tag, start, end: start + length };
-}
-
 /** SHA-1 of the subjectPublicKey BIT STRING's bits in a SubjectPublicKeyInfo (RFC 5280 4.2.1.2, method 1). */
 function keyIdentifier(spki: Buffer): Buffer {
+  const element = (bytes: Buffer, offset: number) => readElement(bytes, offset, () => new CsrError("the CSR's public key is not DER"));
   const outer = element(spki, 0);
   const algorithm = element(spki, outer.start);
   const bits = element(spki, algorithm.end);

@@ -58,3 +58,32 @@ export function time(date: Date): Buffer {
   const year = date.getUTCFullYear();
   return year < 2050 ? tlv(0x17, Buffer.from(digits.slice(2), "ascii")) : tlv(0x18, Buffer.from(digits, "ascii"));
 }
+
+/** A DER element at `offset`: its tag, and where its contents start and end; `fail` makes the error for bytes that are not DER. */
+export function readElement(bytes: Buffer, offset: number, fail: () => Error = () => new Error("not DER")): { readonly tag: number; readonly start: number; readonly end: number } {
+  if (offset + 2 > bytes.length) throw fail();
+  const tag = bytes[offset]!;
+  let length = bytes[offset + 1]!;
+  let start = offset + 2;
+  if (length & 0x80) {
+    const count = length & 0x7f;
+    if (count === 0 || count > 4 || start + count > bytes.length) throw fail();
+    length = 0;
+    for (let i = 0; i < count; i++) length = length * 256 + bytes[start + i]!;
+    start += count;
+  }
+  if (start + length > bytes.length) throw fail();
+  return { tag, start, end: start + length };
+}
+
+/** The SubjectPublicKeyInfo of a DER certificate, as its bytes (what its key fingerprint is taken of). */
+export function certificatePublicKeyInfo(certificate: Buffer): Buffer {
+  const outer = readElement(certificate, 0);
+  const tbs = readElement(certificate, outer.start);
+  let at = tbs.start;
+  if (readElement(certificate, at).tag === 0xa0) at = readElement(certificate, at).end; // [0] version
+  for (let i = 0; i < 5; i++) at = readElement(certificate, at).end; // serial, signature, issuer, validity, subject
+  const spki = readElement(certificate, at);
+  if (spki.tag !== 0x30) throw new Error("not a certificate");
+  return certificate.subarray(at, spki.end);
+}
