@@ -336,7 +336,7 @@ describe.skipIf(DATABASE_URL === undefined)(POSTGRES_SUITE, () => {
     const schema = newSchema();
     const [a, b] = [tracked(await openDatabase({ url, schema })), tracked(await openDatabase({ url, schema }))];
     const [appliedA, appliedB] = await Promise.all([migrate(a), migrate(b)]);
-    expect([...appliedA, ...appliedB].sort()).toEqual(MIGRATIONS.map((m) => m.version));
+    expect([...appliedA, ...appliedB].sort((x, y) => x - y)).toEqual(MIGRATIONS.map((m) => m.version));
     expect(await a.query("SELECT version FROM schema_migrations ORDER BY version")).toEqual(MIGRATIONS.map((m) => ({ version: m.version })));
     expect(await tables(b)).toEqual(TABLES);
   });
