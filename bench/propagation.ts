@@ -19,8 +19,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
 import type { IssuedCertificate } from "../src/api/identity.js";
-import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
+import { call, closeConnections, HubError, type HubEndpoint } from "../src/client/http.js";
 import type { TimingsSnapshot } from "../src/hub/timings.js";
 import { createCsr, type Credentials } from "../src/identity/enrollment.js";
 import { LightAgent } from "./agent.js";
@@ -60,6 +61,21 @@ function where(snapshot: TimingsSnapshot, per: number, prefixes: readonly string
     .join(", ");
 }
 
+/**
+ * A change sent again while the hub answers 409 "send it again": on PostgreSQL, changes
+ * through several hubs (and their level-triggered bundle refreshes) race for the generation.
+ */
+async function again<T>(send: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (error) {
+      if (!(error instanceof HubError && error.status === 409 && /send it again/.test(error.message)) || attempt >= 20) throw error;
+      await new Promise((r) => setTimeout(r, 10 * attempt));
+    }
+  }
+}
+
 const sum = (snapshots: readonly TimingsSnapshot[]): TimingsSnapshot => {
   const phases: Record<string, { ms: number; count: number }> = {};
   const moments: Record<string, number> = {};
@@ -88,7 +104,7 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     const all = () => Promise.all(hubs.map((h) => h.timings())).then(sum);
     const where_ = databaseUrl === undefined ? "embedded PGlite" : `${hubCount} hub process(es) on one PostgreSQL`;
     console.log(`\nPropagation at scale: ${n} agents (${where_}; agents in this process, one mutual-TLS connection and long poll each, spread over the hubs)`);
-    await call(admin, "POST", "/v1/apply", { files: files(["global.yaml", "region-eu-west.yaml", "region-us-east.yaml"]) });
+    await again(() => call(admin, "POST", "/v1/apply", { files: files(["global.yaml", "region-eu-west.yaml", "region-us-east.yaml"]) }));
     const regions = ["eu-west", "us-east"];
     await all();
 
@@ -97,7 +113,7 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     const profileStop = () => profileDir !== undefined && first.tell("profile-stop");
     profile("register");
     const register = await inParallel(n, 16, async (i) => {
-      await call(admin, "POST", "/v1/clusters", { name: `p-${i}`, region: regions[i % 2], labels: { env: ["prod", "staging"][i % 2]! } });
+      await again(() => call(admin, "POST", "/v1/clusters", { name: `p-${i}`, region: regions[i % 2], labels: { env: ["prod", "staging"][i % 2]! } }));
     }, "registered");
     profileStop();
     const registerHub = await all();
@@ -157,7 +173,7 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     const change = readFileSync(join(EXAMPLES, "changes", "global.yaml"), "utf8");
     profile("change");
     const t0 = Date.now();
-    await call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] });
+    await again(() => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] }));
     const applyMs = Date.now() - t0;
     await Promise.race([Promise.all(done), new Promise((r) => setTimeout(r, 180_000))]);
     profileStop();
@@ -187,6 +203,12 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     closeConnections();
     for (const h of hubs) await stopProcess(h.process);
     rmSync(root, { recursive: true, force: true });
+    if (databaseUrl !== undefined) {
+      const client = new pg.Client({ connectionString: databaseUrl });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await client.end();
+    }
   }
   return results;
 }
