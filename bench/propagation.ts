@@ -175,7 +175,9 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     const t0 = Date.now();
     await again(() => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] }));
     const applyMs = Date.now() - t0;
-    await Promise.race([Promise.all(done), new Promise((r) => setTimeout(r, 180_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(done), new Promise((r) => (timer = setTimeout(r, 180_000)))]);
+    clearTimeout(timer); // or it keeps the process alive after the bench
     profileStop();
     const times = arrived.map((t) => t - t0).filter((t) => !Number.isNaN(t)).sort((a, b) => a - b);
     // The change's audit entries (served once under a signed head, within a second or two).
