@@ -1,16 +1,12 @@
 /**
- * Agents at scale, measured against real processes:
- * - propagation: N lightweight agents in this process (each with its own certificate, its
- *   own mutual-TLS connection and long poll, and a real signature check of every bundle),
- *   a hub in another; the time from a layer change to each agent holding the verified new
- *   bundle, and the hub's resident memory;
+ * Agents, measured against real processes (propagation to many agents is bench/propagation.ts,
+ * which uses the lightweight agent defined here):
  * - the webhook: AdmissionReviews per second and latency at 64 concurrent requests over
  *   HTTPS keep-alive, from this process to a `polity agent` process (a closed loop), then
  *   latency at a fixed 2,000 reviews per second sent on a schedule (an open loop);
  * - an agent's boot with the hub down: from start to the first decision served from disk.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createPublicKey } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:https";
 import { tmpdir } from "node:os";
@@ -18,7 +14,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { decodeBundle, verifyBundle, type Trust } from "../src/bundle/index.js";
 import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
-import { enroll, type Credentials } from "../src/identity/enrollment.js";
+import type { Credentials } from "../src/identity/enrollment.js";
 import { fmt, median, percentile } from "./fixtures.js";
 import { startHubProcess, stopProcess } from "./processes.js";
 
@@ -37,11 +33,6 @@ async function startHub(dataDir: string, token?: string): Promise<Hub> {
   return { process: info.process, url: info.url, caPem: info.caPem, admin: { url: info.url, caPem: info.caPem, token: token ?? info.adminToken } };
 }
 
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? "0");
-  return kb / 1024;
-}
 
 const files = (names: string[]) => names.map((n) => ({ name: n, content: readFileSync(join(EXAMPLES, "layers", n), "utf8") }));
 
@@ -99,88 +90,6 @@ export class LightAgent {
   stop(): void {
     this.stopped = true;
     this.agent.destroy();
-  }
-}
-
-interface Propagation {
-  readonly agents: number;
-  readonly received: number;
-  readonly enrolSeconds: number;
-  readonly applyMs: number;
-  readonly p50: number;
-  readonly p99: number;
-  readonly max: number;
-  readonly hubRssMiB: number;
-}
-
-async function propagation(dataDir: string, agents: number): Promise<Propagation> {
-  const hub = await startHub(dataDir);
-  try {
-    await call(hub.admin, "POST", "/v1/apply", { files: files(["global.yaml", "region-eu-west.yaml", "region-us-east.yaml"]) });
-    const regions = ["eu-west", "us-east"];
-    const light: LightAgent[] = [];
-    let bundleKeyPem = "";
-    const enrolStart = performance.now();
-    // Enrol in parallel, a few at a time, as agents coming up would.
-    let next = 0;
-    const creds: Credentials[] = [];
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        while (next < agents) {
-          const i = next++;
-          const name = `p-${i}`;
-          await call(hub.admin, "POST", "/v1/clusters", { name, region: regions[i % 2], labels: { env: ["prod", "staging"][i % 2]! } });
-          const { token } = (await call<{ token: string }>(hub.admin, "POST", `/v1/clusters/${name}/join-tokens`, {})).body;
-          creds[i] = await enroll({ url: hub.url, caPem: hub.caPem }, name, token);
-          // Long work shows progress: 10,000 enrolments take minutes here.
-          if (agents > 1000 && (i + 1) % 1000 === 0) console.log(`    … ${i + 1} of ${agents} enrolled (${((performance.now() - enrolStart) / 1000).toFixed(0)} s)`);
-        }
-      }),
-    );
-    const enrolSeconds = (performance.now() - enrolStart) / 1000;
-    bundleKeyPem = creds[0]!.bundleKeyPem;
-    const publicKey = createPublicKey(bundleKeyPem);
-    for (const c of creds) light.push(new LightAgent(hub.url, c, { publicKey, federation: "polity", cluster: c.cluster }));
-    const initial = light.map((a) => new Promise<void>((resolve) => (a.onBundle = () => resolve())));
-    const loops = light.map((a) => a.run());
-    await Promise.all(initial);
-    await new Promise((r) => setTimeout(r, 1000)); // every long poll parked at the hub
-    const held = light.map((a) => a.version);
-    const arrived = new Array<number>(light.length).fill(Number.NaN);
-    const done = light.map(
-      (a, i) =>
-        new Promise<void>((resolve) => {
-          a.onBundle = (version) => {
-            if (version > held[i]!) {
-              arrived[i] = performance.now();
-              resolve();
-            }
-          };
-        }),
-    );
-    const change = readFileSync(join(EXAMPLES, "changes", "global.yaml"), "utf8");
-    const t0 = performance.now();
-    const applied = performance.now();
-    await call(hub.admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] });
-    const applyMs = performance.now() - applied;
-    await Promise.race([Promise.all(done), new Promise((r) => setTimeout(r, 120_000))]);
-    const times = arrived.map((t) => t - t0).filter((t) => !Number.isNaN(t)).sort((a, b) => a - b);
-    const rss = rssMiB(hub.process.pid!);
-    for (const a of light) a.stop();
-    await Promise.allSettled(loops);
-    return {
-      agents,
-      received: times.length,
-      enrolSeconds,
-      applyMs,
-      p50: percentile(times, 50),
-      p99: percentile(times, 99),
-      max: times[times.length - 1] ?? Number.NaN,
-      hubRssMiB: rss,
-    };
-  } finally {
-    closeConnections();
-    await stopProcess(hub.process);
   }
 }
 
@@ -300,16 +209,6 @@ export async function benchAgents(): Promise<Record<string, number>> {
   const root = mkdtempSync(join(tmpdir(), "polity-bench-agents-"));
   const results: Record<string, number> = {};
   try {
-    const counts = (process.env.POLITY_BENCH_AGENTS ?? "1000").split(",").map(Number);
-    console.log(`\nPropagation (hub in its own process, embedded PGlite; agents in this process, one mutual-TLS connection and long poll each)`);
-    for (const n of counts) {
-      const r = await propagation(join(root, `hub-${n}`), n);
-      results[`propagationP99_${n}`] = r.p99;
-      console.log(
-        `  ${n} agents (enrolled in ${r.enrolSeconds.toFixed(0)} s): a global layer change reached ${r.received} of them: p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms, max ${fmt(r.max)} ms (the apply itself took ${fmt(r.applyMs)} ms); hub RSS ${r.hubRssMiB.toFixed(0)} MiB   (target: p99 < 2 s)`,
-      );
-    }
-
     // A real agent process and its webhook.
     const hub = await startHub(join(root, "hub-webhook"));
     const agentDir = join(root, "agent");

@@ -60,7 +60,7 @@ function events(n: number, batch: number): AuditEvent[] {
           },
         }
       : {
-          kind: "bundle.published",
+          kind: "bundles.published",
           actor: "user:platform-ci",
           cluster: `eu-west-${i % 100}`,
           region: "eu-west",
@@ -113,9 +113,9 @@ async function fill(db: Database, log: AuditLog, n: number): Promise<number> {
     const to = Math.min(n, from + step) - 1;
     await db.query(
       `INSERT INTO audit_entries (idx, at, kind, actor, cluster, region, correlation_id, entry, leaf_hash)
-       SELECT i, now(), 'bundle.published', 'hub', 'cluster-' || (i % 10000), 'region-' || (i % 8), 'c-' || (i / 10000), e,
+       SELECT i, now(), 'bundles.published', 'hub', 'cluster-' || (i % 10000), 'region-' || (i % 8), 'c-' || (i / 10000), e,
               sha256('\\x00'::bytea || convert_to(e, 'UTF8'))
-       FROM (SELECT i, format('{"actor":"hub","cluster":"cluster-%s","correlationId":"c-%s","data":{"envelopeHash":"sha256:%s","expires":"2026-11-26T06:00:00.000Z","targetHash":"sha256:%s","version":%s},"kind":"bundle.published","region":"region-%s","time":"2026-11-25T06:00:00.000Z","v":1}',
+       FROM (SELECT i, format('{"actor":"hub","cluster":"cluster-%s","correlationId":"c-%s","data":{"envelopeHash":"sha256:%s","expires":"2026-11-26T06:00:00.000Z","targetHash":"sha256:%s","version":%s},"kind":"bundles.published","region":"region-%s","time":"2026-11-25T06:00:00.000Z","v":1}',
                              i % 10000, i / 10000, md5(i::text) || md5((i + 1)::text), md5((i + 2)::text) || md5((i + 3)::text), i / 10000, i % 8) AS e
              FROM generate_series($1::bigint, $2::bigint) AS i) AS s`,
       [from, to],

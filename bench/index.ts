@@ -13,6 +13,7 @@ import { benchIntents } from "./intents.js";
 import { benchLayering } from "./layering.js";
 import { benchScan } from "./scan.js";
 import { benchNamespaces } from "./namespaces.js";
+import { benchPropagation } from "./propagation.js";
 import { benchRollout } from "./rollout.js";
 
 const only = process.argv.slice(2);
@@ -31,6 +32,8 @@ settle();
 if (want("intents")) benchIntents();
 settle();
 if (want("hub")) await benchHub();
+settle();
+if (want("propagation")) await benchPropagation();
 settle();
 if (want("agents")) await benchAgents();
 settle();

@@ -68,7 +68,7 @@ export function benchIntents(): void {
     problems = 0;
     const start = performance.now();
     for (const { identity, facts } of clusters) {
-      const rendering = renderCluster(effectivePolicySet([layer], identity), facts);
+      const rendering = renderCluster(identity.name, effectivePolicySet([layer], identity), facts);
       manifests += rendering.document.manifests.length;
       problems += rendering.problems.length;
     }

@@ -230,7 +230,7 @@ describe("a federation's history in its audit log", () => {
     // The exception is extended (one change, one correlation id), and eu-west-1's agent enforces its bundle.
     const change = await call<{ correlationId: string }>(h.admin, "POST", "/v1/apply", { files: [CLUSTER_EU1_EXCEPTION_EXTENDED] }, { headers: { "x-correlation-id": "change-2026-11-25-billing" } });
     await integrate(h);
-    const [published] = await entries(h.admin, `&kind=bundle.published&cluster=eu-west-1&correlation=${change.body.correlationId}`);
+    const [published] = await entries(h.admin, `&kind=bundles.published&cluster=eu-west-1&correlation=${change.body.correlationId}`);
     exceptionChange = { correlationId: change.body.correlationId, bundleVersion: published!.entry.data.version as number, bundleHash: published!.entry.data.targetHash as string };
     // The agent reports the bundle it enforces: the version and policy-set hash the hub published.
     const enforced = { bundleVersion: exceptionChange.bundleVersion, bundleHash: exceptionChange.bundleHash };
@@ -272,7 +272,7 @@ describe("a federation's history in its audit log", () => {
     expect((await refused(enroll(h.hub, "us-east-1", stray))).status).toBe(403);
     expect((await refused(enroll(h.hub, "eu-west-1", shortLived))).status).toBe(401);
     await integrate(h);
-    const bundleNow = (await entries(h.admin, "&kind=bundle.published&cluster=eu-west-1")).at(-1)!.entry.data.version as number;
+    const bundleNow = (await entries(h.admin, "&kind=bundles.published&cluster=eu-west-1")).at(-1)!.entry.data.version as number;
     await call(agent, "POST", "/v1/agent/decisions", { batch: "batch-0001", entries: Array.from({ length: 60 }, (_, i) => denial(i, bundleNow)), dropped: 0 });
     await integrate(h);
     detected = {
@@ -281,6 +281,35 @@ describe("a federation's history in its audit log", () => {
     };
     head = await integrate(h);
     log = await entries(auditor.endpoint);
+  });
+
+  it("records one entry per change and region for the bundles it published, naming their list by a hash, so that every bundle stays provable", async () => {
+    const published = of("bundles.published");
+    // The region layer's change (the accepted proposal) reached eu-west's clusters: one entry for all of them.
+    const many = published.find((l) => (l.entry.data.bundles as number) > 1)!;
+    expect(many.entry).toMatchObject({ cluster: null, region: "eu-west" });
+    const answer = await call<string>(auditor.endpoint, "GET", `/v1/audit/bundles/${String(many.entry.data.listHash)}`, undefined, { raw: true });
+    const bytes = typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body);
+    expect(`sha256:${sha256(bytes).toString("hex")}`).toBe(many.entry.data.listHash);
+    const list = JSON.parse(bytes) as { kind: string; region: string; correlationId: string; bundles: { cluster: string; version: number; envelopeHash: string; targetHash: string }[] };
+    expect(list).toMatchObject({ kind: "BundlePublication", region: "eu-west", correlationId: many.entry.correlationId });
+    expect(list.bundles).toHaveLength(many.entry.data.bundles as number);
+    expect(list.bundles.map((b) => b.cluster)).toEqual([...list.bundles.map((b) => b.cluster)].sort());
+    expect(new Set(list.bundles.map((b) => b.targetHash)).size).toBe(many.entry.data.targets);
+    // The bundle an agent holds is in a list: its first line hashes to the envelope hash its row names.
+    const held = await call<Buffer>(h.admin, "GET", "/v1/clusters/eu-west-3/bundle", undefined, { raw: true, binary: true });
+    const line = held.body.subarray(0, held.body.indexOf(10));
+    const version = (JSON.parse(line.toString("utf8")) as { signed: { version: number } }).signed.version;
+    const lists = await Promise.all(
+      published.map(async (l) => JSON.parse((await call<string>(auditor.endpoint, "GET", `/v1/audit/bundles/${String(l.entry.data.listHash)}`, undefined, { raw: true })).body) as typeof list),
+    );
+    const row = lists.flatMap((l) => l.bundles).find((b) => b.cluster === "eu-west-3" && b.version === version)!;
+    expect(row.envelopeHash).toBe(`sha256:${sha256(line).toString("hex")}`);
+    // A region operator reads their region's lists, and no other's (as with entries).
+    expect((await call(euOperator.endpoint, "GET", `/v1/audit/bundles/${String(many.entry.data.listHash)}`, undefined, { raw: true })).status).toBe(200);
+    const usEast = published.find((l) => l.entry.region === "us-east")!;
+    expect((await refused(call(euOperator.endpoint, "GET", `/v1/audit/bundles/${String(usEast.entry.data.listHash)}`))).status).toBe(404);
+    expect((await refused(call(auditor.endpoint, "GET", "/v1/audit/bundles/sha256:nothing"))).status).toBe(400);
   });
 
   it("records every kind of entry the schema lists, by doing each thing through the API", () => {
@@ -357,7 +386,7 @@ describe("a federation's history in its audit log", () => {
     expect(listed.map((l) => [l.entry.kind, l.entry.cluster])).toEqual([
       ["layer.changed", "eu-west-1"],
       ["exception.changed", "eu-west-1"],
-      ["bundle.published", "eu-west-1"],
+      ["bundles.published", "eu-west-1"],
       ["bundle.acknowledged", "eu-west-1"],
     ]);
     expect(listed.map((l) => l.entry.correlationId)).toEqual(listed.map(() => exceptionChange.correlationId));
@@ -398,7 +427,7 @@ describe("a federation's history in its audit log", () => {
 
   it("links the denials an agent made under a bundle to the change that made the bundle", () => {
     const denials = one("agent.denials");
-    const bundle = of("bundle.published").filter((l) => l.entry.cluster === "eu-west-1").at(-1)!.entry;
+    const bundle = of("bundles.published").filter((l) => l.entry.cluster === "eu-west-1").at(-1)!.entry;
     expect(denials.correlationId).toBe(bundle.correlationId);
   });
 
@@ -455,8 +484,8 @@ describe("a federation's history in its audit log", () => {
     // Bundles of clusters whose agents never acknowledged them (none runs on eu-west-3).
     const unacknowledged = evidence("bundle-unacknowledged");
     expect(unacknowledged.length).toBeGreaterThan(0);
-    for (const e of unacknowledged) expect(e.kind).toBe("bundle.published");
-    expect(unacknowledged.map((e) => e.cluster)).toContain("eu-west-3");
+    for (const e of unacknowledged) expect(e.kind).toBe("bundles.published");
+    expect(finding("bundle-unacknowledged").some((e) => String(e.data.summary).includes("eu-west-3"))).toBe(true);
     expect(finding("bundle-unacknowledged").map((e) => e.correlationId)).not.toContain(exceptionChange.correlationId);
   });
 

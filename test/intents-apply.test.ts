@@ -28,7 +28,7 @@ const KINDS = ["NetworkPolicy", "ResourceQuota", "LimitRange", "ClusterRole", "C
 function exampleObjects(): Manifest[] {
   const files = ["global.yaml", "region-eu-west.yaml", "cluster-eu-west-1.yaml"].map((name) => ({ name, content: readFileSync(join(ROOT, "examples/layers", name), "utf8") }));
   const set = effectivePolicySet(layersFromFiles(files).map((l) => l.layer), { name: "eu-west-1", region: "eu-west", labels: { env: "prod" } });
-  const rendering = renderCluster(set, { kubernetesVersion: "1.31", networkPolicy: true, zones: ["eu-west-1a"] });
+  const rendering = renderCluster("eu-west-1", set, { kubernetesVersion: "1.31", networkPolicy: true, zones: ["eu-west-1a"] });
   return rendering.document.manifests.filter((m) => KINDS.includes(m.kind));
 }
 

@@ -21,6 +21,8 @@ const WINDOW_START = new Date("2026-11-25T06:05:00.000Z");
 /** A log built entry by entry, indexes in order. */
 class Log {
   readonly entries: IndexedEntry[] = [];
+  /** The lists of published bundles the `bundles.published` entries name, by hash. */
+  readonly lists = new Map<string, { cluster: string; version: number }[]>();
 
   add(kind: EntryKind, minutesBeforeNow: number, fields: { cluster?: string | null; region?: string | null; correlationId?: string; data?: { [key: string]: Json } } = {}): IndexedEntry {
     const entry: IndexedEntry = {
@@ -47,8 +49,16 @@ class Log {
     return this.add("enrolment.failed", minutesBeforeNow, { cluster, region: cluster === null ? null : "eu-west", data: { reason, ...(reason === "wrong-cluster" ? { requested: "us-east-1" } : {}) } });
   }
 
-  published(minutesBeforeNow: number, cluster: string, version: number, correlationId: string): IndexedEntry {
-    return this.add("bundle.published", minutesBeforeNow, { cluster, correlationId, data: { version } });
+  published(minutesBeforeNow: number, cluster: string, version: number, correlationId: string, region = "eu-west"): IndexedEntry {
+    return this.publishedList(minutesBeforeNow, correlationId, [{ cluster, version }], region);
+  }
+
+  /** One change's bundles in one region: one entry naming their list. */
+  publishedList(minutesBeforeNow: number, correlationId: string, bundles: { cluster: string; version: number }[], region = "eu-west"): IndexedEntry {
+    const listHash = `sha256:list-${this.entries.length}`;
+    this.lists.set(listHash, bundles);
+    const one = bundles.length === 1 ? bundles[0]! : undefined;
+    return this.add("bundles.published", minutesBeforeNow, { cluster: one?.cluster ?? null, region, correlationId, data: { bundles: bundles.length, listHash, ...(one === undefined ? {} : { version: one.version }) } });
   }
 
   acknowledged(minutesBeforeNow: number, cluster: string, version: number): IndexedEntry {
@@ -194,7 +204,7 @@ describe("the bundle-unacknowledged detector", () => {
     log.acknowledged(14, "eu-west-1", 3);
     log.acknowledged(3, "eu-west-2", 8); // a later version acknowledges this one too
     log.acknowledged(14, "eu-west-3", 1); // an older one does not
-    expect(unacknowledgedBundles(log.entries, NOW)).toEqual([
+    expect(unacknowledgedBundles(log.entries, NOW, undefined, log.lists)).toEqual([
       {
         detector: "bundle-unacknowledged",
         key: "bundle-unacknowledged/change-1",
@@ -210,8 +220,8 @@ describe("the bundle-unacknowledged detector", () => {
     const log = new Log();
     log.published(12, "eu-west-1", 3, "change-1");
     log.published(9, "eu-west-2", 3, "change-1");
-    expect(unacknowledgedBundles(log.entries, NOW)).toEqual([]);
-    expect(unacknowledgedBundles(log.entries, new Date(NOW.getTime() + MINUTE)).map((f) => f.evidence)).toEqual([[0, 1]]);
+    expect(unacknowledgedBundles(log.entries, NOW, undefined, log.lists)).toEqual([]);
+    expect(unacknowledgedBundles(log.entries, new Date(NOW.getTime() + MINUTE), undefined, log.lists).map((f) => f.evidence)).toEqual([[0, 1]]);
   });
 
   it("stays silent when every cluster acknowledged its bundle", () => {
@@ -220,14 +230,28 @@ describe("the bundle-unacknowledged detector", () => {
     log.published(20, "us-east-1", 4, "change-1");
     log.acknowledged(19, "eu-west-1", 3);
     log.acknowledged(19, "us-east-1", 4);
+    expect(unacknowledgedBundles(log.entries, NOW, undefined, log.lists)).toEqual([]);
+  });
+
+  it("reads one entry per change and region through the list it names, and names that entry as evidence", () => {
+    const log = new Log();
+    const eu = log.publishedList(20, "change-1", [{ cluster: "eu-west-1", version: 3 }, { cluster: "eu-west-2", version: 3 }, { cluster: "eu-west-3", version: 3 }]);
+    log.publishedList(20, "change-1", [{ cluster: "us-east-1", version: 5 }], "us-east");
+    log.acknowledged(19, "eu-west-1", 3);
+    log.acknowledged(19, "eu-west-2", 3);
+    log.acknowledged(19, "us-east-1", 5);
+    const [finding] = unacknowledgedBundles(log.entries, NOW, undefined, log.lists);
+    expect(finding).toMatchObject({ cluster: "eu-west-3", region: "eu-west", evidence: [eu.index] });
+    expect(finding!.summary).toBe("change change-1 published 4 bundles; 3 were acknowledged within 10 minutes, 1 were not: eu-west-3");
+    // Without its list, an entry shows nothing missing: the detector never guesses.
     expect(unacknowledgedBundles(log.entries, NOW)).toEqual([]);
   });
 
   it("names a finding across regions for no single cluster or region", () => {
     const log = new Log();
     log.published(20, "eu-west-1", 3, "change-1");
-    log.add("bundle.published", 20, { cluster: "us-east-1", region: "us-east", correlationId: "change-1", data: { version: 4 } });
-    const [finding] = unacknowledgedBundles(log.entries, NOW);
+    log.published(20, "us-east-1", 4, "change-1", "us-east");
+    const [finding] = unacknowledgedBundles(log.entries, NOW, undefined, log.lists);
     expect(finding).toMatchObject({ cluster: null, region: null, evidence: [0, 1] });
   });
 });
@@ -244,16 +268,16 @@ describe("all detectors together", () => {
   }
 
   it("report each kind of finding once", () => {
-    const findings = detectAnomalies(everything().entries, NOW, new Set());
+    const findings = detectAnomalies(everything().entries, NOW, new Set(), undefined, everything().lists);
     expect(findings.map((f) => f.detector)).toEqual(["denial-spike", "token-out-of-scope", "repeated-failed-enrolments", "bundle-unacknowledged"]);
     expect(new Set(findings.map((f) => f.key)).size).toBe(4);
   });
 
   it("leave out findings already logged, by their key, so that running them again logs nothing new", () => {
     const log = everything();
-    const known = new Set(detectAnomalies(log.entries, NOW, new Set()).map((f) => f.key));
-    expect(detectAnomalies(log.entries, NOW, known)).toEqual([]);
-    expect(detectAnomalies(log.entries, new Date(NOW.getTime() + 30_000), known)).toEqual([]);
+    const known = new Set(detectAnomalies(log.entries, NOW, new Set(), undefined, log.lists).map((f) => f.key));
+    expect(detectAnomalies(log.entries, NOW, known, undefined, log.lists)).toEqual([]);
+    expect(detectAnomalies(log.entries, new Date(NOW.getTime() + 30_000), known, undefined, log.lists)).toEqual([]);
   });
 
   it("read entries in log order, whatever order they are given in (the text order of their indexes, say)", () => {
@@ -264,13 +288,13 @@ describe("all detectors together", () => {
     log.failure(1, "used-token");
     const byText = [...log.entries].sort((a, b) => String(a.index).localeCompare(String(b.index)));
     expect(byText.map((e) => e.index).slice(0, 3)).toEqual([0, 1, 10]);
-    expect(detectAnomalies(byText, NOW, new Set())).toEqual(detectAnomalies(log.entries, NOW, new Set()));
-    expect(detectAnomalies(byText, NOW, new Set())[0]!.evidence).toEqual([9, 10, 11]);
+    expect(detectAnomalies(byText, NOW, new Set(), undefined, log.lists)).toEqual(detectAnomalies(log.entries, NOW, new Set(), undefined, log.lists));
+    expect(detectAnomalies(byText, NOW, new Set(), undefined, log.lists)[0]!.evidence).toEqual([9, 10, 11]);
   });
 
   it("are pure: the same entries and time give the same findings", () => {
     const log = everything();
-    expect(detectAnomalies(log.entries, NOW, new Set())).toEqual(detectAnomalies([...log.entries], new Date(NOW), new Set()));
+    expect(detectAnomalies(log.entries, NOW, new Set(), undefined, log.lists)).toEqual(detectAnomalies([...log.entries], new Date(NOW), new Set(), undefined, log.lists));
   });
 
   it("ask for an hour and five minutes of log by default: the spike's baseline and its window", () => {

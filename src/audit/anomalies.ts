@@ -142,46 +142,52 @@ export function repeatedFailedEnrolments(entries: readonly IndexedEntry[], now: 
   return findings;
 }
 
+/** The bundles a `bundles.published` entry lists, by the list's hash: what the caller read from the hub's lists. */
+export type PublishedLists = ReadonlyMap<string, readonly { readonly cluster: string; readonly version: number }[]>;
+
 /**
  * Bundles published by one change and not acknowledged, within the grace period, by as
- * many clusters as they were published to.
+ * many clusters as they were published to. Each `bundles.published` entry names its list
+ * by hash; `lists` holds them (an entry whose list is missing counts as none published).
  */
-export function unacknowledgedBundles(entries: readonly IndexedEntry[], now: Date, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): Finding[] {
+export function unacknowledgedBundles(entries: readonly IndexedEntry[], now: Date, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS, lists: PublishedLists = new Map()): Finding[] {
   const findings: Finding[] = [];
   const acknowledged = new Map<string, number>();
   for (const e of entries) {
     if (e.kind !== "bundle.acknowledged" || e.cluster === null || typeof e.data.version !== "number") continue;
     acknowledged.set(e.cluster, Math.max(acknowledged.get(e.cluster) ?? 0, e.data.version));
   }
-  for (const [correlationId, published] of groupBy(
-    entries.filter((e) => e.kind === "bundle.published"),
+  for (const [correlationId, entriesOfChange] of groupBy(
+    entries.filter((e) => e.kind === "bundles.published"),
     (e) => e.correlationId,
   )) {
-    const last = Math.max(...published.map(time));
+    const last = Math.max(...entriesOfChange.map(time));
     if (now.getTime() - last < options.acknowledgeWithinMs) continue;
-    const missing = published.filter((e) => e.cluster !== null && (acknowledged.get(e.cluster) ?? 0) < (e.data.version as number));
+    const published = entriesOfChange.flatMap((e) => (lists.get(String(e.data.listHash)) ?? []).map((b) => ({ ...b, entry: e })));
+    const missing = published.filter((b) => (acknowledged.get(b.cluster) ?? 0) < b.version);
     if (missing.length === 0) continue;
-    const names = missing.map((e) => e.cluster!).sort();
+    const names = missing.map((b) => b.cluster).sort();
+    const shown = [...new Set(missing.map((b) => b.entry))];
     findings.push({
       detector: "bundle-unacknowledged",
       key: `bundle-unacknowledged/${correlationId}`,
       cluster: names.length === 1 ? names[0]! : null,
-      region: new Set(missing.map((e) => e.region)).size === 1 ? missing[0]!.region : null,
+      region: new Set(shown.map((e) => e.region)).size === 1 ? shown[0]!.region : null,
       summary: `change ${correlationId} published ${published.length} bundles; ${published.length - missing.length} were acknowledged within ${options.acknowledgeWithinMs / 60_000} minutes, ${missing.length} were not: ${names.slice(0, 10).join(", ")}${names.length > 10 ? ` and ${names.length - 10} more` : ""}`,
-      evidence: evidence(missing),
+      evidence: evidence(shown),
     });
   }
   return findings;
 }
 
 /** Every detector; findings whose key is in `known` (already logged) are left out. */
-export function detectAnomalies(given: readonly IndexedEntry[], now: Date, known: ReadonlySet<string>, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS): Finding[] {
+export function detectAnomalies(given: readonly IndexedEntry[], now: Date, known: ReadonlySet<string>, options: DetectorOptions = DEFAULT_DETECTOR_OPTIONS, lists: PublishedLists = new Map()): Finding[] {
   // In log order whatever order they came in: keys and evidence name the first entries.
   const entries = [...given].sort((a, b) => a.index - b.index);
   return [
     ...denialSpikes(entries, now, options),
     ...tokensOutOfScope(entries),
     ...repeatedFailedEnrolments(entries, now, options),
-    ...unacknowledgedBundles(entries, now, options),
+    ...unacknowledgedBundles(entries, now, options, lists),
   ].filter((f) => !known.has(f.key));
 }

@@ -33,7 +33,8 @@ export const ENTRY_KINDS = {
   "certificate.revoked": "cluster certificates revoked: serials",
   "token.created": "a bearer token minted (never its value): id, name, role, region, expiry",
   "token.revoked": "a bearer token revoked: id",
-  "bundle.published": "a signed bundle published for a cluster: version, envelope hash, policy-set hash, expiry",
+  "bundles.published":
+    "the signed bundles a change published in one region: how many, how many distinct targets (policy sets), expiry, and the SHA-256 of their list (cluster, version, envelope hash, policy-set hash; GET /v1/audit/bundles/<hash>); a list of one names its cluster, version and hashes in the entry too",
   "bundle.acknowledged": "an agent reported enforcing a bundle version",
   "agent.denials": "admission denials an agent made, batched from its decision logs: time, request uid, operation, resource, policies and rules, and whether the caller was authenticated (how many in `authenticated`)",
   "rollout.started": "a staged rollout of a change of one layer started: the layer, its versions before and after, the stages with their clusters, the gates' bounds, and whether it is an emergency (gates skipped)",

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { effectiveSet, policy } from "../../test/support/policy-sets.js";
 import { canonicalJson, contentHash } from "../canonical/index.js";
-import { BUNDLE_TYPE, BundleError, decodeBundle, encodeBundle, keyIdOf, sha256Hash, signBundle, verifyBundle, type Bundle, type BundleMetadata, type BundleProblem, type Trust } from "./index.js";
+import { BUNDLE_TYPE, BundleError, decodeBundle, encodeBundle, keyIdOf, sha256Hash, signBundle, signMetadata, verifyBundle, type Bundle, type BundleMetadata, type BundleProblem, type Trust } from "./index.js";
 
 const hub = generateKeyPairSync("ed25519");
 const impostor = generateKeyPairSync("ed25519");
@@ -134,6 +134,29 @@ describe("an agent refuses a bundle", () => {
     other[other.length - 2] = "x".charCodeAt(0);
     expect(refusal(encodeBundle({ ...signed, target: other }))).toBe("target-mismatch");
     expect(refusal(encodeBundle({ ...signed, target: Buffer.concat([TARGET, Buffer.from(" ")]) }))).toBe("target-mismatch");
+  });
+
+  it("with a target shared by clusters: each cluster's metadata binds it, and no other cluster's, older or swapped bundle passes", () => {
+    // The hub signs one small metadata line per cluster over the one target they share.
+    const shared = TARGET;
+    const other = effectiveSet([policy("something-else", { validations: [{ expression: "true" }] })]).bytes;
+    const mine = { envelope: signMetadata(metadata({}, shared), hub.privateKey), target: shared };
+    const theirs = { envelope: signMetadata(metadata({ cluster: "eu-west-2" }, shared), hub.privateKey), target: shared };
+    const theirsOther = { envelope: signMetadata(metadata({ cluster: "eu-west-2", version: 9 }, other), hub.privateKey), target: other };
+    expect(refusal(encodeBundle(mine))).toBe("accepted");
+    expect(refusal(encodeBundle(theirs), { ...TRUST, cluster: "eu-west-2" })).toBe("accepted");
+    // Another cluster's bundle over the very same target is still another cluster's.
+    expect(refusal(encodeBundle(theirs))).toBe("wrong-cluster");
+    // My metadata with a target the hub signed for someone else: the hash my metadata names decides.
+    expect(refusal(encodeBundle({ envelope: mine.envelope, target: theirsOther.target }))).toBe("target-mismatch");
+    // An older bundle of mine over the shared target is a rollback, whatever target it carries.
+    const older = { envelope: signMetadata(metadata({ version: 6 }, shared), hub.privateKey), target: shared };
+    expect(refusal(encodeBundle(older), TRUST, { version: 7, targetHash: contentHash(shared) })).toBe("rollback");
+    // The same version of mine naming another shared target is equivocation.
+    const twin = { envelope: signMetadata(metadata({}, other), hub.privateKey), target: other };
+    expect(refusal(encodeBundle(twin), TRUST, { version: 7, targetHash: contentHash(shared) })).toBe("equivocation");
+    // signBundle is the same signature as signMetadata with the target beside it.
+    expect(signBundle(metadata({}, shared), shared, hub.privateKey).envelope).toEqual(mine.envelope);
   });
 
   it("that is not a bundle file (malformed): no metadata line, no JSON, or metadata lacking a field", () => {

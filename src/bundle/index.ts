@@ -86,9 +86,17 @@ export { contentHash as sha256Hash } from "../canonical/index.js";
 
 /** Signs bundle metadata; `keyId` saves deriving it again for every bundle of a batch. */
 export function signBundle(metadata: Omit<BundleMetadata, "type" | "specVersion">, target: Buffer, privateKey: KeyObject, keyId = keyIdOf(createPublicKey(privateKey))): Bundle {
+  return { envelope: signMetadata(metadata, privateKey, keyId), target };
+}
+
+/**
+ * The signed metadata alone: what a cluster's bundle adds to a target that clusters with
+ * the same effective set share (the hub signs one per cluster, and holds each target once).
+ */
+export function signMetadata(metadata: Omit<BundleMetadata, "type" | "specVersion">, privateKey: KeyObject, keyId = keyIdOf(createPublicKey(privateKey))): Envelope {
   const signed: BundleMetadata = { type: BUNDLE_TYPE, specVersion: 1, ...metadata };
   const sig = sign(null, Buffer.from(canonicalJson(signed), "utf8"), privateKey).toString("base64");
-  return { envelope: { signatures: [{ keyId, sig }], signed }, target };
+  return { signatures: [{ keyId, sig }], signed };
 }
 
 export function encodeBundle(bundle: Bundle): Buffer {

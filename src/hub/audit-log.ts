@@ -13,6 +13,7 @@
 import { createPublicKey, randomUUID } from "node:crypto";
 import { lookback, detectAnomalies, type IndexedEntry } from "../audit/anomalies.js";
 import { encodeEntry, type AuditEntry, type AuditEvent } from "../audit/entry.js";
+import { decodePublication, type Publication } from "../bundle/publication.js";
 import { consistencyRanges, inclusionRanges, type CompactRange, type StoredNode } from "../audit/merkle.js";
 import type { ConsistencyProof, InclusionProof } from "../audit/proof.js";
 import { noteKeyId, signTreeHead, type SignedTreeHead } from "../audit/tree-head.js";
@@ -20,6 +21,7 @@ import type { Database, Queryable } from "../store/database.js";
 import { AuditTiles, bytea } from "./audit-tiles.js";
 import type { SigningKey } from "./keys.js";
 import { ApiError, badRequest } from "./status.js";
+import { timings } from "./timings.js";
 
 const INTEGRATE_LOCK = 7_346_204;
 const INSERT_CHUNK = 1000;
@@ -128,7 +130,7 @@ export class AuditLog {
    */
   async record(tx: Queryable, events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
-    await appendEntries(tx, events, this.options.now());
+    await timings.timeAsync("audit.append", () => appendEntries(tx, events, this.options.now()));
     this.appended += events.length;
     if (this.appended >= 10_000) {
       // A burst: integrate without waiting for the timer.
@@ -304,12 +306,20 @@ export class AuditLog {
     const now = this.options.now();
     const since = new Date(now.getTime() - lookback());
     const rows = await this.db.query<{ idx: string; entry: string }>(
-      "SELECT idx::text AS idx, entry FROM audit_entries WHERE at >= $1 AND kind IN ('agent.denials', 'enrolment.failed', 'bundle.published', 'bundle.acknowledged', 'anomaly.found') ORDER BY audit_entries.idx",
+      "SELECT idx::text AS idx, entry FROM audit_entries WHERE at >= $1 AND kind IN ('agent.denials', 'enrolment.failed', 'bundles.published', 'bundle.acknowledged', 'anomaly.found') ORDER BY audit_entries.idx",
       [since],
     );
     const entries: IndexedEntry[] = rows.map((r) => ({ ...(JSON.parse(r.entry) as AuditEntry), index: Number(r.idx) }));
     const known = new Set(entries.filter((e) => e.kind === "anomaly.found").map((e) => String(e.data.key)));
-    const findings = detectAnomalies(entries, now, known);
+    const hashes = entries.filter((e) => e.kind === "bundles.published").map((e) => String(e.data.listHash));
+    const lists = new Map<string, { cluster: string; version: number }[]>();
+    if (hashes.length > 0) {
+      for (const row of await this.db.query<{ list_hash: string; list: string }>("SELECT list_hash, list FROM bundle_publications WHERE list_hash = ANY($1)", [hashes])) {
+        const publication = decodePublication(row.list, row.list_hash);
+        if (publication !== undefined) lists.set(row.list_hash, publication.bundles.map((b) => ({ cluster: b.cluster, version: b.version })));
+      }
+    }
+    const findings = detectAnomalies(entries, now, known, undefined, lists);
     await this.append(
       findings.map((f) => ({
         kind: "anomaly.found",
@@ -356,6 +366,14 @@ export class AuditLog {
     );
     const items = rows.slice(0, filter.limit).map((r) => ({ index: Number(r.idx), entry: JSON.parse(r.entry) as unknown }));
     return { items, next: rows.length > filter.limit ? items[items.length - 1]!.index + 1 : null };
+  }
+
+  /** A list of published bundles by its hash (what a `bundles.published` entry names), with its region; undefined when there is none. */
+  async publication(hash: string): Promise<{ publication: Publication; bytes: string; region: string } | undefined> {
+    const [row] = await this.db.query<{ list: string; region: string }>("SELECT list, region FROM bundle_publications WHERE list_hash = $1", [hash]);
+    if (row === undefined) return undefined;
+    const publication = decodePublication(row.list, hash);
+    return publication === undefined ? undefined : { publication, bytes: row.list, region: row.region };
   }
 
   /** One entry and the region it belongs to, or undefined. */

@@ -27,6 +27,7 @@ import { changeRefusal, teamsOf, undeclaredOwners, type Actor } from "../governa
 import { conflict, forbidden, fromPolityError } from "./status.js";
 import type { ClusterFacts } from "../intents/facts.js";
 import { factsProblems } from "./intents.js";
+import { timings } from "./timings.js";
 
 /** A layer as a change gives it: its id, its parsed content (undefined: deleted) and its files. */
 export interface LayerInput {
@@ -105,13 +106,13 @@ export class Changes {
    * layers would not combine, or when a cluster's facts cannot hold what its intents make.
    */
   plan(change: Change): Plan {
-    const plan = this.planCombined(change);
+    const plan = timings.time("change.plan", () => this.planAt(change));
     const problems = factsProblems(plan.affected, (name) => (change.kind === "register" && name === change.cluster.name ? change.facts : this.federation.facts.get(name)));
     if (problems.length > 0) throw new PolityError("merge-refused", problems);
     return plan;
   }
 
-  private planCombined(change: Change): Plan {
+  private planAt(change: Change): Plan {
     const generation = this.federation.generation;
     switch (change.kind) {
       case "layers":
@@ -274,10 +275,12 @@ export class Changes {
       }
     };
     const affected: Plan["affected"][number][] = [];
+    // Clusters that cannot tell apart share one computation (Federation.effectiveWith).
+    const memo = new Map<string, EffectivePolicySet>();
     for (const name of [...reached].sort()) {
       const identity = this.federation.identity(name);
       try {
-        affected.push({ cluster: name, region: identity.region, before: this.currentHash(name), after: bounded(name, this.federation.effectiveWith(identity, overrides)) });
+        affected.push({ cluster: name, region: identity.region, before: this.currentHash(name), after: bounded(name, this.federation.effectiveWith(identity, overrides, undefined, memo)) });
       } catch (error) {
         note(error);
       }

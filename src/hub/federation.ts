@@ -29,6 +29,7 @@ import type { Database, Queryable } from "../store/database.js";
 import { layerId } from "../policy/layer.js";
 import { layersFromFiles } from "../policy/layer-files.js";
 import { ApiError, conflict } from "./status.js";
+import { timings } from "./timings.js";
 
 export type { SourceFile };
 export { layerId };
@@ -87,6 +88,27 @@ export class StaleGeneration extends ApiError {
   }
 }
 
+/** Each layer object's number, for memo keys (a layer is immutable once parsed). */
+const layerNumbers = new WeakMap<Layer, number>();
+let nextLayerNumber = 0;
+
+/**
+ * What a cluster's effective set depends on, when that is not its name: the very layer
+ * objects of its stack, its region and its labels. A cluster with a layer of its own, or
+ * under an exception that names clusters, has none (its set is computed for it alone).
+ * effectivePolicySet reads the name only there and in its error messages, and a refused
+ * set is never remembered.
+ */
+function memoKey(layers: readonly Layer[], identity: ClusterIdentity): string | undefined {
+  if (layers.some((l) => l.tier === "cluster" || l.exceptions.some((e) => e.document.spec.scope.clusters !== undefined))) return undefined;
+  const numbers = layers.map((l) => {
+    let n = layerNumbers.get(l);
+    if (n === undefined) layerNumbers.set(l, (n = nextLayerNumber++));
+    return n;
+  });
+  return `${numbers.join(",")}\n${identity.region}\n${canonicalJson(identity.labels)}`;
+}
+
 export function filesHash(files: readonly SourceFile[]): string {
   return contentHash(canonicalJson(files.map((f) => f.content).sort()));
 }
@@ -125,6 +147,15 @@ export class Federation {
   /** Each cluster's facts, as declared at registration: what its intents are checked against. */
   readonly facts = new Map<string, ClusterFacts>();
   private readonly effective = new Map<string, EffectivePolicySet>();
+  /**
+   * Each distinct effective set once, by its hash: clusters whose sets are equal share one
+   * object, so its canonical bytes are assembled and held once, however many clusters it
+   * serves (a set no cluster holds any more is let go).
+   */
+  private readonly distinct = new Map<string, WeakRef<EffectivePolicySet>>();
+  private readonly released = new FinalizationRegistry<string>((hash) => {
+    if (this.distinct.get(hash)?.deref() === undefined) this.distinct.delete(hash);
+  });
   /** Clusters a rollout has not reached: the layers they keep at an earlier version, and that version's key (`id@version`). */
   private holds = new Map<string, { readonly key: string; readonly layers: ReadonlyMap<string, Layer | undefined> }>();
   /** The layers a rollout is under way on, and its id. */
@@ -219,7 +250,7 @@ export class Federation {
     this.granted = granted;
     await this.loadHolds();
     for (const id of stale) for (const name of this.affectedBy(id)) this.effective.delete(name);
-    for (const [name, set] of computed.effective ?? []) if (this.clusters.has(name)) this.effective.set(name, set);
+    for (const [name, set] of computed.effective ?? []) if (this.clusters.has(name)) this.effective.set(name, this.shared(set));
     this.generation = generation;
     for (const listener of this.listeners) await listener(since);
   }
@@ -318,15 +349,39 @@ export class Federation {
     let set = this.effective.get(name);
     if (set === undefined) {
       const identity = this.identity(name);
-      set = effectivePolicySet(this.layersFor(identity), identity);
+      set = this.shared(effectivePolicySet(this.layersFor(identity), identity));
       this.effective.set(name, set);
     }
     return set;
   }
 
-  /** The effective set a cluster would have with this identity, and these layers and grants in place of the current ones. */
-  effectiveWith(identity: ClusterIdentity, overrides?: ReadonlyMap<string, Layer | undefined>, grants?: Granted): EffectivePolicySet {
-    return effectivePolicySet(this.layersFor(identity, overrides, grants), identity);
+  /** The one object of this set's content (see `distinct`). */
+  private shared(set: EffectivePolicySet): EffectivePolicySet {
+    const known = this.distinct.get(set.hash)?.deref();
+    if (known !== undefined) return known;
+    this.distinct.set(set.hash, new WeakRef(set));
+    this.released.register(set, set.hash);
+    return set;
+  }
+
+  /** How many distinct effective sets the registered clusters hold (for the benchmarks and the README's model). */
+  distinctSets(): number {
+    return new Set([...this.effective.values()].map((s) => s.hash)).size;
+  }
+
+  /**
+   * The effective set a cluster would have with this identity, and these layers and grants in
+   * place of the current ones. `memo`, shared by the calls of one plan (same overrides and
+   * grants), computes a set once for all the clusters that cannot tell apart (see `memoKey`).
+   */
+  effectiveWith(identity: ClusterIdentity, overrides?: ReadonlyMap<string, Layer | undefined>, grants?: Granted, memo?: Map<string, EffectivePolicySet>): EffectivePolicySet {
+    const layers = this.layersFor(identity, overrides, grants);
+    const key = memo === undefined ? undefined : memoKey(layers, identity);
+    const known = key === undefined ? undefined : memo!.get(key);
+    if (known !== undefined) return known;
+    const set = effectivePolicySet(layers, identity);
+    if (key !== undefined) memo!.set(key, set);
+    return set;
   }
 
   /**
@@ -336,7 +391,7 @@ export class Federation {
    * is a conflict. After the commit this process reloads, with what the change computed.
    */
   async transaction<T>(expected: string | undefined, work: (tx: Queryable) => Promise<T>, computed?: (result: T) => Computed): Promise<T> {
-    const { generation, result } = await this.db.transaction(async (tx) => {
+    const { generation, result } = await timings.timeAsync("change.transaction", () => this.db.transaction(async (tx) => {
       const [row] = await tx.query<{ previous: string; generation: string }>(
         "UPDATE federation SET generation = generation + 1 RETURNING (generation - 1)::text AS previous, generation::text AS generation",
       );
@@ -344,8 +399,8 @@ export class Federation {
         throw new StaleGeneration();
       }
       return { generation: row!.generation, result: await work(tx) };
-    });
-    await this.reload(generation, computed?.(result) ?? {});
+    }));
+    await timings.timeAsync("change.reload", () => this.reload(generation, computed?.(result) ?? {}));
     return result;
   }
 

@@ -24,6 +24,7 @@ import type { AuditEvent } from "../audit/entry.js";
 import { newCorrelationId, type AuditContext, type AuditLog } from "./audit-log.js";
 import type { ApiError} from "./status.js";
 import { badRequest, forbidden, notFound, unauthorized } from "./status.js";
+import { timings } from "./timings.js";
 import { newSecret, sha256 } from "./tokens.js";
 
 export interface IdentityOptions {
@@ -141,9 +142,11 @@ export class IdentityService {
   /** Enrolment: a one-time join token and a CSR whose key the cluster generated and keeps. */
   async enroll(joinToken: string, csrPem: string): Promise<ClusterCertificate> {
     const now = this.options.now();
-    const [token] = await this.db.query<{ id: string; cluster: string; expires_at: Date; used_at: Date | null; region: string; revoked_at: Date | null }>(
-      "SELECT t.id, t.cluster, t.expires_at, t.used_at, c.region, c.revoked_at FROM join_tokens t JOIN clusters c ON c.name = t.cluster WHERE t.hash = $1",
-      [sha256(joinToken)],
+    const [token] = await timings.timeAsync("enrol.token", () =>
+      this.db.query<{ id: string; cluster: string; expires_at: Date; used_at: Date | null; region: string; revoked_at: Date | null }>(
+        "SELECT t.id, t.cluster, t.expires_at, t.used_at, c.region, c.revoked_at FROM join_tokens t JOIN clusters c ON c.name = t.cluster WHERE t.hash = $1",
+        [sha256(joinToken)],
+      ),
     );
     if (token === undefined) return this.refuse(unauthorized("the join token is not valid: mint one with 'polity cluster join-token <cluster>'"), "unknown-token", undefined);
     if (token.used_at !== null) {
@@ -155,14 +158,14 @@ export class IdentityService {
     if (token.revoked_at !== null) return this.refuse(forbidden(`cluster ${token.cluster} is revoked`), "revoked-cluster", token);
     let csr;
     try {
-      csr = await readCsr(csrPem);
+      csr = await timings.timeAsync("enrol.csr", () => readCsr(csrPem));
     } catch (error) {
       if (error instanceof CsrError) return this.refuse(badRequest(error.message), "bad-csr", token);
       throw error;
     }
     let issued: IssuedCertificate;
     try {
-      issued = await issueClusterCertificate(this.authority, csr, { region: token.region, cluster: token.cluster }, now, this.options.certificateTtlMs);
+      issued = await timings.timeAsync("enrol.issue", () => issueClusterCertificate(this.authority, csr, { region: token.region, cluster: token.cluster }, now, this.options.certificateTtlMs));
     } catch (error) {
       if (error instanceof CsrError) {
         const wrongCluster = csr.commonName !== token.cluster;
@@ -171,7 +174,7 @@ export class IdentityService {
       throw error;
     }
     const context: AuditContext = { actor: `join-token:${token.id}`, correlationId: newCorrelationId() };
-    await this.db.transaction(async (tx) => {
+    await timings.timeAsync("enrol.store", () => this.db.transaction(async (tx) => {
       // Single use, whichever hub process sees the token first.
       const consumed = await tx.query("UPDATE join_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL RETURNING id", [now, token.id]);
       if (consumed.length === 0) throw unauthorized("the join token was already used; a join token admits one enrolment");
@@ -180,7 +183,7 @@ export class IdentityService {
         { kind: "cluster.enrolled", actor: context.actor, cluster: token.cluster, region: token.region, correlationId: context.correlationId, data: { joinToken: token.id, serial: issued.serial } },
         this.issuedEvent(issued, token.cluster, token.region, context, "enrolment"),
       ]);
-    });
+    }));
     return this.answer(issued, token.region, token.cluster);
   }
 

@@ -21,7 +21,7 @@ export function factsProblems(affected: readonly { readonly cluster: string; rea
     const key = `${cluster}\n${after.hash}\n${canonicalJson(facts)}`;
     let found = memo.get(key);
     if (found === undefined) {
-      found = renderCluster(after, facts).problems.map((p) => ({ message: formatIntentProblem(p), path: p.field }));
+      found = renderCluster(cluster, after, facts).problems.map((p) => ({ message: formatIntentProblem(p), path: p.field }));
       if (memo.size >= MEMO_LIMIT) memo.clear();
       memo.set(key, found);
     }

@@ -7,11 +7,12 @@
  * Every request is authenticated here, and authorized by its route. Errors are
  * Kubernetes-style Status objects; nothing a client sends can stop the server.
  */
+import { createHash, X509Certificate, type KeyObject } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { normalizeSerial, type CertificateAuthority } from "../identity/ca.js";
 import { parseClusterSpiffeId } from "../identity/spiffe.js";
-import { publicKeyFingerprint, x509 } from "../identity/x509.js";
+import { certificatePublicKeyInfo } from "../identity/der.js";
 import type { PeerCertificate } from "./identity.js";
 import { openApiDocument } from "./openapi.js";
 import { denial, requirementRefusal, type Principal, type Requirement } from "./principal.js";
@@ -51,28 +52,40 @@ function readPeer(socket: TLSSocket, authority: CertificateAuthority): Promise<C
   return view;
 }
 
+/** The CA's public key, for checking presented certificates (derived once per CA). */
+const caKeys = new WeakMap<CertificateAuthority, KeyObject>();
+
+/**
+ * Reads a presented certificate with Node's X.509 (OpenSSL's parser, native): the
+ * signature against this federation's CA first, then the SPIFFE ID of its URI SAN, serial,
+ * expiry and key fingerprint (of the SubjectPublicKeyInfo as issued).
+ */
 async function parsePeer(raw: Buffer, authority: CertificateAuthority): Promise<CertificateView> {
   const federation = authority.federation;
-  let certificate: x509.X509Certificate;
+  let certificate: X509Certificate;
   try {
-    certificate = new x509.X509Certificate(raw);
+    certificate = new X509Certificate(raw);
   } catch {
     return { problem: "the client certificate cannot be read" };
   }
-
-  const san = certificate.extensions.find((e): e is x509.SubjectAlternativeNameExtension => e instanceof x509.SubjectAlternativeNameExtension);
-  const uri = san?.names.items.find((n) => n.type === "url")?.value;
+  // Node lists the SAN as `URI:<value>, DNS:<value>`, quoting (as JSON) any value with a
+  // separator in it, which then names no cluster.
+  const uri = (certificate.subjectAltName ?? "").split(", ").find((name) => name.startsWith("URI:"))?.slice(4);
   const id = uri === undefined ? undefined : parseClusterSpiffeId(uri);
   if (id === undefined || id.federation !== federation) {
     return { problem: `the client certificate names no cluster of federation ${federation}${uri === undefined ? "" : ` (it names ${uri})`}` };
   }
   // TLS reports only one verification error (an expired forgery reports "expired"): the
   // signature is checked here, against this federation's CA, whatever TLS said.
+  let caKey = caKeys.get(authority);
+  if (caKey === undefined) caKeys.set(authority, (caKey = new X509Certificate(authority.certificatePem).publicKey));
   let signed = false;
+  let spki: Buffer;
   try {
-    signed = await certificate.verify({ publicKey: authority.certificate.publicKey, signatureOnly: true });
+    signed = certificate.verify(caKey);
+    spki = certificatePublicKeyInfo(raw);
   } catch {
-    signed = false;
+    return { problem: "it was not issued by this federation's CA" };
   }
   if (!signed) return { problem: "it was not issued by this federation's CA" };
   return {
@@ -80,8 +93,8 @@ async function parsePeer(raw: Buffer, authority: CertificateAuthority): Promise<
       cluster: id.cluster,
       region: id.region,
       serial: normalizeSerial(certificate.serialNumber),
-      notAfter: certificate.notAfter,
-      publicKeySha256: await publicKeyFingerprint(certificate.publicKey),
+      notAfter: new Date(certificate.validTo),
+      publicKeySha256: createHash("sha256").update(spki).digest("hex"),
     },
   };
 }

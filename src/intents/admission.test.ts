@@ -56,7 +56,7 @@ function verdicts(set: EffectivePolicySet, object: unknown, rename: (policy: str
 }
 
 function compare(original: EffectivePolicySet, fixtures: readonly unknown[]): { compared: number; refused: number; notExpressible: string[] } {
-  const rendering = renderCluster(original, FACTS);
+  const rendering = renderCluster("eu-west-1", original, FACTS);
   const emitted = rendering.document.manifests.filter((m) => m.metadata.labels["polity.dev/policy"] !== undefined || m.kind === "PolicyParams");
   const second = secondLineAsPolity(emitted.filter((m) => !String(m.metadata.name).startsWith("polity-eu-residency")));
   const expressible = new Set(second.origin.values());

@@ -34,7 +34,7 @@ const globalLayer = (...docs: Doc[]) => buildLayer(sources("global.yaml", docs),
 const regionLayer = (...docs: Doc[]) => buildLayer(sources("eu-west.yaml", docs), { tier: "region", region: "eu-west", name: "eu-west" });
 const clusterLayer = (...docs: Doc[]) => buildLayer(sources("eu-west-1.yaml", docs), { tier: "cluster", region: "eu-west", cluster: "eu-west-1", name: "eu-west-1" });
 
-const render = (layers: Layer[], facts: ClusterFacts = FACTS, cluster = EU_1) => renderCluster(effectivePolicySet(layers, cluster), facts);
+const render = (layers: Layer[], facts: ClusterFacts = FACTS, cluster = EU_1) => renderCluster(cluster.name, effectivePolicySet(layers, cluster), facts);
 const ids = (manifests: readonly Manifest[]) => manifests.map((m) => `${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`);
 
 describe("the example federation's intents", () => {

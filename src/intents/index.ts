@@ -1,5 +1,5 @@
 /**
- * What a cluster would receive: `renderCluster(set, facts)` translates the intents of an
+ * What a cluster would receive: `renderCluster(cluster, set, facts)` translates the intents of an
  * effective policy set into manifests, adds the native second line (its CEL policies as
  * ValidatingAdmissionPolicies, where its version has them), validates every object against
  * the Kubernetes schemas and the cluster's facts, and gives the whole in canonical bytes
@@ -95,8 +95,7 @@ function checked(manifest: Manifest, minor: number): { problems: ReturnType<type
   return servedSince(manifest) > minor ? { problems: schemaProblems(manifest, minor), canonical: c.canonical } : c;
 }
 
-export function renderCluster(set: EffectivePolicySet, facts: ClusterFacts): Rendering {
-  const cluster = set.document.cluster.name;
+export function renderCluster(cluster: string, set: EffectivePolicySet, facts: ClusterFacts): Rendering {
   const minor = minorVersion(facts);
   const problems: IntentProblem[] = [];
   const notExpressible: NotExpressible[] = [];
@@ -172,6 +171,6 @@ export function renderCluster(set: EffectivePolicySet, facts: ClusterFacts): Ren
 }
 
 /** Every problem of every cluster: a change is refused before rollout when this is not empty. */
-export function renderProblems(clusters: readonly { set: EffectivePolicySet; facts: ClusterFacts }[]): IntentProblem[] {
-  return clusters.flatMap(({ set, facts }) => renderCluster(set, facts).problems);
+export function renderProblems(clusters: readonly { cluster: string; set: EffectivePolicySet; facts: ClusterFacts }[]): IntentProblem[] {
+  return clusters.flatMap(({ cluster, set, facts }) => renderCluster(cluster, set, facts).problems);
 }

@@ -643,7 +643,16 @@ describe("one layer per tier, one canonical result", () => {
 
   it("does not count the layers of other regions and clusters", () => {
     const set = effectivePolicySet([globalLayer(), regionLayer("eu-west"), regionLayer("us-east"), clusterLayer(EU_1), clusterLayer(EU_2)], EU_1);
-    expect(set.document.cluster).toEqual(EU_1);
+    expect(set.document.kind).toBe("EffectivePolicySet");
+  });
+
+  it("names no cluster: two clusters whose layers give the same policies share one set, byte for byte", () => {
+    const layers = [globalLayer(teamLabel()), regionLayer("eu-west")];
+    const one = effectivePolicySet(layers, EU_1);
+    const two = effectivePolicySet(layers, { ...EU_1, name: "eu-west-9", labels: { ...EU_1.labels, other: "label" } });
+    expect(two.hash).toBe(one.hash);
+    expect(two.canonical).toBe(one.canonical);
+    expect(one.canonical).not.toContain(EU_1.name);
   });
 
   it("hashes the canonical bytes with sha256", () => {

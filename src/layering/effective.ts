@@ -116,10 +116,15 @@ export interface EffectiveException {
   readonly layer: string;
 }
 
+/**
+ * What applies to a cluster, and nothing that names it: clusters whose layers give the same
+ * policies and exceptions have the same set, byte for byte, so that one signed target
+ * serves them all. What binds a bundle to its cluster is the bundle's signed metadata
+ * (src/bundle/index.ts), which the agent checks before it reads the set.
+ */
 export interface EffectivePolicySetDocument {
   readonly apiVersion: "polity.dev/v1";
   readonly kind: "EffectivePolicySet";
-  readonly cluster: ClusterIdentity;
   /** Sorted by name. */
   readonly policies: readonly EffectivePolicy[];
   /** Sorted by policy, then name. */
@@ -712,7 +717,6 @@ export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIde
   const document: EffectivePolicySetDocument = {
     apiVersion: "polity.dev/v1",
     kind: "EffectivePolicySet",
-    cluster: { name: cluster.name, region: cluster.region, labels: cluster.labels },
     policies: results.map((r) => r.policy!),
     exceptions,
   };
@@ -720,7 +724,7 @@ export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIde
   // canonical JSON: exactly canonicalJson(document) (keys in sorted order), without
   // encoding shared policies again for every cluster.
   const parts: Buffer[] = [
-    Buffer.from(`{"apiVersion":"polity.dev/v1","cluster":${canonicalJson(document.cluster)},"exceptions":${canonicalJson(exceptions)},"kind":"EffectivePolicySet","policies":[`, "utf8"),
+    Buffer.from(`{"apiVersion":"polity.dev/v1","exceptions":${canonicalJson(exceptions)},"kind":"EffectivePolicySet","policies":[`, "utf8"),
   ];
   results.forEach((r, i) => {
     if (i > 0) parts.push(COMMA);

@@ -415,7 +415,22 @@ $$`,
       "CREATE INDEX impact_requests_waiting ON impact_requests (cluster, created_at) WHERE answered_at IS NULL",
     ],
   },
-  // Version 11 is left to work developed beside this one.
+  {
+    version: 11,
+    name: "one audit entry per change and region for the bundles it published, and their lists (src/bundle/publication.ts)",
+    statements: [
+      `CREATE TABLE bundle_publications (
+  -- The list's hash, as its audit entry names it; the list is its canonical JSON.
+  list_hash text PRIMARY KEY,
+  region text NOT NULL,
+  correlation_id text NOT NULL,
+  published_at timestamptz NOT NULL,
+  bundles integer NOT NULL,
+  list text NOT NULL
+)`,
+      "CREATE INDEX bundle_publications_correlation ON bundle_publications (correlation_id)",
+    ],
+  },
   {
     version: 12,
     name: "cluster facts: what a cluster can hold (Kubernetes version, NetworkPolicy enforcement, capacity, zones), checked before intents reach it",

@@ -277,7 +277,8 @@ function summary(entry: AuditEntry): string {
     case "layer.changed":
     case "layer.deleted":
       return `${String(d.layer)} v${String(d.version)}`;
-    case "bundle.published":
+    case "bundles.published":
+      return d.bundles === 1 ? `v${String(d.version)}` : `${String(d.bundles)} bundles, ${String(d.targets)} target(s)`;
     case "bundle.acknowledged":
       return `v${String(d.version)}`;
     case "agent.denials":
@@ -332,7 +333,7 @@ region operator sees their region's. Every entry listed is under a signed tree h
       --since, --until <time>   RFC 3339 (2026-11-25T06:00:00Z) or a date (2026-11-25)
       --actor <a>               user:<subject> (or user:<token name> for a token without one), cluster:<name>, join-token:<id>, hub
       --cluster <c>, --region <r>
-      --kind <k>                layer.changed, exception.granted, bundle.published,
+      --kind <k>                layer.changed, exception.granted, bundles.published,
                                 bundle.acknowledged, agent.denials, cluster.enrolled,
                                 enrolment.failed, certificate.issued, certificate.revoked,
                                 token.created, anomaly.found, … ('GET /v1/audit/schema' lists all)

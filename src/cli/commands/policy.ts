@@ -4,7 +4,7 @@
  */
 import { PolityError, formatProblem, type Problem } from "../../errors.js";
 import { teamsOf, undeclaredOwners } from "../../governance/index.js";
-import { effectivePolicySet, type EffectivePolicySet } from "../../layering/effective.js";
+import { effectivePolicySet, type ClusterIdentity, type EffectivePolicySet } from "../../layering/effective.js";
 import type { Layer } from "../../policy/layer.js";
 import { filesAssumedGlobal, layersFromFiles, type LayerFile, type LayerOfFiles } from "../../policy/layer-files.js";
 import { displayPath, listDocumentFiles, readInput } from "../../files/read.js";
@@ -47,16 +47,16 @@ Exit status: 0 on success, 2 when the layers cannot be read or combined.`,
     const set = effectivePolicySet(layers, cluster);
     if (format === "canonical") io.out(set.canonical);
     else if (format === "json") io.out(JSON.stringify({ hash: set.hash, effectivePolicySet: set.document }, null, 2) + "\n");
-    else printEffective(set, io);
+    else printEffective(set, cluster, io);
     return EXIT.ok;
   },
 };
 
-function printEffective(set: EffectivePolicySet, io: Io): void {
+function printEffective(set: EffectivePolicySet, cluster: ClusterIdentity, io: Io): void {
   const c = colors(io);
   const doc = set.document;
-  const labels = Object.entries(doc.cluster.labels).map(([k, v]) => `${k}=${v}`).join(",");
-  io.out(`cluster ${c.bold(doc.cluster.name)} (region ${doc.cluster.region}${labels === "" ? "" : `, labels ${labels}`})\n`);
+  const labels = Object.entries(cluster.labels).map(([k, v]) => `${k}=${v}`).join(",");
+  io.out(`cluster ${c.bold(cluster.name)} (region ${cluster.region}${labels === "" ? "" : `, labels ${labels}`})\n`);
   io.out(`hash    ${set.hash}\n\n`);
   for (const p of doc.policies) {
     const lock = p.locked ? c.yellow(` locked at ${p.lockedAt}`) : "";

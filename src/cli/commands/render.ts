@@ -87,7 +87,7 @@ refuse some (listed on stderr), 2 when the layers or facts cannot be read.`,
     const format = outputFormat(parsed, ["yaml", "json", "canonical"] as const, "yaml");
     const { layers, cluster } = loadLayers(parsed);
     const facts = factsOf(parsed);
-    const rendering = renderCluster(effectivePolicySet(layers, cluster), facts);
+    const rendering = renderCluster(cluster.name, effectivePolicySet(layers, cluster), facts);
     if (format === "canonical") {
       io.out(rendering.canonical);
     } else if (format === "json") {

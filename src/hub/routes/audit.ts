@@ -108,6 +108,22 @@ export const AUDIT_ROUTES = [
   }),
   route({
     method: "GET",
+    path: "/v1/audit/bundles/:hash",
+    summary:
+      "The list of bundles a `bundles.published` entry names by its listHash: canonical JSON whose SHA-256 is that hash (cluster, version, envelope hash and policy-set hash of each bundle). A region operator reads only their region's lists.",
+    access: ENTRY_READERS,
+    async handle(hub, call) {
+      const hash = call.params.hash!;
+      if (!/^sha256:[0-9a-f]{64}$/.test(hash)) throw badRequest("the list's hash is sha256:<64 hex digits>, as the entry's listHash gives it");
+      const found = await hub.audit.publication(hash);
+      const scope = auditScope(call.principal);
+      // Another region's list is answered as absent, as its entries are.
+      if (found === undefined || (!scope.all && found.region !== scope.region)) throw notFound(`no list of published bundles ${hash}`);
+      return { body: found.bytes, type: "application/json" };
+    },
+  }),
+  route({
+    method: "GET",
     path: "/v1/audit/entries",
     summary:
       "Entries in index order from ?start= (default 0), at most ?limit= (default 100, at most 1000), filtered by ?since=, ?until= (RFC 3339), ?actor=, ?cluster=, ?region=, ?kind=, ?correlation=. A region operator sees only their region's.",
