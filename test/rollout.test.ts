@@ -382,6 +382,8 @@ describe.skipIf(DATABASE_URL === undefined || DATABASE_URL === "")("two hubs on 
   }, 60_000);
   afterAll(async () => {
     for (const agent of agents) await agent.close();
+    // The second hub stopped first: its loops' queries would deadlock with the schema's drop.
+    await b?.hub.close();
     await a?.hub.context.db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   });
 
