@@ -9,21 +9,12 @@
  */
 import { z } from "zod";
 import { MAX_COMPLIANCE_EXAMPLES, MAX_COMPLIANCE_POLICIES } from "../decision/scan.js";
-import { DNS_LABEL_PATTERN, unshowableProblem } from "../policy/names.js";
+import { DNS_LABEL_PATTERN } from "../policy/names.js";
+import { displayName as showable } from "./fields.js";
 
 export { MAX_COMPLIANCE_EXAMPLES, MAX_COMPLIANCE_POLICIES };
 /** A count no real cluster reaches, still exact in a double and in PostgreSQL's bigint. */
 const MAX_COUNT = 1_000_000_000;
-
-const showable = (max: number) =>
-  z
-    .string()
-    .min(1)
-    .max(max)
-    .superRefine((value, context) => {
-      const problem = unshowableProblem(value);
-      if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
-    });
 
 const count = z.number().int().min(0).max(MAX_COUNT);
 
