@@ -11,7 +11,6 @@
  * planned again on the new state (the engine validates again), unless a layer it writes
  * was itself changed meanwhile, which is the caller's conflict to resolve (409).
  */
-import type { SourceFile } from "../api/fields.js";
 import type { AuditEvent } from "../audit/entry.js";
 import { MAX_BUNDLE_BYTES } from "../bundle/index.js";
 import { PolityError, type Problem } from "../errors.js";
@@ -21,69 +20,15 @@ import type { Queryable } from "../store/database.js";
 import { layerChangeEvents } from "./audit-events.js";
 import type { AuditContext, AuditLog } from "./audit-log.js";
 import type { BundleItem, BundleService } from "./bundles.js";
-import { filesHash, StaleGeneration, type Federation, type Granted, type LayerWrite } from "./federation.js";
+import { filesHash, StaleGeneration, type Federation, type LayerWrite } from "./federation.js";
 import type { IdentityService } from "./identity.js";
 import { changeRefusal, teamsOf, undeclaredOwners, type Actor } from "../governance/index.js";
 import { conflict, forbidden, fromPolityError } from "./status.js";
-import type { ClusterFacts } from "../intents/facts.js";
+import type { Change, Committed, LayerInput, Plan, PlannedLayer } from "./change-types.js";
 import { factsProblems } from "./intents.js";
 import { timings } from "./timings.js";
 
-/** A layer as a change gives it: its id, its parsed content (undefined: deleted) and its files. */
-export interface LayerInput {
-  readonly id: string;
-  readonly layer: Layer | undefined;
-  readonly files: readonly SourceFile[];
-}
-
-export type Change =
-  /**
-   * New versions of layers; `also` records more in the same transaction (a proposal's state,
-   * a rollout), returning its audit events. `hold`: clusters a staged rollout has not reached,
-   * which keep their current effective sets (validated with the new layers all the same).
-   * `rollout`: the rollout this change belongs to (its start or its rollback), which alone may
-   * change a layer being rolled out.
-   */
-  | {
-      readonly kind: "layers";
-      readonly layers: readonly LayerInput[];
-      also?(tx: Queryable): Promise<AuditEvent[]>;
-      readonly hold?: ReadonlySet<string>;
-      readonly rollout?: string;
-    }
-  | { readonly kind: "register"; readonly cluster: ClusterIdentity; readonly facts?: ClusterFacts }
-  | { readonly kind: "relabel"; readonly cluster: string; readonly labels: Readonly<Record<string, string>> }
-  | { readonly kind: "remove"; readonly cluster: string }
-  | { readonly kind: "revoke"; readonly cluster: string }
-  /**
-   * The exceptions granted by request change (one granted, withdrawn or expired): `grant`
-   * makes the new whole from the current one (planned again on the newest state after a
-   * race), `layers` are the ones whose grants differ, and `write` records the request's new
-   * state in the change's transaction and returns its audit events.
-   */
-  | { readonly kind: "grants"; readonly layers: readonly string[]; grant(current: Granted): Granted; write(tx: Queryable): Promise<AuditEvent[]> };
-
-export interface PlannedLayer extends LayerWrite {
-  readonly unchanged: boolean;
-}
-
-export interface Plan {
-  readonly change: Change;
-  /** The generation the plan was made at. */
-  readonly generation: string;
-  /** For a change of layers: each layer, changed or not. */
-  readonly layers: readonly PlannedLayer[];
-  /** The registered clusters whose effective sets the change recomputes, with the hash before and the set after. */
-  readonly affected: readonly { readonly cluster: string; readonly region: string; readonly before: string | undefined; readonly after: EffectivePolicySet }[];
-}
-
-export interface Committed {
-  readonly plan: Plan;
-  /** The layer versions written. */
-  readonly written: readonly { readonly id: string; readonly version: number }[];
-  /** How many certificates a removal or revocation revoked. */
-  readonly certificates: number;
-}
+export * from "./change-types.js";
 
 /** A cluster's effective set, if it fits in a bundle (MAX_BUNDLE_BYTES): agents read no larger one. */
 function bounded(cluster: string, set: EffectivePolicySet): EffectivePolicySet {

@@ -13,8 +13,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Json } from "../canonical/index.js";
-import { type ClusterRolloutState, type GateMeasure, type RolloutSettings, type RolloutState, type RolloutView } from "../api/rollouts.js";
-import { bundleCounts } from "../api/rollouts.js";
+import type { RolloutSettings, RolloutState, RolloutView } from "../api/rollouts.js";
 import type { AuditEvent, EntryKind } from "../audit/entry.js";
 import { PolityError } from "../errors.js";
 import type { EffectivePolicySet } from "../layering/effective.js";
@@ -27,52 +26,8 @@ import type { BundleItem, BundleService } from "./bundles.js";
 import type { Changes, Committed, LayerInput, Plan } from "./change.js";
 import { StaleGeneration, type Federation } from "./federation.js";
 import type { Reports } from "./reports.js";
+import { ACTIVE, reportOf, rolloutView, type RolloutRow } from "./rollout-rows.js";
 import { ApiError, conflict, fromPolityError, notFound, unprocessable } from "./status.js";
-
-type RolloutRow = {
-  id: string;
-  layer_id: string;
-  from_version: number;
-  to_version: number;
-  state: RolloutState;
-  stages: Stage[];
-  stage: number;
-  stage_started_at: Date;
-  soak_since: Date | null;
-  settings: RolloutSettings;
-  clusters: Record<string, ClusterProgress>;
-  measured: { gates?: GateMeasure[]; states?: Record<string, { state: ClusterRolloutState; note: string | null }>; judgedInMs?: number };
-  reason: string | null;
-  emergency: boolean;
-  correlation_id: string;
-  created_by: string;
-  created_at: Date;
-  updated_at: Date;
-  revision: string;
-};
-
-const ACTIVE: readonly RolloutState[] = ["running", "paused"];
-
-/** A stage as `rollout status` shows it: done, under way, waiting, or, once the rollout ended without completing, rolled back or never reached. */
-function stageState(state: RolloutState, current: number, i: number): RolloutView["stages"][number]["state"] {
-  if (state === "completed") return "done";
-  if (state === "rolled-back" || state === "aborted") return i <= current ? "rolled-back" : "not-reached";
-  return i < current ? "done" : i === current ? "current" : "waiting";
-}
-
-/** An agent's stored status, as the gates read it; what is not of the expected shape counts as not reported. */
-function reportOf(reportedAt: Date, status: Readonly<Record<string, unknown>>): AgentReport {
-  const counts = bundleCounts.safeParse(status.byBundle);
-  const latency = typeof status.latencyMicros === "object" && status.latencyMicros !== null ? (status.latencyMicros as Record<string, unknown>) : {};
-  return {
-    reportedAt: reportedAt.getTime(),
-    bundleVersion: typeof status.bundleVersion === "number" ? status.bundleVersion : null,
-    bundleHash: typeof status.bundleHash === "string" ? status.bundleHash : null,
-    byBundle: counts.success ? counts.data : [],
-    p99Micros: typeof latency.p99 === "number" ? latency.p99 : null,
-    latencySamples: typeof latency.samples === "number" ? latency.samples : 0,
-  };
-}
 
 export class Rollouts {
   constructor(
@@ -213,55 +168,18 @@ export class Rollouts {
   }
 
   async get(id: string): Promise<RolloutView> {
-    return this.view(await this.row(this.db, id));
+    return rolloutView(await this.row(this.db, id));
   }
 
   async list(state?: RolloutState): Promise<RolloutView[]> {
     const rows = await this.db.query<RolloutRow>(`SELECT *, revision::text AS revision FROM rollouts${state === undefined ? "" : " WHERE state = $1"} ORDER BY created_at, id`, state === undefined ? [] : [state]);
-    return rows.map((r) => this.view(r));
+    return rows.map((r) => rolloutView(r));
   }
 
   /** The rollout under way on a layer, or the newest one; undefined when there is none. */
   async newest(): Promise<RolloutView | undefined> {
     const [row] = await this.db.query<RolloutRow>("SELECT *, revision::text AS revision FROM rollouts ORDER BY (state IN ('running', 'paused')) DESC, created_at DESC, id LIMIT 1");
-    return row === undefined ? undefined : this.view(row);
-  }
-
-  private view(row: RolloutRow): RolloutView {
-    const states = row.measured.states ?? {};
-    const ended = !ACTIVE.includes(row.state);
-    return {
-      id: row.id,
-      layer: row.layer_id,
-      fromVersion: row.from_version,
-      toVersion: row.to_version,
-      state: row.state,
-      emergency: row.emergency,
-      stage: row.stage,
-      stageStartedAt: new Date(row.stage_started_at).toISOString(),
-      soakSince: row.soak_since === null ? null : new Date(row.soak_since).toISOString(),
-      settings: row.settings,
-      stages: row.stages.map((s, i) => ({ name: s.name, clusters: s.clusters, state: stageState(row.state, row.stage, i) })),
-      clusters: row.stages.flatMap((s, i) =>
-        s.clusters.map((cluster) => {
-          const progress = row.clusters[cluster];
-          const measured = states[cluster]?.state;
-          let state: ClusterRolloutState;
-          if (progress?.skipped === true) state = "skipped";
-          else if (i > row.stage) state = ended ? "not-reached" : "pending";
-          else if (row.state === "rolled-back" || row.state === "aborted") state = measured === "failed" ? "failed" : "rolled-back";
-          else state = measured ?? (progress?.ackedVersion != null ? "acknowledged" : "updating");
-          return { cluster, stage: i, state, note: states[cluster]?.note ?? null };
-        }),
-      ),
-      gates: row.measured.gates ?? [],
-      judgedInMs: row.measured.judgedInMs ?? null,
-      reason: row.reason,
-      correlationId: row.correlation_id,
-      createdBy: row.created_by,
-      createdAt: new Date(row.created_at).toISOString(),
-      updatedAt: new Date(row.updated_at).toISOString(),
-    };
+    return row === undefined ? undefined : rolloutView(row);
   }
 
   /** Pauses a running rollout (no stage starts or is judged) or resumes a paused one (its soak starts again). */
