@@ -25,6 +25,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { eventually, sleep } from "./support/eventually.js";
 import { parse as parseYaml } from "yaml";
 import { hugeAnswers, type Impostor } from "./support/impostor.js";
 import { startAgent, type AgentHealth, type RunningAgent } from "../src/agent/index.js";
@@ -111,23 +112,6 @@ const PRIVILEGED_DENIAL = /^denied by Polity: pod-security: .*privileged/;
 
 // ---- waiting ------------------------------------------------------------------------------
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` until it returns a value, or fails naming `what`. */
-async function eventually<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}${last === undefined ? "" : ` (last error: ${String(last)})`}`);
-    await sleep(100);
-  }
-}
 
 // ---- hubs ---------------------------------------------------------------------------------
 

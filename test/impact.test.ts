@@ -5,9 +5,9 @@
  * answer is named; an agent cannot answer a request it was not sent.
  */
 import { readdirSync, readFileSync } from "node:fs";
-import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { reviewAllowed } from "./support/reviews.js";
 import { startAgent, type RunningAgent } from "../src/agent/index.js";
 import type { DiffResult } from "../src/api/layers.js";
 import { call, closeConnections } from "../src/client/http.js";
@@ -24,18 +24,6 @@ const DENY_UNOWNED = { name: "global.yaml", content: readFileSync(join(ROOT, "ex
 const hubs = new HubFixture("polity-impact-test-", OPERATOR_KEY);
 afterAll(() => closeConnections());
 
-function review(agent: RunningAgent, body: string): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(agent.webhookUrl, { method: "POST", ca: agent.webhookCaPem, headers: { "content-type": "application/json" } }, (res) => {
-      let text = "";
-      res.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
-      res.on("end", () => resolve((JSON.parse(text) as { response: { allowed: boolean } }).response.allowed));
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
-
 describe("polity diff --impact", () => {
   let h: TestHub;
   let agent: RunningAgent;
@@ -47,8 +35,8 @@ describe("polity diff --impact", () => {
     await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-2", region: "eu-west", labels: { env: "prod" } });
     agent = await startAgent({ dataDir: join(h.dir, "agent"), hubUrl: h.hub.url, caPem: h.hub.caPem, cluster: "eu-west-1", joinToken: await joinToken(h, "eu-west-1"), webhookPort: 0, pollWaitSeconds: 1, impactPollSeconds: 1 });
     for (let i = 0; i < 100 && agent.health().bundleVersion === null; i++) await new Promise((r) => setTimeout(r, 100));
-    for (let i = 0; i < 5; i++) expect(await review(agent, COMPLIANT)).toBe(true);
-    expect(await review(agent, PRIVILEGED)).toBe(false);
+    for (let i = 0; i < 5; i++) expect(await reviewAllowed(agent, COMPLIANT)).toBe(true);
+    expect(await reviewAllowed(agent, PRIVILEGED)).toBe(false);
   }, 60_000);
   afterAll(async () => {
     await agent.close();

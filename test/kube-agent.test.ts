@@ -18,6 +18,7 @@ import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { eventually, sleep } from "./support/eventually.js";
 import { call } from "../src/client/http.js";
 import { BIN, HubFixture, joinToken, type TestHub } from "./support/hubs.js";
 import { TestApiServer } from "./support/kube/api-server.js";
@@ -74,22 +75,6 @@ let api: TestApiServer;
 let hub: TestHub;
 let dir: string;
 const children: ChildProcess[] = [];
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-async function eventually<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== false) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}${last === undefined ? "" : ` (last error: ${String(last)})`}`);
-    await sleep(100);
-  }
-}
 
 interface Agent {
   readonly child: ChildProcess;

@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { eventually } from "./support/eventually.js";
 import { stringify as stringifyYaml } from "yaml";
 import { loadKubeAccess, NamespaceCache, type KubeAccess, type NamespaceLookup } from "../src/kube/index.js";
 import { TestApiServer } from "./support/kube/api-server.js";
@@ -22,17 +23,6 @@ let dir: string;
 let access: KubeAccess;
 let stop: AbortController | undefined;
 let logs: string[] = [];
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-async function eventually<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(50);
-  }
-}
 
 const log = { info: (m: string, f?: object) => logs.push(JSON.stringify({ m, ...f })), warn: (m: string, f?: object) => logs.push(JSON.stringify({ m, ...f })) };
 const namespace = (name: string, labels: Record<string, unknown>) => ({ apiVersion: "v1", kind: "Namespace", metadata: { name, labels } });

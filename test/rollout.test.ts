@@ -8,9 +8,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { reviewAllowed } from "./support/reviews.js";
+import { eventually, sleep } from "./support/eventually.js";
 import { startAgent, type RunningAgent } from "../src/agent/index.js";
 import type { ApplyResult } from "../src/api/layers.js";
 import type { RolloutView } from "../src/api/rollouts.js";
@@ -50,35 +51,6 @@ const regionEu = (replicas: number) => ({ ...REGION_EU, content: REGION_EU.conte
 const hubs = new HubFixture("polity-rollout-test-", OPERATOR_KEY);
 afterAll(() => closeConnections());
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}`);
-    await sleep(150);
-  }
-}
-
-/** Sends an AdmissionReview to an agent's webhook; whether it was allowed. */
-function review(agent: RunningAgent, body: string): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(agent.webhookUrl, { method: "POST", ca: agent.webhookCaPem, headers: { "content-type": "application/json" } }, (res) => {
-      let text = "";
-      res.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
-      res.on("end", () => resolve((JSON.parse(text) as { response: { allowed: boolean } }).response.allowed));
-    });
-    req.on("error", reject);
-    req.end(body);
-  });
-}
 
 const CLUSTERS = [
   ["eu-west-1", "eu-west", "staging"],
@@ -166,7 +138,7 @@ describe("a change rolled out in stages", () => {
   it("rolls a change that makes the canary's denial rate jump back by itself, at a higher version, and says why", async () => {
     const canary = agents.get("eu-west-2")!;
     // The canary's baseline: compliant pods, allowed.
-    for (let i = 0; i < 5; i++) expect(await review(canary, COMPLIANT)).toBe(true);
+    for (let i = 0; i < 5; i++) expect(await reviewAllowed(canary, COMPLIANT)).toBe(true);
     await sleep(400); // reported
     const before = new Map([...agents].map(([c, a]) => [c, a.health()]));
     const globalBefore = (await call<{ version: number }>(h.admin, "GET", "/v1/layers/global")).body.version;
@@ -178,7 +150,7 @@ describe("a change rolled out in stages", () => {
     const newHash = applied.body.clusters.find((c) => c.cluster === "eu-west-2")!.after;
     await eventually("the canary's new bundle", async () => (canary.health().bundleHash === newHash ? true : undefined));
     // The same pods are now denied: 100% against a baseline of 0%.
-    for (let i = 0; i < 6; i++) expect(await review(canary, COMPLIANT)).toBe(false);
+    for (let i = 0; i < 6; i++) expect(await reviewAllowed(canary, COMPLIANT)).toBe(false);
     const ended = await until(h, id, "rolled-back");
     expect(ended.reason).toMatch(/^gate failed in stage 0 \(canary\): cluster eu-west-2: denial-rate 100% \(6 of 6 denied\), bound ≤ 10% \(baseline 0% of 5 \+ 10%\)$/);
     expect(ended.clusters.find((c) => c.cluster === "eu-west-2")).toMatchObject({ state: "failed" });
@@ -189,7 +161,7 @@ describe("a change rolled out in stages", () => {
       const now = canary.health();
       return now.bundleHash === before.get("eu-west-2")!.bundleHash && now.bundleVersion! > before.get("eu-west-2")!.bundleVersion! + 1 ? true : undefined;
     });
-    expect(await review(canary, COMPLIANT)).toBe(true);
+    expect(await reviewAllowed(canary, COMPLIANT)).toBe(true);
     // The clusters the rollout never reached never got a bundle.
     for (const cluster of ["eu-west-1", "eu-west-3", "us-east-1"]) expect(agents.get(cluster)!.health().bundleVersion).toBe(before.get(cluster)!.bundleVersion);
     const [entry] = (await logged(h, `&kind=rollout.rolled-back&correlation=${applied.body.correlationId}`));
@@ -302,7 +274,7 @@ describe("silent clusters, restarts and bad input", () => {
     const fix = globalWith("deny", "require-owner-label", true);
     const applied = await call<ApplyResult>(h.admin, "POST", "/v1/apply", { files: [fix], rollout: { canary: { clusters: ["eu-west-1"] }, emergency: true, soakSeconds: 3600, reportTimeoutSeconds: 1 } });
     // Denials do not hold it back, nor does the hour of soak: each stage moves on once acknowledged.
-    for (let i = 0; i < 6; i++) expect(await review(agents.get("eu-west-1")!, COMPLIANT)).toBe(false);
+    for (let i = 0; i < 6; i++) expect(await reviewAllowed(agents.get("eu-west-1")!, COMPLIANT)).toBe(false);
     const done = await until(h, applied.body.rollout!, "completed");
     expect(done.emergency).toBe(true);
     const [started] = await logged(h, `&kind=rollout.started&correlation=${applied.body.correlationId}`);
