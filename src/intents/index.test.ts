@@ -312,3 +312,74 @@ describe("the translator's properties", () => {
     expect(ids(render([clusterLayer(owned)]).document.manifests)).toEqual(["ResourceQuota a/polity-q"]);
   });
 });
+
+// ---------------------------------------------------------------------------------------
+// Pinned bytes: a rendering's hash must not move when the way it is computed does.
+
+const pinnedLayers = (): Layer[] => [
+  globalLayer(
+    policy("seg", "sec", {
+      domain: "network",
+      locked: true,
+      generate: {
+        network: {
+          namespaces: ["shop", "shop-batch", "shop"],
+          ingress: [{ name: "web", namespace: "shop", podSelector: { app: "web", tier: "front" }, from: [{ namespace: "gateway" }, { podSelector: { role: "probe" } }], ports: [{ port: 8443 }, { port: 80, protocol: "TCP" }] }],
+          egress: [{ name: "db", namespace: "shop", cidrs: ["10.2.0.0/16", "10.1.0.0/16"], ports: [{ port: 5432 }] }],
+        },
+      },
+    }),
+    policy("readers", "sec", {
+      domain: "access-control",
+      generate: {
+        access: {
+          grants: [
+            { name: "read", groups: ["shop-readers", "auditors"], namespaces: ["shop", "billing"], rules: [{ apiGroups: ["", "apps"], resources: ["pods", "deployments"], verbs: ["watch", "get", "list"] }] },
+            { name: "nodes", groups: ["sre"], rules: [{ apiGroups: [""], resources: ["nodes"], verbs: ["get"] }] },
+          ],
+        },
+      },
+    }),
+    policy("stay-home", "sec", { domain: "data-residency", generate: { residency: { selector: { residency: "eu" }, zones: ["eu-west-1b", "eu-west-1a"] } } }),
+    policy("labelled", "sec", {
+      domain: "workload-security",
+      match: { kinds: ["Pod"] },
+      params: { team: { default: "équipe" } },
+      validations: [{ name: "team", expression: "has(object.metadata.labels) && 'team' in object.metadata.labels", message: "les pods portent une étiquette « team » ✓" }],
+      enforcement: "warn",
+    }),
+  ),
+  clusterLayer(policy("q", "eu-1", { domain: "quota", generate: { quota: { namespaces: ["shop", "billing"], hard: { "requests.cpu": "8", pods: 50 }, limits: { default: { cpu: "500m" }, max: { memory: "2Gi" } } } } })),
+];
+
+describe("a rendering's canonical bytes and hash", () => {
+  // Pinned before the rendering was made faster (2026-12-07); they are the cluster's bytes, and must stay put.
+  const cases: [string, ClusterFacts, string, string[]][] = [
+    ["1.31, every intent held", FACTS, "sha256:a9602439ed4b6c452c642d1723552b1282c4dffb270e73be2df5bf374eb7c5dd", []],
+    [
+      "1.29: no admission policies",
+      { ...FACTS, kubernetesVersion: "1.29" },
+      "sha256:3ed8a1d8cb97d295c90141fc5a257d9b632104f1283f04a331198b1bf4a54b79",
+      ['intent "stay-home": spec.generate.residency: its admission rule is a ValidatingAdmissionPolicy, which Kubernetes 1.29 does not serve (1.30 and later)'],
+    ],
+    [
+      "no enforcing network plugin, no allowed zone, little capacity",
+      { kubernetesVersion: "v1.32.0", networkPolicy: false, capacity: { cpu: "4" }, zones: ["us-east-1a"] },
+      "sha256:685ea305f6ec4446f699997f331f57e64526e5c443504dad6546983f6f8f146c",
+      [
+        `intent "q": spec.generate.quota.hard.requests.cpu: quotas reserve cpu 16 over q, above the cluster's capacity 4`,
+        `intent "seg": spec.generate.network: the cluster's network plugin does not enforce NetworkPolicy: the segmentation would exist on paper only`,
+        `intent "stay-home": spec.generate.residency.zones: no node of the cluster is in an allowed zone (eu-west-1b, eu-west-1a); its nodes are in us-east-1a`,
+      ],
+    ],
+  ];
+  for (const [what, facts, hash, problems] of cases) {
+    it(`stay as they were pinned: ${what}`, () => {
+      const r = render(pinnedLayers(), facts);
+      expect(r.canonical).toBe(canonicalJson(r.document));
+      expect(r.hash).toBe(contentHash(canonicalJson(r.document)));
+      expect(r.hash).toBe(hash);
+      expect(r.problems.map(formatIntentProblem)).toEqual(problems.map((p) => `cluster "eu-west-1": ${p}`));
+    });
+  }
+});
