@@ -35,7 +35,10 @@ export interface ClusterManifestsDocument {
 
 export interface Rendering {
   readonly document: ClusterManifestsDocument;
+  /** canonicalJson(document) as UTF-8, and as text; both assembled when first read. */
+  readonly bytes: Buffer;
   readonly canonical: string;
+  /** contentHash of the canonical bytes, computed when first read. */
   readonly hash: string;
   /** Policies that get no ValidatingAdmissionPolicy, and why. */
   readonly notExpressible: readonly NotExpressible[];
@@ -65,7 +68,16 @@ interface Translated {
 }
 const translated = new WeakMap<EffectivePolicy, Translated>();
 const secondLines = new WeakMap<EffectivePolicy, ReturnType<typeof admissionPolicyFor>>();
-const schemaChecked = new WeakMap<Manifest, { readonly problems: ReturnType<typeof schemaProblems>; readonly canonical: string }>();
+const schemaChecked = new WeakMap<Manifest, Checked>();
+
+interface Checked {
+  readonly problems: ReturnType<typeof schemaProblems>;
+  /**
+   * `,` then canonicalJson(manifest), as UTF-8 (the first of a list drops the comma): kept as
+   * bytes, since a string built up by the encoder is a rope that every join would walk again.
+   */
+  readonly listed: Buffer;
+}
 
 function translatedOf(policy: EffectivePolicy): Translated {
   let t = translated.get(policy);
@@ -88,12 +100,14 @@ function secondLineOf(policy: EffectivePolicy, document: EffectivePolicySet["doc
   return v;
 }
 
-/** Schema problems for Kubernetes 1.`minor` and the canonical JSON of a manifest; the version-independent part kept per manifest. */
-function checked(manifest: Manifest, minor: number): { problems: ReturnType<typeof schemaProblems>; canonical: string } {
+/** Schema problems for Kubernetes 1.`minor` and the canonical bytes of a manifest; the version-independent part kept per manifest. */
+function checked(manifest: Manifest, minor: number): Checked {
   let c = schemaChecked.get(manifest);
-  if (c === undefined) schemaChecked.set(manifest, (c = { problems: schemaProblems(manifest, Number.MAX_SAFE_INTEGER), canonical: canonicalJson(manifest) }));
-  return servedSince(manifest) > minor ? { problems: schemaProblems(manifest, minor), canonical: c.canonical } : c;
+  if (c === undefined) schemaChecked.set(manifest, (c = { problems: schemaProblems(manifest, Number.MAX_SAFE_INTEGER), listed: Buffer.from(`,${canonicalJson(manifest)}`, "utf8") }));
+  return servedSince(manifest) > minor ? { problems: schemaProblems(manifest, minor), listed: c.listed } : c;
 }
+
+const CLOSE = Buffer.from("]}");
 
 export function renderCluster(cluster: string, set: EffectivePolicySet, facts: ClusterFacts): Rendering {
   const minor = minorVersion(facts);
@@ -156,18 +170,35 @@ export function renderCluster(cluster: string, set: EffectivePolicySet, facts: C
   }
   if (manifests.some((m) => m.kind === PARAMS_KIND)) manifests.push(POLICY_PARAMS_CRD);
   manifests.sort(compareManifests);
-  const parts: string[] = [];
+  const document: ClusterManifestsDocument = { apiVersion: "polity.dev/v1", kind: "ClusterManifests", cluster, effectiveHash: set.hash, manifests };
+  // canonicalJson(document), assembled from each manifest's kept canonical bytes (keys in sorted order).
+  const parts: Buffer[] = [Buffer.from(`{"apiVersion":"polity.dev/v1","cluster":${canonicalJson(cluster)},"effectiveHash":${canonicalJson(set.hash)},"kind":"ClusterManifests","manifests":[`, "utf8")];
   for (const manifest of manifests) {
     const c = checked(manifest, minor);
-    parts.push(c.canonical);
+    parts.push(parts.length === 1 ? c.listed.subarray(1) : c.listed);
     for (const p of c.problems) {
       problems.push({ cluster, intent: manifest.metadata.labels[POLICY_LABEL] ?? "(polity)", field: `${p.object}: ${p.field}`, message: p.message });
     }
   }
-  const document: ClusterManifestsDocument = { apiVersion: "polity.dev/v1", kind: "ClusterManifests", cluster, effectiveHash: set.hash, manifests };
-  // canonicalJson(document), assembled from each manifest's kept canonical JSON (keys in sorted order).
-  const canonical = `{"apiVersion":"polity.dev/v1","cluster":${canonicalJson(cluster)},"effectiveHash":${canonicalJson(set.hash)},"kind":"ClusterManifests","manifests":[${parts.join(",")}]}`;
-  return { document, canonical, hash: contentHash(canonical), notExpressible, problems };
+  parts.push(CLOSE);
+  // Bytes and hash when first read: the hub's check before a rollout reads only the problems.
+  let bytes: Buffer | undefined;
+  let canonical: string | undefined;
+  let hash: string | undefined;
+  return {
+    document,
+    get bytes() {
+      return (bytes ??= Buffer.concat(parts));
+    },
+    get canonical() {
+      return (canonical ??= this.bytes.toString("utf8"));
+    },
+    get hash() {
+      return (hash ??= contentHash(this.bytes));
+    },
+    notExpressible,
+    problems,
+  };
 }
 
 /** Every problem of every cluster: a change is refused before rollout when this is not empty. */

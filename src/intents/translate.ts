@@ -55,14 +55,18 @@ export const APPLY_ORDER = [
   "ValidatingAdmissionPolicyBinding",
 ] as const;
 
+const APPLY_RANK: ReadonlyMap<string, number> = new Map(APPLY_ORDER.map((kind, i) => [kind, i]));
+
+/** Apply order, then namespace, then name. Called some 7,000 times a cluster: nothing allocated. */
 export function compareManifests(a: Manifest, b: Manifest): number {
-  const order = (m: Manifest) => APPLY_ORDER.indexOf(m.kind as (typeof APPLY_ORDER)[number]);
-  const keys = (m: Manifest) => [m.metadata.namespace ?? "", m.metadata.name];
-  const d = order(a) - order(b);
+  const d = (APPLY_RANK.get(a.kind) ?? -1) - (APPLY_RANK.get(b.kind) ?? -1);
   if (d !== 0) return d;
-  const [an, aname] = keys(a);
-  const [bn, bname] = keys(b);
-  return an! < bn! ? -1 : an! > bn! ? 1 : aname! < bname! ? -1 : aname! > bname! ? 1 : 0;
+  const an = a.metadata.namespace ?? "";
+  const bn = b.metadata.namespace ?? "";
+  if (an !== bn) return an < bn ? -1 : 1;
+  const aname = a.metadata.name;
+  const bname = b.metadata.name;
+  return aname < bname ? -1 : aname > bname ? 1 : 0;
 }
 
 const sorted = <T>(list: readonly T[]): T[] => [...new Set(list)].sort();
