@@ -379,6 +379,8 @@ describe("a rendering's canonical bytes and hash", () => {
       expect(r.canonical).toBe(canonicalJson(r.document));
       expect(r.hash).toBe(contentHash(canonicalJson(r.document)));
       expect(r.hash).toBe(hash);
+      expect(r.bytes.toString("utf8")).toBe(r.canonical);
+      expect(r.byteLength).toBe(Buffer.byteLength(canonicalJson(r.document), "utf8"));
       expect(r.problems.map(formatIntentProblem)).toEqual(problems.map((p) => `cluster "eu-west-1": ${p}`));
     });
   }

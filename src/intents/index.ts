@@ -15,10 +15,10 @@ import { canonicalJson, contentHash } from "../canonical/index.js";
 import { parseQuantity, type Quantity } from "../cel/kubernetes/quantity.js";
 import type { EffectivePolicy, EffectivePolicySet } from "../layering/effective.js";
 import type { GenerateSpec } from "../policy/generate.js";
-import { admissionPolicyFor, POLICY_PARAMS_CRD, residencyPolicy, PARAMS_KIND, type NotExpressible } from "./admission.js";
+import { admissionPolicyFor, residencyPolicy, type NotExpressible } from "./admission.js";
+import { assemble } from "./assembly.js";
 import { minorVersion, VAP_MINOR, type ClusterFacts } from "./facts.js";
-import { schemaProblems, servedSince } from "./schemas.js";
-import { compareManifests, POLICY_LABEL, resolveGenerate, translateIntent, type IntentProblem, type Manifest } from "./translate.js";
+import { resolveGenerate, translateIntent, type IntentProblem, type Manifest } from "./translate.js";
 
 export { clusterFacts, type ClusterFacts } from "./facts.js";
 export { formatIntentProblem, type IntentProblem, type Manifest } from "./translate.js";
@@ -37,8 +37,10 @@ export interface Rendering {
   readonly document: ClusterManifestsDocument;
   /** canonicalJson(document) as UTF-8, and as text; both assembled when first read. */
   readonly bytes: Buffer;
+  /** How many bytes: known without assembling them. */
+  readonly byteLength: number;
   readonly canonical: string;
-  /** contentHash of the canonical bytes, computed when first read. */
+  /** contentHash of the canonical bytes, computed (from their pieces) when first read. */
   readonly hash: string;
   /** Policies that get no ValidatingAdmissionPolicy, and why. */
   readonly notExpressible: readonly NotExpressible[];
@@ -57,9 +59,10 @@ function quantityOr(text: string | number): Quantity | undefined {
 }
 
 /*
- * Everything below depends on one effective policy (shared by every cluster whose layers
- * give the same chain, see effective.ts) or one manifest, not on the cluster: computed once
- * per object and kept as long as it lives, so 1,000 clusters cost little more than one.
+ * Translations depend on one effective policy (shared by every cluster whose layers give the
+ * same chain, see effective.ts), not on the cluster: computed once per policy and kept as
+ * long as it lives; the list they make, checked and encoded, is kept by assembly.ts. So
+ * 1,000 clusters cost little more than one, and the checks of facts, made for each.
  */
 interface Translated {
   readonly generate: GenerateSpec | undefined;
@@ -68,17 +71,6 @@ interface Translated {
 }
 const translated = new WeakMap<EffectivePolicy, Translated>();
 const secondLines = new WeakMap<EffectivePolicy, ReturnType<typeof admissionPolicyFor>>();
-const schemaChecked = new WeakMap<Manifest, Checked>();
-
-interface Checked {
-  readonly problems: ReturnType<typeof schemaProblems>;
-  /**
-   * `,` then canonicalJson(manifest), as UTF-8 (the first of a list drops the comma): kept as
-   * bytes, since a string built up by the encoder is a rope that every join would walk again.
-   */
-  readonly listed: Buffer;
-}
-
 function translatedOf(policy: EffectivePolicy): Translated {
   let t = translated.get(policy);
   if (t === undefined) {
@@ -100,20 +92,15 @@ function secondLineOf(policy: EffectivePolicy, document: EffectivePolicySet["doc
   return v;
 }
 
-/** Schema problems for Kubernetes 1.`minor` and the canonical bytes of a manifest; the version-independent part kept per manifest. */
-function checked(manifest: Manifest, minor: number): Checked {
-  let c = schemaChecked.get(manifest);
-  if (c === undefined) schemaChecked.set(manifest, (c = { problems: schemaProblems(manifest, Number.MAX_SAFE_INTEGER), listed: Buffer.from(`,${canonicalJson(manifest)}`, "utf8") }));
-  return servedSince(manifest) > minor ? { problems: schemaProblems(manifest, minor), listed: c.listed } : c;
-}
-
 const CLOSE = Buffer.from("]}");
 
 export function renderCluster(cluster: string, set: EffectivePolicySet, facts: ClusterFacts): Rendering {
   const minor = minorVersion(facts);
   const problems: IntentProblem[] = [];
   const notExpressible: NotExpressible[] = [];
-  const manifests: Manifest[] = [];
+  const blocks: (readonly Manifest[])[] = [];
+  // Which residency rules the cluster's zones allow: with the set and the version, all that chooses its manifests.
+  let allowed = "";
   const reserved = new Map<string, { total: Quantity; intents: string[] }>();
   for (const policy of set.document.policies) {
     if (policy.generate !== undefined) {
@@ -145,17 +132,21 @@ export function renderCluster(cluster: string, set: EffectivePolicySet, facts: C
           }
         }
       }
-      if (generate.residency !== undefined) {
+      if (generate.residency === undefined) {
+        blocks.push(t.manifests);
+      } else {
         const zones = generate.residency.zones as string[];
         const clusterZones = facts.zones ?? [];
         if (minor < VAP_MINOR) {
           problem("residency", `its admission rule is a ValidatingAdmissionPolicy, which Kubernetes 1.${minor} does not serve (1.${VAP_MINOR} and later)`);
+          allowed += "0";
         } else if (!zones.some((z) => clusterZones.includes(z))) {
           problem("residency.zones", `no node of the cluster is in an allowed zone (${zones.join(", ")}); its nodes are in ${clusterZones.length === 0 ? "no reported zone" : clusterZones.join(", ")}`);
+          allowed += "0";
+        } else {
+          blocks.push(t.manifests);
+          allowed += "1";
         }
-      }
-      if (generate.residency === undefined || (minor >= VAP_MINOR && (generate.residency.zones as string[]).some((z) => (facts.zones ?? []).includes(z)))) {
-        manifests.push(...t.manifests);
       }
     }
     if (policy.validations.length > 0) {
@@ -164,24 +155,18 @@ export function renderCluster(cluster: string, set: EffectivePolicySet, facts: C
       } else {
         const vap = secondLineOf(policy, set.document);
         if ("reason" in vap) notExpressible.push({ policy: policy.name, reason: vap.reason });
-        else manifests.push(...vap.manifests);
+        else blocks.push(vap.manifests);
       }
     }
   }
-  if (manifests.some((m) => m.kind === PARAMS_KIND)) manifests.push(POLICY_PARAMS_CRD);
-  manifests.sort(compareManifests);
-  const document: ClusterManifestsDocument = { apiVersion: "polity.dev/v1", kind: "ClusterManifests", cluster, effectiveHash: set.hash, manifests };
-  // canonicalJson(document), assembled from each manifest's kept canonical bytes (keys in sorted order).
-  const parts: Buffer[] = [Buffer.from(`{"apiVersion":"polity.dev/v1","cluster":${canonicalJson(cluster)},"effectiveHash":${canonicalJson(set.hash)},"kind":"ClusterManifests","manifests":[`, "utf8")];
-  for (const manifest of manifests) {
-    const c = checked(manifest, minor);
-    parts.push(parts.length === 1 ? c.listed.subarray(1) : c.listed);
-    for (const p of c.problems) {
-      problems.push({ cluster, intent: manifest.metadata.labels[POLICY_LABEL] ?? "(polity)", field: `${p.object}: ${p.field}`, message: p.message });
-    }
-  }
-  parts.push(CLOSE);
-  // Bytes and hash when first read: the hub's check before a rollout reads only the problems.
+  const assembly = assemble(`${minor} ${allowed} ${set.hash}`, minor, blocks);
+  for (const p of assembly.problems) problems.push({ cluster, ...p });
+  const document: ClusterManifestsDocument = { apiVersion: "polity.dev/v1", kind: "ClusterManifests", cluster, effectiveHash: set.hash, manifests: [...assembly.manifests] };
+  // canonicalJson(document), assembled from the kept canonical bytes of its manifests (keys in sorted order).
+  const head = Buffer.from(`{"apiVersion":"polity.dev/v1","cluster":${canonicalJson(cluster)},"effectiveHash":${canonicalJson(set.hash)},"kind":"ClusterManifests","manifests":[`, "utf8");
+  const parts = [head, assembly.listed, CLOSE];
+  // The hash when first read (the hub's check before a rollout reads only the problems), from
+  // the pieces; one buffer of them only for who asks for it.
   let bytes: Buffer | undefined;
   let canonical: string | undefined;
   let hash: string | undefined;
@@ -190,11 +175,12 @@ export function renderCluster(cluster: string, set: EffectivePolicySet, facts: C
     get bytes() {
       return (bytes ??= Buffer.concat(parts));
     },
+    byteLength: head.length + assembly.listed.length + CLOSE.length,
     get canonical() {
       return (canonical ??= this.bytes.toString("utf8"));
     },
     get hash() {
-      return (hash ??= contentHash(this.bytes));
+      return (hash ??= contentHash(parts));
     },
     notExpressible,
     problems,
