@@ -584,8 +584,9 @@ function mergeChain(chain: readonly Definition[], protectedDomain: boolean): Cha
 
 /** Merges the definitions of one policy name for a cluster; undefined when it does not apply there. */
 function mergePolicy(name: string, definitions: readonly Definition[], cluster: ClusterIdentity, problems: MergeProblems): ChainResult | undefined {
-  const domains = [...new Set(definitions.map((d) => d.policy.document.spec.domain).filter((d): d is string => d !== undefined))];
-  const domain = domains[0];
+  // The first domain any definition names (run for every policy of every cluster: nothing allocated).
+  let domain: string | undefined;
+  for (let i = 0; i < definitions.length && domain === undefined; i++) domain = definitions[i]!.policy.document.spec.domain;
   if (domain !== undefined && PROTECTED.has(domain)) return mergeProtected(name, definitions, domain, cluster, problems);
   let base = -1;
   let scopedAway = false;
@@ -666,6 +667,34 @@ function effectiveException(e: LayerException, layer: Layer): EffectiveException
   };
 }
 
+/**
+ * The hash of a set's bytes, kept per sequence of merged policies (the same objects, see
+ * memoizedChain) and exceptions: the clusters of a region share their set's policies, and
+ * hashing them again for each was most of the work of computing a set.
+ */
+type HashTrie = WeakMap<ChainResult, { next: HashTrie; hashes?: Map<string, string> }>;
+const setHashes: HashTrie = new WeakMap();
+const HASHES_PER_SEQUENCE = 1024;
+
+function setHash(results: readonly ChainResult[], exceptionsJson: string, parts: readonly Buffer[]): string {
+  let level = setHashes;
+  let node: { next: HashTrie; hashes?: Map<string, string> } | undefined;
+  for (const result of results) {
+    node = level.get(result);
+    if (node === undefined) level.set(result, (node = { next: new WeakMap() }));
+    level = node.next;
+  }
+  if (node === undefined) return contentHash(parts);
+  node.hashes ??= new Map();
+  let hash = node.hashes.get(exceptionsJson);
+  if (hash === undefined) {
+    hash = contentHash(parts);
+    if (node.hashes.size >= HASHES_PER_SEQUENCE) node.hashes.clear();
+    node.hashes.set(exceptionsJson, hash);
+  }
+  return hash;
+}
+
 export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIdentity): EffectivePolicySet {
   const stack = stackFor(layers, cluster);
   const problems = new MergeProblems();
@@ -723,15 +752,14 @@ export function effectivePolicySet(layers: readonly Layer[], cluster: ClusterIde
   // The canonical bytes of the whole document, assembled from each policy's cached
   // canonical JSON: exactly canonicalJson(document) (keys in sorted order), without
   // encoding shared policies again for every cluster.
-  const parts: Buffer[] = [
-    Buffer.from(`{"apiVersion":"polity.dev/v1","exceptions":${canonicalJson(exceptions)},"kind":"EffectivePolicySet","policies":[`, "utf8"),
-  ];
+  const exceptionsJson = canonicalJson(exceptions);
+  const parts: Buffer[] = [Buffer.from(`{"apiVersion":"polity.dev/v1","exceptions":${exceptionsJson},"kind":"EffectivePolicySet","policies":[`, "utf8")];
   results.forEach((r, i) => {
     if (i > 0) parts.push(COMMA);
     parts.push(r.canonical!);
   });
   parts.push(CLOSE);
-  const hash = contentHash(parts);
+  const hash = setHash(results, exceptionsJson, parts);
   const byteLength = parts.reduce((n, part) => n + part.length, 0);
   let bytes: Buffer | undefined;
   let canonical: string | undefined;
