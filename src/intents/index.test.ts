@@ -385,3 +385,24 @@ describe("a rendering's canonical bytes and hash", () => {
     });
   }
 });
+
+describe("clusters that share a set and a version", () => {
+  it("share their manifests, but each keeps its own name, its facts' problems and its hash", () => {
+    const layers = pinnedLayers().slice(0, 1);
+    const west2: ClusterIdentity = { ...EU_1, name: "eu-west-2" };
+    const a = render(layers, FACTS);
+    const b = render(layers, { ...FACTS, networkPolicy: false }, west2);
+    const c = render(layers, { ...FACTS, zones: ["us-east-1a"] }, west2);
+    expect(b.document.manifests).toEqual(a.document.manifests);
+    expect(b.hash).not.toBe(a.hash);
+    expect(a.problems).toEqual([]);
+    expect(b.problems.map(formatIntentProblem)).toEqual([expect.stringMatching(/^cluster "eu-west-2": intent "seg": spec.generate.network: /)]);
+    // Its zones allow no residency rule: it gets none, the others' list notwithstanding.
+    expect(ids(c.document.manifests).filter((id) => id.includes("stay-home"))).toEqual([]);
+    expect(ids(a.document.manifests).filter((id) => id.includes("stay-home"))).toHaveLength(2);
+    for (const r of [a, b, c]) {
+      expect(r.canonical).toBe(canonicalJson(r.document));
+      expect(r.hash).toBe(contentHash(canonicalJson(r.document)));
+    }
+  });
+});
