@@ -5,8 +5,8 @@
  * informer lists and watches the objects labelled `app.kubernetes.io/managed-by=polity`
  * (src/kube/informer.ts). On an event for a desired object, and after every list, the pure
  * comparison (src/intents/drift.ts) looks at the fields Polity owns only; when it finds
- * drift, the object is read again from the API server (the cache may be a step behind an
- * apply) and, if it still differs:
+ * drift within 10 s of an apply, or a missing object, the object is read again from the API
+ * server (the cache may be a step behind the apply) and, if it still differs:
  *
  * - `enforce` (its manifest's `polity.dev/remediation`, the default): the manifest is
  *   server-side applied again, field manager `polity`, with `force`: whoever wrote the
@@ -43,6 +43,11 @@ export interface DriftSink {
   suppressed(): void;
 }
 export const OWNED_SELECTOR = `${MANAGED_BY}=polity`;
+
+/** Objects checked (and re-applied) at once: a burst of drift is put back in parallel, one object never twice at once. */
+const CONCURRENT_CHECKS = 8;
+/** How long after `setDesired` drift found in the cache is read again from the API server before acting. */
+const CONFIRM_AFTER_APPLY_MS = 10_000;
 
 export interface DriftWatcherOptions {
   readonly kube: KubeAccess;
@@ -89,6 +94,8 @@ export class DriftWatcher {
   private readonly now: () => Date;
   private readonly counts = { remediated: 0, reported: 0, fights: 0, failed: 0, suppressed: 0 };
   private lastError: string | null = null;
+  /** When the desired objects last changed (an apply). */
+  private desiredAt = 0;
   private stopper: AbortController | undefined;
   private draining: Promise<void> | undefined;
   private reconciling: Promise<void> = Promise.resolve();
@@ -122,6 +129,7 @@ export class DriftWatcher {
   /** The objects Polity applied last (the apply loop calls this after each successful apply). */
   setDesired(manifests: readonly Manifest[]): void {
     this.desired = new Map(manifests.map((m) => [objectKeyOf(m), m]));
+    this.desiredAt = this.now().getTime();
     for (const key of this.informed.keys()) if (!this.desired.has(key)) this.informed.delete(key);
     this.reconcile();
   }
@@ -217,17 +225,29 @@ export class DriftWatcher {
     this.draining ??= this.drain().finally(() => (this.draining = undefined));
   }
 
+  /** Checks what is pending, CONCURRENT_CHECKS objects at a time, never one object twice at once. */
   private async drain(): Promise<void> {
-    // One object at a time: an apply each, in the order events came.
-    while (this.pending.size > 0 && this.stopper?.signal.aborted === false) {
-      const key = this.pending.values().next().value!;
-      this.pending.delete(key);
-      try {
-        await this.check(key);
-      } catch (error) {
-        this.lastError = `drift of ${key}: ${describeFailure(error)}`;
-        this.log.warn("drift check failed", { object: key, error: this.lastError });
+    const busy = new Set<string>();
+    const worker = async (): Promise<void> => {
+      for (;;) {
+        if (this.stopper?.signal.aborted !== false) return;
+        const key = [...this.pending].find((k) => !busy.has(k));
+        if (key === undefined) return;
+        this.pending.delete(key);
+        busy.add(key);
+        try {
+          await this.check(key);
+        } catch (error) {
+          this.lastError = `drift of ${key}: ${describeFailure(error)}`;
+          this.log.warn("drift check failed", { object: key, error: this.lastError });
+        } finally {
+          busy.delete(key);
+        }
       }
+    };
+    // Workers end when nothing is left that another is not checking; what came meanwhile gets a new round.
+    while (this.pending.size > 0 && this.stopper?.signal.aborted === false) {
+      await Promise.all(Array.from({ length: Math.min(CONCURRENT_CHECKS, this.pending.size) }, worker));
     }
   }
 
@@ -236,12 +256,15 @@ export class DriftWatcher {
     const desired = this.desired.get(key);
     const watch = desired === undefined ? undefined : this.watches.get(typeKeyOf(desired));
     if (desired === undefined || watch === undefined || !watch.informer.health().synced) return;
-    if (driftOf(desired, watch.informer.get(cacheKeyOf(desired))) === undefined) {
+    const cached = watch.informer.get(cacheKeyOf(desired));
+    if (driftOf(desired, cached) === undefined) {
       this.informed.delete(key);
       return;
     }
-    // The cache may hold the state from before an apply: the API server decides.
-    const live = await this.read(watch.type, desired);
+    // Shortly after an apply the cache may still hold the state from before it, and a deleted
+    // object may have been made again: then the API server decides. Otherwise the watch's
+    // latest word is the truth (and a re-apply of the desired object is harmless anyway).
+    const live = cached === undefined || this.now().getTime() - this.desiredAt < CONFIRM_AFTER_APPLY_MS ? await this.read(watch.type, desired) : cached;
     const finding = driftOf(desired, live);
     if (finding === undefined || this.desired.get(key) !== desired) return;
     const fields = finding.kind === "missing" ? [] : finding.fields.map(formatPath);
