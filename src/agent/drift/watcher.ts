@@ -59,6 +59,8 @@ export interface DriftWatcherOptions {
   readonly maxReapplies?: number;
   /** The window (default a minute). */
   readonly windowMs?: number;
+  /** Whether this replica acts (the Lease holder, when replicas share a cluster): others watch but never apply or report. */
+  readonly leader?: () => boolean;
   /** The informers' backoff between failed attempts (default 1 s to 30 s). */
   readonly backoffMs?: { readonly first: number; readonly cap: number };
 }
@@ -255,7 +257,7 @@ export class DriftWatcher {
   private async check(key: string): Promise<void> {
     const desired = this.desired.get(key);
     const watch = desired === undefined ? undefined : this.watches.get(typeKeyOf(desired));
-    if (desired === undefined || watch === undefined || !watch.informer.health().synced) return;
+    if (desired === undefined || watch === undefined || !watch.informer.health().synced || this.options.leader?.() === false) return;
     const cached = watch.informer.get(cacheKeyOf(desired));
     if (driftOf(desired, cached) === undefined) {
       this.informed.delete(key);
