@@ -5,6 +5,7 @@
  */
 import { cpus } from "node:os";
 import { benchDecision } from "./decision.js";
+import { benchDrift } from "./drift.js";
 import { benchAgents } from "./agent.js";
 import { benchAudit } from "./audit.js";
 import { benchHub } from "./hub.js";
@@ -44,3 +45,5 @@ settle();
 if (want("impact")) await benchImpact();
 settle();
 if (want("scan")) await benchScan();
+settle();
+if (want("drift")) await benchDrift();

@@ -274,6 +274,27 @@ describe("a federation's history in its audit log", () => {
     await integrate(h);
     const bundleNow = (await entries(h.admin, "&kind=bundles.published&cluster=eu-west-1")).at(-1)!.entry.data.version as number;
     await call(agent, "POST", "/v1/agent/decisions", { batch: "batch-0001", entries: Array.from({ length: 60 }, (_, i) => denial(i, bundleNow)), dropped: 0 });
+    // The agent's drift watcher lost a fight with another controller: one entry for it.
+    await call(agent, "POST", "/v1/agent/drift", {
+      batch: "drift-0001",
+      events: [
+        {
+          id: "0123456789abcdef",
+          at: phase2.toISOString(),
+          object: { apiVersion: "v1", kind: "ResourceQuota", namespace: "payments", name: "polity-payments-quota" },
+          policy: "payments-quota",
+          missing: false,
+          fields: ["spec.hard.pods"],
+          omittedFields: 0,
+          remediation: "enforce",
+          outcome: "fight",
+          reapplies: 5,
+          otherManager: "quota-autoscaler",
+        },
+      ],
+      dropped: 0,
+      suppressed: 0,
+    });
     await integrate(h);
     detected = {
       first: (await call<{ findings: number }>(h.admin, "POST", "/v1/audit/detect")).body.findings,
@@ -351,6 +372,7 @@ describe("a federation's history in its audit log", () => {
     expect(issued[1]).toMatchObject({ actor: "cluster:eu-west-1", cluster: "eu-west-1", region: "eu-west", data: { serial: eu1.serial } });
     expect(one("bundle.acknowledged")).toMatchObject({ actor: "cluster:eu-west-1", cluster: "eu-west-1", region: "eu-west", data: { version: exceptionChange.bundleVersion, bundleHash: exceptionChange.bundleHash } });
     expect(one("agent.denials")).toMatchObject({ actor: "cluster:eu-west-1", cluster: "eu-west-1", region: "eu-west", data: { batch: "batch-0001", count: 60 } });
+    expect(one("agent.drift")).toMatchObject({ actor: "cluster:eu-west-1", cluster: "eu-west-1", region: "eu-west", data: { batch: "drift-0001", outcome: "fight", reapplies: 5, otherManager: "quota-autoscaler", fields: ["spec.hard.pods"] } });
   });
 
   it("records a layer change with its version, content hash, the diff and the diff's hash", () => {
@@ -400,7 +422,7 @@ describe("a federation's history in its audit log", () => {
   it("finds entries by time, actor, cluster, region and kind, and refuses filters it cannot read", async () => {
     const search = (query: string) => entries(auditor.endpoint, query);
     expect((await search("&kind=enrolment.failed")).map((l) => l.entry.data.reason)).toEqual(["unknown-token", "used-token", "wrong-cluster", "expired-token"]);
-    expect(new Set((await search("&actor=cluster:eu-west-1")).map((l) => l.entry.kind))).toEqual(new Set(["certificate.issued", "bundle.acknowledged", "agent.denials"]));
+    expect(new Set((await search("&actor=cluster:eu-west-1")).map((l) => l.entry.kind))).toEqual(new Set(["certificate.issued", "bundle.acknowledged", "agent.denials", "agent.drift"]));
     const eu3 = await search("&cluster=eu-west-3");
     expect(eu3.map((l) => l.entry.cluster)).toEqual(eu3.map(() => "eu-west-3"));
     expect(eu3.map((l) => l.entry.kind)).toContain("cluster.relabelled");
@@ -408,7 +430,7 @@ describe("a federation's history in its audit log", () => {
     const since = await search(`&since=${phase2.toISOString()}`);
     const until = await search(`&until=${phase2.toISOString()}`);
     expect([...until, ...since].map((l) => l.index)).toEqual(log.map((l) => l.index));
-    expect(new Set(since.map((l) => l.entry.kind))).toEqual(new Set(["enrolment.failed", "agent.denials", "anomaly.found"]));
+    expect(new Set(since.map((l) => l.entry.kind))).toEqual(new Set(["enrolment.failed", "agent.denials", "agent.drift", "anomaly.found"]));
     const deletedOn = one("layer.deleted").time.slice(0, 10);
     expect(await search(`&kind=layer.deleted&since=${deletedOn}`)).toHaveLength(1);
     expect(await search(`&kind=layer.deleted&until=${deletedOn}`)).toHaveLength(0);

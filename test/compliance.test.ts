@@ -146,9 +146,10 @@ describe("compliance at the hub", () => {
     const text = await fixture.cli(["get", "compliance"], { config });
     expect(text.code, text.err).toBe(0);
     const lines = text.out.split("\n");
-    expect(lines[0]).toMatch(/^CLUSTER\s+REGION\s+SCANNED\s+OBJECTS\s+POD-SECURITY\s+REQUIRE-TEAM-LABEL$/);
-    expect(lines.find((l) => l.startsWith("eu-west-1"))).toMatch(/eu-west-1\s+eu-west\s+\S+ ago\s+42\s+fail 2\s+warn 12/);
-    expect(lines.find((l) => l.startsWith("us-east-2"))).toMatch(/us-east-2\s+us-east\s+never\s+0\s+-\s+-/);
+    expect(lines[0]).toMatch(/^CLUSTER\s+REGION\s+SCANNED\s+OBJECTS\s+DRIFT\s+POD-SECURITY\s+REQUIRE-TEAM-LABEL$/);
+    // No drift reported by these agents: "-" in the DRIFT column.
+    expect(lines.find((l) => l.startsWith("eu-west-1"))).toMatch(/eu-west-1\s+eu-west\s+\S+ ago\s+42\s+-\s+fail 2\s+warn 12/);
+    expect(lines.find((l) => l.startsWith("us-east-2"))).toMatch(/us-east-2\s+us-east\s+never\s+0\s+-\s+-\s+-/);
     expect(text.out).toContain("eu-west-1 pod-security: Pod shop/cart-7d9f (fail), Deployment shop/cart (fail)\n");
     expect(text.out).toContain("eu-west-1 require-team-label: Deployment legacy/old-app (warn), and 11 more\n");
     const json = await fixture.cli(["get", "compliance", "--region", "us-east", "-o", "json"], { config });

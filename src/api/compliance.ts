@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { MAX_COMPLIANCE_EXAMPLES, MAX_COMPLIANCE_POLICIES } from "../decision/scan.js";
 import { DNS_LABEL_PATTERN } from "../policy/names.js";
+import type { DriftTotals } from "./drift.js";
 import { displayName as showable } from "./fields.js";
 
 export { MAX_COMPLIANCE_EXAMPLES, MAX_COMPLIANCE_POLICIES };
@@ -67,6 +68,8 @@ export interface ClusterCompliance {
   readonly objects: number;
   readonly omittedPolicies: number;
   readonly policies: readonly (PolicyCompliance & { readonly state: ComplianceState })[];
+  /** What its agent's drift watcher reported in all (GET /v1/compliance adds it; see api/drift.ts). */
+  readonly drift?: DriftTotals;
 }
 
 /** GET /v1/compliance: clusters × policies, for the clusters the caller may read. */

@@ -37,6 +37,8 @@ export const ENTRY_KINDS = {
     "the signed bundles a change published in one region: how many, how many distinct targets (policy sets), expiry, and the SHA-256 of their list (cluster, version, envelope hash, policy-set hash; GET /v1/audit/bundles/<hash>); a list of one names its cluster, version and hashes in the entry too",
   "bundle.acknowledged": "an agent reported enforcing a bundle version",
   "agent.denials": "admission denials an agent made, batched from its decision logs: time, request uid, operation, resource, policies and rules, and whether the caller was authenticated (how many in `authenticated`)",
+  "agent.drift":
+    "drift an agent found on an object its intents made, and what it did: the object, its policy, the drifted fields (paths, never values) or that it was deleted, the remediation (enforce or inform) and the outcome (remediated: re-applied; reported; failed, and why; fight: another controller kept writing, re-applies stopped for the rest of the minute, the other manager when known)",
   "rollout.started": "a staged rollout of a change of one layer started: the layer, its versions before and after, the stages with their clusters, the gates' bounds, and whether it is an emergency (gates skipped)",
   "rollout.stage-started": "a rollout's stage started: its clusters' bundles published (the canary's with the change itself)",
   "rollout.cluster-skipped": "a cluster that did not report within the stage's timeout, skipped by the stage's rule (onSilent: skip)",

@@ -53,6 +53,7 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
     },
   },
   { names: ["get compliance"], load: async () => [(await import("./commands/compliance.js")).getComplianceCommand] },
+  { names: ["get drift"], load: async () => [(await import("./commands/drift.js")).getDriftCommand] },
   {
     names: ["token create", "token list", "token revoke"],
     load: async () => {

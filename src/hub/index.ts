@@ -21,6 +21,7 @@ import { Reports } from "./reports.js";
 import { Impacts } from "./impact.js";
 import { Rollouts } from "./rollouts.js";
 import { Compliance } from "./compliance.js";
+import { Drift } from "./drift.js";
 import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
 import { TokenService } from "./tokens.js";
@@ -145,6 +146,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       rollouts: new Rollouts(db, federation, changes, bundles, reports, audit, now),
       impacts: new Impacts(db, now),
       compliance: new Compliance(db, now),
+      drift: new Drift(db, audit, now),
       audit,
       now,
     };

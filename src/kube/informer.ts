@@ -71,6 +71,10 @@ export interface InformerOptions<T> {
   readonly secrets?: readonly string[];
   /** Milliseconds now (default Date.now). */
   readonly clock?: () => number;
+  /** Watch only objects these labels select (`app.kubernetes.io/managed-by=polity`); the caller's list must ask the same. */
+  readonly labelSelector?: string;
+  /** Told after the cache changed: an object's key (added, modified, deleted by the watch), or undefined when a list replaced the whole cache. */
+  readonly onChange?: (key: string | undefined) => void;
 }
 
 /** API servers send a bookmark to a watch about every minute: a watch silent for longer is stuck. */
@@ -294,6 +298,7 @@ export class Informer<T> {
       for (const resolve of this.syncWaiters.splice(0)) resolve();
       this.options.log.info(`${this.options.name}: synced`, { objects: this.cache.size, resourceVersion: this.resourceVersion });
     }
+    this.options.onChange?.(undefined);
   }
 
   /**
@@ -303,7 +308,7 @@ export class Informer<T> {
   private watchOnce(signal: AbortSignal): Promise<boolean> {
     this.watches++;
     const timeoutSeconds = this.options.watchTimeoutSeconds?.() ?? Math.floor(300 + Math.random() * 300);
-    const query = { resourceVersion: this.resourceVersion ?? undefined, allowWatchBookmarks: true, timeoutSeconds };
+    const query = { resourceVersion: this.resourceVersion ?? undefined, allowWatchBookmarks: true, timeoutSeconds, labelSelector: this.options.labelSelector };
     const progressTimeoutMs = this.options.progressTimeoutMs ?? DEFAULT_PROGRESS_TIMEOUT_MS;
     return new Promise<boolean>((resolve, reject) => {
       let progressed = false;
@@ -366,6 +371,7 @@ export class Informer<T> {
             this.cache.delete(key);
             this.versions.delete(key);
             this.lastError = `${this.options.name} watch: a ${type} event for ${key} does not parse: taken out of the cache`;
+            this.options.onChange?.(key);
             return;
           }
           this.cache.set(key, value);
@@ -379,6 +385,7 @@ export class Informer<T> {
         lastProgress = this.now();
         this.lastError = null;
         this.contact();
+        this.options.onChange?.(key);
       };
       const done = (error: unknown) => {
         clearInterval(watchdog);

@@ -436,6 +436,52 @@ $$`,
     name: "cluster facts: what a cluster can hold (Kubernetes version, NetworkPolicy enforcement, capacity, zones), checked before intents reach it",
     statements: ["ALTER TABLE clusters ADD COLUMN facts jsonb"],
   },
+  // 13 is the apply status of issue 12 (branch apply); versions need not be contiguous: each is applied once, in list order.
+  {
+    version: 14,
+    name: "drift: what agents found on the objects their intents made, and what they did (re-applied, reported, a fight)",
+    statements: [
+      // One row per event (paths only, never values), newest DRIFT_EVENTS_PER_CLUSTER kept per cluster.
+      `CREATE TABLE drift_events (
+  cluster text NOT NULL,
+  id text NOT NULL,
+  at timestamptz NOT NULL,
+  received_at timestamptz NOT NULL,
+  api_version text NOT NULL,
+  kind text NOT NULL,
+  namespace text,
+  name text NOT NULL,
+  policy text,
+  missing boolean NOT NULL,
+  fields jsonb NOT NULL,
+  omitted_fields integer NOT NULL,
+  remediation text NOT NULL CHECK (remediation IN ('enforce', 'inform')),
+  outcome text NOT NULL CHECK (outcome IN ('remediated', 'reported', 'fight', 'failed')),
+  reapplies integer NOT NULL,
+  other_manager text,
+  reason text,
+  PRIMARY KEY (cluster, id)
+)`,
+      "CREATE INDEX drift_events_at ON drift_events (cluster, at DESC)",
+      // Totals per cluster (they outlive the pruned events): the compliance matrix shows them.
+      `CREATE TABLE drift_totals (
+  cluster text PRIMARY KEY,
+  remediated bigint NOT NULL DEFAULT 0,
+  reported bigint NOT NULL DEFAULT 0,
+  fights bigint NOT NULL DEFAULT 0,
+  failed bigint NOT NULL DEFAULT 0,
+  dropped bigint NOT NULL DEFAULT 0,
+  last_at timestamptz
+)`,
+      // A batch is taken once: one sent again after a lost answer stores nothing.
+      `CREATE TABLE drift_batches (
+  cluster text NOT NULL,
+  batch text NOT NULL,
+  received_at timestamptz NOT NULL,
+  PRIMARY KEY (cluster, batch)
+)`,
+    ],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

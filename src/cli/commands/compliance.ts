@@ -1,5 +1,6 @@
 /** `polity get compliance`: the matrix clusters × policies from the agents' background scans. */
 import type { ComplianceChange, ComplianceMatrix } from "../../api/compliance.js";
+import type { DriftTotals } from "../../api/drift.js";
 import { printable } from "../../policy/names.js";
 import { flag, outputFormat, stringOption, type Command } from "../command.js";
 import { EXIT, UsageError } from "../io.js";
@@ -15,6 +16,19 @@ function query(parsed: Parameters<Command["run"]>[0], extra: Record<string, stri
   return text === "" ? "" : `?${text}`;
 }
 
+/** A row's drift totals in a cell: `3 fixed, 1 fight`, or `-` for none. */
+function driftText(t: DriftTotals | undefined): string {
+  if (t === undefined) return "-";
+  const parts = [
+    [t.remediated, "fixed"],
+    [t.reported, "reported"],
+    [t.fights, t.fights === 1 ? "fight" : "fights"],
+    [t.failed, "failed"],
+  ] as const;
+  const text = parts.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`);
+  return text.length === 0 ? "-" : text.join(", ");
+}
+
 export const getComplianceCommand: Command = {
   name: "get compliance",
   summary: "which clusters comply with which policies, from their agents' background scans",
@@ -24,8 +38,10 @@ export const getComplianceCommand: Command = {
 agent scans what already runs in its cluster against its bundle (the webhook's own
 evaluation) and reports, per policy, how many objects pass, fail and warn; a cell says
 "pass", "fail N" or "warn N", and "-" where the cluster reported nothing for that policy.
-Below the table, a few failing objects of each failing cell (kind, namespace/name). A region
-operator sees the clusters of their region only.
+Below the table, a few failing objects of each failing cell (kind, namespace/name). The
+DRIFT column totals what the cluster's drift watcher did (re-applied "fixed", reported,
+fights, failed; polity get drift lists the events). A region operator sees the clusters of
+their region only.
 
 Flags:
       --region <r>     only the clusters of this region
@@ -64,7 +80,7 @@ region operator) or cannot be reached.`,
     }
     table(
       io,
-      ["CLUSTER", "REGION", "SCANNED", "OBJECTS", ...r.policies.map((p) => printable(p).toUpperCase())],
+      ["CLUSTER", "REGION", "SCANNED", "OBJECTS", "DRIFT", ...r.policies.map((p) => printable(p).toUpperCase())],
       r.items.map((row) => {
         const cells = new Map(row.policies.map((p) => [p.policy, p]));
         return [
@@ -72,6 +88,7 @@ region operator) or cannot be reached.`,
           row.region,
           row.scannedAt === null ? "never" : `${age(row.scannedAt)} ago`,
           String(row.objects),
+          driftText(row.drift),
           ...r.policies.map((policy) => {
             const cell = cells.get(policy);
             if (cell === undefined) return "-";

@@ -17,7 +17,7 @@ function filter(call: Call, name: string): string | undefined {
 }
 
 /** The registered clusters the caller may read, narrowed by ?region= and ?cluster= (each refused with 403 when asked beyond the caller's reach). */
-function clustersFor(hub: Hub, call: Call): { name: string; region: string }[] {
+export function clustersFor(hub: Hub, call: Call): { name: string; region: string }[] {
   const region = filter(call, "region");
   const cluster = filter(call, "cluster");
   if (region !== undefined) {
@@ -40,10 +40,14 @@ export const COMPLIANCE_ROUTES = [
   route({
     method: "GET",
     path: "/v1/compliance",
-    summary: `The compliance matrix: for each cluster the caller may read, its agent's last scan per policy (pass, fail and warn counts, a few failing objects by kind, namespace and name, and a state). ${FILTERS}`,
+    summary: `The compliance matrix: for each cluster the caller may read, its agent's last scan per policy (pass, fail and warn counts, a few failing objects by kind, namespace and name, and a state), and its drift totals (remediated, reported, fights, failed). ${FILTERS}`,
     access: { kind: "authenticated" },
     async handle(hub, call) {
-      return { body: await hub.compliance.matrix(clustersFor(hub, call), filter(call, "policy")) };
+      const clusters = clustersFor(hub, call);
+      const matrix = await hub.compliance.matrix(clusters, filter(call, "policy"));
+      // Each row with its agent's drift totals (src/hub/drift.ts).
+      const drift = await hub.drift.totals(clusters.map((c) => c.name));
+      return { body: { ...matrix, items: matrix.items.map((row) => ({ ...row, drift: drift.get(row.cluster)! })) } };
     },
   }),
   route({

@@ -8,6 +8,7 @@ import { AGENT_ROUTES } from "./agents.js";
 import { AUDIT_ROUTES } from "./audit.js";
 import { CLUSTER_ROUTES } from "./clusters.js";
 import { COMPLIANCE_ROUTES } from "./compliance.js";
+import { DRIFT_ROUTES } from "./drift.js";
 import { EXCEPTION_ROUTES } from "./exceptions.js";
 import { IDENTITY_ROUTES } from "./identity.js";
 import { LAYER_ROUTES } from "./layers.js";
@@ -15,4 +16,4 @@ import { PROPOSAL_ROUTES } from "./proposals.js";
 import { ROLLOUT_ROUTES } from "./rollouts.js";
 import { TOKEN_ROUTES } from "./tokens.js";
 
-export const ROUTES: readonly Route[] = [...IDENTITY_ROUTES, ...TOKEN_ROUTES, ...LAYER_ROUTES, ...CLUSTER_ROUTES, ...AGENT_ROUTES, ...COMPLIANCE_ROUTES, ...EXCEPTION_ROUTES, ...PROPOSAL_ROUTES, ...ROLLOUT_ROUTES, ...AUDIT_ROUTES];
+export const ROUTES: readonly Route[] = [...IDENTITY_ROUTES, ...TOKEN_ROUTES, ...LAYER_ROUTES, ...CLUSTER_ROUTES, ...AGENT_ROUTES, ...COMPLIANCE_ROUTES, ...DRIFT_ROUTES, ...EXCEPTION_ROUTES, ...PROPOSAL_ROUTES, ...ROLLOUT_ROUTES, ...AUDIT_ROUTES];
