@@ -20,6 +20,7 @@ import { loadSigningKey } from "./keys.js";
 import { Reports } from "./reports.js";
 import { Impacts } from "./impact.js";
 import { Rollouts } from "./rollouts.js";
+import { ClusterIntents } from "./intents-status.js";
 import { Compliance } from "./compliance.js";
 import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
@@ -145,6 +146,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       rollouts: new Rollouts(db, federation, changes, bundles, reports, audit, now),
       impacts: new Impacts(db, now),
       compliance: new Compliance(db, now),
+      intents: new ClusterIntents(db, federation, bundles, audit, now),
       audit,
       now,
     };

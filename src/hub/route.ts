@@ -16,6 +16,7 @@ import type { AuditLog } from "./audit-log.js";
 import type { BundleService } from "./bundles.js";
 import type { Changes } from "./change.js";
 import type { Compliance } from "./compliance.js";
+import type { ClusterIntents } from "./intents-status.js";
 import type { Exceptions } from "./exceptions.js";
 import type { Proposals } from "./proposals.js";
 import type { Federation } from "./federation.js";
@@ -41,6 +42,7 @@ export interface Hub {
   readonly rollouts: Rollouts;
   readonly impacts: Impacts;
   readonly compliance: Compliance;
+  readonly intents: ClusterIntents;
   readonly audit: AuditLog;
   readonly now: () => Date;
 }

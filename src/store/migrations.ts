@@ -436,6 +436,22 @@ $$`,
     name: "cluster facts: what a cluster can hold (Kubernetes version, NetworkPolicy enforcement, capacity, zones), checked before intents reach it",
     statements: ["ALTER TABLE clusters ADD COLUMN facts jsonb"],
   },
+  {
+    version: 13,
+    name: "facts reported by a cluster's agent, and the result of its last apply of its bundle's manifests",
+    statements: [
+      "ALTER TABLE clusters ADD COLUMN reported_facts jsonb",
+      "ALTER TABLE clusters ADD COLUMN facts_reported_at timestamptz",
+      `CREATE TABLE apply_status (
+  cluster text PRIMARY KEY,
+  reported_at timestamptz NOT NULL,
+  bundle_version bigint NOT NULL,
+  outcome text NOT NULL,
+  -- The agent's report as validated (src/api/intents.ts).
+  report jsonb NOT NULL
+)`,
+    ],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations
