@@ -67,6 +67,8 @@ export interface ClusterCompliance {
   readonly objects: number;
   readonly omittedPolicies: number;
   readonly policies: readonly (PolicyCompliance & { readonly state: ComplianceState })[];
+  /** Its agent's last apply of the bundle's manifests (polity cluster status has the rest); null before any. */
+  readonly apply?: { readonly bundleVersion: number; readonly outcome: string; readonly failed: string | null; readonly conflicts: number } | null;
 }
 
 /** GET /v1/compliance: clusters × policies, for the clusters the caller may read. */

@@ -40,10 +40,18 @@ export const COMPLIANCE_ROUTES = [
   route({
     method: "GET",
     path: "/v1/compliance",
-    summary: `The compliance matrix: for each cluster the caller may read, its agent's last scan per policy (pass, fail and warn counts, a few failing objects by kind, namespace and name, and a state). ${FILTERS}`,
+    summary: `The compliance matrix: for each cluster the caller may read, its agent's last scan per policy (pass, fail and warn counts, a few failing objects by kind, namespace and name, and a state), and its agent's last apply of its intents' manifests. ${FILTERS}`,
     access: { kind: "authenticated" },
     async handle(hub, call) {
-      return { body: await hub.compliance.matrix(clustersFor(hub, call), filter(call, "policy")) };
+      const clusters = clustersFor(hub, call);
+      const matrix = await hub.compliance.matrix(clusters, filter(call, "policy"));
+      // Each cluster's last apply of its intents' manifests beside its scan.
+      const applies = await hub.intents.lastApplies(clusters.map((c) => c.name));
+      const apply = (name: string) => {
+        const a = applies.get(name);
+        return a === undefined ? null : { bundleVersion: a.bundleVersion, outcome: a.outcome, failed: a.failed === null ? null : `${a.failed.object}: ${a.failed.reason}`, conflicts: a.conflicts.length };
+      };
+      return { body: { ...matrix, items: matrix.items.map((item) => ({ ...item, apply: apply(item.cluster) })) } };
     },
   }),
   route({

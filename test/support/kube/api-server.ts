@@ -185,6 +185,8 @@ function fieldFilter(selector: string | undefined): (object: Json) => boolean {
 export class TestApiServer {
   /** Every request, in order. */
   readonly requests: RecordedRequest[] = [];
+  /** What GET /version answers (gitVersion; major and minor are read from it). */
+  kubernetesVersion = "v1.33.0-polity-test";
   private readonly types: ResourceType[] = [...BUILT_IN];
   private readonly objects = new Map<string, Json>();
   private readonly history: StoredEvent[] = [];
@@ -495,7 +497,10 @@ export class TestApiServer {
     const method = record.method;
     // Discovery.
     if (method === "GET") {
-      if (path === "/version") return answer(200, { major: "1", minor: "33", gitVersion: "v1.33.0-polity-test", platform: "linux/amd64" });
+      if (path === "/version") {
+        const [, major, minor] = /^v?(\d+)\.(\d+)/.exec(this.kubernetesVersion) ?? [];
+        return answer(200, { major, minor, gitVersion: this.kubernetesVersion, platform: "linux/amd64" });
+      }
       if (path === "/api") return answer(200, { kind: "APIVersions", apiVersion: "v1", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: this.url.replace("https://", "") }] });
       if (path === "/apis") return answer(200, groupList(this.types));
       if (path === "/api/v1") return answer(200, resourceList(this.types, "", "v1"));
