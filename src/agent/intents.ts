@@ -23,9 +23,10 @@ import { KubernetesObjectApi } from "@kubernetes/client-node";
 import type { ApplyReport } from "../api/intents.js";
 import { call } from "../client/http.js";
 import { writeFileAtomic } from "../files/write.js";
-import { clusterFacts, renderCluster, type Manifest } from "../intents/index.js";
-import type { KubeAccess } from "../kube/index.js";
-import { Applier } from "./apply/index.js";
+import { clusterFacts } from "../intents/facts.js";
+import type { Manifest } from "../intents/index.js";
+import { describeFailure, type KubeAccess } from "../kube/index.js";
+import { Applier, type ApplyResult } from "./apply/index.js";
 import type { ActiveBundle, LoadedBundle } from "./bundle/active.js";
 import type { AgentCredentials } from "./identity/credentials.js";
 import type { Log } from "./log.js";
@@ -125,7 +126,7 @@ export class IntentsPlugin implements Plugin {
         errors.succeeded("intents");
         backoff.reset();
       } catch (error) {
-        // The API server could not be asked at all: tried again, nothing reported as applied.
+        // Not the API server's answer (the record could not be written): tried again.
         errors.failed("intents", "applying the bundle's manifests failed", error);
         await sleep(backoff.next(), signal);
       }
@@ -151,6 +152,8 @@ export class IntentsPlugin implements Plugin {
       done({ ...base, outcome: "refused", message: `the facts in the bundle are not valid: ${facts.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`.slice(0, 4000) });
       return;
     }
+    // Loaded at the first apply: the Kubernetes schemas it checks against cost seconds to load, and most agents' starts need none.
+    const { renderCluster } = await import("../intents/index.js");
     const rendering = renderCluster(cluster, active.set, facts.data);
     if (rendering.hash !== metadata.manifestsHash) {
       const message = `this agent renders the bundle's intents to ${rendering.hash}, not ${metadata.manifestsHash} as the hub did (another translator version): nothing applied, the objects of the last apply stay`;
@@ -160,7 +163,16 @@ export class IntentsPlugin implements Plugin {
     }
     const desired = rendering.document.manifests;
     const previous = this.applied?.manifests ?? [];
-    const result = await this.applier.apply(desired, previous, { deleteUnwanted: !fromDisk });
+    let result: ApplyResult;
+    try {
+      result = await this.applier.apply(desired, previous, { deleteUnwanted: !fromDisk });
+    } catch (error) {
+      // A deletion failed, or the API server could not be asked at all: reported, tried again after retryMs.
+      const message = `applying stopped: ${describeFailure(error)}`;
+      log.warn("applying the bundle's manifests failed", { version: metadata.version, message });
+      done({ ...base, outcome: "failed", message });
+      return;
+    }
     const report: ApplyReport = {
       ...base,
       outcome: result.rolledBack ? "failed" : "applied",

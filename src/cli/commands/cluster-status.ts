@@ -68,8 +68,8 @@ Example:
       const what =
         last.outcome === "applied"
           ? `applied ${last.applied} object(s), deleted ${last.deleted}${last.fromDisk ? " (from the bundle on disk: nothing deleted)" : ""}`
-          : last.outcome === "failed"
-            ? `FAILED at ${last.failed?.object ?? "?"}: ${last.failed?.reason ?? "?"}${last.rolledBack ? "; rolled back to the previous objects" : ""}`
+          : last.outcome === "failed" && last.failed !== null
+            ? `FAILED at ${last.failed.object}: ${last.failed.reason}${last.rolledBack ? "; rolled back to the previous objects" : ""}`
             : `${last.outcome.toUpperCase()}: ${last.message ?? ""}`;
       io.out(`last apply v${last.bundleVersion} ${what} (${age(last.reportedAt)} ago)\n`);
       for (const c of last.conflicts) io.out(`  conflict: field ${c.field} of ${c.object} is owned by manager ${c.manager}\n`);
