@@ -200,9 +200,39 @@ describe("an agent with a hub and an API server", () => {
     expect(quota()).toBeDefined();
   }, 60_000);
 
-  it("keeps what it applied in its data folder, so that a restarted agent knows what it owns", () => {
+  it("keeps what it applied in its data folder; restarted with its hub unreachable, it applies the bundle on its disk again and deletes nothing", async () => {
     const record = JSON.parse(readFileSync(join(dir, "agent", "intents", "applied.json"), "utf8")) as { manifests: { kind: string }[] };
     expect(record.manifests.some((m) => m.kind === "NetworkPolicy")).toBe(false);
     expect(record.manifests.some((m) => m.kind === "ResourceQuota")).toBe(true);
-  });
+    const exited = new Promise((resolve) => agent.once("exit", resolve));
+    agent.kill("SIGTERM");
+    await exited;
+    await hub.hub.close();
+    // Someone deleted a quota meanwhile. And the record names an object Polity owns that the
+    // bundle on disk does not have: a newly verified bundle would delete it; this start may not.
+    api.remove("v1", "ResourceQuota", "polity-payments-quota", "payments");
+    const leftover = { apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: "polity-leftover", namespace: "payments", labels: { "app.kubernetes.io/managed-by": "polity", "polity.dev/policy": "gone" } }, spec: { podSelector: {} } };
+    api.put(leftover, "polity");
+    const file = join(dir, "agent", "intents", "applied.json");
+    const held = JSON.parse(readFileSync(file, "utf8")) as { manifests: unknown[] };
+    writeFileSync(file, JSON.stringify({ ...held, manifests: [...held.manifests, leftover] }));
+    const since = Date.now();
+    output = "";
+    const { DATABASE_URL: _d, KUBECONFIG: _k, KUBERNETES_SERVICE_HOST: _h, ...env } = process.env;
+    agent = spawn(process.execPath, [BIN, "agent", "--hub", hub.hub.url, "--cluster", CLUSTER, "--data", join(dir, "agent"), "--listen", "127.0.0.1:0", "--poll-wait", "2", "--kubeconfig", kubeconfig, "--facts-interval", "1"], {
+      env: { ...env, NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    agent.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+    agent.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+    await eventually("the quota applied again from the bundle on disk", () => quota(), 30_000).catch((error: unknown) => {
+      throw new Error(`${String(error)}\n${output.slice(-3000)}`);
+    });
+    await eventually("the apply from disk logged", () => output.includes('"msg":"applied the bundle\'s manifests"') && output.includes('"fromDisk":true'), 20_000);
+    // (The background scan prunes its own policy reports as always: not an intent's object.)
+    expect(api.requests.filter((r) => r.at >= since && r.method === "DELETE" && !r.path.includes("/policyreports/")).map((r) => r.path)).toEqual([]);
+    expect(networkPolicies()).toEqual(["polity-leftover", "team-own"]);
+    // Still owned: the next bundle from the hub may delete it.
+    expect((JSON.parse(readFileSync(file, "utf8")) as { manifests: { metadata: { name: string } }[] }).manifests.some((m) => m.metadata.name === "polity-leftover")).toBe(true);
+  }, 60_000);
 });

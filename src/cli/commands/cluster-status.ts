@@ -44,7 +44,7 @@ ${HUB_HELP}
 Exit status: 0 when the last apply succeeded (or there is nothing to apply) and the facts
 raise no problem, 1 otherwise, 2 for bad usage or an unreachable hub.
 
-Example:
+Examples:
   polity cluster status eu-west-1
   polity cluster status eu-west-1 -o json | jq .lastApply`,
   async run(parsed, io) {
