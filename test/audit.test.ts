@@ -237,6 +237,25 @@ describe("a federation's history in its audit log", () => {
     await call(agent, "POST", "/v1/agent/status", enforced);
     // A repeat of the same status is not a second acknowledgement.
     await call(agent, "POST", "/v1/agent/status", enforced);
+    // The agent reports its cluster's facts (its bundle is signed again with them), and an apply of its manifests that failed.
+    await call(agent, "POST", "/v1/agent/facts", { kubernetesVersion: "v1.31.2", zones: ["eu-west-1a"], capacity: { cpu: "96", memory: "384Gi" }, nodes: 3 });
+    const failedApply = {
+      bundleVersion: exceptionChange.bundleVersion,
+      manifestsHash: null,
+      outcome: "failed",
+      fromDisk: false,
+      at: new Date().toISOString(),
+      applied: 1,
+      deleted: 0,
+      failed: { object: "ResourceQuota payments/polity-payments-quota", reason: "500 injected" },
+      rolledBack: true,
+      rollbackFailures: [],
+      conflicts: [],
+      message: null,
+    };
+    await call(agent, "POST", "/v1/agent/apply", failedApply);
+    // The same report again (a retry) is not audited twice.
+    await call(agent, "POST", "/v1/agent/apply", failedApply);
     // Then withdrawn; and the us-east region layer deleted.
     await call(h.admin, "POST", "/v1/apply", { files: [CLUSTER_EU1_WITHOUT_EXCEPTION] });
     // Staged rollouts of the eu-west region: one paused, resumed, its silent clusters skipped,
@@ -405,11 +424,15 @@ describe("a federation's history in its audit log", () => {
     const found = await polity(["audit", "search", "--correlation", exceptionChange.correlationId, "-o", "json"], { config });
     expect(found.code, found.err).toBe(0);
     const listed = (JSON.parse(found.out) as { items: Listed[] }).items;
+    // The bundle signed again with the facts its agent reported keeps the change's correlation id
+    // (the same policies), and the failed apply of that bundle joins the change too.
     expect(listed.map((l) => [l.entry.kind, l.entry.cluster])).toEqual([
       ["layer.changed", "eu-west-1"],
       ["exception.changed", "eu-west-1"],
       ["bundles.published", "eu-west-1"],
       ["bundle.acknowledged", "eu-west-1"],
+      ["bundles.published", "eu-west-1"],
+      ["intents.apply-failed", "eu-west-1"],
     ]);
     expect(listed.map((l) => l.entry.correlationId)).toEqual(listed.map(() => exceptionChange.correlationId));
     // The table names them too.
@@ -422,7 +445,8 @@ describe("a federation's history in its audit log", () => {
   it("finds entries by time, actor, cluster, region and kind, and refuses filters it cannot read", async () => {
     const search = (query: string) => entries(auditor.endpoint, query);
     expect((await search("&kind=enrolment.failed")).map((l) => l.entry.data.reason)).toEqual(["unknown-token", "used-token", "wrong-cluster", "expired-token"]);
-    expect(new Set((await search("&actor=cluster:eu-west-1")).map((l) => l.entry.kind))).toEqual(new Set(["certificate.issued", "bundle.acknowledged", "agent.denials", "agent.drift"]));
+    expect(new Set((await search("&actor=cluster:eu-west-1")).map((l) => l.entry.kind))).toEqual(new Set(["certificate.issued", "bundle.acknowledged", "cluster.facts-reported", "intents.apply-failed", "agent.denials", "agent.drift"]));
+    expect(await search("&kind=intents.apply-failed")).toHaveLength(1);
     const eu3 = await search("&cluster=eu-west-3");
     expect(eu3.map((l) => l.entry.cluster)).toEqual(eu3.map(() => "eu-west-3"));
     expect(eu3.map((l) => l.entry.kind)).toContain("cluster.relabelled");

@@ -3,14 +3,19 @@
  * objects are server-side applied in dependency order with field manager `polity`; a version
  * one of whose objects fails is rolled back to the previous version (the objects it created
  * removed, the previous ones applied again); objects the new version no longer has are
- * deleted, and only those Polity made.
+ * deleted, and only those Polity made. A field another field manager took (the real kubectl,
+ * `apply --server-side --field-manager`) is a conflict, reported by field and manager and
+ * never forced, unless the intent says `forceConflicts`.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KubernetesObjectApi } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Applier } from "../src/agent/apply/index.js";
+import { spawnSync } from "node:child_process";
+import { Applier, describeConflict } from "../src/agent/apply/index.js";
+import { FORCE_CONFLICTS_ANNOTATION } from "../src/intents/translate.js";
+import { run } from "./support/processes.js";
 import { renderCluster, type Manifest } from "../src/intents/index.js";
 import { loadKubeAccess } from "../src/kube/index.js";
 import { effectivePolicySet } from "../src/layering/effective.js";
@@ -21,6 +26,8 @@ const ROOT = join(import.meta.dirname, "..");
 let api: TestApiServer;
 let dir: string;
 let applier: Applier;
+let kubeconfig: string;
+const KUBECTL = spawnSync("kubectl", ["version", "--client"], { encoding: "utf8" }).status === 0;
 
 const KINDS = ["NetworkPolicy", "ResourceQuota", "LimitRange", "ClusterRole", "ClusterRoleBinding"];
 
@@ -47,7 +54,8 @@ beforeAll(async () => {
   }
   for (const name of ["payments", "billing"]) api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name } });
   dir = mkdtempSync(join(tmpdir(), "polity-apply-"));
-  const access = loadKubeAccess({ kubeconfig: api.writeKubeconfig(join(dir, "kubeconfig")), env: {} })!;
+  kubeconfig = api.writeKubeconfig(join(dir, "kubeconfig"));
+  const access = loadKubeAccess({ kubeconfig, env: {} })!;
   applier = new Applier(KubernetesObjectApi.makeApiClient(access.config));
 });
 
@@ -104,5 +112,63 @@ describe("the agent's applier", () => {
     expect(result.deleted).toEqual(dropped.filter((m) => m !== billing).map((m) => `LimitRange ${m.metadata.namespace}/${m.metadata.name}`));
     for (const m of dropped.filter((d) => d !== billing)) expect(stored(m)).toBeUndefined();
     expect(stored(billing)).toBeDefined();
+  });
+});
+
+/** The real kubectl against the test API server, applying `yaml` server-side as field manager `manager`. */
+function kubectlApply(yaml: string, manager: string, extra: readonly string[] = []) {
+  const { KUBECONFIG: _k, ...env } = process.env;
+  return run("kubectl", ["--kubeconfig", kubeconfig, "apply", "--server-side", `--field-manager=${manager}`, "--validate=false", ...extra, "-f", "-"], { env, input: yaml, timeoutMs: 30_000 });
+}
+
+describe.skipIf(!KUBECTL)(`conflicts with another field manager${KUBECTL ? "" : " (skipped: kubectl is not installed here; apt-get install kubernetes-client)"}`, () => {
+  const v1 = exampleObjects();
+  const quota = v1.find((m) => m.kind === "ResourceQuota" && m.metadata.namespace === "payments")!;
+  const otherQuota = `apiVersion: v1
+kind: ResourceQuota
+metadata: { name: ${quota.metadata.name}, namespace: payments }
+spec:
+  hard: { requests.cpu: "5" }
+`;
+  const hard = () => (stored(quota)!.spec as { hard: Record<string, string> }).hard;
+  const managers = () => ((stored(quota)!.metadata as { managedFields: { manager: string }[] }).managedFields.map((f) => f.manager));
+
+  it("refuses kubectl's server-side apply of a field Polity owns with another value, naming polity, and lets it take the field with --force-conflicts", async () => {
+    // The billing team's own LimitRange of the suite above, whose fields Polity would conflict with.
+    const billing = v1.find((m) => m.kind === "LimitRange" && m.metadata.namespace === "billing")!;
+    api.remove("v1", "LimitRange", billing.metadata.name, "billing");
+    expect((await applier.apply(v1, v1)).rolledBack).toBe(false);
+    const refused = await kubectlApply(otherQuota, "ops");
+    expect(refused.code).not.toBe(0);
+    expect(refused.err).toContain('conflict with "polity"');
+    expect(refused.err).toContain(".spec.hard.requests.cpu");
+    const forced = await kubectlApply(otherQuota, "ops", ["--force-conflicts"]);
+    expect(forced.code, forced.err).toBe(0);
+    expect(hard()["requests.cpu"]).toBe("5");
+    expect(managers()).toEqual(expect.arrayContaining(["polity", "ops"]));
+  });
+
+  it("reports the field another manager owns as a conflict, never forces it, and rolls the version back", async () => {
+    const before = api.requests.length;
+    const result = await applier.apply(v1, v1);
+    expect(result.rolledBack).toBe(true);
+    expect(result.failed?.object).toBe(`ResourceQuota payments/${quota.metadata.name}`);
+    expect(result.conflicts).toEqual([{ object: `ResourceQuota payments/${quota.metadata.name}`, field: ".spec.hard.requests.cpu", manager: "ops" }]);
+    expect(result.conflicts.map(describeConflict)).toEqual([`field .spec.hard.requests.cpu of ResourceQuota payments/${quota.metadata.name} is owned by manager ops`]);
+    expect(result.failed?.reason).toContain("is owned by manager ops");
+    // Never forced: the other manager's value stands.
+    expect(api.requests.slice(before).filter((r) => r.query.fieldManager === "polity").every((r) => r.query.force !== "true")).toBe(true);
+    expect(hard()["requests.cpu"]).toBe("5");
+  });
+
+  it("takes the field over with force when the intent says forceConflicts", async () => {
+    const forced = v1.map((m) => (m === quota ? { ...m, metadata: { ...m.metadata, annotations: { ...m.metadata.annotations, [FORCE_CONFLICTS_ANNOTATION]: "true" } } } : m));
+    const result = await applier.apply(forced, v1);
+    expect(result).toMatchObject({ rolledBack: false, conflicts: [] });
+    expect(hard()["requests.cpu"]).toBe((quota.spec as { hard: Record<string, string> }).hard["requests.cpu"]);
+    const applies = api.requests.filter((r) => r.method === "PATCH" && r.path.endsWith(`/resourcequotas/${quota.metadata.name}`) && r.query.fieldManager === "polity");
+    expect(applies.at(-1)!.query.force).toBe("true");
+    // The other manager no longer owns the field: an apply without force holds again.
+    expect((await applier.apply(v1, forced)).rolledBack).toBe(false);
   });
 });

@@ -8,7 +8,10 @@
  * - namespaces: with a Kubernetes API server, keep its Namespaces in memory for every
  *   decision (namespaces.ts, over src/kube/); /readyz waits for their first list;
  * - scan: with an API server, judge what already runs against the bundle, write policy
- *   reports, and keep the compliance summary the status loop sends (scan/).
+ *   reports, and keep the compliance summary the status loop sends (scan/);
+ * - intents: with an API server, the leader applies the manifests its bundle's intents make
+ *   and reports each result (intents.ts, over apply/); facts: it observes and reports the
+ *   cluster's facts (facts.ts).
  * Beside them the webhook decides AdmissionReviews from the active bundle (webhook.ts).
  *
  * What the loops share is passed to them as objects: the credentials, the active bundle,
@@ -46,6 +49,9 @@ import { sleep } from "./plugin.js";
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { StatusPlugin } from "./status.js";
+import { IntentsPlugin } from "./intents.js";
+import { FactsPlugin } from "./facts.js";
+import type { Manifest } from "../intents/index.js";
 import { startWebhook, type Counters } from "./webhook.js";
 
 export type { AgentHealth } from "./health.js";
@@ -95,6 +101,12 @@ export interface AgentOptions {
   readonly namespaceFetchTimeoutMs?: number;
   /** Bounds of the window of recorded admission requests (for the impact of a change). */
   readonly window?: Partial<WindowOptions>;
+  /** With `kube`: apply the manifests of the bundle's intents (default true). */
+  readonly applyIntents?: boolean;
+  /** With `kube`: how often the cluster's facts are observed (default 60 s). */
+  readonly factsIntervalMs?: number;
+  /** With `kube`: how long before a version whose apply failed is tried again (default 30 s). */
+  readonly applyRetryMs?: number;
   /** How long an impact request long poll waits at the hub (default 30 s). */
   readonly impactPollSeconds?: number;
   /** The agent's clock, for everything it dates or compares with a date (default: the system's). */
@@ -107,6 +119,12 @@ export interface RunningAgent {
   readonly webhookCaPem: string;
   /** The bundle enforced; a bundle offered to it directly is checked as one from the hub. */
   readonly bundle: ActiveBundle;
+  /**
+   * Hears the objects the cluster holds of Polity's after each successful apply of the
+   * bundle's manifests, and the restored ones after a rollback (drift watching builds on
+   * it); never called without an API server.
+   */
+  onApplied(listener: (manifests: readonly Manifest[]) => void): void;
   /** Whether this replica does the work done once per cluster: always, without a Lease. */
   leader(): boolean;
   health(): AgentHealth;
@@ -154,8 +172,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       : new ScanPlugin({ kube: options.kube, namespaces: namespaces.cache, bundle, now, log, periodMs: options.scanPeriodMs, reportDelayMs: options.scanReportDelayMs, writeReports: leader });
   const status = new StatusPlugin({ credentials, errors, intervalMs: options.statusIntervalMs ?? 5000, health: () => health(), leader, compliance: () => scan?.summary() });
   const impact = new ImpactPlugin({ credentials, errors, bundle, window, pollWaitSeconds: options.impactPollSeconds ?? 30, now });
-  const plugins: readonly Plugin[] = [identity, bundles, logs, status, impact, ...(namespaces === undefined ? [] : [namespaces]), ...(scan === undefined ? [] : [scan])];
-  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null, lease: election?.health() ?? null, webhookConfiguration: registration?.health() ?? null });
+  const intents =
+    options.kube === undefined || options.applyIntents === false
+      ? undefined
+      : new IntentsPlugin({ kube: options.kube, bundle, credentials, errors, dataDir: options.dataDir, cluster: options.cluster, leader, log, now, ...(options.applyRetryMs === undefined ? {} : { retryMs: options.applyRetryMs }) });
+  const facts = options.kube === undefined ? undefined : new FactsPlugin({ kube: options.kube, credentials, errors, leader, now, ...(options.factsIntervalMs === undefined ? {} : { intervalMs: options.factsIntervalMs }) });
+  const plugins: readonly Plugin[] = [identity, bundles, logs, status, impact, ...(namespaces === undefined ? [] : [namespaces]), ...(scan === undefined ? [] : [scan]), ...(intents === undefined ? [] : [intents]), ...(facts === undefined ? [] : [facts])];
+  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null, lease: election?.health() ?? null, webhookConfiguration: registration?.health() ?? null, intents: intents?.health() ?? null, facts: facts?.health() ?? null });
   const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, byBundle, kube, scan: () => scan?.health() ?? null });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
@@ -197,6 +220,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     webhookUrl: `https://${host.includes(":") ? `[${host}]` : host}:${port}/validate`,
     webhookCaPem: certificate.caPem,
     bundle,
+    onApplied: (listener) => intents?.onApplied(listener),
     leader,
     health,
     async close() {

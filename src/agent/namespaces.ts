@@ -8,6 +8,8 @@
  * Its error in /healthz (`errors.namespaces`) is the informer's last failure (a refused
  * list, a garbage answer, a dropped watch) until a list or an event succeeds again.
  */
+import type { IntentsHealth } from "./intents.js";
+import type { FactsHealth } from "./facts.js";
 import { describeKubeAccess, NamespaceCache, type KubeAccess, type LeaseHealth, type NamespaceCacheHealth, type NamespaceLookup } from "../kube/index.js";
 import type { IdentitySecretHealth } from "./identity/secret.js";
 import type { Log } from "./log.js";
@@ -27,6 +29,10 @@ export interface KubeHealth {
   readonly lease?: LeaseHealth | null;
   /** The ValidatingWebhookConfiguration the agent keeps; null when it keeps none. */
   readonly webhookConfiguration?: { readonly applied: boolean; readonly lastError: string | null } | null;
+  /** The last apply of the bundle's manifests (intents.ts); null without one. */
+  readonly intents?: IntentsHealth | null;
+  /** The cluster's facts as last observed and reported (facts.ts); null without an API server. */
+  readonly facts?: FactsHealth | null;
 }
 
 export const NO_KUBE_MESSAGE =

@@ -70,6 +70,8 @@ export interface ClusterCompliance {
   readonly policies: readonly (PolicyCompliance & { readonly state: ComplianceState })[];
   /** What its agent's drift watcher reported in all (GET /v1/compliance adds it; see api/drift.ts). */
   readonly drift?: DriftTotals;
+  /** Its agent's last apply of the bundle's manifests (polity cluster status has the rest); null before any. */
+  readonly apply?: { readonly bundleVersion: number; readonly outcome: string; readonly failed: string | null; readonly conflicts: number } | null;
 }
 
 /** GET /v1/compliance: clusters × policies, for the clusters the caller may read. */

@@ -51,6 +51,16 @@ function refusal(file: Uint8Array, trust: Trust = TRUST, held?: { version: numbe
 }
 
 describe("a bundle", () => {
+  it("carries its cluster's facts and manifests hash under the signature: altered facts do not verify", () => {
+    const facts = { kubernetesVersion: "v1.33.0", networkPolicy: true, zones: ["eu-west-1a"] };
+    const file = encodeBundle(bundle({ facts, manifestsHash: `sha256:${"a".repeat(64)}` }));
+    expect(verifyBundle(decodeBundle(file), TRUST, undefined, BEFORE_EXPIRY)).toMatchObject({ facts, manifestsHash: `sha256:${"a".repeat(64)}` });
+    const altered = Buffer.from(file.toString("utf8").replace('"eu-west-1a"', '"us-east-1a"'), "utf8");
+    expect(refusal(altered)).toBe("bad-signature");
+    const notAnObject = Buffer.from(file.toString("utf8").replace(/"facts":\{[^}]*\}/, '"facts":["x"]'), "utf8");
+    expect(refusal(notAnObject)).toBe("malformed");
+  });
+
   it("survives signing, encoding, decoding and verifying unchanged", () => {
     const signed = bundle();
     const file = encodeBundle(signed);

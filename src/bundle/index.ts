@@ -3,7 +3,8 @@
  *
  * In the spirit of The Update Framework, a bundle is small signed metadata and a target:
  * the metadata names the cluster, a monotonic version, an expiry and the SHA-256 of the
- * target, the cluster's effective policy set in canonical bytes. (Revoked certificates are
+ * target, the cluster's effective policy set in canonical bytes, and, for a cluster with
+ * facts, those facts and the hash of the manifests its intents make under them. (Revoked certificates are
  * refused by the hubs, which read them on every request; bundles carry no list of them.)
  * On the wire and on disk a bundle is one file:
  *
@@ -18,7 +19,7 @@
  * Pure: keys, time and the version held are passed in.
  */
 import { createHash, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
-import { canonicalJson, contentHash } from "../canonical/index.js";
+import { canonicalJson, contentHash, type Json } from "../canonical/index.js";
 
 export const BUNDLE_TYPE = "polity.dev/bundle";
 export const BUNDLE_MEDIA_TYPE = "application/vnd.polity.bundle";
@@ -43,6 +44,15 @@ export interface BundleMetadata {
   /** `sha256:<hex>` of the target: the canonical effective policy set. */
   readonly targetHash: string;
   readonly targetLength: number;
+  /**
+   * The cluster's facts the hub checked its intents against (declared at registration,
+   * reported by its agent), in canonical form; absent for a cluster with none. Per cluster,
+   * so they live here, not in the target that clusters with the same set share: the agent
+   * renders its manifests from the verified target and these signed facts.
+   */
+  readonly facts?: Readonly<Record<string, Json>>;
+  /** The hash `renderCluster` gives for the target and `facts`: the agent applies nothing whose own rendering differs. */
+  readonly manifestsHash?: string;
 }
 
 export interface Envelope {
@@ -131,7 +141,9 @@ export function decodeBundle(bytes: Uint8Array): Bundle {
     typeof s.expires !== "string" ||
     typeof s.issuedAt !== "string" ||
     typeof s.targetHash !== "string" ||
-    !Number.isSafeInteger(s.targetLength)
+    !Number.isSafeInteger(s.targetLength) ||
+    (s.facts !== undefined && (typeof s.facts !== "object" || s.facts === null || Array.isArray(s.facts))) ||
+    (s.manifestsHash !== undefined && typeof s.manifestsHash !== "string")
   ) {
     throw new BundleError("malformed", "not a bundle: its metadata lacks required fields");
   }

@@ -52,6 +52,7 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
       ];
     },
   },
+  { names: ["cluster status"], load: async () => [(await import("./commands/cluster-status.js")).clusterStatusCommand] },
   { names: ["get compliance"], load: async () => [(await import("./commands/compliance.js")).getComplianceCommand] },
   { names: ["get drift"], load: async () => [(await import("./commands/drift.js")).getDriftCommand] },
   {

@@ -13,8 +13,9 @@
  * change's bundles are audited by one `bundles.published` entry per region, naming the list
  * of them (src/bundle/publication.ts, kept in `bundle_publications`) by its hash.
  */
-import { canonicalJson } from "../canonical/index.js";
-import { sha256Hash, signMetadata } from "../bundle/index.js";
+import { canonicalJson, type Json } from "../canonical/index.js";
+import { manifestsHash } from "./intents.js";
+import { sha256Hash, signMetadata, type BundleMetadata, type Envelope } from "../bundle/index.js";
 import { encodePublication, type PublishedBundle } from "../bundle/publication.js";
 import type { EffectivePolicySet } from "../layering/effective.js";
 import type { Database, Queryable } from "../store/database.js";
@@ -40,6 +41,8 @@ interface Current {
   readonly expiresAt: number;
   /** The change that made it. */
   readonly correlationId: string | null;
+  /** The canonical facts it was signed with ("" for none): new facts make a new bundle. */
+  readonly factsKey: string;
   /** The metadata line, with its trailing newline. */
   readonly envelope: Buffer;
 }
@@ -78,11 +81,13 @@ export class BundleService {
       const version = Number(row.version);
       const held = this.current.get(row.cluster);
       if (held !== undefined && held.version >= version) continue;
+      const facts = (JSON.parse(row.envelope) as { signed: { facts?: unknown } }).signed.facts;
       this.current.set(row.cluster, {
         version,
         targetHash: row.target_hash,
         expiresAt: new Date(row.expires_at).getTime(),
         correlationId: row.correlation_id,
+        factsKey: facts === undefined ? "" : canonicalJson(facts),
         envelope: Buffer.from(`${row.envelope}\n`, "utf8"),
       });
       this.wake(row.cluster, version);
@@ -91,12 +96,18 @@ export class BundleService {
     if (rows.length > 0) timings.moment("bundles.woken");
   }
 
-  /** Whether a cluster's bundle must be made again: none, another policy set, or half its validity gone. */
+  /** The canonical effective facts of a cluster ("" for none), as its bundle carries them. */
+  private factsKey(cluster: string): string {
+    return this.federation.facts.key(cluster);
+  }
+
+  /** Whether a cluster's bundle must be made again: none, another policy set, other facts, or half its validity gone. */
   due(cluster: string, setHash: string): boolean {
     const held = this.current.get(cluster);
     return (
       held === undefined ||
       held.targetHash !== setHash ||
+      held.factsKey !== this.factsKey(cluster) ||
       held.expiresAt - this.options.now().getTime() <= this.options.validityMs / 2
     );
   }
@@ -213,6 +224,8 @@ export class BundleService {
     const signing = performance.now();
     for (const item of batch) {
       const version = (versions.get(item.cluster) ?? 0) + 1;
+      // The facts its manifests are rendered with, and their hash: per cluster, so in the signed metadata.
+      const facts = this.federation.facts.get(item.cluster);
       const signed = signMetadata(
         {
           federation: this.identity.federation,
@@ -223,6 +236,7 @@ export class BundleService {
           expires: expires.toISOString(),
           targetHash: item.set.hash,
           targetLength: item.set.byteLength,
+          ...(facts === undefined ? {} : { facts: JSON.parse(canonicalJson(facts)) as Readonly<Record<string, Json>>, manifestsHash: manifestsHash(item.cluster, item.set, facts) }),
         },
         this.key.privateKey,
         this.key.keyId,
@@ -258,6 +272,12 @@ export class BundleService {
     }
     if (set.hash !== held.targetHash) return undefined; // a newer bundle is being made
     return { version: held.version, bytes: Buffer.concat([held.envelope, set.bytes]) };
+  }
+
+  /** The signed metadata of the cluster's current bundle. */
+  signedMetadata(cluster: string): BundleMetadata | undefined {
+    const held = this.current.get(cluster);
+    return held === undefined ? undefined : (JSON.parse(held.envelope.toString("utf8")) as Envelope).signed;
   }
 
   version(cluster: string): number | undefined {

@@ -52,7 +52,16 @@ export class Changes {
    */
   plan(change: Change): Plan {
     const plan = timings.time("change.plan", () => this.planAt(change));
-    const problems = factsProblems(plan.affected, (name) => (change.kind === "register" && name === change.cluster.name ? change.facts : this.federation.facts.get(name)));
+    const registering = (name: string) => change.kind === "register" && name === change.cluster.name;
+    const before = (name: string) => {
+      if (registering(name)) return undefined;
+      try {
+        return this.federation.effectiveFor(name);
+      } catch {
+        return undefined;
+      }
+    };
+    const problems = factsProblems(plan.affected, (name) => (registering(name) && change.kind === "register" ? change.facts : this.federation.facts.get(name)), before);
     if (problems.length > 0) throw new PolityError("merge-refused", problems);
     return plan;
   }

@@ -18,6 +18,8 @@
  */
 import type { ClusterRecord } from "../api/clusters.js";
 import type { ClusterFacts } from "../intents/facts.js";
+import type { ReportedFacts } from "../api/intents.js";
+import { FactsBook } from "./facts.js";
 import type { SourceFile } from "../api/fields.js";
 import { canonicalJson } from "../canonical/index.js";
 import { PolityError } from "../errors.js";
@@ -39,8 +41,8 @@ export class Federation {
   /** Exceptions granted by request (exception_requests, approved), by layer. */
   granted: Granted = { byLayer: new Map(), lapsed: new Set() };
   readonly clusters = new Map<string, ClusterRecord>();
-  /** Each cluster's facts, as declared at registration: what its intents are checked against. */
-  readonly facts = new Map<string, ClusterFacts>();
+  /** Each cluster's facts, declared and reported: what its intents are rendered and checked with (facts.ts). */
+  readonly facts = new FactsBook();
   private readonly effective = new Map<string, EffectivePolicySet>();
   /**
    * Each distinct effective set once, by its hash: clusters whose sets are equal share one
@@ -115,8 +117,8 @@ export class Federation {
       this.facts.delete(name);
       this.effective.delete(name);
     }
-    const rows = await this.db.query<{ name: string; region: string; labels: Record<string, string>; facts: ClusterFacts | null; created_at: Date; updated_at: Date; revoked_at: Date | null }>(
-      "SELECT name, region, labels, facts, created_at, updated_at, revoked_at FROM clusters WHERE revision > $1",
+    const rows = await this.db.query<{ name: string; region: string; labels: Record<string, string>; facts: ClusterFacts | null; reported_facts: ReportedFacts | null; facts_reported_at: Date | null; created_at: Date; updated_at: Date; revoked_at: Date | null }>(
+      "SELECT name, region, labels, facts, reported_facts, facts_reported_at, created_at, updated_at, revoked_at FROM clusters WHERE revision > $1",
       [since],
     );
     for (const r of rows) {
@@ -133,8 +135,7 @@ export class Federation {
         this.effective.delete(r.name);
       }
       this.clusters.set(r.name, record);
-      if (r.facts === null) this.facts.delete(r.name);
-      else this.facts.set(r.name, r.facts);
+      this.facts.set(r.name, r.facts, r.reported_facts, r.facts_reported_at);
     }
     // Granted exceptions are few: read whole, and the clusters of a layer whose grants changed recomputed.
     const granted = await this.readGranted();

@@ -20,6 +20,7 @@ import { loadSigningKey } from "./keys.js";
 import { Reports } from "./reports.js";
 import { Impacts } from "./impact.js";
 import { Rollouts } from "./rollouts.js";
+import { ClusterIntents } from "./intents-status.js";
 import { Compliance } from "./compliance.js";
 import { Drift } from "./drift.js";
 import type { Hub } from "./route.js";
@@ -147,6 +148,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       impacts: new Impacts(db, now),
       compliance: new Compliance(db, now),
       drift: new Drift(db, audit, now),
+      intents: new ClusterIntents(db, federation, bundles, audit, now),
       audit,
       now,
     };

@@ -17,6 +17,7 @@ import type { BundleService } from "./bundles.js";
 import type { Changes } from "./change.js";
 import type { Compliance } from "./compliance.js";
 import type { Drift } from "./drift.js";
+import type { ClusterIntents } from "./intents-status.js";
 import type { Exceptions } from "./exceptions.js";
 import type { Proposals } from "./proposals.js";
 import type { Federation } from "./federation.js";
@@ -43,6 +44,7 @@ export interface Hub {
   readonly impacts: Impacts;
   readonly compliance: Compliance;
   readonly drift: Drift;
+  readonly intents: ClusterIntents;
   readonly audit: AuditLog;
   readonly now: () => Date;
 }

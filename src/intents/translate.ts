@@ -39,6 +39,8 @@ export function formatIntentProblem(p: IntentProblem): string {
 export const MANAGED_BY = "app.kubernetes.io/managed-by";
 export const POLICY_LABEL = "polity.dev/policy";
 export const REMEDIATION_ANNOTATION = "polity.dev/remediation";
+/** On the objects of an intent with `forceConflicts: true`: the agent applies them with force. */
+export const FORCE_CONFLICTS_ANNOTATION = "polity.dev/force-conflicts";
 
 /** The order objects are applied in: what others refer to first. Deletion runs it backwards. */
 export const APPLY_ORDER = [
@@ -110,7 +112,7 @@ function meta(policy: EffectivePolicy, name: string, namespace: string | undefin
     name,
     ...(namespace === undefined ? {} : { namespace }),
     labels: { [MANAGED_BY]: "polity", [POLICY_LABEL]: policy.name },
-    annotations: { [REMEDIATION_ANNOTATION]: remediation(policy) },
+    annotations: { [REMEDIATION_ANNOTATION]: remediation(policy), ...(policy.generate?.forceConflicts === true ? { [FORCE_CONFLICTS_ANNOTATION]: "true" } : {}) },
   };
 }
 

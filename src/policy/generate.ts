@@ -144,6 +144,11 @@ export const generateSpec = z
     quota: quotaIntent.optional(),
     access: accessIntent.optional(),
     residency: residencyIntent.optional(),
+    /**
+     * Apply its objects with `force`, taking over fields another field manager owns
+     * (default false: such a field is a conflict, reported, and the version rolled back).
+     */
+    forceConflicts: z.boolean().optional(),
   })
-  .refine((g) => Object.keys(g).length === 1, "must hold exactly one of network, quota, access or residency");
+  .refine((g) => ["network", "quota", "access", "residency"].filter((k) => k in g).length === 1, "must hold exactly one of network, quota, access or residency");
 export type GenerateSpec = z.infer<typeof generateSpec>;

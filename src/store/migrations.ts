@@ -436,7 +436,22 @@ $$`,
     name: "cluster facts: what a cluster can hold (Kubernetes version, NetworkPolicy enforcement, capacity, zones), checked before intents reach it",
     statements: ["ALTER TABLE clusters ADD COLUMN facts jsonb"],
   },
-  // 13 is the apply status of issue 12 (branch apply); versions need not be contiguous: each is applied once, in list order.
+  {
+    version: 13,
+    name: "facts reported by a cluster's agent, and the result of its last apply of its bundle's manifests",
+    statements: [
+      "ALTER TABLE clusters ADD COLUMN reported_facts jsonb",
+      "ALTER TABLE clusters ADD COLUMN facts_reported_at timestamptz",
+      `CREATE TABLE apply_status (
+  cluster text PRIMARY KEY,
+  reported_at timestamptz NOT NULL,
+  bundle_version bigint NOT NULL,
+  outcome text NOT NULL,
+  -- The agent's report as validated (src/api/intents.ts).
+  report jsonb NOT NULL
+)`,
+    ],
+  },
   {
     version: 14,
     name: "drift: what agents found on the objects their intents made, and what they did (re-applied, reported, a fight)",

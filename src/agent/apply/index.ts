@@ -8,14 +8,32 @@
  * those Polity made: the live object must carry `app.kubernetes.io/managed-by: polity` and
  * list `polity` among its managers.
  *
- * First slice (issue 12): no drift watch yet; the caller hands in the previous version's
- * objects (what the agent applied last).
+ * A field another manager owns with another value is a conflict (409): the object fails,
+ * the version is rolled back, and the conflicts are reported by field and manager
+ * (`field .spec.hard.cpu of ResourceQuota payments/polity-quota is owned by manager
+ * kubectl`). Only an object whose intent says `forceConflicts: true` (its annotation
+ * `polity.dev/force-conflicts: "true"`) is applied with `force`, taking those fields over.
+ *
+ * The caller hands in the previous version's objects (what the agent applied last) and
+ * says whether objects the new version lacks may be deleted (not for a bundle loaded from
+ * the agent's disk: an unreachable hub never deletes anything).
  */
 import { PatchStrategy, type KubernetesObject, type KubernetesObjectApi } from "@kubernetes/client-node";
-import { APPLY_ORDER, MANAGED_BY, type Manifest } from "../../intents/translate.js";
-import { describeFailure } from "../../kube/index.js";
+import { APPLY_ORDER, FORCE_CONFLICTS_ANNOTATION, MANAGED_BY, type Manifest } from "../../intents/translate.js";
+import { describeFailure, statusOf } from "../../kube/index.js";
 
 export const FIELD_MANAGER = "polity";
+
+
+/** A field another field manager owns, which this apply would have changed. */
+export interface ApplyConflict {
+  readonly object: string;
+  /** `.spec.hard.cpu`, as Kubernetes names it. */
+  readonly field: string;
+  readonly manager: string;
+}
+
+export const describeConflict = (c: ApplyConflict) => `field ${c.field} of ${c.object} is owned by manager ${c.manager}`;
 
 export interface ApplyFailure {
   /** `NetworkPolicy payments/polity-payments-segmentation-default-deny`. */
@@ -31,6 +49,35 @@ export interface ApplyResult {
   readonly rolledBack: boolean;
   /** Objects that could not be restored or removed in rolling back. */
   readonly rollbackFailures: readonly ApplyFailure[];
+  /** Fields of other managers the failed object would have changed (a 409 Conflict). */
+  readonly conflicts: readonly ApplyConflict[];
+}
+
+export interface ApplyOptions {
+  /** Delete what `previous` holds and `desired` does not (default true). */
+  readonly deleteUnwanted?: boolean;
+}
+
+/** The conflicts a 409 answer to an apply lists (Status details.causes, reason FieldManagerConflict). */
+export function conflictsOf(error: unknown, object: string): ApplyConflict[] {
+  if (statusOf(error) !== 409) return [];
+  let body = (error as { body?: unknown }).body;
+  if (typeof body === "string") {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      return [];
+    }
+  }
+  const causes = (body as { details?: { causes?: unknown } } | undefined)?.details?.causes;
+  if (!Array.isArray(causes)) return [];
+  const found: ApplyConflict[] = [];
+  for (const cause of causes as { reason?: unknown; message?: unknown; field?: unknown }[]) {
+    if (cause.reason !== "FieldManagerConflict" || typeof cause.field !== "string") continue;
+    const manager = typeof cause.message === "string" ? /conflict with "([^"]*)"/.exec(cause.message)?.[1] : undefined;
+    found.push({ object, field: cause.field.slice(0, 512), manager: (manager ?? "another manager").slice(0, 128) });
+  }
+  return found.slice(0, 100);
 }
 
 const keyOf = (m: { apiVersion?: string; kind?: string; metadata?: { name?: string; namespace?: string } }) =>
@@ -48,31 +95,37 @@ export class Applier {
   constructor(private readonly api: KubernetesObjectApi) {}
 
   /** Applies `desired`; `previous` is what the last successful apply held (empty at first). */
-  async apply(desired: readonly Manifest[], previous: readonly Manifest[]): Promise<ApplyResult> {
+  async apply(desired: readonly Manifest[], previous: readonly Manifest[], options: ApplyOptions = {}): Promise<ApplyResult> {
     const applied: string[] = [];
     const created: Manifest[] = [];
     for (const manifest of ordered(desired)) {
-      const existed = await this.exists(manifest);
+      let existed = true;
       try {
+        existed = await this.exists(manifest);
         await this.serverSideApply(manifest);
       } catch (error) {
-        const failed = { object: describeObject(manifest), reason: describeFailure(error) };
+        const object = describeObject(manifest);
+        const conflicts = conflictsOf(error, object);
+        const reason = conflicts.length > 0 ? `conflict with another field manager: ${conflicts.map(describeConflict).join("; ")}` : describeFailure(error);
         const rollbackFailures = await this.rollBack(previous, created);
-        return { applied, deleted: [], failed, rolledBack: true, rollbackFailures };
+        return { applied, deleted: [], failed: { object, reason: reason.slice(0, 4000) }, rolledBack: true, rollbackFailures, conflicts };
       }
       applied.push(describeObject(manifest));
       if (!existed) created.push(manifest);
     }
-    const wanted = new Set(desired.map(keyOf));
     const deleted: string[] = [];
-    for (const gone of ordered(previous.filter((m) => !wanted.has(keyOf(m)))).reverse()) {
-      if (await this.deleteIfOurs(gone)) deleted.push(describeObject(gone));
+    if (options.deleteUnwanted !== false) {
+      const wanted = new Set(desired.map(keyOf));
+      for (const gone of ordered(previous.filter((m) => !wanted.has(keyOf(m)))).reverse()) {
+        if (await this.deleteIfOurs(gone)) deleted.push(describeObject(gone));
+      }
     }
-    return { applied, deleted, rolledBack: false, rollbackFailures: [] };
+    return { applied, deleted, rolledBack: false, rollbackFailures: [], conflicts: [] };
   }
 
   private async serverSideApply(manifest: Manifest): Promise<void> {
-    await this.api.patch(manifest as KubernetesObject, undefined, undefined, FIELD_MANAGER, false, PatchStrategy.ServerSideApply);
+    const force = manifest.metadata.annotations?.[FORCE_CONFLICTS_ANNOTATION] === "true";
+    await this.api.patch(manifest as KubernetesObject, undefined, undefined, FIELD_MANAGER, force, PatchStrategy.ServerSideApply);
   }
 
   private async exists(manifest: Manifest): Promise<boolean> {

@@ -30,6 +30,9 @@ export const agentCommand: Command = {
     "identity-secret": { type: "string" },
     lease: { type: "string" },
     "register-webhook": { type: "string" },
+    "no-apply": { type: "boolean" },
+    "facts-interval": { type: "string" },
+    "apply-retry": { type: "string" },
   },
   help: `Runs the agent of one cluster. At its first start it enrols with a join token (its key is
 made here and never leaves); afterwards its identity, its last good bundle and its decision
@@ -76,6 +79,21 @@ Replicas sharing one identity serve the webhook alike; the work done once per cl
 polity-agent in the agent's namespace unless --lease names another; elsewhere only with
 --lease. /healthz shows kube.lease (leader, holder).
 
+With an API server the leader also makes the cluster hold what its bundle's intents make:
+it renders the manifests itself from the verified bundle and the cluster facts the hub
+signed into it, refuses (keeping what it applied before) when its rendering's hash is not
+the one the hub signed, and server-side applies them (field manager polity, in dependency
+order; never force unless the intent says forceConflicts). A version one of whose objects
+fails, or conflicts with another field manager, is rolled back to the objects of the last
+good apply, and tried again every --apply-retry. Objects Polity applied and the new version
+lacks are deleted, and only those, and only for a bundle newly verified from the hub: a
+bundle loaded from disk at boot is applied again without deleting anything. What it
+applied last is kept in <data>/intents/applied.json. Each result goes to the hub (polity
+cluster status NAME); --no-apply turns this off. It observes the cluster's facts (GET
+/version; nodes' topology.kubernetes.io/zone labels and allocatable cpu and memory) every
+--facts-interval and reports them when they change. /healthz shows kube.intents and
+kube.facts.
+
 With --register-webhook <namespace>/<service> the leader keeps the
 ValidatingWebhookConfiguration polity itself (server-side apply): caBundle the webhook's
 CA, rules only for what its bundle's policies match (updated with every bundle), the system
@@ -112,6 +130,10 @@ Flags:
       --register-webhook <ns>/<service>
                                   keep the ValidatingWebhookConfiguration, pointing at that
                                   Service
+      --no-apply                  do not apply the bundle's intents (facts are still reported)
+      --facts-interval <seconds>  how often the cluster's facts are observed (default 60)
+      --apply-retry <seconds>     how long before a version whose apply failed is tried again
+                                  (default 30)
       --decision-log-limit <MiB>  decision logs kept on disk while the hub cannot take them
                                   (default 64); past it the oldest are dropped, and counted
 
@@ -180,6 +202,10 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     if (callerCa !== undefined && !existsSync(callerCa)) throw new UsageError(`--caller-ca ${callerCa}: no such file`);
     const requireCaller = parsed.values["require-caller-certificate"] === true;
     if (requireCaller && callerCa === undefined) throw new UsageError("--require-caller-certificate needs --caller-ca <file>: the CA the callers' certificates must come from");
+    const factsInterval = Number(stringOption(parsed, "facts-interval") ?? "60");
+    if (!Number.isInteger(factsInterval) || factsInterval < 1 || factsInterval > 86_400) throw new UsageError("--facts-interval must be a whole number of seconds from 1 to 86400");
+    const applyRetry = Number(stringOption(parsed, "apply-retry") ?? "30");
+    if (!Number.isInteger(applyRetry) || applyRetry < 1 || applyRetry > 86_400) throw new UsageError("--apply-retry must be a whole number of seconds from 1 to 86400");
     const scanPeriod = Number(stringOption(parsed, "scan-period") ?? "600");
     if (!Number.isInteger(scanPeriod) || scanPeriod < 10 || scanPeriod > 86_400) throw new UsageError("--scan-period must be a whole number of seconds from 10 to 86400");
     const now = () => new Date();
@@ -197,6 +223,9 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       logs: { maxDiskBytes: limit * 1024 * 1024 },
       ...(kube === undefined ? {} : { kube }),
       scanPeriodMs: scanPeriod * 1000,
+      applyIntents: parsed.values["no-apply"] !== true,
+      factsIntervalMs: factsInterval * 1000,
+      applyRetryMs: applyRetry * 1000,
       ...(identitySecret === undefined ? {} : { identitySecret }),
       ...(lease === undefined ? {} : { lease }),
       ...(registerWebhook === undefined ? {} : { registerWebhook }),

@@ -281,6 +281,10 @@ function summary(entry: AuditEntry): string {
       return d.bundles === 1 ? `v${String(d.version)}` : `${String(d.bundles)} bundles, ${String(d.targets)} target(s)`;
     case "bundle.acknowledged":
       return `v${String(d.version)}`;
+    case "intents.apply-failed": {
+      const failed = d.failed as { object?: string; reason?: string } | null;
+      return `v${String(d.bundleVersion)} ${String(d.outcome)}${failed === null || failed === undefined ? "" : `: ${String(failed.object)}: ${String(failed.reason)}`}${d.rolledBack === true ? " (rolled back)" : ""}`;
+    }
     case "agent.denials":
       return `${String(d.count)} denied`;
     case "enrolment.failed":

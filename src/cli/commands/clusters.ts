@@ -33,7 +33,9 @@ token (polity cluster join-token) for its agent to enrol with.
 networkPolicy (whether its network plugin enforces NetworkPolicy), capacity and zones.
 The hub then refuses any change (this registration included) whose intents the cluster
 could not hold, naming the cluster, the intent and the field (polity policy render shows
-what it would receive).
+what it would receive). Once its agent reads the API server it reports the version, zones
+and capacity it sees, which the hub uses where present; networkPolicy stays as declared
+(polity cluster status shows both).
 
 ${HUB_HELP}
 

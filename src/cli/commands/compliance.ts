@@ -105,6 +105,11 @@ region operator) or cannot be reached.`,
       const more = cell.fail + cell.warn - cell.examples.length;
       io.out(`${cell.cluster} ${printable(cell.policy)}: ${objects.join(", ")}${more > 0 ? `, and ${more} more` : ""}\n`);
     }
+    for (const row of r.items) {
+      if (row.apply === undefined || row.apply === null || row.apply.outcome === "applied" || row.apply.outcome === "waiting") continue;
+      io.out(`${row.cluster}: intents ${row.apply.outcome} at bundle v${row.apply.bundleVersion}${row.apply.failed === null ? "" : `: ${printable(row.apply.failed)}`}${row.apply.conflicts > 0 ? ` (${row.apply.conflicts} conflict(s))` : ""} (polity cluster status ${row.cluster})
+`);
+    }
     const omitted = r.items.filter((row) => row.omittedPolicies > 0);
     for (const row of omitted) io.out(`${row.cluster}: ${row.omittedPolicies} policies with the fewest failures left out of its summary\n`);
     return EXIT.ok;

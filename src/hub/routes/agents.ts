@@ -1,6 +1,7 @@
-/** What agents ask and tell: their bundle (a long poll), their status, their decision logs; and those logs, read back. */
+/** What agents ask and tell: their bundle (a long poll), their status, facts and apply results, their decision logs; and those logs and intents status, read back. */
 import { decisionBatch, statusReport } from "../../api/agent.js";
 import { impactAnswer } from "../../api/impact.js";
+import { applyReport, reportedFacts } from "../../api/intents.js";
 import { BUNDLE_MEDIA_TYPE } from "../../bundle/index.js";
 import { route, type Answer } from "../route.js";
 import { ApiError } from "../status.js";
@@ -53,6 +54,33 @@ export const AGENT_ROUTES = [
   }),
   route({
     method: "POST",
+    path: "/v1/agent/facts",
+    summary:
+      "Facts an agent observed of its cluster (Kubernetes version, node zones, allocatable cpu and memory, node count). New facts are kept beside the declared ones, and the cluster's bundle is signed again with them.",
+    access: { kind: "agent", why: "facts are reported by a cluster's agent" },
+    bodyLimit: 64 * 1024,
+    body: reportedFacts,
+    async handle(hub, call) {
+      const { cluster, region } = callingCluster(call);
+      return { body: { changed: await hub.intents.reportFacts(cluster, region, call.body) } };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/agent/apply",
+    summary:
+      "The result of an agent's apply of its bundle's manifests: bundle version, manifests hash, outcome (applied, failed, refused, waiting), counts, the failed object and why, rollback, conflicts with other field managers.",
+    access: { kind: "agent", why: "apply results are reported by a cluster's agent" },
+    bodyLimit: 256 * 1024,
+    body: applyReport,
+    async handle(hub, call) {
+      const { cluster, region } = callingCluster(call);
+      await hub.intents.recordApply(cluster, region, call.body);
+      return { status: 204, body: "" };
+    },
+  }),
+  route({
+    method: "POST",
     path: "/v1/agent/decisions",
     summary:
       "A batch of an agent's decision logs (denials in full, allowed decisions as counted samples), with how many it dropped. Idempotent by batch id: a batch sent twice is stored once.",
@@ -89,6 +117,16 @@ export const AGENT_ROUTES = [
       if (!/^[0-9a-f]{16}$/.test(id)) throw new ApiError(400, "BadRequest", `${JSON.stringify(id)} is not an impact request id (16 hex digits)`);
       await hub.impacts.answer(cluster, id, call.body);
       return { status: 204, body: "" };
+    },
+  }),
+  route({
+    method: "GET",
+    path: "/v1/clusters/:name/intents",
+    summary: "A cluster's intents status: its facts (declared, reported by its agent, effective), the manifests hash its bundle names, its agent's last apply, and what its facts cannot hold.",
+    access: { kind: "access", access: "read" },
+    targets: (hub, call) => [clusterTarget(hub, call.params.name!)],
+    async handle(hub, call) {
+      return { body: await hub.intents.status(call.params.name!) };
     },
   }),
   route({

@@ -40,14 +40,20 @@ export const COMPLIANCE_ROUTES = [
   route({
     method: "GET",
     path: "/v1/compliance",
-    summary: `The compliance matrix: for each cluster the caller may read, its agent's last scan per policy (pass, fail and warn counts, a few failing objects by kind, namespace and name, and a state), and its drift totals (remediated, reported, fights, failed). ${FILTERS}`,
+    summary: `The compliance matrix: for each cluster the caller may read, its agent's last scan per policy (pass, fail and warn counts, a few failing objects by kind, namespace and name, and a state), its drift totals (remediated, reported, fights, failed), and its agent's last apply of its intents' manifests. ${FILTERS}`,
     access: { kind: "authenticated" },
     async handle(hub, call) {
       const clusters = clustersFor(hub, call);
       const matrix = await hub.compliance.matrix(clusters, filter(call, "policy"));
-      // Each row with its agent's drift totals (src/hub/drift.ts).
-      const drift = await hub.drift.totals(clusters.map((c) => c.name));
-      return { body: { ...matrix, items: matrix.items.map((row) => ({ ...row, drift: drift.get(row.cluster)! })) } };
+      // Each row with its agent's drift totals (src/hub/drift.ts) and its last apply of its intents' manifests.
+      const names = clusters.map((c) => c.name);
+      const drift = await hub.drift.totals(names);
+      const applies = await hub.intents.lastApplies(names);
+      const apply = (name: string) => {
+        const a = applies.get(name);
+        return a === undefined ? null : { bundleVersion: a.bundleVersion, outcome: a.outcome, failed: a.failed === null ? null : `${a.failed.object}: ${a.failed.reason}`, conflicts: a.conflicts.length };
+      };
+      return { body: { ...matrix, items: matrix.items.map((row) => ({ ...row, drift: drift.get(row.cluster)!, apply: apply(row.cluster) })) } };
     },
   }),
   route({

@@ -12,7 +12,9 @@
  *   create (generateName, 409 AlreadyExists, 404 for a namespace that does not exist),
  *   update (409 Conflict on a stale metadata.resourceVersion: what Leases rely on), patch
  *   (merge, strategic merge treated as merge, JSON patch, and server-side apply with a
- *   required fieldManager), delete;
+ *   required fieldManager), delete; field ownership in metadata.managedFields: an apply
+ *   that would change another manager's field is a 409 Conflict unless forced, an update
+ *   takes the fields it changes (managed-fields.ts);
  * - watch from a resourceVersion: every event after it; without one (or "0"), synthetic
  *   ADDED events for what exists, then the changes; BOOKMARK events when asked
  *   (allowWatchBookmarks) every `bookmarkIntervalMs`; a resourceVersion older than the
@@ -29,6 +31,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { createCertificateAuthority, issueServerCertificate } from "../../../src/identity/ca.js";
+import { applyWithOwnership, conflictStatus, defaultManager, updateOwnership } from "./managed-fields.js";
 import { apiGroup, apiVersionOf, BUILT_IN, groupList, groupsOf, resourceList, type ResourceType } from "./resources.js";
 
 export type { ResourceType } from "./resources.js";
@@ -182,6 +185,8 @@ function fieldFilter(selector: string | undefined): (object: Json) => boolean {
 export class TestApiServer {
   /** Every request, in order. */
   readonly requests: RecordedRequest[] = [];
+  /** What GET /version answers (gitVersion; major and minor are read from it). */
+  kubernetesVersion = "v1.33.0-polity-test";
   private readonly types: ResourceType[] = [...BUILT_IN];
   private readonly objects = new Map<string, Json>();
   private readonly history: StoredEvent[] = [];
@@ -292,15 +297,18 @@ export class TestApiServer {
     return this.watchers.size;
   }
 
-  /** Creates or replaces an object directly, as another client would (events go to watchers). */
-  put(object: Json): Json {
+  /** Creates or replaces an object directly, as another client would (an update by field manager `manager`; events go to watchers). */
+  put(object: Json, manager = "test"): Json {
     const type = this.typeOfObject(object);
     const metadata = isRecord(object.metadata) ? object.metadata : {};
     const name = String(metadata.name);
     const namespace = type.namespaced ? String(metadata.namespace ?? "default") : undefined;
     const key = this.key(type, namespace, name);
     const existing = this.objects.get(key);
-    return existing === undefined ? this.create(type, namespace, object) : this.store(type, key, namespace, { ...object, metadata: { ...existing.metadata as Json, ...metadata } }, "MODIFIED");
+    if (existing === undefined) return this.create(type, namespace, { ...object, metadata: { ...metadata, managedFields: updateOwnership(undefined, object, manager, apiVersionOf(type)) } });
+    const next = { ...object, metadata: { ...(existing.metadata as Json), ...metadata } };
+    (next.metadata as Json).managedFields = updateOwnership(existing, next, manager, apiVersionOf(type));
+    return this.store(type, key, namespace, next, "MODIFIED");
   }
 
   /** Deletes an object directly, as another client would. */
@@ -489,7 +497,10 @@ export class TestApiServer {
     const method = record.method;
     // Discovery.
     if (method === "GET") {
-      if (path === "/version") return answer(200, { major: "1", minor: "33", gitVersion: "v1.33.0-polity-test", platform: "linux/amd64" });
+      if (path === "/version") {
+        const [, major, minor] = /^v?(\d+)\.(\d+)/.exec(this.kubernetesVersion) ?? [];
+        return answer(200, { major, minor, gitVersion: this.kubernetesVersion, platform: "linux/amd64" });
+      }
       if (path === "/api") return answer(200, { kind: "APIVersions", apiVersion: "v1", versions: ["v1"], serverAddressByClientCIDRs: [{ clientCIDR: "0.0.0.0/0", serverAddress: this.url.replace("https://", "") }] });
       if (path === "/apis") return answer(200, groupList(this.types));
       if (path === "/api/v1") return answer(200, resourceList(this.types, "", "v1"));
@@ -533,7 +544,8 @@ export class TestApiServer {
         const bodyNamespace = isRecord(object.metadata) ? object.metadata.namespace : undefined;
         if (bodyNamespace !== undefined && bodyNamespace !== namespace) throw new ApiError(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request");
         if (query.dryRun === "All") return answer(201, object);
-        return answer(201, this.create(type, namespace, object));
+        const managedFields = updateOwnership(undefined, object, query.fieldManager || defaultManager(req.headers["user-agent"]), apiVersionOf(type));
+        return answer(201, this.create(type, namespace, { ...object, metadata: { ...(isRecord(object.metadata) ? object.metadata : {}), managedFields } }));
       }
       throw new ApiError(405, "MethodNotAllowed", `${method} is not allowed on a collection here`);
     }
@@ -556,7 +568,8 @@ export class TestApiServer {
         throw new ApiError(409, "Conflict", `Operation cannot be fulfilled on ${type.resource}${type.group === "" ? "" : `.${type.group}`} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
       }
       const kept = { ...(existing.metadata as Json), ...metadata, uid: (existing.metadata as Json).uid, creationTimestamp: (existing.metadata as Json).creationTimestamp };
-      const next = subresource === "status" ? { ...existing, status: object.status } : { ...object, metadata: kept, ...(existing.status === undefined ? {} : { status: existing.status }) };
+      const next: Json = subresource === "status" ? { ...existing, metadata: { ...(existing.metadata as Json) }, status: object.status } : { ...object, metadata: kept, ...(existing.status === undefined ? {} : { status: existing.status }) };
+      (next.metadata as Json).managedFields = updateOwnership(existing, next, query.fieldManager || defaultManager(req.headers["user-agent"]), apiVersionOf(type));
       return answer(200, this.store(type, key, namespace, next, "MODIFIED"));
     }
     if (method === "PATCH") {
@@ -568,15 +581,17 @@ export class TestApiServer {
         const applied = this.parseBody(body, "application/yaml");
         const appliedMeta = isRecord(applied.metadata) ? applied.metadata : {};
         if (appliedMeta.name !== name) throw new ApiError(400, "BadRequest", "the name of the object does not match the name on the URL");
-        const managed = [{ manager, operation: "Apply", apiVersion: apiVersionOf(type), time: new Date().toISOString().replace(/\.\d{3}Z$/, "Z"), fieldsType: "FieldsV1" }];
+        // Field ownership (managed-fields.ts): a field another manager owns with another value is a conflict, unless forced.
+        const outcome = applyWithOwnership(existing, applied, manager, apiVersionOf(type), query.force === "true");
+        if ("conflicts" in outcome) return answer(409, conflictStatus(outcome.conflicts, apiVersionOf(type)));
         if (existing === undefined) {
-          const created = this.create(type, namespace, { ...applied, metadata: { ...appliedMeta, managedFields: managed } });
+          const created = this.create(type, namespace, outcome.object);
           record.status = 201;
           return answer(201, created);
         }
-        const merged = mergePatch(existing, { ...applied, metadata: { ...appliedMeta, resourceVersion: undefined } }) as Json;
-        (merged.metadata as Json).managedFields = managed;
+        const merged = outcome.object;
         (merged.metadata as Json).uid = (existing.metadata as Json).uid;
+        (merged.metadata as Json).creationTimestamp = (existing.metadata as Json).creationTimestamp;
         return answer(200, this.store(type, key, namespace, merged, "MODIFIED"));
       }
       if (existing === undefined) throw notFound();
@@ -586,6 +601,7 @@ export class TestApiServer {
       else throw new ApiError(415, "UnsupportedMediaType", `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`);
       (next.metadata as Json).name = name;
       (next.metadata as Json).uid = (existing.metadata as Json).uid;
+      (next.metadata as Json).managedFields = updateOwnership(existing, next, query.fieldManager || defaultManager(req.headers["user-agent"]), apiVersionOf(type));
       return answer(200, this.store(type, key, namespace, next, "MODIFIED"));
     }
     throw new ApiError(405, "MethodNotAllowed", `${method} is not allowed here`);

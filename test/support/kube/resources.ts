@@ -20,6 +20,7 @@ export const ALL_VERBS: readonly string[] = VERBS;
 
 export const BUILT_IN: readonly ResourceType[] = [
   { group: "", version: "v1", resource: "namespaces", kind: "Namespace", namespaced: false, shortNames: ["ns"] },
+  { group: "", version: "v1", resource: "nodes", kind: "Node", namespaced: false, shortNames: ["no"] },
   { group: "", version: "v1", resource: "pods", kind: "Pod", namespaced: true, shortNames: ["po"] },
   { group: "", version: "v1", resource: "secrets", kind: "Secret", namespaced: true },
   { group: "", version: "v1", resource: "configmaps", kind: "ConfigMap", namespaced: true, shortNames: ["cm"] },
