@@ -18,6 +18,7 @@ import { FORCE_CONFLICTS_ANNOTATION } from "../src/intents/translate.js";
 import { run } from "./support/processes.js";
 import { renderCluster, type Manifest } from "../src/intents/index.js";
 import { loadKubeAccess } from "../src/kube/index.js";
+import { driftOf } from "../src/intents/drift.js";
 import { effectivePolicySet } from "../src/layering/effective.js";
 import { layersFromFiles } from "../src/policy/layer-files.js";
 import { TestApiServer } from "./support/kube/api-server.js";
@@ -56,7 +57,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "polity-apply-"));
   kubeconfig = api.writeKubeconfig(join(dir, "kubeconfig"));
   const access = loadKubeAccess({ kubeconfig, env: {} })!;
-  applier = new Applier(KubernetesObjectApi.makeApiClient(access.config));
+  applier = new Applier(KubernetesObjectApi.makeApiClient(access.config), access.config);
 });
 
 afterAll(async () => {
@@ -81,6 +82,18 @@ describe("the agent's applier", () => {
     const applies = api.requests.filter((r) => r.method === "PATCH" && r.query.fieldManager === "polity");
     expect(applies.length).toBe(v1.length);
     expect(applies.every((r) => r.query.force === undefined || r.query.force === "false")).toBe(true);
+  });
+
+  it("sends every field of every object as rendered: a NetworkPolicy rule's from, a LimitRange's default (client-node's typed models drop both)", async () => {
+    // Without `from`, an ingress rule admits every source: the cluster would hold a looser
+    // policy than the intent. Every field the manifest sets must reach the API server.
+    const withFrom = v1.filter((m) => m.kind === "NetworkPolicy" && JSON.stringify(m.spec).includes('"from"'));
+    const withDefault = v1.filter((m) => m.kind === "LimitRange" && JSON.stringify(m.spec).includes('"default"'));
+    expect(withFrom.length).toBeGreaterThan(0);
+    expect(withDefault.length).toBeGreaterThan(0);
+    await applier.apply(v1, []);
+    for (const m of v1) expect(driftOf(m, stored(m)), `${m.kind} ${m.metadata.namespace}/${m.metadata.name}`).toBeUndefined();
+    for (const m of withFrom) expect(JSON.stringify(stored(m)!.spec)).toContain('"from"');
   });
 
   it("rolls a failed version back: the previous objects applied again, the ones it created removed, the failure reported", async () => {

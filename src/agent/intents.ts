@@ -79,7 +79,7 @@ export class IntentsPlugin implements Plugin {
   private pending: ApplyReport | undefined;
 
   constructor(private readonly options: IntentsPluginOptions) {
-    this.applier = new Applier(KubernetesObjectApi.makeApiClient(options.kube.config));
+    this.applier = new Applier(KubernetesObjectApi.makeApiClient(options.kube.config), options.kube.config);
     const dir = join(options.dataDir, "intents");
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.file = join(dir, "applied.json");

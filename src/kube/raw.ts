@@ -20,6 +20,8 @@ export class KubeRequestError extends Error {
     message: string,
     /** Retry-After in milliseconds, when the server sent one. */
     readonly retryAfterMs?: number,
+    /** The Status's `details` (a 409 apply conflict names its fields there), when it sent one. */
+    readonly details?: unknown,
   ) {
     super(message);
   }
@@ -84,7 +86,8 @@ export async function kubeRequest(config: KubeConfig, req: RawRequest): Promise<
         const message = typeof (body as { message?: unknown } | undefined)?.message === "string" ? (body as { message: string }).message.slice(0, 300) : `HTTP ${code}`;
         const retry = res.headers["retry-after"];
         const seconds = typeof retry === "string" && /^\d+$/.test(retry.trim()) ? Math.min(Number(retry) * 1000, 60_000) : undefined;
-        reject(new KubeRequestError(code, `${req.method} ${url.pathname}: ${code} ${message}`, seconds));
+        const details = (body as { details?: unknown } | undefined)?.details;
+        reject(new KubeRequestError(code, `${req.method} ${url.pathname}: ${code} ${message}`, seconds, typeof details === "object" && details !== null ? details : undefined));
       });
     });
     call.on("timeout", () => call.destroy(new Error(`no answer within ${req.timeoutMs ?? 30_000} ms`)));

@@ -18,11 +18,12 @@
  * says whether objects the new version lacks may be deleted (not for a bundle loaded from
  * the agent's disk: an unreachable hub never deletes anything).
  */
-import { PatchStrategy, type KubernetesObject, type KubernetesObjectApi } from "@kubernetes/client-node";
+import type { KubeConfig, KubernetesObject, KubernetesObjectApi } from "@kubernetes/client-node";
 import { APPLY_ORDER, FORCE_CONFLICTS_ANNOTATION, MANAGED_BY, type Manifest } from "../../intents/translate.js";
 import { describeFailure, statusOf } from "../../kube/index.js";
+import { FIELD_MANAGER, ownedType, serverSideApply, typeKeyOf, type OwnedType } from "../drift/types.js";
 
-export const FIELD_MANAGER = "polity";
+export { FIELD_MANAGER };
 
 
 /** A field another field manager owns, which this apply would have changed. */
@@ -61,7 +62,8 @@ export interface ApplyOptions {
 /** The conflicts a 409 answer to an apply lists (Status details.causes, reason FieldManagerConflict). */
 export function conflictsOf(error: unknown, object: string): ApplyConflict[] {
   if (statusOf(error) !== 409) return [];
-  let body = (error as { body?: unknown }).body;
+  // A KubeRequestError (src/kube/raw.ts) keeps the Status's details; client-node's errors keep the body.
+  let body = (error as { details?: unknown }).details !== undefined ? { details: (error as { details?: unknown }).details } : (error as { body?: unknown }).body;
   if (typeof body === "string") {
     try {
       body = JSON.parse(body);
@@ -92,7 +94,13 @@ function ordered(list: readonly Manifest[]): Manifest[] {
 }
 
 export class Applier {
-  constructor(private readonly api: KubernetesObjectApi) {}
+  /** The served type of each apiVersion and kind applied (found by discovery once). */
+  private readonly types = new Map<string, OwnedType>();
+
+  constructor(
+    private readonly api: KubernetesObjectApi,
+    private readonly config: KubeConfig,
+  ) {}
 
   /** Applies `desired`; `previous` is what the last successful apply held (empty at first). */
   async apply(desired: readonly Manifest[], previous: readonly Manifest[], options: ApplyOptions = {}): Promise<ApplyResult> {
@@ -123,9 +131,27 @@ export class Applier {
     return { applied, deleted, rolledBack: false, rollbackFailures: [], conflicts: [] };
   }
 
+  /**
+   * The manifest as it is, as JSON (src/kube/raw.ts): not through client-node's
+   * KubernetesObjectApi, whose typed serializer drops the fields its models rename (a
+   * NetworkPolicy rule's `from`, a LimitRange item's `default`, a CRD schema's
+   * `x-kubernetes-preserve-unknown-fields`): an ingress rule without `from` admits every
+   * source, a looser policy than the intent.
+   */
   private async serverSideApply(manifest: Manifest): Promise<void> {
     const force = manifest.metadata.annotations?.[FORCE_CONFLICTS_ANNOTATION] === "true";
-    await this.api.patch(manifest as KubernetesObject, undefined, undefined, FIELD_MANAGER, force, PatchStrategy.ServerSideApply);
+    await serverSideApply(this.config, await this.typeOf(manifest), manifest, { force });
+  }
+
+  private async typeOf(manifest: Manifest): Promise<OwnedType> {
+    const key = typeKeyOf(manifest);
+    let type = this.types.get(key);
+    if (type === undefined) {
+      type = await ownedType(this.config, manifest.apiVersion, manifest.kind, AbortSignal.timeout(10_000));
+      if (type === undefined) throw new Error(`the API server does not serve ${manifest.kind} of ${manifest.apiVersion} (yet)`);
+      this.types.set(key, type);
+    }
+    return type;
   }
 
   private async exists(manifest: Manifest): Promise<boolean> {
