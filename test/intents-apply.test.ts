@@ -113,6 +113,22 @@ describe("the agent's applier", () => {
     expect((stored(quota)!.spec as { hard: Record<string, string> }).hard).toEqual((quota.spec as { hard: Record<string, string> }).hard);
   });
 
+  it("never takes over an object of the same name Polity did not make: the version fails, the object keeps its owner and is never deleted", async () => {
+    // Taking it over would label it as Polity's, and a later version without it would delete it.
+    const quota = v1.find((m) => m.kind === "ResourceQuota")!;
+    const theirs: Manifest = { ...quota, metadata: { ...quota.metadata, name: "polity-adopted-quota" } };
+    api.put({ apiVersion: "v1", kind: "ResourceQuota", metadata: { name: "polity-adopted-quota", namespace: quota.metadata.namespace, labels: { team: "argocd" } }, spec: { hard: { "count/secrets": "50" } } });
+    const result = await applier.apply([...v1, theirs], v1);
+    expect(result.rolledBack).toBe(true);
+    expect(result.failed).toMatchObject({ object: `ResourceQuota ${quota.metadata.namespace}/polity-adopted-quota` });
+    expect(result.failed?.reason).toContain("not made by Polity");
+    const live = stored(theirs)!;
+    expect((live.metadata as { labels: Record<string, string> }).labels).toEqual({ team: "argocd" });
+    expect((live.spec as { hard: Record<string, string> }).hard).toEqual({ "count/secrets": "50" });
+    expect((await applier.apply(v1, [...v1, theirs])).deleted).toEqual([]);
+    expect(stored(theirs)).toBeDefined();
+  });
+
   it("deletes what the new version no longer has, and only objects Polity made", async () => {
     const dropped = v1.filter((m) => m.kind === "LimitRange");
     expect(dropped.length).toBeGreaterThan(0);

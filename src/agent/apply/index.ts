@@ -6,7 +6,8 @@
  * created are deleted: the cluster is left as the previous version made it, and the failure
  * is reported. Objects the previous version had and this one does not are deleted, and only
  * those Polity made: the live object must carry `app.kubernetes.io/managed-by: polity` and
- * list `polity` among its managers.
+ * list `polity` among its managers. An object of the same name that Polity did not make (no
+ * such label) is never taken over, unless the intent forces conflicts: the version fails.
  *
  * A field another manager owns with another value is a conflict (409): the object fails,
  * the version is rolled back, and the conflicts are reported by field and manager
@@ -93,6 +94,8 @@ function ordered(list: readonly Manifest[]): Manifest[] {
   return [...list].sort((a, b) => rank(a) - rank(b));
 }
 
+const forces = (m: Manifest) => m.metadata.annotations?.[FORCE_CONFLICTS_ANNOTATION] === "true";
+
 export class Applier {
   /** The served type of each apiVersion and kind applied (found by discovery once). */
   private readonly types = new Map<string, OwnedType>();
@@ -109,7 +112,13 @@ export class Applier {
     for (const manifest of ordered(desired)) {
       let existed = true;
       try {
-        existed = await this.exists(manifest);
+        const live = await this.live(manifest);
+        existed = live !== undefined;
+        // An object of the same name someone else made is never taken over (unless the intent
+        // forces conflicts): labelled as Polity's, a later version without it would delete it.
+        if (live !== undefined && live.metadata?.labels?.[MANAGED_BY] !== "polity" && !forces(manifest)) {
+          throw new Error(`an object of this name exists, not made by Polity (no label ${MANAGED_BY}: polity); Polity does not take it over`);
+        }
         await this.serverSideApply(manifest);
       } catch (error) {
         const object = describeObject(manifest);
@@ -139,8 +148,7 @@ export class Applier {
    * source, a looser policy than the intent.
    */
   private async serverSideApply(manifest: Manifest): Promise<void> {
-    const force = manifest.metadata.annotations?.[FORCE_CONFLICTS_ANNOTATION] === "true";
-    await serverSideApply(this.config, await this.typeOf(manifest), manifest, { force });
+    await serverSideApply(this.config, await this.typeOf(manifest), manifest, { force: forces(manifest) });
   }
 
   private async typeOf(manifest: Manifest): Promise<OwnedType> {
@@ -152,10 +160,6 @@ export class Applier {
       this.types.set(key, type);
     }
     return type;
-  }
-
-  private async exists(manifest: Manifest): Promise<boolean> {
-    return (await this.live(manifest)) !== undefined;
   }
 
   private async live(manifest: Manifest): Promise<KubernetesObject | undefined> {
