@@ -156,7 +156,27 @@ describe("an agent with a hub and an API server", () => {
     expect(quota()!.spec.hard.pods).toBe("150");
   }, 60_000);
 
+  it("puts back a field it manages that someone changed (drift, enforce), and the hub hears of it", async () => {
+    const q = quota()!;
+    const pods = q.spec.hard.pods;
+    api.put({ ...q, spec: { hard: { ...q.spec.hard, pods: "999" } } }, "kubectl-edit");
+    expect(quota()!.spec.hard.pods).toBe("999");
+    await eventually("the quota restored", () => quota()!.spec.hard.pods === pods, 20_000);
+    const drift = await eventually("the drift at the hub", async () => {
+      const events = (await call<{ items: { cluster: string; object: { name: string }; outcome: string; fields: string[] }[] }>(hub.admin, "GET", "/v1/drift")).body.items;
+      return events.find((e) => e.cluster === CLUSTER && e.object.name === "polity-payments-quota" && e.outcome === "remediated");
+    }, 20_000);
+    expect(drift.fields.join(" ")).toContain("hard.pods");
+  }, 60_000);
+
   it.skipIf(!KUBECTL)(`reports a field another field manager took as a conflict and does not force it, until the intent says forceConflicts${KUBECTL ? "" : " (skipped: no kubectl)"}`, async () => {
+    // The quota intent informs (warn): drift reports the field another manager takes and leaves
+    // it (an enforcing intent's field is taken back, as the test above shows).
+    const informing = { ...CLUSTER_LAYER, content: CLUSTER_LAYER.content.replace(/(metadata: \{ name: payments-quota[\s\S]*?enforcement: )deny/, "$1warn") };
+    expect(informing.content).not.toBe(CLUSTER_LAYER.content);
+    await call(hub.admin, "POST", "/v1/apply", { files: [informing] });
+    await appliedCurrent("applied");
+    const since = api.requests.length;
     const { KUBECONFIG: _k, ...env } = process.env;
     const taken = await run("kubectl", ["--kubeconfig", kubeconfig, "apply", "--server-side", "--field-manager=ops", "--force-conflicts", "--validate=false", "-f", "-"], {
       env,
@@ -176,11 +196,11 @@ describe("an agent with a hub and an API server", () => {
     expect(s.lastApply!.conflicts).toEqual([{ object: "ResourceQuota payments/polity-payments-quota", field: ".spec.hard.requests.cpu", manager: "ops" }]);
     expect(s.lastApply!.failed!.reason).toContain("field .spec.hard.requests.cpu of ResourceQuota payments/polity-payments-quota is owned by manager ops");
     expect(quota()!.spec.hard["requests.cpu"]).toBe("5");
-    expect(api.requests.filter((r) => r.query.fieldManager === "polity").every((r) => r.query.force !== "true")).toBe(true);
+    expect(api.requests.slice(since).filter((r) => r.query.fieldManager === "polity").every((r) => r.query.force !== "true")).toBe(true);
     const compliance = (await call<{ items: { cluster: string; apply: { outcome: string; conflicts: number } | null }[] }>(hub.admin, "GET", "/v1/compliance")).body;
     expect(compliance.items.find((i) => i.cluster === CLUSTER)?.apply).toMatchObject({ outcome: "failed", conflicts: 1 });
 
-    const forcing = { ...CLUSTER_LAYER, content: CLUSTER_LAYER.content.replace('pods: "200"', 'pods: "150"').replace("  generate:\n    quota:", "  generate:\n    forceConflicts: true\n    quota:") };
+    const forcing = { ...informing, content: informing.content.replace('pods: "200"', 'pods: "150"').replace("  generate:\n    quota:", "  generate:\n    forceConflicts: true\n    quota:") };
     expect(forcing.content).toContain("forceConflicts: true");
     await call(hub.admin, "POST", "/v1/apply", { files: [forcing] });
     await appliedCurrent("applied");
@@ -196,6 +216,9 @@ describe("an agent with a hub and an API server", () => {
     await call(hub.admin, "POST", "/v1/apply", { files: [withoutSegmentation] });
     const s = await appliedCurrent("applied");
     expect(s.lastApply!.deleted).toBe(4);
+    expect(networkPolicies()).toEqual(["team-own"]);
+    // The drift watcher held still during the apply: nothing deleted comes back.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
     expect(networkPolicies()).toEqual(["team-own"]);
     expect(quota()).toBeDefined();
   }, 60_000);

@@ -50,6 +50,7 @@ import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { StatusPlugin } from "./status.js";
 import { IntentsPlugin } from "./intents.js";
+import { DriftReporter, DriftWatcher } from "./drift/index.js";
 import { FactsPlugin } from "./facts.js";
 import type { Manifest } from "../intents/index.js";
 import { startWebhook, type Counters } from "./webhook.js";
@@ -177,8 +178,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       ? undefined
       : new IntentsPlugin({ kube: options.kube, bundle, credentials, errors, dataDir: options.dataDir, cluster: options.cluster, leader, log, now, ...(options.applyRetryMs === undefined ? {} : { retryMs: options.applyRetryMs }) });
   const facts = options.kube === undefined ? undefined : new FactsPlugin({ kube: options.kube, credentials, errors, leader, now, ...(options.factsIntervalMs === undefined ? {} : { intervalMs: options.factsIntervalMs }) });
-  const plugins: readonly Plugin[] = [identity, bundles, logs, status, impact, ...(namespaces === undefined ? [] : [namespaces]), ...(scan === undefined ? [] : [scan]), ...(intents === undefined ? [] : [intents]), ...(facts === undefined ? [] : [facts])];
-  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null, lease: election?.health() ?? null, webhookConfiguration: registration?.health() ?? null, intents: intents?.health() ?? null, facts: facts?.health() ?? null });
+  // Drift: the leader watches what the last apply made, and puts back or reports what changed (drift/).
+  const driftReports = intents === undefined ? undefined : new DriftReporter({ hub: () => (credentials.enrolled ? credentials.hub() : undefined), errors });
+  const drift = intents === undefined || driftReports === undefined || options.kube === undefined ? undefined : new DriftWatcher({ kube: options.kube, sink: driftReports, log, now, leader });
+  if (drift !== undefined) {
+    intents!.onApplying(() => drift.hold());
+    intents!.onApplied((manifests) => drift.setDesired(manifests));
+  }
+  const plugins: readonly Plugin[] = [identity, bundles, logs, status, impact, ...(namespaces === undefined ? [] : [namespaces]), ...(scan === undefined ? [] : [scan]), ...(intents === undefined ? [] : [intents]), ...(facts === undefined ? [] : [facts]), ...(driftReports === undefined ? [] : [driftReports])];
+  const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null, lease: election?.health() ?? null, webhookConfiguration: registration?.health() ?? null, intents: intents?.health() ?? null, facts: facts?.health() ?? null, drift: drift === undefined ? null : { ...drift.health(), reports: driftReports!.health() } });
   const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, byBundle, kube, scan: () => scan?.health() ?? null });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
@@ -203,6 +211,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }
   };
   const running = [...(registration === undefined ? [] : [register(stop.signal)]), ...plugins.map((plugin) => plugin.run(stop.signal)), ...(election === undefined ? [] : [election.run(stop.signal)])];
+  drift?.start();
   // The window's records reach the disk every second (a full disk costs the window, never a decision).
   const flushWindow = () => {
     try {
@@ -225,6 +234,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     health,
     async close() {
       stop.abort();
+      await drift?.stop();
       await Promise.allSettled(running);
       // The webhook before the plugins' last work, so that no decision comes after the last flush.
       await new Promise<void>((resolve) => {

@@ -74,6 +74,7 @@ export class IntentsPlugin implements Plugin {
   private readonly file: string;
   private applied: Applied | undefined;
   private readonly listeners: ((manifests: readonly Manifest[]) => void)[] = [];
+  private readonly applying: (() => void)[] = [];
   /** The bundle version last handled, how, and when. */
   private last: { version: number; outcome: ApplyReport["outcome"]; at: number; message: string | null } | undefined;
   private pending: ApplyReport | undefined;
@@ -89,6 +90,11 @@ export class IntentsPlugin implements Plugin {
   /** Called after each successful apply with the objects applied, and after a rollback with the objects restored. */
   onApplied(listener: (manifests: readonly Manifest[]) => void): void {
     this.listeners.push(listener);
+  }
+
+  /** Called right before each apply; every apply then ends with the onApplied listeners. */
+  onApplying(listener: () => void): void {
+    this.applying.push(listener);
   }
 
   /** The objects the last successful apply held (what this agent owns). */
@@ -164,12 +170,16 @@ export class IntentsPlugin implements Plugin {
     const desired = rendering.document.manifests;
     const previous = this.applied?.manifests ?? [];
     let result: ApplyResult;
+    for (const listener of this.applying) listener();
     try {
       result = await this.applier.apply(desired, previous, { deleteUnwanted: !fromDisk });
     } catch (error) {
-      // A deletion failed, or the API server could not be asked at all: reported, tried again after retryMs.
+      // A deletion failed (the new objects were all applied), or the API server could not be
+      // asked at all: reported, tried again after retryMs. What is left of the old ones is not
+      // watched, so nothing deleted comes back.
       const message = `applying stopped: ${describeFailure(error)}`;
       log.warn("applying the bundle's manifests failed", { version: metadata.version, message });
+      this.tell(desired);
       done({ ...base, outcome: "failed", message });
       return;
     }

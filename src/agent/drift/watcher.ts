@@ -98,6 +98,7 @@ export class DriftWatcher {
   private lastError: string | null = null;
   /** When the desired objects last changed (an apply). */
   private desiredAt = 0;
+  private held = false;
   private stopper: AbortController | undefined;
   private draining: Promise<void> | undefined;
   private reconciling: Promise<void> = Promise.resolve();
@@ -128,8 +129,18 @@ export class DriftWatcher {
     this.stopper = undefined;
   }
 
-  /** The objects Polity applied last (the apply loop calls this after each successful apply). */
+  /**
+   * The apply loop is about to apply: nothing is re-applied until the next `setDesired`, or
+   * the watcher would put back what the apply changes or deletes (the objects of the
+   * version before), and orphan what it recreated.
+   */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** The objects Polity applied last (the apply loop calls this after each successful apply); ends a `hold`. */
   setDesired(manifests: readonly Manifest[]): void {
+    this.held = false;
     this.desired = new Map(manifests.map((m) => [objectKeyOf(m), m]));
     this.desiredAt = this.now().getTime();
     for (const key of this.informed.keys()) if (!this.desired.has(key)) this.informed.delete(key);
@@ -257,7 +268,7 @@ export class DriftWatcher {
   private async check(key: string): Promise<void> {
     const desired = this.desired.get(key);
     const watch = desired === undefined ? undefined : this.watches.get(typeKeyOf(desired));
-    if (desired === undefined || watch === undefined || !watch.informer.health().synced || this.options.leader?.() === false) return;
+    if (this.held || desired === undefined || watch === undefined || !watch.informer.health().synced || this.options.leader?.() === false) return;
     const cached = watch.informer.get(cacheKeyOf(desired));
     if (driftOf(desired, cached) === undefined) {
       this.informed.delete(key);
@@ -268,7 +279,7 @@ export class DriftWatcher {
     // latest word is the truth (and a re-apply of the desired object is harmless anyway).
     const live = cached === undefined || this.now().getTime() - this.desiredAt < CONFIRM_AFTER_APPLY_MS ? await this.read(watch.type, desired) : cached;
     const finding = driftOf(desired, live);
-    if (finding === undefined || this.desired.get(key) !== desired) return;
+    if (finding === undefined || this.held || this.desired.get(key) !== desired) return;
     const fields = finding.kind === "missing" ? [] : finding.fields.map(formatPath);
     const remediation = remediationOf(desired);
     const other = finding.kind === "missing" ? undefined : otherManager(live, finding.fields, FIELD_MANAGER);
