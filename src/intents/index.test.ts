@@ -86,12 +86,25 @@ describe("the example federation's intents", () => {
     expect(quota.metadata.annotations).toEqual({ "polity.dev/remediation": "enforce" });
   });
 
+  it("state what Polity's apply must own to put it back: every network policy both rule lists (a default-deny's empty), every admission binding its match resources", () => {
+    const r = render(exampleLayers());
+    const deny = r.document.manifests.find((m) => m.metadata.name === "polity-payments-segmentation.default-deny")!;
+    expect(deny.spec).toEqual({ podSelector: {}, policyTypes: ["Egress", "Ingress"], ingress: [], egress: [] });
+    for (const m of r.document.manifests.filter((x) => x.kind === "NetworkPolicy")) {
+      expect(Object.keys(m.spec as object), ids([m])[0]).toEqual(expect.arrayContaining(["ingress", "egress"]));
+    }
+    for (const m of r.document.manifests.filter((x) => x.kind === "ValidatingAdmissionPolicyBinding")) {
+      expect((m.spec as { matchResources?: unknown }).matchResources, ids([m])[0]).toEqual({});
+    }
+  });
+
   it("take params as the layers tuned them: the card network's CIDRs, the zones", () => {
     const r = render(exampleLayers());
     const egress = r.document.manifests.find((m) => m.metadata.name === "polity-payments-segmentation.out-card-network")!;
     expect(egress.spec).toEqual({
       podSelector: {},
       policyTypes: ["Egress"],
+      ingress: [],
       egress: [{ to: [{ ipBlock: { cidr: "10.20.0.0/16" } }], ports: [{ protocol: "TCP", port: 443 }] }],
     });
   });
@@ -410,19 +423,20 @@ const pinnedLayers = (): Layer[] => [
 
 describe("a rendering's canonical bytes and hash", () => {
   // Pinned before the rendering was made faster (2026-12-07); they are the cluster's bytes, and must stay put.
-  // Moved deliberately when part names took a dot (polity-<policy>.<part>), so no two intents share an object.
+  // Moved deliberately when part names took a dot (polity-<policy>.<part>), so no two intents share an object,
+  // and again when network policies stated both rule lists and admission bindings matchResources (drift ownership).
   const cases: [string, ClusterFacts, string, string[]][] = [
-    ["1.31, every intent held", FACTS, "sha256:8c676c90f6d94bdce0fb74dd7ee63ed2cef3d36582faba50128df61f82a11223", []],
+    ["1.31, every intent held", FACTS, "sha256:654d1a1b99bcff3724e5865372d3f6598241b39a2c1ff38598bb2a4bc13adf3c", []],
     [
       "1.29: no admission policies",
       { ...FACTS, kubernetesVersion: "1.29" },
-      "sha256:09ec8cc001d3a45d148f5bec78fb99af7beae6212f47aabfa08931d536f8dad5",
+      "sha256:ccc88096d799323110fab6b50345c526d51b1ee4ed5ab36fcd10bed0e743dd7e",
       ['intent "stay-home": spec.generate.residency: its admission rule is a ValidatingAdmissionPolicy, which Kubernetes 1.29 does not serve (1.30 and later)'],
     ],
     [
       "no enforcing network plugin, no allowed zone, little capacity",
       { kubernetesVersion: "v1.32.0", networkPolicy: false, capacity: { cpu: "4" }, zones: ["us-east-1a"] },
-      "sha256:5f77766752f3ce766b75f9d0e87c64327fcbe1e19d0364f262b1761020b4a07d",
+      "sha256:ea22b3162de8842858784a3620fce72eae6b4230e87afe396c88825a275c1e2c",
       [
         `intent "q": spec.generate.quota.hard.requests.cpu: quotas reserve cpu 16 over q, above the cluster's capacity 4`,
         `intent "seg": spec.generate.network: the cluster's network plugin does not enforce NetworkPolicy: the segmentation would exist on paper only`,

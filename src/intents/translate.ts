@@ -152,7 +152,14 @@ function ports(list: readonly { protocol?: string; port: number }[] | undefined)
 
 function network(policy: EffectivePolicy, intent: NetworkIntent): Manifest[] {
   const out: Manifest[] = [];
-  const np = (name: string, namespace: string, spec: Record<string, unknown>): Manifest => ({ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: meta(policy, name, namespace), spec });
+  // Both rule lists always stated (empty where nothing is allowed): server-side apply then owns
+  // them, so re-applying takes back a rule someone added (`ingress: [{}]` opens a default-deny).
+  const np = (name: string, namespace: string, spec: Record<string, unknown>): Manifest => ({
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: meta(policy, name, namespace),
+    spec: { ingress: [], egress: [], ...spec },
+  });
   for (const namespace of sorted(intent.namespaces)) {
     out.push(np(partName(policy, "default-deny"), namespace, { podSelector: {}, policyTypes: ["Egress", "Ingress"] }));
     if (intent.allowDns !== false) {
