@@ -337,6 +337,16 @@ describe("the translator's properties", () => {
     }
   });
 
+  it("refuses, at the boundary, grants to Kubernetes' system: groups, naming the field", () => {
+    for (const group of ["system:unauthenticated", "system:authenticated", "system:masters", "system:serviceaccounts:payments", "system:"]) {
+      const doc = policy("access", "sec", { domain: "access-control", generate: { access: { grants: [{ name: "g", groups: ["devs", group], rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get"] }] }] } } });
+      const parsed = policyDocument.safeParse(doc);
+      expect(parsed.success, group).toBe(false);
+      expect(parsed.error!.issues.map((i) => [i.path.join("."), i.message])).toEqual([["spec.generate.access.grants.0.groups.1", expect.stringContaining(`"${group}" is a Kubernetes system group`)]]);
+    }
+    expect(policyDocument.safeParse(policy("access", "sec", { domain: "access-control", generate: { access: { grants: [{ name: "g", groups: ["systems:ops", "ops-system:x"], rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get"] }] }] } } })).success).toBe(true);
+  });
+
   it("a locked intent cannot be weakened from below: no rewrite of what it generates, no param out of bounds, no weaker enforcement, no unlock, no other scope", () => {
     const base = policy("seg", "sec", {
       domain: "network",
