@@ -77,7 +77,7 @@ beforeAll(async () => {
   access = loadKubeAccess({ kubeconfig: api.writeKubeconfig(join(dir, "kubeconfig")), env: {} })!;
   // One of the segmentation's NetworkPolicies as an inform object (a warn policy's would be).
   const objects = exampleObjects();
-  const netpol = objects.find((m) => m.kind === "NetworkPolicy" && m.metadata.name.endsWith("-dns"))!;
+  const netpol = objects.find((m) => m.kind === "NetworkPolicy" && m.metadata.name.endsWith(".dns"))!;
   desired = objects.map((m) => (m === netpol ? { ...m, metadata: { ...m.metadata, annotations: { "polity.dev/remediation": "inform" } } } : m));
   // Applied as the apply loop would (server-side apply, field manager polity), the manifests sent as they are.
   for (const m of desired) await serverSideApply(access.config, (await ownedType(access.config, m.apiVersion, m.kind, new AbortController().signal))!, m, { force: false });
@@ -235,7 +235,7 @@ describe("drift at the hub", () => {
     expect(text.code, text.err).toBe(0);
     expect(text.out.split("\n")[0]).toMatch(/^AGE\s+CLUSTER\s+OBJECT\s+POLICY\s+REMEDIATION\s+FIELDS\s+OUTCOME$/);
     expect(text.out).toMatch(/eu-west-1\s+ResourceQuota billing\/polity-payments-quota\s+payments-quota\s+enforce\s+spec\.hard\.pods\s+fight with quota-autoscaler \(5 re-applies/);
-    expect(text.out).toMatch(/NetworkPolicy payments\/\S+-dns\s+\S+\s+inform\s+spec\.policyTypes\s+reported/);
+    expect(text.out).toMatch(/NetworkPolicy payments\/\S+\.dns\s+\S+\s+inform\s+spec\.policyTypes\s+reported/);
     expect(text.out).toMatch(/LimitRange payments\/polity-payments-quota\s+payments-quota\s+enforce\s+\(deleted\)\s+re-applied/);
     const help = await fixture.cli(["get", "drift", "--help"]);
     expect(help.code).toBe(0);

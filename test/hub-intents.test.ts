@@ -47,6 +47,29 @@ describe("cluster facts at the hub", () => {
     const again = await hubs.startAt(h.dir);
     expect((await refused(call(again.admin, "POST", "/v1/apply", { files: [bigger] }))).status).toBe(409);
   });
+  it("refuses a change that makes two objects with one name for a cluster, naming the intents and the object", async () => {
+    const h = await hubs.startCopy("duplicate");
+    await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, CLUSTER_EU1] });
+    await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod" }, facts: FACTS });
+    // A residency intent with CEL rules of its own: both would be its ValidatingAdmissionPolicy.
+    const both = [
+      "---",
+      "apiVersion: polity.dev/v1",
+      "kind: Policy",
+      "metadata: { name: stay-home, owner: payments-sre }",
+      "spec:",
+      "  domain: data-residency",
+      "  match: { kinds: [Pod] }",
+      "  validations: [{ name: team, expression: has(object.metadata.labels) }]",
+      "  generate: { residency: { selector: { residency: eu }, zones: [eu-west-1a] } }",
+      "",
+    ].join("\n");
+    const error = await refused(call(h.admin, "POST", "/v1/apply", { files: [{ ...CLUSTER_EU1, content: `${CLUSTER_EU1.content.trimEnd()}\n${both}` }] }));
+    expect(error.status).toBe(409);
+    expect(error.causes.map((c) => c.message)).toContainEqual(
+      expect.stringContaining(`cluster "eu-west-1": intent "stay-home": ValidatingAdmissionPolicy polity-stay-home: metadata.name: also made by intent "stay-home"`),
+    );
+  });
 });
 
 describe("facts an agent reports, and its apply results", () => {

@@ -73,7 +73,7 @@ describe("the agent's applier", () => {
     const result = await applier.apply(v1, []);
     expect(result).toMatchObject({ rolledBack: false, deleted: [] });
     expect(result.applied).toHaveLength(v1.length);
-    expect(result.applied.indexOf("ClusterRole polity-auditors-read-read-workloads")).toBeLessThan(result.applied.indexOf("ClusterRoleBinding polity-auditors-read-read-workloads"));
+    expect(result.applied.indexOf("ClusterRole polity-auditors-read.read-workloads")).toBeLessThan(result.applied.indexOf("ClusterRoleBinding polity-auditors-read.read-workloads"));
     for (const m of v1) {
       const live = stored(m);
       expect(live, `${m.kind} ${m.metadata.name}`).toBeDefined();

@@ -124,6 +124,7 @@ export function admissionPolicyFor(policy: EffectivePolicy, document: EffectiveP
       })),
     },
   };
+  // matchResources stated, empty (all the policy matches): apply then owns the atomic struct, and takes back a selector someone adds.
   const binding: Manifest = {
     apiVersion: ADMISSION_V1,
     kind: "ValidatingAdmissionPolicyBinding",
@@ -132,6 +133,7 @@ export function admissionPolicyFor(policy: EffectivePolicy, document: EffectiveP
       policyName: meta.name,
       validationActions: [...ACTIONS[policy.enforcement]],
       ...(hasParams ? { paramRef: { name: meta.name, parameterNotFoundAction: "Deny" } } : {}),
+      matchResources: {},
     },
   };
   const manifests = [vap, binding];
@@ -161,6 +163,7 @@ export function residencyPolicy(policy: EffectivePolicy, intent: ResidencyIntent
   const zoneLabel = intent.zoneLabel ?? DEFAULT_ZONE_LABEL;
   const selector = Object.fromEntries(Object.entries(intent.selector).sort(([a], [b]) => (a < b ? -1 : 1)));
   const zones = [...new Set(intent.zones)].sort();
+  // The binding states matchResources, empty, as admissionPolicyFor's does.
   return [
     {
       apiVersion: ADMISSION_V1,
@@ -184,7 +187,7 @@ export function residencyPolicy(policy: EffectivePolicy, intent: ResidencyIntent
       apiVersion: ADMISSION_V1,
       kind: "ValidatingAdmissionPolicyBinding",
       metadata: meta,
-      spec: { policyName: meta.name, validationActions: [...ACTIONS[policy.enforcement]] },
+      spec: { policyName: meta.name, validationActions: [...ACTIONS[policy.enforcement]], matchResources: {} },
     },
   ];
 }

@@ -96,6 +96,94 @@ describe("drift of an object Polity manages", () => {
   });
 });
 
+const LABELS = { "app.kubernetes.io/managed-by": "polity", "polity.dev/policy": "seg" };
+const defaultDeny: Manifest = {
+  apiVersion: "networking.k8s.io/v1",
+  kind: "NetworkPolicy",
+  metadata: { name: "polity-seg.default-deny", namespace: "payments", labels: LABELS, annotations: { "polity.dev/remediation": "enforce" } },
+  spec: { podSelector: {}, policyTypes: ["Egress", "Ingress"], ingress: [], egress: [] },
+};
+const vap: Manifest = {
+  apiVersion: "admissionregistration.k8s.io/v1",
+  kind: "ValidatingAdmissionPolicy",
+  metadata: { name: "polity-stay-home", labels: LABELS },
+  spec: {
+    failurePolicy: "Fail",
+    matchConstraints: { resourceRules: [{ apiGroups: [""], apiVersions: ["v1"], resources: ["pods"], operations: ["CREATE", "UPDATE"] }], objectSelector: { matchLabels: { residency: "eu" } } },
+    validations: [{ expression: "true" }],
+  },
+};
+const binding: Manifest = {
+  apiVersion: "admissionregistration.k8s.io/v1",
+  kind: "ValidatingAdmissionPolicyBinding",
+  metadata: { name: "polity-stay-home", labels: LABELS },
+  spec: { policyName: "polity-stay-home", validationActions: ["Deny"] },
+};
+const role: Manifest = {
+  apiVersion: "rbac.authorization.k8s.io/v1",
+  kind: "ClusterRole",
+  metadata: { name: "polity-auditors-read.read-workloads", labels: LABELS },
+  rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list"] }],
+};
+const roleBinding: Manifest = {
+  apiVersion: "rbac.authorization.k8s.io/v1",
+  kind: "ClusterRoleBinding",
+  metadata: { name: "polity-auditors-read.read-workloads", labels: LABELS },
+  subjects: [{ kind: "Group", apiGroup: "rbac.authorization.k8s.io", name: "auditors" }],
+  roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "polity-auditors-read.read-workloads" },
+};
+
+type Live = Record<string, unknown> & { spec: Record<string, unknown> & { matchConstraints: Record<string, unknown> } };
+const edited = (m: Manifest, edit: (live: Live) => void): Live => {
+  const live = asStored(m) as Live;
+  edit(live);
+  return live;
+};
+
+describe("drift of the objects only Polity writes (network policies, admission policies, RBAC)", () => {
+  it("owns a label selector whole: a default-deny's empty podSelector given labels or expressions is drift", () => {
+    expect(paths(driftOf(defaultDeny, edited(defaultDeny, (l) => (l.spec.podSelector = { matchLabels: { "no-such": "pod" } }))))).toEqual(["spec.podSelector.matchLabels"]);
+    expect(paths(driftOf(defaultDeny, edited(defaultDeny, (l) => (l.spec.podSelector = { matchExpressions: [{ key: "x", operator: "Exists" }] }))))).toEqual(["spec.podSelector.matchExpressions"]);
+    const flow = { ...defaultDeny, spec: { ...(defaultDeny.spec as object), podSelector: { matchLabels: { app: "web" } } } } as Manifest;
+    expect(paths(driftOf(flow, edited(flow, (l) => ((l.spec.podSelector as Record<string, unknown>).matchExpressions = [{ key: "x", operator: "DoesNotExist" }]))))).toEqual(["spec.podSelector.matchExpressions"]);
+  });
+
+  it("a default-deny opened by a rule that allows everything is drift, whether the manifest states its empty lists or not", () => {
+    const open = (l: Live) => {
+      l.spec.ingress = [{}];
+      l.spec.egress = [{}];
+    };
+    expect(paths(driftOf(defaultDeny, edited(defaultDeny, open)))).toEqual(["spec.ingress", "spec.egress"]);
+    const { ingress: _i, egress: _e, ...bare } = defaultDeny.spec as Record<string, unknown>;
+    const older = { ...defaultDeny, spec: bare } as Manifest;
+    expect(paths(driftOf(older, edited(older, open)))).toEqual(["spec.ingress", "spec.egress"]);
+  });
+
+  it("owns an admission policy's match constraints and a binding's spec whole, the server's defaults aside", () => {
+    expect(paths(driftOf(vap, edited(vap, (l) => (l.spec.matchConstraints.namespaceSelector = { matchLabels: { exempt: "no" } }))))).toEqual(["spec.matchConstraints.namespaceSelector"]);
+    expect(paths(driftOf(vap, edited(vap, (l) => ((l.spec.matchConstraints.objectSelector as Record<string, unknown>).matchExpressions = [{ key: "x", operator: "Exists" }]))))).toEqual([
+      "spec.matchConstraints.objectSelector.matchExpressions",
+    ]);
+    expect(paths(driftOf(binding, edited(binding, (l) => (l.spec.matchResources = { namespaceSelector: { matchLabels: { none: "x" } } }))))).toEqual(["spec.matchResources"]);
+    // What the API server fills in: matchPolicy, empty selectors, a rule's scope; an empty matchResources defaulted.
+    const defaulted = (l: Live) => {
+      Object.assign(l.spec.matchConstraints, { matchPolicy: "Equivalent", namespaceSelector: {} });
+      (l.spec.matchConstraints.resourceRules as Record<string, unknown>[])[0]!.scope = "*";
+    };
+    expect(driftOf(vap, edited(vap, defaulted))).toBeUndefined();
+    expect(driftOf(binding, edited(binding, (l) => (l.spec.matchResources = { matchPolicy: "Equivalent", namespaceSelector: {}, objectSelector: {} })))).toBeUndefined();
+  });
+
+  it("calls any other change to their spec, rules, subjects or role drift", () => {
+    expect(paths(driftOf(vap, edited(vap, (l) => (l.spec.auditAnnotations = [{ key: "k", valueExpression: "'v'" }]))))).toEqual(["spec.auditAnnotations"]);
+    expect(paths(driftOf(role, edited(role, (l) => ((l.rules as Record<string, unknown>[])[0]!.nonResourceURLs = ["/metrics"]))))).toEqual(["rules[0].nonResourceURLs"]);
+    expect(paths(driftOf(role, edited(role, (l) => (l.aggregationRule = { clusterRoleSelectors: [{ matchLabels: { any: "role" } }] }))))).toEqual(["aggregationRule"]);
+    expect(paths(driftOf(roleBinding, edited(roleBinding, (l) => ((l.subjects as Record<string, unknown>[])[0]!.namespace = "x"))))).toEqual(["subjects[0].namespace"]);
+    // Their metadata and status stay the server's.
+    expect(driftOf(role, edited(role, (l) => Object.assign(l, { status: { x: 1 } })))).toBeUndefined();
+  });
+});
+
 // ---- properties -----------------------------------------------------------------------------
 
 type Json = string | number | boolean | null | Json[] | { [key: string]: Json };

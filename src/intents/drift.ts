@@ -16,6 +16,13 @@
  *   omit empty values when they store an object;
  * - quantities (ResourceQuota `spec.hard`, LimitRange limits) compare by value: the API
  *   server stores `1000m` as `1`;
+ * - owned whole, so that what another writer adds is drift too: the fields only Polity writes
+ *   (a NetworkPolicy's or admission policy's or binding's `spec`, a role's `rules` and
+ *   `aggregationRule`, a binding's `subjects` and `roleRef`), and atomic structs in any kind
+ *   (label selectors: `podSelector`, `namespaceSelector`, `objectSelector`; `matchConstraints`,
+ *   `matchResources`). Only empty values and the defaults the API server fills in
+ *   (`matchPolicy: Equivalent`, a rule's `scope: "*"`, a port's `protocol: TCP`…) are not;
+ *   so `podSelector: {matchLabels: …}` or `ingress: [{}]` on a default-deny is drift;
  * - no live object at all is drift too (`missing`).
  *
  * Paths read as kubectl prints them: `spec.hard.pods`, `spec.ingress[0].ports[1].port`,
@@ -67,10 +74,57 @@ function sameQuantity(desired: unknown, live: unknown): boolean {
   }
 }
 
-function compare(desired: unknown, live: unknown, path: (string | number)[], quantity: boolean, quantityKeys: readonly string[], out: FieldPath[]): void {
+/**
+ * Fields only Polity writes, by kind: nobody else has a reason to add to a network policy,
+ * an admission policy or a role Polity made, and whatever they add there changes what it
+ * allows (a rule `{}` opens a default-deny, a selector narrows it). Any difference in them
+ * is drift, not only in the keys the manifest names.
+ */
+const EXCLUSIVE: Readonly<Record<string, readonly string[]>> = {
+  NetworkPolicy: ["spec"],
+  ValidatingAdmissionPolicy: ["spec"],
+  ValidatingAdmissionPolicyBinding: ["spec"],
+  Role: ["rules"],
+  ClusterRole: ["rules", "aggregationRule"],
+  RoleBinding: ["subjects", "roleRef"],
+  ClusterRoleBinding: ["subjects", "roleRef"],
+};
+
+/**
+ * Atomic structs, in whatever kind: Kubernetes' LabelSelector (`+structType=atomic`) and
+ * MatchResources are owned whole by whoever applies them, so a key added to one is drift.
+ */
+const ATOMIC = new Set(["podSelector", "namespaceSelector", "objectSelector", "matchConstraints", "matchResources"]);
+
+/** What the API server fills into the fields of those kinds when the manifest leaves them out. */
+const SERVER_DEFAULTS: Readonly<Record<string, unknown>> = { matchPolicy: "Equivalent", scope: "*", protocol: "TCP", failurePolicy: "Fail", parameterNotFoundAction: "Deny" };
+
+/** A live value that says nothing the manifest did not: empty, the server's default for its key, or a map of such. */
+function negligible(key: string, value: unknown): boolean {
+  if (isEmpty(value) || (Object.hasOwn(SERVER_DEFAULTS, key) && SERVER_DEFAULTS[key] === value)) return true;
+  return isRecord(value) && Object.entries(value).every(([k, v]) => negligible(k, v));
+}
+
+/** Keys of a live map owned whole that the manifest does not name: drift unless negligible. */
+function extraKeys(desired: Record<string, unknown>, live: Record<string, unknown>, path: (string | number)[], out: FieldPath[]): void {
+  for (const [key, value] of Object.entries(live)) {
+    if (!Object.hasOwn(desired, key) && !negligible(key, value)) out.push([...path, key]);
+  }
+}
+
+/** `whole`: the value is owned whole (an atomic struct, or a field only Polity writes), so what the live value adds is drift too. */
+function compare(desired: unknown, live: unknown, path: (string | number)[], quantity: boolean, quantityKeys: readonly string[], whole: boolean, out: FieldPath[]): void {
+  const last = path[path.length - 1];
+  whole ||= typeof last === "string" && ATOMIC.has(last);
   if (isEmpty(desired)) {
-    // An empty map in the manifest claims no key of a live map; an empty list (or null) claims the field empty.
-    if (!isEmpty(live) && (Array.isArray(desired) || desired === null || !isRecord(live))) out.push([...path]);
+    if (isEmpty(live)) return;
+    // An empty map owned whole claims every key empty (the server's defaults aside).
+    if (whole && isRecord(desired) && isRecord(live)) {
+      extraKeys(desired, live, path, out);
+      return;
+    }
+    // Not whole: an empty map in the manifest claims no key of a live map; an empty list (or null) claims the field empty.
+    if (whole ? !negligible(String(last), live) : Array.isArray(desired) || desired === null || !isRecord(live)) out.push([...path]);
     return;
   }
   if (isRecord(desired)) {
@@ -79,12 +133,13 @@ function compare(desired: unknown, live: unknown, path: (string | number)[], qua
       return;
     }
     // The values of a quantity map (ResourceQuota spec.hard, a LimitRange's max…) are quantities.
-    const quantities = quantityKeys.includes(String(path[path.length - 1]));
+    const quantities = quantityKeys.includes(String(last));
     for (const [key, value] of Object.entries(desired)) {
       path.push(key);
-      compare(value, live[key], path, quantities, quantityKeys, out);
+      compare(value, live[key], path, quantities, quantityKeys, whole, out);
       path.pop();
     }
+    if (whole) extraKeys(desired, live, path, out);
     return;
   }
   if (Array.isArray(desired)) {
@@ -94,7 +149,7 @@ function compare(desired: unknown, live: unknown, path: (string | number)[], qua
     }
     for (let i = 0; i < desired.length; i++) {
       path.push(i);
-      compare(desired[i], live[i], path, false, quantityKeys, out);
+      compare(desired[i], live[i], path, false, quantityKeys, whole, out);
       path.pop();
     }
     return;
@@ -116,10 +171,13 @@ export function driftOf(desired: Manifest, live: unknown): DriftFinding | undefi
     for (const [key, value] of Object.entries(wanted)) if (held[key] !== value) fields.push(["metadata", part, key]);
   }
   const quantityKeys = QUANTITY_MAPS[desired.kind] ?? [];
+  const exclusive = EXCLUSIVE[desired.kind] ?? [];
   for (const [key, value] of Object.entries(desired)) {
     if (SKIPPED.has(key)) continue;
-    compare(value, live[key], [key], false, quantityKeys, fields);
+    compare(value, live[key], [key], false, quantityKeys, exclusive.includes(key), fields);
   }
+  // A field only Polity writes that its manifest leaves out (a ClusterRole's aggregationRule) is Polity's too: empty.
+  for (const key of exclusive) if (!Object.hasOwn(desired, key) && !negligible(key, live[key])) fields.push([key]);
   return fields.length === 0 ? undefined : { kind: "changed", fields };
 }
 

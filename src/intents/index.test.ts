@@ -17,7 +17,7 @@ import { layersFromFiles } from "../policy/layer-files.js";
 import { buildLayer, type Layer } from "../policy/layer.js";
 import { policyDocument } from "../policy/schema.js";
 import type { SourceDocument } from "../source/parse.js";
-import { formatIntentProblem, renderCluster, type ClusterFacts, type Manifest } from "./index.js";
+import { formatIntentProblem, renderCluster, renderProblems, type ClusterFacts, type Manifest } from "./index.js";
 import { schemaProblems } from "./schemas.js";
 
 const EXAMPLES = resolve(dirname(fileURLToPath(import.meta.url)), "../../examples/layers");
@@ -43,15 +43,15 @@ describe("the example federation's intents", () => {
     expect(r.problems.map(formatIntentProblem)).toEqual([]);
     const names = ids(r.document.manifests);
     for (const expected of [
-      "ClusterRole /polity-auditors-read-read-workloads",
-      "ClusterRoleBinding /polity-auditors-read-read-workloads",
+      "ClusterRole /polity-auditors-read.read-workloads",
+      "ClusterRoleBinding /polity-auditors-read.read-workloads",
       "ResourceQuota billing/polity-payments-quota",
       "ResourceQuota payments/polity-payments-quota",
       "LimitRange payments/polity-payments-quota",
-      "NetworkPolicy payments/polity-payments-segmentation-default-deny",
-      "NetworkPolicy payments/polity-payments-segmentation-dns",
-      "NetworkPolicy payments/polity-payments-segmentation-in-from-gateway",
-      "NetworkPolicy payments/polity-payments-segmentation-out-card-network",
+      "NetworkPolicy payments/polity-payments-segmentation.default-deny",
+      "NetworkPolicy payments/polity-payments-segmentation.dns",
+      "NetworkPolicy payments/polity-payments-segmentation.in-from-gateway",
+      "NetworkPolicy payments/polity-payments-segmentation.out-card-network",
       "ValidatingAdmissionPolicy /polity-eu-residency",
       "ValidatingAdmissionPolicyBinding /polity-eu-residency",
       "ValidatingAdmissionPolicy /polity-pod-security",
@@ -86,12 +86,25 @@ describe("the example federation's intents", () => {
     expect(quota.metadata.annotations).toEqual({ "polity.dev/remediation": "enforce" });
   });
 
+  it("state what Polity's apply must own to put it back: every network policy both rule lists (a default-deny's empty), every admission binding its match resources", () => {
+    const r = render(exampleLayers());
+    const deny = r.document.manifests.find((m) => m.metadata.name === "polity-payments-segmentation.default-deny")!;
+    expect(deny.spec).toEqual({ podSelector: {}, policyTypes: ["Egress", "Ingress"], ingress: [], egress: [] });
+    for (const m of r.document.manifests.filter((x) => x.kind === "NetworkPolicy")) {
+      expect(Object.keys(m.spec as object), ids([m])[0]).toEqual(expect.arrayContaining(["ingress", "egress"]));
+    }
+    for (const m of r.document.manifests.filter((x) => x.kind === "ValidatingAdmissionPolicyBinding")) {
+      expect((m.spec as { matchResources?: unknown }).matchResources, ids([m])[0]).toEqual({});
+    }
+  });
+
   it("take params as the layers tuned them: the card network's CIDRs, the zones", () => {
     const r = render(exampleLayers());
-    const egress = r.document.manifests.find((m) => m.metadata.name === "polity-payments-segmentation-out-card-network")!;
+    const egress = r.document.manifests.find((m) => m.metadata.name === "polity-payments-segmentation.out-card-network")!;
     expect(egress.spec).toEqual({
       podSelector: {},
       policyTypes: ["Egress"],
+      ingress: [],
       egress: [{ to: [{ ipBlock: { cidr: "10.20.0.0/16" } }], ports: [{ protocol: "TCP", port: 443 }] }],
     });
   });
@@ -148,6 +161,62 @@ describe("cluster facts refuse what a cluster could not hold, naming the cluster
     ]);
     expect(r.notExpressible.map((n) => n.policy)).toContain("pod-security");
     expect(r.document.manifests.some((m) => m.kind === "ValidatingAdmissionPolicy")).toBe(false);
+  });
+});
+
+describe("each object is one intent's: no lower layer replaces a locked intent's objects", () => {
+  const key = (m: Manifest) => `${m.apiVersion.split("/").slice(0, -1).join("/")} ${m.kind} ${m.metadata.namespace ?? ""}/${m.metadata.name}`;
+  const dependent = (name: string, grant: string) =>
+    clusterLayer(
+      policy(name, "eu-1", {
+        domain: "access-control",
+        generate: { access: { grants: [{ name: grant, groups: ["payments-devs"], rules: [{ apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch"] }] }] } },
+      }),
+    );
+
+  it("a cluster's policy whose name and grant spell the locked intent's object name makes objects of its own", () => {
+    // "auditors-read" + "read-workloads" and "auditors-read-read" + "workloads" once both made polity-auditors-read.read-workloads.
+    const r = render([...exampleLayers().slice(0, 2), dependent("auditors-read-read", "workloads")]);
+    expect(r.problems.map(formatIntentProblem)).toEqual([]);
+    const keys = r.document.manifests.map(key);
+    expect(new Set(keys).size).toBe(keys.length);
+    const locked = r.document.manifests.filter((m) => m.kind === "ClusterRole" && m.metadata.labels["polity.dev/policy"] === "auditors-read");
+    expect(locked).toHaveLength(1);
+    expect(JSON.stringify(locked[0]!.rules)).not.toContain("secrets");
+    const theirs = r.document.manifests.find((m) => m.kind === "ClusterRoleBinding" && m.metadata.labels["polity.dev/policy"] === "auditors-read-read")!;
+    expect((theirs.roleRef as { name: string }).name).not.toBe(locked[0]!.metadata.name);
+  });
+
+  it("names are unambiguous for any policy and part: a policy name may hold dots and dashes, a part neither dot", () => {
+    const names = ["a", "a-in", "a.in", "a-b", "a.b"];
+    const parts = ["b", "in-b", "dns", "default-deny", "b-c"];
+    const made = new Map<string, string>();
+    for (const n of names) {
+      const grants = parts.map((g) => ({ name: g, groups: ["devs"], rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get"] }] }));
+      const r = render([clusterLayer(policy(n, "eu-1", { domain: "access-control", generate: { access: { grants } } }))]);
+      expect(r.problems).toEqual([]);
+      for (const m of r.document.manifests) {
+        const k = key(m);
+        expect(made.get(k), k).toBeUndefined();
+        made.set(k, n);
+      }
+    }
+  });
+
+  it("two objects with the same group, kind, namespace and name are a problem naming both intents and the object, so the change is refused", () => {
+    // One policy that is a residency intent and has CEL rules of its own: both make its ValidatingAdmissionPolicy.
+    const both = policy("stay-home", "eu-1", {
+      domain: "data-residency",
+      match: { kinds: ["Pod"] },
+      validations: [{ name: "team", expression: "has(object.metadata.labels)" }],
+      generate: { residency: { selector: { residency: "eu" }, zones: ["eu-west-1a"] } },
+    });
+    const r = render([clusterLayer(both)]);
+    expect(r.problems.map(formatIntentProblem)).toEqual([
+      `cluster "eu-west-1": intent "stay-home": ValidatingAdmissionPolicy polity-stay-home: metadata.name: also made by intent "stay-home": two objects with one name, the one applied last would replace the other`,
+      `cluster "eu-west-1": intent "stay-home": ValidatingAdmissionPolicyBinding polity-stay-home: metadata.name: also made by intent "stay-home": two objects with one name, the one applied last would replace the other`,
+    ]);
+    expect(renderProblems([{ cluster: "eu-west-1", set: effectivePolicySet([clusterLayer(both)], EU_1), facts: FACTS }])).toEqual(r.problems);
   });
 });
 
@@ -268,6 +337,16 @@ describe("the translator's properties", () => {
     }
   });
 
+  it("refuses, at the boundary, grants to Kubernetes' system: groups, naming the field", () => {
+    for (const group of ["system:unauthenticated", "system:authenticated", "system:masters", "system:serviceaccounts:payments", "system:"]) {
+      const doc = policy("access", "sec", { domain: "access-control", generate: { access: { grants: [{ name: "g", groups: ["devs", group], rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get"] }] }] } } });
+      const parsed = policyDocument.safeParse(doc);
+      expect(parsed.success, group).toBe(false);
+      expect(parsed.error!.issues.map((i) => [i.path.join("."), i.message])).toEqual([["spec.generate.access.grants.0.groups.1", expect.stringContaining(`"${group}" is a Kubernetes system group`)]]);
+    }
+    expect(policyDocument.safeParse(policy("access", "sec", { domain: "access-control", generate: { access: { grants: [{ name: "g", groups: ["systems:ops", "ops-system:x"], rules: [{ apiGroups: [""], resources: ["pods"], verbs: ["get"] }] }] } } })).success).toBe(true);
+  });
+
   it("a locked intent cannot be weakened from below: no rewrite of what it generates, no param out of bounds, no weaker enforcement, no unlock, no other scope", () => {
     const base = policy("seg", "sec", {
       domain: "network",
@@ -301,7 +380,7 @@ describe("the translator's properties", () => {
     );
     // Within bounds, at the tier allowed: accepted, and what the cluster receives follows.
     const tuned = render([globalLayer(base), regionLayer(policy("seg", "region-team", { params: { cidrs: { value: ["10.1.0.0/16"] } } }))]);
-    const out = tuned.document.manifests.find((m) => m.metadata.name === "polity-seg-out-out")!;
+    const out = tuned.document.manifests.find((m) => m.metadata.name === "polity-seg.out-out")!;
     expect(JSON.stringify(out.spec)).toContain("10.1.0.0/16");
   });
 
@@ -354,18 +433,20 @@ const pinnedLayers = (): Layer[] => [
 
 describe("a rendering's canonical bytes and hash", () => {
   // Pinned before the rendering was made faster (2026-12-07); they are the cluster's bytes, and must stay put.
+  // Moved deliberately when part names took a dot (polity-<policy>.<part>), so no two intents share an object,
+  // and again when network policies stated both rule lists and admission bindings matchResources (drift ownership).
   const cases: [string, ClusterFacts, string, string[]][] = [
-    ["1.31, every intent held", FACTS, "sha256:a9602439ed4b6c452c642d1723552b1282c4dffb270e73be2df5bf374eb7c5dd", []],
+    ["1.31, every intent held", FACTS, "sha256:654d1a1b99bcff3724e5865372d3f6598241b39a2c1ff38598bb2a4bc13adf3c", []],
     [
       "1.29: no admission policies",
       { ...FACTS, kubernetesVersion: "1.29" },
-      "sha256:3ed8a1d8cb97d295c90141fc5a257d9b632104f1283f04a331198b1bf4a54b79",
+      "sha256:ccc88096d799323110fab6b50345c526d51b1ee4ed5ab36fcd10bed0e743dd7e",
       ['intent "stay-home": spec.generate.residency: its admission rule is a ValidatingAdmissionPolicy, which Kubernetes 1.29 does not serve (1.30 and later)'],
     ],
     [
       "no enforcing network plugin, no allowed zone, little capacity",
       { kubernetesVersion: "v1.32.0", networkPolicy: false, capacity: { cpu: "4" }, zones: ["us-east-1a"] },
-      "sha256:685ea305f6ec4446f699997f331f57e64526e5c443504dad6546983f6f8f146c",
+      "sha256:ea22b3162de8842858784a3620fce72eae6b4230e87afe396c88825a275c1e2c",
       [
         `intent "q": spec.generate.quota.hard.requests.cpu: quotas reserve cpu 16 over q, above the cluster's capacity 4`,
         `intent "seg": spec.generate.network: the cluster's network plugin does not enforce NetworkPolicy: the segmentation would exist on paper only`,

@@ -35,7 +35,7 @@ const KINDS: Readonly<Record<string, { model: Constructor; apiVersion: string; s
 };
 
 export interface SchemaProblem {
-  /** `NetworkPolicy team-a/polity-segmentation-default-deny`. */
+  /** `NetworkPolicy team-a/polity-segmentation.default-deny`. */
   readonly object: string;
   /** `spec.policyTypes[1]`. */
   readonly field: string;

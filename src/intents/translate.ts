@@ -107,6 +107,18 @@ export function resolveGenerate(policy: EffectivePolicy, cluster: string, proble
   return parsed.data;
 }
 
+/**
+ * `polity-<policy>.<part>`: one object of several a policy makes (a grant's role, a flow's
+ * network policy). A policy name is a DNS subdomain (it may hold dots) and a part one DNS
+ * label (`default-deny`, `dns`, `in-<flow>`, `out-<flow>`, a grant's name: never a dot), so
+ * the last dot splits the two and no two policies' parts share a name. With a dash
+ * (`polity-auditors-read-read-workloads`) a lower layer's policy could spell a locked one's
+ * object name, and replace it at apply.
+ */
+export function partName(policy: EffectivePolicy, part: string): string {
+  return `polity-${policy.name}.${part}`;
+}
+
 function meta(policy: EffectivePolicy, name: string, namespace: string | undefined): Manifest["metadata"] {
   return {
     name,
@@ -142,12 +154,19 @@ function ports(list: readonly { protocol?: string; port: number }[] | undefined)
 
 function network(policy: EffectivePolicy, intent: NetworkIntent): Manifest[] {
   const out: Manifest[] = [];
-  const np = (name: string, namespace: string, spec: Record<string, unknown>): Manifest => ({ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: meta(policy, name, namespace), spec });
+  // Both rule lists always stated (empty where nothing is allowed): server-side apply then owns
+  // them, so re-applying takes back a rule someone added (`ingress: [{}]` opens a default-deny).
+  const np = (name: string, namespace: string, spec: Record<string, unknown>): Manifest => ({
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: meta(policy, name, namespace),
+    spec: { ingress: [], egress: [], ...spec },
+  });
   for (const namespace of sorted(intent.namespaces)) {
-    out.push(np(`polity-${policy.name}-default-deny`, namespace, { podSelector: {}, policyTypes: ["Egress", "Ingress"] }));
+    out.push(np(partName(policy, "default-deny"), namespace, { podSelector: {}, policyTypes: ["Egress", "Ingress"] }));
     if (intent.allowDns !== false) {
       out.push(
-        np(`polity-${policy.name}-dns`, namespace, {
+        np(partName(policy, "dns"), namespace, {
           podSelector: {},
           policyTypes: ["Egress"],
           egress: [
@@ -166,7 +185,7 @@ function network(policy: EffectivePolicy, intent: NetworkIntent): Manifest[] {
   for (const flow of intent.ingress ?? []) {
     const p = ports(flow.ports);
     out.push(
-      np(`polity-${policy.name}-in-${flow.name}`, flow.namespace, {
+      np(partName(policy, `in-${flow.name}`), flow.namespace, {
         podSelector: selector(flow.podSelector),
         policyTypes: ["Ingress"],
         ingress: [{ from: peers(flow.from, flow.namespace), ...(p === undefined ? {} : { ports: p }) }],
@@ -177,7 +196,7 @@ function network(policy: EffectivePolicy, intent: NetworkIntent): Manifest[] {
     const p = ports(flow.ports);
     const cidrs = Array.isArray(flow.cidrs) ? sorted(flow.cidrs).map((cidr) => ({ ipBlock: { cidr } })) : [];
     out.push(
-      np(`polity-${policy.name}-out-${flow.name}`, flow.namespace, {
+      np(partName(policy, `out-${flow.name}`), flow.namespace, {
         podSelector: selector(flow.podSelector),
         policyTypes: ["Egress"],
         egress: [{ to: [...peers(flow.to, flow.namespace), ...cidrs], ...(p === undefined ? {} : { ports: p }) }],
@@ -229,7 +248,7 @@ function access(policy: EffectivePolicy, intent: AccessIntent): Manifest[] {
   const out: Manifest[] = [];
   const RBAC = "rbac.authorization.k8s.io/v1";
   for (const grant of intent.grants) {
-    const name = `polity-${policy.name}-${grant.name}`;
+    const name = partName(policy, grant.name);
     const rules = rbacRules(grant.rules);
     const subjects = sorted(grant.groups).map((g) => ({ kind: "Group", apiGroup: "rbac.authorization.k8s.io", name: g }));
     if (grant.namespaces === undefined) {

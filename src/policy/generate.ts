@@ -8,7 +8,8 @@
  *
  * Access rules are exactly what they name: wildcards and the verbs that grant other
  * permissions (`escalate`, `bind`, `impersonate`) are refused, since a binding made from
- * them would grant more than a reader of the intent can see.
+ * them would grant more than a reader of the intent can see; so are Kubernetes' `system:`
+ * groups, which hold every anonymous or authenticated caller.
  */
 import { z } from "zod";
 import { dnsLabelProblems, labelKeyProblems, labelValueProblems } from "./names.js";
@@ -112,13 +113,30 @@ export const accessRule = z.strictObject({
 });
 export type AccessRule = z.infer<typeof accessRule>;
 
+/**
+ * A group as the cluster's authenticator names it. Not one of Kubernetes' own `system:`
+ * groups: `system:unauthenticated` is every anonymous caller, `system:authenticated` every
+ * caller with any credential, `system:masters` bypasses RBAC; a grant to them reaches
+ * far beyond the people the intent's reader pictures.
+ */
+const group = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[^\s,*]+$/, "must be a group name (no spaces, commas or wildcards)")
+  .superRefine((value, ctx) => {
+    if (value.startsWith("system:")) {
+      ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} is a Kubernetes system group (system:authenticated, system:unauthenticated, system:masters…): an intent grants only to groups of people it names` });
+    }
+  });
+
 export const accessIntent = z.strictObject({
   grants: z
     .array(
       z.strictObject({
         name,
         /** Groups (as the cluster's authenticator names them) that receive the rules. */
-        groups: z.array(z.string().min(1).max(253).regex(/^[^\s,*]+$/, "must be a group name (no spaces, commas or wildcards)")).min(1, "must name at least one group"),
+        groups: z.array(group).min(1, "must name at least one group"),
         /** Namespaces the rules hold in (a Role per namespace); absent: the whole cluster (a ClusterRole). */
         namespaces: z.array(namespace).min(1).optional(),
         rules: z.array(accessRule).min(1, "must name at least one rule"),
