@@ -120,7 +120,7 @@ describe("an agent with a hub and an API server", () => {
     expect(s.lastApply!.applied).toBe(26);
     expect(quota()!.spec.hard).toEqual({ "requests.cpu": "20", "requests.memory": "64Gi", pods: "200" });
     expect(quota()!.metadata.managedFields.map((f) => f.manager)).toContain("polity");
-    expect(networkPolicies()).toEqual(expect.arrayContaining(["team-own", "polity-payments-segmentation-default-deny"]));
+    expect(networkPolicies()).toEqual(expect.arrayContaining(["team-own", "polity-payments-segmentation.default-deny"]));
     expect(api.list("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy").length).toBe(6);
     const cli = await hubs.cli(["cluster", "status", CLUSTER], { config: hubs.cliConfig("admin", hub.admin) });
     expect(cli.code, cli.err).toBe(0);
@@ -129,7 +129,7 @@ describe("an agent with a hub and an API server", () => {
   });
 
   it("rolls back a version one object of which fails, and the hub shows and audits the failure; the version is tried again", async () => {
-    api.fail({ method: "PATCH", path: /\/networkpolicies\/polity-payments-segmentation-default-deny$/, times: Infinity, action: { kind: "status", code: 500 } });
+    api.fail({ method: "PATCH", path: /\/networkpolicies\/polity-payments-segmentation\.default-deny$/, times: Infinity, action: { kind: "status", code: 500 } });
     try {
       const fewerPods = { ...CLUSTER_LAYER, content: CLUSTER_LAYER.content.replace('pods: "200"', 'pods: "150"') };
       expect(fewerPods.content).not.toBe(CLUSTER_LAYER.content);
@@ -138,8 +138,8 @@ describe("an agent with a hub and an API server", () => {
       // The previous version's copy of the failing object cannot be restored either (the fault holds): said, not hidden.
       expect(s.lastApply).toMatchObject({
         rolledBack: true,
-        failed: { object: "NetworkPolicy payments/polity-payments-segmentation-default-deny", reason: expect.stringContaining("500") },
-        rollbackFailures: [{ object: "NetworkPolicy payments/polity-payments-segmentation-default-deny", reason: expect.stringContaining("500") }],
+        failed: { object: "NetworkPolicy payments/polity-payments-segmentation.default-deny", reason: expect.stringContaining("500") },
+        rollbackFailures: [{ object: "NetworkPolicy payments/polity-payments-segmentation.default-deny", reason: expect.stringContaining("500") }],
       });
       // Rolled back: the quota holds the previous version's value.
       expect(quota()!.spec.hard.pods).toBe("200");
@@ -147,7 +147,7 @@ describe("an agent with a hub and an API server", () => {
       expect(audited.data).toMatchObject({ outcome: "failed", rolledBack: true });
       const cli = await hubs.cli(["cluster", "status", CLUSTER], { config: hubs.cliConfig("admin", hub.admin) });
       expect(cli.code).toBe(1);
-      expect(cli.out).toContain("FAILED at NetworkPolicy payments/polity-payments-segmentation-default-deny");
+      expect(cli.out).toContain("FAILED at NetworkPolicy payments/polity-payments-segmentation.default-deny");
       expect(cli.out).toContain("rolled back to the previous objects");
     } finally {
       api.clearFaults();

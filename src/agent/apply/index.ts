@@ -38,7 +38,7 @@ export interface ApplyConflict {
 export const describeConflict = (c: ApplyConflict) => `field ${c.field} of ${c.object} is owned by manager ${c.manager}`;
 
 export interface ApplyFailure {
-  /** `NetworkPolicy payments/polity-payments-segmentation-default-deny`. */
+  /** `NetworkPolicy payments/polity-payments-segmentation.default-deny`. */
   readonly object: string;
   readonly reason: string;
 }
