@@ -36,7 +36,7 @@ export const ENTRY_KINDS = {
   "bundles.published":
     "the signed bundles a change published in one region: how many, how many distinct targets (policy sets), expiry, and the SHA-256 of their list (cluster, version, envelope hash, policy-set hash; GET /v1/audit/bundles/<hash>); a list of one names its cluster, version and hashes in the entry too",
   "bundle.acknowledged": "an agent reported enforcing a bundle version",
-  "cluster.facts-reported": "an agent reported new facts of its cluster (Kubernetes version, zones, capacity, nodes): before and after; its bundle is signed again with them",
+  "cluster.facts-reported": "an agent reported new effective facts of its cluster (Kubernetes version, zones, capacity): before and after; signed: true when its bundle is signed again with them, false when they were withheld (they would drop objects or bring problems: listed), once per distinct facts",
   "intents.apply-failed": "an agent's apply of its bundle's manifests failed (the object and reason, rolled back or not, conflicts with other field managers) or was refused (its rendering differed from the signed hash)",
   "agent.denials": "admission denials an agent made, batched from its decision logs: time, request uid, operation, resource, policies and rules, and whether the caller was authenticated (how many in `authenticated`)",
   "agent.drift":

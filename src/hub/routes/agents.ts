@@ -56,13 +56,13 @@ export const AGENT_ROUTES = [
     method: "POST",
     path: "/v1/agent/facts",
     summary:
-      "Facts an agent observed of its cluster (Kubernetes version, node zones, allocatable cpu and memory, node count). New facts are kept beside the declared ones, and the cluster's bundle is signed again with them.",
+      "Facts an agent observed of its cluster (Kubernetes version, node zones, allocatable cpu and memory, node count). The latest report is kept. When its effective facts change, the cluster's bundle is signed again with them (changed: true), unless they would drop objects the last good facts render or bring new problems: then they are withheld (withheld: true), shown in the cluster's intents status and audited once.",
     access: { kind: "agent", why: "facts are reported by a cluster's agent" },
     bodyLimit: 64 * 1024,
     body: reportedFacts,
     async handle(hub, call) {
       const { cluster, region } = callingCluster(call);
-      return { body: { changed: await hub.intents.reportFacts(cluster, region, call.body) } };
+      return { body: await hub.intents.reportFacts(cluster, region, call.body) };
     },
   }),
   route({
