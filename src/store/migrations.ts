@@ -510,6 +510,8 @@ $$`,
   -- The effective facts last audited as withheld: each distinct withheld facts is audited once.
   withheld_key text
 )`,
+      // Drift is listed in the order the hub received it (an agent's clock orders nothing).
+      "CREATE INDEX drift_events_received ON drift_events (cluster, received_at DESC)",
       "ALTER TABLE drift_totals ADD COLUMN audit_window timestamptz",
       "ALTER TABLE drift_totals ADD COLUMN audit_spent integer NOT NULL DEFAULT 0",
     ],
