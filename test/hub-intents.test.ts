@@ -72,7 +72,7 @@ describe("facts an agent reports, and its apply results", () => {
     expect(status.bundle).toEqual({ version: bundle.envelope.signed.version, manifestsHash: rendering.hash });
   });
 
-  it("does not sign reported facts that would drop the cluster's enforcement: the last good facts stay, and the problem is shown and audited once per distinct facts", async () => {
+  it("does not sign reported facts that would drop the cluster's enforcement: the last good facts stay, the problem is shown and audited once per distinct facts, and an operator may accept them", async () => {
     const h = await hubs.startCopy("withheld");
     await call(h.admin, "POST", "/v1/apply", { files: [GLOBAL, REGION_EU, CLUSTER_EU1] });
     await call(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod" }, facts: FACTS });
@@ -107,6 +107,12 @@ describe("facts an agent reports, and its apply results", () => {
     const withheld = async () => (await call<{ items: { entry: { data: { signed?: boolean } } }[] }>(h.admin, "GET", "/v1/audit/entries?limit=1000&kind=cluster.facts-reported&cluster=eu-west-1")).body.items.filter((e) => e.entry.data.signed === false);
     await eventually("the withheld facts audited", async () => (await withheld()).length >= 2);
     expect(await withheld()).toHaveLength(2);
+    // An operator who knows the cluster really runs 1.29 accepts its facts: they are signed, and the VAPs go.
+    const accepted = (await call<IntentsStatus>(h.admin, "POST", "/v1/clusters/eu-west-1/facts/accept")).body;
+    expect(accepted.facts.withheld).toBeNull();
+    expect(accepted.facts.effective).toMatchObject({ kubernetesVersion: "v1.29.0" });
+    expect((await bundleOf()).envelope.signed.facts).toMatchObject({ kubernetesVersion: "v1.29.0" });
+    expect((await refused(call(h.admin, "POST", "/v1/clusters/eu-west-1/facts/accept"))).status).toBe(409);
   });
 
   it("stores facts that change nothing effective (the node count of an autoscaling cluster) without a new bundle or an audit entry", async () => {

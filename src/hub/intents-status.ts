@@ -88,13 +88,28 @@ export class ClusterIntents {
       await this.audit.record(tx, [{ kind: "cluster.facts-reported", actor: `cluster:${cluster}`, cluster, region, correlationId: newCorrelationId(), data }]);
     });
     if (same || withheld !== null) return { changed: false, withheld: withheld !== null };
-    const before = book.reported(cluster)?.facts ?? null;
+    await this.sign(cluster, region, facts, now, `cluster:${cluster}`);
+    return { changed: true, withheld: false };
+  }
+
+  /** Signs a cluster's withheld facts at an operator's word (`actor`); false when none are withheld. */
+  async acceptFacts(cluster: string, region: string, actor: string): Promise<boolean> {
+    await this.federation.sync();
+    const [row] = await this.db.query<{ facts: ReportedFacts; reported_at: Date; withheld: Withheld | null }>("SELECT facts, reported_at, withheld FROM facts_reports WHERE cluster = $1", [cluster]);
+    if (row?.withheld == null) return false;
+    await this.sign(cluster, region, row.withheld.facts, new Date(row.reported_at), actor);
+    return true;
+  }
+
+  /** Writes reported facts as the cluster's signed ones (a change of the generation: every hub reloads them) and signs its bundle again. */
+  private async sign(cluster: string, region: string, facts: ReportedFacts, reportedAt: Date, actor: string): Promise<void> {
+    const before = this.federation.facts.reported(cluster)?.facts ?? null;
     await this.federation.transaction(undefined, async (tx) => {
-      await tx.query("UPDATE clusters SET reported_facts = $2, facts_reported_at = $3 WHERE name = $1", [cluster, JSON.stringify(facts), now]);
-      await this.audit.record(tx, [{ kind: "cluster.facts-reported", actor: `cluster:${cluster}`, cluster, region, correlationId: newCorrelationId(), data: { before, after: facts, signed: true } }]);
+      await tx.query("UPDATE clusters SET reported_facts = $2, facts_reported_at = $3 WHERE name = $1", [cluster, JSON.stringify(facts), reportedAt]);
+      await tx.query("UPDATE facts_reports SET withheld = NULL, withheld_key = NULL WHERE cluster = $1", [cluster]);
+      await this.audit.record(tx, [{ kind: "cluster.facts-reported", actor, cluster, region, correlationId: newCorrelationId(), data: { before, after: facts, signed: true } }]);
     });
     await this.bundles.refresh([cluster]);
-    return { changed: true, withheld: false };
   }
 
   /** Keeps the result of an agent's apply; a failure, refusal or rollback new to the hub is audited. */

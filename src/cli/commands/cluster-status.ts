@@ -30,7 +30,8 @@ export const clusterStatusCommand: Command = {
              whether NetworkPolicy is enforced is always the declared value); reported
              facts that would drop objects the signed facts render, or bring new problems,
              are withheld: shown, audited once (cluster.facts-reported, signed false), and
-             not signed, so that relabelled nodes cannot remove a residency rule
+             not signed, so that relabelled nodes cannot remove a residency rule (an
+             operator accepts them: POST /v1/clusters/NAME/facts/accept)
   bundle     the bundle version and the hash of the manifests it makes the agent apply
   last apply the agent's last apply of them: applied (with objects applied and deleted),
              failed (the object and why, whether the version was rolled back, and the fields

@@ -3,6 +3,7 @@ import { decisionBatch, statusReport } from "../../api/agent.js";
 import { impactAnswer } from "../../api/impact.js";
 import { applyReport, reportedFacts } from "../../api/intents.js";
 import { BUNDLE_MEDIA_TYPE } from "../../bundle/index.js";
+import { describePrincipal } from "../principal.js";
 import { route, type Answer } from "../route.js";
 import { ApiError } from "../status.js";
 import { callingCluster, clusterTarget } from "./shared.js";
@@ -127,6 +128,20 @@ export const AGENT_ROUTES = [
     targets: (hub, call) => [clusterTarget(hub, call.params.name!)],
     async handle(hub, call) {
       return { body: await hub.intents.status(call.params.name!) };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/clusters/:name/facts/accept",
+    summary:
+      "Sign the facts a cluster's agent reported and the hub withheld (they would drop objects the last good facts render, or bring new problems): an operator's word that they are the cluster's reality. 409 when none are withheld.",
+    access: { kind: "access", access: "write" },
+    targets: (hub, call) => [clusterTarget(hub, call.params.name!)],
+    async handle(hub, call) {
+      const name = call.params.name!;
+      const region = hub.federation.clusters.get(name)!.region;
+      if (!(await hub.intents.acceptFacts(name, region, describePrincipal(call.principal)))) throw new ApiError(409, "Conflict", `cluster ${name} has no withheld facts to accept`);
+      return { body: await hub.intents.status(name) };
     },
   }),
   route({
