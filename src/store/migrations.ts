@@ -498,7 +498,8 @@ $$`,
     ],
   },
   {
-    version: 15,
+    // 15 and 16 are the trust roots and regional hubs of issue 15 (branches trust, regional).
+    version: 17,
     name: "each agent's latest facts report, signed or withheld, and a per-cluster budget of drift audit entries",
     statements: [
       // The latest report (the signed ones are also clusters.reported_facts); `withheld`: why it was not signed.
