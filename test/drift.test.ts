@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DriftEvent, DriftTotals, StoredDriftEvent } from "../src/api/drift.js";
 import type { ComplianceMatrix } from "../src/api/compliance.js";
 import { DriftReporter, DriftWatcher, ownedType, serverSideApply } from "../src/agent/drift/index.js";
+import { DRIFT_AUDIT_BUDGET } from "../src/hub/drift.js";
 import { call, type HubEndpoint } from "../src/client/http.js";
 import { clusterEndpoint, enroll } from "../src/identity/enrollment.js";
 import { renderCluster, type Manifest } from "../src/intents/index.js";
@@ -266,5 +267,72 @@ describe("drift at the hub", () => {
     // A person's token is not an agent's certificate.
     const person = await call(h.admin, "POST", "/v1/agent/drift", { batch: "person-batch-01", events: [], dropped: 0, suppressed: 0 }).catch((error: unknown) => error as { status: number });
     expect((person as { status: number }).status).toBe(403);
+  });
+});
+
+describe("drift at the hub, from agents that send too much or lie about time", () => {
+  let h: TestHub;
+  const agents = new Map<string, HubEndpoint>();
+  let serial = 0;
+  const event = (at: string, outcome: "remediated" | "fight" = "remediated") => ({
+    id: (++serial).toString(16).padStart(16, "0"),
+    at,
+    object: { apiVersion: "v1", kind: "ResourceQuota", namespace: "payments", name: "polity-payments-quota" },
+    policy: "payments-quota",
+    missing: false,
+    fields: ["spec.hard.pods"],
+    omittedFields: 0,
+    remediation: "enforce",
+    outcome,
+    reapplies: 1,
+  });
+  const send = (cluster: string, events: unknown[], extra: Record<string, unknown> = {}) =>
+    call<{ stored: number }>(agents.get(cluster)!, "POST", "/v1/agent/drift", { batch: `batch-${++serial}-0000`, events, dropped: 0, suppressed: 0, ...extra });
+  const refusal = (work: Promise<unknown>) => work.then(() => ({ status: 200, causes: [] as { field?: string }[] }), (error: unknown) => error as { status: number; causes: { field?: string }[] });
+
+  beforeAll(async () => {
+    h = await fixture.startCopy("hub-abuse");
+    for (const name of ["noisy-1", "quiet-1"]) {
+      await call(h.admin, "POST", "/v1/clusters", { name, region: "eu-west", labels: {} });
+      agents.set(name, clusterEndpoint(h.hub.url, await enroll(h.hub, name, await joinToken(h, name))));
+    }
+  });
+
+  it("orders drift by when the hub received it: a cluster dating its events in the far future hides no other cluster's", async () => {
+    await send("noisy-1", Array.from({ length: 100 }, () => event("2999-01-01T00:00:00Z")));
+    await send("quiet-1", [event(new Date().toISOString())]);
+    const listed = (await call<{ items: StoredDriftEvent[] }>(h.admin, "GET", "/v1/drift")).body.items;
+    expect(listed).toHaveLength(100);
+    expect(listed.some((e) => e.cluster === "quiet-1")).toBe(true);
+    // A time ahead of the hub's clock is kept as when the hub received it.
+    const noisy = listed.find((e) => e.cluster === "noisy-1")!;
+    expect(noisy.at).toBe(noisy.receivedAt);
+  });
+
+  it("refuses a time the database cannot hold and counts above an agent's buffer, naming the field, never with a 500", async () => {
+    for (const [events, extra, field] of [
+      [[event("0000-01-01T00:00:00Z")], {}, "events.0.at"],
+      [[event("9999-12-31T23:59:59Z")], {}, "events.0.at"],
+      [[], { dropped: 1e9 }, "dropped"],
+      [[], { suppressed: 2001 }, "suppressed"],
+    ] as const) {
+      const r = await refusal(send("quiet-1", [...events], extra));
+      expect(r.status, field).toBe(400);
+      expect(r.causes.map((c) => c.field), field).toContain(field);
+    }
+  });
+
+  it("keeps each cluster's drift audit entries within a budget a minute, the rest counted in one entry per batch", async () => {
+    for (let i = 0; i < 5; i++) await send("noisy-1", Array.from({ length: 100 }, () => event(new Date().toISOString())));
+    const search = async () => (await call<{ items: { entry: { data: Json } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=agent.drift&cluster=noisy-1&limit=1000")).body.items;
+    const counted = (items: { entry: { data: Json } }[]) => items.filter((e) => typeof e.entry.data.aggregated === "number");
+    const all = await eventually("the entries searchable", async () => {
+      const items = await search();
+      return counted(items).reduce((n, e) => n + (e.entry.data.aggregated as number), 0) >= 600 - DRIFT_AUDIT_BUDGET && items;
+    }, 10_000);
+    const aggregated = counted(all);
+    expect(all.length - aggregated.length).toBe(DRIFT_AUDIT_BUDGET);
+    expect(aggregated.reduce((n, e) => n + (e.entry.data.aggregated as number), 0)).toBe(600 - DRIFT_AUDIT_BUDGET);
+    expect(aggregated.length).toBeLessThanOrEqual(6);
   });
 });

@@ -11,10 +11,13 @@
  */
 import { z } from "zod";
 import { DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN } from "../policy/names.js";
-import { displayName } from "./fields.js";
+import { agentTimestamp, displayName } from "./fields.js";
 
 export const MAX_DRIFT_FIELDS = 32;
 export const MAX_DRIFT_EVENTS_PER_BATCH = 500;
+/** What an agent can have dropped or suppressed between two batches: its buffer's bound (src/agent/drift/reporter.ts). */
+export const MAX_DRIFT_DROPPED_PER_BATCH = 2000;
+const perBatch = z.number().int().min(0).max(MAX_DRIFT_DROPPED_PER_BATCH);
 const MAX_COUNT = 1_000_000_000;
 const count = z.number().int().min(0).max(MAX_COUNT);
 
@@ -33,8 +36,8 @@ export const driftEvent = z
   .strictObject({
     /** Unique per event, so that a batch sent twice stores each once. */
     id: z.string().regex(/^[0-9a-f]{16,64}$/, "is not an event id (16 to 64 hex digits)"),
-    /** When the watcher acted, by the agent's clock. */
-    at: z.iso.datetime(),
+    /** When the watcher acted, by the agent's clock (the hub keeps it clamped: src/api/fields.ts). */
+    at: agentTimestamp,
     object: driftObject,
     /** The policy that made it (its `polity.dev/policy` label), when it has one. */
     policy: displayName(253).nullable(),
@@ -62,9 +65,9 @@ export const driftBatch = z.strictObject({
   batch: z.string().regex(/^[A-Za-z0-9-]{8,64}$/, "is not a batch id"),
   events: z.array(driftEvent).max(MAX_DRIFT_EVENTS_PER_BATCH),
   /** Events the agent's buffer dropped since its last batch (its bound). */
-  dropped: count,
+  dropped: perBatch,
   /** Drift of inform objects past the per-object bound: counted, not sent one by one. */
-  suppressed: count,
+  suppressed: perBatch,
 });
 export type DriftBatch = z.infer<typeof driftBatch>;
 

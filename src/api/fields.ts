@@ -43,3 +43,25 @@ export const sourceFile = z.strictObject({
 export type SourceFile = z.infer<typeof sourceFile>;
 
 export const sourceFiles = z.array(sourceFile).min(1).max(1000);
+
+/** How far ahead of the hub's clock an agent's clock may run before its times are taken as the hub's. */
+export const AGENT_CLOCK_SKEW_MS = 5 * 60 * 1000;
+
+/**
+ * A time an agent reports (when it acted), by its clock: an RFC 3339 time between the years
+ * 2000 and 2999, so that nothing the database cannot hold gets past the boundary. The hub
+ * orders by when it received a report, and shows this time clamped (`agentTime`).
+ */
+export const agentTimestamp = z.iso.datetime().refine((value) => {
+  const year = new Date(value).getUTCFullYear();
+  return year >= 2000 && year <= 2999;
+}, "must be a time between the years 2000 and 2999");
+
+/**
+ * An agent's time as the hub keeps it: a time more than AGENT_CLOCK_SKEW_MS after the
+ * report was received becomes the time it was received. Earlier times stay: an agent whose
+ * hub was unreachable sends what it buffered, late.
+ */
+export function agentTime(at: string, receivedAt: Date): string {
+  return Date.parse(at) > receivedAt.getTime() + AGENT_CLOCK_SKEW_MS ? receivedAt.toISOString() : new Date(at).toISOString();
+}

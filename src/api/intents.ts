@@ -5,7 +5,7 @@
  * reasons) may not hold characters that move a terminal's cursor.
  */
 import { z } from "zod";
-import { displayName } from "./fields.js";
+import { agentTimestamp, displayName } from "./fields.js";
 
 const quantity = z.string().regex(/^[+]?[0-9.]+([eE][-+]?[0-9]+|[numkKMGTPE]i?)?$/, "must be a quantity such as 500m, 2Gi or 10");
 const MAX_COUNT = 1_000_000;
@@ -43,7 +43,8 @@ export const applyReport = z.strictObject({
   outcome: z.enum(["applied", "failed", "refused", "waiting"]),
   /** Applied on a bundle the agent loaded from its disk: nothing was deleted. */
   fromDisk: z.boolean(),
-  at: z.iso.datetime(),
+  /** When the agent applied, by its clock (the hub keeps it clamped: src/api/fields.ts). */
+  at: agentTimestamp,
   applied: z.number().int().min(0).max(MAX_COUNT),
   deleted: z.number().int().min(0).max(MAX_COUNT),
   failed: z.strictObject({ object, reason }).nullable(),
@@ -63,9 +64,14 @@ export interface IntentsStatus {
     readonly reported: (ReportedFacts & { readonly reportedAt: string }) | null;
     /** What its manifests are rendered with: declared, with reported values where present. */
     readonly effective: unknown;
+    /**
+     * The agent's latest report when the hub did not sign it: it would have dropped objects
+     * the last good facts render, or brought new problems. The last good facts stay.
+     */
+    readonly withheld: { readonly facts: ReportedFacts; readonly reportedAt: string; readonly problems: readonly string[] } | null;
   };
   readonly bundle: { readonly version: number | null; readonly manifestsHash: string | null };
   readonly lastApply: (ApplyReport & { readonly reportedAt: string }) | null;
-  /** What its effective facts cannot hold (reality changed under its intents): reported, since reality cannot be refused. */
+  /** What its effective facts cannot hold, and why its latest reported facts were withheld (prefixed "reported facts not signed:"). */
   readonly problems: readonly string[];
 }

@@ -36,11 +36,11 @@ export const ENTRY_KINDS = {
   "bundles.published":
     "the signed bundles a change published in one region: how many, how many distinct targets (policy sets), expiry, and the SHA-256 of their list (cluster, version, envelope hash, policy-set hash; GET /v1/audit/bundles/<hash>); a list of one names its cluster, version and hashes in the entry too",
   "bundle.acknowledged": "an agent reported enforcing a bundle version",
-  "cluster.facts-reported": "an agent reported new facts of its cluster (Kubernetes version, zones, capacity, nodes): before and after; its bundle is signed again with them",
+  "cluster.facts-reported": "an agent reported new effective facts of its cluster (Kubernetes version, zones, capacity): before and after; signed: true when its bundle is signed again with them, false when they were withheld (they would drop objects or bring problems: listed), once per distinct facts",
   "intents.apply-failed": "an agent's apply of its bundle's manifests failed (the object and reason, rolled back or not, conflicts with other field managers) or was refused (its rendering differed from the signed hash)",
   "agent.denials": "admission denials an agent made, batched from its decision logs: time, request uid, operation, resource, policies and rules, and whether the caller was authenticated (how many in `authenticated`)",
   "agent.drift":
-    "drift an agent found on an object its intents made, and what it did: the object, its policy, the drifted fields (paths, never values) or that it was deleted, the remediation (enforce or inform) and the outcome (remediated: re-applied; reported; failed, and why; fight: another controller kept writing, re-applies stopped for the rest of the minute, the other manager when known)",
+    "drift an agent found on an object its intents made, and what it did: the object, its policy, the drifted fields (paths, never values) or that it was deleted, the remediation (enforce or inform) and the outcome (remediated: re-applied; reported; failed, and why; fight: another controller kept writing, re-applies stopped for the rest of the minute, the other manager when known); past the cluster's budget of entries a minute, one entry per batch counts the rest (aggregated, with counts per outcome)",
   "rollout.started": "a staged rollout of a change of one layer started: the layer, its versions before and after, the stages with their clusters, the gates' bounds, and whether it is an emergency (gates skipped)",
   "rollout.stage-started": "a rollout's stage started: its clusters' bundles published (the canary's with the change itself)",
   "rollout.cluster-skipped": "a cluster that did not report within the stage's timeout, skipped by the stage's rule (onSilent: skip)",

@@ -1,18 +1,25 @@
 /**
  * Drift at the hub: the events agents send (POST /v1/agent/drift), kept per cluster (the
  * newest DRIFT_EVENTS_PER_CLUSTER), totalled per cluster for the compliance matrix, and
- * each written to the audit log (`agent.drift`) in the transaction that stores it. The
- * audit log stays bounded because the agent is: per object at most five re-applies a
- * minute, then one `fight` event for the rest of the minute, never an entry per re-apply
- * of a fight. A batch is taken once by its id. This module owns `drift_events`,
- * `drift_totals` and `drift_batches`.
+ * each written to the audit log (`agent.drift`) in the transaction that stores it. A
+ * well-behaved agent bounds them (per object at most five re-applies a minute, then one
+ * `fight` event for the rest of the minute); the hub does not rely on it: each cluster may
+ * add DRIFT_AUDIT_BUDGET entries a minute, and a batch's events past that are counted in
+ * one entry (`aggregated`, with counts per outcome). Events are listed in the order the
+ * hub received them: an agent's `at` is its clock (kept clamped, src/api/fields.ts). A
+ * batch is taken once by its id. This module owns `drift_events`, `drift_totals` and
+ * `drift_batches`.
  */
 import type { DriftBatch, DriftTotals, StoredDriftEvent } from "../api/drift.js";
+import { agentTime } from "../api/fields.js";
 import type { AuditEvent } from "../audit/entry.js";
 import type { Database } from "../store/database.js";
 import { newCorrelationId, type AuditLog } from "./audit-log.js";
 
 export const DRIFT_EVENTS_PER_CLUSTER = 1000;
+/** Audit entries of one cluster's drift a minute, events one by one; the rest are counted. */
+export const DRIFT_AUDIT_BUDGET = 100;
+const AUDIT_WINDOW_MS = 60_000;
 /** How long a batch id is remembered (a batch is resent within seconds, not days). */
 const BATCH_MEMORY_MS = 24 * 3600 * 1000;
 
@@ -52,7 +59,7 @@ export class Drift {
 
   /** Stores a batch once (by its id): its events, the cluster's totals, an audit entry per event. Throws 503 while the audit log is too far behind. */
   async record(cluster: string, region: string, batch: DriftBatch): Promise<{ stored: number; duplicate: boolean }> {
-    if (batch.events.length > 0) await this.audit.admit(batch.events.length);
+    if (batch.events.length > 0) await this.audit.admit(Math.min(batch.events.length, DRIFT_AUDIT_BUDGET + 1));
     return this.db.transaction(async (tx) => {
       const at = this.now();
       const fresh = await tx.query("INSERT INTO drift_batches (cluster, batch, received_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING batch", [cluster, batch.batch, at]);
@@ -60,7 +67,7 @@ export class Drift {
       await tx.query("DELETE FROM drift_batches WHERE cluster = $1 AND received_at < $2", [cluster, new Date(at.getTime() - BATCH_MEMORY_MS)]);
       const rows = batch.events.map((e) => ({
         id: e.id,
-        at: e.at,
+        at: agentTime(e.at, at),
         api_version: e.object.apiVersion,
         kind: e.object.kind,
         namespace: e.object.namespace ?? null,
@@ -89,7 +96,7 @@ export class Drift {
       const stored = new Set(inserted.map((r) => r.id));
       const events = batch.events.filter((e) => stored.has(e.id));
       const n = (outcome: string) => events.filter((e) => e.outcome === outcome).length;
-      const lastAt = events.length === 0 ? null : new Date(Math.max(...events.map((e) => Date.parse(e.at))));
+      const lastAt = events.length === 0 ? null : new Date(Math.max(...events.map((e) => Date.parse(agentTime(e.at, at)))));
       await tx.query(
         `INSERT INTO drift_totals (cluster, remediated, reported, fights, failed, dropped, last_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (cluster) DO UPDATE SET remediated = drift_totals.remediated + EXCLUDED.remediated, reported = drift_totals.reported + EXCLUDED.reported,
@@ -100,14 +107,20 @@ export class Drift {
       if (events.length > 0) {
         await tx.query(
           `DELETE FROM drift_events d USING (
-             SELECT id FROM (SELECT id, row_number() OVER (ORDER BY at DESC, id) AS n FROM drift_events WHERE cluster = $1) ranked WHERE n > $2
+             SELECT id FROM (SELECT id, row_number() OVER (ORDER BY received_at DESC, at DESC, id) AS n FROM drift_events WHERE cluster = $1) ranked WHERE n > $2
            ) old WHERE d.cluster = $1 AND d.id = old.id`,
           [cluster, DRIFT_EVENTS_PER_CLUSTER],
         );
       }
-      // One entry per event: the agent bounds them per object (a fight is one event for its minute).
+      // One entry per event within the cluster's budget for the minute; one entry counting the rest.
+      const [budget] = await tx.query<{ audit_window: Date | null; audit_spent: number }>("SELECT audit_window, audit_spent FROM drift_totals WHERE cluster = $1 FOR UPDATE", [cluster]);
+      const newWindow = budget?.audit_window == null || at.getTime() - new Date(budget.audit_window).getTime() >= AUDIT_WINDOW_MS;
+      const spent = newWindow ? 0 : budget!.audit_spent;
+      const oneByOne = events.slice(0, Math.max(0, DRIFT_AUDIT_BUDGET - spent));
+      const rest = events.slice(oneByOne.length);
+      await tx.query("UPDATE drift_totals SET audit_window = $2, audit_spent = $3 WHERE cluster = $1", [cluster, newWindow ? at : budget!.audit_window, spent + oneByOne.length]);
       const correlationId = newCorrelationId();
-      const entries: AuditEvent[] = events.map((e) => ({
+      const entries: AuditEvent[] = oneByOne.map((e) => ({
         kind: "agent.drift",
         actor: `cluster:${cluster}`,
         cluster,
@@ -116,7 +129,7 @@ export class Drift {
         data: {
           batch: batch.batch,
           id: e.id,
-          at: e.at,
+          at: agentTime(e.at, at),
           object: { ...e.object },
           policy: e.policy,
           missing: e.missing,
@@ -129,15 +142,19 @@ export class Drift {
           reason: e.reason ?? null,
         },
       }));
+      if (rest.length > 0) {
+        const outcomes = Object.fromEntries(["remediated", "reported", "fight", "failed"].map((o) => [o, rest.filter((e) => e.outcome === o).length]));
+        entries.push({ kind: "agent.drift", actor: `cluster:${cluster}`, cluster, region, correlationId, data: { batch: batch.batch, aggregated: rest.length, outcomes, budget: DRIFT_AUDIT_BUDGET } });
+      }
       await this.audit.record(tx, entries);
       return { stored: events.length, duplicate: false };
     });
   }
 
-  /** The newest events of these clusters, newest first. */
+  /** The events these clusters sent last, newest first by when the hub received them. */
   async events(clusters: readonly ClusterRef[], limit: number): Promise<StoredDriftEvent[]> {
     const regions = new Map(clusters.map((c) => [c.name, c.region]));
-    const rows = await this.db.query<EventRow>("SELECT * FROM drift_events WHERE cluster = ANY($1) ORDER BY at DESC, cluster, id LIMIT $2", [[...regions.keys()], limit]);
+    const rows = await this.db.query<EventRow>("SELECT * FROM drift_events WHERE cluster = ANY($1) ORDER BY received_at DESC, at DESC, cluster, id LIMIT $2", [[...regions.keys()], limit]);
     return rows.map((r) => ({
       cluster: r.cluster,
       region: regions.get(r.cluster)!,

@@ -13,6 +13,7 @@
 import { canonicalJson } from "../canonical/index.js";
 import type { Problem } from "../errors.js";
 import { formatIntentProblem, renderCluster, type ClusterFacts } from "../intents/index.js";
+import { POLICY_LABEL } from "../intents/translate.js";
 import type { EffectivePolicySet } from "../layering/effective.js";
 
 const MEMO_LIMIT = 20_000;
@@ -60,4 +61,24 @@ export function factsProblems(
     problems.push(...found.filter((p) => !had.has(p.message)));
   }
   return problems;
+}
+
+/**
+ * Why reported facts must not be signed (README, "Applying"): each object the cluster's
+ * manifests hold under its last good facts (`current`) that the reported ones (`candidate`)
+ * would leave out, since the agent would then delete it (a residency rule, the
+ * ValidatingAdmissionPolicies below Kubernetes 1.30), and each problem they bring that the
+ * last good facts did not have. Empty: they may be signed. Any lost object counts, not only
+ * those of deny or locked intents: facts cannot ask for less enforcement, an operator can.
+ */
+export function withheldProblems(cluster: string, set: EffectivePolicySet, current: ClusterFacts | undefined, candidate: ClusterFacts): string[] {
+  const id = (m: { apiVersion: string; kind: string; metadata: { namespace?: string; name: string } }) => `${m.kind} ${m.metadata.namespace === undefined ? "" : `${m.metadata.namespace}/`}${m.metadata.name}`;
+  const after = renderCluster(cluster, set, candidate);
+  const had = new Set(current === undefined ? [] : rendered(cluster, set, current).problems.map((p) => p.message));
+  const kept = new Set(after.document.manifests.map(id));
+  const lost = current === undefined ? [] : renderCluster(cluster, set, current).document.manifests.filter((m) => !kept.has(id(m)));
+  return [
+    ...lost.map((m) => `reported facts not signed: ${id(m)} of intent ${JSON.stringify(m.metadata.labels[POLICY_LABEL] ?? "(polity)")} would be removed`),
+    ...rendered(cluster, set, candidate).problems.filter((p) => !had.has(p.message)).map((p) => `reported facts not signed: ${p.message}`),
+  ];
 }

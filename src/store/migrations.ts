@@ -497,6 +497,26 @@ $$`,
 )`,
     ],
   },
+  {
+    // 15 and 16 are the trust roots and regional hubs of issue 15 (branches trust, regional).
+    version: 17,
+    name: "each agent's latest facts report, signed or withheld, and a per-cluster budget of drift audit entries",
+    statements: [
+      // The latest report (the signed ones are also clusters.reported_facts); `withheld`: why it was not signed.
+      `CREATE TABLE facts_reports (
+  cluster text PRIMARY KEY,
+  facts jsonb NOT NULL,
+  reported_at timestamptz NOT NULL,
+  withheld jsonb,
+  -- The effective facts last audited as withheld: each distinct withheld facts is audited once.
+  withheld_key text
+)`,
+      // Drift is listed in the order the hub received it (an agent's clock orders nothing).
+      "CREATE INDEX drift_events_received ON drift_events (cluster, received_at DESC)",
+      "ALTER TABLE drift_totals ADD COLUMN audit_window timestamptz",
+      "ALTER TABLE drift_totals ADD COLUMN audit_spent integer NOT NULL DEFAULT 0",
+    ],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

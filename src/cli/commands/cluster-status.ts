@@ -27,7 +27,11 @@ export const clusterStatusCommand: Command = {
   facts      declared at registration (--facts), reported by its agent from the API server
              (Kubernetes version, node zones, allocatable cpu and memory), and the effective
              ones its manifests are rendered with (declared, reported values where present;
-             whether NetworkPolicy is enforced is always the declared value)
+             whether NetworkPolicy is enforced is always the declared value); reported
+             facts that would drop objects the signed facts render, or bring new problems,
+             are withheld: shown, audited once (cluster.facts-reported, signed false), and
+             not signed, so that relabelled nodes cannot remove a residency rule (an
+             operator accepts them: POST /v1/clusters/NAME/facts/accept)
   bundle     the bundle version and the hash of the manifests it makes the agent apply
   last apply the agent's last apply of them: applied (with objects applied and deleted),
              failed (the object and why, whether the version was rolled back, and the fields
@@ -61,6 +65,8 @@ Examples:
     io.out(`cluster    ${r.cluster}\n`);
     io.out(`declared   ${factsLine(r.facts.declared)}\n`);
     io.out(`reported   ${r.facts.reported === null ? "-" : `${factsLine(r.facts.reported)} (${age(r.facts.reported.reportedAt)} ago)`}\n`);
+    const w = r.facts.withheld;
+    if (w !== null) io.out(`withheld   ${factsLine(w.facts)} (${age(w.reportedAt)} ago): not signed, the effective facts below stay\n`);
     io.out(`effective  ${r.facts.effective === null ? "none: its agent applies nothing until facts are declared or reported" : factsLine(r.facts.effective)}\n`);
     io.out(`bundle     ${r.bundle.version === null ? "-" : `v${r.bundle.version}`}${r.bundle.manifestsHash === null ? "" : `, manifests ${r.bundle.manifestsHash}`}\n`);
     if (last === null) io.out("last apply none reported\n");

@@ -3,6 +3,7 @@ import { decisionBatch, statusReport } from "../../api/agent.js";
 import { impactAnswer } from "../../api/impact.js";
 import { applyReport, reportedFacts } from "../../api/intents.js";
 import { BUNDLE_MEDIA_TYPE } from "../../bundle/index.js";
+import { describePrincipal } from "../principal.js";
 import { route, type Answer } from "../route.js";
 import { ApiError } from "../status.js";
 import { callingCluster, clusterTarget } from "./shared.js";
@@ -56,13 +57,13 @@ export const AGENT_ROUTES = [
     method: "POST",
     path: "/v1/agent/facts",
     summary:
-      "Facts an agent observed of its cluster (Kubernetes version, node zones, allocatable cpu and memory, node count). New facts are kept beside the declared ones, and the cluster's bundle is signed again with them.",
+      "Facts an agent observed of its cluster (Kubernetes version, node zones, allocatable cpu and memory, node count). The latest report is kept. When its effective facts change, the cluster's bundle is signed again with them (changed: true), unless they would drop objects the last good facts render or bring new problems: then they are withheld (withheld: true), shown in the cluster's intents status and audited once.",
     access: { kind: "agent", why: "facts are reported by a cluster's agent" },
     bodyLimit: 64 * 1024,
     body: reportedFacts,
     async handle(hub, call) {
       const { cluster, region } = callingCluster(call);
-      return { body: { changed: await hub.intents.reportFacts(cluster, region, call.body) } };
+      return { body: await hub.intents.reportFacts(cluster, region, call.body) };
     },
   }),
   route({
@@ -127,6 +128,20 @@ export const AGENT_ROUTES = [
     targets: (hub, call) => [clusterTarget(hub, call.params.name!)],
     async handle(hub, call) {
       return { body: await hub.intents.status(call.params.name!) };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/clusters/:name/facts/accept",
+    summary:
+      "Sign the facts a cluster's agent reported and the hub withheld (they would drop objects the last good facts render, or bring new problems): an operator's word that they are the cluster's reality. 409 when none are withheld.",
+    access: { kind: "access", access: "write" },
+    targets: (hub, call) => [clusterTarget(hub, call.params.name!)],
+    async handle(hub, call) {
+      const name = call.params.name!;
+      const region = hub.federation.clusters.get(name)!.region;
+      if (!(await hub.intents.acceptFacts(name, region, describePrincipal(call.principal)))) throw new ApiError(409, "Conflict", `cluster ${name} has no withheld facts to accept`);
+      return { body: await hub.intents.status(name) };
     },
   }),
   route({
