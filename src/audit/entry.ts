@@ -46,6 +46,10 @@ export const ENTRY_KINDS = {
   "rollout.rolled-back": "a rollout rolled back, by a failed gate (the measured value and its bound) or by an operator: the previous content written as a new layer version and published at higher bundle versions",
   "rollout.aborted": "a rollout aborted by an operator: every cluster returned to the previous content",
   "anomaly.found": "a detector's finding: what, why, and the entries that show it",
+  "region-token.created": "a one-time token minted for a region's hub to enrol with this hub (never its value): id, region, expiry",
+  "regional-hub.enrolled": "a regional hub enrolled: its region, its hub certificate's serial, the hashes of its region CA, bundle and log keys",
+  "regional-hub.refused": "something a regional hub or a parent sent, refused: an older global layer from a parent, a region log that does not extend the head recorded before, a head whose signature does not verify; and why",
+  "region.conflict": "a regional change that broke the global layer (a lock set meanwhile), reverted in the region: the layer, the version reverted, why",
 } as const;
 
 export type EntryKind = keyof typeof ENTRY_KINDS;

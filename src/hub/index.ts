@@ -24,6 +24,10 @@ import { Compliance } from "./compliance.js";
 import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
 import { TokenService } from "./tokens.js";
+import { openRegionalFederation, type RegionalOptions } from "./regional/open.js";
+import { Regions } from "./regional/parent.js";
+import { RegionalRole } from "./regional/role.js";
+import type { RegionalCredentials } from "./regional/credentials.js";
 
 export interface HubOptions {
   /** Folder for the embedded database, the CA certificate and the bootstrap token. */
@@ -51,6 +55,8 @@ export interface HubOptions {
   readonly audit?: Partial<Omit<AuditOptions, "origin" | "now">>;
   /** How often running rollouts are judged (default 1 s). */
   readonly rolloutIntervalMs?: number;
+  /** Run as the regional hub of a region, under a parent hub (src/hub/regional/). */
+  readonly regional?: RegionalOptions;
 }
 
 export interface RunningHub {
@@ -98,9 +104,19 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   });
   try {
     await migrate(db);
-    const init = await openFederation(db, options.federation ?? "polity", options.operatorKey, now);
+    let regional: RegionalCredentials | undefined;
+    let init: { federation: string; authority: CertificateAuthority; bootstrapToken?: string };
+    if (options.regional === undefined) init = await openFederation(db, options.federation ?? "polity", options.operatorKey, now);
+    else {
+      const keys = { bundles: await loadSigningKey(db, options.operatorKey, "bundles"), audit: await loadSigningKey(db, options.operatorKey, "audit-log") };
+      const opened = await openRegionalFederation(db, options.dataDir, options.operatorKey, options.regional, keys, options.hostnames ?? [], now);
+      regional = opened.credentials;
+      init = opened;
+    }
+    // What clusters trust: the federation's root (a regional hub's CA is an intermediate under it).
+    const rootPem = regional?.rootPem ?? init.authority.certificatePem;
     const caFile = join(options.dataDir, "ca.pem");
-    writeFileSync(caFile, init.authority.certificatePem);
+    writeFileSync(caFile, rootPem);
     let adminTokenFile: string | undefined;
     if (init.bootstrapToken !== undefined) {
       adminTokenFile = join(options.dataDir, "admin.token");
@@ -115,7 +131,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     const identity = new IdentityService(
       db,
       init.authority,
-      { certificateTtlMs: options.certificateTtlMs ?? DEFAULT_CERTIFICATE_TTL_MS, graceMs: options.graceMs ?? DEFAULT_GRACE_MS, now },
+      { certificateTtlMs: options.certificateTtlMs ?? DEFAULT_CERTIFICATE_TTL_MS, graceMs: options.graceMs ?? DEFAULT_GRACE_MS, now, ...(regional === undefined ? {} : { chain: { rootPem } }) },
       audit,
     );
     const federation = new Federation(db, now);
@@ -132,7 +148,9 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     await bundles.refresh(federation.clusters.keys());
     const changes = new Changes(federation, identity, bundles, audit);
     const reports = new Reports(db, audit, now);
+    const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now);
     const context: Hub = {
+      ...(role === undefined ? { regions: new Regions(db, federation, identity, changes, bundles.key.publicKeyPem, audit, now) } : { regional: role }),
       db,
       federation,
       changes,
@@ -148,11 +166,12 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       audit,
       now,
     };
-    const serving = await identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]);
+    // A regional hub serves with the certificate its parent issued it (for the names it gave at enrolment).
+    const serving = regional === undefined ? await identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]) : { certificatePem: regional.hubCertificatePem, privateKeyPem: regional.hubKeyPem };
     const app = await createServer(context, {
       certificatePem: serving.certificatePem,
       privateKeyPem: serving.privateKeyPem,
-      caPem: init.authority.certificatePem,
+      caPem: rootPem,
       log: options.log ?? false,
     });
     // Other hub processes' changes (PostgreSQL) wake this one's long polls; a periodic sync is the fallback.
@@ -183,6 +202,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     }, options.rolloutIntervalMs ?? 1_000);
     rolloutTicker.unref();
     audit.start();
+    role?.start();
     const host = options.host ?? "127.0.0.1";
     await app.listen({ host, port: options.port ?? 8443 });
     const address = app.server.address();
@@ -192,13 +212,14 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       url: `https://${urlHost}:${port}`,
       port,
       federation: init.federation,
-      caPem: init.authority.certificatePem,
+      caPem: rootPem,
       caFile,
       ...(adminTokenFile === undefined ? {} : { adminTokenFile }),
       context,
       async close() {
         clearInterval(ticker);
         clearInterval(rolloutTicker);
+        await role?.stop();
         bundles.wakeAll();
         await app.close();
         await audit.stop();

@@ -26,6 +26,8 @@ import type { Impacts } from "./impact.js";
 import type { Rollouts } from "./rollouts.js";
 import { ApiError } from "./status.js";
 import type { TokenService } from "./tokens.js";
+import type { Regions } from "./regional/parent.js";
+import type { RegionalRole } from "./regional/role.js";
 
 /** The hub's services, as route handlers use them. */
 export interface Hub {
@@ -42,6 +44,10 @@ export interface Hub {
   readonly impacts: Impacts;
   readonly compliance: Compliance;
   readonly audit: AuditLog;
+  /** As a parent: its regional hubs (every hub may be one). */
+  readonly regions?: Regions;
+  /** As a regional hub: its region and its link to its parent. */
+  readonly regional?: RegionalRole;
   readonly now: () => Date;
 }
 

@@ -436,6 +436,75 @@ $$`,
     name: "cluster facts: what a cluster can hold (Kubernetes version, NetworkPolicy enforcement, capacity, zones), checked before intents reach it",
     statements: ["ALTER TABLE clusters ADD COLUMN facts jsonb"],
   },
+  // 13, 14 and 15 belong to other branches of issue 15 (the lead puts the list in order when they merge).
+  {
+    version: 16,
+    name: "regional hubs: a parent's record of its regional hubs, their tokens, heads, mirrored bundles and conflicts; a regional hub's link to its parent",
+    statements: ddl(`
+CREATE TABLE region_tokens (
+  id text PRIMARY KEY,
+  region text NOT NULL,
+  hash text NOT NULL UNIQUE,
+  created_by text NOT NULL,
+  created_at timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL,
+  used_at timestamptz
+);
+CREATE TABLE regional_hubs (
+  region text PRIMARY KEY,
+  serial text NOT NULL,
+  public_key_sha256 text NOT NULL,
+  bundle_key_pem text NOT NULL,
+  audit_key_pem text NOT NULL,
+  enrolled_at timestamptz NOT NULL,
+  revoked_at timestamptz,
+  last_seen timestamptz,
+  -- The last summary it sent (status and compliance counts, no region-scoped details).
+  summary jsonb
+);
+CREATE TABLE regional_heads (
+  region text NOT NULL,
+  tree_size bigint NOT NULL,
+  root_hash text NOT NULL,
+  head jsonb NOT NULL,
+  received_at timestamptz NOT NULL,
+  PRIMARY KEY (region, tree_size)
+);
+CREATE TABLE regional_bundles (
+  cluster text PRIMARY KEY,
+  region text NOT NULL,
+  version bigint NOT NULL,
+  bytes bytea NOT NULL,
+  received_at timestamptz NOT NULL
+);
+CREATE TABLE region_conflicts (
+  id text PRIMARY KEY,
+  region text NOT NULL,
+  layer_id text NOT NULL,
+  detected_at timestamptz NOT NULL,
+  detected_by text NOT NULL,
+  reason text NOT NULL,
+  resolution text NOT NULL,
+  reverted_version integer
+);
+CREATE TABLE regional_link (
+  id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+  region text NOT NULL,
+  parent_url text NOT NULL,
+  -- The parent's global layer as last mirrored: an older one offered later is refused.
+  global_version integer NOT NULL DEFAULT 0,
+  global_hash text,
+  -- The region layer version the parent last accepted (0: none yet), and its files.
+  accepted_region_version integer NOT NULL DEFAULT 0,
+  accepted_region_files jsonb,
+  last_contact timestamptz,
+  -- Certificates and bundles already sent up (by issue time and bundle revision).
+  sent_certificates_at timestamptz,
+  sent_bundle_revision bigint NOT NULL DEFAULT 0,
+  -- The last tree head the parent acknowledged.
+  acknowledged_size bigint NOT NULL DEFAULT 0
+)`),
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

@@ -3,6 +3,12 @@
  * held), and offers what arrives to the active bundle, which verifies, persists and swaps
  * it in. The agent is stale while it holds no bundle, holds an expired one, or has not
  * heard from its hub for a poll and half a minute.
+ *
+ * Bundles may come from an ordered list of sources (its regional hub, the global hub, a
+ * mirror): the first is asked; one that cannot be reached or fails makes the loop try the
+ * next at once; while on a later source, polls are short and the first is tried again every
+ * `retryFirstMs`. Whatever the source, a bundle is verified the same way (signature with the
+ * pinned key, cluster, version, expiry): a mirror can withhold, never forge.
  */
 import { MAX_BUNDLE_BYTES } from "../../bundle/index.js";
 import { call, HubError, ResponseTooLargeError } from "../../client/http.js";
@@ -14,6 +20,8 @@ export interface BundleHealth {
   readonly bundleVersion: number | null;
   readonly bundleHash: string | null;
   readonly bundleSource: "disk" | "hub" | null;
+  /** The source the loop asks now (the first of `sources`, or the one it fell back to). */
+  readonly bundleHub: string | null;
   readonly bundleExpires: string | null;
   readonly lastSync: string | null;
   readonly stale: boolean;
@@ -28,6 +36,10 @@ export interface BundlePluginOptions {
   readonly errors: LoopErrors;
   /** How long a long poll waits at the hub. */
   readonly pollWaitSeconds: number;
+  /** Where bundles come from, in order (default: the hub the agent enrolled with). */
+  readonly sources?: readonly string[];
+  /** While on a later source, how often the first is tried again (default 10 s). */
+  readonly retryFirstMs?: number;
   readonly now: () => Date;
 }
 
@@ -35,6 +47,9 @@ export class BundlePlugin implements Plugin {
   readonly name = "bundle";
   /** When the hub last answered a poll. */
   private lastSync: Date | undefined;
+  /** The source asked now (an index in `sources`), and since when it is a fallback. */
+  private source = 0;
+  private fellBackAt = 0;
 
   constructor(private readonly options: BundlePluginOptions) {}
 
@@ -44,16 +59,22 @@ export class BundlePlugin implements Plugin {
     // A hub that answers at once with a bundle the agent refuses (an older one, after the
     // hub was restored from a backup; a forged one) is asked again later and later.
     const refusedBackoff = new Backoff(1000, 60_000);
+    const sources = this.options.sources ?? [];
+    const retryFirstMs = this.options.retryFirstMs ?? 10_000;
+    let failedInARow = 0;
     while (!signal.aborted) {
       if (!credentials.enrolled) {
         await sleep(500, signal);
         continue;
       }
+      if (this.source > 0 && now().getTime() - this.fellBackAt >= retryFirstMs) this.source = 0;
+      // On a fallback, short polls: the first source is asked again soon.
+      const wait = this.source > 0 ? Math.min(pollWaitSeconds, 5) : pollWaitSeconds;
       try {
         const held = bundle.current?.metadata.version;
-        const response = await call<Buffer>(credentials.hub(), "GET", `/v1/agent/bundle?wait=${pollWaitSeconds}`, undefined, {
+        const response = await call<Buffer>(credentials.hub(sources[this.source]), "GET", `/v1/agent/bundle?wait=${wait}`, undefined, {
           raw: true,
-          timeoutMs: (pollWaitSeconds + 15) * 1000,
+          timeoutMs: (wait + 15) * 1000,
           signal,
           headers: held === undefined ? {} : { "if-none-match": `"${held}"` },
           binary: true,
@@ -61,6 +82,7 @@ export class BundlePlugin implements Plugin {
         });
         this.lastSync = now();
         backoff.reset();
+        failedInARow = 0;
         // The hub answered: whatever said it was unreachable is over.
         errors.succeeded("bundle");
         if (response.status === 304) bundle.confirmedByHub();
@@ -79,7 +101,17 @@ export class BundlePlugin implements Plugin {
           await sleep(refusedBackoff.next(), signal);
           continue;
         }
-        errors.failed("bundle", error instanceof HubError ? `the hub refused the bundle request (${error.status})` : "the hub is unreachable", error);
+        const where = sources.length > 1 ? ` (${sources[this.source]})` : "";
+        errors.failed("bundle", error instanceof HubError ? `the hub${where} refused the bundle request (${error.status})` : `the hub${where} is unreachable`, error);
+        if (sources.length > 1 && ++failedInARow < sources.length) {
+          // The next source at once; after a whole round of failures, the backoff.
+          this.source = (this.source + 1) % sources.length;
+          if (this.source > 0) this.fellBackAt = now().getTime();
+          continue;
+        }
+        failedInARow = 0;
+        this.source = sources.length > 1 ? (this.source + 1) % sources.length : 0;
+        if (this.source > 0) this.fellBackAt = now().getTime();
         await sleep(backoff.next(), signal);
       }
     }
@@ -98,6 +130,7 @@ export class BundlePlugin implements Plugin {
       bundleVersion: current?.metadata.version ?? null,
       bundleHash: current?.metadata.targetHash ?? null,
       bundleSource: current?.source ?? null,
+      bundleHub: (this.options.sources ?? [])[this.source] ?? null,
       bundleExpires: current?.metadata.expires ?? null,
       lastSync: lastSync?.toISOString() ?? null,
       stale,

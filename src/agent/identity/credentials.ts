@@ -53,10 +53,10 @@ export class AgentCredentials {
     return this.held !== undefined;
   }
 
-  /** The hub, reached over mutual TLS with the credentials held now. */
-  hub(): HubEndpoint {
+  /** The hub (or another bundle source), reached over mutual TLS with the credentials held now. */
+  hub(url: string = this.hubUrl): HubEndpoint {
     if (this.held === undefined) throw new Error("not enrolled: no certificate to reach the hub with");
-    return clusterEndpoint(this.hubUrl, this.held);
+    return clusterEndpoint(url, this.held);
   }
 
   /** What a bundle must be signed with and name: the key pinned at enrolment, this federation and cluster. */
