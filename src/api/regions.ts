@@ -52,6 +52,8 @@ export interface Mirror {
   readonly global: LayerCopy | null;
   /** The region layer as the parent holds it (the last the region sent and the parent accepted). */
   readonly regionLayer: LayerCopy | null;
+  /** The size of the region log's newest head recorded by the parent: the next consistency proof starts there. */
+  readonly headSize: number;
   readonly clusters: readonly {
     readonly name: string;
     readonly labels: Readonly<Record<string, string>>;
@@ -96,6 +98,8 @@ export interface SummaryAnswer {
   readonly regionLayer: { readonly state: "accepted" | "unchanged" | "conflict"; readonly reason?: string };
   /** The tree size the parent recorded: the next proof starts there. */
   readonly acknowledgedSize: number;
+  /** Why the head sent was refused (a log that does not extend the head recorded before): audited on the parent. */
+  readonly headRefused?: string;
 }
 
 export interface Conflict {

@@ -116,11 +116,11 @@ export class Regions {
   }
 
   /** What a regional hub mirrors: the global layer, its region layer as held here, its region's clusters. */
-  mirror(region: string): Mirror {
+  async mirror(region: string): Promise<Mirror> {
     const clusters = [...this.federation.clusters.values()]
       .filter((c) => c.region === region)
       .map((c) => ({ name: c.name, labels: c.labels, facts: this.federation.facts.get(c.name) ?? null, revoked: c.revokedAt !== null }));
-    return { federation: this.identity.federation, region, global: this.copy("global"), regionLayer: this.copy(`region/${region}`), clusters };
+    return { federation: this.identity.federation, region, global: this.copy("global"), regionLayer: this.copy(`region/${region}`), headSize: await this.recordedSize(region), clusters };
   }
 
   /** A summary from a regional hub: recorded; its region layer applied (or the conflict said); its head checked. */
@@ -154,9 +154,17 @@ export class Regions {
         }
       }
     });
-    const acknowledgedSize = summary.head === undefined ? await this.recordedSize(region) : await this.recordHead(region, summary.head.head, summary.head.proof, context);
+    // A refused head is said in the answer (and audited); the rest of the summary still counts.
+    let headRefused: string | undefined;
+    if (summary.head !== undefined) {
+      try {
+        await this.recordHead(region, summary.head.head, summary.head.proof, context);
+      } catch (error) {
+        headRefused = error instanceof Error ? error.message : String(error);
+      }
+    }
     const regionLayer = summary.regionLayer === undefined ? { state: "unchanged" as const } : await this.applyRegionLayer(region, summary.regionLayer.files, context);
-    return { regionLayer, acknowledgedSize };
+    return { regionLayer, acknowledgedSize: await this.recordedSize(region), ...(headRefused === undefined ? {} : { headRefused }) };
   }
 
   private async recordedSize(region: string): Promise<number> {
@@ -169,7 +177,7 @@ export class Regions {
    * its consistency with the head recorded before (a log rewritten during a partition does
    * not extend it): refused and audited, the earlier head kept.
    */
-  private async recordHead(region: string, value: unknown, proof: readonly string[], context: AuditContext): Promise<number> {
+  private async recordHead(region: string, value: unknown, proof: readonly string[], context: AuditContext): Promise<void> {
     const [hub] = await this.db.query<{ audit_key_pem: string }>("SELECT audit_key_pem FROM regional_hubs WHERE region = $1", [region]);
     const [last] = await this.db.query<{ tree_size: string; root_hash: string }>("SELECT tree_size::text, root_hash FROM regional_heads WHERE region = $1 ORDER BY tree_size DESC LIMIT 1", [region]);
     const previous = last === undefined ? undefined : { size: Number(last.tree_size), root: last.root_hash };
@@ -189,7 +197,6 @@ export class Regions {
     if (previous === undefined || head.treeSize > previous.size) {
       await this.db.query("INSERT INTO regional_heads (region, tree_size, root_hash, head, received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", [region, head.treeSize, head.rootHash, JSON.stringify(head), this.now()]);
     }
-    return head.treeSize;
   }
 
   /** The region layer the regional hub holds, applied here through the one change use case; a refusal is the conflict it reports. */

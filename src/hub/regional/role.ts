@@ -114,7 +114,7 @@ export class RegionalRole {
       await this.federation.sync();
       const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", "/v1/region/mirror", undefined, { timeoutMs: 10_000 })).body;
       await this.reconciler.pull(mirror);
-      await this.push();
+      await this.push(mirror.headSize);
       this.connected = true;
       this.lastError = null;
       await this.db.query("UPDATE regional_link SET last_contact = $1", [this.now()]);
@@ -124,7 +124,8 @@ export class RegionalRole {
     }
   }
 
-  private async push(): Promise<void> {
+  /** `recorded`: the size of this log's newest head the parent holds (what the proof starts from). */
+  private async push(recorded: number): Promise<void> {
     const link = await this.link();
     const region = this.federation.layers.get(`region/${this.region}`);
     const regionLayer = region !== undefined && region.version !== link.accepted_region_version ? { version: region.version, files: [...region.files] } : undefined;
@@ -140,9 +141,8 @@ export class RegionalRole {
       if (bundle !== undefined) bundles.push({ cluster, version: bundle.version, bytes: bundle.bytes.toString("base64") });
     }
     const head = await this.audit.latestHead().catch(() => undefined);
-    const acknowledged = Number(link.acknowledged_size);
     let proof: string[] = [];
-    if (head !== undefined && acknowledged > 0 && head.treeSize > acknowledged) proof = [...(await this.audit.consistencyProof(acknowledged, head.treeSize)).proof];
+    if (head !== undefined && recorded > 0 && head.treeSize > recorded) proof = [...(await this.audit.consistencyProof(recorded, head.treeSize)).proof];
     const summary: RegionalSummary = {
       ...(regionLayer === undefined ? {} : { regionLayer }),
       certificates: certificates.map((c) => ({
@@ -169,6 +169,7 @@ export class RegionalRole {
     ]);
     this.reconciler.sent(summary.conflicts.map((c) => c.id));
     if (regionLayer !== undefined) await this.reconciler.answered(regionLayer.version, answer.regionLayer);
+    if (answer.headRefused !== undefined) throw new Error(answer.headRefused);
   }
 
   private async statusCounts(): Promise<Record<string, number>> {

@@ -60,7 +60,7 @@ export const REGION_ROUTES = [
     summary: "For a regional hub: the global layer, its region layer as held here, and its region's clusters.",
     access: { kind: "regional-hub", why: "the mirror is for a regional hub (mutual TLS with its hub certificate)" },
     async handle(hub, call) {
-      return { body: parent(hub).mirror(regionOf(call)) };
+      return { body: await parent(hub).mirror(regionOf(call)) };
     },
   }),
   route({
