@@ -46,6 +46,12 @@ export const ENTRY_KINDS = {
   "rollout.rolled-back": "a rollout rolled back, by a failed gate (the measured value and its bound) or by an operator: the previous content written as a new layer version and published at higher bundle versions",
   "rollout.aborted": "a rollout aborted by an operator: every cluster returned to the previous content",
   "anomaly.found": "a detector's finding: what, why, and the entries that show it",
+  "trust.root-published": "a new version of the federation's root of trust (src/trust): its version, the keys it lists by purpose, delegations, revoked keys, and the SHA-256 of its envelope",
+  "key.rotated": "a signing key rotated: its purpose, the new key id (it entered the root before signing anything) and the old one (listed until retired)",
+  "key.retired": "a rotated-out key left the root: every agent acknowledged a bundle under its successor, or the overlap ran out",
+  "key.revoked": "a key revoked (on suspicion of compromise): its id, purpose and the reason; refused everywhere from the root version named",
+  "region.delegated": "a region's key delegated by the root: region, key id, expiry (it may sign only that region's bundles and layer)",
+  "region.ca-issued": "an intermediate CA certificate issued to a region, name-constrained to its SPIFFE path: serial, expiry",
 } as const;
 
 export type EntryKind = keyof typeof ENTRY_KINDS;

@@ -24,6 +24,7 @@ import { Compliance } from "./compliance.js";
 import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
 import { TokenService } from "./tokens.js";
+import { DEFAULT_TRUST_OPTIONS, TrustService, type TrustOptions } from "./trust.js";
 
 export interface HubOptions {
   /** Folder for the embedded database, the CA certificate and the bootstrap token. */
@@ -51,6 +52,8 @@ export interface HubOptions {
   readonly audit?: Partial<Omit<AuditOptions, "origin" | "now">>;
   /** How often running rollouts are judged (default 1 s). */
   readonly rolloutIntervalMs?: number;
+  /** The root of trust's timings: root validity, delegations, regional CAs, key overlap (src/hub/trust.ts). */
+  readonly trust?: Partial<Omit<TrustOptions, "now">>;
 }
 
 export interface RunningHub {
@@ -112,6 +115,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       origin: `${init.federation}/audit`,
       now,
     });
+    const trust = await TrustService.open(db, options.operatorKey, init.authority, audit, { ...DEFAULT_TRUST_OPTIONS, ...options.trust, now });
     const identity = new IdentityService(
       db,
       init.authority,
@@ -146,6 +150,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       impacts: new Impacts(db, now),
       compliance: new Compliance(db, now),
       audit,
+      trust,
       now,
     };
     const serving = await identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]);

@@ -26,6 +26,7 @@ import type { Impacts } from "./impact.js";
 import type { Rollouts } from "./rollouts.js";
 import { ApiError } from "./status.js";
 import type { TokenService } from "./tokens.js";
+import type { TrustService } from "./trust.js";
 
 /** The hub's services, as route handlers use them. */
 export interface Hub {
@@ -42,6 +43,8 @@ export interface Hub {
   readonly impacts: Impacts;
   readonly compliance: Compliance;
   readonly audit: AuditLog;
+  /** The federation's root of trust: root versions, keys, regions' delegations and CAs. */
+  readonly trust: TrustService;
   readonly now: () => Date;
 }
 

@@ -13,6 +13,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { normalizeSerial, type CertificateAuthority } from "../identity/ca.js";
 import { parseClusterSpiffeId } from "../identity/spiffe.js";
 import { certificatePublicKeyInfo } from "../identity/der.js";
+import { leafWithinConstraints } from "../identity/regional-ca.js";
 import type { PeerCertificate } from "./identity.js";
 import { openApiDocument } from "./openapi.js";
 import { denial, requirementRefusal, type Principal, type Requirement } from "./principal.js";
@@ -31,6 +32,12 @@ export interface ServerOptions {
 interface CertificateView {
   readonly peer?: PeerCertificate;
   readonly problem?: string;
+  /**
+   * Issued by a region's intermediate CA and checked here (leafWithinConstraints): OpenSSL
+   * refuses such chains whatever they hold (it reads URI name constraints as hosts), so its
+   * verdict is not the one that counts for them; only expiry is.
+   */
+  readonly viaIntermediate?: boolean;
 }
 
 /** A certificate read once per TLS connection (keep-alive connections make many requests). */
@@ -40,12 +47,18 @@ const byFingerprint = new Map<string, Promise<CertificateView>>();
 
 function readPeer(socket: TLSSocket, authority: CertificateAuthority): Promise<CertificateView> {
   const federation = authority.federation;
-  const presented = socket.getPeerCertificate(false);
+  const presented = socket.getPeerCertificate(true);
   if (presented === null || presented === undefined || Object.keys(presented).length === 0 || presented.raw === undefined) return Promise.resolve({});
-  const key = `${federation}\n${presented.fingerprint256}`;
+  // What the client sent above its certificate (a region's intermediate), as far as it goes.
+  const intermediates: Buffer[] = [];
+  for (let c = presented.issuerCertificate; c !== undefined && c !== null && c.raw !== undefined && intermediates.length < 3; c = c.issuerCertificate) {
+    if (c.fingerprint256 === presented.fingerprint256 || intermediates.some((i) => i.equals(c.raw))) break;
+    intermediates.push(c.raw);
+  }
+  const key = `${federation}\n${presented.fingerprint256}\n${intermediates.map((i) => createHash("sha256").update(i).digest("hex")).join(",")}`;
   let view = byFingerprint.get(key);
   if (view === undefined) {
-    view = parsePeer(presented.raw, authority);
+    view = parsePeer(presented.raw, authority, intermediates);
     if (byFingerprint.size >= 10_000) byFingerprint.clear();
     byFingerprint.set(key, view);
   }
@@ -60,7 +73,7 @@ const caKeys = new WeakMap<CertificateAuthority, KeyObject>();
  * signature against this federation's CA first, then the SPIFFE ID of its URI SAN, serial,
  * expiry and key fingerprint (of the SubjectPublicKeyInfo as issued).
  */
-async function parsePeer(raw: Buffer, authority: CertificateAuthority): Promise<CertificateView> {
+async function parsePeer(raw: Buffer, authority: CertificateAuthority, intermediates: readonly Buffer[] = []): Promise<CertificateView> {
   const federation = authority.federation;
   let certificate: X509Certificate;
   try {
@@ -87,8 +100,18 @@ async function parsePeer(raw: Buffer, authority: CertificateAuthority): Promise<
   } catch {
     return { problem: "it was not issued by this federation's CA" };
   }
+  let viaIntermediate = false;
+  const ca = authority.certificatePem.trim().replace(/\s+/g, "");
+  const above = intermediates.map((i) => new X509Certificate(i).toString()).filter((pem) => pem.trim().replace(/\s+/g, "") !== ca);
+  if (!signed && above.length > 0) {
+    // A region's intermediate: its name constraints are checked here, not by TLS.
+    const verdict = leafWithinConstraints([certificate.toString(), ...above], [authority.certificatePem], new Date(Math.min(Date.now(), Date.parse(certificate.validTo) - 1000)));
+    if (!verdict.ok) return { problem: verdict.reason };
+    signed = viaIntermediate = true;
+  }
   if (!signed) return { problem: "it was not issued by this federation's CA" };
   return {
+    ...(viaIntermediate ? { viaIntermediate } : {}),
     peer: {
       cluster: id.cluster,
       region: id.region,
@@ -128,12 +151,12 @@ async function authenticate(hub: Hub, request: FastifyRequest, requirement: Requ
     view = readPeer(socket, hub.identity.authority);
     peers.set(socket, view);
   }
-  const { peer, problem } = await view;
+  const { peer, problem, viaIntermediate } = await view;
   if (peer === undefined && problem === undefined) return { principal: { kind: "anonymous" } };
   if (requirement.kind === "public") return { principal: { kind: "anonymous" } };
   if (problem !== undefined) throw unauthorized(`client certificate refused: ${problem}`);
   const generation = await hub.identity.checkStanding(peer!);
-  const error = socket.authorized ? undefined : String(socket.authorizationError ?? "UNKNOWN");
+  const error = socket.authorized || viaIntermediate === true ? undefined : String(socket.authorizationError ?? "UNKNOWN");
   const expiredOnly = error === "CERT_HAS_EXPIRED" || (error === undefined && peer!.notAfter.getTime() <= hub.now().getTime());
   if (error !== undefined && !expiredOnly) throw unauthorized(`client certificate refused: ${TLS_REASONS[error] ?? error}`);
   if (expiredOnly && !(requirement.kind === "agent" && requirement.renewal === true)) {
