@@ -33,8 +33,10 @@ export interface RegionalEnrolled {
   /** The federation's root CA: what every cluster and hub trusts. */
   readonly rootPem: string;
   readonly hubCertificatePem: string;
-  /** The region's CA, signed by the root (INTERIM until the trust branch's issueRegionalCa). */
+  /** The region's CA: an intermediate under the root, name-constrained to `spiffe://<federation>/region/<region>/` (src/hub/trust.ts issueRegionalCa). */
   readonly caCertificatePem: string;
+  /** The root version that delegates the region to its hub's bundle key (src/hub/trust.ts delegateRegion). */
+  readonly rootVersion: number;
   /** The parent's bundle key (agents of the region may pin it beside their regional hub's). */
   readonly parentBundleKeyPem: string;
 }

@@ -11,7 +11,8 @@
  *
  * The first line is canonical JSON (RFC 8785); the signature (Ed25519) is over the
  * canonical bytes of `signed`. An agent accepts a bundle only if the signature verifies
- * with the key it pinned at enrolment, the metadata is for its own cluster and
+ * with a key its verified root allows for the bundle's region (src/trust; or, for an agent
+ * enrolled before roots, the key it pinned at enrolment), the metadata is for its own cluster and
  * federation, the version is not older than the one it holds (no rollback), the bundle
  * has not expired when it arrives (no freeze), and the target's hash matches.
  *
@@ -43,6 +44,12 @@ export interface BundleMetadata {
   /** `sha256:<hex>` of the target: the canonical effective policy set. */
   readonly targetHash: string;
   readonly targetLength: number;
+  /**
+   * The version of the federation's root (src/trust) the signing key is listed in: an agent
+   * whose root is older fetches the roots between and verifies each before this bundle.
+   * Absent in bundles from before roots (verified against the pinned key only).
+   */
+  readonly rootVersion?: number;
 }
 
 export interface Envelope {
@@ -131,7 +138,8 @@ export function decodeBundle(bytes: Uint8Array): Bundle {
     typeof s.expires !== "string" ||
     typeof s.issuedAt !== "string" ||
     typeof s.targetHash !== "string" ||
-    !Number.isSafeInteger(s.targetLength)
+    !Number.isSafeInteger(s.targetLength) ||
+    (s.rootVersion !== undefined && (!Number.isSafeInteger(s.rootVersion) || s.rootVersion < 1))
   ) {
     throw new BundleError("malformed", "not a bundle: its metadata lacks required fields");
   }
@@ -139,10 +147,39 @@ export function decodeBundle(bytes: Uint8Array): Bundle {
 }
 
 export interface Trust {
-  /** The hub's bundle-signing public key, pinned at enrolment. */
-  readonly publicKey: KeyObject;
+  /** The hub's bundle-signing public key, pinned at enrolment (agents from before roots). */
+  readonly publicKey?: KeyObject;
+  /**
+   * Which key may sign a bundle for a region, and its public key: what the agent's verified
+   * root allows (src/trust rootAuthorizer), when the agent holds one. Takes precedence over
+   * `publicKey`.
+   */
+  readonly authorize?: (keyId: string, region: string) => { readonly key: KeyObject } | { readonly reason: string };
   readonly federation: string;
   readonly cluster: string;
+}
+
+/** The key that signed `bundle` and may sign it under `trust`; throws BundleError("untrusted-key") otherwise. */
+function signerOf(envelope: Envelope, trust: Trust): { keyId: string; key: KeyObject; sig: string } {
+  if (trust.authorize !== undefined) {
+    const reasons: string[] = [];
+    for (const signature of envelope.signatures) {
+      const allowed = trust.authorize(signature.keyId, envelope.signed.region);
+      if ("key" in allowed) return { keyId: signature.keyId, key: allowed.key, sig: signature.sig };
+      reasons.push(allowed.reason);
+    }
+    throw new BundleError("untrusted-key", `the bundle is not signed by a key this agent's root allows for region ${envelope.signed.region}: ${reasons.join("; ") || "no signature"}`);
+  }
+  if (trust.publicKey === undefined) throw new BundleError("untrusted-key", "this agent trusts no bundle key");
+  const keyId = keyIdOf(trust.publicKey);
+  const signature = envelope.signatures.find((s) => s.keyId === keyId);
+  if (signature === undefined) throw new BundleError("untrusted-key", "the bundle is not signed by the key this agent pinned at enrolment");
+  return { keyId, key: trust.publicKey, sig: signature.sig };
+}
+
+/** The id of the key that signed a bundle verified under `trust`. */
+export function signerKeyId(envelope: Envelope, trust: Trust): string {
+  return signerOf(envelope, trust).keyId;
 }
 
 export interface Held {
@@ -157,15 +194,13 @@ export interface Held {
  */
 export function verifyBundle(bundle: Bundle, trust: Trust, held: Held | undefined, now: Date | undefined): BundleMetadata {
   const signed = bundle.envelope.signed;
-  const keyId = keyIdOf(trust.publicKey);
-  const signature = bundle.envelope.signatures.find((s) => s.keyId === keyId);
-  if (signature === undefined) throw new BundleError("untrusted-key", "the bundle is not signed by the key this agent pinned at enrolment");
+  const signature = signerOf(bundle.envelope, trust);
   let valid = false;
   try {
     const sig = Buffer.from(signature.sig, "base64");
     // One spelling per signature: base64 decoding ignores stray characters and the unused
     // bits of the last one, which would let an altered file pass as the same bundle.
-    valid = sig.toString("base64") === signature.sig && verify(null, Buffer.from(canonicalJson(signed), "utf8"), trust.publicKey, sig);
+    valid = sig.toString("base64") === signature.sig && verify(null, Buffer.from(canonicalJson(signed), "utf8"), signature.key, sig);
   } catch {
     valid = false;
   }

@@ -28,6 +28,7 @@ import { openRegionalFederation, type RegionalOptions } from "./regional/open.js
 import { Regions } from "./regional/parent.js";
 import { RegionalRole } from "./regional/role.js";
 import type { RegionalCredentials } from "./regional/credentials.js";
+import { DEFAULT_TRUST_OPTIONS, TrustService, type TrustOptions } from "./trust.js";
 
 export interface HubOptions {
   /** Folder for the embedded database, the CA certificate and the bootstrap token. */
@@ -57,6 +58,8 @@ export interface HubOptions {
   readonly rolloutIntervalMs?: number;
   /** Run as the regional hub of a region, under a parent hub (src/hub/regional/). */
   readonly regional?: RegionalOptions;
+  /** The root of trust's timings: root validity, delegations, regional CAs, key overlap (src/hub/trust.ts). */
+  readonly trust?: Partial<Omit<TrustOptions, "now">>;
 }
 
 export interface RunningHub {
@@ -128,6 +131,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       origin: `${init.federation}/audit`,
       now,
     });
+    const trust = await TrustService.open(db, options.operatorKey, init.authority, audit, { ...DEFAULT_TRUST_OPTIONS, ...options.trust, now });
     const identity = new IdentityService(
       db,
       init.authority,
@@ -150,7 +154,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     const reports = new Reports(db, audit, now);
     const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now);
     const context: Hub = {
-      ...(role === undefined ? { regions: new Regions(db, federation, identity, changes, bundles.key.publicKeyPem, audit, now) } : { regional: role }),
+      ...(role === undefined ? { regions: new Regions(db, federation, identity, changes, trust, bundles.key.publicKeyPem, audit, now) } : { regional: role }),
       db,
       federation,
       changes,
@@ -164,6 +168,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       impacts: new Impacts(db, now),
       compliance: new Compliance(db, now),
       audit,
+      trust,
       now,
     };
     // A regional hub serves with the certificate its parent issued it (for the names it gave at enrolment).

@@ -11,7 +11,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { normalizeSerial } from "../identity/ca.js";
-import { regionalIssuer } from "../identity/regional.js";
+import { leafWithinConstraints } from "../identity/regional-ca.js";
 import { parseClusterSpiffeId } from "../identity/spiffe.js";
 import { certificatePublicKeyInfo } from "../identity/der.js";
 import type { PeerCertificate, RegionalHubCertificate } from "./identity.js";
@@ -56,11 +56,16 @@ export interface Anchors {
 function readPeer(socket: TLSSocket, anchors: Anchors): Promise<CertificateView> {
   const presented = socket.getPeerCertificate(true);
   if (presented === null || presented === undefined || Object.keys(presented).length === 0 || presented.raw === undefined) return Promise.resolve({});
-  const issuer = presented.issuerCertificate !== undefined && presented.issuerCertificate.fingerprint256 !== presented.fingerprint256 ? presented.issuerCertificate.raw : undefined;
-  const key = `${anchors.federation}\n${anchors.local.fingerprint256}\n${presented.fingerprint256}\n${issuer === undefined ? "" : createHash("sha256").update(issuer).digest("hex")}`;
+  // What the client sent above its certificate (a region's intermediate), as far as it goes.
+  const intermediates: Buffer[] = [];
+  for (let c = presented.issuerCertificate; c !== undefined && c !== null && c.raw !== undefined && intermediates.length < 3; c = c.issuerCertificate) {
+    if (c.fingerprint256 === presented.fingerprint256 || intermediates.some((i) => i.equals(c.raw))) break;
+    intermediates.push(c.raw);
+  }
+  const key = `${anchors.federation}\n${anchors.local.fingerprint256}\n${presented.fingerprint256}\n${intermediates.map((i) => createHash("sha256").update(i).digest("hex")).join(",")}`;
   let view = byFingerprint.get(key);
   if (view === undefined) {
-    view = parsePeer(presented.raw, issuer, anchors);
+    view = parsePeer(presented.raw, intermediates, anchors);
     if (byFingerprint.size >= 10_000) byFingerprint.clear();
     byFingerprint.set(key, view);
   }
@@ -69,12 +74,13 @@ function readPeer(socket: TLSSocket, anchors: Anchors): Promise<CertificateView>
 
 /**
  * Reads a presented certificate with Node's X.509 (OpenSSL's parser, native): the
- * signature against this federation's CA first (the root, this hub's own regional CA, or a
- * region's CA the peer sent after its leaf, which the root signed and which may issue only
- * for its region), then the SPIFFE ID of its URI SAN, serial, expiry and key fingerprint
- * (of the SubjectPublicKeyInfo as issued). A regional hub's certificate is the root's.
+ * signature against this federation's CA first (the root; else a chain through a region's
+ * intermediate, name-constrained to its SPIFFE path, which leafWithinConstraints checks: the
+ * one the peer sent after its leaf, or, on a regional hub, its own), then the SPIFFE ID of
+ * its URI SAN, serial, expiry and key fingerprint (of the SubjectPublicKeyInfo as issued). A
+ * regional hub's own certificate (`…/region/<r>/hub`) is the root's.
  */
-async function parsePeer(raw: Buffer, issuerRaw: Buffer | undefined, anchors: Anchors): Promise<CertificateView> {
+async function parsePeer(raw: Buffer, intermediates: readonly Buffer[], anchors: Anchors): Promise<CertificateView> {
   const federation = anchors.federation;
   let certificate: X509Certificate;
   try {
@@ -87,9 +93,16 @@ async function parsePeer(raw: Buffer, issuerRaw: Buffer | undefined, anchors: An
   const uri = (certificate.subjectAltName ?? "").split(", ").find((name) => name.startsWith("URI:"))?.slice(4);
   const hubRegion = uri === undefined ? undefined : /^spiffe:\/\/([a-z0-9.-]+)\/region\/([a-z0-9.-]+)\/hub$/.exec(uri);
   const id = uri === undefined ? undefined : parseClusterSpiffeId(uri);
+  let spki: Buffer;
+  try {
+    spki = certificatePublicKeyInfo(raw);
+  } catch {
+    return { problem: "it was not issued by this federation's CA" };
+  }
+  const keyHash = createHash("sha256").update(spki).digest("hex");
   if (hubRegion !== null && hubRegion !== undefined && hubRegion[1] === federation) {
     if (!verifies(certificate, anchors.root)) return { problem: "it was not issued by this federation's CA" };
-    return { regionalHub: { region: hubRegion[2]!, serial: normalizeSerial(certificate.serialNumber), notAfter: new Date(certificate.validTo), publicKeySha256: createHash("sha256").update(certificatePublicKeyInfo(raw)).digest("hex") } };
+    return { regionalHub: { region: hubRegion[2]!, serial: normalizeSerial(certificate.serialNumber), notAfter: new Date(certificate.validTo), publicKeySha256: keyHash } };
   }
   if (id === undefined || id.federation !== federation) {
     return { problem: `the client certificate names no cluster of federation ${federation}${uri === undefined ? "" : ` (it names ${uri})`}` };
@@ -97,28 +110,14 @@ async function parsePeer(raw: Buffer, issuerRaw: Buffer | undefined, anchors: An
   // TLS reports only one verification error (an expired forgery reports "expired"): the
   // signature is checked here, against this federation's CA, whatever TLS said.
   let viaRegion = false;
-  let signed = verifies(certificate, anchors.root) || (anchors.local !== anchors.root && verifies(certificate, anchors.local) && regionOf(anchors.local) === id.region);
-  if (!signed && issuerRaw !== undefined) {
-    let issuer: X509Certificate | undefined;
-    try {
-      issuer = new X509Certificate(issuerRaw);
-    } catch {
-      issuer = undefined;
-    }
-    const region = issuer === undefined ? undefined : regionalIssuer(issuer, anchors.root, federation);
-    if (issuer !== undefined && region !== undefined) {
-      if (region !== id.region) return { problem: `it was issued by region ${region}'s CA, which may issue only for clusters of region ${region}` };
-      signed = verifies(certificate, issuer);
-      viaRegion = signed;
-    }
-  }
-  if (!signed) return { problem: "it was not issued by this federation's CA" };
-  if (anchors.local !== anchors.root && !viaRegion) viaRegion = !verifies(certificate, anchors.root);
-  let spki: Buffer;
-  try {
-    spki = certificatePublicKeyInfo(raw);
-  } catch {
-    return { problem: "it was not issued by this federation's CA" };
+  if (!verifies(certificate, anchors.root)) {
+    const above = intermediates.map((i) => new X509Certificate(i)).filter((c) => c.fingerprint256 !== anchors.root.fingerprint256);
+    const chain = above.length > 0 ? above : anchors.local !== anchors.root ? [anchors.local] : [];
+    if (chain.length === 0) return { problem: "it was not issued by this federation's CA" };
+    // Checked at a moment the leaf is valid: its expiry is judged below (a renewal within the grace window).
+    const verdict = leafWithinConstraints([certificate.toString(), ...chain.map((c) => c.toString())], [anchors.root.toString()], new Date(Math.min(Date.now(), Date.parse(certificate.validTo) - 1000)));
+    if (!verdict.ok) return { problem: verdict.reason };
+    viaRegion = true;
   }
   return {
     viaRegion,
@@ -127,7 +126,7 @@ async function parsePeer(raw: Buffer, issuerRaw: Buffer | undefined, anchors: An
       region: id.region,
       serial: normalizeSerial(certificate.serialNumber),
       notAfter: new Date(certificate.validTo),
-      publicKeySha256: createHash("sha256").update(spki).digest("hex"),
+      publicKeySha256: keyHash,
     },
   };
 }
@@ -138,12 +137,6 @@ function verifies(certificate: X509Certificate, issuer: X509Certificate): boolea
   } catch {
     return false;
   }
-}
-
-/** The region a regional CA names (its URI SAN), or undefined for the root. */
-function regionOf(ca: X509Certificate): string | undefined {
-  const uri = (ca.subjectAltName ?? "").split(", ").find((n) => n.startsWith("URI:"))?.slice(4);
-  return uri === undefined ? undefined : /\/region\/([a-z0-9.-]+)$/.exec(uri)?.[1];
 }
 
 const TLS_REASONS: Record<string, string> = {

@@ -436,7 +436,36 @@ $$`,
     name: "cluster facts: what a cluster can hold (Kubernetes version, NetworkPolicy enforcement, capacity, zones), checked before intents reach it",
     statements: ["ALTER TABLE clusters ADD COLUMN facts jsonb"],
   },
-  // 13, 14 and 15 belong to other branches of issue 15 (the lead puts the list in order when they merge).
+  // 13 and 14 belong to other branches (issue 15's helpers); the lead orders them on merge.
+  {
+    version: 15,
+    name: "the federation's root of trust (src/trust): root versions, key lifecycles, regional CAs",
+    statements: [
+      `CREATE TABLE trust_roots (
+  version integer PRIMARY KEY,
+  -- The signed root, canonical JSON (src/trust): what agents verify each version against the one before.
+  envelope text NOT NULL,
+  created_at timestamptz NOT NULL
+)`,
+      // A key's life: active (signs), overlap (still listed, no longer signs), retired (left the root), revoked.
+      "ALTER TABLE signing_keys ADD COLUMN state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'overlap', 'retired', 'revoked'))",
+      "ALTER TABLE signing_keys ADD COLUMN state_changed_at timestamptz",
+      "ALTER TABLE signing_keys ADD COLUMN revoke_reason text",
+      // The first root version that lists the key, and the first that no longer does (or revokes it).
+      "ALTER TABLE signing_keys ADD COLUMN root_version integer",
+      "ALTER TABLE signing_keys ADD COLUMN left_root_version integer",
+      // Keys the federation did not make: a region's delegated key (its private key stays in the region).
+      "ALTER TABLE signing_keys ALTER COLUMN private_key_sealed DROP NOT NULL",
+      "ALTER TABLE signing_keys ADD COLUMN region text",
+      `CREATE TABLE regional_authorities (
+  serial text PRIMARY KEY,
+  region text NOT NULL,
+  certificate_pem text NOT NULL,
+  issued_at timestamptz NOT NULL,
+  not_after timestamptz NOT NULL
+)`,
+    ],
+  },
   {
     version: 16,
     name: "regional hubs: a parent's record of its regional hubs, their tokens, heads, mirrored bundles and conflicts; a regional hub's link to its parent",

@@ -8,7 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { BundleError, decodeBundle, encodeBundle, keyIdOf, verifyBundle, type Bundle, type BundleMetadata, type Held, type Trust } from "../../bundle/index.js";
+import { BundleError, decodeBundle, encodeBundle, keyIdOf, signerKeyId, verifyBundle, type Bundle, type BundleMetadata, type Held, type Trust } from "../../bundle/index.js";
 import { prepare } from "../../decision/prepare.js";
 import { writeFileAtomic } from "../../files/write.js";
 import { effectivePolicySetFromBytes, type EffectivePolicySet } from "../../layering/effective.js";
@@ -83,7 +83,10 @@ export class ActiveBundle {
       return undefined;
     }
     const mark = reading.state === "held" ? reading.mark : undefined;
-    if (mark !== undefined && mark.keyId !== keyIdOf(trust.publicKey)) {
+    // An agent that pins one key (enrolled before roots): the mark must name it. Under a
+    // root, the key that signed the mark's bundle may since have rotated out; what is on
+    // disk is verified against the root held now.
+    if (mark !== undefined && trust.authorize === undefined && trust.publicKey !== undefined && mark.keyId !== keyIdOf(trust.publicKey)) {
       this.refused("untrusted-key", `no bundle on disk is enforced: the pinned bundle key is not the one that signed the newest bundle this agent verified (key ${mark.keyId})`);
       return undefined;
     }
@@ -99,7 +102,7 @@ export class ActiveBundle {
           throw new BundleError("expired", `version ${metadata.version} is newer than any this agent verified, and expired at ${metadata.expires}`);
         }
         const loaded = this.use(bundle, metadata, "disk");
-        this.highWater.raise(markOf(metadata, trust));
+        this.highWater.raise(markOf(bundle, trust));
         this.log.info("enforcing the bundle on disk", { file: name, version: metadata.version, hash: metadata.targetHash });
         return loaded;
       } catch (error) {
@@ -138,7 +141,7 @@ export class ActiveBundle {
     this.highWater.confirmed = true;
     if (this.current !== undefined && this.current.metadata.version === metadata.version) return this.current;
     this.persist(bundle);
-    this.highWater.raise(markOf(metadata, this.trust()));
+    this.highWater.raise(markOf(bundle, this.trust()));
     const loaded = this.use(bundle, metadata, "hub");
     this.log.info("enforcing a new bundle", { version: metadata.version, hash: metadata.targetHash, policies: loaded.set.document.policies.length });
     return loaded;
@@ -172,8 +175,9 @@ export class ActiveBundle {
   }
 }
 
-function markOf(metadata: BundleMetadata, trust: Trust): HighWater {
-  return { version: metadata.version, targetHash: metadata.targetHash, keyId: keyIdOf(trust.publicKey) };
+function markOf(bundle: Bundle, trust: Trust): HighWater {
+  const metadata = bundle.envelope.signed;
+  return { version: metadata.version, targetHash: metadata.targetHash, keyId: signerKeyId(bundle.envelope, trust) };
 }
 
 function reason(error: unknown): string {

@@ -19,7 +19,7 @@ import type { Conflict, LayerCopy, Mirror, RegionalEnrolled, RegionalEnrolment, 
 import { verifyConsistency } from "../../audit/merkle.js";
 import { verifyTreeHead, type SignedTreeHead } from "../../audit/tree-head.js";
 import { PolityError } from "../../errors.js";
-import { issueHubCertificate, issueRegionalAuthority } from "../../identity/regional.js";
+import { issueHubCertificate } from "../../identity/regional.js";
 import { layersFromFiles } from "../../policy/layer-files.js";
 import { layerId } from "../../policy/layer.js";
 import type { Database } from "../../store/database.js";
@@ -29,9 +29,9 @@ import type { Federation } from "../federation.js";
 import type { IdentityService, RegionalHubCertificate } from "../identity.js";
 import { badRequest, conflict, forbidden, unauthorized } from "../status.js";
 import { newSecret, sha256 } from "../tokens.js";
+import type { TrustService } from "../trust.js";
 
 const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
-const REGION_CA_TTL_MS = 5 * 365 * 24 * 3600 * 1000;
 
 export class Regions {
   constructor(
@@ -39,6 +39,7 @@ export class Regions {
     private readonly federation: Federation,
     private readonly identity: IdentityService,
     private readonly changes: Changes,
+    private readonly trust: TrustService,
     private readonly bundleKeyPem: string,
     private readonly audit: AuditLog,
     private readonly now: () => Date,
@@ -70,9 +71,13 @@ export class Regions {
         throw badRequest(`${field}: not a PEM public key`);
       }
     }
-    const root = this.identity.authority;
-    const hub = await issueHubCertificate(root, request.region, request.hubPublicKeyPem, { dns: ["localhost", ...request.hostnames], ips: ["127.0.0.1", "::1"] }, now, HUB_CERTIFICATE_TTL_MS);
-    const ca = await issueRegionalAuthority(root, request.region, request.caPublicKeyPem, now, REGION_CA_TTL_MS);
+    const authority = this.identity.authority;
+    const hub = await issueHubCertificate(authority, request.region, request.hubPublicKeyPem, { dns: ["localhost", ...request.hostnames], ips: ["127.0.0.1", "::1"] }, now, HUB_CERTIFICATE_TTL_MS);
+    const context: AuditContext = { actor: `region-token:${token.id}`, correlationId: newCorrelationId() };
+    // The trust branch's API: the region's CA, name-constrained to its SPIFFE path, and a root
+    // version in which the region's bundle key may sign its region's bundles (and nothing else).
+    const ca = await this.trust.issueRegionalCa(request.region, request.caPublicKeyPem, context);
+    const root = await this.trust.delegateRegion(request.region, request.bundleKeyPem, context);
     const keyHash = (pem: string) => createHash("sha256").update(createPublicKey(pem).export({ type: "spki", format: "der" })).digest("hex");
     await this.db.transaction(async (tx) => {
       const used = await tx.query("UPDATE region_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL RETURNING id", [now, token.id]);
@@ -87,15 +92,23 @@ export class Regions {
       await this.audit.record(tx, [
         {
           kind: "regional-hub.enrolled",
-          actor: `region-token:${token.id}`,
+          actor: context.actor,
           cluster: null,
           region: request.region,
-          correlationId: newCorrelationId(),
+          correlationId: context.correlationId,
           data: { serial: hub.serial, hubKeySha256: keyHash(request.hubPublicKeyPem), caKeySha256: keyHash(request.caPublicKeyPem), bundleKeySha256: keyHash(request.bundleKeyPem), auditKeySha256: keyHash(request.auditKeyPem) },
         },
       ]);
     });
-    return { federation: root.federation, region: request.region, rootPem: root.certificatePem, hubCertificatePem: hub.certificatePem, caCertificatePem: ca, parentBundleKeyPem: this.bundleKeyPem };
+    return {
+      federation: authority.federation,
+      region: request.region,
+      rootPem: authority.certificatePem,
+      hubCertificatePem: hub.certificatePem,
+      caCertificatePem: ca.certificatePem,
+      parentBundleKeyPem: this.bundleKeyPem,
+      rootVersion: root.signed.version,
+    };
   }
 
   /** Whether a regional hub's certificate is the one its region enrolled with, not revoked. */
