@@ -43,7 +43,7 @@ function operatorKey(keyFile: string | undefined, dataDir: string, io: Io, embed
 export const hubCommand: Command = {
   name: "hub",
   summary: "run a hub: the federation's layers, clusters and identity, over HTTPS",
-  usage: "polity hub [--data <dir>] [--database <postgres://…>] [--listen host:port] [--key-file <file>]",
+  usage: "polity hub [--data <dir>] [--database <postgres://…>] [--listen host:port] [--key-file <file>] [--region <r> --parent <url> [--parent-ca <file> --region-token <token>]]",
   options: {
     data: { type: "string" },
     database: { type: "string" },
@@ -53,6 +53,10 @@ export const hubCommand: Command = {
     hostname: { type: "string", multiple: true },
     "certificate-ttl": { type: "string" },
     grace: { type: "string" },
+    region: { type: "string" },
+    parent: { type: "string" },
+    "parent-ca": { type: "string" },
+    "region-token": { type: "string" },
     quiet: { type: "boolean", short: "q" },
   },
   help: `Runs a hub. State lives in PostgreSQL: by default embedded (PGlite) in the data folder,
@@ -73,8 +77,17 @@ Flags:
       --grace <d>             how long after expiry a certificate can still be renewed (default 7d)
   -q, --quiet                 no request log
 
+Regional hub (see the README's "Regional hubs"):
+      --region <r>            run as the hub of region <r>, with a database of its own
+      --parent <url>          its parent (the global hub); the link pulls the global layer and
+                              the region's clusters, and sends summaries up
+      --parent-ca <file>      the federation CA, to reach the parent (first start only)
+      --region-token <token>  a one-time token from 'polity region token <r>' on the parent
+                              (first start only; also $POLITY_REGION_TOKEN)
+
 Examples:
   polity hub
+  polity hub --region eu-west --parent https://127.0.0.1:8443 --parent-ca .polity/hub/ca.pem --region-token "$TOKEN" --data .polity/eu-west --listen 127.0.0.1:8444
   polity hub --database postgres://polity@db.internal/polity --key-file /run/secrets/polity-key --listen 0.0.0.0:8443
 
 Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 2 if it cannot start.`,
@@ -85,6 +98,13 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
     const ttl = parseDuration(stringOption(parsed, "certificate-ttl") ?? `${DEFAULT_CERTIFICATE_TTL_MS / 3_600_000}h`, "--certificate-ttl");
     const grace = parseDuration(stringOption(parsed, "grace") ?? `${DEFAULT_GRACE_MS / 86_400_000}d`, "--grace");
     const key = operatorKey(stringOption(parsed, "key-file"), dataDir, io, databaseUrl === undefined);
+    const region = stringOption(parsed, "region");
+    const parent = stringOption(parsed, "parent");
+    if ((region === undefined) !== (parent === undefined)) throw new UsageError("a regional hub needs both --region <r> and --parent <url>");
+    if (parent !== undefined && !/^https:\/\//.test(parent)) throw new UsageError("--parent must be an https:// URL");
+    const parentCa = stringOption(parsed, "parent-ca");
+    if (parentCa !== undefined && !existsSync(parentCa)) throw new UsageError(`--parent-ca ${parentCa}: no such file`);
+    const regionToken = stringOption(parsed, "region-token") ?? (io.env.POLITY_REGION_TOKEN === "" ? undefined : io.env.POLITY_REGION_TOKEN);
     const c = colors(io);
     io.err(`starting the hub (${databaseUrl === undefined ? `embedded PostgreSQL in ${dataDir}/db` : redactUrl(databaseUrl)})…\n`);
     const hub = await startHub({
@@ -98,8 +118,18 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
       certificateTtlMs: ttl,
       graceMs: grace,
       log: parsed.values.quiet !== true,
+      ...(region === undefined || parent === undefined
+        ? {}
+        : {
+            regional: {
+              region,
+              parentUrl: parent.replace(/\/$/, ""),
+              ...(parentCa === undefined ? {} : { parentCaPem: readFileSync(parentCa, "utf8") }),
+              ...(regionToken === undefined ? {} : { token: regionToken.trim() }),
+            },
+          }),
     });
-    io.out(`${c.bold("hub")} of federation ${hub.federation} listening on ${hub.url}\n`);
+    io.out(`${c.bold(region === undefined ? "hub" : `regional hub of ${region}`)} of federation ${hub.federation} listening on ${hub.url}${parent === undefined ? "" : ` (parent ${parent})`}\n`);
     io.out(`  CA certificate   ${hub.caFile}\n`);
     if (hub.adminTokenFile !== undefined) io.out(`  admin token      ${hub.adminTokenFile} (bootstrap; mint others with polity token create)\n`);
     io.out(`  log in with      polity login --hub ${hub.url} --ca ${hub.caFile} --token-file ${hub.adminTokenFile ?? "<token file>"}\n`);
