@@ -14,8 +14,9 @@ export class Link {
   ) {}
 
   static async open(targetPort: number): Promise<Link> {
-    let link: Link | undefined;
+    const holder: { link?: Link } = {};
     const server = createServer((client) => {
+      const link = holder.link;
       if (link === undefined || link.cutOff) {
         client.destroy();
         return;
@@ -34,8 +35,8 @@ export class Link {
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const address = server.address();
-    link = new Link(server, typeof address === "object" && address !== null ? address.port : 0);
-    return link;
+    holder.link = new Link(server, typeof address === "object" && address !== null ? address.port : 0);
+    return holder.link;
   }
 
   get url(): string {
