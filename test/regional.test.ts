@@ -11,6 +11,8 @@ import { startAgent, type RunningAgent } from "../src/agent/index.js";
 import type { SourceFile } from "../src/api/fields.js";
 import type { Conflict } from "../src/api/regions.js";
 import { call, type HubEndpoint } from "../src/client/http.js";
+import { loadCredentials, renew } from "../src/identity/enrollment.js";
+import { cpSync } from "node:fs";
 import { startHub, type RunningHub } from "../src/hub/index.js";
 import { eventually } from "./support/eventually.js";
 import { example, HubFixture, refused, type TestHub } from "./support/hubs.js";
@@ -46,11 +48,14 @@ describe("a regional hub", () => {
   let agent: RunningAgent | undefined;
   let scratch = "";
 
+  /** The regional hub's clock, which a test moves (a certificate expired during a partition). */
+  const regionalClock = { offsetMs: 0 };
   const startRegional = async (options: { token?: string; port?: number } = {}) =>
     startHub({
       dataDir: regionalDir,
       port: options.port ?? 0,
       operatorKey: OPERATOR_KEY,
+      now: () => new Date(Date.now() + regionalClock.offsetMs),
       regional: { region: REGION, parentUrl: link.url, parentCaPem: global.hub.caPem, ...(options.token === undefined ? {} : { token: options.token }), linkIntervalMs: 300 },
     });
   const policies = () => agent?.bundle.current?.set.document.policies ?? [];
@@ -145,8 +150,11 @@ describe("a regional hub", () => {
     await eventually("the agent enforces the regional change", () => policies().some((p) => p.name === "no-host-network"));
     global = await hubs.startAt(global.dir, { port: globalPort });
     await eventually("the region layer reaches the global hub", async () => (await layerAt(global.admin, `region/${REGION}`)).files[0]?.content === REGION_EU_EXTRA.content, 30_000);
-    const state = (await call<{ connected: boolean; acceptedRegionVersion: number }>(regionalAdmin, "GET", "/v1/region")).body;
-    expect(state.connected).toBe(true);
+    await eventually("the link is up again", async () => {
+      const state = (await call<{ connected: boolean; lastError: string | null }>(regionalAdmin, "GET", "/v1/region")).body;
+      if (!state.connected) throw new Error(state.lastError ?? "not connected");
+      return true;
+    });
   }, 90_000);
 
   it("reverts a regional change that breaks a global lock set meanwhile, and reports the conflict on both sides", async () => {
@@ -172,6 +180,46 @@ describe("a regional hub", () => {
     const history = (await call<{ items: { version: number }[] }>(regionalAdmin, "GET", `/v1/layers/region/${REGION}/history`)).body.items;
     expect(history.map((h) => h.version)).toContain(conflicts[0]!.revertedVersion);
   }, 90_000);
+
+  it("refuses a parent that comes back with an older global layer (restored from a backup), audits it, and keeps the newer one", async () => {
+    const backup = join(scratch, "global-backup");
+    await global.hub.close();
+    cpSync(global.dir, backup, { recursive: true });
+    global = await hubs.startAt(global.dir, { port: globalPort });
+    await call(global.admin, "POST", "/v1/apply", { files: [GLOBAL_WITH_TEAM_RULE] });
+    const newer = (await layerAt(global.admin, "global")).version;
+    await eventually("the regional hub holds the newer global layer", async () => (await call<{ globalVersion: number }>(regionalAdmin, "GET", "/v1/region")).body.globalVersion === newer, 30_000);
+    // The parent restored from the backup: an older global layer.
+    await global.hub.close();
+    rmSync(global.dir, { recursive: true, force: true });
+    cpSync(backup, global.dir, { recursive: true });
+    global = await hubs.startAt(global.dir, { port: globalPort });
+    const refusal = await eventually(
+      "the regional hub audits the refusal",
+      async () => (await call<{ items: { entry: { data: { what: string; why: string } } }[] }>(regionalAdmin, "GET", "/v1/audit/entries?kind=regional-hub.refused")).body.items.find((i) => i.entry.data.what === "global layer"),
+      30_000,
+    );
+    expect(refusal.entry.data.why).toMatch(/older than version/);
+    expect((await layerAt(regionalAdmin, "global")).files[0]?.content).toBe(GLOBAL_WITH_TEAM_RULE.content);
+    expect(policies().some((p) => JSON.stringify(p).includes("(v2)"))).toBe(true);
+  }, 120_000);
+
+  it("renews, with its parent unreachable, a certificate that expired during the partition (within the grace window)", async () => {
+    link.cut();
+    await eventually("the regional hub sees the link is cut", async () => !(await call<{ connected: boolean }>(regionalAdmin, "GET", "/v1/region")).body.connected);
+    const held = loadCredentials(join(scratch, "agent", "identity"))!;
+    // A day and an hour later, by the regional hub's clock: the certificate expired an hour ago.
+    regionalClock.offsetMs = Date.parse(held.notAfter) - Date.now() + 3600_000;
+    try {
+      const renewed = await renew(regional.url, held);
+      expect(renewed.serial).not.toBe(held.serial);
+      expect(Date.parse(renewed.notAfter)).toBeGreaterThan(Date.parse(held.notAfter));
+      expect(renewed.certificatePem.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+    } finally {
+      regionalClock.offsetMs = 0;
+      link.heal();
+    }
+  }, 60_000);
 });
 
 function join_(...parts: string[]): string {

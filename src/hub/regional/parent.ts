@@ -192,8 +192,9 @@ export class Regions {
    */
   private async recordHead(region: string, value: unknown, proof: readonly string[], context: AuditContext): Promise<void> {
     const [hub] = await this.db.query<{ audit_key_pem: string }>("SELECT audit_key_pem FROM regional_hubs WHERE region = $1", [region]);
-    const [last] = await this.db.query<{ tree_size: string; root_hash: string }>("SELECT tree_size::text, root_hash FROM regional_heads WHERE region = $1 ORDER BY tree_size DESC LIMIT 1", [region]);
-    const previous = last === undefined ? undefined : { size: Number(last.tree_size), root: last.root_hash };
+    // Ordered by the number (a text column of the same name would order "7" after "12").
+    const [last] = await this.db.query<{ size: string; root_hash: string }>("SELECT tree_size::text AS size, root_hash FROM regional_heads WHERE region = $1 ORDER BY regional_heads.tree_size DESC LIMIT 1", [region]);
+    const previous = last === undefined ? undefined : { size: Number(last.size), root: last.root_hash };
     let head: SignedTreeHead;
     try {
       head = verifyTreeHead(value, createPublicKey(hub!.audit_key_pem));
