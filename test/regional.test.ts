@@ -220,6 +220,36 @@ describe("a regional hub", () => {
       link.heal();
     }
   }, 60_000);
+
+  it("is caught by the global hub when it rewrites its log (restored from a backup): the head is refused and audited, the recorded one kept", async () => {
+    const backup = join(scratch, "regional-backup");
+    const port = regional.port;
+    await regional.close();
+    cpSync(regionalDir, backup, { recursive: true });
+    regional = await startRegional({ port });
+    // More entries, and their head recorded by the global hub.
+    await call(regionalAdmin, "POST", "/v1/apply", { files: [REGION_EU] });
+    const recorded = await eventually("the global hub records a head past the backup", async () => {
+      const size = (await call<{ items: { region: string; headSize: number }[] }>(global.admin, "GET", "/v1/regions")).body.items.find((i) => i.region === REGION)?.headSize ?? 0;
+      const local = (await call<{ treeSize: number }>(regionalAdmin, "GET", "/v1/audit/head")).body.treeSize;
+      return size === local && size > 0 ? size : undefined;
+    }, 30_000);
+    // The regional hub's data restored from the backup: its log forks from the one the global hub saw.
+    await regional.close();
+    rmSync(regionalDir, { recursive: true, force: true });
+    cpSync(backup, regionalDir, { recursive: true });
+    regional = await startRegional({ port });
+    await call(regionalAdmin, "POST", "/v1/apply", { files: [REGION_EU_EXTRA] });
+    const refusal = await eventually(
+      "the global hub audits the refused head",
+      async () => (await call<{ items: { entry: { region: string; data: { what: string; why: string } } }[] }>(global.admin, "GET", "/v1/audit/entries?kind=regional-hub.refused")).body.items.find((i) => i.entry.data.what === "signed tree head"),
+      30_000,
+    );
+    expect(refusal.entry.region).toBe(REGION);
+    expect(refusal.entry.data.why).toMatch(/smaller than the head recorded before|forked|root|proof/);
+    const state = (await call<{ items: { region: string; headSize: number }[] }>(global.admin, "GET", "/v1/regions")).body.items.find((i) => i.region === REGION);
+    expect(state?.headSize).toBe(recorded);
+  }, 120_000);
 });
 
 function join_(...parts: string[]): string {
