@@ -5,7 +5,7 @@
  */
 import { regionalEnrolment, regionalSummary, regionTokenRequest } from "../../api/regions.js";
 import { listConflicts, type Regions } from "../regional/parent.js";
-import { route, type Hub } from "../route.js";
+import { route, type Call, type Hub } from "../route.js";
 import { ApiError, badRequest, notFound } from "../status.js";
 import { auditContext } from "./shared.js";
 
@@ -16,9 +16,10 @@ function parent(hub: Hub): Regions {
   return hub.regions;
 }
 
-function regionOf(call: { principal: { kind: string } }): string {
-  const principal = call.principal as { kind: "regional-hub"; region: string };
-  return principal.region;
+/** The region whose hub calls a regional route (the route's requirement admitted only regional hub certificates). */
+function regionOf(call: Call<unknown>): string {
+  if (call.principal.kind !== "regional-hub") throw new Error("a regional route was called without a regional hub's certificate");
+  return call.principal.region;
 }
 
 export const REGION_ROUTES = [
