@@ -14,5 +14,6 @@ import { LAYER_ROUTES } from "./layers.js";
 import { PROPOSAL_ROUTES } from "./proposals.js";
 import { ROLLOUT_ROUTES } from "./rollouts.js";
 import { TOKEN_ROUTES } from "./tokens.js";
+import { TRUST_ROUTES } from "./trust.js";
 
-export const ROUTES: readonly Route[] = [...IDENTITY_ROUTES, ...TOKEN_ROUTES, ...LAYER_ROUTES, ...CLUSTER_ROUTES, ...AGENT_ROUTES, ...COMPLIANCE_ROUTES, ...EXCEPTION_ROUTES, ...PROPOSAL_ROUTES, ...ROLLOUT_ROUTES, ...AUDIT_ROUTES];
+export const ROUTES: readonly Route[] = [...IDENTITY_ROUTES, ...TOKEN_ROUTES, ...LAYER_ROUTES, ...CLUSTER_ROUTES, ...AGENT_ROUTES, ...COMPLIANCE_ROUTES, ...EXCEPTION_ROUTES, ...PROPOSAL_ROUTES, ...ROLLOUT_ROUTES, ...AUDIT_ROUTES, ...TRUST_ROUTES];
