@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -72,10 +72,10 @@ interface AgentProcess {
 }
 
 /** The real `polity agent`, enrolled with a join token. */
-async function spawnAgent(h: TestHub, dataDir: string): Promise<AgentProcess> {
+async function spawnAgent(h: TestHub, dataDir: string, enrol = true): Promise<AgentProcess> {
   const buildError = inject("distBuildError");
   if (buildError !== null) throw new Error(buildError);
-  const args = ["agent", "--hub", h.hub.url, "--cluster", CLUSTER, "--data", dataDir, "--listen", "127.0.0.1:0", "--poll-wait", "2", "--ca", h.hub.caFile, "--join-token", await joinToken(h, CLUSTER)];
+  const args = ["agent", "--hub", h.hub.url, "--cluster", CLUSTER, "--data", dataDir, "--listen", "127.0.0.1:0", "--poll-wait", "2", ...(enrol ? ["--ca", h.hub.caFile, "--join-token", await joinToken(h, CLUSTER)] : [])];
   const { DATABASE_URL: _ignored, ...env } = process.env;
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
   processes.push(child);
@@ -202,6 +202,28 @@ describe("keys that rotate while agents run", () => {
     const noReason = await cli(h, ["keys", "rotate", "--purpose", "bundles", "--revoke", "a".repeat(64)]);
     expect(noReason.code).not.toBe(0);
     expect(noReason.err).toMatch(/--revoke needs --reason/);
+  });
+});
+
+describe("an agent enrolled before roots", () => {
+  it("keeps enforcing from its disk, and migrates to root version 1 (signed by the bundle key it pinned) at its next bundle", async () => {
+    const h = await federation("migrate");
+    const dataDir = join(fixture.root, "migrate-agent");
+    const first = await spawnAgent(h, dataDir);
+    await eventually("the agent holds a bundle", async () => ((await health(first)).bundleVersion === null ? undefined : true));
+    first.child.kill("SIGTERM");
+    await new Promise((resolve) => first.child.once("exit", resolve));
+    // What an agent enrolled before roots holds: no root pinned, none verified.
+    rmSync(join(dataDir, "identity", "root-1.json"));
+    rmSync(join(dataDir, "identity", "trusted-root.json"), { force: true });
+    const agent = await spawnAgent(h, dataDir, false);
+    const restarted = await health(agent);
+    expect(restarted).toMatchObject({ bundleSource: "disk", lastRefusal: null });
+    await call(h.admin, "POST", "/v1/apply", { files: [globalWithWarning(3)] });
+    await eventually("the agent holds the change", async () => ((await health(agent)).bundleVersion! > restarted.bundleVersion! ? true : undefined));
+    expect(trustedRootVersion(dataDir)).toBe(1);
+    expect((await health(agent)).lastRefusal).toBeNull();
+    agent.child.kill("SIGTERM");
   });
 });
 

@@ -94,7 +94,9 @@ export class TrustService {
         delegations: [],
         revoked: [],
       };
-      const first = signRoot(signed, [keys.root.privateKey]);
+      // Signed by the bundles key too: an agent enrolled before roots, which pinned that key,
+      // accepts root version 1 only with its signature (src/agent/bundle/roots.ts).
+      const first = signRoot(signed, [keys.root.privateKey, keys.bundles.privateKey]);
       verifyRootSelf(first, authority.federation);
       await tx.query("INSERT INTO trust_roots (version, envelope, created_at) VALUES (1, $1, $2)", [canonicalJson(first), now]);
       await tx.query("UPDATE signing_keys SET root_version = 1 WHERE id = ANY($1)", [Object.values(keys).map((k) => k.keyId)]);

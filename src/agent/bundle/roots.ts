@@ -16,7 +16,8 @@ import { join } from "node:path";
 import { keyIdOf } from "../../bundle/index.js";
 import { writeFileAtomic } from "../../files/write.js";
 import type { Credentials } from "../../identity/credentials.js";
-import { encodeRoot, parseRootEnvelope, TrustError, verifyRootSelf, verifyRootUpdate, type RootEnvelope, type RootMetadata } from "../../trust/index.js";
+import { canonicalJson } from "../../canonical/index.js";
+import { encodeRoot, parseRootEnvelope, signatureValid, TrustError, verifyRootSelf, verifyRootUpdate, type RootEnvelope, type RootMetadata } from "../../trust/index.js";
 
 /** Fetches root versions after `after`, oldest first (a page; the caller asks again). */
 export type RootSource = (after: number) => Promise<readonly unknown[]>;
@@ -81,11 +82,15 @@ export class TrustRoots {
     const envelope = parseRootEnvelope(raw);
     const first = verifyRootSelf(envelope, federation);
     if (first.version !== 1) throw new TrustError("version-skipped", `the source's first root is version ${first.version}, not 1`);
+    // The binding to what the agent already trusts: root version 1 signed by the bundle key
+    // it pinned (the hub signs version 1 with its bundles key as well as its root key).
     const pinned = keyIdOf(createPublicKey(credentials.bundleKeyPem));
-    if (!first.roles.bundles.keyIds.includes(pinned)) {
+    const bytes = Buffer.from(canonicalJson(first), "utf8");
+    const bySigned = envelope.signatures.some((s) => s.keyId === pinned && signatureValid(bytes, credentials.bundleKeyPem, s.sig));
+    if (!first.roles.bundles.keyIds.includes(pinned) || !bySigned) {
       throw new TrustError(
         "unknown-key",
-        `root version 1 does not list the bundle key this agent pinned at enrolment (${pinned.slice(0, 12)}…): it is not this federation's root, or the agent must enrol again`,
+        `root version 1 is not signed by the bundle key this agent pinned at enrolment (${pinned.slice(0, 12)}…): it is not this federation's root, or the agent must enrol again`,
       );
     }
     this.save(envelope);
