@@ -82,7 +82,9 @@ export class BundleService {
   useKey(key: SigningKey, rootVersion: number, resign: boolean): void {
     this.key = key;
     this.rootVersion = rootVersion;
-    if (resign) this.requiredRootVersion = rootVersion;
+    // Bundles from before roots (naming none) are made again once, so that their agents
+    // move to verifying under the root at their next bundle.
+    this.requiredRootVersion = Math.max(this.requiredRootVersion, resign ? rootVersion : 1);
   }
 
   /** Loads bundle rows written since `since` (another process's, or our own), and wakes their waiters. */
