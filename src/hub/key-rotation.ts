@@ -71,6 +71,8 @@ export async function rotateKey(trust: TrustService, purpose: KeyPurpose, option
     const events: AuditEvent[] = [
       event,
       { kind: "key.rotated", actor: context.actor, cluster: null, region: null, correlationId: context.correlationId, data: { purpose, keyId: fresh.keyId, previous: old, rootVersion: version } },
+      // A key replaced outright (the root key) leaves the root at once.
+      ...retired.map((keyId): AuditEvent => ({ kind: "key.retired", actor: context.actor, cluster: null, region: null, correlationId: context.correlationId, data: { keyId, rootVersion: version } })),
       ...revoke.map((keyId) => revokedEvent(keyId, purpose, options.reason ?? "", version, context)),
     ];
     await trust.audit.record(tx, events);
