@@ -1377,9 +1377,13 @@ describe("bundles", () => {
         writeFileSync(bundleFile(dir, "current"), forge(v2, { version: metadataOf(v2).version + 100 }, stranger.privateKey));
       });
       try {
+        // An agent enrolled since roots verifies against its root (README, Trust model), not the
+        // pinned key: the forged bundle is refused and set aside, and previous.bundle, older
+        // than the high-water mark, is refused as a rollback.
         const h = await health(agent);
-        expect(h).toMatchObject({ bundleVersion: null, lastRefusal: { problem: "untrusted-key" } });
-        expect(h.lastRefusal?.message).toMatch(/the pinned bundle key is not the one that signed the newest bundle this agent verified/);
+        expect(h).toMatchObject({ bundleVersion: null, lastRefusal: { problem: "rollback" } });
+        expect(readdirSync(join(agent.dataDir, "bundles")).some((f) => f.startsWith("current.bundle.refused-"))).toBe(true);
+        expect(agent.output()).toMatch(/not signed by a key this agent's root allows for region eu-west/);
         expect((await review(agent, withUid(PRIVILEGED, "key-replaced"))).response.allowed).toBe(false);
       } finally {
         expect(await agent.stop()).toBe(0);

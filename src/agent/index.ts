@@ -133,7 +133,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const errors = new LoopErrors(now, log);
   // The high-water mark lives beside the identity, not the bundles it guards.
   const highWater = new HighWaterMark(join(options.dataDir, "identity", "bundle-high-water.json"));
-  const bundle = new ActiveBundle(join(options.dataDir, "bundles"), () => credentials.trust(), highWater, log, now);
+  const bundle = new ActiveBundle(join(options.dataDir, "bundles"), (at) => credentials.trust(at), highWater, log, now);
   const decisions = new DecisionLog(join(options.dataDir, "decisions"), { ...DEFAULT_LOG_OPTIONS, ...options.logs });
   const counters: Counters = { allowed: 0, denied: 0, rejected: 0, failedClosed: 0 };
   const byBundle = new BundleCounts();

@@ -88,6 +88,13 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
       return [m.regionTokenCommand, m.getRegionsCommand, m.getConflictsCommand];
     },
   },
+  {
+    names: ["keys status", "keys rotate"],
+    load: async () => {
+      const m = await import("./commands/keys.js");
+      return [m.keysStatusCommand, m.keysRotateCommand];
+    },
+  },
   { names: ["enroll"], load: async () => [(await import("./commands/enroll.js")).enrollCommand] },
   {
     names: ["audit head", "audit verify", "audit proof", "audit check-proof", "audit search"],

@@ -29,6 +29,7 @@ import { Regions } from "./regional/parent.js";
 import { RegionalRole } from "./regional/role.js";
 import type { RegionalCredentials } from "./regional/credentials.js";
 import { DEFAULT_TRUST_OPTIONS, TrustService, type TrustOptions } from "./trust.js";
+import { retireDue, rotateScheduled } from "./key-rotation.js";
 
 export interface HubOptions {
   /** Folder for the embedded database, the CA certificate and the bootstrap token. */
@@ -60,6 +61,13 @@ export interface HubOptions {
   readonly regional?: RegionalOptions;
   /** The root of trust's timings: root validity, delegations, regional CAs, key overlap (src/hub/trust.ts). */
   readonly trust?: Partial<Omit<TrustOptions, "now">>;
+  /**
+   * Rotate the root, bundles and audit-log keys when the active one is this old (`polity
+   * hub --rotate-every 30d`); off by default. Overlapping keys are retired either way.
+   */
+  readonly rotateEveryMs?: number;
+  /** How often the hub looks for keys to retire or rotate (default 5 s). */
+  readonly keysIntervalMs?: number;
 }
 
 export interface RunningHub {
@@ -147,6 +155,16 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       { validityMs: options.bundleValidityMs ?? DEFAULT_BUNDLE_VALIDITY_MS, now },
       audit,
     );
+    // Bundles name the root that lists their key; a new root that rotates or revokes a key
+    // has every bundle made again under it (the next bundle carries it to every agent).
+    bundles.useKey(bundles.key, trust.root.version, false);
+    let known = trust.root;
+    trust.onChange(async (root) => {
+      const rekeyed = root.roles.bundles.keyIds.join() !== known.roles.bundles.keyIds.join() || root.revoked.length !== known.revoked.length;
+      if (root.roles["audit-log"].keyIds[0] !== known.roles["audit-log"].keyIds[0]) audit.useKey(await loadSigningKey(db, options.operatorKey, "audit-log"));
+      known = root;
+      bundles.useKey(await loadSigningKey(db, options.operatorKey, "bundles"), root.version, rekeyed);
+    });
     await federation.sync();
     // Bundles for clusters that have none or whose bundle is due (a restart after a long stop).
     await bundles.refresh(federation.clusters.keys());
@@ -189,6 +207,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     const ticker = setInterval(() => {
       void federation
         .sync()
+        .then(() => trust.reload())
         .then(() => bundles.refresh(federation.clusters.keys()))
         .then(() => context.exceptions.sweep(() => ({ actor: "hub", correlationId: newCorrelationId() })))
         .catch(() => undefined);
@@ -206,6 +225,18 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
         .finally(() => (judging = false));
     }, options.rolloutIntervalMs ?? 1_000);
     rolloutTicker.unref();
+    // Keys: overlapping ones retired when every agent moved on (or the overlap ran out), and
+    // the scheduled rotation. Each is a new root version, made once whichever hub gets there.
+    let keying = false;
+    const keysTicker = setInterval(() => {
+      if (keying) return;
+      keying = true;
+      void retireDue(trust)
+        .then(() => (options.rotateEveryMs === undefined ? undefined : rotateScheduled(trust, options.rotateEveryMs)))
+        .catch(() => undefined)
+        .finally(() => (keying = false));
+    }, options.keysIntervalMs ?? 5_000);
+    keysTicker.unref();
     audit.start();
     role?.start();
     const host = options.host ?? "127.0.0.1";
@@ -224,6 +255,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       async close() {
         clearInterval(ticker);
         clearInterval(rolloutTicker);
+        clearInterval(keysTicker);
         await role?.stop();
         bundles.wakeAll();
         await app.close();

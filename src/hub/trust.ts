@@ -20,7 +20,7 @@ import { issueRegionalCa as issueIntermediate, RegionalCaError } from "../identi
 import type { Database, Queryable } from "../store/database.js";
 import { parseRootEnvelope, ROOT_TYPE, signRoot, verifyRootSelf, verifyRootUpdate, type RootEnvelope, type RootMetadata } from "../trust/index.js";
 import { newCorrelationId, type AuditContext, type AuditLog } from "./audit-log.js";
-import { loadSigningKey, signingKeyById, type KeyPurpose, type SigningKey } from "./keys.js";
+import { createSigningKey, loadSigningKey, signingKeyById, type KeyPurpose, type SigningKey } from "./keys.js";
 import { badRequest, conflict } from "./status.js";
 
 const TRUST_LOCK = 7_346_215;
@@ -51,6 +51,8 @@ type Listener = (root: RootMetadata) => Promise<void> | void;
 
 export class TrustService {
   private latest: RootEnvelope;
+  /** Root version 1, which every agent pins at enrolment (it never changes). */
+  private first: RootEnvelope | undefined;
   private readonly listeners: Listener[] = [];
 
   private constructor(
@@ -92,7 +94,9 @@ export class TrustService {
         delegations: [],
         revoked: [],
       };
-      const first = signRoot(signed, [keys.root.privateKey]);
+      // Signed by the bundles key too: an agent enrolled before roots, which pinned that key,
+      // accepts root version 1 only with its signature (src/agent/bundle/roots.ts).
+      const first = signRoot(signed, [keys.root.privateKey, keys.bundles.privateKey]);
       verifyRootSelf(first, authority.federation);
       await tx.query("INSERT INTO trust_roots (version, envelope, created_at) VALUES (1, $1, $2)", [canonicalJson(first), now]);
       await tx.query("UPDATE signing_keys SET root_version = 1 WHERE id = ANY($1)", [Object.values(keys).map((k) => k.keyId)]);
@@ -113,6 +117,11 @@ export class TrustService {
 
   get envelope(): RootEnvelope {
     return this.latest;
+  }
+
+  /** A new signing key for `purpose`, sealed under the operator's key, in the caller's transaction. */
+  newKey(tx: Queryable, purpose: KeyPurpose, now: Date): Promise<SigningKey> {
+    return createSigningKey(tx, this.operatorKey, purpose, now);
   }
 
   /** Called with each newer root this process learns (its own, or another hub process's). */
@@ -137,8 +146,11 @@ export class TrustService {
   }
 
   async rootVersion(version: number): Promise<RootEnvelope | undefined> {
+    if (version === 1 && this.first !== undefined) return this.first;
     const [row] = await this.db.query<{ envelope: string }>("SELECT envelope FROM trust_roots WHERE version = $1", [version]);
-    return row === undefined ? undefined : parseRootEnvelope(row.envelope);
+    const envelope = row === undefined ? undefined : parseRootEnvelope(row.envelope);
+    if (version === 1) this.first = envelope;
+    return envelope;
   }
 
   /**

@@ -44,7 +44,7 @@ export class ActiveBundle {
 
   constructor(
     private readonly dir: string,
-    private readonly trust: () => Trust,
+    private readonly trust: (now?: Date) => Trust,
     private readonly highWater: HighWaterMark,
     private readonly log: Log,
     private readonly now: () => Date,
@@ -132,7 +132,7 @@ export class ActiveBundle {
       bundle = decodeBundle(bytes);
       // Held: the bundle enforced, or, enforcing none, the newest this agent ever verified.
       const held: Held | undefined = this.current === undefined ? this.highWater.current : { version: this.current.metadata.version, targetHash: this.current.metadata.targetHash };
-      metadata = verifyBundle(bundle, this.trust(), held, now);
+      metadata = verifyBundle(bundle, this.trust(now), held, now);
     } catch (error) {
       const problem = error instanceof BundleError ? error.problem : "malformed";
       this.refused(problem, reason(error));
@@ -152,6 +152,11 @@ export class ActiveBundle {
     const current = join(this.dir, CURRENT);
     if (existsSync(current)) renameSync(current, join(this.dir, PREVIOUS));
     writeFileAtomic(current, encodeBundle(bundle));
+  }
+
+  /** A bundle refused before it could be verified (its root could not be): recorded as any refusal. */
+  refuse(problem: string, message: string): void {
+    this.refused(problem, message);
   }
 
   private refused(problem: string, message: string): void {

@@ -10,7 +10,8 @@
  * `retryFirstMs`. Whatever the source, a bundle is verified the same way (signature with the
  * pinned key, cluster, version, expiry): a mirror can withhold, never forge.
  */
-import { MAX_BUNDLE_BYTES } from "../../bundle/index.js";
+import { decodeBundle, MAX_BUNDLE_BYTES } from "../../bundle/index.js";
+import { MAX_ROOT_BYTES, TrustError } from "../../trust/index.js";
 import { call, HubError, ResponseTooLargeError } from "../../client/http.js";
 import type { AgentCredentials } from "../identity/credentials.js";
 import { Backoff, sleep, type LoopErrors, type LoopError, type Plugin } from "../plugin.js";
@@ -86,6 +87,12 @@ export class BundlePlugin implements Plugin {
         // The hub answered: whatever said it was unreachable is over.
         errors.succeeded("bundle");
         if (response.status === 304) bundle.confirmedByHub();
+        if (response.status === 200 && !(await this.rootFor(response.body))) {
+          const refusal = bundle.lastRefusal;
+          errors.failed("bundle", `refused the bundle the hub sent: its root does not verify (${refusal?.problem ?? "malformed"})`, refusal?.message ?? "");
+          await sleep(refusedBackoff.next(), signal);
+          continue;
+        }
         if (response.status === 200 && bundle.offer(response.body, now()) === undefined) {
           const refusal = bundle.lastRefusal;
           errors.failed("bundle", `refused the bundle the hub sent (${refusal?.problem ?? "malformed"})`, refusal?.message ?? "");
@@ -114,6 +121,34 @@ export class BundlePlugin implements Plugin {
         if (this.source > 0) this.fellBackAt = now().getTime();
         await sleep(backoff.next(), signal);
       }
+    }
+  }
+
+  /**
+   * A bundle that names a newer root than the agent holds: the roots in between, fetched
+   * from the same source and each verified against the one before, first. False (the
+   * refusal recorded, the bundle held kept) when they do not verify or cannot be fetched.
+   */
+  private async rootFor(bytes: Buffer): Promise<boolean> {
+    const { credentials, bundle } = this.options;
+    let wanted: number | undefined;
+    try {
+      wanted = decodeBundle(bytes).envelope.signed.rootVersion;
+    } catch {
+      return true; // offer() refuses it, with its reason
+    }
+    if (wanted === undefined || wanted <= credentials.rootVersion()) return true;
+    try {
+      await credentials.catchUpRoot(wanted, async (after) => {
+        const response = await call<{ items?: unknown }>(credentials.hub(), "GET", `/v1/trust/roots?after=${after}`, undefined, { timeoutMs: 15_000, maxBytes: 50 * MAX_ROOT_BYTES });
+        if (!Array.isArray(response.body.items)) throw new TrustError("malformed", "the source's answer lists no roots");
+        return response.body.items as unknown[];
+      });
+      return true;
+    } catch (error) {
+      const problem = error instanceof TrustError ? `root-${error.problem}` : "root-unavailable";
+      bundle.refuse(problem, `the bundle names root version ${wanted}: ${error instanceof Error ? error.message : String(error)}`);
+      return false;
     }
   }
 

@@ -57,6 +57,8 @@ export const hubCommand: Command = {
     parent: { type: "string" },
     "parent-ca": { type: "string" },
     "region-token": { type: "string" },
+    "rotate-every": { type: "string" },
+    "key-overlap": { type: "string" },
     quiet: { type: "boolean", short: "q" },
   },
   help: `Runs a hub. State lives in PostgreSQL: by default embedded (PGlite) in the data folder,
@@ -75,6 +77,10 @@ Flags:
       --hostname <name>       another DNS name for the hub's certificate (repeatable)
       --certificate-ttl <d>   lifetime of cluster certificates (default 24h)
       --grace <d>             how long after expiry a certificate can still be renewed (default 7d)
+      --rotate-every <d>      rotate the root, bundles and audit-log keys when the active one is
+                              this old, e.g. 30d (default: off; polity keys rotate does it by hand)
+      --key-overlap <d>       how long a rotated-out key stays in the root at most (default 48h;
+                              it leaves sooner once every agent acknowledged a bundle under its successor)
   -q, --quiet                 no request log
 
 Regional hub (see the README's "Regional hubs"):
@@ -97,6 +103,9 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
     const { host, port } = parseListen(stringOption(parsed, "listen") ?? "127.0.0.1:8443");
     const ttl = parseDuration(stringOption(parsed, "certificate-ttl") ?? `${DEFAULT_CERTIFICATE_TTL_MS / 3_600_000}h`, "--certificate-ttl");
     const grace = parseDuration(stringOption(parsed, "grace") ?? `${DEFAULT_GRACE_MS / 86_400_000}d`, "--grace");
+    const rotateEvery = stringOption(parsed, "rotate-every");
+    const rotateEveryMs = rotateEvery === undefined ? undefined : parseDuration(rotateEvery, "--rotate-every");
+    const overlap = stringOption(parsed, "key-overlap");
     const key = operatorKey(stringOption(parsed, "key-file"), dataDir, io, databaseUrl === undefined);
     const region = stringOption(parsed, "region");
     const parent = stringOption(parsed, "parent");
@@ -117,6 +126,8 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
       hostnames: stringsOption(parsed, "hostname"),
       certificateTtlMs: ttl,
       graceMs: grace,
+      ...(rotateEveryMs === undefined ? {} : { rotateEveryMs }),
+      ...(overlap === undefined ? {} : { trust: { overlapMs: parseDuration(overlap, "--key-overlap") } }),
       log: parsed.values.quiet !== true,
       ...(region === undefined || parent === undefined
         ? {}
