@@ -11,9 +11,9 @@
  *
  * The first line is canonical JSON (RFC 8785); the signature (Ed25519) is over the
  * canonical bytes of `signed`. An agent accepts a bundle only if the signature verifies
- * with a key its verified root allows for the bundle's region (src/trust; or, for an agent
- * enrolled before roots, the key it pinned at enrolment), the metadata is for its own cluster and
- * federation, the version is not older than the one it holds (no rollback), the bundle
+ * with a key its verified root allows for the agent's own region (src/trust; or, for an agent
+ * enrolled before roots, the key it pinned at enrolment), the metadata is for its own cluster,
+ * region and federation (the region checked first: a region's key may sign for it alone), the version is not older than the one it holds (no rollback), the bundle
  * has not expired when it arrives (no freeze), and the target's hash matches.
  *
  * Pure: keys, time and the version held are passed in.
@@ -68,6 +68,7 @@ export type BundleProblem =
   | "bad-signature"
   | "untrusted-key"
   | "wrong-cluster"
+  | "wrong-region"
   | "rollback"
   | "equivocation"
   | "expired"
@@ -156,6 +157,11 @@ export interface Trust {
    */
   readonly authorize?: (keyId: string, region: string) => { readonly key: KeyObject } | { readonly reason: string };
   readonly federation: string;
+  /**
+   * The agent's own region, from its SPIFFE ID. A bundle must name it, and its signer is
+   * authorized for it: never for the region the bundle claims, which its signer chose.
+   */
+  readonly region: string;
   readonly cluster: string;
 }
 
@@ -164,11 +170,11 @@ function signerOf(envelope: Envelope, trust: Trust): { keyId: string; key: KeyOb
   if (trust.authorize !== undefined) {
     const reasons: string[] = [];
     for (const signature of envelope.signatures) {
-      const allowed = trust.authorize(signature.keyId, envelope.signed.region);
+      const allowed = trust.authorize(signature.keyId, trust.region);
       if ("key" in allowed) return { keyId: signature.keyId, key: allowed.key, sig: signature.sig };
       reasons.push(allowed.reason);
     }
-    throw new BundleError("untrusted-key", `the bundle is not signed by a key this agent's root allows for region ${envelope.signed.region}: ${reasons.join("; ") || "no signature"}`);
+    throw new BundleError("untrusted-key", `the bundle is not signed by a key this agent's root allows for its region ${trust.region}: ${reasons.join("; ") || "no signature"}`);
   }
   if (trust.publicKey === undefined) throw new BundleError("untrusted-key", "this agent trusts no bundle key");
   const keyId = keyIdOf(trust.publicKey);
@@ -194,6 +200,11 @@ export interface Held {
  */
 export function verifyBundle(bundle: Bundle, trust: Trust, held: Held | undefined, now: Date | undefined): BundleMetadata {
   const signed = bundle.envelope.signed;
+  // Before any key is asked: a region's delegated key may sign for its region only, so a
+  // bundle naming another region is not this agent's, whoever signed it.
+  if (signed.region !== trust.region) {
+    throw new BundleError("wrong-region", `the bundle is for region ${signed.region}, not this agent's region ${trust.region}`);
+  }
   const signature = signerOf(bundle.envelope, trust);
   let valid = false;
   try {

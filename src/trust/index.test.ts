@@ -184,10 +184,11 @@ describe("bundle key scopes", () => {
       targetLength: target.length,
       rootVersion: 1,
     });
-    const trust = (r: RootMetadata) => ({ authorize: rootAuthorizer(r, now), federation: "acme", cluster: "c1" });
+    // Each verdict from an agent of the region the bundle names.
+    const trust = (r: RootMetadata, region: string) => ({ authorize: rootAuthorizer(r, now), federation: "acme", region, cluster: "c1" });
     const verdict = (key: Pair, region: string, r: RootMetadata = trusted) => {
       try {
-        verifyBundle(signBundle(meta(region), target, key.privateKey), trust(r), undefined, now);
+        verifyBundle(signBundle(meta(region), target, key.privateKey), trust(r, region), undefined, now);
         return "accepted";
       } catch (error) {
         if (error instanceof BundleError) return `${error.problem}: ${error.message}`;
@@ -199,5 +200,23 @@ describe("bundle key scopes", () => {
     expect(verdict(euKey, "us-east")).toMatch(/^untrusted-key: .*region us-east.*delegated to region eu-west only/);
     expect(verdict(bundlesKey2, "eu-west")).toMatch(/^untrusted-key: .*not in root version 1/);
     expect(verdict(bundlesKey, "eu-west", { ...trusted, revoked: [bundlesKey.id] })).toMatch(/^untrusted-key: .*revoked/);
+  });
+
+  it("refuses a bundle a region's key signed naming its own region for a cluster of another region (the agent checks the region is its own)", () => {
+    const target = effectiveSet([policy("p", { validations: [{ expression: "true" }] })]).bytes;
+    const forged = signBundle(
+      { federation: "acme", region: "eu-west", cluster: "us-c1", version: 9, issuedAt: "2026-12-06T00:00:00.000Z", expires: "2026-12-08T00:00:00.000Z", targetHash: contentHash(target), targetLength: target.length, rootVersion: 1 },
+      target,
+      euKey.privateKey,
+    );
+    const usAgent = { authorize: rootAuthorizer(trusted, now), federation: "acme", region: "us-east", cluster: "us-c1" };
+    let verdict = "accepted";
+    try {
+      verifyBundle(forged, usAgent, undefined, now);
+    } catch (error) {
+      if (!(error instanceof BundleError)) throw error;
+      verdict = error.problem;
+    }
+    expect(verdict).toBe("wrong-region");
   });
 });

@@ -67,6 +67,11 @@ export class AgentCredentials {
     return (this.held === undefined ? undefined : parseClusterSpiffeId(this.held.spiffeId)?.federation) ?? "";
   }
 
+  /** The agent's own region, from its SPIFFE ID: the only region whose bundles it accepts. */
+  private get region(): string {
+    return (this.held === undefined ? undefined : parseClusterSpiffeId(this.held.spiffeId)?.region) ?? "";
+  }
+
   /**
    * What a bundle must be signed with and name: a key the newest root this agent verified
    * allows for the bundle's region (delegations checked at `now`, when given), or, for an
@@ -76,8 +81,8 @@ export class AgentCredentials {
   trust(now?: Date): Trust {
     if (this.held === undefined) throw new Error("not enrolled: no pinned bundle key");
     const root = this.roots.current(this.held, this.federation);
-    if (root !== undefined) return { authorize: rootAuthorizer(root, now), federation: this.federation, cluster: this.cluster };
-    return { publicKey: createPublicKey(this.held.bundleKeyPem), federation: this.federation, cluster: this.cluster };
+    if (root !== undefined) return { authorize: rootAuthorizer(root, now), federation: this.federation, region: this.region, cluster: this.cluster };
+    return { publicKey: createPublicKey(this.held.bundleKeyPem), federation: this.federation, region: this.region, cluster: this.cluster };
   }
 
   /** The version of the newest root this agent verified (0: none yet). */
