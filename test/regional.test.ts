@@ -3,6 +3,7 @@
  * its own database), an agent of the region, real mutual TLS. The link between the regional
  * hub and its parent goes through a TCP link the tests cut and heal (test/support/link.ts).
  */
+import { createPublicKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +13,7 @@ import type { SourceFile } from "../src/api/fields.js";
 import type { Conflict } from "../src/api/regions.js";
 import { call, type HubEndpoint } from "../src/client/http.js";
 import { loadCredentials, renew } from "../src/identity/enrollment.js";
+import { generateKeyPair, privateKeyPem } from "../src/identity/x509.js";
 import { cpSync } from "node:fs";
 import { startHub, type RunningHub } from "../src/hub/index.js";
 import { eventually } from "./support/eventually.js";
@@ -80,7 +82,7 @@ describe("a regional hub", () => {
   });
 
   it("enrols with the global hub with a region token, and mirrors the global layer and its region's clusters", async () => {
-    const minted = (await call<{ token: string; region: string }>(global.admin, "POST", `/v1/regions/${REGION}/tokens`, {})).body;
+    const minted = (await call<{ token: string; region: string }>(global.admin, "POST", `/v1/regions/${REGION}/tokens`, { allowLoopback: true })).body;
     expect(minted.region).toBe(REGION);
     // Until it enrols, the hub has no regional hubs: the mirror refuses a hub certificate it does not know (no certificate: 401).
     expect((await refused(call(global.anonymous, "GET", "/v1/region/mirror"))).status).toBe(401);
@@ -255,3 +257,35 @@ describe("a regional hub", () => {
 function join_(...parts: string[]): string {
   return join(...parts);
 }
+
+describe("a regional hub's certificate", () => {
+  let parent: TestHub;
+  beforeAll(async () => {
+    parent = await hubs.startCopy("names");
+  });
+
+  /** The public halves a regional hub sends when it enrols, for keys made here. */
+  const keys = async () => {
+    const ec = async () => createPublicKey(await privateKeyPem((await generateKeyPair()).privateKey)).export({ type: "spki", format: "pem" }).toString();
+    const ed = () => generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString();
+    return { hubPublicKeyPem: await ec(), caPublicKeyPem: await ec(), bundleKeyPem: ed(), auditKeyPem: ed() };
+  };
+  const sans = (pem: string) => new X509Certificate(pem).subjectAltName ?? "";
+
+  it("names only the hostnames the global admin fixed in the region token, and no loopback unless the token allows it", async () => {
+    const minted = (await call<{ token: string }>(parent.admin, "POST", "/v1/regions/ap-south/tokens", { hostnames: ["hub.ap-south.example"] })).body;
+    // A hub asking for another hub's name (the global hub's, another region's) is refused.
+    const greedy = await refused(call(parent.anonymous, "POST", "/v1/regions/enrol", { token: minted.token, region: "ap-south", ...(await keys()), hostnames: ["hub.ap-south.example", "global.polity.example"] }));
+    expect([greedy.status, greedy.message]).toEqual([403, expect.stringMatching(/global\.polity\.example.*not one the region token admits/)]);
+    const enrolled = (await call<{ hubCertificatePem: string }>(parent.anonymous, "POST", "/v1/regions/enrol", { token: minted.token, region: "ap-south", ...(await keys()), hostnames: [] })).body;
+    const names = sans(enrolled.hubCertificatePem);
+    expect(names).toContain("DNS:hub.ap-south.example");
+    expect(names).toContain("URI:spiffe://");
+    expect(names).not.toMatch(/localhost|127\.0\.0\.1|IP Address/);
+  });
+
+  it("refuses a region token for a hostname that is not a DNS name", async () => {
+    const error = await refused(call(parent.admin, "POST", "/v1/regions/ap-east/tokens", { hostnames: ["*.example"] }));
+    expect(error.status).toBe(400);
+  });
+});

@@ -7,10 +7,24 @@ import { sourceFile } from "./fields.js";
 
 const name = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a region name: lowercase letters, digits and '-'").max(63);
 const pem = z.string().min(1).max(16 * 1024);
+/** A DNS name (RFC 1123 labels, no wildcard, not localhost: loopback is allowLoopback's). */
+const dnsName = z
+  .string()
+  .max(253)
+  .regex(/^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/, "a DNS name: lowercase labels of letters, digits and '-', no wildcard")
+  .refine((n) => n !== "localhost" && !n.endsWith(".localhost"), "localhost is not a hostname to fix: mint the token with allowLoopback");
 
 export const regionTokenRequest = z.strictObject({
   /** Lifetime in seconds (default 1 h, at most 7 days). */
   ttlSeconds: z.number().int().min(60).max(7 * 24 * 3600).optional(),
+  /**
+   * The DNS names the regional hub's certificate will carry, fixed here by the global admin
+   * (the hub cannot ask for others: a certificate from the federation CA for the global
+   * hub's name, or another region's, would let it impersonate them).
+   */
+  hostnames: z.array(dnsName).max(20).default([]),
+  /** Also localhost, 127.0.0.1 and ::1 (a hub on one machine: polity dev, tests). */
+  allowLoopback: z.boolean().default(false),
 });
 
 export const regionalEnrolment = z.strictObject({
@@ -22,7 +36,10 @@ export const regionalEnrolment = z.strictObject({
   /** Its bundle-signing and audit-log keys (Ed25519, SPKI PEM): what its bundles and heads are checked with. */
   bundleKeyPem: pem,
   auditKeyPem: pem,
-  /** Names its clusters reach it by (localhost and the loopback addresses are always in its certificate). */
+  /**
+   * Names it would be reached by: each must be one its region token admits (fixed by the
+   * global admin when minting it); its certificate carries the token's names, never more.
+   */
   hostnames: z.array(z.string().min(1).max(253)).max(20).default([]),
 });
 export type RegionalEnrolment = z.infer<typeof regionalEnrolment>;

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HubEndpoint } from "../client/http.js";
 import { writeFileAtomic } from "../files/write.js";
+import { parseClusterSpiffeId } from "./spiffe.js";
 
 export interface Credentials {
   readonly cluster: string;
@@ -29,7 +30,10 @@ export interface Credentials {
 
 /** The endpoint a cluster reaches the hub with: its certificate and key (mutual TLS). */
 export function clusterEndpoint(url: string, creds: Credentials): HubEndpoint {
-  return { url, caPem: creds.caPem, clientCertificatePem: creds.certificatePem, clientKeyPem: creds.privateKeyPem };
+  // Its own region's hub or the global hub: never another region's, whose certificate the same CA issued.
+  const region = parseClusterSpiffeId(creds.spiffeId)?.region;
+  const serverIds = region === undefined ? ["/hub"] : [`/region/${region}/hub`, "/hub"];
+  return { url, caPem: creds.caPem, clientCertificatePem: creds.certificatePem, clientKeyPem: creds.privateKeyPem, serverIds };
 }
 
 /** When the certificate should be renewed: two thirds of its life. */

@@ -62,9 +62,10 @@ export async function renew(url: string, creds: Credentials, options: { readonly
   const key = options.rotateKey === true ? await newPrivateKey() : creds.privateKeyPem;
   const csr = await createCsr(creds.cluster, key);
   const issued = (await call<IssuedCertificate>(clusterEndpoint(url, creds), "POST", "/v1/renew", { csr })).body;
-  // What was pinned at enrolment stays pinned: the bundle key, and root version 1.
+  // What was pinned at enrolment stays pinned: the CA, the bundle key, and root version 1
+  // (a hub's answer never replaces what the agent trusts).
   const { rootJson: _root, ...renewed } = credentials(creds.cluster, key, issued);
-  return { ...renewed, bundleKeyPem: creds.bundleKeyPem, ...(creds.rootJson === undefined ? {} : { rootJson: creds.rootJson }) };
+  return { ...renewed, caPem: creds.caPem, bundleKeyPem: creds.bundleKeyPem, ...(creds.rootJson === undefined ? {} : { rootJson: creds.rootJson }) };
 }
 
 

@@ -534,6 +534,13 @@ CREATE TABLE regional_link (
   acknowledged_size bigint NOT NULL DEFAULT 0
 )`),
   },
+  {
+    version: 17,
+    name: "region tokens: the hostnames a regional hub's certificate may name, fixed by the global admin, and whether loopback is allowed",
+    statements: ddl(`
+ALTER TABLE region_tokens ADD COLUMN hostnames jsonb NOT NULL DEFAULT '[]'::jsonb;
+ALTER TABLE region_tokens ADD COLUMN allow_loopback boolean NOT NULL DEFAULT false`),
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

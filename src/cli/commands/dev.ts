@@ -11,7 +11,7 @@ import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, wr
 import { get as httpsGet } from "node:https";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeConfig } from "../../client/config.js";
+import { hubServerPath, writeConfig, type HubEntry } from "../../client/config.js";
 import { call, closeConnections, type HubEndpoint } from "../../client/http.js";
 import { stringOption, type Command } from "../command.js";
 import { colors, EXIT, UsageError } from "../io.js";
@@ -180,7 +180,7 @@ Example:
         }
         writeFileSync(personasFile, JSON.stringify(personas), { mode: 0o600 });
       }
-      const hubs: Record<string, { url: string; ca: string; token: string }> = { dev: { url: hubUrl, ca: caPem, token: admin.token! } };
+      const hubs: Record<string, HubEntry> = { dev: { url: hubUrl, ca: caPem, token: admin.token! } };
       for (const [name, token] of Object.entries(personas)) hubs[name] = { url: hubUrl, ca: caPem, token };
       writeConfig(configFile, { current: "dev", hubs });
 
@@ -206,13 +206,13 @@ Example:
         const dir = join(data, "regions", region);
         const log = join(logs, `hub-${region}.log`);
         const env: Record<string, string> = {};
-        if (!existsSync(join(dir, "regional.json"))) env.POLITY_REGION_TOKEN = (await call<{ token: string }>(admin, "POST", `/v1/regions/${region}/tokens`, { ttlSeconds: 600 })).body.token;
+        if (!existsSync(join(dir, "regional.json"))) env.POLITY_REGION_TOKEN = (await call<{ token: string }>(admin, "POST", `/v1/regions/${region}/tokens`, { ttlSeconds: 600, allowLoopback: true })).body.token;
         const child = spawnPolity(["hub", "--region", region, "--parent", hubUrl, "--parent-ca", caFile, "--data", dir, "--listen", `127.0.0.1:${hubPort + 1 + i}`, "--quiet"], log, env);
         children.push(child);
         const started = await waitForLine(child, /listening on (https:\/\/\S+)/, log, 120_000);
         const url = /https:\/\/\S+/.exec(started)![0];
-        regions.set(region, { url, admin: { url, caPem, token: readFileSync(join(dir, "admin.token"), "utf8").trim() }, log, pid: child.pid, dir });
-        hubs[region] = { url, ca: caPem, token: readFileSync(join(dir, "admin.token"), "utf8").trim() };
+        regions.set(region, { url, admin: { url, caPem, token: readFileSync(join(dir, "admin.token"), "utf8").trim(), serverIds: [hubServerPath(region)] }, log, pid: child.pid, dir });
+        hubs[region] = { url, ca: caPem, token: readFileSync(join(dir, "admin.token"), "utf8").trim(), server: hubServerPath(region) };
       }
       writeConfig(configFile, { current: "dev", hubs });
       // Each regional hub mirrors its region's clusters from the global hub before it enrols them.

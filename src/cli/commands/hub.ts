@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { configPath, readConfig, writeConfig } from "../../client/config.js";
+import { configPath, hubServerPath, readConfig, writeConfig } from "../../client/config.js";
 import { redactUrl } from "../../store/database.js";
 import { writeFileAtomic } from "../../files/write.js";
 import { DEFAULT_CERTIFICATE_TTL_MS, DEFAULT_GRACE_MS, startHub } from "../../hub/index.js";
@@ -162,9 +162,10 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
 export const loginCommand: Command = {
   name: "login",
   summary: "connect the command line to a hub (writes the configuration file)",
-  usage: "polity login --hub <url> --ca <ca.pem> (--token-file <file> | --token-env <VAR>) [--name <name>]",
+  usage: "polity login --hub <url> --ca <ca.pem> (--token-file <file> | --token-env <VAR>) [--region <r>] [--name <name>]",
   options: {
     hub: { type: "string" },
+    region: { type: "string" },
     ca: { type: "string" },
     "token-file": { type: "string" },
     "token-env": { type: "string" },
@@ -180,6 +181,8 @@ Flags:
       --ca <file>           the federation CA certificate (the hub writes it to <data>/ca.pem)
       --token-file <file>   a file holding the bearer token (e.g. <data>/admin.token)
       --token-env <VAR>     or an environment variable holding it
+      --region <r>          the hub is region <r>'s hub (default: the global hub); its certificate
+                            must carry that hub's SPIFFE ID, or nothing is sent to it, the token least
       --name <name>         the name to record the hub under (default: default)
       --config <file>       the configuration file (default: $POLITY_CONFIG, or ~/.config/polity/config.json)
 
@@ -199,11 +202,14 @@ Exit status: 0 when logged in, 2 when the hub refuses the token or cannot be rea
     const token = tokenFile !== undefined ? readFileSync(tokenFile, "utf8").trim() : (io.env[tokenEnv!] ?? "").trim();
     if (token === "") throw new UsageError(tokenFile !== undefined ? `${tokenFile} is empty` : `$${tokenEnv} is empty`);
     const ca = readFileSync(caFile, "utf8");
-    const who = await hubCall<{ description: string }>({ url: url.replace(/\/$/, ""), caPem: ca, token }, "GET", "/v1/whoami");
+    const region = stringOption(parsed, "region");
+    if (region !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(region)) throw new UsageError(`--region ${region}: not a region name`);
+    const server = hubServerPath(region);
+    const who = await hubCall<{ description: string }>({ url: url.replace(/\/$/, ""), caPem: ca, token, serverIds: [server] }, "GET", "/v1/whoami");
     const path = configPath(io.env, stringOption(parsed, "config"));
     const config = readConfig(path);
     const name = stringOption(parsed, "name") ?? "default";
-    writeConfig(path, { current: name, hubs: { ...config.hubs, [name]: { url: url.replace(/\/$/, ""), ca, token } } });
+    writeConfig(path, { current: name, hubs: { ...config.hubs, [name]: { url: url.replace(/\/$/, ""), ca, token, ...(region === undefined ? {} : { server }) } } });
     io.out(`logged in to ${url} as ${who.description}; saved as ${JSON.stringify(name)} in ${path}\n`);
     return EXIT.ok;
   },

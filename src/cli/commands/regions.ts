@@ -1,6 +1,6 @@
 /** `polity region token`, `polity get regions`, `polity get conflicts`: the regional hub role from the command line. */
 import type { Conflict } from "../../api/regions.js";
-import { outputFormat, stringOption, type Command } from "../command.js";
+import { outputFormat, stringOption, stringsOption, type Command } from "../command.js";
 import { EXIT, UsageError } from "../io.js";
 import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
 import { parseDuration } from "../time.js";
@@ -8,23 +8,36 @@ import { parseDuration } from "../time.js";
 export const regionTokenCommand: Command = {
   name: "region token",
   summary: "mint a one-time token for a region's hub to enrol with this hub (global admins only)",
-  usage: "polity region token <region> [--ttl 1h]",
-  options: { ...HUB_OPTIONS, ttl: { type: "string" } },
+  usage: "polity region token <region> [--hostname <name>]... [--allow-loopback] [--ttl 1h]",
+  options: { ...HUB_OPTIONS, ttl: { type: "string" }, hostname: { type: "string", multiple: true }, "allow-loopback": { type: "boolean" } },
   help: `Mints a one-time token with which the regional hub of <region> enrols with this hub
 (its parent): it gets its hub certificate, its region's CA (an intermediate name-constrained
 to spiffe://<federation>/region/<region>/) and a root version that delegates its region's
 bundles to its own key. The token is printed once; the hub stores only its hash.
 
+The names the regional hub's certificate carries are fixed here, not by the hub: it may ask
+only for these (a hub asking for another name is refused). Loopback (localhost, 127.0.0.1,
+::1) only with --allow-loopback, for a hub on one machine.
+
+Flags:
+      --hostname <name>    a DNS name its clusters and operators reach it by (repeatable)
+      --allow-loopback     also localhost and the loopback addresses
+      --ttl <d>            how long the token is valid (default 1h, at most 7d)
+
 ${HUB_HELP}
 
 Example:
-  TOKEN=$(polity region token eu-west)
+  TOKEN=$(polity region token eu-west --hostname hub.eu-west.example)
   polity hub --region eu-west --parent https://global.example:8443 --parent-ca ca.pem --region-token "$TOKEN" --data .polity/eu-west`,
   async run(parsed, io) {
     const region = parsed.positionals[0];
     if (region === undefined) throw new UsageError("give the region: polity region token <region>");
     const ttl = parseDuration(stringOption(parsed, "ttl") ?? "1h", "--ttl");
-    const r = await hubCall<{ id: string; token: string; expiresAt: string }>(endpoint(parsed, io), "POST", `/v1/regions/${encodeURIComponent(region)}/tokens`, { ttlSeconds: Math.round(ttl / 1000) });
+    const r = await hubCall<{ id: string; token: string; expiresAt: string }>(endpoint(parsed, io), "POST", `/v1/regions/${encodeURIComponent(region)}/tokens`, {
+      ttlSeconds: Math.round(ttl / 1000),
+      hostnames: stringsOption(parsed, "hostname"),
+      allowLoopback: parsed.values["allow-loopback"] === true,
+    });
     io.out(`${r.token}\n`);
     io.err(`region token ${r.id} for ${region}, expires ${r.expiresAt}; it admits one enrolment and is not shown again\n`);
     return EXIT.ok;

@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RegionalEnrolled } from "../../api/regions.js";
 import { call } from "../../client/http.js";
+import { hubServerPath } from "../../client/config.js";
 import { PolityError } from "../../errors.js";
 import { seal, unseal, type Sealed } from "../../identity/secrets.js";
 import { generateKeyPair, privateKeyPem } from "../../identity/x509.js";
@@ -45,6 +46,9 @@ function saveRegionalCredentials(dataDir: string, operatorKey: string, credentia
   writeFileAtomic(join(dataDir, FILE), `${JSON.stringify(stored, null, 2)}\n`, { mode: 0o600 });
 }
 
+/** The parent is the global hub: its certificate must say so (a region's would not). */
+const GLOBAL_HUB = hubServerPath();
+
 export interface EnrolmentRequest {
   readonly dataDir: string;
   readonly operatorKey: string;
@@ -63,7 +67,7 @@ export async function enrolWithParent(request: EnrolmentRequest): Promise<Region
   const caKeyPem = await privateKeyPem((await generateKeyPair()).privateKey);
   const publicPem = (pem: string) => createPublicKey(pem).export({ type: "spki", format: "pem" }).toString();
   const enrolled = (
-    await call<RegionalEnrolled>({ url: request.parentUrl, caPem: request.parentCaPem }, "POST", "/v1/regions/enrol", {
+    await call<RegionalEnrolled>({ url: request.parentUrl, caPem: request.parentCaPem, serverIds: [GLOBAL_HUB] }, "POST", "/v1/regions/enrol", {
       token: request.token,
       region: request.region,
       hubPublicKeyPem: publicPem(hubKeyPem),
@@ -81,5 +85,5 @@ export async function enrolWithParent(request: EnrolmentRequest): Promise<Region
 
 /** The parent, reached over mutual TLS with this hub's certificate. */
 export function parentEndpoint(credentials: RegionalCredentials, parentUrl = credentials.parentUrl) {
-  return { url: parentUrl, caPem: credentials.rootPem, clientCertificatePem: credentials.hubCertificatePem, clientKeyPem: credentials.hubKeyPem };
+  return { url: parentUrl, caPem: credentials.rootPem, clientCertificatePem: credentials.hubCertificatePem, clientKeyPem: credentials.hubKeyPem, serverIds: [GLOBAL_HUB] };
 }

@@ -45,21 +45,33 @@ export class Regions {
     private readonly now: () => Date,
   ) {}
 
-  async mintToken(region: string, ttlMs: number, context: AuditContext): Promise<{ id: string; token: string; region: string; expiresAt: string }> {
+  async mintToken(region: string, ttlMs: number, names: { readonly hostnames: readonly string[]; readonly allowLoopback: boolean }, context: AuditContext): Promise<{ id: string; token: string; region: string; expiresAt: string; hostnames: readonly string[]; allowLoopback: boolean }> {
     const token = newSecret("region");
     const id = randomBytes(6).toString("hex");
     const expiresAt = new Date(this.now().getTime() + ttlMs);
     await this.db.transaction(async (tx) => {
-      await tx.query("INSERT INTO region_tokens (id, region, hash, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)", [id, region, sha256(token), context.actor, this.now(), expiresAt]);
-      await this.audit.record(tx, [{ kind: "region-token.created", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { id, expiresAt: expiresAt.toISOString() } }]);
+      await tx.query("INSERT INTO region_tokens (id, region, hash, created_by, created_at, expires_at, hostnames, allow_loopback) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", [
+        id,
+        region,
+        sha256(token),
+        context.actor,
+        this.now(),
+        expiresAt,
+        JSON.stringify(names.hostnames),
+        names.allowLoopback,
+      ]);
+      await this.audit.record(tx, [{ kind: "region-token.created", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { id, expiresAt: expiresAt.toISOString(), hostnames: [...names.hostnames], allowLoopback: names.allowLoopback } }]);
     });
-    return { id, token, region, expiresAt: expiresAt.toISOString() };
+    return { id, token, region, expiresAt: expiresAt.toISOString(), hostnames: names.hostnames, allowLoopback: names.allowLoopback };
   }
 
   /** A regional hub enrols once, with a region token, for the keys it made (their private halves never leave it). */
   async enrol(request: RegionalEnrolment): Promise<RegionalEnrolled> {
     const now = this.now();
-    const [token] = await this.db.query<{ id: string; region: string; expires_at: Date; used_at: Date | null }>("SELECT id, region, expires_at, used_at FROM region_tokens WHERE hash = $1", [sha256(request.token)]);
+    const [token] = await this.db.query<{ id: string; region: string; expires_at: Date; used_at: Date | null; hostnames: string[]; allow_loopback: boolean }>(
+      "SELECT id, region, expires_at, used_at, hostnames, allow_loopback FROM region_tokens WHERE hash = $1",
+      [sha256(request.token)],
+    );
     if (token === undefined) throw unauthorized("the region token is not valid: mint one with 'polity region token <region>' on the parent hub");
     if (token.used_at !== null) throw unauthorized("the region token was already used; a region token admits one enrolment");
     if (new Date(token.expires_at).getTime() <= now.getTime()) throw unauthorized(`the region token expired at ${new Date(token.expires_at).toISOString()}; mint a new one`);
@@ -71,8 +83,16 @@ export class Regions {
         throw badRequest(`${field}: not a PEM public key`);
       }
     }
+    // The certificate's names are the token's, fixed by the global admin: a hub asking for
+    // another (the global hub's, another region's) is refused, not trimmed, so it is noticed.
+    const loopback = new Set(["localhost", "127.0.0.1", "::1"]);
+    for (const name of request.hostnames) {
+      if (token.allow_loopback && loopback.has(name)) continue;
+      if (!token.hostnames.includes(name)) throw forbidden(`hostname ${name} is not one the region token admits (${[...token.hostnames, ...(token.allow_loopback ? ["loopback"] : [])].join(", ") || "none"}); the global admin fixes them: polity region token ${token.region} --hostname <name>`);
+    }
     const authority = this.identity.authority;
-    const hub = await issueHubCertificate(authority, request.region, request.hubPublicKeyPem, { dns: ["localhost", ...request.hostnames], ips: ["127.0.0.1", "::1"] }, now, HUB_CERTIFICATE_TTL_MS);
+    const names = token.allow_loopback ? { dns: ["localhost", ...token.hostnames], ips: ["127.0.0.1", "::1"] } : { dns: [...token.hostnames], ips: [] };
+    const hub = await issueHubCertificate(authority, request.region, request.hubPublicKeyPem, names, now, HUB_CERTIFICATE_TTL_MS);
     const context: AuditContext = { actor: `region-token:${token.id}`, correlationId: newCorrelationId() };
     // The trust branch's API: the region's CA, name-constrained to its SPIFFE path, and a root
     // version in which the region's bundle key may sign its region's bundles (and nothing else).

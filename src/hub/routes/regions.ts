@@ -32,7 +32,7 @@ export const REGION_ROUTES = [
     async handle(hub, call) {
       const region = call.params.region!;
       if (!REGION.test(region) || region.length > 63) throw badRequest(`${JSON.stringify(region)} is not a region name (lowercase letters, digits and '-')`);
-      return { status: 201, body: await parent(hub).mintToken(region, (call.body.ttlSeconds ?? 3600) * 1000, auditContext(call)) };
+      return { status: 201, body: await parent(hub).mintToken(region, (call.body.ttlSeconds ?? 3600) * 1000, { hostnames: call.body.hostnames, allowLoopback: call.body.allowLoopback }, auditContext(call)) };
     },
   }),
   route({
