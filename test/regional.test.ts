@@ -118,6 +118,19 @@ describe("a regional hub", () => {
     expect(certificate.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
   });
 
+  it("makes no root of its own: it serves the global hub's roots, its agent pins the global root version 1, and its bundles name a global root version that delegates its region", async () => {
+    const roots = async (endpoint: HubEndpoint) => (await call<{ items: { signed: { version: number } }[] }>(endpoint, "GET", "/v1/trust/roots?after=0")).body.items;
+    const globalRoots = await roots(global.anonymous);
+    const regionalRoots = await roots({ url: regional.url, caPem: regional.caPem });
+    expect(regionalRoots[0]).toEqual(globalRoots[0]);
+    expect(globalRoots).toEqual(expect.arrayContaining(regionalRoots));
+    const pinned = JSON.parse(loadCredentials(join_(scratch, "agent", "identity"))!.rootJson!) as unknown;
+    expect(pinned).toEqual(globalRoots[0]);
+    const named = agent!.bundle.current!.metadata.rootVersion!;
+    const root = globalRoots.find((r) => r.signed.version === named) as unknown as { signed: { delegations: { region: string }[] } } | undefined;
+    expect(root?.signed.delegations.map((d) => d.region)).toContain(REGION);
+  });
+
   it("carries a global change to the regional agent", async () => {
     await call(global.admin, "POST", "/v1/apply", { files: [GLOBAL_WITH_TEAM_RULE] });
     await eventually(

@@ -27,7 +27,8 @@ import { TokenService } from "./tokens.js";
 import { openRegionalFederation, type RegionalOptions } from "./regional/open.js";
 import { Regions } from "./regional/parent.js";
 import { RegionalRole } from "./regional/role.js";
-import type { RegionalCredentials } from "./regional/credentials.js";
+import { parentEndpoint, type RegionalCredentials } from "./regional/credentials.js";
+import { pullRoots } from "./regional/roots.js";
 import { DEFAULT_TRUST_OPTIONS, TrustService, type TrustOptions } from "./trust.js";
 import { retireDue, rotateScheduled } from "./key-rotation.js";
 
@@ -139,7 +140,11 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       origin: `${init.federation}/audit`,
       now,
     });
-    const trust = await TrustService.open(db, options.operatorKey, init.authority, audit, { ...DEFAULT_TRUST_OPTIONS, ...options.trust, now });
+    const trustOptions = { ...DEFAULT_TRUST_OPTIONS, ...options.trust, now };
+    // A regional hub makes no root: it mirrors its parent's (fetched at its first start, then
+    // by its link), so its agents pin and follow the global root like every other agent.
+    if (regional !== undefined) await pullRoots(db, parentEndpoint(regional), init.federation, now()).catch(() => undefined); // unreachable: the ones held (none: mirror() says so)
+    const trust = regional === undefined ? await TrustService.open(db, options.operatorKey, init.authority, audit, trustOptions) : await TrustService.mirror(db, options.operatorKey, init.authority, audit, trustOptions);
     const identity = new IdentityService(
       db,
       init.authority,
@@ -170,7 +175,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     await bundles.refresh(federation.clusters.keys());
     const changes = new Changes(federation, identity, bundles, audit);
     const reports = new Reports(db, audit, now);
-    const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now);
+    const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now, trust);
     const context: Hub = {
       ...(role === undefined ? { regions: new Regions(db, federation, identity, changes, trust, bundles.key.publicKeyPem, audit, now) } : { regional: role }),
       db,
@@ -229,7 +234,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     // the scheduled rotation. Each is a new root version, made once whichever hub gets there.
     let keying = false;
     const keysTicker = setInterval(() => {
-      if (keying) return;
+      if (keying || trust.mirrored) return;
       keying = true;
       void retireDue(trust)
         .then(() => (options.rotateEveryMs === undefined ? undefined : rotateScheduled(trust, options.rotateEveryMs)))

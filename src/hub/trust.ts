@@ -21,7 +21,7 @@ import type { Database, Queryable } from "../store/database.js";
 import { parseRootEnvelope, ROOT_TYPE, signRoot, verifyRootSelf, verifyRootUpdate, type RootEnvelope, type RootMetadata } from "../trust/index.js";
 import { newCorrelationId, type AuditContext, type AuditLog } from "./audit-log.js";
 import { createSigningKey, loadSigningKey, signingKeyById, type KeyPurpose, type SigningKey } from "./keys.js";
-import { badRequest, conflict } from "./status.js";
+import { badRequest, conflict, forbidden } from "./status.js";
 
 const TRUST_LOCK = 7_346_215;
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -66,6 +66,21 @@ export class TrustService {
     this.latest = latest;
   }
 
+  /**
+   * A regional hub's: the roots its parent published, mirrored (src/hub/regional/roots.ts).
+   * It makes none: publishing, delegating and issuing regional CAs are the global hub's.
+   */
+  static async mirror(db: Database, operatorKey: string, authority: CertificateAuthority, audit: AuditLog, options: TrustOptions): Promise<TrustService> {
+    const newest = await newestRoot(db);
+    if (newest === undefined) throw new Error("this regional hub holds no root of its parent's yet: it must reach its parent once to fetch them");
+    const service = new TrustService(db, operatorKey, authority, audit, options, newest);
+    service.mirrored = true;
+    return service;
+  }
+
+  /** A regional hub's mirror of its parent's roots: it publishes none. */
+  mirrored = false;
+
   /** Loads the newest root, or makes version 1 from the keys the hub holds (first start after migration 15). */
   static async open(db: Database, operatorKey: string, authority: CertificateAuthority, audit: AuditLog, options: TrustOptions): Promise<TrustService> {
     const keys: Record<KeyPurpose, SigningKey> = {
@@ -104,6 +119,10 @@ export class TrustService {
       return first;
     });
     return new TrustService(db, operatorKey, authority, audit, options, envelope);
+  }
+
+  private refuseOnMirror(): void {
+    if (this.mirrored) throw forbidden("a regional hub holds its parent's roots and makes none: rotate, revoke and delegate on the global hub");
   }
 
   get federation(): string {
@@ -160,6 +179,7 @@ export class TrustService {
    * it. Returns it and its audit event; call `reload` after the commit.
    */
   async publish(tx: Queryable, change: RootChange, context: AuditContext): Promise<{ envelope: RootEnvelope; event: AuditEvent }> {
+    this.refuseOnMirror();
     await tx.query("SELECT pg_advisory_xact_lock($1)", [TRUST_LOCK]);
     const previous = (await newestRoot(tx))!;
     const now = this.options.now();
@@ -187,6 +207,7 @@ export class TrustService {
    * retired with it). The key may sign that region's bundles and layer, nothing else.
    */
   async delegateRegion(region: string, publicKeyPem: string, context: AuditContext = { actor: "hub", correlationId: newCorrelationId() }): Promise<RootEnvelope> {
+    this.refuseOnMirror();
     if (!NAME.test(region)) throw badRequest(`region ${JSON.stringify(region).slice(0, 80)} is not a region name`);
     let keyId: string;
     try {
@@ -242,6 +263,7 @@ export class TrustService {
    * Returns it with the chain up to the federation CA.
    */
   async issueRegionalCa(region: string, publicKeyPem: string, context: AuditContext = { actor: "hub", correlationId: newCorrelationId() }): Promise<{ certificatePem: string; serial: string; notAfter: string; chainPem: string[] }> {
+    this.refuseOnMirror();
     const now = this.options.now();
     let issued;
     try {

@@ -21,6 +21,8 @@ import type { BundleService } from "../bundles.js";
 import type { Changes } from "../change.js";
 import type { Federation } from "../federation.js";
 import { parentEndpoint, type RegionalCredentials } from "./credentials.js";
+import { pullRoots } from "./roots.js";
+import type { TrustService } from "../trust.js";
 import { Reconciler } from "./reconcile.js";
 import { forbidden } from "../status.js";
 
@@ -61,6 +63,7 @@ export class RegionalRole {
     readonly credentials: RegionalCredentials,
     private readonly intervalMs: number,
     private readonly now: () => Date,
+    private readonly trust: TrustService,
   ) {
     this.reconciler = new Reconciler(db, federation, changes, audit, credentials.region, now);
   }
@@ -112,6 +115,9 @@ export class RegionalRole {
   async round(): Promise<void> {
     try {
       await this.federation.sync();
+      // The parent's new roots first (a rotation, a revocation): bundles made after name them.
+      await pullRoots(this.db, parentEndpoint(this.credentials), this.trust.federation, this.now());
+      await this.trust.reload();
       const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", "/v1/region/mirror", undefined, { timeoutMs: 10_000 })).body;
       await this.reconciler.pull(mirror);
       await this.push(mirror.headSize);
