@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
-import { readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -206,7 +206,7 @@ describe("keys that rotate while agents run", () => {
 });
 
 describe("an agent enrolled before roots", () => {
-  it("keeps enforcing from its disk, and migrates to root version 1 (signed by the bundle key it pinned) at its next bundle", async () => {
+  it("keeps enforcing from its disk, and accepts no root version 1 on the word of the bundle key it pinned (a stolen or regional bundles key could sign one): it must enrol again", async () => {
     const h = await federation("migrate");
     const dataDir = join(fixture.root, "migrate-agent");
     const first = await spawnAgent(h, dataDir);
@@ -220,9 +220,10 @@ describe("an agent enrolled before roots", () => {
     const restarted = await health(agent);
     expect(restarted).toMatchObject({ bundleSource: "disk", lastRefusal: null });
     await call(h.admin, "POST", "/v1/apply", { files: [globalWithWarning(3)] });
-    await eventually("the agent holds the change", async () => ((await health(agent)).bundleVersion! > restarted.bundleVersion! ? true : undefined));
-    expect(trustedRootVersion(dataDir)).toBe(1);
-    expect((await health(agent)).lastRefusal).toBeNull();
+    await eventually("the agent refuses the next bundle", async () => ((await health(agent)).lastRefusal === null ? undefined : true));
+    expect((await health(agent)).lastRefusal).toMatchObject({ message: expect.stringMatching(/enrolled before roots and pins no root version 1.*enrol it again/) });
+    expect((await health(agent)).bundleVersion).toBe(restarted.bundleVersion);
+    expect(existsSync(join(dataDir, "identity", "trusted-root.json"))).toBe(false);
     agent.child.kill("SIGTERM");
   });
 });

@@ -109,8 +109,8 @@ export class TrustService {
         delegations: [],
         revoked: [],
       };
-      // Signed by the bundles key too: an agent enrolled before roots, which pinned that key,
-      // accepts root version 1 only with its signature (src/agent/bundle/roots.ts).
+      // Signed by the bundles key too (agents enrolled before roots once migrated on it; they
+      // no longer do: src/agent/bundle/roots.ts). Harmless: the root keys' threshold is what counts.
       const first = signRoot(signed, [keys.root.privateKey, keys.bundles.privateKey]);
       verifyRootSelf(first, authority.federation);
       await tx.query("INSERT INTO trust_roots (version, envelope, created_at) VALUES (1, $1, $2)", [canonicalJson(first), now]);

@@ -5,19 +5,17 @@
  * between from its source (`GET /v1/trust/roots?after=N`) and verify each against the one
  * before it; only then is the bundle verified, against the newest.
  *
- * An agent enrolled before roots pinned only the hub's bundle key. It migrates at its first
- * bundle that names a root: it fetches root version 1 and accepts it only if it lists the
- * key it pinned as a bundles key (a root that does not is refused, clearly, and the agent
- * keeps enforcing what it holds). From then on it verifies as any agent.
+ * An agent enrolled before roots pinned only the hub's bundle key. It keeps enforcing the
+ * bundles it holds and those its pinned key signs that name no root; one that names a root
+ * is refused (it pins no root version 1 to verify it from) until it enrols again. There is
+ * no migration: a root version 1 "signed by the pinned bundle key" could be made by whoever
+ * stole that key, or by a region holding its own.
  */
-import { createPublicKey } from "node:crypto";
 import { existsSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { keyIdOf } from "../../bundle/index.js";
 import { writeFileAtomic } from "../../files/write.js";
 import type { Credentials } from "../../identity/credentials.js";
-import { canonicalJson } from "../../canonical/index.js";
-import { encodeRoot, parseRootEnvelope, signatureValid, TrustError, verifyRootSelf, verifyRootUpdate, type RootEnvelope, type RootMetadata } from "../../trust/index.js";
+import { encodeRoot, parseRootEnvelope, TrustError, verifyRootSelf, verifyRootUpdate, type RootEnvelope, type RootMetadata } from "../../trust/index.js";
 
 /** Fetches root versions after `after`, oldest first (a page; the caller asks again). */
 export type RootSource = (after: number) => Promise<readonly unknown[]>;
@@ -61,7 +59,7 @@ export class TrustRoots {
    */
   async catchUp(credentials: Credentials, federation: string, wanted: number, source: RootSource): Promise<RootMetadata> {
     let root = this.current(credentials, federation);
-    if (root === undefined) root = await this.migrate(credentials, federation, source);
+    if (root === undefined) root = this.migrate();
     while (root.version < wanted) {
       const page = await source(root.version);
       if (page.length === 0) throw new TrustError("version-skipped", `the bundle names root version ${wanted}, but its source has none after version ${root.version}`);
@@ -75,27 +73,13 @@ export class TrustRoots {
     return root;
   }
 
-  /** An agent enrolled before roots: root version 1 is accepted if it lists the bundle key it pinned. */
-  private async migrate(credentials: Credentials, federation: string, source: RootSource): Promise<RootMetadata> {
-    const [raw] = await source(0);
-    if (raw === undefined) throw new TrustError("malformed", "the source serves no root version 1");
-    const envelope = parseRootEnvelope(raw);
-    const first = verifyRootSelf(envelope, federation);
-    if (first.version !== 1) throw new TrustError("version-skipped", `the source's first root is version ${first.version}, not 1`);
-    // The binding to what the agent already trusts: root version 1 signed by the bundle key
-    // it pinned (the hub signs version 1 with its bundles key as well as its root key).
-    const pinned = keyIdOf(createPublicKey(credentials.bundleKeyPem));
-    const bytes = Buffer.from(canonicalJson(first), "utf8");
-    const bySigned = envelope.signatures.some((s) => s.keyId === pinned && signatureValid(bytes, credentials.bundleKeyPem, s.sig));
-    if (!first.roles.bundles.keyIds.includes(pinned) || !bySigned) {
-      throw new TrustError(
-        "unknown-key",
-        `root version 1 is not signed by the bundle key this agent pinned at enrolment (${pinned.slice(0, 12)}…): it is not this federation's root, or the agent must enrol again`,
-      );
-    }
-    this.save(envelope);
-    this.held = first;
-    return first;
+  /**
+   * An agent enrolled before roots pins no root version 1, and none is accepted for it: a
+   * root signed by the bundle key it pinned proves nothing (a stolen bundles key, or a
+   * region's, could make one with root keys of its own). It enrols again.
+   */
+  private migrate(): never {
+    throw new TrustError("unknown-key", "this agent was enrolled before roots and pins no root version 1: a root signed only by its pinned bundle key is not trusted; enrol it again (polity enroll, or a new join token)");
   }
 
   private save(envelope: RootEnvelope): void {
