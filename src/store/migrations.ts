@@ -535,7 +535,7 @@ CREATE TABLE regional_link (
 )`),
   },
   {
-    version: 17,
+    version: 18,
     name: "region tokens: the hostnames a regional hub's certificate may name, fixed by the global admin, and whether loopback is allowed",
     statements: ddl(`
 ALTER TABLE region_tokens ADD COLUMN hostnames jsonb NOT NULL DEFAULT '[]'::jsonb;
