@@ -8,7 +8,7 @@ import tseslint from "typescript-eslint";
  * allowed for hashing and signatures (keys are passed in), but not its random generators.
  * test/architecture.test.ts shows that this configuration refuses what it should.
  */
-const CORE_FOLDERS = ["cel", "policy", "layering", "decision", "governance", "bundle", "canonical", "audit", "source", "intents"];
+const CORE_FOLDERS = ["cel", "policy", "layering", "decision", "governance", "bundle", "canonical", "audit", "source", "intents", "trust"];
 const SHELL_FOLDERS = ["hub", "agent", "store", "client", "cli", "files", "identity", "kube"];
 
 const NODE_IO = [

@@ -24,6 +24,7 @@ import type { IssuedCertificate } from "../src/api/identity.js";
 import { call, closeConnections, HubError, type HubEndpoint } from "../src/client/http.js";
 import type { TimingsSnapshot } from "../src/hub/timings.js";
 import { createCsr, type Credentials } from "../src/identity/enrollment.js";
+import { parseClusterSpiffeId } from "../src/identity/spiffe.js";
 import { LightAgent } from "./agent.js";
 import { fmt, percentile } from "./fixtures.js";
 import { startHubProcess, stopProcess, type HubProcess } from "./processes.js";
@@ -148,7 +149,7 @@ export async function benchPropagation(): Promise<Record<string, number>> {
 
     // Every agent long-polling, each through its hub.
     const publicKey = createPublicKey(creds[0]!.bundleKeyPem);
-    creds.forEach((c, i) => agents.push(new LightAgent(hubs[i % hubCount]!.url, c, { publicKey, federation: "polity", cluster: c.cluster })));
+    creds.forEach((c, i) => agents.push(new LightAgent(hubs[i % hubCount]!.url, c, { publicKey, federation: "polity", region: parseClusterSpiffeId(c.spiffeId)?.region ?? "", cluster: c.cluster })));
     const initial = agents.map((a) => new Promise<void>((resolve) => (a.onBundle = () => resolve())));
     const syncStart = performance.now();
     for (const a of agents) loops.push(a.run());

@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import type { RolloutView } from "../src/api/rollouts.js";
 import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
 import { enroll, type Credentials } from "../src/identity/enrollment.js";
+import { parseClusterSpiffeId } from "../src/identity/spiffe.js";
 import { LightAgent } from "./agent.js";
 import { fmt, median, percentile } from "./fixtures.js";
 import { startHubProcess, stopProcess } from "./processes.js";
@@ -69,7 +70,7 @@ export async function benchRollout(): Promise<Record<string, number>> {
     );
     const enrolSeconds = (performance.now() - enrolStart) / 1000;
     const publicKey = createPublicKey(creds[0]!.bundleKeyPem);
-    for (const c of creds) agents.push(new LightAgent(hub.url, c, { publicKey, federation: "polity", cluster: c.cluster }));
+    for (const c of creds) agents.push(new LightAgent(hub.url, c, { publicKey, federation: "polity", region: parseClusterSpiffeId(c.spiffeId)?.region ?? "", cluster: c.cluster }));
     const first = agents.map((a) => new Promise<void>((resolve) => (a.onBundle = () => resolve())));
     for (const a of agents) loops.push(a.run());
     await Promise.all(first);

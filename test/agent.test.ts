@@ -1292,8 +1292,9 @@ describe("bundles", () => {
 
     function flipMetadata(path: string): void {
       const bytes = readFileSync(path);
-      const at = bytes.indexOf('"region":"eu-west"') + '"region":"eu-wes'.length;
-      bytes[at] = bytes[at]! ^ 0x01; // eu-west -> eu-wesu
+      // Not the region, which is checked before the signature (wrong-region): its issue time.
+      const at = bytes.indexOf('"issuedAt":"20') + '"issuedAt":"2'.length;
+      bytes[at] = bytes[at]! ^ 0x01; // 20xx -> 21xx
       writeFileSync(path, bytes);
     }
 
@@ -1377,9 +1378,13 @@ describe("bundles", () => {
         writeFileSync(bundleFile(dir, "current"), forge(v2, { version: metadataOf(v2).version + 100 }, stranger.privateKey));
       });
       try {
+        // An agent enrolled since roots verifies against its root (README, Trust model), not the
+        // pinned key: the forged bundle is refused and set aside, and previous.bundle, older
+        // than the high-water mark, is refused as a rollback.
         const h = await health(agent);
-        expect(h).toMatchObject({ bundleVersion: null, lastRefusal: { problem: "untrusted-key" } });
-        expect(h.lastRefusal?.message).toMatch(/the pinned bundle key is not the one that signed the newest bundle this agent verified/);
+        expect(h).toMatchObject({ bundleVersion: null, lastRefusal: { problem: "rollback" } });
+        expect(readdirSync(join(agent.dataDir, "bundles")).some((f) => f.startsWith("current.bundle.refused-"))).toBe(true);
+        expect(agent.output()).toMatch(/not signed by a key this agent's root allows for its region eu-west/);
         expect((await review(agent, withUid(PRIVILEGED, "key-replaced"))).response.allowed).toBe(false);
       } finally {
         expect(await agent.stop()).toBe(0);

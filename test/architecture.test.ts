@@ -12,7 +12,7 @@ import { circles, explainFolderCircle, folderGraph, importGraph, type ImportGrap
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-const CORE = ["cel", "policy", "layering", "decision", "governance", "bundle", "canonical", "audit", "source", "intents"];
+const CORE = ["cel", "policy", "layering", "decision", "governance", "bundle", "canonical", "audit", "source", "intents", "trust"];
 const SHELL = ["hub", "agent", "store", "client", "cli", "files", "identity", "kube"];
 
 describe("the core is pure, and npm run lint says so", () => {

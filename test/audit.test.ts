@@ -10,7 +10,7 @@
  * is spawned asynchronously for the CLI (never synchronously: the hub lives here). With
  * DATABASE_URL set, the tampering story also runs against a PostgreSQL server.
  */
-import { createHash, createPublicKey, randomBytes } from "node:crypto";
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
@@ -275,6 +275,15 @@ describe("a federation's history in its audit log", () => {
     await call(h.admin, "POST", `/v1/rollouts/${rolled}/rollback`, { reason: "75 is too few" });
     await call(h.admin, "POST", `/v1/rollouts/${(await staged(76)).body.rollout}/abort`, {});
     await call(h.admin, "DELETE", "/v1/layers/region/us-east");
+    // The root of trust: a region delegated and given an intermediate CA, the root key
+    // rotated (the old one retired), the bundles key rotated with the old one revoked.
+    const regionKey = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "pem" }).toString();
+    await call(h.admin, "POST", "/v1/trust/delegations", { region: "eu-west", publicKeyPem: generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString() });
+    await call(h.admin, "POST", "/v1/trust/regional-ca", { region: "eu-west", publicKeyPem: regionKey });
+    await call(h.admin, "POST", "/v1/keys/rotate", { purpose: "root" });
+    await call(h.admin, "POST", "/v1/keys/rotate", { purpose: "bundles", revoke: [h.hub.context.bundles.key.keyId], reason: "audit test" });
+    // Every bundle is made again under the new key: done here, not by the hub's ticker while later tests read the log.
+    while ((await h.hub.context.bundles.refresh(h.hub.context.federation.clusters.keys())).length > 0);
     // Eleven minutes later: failed enrolments, a burst of denials, and the detectors.
     const shortLived = await joinToken(h, "eu-west-1", { ttlSeconds: 60 });
     const used = await joinToken(h, "eu-west-1");

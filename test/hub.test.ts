@@ -1221,7 +1221,8 @@ describe("enrolment and identity over real TLS", () => {
       expect((await bundles()).map((r) => [r.cluster, r.version])).toEqual(before.map((r) => [r.cluster, r.version]));
       for (const row of before) {
         const signed = (JSON.parse(row.envelope) as { signed: Record<string, unknown> }).signed;
-        expect(Object.keys(signed).sort()).toEqual(["cluster", "expires", "federation", "issuedAt", "region", "specVersion", "targetHash", "targetLength", "type", "version"]);
+        // …and the root version its key is listed in (README, Trust model).
+        expect(Object.keys(signed).sort()).toEqual(["cluster", "expires", "federation", "issuedAt", "region", "rootVersion", "specVersion", "targetHash", "targetLength", "type", "version"]);
       }
       const error = await refused(effective(me, "eu-west-3"));
       expect([error.status, error.message]).toEqual([401, "cluster eu-west-3's identity is revoked"]);

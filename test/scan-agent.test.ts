@@ -143,7 +143,8 @@ describe("the identity Secret deploy/agent ships empty", () => {
         const s = api.get("v1", "Secret", "polity-agent-identity", "polity-system") as { data?: Record<string, string> } | undefined;
         return s?.data?.["key.pem"] === undefined ? undefined : s;
       });
-      expect(Object.keys(secret.data!).sort()).toEqual(["bundle-key.pem", "ca.pem", "cert.pem", "identity.json", "key.pem"]);
+      // root-1.json: root version 1 of the root of trust, pinned at enrolment (README, Trust model).
+      expect(Object.keys(secret.data!).sort()).toEqual(["bundle-key.pem", "ca.pem", "cert.pem", "identity.json", "key.pem", "root-1.json"]);
       expect(out).not.toMatch(/is not a Polity identity/);
     } finally {
       const exited = new Promise((resolve) => child.once("exit", resolve));

@@ -61,6 +61,11 @@ export { jsonLog } from "./log.js";
 export interface AgentOptions {
   readonly dataDir: string;
   readonly hubUrl: string;
+  /**
+   * More bundle sources, tried in order after `hubUrl` when it cannot be reached (the global
+   * hub behind a regional one, a mirror): bundles are verified the same way from any of them.
+   */
+  readonly fallbackUrls?: readonly string[];
   /** The federation CA, for the first enrolment (afterwards the agent keeps its own copy). */
   readonly caPem?: string;
   readonly cluster: string;
@@ -147,7 +152,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const errors = new LoopErrors(now, log);
   // The high-water mark lives beside the identity, not the bundles it guards.
   const highWater = new HighWaterMark(join(options.dataDir, "identity", "bundle-high-water.json"));
-  const bundle = new ActiveBundle(join(options.dataDir, "bundles"), () => credentials.trust(), highWater, log, now);
+  const bundle = new ActiveBundle(join(options.dataDir, "bundles"), (at) => credentials.trust(at), highWater, log, now);
   const decisions = new DecisionLog(join(options.dataDir, "decisions"), { ...DEFAULT_LOG_OPTIONS, ...options.logs });
   const counters: Counters = { allowed: 0, denied: 0, rejected: 0, failedClosed: 0 };
   const byBundle = new BundleCounts();
@@ -158,7 +163,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   if (credentials.enrolled) bundle.loadFromDisk();
 
   const identity = new IdentityPlugin({ hubUrl: options.hubUrl, cluster: options.cluster, caPem: options.caPem, joinToken: options.joinToken, credentials, bundle, errors, log, now });
-  const bundles = new BundlePlugin({ credentials, bundle, errors, pollWaitSeconds: options.pollWaitSeconds ?? 30, now });
+  const bundles = new BundlePlugin({ credentials, bundle, errors, pollWaitSeconds: options.pollWaitSeconds ?? 30, sources: [options.hubUrl, ...(options.fallbackUrls ?? [])], now });
   const logs = new DecisionLogPlugin({ decisions, credentials, errors, uploadIntervalMs: options.logUploadIntervalMs ?? 2000 });
   const election =
     options.kube === undefined || options.lease === undefined

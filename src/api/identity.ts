@@ -17,4 +17,10 @@ export interface IssuedCertificate {
   /** When to renew: two thirds of the way through the certificate's life. */
   readonly renewAfter: string;
   readonly bundleKey: { readonly keyId: string; readonly publicKeyPem: string };
+  /**
+   * Root version 1 of the federation's root of trust (src/trust), which the agent pins: it
+   * verifies every later root against it, and bundles against the newest. Absent from
+   * hubs before roots.
+   */
+  readonly root?: unknown;
 }

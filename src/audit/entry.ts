@@ -50,6 +50,16 @@ export const ENTRY_KINDS = {
   "rollout.rolled-back": "a rollout rolled back, by a failed gate (the measured value and its bound) or by an operator: the previous content written as a new layer version and published at higher bundle versions",
   "rollout.aborted": "a rollout aborted by an operator: every cluster returned to the previous content",
   "anomaly.found": "a detector's finding: what, why, and the entries that show it",
+  "region-token.created": "a one-time token minted for a region's hub to enrol with this hub (never its value): id, region, expiry",
+  "regional-hub.enrolled": "a regional hub enrolled: its region, its hub certificate's serial, the hashes of its region CA, bundle and log keys",
+  "regional-hub.refused": "something a regional hub or a parent sent, refused: an older global layer from a parent, a region log that does not extend the head recorded before, a head whose signature does not verify; and why",
+  "region.conflict": "a regional change that broke the global layer (a lock set meanwhile), reverted in the region: the layer, the version reverted, why",
+  "trust.root-published": "a new version of the federation's root of trust (src/trust): its version, the keys it lists by purpose, delegations, revoked keys, and the SHA-256 of its envelope",
+  "key.rotated": "a signing key rotated: its purpose, the new key id (it entered the root before signing anything) and the old one (listed until retired)",
+  "key.retired": "a rotated-out key left the root: every agent acknowledged a bundle under its successor, or the overlap ran out",
+  "key.revoked": "a key revoked (on suspicion of compromise): its id, purpose and the reason; refused everywhere from the root version named",
+  "region.delegated": "a region's key delegated by the root: region, key id, expiry (it may sign only that region's bundles and layer)",
+  "region.ca-issued": "an intermediate CA certificate issued to a region, name-constrained to its SPIFFE path: serial, expiry",
 } as const;
 
 export type EntryKind = keyof typeof ENTRY_KINDS;

@@ -19,7 +19,7 @@ const EXPIRES = "2026-11-26T06:00:00.000Z";
 const BEFORE_EXPIRY = new Date("2026-11-26T05:59:59.999Z");
 const AT_EXPIRY = new Date(EXPIRES);
 
-const TRUST: Trust = { publicKey: hub.publicKey, federation: "acme", cluster: "eu-west-1" };
+const TRUST: Trust = { publicKey: hub.publicKey, federation: "acme", region: "eu-west", cluster: "eu-west-1" };
 
 function metadata(overrides: Partial<Omit<BundleMetadata, "type" | "specVersion">> = {}, target: Buffer = TARGET) {
   return {
@@ -118,6 +118,7 @@ describe("an agent refuses a bundle", () => {
   it("for another cluster or another federation (wrong cluster)", () => {
     expect(refusal(encodeBundle(bundle({ cluster: "eu-west-2" })))).toBe("wrong-cluster");
     expect(refusal(encodeBundle(bundle({ federation: "other" })))).toBe("wrong-cluster");
+    expect(refusal(encodeBundle(bundle({ region: "us-east" })))).toBe("wrong-region");
     expect(() => verifyBundle(bundle({ cluster: "eu-west-2" }), TRUST, undefined, BEFORE_EXPIRY)).toThrow(
       "the bundle is for cluster eu-west-2 of federation acme, not eu-west-1 of acme",
     );

@@ -12,8 +12,9 @@
  *
  * The first line is canonical JSON (RFC 8785); the signature (Ed25519) is over the
  * canonical bytes of `signed`. An agent accepts a bundle only if the signature verifies
- * with the key it pinned at enrolment, the metadata is for its own cluster and
- * federation, the version is not older than the one it holds (no rollback), the bundle
+ * with a key its verified root allows for the agent's own region (src/trust; or, for an agent
+ * enrolled before roots, the key it pinned at enrolment), the metadata is for its own cluster,
+ * region and federation (the region checked first: a region's key may sign for it alone), the version is not older than the one it holds (no rollback), the bundle
  * has not expired when it arrives (no freeze), and the target's hash matches.
  *
  * Pure: keys, time and the version held are passed in.
@@ -53,6 +54,12 @@ export interface BundleMetadata {
   readonly facts?: Readonly<Record<string, Json>>;
   /** The hash `renderCluster` gives for the target and `facts`: the agent applies nothing whose own rendering differs. */
   readonly manifestsHash?: string;
+  /**
+   * The version of the federation's root (src/trust) the signing key is listed in: an agent
+   * whose root is older fetches the roots between and verifies each before this bundle.
+   * Absent in bundles from before roots (verified against the pinned key only).
+   */
+  readonly rootVersion?: number;
 }
 
 export interface Envelope {
@@ -71,6 +78,7 @@ export type BundleProblem =
   | "bad-signature"
   | "untrusted-key"
   | "wrong-cluster"
+  | "wrong-region"
   | "rollback"
   | "equivocation"
   | "expired"
@@ -143,7 +151,8 @@ export function decodeBundle(bytes: Uint8Array): Bundle {
     typeof s.targetHash !== "string" ||
     !Number.isSafeInteger(s.targetLength) ||
     (s.facts !== undefined && (typeof s.facts !== "object" || s.facts === null || Array.isArray(s.facts))) ||
-    (s.manifestsHash !== undefined && typeof s.manifestsHash !== "string")
+    (s.manifestsHash !== undefined && typeof s.manifestsHash !== "string") ||
+    (s.rootVersion !== undefined && (!Number.isSafeInteger(s.rootVersion) || s.rootVersion < 1))
   ) {
     throw new BundleError("malformed", "not a bundle: its metadata lacks required fields");
   }
@@ -151,10 +160,44 @@ export function decodeBundle(bytes: Uint8Array): Bundle {
 }
 
 export interface Trust {
-  /** The hub's bundle-signing public key, pinned at enrolment. */
-  readonly publicKey: KeyObject;
+  /** The hub's bundle-signing public key, pinned at enrolment (agents from before roots). */
+  readonly publicKey?: KeyObject;
+  /**
+   * Which key may sign a bundle for a region, and its public key: what the agent's verified
+   * root allows (src/trust rootAuthorizer), when the agent holds one. Takes precedence over
+   * `publicKey`.
+   */
+  readonly authorize?: (keyId: string, region: string) => { readonly key: KeyObject } | { readonly reason: string };
   readonly federation: string;
+  /**
+   * The agent's own region, from its SPIFFE ID. A bundle must name it, and its signer is
+   * authorized for it: never for the region the bundle claims, which its signer chose.
+   */
+  readonly region: string;
   readonly cluster: string;
+}
+
+/** The key that signed `bundle` and may sign it under `trust`; throws BundleError("untrusted-key") otherwise. */
+function signerOf(envelope: Envelope, trust: Trust): { keyId: string; key: KeyObject; sig: string } {
+  if (trust.authorize !== undefined) {
+    const reasons: string[] = [];
+    for (const signature of envelope.signatures) {
+      const allowed = trust.authorize(signature.keyId, trust.region);
+      if ("key" in allowed) return { keyId: signature.keyId, key: allowed.key, sig: signature.sig };
+      reasons.push(allowed.reason);
+    }
+    throw new BundleError("untrusted-key", `the bundle is not signed by a key this agent's root allows for its region ${trust.region}: ${reasons.join("; ") || "no signature"}`);
+  }
+  if (trust.publicKey === undefined) throw new BundleError("untrusted-key", "this agent trusts no bundle key");
+  const keyId = keyIdOf(trust.publicKey);
+  const signature = envelope.signatures.find((s) => s.keyId === keyId);
+  if (signature === undefined) throw new BundleError("untrusted-key", "the bundle is not signed by the key this agent pinned at enrolment");
+  return { keyId, key: trust.publicKey, sig: signature.sig };
+}
+
+/** The id of the key that signed a bundle verified under `trust`. */
+export function signerKeyId(envelope: Envelope, trust: Trust): string {
+  return signerOf(envelope, trust).keyId;
 }
 
 export interface Held {
@@ -169,15 +212,18 @@ export interface Held {
  */
 export function verifyBundle(bundle: Bundle, trust: Trust, held: Held | undefined, now: Date | undefined): BundleMetadata {
   const signed = bundle.envelope.signed;
-  const keyId = keyIdOf(trust.publicKey);
-  const signature = bundle.envelope.signatures.find((s) => s.keyId === keyId);
-  if (signature === undefined) throw new BundleError("untrusted-key", "the bundle is not signed by the key this agent pinned at enrolment");
+  // Before any key is asked: a region's delegated key may sign for its region only, so a
+  // bundle naming another region is not this agent's, whoever signed it.
+  if (signed.region !== trust.region) {
+    throw new BundleError("wrong-region", `the bundle is for region ${signed.region}, not this agent's region ${trust.region}`);
+  }
+  const signature = signerOf(bundle.envelope, trust);
   let valid = false;
   try {
     const sig = Buffer.from(signature.sig, "base64");
     // One spelling per signature: base64 decoding ignores stray characters and the unused
     // bits of the last one, which would let an altered file pass as the same bundle.
-    valid = sig.toString("base64") === signature.sig && verify(null, Buffer.from(canonicalJson(signed), "utf8"), trust.publicKey, sig);
+    valid = sig.toString("base64") === signature.sig && verify(null, Buffer.from(canonicalJson(signed), "utf8"), signature.key, sig);
   } catch {
     valid = false;
   }

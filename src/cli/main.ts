@@ -83,6 +83,20 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
       return [m.rolloutListCommand, m.rolloutStatusCommand, m.rolloutPauseCommand, m.rolloutResumeCommand, m.rolloutAbortCommand, m.rolloutRollbackCommand];
     },
   },
+  {
+    names: ["region token", "get regions", "get conflicts"],
+    load: async () => {
+      const m = await import("./commands/regions.js");
+      return [m.regionTokenCommand, m.getRegionsCommand, m.getConflictsCommand];
+    },
+  },
+  {
+    names: ["keys status", "keys rotate"],
+    load: async () => {
+      const m = await import("./commands/keys.js");
+      return [m.keysStatusCommand, m.keysRotateCommand];
+    },
+  },
   { names: ["enroll"], load: async () => [(await import("./commands/enroll.js")).enrollCommand] },
   {
     names: ["audit head", "audit verify", "audit proof", "audit check-proof", "audit search"],

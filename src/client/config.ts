@@ -14,6 +14,13 @@ export interface HubEntry {
   readonly url: string;
   readonly ca: string;
   readonly token: string;
+  /** The hub's SPIFFE path its certificate must carry (`/region/<r>/hub`); absent: the global hub's, `/hub`. */
+  readonly server?: string;
+}
+
+/** The SPIFFE path of the global hub (no region) or of region `region`'s hub. */
+export function hubServerPath(region?: string): string {
+  return region === undefined ? "/hub" : `/region/${region}/hub`;
 }
 
 export interface CliConfig {
@@ -56,5 +63,5 @@ export function endpointFrom(config: CliConfig, path: string, name?: string): Hu
     );
   }
   const entry = config.hubs[key]!;
-  return { name: key, url: entry.url, caPem: entry.ca, token: entry.token };
+  return { name: key, url: entry.url, caPem: entry.ca, token: entry.token, serverIds: [entry.server ?? hubServerPath()] };
 }

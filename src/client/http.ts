@@ -5,6 +5,7 @@
  * a HubError with the status code, reason, message and field causes.
  */
 import { Agent, request as httpsRequest } from "node:https";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Status, StatusCause } from "../api/status.js";
 import { PolityError } from "../errors.js";
 
@@ -18,6 +19,28 @@ export interface HubEndpoint {
   readonly token?: string;
   readonly clientCertificatePem?: string;
   readonly clientKeyPem?: string;
+  /**
+   * The SPIFFE paths the hub's certificate must carry one of, as a URI SAN
+   * (`spiffe://<federation><path>`): `/hub` for the global hub, `/region/<r>/hub` for a
+   * region's. The CA alone does not say which hub this is: every regional hub's
+   * certificate comes from the same federation CA. Absent: CA and hostname only.
+   */
+  readonly serverIds?: readonly string[];
+}
+
+/** Node's hostname check, then the hub's SPIFFE ID against `expected`. */
+export function hubIdentityCheck(expected: readonly string[]): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (host, cert) => {
+    const hostError = checkServerIdentity(host, cert);
+    if (hostError !== undefined) return hostError;
+    const uris = (cert.subjectaltname ?? "")
+      .split(", ")
+      .filter((name) => name.startsWith("URI:"))
+      .map((name) => name.slice(4));
+    const found = uris.find((uri) => expected.some((path) => /^spiffe:\/\/[a-z0-9.-]+(\/.*)$/.exec(uri)?.[1] === path));
+    if (found === undefined) return new Error(`the server's certificate (${uris.join(", ") || "no SPIFFE ID"}) is not the hub expected here (${expected.join(" or ")})`);
+    return undefined;
+  };
 }
 
 
@@ -41,13 +64,14 @@ export class UnreachableError extends Error {
 const agents = new Map<string, Agent>();
 
 function agentFor(endpoint: HubEndpoint): Agent {
-  const key = `${endpoint.url}\n${endpoint.caPem}\n${endpoint.clientCertificatePem ?? ""}`;
+  const key = `${endpoint.url}\n${endpoint.caPem}\n${endpoint.clientCertificatePem ?? ""}\n${endpoint.serverIds?.join(",") ?? ""}`;
   let agent = agents.get(key);
   if (agent === undefined) {
     agent = new Agent({
       keepAlive: true,
       maxSockets: 16,
       ca: endpoint.caPem,
+      ...(endpoint.serverIds === undefined ? {} : { checkServerIdentity: hubIdentityCheck(endpoint.serverIds) }),
       ...(endpoint.clientCertificatePem === undefined ? {} : { cert: endpoint.clientCertificatePem, key: endpoint.clientKeyPem }),
     });
     agents.set(key, agent);

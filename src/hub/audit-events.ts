@@ -20,6 +20,8 @@ export function actorOf(principal: Principal): string {
       return `user:${principal.subject ?? principal.name}`;
     case "cluster":
       return `cluster:${principal.cluster}`;
+    case "regional-hub":
+      return `regional-hub:${principal.region}`;
     case "anonymous":
       return "anonymous";
   }

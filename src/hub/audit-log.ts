@@ -70,15 +70,21 @@ export class AuditLog {
   private appended = 0;
   private integrating: Promise<SignedTreeHead | undefined> | undefined;
   private timers: NodeJS.Timeout[] = [];
-  readonly keyId: string;
+  keyId: string;
 
   constructor(
     private readonly db: Database,
-    readonly key: SigningKey,
+    public key: SigningKey,
     private readonly options: AuditOptions,
   ) {
     this.keyId = noteKeyId(options.origin, createPublicKey(key.privateKey));
     this.tiles = new AuditTiles(db);
+  }
+
+  /** Signs the next tree heads with `key` (the audit-log key rotated: the root lists it first). */
+  useKey(key: SigningKey): void {
+    this.key = key;
+    this.keyId = noteKeyId(this.options.origin, createPublicKey(key.privateKey));
   }
 
   get origin(): string {

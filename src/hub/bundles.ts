@@ -37,6 +37,9 @@ export interface BundleItem {
 
 interface Current {
   readonly version: number;
+  /** The key that signed it, and the root version it names (0: none). */
+  readonly keyId: string;
+  readonly rootVersion: number;
   readonly targetHash: string;
   readonly expiresAt: number;
   /** The change that made it. */
@@ -58,16 +61,33 @@ type Waiter = (version: number) => void;
 export class BundleService {
   private readonly current = new Map<string, Current>();
   private readonly waiters = new Map<string, Set<Waiter>>();
+  /** The root version new bundles name (src/trust); 0 before the hub has one. */
+  private rootVersion = 0;
+  /** Bundles that name an older root than this are made again (a key rotated or revoked). */
+  private requiredRootVersion = 0;
 
   constructor(
     private readonly db: Database,
     private readonly federation: Federation,
     private readonly identity: IdentityService,
-    readonly key: SigningKey,
+    public key: SigningKey,
     private readonly options: BundleOptions,
     private readonly audit: AuditLog,
   ) {
     federation.onReload((since) => this.reload(since));
+  }
+
+  /**
+   * Signs from now on with `key`, naming root `rootVersion` (which lists it). With
+   * `resign`, every bundle signed by another key or under an older root is due (the
+   * level-triggered refresh makes them again): what a rotation or a revocation needs.
+   */
+  useKey(key: SigningKey, rootVersion: number, resign: boolean): void {
+    this.key = key;
+    this.rootVersion = rootVersion;
+    // Bundles from before roots (naming none) are made again once, so that their agents
+    // move to verifying under the root at their next bundle.
+    this.requiredRootVersion = Math.max(this.requiredRootVersion, resign ? rootVersion : 1);
   }
 
   /** Loads bundle rows written since `since` (another process's, or our own), and wakes their waiters. */
@@ -84,6 +104,8 @@ export class BundleService {
       const facts = (JSON.parse(row.envelope) as { signed: { facts?: unknown } }).signed.facts;
       this.current.set(row.cluster, {
         version,
+        keyId: /"keyId":"([0-9a-f]{64})"/.exec(row.envelope)?.[1] ?? "",
+        rootVersion: Number(/"rootVersion":(\d+)/.exec(row.envelope)?.[1] ?? 0),
         targetHash: row.target_hash,
         expiresAt: new Date(row.expires_at).getTime(),
         correlationId: row.correlation_id,
@@ -108,6 +130,8 @@ export class BundleService {
       held === undefined ||
       held.targetHash !== setHash ||
       held.factsKey !== this.factsKey(cluster) ||
+      held.keyId !== this.key.keyId ||
+      held.rootVersion < this.requiredRootVersion ||
       held.expiresAt - this.options.now().getTime() <= this.options.validityMs / 2
     );
   }
@@ -237,6 +261,7 @@ export class BundleService {
           targetHash: item.set.hash,
           targetLength: item.set.byteLength,
           ...(facts === undefined ? {} : { facts: JSON.parse(canonicalJson(facts)) as Readonly<Record<string, Json>>, manifestsHash: manifestsHash(item.cluster, item.set, facts) }),
+          ...(this.rootVersion > 0 ? { rootVersion: this.rootVersion } : {}),
         },
         this.key.privateKey,
         this.key.keyId,

@@ -28,6 +28,11 @@ import { timings } from "./timings.js";
 import { newSecret, sha256 } from "./tokens.js";
 
 export interface IdentityOptions {
+  /**
+   * On a regional hub, whose CA is a region's intermediate: the federation's root (what
+   * clusters trust) and the intermediate sent after each certificate it issues.
+   */
+  readonly chain?: { readonly rootPem: string };
   /** Lifetime of cluster certificates (default 24 h). */
   readonly certificateTtlMs: number;
   /** How long after expiry a certificate may still be renewed with its key (default 7 days). */
@@ -74,8 +79,8 @@ export class IdentityService {
   private answer(issued: IssuedCertificate, region: string, cluster: string): ClusterCertificate {
     const life = issued.notAfter.getTime() - issued.notBefore.getTime();
     return {
-      certificate: issued.pem,
-      ca: this.authority.certificatePem,
+      certificate: this.options.chain === undefined ? issued.pem : `${issued.pem}${this.authority.certificatePem}`,
+      ca: this.options.chain?.rootPem ?? this.authority.certificatePem,
       spiffeId: `spiffe://${this.federation}/region/${region}/cluster/${cluster}`,
       serial: issued.serial,
       notAfter: issued.notAfter.toISOString(),
@@ -287,6 +292,14 @@ export class IdentityService {
   async serverCertificate(dns: readonly string[], ips: readonly string[]) {
     return issueServerCertificate(this.authority, { dns, ips, uri: `spiffe://${this.federation}/hub` }, this.options.now(), 365 * 24 * 3600 * 1000);
   }
+}
+
+/** A regional hub's certificate, presented to its parent. */
+export interface RegionalHubCertificate {
+  readonly region: string;
+  readonly serial: string;
+  readonly notAfter: Date;
+  readonly publicKeySha256: string;
 }
 
 /** What the hub reads from a client certificate presented on a TLS connection. */

@@ -26,6 +26,13 @@ import { Drift } from "./drift.js";
 import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
 import { TokenService } from "./tokens.js";
+import { openRegionalFederation, type RegionalOptions } from "./regional/open.js";
+import { Regions } from "./regional/parent.js";
+import { RegionalRole } from "./regional/role.js";
+import { parentEndpoint, type RegionalCredentials } from "./regional/credentials.js";
+import { pullRoots } from "./regional/roots.js";
+import { DEFAULT_TRUST_OPTIONS, TrustService, type TrustOptions } from "./trust.js";
+import { retireDue, rotateScheduled } from "./key-rotation.js";
 
 export interface HubOptions {
   /** Folder for the embedded database, the CA certificate and the bootstrap token. */
@@ -53,6 +60,17 @@ export interface HubOptions {
   readonly audit?: Partial<Omit<AuditOptions, "origin" | "now">>;
   /** How often running rollouts are judged (default 1 s). */
   readonly rolloutIntervalMs?: number;
+  /** Run as the regional hub of a region, under a parent hub (src/hub/regional/). */
+  readonly regional?: RegionalOptions;
+  /** The root of trust's timings: root validity, delegations, regional CAs, key overlap (src/hub/trust.ts). */
+  readonly trust?: Partial<Omit<TrustOptions, "now">>;
+  /**
+   * Rotate the root, bundles and audit-log keys when the active one is this old (`polity
+   * hub --rotate-every 30d`); off by default. Overlapping keys are retired either way.
+   */
+  readonly rotateEveryMs?: number;
+  /** How often the hub looks for keys to retire or rotate (default 5 s). */
+  readonly keysIntervalMs?: number;
 }
 
 export interface RunningHub {
@@ -100,9 +118,19 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
   });
   try {
     await migrate(db);
-    const init = await openFederation(db, options.federation ?? "polity", options.operatorKey, now);
+    let regional: RegionalCredentials | undefined;
+    let init: { federation: string; authority: CertificateAuthority; bootstrapToken?: string };
+    if (options.regional === undefined) init = await openFederation(db, options.federation ?? "polity", options.operatorKey, now);
+    else {
+      const keys = { bundles: await loadSigningKey(db, options.operatorKey, "bundles"), audit: await loadSigningKey(db, options.operatorKey, "audit-log") };
+      const opened = await openRegionalFederation(db, options.dataDir, options.operatorKey, options.regional, keys, options.hostnames ?? [], now);
+      regional = opened.credentials;
+      init = opened;
+    }
+    // What clusters trust: the federation's root (a regional hub's CA is an intermediate under it).
+    const rootPem = regional?.rootPem ?? init.authority.certificatePem;
     const caFile = join(options.dataDir, "ca.pem");
-    writeFileSync(caFile, init.authority.certificatePem);
+    writeFileSync(caFile, rootPem);
     let adminTokenFile: string | undefined;
     if (init.bootstrapToken !== undefined) {
       adminTokenFile = join(options.dataDir, "admin.token");
@@ -114,10 +142,15 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       origin: `${init.federation}/audit`,
       now,
     });
+    const trustOptions = { ...DEFAULT_TRUST_OPTIONS, ...options.trust, now };
+    // A regional hub makes no root: it mirrors its parent's (fetched at its first start, then
+    // by its link), so its agents pin and follow the global root like every other agent.
+    if (regional !== undefined) await pullRoots(db, parentEndpoint(regional), init.federation, now()).catch(() => undefined); // unreachable: the ones held (none: mirror() says so)
+    const trust = regional === undefined ? await TrustService.open(db, options.operatorKey, init.authority, audit, trustOptions) : await TrustService.mirror(db, options.operatorKey, init.authority, audit, trustOptions);
     const identity = new IdentityService(
       db,
       init.authority,
-      { certificateTtlMs: options.certificateTtlMs ?? DEFAULT_CERTIFICATE_TTL_MS, graceMs: options.graceMs ?? DEFAULT_GRACE_MS, now },
+      { certificateTtlMs: options.certificateTtlMs ?? DEFAULT_CERTIFICATE_TTL_MS, graceMs: options.graceMs ?? DEFAULT_GRACE_MS, now, ...(regional === undefined ? {} : { chain: { rootPem } }) },
       audit,
     );
     const federation = new Federation(db, now);
@@ -129,12 +162,24 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       { validityMs: options.bundleValidityMs ?? DEFAULT_BUNDLE_VALIDITY_MS, now },
       audit,
     );
+    // Bundles name the root that lists their key; a new root that rotates or revokes a key
+    // has every bundle made again under it (the next bundle carries it to every agent).
+    bundles.useKey(bundles.key, trust.root.version, false);
+    let known = trust.root;
+    trust.onChange(async (root) => {
+      const rekeyed = root.roles.bundles.keyIds.join() !== known.roles.bundles.keyIds.join() || root.revoked.length !== known.revoked.length;
+      if (root.roles["audit-log"].keyIds[0] !== known.roles["audit-log"].keyIds[0]) audit.useKey(await loadSigningKey(db, options.operatorKey, "audit-log"));
+      known = root;
+      bundles.useKey(await loadSigningKey(db, options.operatorKey, "bundles"), root.version, rekeyed);
+    });
     await federation.sync();
     // Bundles for clusters that have none or whose bundle is due (a restart after a long stop).
     await bundles.refresh(federation.clusters.keys());
     const changes = new Changes(federation, identity, bundles, audit);
     const reports = new Reports(db, audit, now);
+    const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now, trust);
     const context: Hub = {
+      ...(role === undefined ? { regions: new Regions(db, federation, identity, changes, trust, bundles.key.publicKeyPem, audit, now) } : { regional: role }),
       db,
       federation,
       changes,
@@ -150,13 +195,15 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       drift: new Drift(db, audit, now),
       intents: new ClusterIntents(db, federation, bundles, audit, now),
       audit,
+      trust,
       now,
     };
-    const serving = await identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]);
+    // A regional hub serves with the certificate its parent issued it (for the names it gave at enrolment).
+    const serving = regional === undefined ? await identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]) : { certificatePem: regional.hubCertificatePem, privateKeyPem: regional.hubKeyPem };
     const app = await createServer(context, {
       certificatePem: serving.certificatePem,
       privateKeyPem: serving.privateKeyPem,
-      caPem: init.authority.certificatePem,
+      caPem: rootPem,
       log: options.log ?? false,
     });
     // Other hub processes' changes (PostgreSQL) wake this one's long polls; a periodic sync is the fallback.
@@ -169,6 +216,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     const ticker = setInterval(() => {
       void federation
         .sync()
+        .then(() => trust.reload())
         .then(() => bundles.refresh(federation.clusters.keys()))
         .then(() => context.exceptions.sweep(() => ({ actor: "hub", correlationId: newCorrelationId() })))
         .catch(() => undefined);
@@ -186,7 +234,20 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
         .finally(() => (judging = false));
     }, options.rolloutIntervalMs ?? 1_000);
     rolloutTicker.unref();
+    // Keys: overlapping ones retired when every agent moved on (or the overlap ran out), and
+    // the scheduled rotation. Each is a new root version, made once whichever hub gets there.
+    let keying = false;
+    const keysTicker = setInterval(() => {
+      if (keying || trust.mirrored) return;
+      keying = true;
+      void retireDue(trust)
+        .then(() => (options.rotateEveryMs === undefined ? undefined : rotateScheduled(trust, options.rotateEveryMs)))
+        .catch(() => undefined)
+        .finally(() => (keying = false));
+    }, options.keysIntervalMs ?? 5_000);
+    keysTicker.unref();
     audit.start();
+    role?.start();
     const host = options.host ?? "127.0.0.1";
     await app.listen({ host, port: options.port ?? 8443 });
     const address = app.server.address();
@@ -196,13 +257,15 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       url: `https://${urlHost}:${port}`,
       port,
       federation: init.federation,
-      caPem: init.authority.certificatePem,
+      caPem: rootPem,
       caFile,
       ...(adminTokenFile === undefined ? {} : { adminTokenFile }),
       context,
       async close() {
         clearInterval(ticker);
         clearInterval(rolloutTicker);
+        clearInterval(keysTicker);
+        await role?.stop();
         bundles.wakeAll();
         await app.close();
         await audit.stop();

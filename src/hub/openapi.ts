@@ -8,6 +8,8 @@ function security(access: Requirement): Record<string, string[]>[] {
     case "public":
       return [];
     case "agent":
+    case "regional-hub":
+      // A regional hub's certificate is a client certificate of the federation's CA too.
       return [{ clusterCertificate: [] }];
     case "role":
       return [{ bearer: [] }];

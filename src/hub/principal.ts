@@ -15,6 +15,8 @@
  * |                    | teams it belongs to (governance decides which), request exceptions  |
  * | cluster(C in R)    | read its own effective set, bundle and identity; renew its          |
  * |                    | certificate; report its status and decision logs                    |
+ * | regional-hub(R)    | (its parent) read the global layer and region R's clusters; send    |
+ * |                    | R's summaries, signed heads, bundles and region layer; nothing else |
  *
  * A requirement is checked in two steps: `requirementRefusal` before the body is read (so
  * that nobody who may not write at all makes the hub parse a large change), then
@@ -37,6 +39,7 @@ export type Principal =
       readonly groups?: readonly string[];
     }
   | { readonly kind: "cluster"; readonly cluster: string; readonly region: string; readonly serial: string; readonly expired: boolean }
+  | { readonly kind: "regional-hub"; readonly region: string; readonly serial: string }
   | { readonly kind: "anonymous" };
 
 /** What a request touches: the federation as a whole, a region, or a cluster (in a region). */
@@ -56,6 +59,8 @@ export type Requirement =
   | { readonly kind: "authenticated" }
   /** A cluster's agent, acting for itself; `renewal`: its certificate may have expired within the grace window. */
   | { readonly kind: "agent"; readonly why: string; readonly renewal?: boolean }
+  /** A regional hub calling its parent (mutual TLS with its hub certificate). */
+  | { readonly kind: "regional-hub"; readonly why: string }
   /** A bearer token with one of these roles. */
   | { readonly kind: "role"; readonly roles: readonly Role[]; readonly why: string }
   /**
@@ -87,10 +92,13 @@ export function requirementRefusal(principal: Principal, requirement: Requiremen
       return undefined;
     case "agent":
       return principal.kind === "cluster" ? undefined : forbidden(requirement.why);
+    case "regional-hub":
+      return principal.kind === "regional-hub" ? undefined : forbidden(requirement.why);
     case "role":
       return principal.kind === "token" && requirement.roles.includes(principal.role) ? undefined : forbidden(requirement.why);
     case "access":
       // Those who may write nothing at all are refused before their change is read.
+      if (principal.kind === "regional-hub") return forbidden(`the regional hub of ${principal.region} calls only the regional endpoints (/v1/region/…)`);
       if (requirement.layers === true && principal.kind === "cluster") return forbidden(`cluster ${principal.cluster} may read only what is its own`);
       if (requirement.access === "write" && principal.kind === "cluster") return forbidden(`cluster ${principal.cluster} may read only what is its own`);
       if (requirement.access === "write" && principal.kind === "token" && principal.role === "auditor") return forbidden("the auditor role is read-only");
@@ -107,6 +115,8 @@ export function denial(principal: Principal, access: Access, target: Target): st
     case "cluster":
       if (target.kind === "cluster" && target.cluster === principal.cluster && access === "read") return undefined;
       return `cluster ${principal.cluster} may read only what is its own`;
+    case "regional-hub":
+      return `the regional hub of ${principal.region} calls only the regional endpoints (/v1/region/…)`;
     case "token":
       switch (principal.role) {
         case "global-admin":
@@ -144,6 +154,8 @@ export function actorFor(principal: Principal): Actor {
       return { subject: principal.subject ?? `token:${principal.name}`, groups: principal.groups ?? [], admin: principal.role === "global-admin" };
     case "cluster":
       return { subject: `cluster:${principal.cluster}`, groups: [], admin: false };
+    case "regional-hub":
+      return { subject: `regional-hub:${principal.region}`, groups: [], admin: false };
     case "anonymous":
       return { subject: "anonymous", groups: [], admin: false };
   }
@@ -155,6 +167,8 @@ export function describePrincipal(principal: Principal): string {
       return "anonymous";
     case "cluster":
       return `cluster ${principal.cluster} (region ${principal.region})`;
+    case "regional-hub":
+      return `the regional hub of ${principal.region}`;
     case "token":
       return `${principal.name} (${principal.role}${principal.region === undefined ? "" : ` of ${principal.region}`})`;
   }

@@ -28,6 +28,9 @@ import type { Impacts } from "./impact.js";
 import type { Rollouts } from "./rollouts.js";
 import { ApiError } from "./status.js";
 import type { TokenService } from "./tokens.js";
+import type { Regions } from "./regional/parent.js";
+import type { RegionalRole } from "./regional/role.js";
+import type { TrustService } from "./trust.js";
 
 /** The hub's services, as route handlers use them. */
 export interface Hub {
@@ -46,6 +49,12 @@ export interface Hub {
   readonly drift: Drift;
   readonly intents: ClusterIntents;
   readonly audit: AuditLog;
+  /** As a parent: its regional hubs (every hub may be one). */
+  readonly regions?: Regions;
+  /** As a regional hub: its region and its link to its parent. */
+  readonly regional?: RegionalRole;
+  /** The federation's root of trust: root versions, keys, regions' delegations and CAs. */
+  readonly trust: TrustService;
   readonly now: () => Date;
 }
 

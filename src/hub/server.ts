@@ -7,13 +7,14 @@
  * Every request is authenticated here, and authorized by its route. Errors are
  * Kubernetes-style Status objects; nothing a client sends can stop the server.
  */
-import { createHash, X509Certificate, type KeyObject } from "node:crypto";
+import { createHash, X509Certificate } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
-import { normalizeSerial, type CertificateAuthority } from "../identity/ca.js";
+import { normalizeSerial } from "../identity/ca.js";
+import { leafWithinConstraints } from "../identity/regional-ca.js";
 import { parseClusterSpiffeId } from "../identity/spiffe.js";
 import { certificatePublicKeyInfo } from "../identity/der.js";
-import type { PeerCertificate } from "./identity.js";
+import type { PeerCertificate, RegionalHubCertificate } from "./identity.js";
 import { openApiDocument } from "./openapi.js";
 import { denial, requirementRefusal, type Principal, type Requirement } from "./principal.js";
 import type { Guard, Hub, Route } from "./route.js";
@@ -30,6 +31,10 @@ export interface ServerOptions {
 
 interface CertificateView {
   readonly peer?: PeerCertificate;
+  /** A regional hub calling its parent. */
+  readonly regionalHub?: RegionalHubCertificate;
+  /** Issued by a region's CA (an intermediate): TLS's own chain check is replaced by this hub's (see parsePeer). */
+  readonly viaRegion?: boolean;
   readonly problem?: string;
 }
 
@@ -38,30 +43,45 @@ const peers = new WeakMap<TLSSocket, Promise<CertificateView>>();
 /** And once per certificate: agents that reconnect present the same one (bounded). */
 const byFingerprint = new Map<string, Promise<CertificateView>>();
 
-function readPeer(socket: TLSSocket, authority: CertificateAuthority): Promise<CertificateView> {
-  const federation = authority.federation;
-  const presented = socket.getPeerCertificate(false);
+/**
+ * What a presented certificate must chain to: the federation's root CA, and, on a regional
+ * hub, the region's CA it issues with (an intermediate under the root).
+ */
+export interface Anchors {
+  readonly federation: string;
+  readonly root: X509Certificate;
+  readonly local: X509Certificate;
+}
+
+function readPeer(socket: TLSSocket, anchors: Anchors): Promise<CertificateView> {
+  const presented = socket.getPeerCertificate(true);
   if (presented === null || presented === undefined || Object.keys(presented).length === 0 || presented.raw === undefined) return Promise.resolve({});
-  const key = `${federation}\n${presented.fingerprint256}`;
+  // What the client sent above its certificate (a region's intermediate), as far as it goes.
+  const intermediates: Buffer[] = [];
+  for (let c = presented.issuerCertificate; c !== undefined && c !== null && c.raw !== undefined && intermediates.length < 3; c = c.issuerCertificate) {
+    if (c.fingerprint256 === presented.fingerprint256 || intermediates.some((i) => i.equals(c.raw))) break;
+    intermediates.push(c.raw);
+  }
+  const key = `${anchors.federation}\n${anchors.local.fingerprint256}\n${presented.fingerprint256}\n${intermediates.map((i) => createHash("sha256").update(i).digest("hex")).join(",")}`;
   let view = byFingerprint.get(key);
   if (view === undefined) {
-    view = parsePeer(presented.raw, authority);
+    view = parsePeer(presented.raw, intermediates, anchors);
     if (byFingerprint.size >= 10_000) byFingerprint.clear();
     byFingerprint.set(key, view);
   }
   return view;
 }
 
-/** The CA's public key, for checking presented certificates (derived once per CA). */
-const caKeys = new WeakMap<CertificateAuthority, KeyObject>();
-
 /**
  * Reads a presented certificate with Node's X.509 (OpenSSL's parser, native): the
- * signature against this federation's CA first, then the SPIFFE ID of its URI SAN, serial,
- * expiry and key fingerprint (of the SubjectPublicKeyInfo as issued).
+ * signature against this federation's CA first (the root; else a chain through a region's
+ * intermediate, name-constrained to its SPIFFE path, which leafWithinConstraints checks: the
+ * one the peer sent after its leaf, or, on a regional hub, its own), then the SPIFFE ID of
+ * its URI SAN, serial, expiry and key fingerprint (of the SubjectPublicKeyInfo as issued). A
+ * regional hub's own certificate (`…/region/<r>/hub`) is the root's.
  */
-async function parsePeer(raw: Buffer, authority: CertificateAuthority): Promise<CertificateView> {
-  const federation = authority.federation;
+async function parsePeer(raw: Buffer, intermediates: readonly Buffer[], anchors: Anchors): Promise<CertificateView> {
+  const federation = anchors.federation;
   let certificate: X509Certificate;
   try {
     certificate = new X509Certificate(raw);
@@ -71,32 +91,52 @@ async function parsePeer(raw: Buffer, authority: CertificateAuthority): Promise<
   // Node lists the SAN as `URI:<value>, DNS:<value>`, quoting (as JSON) any value with a
   // separator in it, which then names no cluster.
   const uri = (certificate.subjectAltName ?? "").split(", ").find((name) => name.startsWith("URI:"))?.slice(4);
+  const hubRegion = uri === undefined ? undefined : /^spiffe:\/\/([a-z0-9.-]+)\/region\/([a-z0-9.-]+)\/hub$/.exec(uri);
   const id = uri === undefined ? undefined : parseClusterSpiffeId(uri);
+  let spki: Buffer;
+  try {
+    spki = certificatePublicKeyInfo(raw);
+  } catch {
+    return { problem: "it was not issued by this federation's CA" };
+  }
+  const keyHash = createHash("sha256").update(spki).digest("hex");
+  if (hubRegion !== null && hubRegion !== undefined && hubRegion[1] === federation) {
+    if (!verifies(certificate, anchors.root)) return { problem: "it was not issued by this federation's CA" };
+    return { regionalHub: { region: hubRegion[2]!, serial: normalizeSerial(certificate.serialNumber), notAfter: new Date(certificate.validTo), publicKeySha256: keyHash } };
+  }
   if (id === undefined || id.federation !== federation) {
     return { problem: `the client certificate names no cluster of federation ${federation}${uri === undefined ? "" : ` (it names ${uri})`}` };
   }
   // TLS reports only one verification error (an expired forgery reports "expired"): the
   // signature is checked here, against this federation's CA, whatever TLS said.
-  let caKey = caKeys.get(authority);
-  if (caKey === undefined) caKeys.set(authority, (caKey = new X509Certificate(authority.certificatePem).publicKey));
-  let signed = false;
-  let spki: Buffer;
-  try {
-    signed = certificate.verify(caKey);
-    spki = certificatePublicKeyInfo(raw);
-  } catch {
-    return { problem: "it was not issued by this federation's CA" };
+  let viaRegion = false;
+  if (!verifies(certificate, anchors.root)) {
+    const above = intermediates.map((i) => new X509Certificate(i)).filter((c) => c.fingerprint256 !== anchors.root.fingerprint256);
+    const chain = above.length > 0 ? above : anchors.local !== anchors.root ? [anchors.local] : [];
+    if (chain.length === 0) return { problem: "it was not issued by this federation's CA" };
+    // Checked at a moment the leaf is valid: its expiry is judged below (a renewal within the grace window).
+    const verdict = leafWithinConstraints([certificate.toString(), ...chain.map((c) => c.toString())], [anchors.root.toString()], new Date(Math.min(Date.now(), Date.parse(certificate.validTo) - 1000)));
+    if (!verdict.ok) return { problem: verdict.reason };
+    viaRegion = true;
   }
-  if (!signed) return { problem: "it was not issued by this federation's CA" };
   return {
+    viaRegion,
     peer: {
       cluster: id.cluster,
       region: id.region,
       serial: normalizeSerial(certificate.serialNumber),
       notAfter: new Date(certificate.validTo),
-      publicKeySha256: createHash("sha256").update(spki).digest("hex"),
+      publicKeySha256: keyHash,
     },
   };
+}
+
+function verifies(certificate: X509Certificate, issuer: X509Certificate): boolean {
+  try {
+    return certificate.verify(issuer.publicKey);
+  } catch {
+    return false;
+  }
 }
 
 const TLS_REASONS: Record<string, string> = {
@@ -114,7 +154,7 @@ const TLS_REASONS: Record<string, string> = {
  * request (a revocation on any hub applies at once); the same read brings the federation's
  * generation, so that bringing this process up to date costs no second query.
  */
-async function authenticate(hub: Hub, request: FastifyRequest, requirement: Requirement): Promise<{ principal: Principal; peer?: PeerCertificate; generation?: string }> {
+async function authenticate(hub: Hub, anchors: Anchors, request: FastifyRequest, requirement: Requirement): Promise<{ principal: Principal; peer?: PeerCertificate; generation?: string }> {
   const header = request.headers.authorization;
   if (header !== undefined) {
     const m = /^Bearer\s+(\S+)$/i.exec(header);
@@ -125,15 +165,24 @@ async function authenticate(hub: Hub, request: FastifyRequest, requirement: Requ
   if (typeof socket.getPeerCertificate !== "function") return { principal: { kind: "anonymous" } };
   let view = peers.get(socket);
   if (view === undefined) {
-    view = readPeer(socket, hub.identity.authority);
+    view = readPeer(socket, anchors);
     peers.set(socket, view);
   }
-  const { peer, problem } = await view;
-  if (peer === undefined && problem === undefined) return { principal: { kind: "anonymous" } };
+  const { peer, problem, regionalHub, viaRegion } = await view;
+  if (peer === undefined && problem === undefined && regionalHub === undefined) return { principal: { kind: "anonymous" } };
   if (requirement.kind === "public") return { principal: { kind: "anonymous" } };
   if (problem !== undefined) throw unauthorized(`client certificate refused: ${problem}`);
+  if (regionalHub !== undefined) {
+    if (regionalHub.notAfter.getTime() <= hub.now().getTime()) throw unauthorized(`client certificate refused: it expired at ${regionalHub.notAfter.toISOString()}`);
+    if (hub.regions === undefined) throw unauthorized("client certificate refused: this hub has no regional hubs");
+    await hub.regions.checkStanding(regionalHub);
+    return { principal: { kind: "regional-hub", region: regionalHub.region, serial: regionalHub.serial } };
+  }
   const generation = await hub.identity.checkStanding(peer!);
-  const error = socket.authorized ? undefined : String(socket.authorizationError ?? "UNKNOWN");
+  // A chain through a region's CA was checked by parsePeer (OpenSSL, which knows only the
+  // root, reports it as unverifiable): only its expiry is TLS's business here.
+  const tlsError = socket.authorized ? undefined : String(socket.authorizationError ?? "UNKNOWN");
+  const error = viaRegion === true && tlsError !== "CERT_HAS_EXPIRED" ? undefined : tlsError;
   const expiredOnly = error === "CERT_HAS_EXPIRED" || (error === undefined && peer!.notAfter.getTime() <= hub.now().getTime());
   if (error !== undefined && !expiredOnly) throw unauthorized(`client certificate refused: ${TLS_REASONS[error] ?? error}`);
   if (expiredOnly && !(requirement.kind === "agent" && requirement.renewal === true)) {
@@ -169,8 +218,8 @@ function guardFor(principal: Principal): Guard {
   };
 }
 
-async function serve(hub: Hub, route: Route, request: FastifyRequest, signal: AbortSignal) {
-  const { principal, peer, generation } = await authenticate(hub, request, route.access);
+async function serve(hub: Hub, anchors: Anchors, route: Route, request: FastifyRequest, signal: AbortSignal) {
+  const { principal, peer, generation } = await authenticate(hub, anchors, request, route.access);
   await hub.federation.sync(generation);
   return route.run(
     hub,
@@ -188,6 +237,9 @@ async function serve(hub: Hub, route: Route, request: FastifyRequest, signal: Ab
 }
 
 export async function createServer(hub: Hub, options: ServerOptions): Promise<FastifyInstance> {
+  const root = new X509Certificate(options.caPem);
+  const local = new X509Certificate(hub.identity.authority.certificatePem);
+  const anchors: Anchors = { federation: hub.identity.federation, root, local: local.fingerprint256 === root.fingerprint256 ? root : local };
   const app = Fastify({
     https: {
       key: options.privateKeyPem,
@@ -253,7 +305,7 @@ export async function createServer(hub: Hub, options: ServerOptions): Promise<Fa
       handler: async (request, reply) => {
         const controller = new AbortController();
         request.raw.once("close", () => controller.abort());
-        const answer = await serve(hub, route, request, controller.signal);
+        const answer = await serve(hub, anchors, route, request, controller.signal);
         void reply.code(answer.status ?? 200);
         for (const [name, value] of Object.entries(answer.headers ?? {})) if (value !== undefined) void reply.header(name, value);
         if (answer.status === 204 || answer.status === 304) return reply.send();

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HubEndpoint } from "../client/http.js";
 import { writeFileAtomic } from "../files/write.js";
+import { parseClusterSpiffeId } from "./spiffe.js";
 
 export interface Credentials {
   readonly cluster: string;
@@ -19,11 +20,20 @@ export interface Credentials {
   readonly renewAfter: string;
   /** The hub's bundle-signing public key (PEM), pinned at enrolment. */
   readonly bundleKeyPem: string;
+  /**
+   * Root version 1 of the federation's root of trust (its signed JSON), pinned at
+   * enrolment; absent for agents enrolled before roots (they pin it from their first
+   * bundle that names a root, if it lists the bundle key they pinned: src/agent/bundle/roots.ts).
+   */
+  readonly rootJson?: string;
 }
 
 /** The endpoint a cluster reaches the hub with: its certificate and key (mutual TLS). */
 export function clusterEndpoint(url: string, creds: Credentials): HubEndpoint {
-  return { url, caPem: creds.caPem, clientCertificatePem: creds.certificatePem, clientKeyPem: creds.privateKeyPem };
+  // Its own region's hub or the global hub: never another region's, whose certificate the same CA issued.
+  const region = parseClusterSpiffeId(creds.spiffeId)?.region;
+  const serverIds = region === undefined ? ["/hub"] : [`/region/${region}/hub`, "/hub"];
+  return { url, caPem: creds.caPem, clientCertificatePem: creds.certificatePem, clientKeyPem: creds.privateKeyPem, serverIds };
 }
 
 /** When the certificate should be renewed: two thirds of its life. */
@@ -35,7 +45,7 @@ export function expired(creds: Credentials, now: Date): boolean {
   return now.getTime() >= Date.parse(creds.notAfter);
 }
 
-const FILES = { key: "key.pem", certificate: "cert.pem", ca: "ca.pem", bundleKey: "bundle-key.pem", meta: "identity.json" } as const;
+const FILES = { key: "key.pem", certificate: "cert.pem", ca: "ca.pem", bundleKey: "bundle-key.pem", root: "root-1.json", meta: "identity.json" } as const;
 
 /** Saves credentials in a folder: the key readable by the owner only; each file replaced atomically. */
 export function saveCredentials(dir: string, creds: Credentials): void {
@@ -44,15 +54,18 @@ export function saveCredentials(dir: string, creds: Credentials): void {
   write(FILES.certificate, creds.certificatePem, 0o644);
   write(FILES.ca, creds.caPem, 0o644);
   write(FILES.bundleKey, creds.bundleKeyPem, 0o644);
-  const { privateKeyPem: _key, certificatePem: _cert, caPem: _ca, bundleKeyPem: _bundleKey, ...meta } = creds;
+  if (creds.rootJson !== undefined) write(FILES.root, creds.rootJson, 0o644);
+  const { privateKeyPem: _key, certificatePem: _cert, caPem: _ca, bundleKeyPem: _bundleKey, rootJson: _root, ...meta } = creds;
   write(FILES.meta, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
 }
 
 export function loadCredentials(dir: string): Credentials | undefined {
   if (!existsSync(join(dir, FILES.meta))) return undefined;
-  const meta = JSON.parse(readFileSync(join(dir, FILES.meta), "utf8")) as Omit<Credentials, "privateKeyPem" | "certificatePem" | "caPem" | "bundleKeyPem">;
+  const meta = JSON.parse(readFileSync(join(dir, FILES.meta), "utf8")) as Omit<Credentials, "privateKeyPem" | "certificatePem" | "caPem" | "bundleKeyPem" | "rootJson">;
+  const rootPath = join(dir, FILES.root);
   return {
     ...meta,
+    ...(existsSync(rootPath) ? { rootJson: readFileSync(rootPath, "utf8") } : {}),
     bundleKeyPem: readFileSync(join(dir, FILES.bundleKey), "utf8"),
     privateKeyPem: readFileSync(join(dir, FILES.key), "utf8"),
     certificatePem: readFileSync(join(dir, FILES.certificate), "utf8"),

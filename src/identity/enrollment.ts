@@ -40,6 +40,7 @@ function credentials(cluster: string, keyPem: string, issued: IssuedCertificate)
     notAfter: issued.notAfter,
     renewAfter: issued.renewAfter,
     bundleKeyPem: issued.bundleKey.publicKeyPem,
+    ...(issued.root === undefined || issued.root === null ? {} : { rootJson: JSON.stringify(issued.root) }),
   };
 }
 
@@ -55,13 +56,16 @@ export async function enroll(hub: { url: string; caPem: string }, cluster: strin
 /**
  * Renews with the current (possibly expired, within the grace window) certificate, for the
  * same key, or with `rotateKey` for a new one made here (the agent rotates at each renewal
- * of a valid certificate). The bundle key stays the one pinned at enrolment.
+ * of a valid certificate). The bundle key and root version 1 stay the ones pinned at enrolment.
  */
 export async function renew(url: string, creds: Credentials, options: { readonly rotateKey?: boolean } = {}): Promise<Credentials> {
   const key = options.rotateKey === true ? await newPrivateKey() : creds.privateKeyPem;
   const csr = await createCsr(creds.cluster, key);
   const issued = (await call<IssuedCertificate>(clusterEndpoint(url, creds), "POST", "/v1/renew", { csr })).body;
-  return { ...credentials(creds.cluster, key, issued), bundleKeyPem: creds.bundleKeyPem };
+  // What was pinned at enrolment stays pinned: the CA, the bundle key, and root version 1
+  // (a hub's answer never replaces what the agent trusts).
+  const { rootJson: _root, ...renewed } = credentials(creds.cluster, key, issued);
+  return { ...renewed, caPem: creds.caPem, bundleKeyPem: creds.bundleKeyPem, ...(creds.rootJson === undefined ? {} : { rootJson: creds.rootJson }) };
 }
 
 

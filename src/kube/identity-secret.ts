@@ -19,6 +19,8 @@ import { withSignal } from "./namespaces.js";
 
 export const IDENTITY_SECRET_TYPE = "polity.dev/agent-identity";
 const KEYS = { key: "key.pem", certificate: "cert.pem", ca: "ca.pem", bundleKey: "bundle-key.pem", meta: "identity.json" } as const;
+/** Optional: root version 1 of the root of trust, for agents enrolled since roots. */
+const ROOT_KEY = "root-1.json";
 /** How long one read or write of the Secret may take. */
 const TIMEOUT_MS = 5000;
 
@@ -71,6 +73,8 @@ export function credentialsFromSecret(secret: V1Secret, cluster: string): Creden
     certificatePem: read(KEYS.certificate)!,
     caPem: read(KEYS.ca)!,
     bundleKeyPem: read(KEYS.bundleKey)!,
+    // Root version 1, pinned at enrolment (src/agent/bundle/roots.ts); absent before roots.
+    ...(read(ROOT_KEY) === undefined || read(ROOT_KEY) === "" ? {} : { rootJson: read(ROOT_KEY)! }),
   };
   try {
     const certificate = new X509Certificate(credentials.certificatePem);
@@ -84,7 +88,7 @@ export function credentialsFromSecret(secret: V1Secret, cluster: string): Creden
 }
 
 export function secretFromCredentials(where: SecretName, credentials: Credentials): V1Secret {
-  const { privateKeyPem, certificatePem, caPem, bundleKeyPem, ...meta } = credentials;
+  const { privateKeyPem, certificatePem, caPem, bundleKeyPem, rootJson, ...meta } = credentials;
   const b64 = (text: string) => Buffer.from(text, "utf8").toString("base64");
   return {
     apiVersion: "v1",
@@ -97,6 +101,7 @@ export function secretFromCredentials(where: SecretName, credentials: Credential
       [KEYS.ca]: b64(caPem),
       [KEYS.bundleKey]: b64(bundleKeyPem),
       [KEYS.meta]: b64(`${JSON.stringify(meta, null, 2)}\n`),
+      ...(rootJson === undefined ? {} : { [ROOT_KEY]: b64(rootJson) }),
     },
   };
 }

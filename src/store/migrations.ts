@@ -498,7 +498,6 @@ $$`,
     ],
   },
   {
-    // 15 and 16 are the trust roots and regional hubs of issue 15 (branches trust, regional).
     version: 17,
     name: "each agent's latest facts report, signed or withheld, and a per-cluster budget of drift audit entries",
     statements: [
@@ -516,6 +515,111 @@ $$`,
       "ALTER TABLE drift_totals ADD COLUMN audit_window timestamptz",
       "ALTER TABLE drift_totals ADD COLUMN audit_spent integer NOT NULL DEFAULT 0",
     ],
+  },
+  // Issue 15: the root of trust (15), regional hubs (16) and their tokens' hostnames (18).
+  {
+    version: 15,
+    name: "the federation's root of trust (src/trust): root versions, key lifecycles, regional CAs",
+    statements: [
+      `CREATE TABLE trust_roots (
+  version integer PRIMARY KEY,
+  -- The signed root, canonical JSON (src/trust): what agents verify each version against the one before.
+  envelope text NOT NULL,
+  created_at timestamptz NOT NULL
+)`,
+      // A key's life: active (signs), overlap (still listed, no longer signs), retired (left the root), revoked.
+      "ALTER TABLE signing_keys ADD COLUMN state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'overlap', 'retired', 'revoked'))",
+      "ALTER TABLE signing_keys ADD COLUMN state_changed_at timestamptz",
+      "ALTER TABLE signing_keys ADD COLUMN revoke_reason text",
+      // The first root version that lists the key, and the first that no longer does (or revokes it).
+      "ALTER TABLE signing_keys ADD COLUMN root_version integer",
+      "ALTER TABLE signing_keys ADD COLUMN left_root_version integer",
+      // Keys the federation did not make: a region's delegated key (its private key stays in the region).
+      "ALTER TABLE signing_keys ALTER COLUMN private_key_sealed DROP NOT NULL",
+      "ALTER TABLE signing_keys ADD COLUMN region text",
+      `CREATE TABLE regional_authorities (
+  serial text PRIMARY KEY,
+  region text NOT NULL,
+  certificate_pem text NOT NULL,
+  issued_at timestamptz NOT NULL,
+  not_after timestamptz NOT NULL
+)`,
+    ],
+  },
+  {
+    version: 16,
+    name: "regional hubs: a parent's record of its regional hubs, their tokens, heads, mirrored bundles and conflicts; a regional hub's link to its parent",
+    statements: ddl(`
+CREATE TABLE region_tokens (
+  id text PRIMARY KEY,
+  region text NOT NULL,
+  hash text NOT NULL UNIQUE,
+  created_by text NOT NULL,
+  created_at timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL,
+  used_at timestamptz
+);
+CREATE TABLE regional_hubs (
+  region text PRIMARY KEY,
+  serial text NOT NULL,
+  public_key_sha256 text NOT NULL,
+  bundle_key_pem text NOT NULL,
+  audit_key_pem text NOT NULL,
+  enrolled_at timestamptz NOT NULL,
+  revoked_at timestamptz,
+  last_seen timestamptz,
+  -- The last summary it sent (status and compliance counts, no region-scoped details).
+  summary jsonb
+);
+CREATE TABLE regional_heads (
+  region text NOT NULL,
+  tree_size bigint NOT NULL,
+  root_hash text NOT NULL,
+  head jsonb NOT NULL,
+  received_at timestamptz NOT NULL,
+  PRIMARY KEY (region, tree_size)
+);
+CREATE TABLE regional_bundles (
+  cluster text PRIMARY KEY,
+  region text NOT NULL,
+  version bigint NOT NULL,
+  bytes bytea NOT NULL,
+  received_at timestamptz NOT NULL
+);
+CREATE TABLE region_conflicts (
+  id text PRIMARY KEY,
+  region text NOT NULL,
+  layer_id text NOT NULL,
+  detected_at timestamptz NOT NULL,
+  detected_by text NOT NULL,
+  reason text NOT NULL,
+  resolution text NOT NULL,
+  reverted_version integer
+);
+CREATE TABLE regional_link (
+  id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+  region text NOT NULL,
+  parent_url text NOT NULL,
+  -- The parent's global layer as last mirrored: an older one offered later is refused.
+  global_version integer NOT NULL DEFAULT 0,
+  global_hash text,
+  -- The region layer version the parent last accepted (0: none yet), and its files.
+  accepted_region_version integer NOT NULL DEFAULT 0,
+  accepted_region_files jsonb,
+  last_contact timestamptz,
+  -- Certificates and bundles already sent up (by issue time and bundle revision).
+  sent_certificates_at timestamptz,
+  sent_bundle_revision bigint NOT NULL DEFAULT 0,
+  -- The last tree head the parent acknowledged.
+  acknowledged_size bigint NOT NULL DEFAULT 0
+)`),
+  },
+  {
+    version: 18,
+    name: "region tokens: the hostnames a regional hub's certificate may name, fixed by the global admin, and whether loopback is allowed",
+    statements: ddl(`
+ALTER TABLE region_tokens ADD COLUMN hostnames jsonb NOT NULL DEFAULT '[]'::jsonb;
+ALTER TABLE region_tokens ADD COLUMN allow_loopback boolean NOT NULL DEFAULT false`),
   },
 ];
 

@@ -8,7 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { BundleError, decodeBundle, encodeBundle, keyIdOf, verifyBundle, type Bundle, type BundleMetadata, type Held, type Trust } from "../../bundle/index.js";
+import { BundleError, decodeBundle, encodeBundle, keyIdOf, signerKeyId, verifyBundle, type Bundle, type BundleMetadata, type Held, type Trust } from "../../bundle/index.js";
 import { prepare } from "../../decision/prepare.js";
 import { writeFileAtomic } from "../../files/write.js";
 import { effectivePolicySetFromBytes, type EffectivePolicySet } from "../../layering/effective.js";
@@ -44,7 +44,7 @@ export class ActiveBundle {
 
   constructor(
     private readonly dir: string,
-    private readonly trust: () => Trust,
+    private readonly trust: (now?: Date) => Trust,
     private readonly highWater: HighWaterMark,
     private readonly log: Log,
     private readonly now: () => Date,
@@ -83,7 +83,10 @@ export class ActiveBundle {
       return undefined;
     }
     const mark = reading.state === "held" ? reading.mark : undefined;
-    if (mark !== undefined && mark.keyId !== keyIdOf(trust.publicKey)) {
+    // An agent that pins one key (enrolled before roots): the mark must name it. Under a
+    // root, the key that signed the mark's bundle may since have rotated out; what is on
+    // disk is verified against the root held now.
+    if (mark !== undefined && trust.authorize === undefined && trust.publicKey !== undefined && mark.keyId !== keyIdOf(trust.publicKey)) {
       this.refused("untrusted-key", `no bundle on disk is enforced: the pinned bundle key is not the one that signed the newest bundle this agent verified (key ${mark.keyId})`);
       return undefined;
     }
@@ -99,7 +102,7 @@ export class ActiveBundle {
           throw new BundleError("expired", `version ${metadata.version} is newer than any this agent verified, and expired at ${metadata.expires}`);
         }
         const loaded = this.use(bundle, metadata, "disk");
-        this.highWater.raise(markOf(metadata, trust));
+        this.highWater.raise(markOf(bundle, trust));
         this.log.info("enforcing the bundle on disk", { file: name, version: metadata.version, hash: metadata.targetHash });
         return loaded;
       } catch (error) {
@@ -129,7 +132,7 @@ export class ActiveBundle {
       bundle = decodeBundle(bytes);
       // Held: the bundle enforced, or, enforcing none, the newest this agent ever verified.
       const held: Held | undefined = this.current === undefined ? this.highWater.current : { version: this.current.metadata.version, targetHash: this.current.metadata.targetHash };
-      metadata = verifyBundle(bundle, this.trust(), held, now);
+      metadata = verifyBundle(bundle, this.trust(now), held, now);
     } catch (error) {
       const problem = error instanceof BundleError ? error.problem : "malformed";
       this.refused(problem, reason(error));
@@ -138,7 +141,7 @@ export class ActiveBundle {
     this.highWater.confirmed = true;
     if (this.current !== undefined && this.current.metadata.version === metadata.version) return this.current;
     this.persist(bundle);
-    this.highWater.raise(markOf(metadata, this.trust()));
+    this.highWater.raise(markOf(bundle, this.trust()));
     const loaded = this.use(bundle, metadata, "hub");
     this.log.info("enforcing a new bundle", { version: metadata.version, hash: metadata.targetHash, policies: loaded.set.document.policies.length });
     return loaded;
@@ -149,6 +152,11 @@ export class ActiveBundle {
     const current = join(this.dir, CURRENT);
     if (existsSync(current)) renameSync(current, join(this.dir, PREVIOUS));
     writeFileAtomic(current, encodeBundle(bundle));
+  }
+
+  /** A bundle refused before it could be verified (its root could not be): recorded as any refusal. */
+  refuse(problem: string, message: string): void {
+    this.refused(problem, message);
   }
 
   private refused(problem: string, message: string): void {
@@ -172,8 +180,9 @@ export class ActiveBundle {
   }
 }
 
-function markOf(metadata: BundleMetadata, trust: Trust): HighWater {
-  return { version: metadata.version, targetHash: metadata.targetHash, keyId: keyIdOf(trust.publicKey) };
+function markOf(bundle: Bundle, trust: Trust): HighWater {
+  const metadata = bundle.envelope.signed;
+  return { version: metadata.version, targetHash: metadata.targetHash, keyId: signerKeyId(bundle.envelope, trust) };
 }
 
 function reason(error: unknown): string {

@@ -3,8 +3,15 @@
  * held), and offers what arrives to the active bundle, which verifies, persists and swaps
  * it in. The agent is stale while it holds no bundle, holds an expired one, or has not
  * heard from its hub for a poll and half a minute.
+ *
+ * Bundles may come from an ordered list of sources (its regional hub, the global hub, a
+ * mirror): the first is asked; one that cannot be reached or fails makes the loop try the
+ * next at once; while on a later source, polls are short and the first is tried again every
+ * `retryFirstMs`. Whatever the source, a bundle is verified the same way (signature with the
+ * pinned key, cluster, version, expiry): a mirror can withhold, never forge.
  */
-import { MAX_BUNDLE_BYTES } from "../../bundle/index.js";
+import { decodeBundle, MAX_BUNDLE_BYTES } from "../../bundle/index.js";
+import { MAX_ROOT_BYTES, TrustError } from "../../trust/index.js";
 import { call, HubError, ResponseTooLargeError } from "../../client/http.js";
 import type { AgentCredentials } from "../identity/credentials.js";
 import { Backoff, sleep, type LoopErrors, type LoopError, type Plugin } from "../plugin.js";
@@ -14,6 +21,8 @@ export interface BundleHealth {
   readonly bundleVersion: number | null;
   readonly bundleHash: string | null;
   readonly bundleSource: "disk" | "hub" | null;
+  /** The source the loop asks now (the first of `sources`, or the one it fell back to). */
+  readonly bundleHub: string | null;
   readonly bundleExpires: string | null;
   readonly lastSync: string | null;
   readonly stale: boolean;
@@ -28,6 +37,10 @@ export interface BundlePluginOptions {
   readonly errors: LoopErrors;
   /** How long a long poll waits at the hub. */
   readonly pollWaitSeconds: number;
+  /** Where bundles come from, in order (default: the hub the agent enrolled with). */
+  readonly sources?: readonly string[];
+  /** While on a later source, how often the first is tried again (default 10 s). */
+  readonly retryFirstMs?: number;
   readonly now: () => Date;
 }
 
@@ -35,6 +48,9 @@ export class BundlePlugin implements Plugin {
   readonly name = "bundle";
   /** When the hub last answered a poll. */
   private lastSync: Date | undefined;
+  /** The source asked now (an index in `sources`), and since when it is a fallback. */
+  private source = 0;
+  private fellBackAt = 0;
 
   constructor(private readonly options: BundlePluginOptions) {}
 
@@ -44,16 +60,22 @@ export class BundlePlugin implements Plugin {
     // A hub that answers at once with a bundle the agent refuses (an older one, after the
     // hub was restored from a backup; a forged one) is asked again later and later.
     const refusedBackoff = new Backoff(1000, 60_000);
+    const sources = this.options.sources ?? [];
+    const retryFirstMs = this.options.retryFirstMs ?? 10_000;
+    let failedInARow = 0;
     while (!signal.aborted) {
       if (!credentials.enrolled) {
         await sleep(500, signal);
         continue;
       }
+      if (this.source > 0 && now().getTime() - this.fellBackAt >= retryFirstMs) this.source = 0;
+      // On a fallback, short polls: the first source is asked again soon.
+      const wait = this.source > 0 ? Math.min(pollWaitSeconds, 5) : pollWaitSeconds;
       try {
         const held = bundle.current?.metadata.version;
-        const response = await call<Buffer>(credentials.hub(), "GET", `/v1/agent/bundle?wait=${pollWaitSeconds}`, undefined, {
+        const response = await call<Buffer>(credentials.hub(sources[this.source]), "GET", `/v1/agent/bundle?wait=${wait}`, undefined, {
           raw: true,
-          timeoutMs: (pollWaitSeconds + 15) * 1000,
+          timeoutMs: (wait + 15) * 1000,
           signal,
           headers: held === undefined ? {} : { "if-none-match": `"${held}"` },
           binary: true,
@@ -61,9 +83,16 @@ export class BundlePlugin implements Plugin {
         });
         this.lastSync = now();
         backoff.reset();
+        failedInARow = 0;
         // The hub answered: whatever said it was unreachable is over.
         errors.succeeded("bundle");
         if (response.status === 304) bundle.confirmedByHub();
+        if (response.status === 200 && !(await this.rootFor(response.body))) {
+          const refusal = bundle.lastRefusal;
+          errors.failed("bundle", `refused the bundle the hub sent: its root does not verify (${refusal?.problem ?? "malformed"})`, refusal?.message ?? "");
+          await sleep(refusedBackoff.next(), signal);
+          continue;
+        }
         if (response.status === 200 && bundle.offer(response.body, now()) === undefined) {
           const refusal = bundle.lastRefusal;
           errors.failed("bundle", `refused the bundle the hub sent (${refusal?.problem ?? "malformed"})`, refusal?.message ?? "");
@@ -79,9 +108,47 @@ export class BundlePlugin implements Plugin {
           await sleep(refusedBackoff.next(), signal);
           continue;
         }
-        errors.failed("bundle", error instanceof HubError ? `the hub refused the bundle request (${error.status})` : "the hub is unreachable", error);
+        const where = sources.length > 1 ? ` (${sources[this.source]})` : "";
+        errors.failed("bundle", error instanceof HubError ? `the hub${where} refused the bundle request (${error.status})` : `the hub${where} is unreachable`, error);
+        if (sources.length > 1 && ++failedInARow < sources.length) {
+          // The next source at once; after a whole round of failures, the backoff.
+          this.source = (this.source + 1) % sources.length;
+          if (this.source > 0) this.fellBackAt = now().getTime();
+          continue;
+        }
+        failedInARow = 0;
+        this.source = sources.length > 1 ? (this.source + 1) % sources.length : 0;
+        if (this.source > 0) this.fellBackAt = now().getTime();
         await sleep(backoff.next(), signal);
       }
+    }
+  }
+
+  /**
+   * A bundle that names a newer root than the agent holds: the roots in between, fetched
+   * from the same source and each verified against the one before, first. False (the
+   * refusal recorded, the bundle held kept) when they do not verify or cannot be fetched.
+   */
+  private async rootFor(bytes: Buffer): Promise<boolean> {
+    const { credentials, bundle } = this.options;
+    let wanted: number | undefined;
+    try {
+      wanted = decodeBundle(bytes).envelope.signed.rootVersion;
+    } catch {
+      return true; // offer() refuses it, with its reason
+    }
+    if (wanted === undefined || wanted <= credentials.rootVersion()) return true;
+    try {
+      await credentials.catchUpRoot(wanted, async (after) => {
+        const response = await call<{ items?: unknown }>(credentials.hub(), "GET", `/v1/trust/roots?after=${after}`, undefined, { timeoutMs: 15_000, maxBytes: 50 * MAX_ROOT_BYTES });
+        if (!Array.isArray(response.body.items)) throw new TrustError("malformed", "the source's answer lists no roots");
+        return response.body.items as unknown[];
+      });
+      return true;
+    } catch (error) {
+      const problem = error instanceof TrustError ? `root-${error.problem}` : "root-unavailable";
+      bundle.refuse(problem, `the bundle names root version ${wanted}: ${error instanceof Error ? error.message : String(error)}`);
+      return false;
     }
   }
 
@@ -98,6 +165,7 @@ export class BundlePlugin implements Plugin {
       bundleVersion: current?.metadata.version ?? null,
       bundleHash: current?.metadata.targetHash ?? null,
       bundleSource: current?.source ?? null,
+      bundleHub: (this.options.sources ?? [])[this.source] ?? null,
       bundleExpires: current?.metadata.expires ?? null,
       lastSync: lastSync?.toISOString() ?? null,
       stale,

@@ -10,11 +10,14 @@ import type { HubEndpoint } from "../../client/http.js";
 import { PolityError } from "../../errors.js";
 import { clusterEndpoint, loadCredentials, saveCredentials, type Credentials } from "../../identity/credentials.js";
 import { parseClusterSpiffeId } from "../../identity/spiffe.js";
+import { rootAuthorizer, type RootMetadata } from "../../trust/index.js";
+import { TrustRoots, type RootSource } from "../bundle/roots.js";
 
 export class AgentCredentials {
   private readonly dir: string;
   private held: Credentials | undefined;
   private readonly saved: ((credentials: Credentials) => void)[] = [];
+  private readonly roots: TrustRoots;
 
   /** Loads what the data folder holds; refuses a folder that holds another cluster's identity. */
   constructor(
@@ -24,6 +27,7 @@ export class AgentCredentials {
   ) {
     this.dir = join(dataDir, "identity");
     this.held = loadCredentials(this.dir);
+    this.roots = new TrustRoots(this.dir);
     if (this.held !== undefined && this.held.cluster !== cluster) {
       // An operator's mistake, not a bug: said as the error family the CLI prints.
       throw PolityError.of("invalid", `the data folder ${dataDir} holds the identity of cluster ${this.held.cluster}, not ${cluster}: give that cluster's --data folder, or another for ${cluster}`);
@@ -53,16 +57,47 @@ export class AgentCredentials {
     return this.held !== undefined;
   }
 
-  /** The hub, reached over mutual TLS with the credentials held now. */
-  hub(): HubEndpoint {
+  /** The hub (or another bundle source), reached over mutual TLS with the credentials held now. */
+  hub(url: string = this.hubUrl): HubEndpoint {
     if (this.held === undefined) throw new Error("not enrolled: no certificate to reach the hub with");
-    return clusterEndpoint(this.hubUrl, this.held);
+    return clusterEndpoint(url, this.held);
   }
 
-  /** What a bundle must be signed with and name: the key pinned at enrolment, this federation and cluster. */
-  trust(): Trust {
+  private get federation(): string {
+    return (this.held === undefined ? undefined : parseClusterSpiffeId(this.held.spiffeId)?.federation) ?? "";
+  }
+
+  /** The agent's own region, from its SPIFFE ID: the only region whose bundles it accepts. */
+  private get region(): string {
+    return (this.held === undefined ? undefined : parseClusterSpiffeId(this.held.spiffeId)?.region) ?? "";
+  }
+
+  /**
+   * What a bundle must be signed with and name: a key the newest root this agent verified
+   * allows for the bundle's region (delegations checked at `now`, when given), or, for an
+   * agent enrolled before roots that has not migrated, the key pinned at enrolment; this
+   * federation and cluster.
+   */
+  trust(now?: Date): Trust {
     if (this.held === undefined) throw new Error("not enrolled: no pinned bundle key");
-    const id = parseClusterSpiffeId(this.held.spiffeId);
-    return { publicKey: createPublicKey(this.held.bundleKeyPem), federation: id?.federation ?? "", cluster: this.cluster };
+    const root = this.roots.current(this.held, this.federation);
+    if (root !== undefined) return { authorize: rootAuthorizer(root, now), federation: this.federation, region: this.region, cluster: this.cluster };
+    return { publicKey: createPublicKey(this.held.bundleKeyPem), federation: this.federation, region: this.region, cluster: this.cluster };
+  }
+
+  /** The version of the newest root this agent verified (0: none yet). */
+  rootVersion(): number {
+    if (this.held === undefined) return 0;
+    try {
+      return this.roots.current(this.held, this.federation)?.version ?? 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Verifies the roots up to `wanted` from `source` (src/agent/bundle/roots.ts). */
+  async catchUpRoot(wanted: number, source: RootSource): Promise<RootMetadata> {
+    if (this.held === undefined) throw new Error("not enrolled: no root to start from");
+    return this.roots.catchUp(this.held, this.federation, wanted, source);
   }
 }

@@ -11,9 +11,9 @@ import { EXIT, UsageError } from "../io.js";
 export const agentCommand: Command = {
   name: "agent",
   summary: "run a cluster's agent: pull its signed bundle, serve the admission webhook",
-  usage: "polity agent --hub <url> --cluster <name> [--ca <ca.pem> --join-token <token>] [--data <dir>] [--listen host:port] [--kubeconfig <file>]",
+  usage: "polity agent --hub <url> [--hub <url2> …] --cluster <name> [--ca <ca.pem> --join-token <token>] [--data <dir>] [--listen host:port] [--kubeconfig <file>]",
   options: {
-    hub: { type: "string" },
+    hub: { type: "string", multiple: true },
     cluster: { type: "string" },
     ca: { type: "string" },
     "join-token": { type: "string" },
@@ -104,7 +104,10 @@ another cluster's identity, a --listen address in use, or a Kubernetes configura
 cannot be used (a missing file, a plain-HTTP server, insecure-skip-tls-verify).
 
 Flags:
-      --hub <url>                 the hub
+      --hub <url>                 the hub; repeat it for more bundle sources, in order (its
+                                  regional hub, then the global hub, a mirror): bundles come
+                                  from the first that answers, verified the same way from any;
+                                  enrolment, renewal, status and decision logs go to the first
       --cluster <name>            this cluster
       --ca <file>                 the federation CA (first enrolment only)
       --join-token <token>        from polity cluster join-token (first enrolment only)
@@ -139,10 +142,13 @@ Flags:
 
 Example:
   polity agent --hub https://127.0.0.1:8443 --cluster eu-west-1 --ca .polity/hub/ca.pem --join-token "$TOKEN"
+  polity agent --hub https://127.0.0.1:8444 --hub https://127.0.0.1:8443 --cluster eu-west-1 --data .polity/agent-eu-west-1
 
 Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
   async run(parsed, io) {
-    const hub = stringOption(parsed, "hub");
+    const hubs = stringsOption(parsed, "hub").map((u) => u.replace(/\/$/, ""));
+    for (const u of hubs) if (!/^https:\/\//.test(u)) throw new UsageError(`--hub ${u}: must be an https:// URL`);
+    const hub = hubs[0];
     const cluster = stringOption(parsed, "cluster");
     if (hub === undefined || cluster === undefined) throw new UsageError("give --hub <url> and --cluster <name>");
     const dataDir = resolve(stringOption(parsed, "data") ?? `.polity/agent-${cluster}`);
@@ -211,7 +217,8 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     const now = () => new Date();
     const agent = await startAgent({
       dataDir,
-      hubUrl: hub.replace(/\/$/, ""),
+      hubUrl: hub,
+      fallbackUrls: hubs.slice(1),
       cluster,
       ...(caFile === undefined ? {} : { caPem: readFileSync(caFile, "utf8") }),
       ...(joinToken === undefined ? {} : { joinToken }),

@@ -1,15 +1,17 @@
 /**
- * `polity dev`: a whole federation on this machine. A global hub on the embedded store,
- * two regions and four clusters, each cluster a real `polity agent` process with its
- * webhook, all over mutual TLS on loopback, loaded with the example layers. State stays in
- * a data folder: a second start resumes it (no new enrolment, layers as you left them).
+ * `polity dev`: a whole federation on this machine. A global hub on the embedded store, a
+ * regional hub for each of its two regions (each with its own embedded store), and four
+ * clusters, each a real `polity agent` process with its webhook, enrolled with its regional
+ * hub and falling back to the global hub, all over mutual TLS on loopback, loaded with the
+ * example layers. State stays in a data folder: a second start resumes it (no new
+ * enrolment, layers as you left them).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { get as httpsGet } from "node:https";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeConfig } from "../../client/config.js";
+import { hubServerPath, writeConfig, type HubEntry } from "../../client/config.js";
 import { call, closeConnections, type HubEndpoint } from "../../client/http.js";
 import { stringOption, type Command } from "../command.js";
 import { colors, EXIT, UsageError } from "../io.js";
@@ -36,6 +38,9 @@ const PERSONAS = [
   { name: "pat", role: "team-member", subject: "pat@example.com", who: "team platform-team" },
 ] as const;
 
+/** The regional hubs, each on the port after the global hub's. */
+const REGIONS = ["eu-west", "us-east"] as const;
+
 const CLUSTERS: readonly DevCluster[] = [
   { name: "eu-west-1", region: "eu-west", labels: { env: "prod", residency: "eu" } },
   { name: "eu-west-2", region: "eu-west", labels: { env: "staging", residency: "eu" } },
@@ -43,9 +48,9 @@ const CLUSTERS: readonly DevCluster[] = [
   { name: "us-east-2", region: "us-east", labels: { env: "dev" } },
 ];
 
-function spawnPolity(args: readonly string[], logFile: string): ChildProcess {
+function spawnPolity(args: readonly string[], logFile: string, env: Readonly<Record<string, string>> = {}): ChildProcess {
   const out = createWriteStream(logFile, { flags: "a" });
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1", ...env } });
   child.stdout!.pipe(out);
   child.stderr!.pipe(out);
   return child;
@@ -89,13 +94,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export const devCommand: Command = {
   name: "dev",
-  summary: "run a whole federation on this machine: a hub, two regions, four clusters with agents",
+  summary: "run a whole federation on this machine: a global hub, two regional hubs, four clusters with agents",
   usage: "polity dev [--data <dir>] [--port <hub port>]",
   options: { data: { type: "string" }, port: { type: "string" } },
   help: `Starts, on loopback and over real mutual TLS:
-  - a global hub on the embedded store (port 8443), and
+  - a global hub on the embedded store (port 8443),
+  - a regional hub for each region, eu-west (8444) and us-east (8445), each with its own
+    embedded store, enrolled with the global hub (see the README's "Regional hubs"), and
   - four clusters in two regions (eu-west-1, eu-west-2, us-east-1, us-east-2), each a real
-    polity agent process with its admission webhook (ports 9441 to 9444),
+    polity agent process with its admission webhook (ports 9441 to 9444), enrolled with its
+    regional hub and falling back to the global hub for bundles,
 loaded with the example layers (examples/layers/): a locked Pod Security baseline, regional
 overrides within their bounds, a cluster-local quota the centre cannot touch. It prints
 where everything listens and commands to try: a decision, a policy change reaching every
@@ -107,7 +115,8 @@ left them). Processes log to <data>/logs/. Ctrl-C stops everything.
 
 Flags:
       --data <dir>     the data folder (default .polity/dev)
-      --port <port>    the hub's port; the agents use the next ones after 9440 (default 8443)
+      --port <port>    the global hub's port; the regional hubs use the next two, the agents
+                       the ports after 9440 (default 8443)
 
 Example:
   npm start            (runs polity dev)`,
@@ -171,7 +180,7 @@ Example:
         }
         writeFileSync(personasFile, JSON.stringify(personas), { mode: 0o600 });
       }
-      const hubs: Record<string, { url: string; ca: string; token: string }> = { dev: { url: hubUrl, ca: caPem, token: admin.token! } };
+      const hubs: Record<string, HubEntry> = { dev: { url: hubUrl, ca: caPem, token: admin.token! } };
       for (const [name, token] of Object.entries(personas)) hubs[name] = { url: hubUrl, ca: caPem, token };
       writeConfig(configFile, { current: "dev", hubs });
 
@@ -191,13 +200,39 @@ Example:
         if (!registered.has(cluster.name)) await call(admin, "POST", "/v1/clusters", cluster);
       }
 
-      // The agents.
+      // The regional hubs: enrolled with the global hub (a region token, the first time).
+      const regions = new Map<string, { url: string; admin: HubEndpoint; log: string; pid: number | undefined; dir: string }>();
+      for (const [i, region] of REGIONS.entries()) {
+        const dir = join(data, "regions", region);
+        const log = join(logs, `hub-${region}.log`);
+        const env: Record<string, string> = {};
+        if (!existsSync(join(dir, "regional.json"))) env.POLITY_REGION_TOKEN = (await call<{ token: string }>(admin, "POST", `/v1/regions/${region}/tokens`, { ttlSeconds: 600, allowLoopback: true })).body.token;
+        const child = spawnPolity(["hub", "--region", region, "--parent", hubUrl, "--parent-ca", caFile, "--data", dir, "--listen", `127.0.0.1:${hubPort + 1 + i}`, "--quiet"], log, env);
+        children.push(child);
+        const started = await waitForLine(child, /listening on (https:\/\/\S+)/, log, 120_000);
+        const url = /https:\/\/\S+/.exec(started)![0];
+        regions.set(region, { url, admin: { url, caPem, token: readFileSync(join(dir, "admin.token"), "utf8").trim(), serverIds: [hubServerPath(region)] }, log, pid: child.pid, dir });
+        hubs[region] = { url, ca: caPem, token: readFileSync(join(dir, "admin.token"), "utf8").trim(), server: hubServerPath(region) };
+      }
+      writeConfig(configFile, { current: "dev", hubs });
+      // Each regional hub mirrors its region's clusters from the global hub before it enrols them.
+      for (const [region, { admin: regional }] of regions) {
+        const wanted = CLUSTERS.filter((x) => x.region === region).map((x) => x.name);
+        for (let i = 0; i < 150; i++) {
+          const held = new Set((await call<{ items: { name: string }[] }>(regional, "GET", "/v1/clusters")).body.items.map((x) => x.name));
+          if (wanted.every((name) => held.has(name))) break;
+          await sleep(200);
+        }
+      }
+
+      // The agents: their regional hub first, the global hub as a fallback for bundles.
       const agents: { cluster: DevCluster; url: string; caFile: string; log: string }[] = [];
       for (const [i, cluster] of CLUSTERS.entries()) {
         const dir = join(data, "agents", cluster.name);
-        const args = ["agent", "--hub", hubUrl, "--cluster", cluster.name, "--data", dir, "--listen", `127.0.0.1:${9441 + i}`, "--poll-wait", "20"];
+        const regional = regions.get(cluster.region)!;
+        const args = ["agent", "--hub", regional.url, "--hub", hubUrl, "--cluster", cluster.name, "--data", dir, "--listen", `127.0.0.1:${9441 + i}`, "--poll-wait", "20"];
         if (!existsSync(join(dir, "identity", "identity.json"))) {
-          const { token } = (await call<{ token: string }>(admin, "POST", `/v1/clusters/${cluster.name}/join-tokens`, { ttlSeconds: 600 })).body;
+          const { token } = (await call<{ token: string }>(regional.admin, "POST", `/v1/clusters/${cluster.name}/join-tokens`, { ttlSeconds: 600 })).body;
           mkdirSync(dir, { recursive: true, mode: 0o700 });
           writeFileSync(join(dir, "join.token"), token, { mode: 0o600 });
           args.push("--ca", caFile, "--join-token-file", join(dir, "join.token"));
@@ -218,13 +253,15 @@ Example:
       const cfg = show(configFile);
       const first = agents[0]!;
       io.out(`\n${c.bold("The federation is up.")}\n`);
-      io.out(`  hub        ${hubUrl}   (CA ${show(caFile)}, log ${show(hubLog)}, pid ${hub.pid})\n`);
+      io.out(`  hub        ${hubUrl}   (global; CA ${show(caFile)}, log ${show(hubLog)}, pid ${hub.pid})\n`);
+      for (const [region, r] of regions) io.out(`  ${region.padEnd(10)} ${r.url}   (regional hub; log ${show(r.log)}, pid ${r.pid})\n`);
       for (const agent of agents) {
         io.out(`  ${agent.cluster.name.padEnd(10)} ${agent.url}   (${agent.cluster.region}, ${Object.entries(agent.cluster.labels).map(([k, v]) => `${k}=${v}`).join(",")}; log ${show(agent.log)})\n`);
       }
       io.out(`\n${c.bold("Try it")} (in another terminal, from ${show(process.cwd()) || "."}):\n`);
       io.out(`  export POLITY_CONFIG=${cfg}\n`);
-      io.out(`  npx polity get clusters                 # every cluster, its bundle, whether its agent is in sync\n\n`);
+      io.out(`  npx polity get clusters --hub eu-west   # eu-west's clusters, as their regional hub sees them\n`);
+      io.out(`  npx polity get regions                  # the regional hubs: last heard from, counts, their log's head\n\n`);
       io.out(`  # A decision, by ${first.cluster.name}'s webhook, from its local bundle:\n`);
       io.out(`  curl -s --cacert ${show(first.caFile)} -H 'content-type: application/json' \\\n      --data @${ex}/reviews/privileged-pod.json ${first.url}\n\n`);
       io.out(`  # A policy change reaching every cluster (then npx polity get clusters again):\n`);
@@ -248,8 +285,13 @@ Example:
       io.out(`  npx polity proposal approve --hub eli <id> && npx polity proposal apply --hub eve <id>\n\n`);
       io.out(`  # What the federation did, in its tamper-evident log; a head kept now proves later that nothing was rewritten:\n`);
       io.out(`  npx polity audit search\n  npx polity audit head --save audit-head.json && npx polity audit verify --against audit-head.json\n\n`);
-      io.out(`  # The hub stopped: the agents keep deciding, from memory, and from disk after a restart:\n`);
-      io.out(`  kill ${hub.pid}     # then the curl above again; ${first.url.replace(/\/validate$/, "/healthz")} reports stale\n\n`);
+      const eu = regions.get("eu-west")!;
+      io.out(`  # The global hub stopped: eu-west's regional hub keeps serving its clusters and takes a change of its region layer,\n`);
+      io.out(`  # which reaches the global hub when it returns (npm start again); a change that broke a global lock meanwhile is\n`);
+      io.out(`  # reverted in the region and listed by: npx polity get conflicts\n`);
+      io.out(`  kill ${hub.pid}     # then: npx polity apply --hub eu-west -f ${ex}/layers/region-eu-west.yaml (edited)\n`);
+      io.out(`  # eu-west's regional hub stopped: its agents fetch their bundles from the global hub (curl ${first.url.replace(/\/validate$/, "/healthz")}: bundleHub):\n`);
+      io.out(`  kill ${eu.pid}\n\n`);
       io.out(`Ctrl-C stops everything; npm start again resumes.\n`);
 
       // Until Ctrl-C; a child that dies is reported (the hub may be stopped on purpose).

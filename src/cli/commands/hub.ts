@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { configPath, readConfig, writeConfig } from "../../client/config.js";
+import { configPath, hubServerPath, readConfig, writeConfig } from "../../client/config.js";
 import { redactUrl } from "../../store/database.js";
 import { writeFileAtomic } from "../../files/write.js";
 import { DEFAULT_CERTIFICATE_TTL_MS, DEFAULT_GRACE_MS, startHub } from "../../hub/index.js";
@@ -43,7 +43,7 @@ function operatorKey(keyFile: string | undefined, dataDir: string, io: Io, embed
 export const hubCommand: Command = {
   name: "hub",
   summary: "run a hub: the federation's layers, clusters and identity, over HTTPS",
-  usage: "polity hub [--data <dir>] [--database <postgres://…>] [--listen host:port] [--key-file <file>]",
+  usage: "polity hub [--data <dir>] [--database <postgres://…>] [--listen host:port] [--key-file <file>] [--region <r> --parent <url> [--parent-ca <file> --region-token <token>]]",
   options: {
     data: { type: "string" },
     database: { type: "string" },
@@ -53,6 +53,12 @@ export const hubCommand: Command = {
     hostname: { type: "string", multiple: true },
     "certificate-ttl": { type: "string" },
     grace: { type: "string" },
+    region: { type: "string" },
+    parent: { type: "string" },
+    "parent-ca": { type: "string" },
+    "region-token": { type: "string" },
+    "rotate-every": { type: "string" },
+    "key-overlap": { type: "string" },
     quiet: { type: "boolean", short: "q" },
   },
   help: `Runs a hub. State lives in PostgreSQL: by default embedded (PGlite) in the data folder,
@@ -71,10 +77,23 @@ Flags:
       --hostname <name>       another DNS name for the hub's certificate (repeatable)
       --certificate-ttl <d>   lifetime of cluster certificates (default 24h)
       --grace <d>             how long after expiry a certificate can still be renewed (default 7d)
+      --rotate-every <d>      rotate the root, bundles and audit-log keys when the active one is
+                              this old, e.g. 30d (default: off; polity keys rotate does it by hand)
+      --key-overlap <d>       how long a rotated-out key stays in the root at most (default 48h;
+                              it leaves sooner once every agent acknowledged a bundle under its successor)
   -q, --quiet                 no request log
+
+Regional hub (see the README's "Regional hubs"):
+      --region <r>            run as the hub of region <r>, with a database of its own
+      --parent <url>          its parent (the global hub); the link pulls the global layer and
+                              the region's clusters, and sends summaries up
+      --parent-ca <file>      the federation CA, to reach the parent (first start only)
+      --region-token <token>  a one-time token from 'polity region token <r>' on the parent
+                              (first start only; also $POLITY_REGION_TOKEN)
 
 Examples:
   polity hub
+  polity hub --region eu-west --parent https://127.0.0.1:8443 --parent-ca .polity/hub/ca.pem --region-token "$TOKEN" --data .polity/eu-west --listen 127.0.0.1:8444
   polity hub --database postgres://polity@db.internal/polity --key-file /run/secrets/polity-key --listen 0.0.0.0:8443
 
 Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 2 if it cannot start.`,
@@ -84,7 +103,17 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
     const { host, port } = parseListen(stringOption(parsed, "listen") ?? "127.0.0.1:8443");
     const ttl = parseDuration(stringOption(parsed, "certificate-ttl") ?? `${DEFAULT_CERTIFICATE_TTL_MS / 3_600_000}h`, "--certificate-ttl");
     const grace = parseDuration(stringOption(parsed, "grace") ?? `${DEFAULT_GRACE_MS / 86_400_000}d`, "--grace");
+    const rotateEvery = stringOption(parsed, "rotate-every");
+    const rotateEveryMs = rotateEvery === undefined ? undefined : parseDuration(rotateEvery, "--rotate-every");
+    const overlap = stringOption(parsed, "key-overlap");
     const key = operatorKey(stringOption(parsed, "key-file"), dataDir, io, databaseUrl === undefined);
+    const region = stringOption(parsed, "region");
+    const parent = stringOption(parsed, "parent");
+    if ((region === undefined) !== (parent === undefined)) throw new UsageError("a regional hub needs both --region <r> and --parent <url>");
+    if (parent !== undefined && !/^https:\/\//.test(parent)) throw new UsageError("--parent must be an https:// URL");
+    const parentCa = stringOption(parsed, "parent-ca");
+    if (parentCa !== undefined && !existsSync(parentCa)) throw new UsageError(`--parent-ca ${parentCa}: no such file`);
+    const regionToken = stringOption(parsed, "region-token") ?? (io.env.POLITY_REGION_TOKEN === "" ? undefined : io.env.POLITY_REGION_TOKEN);
     const c = colors(io);
     io.err(`starting the hub (${databaseUrl === undefined ? `embedded PostgreSQL in ${dataDir}/db` : redactUrl(databaseUrl)})…\n`);
     const hub = await startHub({
@@ -97,9 +126,21 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
       hostnames: stringsOption(parsed, "hostname"),
       certificateTtlMs: ttl,
       graceMs: grace,
+      ...(rotateEveryMs === undefined ? {} : { rotateEveryMs }),
+      ...(overlap === undefined ? {} : { trust: { overlapMs: parseDuration(overlap, "--key-overlap") } }),
       log: parsed.values.quiet !== true,
+      ...(region === undefined || parent === undefined
+        ? {}
+        : {
+            regional: {
+              region,
+              parentUrl: parent.replace(/\/$/, ""),
+              ...(parentCa === undefined ? {} : { parentCaPem: readFileSync(parentCa, "utf8") }),
+              ...(regionToken === undefined ? {} : { token: regionToken.trim() }),
+            },
+          }),
     });
-    io.out(`${c.bold("hub")} of federation ${hub.federation} listening on ${hub.url}\n`);
+    io.out(`${c.bold(region === undefined ? "hub" : `regional hub of ${region}`)} of federation ${hub.federation} listening on ${hub.url}${parent === undefined ? "" : ` (parent ${parent})`}\n`);
     io.out(`  CA certificate   ${hub.caFile}\n`);
     if (hub.adminTokenFile !== undefined) io.out(`  admin token      ${hub.adminTokenFile} (bootstrap; mint others with polity token create)\n`);
     io.out(`  log in with      polity login --hub ${hub.url} --ca ${hub.caFile} --token-file ${hub.adminTokenFile ?? "<token file>"}\n`);
@@ -121,9 +162,10 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
 export const loginCommand: Command = {
   name: "login",
   summary: "connect the command line to a hub (writes the configuration file)",
-  usage: "polity login --hub <url> --ca <ca.pem> (--token-file <file> | --token-env <VAR>) [--name <name>]",
+  usage: "polity login --hub <url> --ca <ca.pem> (--token-file <file> | --token-env <VAR>) [--region <r>] [--name <name>]",
   options: {
     hub: { type: "string" },
+    region: { type: "string" },
     ca: { type: "string" },
     "token-file": { type: "string" },
     "token-env": { type: "string" },
@@ -139,6 +181,8 @@ Flags:
       --ca <file>           the federation CA certificate (the hub writes it to <data>/ca.pem)
       --token-file <file>   a file holding the bearer token (e.g. <data>/admin.token)
       --token-env <VAR>     or an environment variable holding it
+      --region <r>          the hub is region <r>'s hub (default: the global hub); its certificate
+                            must carry that hub's SPIFFE ID, or nothing is sent to it, the token least
       --name <name>         the name to record the hub under (default: default)
       --config <file>       the configuration file (default: $POLITY_CONFIG, or ~/.config/polity/config.json)
 
@@ -158,11 +202,14 @@ Exit status: 0 when logged in, 2 when the hub refuses the token or cannot be rea
     const token = tokenFile !== undefined ? readFileSync(tokenFile, "utf8").trim() : (io.env[tokenEnv!] ?? "").trim();
     if (token === "") throw new UsageError(tokenFile !== undefined ? `${tokenFile} is empty` : `$${tokenEnv} is empty`);
     const ca = readFileSync(caFile, "utf8");
-    const who = await hubCall<{ description: string }>({ url: url.replace(/\/$/, ""), caPem: ca, token }, "GET", "/v1/whoami");
+    const region = stringOption(parsed, "region");
+    if (region !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(region)) throw new UsageError(`--region ${region}: not a region name`);
+    const server = hubServerPath(region);
+    const who = await hubCall<{ description: string }>({ url: url.replace(/\/$/, ""), caPem: ca, token, serverIds: [server] }, "GET", "/v1/whoami");
     const path = configPath(io.env, stringOption(parsed, "config"));
     const config = readConfig(path);
     const name = stringOption(parsed, "name") ?? "default";
-    writeConfig(path, { current: name, hubs: { ...config.hubs, [name]: { url: url.replace(/\/$/, ""), ca, token } } });
+    writeConfig(path, { current: name, hubs: { ...config.hubs, [name]: { url: url.replace(/\/$/, ""), ca, token, ...(region === undefined ? {} : { server }) } } });
     io.out(`logged in to ${url} as ${who.description}; saved as ${JSON.stringify(name)} in ${path}\n`);
     return EXIT.ok;
   },

@@ -7,6 +7,22 @@ import { describePrincipal } from "../principal.js";
 import { route, type Answer } from "../route.js";
 import { ApiError } from "../status.js";
 import { callingCluster, clusterTarget } from "./shared.js";
+import type { Regions } from "../regional/parent.js";
+import { sleep } from "../../client/retry.js";
+
+/** A bundle a regional hub signed, as this hub mirrors it; a long poll checks for a newer one every second (for at most 10 s). */
+async function mirroredBundle(regions: Regions, cluster: string, region: string, wanted: string | undefined, wait: number, signal: AbortSignal): Promise<Answer> {
+  const until = Date.now() + Math.min(wait, 10) * 1000;
+  for (;;) {
+    const bundle = await regions.bundleFor(cluster);
+    if (bundle === undefined) throw new ApiError(503, "Unavailable", `no bundle for cluster ${cluster} yet: region ${region}'s hub signs its bundles, and has not sent this one up`);
+    if (wanted === undefined || Number(wanted) !== bundle.version) {
+      return { body: bundle.bytes, type: BUNDLE_MEDIA_TYPE, headers: { etag: `"${bundle.version}"`, "cache-control": "no-cache" } };
+    }
+    if (Date.now() >= until || signal.aborted) return { status: 304, body: "", headers: { etag: `"${bundle.version}"` } };
+    await sleep(1000, signal);
+  }
+}
 
 export const AGENT_ROUTES = [
   route({
@@ -16,9 +32,11 @@ export const AGENT_ROUTES = [
       "The calling cluster's signed bundle. With If-None-Match: \"<version>\" and ?wait=<seconds> (at most 60), a long poll: answered as soon as a newer bundle exists, or 304 when the wait ends.",
     access: { kind: "agent", why: "this endpoint is for a cluster's agent (mutual TLS with its certificate)" },
     async handle(hub, call): Promise<Answer> {
-      const { cluster } = callingCluster(call);
+      const { cluster, region } = callingCluster(call);
       const wanted = /^"(\d+)"$/.exec(String(call.headers["if-none-match"] ?? ""))?.[1];
       const wait = Math.min(60, Math.max(0, Number(call.query.wait ?? 0) || 0));
+      // A cluster of a region with its own hub has bundles that hub signed: this hub serves them as a mirror.
+      if (hub.regions !== undefined && (await hub.regions.hasHub(region))) return mirroredBundle(hub.regions, cluster, region, wanted, wait, call.signal);
       if (wanted !== undefined) {
         const held = Number(wanted);
         if (hub.bundles.version(cluster) === held && wait > 0) {

@@ -4,7 +4,12 @@ import { describePrincipal } from "../principal.js";
 import { route, type Hub } from "../route.js";
 import type { ClusterCertificate } from "../identity.js";
 
-const withBundleKey = (hub: Hub, issued: ClusterCertificate): IssuedCertificate => ({ ...issued, bundleKey: { keyId: hub.bundles.key.keyId, publicKeyPem: hub.bundles.key.publicKeyPem } });
+/** What an agent pins besides its certificate: the bundle key signing now, and root version 1 (src/trust). */
+const withBundleKey = async (hub: Hub, issued: ClusterCertificate): Promise<IssuedCertificate> => ({
+  ...issued,
+  bundleKey: { keyId: hub.bundles.key.keyId, publicKeyPem: hub.bundles.key.publicKeyPem },
+  root: await hub.trust.rootVersion(1),
+});
 
 export const IDENTITY_ROUTES = [
   route({
@@ -52,7 +57,7 @@ export const IDENTITY_ROUTES = [
     access: { kind: "public" },
     body: enrollRequest,
     async handle(hub, call) {
-      return { status: 201, body: withBundleKey(hub, await hub.identity.enroll(call.body.joinToken, call.body.csr)) };
+      return { status: 201, body: await withBundleKey(hub, await hub.identity.enroll(call.body.joinToken, call.body.csr)) };
     },
   }),
   route({
@@ -63,7 +68,7 @@ export const IDENTITY_ROUTES = [
     body: renewRequest,
     async handle(hub, call) {
       if (call.peer === undefined) throw new Error("a cluster principal without its certificate");
-      return { body: withBundleKey(hub, await hub.identity.renew(call.peer, call.body.csr)) };
+      return { body: await withBundleKey(hub, await hub.identity.renew(call.peer, call.body.csr)) };
     },
   }),
   route({

@@ -204,6 +204,7 @@ export const LAYER_ROUTES: Route[] = [
     },
     targets: (hub, _call, layer) => [layerTarget(hub, layer.id, layer.region)],
     async handle(hub, call, { id }) {
+      hub.regional?.checkWritable([id]);
       const change = { kind: "layers", layers: [{ id, layer: undefined, files: [] }] } as const;
       hub.changes.checkLayers(actorFor(call.principal), change.layers, hub.now().getTime());
       const plan = engine("deleting the layer is refused", () => hub.changes.plan(change));
@@ -231,6 +232,7 @@ export const LAYER_ROUTES: Route[] = [
         const replayed = await replay(hub, key, layers);
         if (replayed !== undefined) return { status: 200, headers: { "x-correlation-id": replayed.correlationId ?? undefined }, body: replayed };
       }
+      if (!dryRun) hub.regional?.checkWritable(layers.map((l) => l.id));
       // A dry run checks what the change holds, not who may make it (an auditor may plan one).
       hub.changes.checkLayers(dryRun ? undefined : actorFor(call.principal), layers, hub.now().getTime());
       const change = { kind: "layers", layers } as const;

@@ -1,0 +1,133 @@
+/**
+ * The regional hub role's wire formats (src/hub/regional/): a parent's region tokens, a
+ * regional hub's enrolment, the mirror it pulls, the summary it sends up, conflicts.
+ */
+import { z } from "zod";
+import { sourceFile } from "./fields.js";
+
+const name = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a region name: lowercase letters, digits and '-'").max(63);
+const pem = z.string().min(1).max(16 * 1024);
+/** A DNS name (RFC 1123 labels, no wildcard, not localhost: loopback is allowLoopback's). */
+const dnsName = z
+  .string()
+  .max(253)
+  .regex(/^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/, "a DNS name: lowercase labels of letters, digits and '-', no wildcard")
+  .refine((n) => n !== "localhost" && !n.endsWith(".localhost"), "localhost is not a hostname to fix: mint the token with allowLoopback");
+
+export const regionTokenRequest = z.strictObject({
+  /** Lifetime in seconds (default 1 h, at most 7 days). */
+  ttlSeconds: z.number().int().min(60).max(7 * 24 * 3600).optional(),
+  /**
+   * The DNS names the regional hub's certificate will carry, fixed here by the global admin
+   * (the hub cannot ask for others: a certificate from the federation CA for the global
+   * hub's name, or another region's, would let it impersonate them).
+   */
+  hostnames: z.array(dnsName).max(20).default([]),
+  /** Also localhost, 127.0.0.1 and ::1 (a hub on one machine: polity dev, tests). */
+  allowLoopback: z.boolean().default(false),
+});
+
+export const regionalEnrolment = z.strictObject({
+  token: z.string().min(1).max(256),
+  region: name,
+  /** The regional hub's own keys' public halves (ECDSA P-256, SPKI PEM): its hub certificate's and its region CA's. */
+  hubPublicKeyPem: pem,
+  caPublicKeyPem: pem,
+  /** Its bundle-signing and audit-log keys (Ed25519, SPKI PEM): what its bundles and heads are checked with. */
+  bundleKeyPem: pem,
+  auditKeyPem: pem,
+  /**
+   * Names it would be reached by: each must be one its region token admits (fixed by the
+   * global admin when minting it); its certificate carries the token's names, never more.
+   */
+  hostnames: z.array(z.string().min(1).max(253)).max(20).default([]),
+});
+export type RegionalEnrolment = z.infer<typeof regionalEnrolment>;
+
+export interface RegionalEnrolled {
+  readonly federation: string;
+  readonly region: string;
+  /** The federation's root CA: what every cluster and hub trusts. */
+  readonly rootPem: string;
+  readonly hubCertificatePem: string;
+  /** The region's CA: an intermediate under the root, name-constrained to `spiffe://<federation>/region/<region>/` (src/hub/trust.ts issueRegionalCa). */
+  readonly caCertificatePem: string;
+  /** The root version that delegates the region to its hub's bundle key (src/hub/trust.ts delegateRegion). */
+  readonly rootVersion: number;
+  /** The parent's bundle key (agents of the region may pin it beside their regional hub's). */
+  readonly parentBundleKeyPem: string;
+}
+
+export interface LayerCopy {
+  readonly version: number;
+  readonly contentHash: string;
+  readonly files: readonly z.infer<typeof sourceFile>[];
+}
+
+/** What a regional hub mirrors from its parent. */
+export interface Mirror {
+  readonly federation: string;
+  readonly region: string;
+  readonly global: LayerCopy | null;
+  /** The region layer as the parent holds it (the last the region sent and the parent accepted). */
+  readonly regionLayer: LayerCopy | null;
+  /** The size of the region log's newest head recorded by the parent: the next consistency proof starts there. */
+  readonly headSize: number;
+  readonly clusters: readonly {
+    readonly name: string;
+    readonly labels: Readonly<Record<string, string>>;
+    readonly facts: unknown;
+    readonly revoked: boolean;
+  }[];
+}
+
+const counts = z.record(z.string().max(64), z.number().int().min(0)).refine((r) => Object.keys(r).length <= 64, "at most 64 counts");
+
+export const regionalSummary = z.strictObject({
+  /** The region layer at the regional hub, when the parent has not accepted that version yet. */
+  regionLayer: z.strictObject({ version: z.number().int().min(0), files: z.array(sourceFile).max(1000) }).optional(),
+  /** Certificates the region's CA issued since the last summary (so that the parent knows them when an agent falls back to it). */
+  certificates: z
+    .array(
+      z.strictObject({
+        serial: z.string().regex(/^[0-9a-f]{1,64}$/),
+        cluster: name,
+        notBefore: z.iso.datetime(),
+        notAfter: z.iso.datetime(),
+        publicKeySha256: z.string().regex(/^[0-9a-f]{64}$/),
+        certificatePem: pem,
+      }),
+    )
+    .max(10_000),
+  /** The region's signed bundles changed since the last summary (base64), which the parent serves as a mirror. */
+  bundles: z.array(z.strictObject({ cluster: name, version: z.number().int().min(1), bytes: z.string().max(8 * 1024 * 1024) })).max(10_000),
+  /** The regional log's newest signed head, and a consistency proof from the head the parent acknowledged last. */
+  head: z.strictObject({ head: z.unknown(), proof: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(128) }).optional(),
+  /** Counts only: clusters, stale clusters, acknowledgements; compliance passes, failures and warnings. */
+  status: counts,
+  compliance: counts,
+  /** Conflicts found in the region since the last summary. */
+  conflicts: z
+    .array(z.strictObject({ id: z.string().regex(/^[0-9a-f]{16}$/), layerId: z.string().max(200), reason: z.string().max(4000), resolution: z.string().max(400), revertedVersion: z.number().int().nullable(), detectedAt: z.iso.datetime() }))
+    .max(100),
+});
+export type RegionalSummary = z.infer<typeof regionalSummary>;
+
+export interface SummaryAnswer {
+  readonly regionLayer: { readonly state: "accepted" | "unchanged" | "conflict"; readonly reason?: string };
+  /** The tree size the parent recorded: the next proof starts there. */
+  readonly acknowledgedSize: number;
+  /** Why the head sent was refused (a log that does not extend the head recorded before): audited on the parent. */
+  readonly headRefused?: string;
+}
+
+export interface Conflict {
+  readonly id: string;
+  readonly region: string;
+  readonly layerId: string;
+  readonly detectedAt: string;
+  readonly detectedBy: string;
+  readonly reason: string;
+  readonly resolution: string;
+  readonly revertedVersion: number | null;
+}

@@ -1,0 +1,206 @@
+/**
+ * The regional hub role: the link to its parent, level-triggered. Every round it pulls the
+ * parent's mirror (the global layer, its region's clusters, its region layer as the parent
+ * holds it) and brings its own database to it, then sends its summary up (its region layer
+ * when the parent has not accepted that version, the certificates its CA issued, the
+ * bundles it signed, its log's newest signed head with a consistency proof, counts). A
+ * round that fails changes nothing: the next one starts again from what the databases hold,
+ * so no update is lost however long the parent is away.
+ *
+ * With the parent away, the hub keeps serving its clusters (bundles, enrolments, renewals,
+ * decision logs) and accepts its region layer's changes, validated against the global
+ * layer it holds (reconcile.ts says what happens when the link returns).
+ *
+ * This module owns `regional_link`.
+ */
+import type { Mirror, RegionalSummary, SummaryAnswer } from "../../api/regions.js";
+import { call } from "../../client/http.js";
+import type { Database } from "../../store/database.js";
+import type { AuditLog } from "../audit-log.js";
+import type { BundleService } from "../bundles.js";
+import type { Changes } from "../change.js";
+import type { Federation } from "../federation.js";
+import { parentEndpoint, type RegionalCredentials } from "./credentials.js";
+import { pullRoots } from "./roots.js";
+import type { TrustService } from "../trust.js";
+import { Reconciler } from "./reconcile.js";
+import { forbidden } from "../status.js";
+
+export interface LinkState {
+  readonly region: string;
+  readonly parent: string;
+  readonly connected: boolean;
+  readonly lastContact: string | null;
+  readonly lastError: string | null;
+  readonly globalVersion: number;
+  readonly acceptedRegionVersion: number;
+  readonly acknowledgedSize: number;
+}
+
+type LinkRow = {
+  global_version: number;
+  global_hash: string | null;
+  accepted_region_version: number;
+  last_contact: Date | null;
+  sent_certificates_at: Date | null;
+  sent_bundle_revision: string;
+  acknowledged_size: string;
+};
+
+export class RegionalRole {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private connected = false;
+  private lastError: string | null = null;
+  private readonly reconciler: Reconciler;
+
+  constructor(
+    private readonly db: Database,
+    private readonly federation: Federation,
+    changes: Changes,
+    private readonly bundles: BundleService,
+    private readonly audit: AuditLog,
+    readonly credentials: RegionalCredentials,
+    private readonly intervalMs: number,
+    private readonly now: () => Date,
+    private readonly trust: TrustService,
+  ) {
+    this.reconciler = new Reconciler(db, federation, changes, audit, credentials.region, now);
+  }
+
+  get region(): string {
+    return this.credentials.region;
+  }
+
+  /**
+   * What may be written on a regional hub: its region's layer and its clusters' layers. The
+   * global layer is its parent's (mirrored), and other regions are not held here.
+   */
+  checkWritable(ids: readonly string[]): void {
+    for (const id of ids) {
+      if (id === "global") throw forbidden(`the global layer is mirrored from the parent hub (${this.credentials.parentUrl}): change it there`);
+      const [tier, name] = id.split("/") as [string, string];
+      if (tier === "region" && name !== this.region) throw forbidden(`this is the regional hub of ${this.region}: layer ${id} belongs to another region's hub`);
+      if (tier === "cluster") {
+        const cluster = this.federation.clusters.get(name);
+        if (cluster !== undefined && cluster.region !== this.region) throw forbidden(`this is the regional hub of ${this.region}: cluster ${name} is in region ${cluster.region}`);
+      }
+    }
+  }
+
+  start(): void {
+    const round = () => {
+      this.running = this.round().finally(() => {
+        if (this.timer !== undefined) this.timer = setTimeout(round, this.intervalMs);
+      });
+    };
+    this.timer = setTimeout(round, 0);
+  }
+
+  async stop(): Promise<void> {
+    const timer = this.timer;
+    this.timer = undefined;
+    clearTimeout(timer);
+    await this.running;
+  }
+
+  private async link(): Promise<LinkRow> {
+    const [row] = await this.db.query<LinkRow>(
+      "SELECT global_version, global_hash, accepted_region_version, last_contact, sent_certificates_at, sent_bundle_revision::text AS sent_bundle_revision, acknowledged_size::text AS acknowledged_size FROM regional_link",
+    );
+    return row!;
+  }
+
+  /** One round: pull, then push. Failures are kept for `state()` and tried again next round. */
+  async round(): Promise<void> {
+    try {
+      await this.federation.sync();
+      // The parent's new roots first (a rotation, a revocation): bundles made after name them.
+      await pullRoots(this.db, parentEndpoint(this.credentials), this.trust.federation, this.now());
+      await this.trust.reload();
+      const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", "/v1/region/mirror", undefined, { timeoutMs: 10_000 })).body;
+      await this.reconciler.pull(mirror);
+      await this.push(mirror.headSize);
+      this.connected = true;
+      this.lastError = null;
+      await this.db.query("UPDATE regional_link SET last_contact = $1", [this.now()]);
+    } catch (error) {
+      this.connected = false;
+      this.lastError = error instanceof Error ? error.message : String(error);
+    }
+  }
+
+  /** `recorded`: the size of this log's newest head the parent holds (what the proof starts from). */
+  private async push(recorded: number): Promise<void> {
+    const link = await this.link();
+    const region = this.federation.layers.get(`region/${this.region}`);
+    const regionLayer = region !== undefined && region.version !== link.accepted_region_version ? { version: region.version, files: [...region.files] } : undefined;
+    const since = link.sent_certificates_at ?? new Date(0);
+    const certificates = await this.db.query<{ serial: string; cluster: string; not_before: Date; not_after: Date; public_key_sha256: string; certificate_pem: string; issued_at: Date }>(
+      "SELECT serial, cluster, not_before, not_after, public_key_sha256, certificate_pem, issued_at FROM certificates WHERE issued_at > $1 ORDER BY issued_at LIMIT 5000",
+      [since],
+    );
+    const changed = await this.db.query<{ cluster: string; revision: string }>("SELECT cluster, revision::text AS revision FROM bundles WHERE revision > $1 ORDER BY revision LIMIT 5000", [link.sent_bundle_revision]);
+    const bundles: RegionalSummary["bundles"] = [];
+    for (const { cluster } of changed) {
+      const bundle = this.bundles.bundleBytes(cluster);
+      if (bundle !== undefined) bundles.push({ cluster, version: bundle.version, bytes: bundle.bytes.toString("base64") });
+    }
+    const head = await this.audit.latestHead().catch(() => undefined);
+    let proof: string[] = [];
+    if (head !== undefined && recorded > 0 && head.treeSize > recorded) proof = [...(await this.audit.consistencyProof(recorded, head.treeSize)).proof];
+    const summary: RegionalSummary = {
+      ...(regionLayer === undefined ? {} : { regionLayer }),
+      certificates: certificates.map((c) => ({
+        serial: c.serial,
+        cluster: c.cluster,
+        notBefore: new Date(c.not_before).toISOString(),
+        notAfter: new Date(c.not_after).toISOString(),
+        publicKeySha256: c.public_key_sha256,
+        certificatePem: c.certificate_pem,
+      })),
+      bundles,
+      ...(head === undefined ? {} : { head: { head, proof } }),
+      status: await this.statusCounts(),
+      compliance: await this.complianceCounts(),
+      conflicts: await this.reconciler.conflictsToSend(),
+    };
+    const answer = (await call<SummaryAnswer>(parentEndpoint(this.credentials), "POST", "/v1/region/summary", summary, { timeoutMs: 30_000 })).body;
+    const lastIssued = certificates.at(-1)?.issued_at;
+    const lastRevision = changed.at(-1)?.revision;
+    await this.db.query("UPDATE regional_link SET sent_certificates_at = COALESCE($1, sent_certificates_at), sent_bundle_revision = COALESCE($2, sent_bundle_revision), acknowledged_size = $3", [
+      lastIssued ?? null,
+      lastRevision ?? null,
+      answer.acknowledgedSize,
+    ]);
+    this.reconciler.sent(summary.conflicts.map((c) => c.id));
+    if (regionLayer !== undefined) await this.reconciler.answered(regionLayer.version, answer.regionLayer);
+    if (answer.headRefused !== undefined) throw new Error(answer.headRefused);
+  }
+
+  private async statusCounts(): Promise<Record<string, number>> {
+    const [row] = await this.db.query<{ reporting: string; stale: string; acknowledgements: string }>(
+      "SELECT (SELECT count(*) FROM agent_status)::text AS reporting, (SELECT count(*) FROM agent_status WHERE status->>'stale' = 'true')::text AS stale, (SELECT count(*) FROM bundle_acknowledgements)::text AS acknowledgements",
+    );
+    return { clusters: this.federation.clusters.size, reporting: Number(row?.reporting ?? 0), stale: Number(row?.stale ?? 0), acknowledgements: Number(row?.acknowledgements ?? 0) };
+  }
+
+  private async complianceCounts(): Promise<Record<string, number>> {
+    const [row] = await this.db.query<{ pass: string | null; fail: string | null; warn: string | null }>("SELECT sum(pass)::text AS pass, sum(fail)::text AS fail, sum(warn)::text AS warn FROM compliance");
+    return { pass: Number(row?.pass ?? 0), fail: Number(row?.fail ?? 0), warn: Number(row?.warn ?? 0) };
+  }
+
+  async state(): Promise<LinkState> {
+    const link = await this.link();
+    return {
+      region: this.region,
+      parent: this.credentials.parentUrl,
+      connected: this.connected,
+      lastContact: link.last_contact === null ? null : new Date(link.last_contact).toISOString(),
+      lastError: this.lastError,
+      globalVersion: link.global_version,
+      acceptedRegionVersion: link.accepted_region_version,
+      acknowledgedSize: Number(link.acknowledged_size),
+    };
+  }
+}
