@@ -497,26 +497,7 @@ $$`,
 )`,
     ],
   },
-  {
-    version: 17,
-    name: "each agent's latest facts report, signed or withheld, and a per-cluster budget of drift audit entries",
-    statements: [
-      // The latest report (the signed ones are also clusters.reported_facts); `withheld`: why it was not signed.
-      `CREATE TABLE facts_reports (
-  cluster text PRIMARY KEY,
-  facts jsonb NOT NULL,
-  reported_at timestamptz NOT NULL,
-  withheld jsonb,
-  -- The effective facts last audited as withheld: each distinct withheld facts is audited once.
-  withheld_key text
-)`,
-      // Drift is listed in the order the hub received it (an agent's clock orders nothing).
-      "CREATE INDEX drift_events_received ON drift_events (cluster, received_at DESC)",
-      "ALTER TABLE drift_totals ADD COLUMN audit_window timestamptz",
-      "ALTER TABLE drift_totals ADD COLUMN audit_spent integer NOT NULL DEFAULT 0",
-    ],
-  },
-  // Issue 15: the root of trust (15), regional hubs (16) and their tokens' hostnames (18).
+  // Issue 15: the root of trust (15) and regional hubs (16), their tokens' hostnames (18); 17 is issue 12's facts reports.
   {
     version: 15,
     name: "the federation's root of trust (src/trust): root versions, key lifecycles, regional CAs",
@@ -613,6 +594,25 @@ CREATE TABLE regional_link (
   -- The last tree head the parent acknowledged.
   acknowledged_size bigint NOT NULL DEFAULT 0
 )`),
+  },
+  {
+    version: 17,
+    name: "each agent's latest facts report, signed or withheld, and a per-cluster budget of drift audit entries",
+    statements: [
+      // The latest report (the signed ones are also clusters.reported_facts); `withheld`: why it was not signed.
+      `CREATE TABLE facts_reports (
+  cluster text PRIMARY KEY,
+  facts jsonb NOT NULL,
+  reported_at timestamptz NOT NULL,
+  withheld jsonb,
+  -- The effective facts last audited as withheld: each distinct withheld facts is audited once.
+  withheld_key text
+)`,
+      // Drift is listed in the order the hub received it (an agent's clock orders nothing).
+      "CREATE INDEX drift_events_received ON drift_events (cluster, received_at DESC)",
+      "ALTER TABLE drift_totals ADD COLUMN audit_window timestamptz",
+      "ALTER TABLE drift_totals ADD COLUMN audit_spent integer NOT NULL DEFAULT 0",
+    ],
   },
   {
     version: 18,
