@@ -262,7 +262,11 @@ describe("revocation and regional scopes, as the agent sees them", () => {
     expect(agent.bundle.offer(forged(oldKey.privateKey), new Date())).toBeUndefined();
     expect(agent.bundle.lastRefusal).toMatchObject({ problem: "untrusted-key", message: expect.stringMatching(/revoked by root version/) });
     expect(agent.bundle.current!.metadata).toEqual(held);
-    const entries = (await call<{ items: { entry: { kind: string; data: Record<string, unknown> } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=key.revoked")).body.items.map((i) => i.entry);
+    // The log integrates entries in the background: the revocation's entry comes within moments.
+    const entries = await eventually("the revocation in the audit log", async () => {
+      const found = (await call<{ items: { entry: { kind: string; data: Record<string, unknown> } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=key.revoked")).body.items.map((i) => i.entry);
+      return found.length > 0 ? found : undefined;
+    });
     expect(entries).toEqual([expect.objectContaining({ kind: "key.revoked", data: expect.objectContaining({ keyId: oldKeyId, reason: "key copied off the hub host", purpose: "bundles" }) })]);
   });
 
