@@ -20,6 +20,7 @@ import { call } from "../src/client/http.js";
 import { eventually } from "./support/eventually.js";
 import { BIN, example, HubFixture, joinToken, type TestHub } from "./support/hubs.js";
 import { TestApiServer } from "./support/kube/api-server.js";
+import { INTENT_TYPES, SECOND_LINE_TYPES } from "./support/kube/resources.js";
 import { run } from "./support/processes.js";
 
 const CLUSTER = "eu-west-1";
@@ -55,19 +56,7 @@ beforeAll(async () => {
   if (buildError !== null) throw new Error(buildError);
   dir = mkdtempSync(join(tmpdir(), "polity-agent-apply-"));
   api = await TestApiServer.start();
-  for (const [group, version, resource, kind, namespaced] of [
-    ["networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true],
-    ["", "v1", "resourcequotas", "ResourceQuota", true],
-    ["", "v1", "limitranges", "LimitRange", true],
-    ["rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false],
-    ["rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false],
-    ["admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", false],
-    ["admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", false],
-    ["apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false],
-    ["polity.dev", "v1", "policyparams", "PolicyParams", false],
-  ] as const) {
-    api.serve({ group, version, resource, kind, namespaced });
-  }
+  for (const type of [...INTENT_TYPES, ...SECOND_LINE_TYPES]) api.serve(type);
   for (const name of ["payments", "billing", "gateway"]) api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name } });
   api.put(node("node-a", "eu-west-1a"));
   api.put(node("node-b", "eu-west-1b"));

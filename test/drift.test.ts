@@ -25,6 +25,7 @@ import { layersFromFiles } from "../src/policy/layer-files.js";
 import { eventually, sleep } from "./support/eventually.js";
 import { HubFixture, joinToken, type TestHub } from "./support/hubs.js";
 import { TestApiServer } from "./support/kube/api-server.js";
+import { INTENT_TYPES } from "./support/kube/resources.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const KINDS = ["NetworkPolicy", "ResourceQuota", "LimitRange", "ClusterRole", "ClusterRoleBinding"];
@@ -64,15 +65,7 @@ const informNetpol = () => desired.find((m) => m.kind === "NetworkPolicy" && m.m
 
 beforeAll(async () => {
   api = await TestApiServer.start({ bookmarkIntervalMs: 500 });
-  for (const [group, resource, kind, namespaced] of [
-    ["networking.k8s.io", "networkpolicies", "NetworkPolicy", true],
-    ["", "resourcequotas", "ResourceQuota", true],
-    ["", "limitranges", "LimitRange", true],
-    ["rbac.authorization.k8s.io", "clusterroles", "ClusterRole", false],
-    ["rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", false],
-  ] as const) {
-    api.serve({ group, version: "v1", resource, kind, namespaced });
-  }
+  for (const type of INTENT_TYPES) api.serve(type);
   for (const name of ["payments", "billing"]) api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name } });
   dir = mkdtempSync(join(tmpdir(), "polity-drift-"));
   access = loadKubeAccess({ kubeconfig: api.writeKubeconfig(join(dir, "kubeconfig")), env: {} })!;

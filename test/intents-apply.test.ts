@@ -22,6 +22,7 @@ import { driftOf } from "../src/intents/drift.js";
 import { effectivePolicySet } from "../src/layering/effective.js";
 import { layersFromFiles } from "../src/policy/layer-files.js";
 import { TestApiServer } from "./support/kube/api-server.js";
+import { INTENT_TYPES } from "./support/kube/resources.js";
 
 const ROOT = join(import.meta.dirname, "..");
 let api: TestApiServer;
@@ -44,15 +45,7 @@ const stored = (m: Manifest) => api.get(m.apiVersion, m.kind, m.metadata.name, m
 
 beforeAll(async () => {
   api = await TestApiServer.start();
-  for (const [group, resource, kind, namespaced] of [
-    ["networking.k8s.io", "networkpolicies", "NetworkPolicy", true],
-    ["", "resourcequotas", "ResourceQuota", true],
-    ["", "limitranges", "LimitRange", true],
-    ["rbac.authorization.k8s.io", "clusterroles", "ClusterRole", false],
-    ["rbac.authorization.k8s.io", "clusterrolebindings", "ClusterRoleBinding", false],
-  ] as const) {
-    api.serve({ group, version: "v1", resource, kind, namespaced });
-  }
+  for (const type of INTENT_TYPES) api.serve(type);
   for (const name of ["payments", "billing"]) api.put({ apiVersion: "v1", kind: "Namespace", metadata: { name } });
   dir = mkdtempSync(join(tmpdir(), "polity-apply-"));
   kubeconfig = api.writeKubeconfig(join(dir, "kubeconfig"));

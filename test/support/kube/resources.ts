@@ -76,3 +76,20 @@ export function apiGroup(types: readonly ResourceType[], group: string): unknown
   const listed = versions.map((version) => ({ groupVersion: `${group}/${version}`, version }));
   return { kind: "APIGroup", apiVersion: "v1", name: group, versions: listed, preferredVersion: listed[0] };
 }
+
+/** The kinds intents make (src/intents/translate.ts), second line aside: what apply and drift tests serve. */
+export const INTENT_TYPES: readonly ResourceType[] = [
+  { group: "networking.k8s.io", version: "v1", resource: "networkpolicies", kind: "NetworkPolicy", namespaced: true },
+  { group: "", version: "v1", resource: "resourcequotas", kind: "ResourceQuota", namespaced: true },
+  { group: "", version: "v1", resource: "limitranges", kind: "LimitRange", namespaced: true },
+  { group: "rbac.authorization.k8s.io", version: "v1", resource: "clusterroles", kind: "ClusterRole", namespaced: false },
+  { group: "rbac.authorization.k8s.io", version: "v1", resource: "clusterrolebindings", kind: "ClusterRoleBinding", namespaced: false },
+];
+
+/** The native second line's kinds: admission policies, their bindings, the params' definition and params. */
+export const SECOND_LINE_TYPES: readonly ResourceType[] = [
+  { group: "admissionregistration.k8s.io", version: "v1", resource: "validatingadmissionpolicies", kind: "ValidatingAdmissionPolicy", namespaced: false },
+  { group: "admissionregistration.k8s.io", version: "v1", resource: "validatingadmissionpolicybindings", kind: "ValidatingAdmissionPolicyBinding", namespaced: false },
+  { group: "apiextensions.k8s.io", version: "v1", resource: "customresourcedefinitions", kind: "CustomResourceDefinition", namespaced: false },
+  { group: "polity.dev", version: "v1", resource: "policyparams", kind: "PolicyParams", namespaced: false },
+];
