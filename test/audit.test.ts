@@ -27,6 +27,7 @@ import { clusterEndpoint, enroll, renew, type Credentials } from "../src/identit
 import { openDatabase, type Database, type Queryable } from "../src/store/database.js";
 import type { Run } from "./support/processes.js";
 import { example, HubFixture, joinToken, mint, refused, type Minted, type TestHub } from "./support/hubs.js";
+import { eventually } from "./support/eventually.js";
 
 const OPERATOR_KEY = "audit-test-operator-key-0123456789abcdef";
 const FEDERATION = "polity";
@@ -1047,5 +1048,46 @@ describe("acknowledgements", () => {
     await integrate(h);
     const acknowledged = await entries(h.admin, "&kind=bundle.acknowledged");
     expect(acknowledged.map((e) => e.entry.data)).toEqual([{ version: current, bundleHash: published.body.hash }]);
+  });
+});
+
+describe("a log key rotated: the auditor follows the root of trust", () => {
+  let h: TestHub;
+  afterAll(async () => {
+    await h?.hub.close();
+  });
+
+  it("verifies heads signed by the new key against a head saved before the rotation, and moves the saved head to the new key and root", async () => {
+    h = await hubs.startCopy("log-key-rotation", { audit: { detectEveryMs: 0 } });
+    const auditor = cliConfig("log-key-auditor", { ...h.anonymous, token: (await mint(h, { name: "auditor", role: "auditor" })).token });
+    const admin = cliConfig("log-key-admin", h.admin);
+    await integrate(h);
+    const savedFile = join(h.dir, "..", "saved-head-log-key.json");
+    expect((await polity(["audit", "head", "--save", savedFile], { config: auditor })).code).toBe(0);
+    const before = JSON.parse(readFileSync(savedFile, "utf8")) as { publicKeyPem: string; root: { signed: { version: number } } };
+    expect(before.root.signed.version).toBeGreaterThanOrEqual(1);
+
+    const rotated = await polity(["keys", "rotate", "--purpose", "audit-log"], { config: admin });
+    expect(rotated.code, rotated.out + rotated.err).toBe(0);
+    for (let i = 0; i < 3; i++) await mint(h, { name: `after-rotation-${i}`, role: "auditor" });
+    // The hub signs with the new key once it has read the root that lists it.
+    const next = await eventually("the hub signs its heads with the new log key", async () => {
+      const head = await integrate(h);
+      const { publicKeyPem } = (await call<{ publicKeyPem: string }>(h.admin, "GET", "/v1/audit/key")).body;
+      if (publicKeyPem === before.publicKeyPem) throw new Error("the log key has not moved yet");
+      verifyTreeHead(head, createPublicKey(publicKeyPem));
+      return publicKeyPem;
+    });
+
+    const checked = await polity(["audit", "verify", "--against", savedFile, "--entries", "--update"], { config: auditor });
+    expect(checked.code, checked.out + checked.err).toBe(0);
+    expect(checked.out).toMatch(/^log key: +rotated from [0-9a-f]{12}… to [0-9a-f]{12}…, proven by the root chain from your saved root to version \d+$/m);
+    expect(checked.out).toMatch(/^OK: /m);
+    const after = JSON.parse(readFileSync(savedFile, "utf8")) as { publicKeyPem: string; root: { signed: { version: number } } };
+    expect(after.publicKeyPem).toBe(next);
+    expect(after.root.signed.version).toBeGreaterThan(before.root.signed.version);
+    const again = await polity(["audit", "verify", "--against", savedFile], { config: auditor });
+    expect(again.code, again.out + again.err).toBe(0);
+    expect(again.out).not.toMatch(/rotated/);
   });
 });

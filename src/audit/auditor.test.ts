@@ -1,9 +1,11 @@
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { advanceSavedHead, headToSave, parseSavedHead, SavedHeadError, verifyLog, type LogSource, type SavedHead } from "./auditor.js";
 import { encodeEntry, type AuditEntry, type AuditEvent } from "./entry.js";
 import { CompactRange, ProofError, TILE_WIDTH, assembleProof, consistencyRanges, foldRange, rangeNodes } from "./merkle.js";
 import { signTreeHead } from "./tree-head.js";
+import { keyIdOf } from "../bundle/index.js";
+import { ROOT_TYPE, signRoot, type RootEnvelope, type RootMetadata } from "../trust/index.js";
 
 const ORIGIN = "polity/audit";
 const START = Date.parse("2026-11-25T06:00:00.000Z");
@@ -295,5 +297,109 @@ describe("saving a tree head", () => {
     expect(edit((f) => (f.publicKeyPem = "not a key"))).toThrow(/publicKeyPem is not a public key/);
     expect(edit((f) => (f.kind = "TreeHead"))).toThrow(/kind must be "PolityAuditTreeHead"/);
     expect(() => parseSavedHead([])).toThrow(/a JSON object/);
+  });
+});
+
+describe("a log key rotated under the root of trust", () => {
+  const rootKey = generateKeyPairSync("ed25519");
+  const forger = generateKeyPairSync("ed25519");
+  const forgerRoot = generateKeyPairSync("ed25519");
+  const bundles = generateKeyPairSync("ed25519").publicKey;
+  const id = (key: KeyObject) => keyIdOf(key);
+
+  /** Root `version` listing `audit` as the log key, signed by `signers`' private keys. */
+  function rootVersion(version: number, audit: KeyObject, signers: KeyObject[] = [rootKey.privateKey], root = rootKey.publicKey): RootEnvelope {
+    const signed: RootMetadata = {
+      type: ROOT_TYPE,
+      specVersion: 1,
+      federation: "acme",
+      version,
+      issuedAt: "2026-12-01T00:00:00.000Z",
+      expires: "2027-12-01T00:00:00.000Z",
+      keys: {
+        [id(root)]: { publicKey: pem(root), purpose: "root" },
+        [id(bundles)]: { publicKey: pem(bundles), purpose: "bundles" },
+        [id(audit)]: { publicKey: pem(audit), purpose: "audit-log" },
+      },
+      roles: { root: { keyIds: [id(root)], threshold: 1 }, bundles: { keyIds: [id(bundles)], threshold: 1 }, "audit-log": { keyIds: [id(audit)], threshold: 1 } },
+      delegations: [],
+      revoked: [],
+    };
+    return signRoot(signed, signers);
+  }
+
+  /** The log, with the federation's roots served beside it as the hub serves them. */
+  class RootedLog extends MemoryLog {
+    roots: RootEnvelope[] = [rootVersion(1, logKey.publicKey)];
+    async trustRoot(): Promise<unknown> {
+      return JSON.parse(JSON.stringify(this.roots.at(-1)));
+    }
+    async trustRoots(after: number): Promise<unknown[]> {
+      return this.roots.filter((r) => r.signed.version > after).slice(0, 2).map((r) => JSON.parse(JSON.stringify(r)) as unknown);
+    }
+    /** A new root version listing `to` (a private key: its public half) as the log key. */
+    rotate(to: KeyObject): void {
+      this.roots.push(rootVersion(this.roots.length + 1, createPublicKey(to)));
+    }
+  }
+
+  it("saves the root with the head, and follows a rotation the root chain proves", async () => {
+    const log = new RootedLog(30);
+    const saved = await save(log);
+    expect(saved.root?.signed.version).toBe(1);
+    const next = generateKeyPairSync("ed25519");
+    log.rotate(next.privateKey);
+    log.rotate(next.privateKey);
+    log.rotate(next.privateKey);
+    log.signingKey = next.privateKey;
+    log.publicKeyPem = pem(next.publicKey);
+    for (let i = 30; i < 35; i++) log.append(event(i));
+    log.sign();
+    const report = await verifyLog(saved, log, { entries: true });
+    expect(report.findings).toEqual([]);
+    expect(report.keyRotated).toEqual({ from: id(logKey.publicKey), to: id(next.publicKey), rootVersion: 4 });
+    const moved = await advanceSavedHead(saved, report, log, new Date(START));
+    expect(moved?.publicKeyPem).toBe(pem(next.publicKey));
+    expect(moved?.root?.signed.version).toBe(4);
+    expect((await verifyLog(parseSavedHead(JSON.parse(JSON.stringify(moved))), log)).findings).toEqual([]);
+  });
+
+  it("refuses a new log key that a root not signed by the saved root's keys lists", async () => {
+    const log = new RootedLog(12);
+    const saved = await save(log);
+    log.roots.push(rootVersion(2, forger.publicKey, [forgerRoot.privateKey], forgerRoot.publicKey));
+    log.signingKey = forger.privateKey;
+    log.publicKeyPem = pem(forger.publicKey);
+    log.sign();
+    const report = await verifyLog(saved, log);
+    expect(report.ok).toBe(false);
+    expect(report.keyRotated).toBeUndefined();
+    expect(report.findings[0]).toEqual({
+      kind: "key-unproven",
+      message: "the hub's log key is not the key that signed your saved head, and the root chain from your saved root (version 1) does not verify: root version 2 is signed by 0 of version 1's root keys; it needs 1",
+    });
+    expect(report.findings[1]!.kind).toBe("bad-head");
+  });
+
+  it("refuses a served key the newest root does not list, and a saved file whose root was altered", async () => {
+    const log = new RootedLog(12);
+    const saved = await save(log);
+    log.rotate(logKey.privateKey);
+    log.publicKeyPem = pem(forger.publicKey);
+    const report = await verifyLog(saved, log);
+    expect(report.findings[0]!.kind).toBe("key-unproven");
+    expect(report.findings[0]!.message).toMatch(/the root chain does not vouch for it: key [0-9a-f]{12}… is not an audit-log key of root version 2$/);
+    const altered = JSON.parse(JSON.stringify(saved)) as { root: { signed: { version: number } } };
+    altered.root.signed.version = 9;
+    expect(() => parseSavedHead(altered)).toThrow(/^root: root version 9 is signed by 0 of its own root keys; it needs 1$/);
+  });
+
+  it("keeps reporting a changed key for a head saved without a root", async () => {
+    const plain = new MemoryLog(8);
+    const saved = await save(plain);
+    expect(saved.root).toBeUndefined();
+    const next = generateKeyPairSync("ed25519");
+    plain.publicKeyPem = pem(next.publicKey);
+    expect((await verifyLog(saved, plain)).findings[0]!.message).toMatch(/holds no root of trust to prove a successor with/);
   });
 });

@@ -5,7 +5,9 @@
  * the same whoever serves the log.
  */
 import { createPublicKey, type KeyObject } from "node:crypto";
+import { keyIdOf } from "../bundle/index.js";
 import { canonicalJson } from "../canonical/index.js";
+import { auditKeyAllowed, parseRootEnvelope, TrustError, verifyRootChain, verifyRootSelf, type RootEnvelope, type RootMetadata } from "../trust/index.js";
 import { ProofError, TILE_WIDTH, foldRange, leafHash, rangeNodes, verifyConsistency, type NodeId } from "./merkle.js";
 import type { ConsistencyProof } from "./proof.js";
 import { TreeHeadError, verifyTreeHead, type SignedTreeHead } from "./tree-head.js";
@@ -19,6 +21,12 @@ export interface LogSource {
   consistency(size1: number, size2: number): Promise<ConsistencyProof>;
   /** Entries from `start`, in order; `next` is where the following page starts (null: the end). */
   entries(start: number): Promise<{ items: { index: number; entry: unknown }[]; next: number | null }>;
+  /**
+   * The federation's root of trust: the newest version, and the versions after `after`
+   * (oldest first, every one of them). A source without them cannot prove a new log key.
+   */
+  trustRoot?(): Promise<unknown>;
+  trustRoots?(after: number): Promise<unknown[]>;
 }
 
 /** What an auditor keeps: a signed tree head, the key that signed it, and its tree's right edge. */
@@ -29,6 +37,12 @@ export interface SavedHead {
   readonly treeHead: SignedTreeHead;
   /** Hashes (hex) of the perfect subtrees of `rangeNodes(0, treeSize)`, left to right. */
   readonly edge: readonly string[];
+  /**
+   * The federation's root when the head was saved, listing `publicKeyPem` as an audit-log
+   * key: from it, a later log key is trusted only through a chain of roots, each signed by
+   * its predecessor's root keys (a rotation of the log key), never because a hub serves it.
+   */
+  readonly root?: RootEnvelope;
 }
 
 export class SavedHeadError extends Error {
@@ -59,11 +73,28 @@ export function parseSavedHead(value: unknown): SavedHead {
   if (edge.length !== rangeNodes({ begin: 0, end: head.treeSize }).length || foldRange(edge.map((h) => Buffer.from(h, "hex"))).toString("hex") !== head.rootHash) {
     throw new SavedHeadError("edge does not fold to the tree head's root: the file was changed");
   }
-  return { kind: "PolityAuditTreeHead", savedAt: typeof v.savedAt === "string" ? v.savedAt : "", publicKeyPem: v.publicKeyPem, treeHead: head, edge };
+  const root = v.root === undefined ? undefined : savedRoot(v.root, key);
+  return { kind: "PolityAuditTreeHead", savedAt: typeof v.savedAt === "string" ? v.savedAt : "", publicKeyPem: v.publicKeyPem, treeHead: head, edge, ...(root === undefined ? {} : { root }) };
+}
+
+/** A saved root: signed by its own root keys, and listing the saved log key. */
+function savedRoot(value: unknown, key: KeyObject): RootEnvelope {
+  let envelope: RootEnvelope;
+  try {
+    envelope = parseRootEnvelope(value);
+    verifyRootSelf(envelope);
+  } catch (error) {
+    if (error instanceof TrustError) throw new SavedHeadError(`root: ${error.message}`);
+    throw error;
+  }
+  const allowed = auditKeyAllowed(envelope.signed, keyIdOf(key));
+  if (!allowed.ok) throw new SavedHeadError(`root: ${allowed.reason}`);
+  return envelope;
 }
 
 export type Finding =
   | { readonly kind: "key-changed"; readonly message: string }
+  | { readonly kind: "key-unproven"; readonly message: string }
   | { readonly kind: "bad-head"; readonly message: string }
   | { readonly kind: "truncated"; readonly message: string; readonly from: number; readonly to: number }
   | { readonly kind: "rewritten"; readonly message: string; readonly from: number; readonly to: number }
@@ -79,6 +110,8 @@ export interface Report {
   readonly findings: readonly Finding[];
   /** Entries checked one by one (with `entries`). */
   readonly entriesChecked: number;
+  /** The log key moved on since the saved head, proven by the federation's root chain. */
+  readonly keyRotated?: { readonly from: string; readonly to: string; readonly rootVersion: number };
 }
 
 /** Fetches tiles once each; answers node hashes. */
@@ -110,18 +143,25 @@ const range = (nodes: readonly NodeId[], i: number) => {
 export async function verifyLog(saved: SavedHead, source: LogSource, options: { entries?: boolean; progress?: (done: number, total: number) => void } = {}): Promise<Report> {
   const findings: Finding[] = [];
   const head = saved.treeHead;
+  let key = createPublicKey(saved.publicKeyPem);
+  let keyRotated: Report["keyRotated"];
+  const served = await source.key();
+  if (served.publicKeyPem.trim() !== saved.publicKeyPem.trim()) {
+    const successor = await provenSuccessor(saved, source, served.publicKeyPem);
+    if ("reason" in successor) findings.push({ kind: successor.kind, message: successor.reason });
+    else {
+      key = successor.key;
+      keyRotated = { from: keyIdOf(createPublicKey(saved.publicKeyPem)), to: keyIdOf(successor.key), rootVersion: successor.root.version };
+    }
+  }
   const report = (latest?: SignedTreeHead, entriesChecked = 0): Report => ({
     ok: findings.length === 0,
     saved: head,
     ...(latest === undefined ? {} : { latest }),
     findings,
     entriesChecked,
+    ...(keyRotated === undefined ? {} : { keyRotated }),
   });
-  const key = createPublicKey(saved.publicKeyPem);
-  const served = await source.key();
-  if (served.publicKeyPem.trim() !== saved.publicKeyPem.trim()) {
-    findings.push({ kind: "key-changed", message: "the hub's log key is not the key that signed your saved head: heads it signs now cannot be checked against yours" });
-  }
   let latest: SignedTreeHead;
   try {
     latest = verifyTreeHead(await source.head(), key);
@@ -236,8 +276,63 @@ function subtreeHash(leaves: readonly Buffer[], node: NodeId): Buffer {
   return level[0]!;
 }
 
+/** Every root after `after`, oldest first, as the source pages them. */
+async function rootsAfter(source: LogSource, after: number): Promise<RootEnvelope[]> {
+  const chain: RootEnvelope[] = [];
+  for (;;) {
+    const page = await source.trustRoots!(after + chain.length);
+    if (page.length === 0) return chain;
+    for (const item of page) chain.push(parseRootEnvelope(item));
+  }
+}
+
+/**
+ * The log key a hub serves now, trusted only if the root chain from the saved root (each
+ * version signed by its predecessor's root keys) lists it as an audit-log key. What a
+ * rotation of the log key looks like to an auditor; anything else stays a finding.
+ */
+async function provenSuccessor(
+  saved: SavedHead,
+  source: LogSource,
+  servedPem: string,
+): Promise<{ key: KeyObject; root: RootMetadata; envelope: RootEnvelope } | { kind: "key-changed" | "key-unproven"; reason: string }> {
+  const changed = "the hub's log key is not the key that signed your saved head";
+  if (saved.root === undefined || source.trustRoots === undefined) {
+    return { kind: "key-changed", reason: `${changed}, and your saved head holds no root of trust to prove a successor with (save it again with a newer polity): heads it signs now cannot be checked against yours` };
+  }
+  let servedKey: KeyObject;
+  try {
+    servedKey = createPublicKey(servedPem);
+  } catch {
+    return { kind: "key-unproven", reason: `${changed}, and what it serves is not a public key` };
+  }
+  try {
+    const chain = await rootsAfter(source, saved.root.signed.version);
+    const newest = verifyRootChain(saved.root.signed, chain);
+    const allowed = auditKeyAllowed(newest, keyIdOf(servedKey));
+    if (!allowed.ok) return { kind: "key-unproven", reason: `${changed}, and the root chain does not vouch for it: ${allowed.reason}` };
+    return { key: servedKey, root: newest, envelope: chain.at(-1) ?? saved.root };
+  } catch (error) {
+    if (error instanceof TrustError) return { kind: "key-unproven", reason: `${changed}, and the root chain from your saved root (version ${saved.root.signed.version}) does not verify: ${error.message}` };
+    throw error;
+  }
+}
+
+/** The newest root, if it lists the log key as an audit-log key (else none is saved). */
+async function rootListing(source: LogSource, keyPem: string): Promise<RootEnvelope | undefined> {
+  if (source.trustRoot === undefined) return undefined;
+  try {
+    const envelope = parseRootEnvelope(await source.trustRoot());
+    verifyRootSelf(envelope);
+    return auditKeyAllowed(envelope.signed, keyIdOf(createPublicKey(keyPem))).ok ? envelope : undefined;
+  } catch (error) {
+    if (error instanceof TrustError) return undefined;
+    throw error;
+  }
+}
+
 /** A head to save: the newest head, verified, with its edge read from the log and checked against its root. */
-export async function headToSave(source: LogSource, now: Date, pinnedKeyPem?: string): Promise<SavedHead> {
+export async function headToSave(source: LogSource, now: Date, pinnedKeyPem?: string, pinnedRoot?: RootEnvelope): Promise<SavedHead> {
   const { publicKeyPem } = await source.key();
   const keyPem = pinnedKeyPem ?? publicKeyPem;
   const head = verifyTreeHead(await source.head(), createPublicKey(keyPem));
@@ -251,7 +346,8 @@ export async function headToSave(source: LogSource, now: Date, pinnedKeyPem?: st
   if (foldRange(edge.map((h) => Buffer.from(h, "hex"))).toString("hex") !== head.rootHash) {
     throw new SavedHeadError("the log's stored hashes do not fold to its signed root: its tree disagrees with its own head");
   }
-  return { kind: "PolityAuditTreeHead", savedAt: now.toISOString(), publicKeyPem: keyPem, treeHead: head, edge };
+  const root = pinnedRoot ?? (await rootListing(source, keyPem));
+  return { kind: "PolityAuditTreeHead", savedAt: now.toISOString(), publicKeyPem: keyPem, treeHead: head, edge, ...(root === undefined ? {} : { root }) };
 }
 
 /**
@@ -269,5 +365,9 @@ export async function advanceSavedHead(saved: SavedHead, report: Report, source:
     consistency: (size1, size2) => source.consistency(size1, size2),
     entries: (start) => source.entries(start),
   };
-  return headToSave(checked, now, saved.publicKeyPem);
+  if (report.keyRotated === undefined) return headToSave(checked, now, saved.publicKeyPem, saved.root);
+  // The key the check proved, with the root that proved it (proven again, not taken from the hub).
+  const successor = await provenSuccessor(saved, source, (await source.key()).publicKeyPem);
+  if ("reason" in successor || keyIdOf(successor.key) !== report.keyRotated.to) return undefined;
+  return headToSave(checked, now, successor.key.export({ type: "spki", format: "pem" }).toString(), successor.envelope);
 }

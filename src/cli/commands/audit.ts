@@ -39,6 +39,8 @@ function hubSource(ep: HubEndpoint): LogSource {
       }
     },
     entries: (start) => hubCall<{ items: { index: number; entry: unknown }[]; next: number | null }>(ep, "GET", `/v1/audit/entries?start=${start}&limit=1000`),
+    trustRoot: () => hubCall<unknown>(ep, "GET", "/v1/trust/root"),
+    trustRoots: async (after) => (await hubCall<{ items: unknown[] }>(ep, "GET", `/v1/trust/roots?after=${after}`)).items,
   };
 }
 
@@ -123,6 +125,10 @@ function printReport(io: Io, report: Report, format: "text" | "json"): void {
   }
   io.out(`saved head:  ${describeHead(report.saved)}\n`);
   if (report.latest !== undefined) io.out(`newest head: ${describeHead(report.latest)}\n`);
+  if (report.keyRotated !== undefined) {
+    const { from, to, rootVersion } = report.keyRotated;
+    io.out(`log key:     rotated from ${from.slice(0, 12)}… to ${to.slice(0, 12)}…, proven by the root chain from your saved root to version ${rootVersion}\n`);
+  }
   if (report.entriesChecked > 0) io.out(`entries checked one by one: ${report.entriesChecked}\n`);
   if (report.ok) {
     io.out(`OK: the log still holds everything your saved head covers, unchanged, and every later entry extends it\n`);
@@ -137,7 +143,9 @@ export const auditVerifyCommand: Command = {
   usage: "polity audit verify --against <file> [--entries] [--update] [-o text|json]",
   options: { ...HUB_OPTIONS, against: { type: "string" }, entries: { type: "boolean" }, update: { type: "boolean" } },
   help: `Checks the hub's audit log against a tree head saved earlier with 'polity audit head --save'.
-It trusts only that file: the newest head must be signed by the same key, cover at least as
+It trusts only that file: the newest head must be signed by the same key (or by its
+successor, when the root of trust saved with the head proves the rotation: each later root
+signed by its predecessor's root keys, the newest listing the new key), cover at least as
 many entries, still hold the saved tree's subtree hashes, and extend it by a consistency proof
 (RFC 9162). A failure says what happened and where:
 
@@ -151,6 +159,7 @@ many entries, still hold the saved tree's subtree hashes, and extend it by a con
       --entries          also read every entry (auditors and global admins) and check each one
                          against its leaf, and all of them against the newest root
       --update           when everything holds, move the saved head forward to the newest one
+                         (after a proven rotation: with the new key and the newest root)
 
 ${HUB_HELP}
 
