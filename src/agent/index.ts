@@ -162,7 +162,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   // Enforce from disk first, before any network: a restarted agent decides at once.
   if (credentials.enrolled) bundle.loadFromDisk();
 
-  const identity = new IdentityPlugin({ hubUrl: options.hubUrl, cluster: options.cluster, caPem: options.caPem, joinToken: options.joinToken, credentials, bundle, errors, log, now });
+  const identity = new IdentityPlugin({ hubUrl: options.hubUrl, ...(options.fallbackUrls === undefined ? {} : { fallbackUrls: options.fallbackUrls }), cluster: options.cluster, caPem: options.caPem, joinToken: options.joinToken, credentials, bundle, errors, log, now });
   const bundles = new BundlePlugin({ credentials, bundle, errors, pollWaitSeconds: options.pollWaitSeconds ?? 30, sources: [options.hubUrl, ...(options.fallbackUrls ?? [])], now });
   const logs = new DecisionLogPlugin({ decisions, credentials, errors, uploadIntervalMs: options.logUploadIntervalMs ?? 2000 });
   const election =

@@ -79,6 +79,22 @@ export interface Mirror {
     readonly facts: unknown;
     readonly revoked: boolean;
   }[];
+  /**
+   * Certificates the parent issued for the region's clusters after the mirror request's
+   * `certificatesAfter` (oldest first, at most 1000): renewals of agents that fell back to
+   * it while their regional hub was away, which the regional hub must know when they return.
+   */
+  readonly certificates: readonly MirroredCertificate[];
+}
+
+export interface MirroredCertificate {
+  readonly serial: string;
+  readonly cluster: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly publicKeySha256: string;
+  readonly certificatePem: string;
+  readonly issuedAt: string;
 }
 
 const counts = z.record(z.string().max(64), z.number().int().min(0)).refine((r) => Object.keys(r).length <= 64, "at most 64 counts");

@@ -621,6 +621,13 @@ CREATE TABLE regional_link (
 ALTER TABLE region_tokens ADD COLUMN hostnames jsonb NOT NULL DEFAULT '[]'::jsonb;
 ALTER TABLE region_tokens ADD COLUMN allow_loopback boolean NOT NULL DEFAULT false`),
   },
+  {
+    version: 23,
+    name: "certificates: whether this hub issued it (not one a region's CA issued, sent up, nor one the parent issued, mirrored down)",
+    statements: ddl(`
+ALTER TABLE certificates ADD COLUMN issued_here boolean NOT NULL DEFAULT true;
+CREATE INDEX certificates_region_issued ON certificates (region, issued_at) WHERE issued_here`),
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

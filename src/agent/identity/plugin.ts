@@ -8,6 +8,7 @@ import type { ActiveBundle } from "../bundle/active.js";
 import type { Log } from "../log.js";
 import { Backoff, sleep, type LoopError, type LoopErrors, type Plugin } from "../plugin.js";
 import type { AgentCredentials } from "./credentials.js";
+import { HubError } from "../../client/http.js";
 
 export interface IdentityHealth {
   readonly enrolled: boolean;
@@ -16,6 +17,11 @@ export interface IdentityHealth {
 
 export interface IdentityPluginOptions {
   readonly hubUrl: string;
+  /**
+   * More hubs to renew with, in order, when the ones before cannot be reached (its regional
+   * hub down: the global hub). Enrolment goes to `hubUrl` only: the join token is its.
+   */
+  readonly fallbackUrls?: readonly string[];
   readonly cluster: string;
   /** The federation CA and a join token, for the first enrolment. */
   readonly caPem?: string;
@@ -54,9 +60,9 @@ export class IdentityPlugin implements Plugin {
         } else if (renewalDue(held, now())) {
           // A new key at each renewal while the certificate is valid (the hub renews an
           // expired one only for the key it was issued to).
-          const renewed = await renew(hubUrl, held, { rotateKey: !expired(held, now()) });
+          const { value: renewed, url } = await firstReachable([hubUrl, ...(this.options.fallbackUrls ?? [])], (at) => renew(at, held, { rotateKey: !expired(held, now()) }));
           credentials.replace(renewed);
-          log.info("renewed the certificate", { notAfter: renewed.notAfter });
+          log.info("renewed the certificate", { notAfter: renewed.notAfter, ...(url === hubUrl ? {} : { hub: url }) });
         }
         errors.succeeded("identity");
         backoff.reset();
@@ -80,4 +86,22 @@ export class IdentityPlugin implements Plugin {
     const current = this.options.credentials.current;
     return { enrolled: current !== undefined, certificateNotAfter: current?.notAfter ?? null };
   }
+}
+
+/**
+ * `work` at the first of `urls` that answers: the next is tried only when one cannot be
+ * reached or fails on its side (5xx). A refusal (4xx: revoked, out of grace) is the
+ * federation's answer, not the hub's absence, and is not asked again elsewhere.
+ */
+export async function firstReachable<T>(urls: readonly string[], work: (url: string) => Promise<T>): Promise<{ value: T; url: string }> {
+  let first: unknown;
+  for (const url of urls) {
+    try {
+      return { value: await work(url), url };
+    } catch (error) {
+      if (error instanceof HubError && error.status < 500) throw error;
+      first ??= error;
+    }
+  }
+  throw first;
 }

@@ -107,7 +107,8 @@ Flags:
       --hub <url>                 the hub; repeat it for more bundle sources, in order (its
                                   regional hub, then the global hub, a mirror): bundles come
                                   from the first that answers, verified the same way from any;
-                                  enrolment, renewal, status and decision logs go to the first
+                                  renewal too (the next is asked only when one is unreachable);
+                                  enrolment, status and decision logs go to the first
       --cluster <name>            this cluster
       --ca <file>                 the federation CA (first enrolment only)
       --join-token <token>        from polity cluster join-token (first enrolment only)

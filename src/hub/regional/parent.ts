@@ -149,11 +149,25 @@ export class Regions {
   }
 
   /** What a regional hub mirrors: the global layer, its region layer as held here, its region's clusters. */
-  async mirror(region: string): Promise<Mirror> {
+  async mirror(region: string, certificatesAfter = new Date(0)): Promise<Mirror> {
     const clusters = [...this.federation.clusters.values()]
       .filter((c) => c.region === region)
       .map((c) => ({ name: c.name, labels: c.labels, facts: this.federation.facts.get(c.name) ?? null, revoked: c.revokedAt !== null }));
-    return { federation: this.identity.federation, region, global: this.copy("global"), regionLayer: this.copy(`region/${region}`), headSize: await this.recordedSize(region), clusters };
+    const issued = await this.db.query<{ serial: string; cluster: string; not_before: Date; not_after: Date; public_key_sha256: string; certificate_pem: string; issued_at: Date }>(
+      `SELECT serial, cluster, not_before, not_after, public_key_sha256, certificate_pem, issued_at FROM certificates
+       WHERE region = $1 AND issued_here AND issued_at > $2 ORDER BY issued_at LIMIT 1000`,
+      [region, certificatesAfter],
+    );
+    const certificates = issued.map((c) => ({
+      serial: c.serial,
+      cluster: c.cluster,
+      notBefore: new Date(c.not_before).toISOString(),
+      notAfter: new Date(c.not_after).toISOString(),
+      publicKeySha256: c.public_key_sha256,
+      certificatePem: c.certificate_pem,
+      issuedAt: new Date(c.issued_at).toISOString(),
+    }));
+    return { federation: this.identity.federation, region, global: this.copy("global"), regionLayer: this.copy(`region/${region}`), headSize: await this.recordedSize(region), clusters, certificates };
   }
 
   /** A summary from a regional hub: recorded; its region layer applied (or the conflict said); its head checked. */
@@ -165,7 +179,7 @@ export class Regions {
       for (const c of summary.certificates) {
         if (this.federation.clusters.get(c.cluster)?.region !== region) continue; // a region's CA speaks for its own clusters only
         await tx.query(
-          "INSERT INTO certificates (serial, cluster, region, not_before, not_after, public_key_sha256, issued_at, certificate_pem) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (serial) DO NOTHING",
+          "INSERT INTO certificates (serial, cluster, region, not_before, not_after, public_key_sha256, issued_at, certificate_pem, issued_here) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false) ON CONFLICT (serial) DO NOTHING",
           [c.serial, c.cluster, region, c.notBefore, c.notAfter, c.publicKeySha256, now, c.certificatePem],
         );
       }

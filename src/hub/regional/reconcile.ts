@@ -54,6 +54,23 @@ export class Reconciler {
     if (mirror.global !== null) await this.followGlobal(mirror.global, mirror.regionLayer, link!, context);
     await this.followRegionLayer(mirror.regionLayer, context);
     await this.followClusters(mirror.clusters, context);
+    await this.followCertificates(mirror.certificates ?? []);
+  }
+
+  /**
+   * The certificates the parent issued for this region's clusters (an agent renewed there
+   * while this hub was away): known here, so that the agent is served when it comes back.
+   * Kept with the parent's issue time, which is where the next mirror request starts.
+   */
+  private async followCertificates(certificates: Mirror["certificates"]): Promise<void> {
+    for (const c of certificates) {
+      if (this.federation.clusters.get(c.cluster)?.region !== this.region) continue;
+      await this.db.query(
+        `INSERT INTO certificates (serial, cluster, region, not_before, not_after, public_key_sha256, issued_at, certificate_pem, issued_here)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false) ON CONFLICT (serial) DO NOTHING`,
+        [c.serial, c.cluster, this.region, c.notBefore, c.notAfter, c.publicKeySha256, c.issuedAt, c.certificatePem],
+      );
+    }
   }
 
   private async followGlobal(global: LayerCopy, parentRegion: LayerCopy | null, link: { global_version: number; global_hash: string | null }, context: AuditContext): Promise<void> {

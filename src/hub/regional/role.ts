@@ -118,7 +118,9 @@ export class RegionalRole {
       // The parent's new roots first (a rotation, a revocation): bundles made after name them.
       await pullRoots(this.db, parentEndpoint(this.credentials), this.trust.federation, this.now());
       await this.trust.reload();
-      const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", "/v1/region/mirror", undefined, { timeoutMs: 10_000 })).body;
+      const [mirrored] = await this.db.query<{ after: Date | null }>("SELECT max(issued_at) AS after FROM certificates WHERE NOT issued_here");
+      const after = mirrored?.after === null || mirrored?.after === undefined ? "" : `?certificatesAfter=${encodeURIComponent(new Date(mirrored.after).toISOString())}`;
+      const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", `/v1/region/mirror${after}`, undefined, { timeoutMs: 10_000 })).body;
       await this.reconciler.pull(mirror);
       await this.push(mirror.headSize);
       this.connected = true;
@@ -137,7 +139,7 @@ export class RegionalRole {
     const regionLayer = region !== undefined && region.version !== link.accepted_region_version ? { version: region.version, files: [...region.files] } : undefined;
     const since = link.sent_certificates_at ?? new Date(0);
     const certificates = await this.db.query<{ serial: string; cluster: string; not_before: Date; not_after: Date; public_key_sha256: string; certificate_pem: string; issued_at: Date }>(
-      "SELECT serial, cluster, not_before, not_after, public_key_sha256, certificate_pem, issued_at FROM certificates WHERE issued_at > $1 ORDER BY issued_at LIMIT 5000",
+      "SELECT serial, cluster, not_before, not_after, public_key_sha256, certificate_pem, issued_at FROM certificates WHERE issued_here AND issued_at > $1 ORDER BY issued_at LIMIT 5000",
       [since],
     );
     const changed = await this.db.query<{ cluster: string; revision: string }>("SELECT cluster, revision::text AS revision FROM bundles WHERE revision > $1 ORDER BY revision LIMIT 5000", [link.sent_bundle_revision]);

@@ -58,10 +58,13 @@ export const REGION_ROUTES = [
   route({
     method: "GET",
     path: "/v1/region/mirror",
-    summary: "For a regional hub: the global layer, its region layer as held here, and its region's clusters.",
+    summary: "For a regional hub: the global layer, its region layer as held here, its region's clusters, and the certificates issued here for them after `certificatesAfter`.",
     access: { kind: "regional-hub", why: "the mirror is for a regional hub (mutual TLS with its hub certificate)" },
     async handle(hub, call) {
-      return { body: await parent(hub).mirror(regionOf(call)) };
+      const after = call.query.certificatesAfter;
+      const since = after === undefined ? new Date(0) : new Date(after);
+      if (Number.isNaN(since.getTime())) throw badRequest("certificatesAfter must be a time (RFC 3339)");
+      return { body: await parent(hub).mirror(regionOf(call), since) };
     },
   }),
   route({
