@@ -120,6 +120,20 @@ describe("data residency", () => {
     expect(mirrored.find((e) => e.data.version === 2)).toMatchObject({ actor: "parent", region: "eu-west", data: { allowedZones: ["eu-central-1", "eu-west-1"], mirrored: true } });
   });
 
+  it("keeps, on the regional hub, the declaration it holds when its parent's mirror sends an older one, another region's, or one that does not parse", async () => {
+    const held = await region(regionalAdmin, "eu-west");
+    const residency = regional.context.residency;
+    await residency.follow({ region: "eu-west", allowedZones: ["anywhere"], version: 1, declaredAt: new Date().toISOString(), declaredBy: "user:restored-backup" });
+    await residency.follow({ region: "us-east", allowedZones: ["anywhere"], version: 99, declaredAt: new Date().toISOString(), declaredBy: "user:x" });
+    await residency.follow({ region: "eu-west", allowedZones: ["Not A Zone"], version: 99, declaredAt: new Date().toISOString(), declaredBy: "user:x" });
+    expect(await region(regionalAdmin, "eu-west")).toEqual(held);
+    const refusals = await eventually("both refusals are audited", async () => {
+      const found = (await entries(regionalAdmin, "regional-hub.refused")).filter((e) => e.data.what === "residency declaration");
+      return found.length === 2 ? found : undefined;
+    });
+    expect(refusals.map((e) => e.data.why)).toEqual([expect.stringMatching(/region us-east's, not eu-west's/), expect.stringMatching(/^not a residency declaration: allowedZones\.0: a zone name/)]);
+  });
+
   it("refuses (403) decision logs and status an agent of a region with its own hub sends to the global hub, and audits it once per cluster and kind", async () => {
     const atRegion = clusterEndpoint(regional.url, eu);
     const atGlobal = clusterEndpoint(global.hub.url, eu);
