@@ -230,6 +230,9 @@ describe("data residency", () => {
     expect(view.items.find((i) => i.region === "eu-west")).toMatchObject({ allowedZones: ["eu-central-1", "eu-west-1"], hubZone: "eu-central-1" });
     const help = await hubs.cli(["get", "residency", "--help"]);
     expect([help.code, help.out]).toEqual([0, expect.stringMatching(/^Usage: polity get residency \[-o text\|json\]\n[\s\S]*Examples:\n {2}polity get residency\n/)]);
+    const badZone = await hubs.cli(["hub", "--zone", "EU Central", "--data", join(scratch, "bad-zone")]);
+    expect([badZone.code, badZone.err]).toEqual([2, expect.stringMatching(/--zone EU Central: not a zone name/)]);
+    expect((await hubs.cli(["hub", "--help"])).out).toMatch(/--zone <z> +the zone this hub runs in \(default: global; a regional hub's, its\n/);
     const regionHelp = await hubs.cli(["region", "residency", "--help"]);
     expect(regionHelp.out).toMatch(/^Usage: polity region residency <region> --allow-zone <zone>\.\.\./);
   }, 60_000);

@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { configPath, hubServerPath, readConfig, writeConfig } from "../../client/config.js";
 import { redactUrl } from "../../store/database.js";
 import { writeFileAtomic } from "../../files/write.js";
+import { ZONE } from "../../api/residency.js";
 import { DEFAULT_CERTIFICATE_TTL_MS, DEFAULT_GRACE_MS, startHub } from "../../hub/index.js";
 import { parseListen, stringOption, stringsOption, type Command } from "../command.js";
 import { colors, EXIT, UsageError, type Io } from "../io.js";
@@ -111,6 +112,8 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
     const rotateEvery = stringOption(parsed, "rotate-every");
     const rotateEveryMs = rotateEvery === undefined ? undefined : parseDuration(rotateEvery, "--rotate-every");
     const overlap = stringOption(parsed, "key-overlap");
+    const zone = stringOption(parsed, "zone");
+    if (zone !== undefined && (!ZONE.test(zone) || zone.length > 63)) throw new UsageError(`--zone ${zone}: not a zone name (lowercase letters, digits and '-', e.g. eu-central-1)`);
     const key = operatorKey(stringOption(parsed, "key-file"), dataDir, io, databaseUrl === undefined);
     const region = stringOption(parsed, "region");
     const parent = stringOption(parsed, "parent");
@@ -119,8 +122,6 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
     const parentCa = stringOption(parsed, "parent-ca");
     if (parentCa !== undefined && !existsSync(parentCa)) throw new UsageError(`--parent-ca ${parentCa}: no such file`);
     const regionToken = stringOption(parsed, "region-token") ?? (io.env.POLITY_REGION_TOKEN === "" ? undefined : io.env.POLITY_REGION_TOKEN);
-    const zone = stringOption(parsed, "zone");
-    if (zone !== undefined && (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(zone) || zone.length > 63)) throw new UsageError(`--zone ${zone}: not a zone name (lowercase letters, digits and '-', e.g. eu-central-1)`);
     const c = colors(io);
     io.err(`starting the hub (${databaseUrl === undefined ? `embedded PostgreSQL in ${dataDir}/db` : redactUrl(databaseUrl)})…\n`);
     const hub = await startHub({
