@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { sourceFile } from "./fields.js";
+import { zoneName, type DeclaredResidency } from "./residency.js";
 
 const name = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "a region name: lowercase letters, digits and '-'").max(63);
 const pem = z.string().min(1).max(16 * 1024);
@@ -85,6 +86,8 @@ export interface Mirror {
    * it while their regional hub was away, which the regional hub must know when they return.
    */
   readonly certificates: readonly MirroredCertificate[];
+  /** The zones the region's data may be kept in, as declared on the parent (src/hub/residency.ts); absent from an older parent. */
+  readonly residency?: DeclaredResidency | null;
 }
 
 export interface MirroredCertificate {
@@ -126,6 +129,8 @@ export const regionalSummary = z.strictObject({
   conflicts: z
     .array(z.strictObject({ id: z.string().regex(/^[0-9a-f]{16}$/), layerId: z.string().max(200), reason: z.string().max(4000), resolution: z.string().max(400), revertedVersion: z.number().int().nullable(), detectedAt: z.iso.datetime() }))
     .max(100),
+  /** The zone the regional hub runs in (`polity hub --zone`), shown by `polity get residency`. */
+  zone: zoneName.optional(),
 });
 export type RegionalSummary = z.infer<typeof regionalSummary>;
 

@@ -60,6 +60,8 @@ export const ENTRY_KINDS = {
   "key.revoked": "a key revoked (on suspicion of compromise): its id, purpose and the reason; refused everywhere from the root version named",
   "region.delegated": "a region's key delegated by the root: region, key id, expiry (it may sign only that region's bundles and layer)",
   "region.ca-issued": "an intermediate CA certificate issued to a region, name-constrained to its SPIFFE path: serial, expiry",
+  "residency.declared": "the zones a region's data may be kept in, declared by a global admin (on the global hub) or followed from the parent's mirror (on the region's hub): version, zones, the zones before",
+  "residency.refused": "region-scoped data (decision logs, agent status, compliance details, drift reports) refused by a hub outside the zones its region allows, by the global hub for a region with its own hub, or read at the global hub while its region's hub keeps it: cluster, what, this hub's zone, the allowed zones, where it is kept, why; once per cluster and kind within a budget (how many were left out before)",
 } as const;
 
 export type EntryKind = keyof typeof ENTRY_KINDS;

@@ -91,6 +91,13 @@ const MODULES: readonly { readonly names: readonly string[]; load(): Promise<rea
     },
   },
   {
+    names: ["region residency", "get residency"],
+    load: async () => {
+      const m = await import("./commands/residency.js");
+      return [m.regionResidencyCommand, m.getResidencyCommand];
+    },
+  },
+  {
     names: ["keys status", "keys rotate"],
     load: async () => {
       const m = await import("./commands/keys.js");

@@ -33,6 +33,7 @@ import { parentEndpoint, type RegionalCredentials } from "./regional/credentials
 import { pullRoots } from "./regional/roots.js";
 import { DEFAULT_TRUST_OPTIONS, TrustService, type TrustOptions } from "./trust.js";
 import { retireDue, rotateScheduled } from "./key-rotation.js";
+import { hubPlace, Residency } from "./residency.js";
 
 export interface HubOptions {
   /** Folder for the embedded database, the CA certificate and the bootstrap token. */
@@ -71,6 +72,8 @@ export interface HubOptions {
   readonly rotateEveryMs?: number;
   /** How often the hub looks for keys to retire or rotate (default 5 s). */
   readonly keysIntervalMs?: number;
+  /** The zone this hub runs in (`polity hub --zone`): a regional hub's default is its region's name, the global hub's `global` (src/hub/residency.ts). */
+  readonly zone?: string;
 }
 
 export interface RunningHub {
@@ -177,9 +180,13 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     await bundles.refresh(federation.clusters.keys());
     const changes = new Changes(federation, identity, bundles, audit);
     const reports = new Reports(db, audit, now);
-    const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now, trust);
+    const regions = regional === undefined ? new Regions(db, federation, identity, changes, trust, bundles.key.publicKeyPem, audit, now) : undefined;
+    const residency = new Residency(db, audit, hubPlace(options.zone, regional?.region), regions, now);
+    const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now, trust, residency);
     const context: Hub = {
-      ...(role === undefined ? { regions: new Regions(db, federation, identity, changes, trust, bundles.key.publicKeyPem, audit, now) } : { regional: role }),
+      ...(regions === undefined ? {} : { regions }),
+      ...(role === undefined ? {} : { regional: role }),
+      residency,
       db,
       federation,
       changes,

@@ -31,6 +31,7 @@ import type { TokenService } from "./tokens.js";
 import type { Regions } from "./regional/parent.js";
 import type { RegionalRole } from "./regional/role.js";
 import type { TrustService } from "./trust.js";
+import type { Residency } from "./residency.js";
 
 /** The hub's services, as route handlers use them. */
 export interface Hub {
@@ -55,6 +56,8 @@ export interface Hub {
   readonly regional?: RegionalRole;
   /** The federation's root of trust: root versions, keys, regions' delegations and CAs. */
   readonly trust: TrustService;
+  /** Data residency: this hub's zone, the regions' declared zones, refusals (src/hub/residency.ts). */
+  readonly residency: Residency;
   readonly now: () => Date;
 }
 

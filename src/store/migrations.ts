@@ -622,6 +622,22 @@ ALTER TABLE region_tokens ADD COLUMN hostnames jsonb NOT NULL DEFAULT '[]'::json
 ALTER TABLE region_tokens ADD COLUMN allow_loopback boolean NOT NULL DEFAULT false`),
   },
   {
+    version: 20,
+    name: "data residency: the zones each region's data may be kept in (declared on the global hub, mirrored to the region's hub), and the zone its hub runs in",
+    statements: ddl(`
+CREATE TABLE region_residency (
+  region text PRIMARY KEY,
+  -- Null: nothing declared. Otherwise the zones (JSON array of names) a hub keeping the region's data may be in.
+  allowed_zones jsonb,
+  version integer NOT NULL DEFAULT 0,
+  declared_at timestamptz,
+  declared_by text,
+  -- On the global hub: the zone the region's hub says it runs in (sent with its summaries).
+  hub_zone text,
+  hub_zone_at timestamptz
+)`),
+  },
+  {
     version: 23,
     name: "certificates: whether this hub issued it (not one a region's CA issued, sent up, nor one the parent issued, mirrored down)",
     statements: ddl(`

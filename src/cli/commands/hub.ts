@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { configPath, hubServerPath, readConfig, writeConfig } from "../../client/config.js";
 import { redactUrl } from "../../store/database.js";
 import { writeFileAtomic } from "../../files/write.js";
+import { ZONE } from "../../api/residency.js";
 import { DEFAULT_CERTIFICATE_TTL_MS, DEFAULT_GRACE_MS, startHub } from "../../hub/index.js";
 import { parseListen, stringOption, stringsOption, type Command } from "../command.js";
 import { colors, EXIT, UsageError, type Io } from "../io.js";
@@ -43,7 +44,7 @@ function operatorKey(keyFile: string | undefined, dataDir: string, io: Io, embed
 export const hubCommand: Command = {
   name: "hub",
   summary: "run a hub: the federation's layers, clusters and identity, over HTTPS",
-  usage: "polity hub [--data <dir>] [--database <postgres://…>] [--listen host:port] [--key-file <file>] [--region <r> --parent <url> [--parent-ca <file> --region-token <token>]]",
+  usage: "polity hub [--data <dir>] [--database <postgres://…>] [--listen host:port] [--key-file <file>] [--zone <z>] [--region <r> --parent <url> [--parent-ca <file> --region-token <token>]]",
   options: {
     data: { type: "string" },
     database: { type: "string" },
@@ -59,6 +60,7 @@ export const hubCommand: Command = {
     "region-token": { type: "string" },
     "rotate-every": { type: "string" },
     "key-overlap": { type: "string" },
+    zone: { type: "string" },
     quiet: { type: "boolean", short: "q" },
   },
   help: `Runs a hub. State lives in PostgreSQL: by default embedded (PGlite) in the data folder,
@@ -81,6 +83,10 @@ Flags:
                               this old, e.g. 30d (default: off; polity keys rotate does it by hand)
       --key-overlap <d>       how long a rotated-out key stays in the root at most (default 48h;
                               it leaves sooner once every agent acknowledged a bundle under its successor)
+      --zone <z>              the zone this hub runs in (default: global; a regional hub's, its
+                              region's name). A region whose residency does not allow it has its
+                              clusters' decision logs, status and drift refused here
+                              (polity region residency, polity get residency)
   -q, --quiet                 no request log
 
 Regional hub (see the README's "Regional hubs"):
@@ -106,6 +112,8 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
     const rotateEvery = stringOption(parsed, "rotate-every");
     const rotateEveryMs = rotateEvery === undefined ? undefined : parseDuration(rotateEvery, "--rotate-every");
     const overlap = stringOption(parsed, "key-overlap");
+    const zone = stringOption(parsed, "zone");
+    if (zone !== undefined && (!ZONE.test(zone) || zone.length > 63)) throw new UsageError(`--zone ${zone}: not a zone name (lowercase letters, digits and '-', e.g. eu-central-1)`);
     const key = operatorKey(stringOption(parsed, "key-file"), dataDir, io, databaseUrl === undefined);
     const region = stringOption(parsed, "region");
     const parent = stringOption(parsed, "parent");
@@ -129,6 +137,7 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
       ...(rotateEveryMs === undefined ? {} : { rotateEveryMs }),
       ...(overlap === undefined ? {} : { trust: { overlapMs: parseDuration(overlap, "--key-overlap") } }),
       log: parsed.values.quiet !== true,
+      ...(zone === undefined ? {} : { zone }),
       ...(region === undefined || parent === undefined
         ? {}
         : {
@@ -141,6 +150,7 @@ Stops cleanly on Ctrl-C (SIGINT) or SIGTERM. Exit status: 0 after a clean stop, 
           }),
     });
     io.out(`${c.bold(region === undefined ? "hub" : `regional hub of ${region}`)} of federation ${hub.federation} listening on ${hub.url}${parent === undefined ? "" : ` (parent ${parent})`}\n`);
+    io.out(`  zone             ${hub.context.residency.zone}\n`);
     io.out(`  CA certificate   ${hub.caFile}\n`);
     if (hub.adminTokenFile !== undefined) io.out(`  admin token      ${hub.adminTokenFile} (bootstrap; mint others with polity token create)\n`);
     io.out(`  log in with      polity login --hub ${hub.url} --ca ${hub.caFile} --token-file ${hub.adminTokenFile ?? "<token file>"}\n`);

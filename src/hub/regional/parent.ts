@@ -30,6 +30,7 @@ import type { IdentityService, RegionalHubCertificate } from "../identity.js";
 import { badRequest, conflict, forbidden, unauthorized } from "../status.js";
 import { newSecret, sha256 } from "../tokens.js";
 import type { TrustService } from "../trust.js";
+import { declaredResidency } from "../residency.js";
 
 const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
 
@@ -167,7 +168,7 @@ export class Regions {
       certificatePem: c.certificate_pem,
       issuedAt: new Date(c.issued_at).toISOString(),
     }));
-    return { federation: this.identity.federation, region, global: this.copy("global"), regionLayer: this.copy(`region/${region}`), headSize: await this.recordedSize(region), clusters, certificates };
+    return { federation: this.identity.federation, region, global: this.copy("global"), regionLayer: this.copy(`region/${region}`), headSize: await this.recordedSize(region), clusters, certificates, residency: await declaredResidency(this.db, region) };
   }
 
   /** A summary from a regional hub: recorded; its region layer applied (or the conflict said); its head checked. */

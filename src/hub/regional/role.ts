@@ -25,6 +25,7 @@ import { pullRoots } from "./roots.js";
 import type { TrustService } from "../trust.js";
 import { Reconciler } from "./reconcile.js";
 import { forbidden } from "../status.js";
+import type { Residency } from "../residency.js";
 
 export interface LinkState {
   readonly region: string;
@@ -64,6 +65,7 @@ export class RegionalRole {
     private readonly intervalMs: number,
     private readonly now: () => Date,
     private readonly trust: TrustService,
+    private readonly residency?: Residency,
   ) {
     this.reconciler = new Reconciler(db, federation, changes, audit, credentials.region, now);
   }
@@ -122,6 +124,7 @@ export class RegionalRole {
       const after = mirrored?.after === null || mirrored?.after === undefined ? "" : `?certificatesAfter=${encodeURIComponent(new Date(mirrored.after).toISOString())}`;
       const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", `/v1/region/mirror${after}`, undefined, { timeoutMs: 10_000 })).body;
       await this.reconciler.pull(mirror);
+      await this.residency?.follow(mirror.residency);
       await this.push(mirror.headSize);
       this.connected = true;
       this.lastError = null;
@@ -166,6 +169,7 @@ export class RegionalRole {
       status: await this.statusCounts(),
       compliance: await this.complianceCounts(),
       conflicts: await this.reconciler.conflictsToSend(),
+      ...(this.residency === undefined ? {} : { zone: this.residency.zone }),
     };
     const answer = (await call<SummaryAnswer>(parentEndpoint(this.credentials), "POST", "/v1/region/summary", summary, { timeoutMs: 30_000 })).body;
     const lastIssued = certificates.at(-1)?.issued_at;

@@ -6,7 +6,7 @@ import { BUNDLE_MEDIA_TYPE } from "../../bundle/index.js";
 import { describePrincipal } from "../principal.js";
 import { route, type Answer } from "../route.js";
 import { ApiError } from "../status.js";
-import { callingCluster, clusterTarget } from "./shared.js";
+import { auditContext, callingCluster, clusterTarget } from "./shared.js";
 import type { Regions } from "../regional/parent.js";
 import { sleep } from "../../client/retry.js";
 
@@ -65,6 +65,7 @@ export const AGENT_ROUTES = [
     body: statusReport,
     async handle(hub, call) {
       const { cluster, region } = callingCluster(call);
+      await hub.residency.admit(cluster, region, "agent status", auditContext(call));
       const { compliance, ...status } = call.body;
       await hub.reports.recordStatus(cluster, region, status);
       if (compliance !== undefined) await hub.compliance.record(cluster, compliance);
@@ -108,6 +109,7 @@ export const AGENT_ROUTES = [
     body: decisionBatch,
     async handle(hub, call) {
       const { cluster, region } = callingCluster(call);
+      await hub.residency.admit(cluster, region, "decision logs", auditContext(call));
       return { status: 202, body: await hub.reports.storeDecisions(cluster, region, call.body) };
     },
   }),
@@ -170,6 +172,7 @@ export const AGENT_ROUTES = [
     targets: (hub, call) => [clusterTarget(hub, call.params.name!)],
     async handle(hub, call) {
       const limit = Math.min(1000, Math.max(1, Number(call.query.limit ?? 100) || 100));
+      await hub.residency.readable(hub.federation.clusters.get(call.params.name!)!.region, call.params.name!, "decision logs", auditContext(call));
       return { body: await hub.reports.decisions(call.params.name!, limit) };
     },
   }),

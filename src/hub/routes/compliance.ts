@@ -3,6 +3,7 @@ import { unshowableProblem } from "../../policy/names.js";
 import { denial } from "../principal.js";
 import { route, type Call, type Hub } from "../route.js";
 import { ApiError, badRequest, forbidden } from "../status.js";
+import { keptElsewhere } from "./residency.js";
 import { clusterTarget } from "./shared.js";
 
 const FILTERS = "Filters: ?region=, ?cluster=, ?policy=. A region operator sees the clusters of their region only.";
@@ -44,6 +45,7 @@ export const COMPLIANCE_ROUTES = [
     access: { kind: "authenticated" },
     async handle(hub, call) {
       const clusters = clustersFor(hub, call);
+      await keptElsewhere(hub, call, "compliance details");
       const matrix = await hub.compliance.matrix(clusters, filter(call, "policy"));
       // Each row with its agent's drift totals (src/hub/drift.ts) and its last apply of its intents' manifests.
       const names = clusters.map((c) => c.name);
@@ -66,6 +68,7 @@ export const COMPLIANCE_ROUTES = [
       const limit = Number(raw);
       if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ApiError(400, "BadRequest", "?limit must be a whole number from 1 to 1000");
       const policy = filter(call, "policy");
+      await keptElsewhere(hub, call, "compliance details");
       return { body: { items: await hub.compliance.history(clustersFor(hub, call), { ...(policy === undefined ? {} : { policy }), limit }) } };
     },
   }),

@@ -3,7 +3,8 @@ import { driftBatch } from "../../api/drift.js";
 import { route } from "../route.js";
 import { ApiError } from "../status.js";
 import { clustersFor } from "./compliance.js";
-import { callingCluster } from "./shared.js";
+import { keptElsewhere } from "./residency.js";
+import { auditContext, callingCluster } from "./shared.js";
 
 export const DRIFT_ROUTES = [
   route({
@@ -16,6 +17,7 @@ export const DRIFT_ROUTES = [
     body: driftBatch,
     async handle(hub, call) {
       const { cluster, region } = callingCluster(call);
+      await hub.residency.admit(cluster, region, "drift reports", auditContext(call));
       return { status: 202, body: await hub.drift.record(cluster, region, call.body) };
     },
   }),
@@ -29,6 +31,7 @@ export const DRIFT_ROUTES = [
       const limit = Number(raw);
       if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ApiError(400, "BadRequest", "?limit must be a whole number from 1 to 1000");
       const clusters = clustersFor(hub, call);
+      await keptElsewhere(hub, call, "drift reports");
       return { body: { items: await hub.drift.events(clusters, limit), totals: Object.fromEntries(await hub.drift.totals(clusters.map((c) => c.name))) } };
     },
   }),

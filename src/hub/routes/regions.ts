@@ -76,6 +76,7 @@ export const REGION_ROUTES = [
     bodyLimit: 64 * 1024 * 1024,
     body: regionalSummary,
     async handle(hub, call) {
+      await hub.residency.recordHubZone(regionOf(call), call.body.zone);
       return { body: await parent(hub).receive(regionOf(call), call.body) };
     },
   }),
