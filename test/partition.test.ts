@@ -15,7 +15,7 @@
  * agents' webhooks all along, and must be answered from their bundles, denials denied.
  * Skipped, with the reason, where network namespaces cannot be made (not root, no `ip`).
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -151,7 +151,8 @@ class Prober {
  * CI), a database of its own on that server, reached through the server's Unix socket: a
  * file, the same in every network namespace, where 127.0.0.1 is not (a database each, not a
  * schema each: hubs sharing a database hear each other's change notifications). Without it,
- * the embedded PGlite in its data folder (slower to create).
+ * or with a server whose socket is not on this machine, the embedded PGlite in its data
+ * folder (slower to create).
  */
 class HubDatabases {
   private readonly created: string[] = [];
@@ -166,6 +167,8 @@ class HubDatabases {
     try {
       const socket = (await client.query<{ unix_socket_directories: string }>("SHOW unix_socket_directories")).rows[0]!.unix_socket_directories.split(",")[0]!.trim();
       const port = (await client.query<{ port: string }>("SHOW port")).rows[0]!.port;
+      // A server elsewhere (its socket not on this machine): the embedded store, as without DATABASE_URL.
+      if (!existsSync(join(socket, `.s.PGSQL.${port}`))) return [];
       const database = `polity_partition_${process.pid.toString(36)}_${name.replace(/-/g, "_")}`;
       await client.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
       await client.query(`CREATE DATABASE "${database}"`);
