@@ -205,6 +205,8 @@ describe.skipIf(unavailable !== undefined)("a federation split by real network p
   /** When each partition began and ended (for the decisions made during them). */
   const partitions: { from: number; to: number }[] = [];
   let caPem = "";
+  /** eu-west's operator (eve, of team eu-platform), with a token of its regional hub. */
+  let euOperator: HubEndpoint;
   const databases = new HubDatabases(process.env.DATABASE_URL);
 
   const { DATABASE_URL: _database, KUBECONFIG: _kubeconfig, KUBERNETES_SERVICE_HOST: _kube, ...baseEnv } = process.env;
@@ -282,6 +284,8 @@ describe.skipIf(unavailable !== undefined)("a federation split by real network p
       await eventually(`the ${region} hub mirrors its cluster`, async () => (await call<{ items: { name: string }[] }>(hubs[region].admin, "GET", "/v1/clusters")).body.items.length === 1, 60_000);
     };
     await Promise.all([regional("eu-west", ns.eu), regional("us-east", ns.us)]);
+    const eve = { name: "eve", role: "region-operator", region: "eu-west", subject: "eve@example.com", groups: ["eu-west-operators"] };
+    euOperator = { ...hubs["eu-west"].admin, token: (await call<{ token: string }>(hubs["eu-west"].admin, "POST", "/v1/tokens", eve)).body.token };
     agents.push(...(await Promise.all([startAgent("eu-west-1", "eu-west", ns.euAgent), startAgent("us-east-1", "us-east", ns.usAgent)])));
     for (const a of agents) await eventually(`${a.cluster} enforces a bundle`, async () => (await health(a)).bundleVersion !== null, 60_000);
     writeFileSync(
@@ -331,7 +335,7 @@ describe.skipIf(unavailable !== undefined)("a federation split by real network p
       // The global layer moves meanwhile.
       await call(hubs.global.admin, "POST", "/v1/apply", { files: [GLOBAL_V2] });
       // eu-west's operator changes the region layer: validated against the global layer the region holds, enforced at once.
-      await call(hubs["eu-west"].admin, "POST", "/v1/apply", { files: [REGION_EU_EXTRA] });
+      await call(euOperator, "POST", "/v1/apply", { files: [REGION_EU_EXTRA] });
       await eventually("eu-west-1 enforces the regional change", async () => (await reviewAnswer(eu, hostNetwork("host-network"))).message?.includes("no host network in eu-west"), 30_000);
 
       // A certificate that expires while its agent is cut off from every hub is renewed by the
@@ -371,7 +375,7 @@ describe.skipIf(unavailable !== undefined)("a federation split by real network p
     links.globalEu.cut();
     try {
       await call(hubs.global.admin, "POST", "/v1/apply", { files: [GLOBAL_V2_LOCKED] });
-      await call(hubs["eu-west"].admin, "POST", "/v1/apply", { files: [REGION_EU_WEAKENED] });
+      await call(euOperator, "POST", "/v1/apply", { files: [REGION_EU_WEAKENED] });
       await eventually("eu-west-1 enforces the weakened pod-security (warn)", async () => (await reviewAnswer(eu, privileged("weakened"))).allowed, 30_000);
       await eventually("the eu-west hub sees its parent is gone", async () => !(await state("eu-west")).connected, 30_000);
     } finally {
