@@ -77,14 +77,17 @@ export class IdentityService {
   }
 
   private answer(issued: IssuedCertificate, region: string, cluster: string): ClusterCertificate {
-    const life = issued.notAfter.getTime() - issued.notBefore.getTime();
+    // Two thirds of the way from now (not from notBefore, which is backdated for clock skew:
+    // from there a certificate shorter than a few minutes would be due for renewal at once).
+    const issuedAt = this.options.now().getTime();
+    const life = issued.notAfter.getTime() - issuedAt;
     return {
       certificate: this.options.chain === undefined ? issued.pem : `${issued.pem}${this.authority.certificatePem}`,
       ca: this.options.chain?.rootPem ?? this.authority.certificatePem,
       spiffeId: `spiffe://${this.federation}/region/${region}/cluster/${cluster}`,
       serial: issued.serial,
       notAfter: issued.notAfter.toISOString(),
-      renewAfter: new Date(issued.notBefore.getTime() + (2 * life) / 3).toISOString(),
+      renewAfter: new Date(issuedAt + (2 * life) / 3).toISOString(),
     };
   }
 

@@ -1,7 +1,9 @@
 /**
  * A TCP link between two processes that a test can cut and heal: connections through it
  * are forwarded to `target`; cut, it closes every connection and refuses new ones (the
- * caller sees the peer as unreachable, as in a partition), until healed.
+ * caller sees the peer as unreachable, as in a partition), until healed. It listens on
+ * 127.0.0.1, so that a certificate for loopback names the target whatever its address
+ * (test/partition.test.ts reaches processes in network namespaces this way).
  */
 import { createServer, connect, type Server, type Socket } from "node:net";
 
@@ -13,7 +15,7 @@ export class Link {
     readonly port: number,
   ) {}
 
-  static async open(targetPort: number): Promise<Link> {
+  static async open(targetPort: number, targetHost = "127.0.0.1"): Promise<Link> {
     const holder: { link?: Link } = {};
     const server = createServer((client) => {
       const link = holder.link;
@@ -21,7 +23,7 @@ export class Link {
         client.destroy();
         return;
       }
-      const upstream = connect(targetPort, "127.0.0.1");
+      const upstream = connect(targetPort, targetHost);
       link.sockets.add(client).add(upstream);
       const drop = () => {
         client.destroy();
