@@ -214,7 +214,9 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       log: options.log ?? false,
     });
     // Other hub processes' changes (PostgreSQL) wake this one's long polls; a periodic sync is the fallback.
-    const stopListening = await db.listen("polity_generation", (generation) => void federation.sync(generation).catch(() => undefined));
+    // The payload is only a wake-up: hubs of other federations on the same server (another
+    // schema) notify on the same channel, so the generation is read from this hub's own database.
+    const stopListening = await db.listen("polity_generation", () => void federation.sync().catch(() => undefined));
     federation.onReload(async () => {
       await db.notify("polity_generation", federation.generation).catch(() => undefined);
     });
