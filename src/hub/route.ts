@@ -31,6 +31,7 @@ import type { TokenService } from "./tokens.js";
 import type { Regions } from "./regional/parent.js";
 import type { RegionalRole } from "./regional/role.js";
 import type { TrustService } from "./trust.js";
+import type { CaRotation } from "./ca-rotation.js";
 
 /** The hub's services, as route handlers use them. */
 export interface Hub {
@@ -55,6 +56,8 @@ export interface Hub {
   readonly regional?: RegionalRole;
   /** The federation's root of trust: root versions, keys, regions' delegations and CAs. */
   readonly trust: TrustService;
+  /** The global hub's federation CAs, which rotate (absent on a regional hub). */
+  readonly authorities?: CaRotation;
   readonly now: () => Date;
 }
 

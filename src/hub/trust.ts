@@ -45,7 +45,7 @@ export interface TrustOptions {
 export const DEFAULT_TRUST_OPTIONS: Omit<TrustOptions, "now"> = { rootValidityMs: 365 * DAY, delegationValidityMs: 90 * DAY, regionalCaTtlMs: 90 * DAY, overlapMs: 2 * DAY };
 
 /** What changes from one root version to the next (everything but version, times and type). */
-export type RootChange = (previous: RootMetadata) => Pick<RootMetadata, "keys" | "roles" | "delegations" | "revoked">;
+export type RootChange = (previous: RootMetadata) => Pick<RootMetadata, "keys" | "roles" | "delegations" | "revoked" | "certificateAuthorities">;
 
 type Listener = (root: RootMetadata) => Promise<void> | void;
 
@@ -316,6 +316,7 @@ function rootEvent(envelope: RootEnvelope, context: AuditContext): AuditEvent {
       roles: { root: [...root.roles.root.keyIds], bundles: [...root.roles.bundles.keyIds], "audit-log": [...root.roles["audit-log"].keyIds] },
       delegations: root.delegations.map((d) => ({ region: d.region, keyIds: [...d.keyIds], expires: d.expires })),
       revoked: [...root.revoked],
+      ...(root.certificateAuthorities === undefined ? {} : { certificateAuthorities: root.certificateAuthorities.map((ca) => ({ fingerprint: ca.fingerprint, status: ca.status })) }),
       envelopeHash: contentHash(Buffer.from(canonicalJson(envelope), "utf8")),
     },
   };

@@ -54,7 +54,7 @@ export class IdentityPlugin implements Plugin {
         } else if (renewalDue(held, now())) {
           // A new key at each renewal while the certificate is valid (the hub renews an
           // expired one only for the key it was issued to).
-          const renewed = await renew(hubUrl, held, { rotateKey: !expired(held, now()) });
+          const renewed = await renew(hubUrl, held, { rotateKey: !expired(held, now()), serverCaPem: credentials.serverCaPem() });
           credentials.replace(renewed);
           log.info("renewed the certificate", { notAfter: renewed.notAfter });
         }
