@@ -159,7 +159,7 @@ describe("the federation CA rotates while an agent runs", () => {
     expect(readFileSync(h.hub.caFile, "utf8").trim()).toBe(newCa.trim());
 
     // A certificate of the retired CA is refused, though the hub issued it and never revoked it.
-    const refusal = await call(knocking, "GET", "/v1/agent/bundle").then(
+    const refusal = await call(knocking, "GET", "/v1/agent/bundle", undefined, { raw: true }).then(
       () => undefined,
       (error: unknown) => error,
     );
@@ -273,5 +273,34 @@ describe("a hub's answer that names another CA", () => {
         server.close();
       }
     }
+  });
+});
+
+describe("when the CA rotates", () => {
+  it("rotates on the hub's schedule (--rotate-every) once the active CA is that old", async () => {
+    const h = await fixture.startCopy("schedule", { keysIntervalMs: 300, rotateEveryMs: 24 * 3600_000, trust: { overlapMs: 60 * 60 * 1000 } });
+    // An enrolled cluster whose agent never moves: the old CA overlaps until it does.
+    await call(h.admin, "POST", "/v1/clusters", { name: CLUSTER, region: "eu-west", labels: { env: "prod" } });
+    await enroll({ url: h.hub.url, caPem: h.hub.caPem }, CLUSTER, await joinToken(h, CLUSTER));
+    expect(parseRootEnvelope((await call<unknown>(h.anonymous, "GET", "/v1/trust/root")).body).signed.certificateAuthorities).toBeUndefined();
+    h.clock.offsetMs = 2 * 24 * 3600_000;
+    const listed = await eventually("the root lists a new CA", async () => parseRootEnvelope((await call<unknown>(h.anonymous, "GET", "/v1/trust/root")).body).signed.certificateAuthorities);
+    expect(listed.map((ca) => ca.status)).toEqual(["active", "overlap"]);
+    expect(listed[1]!.certificate).toBe(h.hub.caPem);
+  });
+
+  it("is refused in a federation with a regional intermediate CA, saying why, and the root does not change", async () => {
+    const h = await fixture.startCopy("regional");
+    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    await call(h.admin, "POST", "/v1/trust/regional-ca", { region: "eu-west", publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString() });
+    const before = parseRootEnvelope((await call<unknown>(h.anonymous, "GET", "/v1/trust/root")).body).signed.version;
+    const refused = await call(h.admin, "POST", "/v1/keys/rotate", { purpose: "ca" }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(HubError);
+    expect((refused as HubError).status).toBe(409);
+    expect((refused as HubError).message).toMatch(/does not rotate while regions have hubs or intermediate CAs/);
+    expect(parseRootEnvelope((await call<unknown>(h.anonymous, "GET", "/v1/trust/root")).body).signed.version).toBe(before);
   });
 });
