@@ -139,6 +139,13 @@ describe("the federation CA rotates while an agent runs", () => {
     expect((await servedCertificate(h.hub.url)).verify(new X509Certificate(oldCa).publicKey)).toBe(true);
     const knocking: HubEndpoint = { ...both, clientCertificatePem: oldCertificate, clientKeyPem: oldKey };
     expect((await call<{ kind: string }>(knocking, "GET", "/v1/whoami")).status).toBe(200);
+    // A region's CA is not issued while the CAs overlap (its hub would pin a CA it cannot yet reach the hub with).
+    const regional = await call(h.admin, "POST", "/v1/trust/regional-ca", { region: "eu-west", publicKeyPem: generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "pem" }).toString() }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect((regional as HubError).status).toBe(409);
+    expect((regional as HubError).message).toMatch(/a CA rotation is under way/);
     // A second rotation waits for this one to end.
     const again = await fixture.cli(["keys", "rotate", "--purpose", "ca"], { config });
     expect(again.code).not.toBe(0);

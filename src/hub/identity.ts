@@ -83,6 +83,11 @@ export class IdentityService {
     return this.cas.active;
   }
 
+  /** Whether a CA rotation overlaps: the CA that issues is not yet the one the hub serves with. */
+  get rotating(): boolean {
+    return this.cas.active !== this.cas.serving;
+  }
+
   /** Every CA whose certificates are accepted now, PEM, the one the hub serves with first. */
   get trustedPem(): string {
     return this.cas.trustedPem;

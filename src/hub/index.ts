@@ -166,6 +166,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       return identity.trustedPem;
     };
     await loadCas();
+    if (authorities !== undefined) trust.useIssuer(() => (identity.rotating ? undefined : identity.authority));
     // Until the server exists, a change of CAs only reaches the identity service (the server starts with it).
     let moveCas = async (): Promise<void> => {
       await loadCas();

@@ -81,6 +81,17 @@ export class TrustService {
   /** A regional hub's mirror of its parent's roots: it publishes none. */
   mirrored = false;
 
+  /**
+   * The CA that issues regions' intermediates now (ca-rotation.ts): the active one, or
+   * undefined while a CA rotation overlaps (refused then: a region would pin a CA its hub
+   * cannot yet reach its parent with). Unset: the CA this service was opened with.
+   */
+  private issuer: (() => CertificateAuthority | undefined) | undefined;
+
+  useIssuer(issuer: () => CertificateAuthority | undefined): void {
+    this.issuer = issuer;
+  }
+
   /** Loads the newest root, or makes version 1 from the keys the hub holds (first start after migration 15). */
   static async open(db: Database, operatorKey: string, authority: CertificateAuthority, audit: AuditLog, options: TrustOptions): Promise<TrustService> {
     const keys: Record<KeyPurpose, SigningKey> = {
@@ -264,10 +275,12 @@ export class TrustService {
    */
   async issueRegionalCa(region: string, publicKeyPem: string, context: AuditContext = { actor: "hub", correlationId: newCorrelationId() }): Promise<{ certificatePem: string; serial: string; notAfter: string; chainPem: string[] }> {
     this.refuseOnMirror();
+    const authority = this.issuer === undefined ? this.authority : this.issuer();
+    if (authority === undefined) throw conflict("a CA rotation is under way: regions' CAs (and regional hubs) are issued again once the old CA retires (polity keys status)");
     const now = this.options.now();
     let issued;
     try {
-      issued = await issueIntermediate(this.authority, region, publicKeyPem, now, this.options.regionalCaTtlMs);
+      issued = await issueIntermediate(authority, region, publicKeyPem, now, this.options.regionalCaTtlMs);
     } catch (error) {
       if (error instanceof RegionalCaError) throw badRequest(error.message);
       throw error;
@@ -278,7 +291,7 @@ export class TrustService {
         { kind: "region.ca-issued", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { serial: issued.serial, notAfter: issued.notAfter.toISOString() } },
       ]);
     });
-    return { certificatePem: issued.certificatePem, serial: issued.serial, notAfter: issued.notAfter.toISOString(), chainPem: [issued.certificatePem, this.authority.certificatePem] };
+    return { certificatePem: issued.certificatePem, serial: issued.serial, notAfter: issued.notAfter.toISOString(), chainPem: [issued.certificatePem, authority.certificatePem] };
   }
 }
 

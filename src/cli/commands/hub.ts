@@ -177,7 +177,10 @@ export const loginCommand: Command = {
   },
   help: `Checks the token against the hub (trusting only the given CA for the hub's certificate),
 then records the hub in the configuration file, readable by its owner only, and makes it
-the current one. Later commands (apply, get, cluster, token, …) use it.
+the current one. Later commands (apply, get, cluster, token, …) use it. The federation's
+roots of trust are verified from version 1 and the newest kept with it, so that after a CA
+rotation the CLI trusts the new CA (it fetches and verifies newer roots when the hub's
+certificate is refused).
 
 Flags:
       --hub <url>           the hub, e.g. https://127.0.0.1:8443
