@@ -195,10 +195,10 @@ describe("keys that rotate while agents run", () => {
     expect((await health(agent)).lastRefusal).toBeNull();
   });
 
-  it("refuses a rotation of the CA, and a revocation without a reason, with a clear message", async () => {
-    const ca = await cli(h, ["keys", "rotate", "--purpose", "ca"]);
+  it("refuses a revocation of the CA by id, and a revocation without a reason, with a clear message (the CA rotates: test/ca-rotation.test.ts)", async () => {
+    const ca = await cli(h, ["keys", "rotate", "--purpose", "ca", "--revoke", "a".repeat(64), "--reason", "lost"]);
     expect(ca.code).not.toBe(0);
-    expect(ca.err).toMatch(/the CA does not rotate yet/);
+    expect(ca.err).toMatch(/the CA is rotated with overlap, not revoked by id/);
     const noReason = await cli(h, ["keys", "rotate", "--purpose", "bundles", "--revoke", "a".repeat(64)]);
     expect(noReason.code).not.toBe(0);
     expect(noReason.err).toMatch(/--revoke needs --reason/);

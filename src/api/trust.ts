@@ -7,9 +7,11 @@ const reason = z.string().min(1).max(500);
 const publicKeyPem = z.string().min(1).max(4096);
 
 export const KEY_PURPOSES = ["root", "bundles", "audit-log"] as const;
+/** What `polity keys rotate --purpose` takes: a signing key's purpose, or the federation CA. */
+export const ROTATE_PURPOSES = [...KEY_PURPOSES, "ca"] as const;
 
 export const keyRotateRequest = z.strictObject({
-  purpose: z.enum(KEY_PURPOSES),
+  purpose: z.enum(ROTATE_PURPOSES),
   /** Keys of that purpose revoked in the same root instead of overlapping. */
   revoke: z.array(keyId).max(8).optional(),
   reason: reason.optional(),

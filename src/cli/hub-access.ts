@@ -3,7 +3,9 @@
  * pick one, and errors from the hub shown like every other error (with its causes, each
  * with a file:line:column when the hub names one).
  */
-import { endpointFrom, configPath, readConfig } from "../client/config.js";
+import { endpointFrom, configPath, readConfig, writeConfig } from "../client/config.js";
+import { serverTrust } from "../identity/trust-bundle.js";
+import { certificateRefused, followRoots, heldRoot } from "./hub-trust.js";
 import { randomUUID } from "node:crypto";
 import { call, HubError, ResponseTooLargeError, UnreachableError, type HubEndpoint, type RequestOptions } from "../client/http.js";
 import { PolityError } from "../errors.js";
@@ -21,15 +23,50 @@ export const HUB_HELP = `Hub connection:
       --config <file>    the configuration file (default: $POLITY_CONFIG, or ~/.config/polity/config.json)
   -o, --output text|json`;
 
+/** How to trust a hub again after its certificate was refused (src/cli/hub-trust.ts), by endpoint. */
+const refreshers = new WeakMap<HubEndpoint, () => Promise<HubEndpoint | undefined>>();
+
+/**
+ * The hub of the configuration, trusted through the CA pinned at login and those of the
+ * newest root the configuration holds; that root is brought up to date (and saved) when the
+ * hub's certificate is refused, then the call is made once more.
+ */
 export function endpoint(parsed: Parsed, io: Io): HubEndpoint {
   const path = configPath(io.env, stringOption(parsed, "config"));
-  return endpointFrom(readConfig(path), path, stringOption(parsed, "hub"));
+  const config = readConfig(path);
+  const found = endpointFrom(config, path, stringOption(parsed, "hub"));
+  const entry = config.hubs[found.name]!;
+  const rootJson = entry.root;
+  if (rootJson === undefined) return found;
+  const trusted: HubEndpoint = { ...found, caPem: serverTrust(entry.ca, heldRoot(rootJson)) };
+  refreshers.set(trusted, async () => {
+    const newer = await followRoots(found.url, rootJson);
+    if (newer === undefined) return undefined;
+    const now = readConfig(path);
+    const current = now.hubs[found.name];
+    if (current !== undefined) writeConfig(path, { ...now, hubs: { ...now.hubs, [found.name]: { ...current, root: newer } } });
+    return { ...found, caPem: serverTrust(entry.ca, heldRoot(newer)) };
+  });
+  return trusted;
+}
+
+/** `work` with the endpoint, and once more with a newer root's CAs if the hub's certificate was refused. */
+async function withTrust<T>(ep: HubEndpoint, work: (ep: HubEndpoint) => Promise<T>): Promise<T> {
+  try {
+    return await work(ep);
+  } catch (error) {
+    const refresh = refreshers.get(ep);
+    if (refresh === undefined || !certificateRefused(error)) throw error;
+    const renewed = await refresh().catch(() => undefined);
+    if (renewed === undefined) throw error;
+    return work(renewed);
+  }
 }
 
 /** A call whose failure becomes a PolityError for the CLI to print. */
 export async function hubCall<T>(ep: HubEndpoint, method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
   try {
-    return (await call<T>(ep, method, path, body, options)).body;
+    return (await withTrust(ep, (e) => call<T>(e, method, path, body, options))).body;
   } catch (error) {
     throw asCliError(error);
   }
@@ -44,7 +81,7 @@ export async function changeCall<T>(ep: HubEndpoint, path: string, body: unknown
   const headers = { "idempotency-key": randomUUID() };
   for (let attempt = 1; ; attempt++) {
     try {
-      return (await call<T>(ep, "POST", path, body, { headers })).body;
+      return (await withTrust(ep, (e) => call<T>(e, "POST", path, body, { headers }))).body;
     } catch (error) {
       if (!(error instanceof UnreachableError) || attempt >= attempts) {
         if (error instanceof UnreachableError && attempt > 1) {

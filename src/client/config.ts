@@ -16,6 +16,11 @@ export interface HubEntry {
   readonly token: string;
   /** The hub's SPIFFE path its certificate must carry (`/region/<r>/hub`); absent: the global hub's, `/hub`. */
   readonly server?: string;
+  /**
+   * The newest root of trust verified from version 1 (its signed JSON; src/cli/hub-trust.ts):
+   * the CAs it lists are trusted for the hub's certificate too (a CA rotation).
+   */
+  readonly root?: string;
 }
 
 /** The SPIFFE path of the global hub (no region) or of region `region`'s hub. */

@@ -18,6 +18,7 @@ import {
   type IssuedCertificate,
 } from "../identity/ca.js";
 import { seal, unseal, type Sealed } from "../identity/secrets.js";
+import { pemBundle } from "../identity/trust-bundle.js";
 import { importPrivateKeyPem, x509 } from "../identity/x509.js";
 import type { Database, Queryable } from "../store/database.js";
 import type { AuditEvent } from "../audit/entry.js";
@@ -65,12 +66,38 @@ export type ClusterCertificate = Omit<IssuedToCluster, "bundleKey">;
 export type EnrolmentFailure = "unknown-token" | "used-token" | "expired-token" | "revoked-cluster" | "bad-csr" | "wrong-cluster";
 
 export class IdentityService {
+  /** The CA that issues; the one the hub serves with; every CA trusted (PEM), the serving one first (ca-rotation.ts). */
+  private cas: { active: CertificateAuthority; serving: CertificateAuthority; trustedPem: string; fingerprint: string | null };
+
   constructor(
     private readonly db: Database,
-    readonly authority: CertificateAuthority,
+    authority: CertificateAuthority,
     private readonly options: IdentityOptions,
     private readonly audit: AuditLog,
-  ) {}
+  ) {
+    this.cas = { active: authority, serving: authority, trustedPem: authority.certificatePem, fingerprint: null };
+  }
+
+  /** The CA that issues cluster certificates now. */
+  get authority(): CertificateAuthority {
+    return this.cas.active;
+  }
+
+  /** Whether a CA rotation overlaps: the CA that issues is not yet the one the hub serves with. */
+  get rotating(): boolean {
+    return this.cas.active !== this.cas.serving;
+  }
+
+  /** Every CA whose certificates are accepted now, PEM, the one the hub serves with first. */
+  get trustedPem(): string {
+    return this.cas.trustedPem;
+  }
+
+  /** After a CA rotation or retirement (src/hub/ca-rotation.ts): `active` issues from now on. */
+  useAuthorities(active: CertificateAuthority, serving: CertificateAuthority, trusted: readonly string[], activeFingerprint: string): void {
+    // One CA (never rotated): its PEM as stored, as before CAs rotated.
+    this.cas = { active, serving, trustedPem: trusted.length === 1 ? trusted[0]! : pemBundle(trusted), fingerprint: activeFingerprint };
+  }
 
   get federation(): string {
     return this.authority.federation;
@@ -83,7 +110,7 @@ export class IdentityService {
     const life = issued.notAfter.getTime() - issuedAt;
     return {
       certificate: this.options.chain === undefined ? issued.pem : `${issued.pem}${this.authority.certificatePem}`,
-      ca: this.options.chain?.rootPem ?? this.authority.certificatePem,
+      ca: this.options.chain?.rootPem ?? this.cas.trustedPem,
       spiffeId: `spiffe://${this.federation}/region/${region}/cluster/${cluster}`,
       serial: issued.serial,
       notAfter: issued.notAfter.toISOString(),
@@ -91,10 +118,11 @@ export class IdentityService {
     };
   }
 
-  private async record(tx: Queryable, issued: IssuedCertificate, cluster: string, region: string): Promise<void> {
+  /** `authority`: the issuing CA's fingerprint (null: the federation's first CA, before any rotation). */
+  private async record(tx: Queryable, issued: IssuedCertificate, cluster: string, region: string, authority: string | null): Promise<void> {
     await tx.query(
-      "INSERT INTO certificates (serial, cluster, region, not_before, not_after, public_key_sha256, issued_at, certificate_pem) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-      [issued.serial, cluster, region, issued.notBefore, issued.notAfter, issued.publicKeySha256, this.options.now(), issued.pem],
+      "INSERT INTO certificates (serial, cluster, region, not_before, not_after, public_key_sha256, issued_at, certificate_pem, authority) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+      [issued.serial, cluster, region, issued.notBefore, issued.notAfter, issued.publicKeySha256, this.options.now(), issued.pem, authority],
     );
   }
 
@@ -172,8 +200,9 @@ export class IdentityService {
       throw error;
     }
     let issued: IssuedCertificate;
+    const issuer = this.cas;
     try {
-      issued = await timings.timeAsync("enrol.issue", () => issueClusterCertificate(this.authority, csr, { region: token.region, cluster: token.cluster }, now, this.options.certificateTtlMs));
+      issued = await timings.timeAsync("enrol.issue", () => issueClusterCertificate(issuer.active, csr, { region: token.region, cluster: token.cluster }, now, this.options.certificateTtlMs));
     } catch (error) {
       if (error instanceof CsrError) {
         const wrongCluster = csr.commonName !== token.cluster;
@@ -186,7 +215,7 @@ export class IdentityService {
       // Single use, whichever hub process sees the token first.
       const consumed = await tx.query("UPDATE join_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL RETURNING id", [now, token.id]);
       if (consumed.length === 0) throw unauthorized("the join token was already used; a join token admits one enrolment");
-      await this.record(tx, issued, token.cluster, token.region);
+      await this.record(tx, issued, token.cluster, token.region, issuer.fingerprint);
       await this.audit.record(tx, [
         { kind: "cluster.enrolled", actor: context.actor, cluster: token.cluster, region: token.region, correlationId: context.correlationId, data: { joinToken: token.id, serial: issued.serial } },
         this.issuedEvent(issued, token.cluster, token.region, context, "enrolment"),
@@ -220,14 +249,15 @@ export class IdentityService {
       throw forbidden("an expired certificate is renewed only for the same key: the CSR must carry the key of the certificate presented");
     }
     let issued: IssuedCertificate;
+    const issuer = this.cas;
     try {
-      issued = await issueClusterCertificate(this.authority, csr, { region: peer.region, cluster: peer.cluster }, now, this.options.certificateTtlMs);
+      issued = await issueClusterCertificate(issuer.active, csr, { region: peer.region, cluster: peer.cluster }, now, this.options.certificateTtlMs);
     } catch (error) {
       if (error instanceof CsrError) throw forbidden(error.message);
       throw error;
     }
     await this.db.transaction(async (tx) => {
-      await this.record(tx, issued, peer.cluster, peer.region);
+      await this.record(tx, issued, peer.cluster, peer.region, issuer.fingerprint);
       await this.audit.record(tx, [this.issuedEvent(issued, peer.cluster, peer.region, { actor: `cluster:${peer.cluster}`, correlationId: newCorrelationId() }, "renewal")]);
     });
     return this.answer(issued, peer.region, peer.cluster);
@@ -293,7 +323,7 @@ export class IdentityService {
   }
 
   async serverCertificate(dns: readonly string[], ips: readonly string[]) {
-    return issueServerCertificate(this.authority, { dns, ips, uri: `spiffe://${this.federation}/hub` }, this.options.now(), 365 * 24 * 3600 * 1000);
+    return issueServerCertificate(this.cas.serving, { dns, ips, uri: `spiffe://${this.federation}/hub` }, this.options.now(), 365 * 24 * 3600 * 1000);
   }
 }
 

@@ -34,6 +34,8 @@ import { pullRoots } from "./regional/roots.js";
 import { DEFAULT_TRUST_OPTIONS, TrustService, type TrustOptions } from "./trust.js";
 import { retireDue, rotateScheduled } from "./key-rotation.js";
 import { hubPlace, Residency } from "./residency.js";
+import { CaRotation } from "./ca-rotation.js";
+import { certificateFingerprint, type RootMetadata } from "../trust/index.js";
 
 export interface HubOptions {
   /** Folder for the embedded database, the CA certificate and the bootstrap token. */
@@ -156,6 +158,22 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       { certificateTtlMs: options.certificateTtlMs ?? DEFAULT_CERTIFICATE_TTL_MS, graceMs: options.graceMs ?? DEFAULT_GRACE_MS, now, ...(regional === undefined ? {} : { chain: { rootPem } }) },
       audit,
     );
+    // The federation's CAs (src/hub/ca-rotation.ts): the active one issues, the serving one
+    // signs this hub's certificate, every one the newest root lists is trusted.
+    const authorities = regional === undefined ? new CaRotation(db, trust, options.operatorKey) : undefined;
+    const loadCas = async () => {
+      if (authorities === undefined) return rootPem;
+      const cas = await authorities.load();
+      identity.useAuthorities(cas.active, cas.serving, cas.trusted, certificateFingerprint(cas.active.certificatePem));
+      writeFileSync(caFile, identity.trustedPem);
+      return identity.trustedPem;
+    };
+    await loadCas();
+    if (authorities !== undefined) trust.useIssuer(() => (identity.rotating ? undefined : identity.authority));
+    // Until the server exists, a change of CAs only reaches the identity service (the server starts with it).
+    let moveCas = async (): Promise<void> => {
+      await loadCas();
+    };
     const federation = new Federation(db, now);
     const bundles = new BundleService(
       db,
@@ -169,8 +187,12 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     // has every bundle made again under it (the next bundle carries it to every agent).
     bundles.useKey(bundles.key, trust.root.version, false);
     let known = trust.root;
+    const caList = (root: RootMetadata) => (root.certificateAuthorities ?? []).map((ca) => `${ca.fingerprint}:${ca.status}`).join();
     trust.onChange(async (root) => {
-      const rekeyed = root.roles.bundles.keyIds.join() !== known.roles.bundles.keyIds.join() || root.revoked.length !== known.revoked.length;
+      // A CA rotation or retirement: bundles name the root that lists the CAs, so that agents trust them.
+      const recertified = caList(root) !== caList(known);
+      if (recertified) await moveCas();
+      const rekeyed = recertified || root.roles.bundles.keyIds.join() !== known.roles.bundles.keyIds.join() || root.revoked.length !== known.revoked.length;
       if (root.roles["audit-log"].keyIds[0] !== known.roles["audit-log"].keyIds[0]) audit.useKey(await loadSigningKey(db, options.operatorKey, "audit-log"));
       known = root;
       bundles.useKey(await loadSigningKey(db, options.operatorKey, "bundles"), root.version, rekeyed);
@@ -187,6 +209,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       ...(regions === undefined ? {} : { regions }),
       ...(role === undefined ? {} : { regional: role }),
       residency,
+      ...(authorities === undefined ? {} : { authorities }),
       db,
       federation,
       changes,
@@ -206,13 +229,24 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       now,
     };
     // A regional hub serves with the certificate its parent issued it (for the names it gave at enrolment).
-    const serving = regional === undefined ? await identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]) : { certificatePem: regional.hubCertificatePem, privateKeyPem: regional.hubKeyPem };
-    const app = await createServer(context, {
+    const servingNames = () => identity.serverCertificate(["localhost", ...(options.hostnames ?? [])], ["127.0.0.1", "::1"]);
+    const serving = regional === undefined ? await servingNames() : { certificatePem: regional.hubCertificatePem, privateKeyPem: regional.hubKeyPem };
+    const server = await createServer(context, {
       certificatePem: serving.certificatePem,
       privateKeyPem: serving.privateKeyPem,
-      caPem: rootPem,
+      caPem: authorities === undefined ? rootPem : identity.trustedPem,
       log: options.log ?? false,
     });
+    const app = server.app;
+    let servingCa = identity.trustedPem.slice(0, identity.trustedPem.indexOf("-----END CERTIFICATE-----"));
+    if (authorities !== undefined) moveCas = async () => {
+      const pem = await loadCas();
+      // The serving CA changes when the old one retires: a new serving certificate from the new CA.
+      const nowServing = pem.slice(0, pem.indexOf("-----END CERTIFICATE-----"));
+      const changed = nowServing !== servingCa;
+      servingCa = nowServing;
+      server.useAuthorities(pem, changed ? await servingNames() : undefined);
+    };
     // Other hub processes' changes (PostgreSQL) wake this one's long polls; a periodic sync is the fallback.
     // The payload is only a wake-up: hubs of other federations on the same server (another
     // schema) notify on the same channel, so the generation is read from this hub's own database.
@@ -250,6 +284,8 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       if (keying || trust.mirrored) return;
       keying = true;
       void retireDue(trust)
+        .then(() => authorities?.retireDue())
+        .then(() => (options.rotateEveryMs === undefined ? undefined : authorities?.rotateScheduled(options.rotateEveryMs)))
         .then(() => (options.rotateEveryMs === undefined ? undefined : rotateScheduled(trust, options.rotateEveryMs)))
         .catch(() => undefined)
         .finally(() => (keying = false));

@@ -15,7 +15,7 @@
  *   in the same root); the bundles made under that root carry it to every agent, which
  *   from then on refuses anything the key signs.
  *
- * The federation CA does not rotate yet (README, "Trust model": not built).
+ * The federation CA rotates in ca-rotation.ts.
  */
 import type { AuditEvent } from "../audit/entry.js";
 import type { Queryable } from "../store/database.js";
@@ -42,7 +42,7 @@ const system = (): AuditContext => ({ actor: "hub", correlationId: newCorrelatio
  * in the same root instead of overlapping (one of them may be the active one).
  */
 export async function rotateKey(trust: TrustService, purpose: KeyPurpose, options: { readonly revoke?: readonly string[]; readonly reason?: string } = {}, context = system()): Promise<RotationResult> {
-  if (!ROTATABLE.includes(purpose)) throw badRequest(`keys rotate for one of: ${ROTATABLE.join(", ")} (the CA does not rotate yet)`);
+  if (!ROTATABLE.includes(purpose)) throw badRequest(`keys rotate for one of: ${ROTATABLE.join(", ")} (the CA: ca-rotation.ts)`);
   const revoke = [...(options.revoke ?? [])];
   const now = trust.options.now();
   const result = await trust.db.transaction(async (tx) => {

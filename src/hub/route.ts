@@ -32,6 +32,7 @@ import type { Regions } from "./regional/parent.js";
 import type { RegionalRole } from "./regional/role.js";
 import type { TrustService } from "./trust.js";
 import type { Residency } from "./residency.js";
+import type { CaRotation } from "./ca-rotation.js";
 
 /** The hub's services, as route handlers use them. */
 export interface Hub {
@@ -58,6 +59,8 @@ export interface Hub {
   readonly trust: TrustService;
   /** Data residency: this hub's zone, the regions' declared zones, refusals (src/hub/residency.ts). */
   readonly residency: Residency;
+  /** The global hub's federation CAs, which rotate (absent on a regional hub). */
+  readonly authorities?: CaRotation;
   readonly now: () => Date;
 }
 

@@ -8,6 +8,7 @@
  * Kubernetes-style Status objects; nothing a client sends can stop the server.
  */
 import { createHash, X509Certificate } from "node:crypto";
+import type { Server as HttpsServer } from "node:https";
 import type { TLSSocket } from "node:tls";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { normalizeSerial } from "../identity/ca.js";
@@ -24,6 +25,7 @@ import { ApiError, forbidden, unauthorized } from "./status.js";
 export interface ServerOptions {
   readonly certificatePem: string;
   readonly privateKeyPem: string;
+  /** The federation CA(s) client certificates may chain to, PEM (during a CA rotation, the old and the new). */
   readonly caPem: string;
   /** Structured JSON request logs to standard error. */
   readonly log: boolean;
@@ -39,18 +41,20 @@ interface CertificateView {
 }
 
 /** A certificate read once per TLS connection (keep-alive connections make many requests). */
-const peers = new WeakMap<TLSSocket, Promise<CertificateView>>();
+const peers = new WeakMap<TLSSocket, { anchors: Anchors; view: Promise<CertificateView> }>();
 /** And once per certificate: agents that reconnect present the same one (bounded). */
 const byFingerprint = new Map<string, Promise<CertificateView>>();
 
 /**
- * What a presented certificate must chain to: the federation's root CA, and, on a regional
- * hub, the region's CA it issues with (an intermediate under the root).
+ * What a presented certificate must chain to: the federation's CAs (one, or the old and the
+ * new during a CA rotation), and, on a regional hub, the region's CA it issues with (an
+ * intermediate under the federation's). Replaced whole when the CAs change.
  */
 export interface Anchors {
   readonly federation: string;
-  readonly root: X509Certificate;
-  readonly local: X509Certificate;
+  readonly roots: readonly X509Certificate[];
+  /** A regional hub's intermediate; undefined on the global hub. */
+  readonly local: X509Certificate | undefined;
 }
 
 function readPeer(socket: TLSSocket, anchors: Anchors): Promise<CertificateView> {
@@ -62,7 +66,7 @@ function readPeer(socket: TLSSocket, anchors: Anchors): Promise<CertificateView>
     if (c.fingerprint256 === presented.fingerprint256 || intermediates.some((i) => i.equals(c.raw))) break;
     intermediates.push(c.raw);
   }
-  const key = `${anchors.federation}\n${anchors.local.fingerprint256}\n${presented.fingerprint256}\n${intermediates.map((i) => createHash("sha256").update(i).digest("hex")).join(",")}`;
+  const key = `${anchors.federation}\n${anchors.roots.map((r) => r.fingerprint256).join(",")}\n${anchors.local?.fingerprint256 ?? ""}\n${presented.fingerprint256}\n${intermediates.map((i) => createHash("sha256").update(i).digest("hex")).join(",")}`;
   let view = byFingerprint.get(key);
   if (view === undefined) {
     view = parsePeer(presented.raw, intermediates, anchors);
@@ -101,7 +105,7 @@ async function parsePeer(raw: Buffer, intermediates: readonly Buffer[], anchors:
   }
   const keyHash = createHash("sha256").update(spki).digest("hex");
   if (hubRegion !== null && hubRegion !== undefined && hubRegion[1] === federation) {
-    if (!verifies(certificate, anchors.root)) return { problem: "it was not issued by this federation's CA" };
+    if (!anchors.roots.some((root) => verifies(certificate, root))) return { problem: "it was not issued by this federation's CA" };
     return { regionalHub: { region: hubRegion[2]!, serial: normalizeSerial(certificate.serialNumber), notAfter: new Date(certificate.validTo), publicKeySha256: keyHash } };
   }
   if (id === undefined || id.federation !== federation) {
@@ -110,12 +114,12 @@ async function parsePeer(raw: Buffer, intermediates: readonly Buffer[], anchors:
   // TLS reports only one verification error (an expired forgery reports "expired"): the
   // signature is checked here, against this federation's CA, whatever TLS said.
   let viaRegion = false;
-  if (!verifies(certificate, anchors.root)) {
-    const above = intermediates.map((i) => new X509Certificate(i)).filter((c) => c.fingerprint256 !== anchors.root.fingerprint256);
-    const chain = above.length > 0 ? above : anchors.local !== anchors.root ? [anchors.local] : [];
+  if (!anchors.roots.some((root) => verifies(certificate, root))) {
+    const above = intermediates.map((i) => new X509Certificate(i)).filter((c) => !anchors.roots.some((root) => c.fingerprint256 === root.fingerprint256));
+    const chain = above.length > 0 ? above : anchors.local !== undefined ? [anchors.local] : [];
     if (chain.length === 0) return { problem: "it was not issued by this federation's CA" };
     // Checked at a moment the leaf is valid: its expiry is judged below (a renewal within the grace window).
-    const verdict = leafWithinConstraints([certificate.toString(), ...chain.map((c) => c.toString())], [anchors.root.toString()], new Date(Math.min(Date.now(), Date.parse(certificate.validTo) - 1000)));
+    const verdict = leafWithinConstraints([certificate.toString(), ...chain.map((c) => c.toString())], anchors.roots.map((root) => root.toString()), new Date(Math.min(Date.now(), Date.parse(certificate.validTo) - 1000)));
     if (!verdict.ok) return { problem: verdict.reason };
     viaRegion = true;
   }
@@ -163,10 +167,11 @@ async function authenticate(hub: Hub, anchors: Anchors, request: FastifyRequest,
   }
   const socket = request.raw.socket as TLSSocket;
   if (typeof socket.getPeerCertificate !== "function") return { principal: { kind: "anonymous" } };
-  let view = peers.get(socket);
+  // Read again when the anchors changed (a CA rotation) since this connection's last request.
+  let view = peers.get(socket)?.anchors === anchors ? peers.get(socket)!.view : undefined;
   if (view === undefined) {
     view = readPeer(socket, anchors);
-    peers.set(socket, view);
+    peers.set(socket, { anchors, view });
   }
   const { peer, problem, regionalHub, viaRegion } = await view;
   if (peer === undefined && problem === undefined && regionalHub === undefined) return { principal: { kind: "anonymous" } };
@@ -236,10 +241,27 @@ async function serve(hub: Hub, anchors: Anchors, route: Route, request: FastifyR
   );
 }
 
-export async function createServer(hub: Hub, options: ServerOptions): Promise<FastifyInstance> {
-  const root = new X509Certificate(options.caPem);
+/** The PEM certificates of a bundle, each parsed. */
+function certificatesOf(pem: string): X509Certificate[] {
+  return (pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []).map((one) => new X509Certificate(one));
+}
+
+function anchorsFor(hub: Hub, caPem: string): Anchors {
+  const roots = certificatesOf(caPem);
   const local = new X509Certificate(hub.identity.authority.certificatePem);
-  const anchors: Anchors = { federation: hub.identity.federation, root, local: local.fingerprint256 === root.fingerprint256 ? root : local };
+  return { federation: hub.identity.federation, roots, local: roots.some((r) => r.fingerprint256 === local.fingerprint256) ? undefined : local };
+}
+
+/** The hub's server, and how to move it to new CAs (a CA rotation) without a restart. */
+export interface HubServer {
+  readonly app: FastifyInstance;
+  /** Accept client certificates of `caPem`'s CAs from the next handshake on, and serve with `serving` when given. */
+  useAuthorities(caPem: string, serving?: { readonly certificatePem: string; readonly privateKeyPem: string }): void;
+}
+
+export async function createServer(hub: Hub, options: ServerOptions): Promise<HubServer> {
+  let anchors = anchorsFor(hub, options.caPem);
+  let served = { key: options.privateKeyPem, cert: options.certificatePem };
   const app = Fastify({
     https: {
       key: options.privateKeyPem,
@@ -314,5 +336,14 @@ export async function createServer(hub: Hub, options: ServerOptions): Promise<Fa
       },
     });
   }
-  return app;
+  return {
+    app,
+    useAuthorities(caPem, serving) {
+      anchors = anchorsFor(hub, caPem);
+      if (serving !== undefined) served = { key: serving.privateKeyPem, cert: serving.certificatePem };
+      // New handshakes only; connections kept alive keep the verdict read at their handshake,
+      // re-judged against the new anchors on their next request (the cache key names the anchors).
+      (app.server as unknown as HttpsServer).setSecureContext({ ...served, ca: caPem, minVersion: "TLSv1.2" });
+    },
+  };
 }

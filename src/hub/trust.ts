@@ -45,7 +45,7 @@ export interface TrustOptions {
 export const DEFAULT_TRUST_OPTIONS: Omit<TrustOptions, "now"> = { rootValidityMs: 365 * DAY, delegationValidityMs: 90 * DAY, regionalCaTtlMs: 90 * DAY, overlapMs: 2 * DAY };
 
 /** What changes from one root version to the next (everything but version, times and type). */
-export type RootChange = (previous: RootMetadata) => Pick<RootMetadata, "keys" | "roles" | "delegations" | "revoked">;
+export type RootChange = (previous: RootMetadata) => Pick<RootMetadata, "keys" | "roles" | "delegations" | "revoked" | "certificateAuthorities">;
 
 type Listener = (root: RootMetadata) => Promise<void> | void;
 
@@ -80,6 +80,17 @@ export class TrustService {
 
   /** A regional hub's mirror of its parent's roots: it publishes none. */
   mirrored = false;
+
+  /**
+   * The CA that issues regions' intermediates now (ca-rotation.ts): the active one, or
+   * undefined while a CA rotation overlaps (refused then: a region would pin a CA its hub
+   * cannot yet reach its parent with). Unset: the CA this service was opened with.
+   */
+  private issuer: (() => CertificateAuthority | undefined) | undefined;
+
+  useIssuer(issuer: () => CertificateAuthority | undefined): void {
+    this.issuer = issuer;
+  }
 
   /** Loads the newest root, or makes version 1 from the keys the hub holds (first start after migration 15). */
   static async open(db: Database, operatorKey: string, authority: CertificateAuthority, audit: AuditLog, options: TrustOptions): Promise<TrustService> {
@@ -264,10 +275,12 @@ export class TrustService {
    */
   async issueRegionalCa(region: string, publicKeyPem: string, context: AuditContext = { actor: "hub", correlationId: newCorrelationId() }): Promise<{ certificatePem: string; serial: string; notAfter: string; chainPem: string[] }> {
     this.refuseOnMirror();
+    const authority = this.issuer === undefined ? this.authority : this.issuer();
+    if (authority === undefined) throw conflict("a CA rotation is under way: regions' CAs (and regional hubs) are issued again once the old CA retires (polity keys status)");
     const now = this.options.now();
     let issued;
     try {
-      issued = await issueIntermediate(this.authority, region, publicKeyPem, now, this.options.regionalCaTtlMs);
+      issued = await issueIntermediate(authority, region, publicKeyPem, now, this.options.regionalCaTtlMs);
     } catch (error) {
       if (error instanceof RegionalCaError) throw badRequest(error.message);
       throw error;
@@ -278,7 +291,7 @@ export class TrustService {
         { kind: "region.ca-issued", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { serial: issued.serial, notAfter: issued.notAfter.toISOString() } },
       ]);
     });
-    return { certificatePem: issued.certificatePem, serial: issued.serial, notAfter: issued.notAfter.toISOString(), chainPem: [issued.certificatePem, this.authority.certificatePem] };
+    return { certificatePem: issued.certificatePem, serial: issued.serial, notAfter: issued.notAfter.toISOString(), chainPem: [issued.certificatePem, authority.certificatePem] };
   }
 }
 
@@ -316,6 +329,7 @@ function rootEvent(envelope: RootEnvelope, context: AuditContext): AuditEvent {
       roles: { root: [...root.roles.root.keyIds], bundles: [...root.roles.bundles.keyIds], "audit-log": [...root.roles["audit-log"].keyIds] },
       delegations: root.delegations.map((d) => ({ region: d.region, keyIds: [...d.keyIds], expires: d.expires })),
       revoked: [...root.revoked],
+      ...(root.certificateAuthorities === undefined ? {} : { certificateAuthorities: root.certificateAuthorities.map((ca) => ({ fingerprint: ca.fingerprint, status: ca.status })) }),
       envelopeHash: contentHash(Buffer.from(canonicalJson(envelope), "utf8")),
     },
   };

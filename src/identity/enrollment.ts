@@ -58,10 +58,12 @@ export async function enroll(hub: { url: string; caPem: string }, cluster: strin
  * same key, or with `rotateKey` for a new one made here (the agent rotates at each renewal
  * of a valid certificate). The bundle key and root version 1 stay the ones pinned at enrolment.
  */
-export async function renew(url: string, creds: Credentials, options: { readonly rotateKey?: boolean } = {}): Promise<Credentials> {
+export async function renew(url: string, creds: Credentials, options: { readonly rotateKey?: boolean; readonly serverCaPem?: string } = {}): Promise<Credentials> {
   const key = options.rotateKey === true ? await newPrivateKey() : creds.privateKeyPem;
   const csr = await createCsr(creds.cluster, key);
-  const issued = (await call<IssuedCertificate>(clusterEndpoint(url, creds), "POST", "/v1/renew", { csr })).body;
+  // serverCaPem: the pinned CA and those of the newest verified root (src/identity/trust-bundle.ts).
+  const endpoint = { ...clusterEndpoint(url, creds), ...(options.serverCaPem === undefined ? {} : { caPem: options.serverCaPem }) };
+  const issued = (await call<IssuedCertificate>(endpoint, "POST", "/v1/renew", { csr })).body;
   // What was pinned at enrolment stays pinned: the CA, the bundle key, and root version 1
   // (a hub's answer never replaces what the agent trusts).
   const { rootJson: _root, ...renewed } = credentials(creds.cluster, key, issued);

@@ -637,6 +637,29 @@ CREATE TABLE region_residency (
   hub_zone_at timestamptz
 )`),
   },
+  // Issue 15: the federation CA rotates (src/hub/ca-rotation.ts).
+  {
+    version: 21,
+    name: "federation CAs that rotate: each CA, its sealed key and its state in the root of trust",
+    statements: ddl(`
+CREATE TABLE federation_authorities (
+  -- SHA-256 of the certificate's DER, as the root lists it.
+  fingerprint text PRIMARY KEY,
+  certificate_pem text NOT NULL,
+  -- The private key, encrypted under the operator's key (AES-256-GCM): never in clear.
+  key_encrypted jsonb NOT NULL,
+  -- active (issues), overlap (replaced, still trusted and listed in the root), retired (left the root, refused).
+  state text NOT NULL CHECK (state IN ('active', 'overlap', 'retired')),
+  created_at timestamptz NOT NULL,
+  state_changed_at timestamptz,
+  -- The hub's serving certificate comes from this CA (the old one until agents trust the new).
+  serving boolean NOT NULL DEFAULT false,
+  root_version integer,
+  left_root_version integer
+);
+-- Which CA issued a cluster certificate (its fingerprint; NULL: the federation's first CA, before any rotation).
+ALTER TABLE certificates ADD COLUMN authority text`),
+  },
   {
     version: 23,
     name: "certificates: whether this hub issued it (not one a region's CA issued, sent up, nor one the parent issued, mirrored down)",

@@ -3,12 +3,16 @@
  * keys (global, delegated to one region, revoked), and bundles verified under a root.
  */
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { canonicalJson } from "../canonical/index.js";
 import { describe, expect, it } from "vitest";
 import { effectiveSet, policy } from "../../test/support/policy-sets.js";
 import { BundleError, keyIdOf, signBundle, verifyBundle } from "../bundle/index.js";
 import { contentHash } from "../canonical/index.js";
 import {
   bundleKeyAllowed,
+  certificateFingerprint,
+  parseRootMetadata,
+  rootCertificateAuthorities,
   parseRootEnvelope,
   rootAuthorizer,
   ROOT_TYPE,
@@ -218,5 +222,66 @@ describe("bundle key scopes", () => {
       verdict = error.problem;
     }
     expect(verdict).toBe("wrong-region");
+  });
+});
+
+/** Fixtures made once with openssl: a CA certificate (ECDSA P-256, pathLen 0) and a leaf (not a CA). */
+const CA_PEM = `-----BEGIN CERTIFICATE-----
+MIIBtDCCAVqgAwIBAgIUHzD3UoK04kwcalVCkw6PzViDjCIwCgYIKoZIzj0EAwIw
+JjETMBEGA1UEAwwKZml4dHVyZSBDQTEPMA0GA1UECgwGcG9saXR5MB4XDTI2MTIw
+NzA4NDkyOFoXDTM2MTIwNDA4NDkyOFowJjETMBEGA1UEAwwKZml4dHVyZSBDQTEP
+MA0GA1UECgwGcG9saXR5MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEK31U8pJa
+VaFme1EST1rKrTvk1eL1s0qfBKUawNb33h0K8+CfGdrJXMukDkuELlj/z3l3upbg
+byELg0LzBTK2TKNmMGQwHQYDVR0OBBYEFJwRyQWJq9G9YzYzswdRvXnlsQZXMB8G
+A1UdIwQYMBaAFJwRyQWJq9G9YzYzswdRvXnlsQZXMBIGA1UdEwEB/wQIMAYBAf8C
+AQAwDgYDVR0PAQH/BAQDAgEGMAoGCCqGSM49BAMCA0gAMEUCIQCJ8BzLmBpHt+mX
+75tvSsEpsll9wKw6YmtMx0hL14EwVAIgH50hSfQ+ZLq50c+tJKTd0kjAdqt9vZKn
+NJObKNuT/QI=
+-----END CERTIFICATE-----
+`;
+const LEAF_PEM = `-----BEGIN CERTIFICATE-----
+MIIBbzCCARagAwIBAgIUIpSzT9d2otc6/86UM4S41zlSNrUwCgYIKoZIzj0EAwIw
+DzENMAsGA1UEAwwEbGVhZjAeFw0yNjEyMDcwODQ5MjhaFw0zNjEyMDQwODQ5Mjha
+MA8xDTALBgNVBAMMBGxlYWYwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAASBT+ha
+ym/VGF11k4IwTLuHm8tZOH3xBFP3iXHXvqNSqWA6/NbWZsMIjuzOEf1I/s+7Jwgg
+SCugRo1QlyD/JJIko1AwTjAdBgNVHQ4EFgQU27NHf8qb8Uvp5YQcLJealRNWBOAw
+HwYDVR0jBBgwFoAU27NHf8qb8Uvp5YQcLJealRNWBOAwDAYDVR0TAQH/BAIwADAK
+BggqhkjOPQQDAgNHADBEAiAh66xWx5R+VstoIq2mYRqn02Uv1eL8ad7+gKfdLUBh
+aQIgflTD+um9F/WFcDKYapRU/+ws/DMtwP7QXQn3VXqsl1o=
+-----END CERTIFICATE-----
+`;
+
+describe("the federation CAs a root lists (CA rotation)", () => {
+  const listed = (cas: unknown) => root(2, { certificateAuthorities: cas } as Partial<RootMetadata>);
+
+  it("leaves a root that lists none exactly as before: same canonical bytes, and the pinned CA alone", () => {
+    expect(canonicalJson(parseRootMetadata(root(1)))).toBe(canonicalJson(root(1)));
+    expect(canonicalJson(root(1))).not.toContain("certificateAuthorities");
+    expect(rootCertificateAuthorities(trusted)).toEqual([]);
+  });
+
+  it("lists CAs under their certificate's SHA-256, the active one first, and a chain of roots carries them", () => {
+    const cas = [{ certificate: CA_PEM, fingerprint: certificateFingerprint(CA_PEM), status: "active" }];
+    const next = verifyRootUpdate(trusted, signRoot(listed(cas), [rootA.privateKey]));
+    expect(next.certificateAuthorities).toEqual(cas);
+    expect(rootCertificateAuthorities(next)).toEqual([CA_PEM]);
+  });
+
+  it("refuses a CA under another fingerprint, a certificate that is no CA, none or two active, a CA twice, and garbage", () => {
+    const fingerprint = certificateFingerprint(CA_PEM);
+    const malformed = (cas: unknown) => problem(() => parseRootMetadata(listed(cas)));
+    expect(malformed([{ certificate: CA_PEM, fingerprint: "0".repeat(64), status: "active" }])).toBe("malformed");
+    expect(malformed([{ certificate: LEAF_PEM, fingerprint: certificateFingerprint(LEAF_PEM), status: "active" }])).toBe("malformed");
+    expect(malformed([{ certificate: CA_PEM, fingerprint, status: "overlap" }])).toBe("malformed");
+    expect(malformed([])).toBe("malformed");
+    expect(malformed([{ certificate: CA_PEM, fingerprint, status: "active" }, { certificate: CA_PEM, fingerprint, status: "overlap" }])).toBe("malformed");
+    expect(malformed([{ certificate: "not a certificate", fingerprint, status: "active" }])).toBe("malformed");
+    expect(malformed([{ certificate: CA_PEM, fingerprint, status: "retired" }])).toBe("malformed");
+    expect(malformed("all of them")).toBe("malformed");
+  });
+
+  it("refuses a root that adds a CA but is not signed by the root keys it follows", () => {
+    const cas = [{ certificate: CA_PEM, fingerprint: certificateFingerprint(CA_PEM), status: "active" }];
+    expect(problem(() => verifyRootUpdate(trusted, signRoot(listed(cas), [rootB.privateKey])))).toBe("threshold-not-met");
   });
 });

@@ -17,7 +17,7 @@
  *
  * Pure: keys and time are passed in.
  */
-import { createPublicKey, sign, verify, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, sign, verify, X509Certificate, type KeyObject } from "node:crypto";
 import { canonicalJson } from "../canonical/index.js";
 import { keyIdOf } from "../bundle/index.js";
 
@@ -49,6 +49,21 @@ export interface Delegation {
   readonly expires: string;
 }
 
+/**
+ * A federation CA the root vouches for (CA rotation): hubs accept client certificates
+ * chaining to any CA listed, agents and the CLI a hub's serving certificate. One is
+ * `active` (issues), the one it replaced `overlap` until it leaves the root. A root that
+ * lists none (every root before the first CA rotation) leaves the CA pinned at enrolment
+ * the only one.
+ */
+export interface RootCertificateAuthority {
+  /** The CA's X.509 certificate, PEM. */
+  readonly certificate: string;
+  /** SHA-256 of its DER, lowercase hex. */
+  readonly fingerprint: string;
+  readonly status: "active" | "overlap";
+}
+
 export interface RootMetadata {
   readonly type: typeof ROOT_TYPE;
   readonly specVersion: 1;
@@ -62,6 +77,8 @@ export interface RootMetadata {
   readonly delegations: readonly Delegation[];
   /** Key ids refused everywhere, whatever role or delegation still names them. */
   readonly revoked: readonly string[];
+  /** The federation CAs, active first; absent until the CA first rotates. */
+  readonly certificateAuthorities?: readonly RootCertificateAuthority[];
 }
 
 export interface Signature {
@@ -169,6 +186,7 @@ export function parseRootMetadata(value: unknown): RootMetadata {
     return { region: d.region, keyIds: role.keyIds, threshold: 1, expires: d.expires };
   });
   if (!Array.isArray(s.revoked) || !s.revoked.every((k) => typeof k === "string" && HEX64.test(k))) fail("revoked must be a list of key ids");
+  const certificateAuthorities = s.certificateAuthorities === undefined ? undefined : parseCertificateAuthorities(s.certificateAuthorities);
   return {
     type: ROOT_TYPE,
     specVersion: 1,
@@ -180,7 +198,49 @@ export function parseRootMetadata(value: unknown): RootMetadata {
     roles,
     delegations,
     revoked: [...(s.revoked as string[])],
+    ...(certificateAuthorities === undefined ? {} : { certificateAuthorities }),
   };
+}
+
+/** The most CAs a root lists: the active one and those it replaced, still overlapping. */
+const MAX_ROOT_CAS = 4;
+
+/** SHA-256 of a certificate's DER, lowercase hex (what a root lists a CA under). */
+export function certificateFingerprint(pem: string): string {
+  return createHash("sha256").update(new X509Certificate(pem).raw).digest("hex");
+}
+
+function parseCertificateAuthorities(value: unknown): RootCertificateAuthority[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_ROOT_CAS) fail(`certificateAuthorities must list 1 to ${MAX_ROOT_CAS} CAs`);
+  const seen = new Set<string>();
+  const cas = value.map((entry: unknown, i): RootCertificateAuthority => {
+    const where = `certificateAuthorities[${i}]`;
+    if (!isRecord(entry) || typeof entry.certificate !== "string" || typeof entry.fingerprint !== "string" || !HEX64.test(entry.fingerprint)) fail(`${where} needs a certificate (PEM) and its fingerprint`);
+    if (entry.status !== "active" && entry.status !== "overlap") fail(`${where}.status must be active or overlap`);
+    if (entry.certificate.length > 16 * 1024) fail(`${where}.certificate is too large`);
+    let certificate: X509Certificate;
+    try {
+      certificate = new X509Certificate(entry.certificate);
+    } catch {
+      fail(`${where}.certificate is not an X.509 certificate (PEM)`);
+    }
+    if (!certificate.ca) fail(`${where}.certificate is not a CA certificate`);
+    const fingerprint = createHash("sha256").update(certificate.raw).digest("hex");
+    if (fingerprint !== entry.fingerprint) fail(`${where} is listed under another certificate's fingerprint (its own is ${fingerprint})`);
+    if (seen.has(fingerprint)) fail(`${where} lists a CA twice`);
+    seen.add(fingerprint);
+    return { certificate: entry.certificate, fingerprint, status: entry.status };
+  });
+  if (cas.filter((c) => c.status === "active").length !== 1 || cas[0]!.status !== "active") fail("certificateAuthorities must list exactly one active CA, first");
+  return cas;
+}
+
+/**
+ * The CA certificates (PEM) a root vouches for, active first; none for a root from before
+ * the first CA rotation (the CA pinned at enrolment is then the only one).
+ */
+export function rootCertificateAuthorities(root: RootMetadata | undefined): string[] {
+  return (root?.certificateAuthorities ?? []).map((ca) => ca.certificate);
 }
 
 /** Parses an envelope (an object or its JSON text); checks shape only. */

@@ -10,6 +10,7 @@ import type { HubEndpoint } from "../../client/http.js";
 import { PolityError } from "../../errors.js";
 import { clusterEndpoint, loadCredentials, saveCredentials, type Credentials } from "../../identity/credentials.js";
 import { parseClusterSpiffeId } from "../../identity/spiffe.js";
+import { serverTrust } from "../../identity/trust-bundle.js";
 import { rootAuthorizer, type RootMetadata } from "../../trust/index.js";
 import { TrustRoots, type RootSource } from "../bundle/roots.js";
 
@@ -60,7 +61,22 @@ export class AgentCredentials {
   /** The hub (or another bundle source), reached over mutual TLS with the credentials held now. */
   hub(url: string = this.hubUrl): HubEndpoint {
     if (this.held === undefined) throw new Error("not enrolled: no certificate to reach the hub with");
-    return clusterEndpoint(url, this.held);
+    return { ...clusterEndpoint(url, this.held), caPem: this.serverCaPem() };
+  }
+
+  /**
+   * The CAs a hub's serving certificate may chain to: the one pinned at enrolment, and those
+   * the newest root this agent verified lists (a CA rotation); never one a hub's answer named.
+   */
+  serverCaPem(): string {
+    if (this.held === undefined) throw new Error("not enrolled: no CA pinned");
+    let root: RootMetadata | undefined;
+    try {
+      root = this.roots.current(this.held, this.federation);
+    } catch {
+      root = undefined;
+    }
+    return serverTrust(this.held.caPem, root);
   }
 
   private get federation(): string {

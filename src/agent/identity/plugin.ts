@@ -60,7 +60,7 @@ export class IdentityPlugin implements Plugin {
         } else if (renewalDue(held, now())) {
           // A new key at each renewal while the certificate is valid (the hub renews an
           // expired one only for the key it was issued to).
-          const { value: renewed, url } = await firstReachable([hubUrl, ...(this.options.fallbackUrls ?? [])], (at) => renew(at, held, { rotateKey: !expired(held, now()) }));
+          const { value: renewed, url } = await firstReachable([hubUrl, ...(this.options.fallbackUrls ?? [])], (at) => renew(at, held, { rotateKey: !expired(held, now()), serverCaPem: credentials.serverCaPem() }));
           credentials.replace(renewed);
           log.info("renewed the certificate", { notAfter: renewed.notAfter, ...(url === hubUrl ? {} : { hub: url }) });
         }

@@ -11,6 +11,7 @@ import { parseListen, stringOption, stringsOption, type Command } from "../comma
 import { colors, EXIT, UsageError, type Io } from "../io.js";
 import { parseDuration } from "../time.js";
 import { hubCall } from "../hub-access.js";
+import { pinRoots } from "../hub-trust.js";
 
 /**
  * The operator's key, which seals the CA's private key: --key-file, or POLITY_HUB_KEY. On
@@ -79,10 +80,12 @@ Flags:
       --hostname <name>       another DNS name for the hub's certificate (repeatable)
       --certificate-ttl <d>   lifetime of cluster certificates (default 24h)
       --grace <d>             how long after expiry a certificate can still be renewed (default 7d)
-      --rotate-every <d>      rotate the root, bundles and audit-log keys when the active one is
-                              this old, e.g. 30d (default: off; polity keys rotate does it by hand)
-      --key-overlap <d>       how long a rotated-out key stays in the root at most (default 48h;
-                              it leaves sooner once every agent acknowledged a bundle under its successor)
+      --rotate-every <d>      rotate the root, bundles and audit-log keys and the federation CA when
+                              the active one is this old, e.g. 30d (default: off; polity keys rotate
+                              does it by hand; the CA not in a federation with regional hubs)
+      --key-overlap <d>       how long a rotated-out key or CA stays in the root at most (default 48h;
+                              it leaves sooner once every agent acknowledged a bundle under its successor,
+                              and for a CA holds a certificate of the new one)
       --zone <z>              the zone this hub runs in (default: global; a regional hub's, its
                               region's name). A region whose residency does not allow it has its
                               clusters' decision logs, status and drift refused here
@@ -184,7 +187,10 @@ export const loginCommand: Command = {
   },
   help: `Checks the token against the hub (trusting only the given CA for the hub's certificate),
 then records the hub in the configuration file, readable by its owner only, and makes it
-the current one. Later commands (apply, get, cluster, token, …) use it.
+the current one. Later commands (apply, get, cluster, token, …) use it. The federation's
+roots of trust are verified from version 1 and the newest kept with it, so that after a CA
+rotation the CLI trusts the new CA (it fetches and verifies newer roots when the hub's
+certificate is refused).
 
 Flags:
       --hub <url>           the hub, e.g. https://127.0.0.1:8443
@@ -215,11 +221,19 @@ Exit status: 0 when logged in, 2 when the hub refuses the token or cannot be rea
     const region = stringOption(parsed, "region");
     if (region !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(region)) throw new UsageError(`--region ${region}: not a region name`);
     const server = hubServerPath(region);
-    const who = await hubCall<{ description: string }>({ url: url.replace(/\/$/, ""), caPem: ca, token, serverIds: [server] }, "GET", "/v1/whoami");
+    const ep = { url: url.replace(/\/$/, ""), caPem: ca, token, serverIds: [server] };
+    const who = await hubCall<{ description: string }>(ep, "GET", "/v1/whoami");
+    // The roots, from version 1, so that a CA rotation later finds the CLI trusting the new CA (src/cli/hub-trust.ts).
+    let root: string;
+    try {
+      root = await pinRoots(ep);
+    } catch (error) {
+      throw new UsageError(`the hub's root of trust does not verify: ${error instanceof Error ? error.message : String(error)}`);
+    }
     const path = configPath(io.env, stringOption(parsed, "config"));
     const config = readConfig(path);
     const name = stringOption(parsed, "name") ?? "default";
-    writeConfig(path, { current: name, hubs: { ...config.hubs, [name]: { url: url.replace(/\/$/, ""), ca, token, ...(region === undefined ? {} : { server }) } } });
+    writeConfig(path, { current: name, hubs: { ...config.hubs, [name]: { url: url.replace(/\/$/, ""), ca, token, root, ...(region === undefined ? {} : { server }) } } });
     io.out(`logged in to ${url} as ${who.description}; saved as ${JSON.stringify(name)} in ${path}\n`);
     return EXIT.ok;
   },

@@ -1,5 +1,5 @@
 /** `polity keys status|rotate`: the federation's signing keys, their states in the root of trust, rotation and revocation. */
-import { KEY_PURPOSES } from "../../api/trust.js";
+import { ROTATE_PURPOSES } from "../../api/trust.js";
 import { outputFormat, stringOption, type Command } from "../command.js";
 import { EXIT, UsageError } from "../io.js";
 import { age, endpoint, hubCall, HUB_HELP, HUB_OPTIONS, table } from "../hub-access.js";
@@ -29,10 +29,13 @@ export const keysStatusCommand: Command = {
   usage: "polity keys status [-o text|json]",
   options: { ...HUB_OPTIONS },
   help: `Lists every key of the federation's root of trust (global admins and auditors):
-  PURPOSE   root (signs root versions), bundles, audit-log, or region (a region's delegated key)
-  STATE     active (signs), overlap (rotated out, still listed in the root, signs nothing),
-            retired (no longer in the root), revoked (refused everywhere)
-  ROOT      the root version that first listed it, and the one it left (retired or revoked)
+  PURPOSE   root (signs root versions), bundles, audit-log, region (a region's delegated key),
+            or ca (a federation CA; its ID is the SHA-256 of its certificate)
+  STATE     active (signs; a CA: issues), overlap (rotated out, still listed in the root, signs
+            nothing; a CA: its certificates still accepted), retired (no longer in the root;
+            a CA: its certificates refused), revoked (refused everywhere)
+  ROOT      the root version that first listed it, and the one it left (retired or revoked);
+            '-' for a CA that never rotated (roots list CAs from the first CA rotation on)
 
 ${HUB_HELP}
 
@@ -63,8 +66,8 @@ Example:
 
 export const keysRotateCommand: Command = {
   name: "keys rotate",
-  summary: "rotate a key (root, bundles, audit-log), or revoke one on suspicion",
-  usage: "polity keys rotate --purpose root|bundles|audit-log [--revoke KEYID --reason TEXT]",
+  summary: "rotate a key (root, bundles, audit-log) or the federation CA (ca), or revoke a key on suspicion",
+  usage: "polity keys rotate --purpose root|bundles|audit-log|ca [--revoke KEYID --reason TEXT]",
   options: { ...HUB_OPTIONS, purpose: { type: "string" }, revoke: { type: "string" }, reason: { type: "string" } },
   help: `Rotates a key with overlap, so that no agent restarts and no bundle is refused: the new
 key enters a new root version before it signs anything; bundles are made again with it and
@@ -76,20 +79,27 @@ is signed by the old root key and the new one.
 --revoke KEYID (with --reason) revokes a key instead: it goes to the root's revoked list
 (a key of --purpose that is active is replaced by a new one in the same root), and every
 agent refuses what it signs from its next bundle on. A region's delegated key is revoked
-with --revoke alone (no --purpose): its delegation ends. The CA does not rotate yet.
+with --revoke alone (no --purpose): its delegation ends.
+
+--purpose ca rotates the federation CA: a new CA enters a new root version beside the old
+one (overlap); renewals are issued by the new CA; the old one retires (its certificates are
+refused, and the hubs serve with a certificate of the new CA) once every cluster holds a
+certificate of the new CA and acknowledged a bundle naming that root, or when the overlap
+runs out. Refused in a federation with regional hubs, and while a CA rotation is under way.
 
 ${HUB_HELP}
 
 Examples:
   polity keys rotate --purpose bundles
+  polity keys rotate --purpose ca
   polity keys rotate --purpose bundles --revoke 3f9c…(64 hex) --reason "key file copied off the hub host"
   polity keys rotate --revoke 9ab0…(a region's key) --reason "eu-west hub compromised"`,
   async run(parsed, io) {
     const purpose = stringOption(parsed, "purpose");
     const revoke = stringOption(parsed, "revoke");
     const reason = stringOption(parsed, "reason");
-    if (purpose === "ca") throw new UsageError("the CA does not rotate yet (README, Trust model: not built)");
-    if (purpose !== undefined && !(KEY_PURPOSES as readonly string[]).includes(purpose)) throw new UsageError(`--purpose must be one of ${KEY_PURPOSES.join(", ")}`);
+    if (purpose !== undefined && !(ROTATE_PURPOSES as readonly string[]).includes(purpose)) throw new UsageError(`--purpose must be one of ${ROTATE_PURPOSES.join(", ")}`);
+    if (purpose === "ca" && revoke !== undefined) throw new UsageError("the CA is rotated with overlap, not revoked by id: polity keys rotate --purpose ca");
     if (revoke !== undefined && (reason === undefined || reason.trim() === "")) throw new UsageError("--revoke needs --reason");
     if (revoke !== undefined && !/^[0-9a-f]{64}$/.test(revoke)) throw new UsageError("--revoke takes a whole key id (64 hex digits: polity keys status -o json)");
     let r: Rotation;

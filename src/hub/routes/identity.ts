@@ -25,10 +25,10 @@ export const IDENTITY_ROUTES = [
   route({
     method: "GET",
     path: "/v1/ca",
-    summary: "The federation CA certificate (PEM): what agents and clients trust.",
+    summary: "The federation CA certificate(s) (PEM): what agents and clients trust; during a CA rotation, the one the hub serves with first, then the other.",
     access: { kind: "public" },
     async handle(hub) {
-      return { body: hub.identity.authority.certificatePem, type: "application/x-pem-file" };
+      return { body: hub.identity.trustedPem, type: "application/x-pem-file" };
     },
   }),
   route({

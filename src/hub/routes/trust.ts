@@ -6,7 +6,7 @@
 import { keyRevokeRequest, keyRotateRequest, regionKeyRequest } from "../../api/trust.js";
 import { keyStatus, revokeKey, rotateKey } from "../key-rotation.js";
 import { route } from "../route.js";
-import { badRequest } from "../status.js";
+import { badRequest, forbidden } from "../status.js";
 import { auditContext } from "./shared.js";
 
 const ADMIN = { kind: "role", roles: ["global-admin"], why: "only a global admin changes the federation's keys" } as const;
@@ -36,22 +36,29 @@ export const TRUST_ROUTES = [
   route({
     method: "GET",
     path: "/v1/keys",
-    summary: "The federation's keys: purpose, id, creation, state (active, overlap, retired, revoked), the root versions that list them.",
+    summary: "The federation's keys and CAs: purpose, id, creation, state (active, overlap, retired, revoked), the root versions that list them.",
     access: { kind: "role", roles: ["global-admin", "auditor"], why: "keys are listed for global admins and auditors" },
     async handle(hub) {
-      return { body: await keyStatus(hub.trust) };
+      const status = await keyStatus(hub.trust);
+      return { body: { ...status, keys: [...(hub.authorities === undefined ? [] : await hub.authorities.status()), ...status.keys] } };
     },
   }),
   route({
     method: "POST",
     path: "/v1/keys/rotate",
-    summary: "Rotate a key (root, bundles, audit-log): the new key enters a new root before it signs; the old one overlaps, or is revoked with `revoke`.",
+    summary: "Rotate a key (root, bundles, audit-log) or the federation CA (ca): the new one enters a new root before it signs; the old one overlaps, or is revoked with `revoke`.",
     access: ADMIN,
     body: keyRotateRequest,
     async handle(hub, call) {
       const revoke = call.body.revoke ?? [];
+      if (call.body.purpose === "ca") {
+        if (revoke.length > 0) throw badRequest("the CA is rotated with overlap, never revoked by id: rotate it, and its predecessor retires once every cluster moved on");
+        if (hub.authorities === undefined) throw forbidden("a regional hub holds its parent's CA: rotate the CA on the global hub");
+        return { body: await hub.authorities.rotate(auditContext(call)) };
+      }
+      const purpose = call.body.purpose;
       if (revoke.length > 0 && call.body.reason === undefined) throw badRequest("a revocation needs a reason");
-      return { body: await rotateKey(hub.trust, call.body.purpose, { revoke, ...(call.body.reason === undefined ? {} : { reason: call.body.reason }) }, auditContext(call)) };
+      return { body: await rotateKey(hub.trust, purpose, { revoke, ...(call.body.reason === undefined ? {} : { reason: call.body.reason }) }, auditContext(call)) };
     },
   }),
   route({
