@@ -206,7 +206,7 @@ describe("the federation CA rotates while an agent runs", () => {
     const retired = await eventually("the audit log holds the retirement", async () => (await entries("key.retired")).find((e) => e.data.purpose === "ca"));
     expect(retired.data).toMatchObject({ keyId: result.previous[0], reason: "every cluster moved to the new CA" });
     expect((await entries("key.rotated")).find((e) => e.data.purpose === "ca")?.data).toMatchObject({ keyId: result.keyId, previous: result.previous });
-  });
+  }, 180_000);
 });
 
 describe("a hub's answer that names another CA", () => {
