@@ -32,7 +32,7 @@ import { RegionalRole } from "./regional/role.js";
 import { parentEndpoint, type RegionalCredentials } from "./regional/credentials.js";
 import { pullRoots } from "./regional/roots.js";
 import { DEFAULT_TRUST_OPTIONS, TrustService, type TrustOptions } from "./trust.js";
-import { retireDue, rotateScheduled } from "./key-rotation.js";
+import { renewRootDue, retireDue, rotateScheduled } from "./key-rotation.js";
 
 export interface HubOptions {
   /** Folder for the embedded database, the CA certificate and the bootstrap token. */
@@ -235,13 +235,14 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     }, options.rolloutIntervalMs ?? 1_000);
     rolloutTicker.unref();
     // Keys: overlapping ones retired when every agent moved on (or the overlap ran out), and
-    // the scheduled rotation. Each is a new root version, made once whichever hub gets there.
+    // the scheduled rotation, the root re-signed before it expires. Each is a new root version, made once whichever hub gets there.
     let keying = false;
     const keysTicker = setInterval(() => {
       if (keying || trust.mirrored) return;
       keying = true;
       void retireDue(trust)
         .then(() => (options.rotateEveryMs === undefined ? undefined : rotateScheduled(trust, options.rotateEveryMs)))
+        .then(() => renewRootDue(trust))
         .catch(() => undefined)
         .finally(() => (keying = false));
     }, options.keysIntervalMs ?? 5_000);

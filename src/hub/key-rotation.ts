@@ -151,6 +151,23 @@ async function everyAgentMovedOn(trust: TrustService, keyId: string): Promise<bo
   return Number(row?.waiting ?? 1) === 0;
 }
 
+/**
+ * Re-signs the root before it expires (agents refuse new bundles under an expired root): when
+ * less than a third of its validity is left, a new version listing the same keys, roles,
+ * delegations and revocations. Returns the new version, or undefined when none was due.
+ */
+export async function renewRootDue(trust: TrustService, context = system()): Promise<number | undefined> {
+  const root = await trust.reload();
+  if (Date.parse(root.expires) - trust.options.now().getTime() > trust.options.rootValidityMs / 3) return undefined;
+  const version = await trust.db.transaction(async (tx) => {
+    const { envelope, event } = await trust.publish(tx, (previous) => ({ keys: previous.keys, roles: previous.roles, delegations: previous.delegations, revoked: previous.revoked }), context);
+    await trust.audit.record(tx, [event]);
+    return envelope.signed.version;
+  });
+  await trust.reload();
+  return version;
+}
+
 /** Keys whose scheduled rotation is due: the active key of each purpose older than `everyMs`. */
 export async function rotateScheduled(trust: TrustService, everyMs: number): Promise<RotationResult[]> {
   const now = trust.options.now().getTime();

@@ -1,0 +1,174 @@
+/**
+ * The security review of regional hubs (issue 15), its findings closed, end to end over real
+ * TLS: the roots an agent keeps on its disk are rebuilt from version 1 at every start and,
+ * when they do not verify, no new bundle is accepted (a key revoked after version 1 stays
+ * refused); agents ask every source they have for a newer root on a timer; a root that
+ * expired lets no new bundle in; the hub re-signs its root before it expires.
+ */
+import { createPublicKey, generateKeyPairSync } from "node:crypto";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { startAgent, type RunningAgent } from "../src/agent/index.js";
+import { decodeBundle, encodeBundle, signBundle, type BundleMetadata } from "../src/bundle/index.js";
+import { call, closeConnections } from "../src/client/http.js";
+import { revokeKey } from "../src/hub/key-rotation.js";
+import { signingKeyById } from "../src/hub/keys.js";
+import { parseRootEnvelope } from "../src/trust/index.js";
+import { eventually } from "./support/eventually.js";
+import { example, HubFixture, joinToken, type TestHub } from "./support/hubs.js";
+
+const OPERATOR_KEY = "trust-review-operator-key-0123456789abcdef";
+const fixture = new HubFixture("polity-trust-review-", OPERATOR_KEY, "acme");
+const CLUSTER = "eu-west-1";
+const DAY = 24 * 3600 * 1000;
+const agents: RunningAgent[] = [];
+
+afterAll(async () => {
+  closeConnections();
+  await Promise.allSettled(agents.map((a) => a.close()));
+});
+
+async function federation(name: string): Promise<TestHub> {
+  const h = await fixture.startCopy(name, { keysIntervalMs: 300, trust: { overlapMs: 60 * 60 * 1000 } });
+  await call(h.admin, "POST", "/v1/apply", { files: [example("global.yaml"), example("region-eu-west.yaml"), example("cluster-eu-west-1.yaml")] });
+  await call(h.admin, "POST", "/v1/clusters", { name: CLUSTER, region: "eu-west", labels: { env: "prod" } });
+  return h;
+}
+
+async function agentOf(h: TestHub, dataDir: string, options: { hubUrl?: string; fallbackUrls?: string[]; rootCheckIntervalMs?: number; now?: () => Date; enrol?: boolean } = {}): Promise<RunningAgent> {
+  const agent = await startAgent({
+    hubUrl: options.hubUrl ?? h.hub.url,
+    ...(options.fallbackUrls === undefined ? {} : { fallbackUrls: options.fallbackUrls }),
+    cluster: CLUSTER,
+    dataDir,
+    ...(options.enrol === false ? {} : { caPem: h.hub.caPem, joinToken: await joinToken(h, CLUSTER) }),
+    webhookPort: 0,
+    pollWaitSeconds: 2,
+    ...(options.rootCheckIntervalMs === undefined ? {} : { rootCheckIntervalMs: options.rootCheckIntervalMs }),
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
+  agents.push(agent);
+  return agent;
+}
+
+/** A bundle for the agent's cluster signed by `key`, newer than what it holds (its policies unchanged). */
+function forged(held: BundleMetadata, dataDir: string, key: Parameters<typeof signBundle>[2], expires?: string): Buffer {
+  const source = decodeBundle(readFileSync(join(dataDir, "bundles", "current.bundle")));
+  const { type: _t, specVersion: _s, ...meta } = held;
+  return encodeBundle(signBundle({ ...meta, version: held.version + 100, rootVersion: 1, ...(expires === undefined ? {} : { expires }) }, source.target, key));
+}
+
+describe("the roots an agent keeps on its disk", () => {
+  it("are rebuilt from version 1 at every start; when they do not verify, the agent keeps enforcing the bundle it held, refuses a bundle signed by a key revoked after version 1, and trusts again once a chain fetched from a hub verifies", async () => {
+    const h = await federation("chain");
+    const dataDir = join(fixture.root, "chain-agent");
+    let agent = await agentOf(h, dataDir);
+    await eventually("the agent holds a bundle", () => agent.bundle.current !== undefined);
+    // The bundles key of root version 1 is revoked (root version 2): the agent follows.
+    const oldKeyId = h.hub.context.bundles.key.keyId;
+    const oldKey = (await signingKeyById(h.hub.context.db, OPERATOR_KEY, oldKeyId))!;
+    const { rootVersion } = await revokeKey(h.hub.context.trust, oldKeyId, "copied off the hub host");
+    await eventually("the agent holds a bundle under the revoking root", () => (agent.bundle.current?.metadata.rootVersion === rootVersion ? true : undefined));
+    const held = agent.bundle.current!.metadata;
+    await agent.close();
+    expect(parseRootEnvelope(readFileSync(join(dataDir, "identity", "roots", `${rootVersion}.json`), "utf8")).signed.version).toBe(rootVersion);
+
+    // The disk loses the revoking root and the newest one is altered (bit rot, or a hand).
+    rmSync(join(dataDir, "identity", "roots", `${rootVersion}.json`));
+    const newest = join(dataDir, "identity", "trusted-root.json");
+    const intact = readFileSync(newest, "utf8");
+    writeFileSync(newest, intact.replace(/"sig":"(.)/, (_m, c: string) => `"sig":"${c === "A" ? "B" : "A"}`));
+    // Restarted with its hub out of reach: the chain cannot be fetched again.
+    agent = await agentOf(h, dataDir, { hubUrl: "https://127.0.0.1:9", enrol: false });
+    expect(agent.health().roots.degraded).toMatch(/trusted-root.json names root version 2, but the roots kept on disk verify only up to version 1/);
+    // A bundle signed by the key root version 2 revoked (and root version 1 lists) is refused…
+    const forgery = forged(held, dataDir, oldKey.privateKey);
+    expect(agent.bundle.offer(forgery, new Date())).toBeUndefined();
+    expect(agent.bundle.lastRefusal).toMatchObject({ problem: "root-chain-broken", message: expect.stringMatching(/new bundles are refused until a chain of roots fetched from a hub verifies/) });
+    // …and the bundle held, signed by a key of root version 2 that nothing verifies now, is not enforced either (fail closed).
+    expect(agent.bundle.current).toBeUndefined();
+    await agent.close();
+
+    // The newest root intact (it verifies by its own keys), the one before it lost (an agent
+    // from before the chain was kept): the bundle held is enforced, nothing new is accepted.
+    writeFileSync(newest, intact);
+    agent = await agentOf(h, dataDir, { hubUrl: "https://127.0.0.1:9", enrol: false });
+    expect(agent.bundle.current?.metadata).toEqual(held);
+    expect(agent.health().roots.degraded).toMatch(/verify only up to version 1/);
+    expect(agent.bundle.offer(forgery, new Date())).toBeUndefined();
+    expect(agent.health().lastRefusal?.problem).toBe("root-chain-broken");
+    expect(agent.bundle.current?.metadata).toEqual(held);
+    await agent.close();
+
+    // With its hub back, the chain is fetched and verified: trusted again, the revocation kept.
+    agent = await agentOf(h, dataDir, { enrol: false, rootCheckIntervalMs: 500 });
+    await eventually("the agent verified the chain again", () => (agent.health().roots.degraded === null && agent.health().roots.version === rootVersion ? true : undefined));
+    expect(agent.bundle.offer(forgery, new Date())).toBeUndefined();
+    expect(agent.bundle.lastRefusal?.message).toMatch(/revoked by root version 2/);
+    const version = agent.bundle.current!.metadata.version;
+    const global = example("global.yaml");
+    const warning = "apiVersion: polity.dev/v1\nkind: Policy\nmetadata: { name: suggest-labels, owner: platform-team }\nspec:\n  domain: workload-security\n  match: { kinds: [Pod] }\n  validations:\n    - expression: \"has(object.metadata.labels)\"\n      message: \"pods should carry labels\"\n  enforcement: warn\n";
+    await call(h.admin, "POST", "/v1/apply", { files: [{ name: global.name, content: `${global.content.trimEnd()}\n---\n${warning}` }] });
+    await eventually("the agent takes the next bundle", () => (agent.bundle.current!.metadata.version > version ? true : undefined));
+    await agent.close();
+  }, 90_000);
+});
+
+describe("the newest root, asked on a timer", () => {
+  it("is asked of every source the agent has, so a root its first source withholds still reaches it", async () => {
+    const h = await federation("timer");
+    const dataDir = join(fixture.root, "timer-agent");
+    // Its first source answers nothing (a regional hub that withholds); the global hub is second.
+    const agent = await agentOf(h, dataDir, { fallbackUrls: [h.hub.url], rootCheckIntervalMs: 500 });
+    await eventually("the agent holds a bundle", () => agent.bundle.current !== undefined);
+    await agent.close();
+    const timed = await agentOf(h, dataDir, { hubUrl: "https://127.0.0.1:9", fallbackUrls: [h.hub.url], rootCheckIntervalMs: 500, enrol: false });
+    // A new root that re-makes no bundle (a delegation): only the timer can bring it.
+    const usEast = generateKeyPairSync("ed25519");
+    const delegated = await h.hub.context.trust.delegateRegion("us-east", createPublicKey(usEast.privateKey).export({ type: "spki", format: "pem" }).toString());
+    await eventually("the agent holds the new root", () => (timed.health().roots.version === delegated.signed.version ? true : undefined));
+    // Not from a bundle: the one it holds names an older root.
+    expect(timed.bundle.current!.metadata.rootVersion).toBeLessThan(delegated.signed.version);
+    await eventually("the check is over", () => timed.health().roots.checkedAt !== null);
+    expect(timed.health().errors.roots).toMatch(/could not check the newest root at 1 of 2 source\(s\).*127\.0\.0\.1:9/);
+    await timed.close();
+  }, 60_000);
+});
+
+describe("a root that expires", () => {
+  it("lets no new bundle in once the newest root the agent holds has expired; the bundle held stays enforced", async () => {
+    const h = await federation("expiry");
+    const dataDir = join(fixture.root, "expiry-agent");
+    const clock = { offsetMs: 0 };
+    const agent = await agentOf(h, dataDir, { now: () => new Date(Date.now() + clock.offsetMs), rootCheckIntervalMs: 3_600_000 });
+    await eventually("the agent holds a bundle", () => agent.bundle.current !== undefined);
+    const held = agent.bundle.current!.metadata;
+    const key = (await signingKeyById(h.hub.context.db, OPERATOR_KEY, h.hub.context.bundles.key.keyId))!;
+    const expires = agent.health().roots.expires!;
+    clock.offsetMs = Date.parse(expires) - Date.now() + DAY;
+    const at = new Date(Date.now() + clock.offsetMs);
+    expect(agent.bundle.offer(forged(held, dataDir, key.privateKey, new Date(at.getTime() + DAY).toISOString()), at)).toBeUndefined();
+    expect(agent.bundle.lastRefusal).toMatchObject({ problem: "root-expired", message: expect.stringMatching(/the newest root this agent holds \(version 1\) expired at .*new bundles are refused until a newer root verifies/) });
+    expect(agent.bundle.current!.metadata).toEqual(held);
+    await agent.close();
+  }, 60_000);
+
+  it("is re-signed by the hub before it expires: a new version, the same keys, a later expiry, audited", async () => {
+    const h = await federation("renew-root");
+    const before = parseRootEnvelope((await call<unknown>(h.anonymous, "GET", "/v1/trust/root")).body).signed;
+    h.clock.offsetMs = Date.parse(before.expires) - Date.now() - 10 * DAY;
+    const after = await eventually("the hub re-signs its root", async () => {
+      const root = parseRootEnvelope((await call<unknown>(h.anonymous, "GET", "/v1/trust/root")).body).signed;
+      return root.version > before.version ? root : undefined;
+    });
+    expect(after.version).toBe(before.version + 1);
+    expect(Date.parse(after.expires)).toBeGreaterThan(Date.parse(before.expires));
+    expect({ keys: after.keys, roles: after.roles, revoked: after.revoked, delegations: after.delegations }).toEqual({ keys: before.keys, roles: before.roles, revoked: before.revoked, delegations: before.delegations });
+    await eventually("the new root in the audit log", async () => {
+      const items = (await call<{ items: { entry: { data: { version: number } } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=trust.root-published")).body.items;
+      return items.some((i) => i.entry.data.version === after.version) ? true : undefined;
+    });
+    h.clock.offsetMs = 0;
+  }, 60_000);
+});
