@@ -8,9 +8,10 @@
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAgent, type RunningAgent } from "../src/agent/index.js";
 import { decodeBundle, encodeBundle, signBundle, type BundleMetadata } from "../src/bundle/index.js";
+import { contentHash } from "../src/canonical/index.js";
 import { call, closeConnections } from "../src/client/http.js";
 import { revokeKey } from "../src/hub/key-rotation.js";
 import { signingKeyById } from "../src/hub/keys.js";
@@ -171,4 +172,84 @@ describe("a root that expires", () => {
     });
     h.clock.offsetMs = 0;
   }, 60_000);
+});
+
+describe("what a region sends up, judged by the global hub", () => {
+  let h: TestHub;
+  const euWest = generateKeyPairSync("ed25519");
+  const stranger = generateKeyPairSync("ed25519");
+  let rootVersion = 0;
+
+  beforeAll(async () => {
+    h = await federation("claims");
+    await call(h.admin, "POST", "/v1/clusters", { name: "us-east-1", region: "us-east", labels: {} });
+    rootVersion = (await h.hub.context.trust.delegateRegion("eu-west", createPublicKey(euWest.privateKey).export({ type: "spki", format: "pem" }).toString())).signed.version;
+  });
+
+  /** A bundle as a region's hub signs it, base64. */
+  function regional(key: Parameters<typeof signBundle>[2], meta: { cluster?: string; region?: string; version: number }): string {
+    const target = Buffer.from(`{"policies":[],"v":${meta.version}}`);
+    const now = new Date();
+    const bundle = signBundle(
+      { federation: "acme", region: meta.region ?? "eu-west", cluster: meta.cluster ?? CLUSTER, version: meta.version, issuedAt: now.toISOString(), expires: new Date(now.getTime() + DAY).toISOString(), targetHash: contentHash(target), targetLength: target.length, rootVersion },
+      target,
+      key,
+    );
+    return encodeBundle(bundle).toString("base64");
+  }
+
+  const summary = (bundles: { cluster: string; version: number; bytes: string }[], conflicts: Conflict[] = []) => ({ certificates: [], bundles, status: {}, compliance: {}, conflicts });
+  type Conflict = { id: string; layerId: string; reason: string; resolution: string; revertedVersion: number | null; detectedAt: string };
+
+  it("stores a bundle only when the current root's delegation for the region verifies it, with the version its signed metadata gives; a forged one, another region's cluster, a huge version are refused and audited", async () => {
+    const regions = h.hub.context.regions!;
+    // The summary's version is not believed: the signed metadata's is.
+    let answer = await regions.receive("eu-west", summary([{ cluster: CLUSTER, version: 999_999_999, bytes: regional(euWest.privateKey, { version: 5 }) }]));
+    expect(answer.refused).toBeUndefined();
+    expect((await regions.bundleFor(CLUSTER))?.version).toBe(5);
+    answer = await regions.receive(
+      "eu-west",
+      summary([
+        // Signed by a key the root does not know.
+        { cluster: CLUSTER, version: 6, bytes: regional(stranger.privateKey, { version: 6 }) },
+        // A cluster of us-east, signed by eu-west's key.
+        { cluster: "us-east-1", version: 6, bytes: regional(euWest.privateKey, { cluster: "us-east-1", region: "us-east", version: 6 }) },
+        // A version that would pin the copy.
+        { cluster: CLUSTER, version: 2 ** 40, bytes: regional(euWest.privateKey, { version: 2 ** 40 }) },
+        // Bytes that are no bundle.
+        { cluster: CLUSTER, version: 7, bytes: Buffer.from("not a bundle").toString("base64") },
+      ]),
+    );
+    expect(answer.refused).toEqual([
+      expect.stringMatching(/^bundle: .*does not verify under root version \d+ .*untrusted-key/),
+      expect.stringMatching(/^bundle: the bundle for cluster us-east-1 names region us-east, not eu-west/),
+      expect.stringMatching(/^bundle: .*version 1099511627776, more than 1000000 above the copy held \(5\)/),
+      expect.stringMatching(/^bundle: the bundle sent for cluster eu-west-1 does not verify/),
+    ]);
+    expect((await regions.bundleFor(CLUSTER))?.version).toBe(5);
+    expect(await regions.bundleFor("us-east-1")).toBeUndefined();
+    // The next honest bundle still replaces it.
+    await regions.receive("eu-west", summary([{ cluster: CLUSTER, version: 6, bytes: regional(euWest.privateKey, { version: 6 }) }]));
+    expect((await regions.bundleFor(CLUSTER))?.version).toBe(6);
+    const refusals = await eventually("the refusals in the audit log", async () => {
+      const items = (await call<{ items: { entry: { region: string; data: { what: string; why: string; count: number } } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=regional-hub.refused")).body.items;
+      return items.length > 0 ? items.map((i) => i.entry) : undefined;
+    });
+    expect(refusals).toEqual([expect.objectContaining({ region: "eu-west", data: expect.objectContaining({ what: "bundle", count: 4 }) })]);
+  });
+
+  it("records a region's conflicts about its own layer only, as the region's claim", async () => {
+    const regions = h.hub.context.regions!;
+    const at = new Date().toISOString();
+    const conflict = (id: string, layerId: string): Conflict => ({ id, layerId, reason: "a lock set meanwhile", resolution: "reverted", revertedVersion: 2, detectedAt: at });
+    const answer = await regions.receive("eu-west", summary([], [conflict("00000000000000a1", "region/eu-west"), conflict("00000000000000a2", "global"), conflict("00000000000000a3", "region/us-east")]));
+    expect(answer.refused).toEqual([expect.stringMatching(/conflict: a region reports conflicts about its own layer region\/eu-west only, not "global"/), expect.stringMatching(/not "region\/us-east"/)]);
+    const items = (await call<{ items: { id: string; layerId: string; detectedBy: string }[] }>(h.admin, "GET", "/v1/conflicts")).body.items;
+    expect(items).toEqual([expect.objectContaining({ id: "00000000000000a1", layerId: "region/eu-west", detectedBy: "region eu-west" })]);
+    const entries = await eventually("the conflict in the audit log", async () => {
+      const found = (await call<{ items: { entry: { data: Record<string, unknown> } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=region.conflict")).body.items;
+      return found.length > 0 ? found.map((i) => i.entry.data) : undefined;
+    });
+    expect(entries).toEqual([expect.objectContaining({ id: "00000000000000a1", reportedBy: "region eu-west" })]);
+  });
 });

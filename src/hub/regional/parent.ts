@@ -30,6 +30,7 @@ import type { IdentityService, RegionalHubCertificate } from "../identity.js";
 import { badRequest, conflict, forbidden, unauthorized } from "../status.js";
 import { newSecret, sha256 } from "../tokens.js";
 import type { TrustService } from "../trust.js";
+import { conflictRefusal, judgeBundle, reportedBy, type ClaimContext } from "./claims.js";
 
 const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
 
@@ -109,6 +110,8 @@ export class Regions {
         [request.region, hub.serial, keyHash(request.hubPublicKeyPem), request.bundleKeyPem, request.auditKeyPem, now],
       );
       await tx.query("DELETE FROM regional_heads WHERE region = $1", [request.region]);
+      // Bundles the region's previous hub sent up are not this one's to stand by.
+      await tx.query("DELETE FROM regional_bundles WHERE region = $1", [request.region]);
       await this.audit.record(tx, [
         {
           kind: "regional-hub.enrolled",
@@ -160,6 +163,7 @@ export class Regions {
   async receive(region: string, summary: RegionalSummary): Promise<SummaryAnswer> {
     const now = this.now();
     const context: AuditContext = { actor: `regional-hub:${region}`, correlationId: newCorrelationId() };
+    const refused: string[] = [];
     await this.db.transaction(async (tx) => {
       await tx.query("UPDATE regional_hubs SET last_seen = $1, summary = $2 WHERE region = $3", [now, JSON.stringify({ status: summary.status, compliance: summary.compliance, at: now.toISOString() }), region]);
       for (const c of summary.certificates) {
@@ -169,23 +173,49 @@ export class Regions {
           [c.serial, c.cluster, region, c.notBefore, c.notAfter, c.publicKeySha256, now, c.certificatePem],
         );
       }
+      // Bundles: decoded and verified under the current root's delegation for the region, the
+      // cluster, region and version read from their signed metadata (claims.ts); refused ones audited.
+      const refusals: { what: string; why: string }[] = [];
+      const held = new Map((await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE region = $1", [region])).map((r) => [r.cluster, Number(r.version)]));
+      const claims: ClaimContext = { region, federation: this.identity.federation, root: this.trust.root, regionOf: (c) => this.federation.clusters.get(c)?.region, heldVersion: (c) => held.get(c), now };
       for (const b of summary.bundles) {
-        if (this.federation.clusters.get(b.cluster)?.region !== region) continue;
+        const judged = judgeBundle(b.bytes, b.cluster, claims);
+        if (!judged.ok) {
+          refusals.push({ what: "bundle", why: judged.reason.slice(0, 1000) });
+          continue;
+        }
         await tx.query(
           `INSERT INTO regional_bundles (cluster, region, version, bytes, received_at) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (cluster) DO UPDATE SET version = EXCLUDED.version, bytes = EXCLUDED.bytes, received_at = EXCLUDED.received_at WHERE regional_bundles.version < EXCLUDED.version`,
-          [b.cluster, region, b.version, Buffer.from(b.bytes, "base64"), now],
+          [judged.cluster, region, judged.version, judged.bytes, now],
         );
       }
+      // Conflicts: about the region's own layer only, bounded, recorded as the region's claim.
+      const [count] = await tx.query<{ n: string }>("SELECT count(*)::text AS n FROM region_conflicts WHERE region = $1", [region]);
+      let recorded = Number(count?.n ?? 0);
       for (const c of summary.conflicts) {
+        const refusal = conflictRefusal(region, c.layerId, recorded);
+        if (refusal !== undefined) {
+          refusals.push({ what: "conflict", why: refusal });
+          continue;
+        }
         const inserted = await tx.query(
           "INSERT INTO region_conflicts (id, region, layer_id, detected_at, detected_by, reason, resolution, reverted_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id",
-          [c.id, region, c.layerId, c.detectedAt, `regional-hub:${region}`, c.reason, c.resolution, c.revertedVersion],
+          [c.id, region, c.layerId, c.detectedAt, reportedBy(region), c.reason, c.resolution, c.revertedVersion],
         );
         if (inserted.length > 0) {
-          await this.audit.record(tx, [{ kind: "region.conflict", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { id: c.id, layer: c.layerId, reason: c.reason, resolution: c.resolution, revertedVersion: c.revertedVersion } }]);
+          recorded++;
+          await this.audit.record(tx, [
+            { kind: "region.conflict", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { id: c.id, layer: c.layerId, reason: c.reason, resolution: c.resolution, revertedVersion: c.revertedVersion, reportedBy: reportedBy(region) } },
+          ]);
         }
       }
+      // At most a few entries per summary: one per kind of refusal, with a count.
+      for (const what of new Set(refusals.map((r) => r.what))) {
+        const of = refusals.filter((r) => r.what === what);
+        await this.audit.record(tx, [{ kind: "regional-hub.refused", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { what, why: of[0]!.why, count: of.length } }]);
+      }
+      refused.push(...refusals.map((r) => `${r.what}: ${r.why}`));
     });
     // A refused head is said in the answer (and audited); the rest of the summary still counts.
     let headRefused: string | undefined;
@@ -197,7 +227,7 @@ export class Regions {
       }
     }
     const regionLayer = summary.regionLayer === undefined ? { state: "unchanged" as const } : await this.applyRegionLayer(region, summary.regionLayer.files, context);
-    return { regionLayer, acknowledgedSize: await this.recordedSize(region), ...(headRefused === undefined ? {} : { headRefused }) };
+    return { regionLayer, acknowledgedSize: await this.recordedSize(region), ...(headRefused === undefined ? {} : { headRefused }), ...(refused.length === 0 ? {} : { refused: refused.slice(0, 20) }) };
   }
 
   private async recordedSize(region: string): Promise<number> {
