@@ -10,14 +10,18 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAgent, type RunningAgent } from "../src/agent/index.js";
-import { decodeBundle, encodeBundle, signBundle, type BundleMetadata } from "../src/bundle/index.js";
+import type { RegionalEnrolled } from "../src/api/regions.js";
+import { decodeBundle, encodeBundle, keyIdOf, signBundle, type BundleMetadata } from "../src/bundle/index.js";
 import { contentHash } from "../src/canonical/index.js";
-import { call, closeConnections } from "../src/client/http.js";
+import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
 import { revokeKey } from "../src/hub/key-rotation.js";
 import { signingKeyById } from "../src/hub/keys.js";
+import { issueClusterCertificate, readCsr } from "../src/identity/ca.js";
+import { createCsr, newPrivateKey } from "../src/identity/enrollment.js";
+import { importPrivateKeyPem, x509 } from "../src/identity/x509.js";
 import { parseRootEnvelope } from "../src/trust/index.js";
 import { eventually } from "./support/eventually.js";
-import { example, HubFixture, joinToken, type TestHub } from "./support/hubs.js";
+import { example, HubFixture, joinToken, refused, type TestHub } from "./support/hubs.js";
 
 const OPERATOR_KEY = "trust-review-operator-key-0123456789abcdef";
 const fixture = new HubFixture("polity-trust-review-", OPERATOR_KEY, "acme");
@@ -252,4 +256,66 @@ describe("what a region sends up, judged by the global hub", () => {
     });
     expect(entries).toEqual([expect.objectContaining({ id: "00000000000000a1", reportedBy: "region eu-west" })]);
   });
+});
+
+describe("a region whose delegated key is revoked", () => {
+  it("is cut off at the global hub: its hub's mirror and summaries refused (403, audited), its CA's certificates refused, its bundles no longer served", async () => {
+    const h = await federation("cut-off");
+    const spki = (pem: string) => createPublicKey(pem).export({ type: "spki", format: "pem" }).toString();
+    // A regional hub's enrolment, made by hand with keys this test holds.
+    const token = (await call<{ token: string }>(h.admin, "POST", "/v1/regions/eu-west/tokens", { allowLoopback: true })).body.token;
+    const hubKey = await newPrivateKey();
+    const caKey = await newPrivateKey();
+    const bundleKey = generateKeyPairSync("ed25519");
+    const auditKey = generateKeyPairSync("ed25519");
+    const enrolled = (
+      await call<RegionalEnrolled>(h.anonymous, "POST", "/v1/regions/enrol", {
+        token,
+        region: "eu-west",
+        hubPublicKeyPem: spki(hubKey),
+        caPublicKeyPem: spki(caKey),
+        bundleKeyPem: bundleKey.publicKey.export({ type: "spki", format: "pem" }).toString(),
+        auditKeyPem: auditKey.publicKey.export({ type: "spki", format: "pem" }).toString(),
+        hostnames: [],
+      })
+    ).body;
+    const asHub: HubEndpoint = { url: h.hub.url, caPem: h.hub.caPem, clientCertificatePem: enrolled.hubCertificatePem, clientKeyPem: hubKey };
+    expect((await call<{ region: string }>(asHub, "GET", "/v1/region/mirror")).body.region).toBe("eu-west");
+    // A cluster certificate its CA issued.
+    const ca = { federation: "acme", certificate: new x509.X509Certificate(enrolled.caCertificatePem), certificatePem: enrolled.caCertificatePem, privateKey: await importPrivateKeyPem(caKey) };
+    const leafKey = await newPrivateKey();
+    const leaf = await issueClusterCertificate(ca, await readCsr(await createCsr(CLUSTER, leafKey)), { region: "eu-west", cluster: CLUSTER }, new Date(), 3600e3);
+    const asCluster: HubEndpoint = { url: h.hub.url, caPem: h.hub.caPem, clientCertificatePem: leaf.pem + enrolled.caCertificatePem, clientKeyPem: leafKey };
+    expect((await refused(call(asCluster, "GET", "/v1/agent/bundle"))).message).toMatch(/not issued by this federation's hubs/);
+
+    // A bundle it signed, sent up: kept for its agents' fallback.
+    const target = Buffer.from('{"policies":[]}');
+    const now = new Date();
+    const signed = signBundle(
+      { federation: "acme", region: "eu-west", cluster: CLUSTER, version: 3, issuedAt: now.toISOString(), expires: new Date(now.getTime() + DAY).toISOString(), targetHash: contentHash(target), targetLength: target.length, rootVersion: enrolled.rootVersion },
+      target,
+      bundleKey.privateKey,
+    );
+    await call(asHub, "POST", "/v1/region/summary", { certificates: [], bundles: [{ cluster: CLUSTER, version: 3, bytes: encodeBundle(signed).toString("base64") }], status: {}, compliance: {}, conflicts: [] });
+    expect((await h.hub.context.regions!.bundleFor(CLUSTER))?.version).toBe(3);
+
+    const result = await revokeKey(h.hub.context.trust, keyIdOf(bundleKey.publicKey), "eu-west hub compromised");
+    expect(await h.hub.context.regions!.bundleFor(CLUSTER)).toBeUndefined();
+    const mirror = await refused(call(asHub, "GET", "/v1/region/mirror"));
+    expect([mirror.status, mirror.message]).toEqual([403, expect.stringMatching(/region eu-west's hub was revoked at .* \(its delegated key was revoked\)/)]);
+    const pushed = await refused(call(asHub, "POST", "/v1/region/summary", { certificates: [], bundles: [], status: {}, compliance: {}, conflicts: [] }));
+    expect(pushed.status).toBe(403);
+    const cluster = await refused(call(asCluster, "GET", "/v1/agent/bundle"));
+    expect([cluster.status, cluster.message]).toEqual([401, expect.stringMatching(/issued by region eu-west's CA .*revoked at .* with the region's delegated key/)]);
+    const refusal = await eventually("the refused request in the audit log", async () => {
+      const items = (await call<{ items: { entry: { region: string; data: { what: string; why: string } } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=regional-hub.refused")).body.items;
+      return items.find((i) => i.entry.data.what === "request of a revoked regional hub")?.entry;
+    });
+    expect(refusal).toMatchObject({ region: "eu-west", data: { why: expect.stringMatching(/until the region enrols again/) } });
+    const revocation = await eventually("the revocation in the audit log", async () => {
+      const items = (await call<{ items: { entry: { data: Record<string, unknown> } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=key.revoked")).body.items;
+      return items.find((i) => i.entry.data.rootVersion === result.rootVersion)?.entry;
+    });
+    expect(revocation.data).toMatchObject({ purpose: "region", cutOff: { regionalHub: true, authorities: [expect.any(String)], bundlesDropped: 1 } });
+  }, 60_000);
 });

@@ -621,6 +621,11 @@ CREATE TABLE regional_link (
 ALTER TABLE region_tokens ADD COLUMN hostnames jsonb NOT NULL DEFAULT '[]'::jsonb;
 ALTER TABLE region_tokens ADD COLUMN allow_loopback boolean NOT NULL DEFAULT false`),
   },
+  {
+    version: 19,
+    name: "regional CAs revoked with their region's delegated key: the certificates they issued are refused by the global hub",
+    statements: ["ALTER TABLE regional_authorities ADD COLUMN revoked_at timestamptz"],
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

@@ -19,6 +19,7 @@ import type { Conflict, LayerCopy, Mirror, RegionalEnrolled, RegionalEnrolment, 
 import { verifyConsistency } from "../../audit/merkle.js";
 import { verifyTreeHead, type SignedTreeHead } from "../../audit/tree-head.js";
 import { PolityError } from "../../errors.js";
+import { normalizeSerial } from "../../identity/ca.js";
 import { issueHubCertificate } from "../../identity/regional.js";
 import { layersFromFiles } from "../../policy/layer-files.js";
 import { layerId } from "../../policy/layer.js";
@@ -134,11 +135,32 @@ export class Regions {
     };
   }
 
-  /** Whether a regional hub's certificate is the one its region enrolled with, not revoked. */
+  /**
+   * Whether a regional hub's certificate is the one its region enrolled with, not revoked (its
+   * delegated key revoked: `polity keys rotate --revoke`): refused `403`, audited at most once
+   * a minute per region by this process (its link asks every 2 s).
+   */
   async checkStanding(peer: RegionalHubCertificate): Promise<void> {
     const [row] = await this.db.query<{ serial: string; public_key_sha256: string; revoked_at: Date | null }>("SELECT serial, public_key_sha256, revoked_at FROM regional_hubs WHERE region = $1", [peer.region]);
     if (row === undefined || row.serial !== peer.serial || row.public_key_sha256 !== peer.publicKeySha256) throw unauthorized(`this is not the certificate region ${peer.region}'s hub enrolled with`);
-    if (row.revoked_at !== null) throw unauthorized(`region ${peer.region}'s hub is revoked`);
+    if (row.revoked_at !== null) {
+      const why = `region ${peer.region}'s hub was revoked at ${new Date(row.revoked_at).toISOString()} (its delegated key was revoked): its link, summaries and mirror are refused until the region enrols again with a new region token`;
+      const last = this.refusalsAudited.get(peer.region) ?? 0;
+      if (this.now().getTime() - last >= 60_000) {
+        this.refusalsAudited.set(peer.region, this.now().getTime());
+        await this.audit.append([{ kind: "regional-hub.refused", actor: `regional-hub:${peer.region}`, cluster: null, region: peer.region, correlationId: newCorrelationId(), data: { what: "request of a revoked regional hub", why, serial: peer.serial } }]);
+      }
+      throw forbidden(why);
+    }
+  }
+
+  private readonly refusalsAudited = new Map<string, number>();
+
+  /** A cluster certificate issued by a region's CA: refused when that CA was revoked with its region's delegated key. */
+  async checkIssuer(serial: string, region: string): Promise<void> {
+    const rows = await this.db.query<{ serial: string; revoked_at: Date }>("SELECT serial, revoked_at FROM regional_authorities WHERE region = $1 AND revoked_at IS NOT NULL", [region]);
+    const revoked = rows.find((r) => normalizeSerial(r.serial) === serial);
+    if (revoked !== undefined) throw unauthorized(`client certificate refused: it was issued by region ${region}'s CA (serial ${serial}), revoked at ${new Date(revoked.revoked_at).toISOString()} with the region's delegated key`);
   }
 
   /** Whether a region has a regional hub (its clusters' bundles are signed there). */
