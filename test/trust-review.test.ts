@@ -7,6 +7,7 @@
  */
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:https";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startAgent, type RunningAgent } from "../src/agent/index.js";
@@ -15,13 +16,15 @@ import { decodeBundle, encodeBundle, keyIdOf, signBundle, type BundleMetadata } 
 import { contentHash } from "../src/canonical/index.js";
 import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
 import { revokeKey } from "../src/hub/key-rotation.js";
+import { startHub } from "../src/hub/index.js";
 import { signingKeyById } from "../src/hub/keys.js";
 import { issueClusterCertificate, readCsr } from "../src/identity/ca.js";
-import { createCsr, newPrivateKey } from "../src/identity/enrollment.js";
+import { createCsr, enroll, newPrivateKey } from "../src/identity/enrollment.js";
 import { importPrivateKeyPem, x509 } from "../src/identity/x509.js";
 import { parseRootEnvelope } from "../src/trust/index.js";
 import { eventually } from "./support/eventually.js";
 import { example, HubFixture, joinToken, refused, type TestHub } from "./support/hubs.js";
+import { Link } from "./support/link.js";
 
 const OPERATOR_KEY = "trust-review-operator-key-0123456789abcdef";
 const fixture = new HubFixture("polity-trust-review-", OPERATOR_KEY, "acme");
@@ -318,4 +321,82 @@ describe("a region whose delegated key is revoked", () => {
     });
     expect(revocation.data).toMatchObject({ purpose: "region", cutOff: { regionalHub: true, authorities: [expect.any(String)], bundlesDropped: 1 } });
   }, 60_000);
+});
+
+describe("enrolment with a join token", () => {
+  it("gives the token only to the global hub or the hub of the region it was minted for, never another region's hub holding the right hostname", async () => {
+    const h = await federation("join");
+    const spki = (pem: string) => createPublicKey(pem).export({ type: "spki", format: "pem" }).toString();
+    // us-east's hub, enrolled for loopback: its certificate comes from the same federation CA.
+    const regionToken = (await call<{ token: string }>(h.admin, "POST", "/v1/regions/us-east/tokens", { allowLoopback: true })).body.token;
+    const hubKey = await newPrivateKey();
+    const enrolled = (
+      await call<RegionalEnrolled>(h.anonymous, "POST", "/v1/regions/enrol", {
+        token: regionToken,
+        region: "us-east",
+        hubPublicKeyPem: spki(hubKey),
+        caPublicKeyPem: spki(await newPrivateKey()),
+        bundleKeyPem: generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString(),
+        auditKeyPem: generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString(),
+        hostnames: [],
+      })
+    ).body;
+    let received = 0;
+    const impostor = createServer({ cert: enrolled.hubCertificatePem, key: hubKey }, (req, res) => {
+      received++;
+      res.writeHead(500).end();
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (impostor.address() as { port: number }).port;
+      const token = await joinToken(h, CLUSTER);
+      expect(token).toMatch(/^join_eu-west\./);
+      const error = await enroll({ url: `https://127.0.0.1:${port}`, caPem: h.hub.caPem }, CLUSTER, token).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(String(error)).toMatch(/spiffe:\/\/acme\/region\/us-east\/hub.* is not the hub expected here \(\/region\/eu-west\/hub or \/hub\)/);
+      expect(received).toBe(0);
+      // The global hub takes it.
+      const credentials = await enroll({ url: h.hub.url, caPem: h.hub.caPem }, CLUSTER, token);
+      expect(credentials.spiffeId).toBe("spiffe://acme/region/eu-west/cluster/eu-west-1");
+    } finally {
+      impostor.close();
+    }
+  }, 60_000);
+});
+
+describe("a regional hub offered a root that skips a version", () => {
+  it("refuses it with the reason, audits it, and keeps its roots and its service", async () => {
+    const h = await federation("skip");
+    const link = await Link.open(h.hub.port);
+    const dir = join(fixture.root, "skip-regional");
+    const token = (await call<{ token: string }>(h.admin, "POST", "/v1/regions/eu-west/tokens", { allowLoopback: true })).body.token;
+    const regional = await startHub({ dataDir: dir, port: 0, operatorKey: OPERATOR_KEY, regional: { region: "eu-west", parentUrl: link.url, parentCaPem: h.hub.caPem, token, linkIntervalMs: 300 } });
+    const admin: HubEndpoint = { url: regional.url, caPem: regional.caPem, token: readFileSync(join(dir, "admin.token"), "utf8").trim() };
+    const rootAt = async (endpoint: HubEndpoint) => parseRootEnvelope((await call<unknown>(endpoint, "GET", "/v1/trust/root")).body).signed.version;
+    try {
+      const held = await eventually("the regional hub holds the global root", async () => {
+        const version = await rootAt(admin);
+        return version === (await rootAt(h.anonymous)) ? version : undefined;
+      });
+      link.cut();
+      const key = () => generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString();
+      await h.hub.context.trust.delegateRegion("us-east", key());
+      await h.hub.context.trust.delegateRegion("ap-south", key());
+      // The parent lost version held+1 (restored badly): it offers held+2 right after held.
+      await h.hub.context.db.query("DELETE FROM trust_roots WHERE version = $1", [held + 1]);
+      link.heal();
+      const refusal = await eventually("the regional hub audits the refusal", async () => {
+        const items = (await call<{ items: { entry: { data: { what: string; why: string; problem: string } } }[] }>(admin, "GET", "/v1/audit/entries?kind=regional-hub.refused")).body.items;
+        return items.find((i) => i.entry.data.what === "root")?.entry.data;
+      }, 30_000);
+      expect(refusal).toMatchObject({ problem: "version-skipped", why: expect.stringMatching(new RegExp(`root version ${held + 2} skips version ${held + 1}`)) });
+      expect(await rootAt(admin)).toBe(held);
+      expect((await call<{ connected: boolean; lastError: string | null }>(admin, "GET", "/v1/region")).body).toMatchObject({ connected: false, lastError: expect.stringMatching(/skips version/) });
+    } finally {
+      await regional.close();
+      await link.close();
+    }
+  }, 90_000);
 });
