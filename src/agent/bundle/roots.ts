@@ -20,7 +20,7 @@
  * no migration: a root version 1 "signed by the pinned bundle key" could be made by whoever
  * stole that key, or by a region holding its own.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../files/write.js";
 import type { Credentials } from "../../identity/credentials.js";
@@ -32,7 +32,7 @@ export type RootSource = (after: number) => Promise<readonly unknown[]>;
 /** Why new bundles are refused while the roots on disk do not verify, and the version a fetched chain must reach. */
 export interface Degraded {
   readonly reason: string;
-  /** The version `trusted-root.json` names (undefined: unreadable, so the source's newest). */
+  /** The version `trusted-root.json` names (unreadable: the newest root file kept; none: the source's newest). */
   readonly reach: number | undefined;
 }
 
@@ -96,7 +96,10 @@ export class TrustRoots {
       try {
         claimed = parseRootEnvelope(readFileSync(this.newest, "utf8")).signed.version;
       } catch (error) {
-        this.degraded = { reason: `identity/trusted-root.json cannot be read (${message(error)})`, reach: undefined };
+        // How far it had come is then the newest root file kept, if any (else: the source's newest).
+        const kept = existsSync(this.dir) ? readdirSync(this.dir).map((name) => /^(\d+)\.json$/.exec(name)?.[1]).filter((n) => n !== undefined).map(Number) : [];
+        const reach = kept.length === 0 ? undefined : Math.max(...kept);
+        this.degraded = { reason: `identity/trusted-root.json cannot be read (${message(error)})`, reach };
       }
     }
     for (let version = this.held!.version + 1; version <= MAX_CHAIN; version++) {
