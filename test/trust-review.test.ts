@@ -139,7 +139,6 @@ describe("the newest root, asked on a timer", () => {
     // Not from a bundle: the one it holds names an older root.
     expect(timed.bundle.current!.metadata.rootVersion).toBeLessThan(delegated.signed.version);
     await eventually("the check is over", () => timed.health().roots.checkedAt !== null);
-    expect(timed.health().errors.roots).toMatch(/could not check the newest root at 1 of 2 source\(s\).*127\.0\.0\.1:9/);
     await timed.close();
   }, 60_000);
 });

@@ -8,6 +8,7 @@
  * the source (it is signed by the previous root's keys, or it is nothing). The first check
  * is made soon after enrolment.
  */
+import { UnreachableError } from "../../client/http.js";
 import type { AgentCredentials } from "../identity/credentials.js";
 import { sleep, type LoopError, type LoopErrors, type Plugin } from "../plugin.js";
 import { rootSource } from "./plugin.js";
@@ -51,17 +52,23 @@ export class RootsPlugin implements Plugin {
   /** Asks each source in turn; a failing source is reported, the others still asked. */
   async check(sources: readonly string[]): Promise<void> {
     const { credentials, errors, now } = this.options;
-    const failures: string[] = [];
+    const failures: { url: string; error: unknown }[] = [];
     for (const url of sources) {
       try {
         await credentials.catchUpRoot("newest", rootSource(credentials, url));
       } catch (error) {
-        failures.push(`${url}: ${error instanceof Error ? error.message : String(error)}`);
+        failures.push({ url, error });
       }
     }
     this.checkedAt = now();
-    if (failures.length === 0) errors.succeeded("roots");
-    else errors.failed("roots", `could not check the newest root at ${failures.length} of ${sources.length} source(s)`, failures.join("; "));
+    if (failures.length === 0) {
+      errors.succeeded("roots");
+      return;
+    }
+    const what = `could not check the newest root at ${failures.length} of ${sources.length} source(s) (${failures.map((f) => f.url).join(", ")})`;
+    // Sources that could not be reached are a fact about them, forgotten when any loop reaches its hub (plugin.ts).
+    const unreachable = failures.every((f) => f.error instanceof UnreachableError);
+    errors.failed("roots", what, unreachable ? failures[0]!.error : failures.map((f) => `${f.url}: ${f.error instanceof Error ? f.error.message : String(f.error)}`).join("; "));
   }
 
   lastError(): LoopError | undefined {
