@@ -5,6 +5,7 @@
  */
 import type { BundleHealth, BundlePlugin } from "./bundle/plugin.js";
 import type { IdentityPlugin } from "./identity/plugin.js";
+import type { RootsHealth, RootsPlugin } from "./bundle/roots-plugin.js";
 import type { BundleCounts as BundleCountsReport } from "../api/rollouts.js";
 import type { BundleCounts } from "./bundle-counts.js";
 import type { Latencies } from "./latencies.js";
@@ -18,6 +19,8 @@ export interface AgentHealth extends BundleHealth {
   readonly cluster: string;
   readonly enrolled: boolean;
   readonly certificateNotAfter: string | null;
+  /** The newest root verified, when every source was last asked for a newer one, and why new bundles are refused if the roots on disk do not verify. */
+  readonly roots: RootsHealth;
   /** The latest of `errors`. */
   readonly lastError: string | null;
   /** Each loop's error since it last succeeded. */
@@ -37,6 +40,7 @@ export interface HealthSources {
   readonly cluster: string;
   readonly identity: IdentityPlugin;
   readonly bundle: BundlePlugin;
+  readonly roots: RootsPlugin;
   readonly logs: DecisionLogPlugin;
   /** Every loop, for its last error. */
   readonly plugins: readonly Plugin[];
@@ -58,6 +62,7 @@ export function agentHealth(sources: HealthSources): AgentHealth {
     cluster: sources.cluster,
     ...bundle,
     ...sources.identity.health(),
+    roots: sources.roots.health(),
     lastError: latest?.message ?? null,
     errors: Object.fromEntries(failing.map((error) => [error.loop, error.message])),
     lastRefusal,

@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { HighWaterMark } from "./bundle/high-water.js";
 import { ActiveBundle } from "./bundle/active.js";
 import { BundlePlugin } from "./bundle/plugin.js";
+import { RootsPlugin } from "./bundle/roots-plugin.js";
 import { webhookCertificate } from "./certificate.js";
 import { BundleCounts } from "./bundle-counts.js";
 import { ImpactPlugin } from "./impact.js";
@@ -81,6 +82,8 @@ export interface AgentOptions {
   readonly requireAuthenticatedCaller?: boolean;
   /** How long a long poll waits at the hub (default 30 s). */
   readonly pollWaitSeconds?: number;
+  /** How often the newest root is asked of every bundle source (default 5 min: bundle/roots-plugin.ts). */
+  readonly rootCheckIntervalMs?: number;
   readonly statusIntervalMs?: number;
   readonly logUploadIntervalMs?: number;
   readonly logs?: Partial<LogOptions>;
@@ -152,7 +155,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const errors = new LoopErrors(now, log);
   // The high-water mark lives beside the identity, not the bundles it guards.
   const highWater = new HighWaterMark(join(options.dataDir, "identity", "bundle-high-water.json"));
-  const bundle = new ActiveBundle(join(options.dataDir, "bundles"), (at) => credentials.trust(at), highWater, log, now);
+  const bundle = new ActiveBundle(join(options.dataDir, "bundles"), (at) => credentials.trust(at), highWater, log, now, () => credentials.degraded()?.reason);
   const decisions = new DecisionLog(join(options.dataDir, "decisions"), { ...DEFAULT_LOG_OPTIONS, ...options.logs });
   const counters: Counters = { allowed: 0, denied: 0, rejected: 0, failedClosed: 0 };
   const byBundle = new BundleCounts();
@@ -164,6 +167,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   const identity = new IdentityPlugin({ hubUrl: options.hubUrl, ...(options.fallbackUrls === undefined ? {} : { fallbackUrls: options.fallbackUrls }), cluster: options.cluster, caPem: options.caPem, joinToken: options.joinToken, credentials, bundle, errors, log, now });
   const bundles = new BundlePlugin({ credentials, bundle, errors, pollWaitSeconds: options.pollWaitSeconds ?? 30, sources: [options.hubUrl, ...(options.fallbackUrls ?? [])], now });
+  const roots = new RootsPlugin({ credentials, errors, sources: [options.hubUrl, ...(options.fallbackUrls ?? [])], ...(options.rootCheckIntervalMs === undefined ? {} : { intervalMs: options.rootCheckIntervalMs }), now });
   const logs = new DecisionLogPlugin({ decisions, credentials, errors, uploadIntervalMs: options.logUploadIntervalMs ?? 2000 });
   const election =
     options.kube === undefined || options.lease === undefined
@@ -190,9 +194,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     intents!.onApplying(() => drift.hold());
     intents!.onApplied((manifests) => drift.setDesired(manifests));
   }
-  const plugins: readonly Plugin[] = [identity, bundles, logs, status, impact, ...(namespaces === undefined ? [] : [namespaces]), ...(scan === undefined ? [] : [scan]), ...(intents === undefined ? [] : [intents]), ...(facts === undefined ? [] : [facts]), ...(driftReports === undefined ? [] : [driftReports])];
+  const plugins: readonly Plugin[] = [identity, bundles, roots, logs, status, impact, ...(namespaces === undefined ? [] : [namespaces]), ...(scan === undefined ? [] : [scan]), ...(intents === undefined ? [] : [intents]), ...(facts === undefined ? [] : [facts]), ...(driftReports === undefined ? [] : [driftReports])];
   const kube = () => ({ ...(namespaces?.health() ?? noKubeHealth()), identitySecret: identitySecret?.health() ?? null, lease: election?.health() ?? null, webhookConfiguration: registration?.health() ?? null, intents: intents?.health() ?? null, facts: facts?.health() ?? null, drift: drift === undefined ? null : { ...drift.health(), reports: driftReports!.health() } });
-  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, logs, plugins, counters, latencies, byBundle, kube, scan: () => scan?.health() ?? null });
+  const health = (): AgentHealth => agentHealth({ cluster: options.cluster, identity, bundle: bundles, roots, logs, plugins, counters, latencies, byBundle, kube, scan: () => scan?.health() ?? null });
 
   const certificate = await webhookCertificate(join(options.dataDir, "webhook"), options.cluster, options.webhookNames ?? [], now());
   const server = await startWebhook({ certificatePem: certificate.certificatePem, privateKeyPem: certificate.privateKeyPem, host, port: options.webhookPort ?? 9443, now, bundle, decisions, counters, latencies, byBundle, window, health, ...(namespaces === undefined ? {} : { namespaces: namespaces.cache }), callerCaPem: options.callerCaPem, requireAuthenticatedCaller: options.requireAuthenticatedCaller });

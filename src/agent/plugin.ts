@@ -11,7 +11,7 @@ import { UnreachableError } from "../client/http.js";
 import type { Log } from "./log.js";
 
 /** The agent's loops, each with its own last error. */
-export type AgentLoop = "identity" | "bundle" | "logs" | "status" | "namespaces" | "impact" | "scan" | "intents" | "facts" | "drift";
+export type AgentLoop = "identity" | "bundle" | "roots" | "logs" | "status" | "namespaces" | "impact" | "scan" | "intents" | "facts" | "drift";
 
 export interface LoopError {
   readonly message: string;

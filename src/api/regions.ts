@@ -140,6 +140,8 @@ export interface SummaryAnswer {
   readonly acknowledgedSize: number;
   /** Why the head sent was refused (a log that does not extend the head recorded before): audited on the parent. */
   readonly headRefused?: string;
+  /** Bundles and conflicts of the summary refused (not stored), each with why: audited on the parent (`regional-hub.refused`). */
+  readonly refused?: readonly string[];
 }
 
 export interface Conflict {

@@ -52,7 +52,7 @@ export const ENTRY_KINDS = {
   "anomaly.found": "a detector's finding: what, why, and the entries that show it",
   "region-token.created": "a one-time token minted for a region's hub to enrol with this hub (never its value): id, region, expiry",
   "regional-hub.enrolled": "a regional hub enrolled: its region, its hub certificate's serial, the hashes of its region CA, bundle and log keys",
-  "regional-hub.refused": "something a regional hub or a parent sent, refused: an older global layer from a parent, a region log that does not extend the head recorded before, a head whose signature does not verify; and why",
+  "regional-hub.refused": "something a regional hub or a parent sent, refused: an older global layer from a parent, a region log that does not extend the head recorded before, a head whose signature does not verify, bundles that do not verify under the region's delegation, conflicts about another layer than the region's; and why",
   "region.conflict": "a regional change that broke the global layer (a lock set meanwhile), reverted in the region: the layer, the version reverted, why",
   "trust.root-published": "a new version of the federation's root of trust (src/trust): its version, the keys it lists by purpose, delegations, revoked keys, and the SHA-256 of its envelope",
   "key.rotated": "a signing key rotated: its purpose, the new key id (it entered the root before signing anything) and the old one (listed until retired); for the federation CA, purpose ca and the certificates' SHA-256",

@@ -27,6 +27,7 @@ import type { ApiError} from "./status.js";
 import { badRequest, forbidden, notFound, unauthorized } from "./status.js";
 import { timings } from "./timings.js";
 import { newSecret, sha256 } from "./tokens.js";
+import { joinTokenText } from "../identity/join-token.js";
 
 export interface IdentityOptions {
   /**
@@ -156,7 +157,8 @@ export class IdentityService {
     const [row] = await this.db.query<{ revoked_at: Date | null; region: string }>("SELECT revoked_at, region FROM clusters WHERE name = $1", [cluster]);
     if (row === undefined) throw notFound(`no cluster named ${JSON.stringify(cluster)}: register it first`);
     if (row.revoked_at !== null) throw forbidden(`cluster ${cluster} is revoked; remove it and register it again to readmit it`);
-    const token = newSecret("join");
+    // The token names the cluster's region: the agent gives it only to the global hub or that region's (src/identity/join-token.ts).
+    const token = joinTokenText(row.region, newSecret("join").slice("join_".length));
     const id = randomBytes(6).toString("hex");
     const expiresAt = new Date(this.options.now().getTime() + ttlMs);
     await this.db.transaction(async (tx) => {

@@ -32,7 +32,7 @@ import { RegionalRole } from "./regional/role.js";
 import { parentEndpoint, type RegionalCredentials } from "./regional/credentials.js";
 import { pullRoots } from "./regional/roots.js";
 import { DEFAULT_TRUST_OPTIONS, TrustService, type TrustOptions } from "./trust.js";
-import { retireDue, rotateScheduled } from "./key-rotation.js";
+import { renewRootDue, retireDue, rotateScheduled } from "./key-rotation.js";
 import { hubPlace, Residency } from "./residency.js";
 import { CaRotation } from "./ca-rotation.js";
 import { certificateFingerprint, type RootMetadata } from "../trust/index.js";
@@ -278,7 +278,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     }, options.rolloutIntervalMs ?? 1_000);
     rolloutTicker.unref();
     // Keys: overlapping ones retired when every agent moved on (or the overlap ran out), and
-    // the scheduled rotation. Each is a new root version, made once whichever hub gets there.
+    // the scheduled rotation, the root re-signed before it expires. Each is a new root version, made once whichever hub gets there.
     let keying = false;
     const keysTicker = setInterval(() => {
       if (keying || trust.mirrored) return;
@@ -287,6 +287,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
         .then(() => authorities?.retireDue())
         .then(() => (options.rotateEveryMs === undefined ? undefined : authorities?.rotateScheduled(options.rotateEveryMs)))
         .then(() => (options.rotateEveryMs === undefined ? undefined : rotateScheduled(trust, options.rotateEveryMs)))
+        .then(() => renewRootDue(trust))
         .catch(() => undefined)
         .finally(() => (keying = false));
     }, options.keysIntervalMs ?? 5_000);

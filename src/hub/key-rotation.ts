@@ -107,7 +107,8 @@ export async function revokeKey(trust: TrustService, keyId: string, reason: stri
       context,
     );
     await markRevoked(tx, [keyId], reason, now, envelope.signed.version);
-    await trust.audit.record(tx, [event, revokedEvent(keyId, row.purpose, reason, envelope.signed.version, context, row.region)]);
+    const cutOff = row.region === null ? undefined : await cutOffRegion(tx, row.region, now);
+    await trust.audit.record(tx, [event, revokedEvent(keyId, row.purpose, reason, envelope.signed.version, context, row.region, cutOff)]);
     return { purpose: row.purpose as KeyPurpose, keyId, previous: [keyId], revoked: [keyId], rootVersion: envelope.signed.version };
   });
   await trust.reload();
@@ -151,6 +152,23 @@ async function everyAgentMovedOn(trust: TrustService, keyId: string): Promise<bo
   return Number(row?.waiting ?? 1) === 0;
 }
 
+/**
+ * Re-signs the root before it expires (agents refuse new bundles under an expired root): when
+ * less than a third of its validity is left, a new version listing the same keys, roles,
+ * delegations and revocations. Returns the new version, or undefined when none was due.
+ */
+export async function renewRootDue(trust: TrustService, context = system()): Promise<number | undefined> {
+  const root = await trust.reload();
+  if (Date.parse(root.expires) - trust.options.now().getTime() > trust.options.rootValidityMs / 3) return undefined;
+  const version = await trust.db.transaction(async (tx) => {
+    const { envelope, event } = await trust.publish(tx, (previous) => ({ keys: previous.keys, roles: previous.roles, delegations: previous.delegations, revoked: previous.revoked }), context);
+    await trust.audit.record(tx, [event]);
+    return envelope.signed.version;
+  });
+  await trust.reload();
+  return version;
+}
+
 /** Keys whose scheduled rotation is due: the active key of each purpose older than `everyMs`. */
 export async function rotateScheduled(trust: TrustService, everyMs: number): Promise<RotationResult[]> {
   const now = trust.options.now().getTime();
@@ -188,6 +206,18 @@ async function markRevoked(tx: Queryable, ids: readonly string[], reason: string
   await tx.query("UPDATE signing_keys SET state = 'revoked', state_changed_at = $1, revoke_reason = $2, left_root_version = $3 WHERE id = ANY($4)", [now, reason, version, ids]);
 }
 
-function revokedEvent(keyId: string, purpose: string, reason: string, version: number, context: AuditContext, region: string | null = null): AuditEvent {
-  return { kind: "key.revoked", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { keyId, purpose, reason, rootVersion: version } };
+/**
+ * A region whose delegated key is revoked is cut off at this hub: its regional hub (link,
+ * summaries, mirror refused), its CAs (the certificates they issued refused), and the bundles
+ * it sent up (no longer served to its agents). It comes back by enrolling again.
+ */
+async function cutOffRegion(tx: Queryable, region: string, now: Date): Promise<{ regionalHub: boolean; authorities: string[]; bundlesDropped: number }> {
+  const hubs = await tx.query("UPDATE regional_hubs SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING region", [now, region]);
+  const authorities = await tx.query<{ serial: string }>("UPDATE regional_authorities SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING serial", [now, region]);
+  const bundles = await tx.query("DELETE FROM regional_bundles WHERE region = $1 RETURNING cluster", [region]);
+  return { regionalHub: hubs.length > 0, authorities: authorities.map((a) => a.serial), bundlesDropped: bundles.length };
+}
+
+function revokedEvent(keyId: string, purpose: string, reason: string, version: number, context: AuditContext, region: string | null = null, cutOff?: { regionalHub: boolean; authorities: string[]; bundlesDropped: number }): AuditEvent {
+  return { kind: "key.revoked", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { keyId, purpose, reason, rootVersion: version, ...(cutOff === undefined ? {} : { cutOff }) } };
 }

@@ -37,6 +37,8 @@ interface CertificateView {
   readonly regionalHub?: RegionalHubCertificate;
   /** Issued by a region's CA (an intermediate): TLS's own chain check is replaced by this hub's (see parsePeer). */
   readonly viaRegion?: boolean;
+  /** The serial of the region's CA that issued it (normalized), when `viaRegion`. */
+  readonly issuerSerial?: string;
   readonly problem?: string;
 }
 
@@ -114,6 +116,7 @@ async function parsePeer(raw: Buffer, intermediates: readonly Buffer[], anchors:
   // TLS reports only one verification error (an expired forgery reports "expired"): the
   // signature is checked here, against this federation's CA, whatever TLS said.
   let viaRegion = false;
+  let issuerSerial: string | undefined;
   if (!anchors.roots.some((root) => verifies(certificate, root))) {
     const above = intermediates.map((i) => new X509Certificate(i)).filter((c) => !anchors.roots.some((root) => c.fingerprint256 === root.fingerprint256));
     const chain = above.length > 0 ? above : anchors.local !== undefined ? [anchors.local] : [];
@@ -122,9 +125,11 @@ async function parsePeer(raw: Buffer, intermediates: readonly Buffer[], anchors:
     const verdict = leafWithinConstraints([certificate.toString(), ...chain.map((c) => c.toString())], anchors.roots.map((root) => root.toString()), new Date(Math.min(Date.now(), Date.parse(certificate.validTo) - 1000)));
     if (!verdict.ok) return { problem: verdict.reason };
     viaRegion = true;
+    issuerSerial = normalizeSerial(chain[0]!.serialNumber);
   }
   return {
     viaRegion,
+    ...(issuerSerial === undefined ? {} : { issuerSerial }),
     peer: {
       cluster: id.cluster,
       region: id.region,
@@ -173,7 +178,7 @@ async function authenticate(hub: Hub, anchors: Anchors, request: FastifyRequest,
     view = readPeer(socket, anchors);
     peers.set(socket, { anchors, view });
   }
-  const { peer, problem, regionalHub, viaRegion } = await view;
+  const { peer, problem, regionalHub, viaRegion, issuerSerial } = await view;
   if (peer === undefined && problem === undefined && regionalHub === undefined) return { principal: { kind: "anonymous" } };
   if (requirement.kind === "public") return { principal: { kind: "anonymous" } };
   if (problem !== undefined) throw unauthorized(`client certificate refused: ${problem}`);
@@ -183,6 +188,8 @@ async function authenticate(hub: Hub, anchors: Anchors, request: FastifyRequest,
     await hub.regions.checkStanding(regionalHub);
     return { principal: { kind: "regional-hub", region: regionalHub.region, serial: regionalHub.serial } };
   }
+  // A region whose delegated key was revoked is cut off here: its CA's certificates too.
+  if (issuerSerial !== undefined && hub.regions !== undefined) await hub.regions.checkIssuer(issuerSerial, peer!.region);
   const generation = await hub.identity.checkStanding(peer!);
   // A chain through a region's CA was checked by parsePeer (OpenSSL, which knows only the
   // root, reports it as unverifiable): only its expiry is TLS's business here.

@@ -10,6 +10,7 @@ import type { IssuedCertificate } from "../api/identity.js";
 import { call } from "../client/http.js";
 import { clusterEndpoint, type Credentials } from "./credentials.js";
 import { EC_KEY, EC_SIGNING, generateKeyPair, importPrivateKeyPem, privateKeyPem, webcrypto, x509 } from "./x509.js";
+import { joinTokenServerIds } from "./join-token.js";
 
 
 /** A CSR for `cluster`, signed with `privateKeyPem` (its public key is derived from it). */
@@ -48,7 +49,8 @@ function credentials(cluster: string, keyPem: string, issued: IssuedCertificate)
 export async function enroll(hub: { url: string; caPem: string }, cluster: string, joinToken: string, keyPem?: string): Promise<Credentials> {
   const key = keyPem ?? (await newPrivateKey());
   const csr = await createCsr(cluster, key);
-  const issued = (await call<IssuedCertificate>({ url: hub.url, caPem: hub.caPem }, "POST", "/v1/enroll", { joinToken, csr })).body;
+  // Only the global hub or the hub of the region the token names may receive it (join-token.ts).
+  const issued = (await call<IssuedCertificate>({ url: hub.url, caPem: hub.caPem, serverIds: joinTokenServerIds(joinToken) }, "POST", "/v1/enroll", { joinToken, csr })).body;
   return credentials(cluster, key, issued);
 }
 

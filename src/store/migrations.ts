@@ -622,6 +622,11 @@ ALTER TABLE region_tokens ADD COLUMN hostnames jsonb NOT NULL DEFAULT '[]'::json
 ALTER TABLE region_tokens ADD COLUMN allow_loopback boolean NOT NULL DEFAULT false`),
   },
   {
+    version: 19,
+    name: "regional CAs revoked with their region's delegated key: the certificates they issued are refused by the global hub",
+    statements: ["ALTER TABLE regional_authorities ADD COLUMN revoked_at timestamptz"],
+  },
+  {
     version: 20,
     name: "data residency: the zones each region's data may be kept in (declared on the global hub, mirrored to the region's hub), and the zone its hub runs in",
     statements: ddl(`

@@ -100,7 +100,9 @@ export type TrustProblem =
   | "revoked-key"
   | "out-of-scope"
   | "unknown-key"
-  | "expired";
+  | "expired"
+  /** The roots an agent kept on its disk do not verify from version 1 (src/agent/bundle/roots.ts). */
+  | "chain-broken";
 
 export class TrustError extends Error {
   override readonly name = "TrustError";

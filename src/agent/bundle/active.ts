@@ -13,6 +13,7 @@ import { prepare } from "../../decision/prepare.js";
 import { writeFileAtomic } from "../../files/write.js";
 import { effectivePolicySetFromBytes, type EffectivePolicySet } from "../../layering/effective.js";
 import type { Log } from "../log.js";
+import { TrustError } from "../../trust/index.js";
 import type { HighWater, HighWaterMark } from "./high-water.js";
 
 export interface LoadedBundle {
@@ -48,6 +49,8 @@ export class ActiveBundle {
     private readonly highWater: HighWaterMark,
     private readonly log: Log,
     private readonly now: () => Date,
+    /** Why the roots on disk do not verify (src/agent/bundle/roots.ts): only the bundle held is enforced, nothing new. */
+    private readonly degraded: () => string | undefined = () => undefined,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
@@ -90,12 +93,19 @@ export class ActiveBundle {
       this.refused("untrusted-key", `no bundle on disk is enforced: the pinned bundle key is not the one that signed the newest bundle this agent verified (key ${mark.keyId})`);
       return undefined;
     }
+    const degraded = this.degraded();
     for (const name of [CURRENT, PREVIOUS]) {
       const path = join(this.dir, name);
       if (!existsSync(path)) continue;
       try {
         const bundle = decodeBundle(readFileSync(path));
         const metadata = verifyBundle(bundle, trust, mark, undefined);
+        // Roots that do not verify may have forgotten a revocation: only the very bundle this
+        // agent verified last (the mark's version and hash) is enforced, nothing newer.
+        if (degraded !== undefined && (mark === undefined || metadata.version !== mark.version)) {
+          this.refused("root-chain-broken", `${name} on disk is not enforced: it is not the bundle this agent verified last, and ${degraded}`);
+          continue;
+        }
         // No expiry check for what the agent already held (at most the mark's version): expiry
         // governs acceptance, not use. A newer one it never accepted is held to its expiry.
         if (mark !== undefined && metadata.version > mark.version && Date.parse(metadata.expires) <= this.now().getTime()) {
@@ -108,7 +118,8 @@ export class ActiveBundle {
       } catch (error) {
         const problem = error instanceof BundleError ? error.problem : "malformed";
         this.refused(problem, `${name} on disk: ${reason(error)}`);
-        if (error instanceof BundleError && problem !== "rollback") this.setAside(name);
+        // With roots that do not verify, a refusal may be theirs, not the file's: it stays.
+        if (error instanceof BundleError && problem !== "rollback" && degraded === undefined) this.setAside(name);
       }
     }
     return undefined;
@@ -134,7 +145,7 @@ export class ActiveBundle {
       const held: Held | undefined = this.current === undefined ? this.highWater.current : { version: this.current.metadata.version, targetHash: this.current.metadata.targetHash };
       metadata = verifyBundle(bundle, this.trust(now), held, now);
     } catch (error) {
-      const problem = error instanceof BundleError ? error.problem : "malformed";
+      const problem = error instanceof BundleError ? error.problem : error instanceof TrustError ? `root-${error.problem}` : "malformed";
       this.refused(problem, reason(error));
       return undefined;
     }

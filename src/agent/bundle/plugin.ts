@@ -11,11 +11,12 @@
  * pinned key, cluster, version, expiry): a mirror can withhold, never forge.
  */
 import { decodeBundle, MAX_BUNDLE_BYTES } from "../../bundle/index.js";
-import { MAX_ROOT_BYTES, TrustError } from "../../trust/index.js";
+import { MAX_ROOT_BYTES, rootExpired, TrustError } from "../../trust/index.js";
 import { call, HubError, ResponseTooLargeError } from "../../client/http.js";
 import type { AgentCredentials } from "../identity/credentials.js";
 import { Backoff, sleep, type LoopErrors, type LoopError, type Plugin } from "../plugin.js";
 import type { ActiveBundle, Refusal } from "./active.js";
+import type { RootSource } from "./roots.js";
 
 export interface BundleHealth {
   readonly bundleVersion: number | null;
@@ -126,28 +127,30 @@ export class BundlePlugin implements Plugin {
 
   /**
    * A bundle that names a newer root than the agent holds: the roots in between, fetched
-   * from the same source and each verified against the one before, first. False (the
-   * refusal recorded, the bundle held kept) when they do not verify or cannot be fetched.
+   * from the same source and each verified against the one before, first. So too when the
+   * roots on disk do not verify (degraded: up to where the agent had come) or the newest
+   * held has expired (the source's newest). False (the refusal recorded, the bundle held
+   * kept) when they do not verify or cannot be fetched.
    */
   private async rootFor(bytes: Buffer): Promise<boolean> {
-    const { credentials, bundle } = this.options;
+    const { credentials, bundle, now } = this.options;
     let wanted: number | undefined;
     try {
       wanted = decodeBundle(bytes).envelope.signed.rootVersion;
     } catch {
       return true; // offer() refuses it, with its reason
     }
-    if (wanted === undefined || wanted <= credentials.rootVersion()) return true;
+    const root = credentials.root();
+    const expired = root !== undefined && rootExpired(root, now());
+    const degraded = credentials.degraded() !== undefined;
+    if (!expired && !degraded && (wanted === undefined || wanted <= credentials.rootVersion())) return true;
+    const url = (this.options.sources ?? [])[this.source];
     try {
-      await credentials.catchUpRoot(wanted, async (after) => {
-        const response = await call<{ items?: unknown }>(credentials.hub(), "GET", `/v1/trust/roots?after=${after}`, undefined, { timeoutMs: 15_000, maxBytes: 50 * MAX_ROOT_BYTES });
-        if (!Array.isArray(response.body.items)) throw new TrustError("malformed", "the source's answer lists no roots");
-        return response.body.items as unknown[];
-      });
+      await credentials.catchUpRoot(expired ? "newest" : (wanted ?? 0), rootSource(credentials, url));
       return true;
     } catch (error) {
       const problem = error instanceof TrustError ? `root-${error.problem}` : "root-unavailable";
-      bundle.refuse(problem, `the bundle names root version ${wanted}: ${error instanceof Error ? error.message : String(error)}`);
+      bundle.refuse(problem, `${wanted === undefined ? "the bundle's root" : `the bundle names root version ${wanted}`}: ${error instanceof Error ? error.message : String(error)}`);
       return false;
     }
   }
@@ -173,4 +176,13 @@ export class BundlePlugin implements Plugin {
       highWater: bundle.highWaterMark(),
     };
   }
+}
+
+/** Root versions from one source (`GET /v1/trust/roots?after=N`, a page of at most 50). */
+export function rootSource(credentials: AgentCredentials, url: string | undefined): RootSource {
+  return async (after) => {
+    const response = await call<{ items?: unknown }>(credentials.hub(url), "GET", `/v1/trust/roots?after=${after}`, undefined, { timeoutMs: 15_000, maxBytes: 50 * MAX_ROOT_BYTES });
+    if (!Array.isArray(response.body.items)) throw new TrustError("malformed", "the source's answer lists no roots");
+    return response.body.items as unknown[];
+  };
 }

@@ -11,8 +11,8 @@ import { PolityError } from "../../errors.js";
 import { clusterEndpoint, loadCredentials, saveCredentials, type Credentials } from "../../identity/credentials.js";
 import { parseClusterSpiffeId } from "../../identity/spiffe.js";
 import { serverTrust } from "../../identity/trust-bundle.js";
-import { rootAuthorizer, type RootMetadata } from "../../trust/index.js";
-import { TrustRoots, type RootSource } from "../bundle/roots.js";
+import { rootAuthorizer, rootExpired, TrustError, type RootMetadata } from "../../trust/index.js";
+import { TrustRoots, type Degraded, type RootSource } from "../bundle/roots.js";
 
 export class AgentCredentials {
   private readonly dir: string;
@@ -92,13 +92,42 @@ export class AgentCredentials {
    * What a bundle must be signed with and name: a key the newest root this agent verified
    * allows for the bundle's region (delegations checked at `now`, when given), or, for an
    * agent enrolled before roots that has not migrated, the key pinned at enrolment; this
-   * federation and cluster.
+   * federation and cluster. Given `now` (a bundle offered, not one loaded from the disk),
+   * throws TrustError while no new bundle may be accepted: the roots on disk do not verify
+   * (`chain-broken`), or the newest root held has expired (`expired`).
    */
   trust(now?: Date): Trust {
     if (this.held === undefined) throw new Error("not enrolled: no pinned bundle key");
-    const root = this.roots.current(this.held, this.federation);
+    // A bundle loaded from the disk (no `now`): while the roots on disk do not verify, the
+    // newest that verifies by itself, for the bundle held only (active.ts checks it is the mark's).
+    const root = now === undefined ? this.roots.forBundleHeld(this.held, this.federation) : this.roots.current(this.held, this.federation);
+    if (root !== undefined && now !== undefined) {
+      const degraded = this.degraded();
+      if (degraded !== undefined) throw new TrustError("chain-broken", `new bundles are refused until a chain of roots fetched from a hub verifies: ${degraded.reason}`);
+      if (rootExpired(root, now)) throw new TrustError("expired", `the newest root this agent holds (version ${root.version}) expired at ${root.expires}: new bundles are refused until a newer root verifies (the bundle held stays enforced)`);
+    }
     if (root !== undefined) return { authorize: rootAuthorizer(root, now), federation: this.federation, region: this.region, cluster: this.cluster };
     return { publicKey: createPublicKey(this.held.bundleKeyPem), federation: this.federation, region: this.region, cluster: this.cluster };
+  }
+
+  /** Why new bundles are refused whatever they are (the roots on disk do not verify), or undefined. */
+  degraded(): Degraded | undefined {
+    if (this.held === undefined) return undefined;
+    try {
+      return this.roots.degradation(this.held, this.federation);
+    } catch (error) {
+      return { reason: `the root pinned at enrolment does not verify (${error instanceof Error ? error.message : String(error)})`, reach: undefined };
+    }
+  }
+
+  /** The newest root this agent verified, if any (undefined before enrolment or for an agent from before roots). */
+  root(): RootMetadata | undefined {
+    if (this.held === undefined) return undefined;
+    try {
+      return this.roots.current(this.held, this.federation);
+    } catch {
+      return undefined;
+    }
   }
 
   /** The version of the newest root this agent verified (0: none yet). */
@@ -112,8 +141,14 @@ export class AgentCredentials {
   }
 
   /** Verifies the roots up to `wanted` from `source` (src/agent/bundle/roots.ts). */
-  async catchUpRoot(wanted: number, source: RootSource): Promise<RootMetadata> {
-    if (this.held === undefined) throw new Error("not enrolled: no root to start from");
-    return this.roots.catchUp(this.held, this.federation, wanted, source);
+  async catchUpRoot(wanted: number | "newest", source: RootSource): Promise<RootMetadata> {
+    const held = this.held;
+    if (held === undefined) throw new Error("not enrolled: no root to start from");
+    // One catch-up at a time (the bundle loop and the roots loop): each starts from where the last ended.
+    const turn = this.catchingUp.then(() => this.roots.catchUp(held, this.federation, wanted, source));
+    this.catchingUp = turn.catch(() => undefined);
+    return turn;
   }
+
+  private catchingUp: Promise<unknown> = Promise.resolve();
 }

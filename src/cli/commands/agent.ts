@@ -7,6 +7,7 @@ import { loadKubeAccess, type KubeAccess } from "../../kube/index.js";
 import { IdentitySecret, parseSecretName, type SecretName } from "../../kube/identity-secret.js";
 import { parseListen, stringOption, stringsOption, type Command } from "../command.js";
 import { EXIT, UsageError } from "../io.js";
+import { parseDuration } from "../time.js";
 
 export const agentCommand: Command = {
   name: "agent",
@@ -25,6 +26,7 @@ export const agentCommand: Command = {
     "decision-log-limit": { type: "string" },
     "require-caller-certificate": { type: "boolean" },
     "poll-wait": { type: "string" },
+    "root-check-interval": { type: "string" },
     kubeconfig: { type: "string" },
     "scan-period": { type: "string" },
     "identity-secret": { type: "string" },
@@ -122,6 +124,8 @@ Flags:
       --require-caller-certificate
                                   refuse reviews (401) from callers without such a certificate
       --poll-wait <seconds>       how long each long poll waits at the hub (default 30)
+      --root-check-interval <d>   how often every --hub is asked for a newer root of trust
+                                  (default 5m; from 10s to 24h)
       --kubeconfig <file>         the cluster's API server (default: KUBECONFIG, then the
                                   in-cluster service account, then none)
       --scan-period <seconds>     how often the background scan judges everything again
@@ -203,6 +207,8 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
     const { host, port } = parseListen(listen);
     const wait = Number(stringOption(parsed, "poll-wait") ?? "30");
     if (!Number.isInteger(wait) || wait < 1 || wait > 60) throw new UsageError("--poll-wait must be a whole number of seconds from 1 to 60");
+    const rootCheck = parseDuration(stringOption(parsed, "root-check-interval") ?? "5m", "--root-check-interval");
+    if (rootCheck < 10_000 || rootCheck > 86_400_000) throw new UsageError("--root-check-interval must be from 10s to 24h");
     const limit = Number(stringOption(parsed, "decision-log-limit") ?? "64");
     if (!Number.isInteger(limit) || limit < 1 || limit > 1_048_576) throw new UsageError("--decision-log-limit must be a whole number of MiB from 1 to 1048576");
     const callerCa = stringOption(parsed, "caller-ca");
@@ -228,6 +234,7 @@ Logs are JSON lines on standard error. Stops cleanly on SIGINT or SIGTERM.`,
       webhookNames: stringsOption(parsed, "webhook-name"),
       ...(callerCa === undefined ? {} : { callerCaPem: readFileSync(callerCa, "utf8"), requireAuthenticatedCaller: requireCaller }),
       pollWaitSeconds: wait,
+      rootCheckIntervalMs: rootCheck,
       logs: { maxDiskBytes: limit * 1024 * 1024 },
       ...(kube === undefined ? {} : { kube }),
       scanPeriodMs: scanPeriod * 1000,

@@ -19,6 +19,7 @@ import type { Conflict, LayerCopy, Mirror, RegionalEnrolled, RegionalEnrolment, 
 import { verifyConsistency } from "../../audit/merkle.js";
 import { verifyTreeHead, type SignedTreeHead } from "../../audit/tree-head.js";
 import { PolityError } from "../../errors.js";
+import { normalizeSerial } from "../../identity/ca.js";
 import { issueHubCertificate } from "../../identity/regional.js";
 import { layersFromFiles } from "../../policy/layer-files.js";
 import { layerId } from "../../policy/layer.js";
@@ -31,6 +32,7 @@ import { badRequest, conflict, forbidden, unauthorized } from "../status.js";
 import { newSecret, sha256 } from "../tokens.js";
 import type { TrustService } from "../trust.js";
 import { declaredResidency } from "../residency.js";
+import { conflictRefusal, judgeBundle, reportedBy, type ClaimContext } from "./claims.js";
 
 const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
 
@@ -110,6 +112,8 @@ export class Regions {
         [request.region, hub.serial, keyHash(request.hubPublicKeyPem), request.bundleKeyPem, request.auditKeyPem, now],
       );
       await tx.query("DELETE FROM regional_heads WHERE region = $1", [request.region]);
+      // Bundles the region's previous hub sent up are not this one's to stand by.
+      await tx.query("DELETE FROM regional_bundles WHERE region = $1", [request.region]);
       await this.audit.record(tx, [
         {
           kind: "regional-hub.enrolled",
@@ -132,11 +136,32 @@ export class Regions {
     };
   }
 
-  /** Whether a regional hub's certificate is the one its region enrolled with, not revoked. */
+  /**
+   * Whether a regional hub's certificate is the one its region enrolled with, not revoked (its
+   * delegated key revoked: `polity keys rotate --revoke`): refused `403`, audited at most once
+   * a minute per region by this process (its link asks every 2 s).
+   */
   async checkStanding(peer: RegionalHubCertificate): Promise<void> {
     const [row] = await this.db.query<{ serial: string; public_key_sha256: string; revoked_at: Date | null }>("SELECT serial, public_key_sha256, revoked_at FROM regional_hubs WHERE region = $1", [peer.region]);
     if (row === undefined || row.serial !== peer.serial || row.public_key_sha256 !== peer.publicKeySha256) throw unauthorized(`this is not the certificate region ${peer.region}'s hub enrolled with`);
-    if (row.revoked_at !== null) throw unauthorized(`region ${peer.region}'s hub is revoked`);
+    if (row.revoked_at !== null) {
+      const why = `region ${peer.region}'s hub was revoked at ${new Date(row.revoked_at).toISOString()} (its delegated key was revoked): its link, summaries and mirror are refused until the region enrols again with a new region token`;
+      const last = this.refusalsAudited.get(peer.region) ?? 0;
+      if (this.now().getTime() - last >= 60_000) {
+        this.refusalsAudited.set(peer.region, this.now().getTime());
+        await this.audit.append([{ kind: "regional-hub.refused", actor: `regional-hub:${peer.region}`, cluster: null, region: peer.region, correlationId: newCorrelationId(), data: { what: "request of a revoked regional hub", why, serial: peer.serial } }]);
+      }
+      throw forbidden(why);
+    }
+  }
+
+  private readonly refusalsAudited = new Map<string, number>();
+
+  /** A cluster certificate issued by a region's CA: refused when that CA was revoked with its region's delegated key. */
+  async checkIssuer(serial: string, region: string): Promise<void> {
+    const rows = await this.db.query<{ serial: string; revoked_at: Date }>("SELECT serial, revoked_at FROM regional_authorities WHERE region = $1 AND revoked_at IS NOT NULL", [region]);
+    const revoked = rows.find((r) => normalizeSerial(r.serial) === serial);
+    if (revoked !== undefined) throw unauthorized(`client certificate refused: it was issued by region ${region}'s CA (serial ${serial}), revoked at ${new Date(revoked.revoked_at).toISOString()} with the region's delegated key`);
   }
 
   /** Whether a region has a regional hub (its clusters' bundles are signed there). */
@@ -175,6 +200,7 @@ export class Regions {
   async receive(region: string, summary: RegionalSummary): Promise<SummaryAnswer> {
     const now = this.now();
     const context: AuditContext = { actor: `regional-hub:${region}`, correlationId: newCorrelationId() };
+    const refused: string[] = [];
     await this.db.transaction(async (tx) => {
       await tx.query("UPDATE regional_hubs SET last_seen = $1, summary = $2 WHERE region = $3", [now, JSON.stringify({ status: summary.status, compliance: summary.compliance, at: now.toISOString() }), region]);
       for (const c of summary.certificates) {
@@ -184,23 +210,49 @@ export class Regions {
           [c.serial, c.cluster, region, c.notBefore, c.notAfter, c.publicKeySha256, now, c.certificatePem],
         );
       }
+      // Bundles: decoded and verified under the current root's delegation for the region, the
+      // cluster, region and version read from their signed metadata (claims.ts); refused ones audited.
+      const refusals: { what: string; why: string }[] = [];
+      const held = new Map((await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE region = $1", [region])).map((r) => [r.cluster, Number(r.version)]));
+      const claims: ClaimContext = { region, federation: this.identity.federation, root: this.trust.root, regionOf: (c) => this.federation.clusters.get(c)?.region, heldVersion: (c) => held.get(c), now };
       for (const b of summary.bundles) {
-        if (this.federation.clusters.get(b.cluster)?.region !== region) continue;
+        const judged = judgeBundle(b.bytes, b.cluster, claims);
+        if (!judged.ok) {
+          refusals.push({ what: "bundle", why: judged.reason.slice(0, 1000) });
+          continue;
+        }
         await tx.query(
           `INSERT INTO regional_bundles (cluster, region, version, bytes, received_at) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (cluster) DO UPDATE SET version = EXCLUDED.version, bytes = EXCLUDED.bytes, received_at = EXCLUDED.received_at WHERE regional_bundles.version < EXCLUDED.version`,
-          [b.cluster, region, b.version, Buffer.from(b.bytes, "base64"), now],
+          [judged.cluster, region, judged.version, judged.bytes, now],
         );
       }
+      // Conflicts: about the region's own layer only, bounded, recorded as the region's claim.
+      const [count] = await tx.query<{ n: string }>("SELECT count(*)::text AS n FROM region_conflicts WHERE region = $1", [region]);
+      let recorded = Number(count?.n ?? 0);
       for (const c of summary.conflicts) {
+        const refusal = conflictRefusal(region, c.layerId, recorded);
+        if (refusal !== undefined) {
+          refusals.push({ what: "conflict", why: refusal });
+          continue;
+        }
         const inserted = await tx.query(
           "INSERT INTO region_conflicts (id, region, layer_id, detected_at, detected_by, reason, resolution, reverted_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id",
-          [c.id, region, c.layerId, c.detectedAt, `regional-hub:${region}`, c.reason, c.resolution, c.revertedVersion],
+          [c.id, region, c.layerId, c.detectedAt, reportedBy(region), c.reason, c.resolution, c.revertedVersion],
         );
         if (inserted.length > 0) {
-          await this.audit.record(tx, [{ kind: "region.conflict", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { id: c.id, layer: c.layerId, reason: c.reason, resolution: c.resolution, revertedVersion: c.revertedVersion } }]);
+          recorded++;
+          await this.audit.record(tx, [
+            { kind: "region.conflict", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { id: c.id, layer: c.layerId, reason: c.reason, resolution: c.resolution, revertedVersion: c.revertedVersion, reportedBy: reportedBy(region) } },
+          ]);
         }
       }
+      // At most a few entries per summary: one per kind of refusal, with a count.
+      for (const what of new Set(refusals.map((r) => r.what))) {
+        const of = refusals.filter((r) => r.what === what);
+        await this.audit.record(tx, [{ kind: "regional-hub.refused", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { what, why: of[0]!.why, count: of.length } }]);
+      }
+      refused.push(...refusals.map((r) => `${r.what}: ${r.why}`));
     });
     // A refused head is said in the answer (and audited); the rest of the summary still counts.
     let headRefused: string | undefined;
@@ -212,7 +264,7 @@ export class Regions {
       }
     }
     const regionLayer = summary.regionLayer === undefined ? { state: "unchanged" as const } : await this.applyRegionLayer(region, summary.regionLayer.files, context);
-    return { regionLayer, acknowledgedSize: await this.recordedSize(region), ...(headRefused === undefined ? {} : { headRefused }) };
+    return { regionLayer, acknowledgedSize: await this.recordedSize(region), ...(headRefused === undefined ? {} : { headRefused }), ...(refused.length === 0 ? {} : { refused: refused.slice(0, 20) }) };
   }
 
   private async recordedSize(region: string): Promise<number> {

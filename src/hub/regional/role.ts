@@ -16,7 +16,8 @@
 import type { Mirror, RegionalSummary, SummaryAnswer } from "../../api/regions.js";
 import { call } from "../../client/http.js";
 import type { Database } from "../../store/database.js";
-import type { AuditLog } from "../audit-log.js";
+import { TrustError } from "../../trust/index.js";
+import { newCorrelationId, type AuditLog } from "../audit-log.js";
 import type { BundleService } from "../bundles.js";
 import type { Changes } from "../change.js";
 import type { Federation } from "../federation.js";
@@ -54,6 +55,8 @@ export class RegionalRole {
   private connected = false;
   private lastError: string | null = null;
   private readonly reconciler: Reconciler;
+  /** The last refusal of the parent's roots audited (each reason once). */
+  private rootRefused: string | undefined;
 
   constructor(
     private readonly db: Database,
@@ -118,7 +121,15 @@ export class RegionalRole {
     try {
       await this.federation.sync();
       // The parent's new roots first (a rotation, a revocation): bundles made after name them.
-      await pullRoots(this.db, parentEndpoint(this.credentials), this.trust.federation, this.now());
+      await pullRoots(this.db, parentEndpoint(this.credentials), this.trust.federation, this.now()).catch(async (error: unknown) => {
+        // A root that does not verify (a skipped version, a bad signature) is refused: the
+        // roots held stay, and so does everything signed under them. Audited once per reason.
+        if (error instanceof TrustError && error.message !== this.rootRefused) {
+          this.rootRefused = error.message;
+          await this.audit.append([{ kind: "regional-hub.refused", actor: "regional-hub", cluster: null, region: this.region, correlationId: newCorrelationId(), data: { what: "root", why: error.message, problem: error.problem } }]);
+        }
+        throw error;
+      });
       await this.trust.reload();
       const [mirrored] = await this.db.query<{ after: Date | null }>("SELECT max(issued_at) AS after FROM certificates WHERE NOT issued_here");
       const after = mirrored?.after === null || mirrored?.after === undefined ? "" : `?certificatesAfter=${encodeURIComponent(new Date(mirrored.after).toISOString())}`;

@@ -1,0 +1,72 @@
+/**
+ * What a regional hub's summary claims, judged on the global hub before anything is stored:
+ * the bundles it signed (kept here as a mirror for its agents' fallback) and the conflicts
+ * it found. A region is trusted for nothing the root does not give it:
+ *
+ * - a bundle is decoded, and its cluster, region, federation and version are read from its
+ *   signed metadata (never from the summary); it must be signed by a key the current root
+ *   allows for that region (its delegation, or the federation's bundles role; not revoked),
+ *   for a cluster the registry puts in that region, and its version may not jump further
+ *   than MAX_VERSION_JUMP above the copy held (a bogus huge version would pin the copy);
+ * - a conflict must be about the region's own layer (`region/<region>`), and a region keeps
+ *   at most MAX_CONFLICTS_PER_REGION of them here; it is recorded as the region's claim.
+ *
+ * Pure: the root, the registry and the copies held are passed in.
+ */
+import { BundleError, decodeBundle, verifyBundle } from "../../bundle/index.js";
+import { rootAuthorizer, type RootMetadata } from "../../trust/index.js";
+
+/** How far above the copy held (or above 0) a region's bundle version may be. */
+export const MAX_VERSION_JUMP = 1_000_000;
+/** How many reported conflicts one region keeps on the global hub. */
+export const MAX_CONFLICTS_PER_REGION = 10_000;
+
+export type BundleClaim = { readonly ok: true; readonly cluster: string; readonly version: number; readonly bytes: Buffer } | { readonly ok: false; readonly cluster: string; readonly reason: string };
+
+export interface ClaimContext {
+  readonly region: string;
+  readonly federation: string;
+  readonly root: RootMetadata;
+  /** The region the registry puts a cluster in, if it knows the cluster. */
+  readonly regionOf: (cluster: string) => string | undefined;
+  /** The version of the copy held for a cluster, if any. */
+  readonly heldVersion: (cluster: string) => number | undefined;
+  readonly now: Date;
+}
+
+/** A bundle a region sent up (`claimed`: the cluster its summary names, for the refusal's wording only). */
+export function judgeBundle(base64: string, claimed: string, context: ClaimContext): BundleClaim {
+  const { region, federation, root } = context;
+  let bytes: Buffer;
+  try {
+    bytes = Buffer.from(base64, "base64");
+    const bundle = decodeBundle(bytes);
+    const signed = bundle.envelope.signed;
+    const cluster = signed.cluster;
+    if (signed.region !== region) return { ok: false, cluster, reason: `the bundle for cluster ${cluster} names region ${signed.region}, not ${region}` };
+    const registered = context.regionOf(cluster);
+    if (registered !== region) return { ok: false, cluster, reason: `cluster ${cluster} is ${registered === undefined ? "not registered here" : `in region ${registered}`}, not in region ${region}` };
+    if (claimed !== cluster) return { ok: false, cluster, reason: `the summary names cluster ${claimed}, but the bundle's signed metadata names ${cluster}` };
+    // Its signer must be allowed for the region by the current root (checked as an agent of
+    // that region checks it), the federation and cluster its own; expiry is the agent's to judge.
+    verifyBundle(bundle, { authorize: rootAuthorizer(root, context.now), federation, region, cluster }, undefined, undefined);
+    const held = context.heldVersion(cluster) ?? 0;
+    if (signed.version > held + MAX_VERSION_JUMP) return { ok: false, cluster, reason: `the bundle for cluster ${cluster} is version ${signed.version}, more than ${MAX_VERSION_JUMP} above the copy held (${held})` };
+    return { ok: true, cluster, version: signed.version, bytes };
+  } catch (error) {
+    const why = error instanceof BundleError ? `${error.problem}: ${error.message}` : error instanceof Error ? error.message : String(error);
+    return { ok: false, cluster: claimed, reason: `the bundle sent for cluster ${claimed} does not verify under root version ${root.version} (${why})` };
+  }
+}
+
+/** Why a conflict a region reports is refused, or undefined when it may be recorded. */
+export function conflictRefusal(region: string, layerId: string, held: number): string | undefined {
+  if (layerId !== `region/${region}`) return `a region reports conflicts about its own layer region/${region} only, not ${JSON.stringify(layerId.slice(0, 200))}`;
+  if (held >= MAX_CONFLICTS_PER_REGION) return `region ${region} already has ${held} conflicts recorded here (at most ${MAX_CONFLICTS_PER_REGION})`;
+  return undefined;
+}
+
+/** Who a conflict recorded on the global hub is said to come from: the region's claim, not the global hub's finding. */
+export function reportedBy(region: string): string {
+  return `region ${region}`;
+}
