@@ -121,7 +121,14 @@ export const regionalSummary = z.strictObject({
   /** The region's signed bundles changed since the last summary (base64), which the parent serves as a mirror. */
   bundles: z.array(z.strictObject({ cluster: name, version: z.number().int().min(1), bytes: z.string().max(8 * 1024 * 1024) })).max(10_000),
   /** The regional log's newest signed head, and a consistency proof from the head the parent acknowledged last. */
-  head: z.strictObject({ head: z.unknown(), proof: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(128) }).optional(),
+  head: z
+    .strictObject({
+      head: z.unknown(),
+      proof: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(128),
+      /** The recorded size the proof starts from (the mirror's `headSize` when the summary was made); absent from an older regional hub. */
+      from: z.number().int().min(0).optional(),
+    })
+    .optional(),
   /** Counts only: clusters, stale clusters, acknowledgements; compliance passes, failures and warnings. */
   status: counts,
   compliance: counts,

@@ -35,6 +35,8 @@ import { declaredResidency } from "../residency.js";
 import { conflictRefusal, judgeBundle, reportedBy, type ClaimContext } from "./claims.js";
 
 const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
+/** Advisory lock class under which one region's heads are judged one at a time (with hashtext(region)). */
+const HEADS_LOCK = 7_346_215;
 
 export class Regions {
   constructor(
@@ -258,7 +260,7 @@ export class Regions {
     let headRefused: string | undefined;
     if (summary.head !== undefined) {
       try {
-        await this.recordHead(region, summary.head.head, summary.head.proof, context);
+        await this.recordHead(region, summary.head, context);
       } catch (error) {
         headRefused = error instanceof Error ? error.message : String(error);
       }
@@ -275,28 +277,50 @@ export class Regions {
   /**
    * A region's signed head: its signature checked with the key the region enrolled with, and
    * its consistency with the head recorded before (a log rewritten during a partition does
-   * not extend it): refused and audited, the earlier head kept.
+   * not extend it): refused and audited, the earlier head kept. One region's heads are
+   * judged one at a time, each against the newest recorded. A summary made against an older
+   * recorded head (`from`: one the region sent before and then gave up waiting for, judged
+   * since) is stale, not evidence: it is set aside without an alarm, and the region's next
+   * round proves from the head recorded now.
    */
-  private async recordHead(region: string, value: unknown, proof: readonly string[], context: AuditContext): Promise<void> {
+  private async recordHead(region: string, sent: NonNullable<RegionalSummary["head"]>, context: AuditContext): Promise<void> {
     const [hub] = await this.db.query<{ audit_key_pem: string }>("SELECT audit_key_pem FROM regional_hubs WHERE region = $1", [region]);
-    // Ordered by the number (a text column of the same name would order "7" after "12").
-    const [last] = await this.db.query<{ size: string; root_hash: string }>("SELECT tree_size::text AS size, root_hash FROM regional_heads WHERE region = $1 ORDER BY regional_heads.tree_size DESC LIMIT 1", [region]);
-    const previous = last === undefined ? undefined : { size: Number(last.size), root: last.root_hash };
-    let head: SignedTreeHead;
-    try {
-      head = verifyTreeHead(value, createPublicKey(hub!.audit_key_pem));
-      if (previous !== undefined && head.treeSize < previous.size) throw new Error(`its size ${head.treeSize} is smaller than the head recorded before (${previous.size})`);
-      if (previous !== undefined && head.treeSize === previous.size && head.rootHash !== previous.root) throw new Error(`at size ${head.treeSize} its root differs from the head recorded before: the log forked`);
-      if (previous !== undefined && head.treeSize > previous.size && previous.size > 0) {
-        verifyConsistency(previous.size, head.treeSize, Buffer.from(previous.root, "hex"), Buffer.from(head.rootHash, "hex"), proof.map((h) => Buffer.from(h, "hex")));
+    const verdict = await this.db.transaction(async (tx): Promise<{ refused?: string; stale?: string; recorded: number }> => {
+      await tx.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [HEADS_LOCK, region]);
+      // Ordered by the number (a text column of the same name would order "7" after "12").
+      const [last] = await tx.query<{ size: string; root_hash: string }>("SELECT tree_size::text AS size, root_hash FROM regional_heads WHERE region = $1 ORDER BY regional_heads.tree_size DESC LIMIT 1", [region]);
+      const previous = last === undefined ? undefined : { size: Number(last.size), root: last.root_hash };
+      const recorded = previous?.size ?? 0;
+      let head: SignedTreeHead;
+      try {
+        head = verifyTreeHead(sent.head, createPublicKey(hub!.audit_key_pem));
+      } catch (error) {
+        return { refused: error instanceof Error ? error.message : String(error), recorded };
       }
-    } catch (error) {
-      const why = error instanceof Error ? error.message : String(error);
-      await this.audit.append([{ kind: "regional-hub.refused", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { what: "signed tree head", why, recordedSize: previous?.size ?? 0 } }]);
-      throw conflict(`region ${region}'s signed tree head was refused: ${why}; the head recorded before stays (size ${previous?.size ?? 0})`);
-    }
-    if (previous === undefined || head.treeSize > previous.size) {
-      await this.db.query("INSERT INTO regional_heads (region, tree_size, root_hash, head, received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", [region, head.treeSize, head.rootHash, JSON.stringify(head), this.now()]);
+      if (previous !== undefined && sent.from !== undefined && sent.from !== previous.size) {
+        // Made against a head recorded earlier than the newest: stale only if that head was recorded here.
+        const [known] = sent.from < previous.size ? await tx.query("SELECT 1 FROM regional_heads WHERE region = $1 AND tree_size = $2", [region, sent.from]) : [];
+        if (known === undefined && sent.from !== 0) return { refused: `its proof starts at size ${sent.from}, a head never recorded here (the newest recorded is ${previous.size})`, recorded };
+        return { stale: `made against the head of size ${sent.from}; the newest recorded is ${previous.size}`, recorded };
+      }
+      try {
+        if (previous !== undefined && head.treeSize < previous.size) throw new Error(`its size ${head.treeSize} is smaller than the head recorded before (${previous.size})`);
+        if (previous !== undefined && head.treeSize === previous.size && head.rootHash !== previous.root) throw new Error(`at size ${head.treeSize} its root differs from the head recorded before: the log forked`);
+        if (previous !== undefined && head.treeSize > previous.size && previous.size > 0) {
+          verifyConsistency(previous.size, head.treeSize, Buffer.from(previous.root, "hex"), Buffer.from(head.rootHash, "hex"), sent.proof.map((h) => Buffer.from(h, "hex")));
+        }
+      } catch (error) {
+        return { refused: error instanceof Error ? error.message : String(error), recorded };
+      }
+      if (previous === undefined || head.treeSize > previous.size) {
+        await tx.query("INSERT INTO regional_heads (region, tree_size, root_hash, head, received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", [region, head.treeSize, head.rootHash, JSON.stringify(head), this.now()]);
+      }
+      return { recorded };
+    });
+    if (verdict.refused !== undefined) {
+      const why = verdict.refused;
+      await this.audit.append([{ kind: "regional-hub.refused", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { what: "signed tree head", why, recordedSize: verdict.recorded } }]);
+      throw conflict(`region ${region}'s signed tree head was refused: ${why}; the head recorded before stays (size ${verdict.recorded})`);
     }
   }
 

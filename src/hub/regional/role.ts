@@ -176,7 +176,7 @@ export class RegionalRole {
         certificatePem: c.certificate_pem,
       })),
       bundles,
-      ...(head === undefined ? {} : { head: { head, proof } }),
+      ...(head === undefined ? {} : { head: { head, proof, from: recorded } }),
       status: await this.statusCounts(),
       compliance: await this.complianceCounts(),
       conflicts: await this.reconciler.conflictsToSend(),
