@@ -25,6 +25,7 @@ import { pullRoots } from "./roots.js";
 import type { TrustService } from "../trust.js";
 import { Reconciler } from "./reconcile.js";
 import { forbidden } from "../status.js";
+import { MirrorWake } from "../mirror-wake.js";
 
 export interface LinkState {
   readonly region: string;
@@ -53,6 +54,7 @@ export class RegionalRole {
   private connected = false;
   private lastError: string | null = null;
   private readonly reconciler: Reconciler;
+  private readonly wake: MirrorWake;
 
   constructor(
     private readonly db: Database,
@@ -66,6 +68,7 @@ export class RegionalRole {
     private readonly trust: TrustService,
   ) {
     this.reconciler = new Reconciler(db, federation, changes, audit, credentials.region, now);
+    this.wake = new MirrorWake(() => parentEndpoint(credentials), intervalMs);
   }
 
   get region(): string {
@@ -89,18 +92,33 @@ export class RegionalRole {
   }
 
   start(): void {
+    let busy = false;
+    let again = false;
     const round = () => {
+      busy = true;
+      again = false;
       this.running = this.round().finally(() => {
-        if (this.timer !== undefined) this.timer = setTimeout(round, this.intervalMs);
+        busy = false;
+        if (this.timer !== undefined) this.timer = setTimeout(round, again ? 0 : this.intervalMs);
       });
     };
     this.timer = setTimeout(round, 0);
+    // Or sooner than the interval: when the parent's layers move (src/hub/mirror-wake.ts).
+    this.wake.start(() => {
+      if (this.timer === undefined) return;
+      if (busy) again = true;
+      else {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(round, 0);
+      }
+    });
   }
 
   async stop(): Promise<void> {
     const timer = this.timer;
     this.timer = undefined;
     clearTimeout(timer);
+    this.wake.stop();
     await this.running;
   }
 
