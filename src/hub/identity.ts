@@ -24,6 +24,7 @@ import type { AuditEvent } from "../audit/entry.js";
 import { newCorrelationId, type AuditContext, type AuditLog } from "./audit-log.js";
 import type { ApiError} from "./status.js";
 import { badRequest, forbidden, notFound, unauthorized } from "./status.js";
+import { StandingReader, type Standing } from "./standing.js";
 import { timings } from "./timings.js";
 import { newSecret, sha256 } from "./tokens.js";
 
@@ -61,24 +62,20 @@ export async function loadAuthority(db: Queryable, federation: string, operatorK
 /** A certificate issued to a cluster, as the hub answers it (with its bundle key added by the route). */
 export type ClusterCertificate = Omit<IssuedToCluster, "bundleKey">;
 
-/** A certificate's standing, as `checkStanding` reads it. */
-export interface Standing {
-  /** The federation's generation (undefined before the first start). */
-  readonly generation?: string;
-  /** Whether the cluster's region has a regional hub (not revoked): its bundles are that hub's. */
-  readonly regionHasHub: boolean;
-}
-
 /** Why an enrolment was refused, as the audit log records it. */
 export type EnrolmentFailure = "unknown-token" | "used-token" | "expired-token" | "revoked-cluster" | "bad-csr" | "wrong-cluster";
 
 export class IdentityService {
+  private readonly standing: StandingReader;
+
   constructor(
     private readonly db: Database,
     readonly authority: CertificateAuthority,
     private readonly options: IdentityOptions,
     private readonly audit: AuditLog,
-  ) {}
+  ) {
+    this.standing = new StandingReader(db);
+  }
 
   get federation(): string {
     return this.authority.federation;
@@ -241,33 +238,14 @@ export class IdentityService {
   /**
    * Whether a presented certificate may act now: issued by this hub, not revoked, its
    * cluster registered and not revoked. Read from the database on every request, so a
-   * revocation through any hub process takes effect at once everywhere. Returns, read in the
-   * same query (one query per request: a long poll is one query, not two), the federation's
-   * generation (undefined before the first start) and whether the cluster's region has a
-   * regional hub of its own (its bundles are then that hub's, mirrored here).
+   * revocation through any hub process takes effect at once everywhere (in batches: the
+   * checks asked while one query runs share the next, src/hub/standing.ts). Returns, read in
+   * the same query, the federation's generation (undefined before the first start) and
+   * whether the cluster's region has a regional hub of its own (its bundles are then that
+   * hub's, mirrored here).
    */
-  async checkStanding(peer: PeerCertificate): Promise<Standing> {
-    const [row] = await this.db.query<{
-      cert_revoked: Date | null;
-      cluster_revoked: Date | null;
-      registered: string | null;
-      public_key_sha256: string;
-      cluster: string;
-      generation: string | null;
-      region_hub: boolean;
-    }>(
-      `SELECT cert.revoked_at AS cert_revoked, c.revoked_at AS cluster_revoked, c.name AS registered, cert.public_key_sha256, cert.cluster,
-              (SELECT generation::text FROM federation) AS generation,
-              EXISTS (SELECT 1 FROM regional_hubs WHERE region = $2 AND revoked_at IS NULL) AS region_hub
-       FROM certificates cert LEFT JOIN clusters c ON c.name = cert.cluster WHERE cert.serial = $1`,
-      [peer.serial, peer.region],
-    );
-    if (row === undefined || row.public_key_sha256 !== peer.publicKeySha256 || row.cluster !== peer.cluster) {
-      throw unauthorized("this certificate was not issued by this federation's hubs");
-    }
-    if (row.registered === null) throw unauthorized(`cluster ${peer.cluster} is no longer registered`);
-    if (row.cert_revoked !== null || row.cluster_revoked !== null) throw unauthorized(`cluster ${peer.cluster}'s identity is revoked`);
-    return { generation: row.generation ?? undefined, regionHasHub: row.region_hub };
+  checkStanding(peer: PeerCertificate): Promise<Standing> {
+    return this.standing.check(peer);
   }
 
   /** Revokes every certificate of a cluster in the caller's transaction; returns the audit event to record. */
