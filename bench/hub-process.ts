@@ -1,6 +1,7 @@
 /**
  * A hub in a process of its own, for the benchmarks: `node hub-process.js <dataDir>
- * [<postgres url> <schema>]`. Prints `{"url", "caPem", "adminToken"}` on one line when it
+ * [<postgres url> <schema>]`; as a region's hub (`polity hub --region … --parent …
+ * --region-token …`), with its options as JSON in POLITY_BENCH_REGIONAL. Prints `{"url", "caPem", "adminToken"}` on one line when it
  * listens; stops on SIGTERM. On its standard input it takes one command a line, for the
  * benchmark that drives it: `timings` prints what the hub's work cost since the last time
  * (src/hub/timings.ts) as one JSON line; `profile <file>` starts a CPU profile,
@@ -11,12 +12,21 @@ import { Session } from "node:inspector/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { startHub } from "../src/hub/index.js";
+import type { RegionalOptions } from "../src/hub/regional/open.js";
 import { timings } from "../src/hub/timings.js";
 
 const dataDir = process.argv[2];
 if (dataDir === undefined) throw new Error("usage: hub-process <dataDir>");
 const [databaseUrl, schema] = process.argv.slice(3);
-const hub = await startHub({ dataDir, operatorKey: "benchmark-operator-key", port: 0, ...(databaseUrl === undefined ? {} : { databaseUrl, schema }) });
+const regionalJson = process.env.POLITY_BENCH_REGIONAL;
+const regional = regionalJson === undefined || regionalJson === "" ? undefined : (JSON.parse(regionalJson) as RegionalOptions);
+const hub = await startHub({
+  dataDir,
+  operatorKey: "benchmark-operator-key",
+  port: 0,
+  ...(databaseUrl === undefined ? {} : { databaseUrl, schema }),
+  ...(regional === undefined ? {} : { regional }),
+});
 const tokenFile = join(dataDir, "admin.token");
 const adminToken = existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : "";
 process.stdout.write(`${JSON.stringify({ url: hub.url, caPem: hub.caPem, adminToken })}\n`);

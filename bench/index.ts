@@ -15,6 +15,7 @@ import { benchLayering } from "./layering.js";
 import { benchScan } from "./scan.js";
 import { benchNamespaces } from "./namespaces.js";
 import { benchPropagation } from "./propagation.js";
+import { benchPropagationRegions } from "./propagation-regions.js";
 import { benchRollout } from "./rollout.js";
 
 const only = process.argv.slice(2);
@@ -35,6 +36,8 @@ settle();
 if (want("hub")) await benchHub();
 settle();
 if (want("propagation")) await benchPropagation();
+settle();
+if (want("propagation-regions")) await benchPropagationRegions();
 settle();
 if (want("agents")) await benchAgents();
 settle();

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import type { RegionalOptions } from "../src/hub/regional/open.js";
 import type { TimingsSnapshot } from "../src/hub/timings.js";
 
 export interface HubProcess {
@@ -22,6 +23,8 @@ export interface HubProcessOptions {
   /** A PostgreSQL URL and schema shared by several hub processes (default: embedded PGlite in dataDir). */
   readonly databaseUrl?: string;
   readonly schema?: string;
+  /** Run as a region's hub under a parent (its enrolment's region token, the parent's URL and CA). */
+  readonly regional?: RegionalOptions;
 }
 
 /** Starts a hub on `dataDir` and waits for the line in which it says where it listens. */
@@ -30,7 +33,8 @@ export async function startHubProcess(dataDir: string, options: HubProcessOption
   const nodeArgs = (process.env.POLITY_BENCH_HUB_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
   const args = [...nodeArgs, fileURLToPath(new URL("./hub-process.js", import.meta.url)), dataDir];
   if (options.databaseUrl !== undefined) args.push(options.databaseUrl, options.schema ?? "public");
-  const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "inherit"] });
+  const env = options.regional === undefined ? process.env : { ...process.env, POLITY_BENCH_REGIONAL: JSON.stringify(options.regional) };
+  const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "inherit"], env });
   const lines = createInterface({ input: child.stdout! });
   const waiting: ((line: string) => void)[] = [];
   lines.on("line", (line) => waiting.shift()?.(line));

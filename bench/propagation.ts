@@ -30,15 +30,15 @@ import { fmt, percentile } from "./fixtures.js";
 import { startHubProcess, stopProcess, type HubProcess } from "./processes.js";
 
 const EXAMPLES = fileURLToPath(new URL("../../examples/", import.meta.url));
-const files = (names: string[]) => names.map((n) => ({ name: n, content: readFileSync(join(EXAMPLES, "layers", n), "utf8") }));
+export const files = (names: string[]) => names.map((n) => ({ name: n, content: readFileSync(join(EXAMPLES, "layers", n), "utf8") }));
 
-function rssMiB(pid: number): number {
+export function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? "0") / 1024;
 }
 
 /** Runs `work(i)` for i in [0, n), `parallel` at a time; returns the seconds it took. */
-async function inParallel(n: number, parallel: number, work: (i: number) => Promise<void>, progress?: string): Promise<number> {
+export async function inParallel(n: number, parallel: number, work: (i: number) => Promise<void>, progress?: string): Promise<number> {
   const start = performance.now();
   let next = 0;
   await Promise.all(
@@ -54,7 +54,7 @@ async function inParallel(n: number, parallel: number, work: (i: number) => Prom
 }
 
 /** The phases of a snapshot, largest first, as `name total ms (per item)`. */
-function where(snapshot: TimingsSnapshot, per: number, prefixes: readonly string[]): string {
+export function where(snapshot: TimingsSnapshot, per: number, prefixes: readonly string[]): string {
   return Object.entries(snapshot.phases)
     .filter(([name]) => prefixes.some((p) => name.startsWith(p)))
     .sort((a, b) => b[1].ms - a[1].ms)
@@ -66,7 +66,7 @@ function where(snapshot: TimingsSnapshot, per: number, prefixes: readonly string
  * A change sent again while the hub answers 409 "send it again": on PostgreSQL, changes
  * through several hubs (and their level-triggered bundle refreshes) race for the generation.
  */
-async function again<T>(send: () => Promise<T>): Promise<T> {
+export async function again<T>(send: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await send();
@@ -77,7 +77,7 @@ async function again<T>(send: () => Promise<T>): Promise<T> {
   }
 }
 
-const sum = (snapshots: readonly TimingsSnapshot[]): TimingsSnapshot => {
+export const sum = (snapshots: readonly TimingsSnapshot[]): TimingsSnapshot => {
   const phases: Record<string, { ms: number; count: number }> = {};
   const moments: Record<string, number> = {};
   for (const s of snapshots) {

@@ -25,6 +25,7 @@ import type { AuditEvent } from "../audit/entry.js";
 import { newCorrelationId, type AuditContext, type AuditLog } from "./audit-log.js";
 import type { ApiError} from "./status.js";
 import { badRequest, forbidden, notFound, unauthorized } from "./status.js";
+import { StandingReader, type Standing } from "./standing.js";
 import { timings } from "./timings.js";
 import { newSecret, sha256 } from "./tokens.js";
 import { joinTokenText } from "../identity/join-token.js";
@@ -69,6 +70,7 @@ export type EnrolmentFailure = "unknown-token" | "used-token" | "expired-token" 
 export class IdentityService {
   /** The CA that issues; the one the hub serves with; every CA trusted (PEM), the serving one first (ca-rotation.ts). */
   private cas: { active: CertificateAuthority; serving: CertificateAuthority; trustedPem: string; fingerprint: string | null };
+  private readonly standing: StandingReader;
 
   constructor(
     private readonly db: Database,
@@ -77,6 +79,7 @@ export class IdentityService {
     private readonly audit: AuditLog,
   ) {
     this.cas = { active: authority, serving: authority, trustedPem: authority.certificatePem, fingerprint: null };
+    this.standing = new StandingReader(db);
   }
 
   /** The CA that issues cluster certificates now. */
@@ -268,22 +271,14 @@ export class IdentityService {
   /**
    * Whether a presented certificate may act now: issued by this hub, not revoked, its
    * cluster registered and not revoked. Read from the database on every request, so a
-   * revocation through any hub process takes effect at once everywhere. Returns the
-   * federation's generation, read in the same query (undefined before the first start).
+   * revocation through any hub process takes effect at once everywhere (in batches: the
+   * checks asked while one query runs share the next, src/hub/standing.ts). Returns, read in
+   * the same query, the federation's generation (undefined before the first start) and
+   * whether the cluster's region has a regional hub of its own (its bundles are then that
+   * hub's, mirrored here).
    */
-  async checkStanding(peer: PeerCertificate): Promise<string | undefined> {
-    const [row] = await this.db.query<{ cert_revoked: Date | null; cluster_revoked: Date | null; registered: string | null; public_key_sha256: string; cluster: string; generation: string | null }>(
-      `SELECT cert.revoked_at AS cert_revoked, c.revoked_at AS cluster_revoked, c.name AS registered, cert.public_key_sha256, cert.cluster,
-              (SELECT generation::text FROM federation) AS generation
-       FROM certificates cert LEFT JOIN clusters c ON c.name = cert.cluster WHERE cert.serial = $1`,
-      [peer.serial],
-    );
-    if (row === undefined || row.public_key_sha256 !== peer.publicKeySha256 || row.cluster !== peer.cluster) {
-      throw unauthorized("this certificate was not issued by this federation's hubs");
-    }
-    if (row.registered === null) throw unauthorized(`cluster ${peer.cluster} is no longer registered`);
-    if (row.cert_revoked !== null || row.cluster_revoked !== null) throw unauthorized(`cluster ${peer.cluster}'s identity is revoked`);
-    return row.generation ?? undefined;
+  checkStanding(peer: PeerCertificate): Promise<Standing> {
+    return this.standing.check(peer);
   }
 
   /** Revokes every certificate of a cluster in the caller's transaction; returns the audit event to record. */

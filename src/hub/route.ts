@@ -67,6 +67,8 @@ export interface Hub {
 export interface Call<B = unknown> {
   readonly principal: Principal;
   readonly peer: PeerCertificate | undefined;
+  /** With a cluster's certificate: whether its region has a regional hub, read with the certificate's standing. */
+  readonly regionHasHub?: boolean;
   readonly params: Readonly<Record<string, string>>;
   readonly query: Readonly<Record<string, string | undefined>>;
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;

@@ -163,7 +163,12 @@ const TLS_REASONS: Record<string, string> = {
  * request (a revocation on any hub applies at once); the same read brings the federation's
  * generation, so that bringing this process up to date costs no second query.
  */
-async function authenticate(hub: Hub, anchors: Anchors, request: FastifyRequest, requirement: Requirement): Promise<{ principal: Principal; peer?: PeerCertificate; generation?: string }> {
+async function authenticate(
+  hub: Hub,
+  anchors: Anchors,
+  request: FastifyRequest,
+  requirement: Requirement,
+): Promise<{ principal: Principal; peer?: PeerCertificate; generation?: string; regionHasHub?: boolean }> {
   const header = request.headers.authorization;
   if (header !== undefined) {
     const m = /^Bearer\s+(\S+)$/i.exec(header);
@@ -190,7 +195,7 @@ async function authenticate(hub: Hub, anchors: Anchors, request: FastifyRequest,
   }
   // A region whose delegated key was revoked is cut off here: its CA's certificates too.
   if (issuerSerial !== undefined && hub.regions !== undefined) await hub.regions.checkIssuer(issuerSerial, peer!.region);
-  const generation = await hub.identity.checkStanding(peer!);
+  const { generation, regionHasHub } = await hub.identity.checkStanding(peer!);
   // A chain through a region's CA was checked by parsePeer (OpenSSL, which knows only the
   // root, reports it as unverifiable): only its expiry is TLS's business here.
   const tlsError = socket.authorized ? undefined : String(socket.authorizationError ?? "UNKNOWN");
@@ -200,7 +205,7 @@ async function authenticate(hub: Hub, anchors: Anchors, request: FastifyRequest,
   if (expiredOnly && !(requirement.kind === "agent" && requirement.renewal === true)) {
     throw unauthorized(`client certificate refused: it expired at ${peer!.notAfter.toISOString()}; renew it (POST /v1/renew) within the grace window`);
   }
-  return { principal: { kind: "cluster", cluster: peer!.cluster, region: peer!.region, serial: peer!.serial, expired: expiredOnly }, peer: peer!, generation };
+  return { principal: { kind: "cluster", cluster: peer!.cluster, region: peer!.region, serial: peer!.serial, expired: expiredOnly }, peer: peer!, generation, regionHasHub };
 }
 
 /** Path and query parameters as strings: a repeated query parameter counts by its first value. */
@@ -231,13 +236,14 @@ function guardFor(principal: Principal): Guard {
 }
 
 async function serve(hub: Hub, anchors: Anchors, route: Route, request: FastifyRequest, signal: AbortSignal) {
-  const { principal, peer, generation } = await authenticate(hub, anchors, request, route.access);
+  const { principal, peer, generation, regionHasHub } = await authenticate(hub, anchors, request, route.access);
   await hub.federation.sync(generation);
   return route.run(
     hub,
     {
       principal,
       peer,
+      ...(regionHasHub === undefined ? {} : { regionHasHub }),
       params: strings(request.params),
       query: strings(request.query),
       headers: request.headers,

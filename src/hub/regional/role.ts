@@ -27,6 +27,7 @@ import type { TrustService } from "../trust.js";
 import { Reconciler } from "./reconcile.js";
 import { forbidden } from "../status.js";
 import type { Residency } from "../residency.js";
+import { MirrorWake } from "../mirror-wake.js";
 
 export interface LinkState {
   readonly region: string;
@@ -57,6 +58,7 @@ export class RegionalRole {
   private readonly reconciler: Reconciler;
   /** The last refusal of the parent's roots audited (each reason once). */
   private rootRefused: string | undefined;
+  private readonly wake: MirrorWake;
 
   constructor(
     private readonly db: Database,
@@ -71,6 +73,7 @@ export class RegionalRole {
     private readonly residency?: Residency,
   ) {
     this.reconciler = new Reconciler(db, federation, changes, audit, credentials.region, now);
+    this.wake = new MirrorWake(() => parentEndpoint(credentials), intervalMs);
   }
 
   get region(): string {
@@ -94,18 +97,33 @@ export class RegionalRole {
   }
 
   start(): void {
+    let busy = false;
+    let again = false;
     const round = () => {
+      busy = true;
+      again = false;
       this.running = this.round().finally(() => {
-        if (this.timer !== undefined) this.timer = setTimeout(round, this.intervalMs);
+        busy = false;
+        if (this.timer !== undefined) this.timer = setTimeout(round, again ? 0 : this.intervalMs);
       });
     };
     this.timer = setTimeout(round, 0);
+    // Or sooner than the interval: when the parent's layers move (src/hub/mirror-wake.ts).
+    this.wake.start(() => {
+      if (this.timer === undefined) return;
+      if (busy) again = true;
+      else {
+        clearTimeout(this.timer);
+        this.timer = setTimeout(round, 0);
+      }
+    });
   }
 
   async stop(): Promise<void> {
     const timer = this.timer;
     this.timer = undefined;
     clearTimeout(timer);
+    this.wake.stop();
     await this.running;
   }
 

@@ -36,7 +36,7 @@ export const AGENT_ROUTES = [
       const wanted = /^"(\d+)"$/.exec(String(call.headers["if-none-match"] ?? ""))?.[1];
       const wait = Math.min(60, Math.max(0, Number(call.query.wait ?? 0) || 0));
       // A cluster of a region with its own hub has bundles that hub signed: this hub serves them as a mirror.
-      if (hub.regions !== undefined && (await hub.regions.hasHub(region))) return mirroredBundle(hub.regions, cluster, region, wanted, wait, call.signal);
+      if (hub.regions !== undefined && (call.regionHasHub ?? (await hub.regions.hasHub(region)))) return mirroredBundle(hub.regions, cluster, region, wanted, wait, call.signal);
       if (wanted !== undefined) {
         const held = Number(wanted);
         if (hub.bundles.version(cluster) === held && wait > 0) {
