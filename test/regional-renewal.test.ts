@@ -3,6 +3,7 @@
  * global hub (its next `--hub`), and its regional hub, back, knows that certificate (the
  * mirror carries what the parent issued for the region's clusters).
  */
+import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +12,7 @@ import { startAgent, type RunningAgent } from "../src/agent/index.js";
 import { call, type HubEndpoint } from "../src/client/http.js";
 import { startHub, type RunningHub } from "../src/hub/index.js";
 import { loadCredentials, renew } from "../src/identity/enrollment.js";
-import { eventually } from "./support/eventually.js";
+import { eventually, sleep } from "./support/eventually.js";
 import { example, HubFixture, type TestHub } from "./support/hubs.js";
 
 const OPERATOR_KEY = "regional-renewal-operator-key-0123456789";
@@ -81,4 +82,56 @@ describe("renewal at the global hub while the regional hub is down", () => {
     const renewed = await renew(regional.url, held);
     expect(renewed.certificatePem.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
   }, 120_000);
+});
+
+describe("a regional hub's delegation and CA, renewed before they expire", () => {
+  let global: TestHub;
+  let regional: RunningHub;
+  let agent: RunningAgent | undefined;
+  let scratch = "";
+
+  afterAll(async () => {
+    await agent?.close();
+    await regional?.close().catch(() => undefined);
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it("renews both for the same keys with a third of their life left, and its agent takes bundles past the first delegation's expiry", async () => {
+    scratch = mkdtempSync(join(tmpdir(), "polity-regional-delegation-"));
+    // A delegation and a region CA of one minute: renewed about 40 s in.
+    global = await hubs.startCopy("global-short", { trust: { delegationValidityMs: 60_000, regionalCaTtlMs: 60_000 } });
+    await call(global.admin, "POST", "/v1/apply", { files: [example("global.yaml"), example("region-eu-west.yaml")] });
+    await call(global.admin, "POST", "/v1/clusters", { name: CLUSTER, region: REGION });
+    const minted = (await call<{ token: string }>(global.admin, "POST", `/v1/regions/${REGION}/tokens`, { allowLoopback: true })).body;
+    regional = await startHub({
+      dataDir: join(scratch, "regional"),
+      port: 0,
+      operatorKey: OPERATOR_KEY,
+      regional: { region: REGION, parentUrl: global.hub.url, parentCaPem: global.hub.caPem, token: minted.token, linkIntervalMs: 300 },
+    });
+    const enrolledAt = Date.now();
+    const regionalAdmin: HubEndpoint = { url: regional.url, caPem: regional.caPem, token: readFileSync(join(scratch, "regional", "admin.token"), "utf8").trim() };
+    await eventually("the regional hub holds its cluster", async () => (await call<{ items: unknown[] }>(regionalAdmin, "GET", "/v1/clusters")).body.items.length === 1);
+    const first = JSON.parse(readFileSync(join(scratch, "regional", "regional.json"), "utf8")) as { caCertificatePem: string };
+    const joinToken = (await call<{ token: string }>(regionalAdmin, "POST", `/v1/clusters/${CLUSTER}/join-tokens`, {})).body.token;
+    agent = await startAgent({ dataDir: join(scratch, "agent"), hubUrl: regional.url, fallbackUrls: [global.hub.url], caPem: regional.caPem, cluster: CLUSTER, joinToken, webhookPort: 0, pollWaitSeconds: 1 });
+    await eventually("the agent enforces a bundle", () => agent!.health().bundleVersion ?? undefined);
+
+    await eventually(
+      "the regional hub renewed its CA (a new intermediate for the same key)",
+      () => (JSON.parse(readFileSync(join(scratch, "regional", "regional.json"), "utf8")) as { caCertificatePem: string }).caCertificatePem !== first.caCertificatePem,
+      60_000,
+    );
+    const renewed = JSON.parse(readFileSync(join(scratch, "regional", "regional.json"), "utf8")) as { caCertificatePem: string };
+    const key = (pem: string) => new X509Certificate(pem).publicKey.export({ type: "spki", format: "der" }).toString("hex");
+    expect(key(renewed.caCertificatePem)).toBe(key(first.caCertificatePem));
+    // Past the first delegation's end, a change still reaches the agent under the extended one.
+    await sleep(Math.max(0, enrolledAt + 62_000 - Date.now()));
+    const held = agent.health().bundleVersion!;
+    await call(global.admin, "POST", "/v1/apply", { files: [{ ...example("global.yaml"), content: example("global.yaml").content.replace('message: "pods must carry a non-empty \\"team\\" label"', 'message: "pods must carry a team label (renewed)"') }] });
+    await eventually("the agent takes the change", () => agent!.health().bundleVersion! > held, 30_000);
+    expect(agent.health().lastRefusal).toBeNull();
+    const issued = (await call<{ items: { entry: { data: Record<string, unknown> } }[] }>(global.admin, "GET", "/v1/audit/entries?kind=region.ca-issued")).body.items;
+    expect(issued.length).toBeGreaterThanOrEqual(2);
+  }, 180_000);
 });

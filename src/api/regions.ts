@@ -45,6 +45,18 @@ export const regionalEnrolment = z.strictObject({
 });
 export type RegionalEnrolment = z.infer<typeof regionalEnrolment>;
 
+/** A renewal names no key: the parent renews for the keys the region enrolled with. */
+export const regionalRenewal = z.strictObject({});
+
+/** A regional hub's delegation and CA, renewed for the same keys (`POST /v1/region/renew`). */
+export interface RegionalRenewed {
+  readonly region: string;
+  /** The root version that extends the region's delegation. */
+  readonly rootVersion: number;
+  /** A new intermediate for the region's CA key (the same key). */
+  readonly caCertificatePem: string;
+}
+
 export interface RegionalEnrolled {
   readonly federation: string;
   readonly region: string;

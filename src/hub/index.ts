@@ -29,6 +29,7 @@ import { TokenService } from "./tokens.js";
 import { openRegionalFederation, type RegionalOptions } from "./regional/open.js";
 import { Regions } from "./regional/parent.js";
 import { RegionalRole } from "./regional/role.js";
+import { RegionalRenewal } from "./regional/renewal.js";
 import { parentEndpoint, type RegionalCredentials } from "./regional/credentials.js";
 import { pullRoots } from "./regional/roots.js";
 import { DEFAULT_TRUST_OPTIONS, TrustService, type TrustOptions } from "./trust.js";
@@ -192,7 +193,10 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       // A CA rotation or retirement: bundles name the root that lists the CAs, so that agents trust them.
       const recertified = caList(root) !== caList(known);
       if (recertified) await moveCas();
-      const rekeyed = recertified || root.roles.bundles.keyIds.join() !== known.roles.bundles.keyIds.join() || root.revoked.length !== known.revoked.length;
+      // A regional hub's own delegation renewed or changed: its bundles name the root that extends it.
+      const delegation = (r: RootMetadata) => JSON.stringify(r.delegations.find((d) => d.region === regional?.region) ?? null);
+      const redelegated = regional !== undefined && delegation(root) !== delegation(known);
+      const rekeyed = recertified || redelegated || root.roles.bundles.keyIds.join() !== known.roles.bundles.keyIds.join() || root.revoked.length !== known.revoked.length;
       if (root.roles["audit-log"].keyIds[0] !== known.roles["audit-log"].keyIds[0]) audit.useKey(await loadSigningKey(db, options.operatorKey, "audit-log"));
       known = root;
       bundles.useKey(await loadSigningKey(db, options.operatorKey, "bundles"), root.version, rekeyed);
@@ -204,7 +208,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     const reports = new Reports(db, audit, now);
     const regions = regional === undefined ? new Regions(db, federation, identity, changes, trust, bundles.key.publicKeyPem, audit, now) : undefined;
     const residency = new Residency(db, audit, hubPlace(options.zone, regional?.region), regions, now);
-    const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now, trust, residency);
+    const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now, trust, residency, new RegionalRenewal(regional, db, identity, audit, { dataDir: options.dataDir, operatorKey: options.operatorKey }, now));
     const context: Hub = {
       ...(regions === undefined ? {} : { regions }),
       ...(role === undefined ? {} : { regional: role }),

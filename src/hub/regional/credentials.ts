@@ -40,7 +40,7 @@ export function loadRegionalCredentials(dataDir: string, operatorKey: string): R
   return { ...rest, hubKeyPem: unseal(hubKey, operatorKey).toString("utf8"), caKeyPem: unseal(caKey, operatorKey).toString("utf8") };
 }
 
-function saveRegionalCredentials(dataDir: string, operatorKey: string, credentials: RegionalCredentials): void {
+export function saveRegionalCredentials(dataDir: string, operatorKey: string, credentials: RegionalCredentials): void {
   const { hubKeyPem, caKeyPem, ...rest } = credentials;
   const stored: Stored = { ...rest, hubKey: seal(hubKeyPem, operatorKey), caKey: seal(caKeyPem, operatorKey) };
   writeFileAtomic(join(dataDir, FILE), `${JSON.stringify(stored, null, 2)}\n`, { mode: 0o600 });

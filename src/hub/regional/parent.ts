@@ -13,9 +13,9 @@
  * This module owns `region_tokens`, `regional_hubs`, `regional_heads`, `regional_bundles`
  * and `region_conflicts` (the last shared with the regional side, which writes its own).
  */
-import { createHash, createPublicKey, randomBytes } from "node:crypto";
+import { createHash, createPublicKey, randomBytes, X509Certificate } from "node:crypto";
 import type { SourceFile } from "../../api/fields.js";
-import type { Conflict, LayerCopy, Mirror, RegionalEnrolled, RegionalEnrolment, RegionalSummary, SummaryAnswer } from "../../api/regions.js";
+import type { Conflict, LayerCopy, Mirror, RegionalEnrolled, RegionalEnrolment, RegionalRenewed, RegionalSummary, SummaryAnswer } from "../../api/regions.js";
 import { verifyConsistency } from "../../audit/merkle.js";
 import { verifyTreeHead, type SignedTreeHead } from "../../audit/tree-head.js";
 import { PolityError } from "../../errors.js";
@@ -158,6 +158,23 @@ export class Regions {
   }
 
   private readonly refusalsAudited = new Map<string, number>();
+
+  /**
+   * A regional hub's delegation and region CA, renewed before they expire, for the keys it
+   * enrolled with (never others: a new key is a new enrolment): the delegation in a new root
+   * version, the CA as a new intermediate for the same public key. Its standing (enrolled,
+   * not revoked) was checked by the route's authentication.
+   */
+  async renew(region: string): Promise<RegionalRenewed> {
+    const context: AuditContext = { actor: `regional-hub:${region}`, correlationId: newCorrelationId() };
+    const [hub] = await this.db.query<{ bundle_key_pem: string }>("SELECT bundle_key_pem FROM regional_hubs WHERE region = $1 AND revoked_at IS NULL", [region]);
+    const [ca] = await this.db.query<{ certificate_pem: string }>("SELECT certificate_pem FROM regional_authorities WHERE region = $1 AND revoked_at IS NULL ORDER BY issued_at DESC LIMIT 1", [region]);
+    if (hub === undefined || ca === undefined) throw forbidden(`region ${region} has no enrolled hub and CA to renew: it enrols again with a region token`);
+    const caKeyPem = new X509Certificate(ca.certificate_pem).publicKey.export({ type: "spki", format: "pem" }).toString();
+    const root = await this.trust.delegateRegion(region, hub.bundle_key_pem, context);
+    const issued = await this.trust.issueRegionalCa(region, caKeyPem, context);
+    return { region, rootVersion: root.signed.version, caCertificatePem: issued.certificatePem };
+  }
 
   /** A cluster certificate issued by a region's CA: refused when that CA was revoked with its region's delegated key. */
   async checkIssuer(serial: string, region: string): Promise<void> {

@@ -28,6 +28,7 @@ import { Reconciler } from "./reconcile.js";
 import { forbidden } from "../status.js";
 import type { Residency } from "../residency.js";
 import { MirrorWake } from "../mirror-wake.js";
+import type { RegionalRenewal } from "./renewal.js";
 
 export interface LinkState {
   readonly region: string;
@@ -71,6 +72,7 @@ export class RegionalRole {
     private readonly now: () => Date,
     private readonly trust: TrustService,
     private readonly residency?: Residency,
+    private readonly renewal?: RegionalRenewal,
   ) {
     this.reconciler = new Reconciler(db, federation, changes, audit, credentials.region, now);
     this.wake = new MirrorWake(() => parentEndpoint(credentials), intervalMs);
@@ -155,6 +157,8 @@ export class RegionalRole {
       await this.reconciler.pull(mirror);
       await this.residency?.follow(mirror.residency);
       await this.push(mirror.headSize);
+      // Its delegation and CA, before they expire (the new root arrives with the next round).
+      await this.renewal?.renewIfDue(this.trust.root);
       this.connected = true;
       this.lastError = null;
       await this.db.query("UPDATE regional_link SET last_contact = $1", [this.now()]);

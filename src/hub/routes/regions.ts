@@ -3,7 +3,7 @@
  * mirror and takes their summaries; a regional hub says how its link stands. Conflicts are
  * read on either side.
  */
-import { regionalEnrolment, regionalSummary, regionTokenRequest } from "../../api/regions.js";
+import { regionalEnrolment, regionalRenewal, regionalSummary, regionTokenRequest } from "../../api/regions.js";
 import { listConflicts, type Regions } from "../regional/parent.js";
 import { route, type Call, type Hub } from "../route.js";
 import { ApiError, badRequest, notFound } from "../status.js";
@@ -78,6 +78,16 @@ export const REGION_ROUTES = [
     async handle(hub, call) {
       await hub.residency.recordHubZone(regionOf(call), call.body.zone);
       return { body: await parent(hub).receive(regionOf(call), call.body) };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/region/renew",
+    summary: "A regional hub's delegation and region CA, renewed for the keys it enrolled with (a new root version extends the delegation; a new intermediate certifies the same CA key).",
+    access: { kind: "regional-hub", why: "a regional hub renews its own delegation and CA" },
+    body: regionalRenewal,
+    async handle(hub, call) {
+      return { body: await parent(hub).renew(regionOf(call)) };
     },
   }),
   route({
