@@ -8,9 +8,15 @@ import { rootCertificateAuthorities, type RootMetadata } from "../trust/index.js
 
 const PEM = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
 
-/** The pinned CA(s) and those `root` lists, one PEM bundle, each certificate once. */
+/**
+ * The CAs a hub's certificate may chain to: those the newest verified root lists, once it
+ * lists any (a CA rotation began: the pinned CA counts only while that root still lists it,
+ * so a retired CA, whose key may be why it was rotated out, is trusted no more); until then
+ * the pinned CA. One PEM bundle, each certificate once.
+ */
 export function serverTrust(pinnedCaPem: string, root: RootMetadata | undefined): string {
-  return pemBundle([pinnedCaPem, ...rootCertificateAuthorities(root)]);
+  const listed = rootCertificateAuthorities(root);
+  return pemBundle(listed.length > 0 ? listed : [pinnedCaPem]);
 }
 
 /** Certificates (PEM, one or more each) as one bundle, in order, each once, each line ended. */
