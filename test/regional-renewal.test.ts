@@ -13,7 +13,7 @@ import { call, type HubEndpoint } from "../src/client/http.js";
 import { startHub, type RunningHub } from "../src/hub/index.js";
 import { loadCredentials, renew } from "../src/identity/enrollment.js";
 import { eventually, sleep } from "./support/eventually.js";
-import { example, HubFixture, type TestHub } from "./support/hubs.js";
+import { example, HubFixture, refused, type TestHub } from "./support/hubs.js";
 
 const OPERATOR_KEY = "regional-renewal-operator-key-0123456789";
 const REGION = "eu-west";
@@ -77,10 +77,23 @@ describe("renewal at the global hub while the regional hub is down", () => {
       30_000,
     );
     // And can renew there in turn (the regional hub knows the certificate its parent issued).
+    // (The mirror carries a certificate down once it is 10 s old: one issued earlier cannot commit after it.)
     const held = loadCredentials(join(scratch, "agent", "identity"))!;
     expect(held.certificatePem).toBe(renewedAtGlobal);
-    const renewed = await renew(regional.url, held);
+    const renewed = await eventually("the regional hub renews the certificate its parent issued", () => renew(regional.url, held), 30_000);
     expect(renewed.certificatePem.match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
+  }, 120_000);
+
+  it("carries a revocation made on the regional hub to the global hub, which refuses the cluster from then on", async () => {
+    const held = loadCredentials(join(scratch, "agent", "identity"))!;
+    await call(regionalAdmin, "POST", `/v1/clusters/${CLUSTER}/revoke`, {});
+    await eventually(
+      "the global hub holds the cluster revoked",
+      async () => (await call<{ items: { name: string; revokedAt: string | null }[] }>(global.admin, "GET", "/v1/clusters")).body.items.find((c) => c.name === CLUSTER)?.revokedAt ? true : undefined,
+      30_000,
+    );
+    const atGlobal = await refused(renew(global.hub.url, held));
+    expect([atGlobal.status, atGlobal.message]).toEqual([401, expect.stringMatching(/revoked/)]);
   }, 120_000);
 });
 

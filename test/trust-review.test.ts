@@ -289,6 +289,26 @@ describe("a region whose delegated key is revoked", () => {
     const leaf = await issueClusterCertificate(ca, await readCsr(await createCsr(CLUSTER, leafKey)), { region: "eu-west", cluster: CLUSTER }, new Date(), 3600e3);
     const asCluster: HubEndpoint = { url: h.hub.url, caPem: h.hub.caPem, clientCertificatePem: leaf.pem + enrolled.caCertificatePem, clientKeyPem: leafKey };
     expect((await refused(call(asCluster, "GET", "/v1/agent/bundle"))).message).toMatch(/not issued by this federation's hubs/);
+    // Reported in a summary: recorded only when the region's CA signed it for one of its clusters.
+    const claim = { serial: leaf.serial, cluster: CLUSTER, notBefore: leaf.notBefore.toISOString(), notAfter: leaf.notAfter.toISOString(), publicKeySha256: leaf.publicKeySha256, certificatePem: leaf.pem };
+    const foreign = await issueClusterCertificate(h.hub.context.identity.authority, await readCsr(await createCsr(CLUSTER, await newPrivateKey())), { region: "eu-west", cluster: CLUSTER }, new Date(), 3600e3);
+    const reported = (
+      await call<{ refused?: string[] }>(asHub, "POST", "/v1/region/summary", {
+        certificates: [claim, { ...claim, serial: foreign.serial, publicKeySha256: foreign.publicKeySha256, certificatePem: foreign.pem }, { ...claim, cluster: "eu-west-2" }],
+        bundles: [],
+        status: {},
+        compliance: {},
+        conflicts: [],
+      })
+    ).body;
+    expect(reported.refused).toEqual([
+      expect.stringMatching(/^certificate: certificate [0-9a-f]+: not signed by a CA of region eu-west that this hub issued and has not revoked$/),
+      expect.stringMatching(/^certificate: certificate [0-9a-f]+: cluster eu-west-2 is not a cluster of region eu-west$/),
+    ]);
+    expect((await call<{ principal: { kind: string } }>(asCluster, "GET", "/v1/whoami")).body.principal.kind).toBe("cluster");
+    // Renewed here from the federation CA (an agent falling back): cut off with its region all the same.
+    const laundered = (await call<{ certificate: string }>(asCluster, "POST", "/v1/renew", { csr: await createCsr(CLUSTER, leafKey) })).body.certificate;
+    const asRenewed: HubEndpoint = { ...asCluster, clientCertificatePem: laundered };
 
     // A bundle it signed, sent up: kept for its agents' fallback.
     const target = Buffer.from('{"policies":[]}');
@@ -309,6 +329,8 @@ describe("a region whose delegated key is revoked", () => {
     expect(pushed.status).toBe(403);
     const cluster = await refused(call(asCluster, "GET", "/v1/agent/bundle"));
     expect([cluster.status, cluster.message]).toEqual([401, expect.stringMatching(/issued by region eu-west's CA .*revoked at .* with the region's delegated key/)]);
+    const renewedRefused = await refused(call(asRenewed, "GET", "/v1/whoami"));
+    expect([renewedRefused.status, renewedRefused.message]).toEqual([401, expect.stringMatching(/revoked/)]);
     const refusal = await eventually("the refused request in the audit log", async () => {
       const items = (await call<{ items: { entry: { region: string; data: { what: string; why: string } } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=regional-hub.refused")).body.items;
       return items.find((i) => i.entry.data.what === "request of a revoked regional hub")?.entry;
@@ -318,7 +340,7 @@ describe("a region whose delegated key is revoked", () => {
       const items = (await call<{ items: { entry: { data: Record<string, unknown> } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=key.revoked")).body.items;
       return items.find((i) => i.entry.data.rootVersion === result.rootVersion)?.entry;
     });
-    expect(revocation.data).toMatchObject({ purpose: "region", cutOff: { regionalHub: true, authorities: [expect.any(String)], bundlesDropped: 1 } });
+    expect(revocation.data).toMatchObject({ purpose: "region", cutOff: { regionalHub: true, authorities: [expect.any(String)], bundlesDropped: 1, certificatesRevoked: 2 } });
   }, 60_000);
 });
 
@@ -398,4 +420,28 @@ describe("a regional hub offered a root that skips a version", () => {
       await link.close();
     }
   }, 90_000);
+});
+
+describe("what an agent pins at enrolment", () => {
+  it("is the CA its operator gave it, not one the answering hub names", async () => {
+    const h = await federation("pin-ca");
+    // A hub whose certificate the federation CA issued (a compromised regional hub, say), answering with a CA of its own.
+    const serving = await h.hub.context.identity.serverCertificate(["localhost"], ["127.0.0.1"]);
+    const own = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const ownCa = await issueClusterCertificate(h.hub.context.identity.authority, await readCsr(await createCsr("not-a-ca", own.privateKey.export({ type: "pkcs8", format: "pem" }).toString())), { region: "eu-west", cluster: "not-a-ca" }, new Date(), 3600e3);
+    const impostor = createServer({ cert: serving.certificatePem, key: serving.privateKeyPem }, (req, res) => {
+      const now = Date.now();
+      res.writeHead(200, { "content-type": "application/json" }).end(
+        JSON.stringify({ certificate: serving.certificatePem, ca: ownCa.pem, spiffeId: `spiffe://acme/region/eu-west/cluster/${CLUSTER}`, serial: "01", notAfter: new Date(now + DAY).toISOString(), renewAfter: new Date(now + DAY / 2).toISOString(), bundleKey: { publicKeyPem: "x" }, root: null }),
+      );
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (impostor.address() as { port: number }).port;
+      const enrolled = await enroll({ url: `https://127.0.0.1:${port}`, caPem: h.hub.caPem }, CLUSTER, await joinToken(h, CLUSTER));
+      expect(enrolled.caPem).toBe(h.hub.caPem);
+    } finally {
+      impostor.close();
+    }
+  });
 });

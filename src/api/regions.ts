@@ -145,6 +145,8 @@ export const regionalSummary = z.strictObject({
   status: counts,
   compliance: counts,
   /** Conflicts found in the region since the last summary. */
+  /** Clusters of the region revoked on its hub (its operators may revoke at once, during a partition too): revoked here as well. */
+  revoked: z.array(name).max(10_000).optional(),
   conflicts: z
     .array(z.strictObject({ id: z.string().regex(/^[0-9a-f]{16}$/), layerId: z.string().max(200), reason: z.string().max(4000), resolution: z.string().max(400), revertedVersion: z.number().int().nullable(), detectedAt: z.iso.datetime() }))
     .max(100),

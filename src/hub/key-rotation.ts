@@ -208,16 +208,20 @@ async function markRevoked(tx: Queryable, ids: readonly string[], reason: string
 
 /**
  * A region whose delegated key is revoked is cut off at this hub: its regional hub (link,
- * summaries, mirror refused), its CAs (the certificates they issued refused), and the bundles
- * it sent up (no longer served to its agents). It comes back by enrolling again.
+ * summaries, mirror refused), its CAs (the certificates they issued refused), the bundles it
+ * sent up (no longer served to its agents), and every certificate of its clusters (they enrol
+ * again, with join tokens from this hub). It comes back by enrolling again.
  */
-async function cutOffRegion(tx: Queryable, region: string, now: Date): Promise<{ regionalHub: boolean; authorities: string[]; bundlesDropped: number }> {
+async function cutOffRegion(tx: Queryable, region: string, now: Date): Promise<{ regionalHub: boolean; authorities: string[]; bundlesDropped: number; certificatesRevoked: number }> {
   const hubs = await tx.query("UPDATE regional_hubs SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING region", [now, region]);
   const authorities = await tx.query<{ serial: string }>("UPDATE regional_authorities SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING serial", [now, region]);
   const bundles = await tx.query("DELETE FROM regional_bundles WHERE region = $1 RETURNING cluster", [region]);
-  return { regionalHub: hubs.length > 0, authorities: authorities.map((a) => a.serial), bundlesDropped: bundles.length };
+  // Every certificate of the region's clusters, wherever it was issued: the region's CA could
+  // have minted one for a key it chose and had it renewed here from the federation CA.
+  const certificates = await tx.query("UPDATE certificates SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING serial", [now, region]);
+  return { regionalHub: hubs.length > 0, authorities: authorities.map((a) => a.serial), bundlesDropped: bundles.length, certificatesRevoked: certificates.length };
 }
 
-function revokedEvent(keyId: string, purpose: string, reason: string, version: number, context: AuditContext, region: string | null = null, cutOff?: { regionalHub: boolean; authorities: string[]; bundlesDropped: number }): AuditEvent {
+function revokedEvent(keyId: string, purpose: string, reason: string, version: number, context: AuditContext, region: string | null = null, cutOff?: { regionalHub: boolean; authorities: string[]; bundlesDropped: number; certificatesRevoked: number }): AuditEvent {
   return { kind: "key.revoked", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { keyId, purpose, reason, rootVersion: version, ...(cutOff === undefined ? {} : { cutOff }) } };
 }

@@ -51,7 +51,9 @@ export async function enroll(hub: { url: string; caPem: string }, cluster: strin
   const csr = await createCsr(cluster, key);
   // Only the global hub or the hub of the region the token names may receive it (join-token.ts).
   const issued = (await call<IssuedCertificate>({ url: hub.url, caPem: hub.caPem, serverIds: joinTokenServerIds(joinToken) }, "POST", "/v1/enroll", { joinToken, csr })).body;
-  return credentials(cluster, key, issued);
+  // What the agent trusts hubs with is the CA its operator gave it, never one the answering
+  // hub names (a compromised regional hub could name a CA of its own, and pose as any hub).
+  return { ...credentials(cluster, key, issued), caPem: hub.caPem };
 }
 
 

@@ -670,6 +670,8 @@ ALTER TABLE certificates ADD COLUMN authority text`),
     name: "certificates: whether this hub issued it (not one a region's CA issued, sent up, nor one the parent issued, mirrored down)",
     statements: ddl(`
 ALTER TABLE certificates ADD COLUMN issued_here boolean NOT NULL DEFAULT true;
+-- On a global hub, the rows its regional hubs sent up before this column existed.
+UPDATE certificates SET issued_here = false WHERE region IN (SELECT region FROM regional_hubs);
 CREATE INDEX certificates_region_issued ON certificates (region, issued_at) WHERE issued_here`),
   },
 ];

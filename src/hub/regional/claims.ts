@@ -11,9 +11,16 @@
  * - a conflict must be about the region's own layer (`region/<region>`), and a region keeps
  *   at most MAX_CONFLICTS_PER_REGION of them here; it is recorded as the region's claim.
  *
- * Pure: the root, the registry and the copies held are passed in.
+ * - a certificate must be one of the region's CAs issued, for one of its clusters, with the
+ *   serial and key the summary names (certificateRefusal).
+ *
+ * Pure: the root, the registry, the region's CAs and the copies held are passed in.
  */
+import { createHash, X509Certificate } from "node:crypto";
 import { BundleError, decodeBundle, verifyBundle } from "../../bundle/index.js";
+import { normalizeSerial } from "../../identity/ca.js";
+import { certificatePublicKeyInfo } from "../../identity/der.js";
+import { parseClusterSpiffeId } from "../../identity/spiffe.js";
 import { rootAuthorizer, type RootMetadata } from "../../trust/index.js";
 
 /** How far above the copy held (or above 0) a region's bundle version may be. */
@@ -69,4 +76,46 @@ export function conflictRefusal(region: string, layerId: string, held: number): 
 /** Who a conflict recorded on the global hub is said to come from: the region's claim, not the global hub's finding. */
 export function reportedBy(region: string): string {
   return `region ${region}`;
+}
+
+/** A certificate a region says its CA issued, as its summary sends it. */
+export interface CertificateClaim {
+  readonly serial: string;
+  readonly cluster: string;
+  readonly publicKeySha256: string;
+  readonly certificatePem: string;
+}
+
+/**
+ * Why a certificate a region reports is not one its CA issued for one of its clusters (or
+ * undefined when it is): its PEM must parse, carry the serial, key and cluster the summary
+ * names, name the cluster's SPIFFE ID in this region, and be signed by one of the region's
+ * CAs the global hub issued and has not revoked (`authorities`). Nothing else is recorded
+ * as the region's: the global hub renews what it records.
+ */
+export function certificateRefusal(claim: CertificateClaim, context: Pick<ClaimContext, "region" | "federation" | "regionOf">, authorities: readonly X509Certificate[]): string | undefined {
+  const { region, federation } = context;
+  if (context.regionOf(claim.cluster) !== region) return `certificate ${claim.serial.slice(0, 16)}: cluster ${claim.cluster} is not a cluster of region ${region}`;
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(claim.certificatePem);
+  } catch {
+    return `certificate ${claim.serial.slice(0, 16)}: not a certificate in PEM`;
+  }
+  if (normalizeSerial(certificate.serialNumber) !== normalizeSerial(claim.serial)) return `certificate ${claim.serial.slice(0, 16)}: its PEM carries serial ${certificate.serialNumber.toLowerCase()}`;
+  const keyHash = createHash("sha256").update(certificatePublicKeyInfo(certificate.raw)).digest("hex");
+  if (keyHash !== claim.publicKeySha256) return `certificate ${claim.serial.slice(0, 16)}: its key is not the one the summary names`;
+  const uri = (certificate.subjectAltName ?? "").split(", ").find((n) => n.startsWith("URI:"))?.slice(4);
+  const id = uri === undefined ? undefined : parseClusterSpiffeId(uri);
+  if (id === undefined || id.federation !== federation || id.region !== region || id.cluster !== claim.cluster) return `certificate ${claim.serial.slice(0, 16)}: it does not name cluster ${claim.cluster} of region ${region}`;
+  if (!authorities.some((ca) => signedBy(certificate, ca))) return `certificate ${claim.serial.slice(0, 16)}: not signed by a CA of region ${region} that this hub issued and has not revoked`;
+  return undefined;
+}
+
+function signedBy(certificate: X509Certificate, ca: X509Certificate): boolean {
+  try {
+    return certificate.checkIssued(ca) && certificate.verify(ca.publicKey);
+  } catch {
+    return false;
+  }
 }

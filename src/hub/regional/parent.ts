@@ -32,9 +32,11 @@ import { badRequest, conflict, forbidden, unauthorized } from "../status.js";
 import { newSecret, sha256 } from "../tokens.js";
 import type { TrustService } from "../trust.js";
 import { declaredResidency } from "../residency.js";
-import { conflictRefusal, judgeBundle, reportedBy, type ClaimContext } from "./claims.js";
+import { certificateRefusal, conflictRefusal, judgeBundle, reportedBy, type ClaimContext } from "./claims.js";
 
 const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
+/** How old a certificate issued here must be before the mirror carries it down (see mirror()). */
+const SETTLE_MS = 10_000;
 /** Advisory lock class under which one region's heads are judged one at a time (with hashtext(region)). */
 const HEADS_LOCK = 7_346_215;
 
@@ -200,8 +202,9 @@ export class Regions {
       .map((c) => ({ name: c.name, labels: c.labels, facts: this.federation.facts.get(c.name) ?? null, revoked: c.revokedAt !== null }));
     const issued = await this.db.query<{ serial: string; cluster: string; not_before: Date; not_after: Date; public_key_sha256: string; certificate_pem: string; issued_at: Date }>(
       `SELECT serial, cluster, not_before, not_after, public_key_sha256, certificate_pem, issued_at FROM certificates
-       WHERE region = $1 AND issued_here AND issued_at > $2 ORDER BY issued_at LIMIT 1000`,
-      [region, certificatesAfter],
+       WHERE region = $1 AND issued_here AND issued_at > $2 AND issued_at <= $3 ORDER BY issued_at LIMIT 1000`,
+      // Settled only: one stamped earlier may commit later, and the region resumes after its newest.
+      [region, certificatesAfter, new Date(this.now().getTime() - SETTLE_MS)],
     );
     const certificates = issued.map((c) => ({
       serial: c.serial,
@@ -222,8 +225,15 @@ export class Regions {
     const refused: string[] = [];
     await this.db.transaction(async (tx) => {
       await tx.query("UPDATE regional_hubs SET last_seen = $1, summary = $2 WHERE region = $3", [now, JSON.stringify({ status: summary.status, compliance: summary.compliance, at: now.toISOString() }), region]);
+      // Certificates: only those one of the region's CAs (issued here, not revoked) signed for one of its clusters.
+      const refusals: { what: string; why: string }[] = [];
+      const authorities = (await tx.query<{ certificate_pem: string }>("SELECT certificate_pem FROM regional_authorities WHERE region = $1 AND revoked_at IS NULL", [region])).map((r) => new X509Certificate(r.certificate_pem));
       for (const c of summary.certificates) {
-        if (this.federation.clusters.get(c.cluster)?.region !== region) continue; // a region's CA speaks for its own clusters only
+        const refusal = certificateRefusal(c, { region, federation: this.identity.federation, regionOf: (name) => this.federation.clusters.get(name)?.region }, authorities);
+        if (refusal !== undefined) {
+          refusals.push({ what: "certificate", why: refusal });
+          continue;
+        }
         await tx.query(
           "INSERT INTO certificates (serial, cluster, region, not_before, not_after, public_key_sha256, issued_at, certificate_pem, issued_here) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false) ON CONFLICT (serial) DO NOTHING",
           [c.serial, c.cluster, region, c.notBefore, c.notAfter, c.publicKeySha256, now, c.certificatePem],
@@ -231,7 +241,6 @@ export class Regions {
       }
       // Bundles: decoded and verified under the current root's delegation for the region, the
       // cluster, region and version read from their signed metadata (claims.ts); refused ones audited.
-      const refusals: { what: string; why: string }[] = [];
       const held = new Map((await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE region = $1", [region])).map((r) => [r.cluster, Number(r.version)]));
       const claims: ClaimContext = { region, federation: this.identity.federation, root: this.trust.root, regionOf: (c) => this.federation.clusters.get(c)?.region, heldVersion: (c) => held.get(c), now };
       for (const b of summary.bundles) {
@@ -281,6 +290,12 @@ export class Regions {
       } catch (error) {
         headRefused = error instanceof Error ? error.message : String(error);
       }
+    }
+    // A revocation made on the region's hub holds everywhere: a revoked cluster is not served here either.
+    for (const cluster of summary.revoked ?? []) {
+      const held = this.federation.clusters.get(cluster);
+      if (held === undefined || held.region !== region || held.revokedAt !== null) continue;
+      await this.changes.apply({ kind: "revoke", cluster }, `regional-hub:${region}`, context);
     }
     const regionLayer = summary.regionLayer === undefined ? { state: "unchanged" as const } : await this.applyRegionLayer(region, summary.regionLayer.files, context);
     return { regionLayer, acknowledgedSize: await this.recordedSize(region), ...(headRefused === undefined ? {} : { headRefused }), ...(refused.length === 0 ? {} : { refused: refused.slice(0, 20) }) };

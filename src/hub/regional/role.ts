@@ -156,7 +156,10 @@ export class RegionalRole {
       const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", `/v1/region/mirror${after}`, undefined, { timeoutMs: 10_000 })).body;
       await this.reconciler.pull(mirror);
       await this.residency?.follow(mirror.residency);
-      await this.push(mirror.headSize);
+      // Clusters revoked here that the parent does not know revoked yet: the registry is its.
+      const parentRevoked = new Map(mirror.clusters.map((c) => [c.name, c.revoked]));
+      const revoked = [...this.federation.clusters.values()].filter((c) => c.revokedAt !== null && parentRevoked.get(c.name) === false).map((c) => c.name);
+      await this.push(mirror.headSize, revoked);
       // Its delegation and CA, before they expire (the new root arrives with the next round).
       await this.renewal?.renewIfDue(this.trust.root);
       this.connected = true;
@@ -169,7 +172,7 @@ export class RegionalRole {
   }
 
   /** `recorded`: the size of this log's newest head the parent holds (what the proof starts from). */
-  private async push(recorded: number): Promise<void> {
+  private async push(recorded: number, revoked: readonly string[]): Promise<void> {
     const link = await this.link();
     const region = this.federation.layers.get(`region/${this.region}`);
     const regionLayer = region !== undefined && region.version !== link.accepted_region_version ? { version: region.version, files: [...region.files] } : undefined;
@@ -202,6 +205,7 @@ export class RegionalRole {
       status: await this.statusCounts(),
       compliance: await this.complianceCounts(),
       conflicts: await this.reconciler.conflictsToSend(),
+      ...(revoked.length === 0 ? {} : { revoked: revoked.slice(0, 10_000) }),
       ...(this.residency === undefined ? {} : { zone: this.residency.zone }),
     };
     const answer = (await call<SummaryAnswer>(parentEndpoint(this.credentials), "POST", "/v1/region/summary", summary, { timeoutMs: 30_000 })).body;
