@@ -28,9 +28,8 @@ import { newCorrelationId, type AuditContext } from "./audit-log.js";
 import { loadAuthority } from "./identity.js";
 import type { KeyState } from "./keys.js";
 import { conflict, forbidden } from "./status.js";
-import type { TrustService } from "./trust.js";
+import { CA_LOCK, type TrustService } from "./trust.js";
 
-const CA_LOCK = 7_346_221;
 
 /** The CAs a hub process works with. */
 export interface FederationCas {
@@ -199,6 +198,9 @@ export class CaRotation {
       await tx.query("SELECT pg_advisory_xact_lock($1)", [CA_LOCK]);
       const [still] = await tx.query<{ state: string }>("SELECT state FROM federation_authorities WHERE fingerprint = $1 FOR UPDATE", [old.fingerprint]);
       if (still?.state !== "overlap") return;
+      // Never under a region's unexpired intermediate (one issued by a process that had not yet learned the rotation).
+      const [regions] = await tx.query<{ n: string }>("SELECT count(*)::text AS n FROM regional_authorities WHERE not_after > $1 AND revoked_at IS NULL", [now]);
+      if (Number(regions?.n ?? 0) > 0) return;
       const { envelope, event } = await this.trust.publish(
         tx,
         (previous) => ({

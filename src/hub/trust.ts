@@ -18,12 +18,14 @@ import { canonicalJson, contentHash } from "../canonical/index.js";
 import type { CertificateAuthority } from "../identity/ca.js";
 import { issueRegionalCa as issueIntermediate, RegionalCaError } from "../identity/regional-ca.js";
 import type { Database, Queryable } from "../store/database.js";
-import { parseRootEnvelope, ROOT_TYPE, signRoot, verifyRootSelf, verifyRootUpdate, type RootEnvelope, type RootMetadata } from "../trust/index.js";
+import { certificateFingerprint, parseRootEnvelope, ROOT_TYPE, signRoot, verifyRootSelf, verifyRootUpdate, type RootEnvelope, type RootMetadata } from "../trust/index.js";
 import { newCorrelationId, type AuditContext, type AuditLog } from "./audit-log.js";
 import { createSigningKey, loadSigningKey, signingKeyById, type KeyPurpose, type SigningKey } from "./keys.js";
 import { badRequest, conflict, forbidden } from "./status.js";
 
 const TRUST_LOCK = 7_346_215;
+/** The federation CA rotation's lock (src/hub/ca-rotation.ts): a region's CA is issued under it too. */
+export const CA_LOCK = 7_346_221;
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const DAY = 24 * 3600 * 1000;
 
@@ -286,6 +288,13 @@ export class TrustService {
       throw error;
     }
     await this.db.transaction(async (tx) => {
+      // Under the CA rotation's lock, from the database: another hub process may have begun a
+      // rotation this one has not learned yet (its in-memory CA is then the old one).
+      await tx.query("SELECT pg_advisory_xact_lock($1)", [CA_LOCK]);
+      const cas = await tx.query<{ fingerprint: string; state: string }>("SELECT fingerprint, state FROM federation_authorities WHERE state IN ('active', 'overlap')");
+      if (cas.some((ca) => ca.state === "overlap") || (cas.length > 0 && !cas.some((ca) => ca.state === "active" && ca.fingerprint === certificateFingerprint(authority.certificatePem)))) {
+        throw conflict("a CA rotation is under way: regions' CAs (and regional hubs) are issued again once the old CA retires (polity keys status)");
+      }
       await tx.query("INSERT INTO regional_authorities (serial, region, certificate_pem, issued_at, not_after) VALUES ($1, $2, $3, $4, $5)", [issued.serial, region, issued.certificatePem, now, issued.notAfter]);
       await this.audit.record(tx, [
         { kind: "region.ca-issued", actor: context.actor, cluster: null, region, correlationId: context.correlationId, data: { serial: issued.serial, notAfter: issued.notAfter.toISOString() } },

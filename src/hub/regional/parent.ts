@@ -38,7 +38,7 @@ const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
 /** How old a certificate issued here must be before the mirror carries it down (see mirror()). */
 const SETTLE_MS = 10_000;
 /** Advisory lock class under which one region's heads are judged one at a time (with hashtext(region)). */
-const HEADS_LOCK = 7_346_215;
+const HEADS_LOCK = 7_346_231;
 
 export class Regions {
   constructor(
