@@ -423,23 +423,34 @@ describe("a regional hub offered a root that skips a version", () => {
 });
 
 describe("what an agent pins at enrolment", () => {
-  it("is the CA its operator gave it, not one the answering hub names", async () => {
+  it("is the CA its operator gave it, not one the answering hub names; and a certificate for another key is refused", async () => {
     const h = await federation("pin-ca");
     // A hub whose certificate the federation CA issued (a compromised regional hub, say), answering with a CA of its own.
     const serving = await h.hub.context.identity.serverCertificate(["localhost"], ["127.0.0.1"]);
     const own = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const ownCa = await issueClusterCertificate(h.hub.context.identity.authority, await readCsr(await createCsr("not-a-ca", own.privateKey.export({ type: "pkcs8", format: "pem" }).toString())), { region: "eu-west", cluster: "not-a-ca" }, new Date(), 3600e3);
+    let forOtherKey = false;
     const impostor = createServer({ cert: serving.certificatePem, key: serving.privateKeyPem }, (req, res) => {
-      const now = Date.now();
-      res.writeHead(200, { "content-type": "application/json" }).end(
-        JSON.stringify({ certificate: serving.certificatePem, ca: ownCa.pem, spiffeId: `spiffe://acme/region/eu-west/cluster/${CLUSTER}`, serial: "01", notAfter: new Date(now + DAY).toISOString(), renewAfter: new Date(now + DAY / 2).toISOString(), bundleKey: { publicKeyPem: "x" }, root: null }),
-      );
+      let body = "";
+      req.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      req.on("end", () => {
+        void (async () => {
+          const csr = (JSON.parse(body) as { csr: string }).csr;
+          const issued = await issueClusterCertificate(h.hub.context.identity.authority, await readCsr(forOtherKey ? await createCsr(CLUSTER, await newPrivateKey()) : csr), { region: "eu-west", cluster: CLUSTER }, new Date(), 3600e3);
+          const now = Date.now();
+          res.writeHead(200, { "content-type": "application/json" }).end(
+            JSON.stringify({ certificate: issued.pem, ca: ownCa.pem, spiffeId: `spiffe://acme/region/eu-west/cluster/${CLUSTER}`, serial: issued.serial, notAfter: new Date(now + DAY).toISOString(), renewAfter: new Date(now + DAY / 2).toISOString(), bundleKey: { publicKeyPem: "x" }, root: null }),
+          );
+        })();
+      });
     });
     await new Promise<void>((resolve) => impostor.listen(0, "127.0.0.1", resolve));
     try {
-      const port = (impostor.address() as { port: number }).port;
-      const enrolled = await enroll({ url: `https://127.0.0.1:${port}`, caPem: h.hub.caPem }, CLUSTER, await joinToken(h, CLUSTER));
+      const url = `https://127.0.0.1:${(impostor.address() as { port: number }).port}`;
+      const enrolled = await enroll({ url, caPem: h.hub.caPem }, CLUSTER, await joinToken(h, CLUSTER));
       expect(enrolled.caPem).toBe(h.hub.caPem);
+      forOtherKey = true;
+      await expect(enroll({ url, caPem: h.hub.caPem }, CLUSTER, await joinToken(h, CLUSTER))).rejects.toThrow("the hub answered with a certificate for another key than this cluster's");
     } finally {
       impostor.close();
     }

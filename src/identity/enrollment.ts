@@ -5,7 +5,7 @@
  * way through the certificate's life (the agent with a new key), or, after a partition,
  * within the hub's grace window after expiry (with the same key).
  */
-import { createPublicKey } from "node:crypto";
+import { createPublicKey, X509Certificate } from "node:crypto";
 import type { IssuedCertificate } from "../api/identity.js";
 import { call } from "../client/http.js";
 import { clusterEndpoint, type Credentials } from "./credentials.js";
@@ -30,7 +30,26 @@ export async function newPrivateKey(): Promise<string> {
   return privateKeyPem((await generateKeyPair()).privateKey);
 }
 
+/**
+ * A hub's answer is taken only for the key this side made and the cluster it asked for: a
+ * certificate for another key (or another cluster) would leave the agent unable to prove
+ * who it is, and is refused before it replaces anything held.
+ */
+function checkIssued(cluster: string, keyPem: string, issued: IssuedCertificate): void {
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(issued.certificate);
+  } catch {
+    throw new Error("the hub answered with no certificate in PEM");
+  }
+  const ours = createPublicKey(keyPem).export({ type: "spki", format: "der" });
+  if (!leaf.publicKey.export({ type: "spki", format: "der" }).equals(ours)) throw new Error("the hub answered with a certificate for another key than this cluster's");
+  const uri = (leaf.subjectAltName ?? "").split(", ").find((n) => n.startsWith("URI:"))?.slice(4);
+  if (uri === undefined || uri !== issued.spiffeId || !uri.endsWith(`/cluster/${cluster}`)) throw new Error(`the hub answered with a certificate that does not name cluster ${cluster}`);
+}
+
 function credentials(cluster: string, keyPem: string, issued: IssuedCertificate): Credentials {
+  checkIssued(cluster, keyPem, issued);
   return {
     cluster,
     privateKeyPem: keyPem,
