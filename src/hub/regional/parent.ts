@@ -32,6 +32,7 @@ import { badRequest, conflict, forbidden, unauthorized } from "../status.js";
 import { newSecret, sha256 } from "../tokens.js";
 import type { TrustService } from "../trust.js";
 import { declaredResidency } from "../residency.js";
+import { CERTIFICATE_COLUMNS, certificateOnWire, type CertificateRow } from "./certificate-rows.js";
 import { certificateRefusal, conflictRefusal, judgeBundle, reportedBy, type ClaimContext } from "./claims.js";
 
 const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
@@ -200,21 +201,13 @@ export class Regions {
     const clusters = [...this.federation.clusters.values()]
       .filter((c) => c.region === region)
       .map((c) => ({ name: c.name, labels: c.labels, facts: this.federation.facts.get(c.name) ?? null, revoked: c.revokedAt !== null }));
-    const issued = await this.db.query<{ serial: string; cluster: string; not_before: Date; not_after: Date; public_key_sha256: string; certificate_pem: string; issued_at: Date }>(
-      `SELECT serial, cluster, not_before, not_after, public_key_sha256, certificate_pem, issued_at FROM certificates
+    const issued = await this.db.query<CertificateRow>(
+      `SELECT ${CERTIFICATE_COLUMNS} FROM certificates
        WHERE region = $1 AND issued_here AND issued_at > $2 AND issued_at <= $3 ORDER BY issued_at LIMIT 1000`,
       // Settled only: one stamped earlier may commit later, and the region resumes after its newest.
       [region, certificatesAfter, new Date(this.now().getTime() - SETTLE_MS)],
     );
-    const certificates = issued.map((c) => ({
-      serial: c.serial,
-      cluster: c.cluster,
-      notBefore: new Date(c.not_before).toISOString(),
-      notAfter: new Date(c.not_after).toISOString(),
-      publicKeySha256: c.public_key_sha256,
-      certificatePem: c.certificate_pem,
-      issuedAt: new Date(c.issued_at).toISOString(),
-    }));
+    const certificates = issued.map(certificateOnWire);
     return { federation: this.identity.federation, region, global: this.copy("global"), regionLayer: this.copy(`region/${region}`), headSize: await this.recordedSize(region), clusters, certificates, residency: await declaredResidency(this.db, region) };
   }
 

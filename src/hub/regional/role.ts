@@ -29,6 +29,7 @@ import { forbidden } from "../status.js";
 import type { Residency } from "../residency.js";
 import { MirrorWake } from "../mirror-wake.js";
 import type { RegionalRenewal } from "./renewal.js";
+import { CERTIFICATE_COLUMNS, certificateOnWire, type CertificateRow } from "./certificate-rows.js";
 
 export interface LinkState {
   readonly region: string;
@@ -177,8 +178,8 @@ export class RegionalRole {
     const region = this.federation.layers.get(`region/${this.region}`);
     const regionLayer = region !== undefined && region.version !== link.accepted_region_version ? { version: region.version, files: [...region.files] } : undefined;
     const since = link.sent_certificates_at ?? new Date(0);
-    const certificates = await this.db.query<{ serial: string; cluster: string; not_before: Date; not_after: Date; public_key_sha256: string; certificate_pem: string; issued_at: Date }>(
-      "SELECT serial, cluster, not_before, not_after, public_key_sha256, certificate_pem, issued_at FROM certificates WHERE issued_here AND issued_at > $1 ORDER BY issued_at LIMIT 5000",
+    const certificates = await this.db.query<CertificateRow>(
+      `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE issued_here AND issued_at > $1 ORDER BY issued_at LIMIT 5000`,
       [since],
     );
     const changed = await this.db.query<{ cluster: string; revision: string }>("SELECT cluster, revision::text AS revision FROM bundles WHERE revision > $1 ORDER BY revision LIMIT 5000", [link.sent_bundle_revision]);
@@ -192,14 +193,10 @@ export class RegionalRole {
     if (head !== undefined && recorded > 0 && head.treeSize > recorded) proof = [...(await this.audit.consistencyProof(recorded, head.treeSize)).proof];
     const summary: RegionalSummary = {
       ...(regionLayer === undefined ? {} : { regionLayer }),
-      certificates: certificates.map((c) => ({
-        serial: c.serial,
-        cluster: c.cluster,
-        notBefore: new Date(c.not_before).toISOString(),
-        notAfter: new Date(c.not_after).toISOString(),
-        publicKeySha256: c.public_key_sha256,
-        certificatePem: c.certificate_pem,
-      })),
+      certificates: certificates.map((c) => {
+        const { issuedAt: _issuedAt, ...sent } = certificateOnWire(c);
+        return sent;
+      }),
       bundles,
       ...(head === undefined ? {} : { head: { head, proof, from: recorded } }),
       status: await this.statusCounts(),
