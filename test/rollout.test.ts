@@ -18,6 +18,7 @@ import type { RolloutView } from "../src/api/rollouts.js";
 import type { AuditEntry } from "../src/audit/entry.js";
 import { call, closeConnections } from "../src/client/http.js";
 import { startHub } from "../src/hub/index.js";
+import { openDatabase } from "../src/store/database.js";
 import { example, HubFixture, joinToken, refused, ROOT, type TestHub } from "./support/hubs.js";
 
 const OPERATOR_KEY = "rollout-test-operator-key-0123456789abc";
@@ -354,9 +355,15 @@ describe.skipIf(DATABASE_URL === undefined || DATABASE_URL === "")("two hubs on 
   }, 60_000);
   afterAll(async () => {
     for (const agent of agents) await agent.close();
-    // The second hub stopped first: its loops' queries would deadlock with the schema's drop.
+    // Both hubs stopped first: their loops' queries would deadlock with the schema's drop.
     await b?.hub.close();
-    await a?.hub.context.db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await a?.hub.close();
+    const db = await openDatabase({ url: DATABASE_URL! });
+    try {
+      await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    } finally {
+      await db.close();
+    }
   });
 
   it("moves a rollout once, whichever hub judges first, and refuses a second rollout of the layer through the other hub", async () => {
