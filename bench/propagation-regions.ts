@@ -15,19 +15,17 @@
  * - the hubs' resident memory.
  */
 import { createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { IssuedCertificate } from "../src/api/identity.js";
 import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
 import { createCsr, type Credentials } from "../src/identity/enrollment.js";
 import { LightAgent } from "./agent.js";
 import { fmt, percentile } from "./fixtures.js";
 import { startHubProcess, stopProcess, type HubProcess } from "./processes.js";
-import { again, files, inParallel, rssMiB, where } from "./propagation.js";
+import { again, changeArrival, files, inParallel, rssMiB, where } from "./propagation.js";
 
-const EXAMPLES = fileURLToPath(new URL("../../examples/", import.meta.url));
 const REGIONS = ["eu-west", "us-east", "ap-south", "eu-north"] as const;
 
 interface Region {
@@ -121,27 +119,7 @@ export async function benchPropagationRegions(): Promise<Record<string, number>>
     await new Promise((r) => setTimeout(r, Math.max(1000, n / 5))); // every long poll parked at its hub
     await Promise.all(processes.map((p) => p.timings()));
 
-    const held = agents.map((a) => a.version);
-    const arrived = new Array<number>(agents.length).fill(Number.NaN);
-    const done = agents.map(
-      (a, i) =>
-        new Promise<void>((resolve) => {
-          a.onBundle = (version) => {
-            if (version > held[i]!) {
-              arrived[i] = Date.now();
-              resolve();
-            }
-          };
-        }),
-    );
-    const change = readFileSync(join(EXAMPLES, "changes", "global.yaml"), "utf8");
-    const t0 = Date.now();
-    await call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] });
-    const applyMs = Date.now() - t0;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(done), new Promise((r) => (timer = setTimeout(r, 180_000)))]);
-    clearTimeout(timer);
-    const times = arrived.map((t) => t - t0).filter((t) => !Number.isNaN(t)).sort((a, b) => a - b);
+    const { t0, applyMs, arrived, times } = await changeArrival(agents, (change) => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] }));
     const snapshots = await Promise.all(regions.map((r) => r.hub.timings()));
     const globalSnapshot = await global.timings();
 

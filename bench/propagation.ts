@@ -158,29 +158,9 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     await new Promise((r) => setTimeout(r, Math.max(1000, n / 5))); // every long poll parked at its hub
     await all();
 
-    const held = agents.map((a) => a.version);
-    const arrived = new Array<number>(agents.length).fill(Number.NaN);
-    const done = agents.map(
-      (a, i) =>
-        new Promise<void>((resolve) => {
-          a.onBundle = (version) => {
-            if (version > held[i]!) {
-              arrived[i] = Date.now();
-              resolve();
-            }
-          };
-        }),
-    );
-    const change = readFileSync(join(EXAMPLES, "changes", "global.yaml"), "utf8");
     profile("change");
-    const t0 = Date.now();
-    await again(() => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] }));
-    const applyMs = Date.now() - t0;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(done), new Promise((r) => (timer = setTimeout(r, 180_000)))]);
-    clearTimeout(timer); // or it keeps the process alive after the bench
+    const { t0, applyMs, times } = await changeArrival(agents, (change) => again(() => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] })));
     profileStop();
-    const times = arrived.map((t) => t - t0).filter((t) => !Number.isNaN(t)).sort((a, b) => a - b);
     // The change's audit entries (served once under a signed head, within a second or two).
     await new Promise((r) => setTimeout(r, 2500));
     const { items } = (await call<{ items: { entry: { data: { bundles: number; targets: number } } }[] }>(admin, "GET", `/v1/audit/entries?kind=bundles.published&limit=1000&start=0&since=${new Date(t0 - 1000).toISOString()}`)).body;
@@ -214,4 +194,34 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     }
   }
   return results;
+}
+
+/**
+ * Applies a change of the global layer (`apply`) and waits (at most 3 minutes) for every
+ * agent to hold a newer verified bundle than it held: when each did, and the times from the
+ * apply being sent, sorted.
+ */
+export async function changeArrival(agents: readonly LightAgent[], apply: (change: string) => Promise<unknown>): Promise<{ t0: number; applyMs: number; arrived: number[]; times: number[] }> {
+  const held = agents.map((a) => a.version);
+  const arrived = new Array<number>(agents.length).fill(Number.NaN);
+  const done = agents.map(
+    (a, i) =>
+      new Promise<void>((resolve) => {
+        a.onBundle = (version) => {
+          if (version > held[i]!) {
+            arrived[i] = Date.now();
+            resolve();
+          }
+        };
+      }),
+  );
+  const change = readFileSync(join(EXAMPLES, "changes", "global.yaml"), "utf8");
+  const t0 = Date.now();
+  await apply(change);
+  const applyMs = Date.now() - t0;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(done), new Promise((r) => (timer = setTimeout(r, 180_000)))]);
+  clearTimeout(timer); // or it keeps the process alive after the bench
+  const times = arrived.map((t) => t - t0).filter((t) => !Number.isNaN(t)).sort((a, b) => a - b);
+  return { t0, applyMs, arrived, times };
 }

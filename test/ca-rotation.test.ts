@@ -5,21 +5,21 @@
  * CA, refuses a certificate of the retired one, and the CLI still reaches it (it follows the
  * roots as the agent does). A hub's answer that names another CA changes nothing.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { generateKeyPairSync, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { createServer, request } from "node:https";
+import { createServer } from "node:https";
 import { connect } from "node:tls";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import type { AgentHealth } from "../src/agent/index.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentCredentials } from "../src/agent/identity/credentials.js";
 import { call, closeConnections, HubError, UnreachableError, type HubEndpoint } from "../src/client/http.js";
 import { createCertificateAuthority, issueServerCertificate } from "../src/identity/ca.js";
 import { enroll, renew, saveCredentials } from "../src/identity/enrollment.js";
 import { parseRootEnvelope, ROOT_TYPE, signRoot, TrustError, type RootEnvelope } from "../src/trust/index.js";
+import { agentHealth, spawnAgent as spawnProcess, type AgentProcess } from "./support/agent-process.js";
 import { eventually } from "./support/eventually.js";
-import { BIN, example, HubFixture, joinToken, type TestHub } from "./support/hubs.js";
+import { example, HubFixture, joinToken, type TestHub } from "./support/hubs.js";
 
 const OPERATOR_KEY = "ca-rotation-test-operator-key-0123456789";
 const fixture = new HubFixture("polity-ca-rotation-test-", OPERATOR_KEY, "acme");
@@ -40,49 +40,8 @@ async function federation(name: string): Promise<TestHub> {
   return h;
 }
 
-interface AgentProcess {
-  readonly child: ChildProcess;
-  readonly webhookUrl: string;
-  readonly webhookCaPem: string;
-  readonly dataDir: string;
-}
-
-async function spawnAgent(h: TestHub, dataDir: string): Promise<AgentProcess> {
-  const buildError = inject("distBuildError");
-  if (buildError !== null) throw new Error(buildError);
-  const args = ["agent", "--hub", h.hub.url, "--cluster", CLUSTER, "--data", dataDir, "--listen", "127.0.0.1:0", "--poll-wait", "2", "--ca", h.hub.caFile, "--join-token", await joinToken(h, CLUSTER)];
-  const { DATABASE_URL: _ignored, ...env } = process.env;
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
-  processes.push(child);
-  let out = "";
-  child.stderr!.on("data", (c: Buffer) => (out += c.toString("utf8")));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the agent was not ready in 30 s:\n${out}`)), 30_000);
-    child.stdout!.on("data", (c: Buffer) => {
-      out += c.toString("utf8");
-      const m = /webhook (https:\/\/\S+\/validate)/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`the agent exited (${code}):\n${out}`)));
-  });
-  return { child, webhookUrl: url, webhookCaPem: readFileSync(join(dataDir, "webhook", "ca.pem"), "utf8"), dataDir };
-}
-
-function health(agent: AgentProcess): Promise<AgentHealth> {
-  const url = new URL("/healthz", agent.webhookUrl);
-  return new Promise((resolve, reject) => {
-    const req = request({ host: url.hostname, port: url.port, path: url.pathname, ca: agent.webhookCaPem, agent: false }, (res) => {
-      let body = "";
-      res.on("data", (c: Buffer) => (body += c.toString("utf8")));
-      res.on("end", () => resolve(JSON.parse(body) as AgentHealth));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+const health = agentHealth;
+const spawnAgent = (h: TestHub, dataDir: string, enrol = true) => spawnProcess(h, dataDir, { cluster: CLUSTER, processes, enrol });
 
 /** The certificate a TLS server presents. */
 function servedCertificate(url: string): Promise<X509Certificate> {

@@ -5,13 +5,12 @@
  * key cannot sign another region's bundle; and a region's intermediate CA cannot mint an
  * identity another region's hub accepts.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { request } from "node:https";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startAgent, type AgentHealth, type RunningAgent } from "../src/agent/index.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startAgent, type RunningAgent } from "../src/agent/index.js";
 import { decodeBundle, encodeBundle, keyIdOf, signBundle } from "../src/bundle/index.js";
 import { call, closeConnections, HubError, type HubEndpoint } from "../src/client/http.js";
 import { signingKeyById } from "../src/hub/keys.js";
@@ -19,8 +18,9 @@ import { issueClusterCertificate, readCsr } from "../src/identity/ca.js";
 import { createCsr, newPrivateKey } from "../src/identity/enrollment.js";
 import { importPrivateKeyPem, x509 } from "../src/identity/x509.js";
 import { parseRootEnvelope, type RootEnvelope } from "../src/trust/index.js";
+import { agentHealth, spawnAgent as spawnProcess, type AgentProcess } from "./support/agent-process.js";
 import { eventually } from "./support/eventually.js";
-import { BIN, example, HubFixture, joinToken, type TestHub } from "./support/hubs.js";
+import { example, HubFixture, joinToken, type TestHub } from "./support/hubs.js";
 
 const OPERATOR_KEY = "trust-test-operator-key-0123456789abcdef";
 const fixture = new HubFixture("polity-trust-test-", OPERATOR_KEY, "acme");
@@ -63,51 +63,8 @@ spec:
   };
 }
 
-interface AgentProcess {
-  readonly child: ChildProcess;
-  readonly webhookUrl: string;
-  readonly webhookCaPem: string;
-  readonly dataDir: string;
-  output(): string;
-}
-
-/** The real `polity agent`, enrolled with a join token. */
-async function spawnAgent(h: TestHub, dataDir: string, enrol = true): Promise<AgentProcess> {
-  const buildError = inject("distBuildError");
-  if (buildError !== null) throw new Error(buildError);
-  const args = ["agent", "--hub", h.hub.url, "--cluster", CLUSTER, "--data", dataDir, "--listen", "127.0.0.1:0", "--poll-wait", "2", ...(enrol ? ["--ca", h.hub.caFile, "--join-token", await joinToken(h, CLUSTER)] : [])];
-  const { DATABASE_URL: _ignored, ...env } = process.env;
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
-  processes.push(child);
-  let out = "";
-  child.stderr!.on("data", (c: Buffer) => (out += c.toString("utf8")));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the agent was not ready in 30 s:\n${out}`)), 30_000);
-    child.stdout!.on("data", (c: Buffer) => {
-      out += c.toString("utf8");
-      const m = /webhook (https:\/\/\S+\/validate)/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`the agent exited (${code}):\n${out}`)));
-  });
-  return { child, webhookUrl: url, webhookCaPem: readFileSync(join(dataDir, "webhook", "ca.pem"), "utf8"), dataDir, output: () => out };
-}
-
-function health(agent: AgentProcess): Promise<AgentHealth> {
-  const url = new URL("/healthz", agent.webhookUrl);
-  return new Promise((resolve, reject) => {
-    const req = request({ host: url.hostname, port: url.port, path: url.pathname, ca: agent.webhookCaPem, agent: false }, (res) => {
-      let body = "";
-      res.on("data", (c: Buffer) => (body += c.toString("utf8")));
-      res.on("end", () => resolve(JSON.parse(body) as AgentHealth));
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+const health = agentHealth;
+const spawnAgent = (h: TestHub, dataDir: string, enrol = true) => spawnProcess(h, dataDir, { cluster: CLUSTER, processes, enrol });
 
 /** Who signed the bundle an agent holds on disk, and the root version it names. */
 function heldBundle(dataDir: string): { keyId: string; rootVersion: number | undefined; version: number } {

@@ -155,9 +155,10 @@ export class Residency {
 
   /**
    * Admits region-scoped data a cluster's agent sends this hub, or refuses it (403) with
-   * where it belongs, audited within the budget.
+   * where it belongs, audited within the budget. `regionHasHub`: as the request's
+   * authentication already read it (src/hub/standing.ts), so it is not asked again.
    */
-  async admit(cluster: string, region: string, what: RegionData, context: AuditContext): Promise<void> {
+  async admit(cluster: string, region: string, what: RegionData, context: AuditContext, regionHasHub?: boolean): Promise<void> {
     const row = await this.row(region);
     const declared = declaration(row);
     let why: string | undefined;
@@ -165,7 +166,7 @@ export class Residency {
     if (this.place.role === "regional" && region !== this.place.region) {
       why = `${what} of cluster ${cluster} belong to region ${region}: this is ${this.describeHub()}`;
       keptIn = `region ${region}'s hub`;
-    } else if (this.place.role === "global" && (await this.regions?.hasHub(region)) === true) {
+    } else if (this.place.role === "global" && (regionHasHub ?? (await this.regions?.hasHub(region))) === true) {
       keptIn = `region ${region}'s hub${row?.hub_zone === null || row?.hub_zone === undefined ? "" : ` (zone ${row.hub_zone})`}`;
       why = `region ${region} has its own hub: ${what} of its clusters are kept there, not sent to the global hub; cluster ${cluster} sends them to ${keptIn}`;
     } else if (declared !== undefined && !declared.allowedZones.includes(this.zone)) {

@@ -1,8 +1,8 @@
 /**
- * Which CAs a hub's serving certificate may chain to, for an agent or the CLI: the CA
- * pinned at enrolment (or `polity login`), and the federation CAs listed by the newest root
- * it verified from its pinned root version 1 (src/trust). A CA rotation reaches it only
- * that way: a hub's answer (a renewal's `ca`, say) never adds a CA.
+ * Which CAs a hub's serving certificate may chain to, for an agent or the CLI: the federation
+ * CAs listed by the newest root it verified from its pinned root version 1 (src/trust), once
+ * a root lists any; until then the CA pinned at enrolment (or `polity login`). A CA rotation
+ * reaches it only that way: a hub's answer (a renewal's `ca`, say) never adds a CA.
  */
 import { rootCertificateAuthorities, type RootMetadata } from "../trust/index.js";
 

@@ -65,8 +65,9 @@ export class AgentCredentials {
   }
 
   /**
-   * The CAs a hub's serving certificate may chain to: the one pinned at enrolment, and those
-   * the newest root this agent verified lists (a CA rotation); never one a hub's answer named.
+   * The CAs a hub's serving certificate may chain to (src/identity/trust-bundle.ts): those the
+   * newest root this agent verified lists once it lists any (a CA rotation), until then the
+   * one pinned at enrolment; never one a hub's answer named.
    */
   serverCaPem(): string {
     if (this.held === undefined) throw new Error("not enrolled: no CA pinned");

@@ -65,7 +65,7 @@ export const AGENT_ROUTES = [
     body: statusReport,
     async handle(hub, call) {
       const { cluster, region } = callingCluster(call);
-      await hub.residency.admit(cluster, region, "agent status", auditContext(call));
+      await hub.residency.admit(cluster, region, "agent status", auditContext(call), call.regionHasHub);
       const { compliance, ...status } = call.body;
       await hub.reports.recordStatus(cluster, region, status);
       if (compliance !== undefined) await hub.compliance.record(cluster, compliance);
@@ -109,7 +109,7 @@ export const AGENT_ROUTES = [
     body: decisionBatch,
     async handle(hub, call) {
       const { cluster, region } = callingCluster(call);
-      await hub.residency.admit(cluster, region, "decision logs", auditContext(call));
+      await hub.residency.admit(cluster, region, "decision logs", auditContext(call), call.regionHasHub);
       return { status: 202, body: await hub.reports.storeDecisions(cluster, region, call.body) };
     },
   }),

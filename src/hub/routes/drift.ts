@@ -17,7 +17,7 @@ export const DRIFT_ROUTES = [
     body: driftBatch,
     async handle(hub, call) {
       const { cluster, region } = callingCluster(call);
-      await hub.residency.admit(cluster, region, "drift reports", auditContext(call));
+      await hub.residency.admit(cluster, region, "drift reports", auditContext(call), call.regionHasHub);
       return { status: 202, body: await hub.drift.record(cluster, region, call.body) };
     },
   }),
