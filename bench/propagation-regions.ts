@@ -24,7 +24,7 @@ import { createCsr, type Credentials } from "../src/identity/enrollment.js";
 import { LightAgent } from "./agent.js";
 import { fmt, percentile } from "./fixtures.js";
 import { startHubProcess, stopProcess, type HubProcess } from "./processes.js";
-import { again, changeArrival, files, inParallel, rssMiB, where } from "./propagation.js";
+import { again, changeArrival, files, startLongPolls, inParallel, rssMiB, where } from "./propagation.js";
 
 const REGIONS = ["eu-west", "us-east", "ap-south", "eu-north"] as const;
 
@@ -111,12 +111,7 @@ export async function benchPropagationRegions(): Promise<Record<string, number>>
       const region = regionOf(i);
       agents.push(new LightAgent(region.hub.url, c, { publicKey: region.bundleKey!, federation: "polity", region: region.name, cluster: c.cluster }));
     });
-    const initial = agents.map((a) => new Promise<void>((resolve) => (a.onBundle = () => resolve())));
-    const syncStart = performance.now();
-    for (const a of agents) loops.push(a.run());
-    await Promise.all(initial);
-    const initialSeconds = (performance.now() - syncStart) / 1000;
-    await new Promise((r) => setTimeout(r, Math.max(1000, n / 5))); // every long poll parked at its hub
+    const initialSeconds = await startLongPolls(agents, loops);
     await Promise.all(processes.map((p) => p.timings()));
 
     const { t0, applyMs, arrived, times } = await changeArrival(agents, (change) => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] }));

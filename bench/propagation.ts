@@ -150,12 +150,7 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     // Every agent long-polling, each through its hub.
     const publicKey = createPublicKey(creds[0]!.bundleKeyPem);
     creds.forEach((c, i) => agents.push(new LightAgent(hubs[i % hubCount]!.url, c, { publicKey, federation: "polity", region: parseClusterSpiffeId(c.spiffeId)?.region ?? "", cluster: c.cluster })));
-    const initial = agents.map((a) => new Promise<void>((resolve) => (a.onBundle = () => resolve())));
-    const syncStart = performance.now();
-    for (const a of agents) loops.push(a.run());
-    await Promise.all(initial);
-    const initialSeconds = (performance.now() - syncStart) / 1000;
-    await new Promise((r) => setTimeout(r, Math.max(1000, n / 5))); // every long poll parked at its hub
+    const initialSeconds = await startLongPolls(agents, loops);
     await all();
 
     profile("change");
@@ -224,4 +219,18 @@ export async function changeArrival(agents: readonly LightAgent[], apply: (chang
   clearTimeout(timer); // or it keeps the process alive after the bench
   const times = arrived.map((t) => t - t0).filter((t) => !Number.isNaN(t)).sort((a, b) => a - b);
   return { t0, applyMs, arrived, times };
+}
+
+/**
+ * Starts every agent's loop (into `loops`), waits for each to hold its first bundle, then for
+ * every long poll to be parked at its hub; returns the seconds the first bundles took.
+ */
+export async function startLongPolls(agents: readonly LightAgent[], loops: Promise<void>[]): Promise<number> {
+  const initial = agents.map((a) => new Promise<void>((resolve) => (a.onBundle = () => resolve())));
+  const syncStart = performance.now();
+  for (const a of agents) loops.push(a.run());
+  await Promise.all(initial);
+  const initialSeconds = (performance.now() - syncStart) / 1000;
+  await new Promise((r) => setTimeout(r, Math.max(1000, agents.length / 5)));
+  return initialSeconds;
 }
