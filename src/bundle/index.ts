@@ -94,9 +94,14 @@ export class BundleError extends Error {
   }
 }
 
+/** Key ids already derived, per key object (a KeyObject is immutable): exporting a key costs more than verifying a signature. */
+const keyIds = new WeakMap<KeyObject, string>();
+
 /** The id of a signing key: SHA-256 (hex) of its SubjectPublicKeyInfo. */
 export function keyIdOf(publicKey: KeyObject): string {
-  return createHash("sha256").update(publicKey.export({ type: "spki", format: "der" })).digest("hex");
+  let id = keyIds.get(publicKey);
+  if (id === undefined) keyIds.set(publicKey, (id = createHash("sha256").update(publicKey.export({ type: "spki", format: "der" })).digest("hex")));
+  return id;
 }
 
 /** The name src/hub/bundles.ts imports the one content hash by; new code imports contentHash. */

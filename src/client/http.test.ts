@@ -3,7 +3,9 @@
  * when the caller names it, the hub's SPIFFE ID. A regional hub's certificate (issued by
  * the same CA, for names it may have asked for) never passes for the global hub's.
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
+import { gzipSync } from "node:zlib";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCertificateAuthority, issueServerCertificate } from "../identity/ca.js";
@@ -13,10 +15,12 @@ import { createPublicKey } from "node:crypto";
 import { clusterEndpoint, type Credentials } from "../identity/credentials.js";
 import { parentEndpoint, type RegionalCredentials } from "../hub/regional/credentials.js";
 import { endpointFrom } from "./config.js";
-import { call, closeConnections } from "./http.js";
+import { call, closeConnections, HubError, ResponseTooLargeError } from "./http.js";
 
-async function serve(cert: string, key: string): Promise<{ server: Server; url: string }> {
-  const server = createServer({ cert, key }, (_req, res) => res.writeHead(200, { "content-type": "application/json" }).end("{}"));
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+async function serve(cert: string, key: string, handler: Handler = (_req, res) => res.writeHead(200, { "content-type": "application/json" }).end("{}")): Promise<{ server: Server; url: string }> {
+  const server = createServer({ cert, key }, handler);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { server, url: `https://localhost:${(server.address() as AddressInfo).port}` };
 }
@@ -25,6 +29,9 @@ describe("the HTTP client", () => {
   let caPem = "";
   let globalHub: { server: Server; url: string };
   let regionalHub: { server: Server; url: string };
+  /** Answers bytes as its path says: /gzip compressed (when asked for), /bomb 8 MiB of zeros compressed, /br an encoding never asked for. */
+  let bytesHub: { server: Server; url: string };
+  const payload = Buffer.from("a bundle's metadata line\n" + "policy ".repeat(5000));
 
   beforeAll(async () => {
     const now = new Date();
@@ -35,12 +42,38 @@ describe("the HTTP client", () => {
     const key = await privateKeyPem((await generateKeyPair()).privateKey);
     const regional = await issueHubCertificate(authority, "eu-west", createPublicKey(key).export({ type: "spki", format: "pem" }).toString(), { dns: ["localhost"], ips: [] }, now, 3600e3);
     regionalHub = await serve(regional.certificatePem, key);
+    bytesHub = await serve(global.certificatePem, global.privateKeyPem, (req, res) => {
+      const gzip = /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""));
+      if (req.url === "/gzip" && gzip) res.writeHead(200, { "content-encoding": "gzip" }).end(Buffer.concat([gzipSync(payload.subarray(0, 25)), gzipSync(payload.subarray(25))]));
+      else if (req.url === "/bomb") res.writeHead(200, { "content-encoding": "gzip" }).end(gzipSync(Buffer.alloc(8 * 1024 * 1024)));
+      else if (req.url === "/br") res.writeHead(200, { "content-encoding": "br" }).end("x");
+      else res.writeHead(200).end(payload);
+    });
   });
 
   afterAll(() => {
     closeConnections();
     globalHub?.server.close();
     regionalHub?.server.close();
+    bytesHub?.server.close();
+  });
+
+  it("asks for bytes compressed and gives back what was compressed, in as many gzip members as sent", async () => {
+    const endpoint = { url: bytesHub.url, caPem };
+    const gzipped = await call<Buffer>(endpoint, "GET", "/gzip", undefined, { raw: true, binary: true });
+    expect(gzipped.headers["content-encoding"]).toBe("gzip");
+    expect(gzipped.body.equals(payload)).toBe(true);
+    expect((await call<Buffer>(endpoint, "GET", "/plain", undefined, { raw: true, binary: true })).body.equals(payload)).toBe(true);
+  });
+
+  it("refuses a compressed answer that would decompress past its limit, and an encoding it did not ask for", async () => {
+    const endpoint = { url: bytesHub.url, caPem };
+    const bomb = call(endpoint, "GET", "/bomb", undefined, { raw: true, binary: true, maxBytes: 1024 * 1024 });
+    await expect(bomb).rejects.toBeInstanceOf(ResponseTooLargeError);
+    await expect(bomb).rejects.toThrow(/decompresses to over 1048576 bytes/);
+    const br = call(endpoint, "GET", "/br", undefined, { raw: true, binary: true });
+    await expect(br).rejects.toBeInstanceOf(HubError);
+    await expect(br).rejects.toThrow(/encoded as br, which was not asked for/);
   });
 
   it("reaches the hub whose certificate carries the SPIFFE ID it expects", async () => {

@@ -5,6 +5,7 @@
  * a HubError with the status code, reason, message and field causes.
  */
 import { Agent, request as httpsRequest } from "node:https";
+import { gunzipSync } from "node:zlib";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { Status, StatusCause } from "../api/status.js";
 import { PolityError } from "../errors.js";
@@ -131,6 +132,8 @@ export async function call<T>(
           accept: "application/json",
           ...(payload === undefined ? {} : { "content-type": "application/json", "content-length": String(payload.length) }),
           ...(endpoint.token === undefined ? {} : { authorization: `Bearer ${endpoint.token}` }),
+          // Bytes (a bundle) may come compressed: decompressed below, within the same limit.
+          ...(options.binary === true ? { "accept-encoding": "gzip" } : {}),
           ...options.headers,
         },
         timeout: options.timeoutMs ?? 30_000,
@@ -154,8 +157,10 @@ export async function call<T>(
         });
         res.on("error", (error) => reject(new UnreachableError(`${url.origin}: ${error.message}`)));
         res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
+          const bytes = Buffer.concat(chunks);
           const status = res.statusCode ?? 0;
+          // Errors are JSON Status objects, never compressed.
+          const text = options.binary === true && options.raw === true && status < 400 ? "" : bytes.toString("utf8");
           if (status >= 400) {
             let parsed: Partial<Status> | undefined;
             try {
@@ -173,8 +178,26 @@ export async function call<T>(
             );
             return;
           }
+          if (options.raw === true && options.binary === true) {
+            const encoding = res.headers["content-encoding"];
+            if (encoding === undefined || encoding === "identity") {
+              resolve({ status, headers: res.headers, body: bytes as T });
+              return;
+            }
+            if (encoding !== "gzip") {
+              reject(new HubError(status, "BadResponse", `${method} ${url.pathname}: the answer is encoded as ${encoding}, which was not asked for`));
+              return;
+            }
+            try {
+              resolve({ status, headers: res.headers, body: gunzipSync(bytes, { maxOutputLength: limit }) as T });
+            } catch (error) {
+              if (error instanceof RangeError) reject(new ResponseTooLargeError(`${method} ${url.pathname}: the answer decompresses to over ${limit} bytes; at most ${limit} bytes are read`));
+              else reject(new HubError(status, "BadResponse", `${method} ${url.pathname}: the answer is not valid gzip`));
+            }
+            return;
+          }
           if (options.raw === true) {
-            resolve({ status, headers: res.headers, body: (options.binary === true ? Buffer.concat(chunks) : text) as T });
+            resolve({ status, headers: res.headers, body: text as T });
             return;
           }
           try {

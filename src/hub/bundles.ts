@@ -13,9 +13,11 @@
  * change's bundles are audited by one `bundles.published` entry per region, naming the list
  * of them (src/bundle/publication.ts, kept in `bundle_publications`) by its hash.
  */
+import { gzipSync } from "node:zlib";
 import { canonicalJson, type Json } from "../canonical/index.js";
 import { manifestsHash } from "./intents.js";
 import { sha256Hash, signMetadata, type BundleMetadata, type Envelope } from "../bundle/index.js";
+import { gzipStored } from "../bundle/gzip.js";
 import { encodePublication, type PublishedBundle } from "../bundle/publication.js";
 import type { EffectivePolicySet } from "../layering/effective.js";
 import type { Database, Queryable } from "../store/database.js";
@@ -61,6 +63,8 @@ type Waiter = (version: number) => void;
 export class BundleService {
   private readonly current = new Map<string, Current>();
   private readonly waiters = new Map<string, Set<Waiter>>();
+  /** Each effective set's target, gzip-compressed once (about 7 times smaller), for as long as the set is held. */
+  private readonly gzipped = new WeakMap<EffectivePolicySet, Buffer>();
   /** The root version new bundles name (src/trust); 0 before the hub has one. */
   private rootVersion = 0;
   /** Bundles that name an older root than this are made again (a key rotated or revoked). */
@@ -285,8 +289,25 @@ export class BundleService {
     return published;
   }
 
-  /** The cluster's current bundle, as bytes; undefined when it has none. */
-  bundleBytes(cluster: string): { version: number; bytes: Buffer } | undefined {
+  /**
+   * The cluster's current bundle, as bytes; undefined when it has none. With `gzip`, as two
+   * gzip members (RFC 1952 §2.2: one file's members decompress as one): the metadata line,
+   * stored (src/bundle/gzip.ts), and the target, compressed once per effective set and shared by
+   * every cluster that holds it. Agents verify what they decompress, as before; the
+   * compression is the transport's only.
+   */
+  bundleBytes(cluster: string, gzip = false): { version: number; bytes: Buffer; gzip: boolean } | undefined {
+    const parts = this.bundleParts(cluster);
+    if (parts === undefined) return undefined;
+    const { version, envelope, set } = parts;
+    if (!gzip) return { version, bytes: Buffer.concat([envelope, set.bytes]), gzip };
+    let target = this.gzipped.get(set);
+    if (target === undefined) this.gzipped.set(set, (target = gzipSync(set.bytes)));
+    return { version, bytes: Buffer.concat([gzipStored(envelope), target]), gzip };
+  }
+
+  /** The cluster's current bundle as its metadata line (with its newline) and the effective set whose target it names; undefined when it has none. */
+  bundleParts(cluster: string): { version: number; envelope: Buffer; set: EffectivePolicySet } | undefined {
     const held = this.current.get(cluster);
     if (held === undefined) return undefined;
     let set;
@@ -296,7 +317,7 @@ export class BundleService {
       return undefined;
     }
     if (set.hash !== held.targetHash) return undefined; // a newer bundle is being made
-    return { version: held.version, bytes: Buffer.concat([held.envelope, set.bytes]) };
+    return { version: held.version, envelope: held.envelope, set };
   }
 
   /** The signed metadata of the cluster's current bundle. */

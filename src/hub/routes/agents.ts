@@ -24,6 +24,20 @@ async function mirroredBundle(regions: Regions, cluster: string, region: string,
   }
 }
 
+/** Whether an Accept-Encoding header accepts gzip (RFC 9110 §12.5.3: listed, or by `*`, without q=0). */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  const value = Array.isArray(header) ? header.join(",") : (header ?? "");
+  let star = false;
+  for (const part of value.split(",")) {
+    const [coding = "", ...params] = part.trim().toLowerCase().split(";").map((p) => p.trim());
+    const q = params.find((p) => p.startsWith("q="));
+    const refused = q !== undefined && Number(q.slice(2)) === 0;
+    if (coding === "gzip" || coding === "x-gzip") return !refused;
+    if (coding === "*") star = !refused;
+  }
+  return star;
+}
+
 export const AGENT_ROUTES = [
   route({
     method: "GET",
@@ -45,13 +59,18 @@ export const AGENT_ROUTES = [
         }
         if (hub.bundles.version(cluster) === held) return { status: 304, body: "", headers: { etag: `"${held}"` } };
       }
-      let bundle = hub.bundles.bundleBytes(cluster);
+      const gzip = acceptsGzip(call.headers["accept-encoding"]);
+      let bundle = hub.bundles.bundleBytes(cluster, gzip);
       if (bundle === undefined) {
         await hub.bundles.refresh([cluster]);
-        bundle = hub.bundles.bundleBytes(cluster);
+        bundle = hub.bundles.bundleBytes(cluster, gzip);
       }
       if (bundle === undefined) throw new ApiError(503, "Unavailable", `no bundle for cluster ${cluster}: its layers do not combine; ask its operators`);
-      return { body: bundle.bytes, type: BUNDLE_MEDIA_TYPE, headers: { etag: `"${bundle.version}"`, "cache-control": "no-cache" } };
+      return {
+        body: bundle.bytes,
+        type: BUNDLE_MEDIA_TYPE,
+        headers: { etag: `"${bundle.version}"`, "cache-control": "no-cache", vary: "accept-encoding", ...(bundle.gzip ? { "content-encoding": "gzip" } : {}) },
+      };
     },
   }),
   route({
