@@ -24,6 +24,7 @@ import { ROUTES } from "../src/hub/routes/index.js";
 import { sha256 } from "../src/hub/tokens.js";
 import { clusterEndpoint, createCsr, enroll, newPrivateKey, renew, saveCredentials, type Credentials } from "../src/identity/enrollment.js";
 import { EC_SIGNING, generateKeyPair, privateKeyPem, x509 } from "../src/identity/x509.js";
+import { eventually } from "./support/eventually.js";
 import { hugeAnswers } from "./support/impostor.js";
 import { run as runProcess, type Run, type RunOptions } from "./support/processes.js";
 import { BIN, example, HubFixture, joinToken, mint, refused, type Clock, type Minted, type TestHub } from "./support/hubs.js";
@@ -805,6 +806,20 @@ describe("a change and its bundles", () => {
     }
   });
 
+  it("sends a bundle gzip-compressed to an agent that accepts it: the same bytes, in a fraction of the size", async () => {
+    const creds = await enroll(h.hub, "us-east-1", await joinToken(h, "us-east-1"));
+    const endpoint = clusterEndpoint(h.hub.url, creds);
+    const plain = await call<Buffer>(endpoint, "GET", "/v1/agent/bundle", undefined, { raw: true, binary: true, headers: { "accept-encoding": "identity" } });
+    const gzipped = await call<Buffer>(endpoint, "GET", "/v1/agent/bundle", undefined, { raw: true, binary: true });
+    expect(plain.headers["content-encoding"]).toBeUndefined();
+    expect([gzipped.headers["content-encoding"], gzipped.headers.vary, gzipped.headers.etag]).toEqual(["gzip", "accept-encoding", plain.headers.etag]);
+    // The client decompressed it (src/client/http.ts): the signed bundle, byte for byte.
+    expect(gzipped.body.equals(plain.body)).toBe(true);
+    expect(Number(gzipped.headers["content-length"])).toBeLessThan(Number(plain.headers["content-length"]) / 3);
+    const refusedGzip = await call<Buffer>(endpoint, "GET", "/v1/agent/bundle", undefined, { raw: true, binary: true, headers: { "accept-encoding": "gzip;q=0, br" } });
+    expect(refusedGzip.headers["content-encoding"]).toBeUndefined();
+  });
+
   it("re-signs a bundle nearing its expiry with the same policies under the correlation id of the change that made them", async () => {
     const before = await bundleRows();
     const change = before.find((r) => r.cluster === "eu-west-1")!.correlation_id;
@@ -877,6 +892,57 @@ describe("clusters", () => {
     // In its own region it is welcome.
     const ok = await call<ClusterView>(h.admin, "POST", "/v1/clusters", { name: "eu-west-1", region: "eu-west", labels: { env: "prod" } });
     expect(ok.body.effective).toMatchObject({ policies: 10 });
+  });
+
+  it("registers many clusters in one change, all or none", async () => {
+    const items = [
+      { name: "fleet-1", region: "eu-west", labels: { env: "prod" } },
+      { name: "fleet-2", region: "us-east" },
+      { name: "fleet-3", region: "us-east", labels: { env: "dev" } },
+    ];
+    const registered = await call<{ items: ClusterView[] }>(h.admin, "POST", "/v1/cluster-registrations", { items }, { headers: { "x-correlation-id": "fleet-change" } });
+    expect(registered.status).toBe(201);
+    expect(registered.body.items.map((c) => [c.name, c.region, c.labels])).toEqual([
+      ["fleet-1", "eu-west", { env: "prod" }],
+      ["fleet-2", "us-east", {}],
+      ["fleet-3", "us-east", { env: "dev" }],
+    ]);
+    expect(registered.body.items.every((c) => "hash" in c.effective && typeof c.effective.hash === "string")).toBe(true);
+    // One change: one correlation id, an entry per cluster registered, one bundle list per region.
+    const entries = await eventually("the change's audit entries", async () => {
+      const { items: found } = (await call<{ items: { entry: { kind: string; cluster: string | null } }[] }>(h.admin, "GET", "/v1/audit/entries?correlation=fleet-change&limit=100")).body;
+      return found.length >= 5 ? found : undefined;
+    });
+    expect(entries.filter((e) => e.entry.kind === "cluster.registered").map((e) => e.entry.cluster).sort()).toEqual(["fleet-1", "fleet-2", "fleet-3"]);
+    expect(entries.filter((e) => e.entry.kind === "bundles.published")).toHaveLength(2);
+
+    // A name taken, a name listed twice, a cluster whose layers would not combine: nothing registered.
+    const taken = await refused(call(h.admin, "POST", "/v1/cluster-registrations", { items: [{ name: "fleet-4", region: "eu-west" }, { name: "fleet-2", region: "us-east" }] }));
+    expect([taken.status, taken.message]).toEqual([409, "cluster fleet-2 is already registered"]);
+    const twice = await refused(call(h.admin, "POST", "/v1/cluster-registrations", { items: [{ name: "fleet-5", region: "eu-west" }, { name: "fleet-5", region: "eu-west" }] }));
+    expect([twice.status, twice.message]).toEqual([422, "cluster fleet-5 is listed twice"]);
+    // cluster/eu-west-1's layer says it is in eu-west (a test above registered it there: removed first).
+    await call(h.admin, "DELETE", "/v1/clusters/eu-west-1").catch(() => undefined);
+    const apart = await refused(call(h.admin, "POST", "/v1/cluster-registrations", { items: [{ name: "fleet-6", region: "eu-west" }, { name: "eu-west-1", region: "us-east" }] }));
+    expect(apart.status).toBe(409);
+    expect(apart.message).toMatch(/^the 2 clusters cannot be registered: .*in region "eu-west", but the cluster is in region "us-east"/);
+    const names = (await call<{ items: ClusterView[] }>(h.admin, "GET", "/v1/clusters")).body.items.map((c) => c.name);
+    expect(names.filter((n) => ["fleet-4", "fleet-5", "fleet-6"].includes(n))).toEqual([]);
+
+    // Each item is checked as a single registration is, with its field path.
+    const bad = await refused(call(h.admin, "POST", "/v1/cluster-registrations", { items: [{ name: "ok-1", region: "eu-west" }, { name: "Bad_Name", region: "eu-west" }] }));
+    expect([bad.status, bad.causes[0]?.field]).toEqual([400, "items.1.name"]);
+    expect((await refused(call(h.admin, "POST", "/v1/cluster-registrations", { items: [] }))).status).toBe(400);
+
+    // polity cluster register --file: a YAML list.
+    const file = join(h.dir, "fleet.yaml");
+    writeFileSync(file, "- {name: fleet-7, region: eu-west, labels: {env: prod}}\n- name: fleet-8\n  region: us-east\n");
+    const config = hubs.cliConfig("fleet", h.admin);
+    const run = await hubs.cli(["cluster", "register", "--file", file], { config });
+    expect([run.code, run.out]).toEqual([0, "2 clusters registered in one change (regions eu-west, us-east)\n"]);
+    const mixed = await hubs.cli(["cluster", "register", "fleet-9", "--file", file], { config });
+    expect(mixed.code).toBe(2);
+    expect(mixed.err).toMatch(/--file lists the clusters with their regions, labels and facts/);
   });
 
   it("refuses names and labels that Kubernetes would not accept with 400 and the field", async () => {

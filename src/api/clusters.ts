@@ -6,6 +6,8 @@ import { labels, name, ttlSeconds } from "./fields.js";
 /** `facts`: what the cluster can hold (README, "Intents"); a change its facts refuse is refused before rollout. */
 export const registerRequest = z.strictObject({ name, region: name, labels: labels.optional(), facts: clusterFacts.optional() });
 export type RegisterRequest = z.infer<typeof registerRequest>;
+/** Many clusters in one change: one plan, one transaction, one publication of their bundles. */
+export const registerManyRequest = z.strictObject({ items: z.array(registerRequest).min(1).max(10_000) });
 
 export const relabelRequest = z.strictObject({ labels });
 export type RelabelRequest = z.infer<typeof relabelRequest>;

@@ -1,5 +1,5 @@
 /**
- * What a change is (change.ts applies it): layers, a cluster's registration, relabelling,
+ * What a change is (change.ts applies it): layers, clusters' registration, a cluster's relabelling,
  * removal or revocation, or the exceptions granted by request; its plan; what it committed.
  */
 import type { SourceFile } from "../api/fields.js";
@@ -17,6 +17,12 @@ export interface LayerInput {
   readonly files: readonly SourceFile[];
 }
 
+/** A cluster to register, and the facts declared for it. */
+export interface Registration {
+  readonly cluster: ClusterIdentity;
+  readonly facts?: ClusterFacts;
+}
+
 export type Change =
   /**
    * New versions of layers; `also` records more in the same transaction (a proposal's state,
@@ -32,7 +38,8 @@ export type Change =
       readonly hold?: ReadonlySet<string>;
       readonly rollout?: string;
     }
-  | { readonly kind: "register"; readonly cluster: ClusterIdentity; readonly facts?: ClusterFacts }
+  /** One cluster or many, in one change: one plan, one transaction, one publication of their bundles. */
+  | { readonly kind: "register"; readonly clusters: readonly Registration[] }
   | { readonly kind: "relabel"; readonly cluster: string; readonly labels: Readonly<Record<string, string>> }
   | { readonly kind: "remove"; readonly cluster: string }
   | { readonly kind: "revoke"; readonly cluster: string }

@@ -23,7 +23,7 @@ import type { BundleItem, BundleService } from "./bundles.js";
 import { filesHash, StaleGeneration, type Federation, type LayerWrite } from "./federation.js";
 import type { IdentityService } from "./identity.js";
 import { changeRefusal, teamsOf, undeclaredOwners, type Actor } from "../governance/index.js";
-import { conflict, forbidden, fromPolityError } from "./status.js";
+import { conflict, forbidden, fromPolityError, unprocessable } from "./status.js";
 import type { Change, Committed, LayerInput, Plan, PlannedLayer } from "./change-types.js";
 import { factsProblems } from "./intents.js";
 import { timings } from "./timings.js";
@@ -52,16 +52,16 @@ export class Changes {
    */
   plan(change: Change): Plan {
     const plan = timings.time("change.plan", () => this.planAt(change));
-    const registering = (name: string) => change.kind === "register" && name === change.cluster.name;
+    const registering = new Map(change.kind === "register" ? change.clusters.map((r) => [r.cluster.name, r]) : []);
     const before = (name: string) => {
-      if (registering(name)) return undefined;
+      if (registering.has(name)) return undefined;
       try {
         return this.federation.effectiveFor(name);
       } catch {
         return undefined;
       }
     };
-    const problems = factsProblems(plan.affected, (name) => (registering(name) && change.kind === "register" ? change.facts : this.federation.facts.get(name)), before);
+    const problems = factsProblems(plan.affected, (name) => (registering.has(name) ? registering.get(name)!.facts : this.federation.facts.get(name)), before);
     if (problems.length > 0) throw new PolityError("merge-refused", problems);
     return plan;
   }
@@ -72,9 +72,14 @@ export class Changes {
       case "layers":
         return this.planLayers(change, generation);
       case "register": {
-        if (this.federation.clusters.has(change.cluster.name)) throw conflict(`cluster ${change.cluster.name} is already registered`);
-        const after = bounded(change.cluster.name, this.federation.effectiveWith(change.cluster));
-        return { change, generation, layers: [], affected: [{ cluster: change.cluster.name, region: change.cluster.region, before: undefined, after }] };
+        const listed = new Set<string>();
+        const affected = change.clusters.map(({ cluster }) => {
+          if (this.federation.clusters.has(cluster.name)) throw conflict(`cluster ${cluster.name} is already registered`);
+          if (listed.has(cluster.name)) throw unprocessable(`cluster ${cluster.name} is listed twice`);
+          listed.add(cluster.name);
+          return { cluster: cluster.name, region: cluster.region, before: undefined, after: bounded(cluster.name, this.federation.effectiveWith(cluster)) };
+        });
+        return { change, generation, layers: [], affected };
       }
       case "relabel": {
         const identity = { ...this.federation.identity(change.cluster), labels: change.labels };
@@ -298,8 +303,10 @@ export class Changes {
             if (change.also !== undefined) events.push(...(await change.also(tx)));
             break;
           case "register":
-            await this.federation.insertCluster(tx, change.cluster, author, change.facts);
-            events.push({ ...this.clusterEvent(change.cluster.name, change.cluster.region, context), kind: "cluster.registered", data: { labels: { ...change.cluster.labels } } });
+            await this.federation.insertClusters(tx, change.clusters, author);
+            for (const { cluster } of change.clusters) {
+              events.push({ ...this.clusterEvent(cluster.name, cluster.region, context), kind: "cluster.registered", data: { labels: { ...cluster.labels } } });
+            }
             break;
           case "relabel": {
             const { region, labels } = this.federation.identity(change.cluster);

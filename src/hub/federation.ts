@@ -18,6 +18,7 @@
  */
 import type { ClusterRecord } from "../api/clusters.js";
 import type { ClusterFacts } from "../intents/facts.js";
+import type { Registration } from "./change-types.js";
 import type { ReportedFacts } from "../api/intents.js";
 import { FactsBook } from "./facts.js";
 import type { SourceFile } from "../api/fields.js";
@@ -336,12 +337,20 @@ export class Federation {
     return written;
   }
 
-  async insertCluster(tx: Queryable, identity: ClusterIdentity, by: string, facts?: ClusterFacts): Promise<void> {
-    const inserted = await tx.query(
-      "INSERT INTO clusters (name, region, labels, created_by, created_at, updated_at, facts) VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING name",
-      [identity.name, identity.region, JSON.stringify(identity.labels), by, this.now(), facts === undefined ? null : JSON.stringify(facts)],
-    );
-    if (inserted.length === 0) throw conflict(`cluster ${identity.name} is already registered`);
+  /** Inserts clusters, 2,000 rows per statement (one JSON document each); a name taken meanwhile (another hub) refuses them all. */
+  async insertClusters(tx: Queryable, registrations: readonly Registration[], by: string): Promise<void> {
+    for (let i = 0; i < registrations.length; i += 2000) {
+      const rows = registrations.slice(i, i + 2000).map(({ cluster, facts }) => ({ n: cluster.name, r: cluster.region, l: cluster.labels, f: facts ?? null }));
+      const inserted = await tx.query<{ name: string }>(
+        `INSERT INTO clusters (name, region, labels, created_by, created_at, updated_at, facts)
+         SELECT n, r, l, $2, $3, $3, f FROM json_to_recordset($1::json) AS j (n text, r text, l jsonb, f jsonb) ON CONFLICT (name) DO NOTHING RETURNING name`,
+        [JSON.stringify(rows), by, this.now()],
+      );
+      if (inserted.length < rows.length) {
+        const done = new Set(inserted.map((r) => r.name));
+        throw conflict(`cluster ${rows.find((r) => !done.has(r.n))!.n} is already registered`);
+      }
+    }
   }
 
   async relabelCluster(tx: Queryable, name: string, labels: Readonly<Record<string, string>>): Promise<void> {

@@ -29,6 +29,9 @@ function input(id: string, files: readonly SourceFile[]): LayerInput {
   return { id, layer, files: [...files] };
 }
 
+/** A change the engine or the hub refused (its layers do not combine, a conflict): tried again at the next round. */
+const tolerated = (error: unknown) => error instanceof PolityError || (error instanceof Error && "code" in error);
+
 export class Reconciler {
   private readonly sentConflicts = new Set<string>();
   /** The older global versions refused already (audited once each). */
@@ -115,12 +118,20 @@ export class Reconciler {
   }
 
   private async followClusters(clusters: Mirror["clusters"], context: AuditContext): Promise<void> {
+    // New clusters in one change (a fleet registered at once is mirrored at once); one by one
+    // below when that change is refused, so that one that cannot follow does not hold the others back.
+    const fresh = clusters.filter((c) => !c.revoked && !this.federation.clusters.has(c.name));
+    if (fresh.length > 1) {
+      await this.changes.apply({ kind: "register", clusters: fresh.map((c) => ({ cluster: { name: c.name, region: this.region, labels: c.labels } })) }, ACTOR, context).catch((error: unknown) => {
+        if (!tolerated(error)) throw error;
+      });
+    }
     for (const cluster of clusters) {
       const held = this.federation.clusters.get(cluster.name);
       try {
         if (held === undefined) {
           if (cluster.revoked) continue;
-          await this.changes.apply({ kind: "register", cluster: { name: cluster.name, region: this.region, labels: cluster.labels } }, ACTOR, context);
+          await this.changes.apply({ kind: "register", clusters: [{ cluster: { name: cluster.name, region: this.region, labels: cluster.labels } }] }, ACTOR, context);
         } else if (canonicalJson(held.labels) !== canonicalJson(cluster.labels)) {
           await this.changes.apply({ kind: "relabel", cluster: cluster.name, labels: cluster.labels }, ACTOR, context);
         }
@@ -129,7 +140,7 @@ export class Reconciler {
         }
       } catch (error) {
         // One cluster that cannot follow does not hold the others back; the next round tries again.
-        if (!(error instanceof PolityError) && !(error instanceof Error && "code" in error)) throw error;
+        if (!tolerated(error)) throw error;
       }
     }
   }

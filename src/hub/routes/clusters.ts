@@ -1,5 +1,5 @@
 /** Clusters: register, relabel, remove, revoke (through the change use case); join tokens; what the hub knows of each. */
-import { joinTokenRequest, registerRequest, relabelRequest, type ClusterView, type EffectiveSummary, type JoinToken } from "../../api/clusters.js";
+import { joinTokenRequest, registerManyRequest, registerRequest, relabelRequest, type RegisterRequest, type ClusterView, type EffectiveSummary, type JoinToken } from "../../api/clusters.js";
 import { BUNDLE_MEDIA_TYPE } from "../../bundle/index.js";
 import type { EffectivePolicySet } from "../../layering/effective.js";
 import { denial, describePrincipal } from "../principal.js";
@@ -33,6 +33,17 @@ function clusterView(hub: Hub, name: string, status?: AgentStatus): ClusterView 
   return { ...record, effective, bundle: bundle ?? null, agent };
 }
 
+/** Registers clusters in one change; their views, with the effective sets the change gave them. */
+async function register(hub: Hub, call: Call<unknown>, items: readonly RegisterRequest[], refusal: string): Promise<ClusterView[]> {
+  const change = {
+    kind: "register",
+    clusters: items.map((c) => ({ cluster: { name: c.name, region: c.region, labels: c.labels ?? {} }, ...(c.facts === undefined ? {} : { facts: c.facts }) })),
+  } as const;
+  const plan = engine(refusal, () => hub.changes.plan(change));
+  await hub.changes.apply(change, describePrincipal(call.principal), auditContext(call), plan);
+  return plan.affected.map((a) => ({ ...clusterView(hub, a.cluster), effective: summarize(a.after) }));
+}
+
 /** The cluster a call names in its path, as its target. */
 const named = <B>(hub: Hub, call: Call<B>) => [clusterTarget(hub, call.params.name!)];
 
@@ -58,10 +69,21 @@ export const CLUSTER_ROUTES = [
     body: registerRequest,
     targets: (_hub, call) => [{ kind: "cluster", cluster: call.body.name, region: call.body.region }],
     async handle(hub, call) {
-      const change = { kind: "register", cluster: { name: call.body.name, region: call.body.region, labels: call.body.labels ?? {} }, ...(call.body.facts === undefined ? {} : { facts: call.body.facts }) } as const;
-      const plan = engine(`cluster ${call.body.name} cannot be registered`, () => hub.changes.plan(change));
-      await hub.changes.apply(change, describePrincipal(call.principal), auditContext(call), plan);
-      return { status: 201, body: { ...clusterView(hub, call.body.name), effective: summarize(plan.affected[0]!.after) } };
+      const [view] = await register(hub, call, [call.body], `cluster ${call.body.name} cannot be registered`);
+      return { status: 201, body: view };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/cluster-registrations",
+    summary:
+      "Register many clusters in one change ({\"items\": [{name, region, labels, facts}, …]}, at most 10,000), all or none: one plan, one transaction, one publication of their bundles. Refused if any cluster's layers would not combine, its facts cannot hold its intents, or its name is taken or listed twice.",
+    access: { kind: "access", access: "write" },
+    body: registerManyRequest,
+    bodyLimit: 8 * 1024 * 1024,
+    targets: (_hub, call) => call.body.items.map((c) => ({ kind: "cluster", cluster: c.name, region: c.region })),
+    async handle(hub, call) {
+      return { status: 201, body: { items: await register(hub, call, call.body.items, `the ${call.body.items.length} clusters cannot be registered`) } };
     },
   }),
   route({
