@@ -244,6 +244,32 @@ describe("what a region sends up, judged by the global hub", () => {
     expect(refusals).toEqual([expect.objectContaining({ region: "eu-west", data: expect.objectContaining({ what: "bundle", count: 4 }) })]);
   });
 
+  it("takes bundles as metadata lines with their targets sent once, and refuses one whose target is missing or altered", async () => {
+    const regions = h.hub.context.regions!;
+    const split = (version: number) => {
+      const bytes = Buffer.from(regional(euWest.privateKey, { version }), "base64");
+      const newline = bytes.indexOf(10);
+      const target = bytes.subarray(newline + 1);
+      return { bytes, envelope: bytes.subarray(0, newline + 1).toString("base64"), target, hash: contentHash(target) };
+    };
+    const eight = split(8);
+    let answer = await regions.receive("eu-west", {
+      ...summary([]),
+      bundles: [{ cluster: CLUSTER, version: 8, envelope: eight.envelope, target: eight.hash }],
+      targets: [{ hash: eight.hash, bytes: eight.target.toString("base64") }],
+    });
+    expect(answer.refused).toBeUndefined();
+    // Served as the region signed it, byte for byte.
+    expect((await regions.bundleFor(CLUSTER))?.bytes.equals(eight.bytes)).toBe(true);
+    const nine = split(9);
+    const bundles = [{ cluster: CLUSTER, version: 9, envelope: nine.envelope, target: nine.hash }];
+    answer = await regions.receive("eu-west", { ...summary([]), bundles, targets: [] });
+    expect(answer.refused).toEqual([`bundle: the bundle for cluster ${CLUSTER} names target ${nine.hash}, which the summary does not carry`]);
+    answer = await regions.receive("eu-west", { ...summary([]), bundles, targets: [{ hash: nine.hash, bytes: Buffer.from('{"policies":[1],"v":9}').toString("base64") }] });
+    expect(answer.refused).toEqual([expect.stringMatching(/^bundle: .*target-mismatch/)]);
+    expect((await regions.bundleFor(CLUSTER))?.version).toBe(8);
+  });
+
   it("records a region's conflicts about its own layer only, as the region's claim", async () => {
     const regions = h.hub.context.regions!;
     const at = new Date().toISOString();

@@ -15,6 +15,9 @@ const dnsName = z
   .regex(/^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/, "a DNS name: lowercase labels of letters, digits and '-', no wildcard")
   .refine((n) => n !== "localhost" && !n.endsWith(".localhost"), "localhost is not a hostname to fix: mint the token with allowLoopback");
 
+/** A target's hash as signed metadata names it. */
+const targetHash = z.string().regex(/^sha256:[0-9a-f]{64}$/);
+
 export const regionTokenRequest = z.strictObject({
   /** Lifetime in seconds (default 1 h, at most 7 days). */
   ttlSeconds: z.number().int().min(60).max(7 * 24 * 3600).optional(),
@@ -130,8 +133,27 @@ export const regionalSummary = z.strictObject({
       }),
     )
     .max(10_000),
-  /** The region's signed bundles changed since the last summary (base64), which the parent serves as a mirror. */
-  bundles: z.array(z.strictObject({ cluster: name, version: z.number().int().min(1), bytes: z.string().max(8 * 1024 * 1024) })).max(10_000),
+  /**
+   * The region's signed bundles changed since the last summary, which the parent serves as a
+   * mirror: each as its metadata line (base64) and the hash of its target, the targets once
+   * each in `targets` (clusters with one effective set share it); or, from an older regional
+   * hub, whole (`bytes`, base64).
+   */
+  bundles: z
+    .array(
+      z
+        .strictObject({
+          cluster: name,
+          version: z.number().int().min(1),
+          bytes: z.string().max(8 * 1024 * 1024).optional(),
+          envelope: z.string().max(64 * 1024).optional(),
+          target: targetHash.optional(),
+        })
+        .refine((b) => (b.bytes === undefined) === (b.envelope !== undefined && b.target !== undefined), { message: "give either bytes, or envelope and target" }),
+    )
+    .max(10_000),
+  /** The targets the bundles name, once each (base64). */
+  targets: z.array(z.strictObject({ hash: targetHash, bytes: z.string().max(48 * 1024 * 1024) })).max(1000).optional(),
   /** The regional log's newest signed head, and a consistency proof from the head the parent acknowledged last. */
   head: z
     .strictObject({

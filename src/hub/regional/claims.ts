@@ -42,11 +42,9 @@ export interface ClaimContext {
 }
 
 /** A bundle a region sent up (`claimed`: the cluster its summary names, for the refusal's wording only). */
-export function judgeBundle(base64: string, claimed: string, context: ClaimContext): BundleClaim {
+export function judgeBundle(bytes: Buffer, claimed: string, context: ClaimContext): BundleClaim {
   const { region, federation, root } = context;
-  let bytes: Buffer;
   try {
-    bytes = Buffer.from(base64, "base64");
     const bundle = decodeBundle(bytes);
     const signed = bundle.envelope.signed;
     const cluster = signed.cluster;

@@ -33,7 +33,8 @@ import { newSecret, sha256 } from "../tokens.js";
 import type { TrustService } from "../trust.js";
 import { declaredResidency } from "../residency.js";
 import { CERTIFICATE_COLUMNS, certificateOnWire, type CertificateRow } from "./certificate-rows.js";
-import { certificateRefusal, conflictRefusal, judgeBundle, reportedBy, type ClaimContext } from "./claims.js";
+import { certificateRefusal, conflictRefusal, reportedBy, type ClaimContext } from "./claims.js";
+import { storeSentBundles } from "./sent-bundles.js";
 
 const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
 /** How old a certificate issued here must be before the mirror carries it down (see mirror()). */
@@ -236,18 +237,7 @@ export class Regions {
       // cluster, region and version read from their signed metadata (claims.ts); refused ones audited.
       const held = new Map((await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE region = $1", [region])).map((r) => [r.cluster, Number(r.version)]));
       const claims: ClaimContext = { region, federation: this.identity.federation, root: this.trust.root, regionOf: (c) => this.federation.clusters.get(c)?.region, heldVersion: (c) => held.get(c), now };
-      for (const b of summary.bundles) {
-        const judged = judgeBundle(b.bytes, b.cluster, claims);
-        if (!judged.ok) {
-          refusals.push({ what: "bundle", why: judged.reason.slice(0, 1000) });
-          continue;
-        }
-        await tx.query(
-          `INSERT INTO regional_bundles (cluster, region, version, bytes, received_at) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (cluster) DO UPDATE SET version = EXCLUDED.version, bytes = EXCLUDED.bytes, received_at = EXCLUDED.received_at WHERE regional_bundles.version < EXCLUDED.version`,
-          [judged.cluster, region, judged.version, judged.bytes, now],
-        );
-      }
+      refusals.push(...(await storeSentBundles(tx, summary, claims, now)));
       // Conflicts: about the region's own layer only, bounded, recorded as the region's claim.
       const [count] = await tx.query<{ n: string }>("SELECT count(*)::text AS n FROM region_conflicts WHERE region = $1", [region]);
       let recorded = Number(count?.n ?? 0);

@@ -52,6 +52,9 @@ type LinkRow = {
   acknowledged_size: string;
 };
 
+/** The bundles and targets one summary carries at most (base64 characters; the parent accepts summaries of up to 64 MiB). */
+const SUMMARY_BUNDLE_BYTES = 24 * 1024 * 1024;
+
 export class RegionalRole {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
@@ -182,12 +185,7 @@ export class RegionalRole {
       `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE issued_here AND issued_at > $1 ORDER BY issued_at LIMIT 5000`,
       [since],
     );
-    const changed = await this.db.query<{ cluster: string; revision: string }>("SELECT cluster, revision::text AS revision FROM bundles WHERE revision > $1 ORDER BY revision LIMIT 5000", [link.sent_bundle_revision]);
-    const bundles: RegionalSummary["bundles"] = [];
-    for (const { cluster } of changed) {
-      const bundle = this.bundles.bundleBytes(cluster);
-      if (bundle !== undefined) bundles.push({ cluster, version: bundle.version, bytes: bundle.bytes.toString("base64") });
-    }
+    const { bundles, targets, lastRevision } = await this.changedBundles(link.sent_bundle_revision);
     const head = await this.audit.latestHead().catch(() => undefined);
     let proof: string[] = [];
     if (head !== undefined && recorded > 0 && head.treeSize > recorded) proof = [...(await this.audit.consistencyProof(recorded, head.treeSize)).proof];
@@ -198,6 +196,7 @@ export class RegionalRole {
         return sent;
       }),
       bundles,
+      targets,
       ...(head === undefined ? {} : { head: { head, proof, from: recorded } }),
       status: await this.statusCounts(),
       compliance: await this.complianceCounts(),
@@ -207,7 +206,6 @@ export class RegionalRole {
     };
     const answer = (await call<SummaryAnswer>(parentEndpoint(this.credentials), "POST", "/v1/region/summary", summary, { timeoutMs: 30_000 })).body;
     const lastIssued = certificates.at(-1)?.issued_at;
-    const lastRevision = changed.at(-1)?.revision;
     await this.db.query("UPDATE regional_link SET sent_certificates_at = COALESCE($1, sent_certificates_at), sent_bundle_revision = COALESCE($2, sent_bundle_revision), acknowledged_size = $3", [
       lastIssued ?? null,
       lastRevision ?? null,
@@ -216,6 +214,35 @@ export class RegionalRole {
     this.reconciler.sent(summary.conflicts.map((c) => c.id));
     if (regionLayer !== undefined) await this.reconciler.answered(regionLayer.version, answer.regionLayer);
     if (answer.headRefused !== undefined) throw new Error(answer.headRefused);
+  }
+
+  /**
+   * The bundles signed here since `since` (a bundle revision), in revision order, each as its
+   * metadata line and target hash, and the targets they name once each (a region's clusters
+   * mostly share a few effective sets: sending each cluster's whole bundle repeated a 32 KB
+   * target 2,500 times in a summary, 110 MB, past what the parent accepts). At most
+   * SUMMARY_BUNDLE_BYTES of them: the rest go with the next summary, from `lastRevision` on.
+   */
+  private async changedBundles(since: string): Promise<{ bundles: RegionalSummary["bundles"]; targets: NonNullable<RegionalSummary["targets"]>; lastRevision: string | undefined }> {
+    const changed = await this.db.query<{ cluster: string; revision: string }>("SELECT cluster, revision::text AS revision FROM bundles WHERE revision > $1 ORDER BY revision LIMIT 5000", [since]);
+    const bundles: RegionalSummary["bundles"] = [];
+    const targets = new Map<string, string>();
+    let size = 0;
+    let lastRevision: string | undefined;
+    for (const { cluster, revision } of changed) {
+      const parts = this.bundles.bundleParts(cluster);
+      if (parts !== undefined) {
+        const envelope = parts.envelope.toString("base64");
+        const target = targets.has(parts.set.hash) ? undefined : parts.set.bytes.toString("base64");
+        const adds = envelope.length + (target?.length ?? 0);
+        if (bundles.length > 0 && size + adds > SUMMARY_BUNDLE_BYTES) break;
+        size += adds;
+        if (target !== undefined) targets.set(parts.set.hash, target);
+        bundles.push({ cluster, version: parts.version, envelope, target: parts.set.hash });
+      }
+      lastRevision = revision;
+    }
+    return { bundles, targets: [...targets].map(([hash, bytes]) => ({ hash, bytes })), lastRevision };
   }
 
   private async statusCounts(): Promise<Record<string, number>> {
