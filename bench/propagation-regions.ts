@@ -21,10 +21,10 @@ import { join } from "node:path";
 import type { IssuedCertificate } from "../src/api/identity.js";
 import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
 import { createCsr, type Credentials } from "../src/identity/enrollment.js";
-import { LightAgent } from "./agent.js";
+import { LightAgent, Verifications } from "./agent.js";
 import { fmt, percentile } from "./fixtures.js";
 import { startHubProcess, stopProcess, type HubProcess } from "./processes.js";
-import { again, changeArrival, files, startLongPolls, inParallel, rssMiB, where } from "./propagation.js";
+import { changeArrival, files, FLEET_CHANGE, registerFleet, startLongPolls, inParallel, rssMiB, where } from "./propagation.js";
 
 const REGIONS = ["eu-west", "us-east", "ap-south", "eu-north"] as const;
 
@@ -74,9 +74,7 @@ export async function benchPropagationRegions(): Promise<Record<string, number>>
     for (let i = 0; i < n; i++) regionOf(i).members.push(i);
 
     // Registered on the global hub, mirrored by each regional hub.
-    const register = await inParallel(n, 16, async (i) => {
-      await again(() => call(admin, "POST", "/v1/clusters", { name: `p-${i}`, region: regionOf(i).name, labels: { env: ["prod", "staging"][Math.floor(i / regions.length) % 2]! } }));
-    }, "registered");
+    const register = await registerFleet(admin, n, (i) => ({ name: `p-${i}`, region: regionOf(i).name, labels: { env: ["prod", "staging"][Math.floor(i / regions.length) % 2]! } }));
     const mirrorStart = performance.now();
     await Promise.all(
       regions.map((r) =>
@@ -103,18 +101,19 @@ export async function benchPropagationRegions(): Promise<Record<string, number>>
     }, "enrolled");
     results.regionsEnrolSeconds = enrolment;
     console.log(`  ${regions.length} regional hubs started and enrolled with the global hub: ${hubsSeconds.toFixed(1)} s`);
-    console.log(`  register ${n} clusters on the global hub, 16 in flight: ${register.toFixed(1)} s (${((register / n) * 1000).toFixed(2)} ms each); every regional hub holding its clusters (mirrored) ${mirrored.toFixed(1)} s after`);
+    console.log(`  register ${n} clusters on the global hub, in changes of up to ${FLEET_CHANGE}: ${register.toFixed(1)} s (${((register / n) * 1000).toFixed(2)} ms a cluster); every regional hub holding its clusters (mirrored) ${mirrored.toFixed(1)} s after`);
     console.log(`  mint ${n} join tokens on the regional hubs: ${minting.toFixed(1)} s; enrol ${n} clusters with their regional hubs, 16 in flight: ${enrolment.toFixed(1)} s (${(n / enrolment).toFixed(0)} per second)`);
 
     // Every agent long-polling its regional hub.
+    const verifications = new Verifications();
     creds.forEach((c, i) => {
       const region = regionOf(i);
-      agents.push(new LightAgent(region.hub.url, c, { publicKey: region.bundleKey!, federation: "polity", region: region.name, cluster: c.cluster }));
+      agents.push(new LightAgent(region.hub.url, c, { publicKey: region.bundleKey!, federation: "polity", region: region.name, cluster: c.cluster }, verifications));
     });
     const initialSeconds = await startLongPolls(agents, loops);
     await Promise.all(processes.map((p) => p.timings()));
 
-    const { t0, applyMs, arrived, times } = await changeArrival(agents, (change) => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] }));
+    const { t0, applyMs, arrived, times, allVerifiedMs } = await changeArrival(agents, (change) => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] }));
     const snapshots = await Promise.all(regions.map((r) => r.hub.timings()));
     const globalSnapshot = await global.timings();
 
@@ -122,7 +121,7 @@ export async function benchPropagationRegions(): Promise<Record<string, number>>
     results[`regionsP99_${n}`] = percentile(times, 99);
     console.log(`  first bundles to all ${n} agents (each a new mutual-TLS connection to its regional hub): ${initialSeconds.toFixed(1)} s`);
     console.log(
-      `  a global layer change on the global hub reached ${times.length} of ${n} agents: p50 ${fmt(percentile(times, 50))} ms, p99 ${fmt(percentile(times, 99))} ms, max ${fmt(times[times.length - 1] ?? Number.NaN)} ms (the apply call ${fmt(applyMs)} ms)   (target: p99 ≤ 3 s at 10,000)`,
+      `  a global layer change on the global hub reached ${times.length} of ${n} agents (each: its bundle's arrival plus its own verification, timed alone): p50 ${fmt(percentile(times, 50))} ms, p99 ${fmt(percentile(times, 99))} ms, max ${fmt(times[times.length - 1] ?? Number.NaN)} ms (the apply call ${fmt(applyMs)} ms; this process had verified all of them ${fmt(allVerifiedMs)} ms after the apply was sent, refused ${agents.reduce((t, a) => t + a.refused, 0)})   (target: p99 ≤ 3 s at 10,000)`,
     );
     console.log(`  the global hub's part: ${where(globalSnapshot, 1, ["change.", "bundles.", "audit."])}`);
     regions.forEach((r, k) => {
