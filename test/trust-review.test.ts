@@ -265,7 +265,15 @@ describe("what a region sends up, judged by the global hub", () => {
     const bundles = [{ cluster: CLUSTER, version: 9, envelope: nine.envelope, target: nine.hash }];
     answer = await regions.receive("eu-west", { ...summary([]), bundles, targets: [] });
     expect(answer.refused).toEqual([`bundle: the bundle for cluster ${CLUSTER} names target ${nine.hash}, which the summary does not carry`]);
+    // A target whose bytes are not what its name says is not used (hashed once, however many bundles name it).
     answer = await regions.receive("eu-west", { ...summary([]), bundles, targets: [{ hash: nine.hash, bytes: Buffer.from('{"policies":[1],"v":9}').toString("base64") }] });
+    expect(answer.refused).toEqual([
+      `bundle: the target sent as ${nine.hash} does not hash to that name: the bundles naming it are not taken`,
+      `bundle: the bundle for cluster ${CLUSTER} names target ${nine.hash}, which the summary does not carry`,
+    ]);
+    // A bundle naming a target other than the one its signed metadata names.
+    const other = split(10);
+    answer = await regions.receive("eu-west", { ...summary([]), bundles: [{ cluster: CLUSTER, version: 10, envelope: other.envelope, target: eight.hash }], targets: [{ hash: eight.hash, bytes: eight.target.toString("base64") }] });
     expect(answer.refused).toEqual([expect.stringMatching(/^bundle: .*target-mismatch/)]);
     expect((await regions.bundleFor(CLUSTER))?.version).toBe(8);
   });

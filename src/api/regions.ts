@@ -18,6 +18,17 @@ const dnsName = z
 /** A target's hash as signed metadata names it. */
 const targetHash = z.string().regex(/^sha256:[0-9a-f]{64}$/);
 
+/**
+ * What one regional summary carries of bundles at most, shared by the regional hub that fills
+ * it (src/hub/regional/role.ts) and the parent that takes it (sent-bundles.ts): base64 on the
+ * wire (the summary route accepts 64 MiB), bytes once each bundle is put together with its
+ * target (what the parent stores), distinct targets, and one target's base64.
+ */
+export const SUMMARY_WIRE_BYTES = 24 * 1024 * 1024;
+export const SUMMARY_ASSEMBLED_BYTES = 192 * 1024 * 1024;
+export const MAX_SUMMARY_TARGETS = 1000;
+export const MAX_TARGET_BASE64 = 48 * 1024 * 1024;
+
 export const regionTokenRequest = z.strictObject({
   /** Lifetime in seconds (default 1 h, at most 7 days). */
   ttlSeconds: z.number().int().min(60).max(7 * 24 * 3600).optional(),
@@ -153,7 +164,7 @@ export const regionalSummary = z.strictObject({
     )
     .max(10_000),
   /** The targets the bundles name, once each (base64). */
-  targets: z.array(z.strictObject({ hash: targetHash, bytes: z.string().max(48 * 1024 * 1024) })).max(1000).optional(),
+  targets: z.array(z.strictObject({ hash: targetHash, bytes: z.string().max(MAX_TARGET_BASE64) })).max(MAX_SUMMARY_TARGETS).optional(),
   /** The regional log's newest signed head, and a consistency proof from the head the parent acknowledged last. */
   head: z
     .strictObject({

@@ -214,8 +214,10 @@ export interface Held {
  * Verifies a bundle for a cluster. `held` is the bundle the agent already enforces (for
  * rollback); `now` is the time it is offered (for freeze): pass undefined to verify a
  * bundle loaded from the agent's own disk, which is checked for everything but expiry.
+ * `targetHash`: the target's content hash when the caller has computed it already (a hub
+ * judging many bundles that share one target hashes it once); computed here otherwise.
  */
-export function verifyBundle(bundle: Bundle, trust: Trust, held: Held | undefined, now: Date | undefined): BundleMetadata {
+export function verifyBundle(bundle: Bundle, trust: Trust, held: Held | undefined, now: Date | undefined, targetHash = contentHash(bundle.target)): BundleMetadata {
   const signed = bundle.envelope.signed;
   // Before any key is asked: a region's delegated key may sign for its region only, so a
   // bundle naming another region is not this agent's, whoever signed it.
@@ -236,7 +238,7 @@ export function verifyBundle(bundle: Bundle, trust: Trust, held: Held | undefine
   if (signed.federation !== trust.federation || signed.cluster !== trust.cluster) {
     throw new BundleError("wrong-cluster", `the bundle is for cluster ${signed.cluster} of federation ${signed.federation}, not ${trust.cluster} of ${trust.federation}`);
   }
-  if (bundle.target.length !== signed.targetLength || contentHash(bundle.target) !== signed.targetHash) {
+  if (bundle.target.length !== signed.targetLength || targetHash !== signed.targetHash) {
     throw new BundleError("target-mismatch", "the bundle's policy set does not match the hash its signed metadata names");
   }
   if (held !== undefined) {

@@ -674,6 +674,11 @@ ALTER TABLE certificates ADD COLUMN issued_here boolean NOT NULL DEFAULT true;
 UPDATE certificates SET issued_here = false WHERE region IN (SELECT region FROM regional_hubs);
 CREATE INDEX certificates_region_issued ON certificates (region, issued_at) WHERE issued_here`),
   },
+  {
+    version: 24,
+    name: "regional_link: the last bundle sent up is a revision and a cluster (one change's bundles share a revision, and may take several summaries)",
+    statements: ddl(`ALTER TABLE regional_link ADD COLUMN sent_bundle_cluster text NOT NULL DEFAULT ''`),
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

@@ -17,7 +17,7 @@
  * Pure: the root, the registry, the region's CAs and the copies held are passed in.
  */
 import { createHash, X509Certificate } from "node:crypto";
-import { BundleError, decodeBundle, verifyBundle } from "../../bundle/index.js";
+import { BundleError, decodeBundle, verifyBundle, type Bundle } from "../../bundle/index.js";
 import { normalizeSerial } from "../../identity/ca.js";
 import { certificatePublicKeyInfo } from "../../identity/der.js";
 import { parseClusterSpiffeId } from "../../identity/spiffe.js";
@@ -28,7 +28,7 @@ export const MAX_VERSION_JUMP = 1_000_000;
 /** How many reported conflicts one region keeps on the global hub. */
 export const MAX_CONFLICTS_PER_REGION = 10_000;
 
-export type BundleClaim = { readonly ok: true; readonly cluster: string; readonly version: number; readonly bytes: Buffer } | { readonly ok: false; readonly cluster: string; readonly reason: string };
+export type BundleClaim = { readonly ok: true; readonly cluster: string; readonly version: number } | { readonly ok: false; readonly cluster: string; readonly reason: string };
 
 export interface ClaimContext {
   readonly region: string;
@@ -41,11 +41,14 @@ export interface ClaimContext {
   readonly now: Date;
 }
 
-/** A bundle a region sent up (`claimed`: the cluster its summary names, for the refusal's wording only). */
-export function judgeBundle(bytes: Buffer, claimed: string, context: ClaimContext): BundleClaim {
+/**
+ * A bundle a region sent up, whole or decoded (`claimed`: the cluster its summary names, for
+ * the refusal's wording only; `targetHash`: its target's hash, when the caller computed it).
+ */
+export function judgeBundle(bundle: Bundle | Buffer, claimed: string, context: ClaimContext, targetHash?: string): BundleClaim {
   const { region, federation, root } = context;
   try {
-    const bundle = decodeBundle(bytes);
+    if (Buffer.isBuffer(bundle)) bundle = decodeBundle(bundle);
     const signed = bundle.envelope.signed;
     const cluster = signed.cluster;
     if (signed.region !== region) return { ok: false, cluster, reason: `the bundle for cluster ${cluster} names region ${signed.region}, not ${region}` };
@@ -54,10 +57,10 @@ export function judgeBundle(bytes: Buffer, claimed: string, context: ClaimContex
     if (claimed !== cluster) return { ok: false, cluster, reason: `the summary names cluster ${claimed}, but the bundle's signed metadata names ${cluster}` };
     // Its signer must be allowed for the region by the current root (checked as an agent of
     // that region checks it), the federation and cluster its own; expiry is the agent's to judge.
-    verifyBundle(bundle, { authorize: rootAuthorizer(root, context.now), federation, region, cluster }, undefined, undefined);
+    verifyBundle(bundle, { authorize: rootAuthorizer(root, context.now), federation, region, cluster }, undefined, undefined, targetHash);
     const held = context.heldVersion(cluster) ?? 0;
     if (signed.version > held + MAX_VERSION_JUMP) return { ok: false, cluster, reason: `the bundle for cluster ${cluster} is version ${signed.version}, more than ${MAX_VERSION_JUMP} above the copy held (${held})` };
-    return { ok: true, cluster, version: signed.version, bytes };
+    return { ok: true, cluster, version: signed.version };
   } catch (error) {
     const why = error instanceof BundleError ? `${error.problem}: ${error.message}` : error instanceof Error ? error.message : String(error);
     return { ok: false, cluster: claimed, reason: `the bundle sent for cluster ${claimed} does not verify under root version ${root.version} (${why})` };

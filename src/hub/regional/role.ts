@@ -13,7 +13,7 @@
  *
  * This module owns `regional_link`.
  */
-import type { Mirror, RegionalSummary, SummaryAnswer } from "../../api/regions.js";
+import { MAX_SUMMARY_TARGETS, MAX_TARGET_BASE64, SUMMARY_ASSEMBLED_BYTES, SUMMARY_WIRE_BYTES, type Mirror, type RegionalSummary, type SummaryAnswer } from "../../api/regions.js";
 import { call } from "../../client/http.js";
 import type { Database } from "../../store/database.js";
 import { TrustError } from "../../trust/index.js";
@@ -49,11 +49,15 @@ type LinkRow = {
   last_contact: Date | null;
   sent_certificates_at: Date | null;
   sent_bundle_revision: string;
+  sent_bundle_cluster: string;
   acknowledged_size: string;
 };
 
-/** The bundles and targets one summary carries at most (base64 characters; the parent accepts summaries of up to 64 MiB). */
-const SUMMARY_BUNDLE_BYTES = 24 * 1024 * 1024;
+/** Where the bundles sent up stand: the last one sent, by its revision and cluster. */
+interface Cursor {
+  readonly revision: string;
+  readonly cluster: string;
+}
 
 export class RegionalRole {
   private timer: NodeJS.Timeout | undefined;
@@ -135,7 +139,7 @@ export class RegionalRole {
 
   private async link(): Promise<LinkRow> {
     const [row] = await this.db.query<LinkRow>(
-      "SELECT global_version, global_hash, accepted_region_version, last_contact, sent_certificates_at, sent_bundle_revision::text AS sent_bundle_revision, acknowledged_size::text AS acknowledged_size FROM regional_link",
+      "SELECT global_version, global_hash, accepted_region_version, last_contact, sent_certificates_at, sent_bundle_revision::text AS sent_bundle_revision, sent_bundle_cluster, acknowledged_size::text AS acknowledged_size FROM regional_link",
     );
     return row!;
   }
@@ -185,7 +189,7 @@ export class RegionalRole {
       `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE issued_here AND issued_at > $1 ORDER BY issued_at LIMIT 5000`,
       [since],
     );
-    const { bundles, targets, lastRevision } = await this.changedBundles(link.sent_bundle_revision);
+    const { bundles, targets, last } = await this.changedBundles({ revision: link.sent_bundle_revision, cluster: link.sent_bundle_cluster });
     const head = await this.audit.latestHead().catch(() => undefined);
     let proof: string[] = [];
     if (head !== undefined && recorded > 0 && head.treeSize > recorded) proof = [...(await this.audit.consistencyProof(recorded, head.treeSize)).proof];
@@ -206,43 +210,56 @@ export class RegionalRole {
     };
     const answer = (await call<SummaryAnswer>(parentEndpoint(this.credentials), "POST", "/v1/region/summary", summary, { timeoutMs: 30_000 })).body;
     const lastIssued = certificates.at(-1)?.issued_at;
-    await this.db.query("UPDATE regional_link SET sent_certificates_at = COALESCE($1, sent_certificates_at), sent_bundle_revision = COALESCE($2, sent_bundle_revision), acknowledged_size = $3", [
-      lastIssued ?? null,
-      lastRevision ?? null,
-      answer.acknowledgedSize,
-    ]);
+    await this.db.query(
+      "UPDATE regional_link SET sent_certificates_at = COALESCE($1, sent_certificates_at), sent_bundle_revision = COALESCE($2, sent_bundle_revision), sent_bundle_cluster = COALESCE($3, sent_bundle_cluster), acknowledged_size = $4",
+      [lastIssued ?? null, last?.revision ?? null, last?.cluster ?? null, answer.acknowledgedSize],
+    );
     this.reconciler.sent(summary.conflicts.map((c) => c.id));
     if (regionLayer !== undefined) await this.reconciler.answered(regionLayer.version, answer.regionLayer);
     if (answer.headRefused !== undefined) throw new Error(answer.headRefused);
   }
 
   /**
-   * The bundles signed here since `since` (a bundle revision), in revision order, each as its
-   * metadata line and target hash, and the targets they name once each (a region's clusters
-   * mostly share a few effective sets: sending each cluster's whole bundle repeated a 32 KB
-   * target 2,500 times in a summary, 110 MB, past what the parent accepts). At most
-   * SUMMARY_BUNDLE_BYTES of them: the rest go with the next summary, from `lastRevision` on.
+   * The bundles signed here after `since`, in (revision, cluster) order, each as its metadata
+   * line and target hash, and the targets they name once each (a region's clusters mostly
+   * share a few effective sets: sending each cluster's whole bundle repeated a 32 KB target
+   * 2,500 times in a summary, 110 MB, past what the parent accepts). Within what the parent
+   * takes (src/api/regions.ts): SUMMARY_WIRE_BYTES of base64, SUMMARY_ASSEMBLED_BYTES once put
+   * together, MAX_SUMMARY_TARGETS targets; the rest go with the next summary, from `last` on.
    */
-  private async changedBundles(since: string): Promise<{ bundles: RegionalSummary["bundles"]; targets: NonNullable<RegionalSummary["targets"]>; lastRevision: string | undefined }> {
-    const changed = await this.db.query<{ cluster: string; revision: string }>("SELECT cluster, revision::text AS revision FROM bundles WHERE revision > $1 ORDER BY revision LIMIT 5000", [since]);
+  private async changedBundles(since: Cursor): Promise<{ bundles: RegionalSummary["bundles"]; targets: NonNullable<RegionalSummary["targets"]>; last: Cursor | undefined }> {
+    // After the last one sent, by (revision, cluster): one change's bundles share a revision.
+    const changed = await this.db.query<{ cluster: string; revision: string }>(
+      "SELECT cluster, revision::text AS revision FROM bundles WHERE (revision, cluster) > ($1::bigint, $2::text) ORDER BY revision, cluster LIMIT 5000",
+      [since.revision, since.cluster],
+    );
     const bundles: RegionalSummary["bundles"] = [];
     const targets = new Map<string, string>();
-    let size = 0;
-    let lastRevision: string | undefined;
+    let wire = 0;
+    let assembled = 0;
+    let last: Cursor | undefined;
     for (const { cluster, revision } of changed) {
       const parts = this.bundles.bundleParts(cluster);
       if (parts !== undefined) {
         const envelope = parts.envelope.toString("base64");
-        const target = targets.has(parts.set.hash) ? undefined : parts.set.bytes.toString("base64");
+        const fresh = !targets.has(parts.set.hash);
+        const target = fresh ? parts.set.bytes.toString("base64") : undefined;
         const adds = envelope.length + (target?.length ?? 0);
-        if (bundles.length > 0 && size + adds > SUMMARY_BUNDLE_BYTES) break;
-        size += adds;
+        // A target too large to send at all is skipped: the parent never mirrors that bundle.
+        if (target !== undefined && target.length > MAX_TARGET_BASE64) {
+          last = { revision, cluster };
+          continue;
+        }
+        const full = wire + adds > SUMMARY_WIRE_BYTES || assembled + parts.envelope.length + parts.set.byteLength > SUMMARY_ASSEMBLED_BYTES || (fresh && targets.size >= MAX_SUMMARY_TARGETS);
+        if (full && bundles.length > 0) break;
+        wire += adds;
+        assembled += parts.envelope.length + parts.set.byteLength;
         if (target !== undefined) targets.set(parts.set.hash, target);
         bundles.push({ cluster, version: parts.version, envelope, target: parts.set.hash });
       }
-      lastRevision = revision;
+      last = { revision, cluster };
     }
-    return { bundles, targets: [...targets].map(([hash, bytes]) => ({ hash, bytes })), lastRevision };
+    return { bundles, targets: [...targets].map(([hash, bytes]) => ({ hash, bytes })), last };
   }
 
   private async statusCounts(): Promise<Record<string, number>> {
