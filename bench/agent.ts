@@ -107,7 +107,7 @@ export class LightAgent {
           res.on("data", (c: Buffer) => chunks.push(c));
           // Decompressed with the verification (verify), as the agent's own work.
           res.on("end", () =>
-            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), gzip: res.headers["content-encoding"] === "gzip", etag: Number(/^"(\d+)"$/.exec(String(res.headers.etag))?.[1] ?? 0) }),
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), gzip: res.headers["content-encoding"] === "gzip", etag: Number(/^(?:W\/)?"(\d+)"$/.exec(String(res.headers.etag))?.[1] ?? 0) }),
           );
           res.on("error", reject);
         },

@@ -181,6 +181,7 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     const changeHub = await all();
     const rss = hubs.reduce((total, h) => total + rssMiB(h.process.pid!), 0);
     const woken = changeHub.moments["bundles.woken"];
+    const answered = changeHub.moments["bundles.answered"];
     results[`propagationP50_${n}`] = percentile(times, 50);
     results[`propagationP99_${n}`] = percentile(times, 99);
     results.hubRssMiB = rss;
@@ -190,7 +191,7 @@ export async function benchPropagation(): Promise<Record<string, number>> {
       `  a global layer change reached ${times.length} of ${n} (each agent: its bundle's arrival plus its own verification, timed alone): p50 ${fmt(percentile(times, 50))} ms, p99 ${fmt(percentile(times, 99))} ms, max ${fmt(times[times.length - 1] ?? Number.NaN)} ms (the apply call ${fmt(applyMs)} ms); hub RSS ${rss.toFixed(0)} MiB${hubCount > 1 ? ` (${hubCount} hubs)` : ""}   (target: p99 ≤ 5 s at 10,000, < 2 s at 1,000)`,
     );
     console.log(
-      `  where the time went: long polls woken ${woken === undefined ? "?" : fmt(woken - t0)} ms after the apply was sent, the last bundle verified ${fmt((times[times.length - 1] ?? 0) - (woken === undefined ? 0 : woken - t0))} ms after that; hub: ${where(changeHub, 1, ["change.", "bundles.", "audit.", "standing."])}`,
+      `  where the time went: long polls woken ${woken === undefined ? "?" : fmt(woken - t0)} ms after the apply was sent, the last of them answered by the hub at ${answered === undefined ? "?" : fmt(answered - t0)} ms, the last bundle verified ${fmt((times[times.length - 1] ?? 0) - (woken === undefined ? 0 : woken - t0))} ms after that; hub: ${where(changeHub, 1, ["change.", "bundles.", "audit.", "standing."])}`,
     );
     console.log(
       `  this process had verified all ${n} bundles, one after another on its one thread, ${fmt(allVerifiedMs)} ms after the apply was sent (what the figure above was before each agent's check was timed alone); refused: ${agents.reduce((t, a) => t + a.refused, 0)}`,

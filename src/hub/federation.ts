@@ -348,7 +348,7 @@ export class Federation {
       );
       if (inserted.length < rows.length) {
         const done = new Set(inserted.map((r) => r.name));
-        throw conflict(`cluster ${rows.find((r) => !done.has(r.n))!.n} is already registered`);
+        throw conflict(`cluster ${rows.find((r) => !done.has(r.n))?.n ?? "of the list"} is already registered`);
       }
     }
   }

@@ -39,7 +39,7 @@ and capacity it sees, which the hub uses where present; networkPolicy stays as d
 
 --file <file> registers many clusters in one change, all or none: a YAML or JSON list of
 clusters (or one per document), each with name, region and, optionally, labels (a map) and
-facts (as above). At most 10,000 a file. One change plans, commits and signs their bundles
+facts (as above). At most 10,000 clusters and 8 MiB a file. One change plans, commits and signs their bundles
 together: far faster than one registration each for a fleet.
 
 ${HUB_HELP}
@@ -77,6 +77,8 @@ async function registerFile(file: string, parsed: Parameters<Command["run"]>[0],
   const items = readDocuments(file).flatMap((d) => (Array.isArray(d.value) ? (d.value as unknown[]) : [d.value]));
   if (items.length === 0) throw new UsageError(`--file ${file}: no clusters in it`);
   if (items.length > 10_000) throw new UsageError(`--file ${file}: ${items.length} clusters; at most 10,000 a change (split the file)`);
+  const bytes = Buffer.byteLength(JSON.stringify({ items }));
+  if (bytes > 8 * 1024 * 1024) throw new UsageError(`--file ${file}: ${bytes} bytes as JSON; a change takes at most 8 MiB of clusters (split the file)`);
   const r = await hubCall<{ items: ClusterView[] }>(endpoint(parsed, io), "POST", "/v1/cluster-registrations", { items }, { timeoutMs: 300_000 });
   const regions = [...new Set(r.items.map((x) => x.region))].sort();
   io.out(`${r.items.length} cluster${r.items.length === 1 ? "" : "s"} registered in one change (region${regions.length === 1 ? "" : "s"} ${regions.join(", ")})\n`);

@@ -9,6 +9,7 @@ import { ApiError } from "../status.js";
 import { auditContext, callingCluster, clusterTarget } from "./shared.js";
 import type { Regions } from "../regional/parent.js";
 import { sleep } from "../../client/retry.js";
+import { timings } from "../timings.js";
 
 /** A bundle a regional hub signed, as this hub mirrors it; a long poll checks for a newer one every second (for at most 10 s). */
 async function mirroredBundle(regions: Regions, cluster: string, region: string, wanted: string | undefined, wait: number, signal: AbortSignal): Promise<Answer> {
@@ -47,7 +48,8 @@ export const AGENT_ROUTES = [
     access: { kind: "agent", why: "this endpoint is for a cluster's agent (mutual TLS with its certificate)" },
     async handle(hub, call): Promise<Answer> {
       const { cluster, region } = callingCluster(call);
-      const wanted = /^"(\d+)"$/.exec(String(call.headers["if-none-match"] ?? ""))?.[1];
+      // Compared weakly (RFC 9110 §13.1.2): the compressed answer's tag is W/"<version>".
+      const wanted = /^(?:W\/)?"(\d+)"$/.exec(String(call.headers["if-none-match"] ?? ""))?.[1];
       const wait = Math.min(60, Math.max(0, Number(call.query.wait ?? 0) || 0));
       // A cluster of a region with its own hub has bundles that hub signed: this hub serves them as a mirror.
       if (hub.regions !== undefined && (call.regionHasHub ?? (await hub.regions.hasHub(region)))) return mirroredBundle(hub.regions, cluster, region, wanted, wait, call.signal);
@@ -66,10 +68,12 @@ export const AGENT_ROUTES = [
         bundle = hub.bundles.bundleBytes(cluster, gzip);
       }
       if (bundle === undefined) throw new ApiError(503, "Unavailable", `no bundle for cluster ${cluster}: its layers do not combine; ask its operators`);
+      timings.moment("bundles.answered");
       return {
         body: bundle.bytes,
         type: BUNDLE_MEDIA_TYPE,
-        headers: { etag: `"${bundle.version}"`, "cache-control": "no-cache", vary: "accept-encoding", ...(bundle.gzip ? { "content-encoding": "gzip" } : {}) },
+        // A strong tag names one representation (RFC 9110 §8.8.3): the compressed one is weak.
+        headers: { etag: bundle.gzip ? `W/"${bundle.version}"` : `"${bundle.version}"`, "cache-control": "no-cache", vary: "accept-encoding", ...(bundle.gzip ? { "content-encoding": "gzip" } : {}) },
       };
     },
   }),
