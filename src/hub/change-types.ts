@@ -4,23 +4,16 @@
  */
 import type { SourceFile } from "../api/fields.js";
 import type { AuditEvent } from "../audit/entry.js";
-import type { ClusterFacts } from "../intents/facts.js";
-import type { ClusterIdentity, EffectivePolicySet } from "../layering/effective.js";
+import type { EffectivePolicySet } from "../layering/effective.js";
 import type { Layer } from "../policy/layer.js";
 import type { Queryable } from "../store/database.js";
-import type { Granted, LayerWrite } from "./federation.js";
+import type { Granted, LayerWrite, Registration } from "./federation.js";
 
 /** A layer as a change gives it: its id, its parsed content (undefined: deleted) and its files. */
 export interface LayerInput {
   readonly id: string;
   readonly layer: Layer | undefined;
   readonly files: readonly SourceFile[];
-}
-
-/** A cluster to register, and the facts declared for it. */
-export interface Registration {
-  readonly cluster: ClusterIdentity;
-  readonly facts?: ClusterFacts;
 }
 
 export type Change =

@@ -8,6 +8,7 @@ import type { SourceFile } from "../api/fields.js";
 import { canonicalJson, contentHash } from "../canonical/index.js";
 import type { ClusterIdentity, EffectivePolicySet } from "../layering/effective.js";
 import { REQUEST_ANNOTATION } from "../layering/effective.js";
+import type { ClusterFacts } from "../intents/facts.js";
 import type { Layer, LayerException } from "../policy/layer.js";
 import { API_VERSION, exceptionDocument } from "../policy/schema.js";
 import { ApiError } from "./status.js";
@@ -111,4 +112,10 @@ export function grantedException(id: string, spec: unknown, approvedBy: string):
     spec: typeof spec === "object" && spec !== null ? { ...spec, approvedBy } : spec,
   });
   return parsed.success ? { document: parsed.data } : undefined;
+}
+
+/** A cluster to register (a change may register many), and the facts declared for it. */
+export interface Registration {
+  readonly cluster: ClusterIdentity;
+  readonly facts?: ClusterFacts;
 }

@@ -18,7 +18,6 @@
  */
 import type { ClusterRecord } from "../api/clusters.js";
 import type { ClusterFacts } from "../intents/facts.js";
-import type { Registration } from "./change-types.js";
 import type { ReportedFacts } from "../api/intents.js";
 import { FactsBook } from "./facts.js";
 import type { SourceFile } from "../api/fields.js";
@@ -28,7 +27,7 @@ import { effectivePolicySet, type ClusterIdentity, type EffectivePolicySet } fro
 import { layerId, type Layer, type LayerException } from "../policy/layer.js";
 import type { Database, Queryable } from "../store/database.js";
 import { layersFromFiles } from "../policy/layer-files.js";
-import { grantedException, lapsedKey, memoKey, StaleGeneration, type Computed, type Granted, type LayerRecord, type LayerWrite } from "./federation-records.js";
+import { grantedException, lapsedKey, memoKey, StaleGeneration, type Computed, type Granted, type LayerRecord, type LayerWrite, type Registration } from "./federation-records.js";
 import { conflict } from "./status.js";
 import { timings } from "./timings.js";
 
