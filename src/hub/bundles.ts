@@ -296,14 +296,14 @@ export class BundleService {
    * every cluster that holds it. Agents verify what they decompress, as before; the
    * compression is the transport's only.
    */
-  bundleBytes(cluster: string, gzip = false): { version: number; bytes: Buffer; gzip: boolean } | undefined {
+  bundleBytes(cluster: string, gzip = false): { version: number; bytes: Buffer } | undefined {
     const parts = this.bundleParts(cluster);
     if (parts === undefined) return undefined;
     const { version, envelope, set } = parts;
-    if (!gzip) return { version, bytes: Buffer.concat([envelope, set.bytes]), gzip };
+    if (!gzip) return { version, bytes: Buffer.concat([envelope, set.bytes]) };
     let target = this.gzipped.get(set);
     if (target === undefined) this.gzipped.set(set, (target = gzipSync(set.bytes)));
-    return { version, bytes: Buffer.concat([gzipStored(envelope), target]), gzip };
+    return { version, bytes: Buffer.concat([gzipStored(envelope), target]) };
   }
 
   /** The cluster's current bundle as its metadata line (with its newline) and the effective set whose target it names; undefined when it has none. */

@@ -26,7 +26,7 @@ async function mirroredBundle(regions: Regions, cluster: string, region: string,
 }
 
 /** Whether an Accept-Encoding header accepts gzip (RFC 9110 §12.5.3: listed, or by `*`, without q=0). */
-export function acceptsGzip(header: string | string[] | undefined): boolean {
+function acceptsGzip(header: string | string[] | undefined): boolean {
   const value = Array.isArray(header) ? header.join(",") : (header ?? "");
   let star = false;
   for (const part of value.split(",")) {
@@ -73,7 +73,7 @@ export const AGENT_ROUTES = [
         body: bundle.bytes,
         type: BUNDLE_MEDIA_TYPE,
         // A strong tag names one representation (RFC 9110 §8.8.3): the compressed one is weak.
-        headers: { etag: bundle.gzip ? `W/"${bundle.version}"` : `"${bundle.version}"`, "cache-control": "no-cache", vary: "accept-encoding", ...(bundle.gzip ? { "content-encoding": "gzip" } : {}) },
+        headers: { etag: gzip ? `W/"${bundle.version}"` : `"${bundle.version}"`, "cache-control": "no-cache", vary: "accept-encoding", ...(gzip ? { "content-encoding": "gzip" } : {}) },
       };
     },
   }),
