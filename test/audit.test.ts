@@ -857,7 +857,8 @@ for (const { engine: makeEngine, skip } of ENGINES) {
       expect(ok.code, ok.out + ok.err).toBe(0);
       expect(ok.out).toMatch(/^OK: the log still holds everything your saved head covers, unchanged, and every later entry extends it$/m);
       for (let i = 20; i < 25; i++) await mint(h, { name: `ci-${i}`, role: "auditor" });
-      await integrate(h);
+      // Entries reach the log asynchronously: wait for a signed head that covers all five.
+      await eventually("a signed head covering the five new entries", async () => (await integrate(h)).treeSize >= file.treeHead.treeSize + 5);
       const grown = await verify("--against", savedFile, "--update");
       expect(grown.code, grown.out + grown.err).toBe(0);
       const moved = JSON.parse(readFileSync(savedFile, "utf8")) as { treeHead: SignedTreeHead };
