@@ -100,11 +100,13 @@ describe("a regional hub", () => {
     // The token admits one enrolment.
     const again = await refused(call(global.anonymous, "POST", "/v1/regions/enrol", { token: minted.token, region: REGION, hubPublicKeyPem: "x", caPublicKeyPem: "x", bundleKeyPem: "x", auditKeyPem: "x" }));
     expect([again.status, again.message]).toEqual([401, expect.stringMatching(/already used/)]);
-    // The global hub's log holds the token and the enrolment.
-    const kinds = (await call<{ items: { entry: { kind: string; region: string | null } }[] }>(global.admin, "GET", "/v1/audit/entries?limit=1000")).body.items.map((i) => i.entry);
-    expect(kinds.filter((e) => e.kind === "region-token.created" || e.kind === "regional-hub.enrolled").map((e) => [e.kind, e.region])).toEqual(
-      expect.arrayContaining([["region-token.created", REGION], ["regional-hub.enrolled", REGION]]),
-    );
+    // The global hub's log holds the token and the enrolment (entries reach the log asynchronously).
+    const logged = await eventually("the enrolment in the global hub's log", async () => {
+      const entries = (await call<{ items: { entry: { kind: string; region: string | null } }[] }>(global.admin, "GET", "/v1/audit/entries?limit=1000")).body.items.map((i) => i.entry);
+      const found = entries.filter((e) => e.kind === "region-token.created" || e.kind === "regional-hub.enrolled").map((e) => [e.kind, e.region]);
+      return found.length >= 2 ? found : undefined;
+    });
+    expect(logged).toEqual(expect.arrayContaining([["region-token.created", REGION], ["regional-hub.enrolled", REGION]]));
   });
 
   it("refuses a change of the global layer made on it: the global layer is its parent's", async () => {

@@ -5,7 +5,7 @@
  * refused); agents ask every source they have for a newer root on a timer; a root that
  * expired lets no new bundle in; the hub re-signs its root before it expires.
  */
-import { createPublicKey, generateKeyPairSync } from "node:crypto";
+import { createPublicKey, generateKeyPairSync, type KeyObject, type KeyPairKeyObjectResult } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:https";
 import { join } from "node:path";
@@ -294,28 +294,84 @@ describe("what a region sends up, judged by the global hub", () => {
   });
 });
 
+/** A regional hub of eu-west enrolled by hand, with keys the test holds; its mutual-TLS endpoint at the hub. */
+async function enrolByHand(h: TestHub): Promise<{ enrolled: RegionalEnrolled; caKey: string; bundleKey: KeyPairKeyObjectResult; asHub: HubEndpoint }> {
+  const spki = (pem: string) => createPublicKey(pem).export({ type: "spki", format: "pem" }).toString();
+  const token = (await call<{ token: string }>(h.admin, "POST", "/v1/regions/eu-west/tokens", { allowLoopback: true })).body.token;
+  const hubKey = await newPrivateKey();
+  const caKey = await newPrivateKey();
+  const bundleKey = generateKeyPairSync("ed25519");
+  const auditKey = generateKeyPairSync("ed25519");
+  const enrolled = (
+    await call<RegionalEnrolled>(h.anonymous, "POST", "/v1/regions/enrol", {
+      token,
+      region: "eu-west",
+      hubPublicKeyPem: spki(hubKey),
+      caPublicKeyPem: spki(caKey),
+      bundleKeyPem: bundleKey.publicKey.export({ type: "spki", format: "pem" }).toString(),
+      auditKeyPem: auditKey.publicKey.export({ type: "spki", format: "pem" }).toString(),
+      hostnames: [],
+    })
+  ).body;
+  return { enrolled, caKey, bundleKey, asHub: { url: h.hub.url, caPem: h.hub.caPem, clientCertificatePem: enrolled.hubCertificatePem, clientKeyPem: hubKey } };
+}
+
+/** A bundle for CLUSTER that the region's hub signed (`version`), sent up in a summary; its bytes. */
+async function sendUp(asHub: HubEndpoint, enrolled: RegionalEnrolled, key: KeyObject, version: number): Promise<Buffer> {
+  const target = Buffer.from('{"policies":[]}');
+  const now = new Date();
+  const signed = signBundle(
+    { federation: "acme", region: "eu-west", cluster: CLUSTER, version, issuedAt: now.toISOString(), expires: new Date(now.getTime() + DAY).toISOString(), targetHash: contentHash(target), targetLength: target.length, rootVersion: enrolled.rootVersion },
+    target,
+    key,
+  );
+  const bytes = encodeBundle(signed);
+  await call(asHub, "POST", "/v1/region/summary", { certificates: [], bundles: [{ cluster: CLUSTER, version, bytes: bytes.toString("base64") }], status: {}, compliance: {}, conflicts: [] });
+  return bytes;
+}
+
+describe("a global hub with a region that has its own hub", () => {
+  it("signs no bundle of its own for the region's clusters (a change costs it nothing there), shows and serves the copy of that hub's, and signs one when the region is cut off", async () => {
+    const h = await federation("signed-elsewhere");
+    await call(h.admin, "POST", "/v1/clusters", { name: "us-east-1", region: "us-east" });
+    const { enrolled, bundleKey, asHub } = await enrolByHand(h);
+    const bundles = h.hub.context.bundles;
+    // Signed at registration, before the region had a hub.
+    const own = bundles.version(CLUSTER)!;
+    const usEast = bundles.version("us-east-1")!;
+    const global = example("global.yaml");
+    const changed = { name: global.name, content: global.content.replace("locked: true", "locked: false") };
+    expect(changed.content).not.toBe(global.content);
+    await call(h.admin, "POST", "/v1/apply", { files: [changed] });
+    expect(bundles.version("us-east-1")).toBe(usEast + 1);
+    expect(bundles.version(CLUSTER)).toBe(own);
+    // Nor does the level-triggered refresh make one.
+    expect(await bundles.refresh([CLUSTER, "us-east-1"])).toEqual([]);
+    const published = (await call<{ items: { entry: { region: string } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=bundles.published&limit=1000")).body.items;
+    expect(published.filter((i) => i.entry.region === "eu-west")).toHaveLength(1); // the registration's
+
+    // What the hub shows and serves for the cluster: the bundle its region's hub signed, as sent up.
+    const bytes = await sendUp(asHub, enrolled, bundleKey.privateKey, 7);
+    expect((await call<{ bundle: number | null }>(h.admin, "GET", `/v1/clusters/${CLUSTER}`)).body.bundle).toBe(7);
+    expect((await call<{ items: { name: string; bundle: number | null }[] }>(h.admin, "GET", "/v1/clusters")).body.items.map((c) => [c.name, c.bundle])).toEqual([
+      [CLUSTER, 7],
+      ["us-east-1", usEast + 1],
+    ]);
+    const served = await call<Buffer>(h.admin, "GET", `/v1/clusters/${CLUSTER}/bundle`, undefined, { raw: true, binary: true });
+    expect(Buffer.compare(served.body, bytes)).toBe(0);
+    expect((await call<{ bundle: { version: number | null } }>(h.admin, "GET", `/v1/clusters/${CLUSTER}/intents`)).body.bundle.version).toBe(7);
+
+    // Cut off: its clusters' bundles come from this hub again, level-triggered.
+    await revokeKey(h.hub.context.trust, keyIdOf(bundleKey.publicKey), "eu-west hub compromised");
+    await eventually("a bundle this hub signed for the cluster", () => ((bundles.version(CLUSTER) ?? 0) > own ? true : undefined));
+    expect((await call<{ bundle: number | null }>(h.admin, "GET", `/v1/clusters/${CLUSTER}`)).body.bundle).toBe(bundles.version(CLUSTER));
+  }, 60_000);
+});
+
 describe("a region whose delegated key is revoked", () => {
   it("is cut off at the global hub: its hub's mirror and summaries refused (403, audited), its CA's certificates refused, its bundles no longer served", async () => {
     const h = await federation("cut-off");
-    const spki = (pem: string) => createPublicKey(pem).export({ type: "spki", format: "pem" }).toString();
-    // A regional hub's enrolment, made by hand with keys this test holds.
-    const token = (await call<{ token: string }>(h.admin, "POST", "/v1/regions/eu-west/tokens", { allowLoopback: true })).body.token;
-    const hubKey = await newPrivateKey();
-    const caKey = await newPrivateKey();
-    const bundleKey = generateKeyPairSync("ed25519");
-    const auditKey = generateKeyPairSync("ed25519");
-    const enrolled = (
-      await call<RegionalEnrolled>(h.anonymous, "POST", "/v1/regions/enrol", {
-        token,
-        region: "eu-west",
-        hubPublicKeyPem: spki(hubKey),
-        caPublicKeyPem: spki(caKey),
-        bundleKeyPem: bundleKey.publicKey.export({ type: "spki", format: "pem" }).toString(),
-        auditKeyPem: auditKey.publicKey.export({ type: "spki", format: "pem" }).toString(),
-        hostnames: [],
-      })
-    ).body;
-    const asHub: HubEndpoint = { url: h.hub.url, caPem: h.hub.caPem, clientCertificatePem: enrolled.hubCertificatePem, clientKeyPem: hubKey };
+    const { enrolled, caKey, bundleKey, asHub } = await enrolByHand(h);
     expect((await call<{ region: string }>(asHub, "GET", "/v1/region/mirror")).body.region).toBe("eu-west");
     // A cluster certificate its CA issued.
     const ca = { federation: "acme", certificate: new x509.X509Certificate(enrolled.caCertificatePem), certificatePem: enrolled.caCertificatePem, privateKey: await importPrivateKeyPem(caKey) };
@@ -345,14 +401,7 @@ describe("a region whose delegated key is revoked", () => {
     const asRenewed: HubEndpoint = { ...asCluster, clientCertificatePem: laundered };
 
     // A bundle it signed, sent up: kept for its agents' fallback.
-    const target = Buffer.from('{"policies":[]}');
-    const now = new Date();
-    const signed = signBundle(
-      { federation: "acme", region: "eu-west", cluster: CLUSTER, version: 3, issuedAt: now.toISOString(), expires: new Date(now.getTime() + DAY).toISOString(), targetHash: contentHash(target), targetLength: target.length, rootVersion: enrolled.rootVersion },
-      target,
-      bundleKey.privateKey,
-    );
-    await call(asHub, "POST", "/v1/region/summary", { certificates: [], bundles: [{ cluster: CLUSTER, version: 3, bytes: encodeBundle(signed).toString("base64") }], status: {}, compliance: {}, conflicts: [] });
+    await sendUp(asHub, enrolled, bundleKey.privateKey, 3);
     expect((await h.hub.context.regions!.bundleFor(CLUSTER))?.version).toBe(3);
 
     const result = await revokeKey(h.hub.context.trust, keyIdOf(bundleKey.publicKey), "eu-west hub compromised");

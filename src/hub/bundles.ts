@@ -5,7 +5,8 @@
  *
  * Bundles are made in the transaction of the change that alters them (a layer, a label),
  * only for the clusters it reaches, in bulk; and, level-triggered, for any cluster whose
- * bundle is missing, not its effective set, or near its expiry. Agents long-poll for theirs: a waiting request is answered as soon as its
+ * bundle is missing, not its effective set, or near its expiry. A global hub signs none for
+ * the clusters of a region with its own hub (that hub does; this one serves its copies). Agents long-poll for theirs: a waiting request is answered as soon as its
  * cluster's bundle changes, in this process or (through the database) in another.
  *
  * Clusters whose effective sets are equal share one target (the set names no cluster); each
@@ -56,9 +57,18 @@ export interface BundleOptions {
   /** How long a bundle is valid (default 24 h); it is re-signed when less than half remains. */
   readonly validityMs: number;
   readonly now: () => Date;
+  /**
+   * The regions whose clusters' bundles a regional hub signs, as `q` reads them (a global
+   * hub's; default none). This hub serves those hubs' copies to their clusters and signs
+   * none of its own for them: a change costs it nothing per such cluster. When a region's
+   * hub is cut off, its clusters get bundles from here level-triggered (the refresh).
+   */
+  readonly signedElsewhere?: (q: Queryable) => Promise<ReadonlySet<string>>;
 }
 
 type Waiter = (version: number) => void;
+
+const NONE: ReadonlySet<string> = new Set();
 
 export class BundleService {
   private readonly current = new Map<string, Current>();
@@ -122,6 +132,11 @@ export class BundleService {
     if (rows.length > 0) timings.moment("bundles.woken");
   }
 
+  /** The regions whose clusters' bundles are signed by their regional hub (see BundleOptions). */
+  private signedElsewhere(q: Queryable): Promise<ReadonlySet<string>> {
+    return this.options.signedElsewhere?.(q) ?? Promise.resolve(NONE);
+  }
+
   /** The canonical effective facts of a cluster ("" for none), as its bundle carries them. */
   private factsKey(cluster: string): string {
     return this.federation.facts.key(cluster);
@@ -147,6 +162,9 @@ export class BundleService {
    * and returns the `bundles.published` events to record, one per list.
    */
   async publish(tx: Queryable, items: readonly BundleItem[], context: AuditContext): Promise<AuditEvent[]> {
+    // Read in the transaction: a region's hub cut off by a change committed first gets its bundles here.
+    const elsewhere = await this.signedElsewhere(tx);
+    if (elsewhere.size > 0) items = items.filter((i) => !elsewhere.has(i.region));
     const now = this.options.now();
     const expires = new Date(now.getTime() + this.options.validityMs);
     const published: { readonly item: BundleItem; readonly bundle: PublishedBundle; readonly correlationId: string }[] = [];
@@ -202,14 +220,16 @@ export class BundleService {
    * bundle is due (see `due`), in a transaction of its own, at the generation it computed
    * them at (a change committed meanwhile, here or on another hub, makes it give up: the
    * next round computes again). A bundle re-signed with the same policies keeps the
-   * correlation id of the change that made them. Returns the clusters that got one.
+   * correlation id of the change that made them. Clusters whose region has its own hub are
+   * left to it (BundleOptions.signedElsewhere). Returns the clusters that got one.
    */
   async refresh(clusters: Iterable<string>, context: AuditContext = { actor: "hub", correlationId: newCorrelationId() }): Promise<string[]> {
     const generation = this.federation.generation;
+    const elsewhere = await this.signedElsewhere(this.db);
     const items: BundleItem[] = [];
     for (const cluster of clusters) {
       const record = this.federation.clusters.get(cluster);
-      if (record === undefined) continue;
+      if (record === undefined || elsewhere.has(record.region)) continue;
       let set;
       try {
         set = this.federation.effectiveFor(cluster);

@@ -23,7 +23,7 @@ import { normalizeSerial } from "../../identity/ca.js";
 import { issueHubCertificate } from "../../identity/regional.js";
 import { layersFromFiles } from "../../policy/layer-files.js";
 import { layerId } from "../../policy/layer.js";
-import type { Database } from "../../store/database.js";
+import type { Database, Queryable } from "../../store/database.js";
 import { newCorrelationId, type AuditContext, type AuditLog } from "../audit-log.js";
 import type { Changes } from "../change.js";
 import type { Federation } from "../federation.js";
@@ -365,12 +365,28 @@ export class Regions {
     return row === undefined ? undefined : { version: Number(row.version), bytes: Buffer.from(row.bytes) };
   }
 
+  /**
+   * The regions with a hub, and the versions of the bundles their hubs signed for these
+   * clusters as mirrored here (a cluster with none yet is absent): what their agents hold.
+   */
+  async mirroredVersions(clusters: readonly string[]): Promise<{ regions: ReadonlySet<string>; versions: ReadonlyMap<string, number> }> {
+    const regions = await regionsWithHubs(this.db);
+    if (regions.size === 0) return { regions, versions: new Map() };
+    const rows = await this.db.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE cluster = ANY($1)", [clusters]);
+    return { regions, versions: new Map(rows.map((r) => [r.cluster, Number(r.version)])) };
+  }
+
   async hubs(): Promise<{ region: string; enrolledAt: string; lastSeen: string | null; summary: unknown; headSize: number }[]> {
     const rows = await this.db.query<{ region: string; enrolled_at: Date; last_seen: Date | null; summary: unknown; size: string | null }>(
       "SELECT h.region, h.enrolled_at, h.last_seen, h.summary, (SELECT max(tree_size)::text FROM regional_heads r WHERE r.region = h.region) AS size FROM regional_hubs h ORDER BY h.region",
     );
     return rows.map((r) => ({ region: r.region, enrolledAt: new Date(r.enrolled_at).toISOString(), lastSeen: r.last_seen === null ? null : new Date(r.last_seen).toISOString(), summary: r.summary, headSize: Number(r.size ?? 0) }));
   }
+}
+
+/** The regions with a regional hub not cut off, as `q` reads them (their clusters' bundles are signed there). */
+export async function regionsWithHubs(q: Queryable): Promise<ReadonlySet<string>> {
+  return new Set((await q.query<{ region: string }>("SELECT region FROM regional_hubs WHERE revoked_at IS NULL")).map((r) => r.region));
 }
 
 /** Conflicts recorded in this hub's database (the global hub's: reported by its regions; a regional hub's: its own). */

@@ -2,7 +2,7 @@
 import { decisionBatch, statusReport } from "../../api/agent.js";
 import { impactAnswer } from "../../api/impact.js";
 import { applyReport, reportedFacts } from "../../api/intents.js";
-import { BUNDLE_MEDIA_TYPE } from "../../bundle/index.js";
+import { BUNDLE_MEDIA_TYPE, decodeBundle } from "../../bundle/index.js";
 import { describePrincipal } from "../principal.js";
 import { route, type Answer } from "../route.js";
 import { ApiError } from "../status.js";
@@ -170,7 +170,13 @@ export const AGENT_ROUTES = [
     access: { kind: "access", access: "read" },
     targets: (hub, call) => [clusterTarget(hub, call.params.name!)],
     async handle(hub, call) {
-      return { body: await hub.intents.status(call.params.name!) };
+      const name = call.params.name!;
+      const status = await hub.intents.status(name);
+      // A region with its own hub: the bundle its agent holds is that hub's (this hub signs none for it).
+      if (hub.regions === undefined || !(await hub.regions.hasHub(hub.federation.clusters.get(name)!.region))) return { body: status };
+      const mirrored = await hub.regions.bundleFor(name);
+      const signed = mirrored === undefined ? undefined : decodeBundle(mirrored.bytes).envelope.signed;
+      return { body: { ...status, bundle: { version: signed?.version ?? null, manifestsHash: signed?.manifestsHash ?? null } } };
     },
   }),
   route({

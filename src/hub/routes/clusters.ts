@@ -10,7 +10,18 @@ import { auditContext, clusterTarget, engine } from "./shared.js";
 
 const summarize = (set: EffectivePolicySet): EffectiveSummary => ({ hash: set.hash, policies: set.document.policies.length, exceptions: set.document.exceptions.length });
 
-function clusterView(hub: Hub, name: string, status?: AgentStatus): ClusterView {
+/**
+ * The bundle version each of these clusters' agents should hold: this hub's, or, for a
+ * region with its own hub, the version of that hub's bundle as mirrored here (this hub signs
+ * none for them).
+ */
+async function bundleVersions(hub: Hub, names: readonly string[]): Promise<(name: string) => number | undefined> {
+  if (hub.regions === undefined) return (name) => hub.bundles.version(name);
+  const { regions, versions } = await hub.regions.mirroredVersions(names);
+  return (name) => (regions.has(hub.federation.clusters.get(name)!.region) ? versions.get(name) : hub.bundles.version(name));
+}
+
+function clusterView(hub: Hub, name: string, versionOf: (name: string) => number | undefined, status?: AgentStatus): ClusterView {
   const record = hub.federation.clusters.get(name)!;
   let effective: EffectiveSummary;
   try {
@@ -18,7 +29,7 @@ function clusterView(hub: Hub, name: string, status?: AgentStatus): ClusterView 
   } catch (error) {
     effective = { error: error instanceof Error ? error.message : String(error) };
   }
-  const bundle = hub.bundles.version(name);
+  const bundle = versionOf(name);
   const agent =
     status === undefined
       ? null
@@ -41,7 +52,8 @@ async function register(hub: Hub, call: Call<unknown>, items: readonly RegisterR
   } as const;
   const plan = engine(refusal, () => hub.changes.plan(change));
   await hub.changes.apply(change, describePrincipal(call.principal), auditContext(call), plan);
-  return plan.affected.map((a) => ({ ...clusterView(hub, a.cluster), effective: summarize(a.after) }));
+  const versionOf = await bundleVersions(hub, plan.affected.map((a) => a.cluster));
+  return plan.affected.map((a) => ({ ...clusterView(hub, a.cluster, versionOf), effective: summarize(a.after) }));
 }
 
 /** The cluster a call names in its path, as its target. */
@@ -57,8 +69,9 @@ export const CLUSTER_ROUTES = [
       const visible = [...hub.federation.clusters.values()]
         .filter((c) => denial(call.principal, "read", { kind: "cluster", cluster: c.name, region: c.region }) === undefined)
         .sort((a, b) => (a.name < b.name ? -1 : 1));
-      const statuses = await hub.reports.statuses(visible.map((c) => c.name));
-      return { body: { items: visible.map((c) => clusterView(hub, c.name, statuses.get(c.name))) } };
+      const names = visible.map((c) => c.name);
+      const [statuses, versionOf] = await Promise.all([hub.reports.statuses(names), bundleVersions(hub, names)]);
+      return { body: { items: visible.map((c) => clusterView(hub, c.name, versionOf, statuses.get(c.name))) } };
     },
   }),
   route({
@@ -94,8 +107,8 @@ export const CLUSTER_ROUTES = [
     targets: named,
     async handle(hub, call) {
       const name = call.params.name!;
-      const statuses = await hub.reports.statuses([name]);
-      return { body: { ...clusterView(hub, name, statuses.get(name)), certificates: await hub.identity.certificatesOf(name) } };
+      const [statuses, versionOf] = await Promise.all([hub.reports.statuses([name]), bundleVersions(hub, [name])]);
+      return { body: { ...clusterView(hub, name, versionOf, statuses.get(name)), certificates: await hub.identity.certificatesOf(name) } };
     },
   }),
   route({
@@ -110,7 +123,7 @@ export const CLUSTER_ROUTES = [
       const change = { kind: "relabel", cluster: name, labels: call.body.labels } as const;
       const plan = engine(`cluster ${name} cannot be relabelled`, () => hub.changes.plan(change));
       await hub.changes.apply(change, describePrincipal(call.principal), auditContext(call), plan);
-      return { body: clusterView(hub, name) };
+      return { body: clusterView(hub, name, await bundleVersions(hub, [name])) };
     },
   }),
   route({
@@ -164,11 +177,14 @@ export const CLUSTER_ROUTES = [
   route({
     method: "GET",
     path: "/v1/clusters/:name/bundle",
-    summary: "A cluster's current signed bundle (a cluster may read its own; anyone may verify it with the hub's bundle key).",
+    summary:
+      "A cluster's current signed bundle (a cluster may read its own; anyone may verify it with the hub's bundle key). For a region with its own hub: the bundle that hub signed, as mirrored here.",
     access: { kind: "access", access: "read" },
     targets: named,
     async handle(hub, call) {
-      const bundle = hub.bundles.bundleBytes(call.params.name!);
+      const name = call.params.name!;
+      const region = hub.federation.clusters.get(name)!.region;
+      const bundle = hub.regions !== undefined && (await hub.regions.hasHub(region)) ? await hub.regions.bundleFor(name) : hub.bundles.bundleBytes(name);
       if (bundle === undefined) throw notFound(`cluster ${call.params.name} has no bundle yet`);
       return { body: bundle.bytes, type: BUNDLE_MEDIA_TYPE, headers: { etag: `"${bundle.version}"` } };
     },
