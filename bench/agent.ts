@@ -38,11 +38,11 @@ async function startHub(dataDir: string, token?: string): Promise<Hub> {
 const files = (names: string[]) => names.map((n) => ({ name: n, content: readFileSync(join(EXAMPLES, "layers", n), "utf8") }));
 
 /**
- * Verifications that many agents in one process leave for later: each agent's bundle is
+ * Verifications that many agents in one thread leave for later: each agent's bundle is
  * decompressed, decoded, its signature and hash checked, and the time that took measured
  * for it alone, two per turn of the event loop, so that reading the sockets waits behind no
  * more than two of them. On a
- * fleet every agent verifies on its own machine at once; in one process they would queue
+ * fleet every agent verifies on its own machine at once; in one thread they would queue
  * behind each other and the last agent's time would be the sum of them all (10,000 × about
  * 0.5 ms on one core here), which says nothing of the hub.
  */

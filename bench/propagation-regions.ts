@@ -2,7 +2,7 @@
  * A global change under regional hubs, measured against real processes: one global hub and
  * four regional hubs (each `polity hub --region R --parent <global> --region-token …`, its
  * own process and its own PGlite data folder), and N lightweight agents in this process
- * (`POLITY_BENCH_AGENTS`, default 1,000), spread evenly over the four regions, each enrolled
+ * (`POLITY_BENCH_AGENTS`, default 1,000; in worker threads, bench/fleet.ts), spread evenly over the four regions, each enrolled
  * with its region's hub and long-polling it over mutual TLS, checking the signature and the
  * hash of every bundle (signed by its regional hub's delegated key). Printed:
  * - bringing the fleet up: the regional hubs' enrolment, registering the clusters on the
@@ -14,17 +14,17 @@
  *   long polls (after applying it: plan, sign, store in its own transaction);
  * - the hubs' resident memory.
  */
-import { createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { IssuedCertificate } from "../src/api/identity.js";
 import { call, closeConnections, type HubEndpoint } from "../src/client/http.js";
 import { createCsr, type Credentials } from "../src/identity/enrollment.js";
-import { LightAgent, Verifications } from "./agent.js";
+import { Fleet } from "./fleet.js";
 import { fmt, percentile } from "./fixtures.js";
 import { startHubProcess, stopProcess, type HubProcess } from "./processes.js";
-import { changeArrival, files, FLEET_CHANGE, registerFleet, startLongPolls, inParallel, rssMiB, where } from "./propagation.js";
+import { files, FLEET_CHANGE, globalChange, registerFleet, inParallel, rssMiB, where } from "./propagation.js";
 
 const REGIONS = ["eu-west", "us-east", "ap-south", "eu-north"] as const;
 
@@ -34,7 +34,6 @@ interface Region {
   readonly admin: HubEndpoint;
   /** The clusters of this region, by index into the fleet. */
   readonly members: number[];
-  bundleKey?: KeyObject;
 }
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -49,14 +48,13 @@ export async function benchPropagationRegions(): Promise<Record<string, number>>
   const n = Number(process.env.POLITY_BENCH_AGENTS ?? "1000");
   const root = mkdtempSync(join(tmpdir(), "polity-bench-regions-"));
   const results: Record<string, number> = {};
-  const agents: LightAgent[] = [];
-  const loops: Promise<void>[] = [];
+  let fleet: Fleet | undefined;
   const processes: HubProcess[] = [];
   try {
     const global = await startHubProcess(join(root, "global"));
     processes.push(global);
     const admin: HubEndpoint = { url: global.url, caPem: global.caPem, token: global.adminToken };
-    console.log(`\nPropagation under regional hubs: ${n} agents, one global hub and ${REGIONS.length} regional hubs (each its own process and PGlite; agents in this process, each enrolled with its region's hub)`);
+    console.log(`\nPropagation under regional hubs: ${n} agents, one global hub and ${REGIONS.length} regional hubs (each its own process and PGlite; agents in this process's worker threads, each enrolled with its region's hub)`);
     await call(admin, "POST", "/v1/apply", { files: files(["global.yaml", "region-eu-west.yaml", "region-us-east.yaml"]) });
 
     // The regional hubs, each enrolled with the global hub by a region token.
@@ -96,7 +94,6 @@ export async function benchPropagationRegions(): Promise<Record<string, number>>
     const enrolment = await inParallel(n, 16, async (i) => {
       const region = regionOf(i);
       const issued = (await call<IssuedCertificate>({ url: region.hub.url, caPem: region.hub.caPem }, "POST", "/v1/enroll", { joinToken: tokens[i], csr: csrs[i] })).body;
-      region.bundleKey ??= createPublicKey(issued.bundleKey.publicKeyPem);
       creds[i] = { cluster: `p-${i}`, privateKeyPem: keys[i]!, certificatePem: issued.certificate, caPem: issued.ca, spiffeId: issued.spiffeId, serial: issued.serial, notAfter: issued.notAfter, renewAfter: issued.renewAfter, bundleKeyPem: issued.bundleKey.publicKeyPem };
     }, "enrolled");
     results.regionsEnrolSeconds = enrolment;
@@ -105,15 +102,12 @@ export async function benchPropagationRegions(): Promise<Record<string, number>>
     console.log(`  mint ${n} join tokens on the regional hubs: ${minting.toFixed(1)} s; enrol ${n} clusters with their regional hubs, 16 in flight: ${enrolment.toFixed(1)} s (${(n / enrolment).toFixed(0)} per second)`);
 
     // Every agent long-polling its regional hub.
-    const verifications = new Verifications();
-    creds.forEach((c, i) => {
-      const region = regionOf(i);
-      agents.push(new LightAgent(region.hub.url, c, { publicKey: region.bundleKey!, federation: "polity", region: region.name, cluster: c.cluster }, verifications));
-    });
-    const initialSeconds = await startLongPolls(agents, loops);
+    fleet = await Fleet.open(creds.map((c, i) => ({ url: regionOf(i).hub.url, creds: c, bundleKeyPem: c.bundleKeyPem, federation: "polity", region: regionOf(i).name })));
+    const initialSeconds = await fleet.start();
     await Promise.all(processes.map((p) => p.timings()));
 
-    const { t0, applyMs, arrived, times, allVerifiedMs } = await changeArrival(agents, (change) => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] }));
+    const change = globalChange();
+    const { t0, applyMs, arrived, times, allVerifiedMs, refused } = await fleet.change(() => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] }));
     const snapshots = await Promise.all(regions.map((r) => r.hub.timings()));
     const globalSnapshot = await global.timings();
 
@@ -121,25 +115,24 @@ export async function benchPropagationRegions(): Promise<Record<string, number>>
     results[`regionsP99_${n}`] = percentile(times, 99);
     console.log(`  first bundles to all ${n} agents (each a new mutual-TLS connection to its regional hub): ${initialSeconds.toFixed(1)} s`);
     console.log(
-      `  a global layer change on the global hub reached ${times.length} of ${n} agents (each: its bundle's arrival plus its own verification, timed alone): p50 ${fmt(percentile(times, 50))} ms, p99 ${fmt(percentile(times, 99))} ms, max ${fmt(times[times.length - 1] ?? Number.NaN)} ms (the apply call ${fmt(applyMs)} ms; this process had verified all of them ${fmt(allVerifiedMs)} ms after the apply was sent, refused ${agents.reduce((t, a) => t + a.refused, 0)})   (target: p99 ≤ 3 s at 10,000)`,
+      `  a global layer change on the global hub reached ${times.length} of ${n} agents (each: its bundle's arrival plus its own verification, timed alone): p50 ${fmt(percentile(times, 50))} ms, p99 ${fmt(percentile(times, 99))} ms, max ${fmt(times[times.length - 1] ?? Number.NaN)} ms (the apply call ${fmt(applyMs)} ms; this process's ${fleet.threadCount} threads had verified all of them ${fmt(allVerifiedMs)} ms after the apply was sent, refused ${refused})   (target: p99 ≤ 3 s at 10,000)`,
     );
     console.log(`  the global hub's part: ${where(globalSnapshot, 1, ["change.", "bundles.", "audit."])}`);
     regions.forEach((r, k) => {
       const snapshot = snapshots[k]!;
       const woken = snapshot.moments["bundles.woken"];
-      // Its link pulled the new global layer, then applied it (plan, transaction, reload) and woke its long polls.
-      const applying = ["change.plan", "change.transaction", "change.reload"].reduce((total, phase) => total + (snapshot.phases[phase]?.ms ?? 0), 0);
+      const pulled = snapshot.moments["region.pulled"];
+      // Its link pulled the new global layer (region.pulled), then applied it and woke its long polls.
       const last = Math.max(...r.members.map((i) => arrived[i]! - t0));
       if (process.env.POLITY_BENCH_DEBUG !== undefined) console.log(JSON.stringify(snapshot), r.members.map((i) => arrived[i]! - t0).sort((a, b) => a - b).join(" "));
-      if (woken !== undefined) results[`regionPulled_${r.name}`] = woken - t0 - applying;
+      if (pulled !== undefined) results[`regionPulled_${r.name}`] = pulled - t0;
       console.log(
-        `  ${r.name} (${r.members.length} agents): the new global layer pulled by its link at ${woken === undefined ? "?" : fmt(woken - t0 - applying)} ms, applied and its long polls woken at ${woken === undefined ? "?" : fmt(woken - t0)} ms, its last agent verified at ${fmt(last)} ms; its hub: ${where(snapshot, 1, ["change.", "bundles."])}; RSS ${rssMiB(r.hub.process.pid!).toFixed(0)} MiB`,
+        `  ${r.name} (${r.members.length} agents): the new global layer pulled by its link at ${pulled === undefined ? "?" : fmt(pulled - t0)} ms, applied and its long polls woken at ${woken === undefined ? "?" : fmt(woken - t0)} ms, its last agent verified at ${fmt(last)} ms; its hub: ${where(snapshot, 1, ["change.", "bundles."])}; RSS ${rssMiB(r.hub.process.pid!).toFixed(0)} MiB`,
       );
     });
     console.log(`  global hub RSS ${rssMiB(global.process.pid!).toFixed(0)} MiB`);
   } finally {
-    for (const a of agents) a.stop();
-    await Promise.allSettled(loops);
+    await fleet?.close();
     closeConnections();
     for (const p of processes.reverse()) await stopProcess(p.process);
     rmSync(root, { recursive: true, force: true });

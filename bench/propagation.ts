@@ -1,7 +1,7 @@
 /**
  * A global change at scale, measured against real processes: one hub (embedded PGlite) or
  * several on one PostgreSQL (`POLITY_BENCH_HUBS=4`, `POLITY_BENCH_DATABASE_URL`), and N
- * lightweight agents in this process (`POLITY_BENCH_AGENTS`, default 1,000), each with its
+ * lightweight agents in this process's worker threads (bench/fleet.ts; `POLITY_BENCH_AGENTS`, default 1,000), each with its
  * own key, certificate, mutual-TLS connection and long poll, checking the signature and the
  * hash of every bundle. Printed:
  * - enrolment, step by step: registering the clusters, minting their join tokens, making
@@ -14,9 +14,8 @@
  * `POLITY_BENCH_PROFILE=<dir>` writes CPU profiles of the (first) hub for the enrolment and
  * the change.
  */
-import { createPublicKey, generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { Session } from "node:inspector/promises";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,7 +25,7 @@ import { call, closeConnections, HubError, type HubEndpoint } from "../src/clien
 import type { TimingsSnapshot } from "../src/hub/timings.js";
 import { createCsr, type Credentials } from "../src/identity/enrollment.js";
 import { parseClusterSpiffeId } from "../src/identity/spiffe.js";
-import { LightAgent, Verifications } from "./agent.js";
+import { Fleet } from "./fleet.js";
 import { fmt, percentile } from "./fixtures.js";
 import { startHubProcess, stopProcess, type HubProcess } from "./processes.js";
 
@@ -111,15 +110,14 @@ export async function benchPropagation(): Promise<Record<string, number>> {
   const schema = `bench_${process.pid}`;
   const hubs: HubProcess[] = [];
   const results: Record<string, number> = {};
-  const agents: LightAgent[] = [];
-  const loops: Promise<void>[] = [];
+  let fleet: Fleet | undefined;
   try {
     for (let h = 0; h < hubCount; h++) hubs.push(await startHubProcess(join(root, `hub-${h}`), databaseUrl === undefined ? {} : { databaseUrl, schema }));
     const first = hubs[0]!;
     const admin: HubEndpoint = { url: first.url, caPem: first.caPem, token: first.adminToken };
     const all = () => Promise.all(hubs.map((h) => h.timings())).then(sum);
     const where_ = databaseUrl === undefined ? "embedded PGlite" : `${hubCount} hub process(es) on one PostgreSQL`;
-    console.log(`\nPropagation at scale: ${n} agents (${where_}; agents in this process, one mutual-TLS connection and long poll each, spread over the hubs)`);
+    console.log(`\nPropagation at scale: ${n} agents (${where_}; agents in this process's ${process.env.POLITY_BENCH_AGENT_THREADS ?? 2} worker threads, one mutual-TLS connection and long poll each, spread over the hubs)`);
     await again(() => call(admin, "POST", "/v1/apply", { files: files(["global.yaml", "region-eu-west.yaml", "region-us-east.yaml"]) }));
     const regions = ["eu-west", "us-east"];
     await all();
@@ -161,18 +159,14 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     console.log(`  enrol ${n} clusters (join token + CSR → certificate), 16 in flight: ${enrolment.toFixed(1)} s (${results.enrolMsEach.toFixed(2)} ms each, ${(n / enrolment).toFixed(0)} per second); hub (wall time of each step, summed over the 16 in flight): ${where(enrolHub, n, ["enrol.", "audit."])}`);
 
     // Every agent long-polling, each through its hub.
-    const publicKey = createPublicKey(creds[0]!.bundleKeyPem);
-    const verifications = new Verifications();
-    creds.forEach((c, i) => agents.push(new LightAgent(hubs[i % hubCount]!.url, c, { publicKey, federation: "polity", region: parseClusterSpiffeId(c.spiffeId)?.region ?? "", cluster: c.cluster }, verifications)));
-    const initialSeconds = await startLongPolls(agents, loops);
+    fleet = await Fleet.open(creds.map((c, i) => ({ url: hubs[i % hubCount]!.url, creds: c, bundleKeyPem: c.bundleKeyPem, federation: "polity", region: parseClusterSpiffeId(c.spiffeId)?.region ?? "" })));
+    const initialSeconds = await fleet.start();
     await all();
 
     profile("change");
-    // And this process, whose agents decrypt, decompress and verify on the other core.
-    const stopSelf = profileDir === undefined ? undefined : await profileSelf(join(profileDir, "agents-change.cpuprofile"));
-    const { t0, applyMs, times, allVerifiedMs } = await changeArrival(agents, (change) => again(() => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] })));
+    const change = globalChange();
+    const { t0, applyMs, times, allVerifiedMs, refused } = await fleet.change(() => again(() => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] })));
     profileStop();
-    await stopSelf?.();
     // The change's audit entries (served once under a signed head, within a second or two).
     await new Promise((r) => setTimeout(r, 2500));
     const { items } = (await call<{ items: { entry: { data: { bundles: number; targets: number } } }[] }>(admin, "GET", `/v1/audit/entries?kind=bundles.published&limit=1000&start=0&since=${new Date(t0 - 1000).toISOString()}`)).body;
@@ -194,11 +188,10 @@ export async function benchPropagation(): Promise<Record<string, number>> {
       `  where the time went: long polls woken ${woken === undefined ? "?" : fmt(woken - t0)} ms after the apply was sent, the last of them answered by the hub at ${answered === undefined ? "?" : fmt(answered - t0)} ms, the last bundle verified ${fmt((times[times.length - 1] ?? 0) - (woken === undefined ? 0 : woken - t0))} ms after that; hub: ${where(changeHub, 1, ["change.", "bundles.", "audit.", "standing."])}`,
     );
     console.log(
-      `  this process had verified all ${n} bundles, one after another on its one thread, ${fmt(allVerifiedMs)} ms after the apply was sent (what the figure above was before each agent's check was timed alone); refused: ${agents.reduce((t, a) => t + a.refused, 0)}`,
+      `  this process had verified all ${n} bundles, one after another on each of its ${fleet.threadCount} threads, ${fmt(allVerifiedMs)} ms after the apply was sent; refused: ${refused}`,
     );
   } finally {
-    for (const a of agents) a.stop();
-    await Promise.allSettled(loops);
+    await fleet?.close();
     closeConnections();
     for (const h of hubs) await stopProcess(h.process);
     rmSync(root, { recursive: true, force: true });
@@ -212,69 +205,5 @@ export async function benchPropagation(): Promise<Record<string, number>> {
   return results;
 }
 
-/**
- * Applies a change of the global layer (`apply`) and waits (at most 3 minutes) for every
- * agent to hold a newer verified bundle than it held: when each did, and the times from the
- * apply being sent, sorted.
- */
-export async function changeArrival(
-  agents: readonly LightAgent[],
-  apply: (change: string) => Promise<unknown>,
-): Promise<{ t0: number; applyMs: number; arrived: number[]; times: number[]; allVerifiedMs: number }> {
-  const held = agents.map((a) => a.version);
-  const arrived = new Array<number>(agents.length).fill(Number.NaN);
-  const done = agents.map(
-    (a, i) =>
-      new Promise<void>((resolve) => {
-        a.onBundle = (version, at) => {
-          if (version > held[i]!) {
-            arrived[i] = at;
-            resolve();
-          }
-        };
-      }),
-  );
-  const change = readFileSync(join(EXAMPLES, "changes", "global.yaml"), "utf8");
-  const t0 = Date.now();
-  await apply(change);
-  const applyMs = Date.now() - t0;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([Promise.all(done), new Promise((r) => (timer = setTimeout(r, 180_000)))]);
-  const allVerifiedMs = Date.now() - t0;
-  clearTimeout(timer); // or it keeps the process alive after the bench
-  const times = arrived.map((t) => t - t0).filter((t) => !Number.isNaN(t)).sort((a, b) => a - b);
-  return { t0, applyMs, arrived, times, allVerifiedMs };
-}
-
-const WAVE = 1000;
-
-/** Starts a CPU profile of this process; the function returned writes it to `file`. */
-async function profileSelf(file: string): Promise<() => Promise<void>> {
-  const session = new Session();
-  session.connect();
-  await session.post("Profiler.enable");
-  await session.post("Profiler.start");
-  return async () => {
-    const { profile } = await session.post("Profiler.stop");
-    writeFileSync(file, JSON.stringify(profile));
-    session.disconnect();
-  };
-}
-
-/**
- * Starts every agent's loop (into `loops`), waits for each to hold its first bundle, then for
- * every long poll to be parked at its hub; returns the seconds the first bundles took.
- */
-export async function startLongPolls(agents: readonly LightAgent[], loops: Promise<void>[]): Promise<number> {
-  const initial = agents.map((a) => new Promise<void>((resolve) => (a.onBundle = () => resolve())));
-  const syncStart = performance.now();
-  // In waves of 1,000: ten thousand handshakes at once overflow the hub's accept backlog, and
-  // the refused connections' retries made bringing up 10,000 agents take minutes.
-  for (let i = 0; i < agents.length; i += WAVE) {
-    for (const a of agents.slice(i, i + WAVE)) loops.push(a.run());
-    await Promise.all(initial.slice(i, i + WAVE));
-  }
-  const initialSeconds = (performance.now() - syncStart) / 1000;
-  await new Promise((r) => setTimeout(r, Math.max(1000, agents.length / 5)));
-  return initialSeconds;
-}
+/** The change the propagation benchmarks make: a new version of the global layer. */
+export const globalChange = (): string => readFileSync(join(EXAMPLES, "changes", "global.yaml"), "utf8");

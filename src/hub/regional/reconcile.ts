@@ -21,6 +21,7 @@ import type { Database } from "../../store/database.js";
 import { newCorrelationId, type AuditContext, type AuditLog } from "../audit-log.js";
 import type { Changes, LayerInput } from "../change.js";
 import type { Federation } from "../federation.js";
+import { timings } from "../timings.js";
 
 const ACTOR = "parent";
 
@@ -88,6 +89,7 @@ export class Reconciler {
       return;
     }
     if (global.version === link.global_version) return;
+    timings.moment("region.pulled");
     const next = input("global", global.files);
     try {
       await this.changes.apply({ kind: "layers", layers: [next] }, ACTOR, context);
