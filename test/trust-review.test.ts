@@ -261,6 +261,10 @@ describe("what a region sends up, judged by the global hub", () => {
     expect(answer.refused).toBeUndefined();
     // Served as the region signed it, byte for byte.
     expect((await regions.bundleFor(CLUSTER))?.bytes.equals(eight.bytes)).toBe(true);
+    // Kept as it came: the metadata line and its target's hash, the target once.
+    const db = h.hub.context.db;
+    expect(await db.query("SELECT bytes IS NULL AS split, target_hash FROM regional_bundles WHERE cluster = $1", [CLUSTER])).toEqual([{ split: true, target_hash: eight.hash }]);
+    expect(await db.query("SELECT hash FROM regional_targets")).toEqual([{ hash: eight.hash }]);
     const nine = split(9);
     const bundles = [{ cluster: CLUSTER, version: 9, envelope: nine.envelope, target: nine.hash }];
     answer = await regions.receive("eu-west", { ...summary([]), bundles, targets: [] });
@@ -276,6 +280,11 @@ describe("what a region sends up, judged by the global hub", () => {
     answer = await regions.receive("eu-west", { ...summary([]), bundles: [{ cluster: CLUSTER, version: 10, envelope: other.envelope, target: eight.hash }], targets: [{ hash: eight.hash, bytes: eight.target.toString("base64") }] });
     expect(answer.refused).toEqual([expect.stringMatching(/^bundle: .*target-mismatch/)]);
     expect((await regions.bundleFor(CLUSTER))?.version).toBe(8);
+    // A whole bundle (as an older regional hub sends them) replaces it; the target no bundle names any more goes.
+    answer = await regions.receive("eu-west", summary([{ cluster: CLUSTER, version: 11, bytes: regional(euWest.privateKey, { version: 11 }) }]));
+    expect(answer.refused).toBeUndefined();
+    expect((await regions.bundleFor(CLUSTER))?.version).toBe(11);
+    expect(await db.query("SELECT hash FROM regional_targets")).toEqual([]);
   });
 
   it("records a region's conflicts about its own layer only, as the region's claim", async () => {

@@ -24,6 +24,7 @@ import { newCorrelationId, type AuditContext } from "./audit-log.js";
 import { listKeys, type KeyPurpose, type KeyRow } from "./keys.js";
 import { badRequest, conflict, notFound } from "./status.js";
 import type { TrustService } from "./trust.js";
+import { dropUnusedTargets } from "./regional/sent-bundles.js";
 
 export const ROTATABLE: readonly KeyPurpose[] = ["root", "bundles", "audit-log"];
 
@@ -216,6 +217,7 @@ async function cutOffRegion(tx: Queryable, region: string, now: Date): Promise<{
   const hubs = await tx.query("UPDATE regional_hubs SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING region", [now, region]);
   const authorities = await tx.query<{ serial: string }>("UPDATE regional_authorities SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING serial", [now, region]);
   const bundles = await tx.query("DELETE FROM regional_bundles WHERE region = $1 RETURNING cluster", [region]);
+  await dropUnusedTargets(tx);
   // Every certificate of the region's clusters, wherever it was issued: the region's CA could
   // have minted one for a key it chose and had it renewed here from the federation CA.
   const certificates = await tx.query("UPDATE certificates SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING serial", [now, region]);

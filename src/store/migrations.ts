@@ -679,6 +679,20 @@ CREATE INDEX certificates_region_issued ON certificates (region, issued_at) WHER
     name: "regional_link: the last bundle sent up is a revision and a cluster (one change's bundles share a revision, and may take several summaries)",
     statements: ddl(`ALTER TABLE regional_link ADD COLUMN sent_bundle_cluster text NOT NULL DEFAULT ''`),
   },
+  {
+    version: 25,
+    name: "regional_bundles: a region's bundles kept as sent, each metadata line apart and each target once (regional_targets)",
+    statements: ddl(`
+-- bytes: a whole bundle (as older regional hubs send them); or envelope (the metadata line) and target_hash.
+ALTER TABLE regional_bundles ALTER COLUMN bytes DROP NOT NULL;
+ALTER TABLE regional_bundles ADD COLUMN envelope bytea;
+ALTER TABLE regional_bundles ADD COLUMN target_hash text;
+CREATE TABLE regional_targets (
+  hash text PRIMARY KEY,
+  bytes bytea NOT NULL,
+  received_at timestamptz NOT NULL
+)`),
+  },
 ];
 
 const LOCK_KEY = 7_346_201; // "polity" migrations

@@ -10,8 +10,9 @@
  * Residency: nothing region-scoped comes up but counts, hashes and signed heads; decision
  * logs, compliance details and audit entries stay in the region.
  *
- * This module owns `region_tokens`, `regional_hubs`, `regional_heads`, `regional_bundles`
- * and `region_conflicts` (the last shared with the regional side, which writes its own).
+ * This module owns `region_tokens`, `regional_hubs`, `regional_heads`, `regional_bundles` and
+ * `regional_targets` (written by sent-bundles.ts), and `region_conflicts` (the last shared
+ * with the regional side, which writes its own).
  */
 import { createHash, createPublicKey, randomBytes, X509Certificate } from "node:crypto";
 import type { SourceFile } from "../../api/fields.js";
@@ -34,7 +35,8 @@ import type { TrustService } from "../trust.js";
 import { declaredResidency } from "../residency.js";
 import { CERTIFICATE_COLUMNS, certificateOnWire, type CertificateRow } from "./certificate-rows.js";
 import { certificateRefusal, conflictRefusal, reportedBy, type ClaimContext } from "./claims.js";
-import { storeSentBundles } from "./sent-bundles.js";
+import { dropUnusedTargets, mirroredBundle, storeSentBundles } from "./sent-bundles.js";
+import { timings } from "../timings.js";
 
 const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
 /** How old a certificate issued here must be before the mirror carries it down (see mirror()). */
@@ -120,6 +122,7 @@ export class Regions {
       await tx.query("DELETE FROM regional_heads WHERE region = $1", [request.region]);
       // Bundles the region's previous hub sent up are not this one's to stand by.
       await tx.query("DELETE FROM regional_bundles WHERE region = $1", [request.region]);
+      await dropUnusedTargets(tx);
       await this.audit.record(tx, [
         {
           kind: "regional-hub.enrolled",
@@ -214,6 +217,7 @@ export class Regions {
 
   /** A summary from a regional hub: recorded; its region layer applied (or the conflict said); its head checked. */
   async receive(region: string, summary: RegionalSummary): Promise<SummaryAnswer> {
+    const started = performance.now();
     const now = this.now();
     const context: AuditContext = { actor: `regional-hub:${region}`, correlationId: newCorrelationId() };
     const refused: string[] = [];
@@ -281,6 +285,7 @@ export class Regions {
       await this.changes.apply({ kind: "revoke", cluster }, `regional-hub:${region}`, context);
     }
     const regionLayer = summary.regionLayer === undefined ? { state: "unchanged" as const } : await this.applyRegionLayer(region, summary.regionLayer.files, context);
+    timings.add("region.summary", performance.now() - started);
     return { regionLayer, acknowledgedSize: await this.recordedSize(region), ...(headRefused === undefined ? {} : { headRefused }), ...(refused.length === 0 ? {} : { refused: refused.slice(0, 20) }) };
   }
 
@@ -361,8 +366,7 @@ export class Regions {
 
   /** The bundle a region's hub signed for this cluster, as mirrored here; undefined when there is none. */
   async bundleFor(cluster: string): Promise<{ version: number; bytes: Buffer } | undefined> {
-    const [row] = await this.db.query<{ version: string; bytes: Uint8Array }>("SELECT version::text AS version, bytes FROM regional_bundles WHERE cluster = $1", [cluster]);
-    return row === undefined ? undefined : { version: Number(row.version), bytes: Buffer.from(row.bytes) };
+    return mirroredBundle(this.db, cluster);
   }
 
   /**

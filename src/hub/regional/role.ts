@@ -3,7 +3,9 @@
  * parent's mirror (the global layer, its region's clusters, its region layer as the parent
  * holds it) and brings its own database to it, then sends its summary up (its region layer
  * when the parent has not accepted that version, the certificates its CA issued, the
- * bundles it signed, its log's newest signed head with a consistency proof, counts). A
+ * bundles it signed, its log's newest signed head with a consistency proof, counts; the
+ * bundles of a change the round itself pulled wait for the next round, so that sending them
+ * does not compete with answering the long polls that change woke). A
  * round that fails changes nothing: the next one starts again from what the databases hold,
  * so no update is lost however long the parent is away.
  *
@@ -30,6 +32,7 @@ import type { Residency } from "../residency.js";
 import { MirrorWake } from "../mirror-wake.js";
 import type { RegionalRenewal } from "./renewal.js";
 import { CERTIFICATE_COLUMNS, certificateOnWire, type CertificateRow } from "./certificate-rows.js";
+import { timings } from "../timings.js";
 
 export interface LinkState {
   readonly region: string;
@@ -68,6 +71,8 @@ export class RegionalRole {
   /** The last refusal of the parent's roots audited (each reason once). */
   private rootRefused: string | undefined;
   private readonly wake: MirrorWake;
+  /** Whether the last round left its bundles for this one (a round defers them at most once in a row). */
+  private deferredBundles = false;
 
   constructor(
     private readonly db: Database,
@@ -162,12 +167,17 @@ export class RegionalRole {
       const [mirrored] = await this.db.query<{ after: Date | null }>("SELECT max(issued_at) AS after FROM certificates WHERE NOT issued_here");
       const after = mirrored?.after === null || mirrored?.after === undefined ? "" : `?certificatesAfter=${encodeURIComponent(new Date(mirrored.after).toISOString())}`;
       const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", `/v1/region/mirror${after}`, undefined, { timeoutMs: 10_000 })).body;
+      const generation = this.federation.generation;
       await this.reconciler.pull(mirror);
+      // A change pulled in this round has just woken this hub's long polls: the bundles it
+      // signed go up with the next round (at most one round later), not while those are answered.
+      const deferBundles = this.federation.generation !== generation && !this.deferredBundles;
+      this.deferredBundles = deferBundles;
       await this.residency?.follow(mirror.residency);
       // Clusters revoked here that the parent does not know revoked yet: the registry is its.
       const parentRevoked = new Map(mirror.clusters.map((c) => [c.name, c.revoked]));
       const revoked = [...this.federation.clusters.values()].filter((c) => c.revokedAt !== null && parentRevoked.get(c.name) === false).map((c) => c.name);
-      await this.push(mirror.headSize, revoked);
+      await this.push(mirror.headSize, revoked, !deferBundles);
       // Its delegation and CA, before they expire (the new root arrives with the next round).
       await this.renewal?.renewIfDue(this.trust.root);
       this.connected = true;
@@ -180,7 +190,8 @@ export class RegionalRole {
   }
 
   /** `recorded`: the size of this log's newest head the parent holds (what the proof starts from). */
-  private async push(recorded: number, revoked: readonly string[]): Promise<void> {
+  private async push(recorded: number, revoked: readonly string[], withBundles: boolean): Promise<void> {
+    const started = performance.now();
     const link = await this.link();
     const region = this.federation.layers.get(`region/${this.region}`);
     const regionLayer = region !== undefined && region.version !== link.accepted_region_version ? { version: region.version, files: [...region.files] } : undefined;
@@ -189,7 +200,7 @@ export class RegionalRole {
       `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE issued_here AND issued_at > $1 ORDER BY issued_at LIMIT 5000`,
       [since],
     );
-    const { bundles, targets, last } = await this.changedBundles({ revision: link.sent_bundle_revision, cluster: link.sent_bundle_cluster });
+    const { bundles, targets, last } = withBundles ? await this.changedBundles({ revision: link.sent_bundle_revision, cluster: link.sent_bundle_cluster }) : { bundles: [], targets: [], last: undefined };
     const head = await this.audit.latestHead().catch(() => undefined);
     let proof: string[] = [];
     if (head !== undefined && recorded > 0 && head.treeSize > recorded) proof = [...(await this.audit.consistencyProof(recorded, head.treeSize)).proof];
@@ -216,6 +227,7 @@ export class RegionalRole {
     );
     this.reconciler.sent(summary.conflicts.map((c) => c.id));
     if (regionLayer !== undefined) await this.reconciler.answered(regionLayer.version, answer.regionLayer);
+    timings.add("region.push", performance.now() - started);
     if (answer.headRefused !== undefined) throw new Error(answer.headRefused);
   }
 
