@@ -340,7 +340,7 @@ async function sendUp(asHub: HubEndpoint, enrolled: RegionalEnrolled, key: KeyOb
 }
 
 describe("a global hub with a region that has its own hub", () => {
-  it("signs no bundle of its own for the region's clusters (a change costs it nothing there), shows and serves the copy of that hub's, and signs one when the region is cut off", async () => {
+  it("signs no bundle of its own for the region's clusters (a change costs it nothing there), shows and serves the copy of that hub's, and signs one when the region is cut off, newer than that hub's", async () => {
     const h = await federation("signed-elsewhere");
     await call(h.admin, "POST", "/v1/clusters", { name: "us-east-1", region: "us-east" });
     const { enrolled, bundleKey, asHub } = await enrolByHand(h);
@@ -370,9 +370,12 @@ describe("a global hub with a region that has its own hub", () => {
     expect(Buffer.compare(served.body, bytes)).toBe(0);
     expect((await call<{ bundle: { version: number | null } }>(h.admin, "GET", `/v1/clusters/${CLUSTER}/intents`)).body.bundle.version).toBe(7);
 
-    // Cut off: its clusters' bundles come from this hub again, level-triggered.
+    // Cut off: its clusters' bundles come from this hub again, level-triggered, newer than the
+    // region's hub's (version 7), which its agents hold: an older one they would refuse as a rollback.
     await revokeKey(h.hub.context.trust, keyIdOf(bundleKey.publicKey), "eu-west hub compromised");
+    expect(await h.hub.context.regions!.bundleFor(CLUSTER)).toBeUndefined();
     await eventually("a bundle this hub signed for the cluster", () => ((bundles.version(CLUSTER) ?? 0) > own ? true : undefined));
+    expect(bundles.version(CLUSTER)).toBe(8);
     expect((await call<{ bundle: number | null }>(h.admin, "GET", `/v1/clusters/${CLUSTER}`)).body.bundle).toBe(bundles.version(CLUSTER));
   }, 60_000);
 });

@@ -64,11 +64,18 @@ export interface BundleOptions {
    * hub is cut off, its clusters get bundles from here level-triggered (the refresh).
    */
   readonly signedElsewhere?: (q: Queryable) => Promise<ReadonlySet<string>>;
+  /**
+   * The versions another signer gave these clusters' bundles, which their agents may hold (a
+   * cut-off region's hub, as its parent last mirrored them): a bundle made here is newer,
+   * or the agents would refuse it as a rollback (default none).
+   */
+  readonly versionFloors?: (q: Queryable, clusters: readonly string[]) => Promise<ReadonlyMap<string, number>>;
 }
 
 type Waiter = (version: number) => void;
 
 const NONE: ReadonlySet<string> = new Set();
+const NO_FLOORS: ReadonlyMap<string, number> = new Map();
 
 export class BundleService {
   private readonly current = new Map<string, Current>();
@@ -258,20 +265,20 @@ export class BundleService {
     expires: Date,
     context: AuditContext,
   ): Promise<{ item: BundleItem; bundle: PublishedBundle; correlationId: string }[]> {
-    // Versions come from the database row (locked), so that they grow whichever hub writes.
+    // Versions come from the database row (locked), so that they grow whichever hub writes,
+    // and pass any other signer's (versionFloors).
+    const clusters = batch.map((b) => b.cluster);
     const versions = new Map(
-      (await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM bundles WHERE cluster = ANY($1) FOR UPDATE", [batch.map((b) => b.cluster)])).map((r) => [
-        r.cluster,
-        Number(r.version),
-      ]),
+      (await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM bundles WHERE cluster = ANY($1) FOR UPDATE", [clusters])).map((r) => [r.cluster, Number(r.version)]),
     );
+    const floors = (await this.options.versionFloors?.(tx, clusters)) ?? NO_FLOORS;
     // One JSON parameter per batch, not seven per row: PostgreSQL (and PGlite above all)
     // parses one document far faster than thousands of bound parameters.
     const rows: { c: string; v: number; t: string; e: string; x: string }[] = [];
     const published: { item: BundleItem; bundle: PublishedBundle; correlationId: string }[] = [];
     const signing = performance.now();
     for (const item of batch) {
-      const version = (versions.get(item.cluster) ?? 0) + 1;
+      const version = Math.max(versions.get(item.cluster) ?? 0, floors.get(item.cluster) ?? 0) + 1;
       // The facts its manifests are rendered with, and their hash: per cluster, so in the signed metadata.
       const facts = this.federation.facts.get(item.cluster);
       const signed = signMetadata(

@@ -27,7 +27,7 @@ import type { Hub } from "./route.js";
 import { createServer } from "./server.js";
 import { TokenService } from "./tokens.js";
 import { openRegionalFederation, type RegionalOptions } from "./regional/open.js";
-import { Regions, regionsWithHubs } from "./regional/parent.js";
+import { mirroredVersionFloors, Regions, regionsWithHubs } from "./regional/parent.js";
 import { RegionalRole } from "./regional/role.js";
 import { RegionalRenewal } from "./regional/renewal.js";
 import { parentEndpoint, type RegionalCredentials } from "./regional/credentials.js";
@@ -181,7 +181,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       federation,
       identity,
       await loadSigningKey(db, options.operatorKey, "bundles"),
-      { validityMs: options.bundleValidityMs ?? DEFAULT_BUNDLE_VALIDITY_MS, now, ...(regional === undefined ? { signedElsewhere: regionsWithHubs } : {}) },
+      { validityMs: options.bundleValidityMs ?? DEFAULT_BUNDLE_VALIDITY_MS, now, ...(regional === undefined ? { signedElsewhere: regionsWithHubs, versionFloors: mirroredVersionFloors } : {}) },
       audit,
     );
     // Bundles name the root that lists their key; a new root that rotates or revokes a key

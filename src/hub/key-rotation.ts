@@ -210,13 +210,18 @@ async function markRevoked(tx: Queryable, ids: readonly string[], reason: string
 /**
  * A region whose delegated key is revoked is cut off at this hub: its regional hub (link,
  * summaries, mirror refused), its CAs (the certificates they issued refused), the bundles it
- * sent up (no longer served to its agents), and every certificate of its clusters (they enrol
+ * sent up (no longer served to its agents; their versions kept, which this hub's next bundles pass), and every certificate of its clusters (they enrol
  * again, with join tokens from this hub). It comes back by enrolling again.
  */
 async function cutOffRegion(tx: Queryable, region: string, now: Date): Promise<{ regionalHub: boolean; authorities: string[]; bundlesDropped: number; certificatesRevoked: number }> {
   const hubs = await tx.query("UPDATE regional_hubs SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING region", [now, region]);
   const authorities = await tx.query<{ serial: string }>("UPDATE regional_authorities SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING serial", [now, region]);
-  const bundles = await tx.query("DELETE FROM regional_bundles WHERE region = $1 RETURNING cluster", [region]);
+  // No longer served; each row's version stays, so that the bundles this hub makes for the
+  // region's clusters from now on are newer than the ones their agents hold.
+  const bundles = await tx.query(
+    "UPDATE regional_bundles SET bytes = NULL, envelope = NULL, target_hash = NULL WHERE region = $1 AND (bytes IS NOT NULL OR envelope IS NOT NULL) RETURNING cluster",
+    [region],
+  );
   await dropUnusedTargets(tx);
   // Every certificate of the region's clusters, wherever it was issued: the region's CA could
   // have minted one for a key it chose and had it renewed here from the federation CA.

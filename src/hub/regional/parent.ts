@@ -393,6 +393,12 @@ export async function regionsWithHubs(q: Queryable): Promise<ReadonlySet<string>
   return new Set((await q.query<{ region: string }>("SELECT region FROM regional_hubs WHERE revoked_at IS NULL")).map((r) => r.region));
 }
 
+/** The versions of the bundles regional hubs signed for these clusters, as last mirrored here (kept when a region is cut off). */
+export async function mirroredVersionFloors(q: Queryable, clusters: readonly string[]): Promise<ReadonlyMap<string, number>> {
+  const rows = await q.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE cluster = ANY($1)", [clusters]);
+  return new Map(rows.map((r) => [r.cluster, Number(r.version)]));
+}
+
 /** Conflicts recorded in this hub's database (the global hub's: reported by its regions; a regional hub's: its own). */
 export async function listConflicts(db: Database, region?: string): Promise<Conflict[]> {
   const rows = await db.query<{ id: string; region: string; layer_id: string; detected_at: Date; detected_by: string; reason: string; resolution: string; reverted_version: number | null }>(
