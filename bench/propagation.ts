@@ -16,7 +16,7 @@
  */
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
@@ -35,6 +35,31 @@ export const files = (names: string[]) => names.map((n) => ({ name: n, content: 
 export function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? "0") / 1024;
+}
+
+/** CPU seconds a process has used, user and system (Linux /proc; ticks of 10 ms). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // After the command's name: state (field 3) first, so utime and stime (fields 14, 15) are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/**
+ * The CPU the hub processes and this process (its agents' threads) use from now until the
+ * function returned is called, and the wall time: on two cores, what the simulated fleet
+ * takes from the hubs.
+ */
+export function cpuWindow(pids: readonly number[]): () => string {
+  const total = () => pids.reduce((t, pid) => t + cpuSeconds(pid), 0);
+  const hubs = total();
+  const self = process.cpuUsage();
+  const start = performance.now();
+  return () => {
+    const used = process.cpuUsage(self);
+    const wall = (performance.now() - start) / 1000;
+    return `CPU from before the apply to the last agent's bundle (${wall.toFixed(1)} s of wall time, ${(wall * cpus().length).toFixed(1)} core-seconds on ${cpus().length} cores): the hubs ${(total() - hubs).toFixed(1)} s, the simulated agents (this process) ${((used.user + used.system) / 1e6).toFixed(1)} s`;
+  };
 }
 
 /** Runs `work(i)` for i in [0, n), `parallel` at a time; returns the seconds it took. */
@@ -165,7 +190,9 @@ export async function benchPropagation(): Promise<Record<string, number>> {
 
     profile("change");
     const change = globalChange();
+    const cpu = cpuWindow(hubs.map((h) => h.process.pid!));
     const { t0, applyMs, times, allVerifiedMs, refused } = await fleet.change(() => again(() => call(admin, "POST", "/v1/apply", { files: [{ name: "global.yaml", content: change }] })));
+    const used = cpu();
     profileStop();
     // The change's audit entries (served once under a signed head, within a second or two).
     await new Promise((r) => setTimeout(r, 2500));
@@ -190,6 +217,7 @@ export async function benchPropagation(): Promise<Record<string, number>> {
     console.log(
       `  this process had verified all ${n} bundles, one after another on each of its ${fleet.threadCount} threads, ${fmt(allVerifiedMs)} ms after the apply was sent; refused: ${refused}`,
     );
+    console.log(`  ${used}`);
   } finally {
     await fleet?.close();
     closeConnections();
