@@ -119,6 +119,9 @@ describe("a regional hub", () => {
     agent = await startAgent({ dataDir: join_(scratch, "agent"), hubUrl: regional.url, fallbackUrls: [global.hub.url], caPem: regional.caPem, cluster: CLUSTER, joinToken: join, webhookPort: 0, pollWaitSeconds: 2 });
     await eventually("the agent enforces a bundle", () => agent!.health().bundleVersion ?? undefined);
     expect(policies().map((p) => p.name)).toContain("require-team-label");
+    // Newer than the one the global hub signed at its registration, before the region had a
+    // hub, which an agent of the cluster could hold (an older one it would refuse as a rollback).
+    expect(agent.health().bundleVersion).toBeGreaterThan(global.hub.context.bundles.version(CLUSTER)!);
     expect(agent.health().bundleHub).toBe(regional.url);
     // Its certificate was issued by the region's CA (an intermediate under the federation's root).
     const certificate = readFileSync(join_(scratch, "agent", "identity", "cert.pem"), "utf8");

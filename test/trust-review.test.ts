@@ -356,22 +356,28 @@ describe("a global hub with a region that has its own hub", () => {
     expect(bundles.version(CLUSTER)).toBe(own);
     // Nor does the level-triggered refresh make one.
     expect(await bundles.refresh([CLUSTER, "us-east-1"])).toEqual([]);
+    // The change undone: the bundle this hub signed at registration names the cluster's set again.
+    await call(h.admin, "POST", "/v1/apply", { files: [global] });
+    expect(bundles.version(CLUSTER)).toBe(own);
     const published = (await call<{ items: { entry: { region: string } }[] }>(h.admin, "GET", "/v1/audit/entries?kind=bundles.published&limit=1000")).body.items;
     expect(published.filter((i) => i.entry.region === "eu-west")).toHaveLength(1); // the registration's
+    expect(bundles.signedMetadata(CLUSTER)?.targetHash).toBe(h.hub.context.federation.effectiveFor(CLUSTER).hash);
 
     // What the hub shows and serves for the cluster: the bundle its region's hub signed, as sent up.
     const bytes = await sendUp(asHub, enrolled, bundleKey.privateKey, 7);
     expect((await call<{ bundle: number | null }>(h.admin, "GET", `/v1/clusters/${CLUSTER}`)).body.bundle).toBe(7);
     expect((await call<{ items: { name: string; bundle: number | null }[] }>(h.admin, "GET", "/v1/clusters")).body.items.map((c) => [c.name, c.bundle])).toEqual([
       [CLUSTER, 7],
-      ["us-east-1", usEast + 1],
+      ["us-east-1", usEast + 2],
     ]);
     const served = await call<Buffer>(h.admin, "GET", `/v1/clusters/${CLUSTER}/bundle`, undefined, { raw: true, binary: true });
     expect(Buffer.compare(served.body, bytes)).toBe(0);
     expect((await call<{ bundle: { version: number | null } }>(h.admin, "GET", `/v1/clusters/${CLUSTER}/intents`)).body.bundle.version).toBe(7);
 
     // Cut off: its clusters' bundles come from this hub again, level-triggered, newer than the
-    // region's hub's (version 7), which its agents hold: an older one they would refuse as a rollback.
+    // region's hub's (version 7), which its agents hold: an older one they would refuse as a
+    // rollback. The one held here (version 1, the cluster's set again) is made again under
+    // the root that revokes the region's key, newer than 7.
     await revokeKey(h.hub.context.trust, keyIdOf(bundleKey.publicKey), "eu-west hub compromised");
     expect(await h.hub.context.regions!.bundleFor(CLUSTER)).toBeUndefined();
     await eventually("a bundle this hub signed for the cluster", () => ((bundles.version(CLUSTER) ?? 0) > own ? true : undefined));

@@ -105,6 +105,12 @@ export interface Mirror {
     readonly labels: Readonly<Record<string, string>>;
     readonly facts: unknown;
     readonly revoked: boolean;
+    /**
+     * The newest version of the cluster's bundle signed by the parent (before the region had
+     * a hub, or while it was cut off), which its agent may hold: the regional hub's bundles
+     * for it are newer. Absent when there is none, and from an older parent.
+     */
+    readonly bundleVersion?: number;
   }[];
   /**
    * Certificates the parent issued for the region's clusters after the mirror request's

@@ -67,7 +67,8 @@ export interface BundleOptions {
   /**
    * The versions another signer gave these clusters' bundles, which their agents may hold (a
    * cut-off region's hub, as its parent last mirrored them): a bundle made here is newer,
-   * or the agents would refuse it as a rollback (default none).
+   * or the agents would refuse it as a rollback (default none). A cut-off is a revocation,
+   * whose new root makes every bundle due.
    */
   readonly versionFloors?: (q: Queryable, clusters: readonly string[]) => Promise<ReadonlyMap<string, number>>;
 }
@@ -86,6 +87,8 @@ export class BundleService {
   private rootVersion = 0;
   /** Bundles that name an older root than this are made again (a key rotated or revoked). */
   private requiredRootVersion = 0;
+  /** Versions another signer gave clusters' bundles, as told (raiseFloors): the bundles made here are newer. */
+  private readonly floors = new Map<string, number>();
 
   constructor(
     private readonly db: Database,
@@ -109,6 +112,15 @@ export class BundleService {
     // Bundles from before roots (naming none) are made again once, so that their agents
     // move to verifying under the root at their next bundle.
     this.requiredRootVersion = Math.max(this.requiredRootVersion, resign ? rootVersion : 1);
+  }
+
+  /**
+   * Versions another signer gave these clusters' bundles, which their agents may hold (a
+   * regional hub: its parent's, from the mirror, for the agents that held the global hub's
+   * bundles before their region had a hub): the next bundle made here for each is newer.
+   */
+  raiseFloors(versions: Iterable<readonly [string, number]>): void {
+    for (const [cluster, version] of versions) if (version > (this.floors.get(cluster) ?? 0)) this.floors.set(cluster, version);
   }
 
   /** Loads bundle rows written since `since` (another process's, or our own), and wakes their waiters. */
@@ -149,11 +161,15 @@ export class BundleService {
     return this.federation.facts.key(cluster);
   }
 
-  /** Whether a cluster's bundle must be made again: none, another policy set, other facts, or half its validity gone. */
+  /**
+   * Whether a cluster's bundle must be made again: none, another policy set, other facts,
+   * another key or root, half its validity gone, or not newer than another signer's (raiseFloors).
+   */
   due(cluster: string, setHash: string): boolean {
     const held = this.current.get(cluster);
     return (
       held === undefined ||
+      held.version <= (this.floors.get(cluster) ?? 0) ||
       held.targetHash !== setHash ||
       held.factsKey !== this.factsKey(cluster) ||
       held.keyId !== this.key.keyId ||
@@ -271,14 +287,15 @@ export class BundleService {
     const versions = new Map(
       (await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM bundles WHERE cluster = ANY($1) FOR UPDATE", [clusters])).map((r) => [r.cluster, Number(r.version)]),
     );
-    const floors = (await this.options.versionFloors?.(tx, clusters)) ?? NO_FLOORS;
+    const stored = (await this.options.versionFloors?.(tx, clusters)) ?? NO_FLOORS;
+    const floor = (cluster: string) => Math.max(stored.get(cluster) ?? 0, this.floors.get(cluster) ?? 0);
     // One JSON parameter per batch, not seven per row: PostgreSQL (and PGlite above all)
     // parses one document far faster than thousands of bound parameters.
     const rows: { c: string; v: number; t: string; e: string; x: string }[] = [];
     const published: { item: BundleItem; bundle: PublishedBundle; correlationId: string }[] = [];
     const signing = performance.now();
     for (const item of batch) {
-      const version = Math.max(versions.get(item.cluster) ?? 0, floors.get(item.cluster) ?? 0) + 1;
+      const version = Math.max(versions.get(item.cluster) ?? 0, floor(item.cluster)) + 1;
       // The facts its manifests are rendered with, and their hash: per cluster, so in the signed metadata.
       const facts = this.federation.facts.get(item.cluster);
       const signed = signMetadata(

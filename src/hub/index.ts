@@ -206,7 +206,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     await bundles.refresh(federation.clusters.keys());
     const changes = new Changes(federation, identity, bundles, audit);
     const reports = new Reports(db, audit, now);
-    const regions = regional === undefined ? new Regions(db, federation, identity, changes, trust, bundles.key.publicKeyPem, audit, now) : undefined;
+    const regions = regional === undefined ? new Regions(db, federation, identity, changes, trust, bundles.key.publicKeyPem, audit, now, (cluster) => bundles.version(cluster)) : undefined;
     const residency = new Residency(db, audit, hubPlace(options.zone, regional?.region), regions, now);
     const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now, trust, residency, new RegionalRenewal(regional, db, identity, audit, { dataDir: options.dataDir, operatorKey: options.operatorKey }, now));
     const context: Hub = {

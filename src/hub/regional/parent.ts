@@ -54,6 +54,8 @@ export class Regions {
     private readonly bundleKeyPem: string,
     private readonly audit: AuditLog,
     private readonly now: () => Date,
+    /** The version of the bundle this hub signed for a cluster, if any (BundleService.version). */
+    private readonly bundleVersion: (cluster: string) => number | undefined = () => undefined,
   ) {}
 
   async mintToken(region: string, ttlMs: number, names: { readonly hostnames: readonly string[]; readonly allowLoopback: boolean }, context: AuditContext): Promise<{ id: string; token: string; region: string; expiresAt: string; hostnames: readonly string[]; allowLoopback: boolean }> {
@@ -204,7 +206,10 @@ export class Regions {
   async mirror(region: string, certificatesAfter = new Date(0)): Promise<Mirror> {
     const clusters = [...this.federation.clusters.values()]
       .filter((c) => c.region === region)
-      .map((c) => ({ name: c.name, labels: c.labels, facts: this.federation.facts.get(c.name) ?? null, revoked: c.revokedAt !== null }));
+      .map((c) => {
+        const bundleVersion = this.bundleVersion(c.name);
+        return { name: c.name, labels: c.labels, facts: this.federation.facts.get(c.name) ?? null, revoked: c.revokedAt !== null, ...(bundleVersion === undefined ? {} : { bundleVersion }) };
+      });
     const issued = await this.db.query<CertificateRow>(
       `SELECT ${CERTIFICATE_COLUMNS} FROM certificates
        WHERE region = $1 AND issued_here AND issued_at > $2 AND issued_at <= $3 ORDER BY issued_at LIMIT 1000`,
@@ -393,9 +398,13 @@ export async function regionsWithHubs(q: Queryable): Promise<ReadonlySet<string>
   return new Set((await q.query<{ region: string }>("SELECT region FROM regional_hubs WHERE revoked_at IS NULL")).map((r) => r.region));
 }
 
-/** The versions of the bundles regional hubs signed for these clusters, as last mirrored here (kept when a region is cut off). */
+/** The versions of the bundles a cut-off region's hub signed for these clusters, as last mirrored here (kept when the copies were dropped). */
 export async function mirroredVersionFloors(q: Queryable, clusters: readonly string[]): Promise<ReadonlyMap<string, number>> {
-  const rows = await q.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE cluster = ANY($1)", [clusters]);
+  if (clusters.length === 0) return new Map();
+  const rows = await q.query<{ cluster: string; version: string }>(
+    "SELECT cluster, version::text AS version FROM regional_bundles WHERE cluster = ANY($1) AND bytes IS NULL AND envelope IS NULL",
+    [clusters],
+  );
   return new Map(rows.map((r) => [r.cluster, Number(r.version)]));
 }
 

@@ -167,6 +167,8 @@ export class RegionalRole {
       const [mirrored] = await this.db.query<{ after: Date | null }>("SELECT max(issued_at) AS after FROM certificates WHERE NOT issued_here");
       const after = mirrored?.after === null || mirrored?.after === undefined ? "" : `?certificatesAfter=${encodeURIComponent(new Date(mirrored.after).toISOString())}`;
       const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", `/v1/region/mirror${after}`, undefined, { timeoutMs: 10_000 })).body;
+      // Bundles made here for a cluster pass the version its agent may hold from the parent.
+      this.bundles.raiseFloors(mirror.clusters.flatMap((c) => (c.bundleVersion === undefined ? [] : [[c.name, c.bundleVersion] as const])));
       const generation = this.federation.generation;
       await this.reconciler.pull(mirror);
       // A change pulled in this round has just woken this hub's long polls: the bundles it
