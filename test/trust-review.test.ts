@@ -189,7 +189,10 @@ describe("what a region sends up, judged by the global hub", () => {
   beforeAll(async () => {
     h = await federation("claims");
     await call(h.admin, "POST", "/v1/clusters", { name: "us-east-1", region: "us-east", labels: {} });
-    rootVersion = (await h.hub.context.trust.delegateRegion("eu-west", createPublicKey(euWest.privateKey).export({ type: "spki", format: "pem" }).toString())).signed.version;
+    const bundleKeyPem = createPublicKey(euWest.privateKey).export({ type: "spki", format: "pem" }).toString();
+    rootVersion = (await h.hub.context.trust.delegateRegion("eu-west", bundleKeyPem)).signed.version;
+    // Its hub, as enrolment records it: summaries are taken from a region with a hub in good standing.
+    await h.hub.context.db.query("INSERT INTO regional_hubs (region, serial, public_key_sha256, bundle_key_pem, audit_key_pem, enrolled_at) VALUES ('eu-west', '01', 'unused', $1, $1, now())", [bundleKeyPem]);
   });
 
   /** A bundle as a region's hub signs it, base64. */
@@ -275,6 +278,10 @@ describe("what a region sends up, judged by the global hub", () => {
       `bundle: the target sent as ${nine.hash} does not hash to that name: the bundles naming it are not taken`,
       `bundle: the bundle for cluster ${CLUSTER} names target ${nine.hash}, which the summary does not carry`,
     ]);
+    // Metadata with anything after its line: what would be served is not what was judged.
+    const junk = Buffer.concat([Buffer.from(eight.envelope, "base64"), Buffer.from("junk")]).toString("base64");
+    answer = await regions.receive("eu-west", { ...summary([]), bundles: [{ cluster: CLUSTER, version: 8, envelope: junk, target: eight.hash }], targets: [{ hash: eight.hash, bytes: eight.target.toString("base64") }] });
+    expect(answer.refused).toEqual([`bundle: the metadata sent for cluster ${CLUSTER} is not one line ending in a newline`]);
     // A bundle naming a target other than the one its signed metadata names.
     const other = split(10);
     answer = await regions.receive("eu-west", { ...summary([]), bundles: [{ cluster: CLUSTER, version: 10, envelope: other.envelope, target: eight.hash }], targets: [{ hash: eight.hash, bytes: eight.target.toString("base64") }] });
@@ -373,6 +380,9 @@ describe("a global hub with a region that has its own hub", () => {
     const served = await call<Buffer>(h.admin, "GET", `/v1/clusters/${CLUSTER}/bundle`, undefined, { raw: true, binary: true });
     expect(Buffer.compare(served.body, bytes)).toBe(0);
     expect((await call<{ bundle: { version: number | null } }>(h.admin, "GET", `/v1/clusters/${CLUSTER}/intents`)).body.bundle.version).toBe(7);
+    // The mirror tells the region's hub the newest version the cluster's agent may hold (one
+    // enrolled again starts from an empty database): the region's last, not this hub's 1.
+    expect((await h.hub.context.regions!.mirror("eu-west")).clusters.find((c) => c.name === CLUSTER)?.bundleVersion).toBe(7);
 
     // Cut off: its clusters' bundles come from this hub again, level-triggered, newer than the
     // region's hub's (version 7), which its agents hold: an older one they would refuse as a
@@ -424,6 +434,9 @@ describe("a region whose delegated key is revoked", () => {
 
     const result = await revokeKey(h.hub.context.trust, keyIdOf(bundleKey.publicKey), "eu-west hub compromised");
     expect(await h.hub.context.regions!.bundleFor(CLUSTER)).toBeUndefined();
+    // A summary let in before the revocation and taken in after it is refused whole: it would
+    // otherwise serve the cut-off hub's bundles again.
+    await expect(h.hub.context.regions!.receive("eu-west", { certificates: [], bundles: [], status: {}, compliance: {}, conflicts: [] })).rejects.toThrow(/revoked or enrolled again while its summary came in/);
     const mirror = await refused(call(asHub, "GET", "/v1/region/mirror"));
     expect([mirror.status, mirror.message]).toEqual([403, expect.stringMatching(/region eu-west's hub was revoked at .* \(its delegated key was revoked\)/)]);
     const pushed = await refused(call(asHub, "POST", "/v1/region/summary", { certificates: [], bundles: [], status: {}, compliance: {}, conflicts: [] }));

@@ -106,8 +106,9 @@ export interface Mirror {
     readonly facts: unknown;
     readonly revoked: boolean;
     /**
-     * The newest version of the cluster's bundle signed by the parent (before the region had
-     * a hub, or while it was cut off), which its agent may hold: the regional hub's bundles
+     * The newest version of the cluster's bundle its agent may hold, as the parent knows it:
+     * the parent's own (signed before the region had a hub, or while it was cut off) or the
+     * last one a hub of the region sent up (one enrolled before). The regional hub's bundles
      * for it are newer. Absent when there is none, and from an older parent.
      */
     readonly bundleVersion?: number;

@@ -67,10 +67,10 @@ export interface BundleOptions {
   /**
    * The versions another signer gave these clusters' bundles, which their agents may hold (a
    * cut-off region's hub, as its parent last mirrored them): a bundle made here is newer,
-   * or the agents would refuse it as a rollback (default none). A cut-off is a revocation,
-   * whose new root makes every bundle due.
+   * or the agents would refuse it as a rollback, and one held here that is not is made again
+   * by the refresh, read from the database (a hub restarted after a cut-off), default none.
    */
-  readonly versionFloors?: (q: Queryable, clusters: readonly string[]) => Promise<ReadonlyMap<string, number>>;
+  readonly versionFloors?: (q: Queryable) => Promise<ReadonlyMap<string, number>>;
 }
 
 type Waiter = (version: number) => void;
@@ -163,13 +163,14 @@ export class BundleService {
 
   /**
    * Whether a cluster's bundle must be made again: none, another policy set, other facts,
-   * another key or root, half its validity gone, or not newer than another signer's (raiseFloors).
+   * another key or root, half its validity gone, or not newer than another signer's (`floor`,
+   * and raiseFloors).
    */
-  due(cluster: string, setHash: string): boolean {
+  due(cluster: string, setHash: string, floor = 0): boolean {
     const held = this.current.get(cluster);
     return (
       held === undefined ||
-      held.version <= (this.floors.get(cluster) ?? 0) ||
+      held.version <= Math.max(floor, this.floors.get(cluster) ?? 0) ||
       held.targetHash !== setHash ||
       held.factsKey !== this.factsKey(cluster) ||
       held.keyId !== this.key.keyId ||
@@ -249,17 +250,19 @@ export class BundleService {
   async refresh(clusters: Iterable<string>, context: AuditContext = { actor: "hub", correlationId: newCorrelationId() }): Promise<string[]> {
     const generation = this.federation.generation;
     const elsewhere = await this.signedElsewhere(this.db);
+    let floors: ReadonlyMap<string, number> | undefined;
     const items: BundleItem[] = [];
     for (const cluster of clusters) {
       const record = this.federation.clusters.get(cluster);
       if (record === undefined || elsewhere.has(record.region)) continue;
+      floors ??= (await this.options.versionFloors?.(this.db)) ?? NO_FLOORS;
       let set;
       try {
         set = this.federation.effectiveFor(cluster);
       } catch {
         continue; // layers that do not combine never get a bundle: the last good one stays
       }
-      if (!this.due(cluster, set.hash)) continue;
+      if (!this.due(cluster, set.hash, floors.get(cluster))) continue;
       const held = this.current.get(cluster);
       const same = held !== undefined && held.targetHash === set.hash && held.correlationId !== null;
       items.push({ cluster, region: record.region, set, ...(same ? { correlationId: held.correlationId! } : {}) });
@@ -287,7 +290,7 @@ export class BundleService {
     const versions = new Map(
       (await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM bundles WHERE cluster = ANY($1) FOR UPDATE", [clusters])).map((r) => [r.cluster, Number(r.version)]),
     );
-    const stored = (await this.options.versionFloors?.(tx, clusters)) ?? NO_FLOORS;
+    const stored = (await this.options.versionFloors?.(tx)) ?? NO_FLOORS;
     const floor = (cluster: string) => Math.max(stored.get(cluster) ?? 0, this.floors.get(cluster) ?? 0);
     // One JSON parameter per batch, not seven per row: PostgreSQL (and PGlite above all)
     // parses one document far faster than thousands of bound parameters.

@@ -687,6 +687,7 @@ CREATE INDEX certificates_region_issued ON certificates (region, issued_at) WHER
 ALTER TABLE regional_bundles ALTER COLUMN bytes DROP NOT NULL;
 ALTER TABLE regional_bundles ADD COLUMN envelope bytea;
 ALTER TABLE regional_bundles ADD COLUMN target_hash text;
+CREATE INDEX regional_bundles_target ON regional_bundles (target_hash);
 CREATE TABLE regional_targets (
   hash text PRIMARY KEY,
   bytes bytea NOT NULL,

@@ -123,7 +123,9 @@ export class Regions {
       );
       await tx.query("DELETE FROM regional_heads WHERE region = $1", [request.region]);
       // Bundles the region's previous hub sent up are not this one's to stand by.
-      await tx.query("DELETE FROM regional_bundles WHERE region = $1", [request.region]);
+      // The copies of the hub enrolled before are not served; their versions stay, which the
+      // new hub's bundles pass (the mirror's bundleVersion), or its agents would refuse them.
+      await tx.query("UPDATE regional_bundles SET bytes = NULL, envelope = NULL, target_hash = NULL WHERE region = $1", [request.region]);
       await dropUnusedTargets(tx);
       await this.audit.record(tx, [
         {
@@ -204,10 +206,15 @@ export class Regions {
 
   /** What a regional hub mirrors: the global layer, its region layer as held here, its region's clusters. */
   async mirror(region: string, certificatesAfter = new Date(0)): Promise<Mirror> {
+    const mirrored = new Map(
+      (await this.db.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE region = $1", [region])).map((r) => [r.cluster, Number(r.version)]),
+    );
     const clusters = [...this.federation.clusters.values()]
       .filter((c) => c.region === region)
       .map((c) => {
-        const bundleVersion = this.bundleVersion(c.name);
+        // What its agent may hold: this hub's newest bundle for it, or the region's hub's (one enrolled before, say).
+        const held = Math.max(this.bundleVersion(c.name) ?? 0, mirrored.get(c.name) ?? 0);
+        const bundleVersion = held === 0 ? undefined : held;
         return { name: c.name, labels: c.labels, facts: this.federation.facts.get(c.name) ?? null, revoked: c.revokedAt !== null, ...(bundleVersion === undefined ? {} : { bundleVersion }) };
       });
     const issued = await this.db.query<CertificateRow>(
@@ -221,13 +228,19 @@ export class Regions {
   }
 
   /** A summary from a regional hub: recorded; its region layer applied (or the conflict said); its head checked. */
-  async receive(region: string, summary: RegionalSummary): Promise<SummaryAnswer> {
+  async receive(region: string, summary: RegionalSummary, serial?: string): Promise<SummaryAnswer> {
     const started = performance.now();
     const now = this.now();
     const context: AuditContext = { actor: `regional-hub:${region}`, correlationId: newCorrelationId() };
     const refused: string[] = [];
     await this.db.transaction(async (tx) => {
-      await tx.query("UPDATE regional_hubs SET last_seen = $1, summary = $2 WHERE region = $3", [now, JSON.stringify({ status: summary.status, compliance: summary.compliance, at: now.toISOString() }), region]);
+      // The hub's standing again, on the locked row: a revocation or an enrolment committed
+      // since the request was let in (it waited for this row) refuses the whole summary.
+      const standing = await tx.query(
+        `UPDATE regional_hubs SET last_seen = $1, summary = $2 WHERE region = $3 AND revoked_at IS NULL ${serial === undefined ? "" : "AND serial = $4"} RETURNING region`,
+        [now, JSON.stringify({ status: summary.status, compliance: summary.compliance, at: now.toISOString() }), region, ...(serial === undefined ? [] : [serial])],
+      );
+      if (standing.length === 0) throw forbidden(`region ${region}'s hub was revoked or enrolled again while its summary came in: the summary is not taken`);
       // Certificates: only those one of the region's CAs (issued here, not revoked) signed for one of its clusters.
       const refusals: { what: string; why: string }[] = [];
       const authorities = (await tx.query<{ certificate_pem: string }>("SELECT certificate_pem FROM regional_authorities WHERE region = $1 AND revoked_at IS NULL", [region])).map((r) => new X509Certificate(r.certificate_pem));
@@ -398,12 +411,13 @@ export async function regionsWithHubs(q: Queryable): Promise<ReadonlySet<string>
   return new Set((await q.query<{ region: string }>("SELECT region FROM regional_hubs WHERE revoked_at IS NULL")).map((r) => r.region));
 }
 
-/** The versions of the bundles a cut-off region's hub signed for these clusters, as last mirrored here (kept when the copies were dropped). */
-export async function mirroredVersionFloors(q: Queryable, clusters: readonly string[]): Promise<ReadonlyMap<string, number>> {
-  if (clusters.length === 0) return new Map();
+/**
+ * The versions of the bundles the hubs of regions with no hub now (cut off) signed for their
+ * clusters, as last mirrored here (kept when the copies were dropped): what their agents may hold.
+ */
+export async function mirroredVersionFloors(q: Queryable): Promise<ReadonlyMap<string, number>> {
   const rows = await q.query<{ cluster: string; version: string }>(
-    "SELECT cluster, version::text AS version FROM regional_bundles WHERE cluster = ANY($1) AND bytes IS NULL AND envelope IS NULL",
-    [clusters],
+    "SELECT b.cluster, b.version::text AS version FROM regional_bundles b WHERE NOT EXISTS (SELECT 1 FROM regional_hubs h WHERE h.region = b.region AND h.revoked_at IS NULL)",
   );
   return new Map(rows.map((r) => [r.cluster, Number(r.version)]));
 }

@@ -3,9 +3,7 @@
  * parent's mirror (the global layer, its region's clusters, its region layer as the parent
  * holds it) and brings its own database to it, then sends its summary up (its region layer
  * when the parent has not accepted that version, the certificates its CA issued, the
- * bundles it signed, its log's newest signed head with a consistency proof, counts; the
- * bundles of a change the round itself pulled wait for the next round, so that sending them
- * does not compete with answering the long polls that change woke). A
+ * bundles it signed, its log's newest signed head with a consistency proof, counts). A
  * round that fails changes nothing: the next one starts again from what the databases hold,
  * so no update is lost however long the parent is away.
  *
@@ -71,8 +69,6 @@ export class RegionalRole {
   /** The last refusal of the parent's roots audited (each reason once). */
   private rootRefused: string | undefined;
   private readonly wake: MirrorWake;
-  /** Whether the last round left its bundles for this one (a round defers them at most once in a row). */
-  private deferredBundles = false;
 
   constructor(
     private readonly db: Database,
@@ -169,17 +165,12 @@ export class RegionalRole {
       const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", `/v1/region/mirror${after}`, undefined, { timeoutMs: 10_000 })).body;
       // Bundles made here for a cluster pass the version its agent may hold from the parent.
       this.bundles.raiseFloors(mirror.clusters.flatMap((c) => (c.bundleVersion === undefined ? [] : [[c.name, c.bundleVersion] as const])));
-      const generation = this.federation.generation;
       await this.reconciler.pull(mirror);
-      // A change pulled in this round has just woken this hub's long polls: the bundles it
-      // signed go up with the next round (at most one round later), not while those are answered.
-      const deferBundles = this.federation.generation !== generation && !this.deferredBundles;
-      this.deferredBundles = deferBundles;
       await this.residency?.follow(mirror.residency);
       // Clusters revoked here that the parent does not know revoked yet: the registry is its.
       const parentRevoked = new Map(mirror.clusters.map((c) => [c.name, c.revoked]));
       const revoked = [...this.federation.clusters.values()].filter((c) => c.revokedAt !== null && parentRevoked.get(c.name) === false).map((c) => c.name);
-      await this.push(mirror.headSize, revoked, !deferBundles);
+      await this.push(mirror.headSize, revoked);
       // Its delegation and CA, before they expire (the new root arrives with the next round).
       await this.renewal?.renewIfDue(this.trust.root);
       this.connected = true;
@@ -192,7 +183,7 @@ export class RegionalRole {
   }
 
   /** `recorded`: the size of this log's newest head the parent holds (what the proof starts from). */
-  private async push(recorded: number, revoked: readonly string[], withBundles: boolean): Promise<void> {
+  private async push(recorded: number, revoked: readonly string[]): Promise<void> {
     const started = performance.now();
     const link = await this.link();
     const region = this.federation.layers.get(`region/${this.region}`);
@@ -202,7 +193,7 @@ export class RegionalRole {
       `SELECT ${CERTIFICATE_COLUMNS} FROM certificates WHERE issued_here AND issued_at > $1 ORDER BY issued_at LIMIT 5000`,
       [since],
     );
-    const { bundles, targets, last } = withBundles ? await this.changedBundles({ revision: link.sent_bundle_revision, cluster: link.sent_bundle_cluster }) : { bundles: [], targets: [], last: undefined };
+    const { bundles, targets, last } = await this.changedBundles({ revision: link.sent_bundle_revision, cluster: link.sent_bundle_cluster });
     const head = await this.audit.latestHead().catch(() => undefined);
     let proof: string[] = [];
     if (head !== undefined && recorded > 0 && head.treeSize > recorded) proof = [...(await this.audit.consistencyProof(recorded, head.treeSize)).proof];

@@ -19,7 +19,7 @@ import type { Queryable } from "../../store/database.js";
 import { judgeBundle, type ClaimContext } from "./claims.js";
 
 const STATEMENT_BYTES = 32 * 1024 * 1024;
-const TARGETS_LOCK = 7_346_202; // "polity" regional targets (migrations hold 7_346_201, keys 203, the audit log 204)
+const TARGETS_LOCK = 7_346_232; // "polity" regional targets (the other hub locks: 201 to 204, 215, 221, 231)
 
 type Refusal = { what: "bundle"; why: string };
 
@@ -50,6 +50,11 @@ export async function storeSentBundles(tx: Queryable, summary: RegionalSummary, 
         continue;
       }
       const head = Buffer.from(b.envelope!, "base64");
+      // The metadata line and nothing after it: what is judged is what is kept and served.
+      if (head.indexOf(10) !== head.length - 1) {
+        refusals.push({ what: "bundle", why: `the metadata sent for cluster ${b.cluster} is not one line ending in a newline` });
+        continue;
+      }
       let bundle: Bundle;
       try {
         bundle = { envelope: decodeBundle(head).envelope, target };

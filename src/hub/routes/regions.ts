@@ -77,7 +77,7 @@ export const REGION_ROUTES = [
     body: regionalSummary,
     async handle(hub, call) {
       await hub.residency.recordHubZone(regionOf(call), call.body.zone);
-      return { body: await parent(hub).receive(regionOf(call), call.body) };
+      return { body: await parent(hub).receive(regionOf(call), call.body, call.principal.kind === "regional-hub" ? call.principal.serial : undefined) };
     },
   }),
   route({
