@@ -65,10 +65,12 @@ export interface BundleOptions {
    */
   readonly signedElsewhere?: (q: Queryable) => Promise<ReadonlySet<string>>;
   /**
-   * The versions another signer gave these clusters' bundles, which their agents may hold (a
-   * cut-off region's hub, as its parent last mirrored them): a bundle made here is newer,
-   * or the agents would refuse it as a rollback, and one held here that is not is made again
-   * by the refresh, read from the database (a hub restarted after a cut-off), default none.
+   * The versions another signer gave clusters' bundles, which their agents may hold: on a
+   * global hub, a cut-off region's hub's, as last mirrored (read from the database, so a hub
+   * restarted after a cut-off has them); on a regional hub, the parent's, as its mirror says
+   * (for agents that held the global hub's bundles before their region had a hub). A bundle
+   * made here is newer, or the agents would refuse it as a rollback, and one held here that
+   * is not is made again by the refresh. Default none.
    */
   readonly versionFloors?: (q: Queryable) => Promise<ReadonlyMap<string, number>>;
 }
@@ -87,8 +89,6 @@ export class BundleService {
   private rootVersion = 0;
   /** Bundles that name an older root than this are made again (a key rotated or revoked). */
   private requiredRootVersion = 0;
-  /** Versions another signer gave clusters' bundles, as told (raiseFloors): the bundles made here are newer. */
-  private readonly floors = new Map<string, number>();
 
   constructor(
     private readonly db: Database,
@@ -112,15 +112,6 @@ export class BundleService {
     // Bundles from before roots (naming none) are made again once, so that their agents
     // move to verifying under the root at their next bundle.
     this.requiredRootVersion = Math.max(this.requiredRootVersion, resign ? rootVersion : 1);
-  }
-
-  /**
-   * Versions another signer gave these clusters' bundles, which their agents may hold (a
-   * regional hub: its parent's, from the mirror, for the agents that held the global hub's
-   * bundles before their region had a hub): the next bundle made here for each is newer.
-   */
-  raiseFloors(versions: Iterable<readonly [string, number]>): void {
-    for (const [cluster, version] of versions) if (version > (this.floors.get(cluster) ?? 0)) this.floors.set(cluster, version);
   }
 
   /** Loads bundle rows written since `since` (another process's, or our own), and wakes their waiters. */
@@ -163,14 +154,13 @@ export class BundleService {
 
   /**
    * Whether a cluster's bundle must be made again: none, another policy set, other facts,
-   * another key or root, half its validity gone, or not newer than another signer's (`floor`,
-   * and raiseFloors).
+   * another key or root, half its validity gone, or not newer than another signer's (`floor`).
    */
   due(cluster: string, setHash: string, floor = 0): boolean {
     const held = this.current.get(cluster);
     return (
       held === undefined ||
-      held.version <= Math.max(floor, this.floors.get(cluster) ?? 0) ||
+      held.version <= floor ||
       held.targetHash !== setHash ||
       held.factsKey !== this.factsKey(cluster) ||
       held.keyId !== this.key.keyId ||
@@ -290,15 +280,14 @@ export class BundleService {
     const versions = new Map(
       (await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM bundles WHERE cluster = ANY($1) FOR UPDATE", [clusters])).map((r) => [r.cluster, Number(r.version)]),
     );
-    const stored = (await this.options.versionFloors?.(tx)) ?? NO_FLOORS;
-    const floor = (cluster: string) => Math.max(stored.get(cluster) ?? 0, this.floors.get(cluster) ?? 0);
+    const floors = (await this.options.versionFloors?.(tx)) ?? NO_FLOORS;
     // One JSON parameter per batch, not seven per row: PostgreSQL (and PGlite above all)
     // parses one document far faster than thousands of bound parameters.
     const rows: { c: string; v: number; t: string; e: string; x: string }[] = [];
     const published: { item: BundleItem; bundle: PublishedBundle; correlationId: string }[] = [];
     const signing = performance.now();
     for (const item of batch) {
-      const version = Math.max(versions.get(item.cluster) ?? 0, floor(item.cluster)) + 1;
+      const version = Math.max(versions.get(item.cluster) ?? 0, floors.get(item.cluster) ?? 0) + 1;
       // The facts its manifests are rendered with, and their hash: per cluster, so in the signed metadata.
       const facts = this.federation.facts.get(item.cluster);
       const signed = signMetadata(

@@ -176,12 +176,14 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
       await loadCas();
     };
     const federation = new Federation(db, now);
+    // A regional hub's: the bundle versions its parent's mirror gives its clusters (src/hub/regional/role.ts).
+    const parentVersions = new Map<string, number>();
     const bundles = new BundleService(
       db,
       federation,
       identity,
       await loadSigningKey(db, options.operatorKey, "bundles"),
-      { validityMs: options.bundleValidityMs ?? DEFAULT_BUNDLE_VALIDITY_MS, now, ...(regional === undefined ? { signedElsewhere: regionsWithHubs, versionFloors: mirroredVersionFloors } : {}) },
+      { validityMs: options.bundleValidityMs ?? DEFAULT_BUNDLE_VALIDITY_MS, now, versionFloors: regional === undefined ? mirroredVersionFloors : async () => parentVersions, ...(regional === undefined ? { signedElsewhere: regionsWithHubs } : {}) },
       audit,
     );
     // Bundles name the root that lists their key; a new root that rotates or revokes a key
@@ -208,7 +210,7 @@ export async function startHub(options: HubOptions): Promise<RunningHub> {
     const reports = new Reports(db, audit, now);
     const regions = regional === undefined ? new Regions(db, federation, identity, changes, trust, bundles.key.publicKeyPem, audit, now, (cluster) => bundles.version(cluster)) : undefined;
     const residency = new Residency(db, audit, hubPlace(options.zone, regional?.region), regions, now);
-    const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now, trust, residency, new RegionalRenewal(regional, db, identity, audit, { dataDir: options.dataDir, operatorKey: options.operatorKey }, now));
+    const role = regional === undefined ? undefined : new RegionalRole(db, federation, changes, bundles, audit, regional, options.regional?.linkIntervalMs ?? 2_000, now, trust, parentVersions, residency, new RegionalRenewal(regional, db, identity, audit, { dataDir: options.dataDir, operatorKey: options.operatorKey }, now));
     const context: Hub = {
       ...(regions === undefined ? {} : { regions }),
       ...(role === undefined ? {} : { regional: role }),

@@ -24,7 +24,7 @@ import { newCorrelationId, type AuditContext } from "./audit-log.js";
 import { listKeys, type KeyPurpose, type KeyRow } from "./keys.js";
 import { badRequest, conflict, notFound } from "./status.js";
 import type { TrustService } from "./trust.js";
-import { dropUnusedTargets } from "./regional/sent-bundles.js";
+import { dropRegionCopies } from "./regional/sent-bundles.js";
 
 export const ROTATABLE: readonly KeyPurpose[] = ["root", "bundles", "audit-log"];
 
@@ -216,13 +216,7 @@ async function markRevoked(tx: Queryable, ids: readonly string[], reason: string
 async function cutOffRegion(tx: Queryable, region: string, now: Date): Promise<{ regionalHub: boolean; authorities: string[]; bundlesDropped: number; certificatesRevoked: number }> {
   const hubs = await tx.query("UPDATE regional_hubs SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING region", [now, region]);
   const authorities = await tx.query<{ serial: string }>("UPDATE regional_authorities SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING serial", [now, region]);
-  // No longer served; each row's version stays, so that the bundles this hub makes for the
-  // region's clusters from now on are newer than the ones their agents hold.
-  const bundles = await tx.query(
-    "UPDATE regional_bundles SET bytes = NULL, envelope = NULL, target_hash = NULL WHERE region = $1 AND (bytes IS NOT NULL OR envelope IS NOT NULL) RETURNING cluster",
-    [region],
-  );
-  await dropUnusedTargets(tx);
+  const bundles = await dropRegionCopies(tx, region);
   // Every certificate of the region's clusters, wherever it was issued: the region's CA could
   // have minted one for a key it chose and had it renewed here from the federation CA.
   const certificates = await tx.query("UPDATE certificates SET revoked_at = $1 WHERE region = $2 AND revoked_at IS NULL RETURNING serial", [now, region]);

@@ -35,7 +35,7 @@ import type { TrustService } from "../trust.js";
 import { declaredResidency } from "../residency.js";
 import { CERTIFICATE_COLUMNS, certificateOnWire, type CertificateRow } from "./certificate-rows.js";
 import { certificateRefusal, conflictRefusal, reportedBy, type ClaimContext } from "./claims.js";
-import { dropUnusedTargets, mirroredBundle, storeSentBundles } from "./sent-bundles.js";
+import { dropRegionCopies, regionVersions, storedBundle, storeSentBundles } from "./sent-bundles.js";
 import { timings } from "../timings.js";
 
 const HUB_CERTIFICATE_TTL_MS = 365 * 24 * 3600 * 1000;
@@ -122,11 +122,9 @@ export class Regions {
         [request.region, hub.serial, keyHash(request.hubPublicKeyPem), request.bundleKeyPem, request.auditKeyPem, now],
       );
       await tx.query("DELETE FROM regional_heads WHERE region = $1", [request.region]);
-      // Bundles the region's previous hub sent up are not this one's to stand by.
-      // The copies of the hub enrolled before are not served; their versions stay, which the
-      // new hub's bundles pass (the mirror's bundleVersion), or its agents would refuse them.
-      await tx.query("UPDATE regional_bundles SET bytes = NULL, envelope = NULL, target_hash = NULL WHERE region = $1", [request.region]);
-      await dropUnusedTargets(tx);
+      // Bundles the region's previous hub sent up are not this one's to stand by (their
+      // versions stay: the new hub's pass them, through the mirror's bundleVersion).
+      await dropRegionCopies(tx, request.region);
       await this.audit.record(tx, [
         {
           kind: "regional-hub.enrolled",
@@ -206,9 +204,7 @@ export class Regions {
 
   /** What a regional hub mirrors: the global layer, its region layer as held here, its region's clusters. */
   async mirror(region: string, certificatesAfter = new Date(0)): Promise<Mirror> {
-    const mirrored = new Map(
-      (await this.db.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE region = $1", [region])).map((r) => [r.cluster, Number(r.version)]),
-    );
+    const mirrored = await regionVersions(this.db, region);
     const clusters = [...this.federation.clusters.values()]
       .filter((c) => c.region === region)
       .map((c) => {
@@ -257,7 +253,7 @@ export class Regions {
       }
       // Bundles: decoded and verified under the current root's delegation for the region, the
       // cluster, region and version read from their signed metadata (claims.ts); refused ones audited.
-      const held = new Map((await tx.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE region = $1", [region])).map((r) => [r.cluster, Number(r.version)]));
+      const held = await regionVersions(tx, region);
       const claims: ClaimContext = { region, federation: this.identity.federation, root: this.trust.root, regionOf: (c) => this.federation.clusters.get(c)?.region, heldVersion: (c) => held.get(c), now };
       refusals.push(...(await storeSentBundles(tx, summary, claims, now)));
       // Conflicts: about the region's own layer only, bounded, recorded as the region's claim.
@@ -384,7 +380,7 @@ export class Regions {
 
   /** The bundle a region's hub signed for this cluster, as mirrored here; undefined when there is none. */
   async bundleFor(cluster: string): Promise<{ version: number; bytes: Buffer } | undefined> {
-    return mirroredBundle(this.db, cluster);
+    return storedBundle(this.db, cluster);
   }
 
   /**

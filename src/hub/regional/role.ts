@@ -80,6 +80,8 @@ export class RegionalRole {
     private readonly intervalMs: number,
     private readonly now: () => Date,
     private readonly trust: TrustService,
+    /** The bundle versions the parent's mirror gives this region's clusters (the bundle service's floors). */
+    private readonly parentVersions: Map<string, number>,
     private readonly residency?: Residency,
     private readonly renewal?: RegionalRenewal,
   ) {
@@ -164,7 +166,7 @@ export class RegionalRole {
       const after = mirrored?.after === null || mirrored?.after === undefined ? "" : `?certificatesAfter=${encodeURIComponent(new Date(mirrored.after).toISOString())}`;
       const mirror = (await call<Mirror>(parentEndpoint(this.credentials), "GET", `/v1/region/mirror${after}`, undefined, { timeoutMs: 10_000 })).body;
       // Bundles made here for a cluster pass the version its agent may hold from the parent.
-      this.bundles.raiseFloors(mirror.clusters.flatMap((c) => (c.bundleVersion === undefined ? [] : [[c.name, c.bundleVersion] as const])));
+      for (const c of mirror.clusters) if (c.bundleVersion !== undefined) this.parentVersions.set(c.name, c.bundleVersion);
       await this.reconciler.pull(mirror);
       await this.residency?.follow(mirror.residency);
       // Clusters revoked here that the parent does not know revoked yet: the registry is its.

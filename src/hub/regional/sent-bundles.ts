@@ -130,8 +130,27 @@ export async function dropUnusedTargets(tx: Queryable): Promise<void> {
   await tx.query("DELETE FROM regional_targets t WHERE NOT EXISTS (SELECT 1 FROM regional_bundles b WHERE b.target_hash = t.hash)");
 }
 
+/**
+ * A region's copies no longer served (its hub cut off or enrolled again): each row's version
+ * stays, which the bundles signed for its clusters from now on pass. The clusters dropped.
+ */
+export async function dropRegionCopies(tx: Queryable, region: string): Promise<string[]> {
+  const dropped = await tx.query<{ cluster: string }>(
+    "UPDATE regional_bundles SET bytes = NULL, envelope = NULL, target_hash = NULL WHERE region = $1 AND (bytes IS NOT NULL OR envelope IS NOT NULL) RETURNING cluster",
+    [region],
+  );
+  await dropUnusedTargets(tx);
+  return dropped.map((r) => r.cluster);
+}
+
+/** The version of each of a region's clusters' bundles as kept here (served or dropped). */
+export async function regionVersions(q: Queryable, region: string): Promise<Map<string, number>> {
+  const rows = await q.query<{ cluster: string; version: string }>("SELECT cluster, version::text AS version FROM regional_bundles WHERE region = $1", [region]);
+  return new Map(rows.map((r) => [r.cluster, Number(r.version)]));
+}
+
 /** The bundle a region's hub signed for this cluster, as this hub keeps it; undefined when there is none. */
-export async function mirroredBundle(q: Queryable, cluster: string): Promise<{ version: number; bytes: Buffer } | undefined> {
+export async function storedBundle(q: Queryable, cluster: string): Promise<{ version: number; bytes: Buffer } | undefined> {
   const [row] = await q.query<{ version: string; bytes: Uint8Array | null; envelope: Uint8Array | null; target: Uint8Array | null }>(
     "SELECT b.version::text AS version, b.bytes, b.envelope, t.bytes AS target FROM regional_bundles b LEFT JOIN regional_targets t ON t.hash = b.target_hash WHERE b.cluster = $1",
     [cluster],

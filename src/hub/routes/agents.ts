@@ -6,7 +6,7 @@ import { BUNDLE_MEDIA_TYPE, decodeBundle } from "../../bundle/index.js";
 import { describePrincipal } from "../principal.js";
 import { route, type Answer } from "../route.js";
 import { ApiError } from "../status.js";
-import { auditContext, callingCluster, clusterTarget } from "./shared.js";
+import { auditContext, callingCluster, clusterTarget, mirroredBundleOf } from "./shared.js";
 import type { Regions } from "../regional/parent.js";
 import { sleep } from "../../client/retry.js";
 import { timings } from "../timings.js";
@@ -173,9 +173,9 @@ export const AGENT_ROUTES = [
       const name = call.params.name!;
       const status = await hub.intents.status(name);
       // A region with its own hub: the bundle its agent holds is that hub's (this hub signs none for it).
-      if (hub.regions === undefined || !(await hub.regions.hasHub(hub.federation.clusters.get(name)!.region))) return { body: status };
-      const mirrored = await hub.regions.bundleFor(name);
-      const signed = mirrored === undefined ? undefined : decodeBundle(mirrored.bytes).envelope.signed;
+      const mirrored = await mirroredBundleOf(hub, name);
+      if (mirrored === undefined) return { body: status };
+      const signed = mirrored.bundle === undefined ? undefined : decodeBundle(mirrored.bundle.bytes).envelope.signed;
       return { body: { ...status, bundle: { version: signed?.version ?? null, manifestsHash: signed?.manifestsHash ?? null } } };
     },
   }),

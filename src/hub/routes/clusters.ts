@@ -6,7 +6,7 @@ import { denial, describePrincipal } from "../principal.js";
 import type { AgentStatus } from "../reports.js";
 import { route, type Call, type Hub } from "../route.js";
 import { notFound } from "../status.js";
-import { auditContext, clusterTarget, engine } from "./shared.js";
+import { auditContext, clusterTarget, engine, mirroredBundleOf } from "./shared.js";
 
 const summarize = (set: EffectivePolicySet): EffectiveSummary => ({ hash: set.hash, policies: set.document.policies.length, exceptions: set.document.exceptions.length });
 
@@ -183,8 +183,8 @@ export const CLUSTER_ROUTES = [
     targets: named,
     async handle(hub, call) {
       const name = call.params.name!;
-      const region = hub.federation.clusters.get(name)!.region;
-      const bundle = hub.regions !== undefined && (await hub.regions.hasHub(region)) ? await hub.regions.bundleFor(name) : hub.bundles.bundleBytes(name);
+      const mirrored = await mirroredBundleOf(hub, name);
+      const bundle = mirrored === undefined ? hub.bundles.bundleBytes(name) : mirrored.bundle;
       if (bundle === undefined) throw notFound(`cluster ${call.params.name} has no bundle yet`);
       return { body: bundle.bytes, type: BUNDLE_MEDIA_TYPE, headers: { etag: `"${bundle.version}"` } };
     },

@@ -24,6 +24,15 @@ export function clusterTarget(hub: Hub, name: string): Target & { kind: "cluster
   return { kind: "cluster", cluster: name, region: record.region };
 }
 
+/**
+ * For a cluster of a region with its own hub, the bundle that hub signed, as mirrored here
+ * (`bundle` undefined: none yet); undefined when this hub signs the cluster's bundles.
+ */
+export async function mirroredBundleOf(hub: Hub, cluster: string): Promise<{ bundle: { version: number; bytes: Buffer } | undefined } | undefined> {
+  if (hub.regions === undefined || !(await hub.regions.hasHub(hub.federation.clusters.get(cluster)!.region))) return undefined;
+  return { bundle: await hub.regions.bundleFor(cluster) };
+}
+
 /** A layer as a target: the federation (global), a region, or a cluster (in its region). */
 export function layerTarget(hub: Hub, id: string, region: string | undefined): Target {
   if (id === "global") return { kind: "federation" };
